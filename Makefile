@@ -1,0 +1,57 @@
+# Top-level entry points; CMake does the real build in build/.
+#   make          build the library, tests, demo, bench (and the ORT plugin) + the Python venv
+#   make demo     run the main job: one Qwen3.5-0.8B Gated DeltaNet layer, prefill + decode
+#   make test     every test suite (C, sanitizers are `make asan`, Python, conformance)
+#   make bench    the benchmark suite (writes build/bench/results.json and summary.png)
+#   make asan     the C tests under AddressSanitizer + UndefinedBehaviorSanitizer
+
+BUILD ?= build
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+PYTHON ?= python3
+VENV := .venv
+
+.PHONY: all build venv test test-c demo bench asan tsan install clean
+
+all: build venv
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+test: all
+	./scripts/test
+
+test-c: build
+	./scripts/test --c-only
+
+demo: build
+	./$(BUILD)/linattn-demo
+
+bench: all
+	./scripts/bench
+
+asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLINATTN_SANITIZE=ON -DLINATTN_BUILD_ORT=OFF
+	cmake --build build-asan -j $(JOBS)
+	BUILD=build-asan ./scripts/test --c-only
+
+tsan:
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLINATTN_TSAN=ON -DLINATTN_BUILD_ORT=OFF
+	cmake --build build-tsan -j $(JOBS)
+	BUILD=build-tsan ./scripts/test --c-only
+
+install: build
+	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

@@ -1,0 +1,264 @@
+/*
+ * linattn: CPU kernels for ONNX opset-27 LinearAttention and CausalConvWithState.
+ *
+ * This is the whole public API. Conventions:
+ *  - Every function that can fail returns a linattn_status. On failure a message naming the
+ *    offending argument and the expected shape/value is available from
+ *    linattn_last_error() (thread-local, valid until the next linattn call on that thread),
+ *    and no output buffer has been written.
+ *  - Tensors are passed as linattn_tensor descriptors: a data pointer, a dtype, a rank, dims
+ *    and strides counted in ELEMENTS. All-zero strides mean packed row-major. The innermost
+ *    stride must be 1 (or 0 meaning packed); outer strides may be anything that does not make
+ *    distinct elements overlap, so q, k and v can be views into one fused projection output.
+ *    Recurrent states, weights and biases must be packed.
+ *  - A tensor with zero elements may have data == NULL.
+ *  - Optional inputs are passed as NULL pointers (absent), exactly like an empty ONNX input name.
+ *  - Aliasing: present_state may be the very same buffer as past_state (same data pointer,
+ *    dtype, shape): the state is then updated in place. Any other overlap between an output
+ *    and any input or the other output is rejected with LINATTN_ERROR_INVALID_ARGUMENT.
+ */
+#ifndef LINATTN_H
+#define LINATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(LINATTN_BUILD_SHARED)
+#define LINATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define LINATTN_API __attribute__((visibility("default")))
+#else
+#define LINATTN_API
+#endif
+
+/* ---------------------------------------------------------------- version */
+
+#define LINATTN_VERSION_MAJOR 0
+#define LINATTN_VERSION_MINOR 1
+#define LINATTN_VERSION_PATCH 0
+#define LINATTN_VERSION_STRING "0.1.0"
+/* (major << 16) | (minor << 8) | patch */
+#define LINATTN_VERSION ((LINATTN_VERSION_MAJOR << 16) | (LINATTN_VERSION_MINOR << 8) | LINATTN_VERSION_PATCH)
+
+/* The version of the library actually loaded (compare with LINATTN_VERSION). */
+LINATTN_API uint32_t linattn_version(void);
+LINATTN_API const char* linattn_version_string(void);
+
+/* ---------------------------------------------------------------- status */
+
+typedef enum linattn_status {
+  LINATTN_SUCCESS = 0,
+  LINATTN_ERROR_INVALID_ARGUMENT = 1,  /* shape, dtype, attribute, pointer or aliasing error */
+  LINATTN_ERROR_UNSUPPORTED = 2,       /* valid request this build/CPU cannot serve */
+  LINATTN_ERROR_OUT_OF_MEMORY = 3,
+  LINATTN_ERROR_WORKSPACE_TOO_SMALL = 4,
+  LINATTN_ERROR_INTERNAL = 5
+} linattn_status;
+
+LINATTN_API const char* linattn_status_string(linattn_status status);
+
+/* Message of the last failed call on the calling thread ("" if none). Never NULL. */
+LINATTN_API const char* linattn_last_error(void);
+
+/* ---------------------------------------------------------------- tensors */
+
+typedef enum linattn_dtype {
+  LINATTN_DTYPE_INVALID = 0,
+  LINATTN_DTYPE_F32 = 1,
+  LINATTN_DTYPE_F16 = 2,  /* IEEE binary16 */
+  LINATTN_DTYPE_BF16 = 3  /* bfloat16 */
+} linattn_dtype;
+
+LINATTN_API size_t linattn_dtype_size(linattn_dtype dtype); /* 0 for an invalid dtype */
+LINATTN_API const char* linattn_dtype_name(linattn_dtype dtype);
+
+#define LINATTN_MAX_RANK 4
+
+typedef struct linattn_tensor {
+  void* data;            /* inputs are never written through this pointer */
+  linattn_dtype dtype;
+  int32_t rank;
+  int64_t dims[LINATTN_MAX_RANK];
+  int64_t strides[LINATTN_MAX_RANK]; /* in elements; all zero = packed row-major */
+} linattn_tensor;
+
+/* Fills a packed tensor descriptor (rank <= 4). */
+LINATTN_API linattn_tensor linattn_make_tensor(void* data, linattn_dtype dtype, int32_t rank,
+                                               const int64_t* dims);
+
+/* ---------------------------------------------------------------- context */
+
+typedef enum linattn_isa {
+  LINATTN_ISA_AUTO = 0,      /* best available on this CPU (or the LINATTN_ISA environment variable) */
+  LINATTN_ISA_REFERENCE = 1, /* the reference kernels: the executable spec, slowest */
+  LINATTN_ISA_SCALAR = 2,    /* portable C fused kernels */
+  LINATTN_ISA_AVX2 = 3,      /* x86-64 AVX2 + FMA + F16C */
+  LINATTN_ISA_AVX512 = 4,    /* x86-64 AVX-512 F/BW/VL/DQ (+BF16 when present) */
+  LINATTN_ISA_NEON = 5       /* AArch64 Advanced SIMD */
+} linattn_isa;
+
+LINATTN_API const char* linattn_isa_name(linattn_isa isa);
+/* 1 if this build and this CPU can run the ISA's kernels, else 0. */
+LINATTN_API int linattn_isa_available(linattn_isa isa);
+
+/* A task body: run task number `index` of a parallel region. */
+typedef void (*linattn_task_fn)(void* task_arg, size_t index);
+
+/* A host runtime's parallel-for: must call task(task_arg, i) exactly once for every i in
+ * [0, num_tasks), possibly concurrently, and return only when all calls have returned. */
+typedef void (*linattn_parallel_for_fn)(void* host_data, linattn_task_fn task, void* task_arg,
+                                        size_t num_tasks);
+
+/* Memory hooks (used for the context itself and for workspaces the library allocates).
+ * alloc must return memory aligned to at least `alignment` (a power of two <= 4096) or NULL. */
+typedef void* (*linattn_alloc_fn)(void* user, size_t size, size_t alignment);
+typedef void (*linattn_free_fn)(void* user, void* ptr);
+
+typedef struct linattn_context_options {
+  int32_t num_threads;                 /* 0 = number of online CPUs; 1 = run on the caller only */
+  linattn_parallel_for_fn parallel_for;/* NULL = the built-in pthread pool */
+  void* parallel_for_data;             /* passed as host_data to parallel_for */
+  linattn_isa isa;                     /* LINATTN_ISA_AUTO unless forcing a kernel family */
+  linattn_alloc_fn alloc;              /* NULL = aligned_alloc/free */
+  linattn_free_fn free;
+  void* alloc_user;
+} linattn_context_options;
+
+typedef struct linattn_context linattn_context;
+
+LINATTN_API void linattn_context_options_init(linattn_context_options* options);
+
+/* options may be NULL (defaults). With the built-in pool, num_threads - 1 worker threads are
+ * started here. With LINATTN_ISA_AUTO the environment variable LINATTN_ISA (reference, scalar,
+ * avx2, avx512, neon) forces a kernel family; forcing one the CPU lacks is
+ * LINATTN_ERROR_UNSUPPORTED.
+ * Thread safety: a context may be used by several threads at once; calls that find the
+ * built-in pool busy run on their calling thread alone (same results, bit for bit). */
+LINATTN_API linattn_status linattn_context_create(const linattn_context_options* options,
+                                                  linattn_context** context);
+LINATTN_API void linattn_context_destroy(linattn_context* context);
+LINATTN_API int32_t linattn_context_num_threads(const linattn_context* context);
+LINATTN_API linattn_isa linattn_context_isa(const linattn_context* context);
+
+/* ---------------------------------------------------------------- LinearAttention */
+
+typedef enum linattn_update_rule {
+  LINATTN_UPDATE_INVALID = 0,
+  LINATTN_UPDATE_LINEAR = 1,      /* S += k v^T */
+  LINATTN_UPDATE_GATED = 2,       /* S = exp(g) S + k v^T */
+  LINATTN_UPDATE_DELTA = 3,       /* S += k (beta (v - S^T k))^T */
+  LINATTN_UPDATE_GATED_DELTA = 4  /* S = exp(g) S; S += k (beta (v - S^T k))^T  (ONNX default) */
+} linattn_update_rule;
+
+/* "linear", "gated", "delta", "gated_delta" -> rule; anything else -> LINATTN_UPDATE_INVALID. */
+LINATTN_API linattn_update_rule linattn_update_rule_from_string(const char* name);
+
+/* Flag: accept ONNX Runtime's com.microsoft extensions:
+ *  - inverse GQA: kv_num_heads a multiple of q_num_heads; one output head per kv head; kv head h
+ *    reads query head h / (kv_num_heads / q_num_heads);
+ *  - separate key heads: key width n_k * d_k with kv_num_heads % n_k == 0; kv head h uses key
+ *    head h / (kv_num_heads / n_k).
+ * Without the flag the call follows ai.onnx LinearAttention-27 exactly and rejects both. */
+#define LINATTN_LA_ORT_CONTRIB 1u
+
+typedef struct linattn_linear_attention_desc {
+  linattn_update_rule update_rule;
+  int64_t q_num_heads;
+  int64_t kv_num_heads;
+  float scale;        /* 0 = 1/sqrt(d_k); any other value is used as is */
+  int64_t chunk_size; /* tuning hint only (ONNX attribute); results never depend on it */
+  uint32_t flags;     /* LINATTN_LA_* */
+} linattn_linear_attention_desc;
+
+/* Defaults of the ONNX attributes: gated_delta, scale 0, chunk_size 64, flags 0. Heads are 0
+ * (must be set). */
+LINATTN_API void linattn_linear_attention_desc_init(linattn_linear_attention_desc* desc);
+
+/* Shapes (B = batch, T = tokens, d_k = query width / q_num_heads, d_v = value width / kv_num_heads):
+ *   query   (B, T, H_q * d_k)                 T-type (f32/f16/bf16)
+ *   key     (B, T, H_kv * d_k)  [ORT: n_k * d_k]
+ *   value   (B, T, H_kv * d_v)
+ *   past_state    (B, H_kv, d_k, d_v)  S-type, optional (absent = zeros), packed
+ *   decay   (B, T, H_kv) or (B, T, H_kv * d_k)   log-space; required iff rule is gated/gated_delta
+ *   beta    (B, T, H_kv) or (B, T, 1)            required iff rule is delta/gated_delta
+ *   output  (B, T, max(H_q, H_kv) * d_v)      T-type
+ *   present_state (B, H_kv, d_k, d_v)  S-type, packed; may be NULL if the caller does not want it;
+ *                                      may be the past_state buffer itself (in-place update).
+ * query, key, value, decay, beta and output share the T dtype. past_state and present_state share
+ * the S dtype; with past_state absent present_state may have any dtype (the ONNX reference uses
+ * the query dtype in that case: pick that for exact ONNX behaviour).
+ * All arithmetic is fp32; the state is fp32 for the whole call and rounded to S once at the end.
+ * workspace: NULL = the library allocates what it needs through the context's allocator; else at
+ * least linattn_linear_attention_workspace_size() bytes, 64-byte aligned. */
+LINATTN_API linattn_status linattn_linear_attention(
+    linattn_context* context, const linattn_linear_attention_desc* desc,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const linattn_tensor* past_state, const linattn_tensor* decay, const linattn_tensor* beta,
+    const linattn_tensor* output, const linattn_tensor* present_state,
+    void* workspace, size_t workspace_size);
+
+/* Same arguments (validated the same way); stores the workspace bytes the call needs. */
+LINATTN_API linattn_status linattn_linear_attention_workspace_size(
+    linattn_context* context, const linattn_linear_attention_desc* desc,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const linattn_tensor* past_state, const linattn_tensor* decay, const linattn_tensor* beta,
+    const linattn_tensor* output, const linattn_tensor* present_state, size_t* workspace_size);
+
+/* Shape inference from the input shapes alone (for runtimes and bindings): validates the
+ * attributes and query/key/value dims and stores output dims (B, T, W) and state dims
+ * (B, H_kv, d_k, d_v). */
+LINATTN_API linattn_status linattn_linear_attention_infer_shapes(
+    const linattn_linear_attention_desc* desc, const int64_t query_dims[3],
+    const int64_t key_dims[3], const int64_t value_dims[3], int64_t output_dims[3],
+    int64_t state_dims[4]);
+
+/* ---------------------------------------------------------------- CausalConvWithState */
+
+typedef enum linattn_activation {
+  LINATTN_ACTIVATION_INVALID = 0,
+  LINATTN_ACTIVATION_NONE = 1,
+  LINATTN_ACTIVATION_SILU = 2  /* x * sigmoid(x); ONNX "silu" and its alias "swish" */
+} linattn_activation;
+
+/* "none", "silu", "swish" -> activation; anything else -> LINATTN_ACTIVATION_INVALID. */
+LINATTN_API linattn_activation linattn_activation_from_string(const char* name);
+
+typedef struct linattn_causal_conv_desc {
+  linattn_activation activation;
+  int64_t dilation;      /* ORT contrib; 1 (or 0, read as 1) for ai.onnx */
+  int32_t channels_last; /* ORT contrib: input/output (B, L, C), states (B, (k-1)*dilation, C) */
+} linattn_causal_conv_desc;
+
+/* activation none, dilation 1, channels first. */
+LINATTN_API void linattn_causal_conv_desc_init(linattn_causal_conv_desc* desc);
+
+/* Shapes (S = (k - 1) * dilation):
+ *   input   (B, C, L)   [channels_last: (B, L, C)]       T-type, any outer strides
+ *   weight  (C, 1, k)   k >= 1, packed
+ *   bias    (C)         optional, packed
+ *   past_state    (B, C, S) [channels_last: (B, S, C)]  optional (absent = zeros), packed
+ *   output  like input                                   any outer strides
+ *   present_state like past_state; may be NULL (not wanted) or the past_state buffer itself.
+ * All tensors share one dtype. output = act(round_T(bias + sum_j w[j] x[t - (k-1-j)*dilation]))
+ * with fp32 accumulation; present_state = the last S positions of concat(past, input). */
+LINATTN_API linattn_status linattn_causal_conv_with_state(
+    linattn_context* context, const linattn_causal_conv_desc* desc,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* past_state, const linattn_tensor* output,
+    const linattn_tensor* present_state, void* workspace, size_t workspace_size);
+
+LINATTN_API linattn_status linattn_causal_conv_with_state_workspace_size(
+    linattn_context* context, const linattn_causal_conv_desc* desc,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* past_state, const linattn_tensor* output,
+    const linattn_tensor* present_state, size_t* workspace_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LINATTN_H */

@@ -1,0 +1,461 @@
+/*
+ * ONNX Runtime custom-op library: registration, schemas and output type/shape inference.
+ *
+ * RegisterCustomOps adds two custom-op domains to the session options:
+ *   "com.microsoft": LinearAttention and CausalConvWithState version 1 (ORT's contrib ops, with
+ *                    inverse GQA / separate key heads, dilation and channels_last);
+ *   "" (ai.onnx):    LinearAttention and CausalConvWithState from opset 27.
+ * ORT consults a session's custom registries before its own, so these take over the nodes (and
+ * an opset-27 model gets past ORT's "opset under development" load check).
+ *
+ * All inputs and outputs are type-generic (element type UNDEFINED): a single op instance then
+ * serves every dtype combination the schemas allow, including fp16/bf16 activations with an
+ * fp32 state, which one-instance-per-type registration cannot express. ORT then needs the
+ * output type/shape inference function below; it follows the ONNX reference: output has the
+ * query/input type, present_state the past_state type when given, else the query type.
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "linattn_ort.h"
+
+const OrtApi* linattn_ort_api = NULL;
+
+/* ------------------------------------------------------------------ status helpers */
+
+OrtStatus* linattn_ort_error(OrtErrorCode code, const char* fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return linattn_ort_api->CreateStatus(code, msg);
+}
+
+OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn_status status) {
+  OrtErrorCode code = ORT_FAIL;
+  switch (status) {
+    case LINATTN_SUCCESS: return NULL;
+    case LINATTN_ERROR_INVALID_ARGUMENT: code = ORT_INVALID_ARGUMENT; break;
+    case LINATTN_ERROR_UNSUPPORTED: code = ORT_NOT_IMPLEMENTED; break;
+    default: code = ORT_RUNTIME_EXCEPTION; break;
+  }
+  return linattn_ort_error(code, "%s (linattn): %s: %s", op->label, linattn_status_string(status),
+                           linattn_last_error());
+}
+
+linattn_dtype linattn_ort_dtype(ONNXTensorElementDataType type) {
+  switch (type) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return LINATTN_DTYPE_F32;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return LINATTN_DTYPE_F16;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16: return LINATTN_DTYPE_BF16;
+    default: return LINATTN_DTYPE_INVALID;
+  }
+}
+
+/* ------------------------------------------------------------------ schema callbacks */
+
+static const ort_op* as_op(const OrtCustomOp* op) { return (const ort_op*)op; }
+
+static const char* ORT_API_CALL op_name(const OrtCustomOp* op) {
+  return as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? "LinearAttention" : "CausalConvWithState";
+}
+
+static const char* ORT_API_CALL op_provider(const OrtCustomOp* op) {
+  (void)op;
+  return NULL; /* CPU execution provider */
+}
+
+static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) {
+  return as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? 6 : 4;
+}
+
+/* com.microsoft.CausalConvWithState declares a third, optional output (state_update, CUDA
+ * only); declaring it lets such a node reach our kernel, which then says clearly that linattn
+ * does not produce it, instead of failing graph resolution. */
+static size_t ORT_API_CALL op_output_count(const OrtCustomOp* op) {
+  const ort_op* o = as_op(op);
+  return (o->kind == ORT_OP_CAUSAL_CONV && o->contrib) ? 3 : 2;
+}
+
+static ONNXTensorElementDataType ORT_API_CALL op_io_type(const OrtCustomOp* op, size_t index) {
+  (void)op;
+  (void)index;
+  return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+}
+
+/* LinearAttention: query, key, value required; past_state, decay, beta optional.
+ * CausalConvWithState: input, weight required; bias, past_state optional. */
+static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_input_characteristic(const OrtCustomOp* op,
+                                                                                   size_t index) {
+  size_t required = as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? 3 : 2;
+  return index < required ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+}
+
+static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_output_characteristic(const OrtCustomOp* op,
+                                                                                    size_t index) {
+  (void)op;
+  return index < 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+}
+
+static OrtMemType ORT_API_CALL op_input_memory_type(const OrtCustomOp* op, size_t index) {
+  (void)op;
+  (void)index;
+  return OrtMemTypeDefault;
+}
+
+static int ORT_API_CALL op_start_version(const OrtCustomOp* op) { return as_op(op)->start_version; }
+
+static int ORT_API_CALL op_end_version(const OrtCustomOp* op) {
+  (void)op;
+  return INT_MAX;
+}
+
+/* ------------------------------------------------------------------ inference helpers */
+
+#define INFER_MAX_RANK 8
+
+typedef struct infer_input {
+  int present; /* input given with a defined element type */
+  ONNXTensorElementDataType type;
+  size_t rank; /* 0 also when the shape is unknown */
+  int64_t dims[INFER_MAX_RANK];      /* -1 = unknown */
+  const char* names[INFER_MAX_RANK]; /* symbolic name or "" */
+} infer_input;
+
+/* One output dimension: a value >= 0, or a symbolic name (NULL = unknown, a fresh name is made). */
+typedef struct infer_dim {
+  int64_t value;
+  const char* name;
+} infer_dim;
+
+static infer_dim dim_known(int64_t v) {
+  infer_dim d = {v, NULL};
+  return d;
+}
+
+static infer_dim dim_unknown(void) {
+  infer_dim d = {-1, NULL};
+  return d;
+}
+
+static infer_dim dim_of(const infer_input* in, size_t axis) {
+  infer_dim d = {-1, NULL};
+  if (!in->present || axis >= in->rank) return d;
+  if (in->dims[axis] >= 0) {
+    d.value = in->dims[axis];
+  } else if (in->names[axis] && in->names[axis][0]) {
+    d.name = in->names[axis];
+  }
+  return d;
+}
+
+static OrtStatus* read_input(OrtShapeInferContext* ic, size_t count, size_t index, infer_input* out) {
+  const OrtApi* api = linattn_ort_api;
+  memset(out, 0, sizeof *out);
+  if (index >= count) return NULL;
+  OrtTensorTypeAndShapeInfo* info = NULL; /* owned by the context: never released here */
+  OrtStatus* st = api->ShapeInferContext_GetInputTypeShape(ic, index, &info);
+  if (st) {
+    api->ReleaseStatus(st); /* an absent optional input */
+    return NULL;
+  }
+  if (!info) return NULL;
+  if ((st = api->GetTensorElementType(info, &out->type))) return st;
+  if (out->type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED) return NULL; /* absent optional input */
+  out->present = 1;
+  size_t rank = 0;
+  if ((st = api->GetDimensionsCount(info, &rank))) return st;
+  if (rank > INFER_MAX_RANK) {
+    out->rank = 0; /* treated as unknown: shapes beyond that are not inferred */
+    return NULL;
+  }
+  out->rank = rank;
+  if (rank == 0) return NULL;
+  if ((st = api->GetDimensions(info, out->dims, rank))) return st;
+  if ((st = api->GetSymbolicDimensions(info, out->names, rank))) return st;
+  for (size_t i = 0; i < rank; i++)
+    if (!out->names[i]) out->names[i] = "";
+  return NULL;
+}
+
+static OrtStatus* read_int_attr(OrtShapeInferContext* ic, const char* name, int64_t def, int64_t* value) {
+  const OrtApi* api = linattn_ort_api;
+  const OrtOpAttr* attr = NULL;
+  *value = def;
+  OrtStatus* st = api->ShapeInferContext_GetAttribute(ic, name, &attr);
+  if (st) {
+    api->ReleaseStatus(st); /* not given: the default applies */
+    return NULL;
+  }
+  if (!attr) return NULL;
+  size_t written = 0;
+  int64_t v = def;
+  st = api->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof v, &written);
+  if (st) return st;
+  *value = v;
+  return NULL;
+}
+
+static unsigned long next_unknown_dim_id(void) {
+  static unsigned long counter = 0;
+  return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+}
+
+static OrtStatus* set_output(OrtShapeInferContext* ic, size_t index, ONNXTensorElementDataType type,
+                             size_t rank, const infer_dim* dims) {
+  const OrtApi* api = linattn_ort_api;
+  int64_t values[INFER_MAX_RANK + 1];
+  const char* names[INFER_MAX_RANK + 1];
+  char fresh[INFER_MAX_RANK + 1][40];
+  for (size_t i = 0; i < rank; i++) {
+    if (dims[i].value >= 0) {
+      values[i] = dims[i].value;
+      names[i] = "";
+    } else {
+      /* ORT copies a dimension without a name as its integer value, so an unknown dimension
+       * needs a name; a fresh one promises nothing about equality with other dimensions. */
+      values[i] = -1;
+      if (dims[i].name && dims[i].name[0]) {
+        names[i] = dims[i].name;
+      } else {
+        snprintf(fresh[i], sizeof fresh[i], "linattn_unk_%lu", next_unknown_dim_id());
+        names[i] = fresh[i];
+      }
+    }
+  }
+  OrtTensorTypeAndShapeInfo* info = NULL;
+  OrtStatus* st = api->CreateTensorTypeAndShapeInfo(&info);
+  if (st) return st;
+  if (!(st = api->SetTensorElementType(info, type)) && !(st = api->SetDimensions(info, values, rank)) &&
+      !(st = api->SetSymbolicDimensions(info, names, rank)))
+    st = api->ShapeInferContext_SetOutputTypeShape(ic, index, info);
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
+/* ------------------------------------------------------------------ LinearAttention inference */
+
+/* Picks a concrete stand-in for a B or T dimension shared by query, key and value: the first
+ * known value, else 1 (the dimension passes through unchanged, so the stand-in only has to be
+ * consistent). */
+static int64_t shared_dim(const infer_input* in, size_t n, size_t axis) {
+  for (size_t i = 0; i < n; i++)
+    if (in[i].rank == 3 && in[i].dims[axis] >= 0) return in[i].dims[axis];
+  return 1;
+}
+
+static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  infer_input in[4]; /* query, key, value, past_state */
+  for (size_t i = 0; i < 4; i++)
+    if ((st = read_input(ic, count, i, &in[i]))) return st;
+  if (!in[0].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
+
+  int64_t hq = 0, hkv = 0, window = 0;
+  if ((st = read_int_attr(ic, "q_num_heads", 0, &hq)) || (st = read_int_attr(ic, "kv_num_heads", 0, &hkv)))
+    return st;
+  if (op->contrib && (st = read_int_attr(ic, "state_window", 0, &window))) return st;
+  if (hq <= 0 || hkv <= 0)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attributes q_num_heads and kv_num_heads are required and must be > 0 "
+                             "(got %lld, %lld)",
+                             op->label, (long long)hq, (long long)hkv);
+  if (window < 0 || window > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: state_window must be in [0, 8], got %lld", op->label,
+                             (long long)window);
+
+  for (size_t i = 0; i < 3; i++) {
+    static const char* const names[3] = {"query", "key", "value"};
+    if (in[i].present && in[i].rank != 0 && in[i].rank != 3)
+      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be rank 3 (B, T, heads*dim), got rank %zu",
+                               op->label, names[i], in[i].rank);
+  }
+
+  ONNXTensorElementDataType out_type = in[0].type;
+  ONNXTensorElementDataType state_type = in[3].present ? in[3].type : in[0].type;
+
+  infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
+  infer_dim state[5];
+  size_t s = 0;
+  if (window > 0) state[s++] = dim_known(window);
+  state[s++] = dim_of(&in[0], 0);
+  state[s++] = dim_known(hkv);
+  state[s++] = dim_unknown(); /* d_k */
+  state[s++] = dim_unknown(); /* d_v */
+
+  int widths_known = in[0].rank == 3 && in[1].rank == 3 && in[2].rank == 3 && in[0].dims[2] >= 0 &&
+                     in[1].dims[2] >= 0 && in[2].dims[2] >= 0;
+  if (widths_known) {
+    /* linattn validates heads, divisibility and (for com.microsoft) the key-head rules. */
+    int64_t b = shared_dim(in, 3, 0), t = shared_dim(in, 3, 1);
+    int64_t qd[3], kd[3], vd[3], od[3], sd[4];
+    const infer_input* qkv[3] = {&in[0], &in[1], &in[2]};
+    int64_t* dst[3] = {qd, kd, vd};
+    for (size_t i = 0; i < 3; i++) {
+      dst[i][0] = qkv[i]->dims[0] >= 0 ? qkv[i]->dims[0] : b;
+      dst[i][1] = qkv[i]->dims[1] >= 0 ? qkv[i]->dims[1] : t;
+      dst[i][2] = qkv[i]->dims[2];
+    }
+    linattn_linear_attention_desc desc;
+    linattn_linear_attention_desc_init(&desc);
+    desc.q_num_heads = hq;
+    desc.kv_num_heads = hkv;
+    desc.flags = op->contrib ? LINATTN_LA_ORT_CONTRIB : 0u;
+    linattn_status ls = linattn_linear_attention_infer_shapes(&desc, qd, kd, vd, od, sd);
+    if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+    out[2] = dim_known(od[2]);
+    state[s - 2] = dim_known(sd[2]);
+    state[s - 1] = dim_known(sd[3]);
+  } else {
+    if (in[0].rank == 3 && in[0].dims[2] >= 0 && in[0].dims[2] % hq == 0)
+      state[s - 2] = dim_known(in[0].dims[2] / hq);
+    if (in[2].rank == 3 && in[2].dims[2] >= 0 && in[2].dims[2] % hkv == 0) {
+      int64_t dv = in[2].dims[2] / hkv;
+      state[s - 1] = dim_known(dv);
+      out[2] = dim_known((op->contrib && hkv > hq ? hkv : hq) * dv);
+    }
+  }
+  if ((st = set_output(ic, 0, out_type, 3, out))) return st;
+  return set_output(ic, 1, state_type, s, state);
+}
+
+/* ------------------------------------------------------------------ CausalConvWithState inference */
+
+static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  infer_input x, w;
+  if ((st = read_input(ic, count, 0, &x)) || (st = read_input(ic, count, 1, &w))) return st;
+  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
+
+  int64_t channels_last = 0, dilation = 1, window = 0;
+  if (op->contrib) {
+    if ((st = read_int_attr(ic, "channels_last", 0, &channels_last)) ||
+        (st = read_int_attr(ic, "dilation", 1, &dilation)) || (st = read_int_attr(ic, "state_window", 0, &window)))
+      return st;
+  }
+  if (dilation < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: dilation must be >= 1, got %lld", op->label,
+                             (long long)dilation);
+  if (window < 0 || window > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: state_window must be in [0, 8], got %lld", op->label,
+                             (long long)window);
+
+  if (x.rank != 0 && x.rank < 3)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input must have rank >= 3, got rank %zu", op->label, x.rank);
+
+  /* output: the input's type and shape */
+  size_t rank = x.rank >= 3 ? x.rank : 3;
+  infer_dim out[INFER_MAX_RANK];
+  for (size_t i = 0; i < rank; i++) out[i] = dim_of(&x, i);
+  if ((st = set_output(ic, 0, x.type, rank, out))) return st;
+
+  /* present_state: the sequence axis becomes (k - 1) * dilation */
+  infer_dim len = dim_unknown();
+  if (w.present && w.rank == 3 && w.dims[2] >= 0) {
+    int64_t k = w.dims[2];
+    if (k < 1)
+      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: weight kernel size must be >= 1, got %lld", op->label,
+                               (long long)k);
+    if (k - 1 > 0 && dilation > INT64_MAX / (k - 1))
+      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: (k - 1) * dilation overflows", op->label);
+    len = dim_known((k - 1) * dilation);
+  }
+  infer_dim state[INFER_MAX_RANK + 1];
+  size_t s = 0;
+  if (window > 0) state[s++] = dim_known(window);
+  size_t seq_axis = channels_last ? 1 : rank - 1;
+  for (size_t i = 0; i < rank && s <= INFER_MAX_RANK; i++) state[s++] = i == seq_axis ? len : out[i];
+  return set_output(ic, 1, x.type, s, state);
+}
+
+/* ------------------------------------------------------------------ registration */
+
+static ort_op g_ops[4];
+static OrtCustomOpDomain* g_domain_contrib = NULL;
+static OrtCustomOpDomain* g_domain_onnx = NULL;
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  o->contrib = contrib;
+  o->start_version = contrib ? 1 : 27;
+  if (kind == ORT_OP_LINEAR_ATTENTION)
+    o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27";
+  else
+    o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27";
+  OrtCustomOp* b = &o->base;
+  b->version = ORT_API_VERSION;
+  b->GetName = op_name;
+  b->GetExecutionProviderType = op_provider;
+  b->GetInputType = op_io_type;
+  b->GetInputTypeCount = op_input_count;
+  b->GetOutputType = op_io_type;
+  b->GetOutputTypeCount = op_output_count;
+  b->KernelDestroy = linattn_ort_destroy_kernel;
+  b->GetInputCharacteristic = op_input_characteristic;
+  b->GetOutputCharacteristic = op_output_characteristic;
+  b->GetInputMemoryType = op_input_memory_type;
+  b->CreateKernelV2 = linattn_ort_create_kernel;
+  b->KernelComputeV2 = linattn_ort_compute;
+  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION ? la_infer : conv_infer;
+  b->GetStartVersion = op_start_version;
+  b->GetEndVersion = op_end_version;
+}
+
+/* The domains are made once and kept for the life of the process: ORT requires them to outlive
+ * every session options object and session that uses them, which the library cannot track. */
+static OrtStatus* make_domains(const OrtApi* api) {
+  if (g_domain_contrib && g_domain_onnx) return NULL;
+  init_op(&g_ops[0], ORT_OP_LINEAR_ATTENTION, 1);
+  init_op(&g_ops[1], ORT_OP_CAUSAL_CONV, 1);
+  init_op(&g_ops[2], ORT_OP_LINEAR_ATTENTION, 0);
+  init_op(&g_ops[3], ORT_OP_CAUSAL_CONV, 0);
+  OrtCustomOpDomain* contrib = NULL;
+  OrtCustomOpDomain* onnx = NULL;
+  OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
+  if (!st) st = api->CreateCustomOpDomain("", &onnx);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[0].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[1].base);
+  if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
+  if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
+  if (st) {
+    if (contrib) api->ReleaseCustomOpDomain(contrib);
+    if (onnx) api->ReleaseCustomOpDomain(onnx);
+    return st;
+  }
+  g_domain_contrib = contrib;
+  g_domain_onnx = onnx;
+  return NULL;
+}
+
+__attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
+                                                                                 const OrtApiBase* api_base) {
+  if (!api_base) return NULL;
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (!api) {
+    /* CreateStatus is the first entry of every API version's table. */
+    const OrtApi* v1 = api_base->GetApi(1);
+    return v1 ? v1->CreateStatus(ORT_FAIL, "liblinattn_ort needs ONNX Runtime with C API version >= 21 (1.21+)")
+              : NULL;
+  }
+  pthread_mutex_lock(&g_lock);
+  linattn_ort_api = api;
+  OrtStatus* st = make_domains(api);
+  pthread_mutex_unlock(&g_lock);
+  if (st) return st;
+  if ((st = api->AddCustomOpDomain(options, g_domain_contrib))) return st;
+  return api->AddCustomOpDomain(options, g_domain_onnx);
+}

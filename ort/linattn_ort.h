@@ -1,0 +1,49 @@
+/*
+ * Internal header of the ONNX Runtime custom-op library (liblinattn_ort.so).
+ *
+ * The library registers LinearAttention and CausalConvWithState twice: for ONNX Runtime's
+ * contrib domain "com.microsoft" (version 1, with its extensions) and for the standard domain
+ * "" from opset 27. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
+ * op it is. linattn_ort.c holds the schemas, the type/shape inference and the registration;
+ * linattn_ort_kernels.c holds the kernels (attribute parsing and Compute).
+ */
+#ifndef LINATTN_ORT_H
+#define LINATTN_ORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "linattn.h"
+#include "onnxruntime_c_api.h"
+
+#define LINATTN_ORT_HIDDEN __attribute__((visibility("hidden")))
+
+typedef enum ort_op_kind { ORT_OP_LINEAR_ATTENTION = 0, ORT_OP_CAUSAL_CONV = 1 } ort_op_kind;
+
+typedef struct ort_op {
+  OrtCustomOp base; /* first member: ORT hands us &base */
+  ort_op_kind kind;
+  int contrib;      /* 1 = com.microsoft (ORT extensions), 0 = ai.onnx */
+  int start_version;
+  const char* label; /* "com.microsoft.LinearAttention", "LinearAttention-27", ... for messages */
+} ort_op;
+
+/* The API table of the ONNX Runtime that loaded us (set by RegisterCustomOps). */
+LINATTN_ORT_HIDDEN extern const OrtApi* linattn_ort_api;
+
+/* Status helpers: NULL = success. */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_error(OrtErrorCode code, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Maps a failed linattn call to an ORT status carrying linattn_last_error(). */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn_status status);
+
+/* ONNX element type <-> linattn dtype (LINATTN_DTYPE_INVALID for anything else). */
+LINATTN_ORT_HIDDEN linattn_dtype linattn_ort_dtype(ONNXTensorElementDataType type);
+
+/* Kernel callbacks (linattn_ort_kernels.c). */
+LINATTN_ORT_HIDDEN OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* op, const OrtApi* api,
+                                                                     const OrtKernelInfo* info, void** kernel);
+LINATTN_ORT_HIDDEN OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* context);
+LINATTN_ORT_HIDDEN void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel);
+
+#endif /* LINATTN_ORT_H */

@@ -1,0 +1,43 @@
+"""linattn: Python binding of the linattn C library (ONNX opset-27 LinearAttention and
+CausalConvWithState on the CPU).
+
+    import numpy as np, linattn
+    out, state = linattn.linear_attention(q, k, v, decay=g, beta=b, q_num_heads=16, kv_num_heads=16)
+
+The shared library is loaded on first use (see linattn._lib for where it is looked for).
+Submodules: conformance (ONNX node-test runner), official_cases (writes the official ONNX cases),
+testing (tolerances shared by the runner and the tests).
+"""
+
+from ._lib import LinattnError, library_path
+from ._tensor import BFLOAT16, FLOAT16, FLOAT32
+from .context import Context, available_isas, isa_available, shared_context
+from .ops import ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes
+
+__version__ = "0.1.0"
+
+
+def library_version() -> str:
+    """Version string of the loaded C library."""
+    from . import _lib
+
+    return _lib.lib().linattn_version_string().decode()
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "BFLOAT16",
+    "FLOAT16",
+    "FLOAT32",
+    "UPDATE_RULES",
+    "Context",
+    "LinattnError",
+    "available_isas",
+    "causal_conv_with_state",
+    "isa_available",
+    "library_path",
+    "library_version",
+    "linear_attention",
+    "linear_attention_shapes",
+    "shared_context",
+]

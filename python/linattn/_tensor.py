@@ -1,0 +1,126 @@
+"""numpy arrays <-> linattn_tensor descriptors."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from . import _lib
+
+FLOAT32 = np.dtype(np.float32)
+FLOAT16 = np.dtype(np.float16)
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
+DTYPE_CODES = {FLOAT32: _lib.DTYPE_F32, FLOAT16: _lib.DTYPE_F16, BFLOAT16: _lib.DTYPE_BF16}
+
+
+def resolve_dtype(dtype) -> np.dtype:
+    """np.dtype for float32/float16/bfloat16 (names like "bfloat16" accepted), else TypeError."""
+    if isinstance(dtype, str) and dtype.lower() in ("bfloat16", "bf16"):
+        return BFLOAT16
+    dt = np.dtype(dtype)
+    if dt not in DTYPE_CODES:
+        raise TypeError(f"unsupported dtype {dt}: linattn takes float32, float16 or bfloat16")
+    return dt
+
+
+def as_input_array(value, name: str) -> np.ndarray:
+    """The argument as a native-endian float32/float16/bfloat16 ndarray (no copy when it is one)."""
+    a = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if a.dtype.byteorder not in ("=", "|") and a.dtype.newbyteorder("=") in DTYPE_CODES:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype not in DTYPE_CODES:
+        raise TypeError(f"{name}: unsupported dtype {a.dtype}; linattn takes float32, float16 or bfloat16")
+    if a.ndim > _lib.MAX_RANK:
+        raise _lib.LinattnError(
+            _lib.ERROR_INVALID_ARGUMENT, f"{name}: rank {a.ndim} exceeds {_lib.MAX_RANK}, got shape {a.shape}"
+        )
+    return a
+
+
+def element_strides(a: np.ndarray) -> list[int] | None:
+    """Strides of `a` in elements if linattn accepts its layout as is, else None.
+
+    Accepted (mirrors the library's check): aligned, innermost stride 1 (or extent <= 1),
+    non-negative strides, and, axes of extent > 1 sorted by stride, each stride steps over the
+    whole extent of the axes inside it (so distinct elements never share memory)."""
+    item = a.itemsize
+    if not a.flags.aligned or a.ctypes.data % item:
+        return None
+    if any(s % item for s in a.strides):
+        return None
+    strides = [s // item for s in a.strides]
+    if a.ndim and a.shape[-1] > 1 and strides[-1] != 1:
+        return None
+    if any(s < 0 for s in strides):
+        return None
+    axes = sorted((i for i in range(a.ndim) if a.shape[i] > 1), key=lambda i: strides[i], reverse=True)
+    for outer, inner in zip(axes, axes[1:]):
+        if strides[outer] < strides[inner] * a.shape[inner]:
+            return None
+    return strides
+
+
+def describe(a: np.ndarray, strided: bool) -> _lib.Tensor:
+    """Descriptor of `a`; packed (all-zero strides) unless `strided` and `a` is not C-contiguous.
+    The caller keeps `a` alive and must have made it acceptable (see prepare_input)."""
+    t = _lib.Tensor()
+    t.data = a.ctypes.data if a.size else None
+    t.dtype = DTYPE_CODES[a.dtype]
+    t.rank = a.ndim
+    for i, d in enumerate(a.shape):
+        t.dims[i] = d
+    if strided and not a.flags.c_contiguous:
+        for i, s in enumerate(element_strides(a)):
+            t.strides[i] = s
+    return t
+
+
+def prepare_input(value, name: str, strided: bool) -> np.ndarray | None:
+    """Array to pass for input `name` (None stays None): strided views kept when the library
+    accepts them and `strided`, else a packed copy."""
+    if value is None:
+        return None
+    a = as_input_array(value, name)
+    if a.flags.c_contiguous and a.flags.aligned:
+        return a
+    if strided and element_strides(a) is not None:
+        return a
+    return np.ascontiguousarray(a)
+
+
+class OutputSlot:
+    """An output: either the caller's array (written directly when its layout allows, else through
+    a packed temporary copied back afterwards) or a fresh array."""
+
+    def __init__(self, name: str, shape, dtype: np.dtype, given: np.ndarray | None, strided: bool):
+        self.name = name
+        self.given = given
+        if given is None:
+            self.array = np.empty(tuple(shape), dtype=dtype)
+            return
+        if not isinstance(given, np.ndarray):
+            raise TypeError(f"{name}: out must be a numpy array, got {type(given).__name__}")
+        if given.dtype != dtype:
+            raise _lib.LinattnError(
+                _lib.ERROR_INVALID_ARGUMENT, f"{name}: out has dtype {given.dtype}, expected {dtype}"
+            )
+        if tuple(given.shape) != tuple(shape):
+            raise _lib.LinattnError(
+                _lib.ERROR_INVALID_ARGUMENT, f"{name}: out has shape {given.shape}, expected {tuple(shape)}"
+            )
+        if not given.flags.writeable:
+            raise ValueError(f"{name}: out array is read-only")
+        direct = given.flags.c_contiguous and given.flags.aligned
+        if not direct and strided:
+            direct = element_strides(given) is not None
+        self.array = given if direct else np.empty(given.shape, dtype=dtype)
+
+    def describe(self) -> _lib.Tensor:
+        return describe(self.array, strided=True)
+
+    def finish(self) -> np.ndarray:
+        if self.given is not None and self.array is not self.given:
+            np.copyto(self.given, self.array)
+            return self.given
+        return self.array

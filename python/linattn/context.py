@@ -1,0 +1,106 @@
+"""linattn contexts: thread pool and kernel family (ISA) of a series of calls."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from . import _lib
+
+
+def _isa_code(isa: str | int | None) -> int:
+    if isa is None:
+        return _lib.ISA_AUTO
+    if isinstance(isa, int):
+        if isa not in _lib.ISA_NAMES:
+            raise ValueError(f"unknown isa code {isa}")
+        return isa
+    try:
+        return _lib.ISA_CODES[isa.lower()]
+    except KeyError:
+        raise ValueError(f"unknown isa {isa!r}; expected one of {', '.join(_lib.ISA_CODES)}") from None
+
+
+def isa_available(isa: str) -> bool:
+    """True if this build and this CPU can run the kernel family `isa` ("auto" is always)."""
+    code = _isa_code(isa)
+    return code == _lib.ISA_AUTO or bool(_lib.lib().linattn_isa_available(code))
+
+
+def available_isas() -> list[str]:
+    """Kernel families usable here, e.g. ["reference", "scalar", "avx2", "avx512"]."""
+    return [name for name in _lib.ISA_CODES if name != "auto" and isa_available(name)]
+
+
+class Context:
+    """A linattn_context: `threads` workers (0 = every online CPU, 1 = the caller only) and a kernel
+    family `isa` ("auto" = best for this CPU, or the LINATTN_ISA environment variable).
+
+    A context may be shared by several Python threads. It is released by close(), by leaving a
+    `with` block, or when garbage collected.
+    """
+
+    def __init__(self, threads: int = 0, isa: str = "auto"):
+        self._handle = ctypes.c_void_p()
+        options = _lib.ContextOptions()
+        lib = _lib.lib()
+        lib.linattn_context_options_init(ctypes.byref(options))
+        options.num_threads = int(threads)
+        options.isa = _isa_code(isa)
+        _lib.check(lib.linattn_context_create(ctypes.byref(options), ctypes.byref(self._handle)))
+        self._lib = lib
+
+    @property
+    def handle(self) -> ctypes.c_void_p:
+        if not self._handle:
+            raise ValueError("linattn context is closed")
+        return self._handle
+
+    @property
+    def num_threads(self) -> int:
+        return int(self._lib.linattn_context_num_threads(self.handle))
+
+    @property
+    def isa(self) -> str:
+        """The kernel family this context runs (never "auto": the one auto resolved to)."""
+        code = int(self._lib.linattn_context_isa(self.handle))
+        return _lib.ISA_NAMES.get(code, str(code))
+
+    def close(self) -> None:
+        if self._handle:
+            self._lib.linattn_context_destroy(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may already be gone
+            pass
+
+    def __repr__(self) -> str:
+        if not self._handle:
+            return "Context(closed)"
+        return f"Context(threads={self.num_threads}, isa={self.isa!r})"
+
+
+_shared_lock = threading.Lock()
+_shared: dict[int, Context] = {}
+
+
+def shared_context(threads: int | None = None) -> Context:
+    """The process-wide context for `threads` (None = all CPUs), created on first use."""
+    key = 0 if threads is None else int(threads)
+    ctx = _shared.get(key)
+    if ctx is None:
+        with _shared_lock:
+            ctx = _shared.get(key)
+            if ctx is None:
+                ctx = Context(threads=key)
+                _shared[key] = ctx
+    return ctx

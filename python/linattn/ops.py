@@ -1,0 +1,224 @@
+"""The two operators: LinearAttention and CausalConvWithState (ONNX opset 27) on numpy arrays."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import _lib
+from ._tensor import OutputSlot, describe, prepare_input, resolve_dtype
+from .context import Context, shared_context
+
+UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
+ACTIVATIONS = ("none", "silu", "swish")
+
+
+def _context(context: Context | None, threads: int | None) -> Context:
+    if context is not None:
+        if threads is not None:
+            raise ValueError("pass either context or threads, not both")
+        return context
+    return shared_context(threads)
+
+
+def _ptr(t: _lib.Tensor | None):
+    return ctypes.byref(t) if t is not None else None
+
+
+def _split_out(out, names: tuple[str, str]):
+    if out is None:
+        return None, None
+    if isinstance(out, np.ndarray):
+        return out, None
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        return out[0], out[1]
+    raise TypeError(f"out must be an array ({names[0]}) or a pair ({names[0]}, {names[1]})")
+
+
+def _rank_error(name: str, a: np.ndarray, rank: int, doc: str) -> _lib.LinattnError:
+    return _lib.LinattnError(
+        _lib.ERROR_INVALID_ARGUMENT, f"{name}: expected rank {rank} {doc}, got shape {tuple(a.shape)}"
+    )
+
+
+def linear_attention_desc(
+    q_num_heads: int,
+    kv_num_heads: int,
+    update_rule: str = "gated_delta",
+    scale: float = 0.0,
+    chunk_size: int = 64,
+    ort_contrib: bool = False,
+) -> _lib.LinearAttentionDesc:
+    lib = _lib.lib()
+    desc = _lib.LinearAttentionDesc()
+    lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
+    desc.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
+    desc.q_num_heads = int(q_num_heads)
+    desc.kv_num_heads = int(kv_num_heads)
+    desc.scale = float(scale)
+    desc.chunk_size = int(chunk_size)
+    desc.flags = _lib.LA_ORT_CONTRIB if ort_contrib else 0
+    return desc
+
+
+def _infer_shapes(desc: _lib.LinearAttentionDesc, query_shape, key_shape, value_shape):
+    lib = _lib.lib()
+    arr3 = ctypes.c_int64 * 3
+    out_dims, state_dims = arr3(), (ctypes.c_int64 * 4)()
+    _lib.check(
+        lib.linattn_linear_attention_infer_shapes(
+            ctypes.byref(desc), arr3(*query_shape), arr3(*key_shape), arr3(*value_shape), out_dims, state_dims
+        )
+    )
+    return tuple(out_dims), tuple(state_dims)
+
+
+def linear_attention_shapes(query_shape, key_shape, value_shape, *, q_num_heads: int, kv_num_heads: int,
+                            ort_contrib: bool = False):
+    """(output shape, state shape) of a LinearAttention call, from the library's shape inference."""
+    desc = linear_attention_desc(q_num_heads, kv_num_heads, ort_contrib=ort_contrib)
+    return _infer_shapes(desc, query_shape, key_shape, value_shape)
+
+
+def linear_attention(
+    query,
+    key,
+    value,
+    past_state=None,
+    decay=None,
+    beta=None,
+    *,
+    q_num_heads: int,
+    kv_num_heads: int,
+    update_rule: str = "gated_delta",
+    scale: float = 0.0,
+    chunk_size: int = 64,
+    ort_contrib: bool = False,
+    state_dtype=None,
+    out=None,
+    return_state: bool = True,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX LinearAttention-27. Returns (output, present_state).
+
+    query (B, T, H_q*d_k), key (B, T, H_kv*d_k), value (B, T, H_kv*d_v), decay (B, T, H_kv) or
+    (B, T, H_kv*d_k), beta (B, T, H_kv) or (B, T, 1): one dtype T (float32, float16 or
+    ml_dtypes.bfloat16); q/k/v/decay/beta may be strided views (innermost stride 1, passed without a
+    copy). past_state (B, H_kv, d_k, d_v) of dtype S. output has dtype T; present_state has
+    past_state's dtype, else `state_dtype` if given, else T (the ONNX rule).
+
+    ort_contrib enables ONNX Runtime's com.microsoft extensions (inverse GQA, separate key heads).
+    out: an output array, or a pair (output, present_state) with either None; present_state may be
+    past_state itself (in-place update). return_state=False skips present_state (returns None).
+    threads: use the shared context with that many threads; context: an explicit Context.
+    Errors from the library raise LinattnError carrying its message.
+    """
+    ctx = _context(context, threads)
+    q = prepare_input(query, "query", strided=True)
+    k = prepare_input(key, "key", strided=True)
+    v = prepare_input(value, "value", strided=True)
+    past = prepare_input(past_state, "past_state", strided=False)
+    g = prepare_input(decay, "decay", strided=True)
+    b = prepare_input(beta, "beta", strided=True)
+    for name, a in (("query", q), ("key", k), ("value", v)):
+        if a.ndim != 3:
+            raise _rank_error(name, a, 3, "(B, T, heads*dim)")
+
+    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+    out_shape, state_shape = _infer_shapes(desc, q.shape, k.shape, v.shape)
+
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    if past is not None:
+        s_dtype = past.dtype
+    elif state_dtype is not None:
+        s_dtype = resolve_dtype(state_dtype)
+    else:
+        s_dtype = q.dtype
+    output = OutputSlot("output", out_shape, q.dtype, out_given, strided=True)
+    present = None
+    if return_state or state_given is not None:
+        if state_given is not None and state_dtype is None and past is None:
+            s_dtype = state_given.dtype
+        present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
+
+    tensors = [describe(a, strided=True) if a is not None else None for a in (q, k, v)]
+    tensors.append(describe(past, strided=False) if past is not None else None)
+    tensors += [describe(a, strided=True) if a is not None else None for a in (g, b)]
+    t_out = output.describe()
+    t_present = present.describe() if present is not None else None
+    status = _lib.lib().linattn_linear_attention(
+        ctx.handle, ctypes.byref(desc), *[_ptr(t) for t in tensors], _ptr(t_out), _ptr(t_present), None, 0
+    )
+    _lib.check(status)
+    return output.finish(), (present.finish() if present is not None else None)
+
+
+def causal_conv_desc(activation: str = "none", dilation: int = 1, channels_last: bool = False):
+    lib = _lib.lib()
+    desc = _lib.CausalConvDesc()
+    lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
+    desc.activation = lib.linattn_activation_from_string(str(activation).encode())
+    desc.dilation = int(dilation)
+    desc.channels_last = 1 if channels_last else 0
+    return desc
+
+
+def causal_conv_with_state(
+    input,
+    weight,
+    bias=None,
+    past_state=None,
+    *,
+    activation: str = "none",
+    dilation: int = 1,
+    channels_last: bool = False,
+    out=None,
+    return_state: bool = True,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX CausalConvWithState-27. Returns (output, present_state).
+
+    input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k), bias (C), past_state
+    (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)], all one dtype. activation is
+    "none", "silu" or "swish". dilation and channels_last are ONNX Runtime extensions.
+    input and output may be strided views (innermost stride 1). out / return_state / threads /
+    context as in linear_attention.
+    """
+    ctx = _context(context, threads)
+    x = prepare_input(input, "input", strided=True)
+    w = prepare_input(weight, "weight", strided=False)
+    bias_a = prepare_input(bias, "bias", strided=False)
+    past = prepare_input(past_state, "past_state", strided=False)
+    if x.ndim != 3:
+        raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
+    if w.ndim != 3:
+        raise _rank_error("weight", w, 3, "(C, 1, k)")
+    desc = causal_conv_desc(activation, dilation, channels_last)
+
+    kernel = w.shape[2]
+    state_len = max(kernel - 1, 0) * max(int(dilation), 1)
+    if channels_last:
+        state_shape = (x.shape[0], state_len, x.shape[2])
+    else:
+        state_shape = (x.shape[0], x.shape[1], state_len)
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    output = OutputSlot("output", x.shape, x.dtype, out_given, strided=True)
+    present = None
+    if return_state or state_given is not None:
+        present = OutputSlot("present_state", state_shape, x.dtype, state_given, strided=False)
+
+    t_x = describe(x, strided=True)
+    t_w = describe(w, strided=False)
+    t_b = describe(bias_a, strided=False) if bias_a is not None else None
+    t_past = describe(past, strided=False) if past is not None else None
+    t_out = output.describe()
+    t_present = present.describe() if present is not None else None
+    status = _lib.lib().linattn_causal_conv_with_state(
+        ctx.handle, ctypes.byref(desc), _ptr(t_x), _ptr(t_w), _ptr(t_b), _ptr(t_past), _ptr(t_out), _ptr(t_present),
+        None, 0,
+    )
+    _lib.check(status)
+    return output.finish(), (present.finish() if present is not None else None)

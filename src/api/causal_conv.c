@@ -1,0 +1,179 @@
+/* CausalConvWithState operator: validation, shape resolution, work split, threading. */
+#include <string.h>
+
+#include "api/tensor_check.h"
+#include "internal.h"
+
+typedef struct conv_call {
+  conv_params p;
+  tview x, w, bias, past, y, present;
+  bool has_bias, has_past, has_present;
+  const conv_kernel* kern;
+  int64_t block_channels, blocks_per_batch, num_units;
+  size_t num_tasks, task_bytes;
+  char* workspace;
+} conv_call;
+
+#define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
+                                   const linattn_tensor* input, const linattn_tensor* weight,
+                                   const linattn_tensor* bias, const linattn_tensor* past_state,
+                                   const linattn_tensor* output, const linattn_tensor* present_state, conv_call* c) {
+  linattn_status st;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if (!d) return ERR("desc: NULL");
+  if (d->activation != LINATTN_ACTIVATION_NONE && d->activation != LINATTN_ACTIVATION_SILU)
+    return ERR("desc.activation: unknown value %d (expected none or silu/swish)", (int)d->activation);
+  if (d->dilation < 0) return ERR("desc.dilation: must be >= 1 (0 is read as 1), got %lld", (long long)d->dilation);
+  if (d->channels_last != 0 && d->channels_last != 1)
+    return ERR("desc.channels_last: must be 0 or 1, got %d", (int)d->channels_last);
+  const bool cl = d->channels_last != 0;
+  const int64_t dil = d->dilation == 0 ? 1 : d->dilation;
+  const char* xdoc = cl ? "(B, L, C)" : "(B, C, L)";
+  const char* sdoc = cl ? "(B, (k-1)*dilation, C)" : "(B, C, (k-1)*dilation)";
+
+  if ((st = tview_init(&c->x, "input", input, 3, false, xdoc))) return st;
+  const linattn_dtype dt = c->x.dtype;
+  const int64_t B = c->x.dims[0];
+  const int64_t C = cl ? c->x.dims[2] : c->x.dims[1];
+  const int64_t L = cl ? c->x.dims[1] : c->x.dims[2];
+  if ((st = tview_init(&c->w, "weight", weight, 3, true, "(C, 1, k)"))) return st;
+  if (c->w.dtype != dt) return ERR("weight: dtype %s differs from input's %s", linattn_dtype_name(c->w.dtype), linattn_dtype_name(dt));
+  if (c->w.dims[0] != C || c->w.dims[1] != 1)
+    return ERR("weight: expected shape (C, 1, k) with C = %lld, got (%lld, %lld, %lld)", (long long)C,
+               (long long)c->w.dims[0], (long long)c->w.dims[1], (long long)c->w.dims[2]);
+  const int64_t K = c->w.dims[2];
+  if (K < 1) return ERR("weight: kernel size k (last dim) must be >= 1, got %lld", (long long)K);
+  int64_t S;
+  if (!linattn_mul_i64(K - 1, dil, &S)) return ERR("desc.dilation: (k-1)*dilation overflows");
+  if (bias) {
+    c->has_bias = true;
+    if ((st = tview_init(&c->bias, "bias", bias, 1, true, "(C)"))) return st;
+    if (c->bias.dtype != dt) return ERR("bias: dtype %s differs from input's %s", linattn_dtype_name(c->bias.dtype), linattn_dtype_name(dt));
+    if (c->bias.dims[0] != C) return ERR("bias: expected shape (C) = (%lld), got (%lld)", (long long)C, (long long)c->bias.dims[0]);
+  }
+  const int64_t sdims[3] = {B, cl ? S : C, cl ? C : S};
+  if (past_state) {
+    c->has_past = true;
+    if ((st = tview_init(&c->past, "past_state", past_state, 3, true, sdoc))) return st;
+    if (c->past.dtype != dt) return ERR("past_state: dtype %s differs from input's %s", linattn_dtype_name(c->past.dtype), linattn_dtype_name(dt));
+    if ((st = tview_expect_dims(&c->past, sdims, sdoc))) return st;
+  }
+  if ((st = tview_init(&c->y, "output", output, 3, false, xdoc))) return st;
+  if (c->y.dtype != dt) return ERR("output: dtype %s differs from input's %s", linattn_dtype_name(c->y.dtype), linattn_dtype_name(dt));
+  if ((st = tview_expect_dims(&c->y, c->x.dims, xdoc))) return st;
+  if (present_state) {
+    c->has_present = true;
+    if ((st = tview_init(&c->present, "present_state", present_state, 3, true, sdoc))) return st;
+    if (c->present.dtype != dt)
+      return ERR("present_state: dtype %s differs from input's %s", linattn_dtype_name(c->present.dtype), linattn_dtype_name(dt));
+    if ((st = tview_expect_dims(&c->present, sdims, sdoc))) return st;
+  }
+  const tview* inputs[] = {&c->x, &c->w, c->has_bias ? &c->bias : NULL, c->has_past ? &c->past : NULL};
+  for (size_t i = 0; i < 4; i++)
+    if ((st = tview_check_no_overlap(&c->y, inputs[i]))) return st;
+  if (c->has_present) {
+    if ((st = tview_check_no_overlap(&c->present, &c->y))) return st;
+    for (size_t i = 0; i < 3; i++)
+      if ((st = tview_check_no_overlap(&c->present, inputs[i]))) return st;
+    if (c->has_past && !tview_same_buffer(&c->present, &c->past))
+      if ((st = tview_check_no_overlap(&c->present, &c->past))) return st;
+  }
+
+  conv_params* p = &c->p;
+  p->dtype = dt;
+  p->activation = d->activation;
+  p->channels_last = cl;
+  p->B = B; p->C = C; p->L = L; p->K = K;
+  p->dilation = dil;
+  p->S = S;
+  p->x = c->x.data;
+  p->x_sb = c->x.strides[0];
+  p->x_sc = cl ? 1 : c->x.strides[1];
+  p->x_st = cl ? c->x.strides[1] : 1;
+  p->w = c->w.data;
+  p->bias = c->has_bias ? c->bias.data : NULL;
+  p->past = c->has_past ? c->past.data : NULL;
+  p->s_sb = S * C;
+  p->s_sc = cl ? 1 : S;
+  p->s_st = cl ? C : 1;
+  p->y = c->y.data;
+  p->y_sb = c->y.strides[0];
+  p->y_sc = cl ? 1 : c->y.strides[1];
+  p->y_st = cl ? c->y.strides[1] : 1;
+  p->present = c->has_present && c->present.numel > 0 ? c->present.data : NULL;
+
+  c->kern = ctx->kernels->conv;
+  int64_t bc = c->kern->block_channels;
+  if (bc <= 0 || bc > C) bc = C;
+  c->block_channels = bc;
+  c->blocks_per_batch = bc > 0 ? (C + bc - 1) / bc : 0;
+  if (!linattn_mul_i64(B, c->blocks_per_batch, &c->num_units)) return ERR("problem size overflows");
+  c->num_tasks = (size_t)(c->num_units < ctx->num_threads ? c->num_units : ctx->num_threads);
+  c->task_bytes = linattn_round_up(c->kern->scratch_bytes(p, bc), 64);
+  return LINATTN_SUCCESS;
+}
+
+static size_t conv_workspace_bytes(const conv_call* c) {
+  size_t total;
+  if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return SIZE_MAX;
+  return total;
+}
+
+static void conv_task(void* arg, size_t task) {
+  const conv_call* c = (const conv_call*)arg;
+  const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
+  const int64_t begin = (int64_t)task * U / n, end = ((int64_t)task + 1) * U / n;
+  char* scratch = c->workspace + task * c->task_bytes;
+  for (int64_t u = begin; u < end; u++) {
+    const int64_t b = u / c->blocks_per_batch, blk = u % c->blocks_per_batch;
+    const int64_t c0 = blk * c->block_channels;
+    const int64_t nc = (c->p.C - c0) < c->block_channels ? (c->p.C - c0) : c->block_channels;
+    c->kern->run(&c->p, b, c0, nc, scratch);
+  }
+}
+
+linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                                             const linattn_tensor* input, const linattn_tensor* weight,
+                                                             const linattn_tensor* bias, const linattn_tensor* past_state,
+                                                             const linattn_tensor* output,
+                                                             const linattn_tensor* present_state, size_t* workspace_size) {
+  linattn_clear_error();
+  if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  conv_call c;
+  linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
+  if (st) return st;
+  size_t bytes = conv_workspace_bytes(&c);
+  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
+  *workspace_size = bytes;
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_causal_conv_with_state(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                              const linattn_tensor* input, const linattn_tensor* weight,
+                                              const linattn_tensor* bias, const linattn_tensor* past_state,
+                                              const linattn_tensor* output, const linattn_tensor* present_state,
+                                              void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  conv_call c;
+  linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
+  if (st) return st;
+  const size_t need = conv_workspace_bytes(&c);
+  if (need == SIZE_MAX) return ERR("workspace size overflows");
+  void* owned = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
+    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
+    c.workspace = (char*)workspace;
+  } else if (need > 0) {
+    owned = linattn_ctx_alloc(context, need);
+    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
+    c.workspace = (char*)owned;
+  }
+  if (c.num_units > 0) linattn_run_parallel(context, conv_task, &c, c.num_tasks);
+  linattn_ctx_free(context, owned);
+  return LINATTN_SUCCESS;
+}

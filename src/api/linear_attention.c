@@ -1,0 +1,370 @@
+/* LinearAttention operator: validation, shape resolution, work split, workspace, threading.
+ * No arithmetic on tensor data happens here except the fp32 <-> S state conversion of a unit. */
+#include <math.h>
+#include <string.h>
+
+#include "api/tensor_check.h"
+#include "convert.h"
+#include "internal.h"
+
+typedef struct la_call {
+  la_params p;
+  int64_t B, H_q, H_kv, n_k, out_heads;
+  bool inverse_gqa;
+  tview q, k, v, past, decay, beta, out, present;
+  bool has_past, has_decay, has_beta, has_present, in_place;
+  linattn_dtype state_dtype; /* S of present (or past) */
+  /* work split */
+  const la_kernel* kern;
+  int64_t block_cols, blocks_per_head, num_units;
+  size_t num_tasks;
+  size_t state_scratch_bytes; /* per task: fp32 state block when S != f32 or no present */
+  size_t kernel_scratch_bytes;
+  size_t task_bytes;
+  char* workspace;
+} la_call;
+
+#define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
+                                 const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+                                 const linattn_tensor* past_state, const linattn_tensor* decay,
+                                 const linattn_tensor* beta, const linattn_tensor* output,
+                                 const linattn_tensor* present_state, la_call* c) {
+  linattn_status st;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if (!d) return ERR("desc: NULL");
+  const bool contrib = (d->flags & LINATTN_LA_ORT_CONTRIB) != 0;
+  if (d->flags & ~(uint32_t)LINATTN_LA_ORT_CONTRIB) return ERR("desc.flags: unknown bits 0x%x", (unsigned)d->flags);
+  switch (d->update_rule) {
+    case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
+    default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)d->update_rule);
+  }
+  c->p.rule = d->update_rule;
+  c->p.gated = d->update_rule == LINATTN_UPDATE_GATED || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
+  c->p.delta = d->update_rule == LINATTN_UPDATE_DELTA || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
+  const int64_t Hq = d->q_num_heads, Hkv = d->kv_num_heads;
+  if (Hq <= 0 || Hkv <= 0)
+    return ERR("desc.q_num_heads / desc.kv_num_heads: must be positive, got %lld / %lld", (long long)Hq, (long long)Hkv);
+  if (Hq % Hkv != 0) {
+    if (!contrib)
+      return ERR("desc.q_num_heads (%lld): must be a positive multiple of kv_num_heads (%lld)", (long long)Hq, (long long)Hkv);
+    if (Hkv % Hq != 0)
+      return ERR("desc.q_num_heads (%lld) / kv_num_heads (%lld): one must be a multiple of the other", (long long)Hq,
+                 (long long)Hkv);
+    c->inverse_gqa = true;
+  }
+  c->H_q = Hq;
+  c->H_kv = Hkv;
+  c->out_heads = Hq > Hkv ? Hq : Hkv;
+
+  const char* rule_name = d->update_rule == LINATTN_UPDATE_LINEAR ? "linear"
+                          : d->update_rule == LINATTN_UPDATE_GATED ? "gated"
+                          : d->update_rule == LINATTN_UPDATE_DELTA ? "delta" : "gated_delta";
+  if (c->p.gated && !decay) return ERR("decay: required by update_rule '%s', got NULL", rule_name);
+  if (!c->p.gated && decay) return ERR("decay: update_rule '%s' forbids decay (pass NULL)", rule_name);
+  if (c->p.delta && !beta) return ERR("beta: required by update_rule '%s', got NULL", rule_name);
+  if (!c->p.delta && beta) return ERR("beta: update_rule '%s' forbids beta (pass NULL)", rule_name);
+
+  if ((st = tview_init(&c->q, "query", query, 3, false, "(B, T, q_num_heads*d_k)"))) return st;
+  if ((st = tview_init(&c->k, "key", key, 3, false, "(B, T, kv_num_heads*d_k)"))) return st;
+  if ((st = tview_init(&c->v, "value", value, 3, false, "(B, T, kv_num_heads*d_v)"))) return st;
+  const linattn_dtype T_dt = c->q.dtype;
+  c->p.io_dtype = T_dt;
+  if (c->k.dtype != T_dt) return ERR("key: dtype %s differs from query's %s", linattn_dtype_name(c->k.dtype), linattn_dtype_name(T_dt));
+  if (c->v.dtype != T_dt) return ERR("value: dtype %s differs from query's %s", linattn_dtype_name(c->v.dtype), linattn_dtype_name(T_dt));
+  const int64_t B = c->q.dims[0], T = c->q.dims[1];
+  c->B = B;
+  c->p.T = T;
+  if (c->q.dims[2] % Hq != 0)
+    return ERR("query: last dim %lld not divisible by q_num_heads %lld", (long long)c->q.dims[2], (long long)Hq);
+  const int64_t dk = c->q.dims[2] / Hq;
+  if (c->k.dims[0] != B || c->k.dims[1] != T)
+    return ERR("key: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)c->k.dims[0],
+               (long long)c->k.dims[1], (long long)B, (long long)T);
+  if (c->v.dims[0] != B || c->v.dims[1] != T)
+    return ERR("value: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)c->v.dims[0],
+               (long long)c->v.dims[1], (long long)B, (long long)T);
+  int64_t kw_expected;
+  if (!linattn_mul_i64(Hkv, dk, &kw_expected)) return ERR("key: kv_num_heads*d_k overflows");
+  if (c->k.dims[2] == kw_expected) {
+    c->n_k = Hkv;
+  } else if (contrib && dk > 0 && c->k.dims[2] % dk == 0 && c->k.dims[2] / dk > 0 && Hkv % (c->k.dims[2] / dk) == 0) {
+    c->n_k = c->k.dims[2] / dk;
+  } else if (contrib) {
+    return ERR("key: last dim %lld must be n_k*d_k (d_k = %lld from query) with kv_num_heads %lld a multiple of n_k",
+               (long long)c->k.dims[2], (long long)dk, (long long)Hkv);
+  } else {
+    return ERR("key: last dim %lld must equal kv_num_heads*d_k = %lld*%lld (d_k from query)", (long long)c->k.dims[2],
+               (long long)Hkv, (long long)dk);
+  }
+  if (c->v.dims[2] % Hkv != 0)
+    return ERR("value: last dim %lld not divisible by kv_num_heads %lld", (long long)c->v.dims[2], (long long)Hkv);
+  const int64_t dv = c->v.dims[2] / Hkv;
+  c->p.d_k = dk;
+  c->p.d_v = dv;
+
+  if (decay) {
+    c->has_decay = true;
+    if ((st = tview_init(&c->decay, "decay", decay, 3, false, "(B, T, kv_num_heads) or (B, T, kv_num_heads*d_k)"))) return st;
+    if (c->decay.dtype != T_dt)
+      return ERR("decay: dtype %s differs from query's %s", linattn_dtype_name(c->decay.dtype), linattn_dtype_name(T_dt));
+    if (c->decay.dims[0] != B || c->decay.dims[1] != T)
+      return ERR("decay: expected shape (B, T, ...) = (%lld, %lld, ...), got (%lld, %lld, %lld)", (long long)B,
+                 (long long)T, (long long)c->decay.dims[0], (long long)c->decay.dims[1], (long long)c->decay.dims[2]);
+    if (c->decay.dims[2] == Hkv) c->p.decay_kind = LA_DECAY_PER_HEAD; /* checked first, as the reference does */
+    else if (c->decay.dims[2] == kw_expected) c->p.decay_kind = LA_DECAY_PER_KEY;
+    else
+      return ERR("decay: last dim %lld must equal kv_num_heads (%lld) or kv_num_heads*d_k (%lld)",
+                 (long long)c->decay.dims[2], (long long)Hkv, (long long)kw_expected);
+  }
+  if (beta) {
+    c->has_beta = true;
+    if ((st = tview_init(&c->beta, "beta", beta, 3, false, "(B, T, kv_num_heads) or (B, T, 1)"))) return st;
+    if (c->beta.dtype != T_dt)
+      return ERR("beta: dtype %s differs from query's %s", linattn_dtype_name(c->beta.dtype), linattn_dtype_name(T_dt));
+    if (c->beta.dims[0] != B || c->beta.dims[1] != T)
+      return ERR("beta: expected shape (B, T, ...) = (%lld, %lld, ...), got (%lld, %lld, %lld)", (long long)B, (long long)T,
+                 (long long)c->beta.dims[0], (long long)c->beta.dims[1], (long long)c->beta.dims[2]);
+    if (c->beta.dims[2] == Hkv) c->p.beta_kind = LA_BETA_PER_HEAD;
+    else if (c->beta.dims[2] == 1) c->p.beta_kind = LA_BETA_SHARED;
+    else
+      return ERR("beta: last dim %lld must equal kv_num_heads (%lld) or 1", (long long)c->beta.dims[2], (long long)Hkv);
+  }
+  const int64_t state_dims[4] = {B, Hkv, dk, dv};
+  if (past_state) {
+    c->has_past = true;
+    if ((st = tview_init(&c->past, "past_state", past_state, 4, true, "(B, kv_num_heads, d_k, d_v)"))) return st;
+    if ((st = tview_expect_dims(&c->past, state_dims, "(B, kv_num_heads, d_k, d_v)"))) return st;
+  }
+  int64_t out_w;
+  if (!linattn_mul_i64(c->out_heads, dv, &out_w)) return ERR("output: width overflows");
+  const int64_t out_dims[3] = {B, T, out_w};
+  if ((st = tview_init(&c->out, "output", output, 3, false, "(B, T, max(q_num_heads, kv_num_heads)*d_v)"))) return st;
+  if (c->out.dtype != T_dt)
+    return ERR("output: dtype %s differs from query's %s", linattn_dtype_name(c->out.dtype), linattn_dtype_name(T_dt));
+  if ((st = tview_expect_dims(&c->out, out_dims, "(B, T, max(q_num_heads, kv_num_heads)*d_v)"))) return st;
+  c->state_dtype = c->has_past ? c->past.dtype : T_dt;
+  if (present_state) {
+    c->has_present = true;
+    if ((st = tview_init(&c->present, "present_state", present_state, 4, true, "(B, kv_num_heads, d_k, d_v)"))) return st;
+    if ((st = tview_expect_dims(&c->present, state_dims, "(B, kv_num_heads, d_k, d_v)"))) return st;
+    if (c->has_past && c->present.dtype != c->past.dtype)
+      return ERR("present_state: dtype %s differs from past_state's %s", linattn_dtype_name(c->present.dtype),
+                 linattn_dtype_name(c->past.dtype));
+    c->state_dtype = c->present.dtype;
+  }
+  /* Aliasing: outputs may not overlap anything, except present_state == past_state. */
+  const tview* inputs[] = {&c->q, &c->k, &c->v, c->has_decay ? &c->decay : NULL, c->has_beta ? &c->beta : NULL,
+                           c->has_past ? &c->past : NULL};
+  for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
+    if ((st = tview_check_no_overlap(&c->out, inputs[i]))) return st;
+  if (c->has_present) {
+    if ((st = tview_check_no_overlap(&c->present, &c->out))) return st;
+    for (size_t i = 0; i + 1 < sizeof inputs / sizeof inputs[0]; i++)
+      if ((st = tview_check_no_overlap(&c->present, inputs[i]))) return st;
+    if (c->has_past && c->present.lo != c->present.hi) {
+      if (tview_same_buffer(&c->present, &c->past)) c->in_place = true;
+      else if ((st = tview_check_no_overlap(&c->present, &c->past))) return st;
+    }
+  }
+  c->p.scale = d->scale == 0.0f ? (float)(1.0 / sqrt((double)dk)) : d->scale;
+
+  /* Work split: units = (b, kv head, column block), heads first. */
+  c->kern = ctx->kernels->la;
+  int64_t bc = c->kern->block_cols;
+  if (bc <= 0 || bc > dv) bc = dv;
+  c->block_cols = bc;
+  c->blocks_per_head = bc > 0 ? (dv + bc - 1) / bc : 0;
+  int64_t units;
+  if (!linattn_mul_i64(B, Hkv, &units) || !linattn_mul_i64(units, c->blocks_per_head, &units))
+    return ERR("problem size overflows");
+  c->num_units = units;
+  c->num_tasks = (size_t)(units < ctx->num_threads ? units : ctx->num_threads);
+  size_t sblock;
+  if (!linattn_mul_size((size_t)dk, (size_t)bc, &sblock) || !linattn_mul_size(sblock, sizeof(float), &sblock))
+    return ERR("state block size overflows");
+  c->state_scratch_bytes = (c->state_dtype != LINATTN_DTYPE_F32 || !c->has_present) ? linattn_round_up(sblock, 64) : 0;
+  c->kernel_scratch_bytes = linattn_round_up(c->kern->scratch_bytes(&c->p, bc), 64);
+  if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &c->task_bytes))
+    return ERR("workspace size overflows");
+  return LINATTN_SUCCESS;
+}
+
+static size_t la_workspace_bytes(const la_call* c) {
+  size_t total;
+  if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return SIZE_MAX;
+  return total;
+}
+
+/* Converts state rows [0, d_k) x cols [col0, col0+n) between an S-typed (B,H,d_k,d_v) buffer and
+ * an fp32 block with row stride n. */
+static void state_widen(const void* src, linattn_dtype dt, int64_t base, int64_t dv, int64_t dk, int64_t col0,
+                        int64_t n, float* dst) {
+  for (int64_t i = 0; i < dk; i++)
+    for (int64_t j = 0; j < n; j++) dst[i * n + j] = linattn_load_f32(src, base + i * dv + col0 + j, dt);
+}
+
+static void state_narrow(const float* src, void* dst, linattn_dtype dt, int64_t base, int64_t dv, int64_t dk,
+                         int64_t col0, int64_t n) {
+  for (int64_t i = 0; i < dk; i++)
+    for (int64_t j = 0; j < n; j++) linattn_store_f32(dst, base + i * dv + col0 + j, dt, src[i * n + j]);
+}
+
+static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
+  const int64_t blk = unit % c->blocks_per_head;
+  const int64_t bh = unit / c->blocks_per_head;
+  const int64_t h = bh % c->H_kv, b = bh / c->H_kv;
+  const int64_t dk = c->p.d_k, dv = c->p.d_v;
+  const int64_t col0 = blk * c->block_cols;
+  const int64_t ncols = (dv - col0) < c->block_cols ? (dv - col0) : c->block_cols;
+  const size_t esz = linattn_dtype_size(c->p.io_dtype);
+  la_unit u;
+  memset(&u, 0, sizeof u);
+  int64_t qh0, oh0;
+  if (c->inverse_gqa) {
+    u.n_q = 1;
+    qh0 = h / (c->H_kv / c->H_q);
+    oh0 = h;
+  } else {
+    u.n_q = (int32_t)(c->H_q / c->H_kv);
+    qh0 = h * u.n_q;
+    oh0 = qh0;
+  }
+  const int64_t kh = h / (c->H_kv / c->n_k);
+  u.q = c->q.data + (size_t)(b * c->q.strides[0] + qh0 * dk) * esz;
+  u.q_token_stride = c->q.strides[1];
+  u.q_head_stride = dk;
+  u.k = c->k.data + (size_t)(b * c->k.strides[0] + kh * dk) * esz;
+  u.k_token_stride = c->k.strides[1];
+  u.v = c->v.data + (size_t)(b * c->v.strides[0] + h * dv + col0) * esz;
+  u.v_token_stride = c->v.strides[1];
+  if (c->has_decay) {
+    const int64_t off = c->p.decay_kind == LA_DECAY_PER_KEY ? h * dk : h;
+    u.decay = c->decay.data + (size_t)(b * c->decay.strides[0] + off) * esz;
+    u.decay_token_stride = c->decay.strides[1];
+  }
+  if (c->has_beta) {
+    const int64_t off = c->p.beta_kind == LA_BETA_PER_HEAD ? h : 0;
+    u.beta = c->beta.data + (size_t)(b * c->beta.strides[0] + off) * esz;
+    u.beta_token_stride = c->beta.strides[1];
+  }
+  u.out = c->out.data + (size_t)(b * c->out.strides[0] + oh0 * dv + col0) * esz;
+  u.out_token_stride = c->out.strides[1];
+  u.out_head_stride = dv;
+  u.col0 = col0;
+  u.ncols = ncols;
+
+  const int64_t sbase = (b * c->H_kv + h) * dk * dv; /* element offset of this head's state */
+  float* block = (float*)scratch;
+  char* kscratch = scratch + c->state_scratch_bytes;
+  if (c->state_scratch_bytes == 0) {
+    /* fp32 state, present wanted: work directly in present_state (row stride d_v). */
+    float* present = (float*)c->present.data + sbase + col0;
+    u.state_in = c->has_past ? (const float*)c->past.data + sbase + col0 : NULL;
+    u.state_out = present;
+    u.ld_state = dv;
+  } else {
+    if (c->has_past) {
+      state_widen(c->past.data, c->past.dtype, sbase, dv, dk, col0, ncols, block);
+      u.state_in = block;
+    } else {
+      u.state_in = NULL;
+    }
+    u.state_out = block;
+    u.ld_state = ncols;
+  }
+  c->kern->run(&c->p, &u, kscratch);
+  if (c->state_scratch_bytes != 0 && c->has_present)
+    state_narrow(block, c->present.data, c->present.dtype, sbase, dv, dk, col0, ncols);
+}
+
+static void la_task(void* arg, size_t task) {
+  const la_call* c = (const la_call*)arg;
+  const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
+  const int64_t begin = (int64_t)task * U / n, end = ((int64_t)task + 1) * U / n;
+  char* scratch = c->workspace + task * c->task_bytes;
+  for (int64_t u = begin; u < end; u++) la_run_unit(c, u, scratch);
+}
+
+linattn_status linattn_linear_attention_workspace_size(
+    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
+    const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
+    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
+    const linattn_tensor* present_state, size_t* workspace_size) {
+  linattn_clear_error();
+  if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  la_call c;
+  linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
+  if (st) return st;
+  size_t bytes = la_workspace_bytes(&c);
+  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
+  *workspace_size = bytes;
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
+                                        const linattn_tensor* query, const linattn_tensor* key,
+                                        const linattn_tensor* value, const linattn_tensor* past_state,
+                                        const linattn_tensor* decay, const linattn_tensor* beta,
+                                        const linattn_tensor* output, const linattn_tensor* present_state,
+                                        void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  la_call c;
+  linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
+  if (st) return st;
+  const size_t need = la_workspace_bytes(&c);
+  if (need == SIZE_MAX) return ERR("workspace size overflows");
+  void* owned = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
+    if (((uintptr_t)workspace & 63u) != 0)
+      return ERR("workspace: must be 64-byte aligned");
+    c.workspace = (char*)workspace;
+  } else if (need > 0) {
+    owned = linattn_ctx_alloc(context, need);
+    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
+    c.workspace = (char*)owned;
+  }
+  if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
+  linattn_ctx_free(context, owned);
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attention_desc* desc,
+                                                     const int64_t query_dims[3], const int64_t key_dims[3],
+                                                     const int64_t value_dims[3], int64_t output_dims[3],
+                                                     int64_t state_dims[4]) {
+  linattn_clear_error();
+  if (!desc || !query_dims || !key_dims || !value_dims || !output_dims || !state_dims)
+    return ERR("infer_shapes: NULL argument");
+  const bool contrib = (desc->flags & LINATTN_LA_ORT_CONTRIB) != 0;
+  const int64_t Hq = desc->q_num_heads, Hkv = desc->kv_num_heads;
+  if (Hq <= 0 || Hkv <= 0)
+    return ERR("desc.q_num_heads / desc.kv_num_heads: must be positive, got %lld / %lld", (long long)Hq, (long long)Hkv);
+  if (Hq % Hkv != 0 && !(contrib && Hkv % Hq == 0))
+    return ERR("desc.q_num_heads (%lld): must be a positive multiple of kv_num_heads (%lld)", (long long)Hq, (long long)Hkv);
+  for (int i = 0; i < 3; i++)
+    if (query_dims[i] < 0 || key_dims[i] < 0 || value_dims[i] < 0) return ERR("query/key/value: negative dimension");
+  if (query_dims[2] % Hq) return ERR("query: last dim %lld not divisible by q_num_heads %lld", (long long)query_dims[2], (long long)Hq);
+  if (value_dims[2] % Hkv) return ERR("value: last dim %lld not divisible by kv_num_heads %lld", (long long)value_dims[2], (long long)Hkv);
+  const int64_t dk = query_dims[2] / Hq, dv = value_dims[2] / Hkv;
+  int64_t kw;
+  if (!linattn_mul_i64(Hkv, dk, &kw)) return ERR("key: width overflows");
+  if (key_dims[2] != kw) {
+    int64_t nk = dk > 0 ? key_dims[2] / dk : 0;
+    if (!(contrib && dk > 0 && key_dims[2] % dk == 0 && nk > 0 && Hkv % nk == 0))
+      return ERR("key: last dim %lld must equal kv_num_heads*d_k = %lld", (long long)key_dims[2], (long long)kw);
+  }
+  const int64_t oh = Hq > Hkv ? Hq : Hkv;
+  output_dims[0] = query_dims[0];
+  output_dims[1] = query_dims[1];
+  if (!linattn_mul_i64(oh, dv, &output_dims[2])) return ERR("output: width overflows");
+  state_dims[0] = query_dims[0];
+  state_dims[1] = Hkv;
+  state_dims[2] = dk;
+  state_dims[3] = dv;
+  return LINATTN_SUCCESS;
+}

@@ -1,0 +1,254 @@
+/* Context, errors, version, small public helpers. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------ version, status */
+
+uint32_t linattn_version(void) { return LINATTN_VERSION; }
+const char* linattn_version_string(void) { return LINATTN_VERSION_STRING; }
+
+const char* linattn_status_string(linattn_status status) {
+  switch (status) {
+    case LINATTN_SUCCESS: return "success";
+    case LINATTN_ERROR_INVALID_ARGUMENT: return "invalid argument";
+    case LINATTN_ERROR_UNSUPPORTED: return "unsupported";
+    case LINATTN_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case LINATTN_ERROR_WORKSPACE_TOO_SMALL: return "workspace too small";
+    case LINATTN_ERROR_INTERNAL: return "internal error";
+  }
+  return "unknown status";
+}
+
+static _Thread_local char g_last_error[512];
+
+const char* linattn_last_error(void) { return g_last_error; }
+
+void linattn_clear_error(void) { g_last_error[0] = '\0'; }
+
+linattn_status linattn_set_error(linattn_status status, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_last_error, sizeof g_last_error, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+/* ------------------------------------------------------------------ dtypes, tensors */
+
+size_t linattn_dtype_size(linattn_dtype dtype) {
+  switch (dtype) {
+    case LINATTN_DTYPE_F32: return 4;
+    case LINATTN_DTYPE_F16:
+    case LINATTN_DTYPE_BF16: return 2;
+    default: return 0;
+  }
+}
+
+const char* linattn_dtype_name(linattn_dtype dtype) {
+  switch (dtype) {
+    case LINATTN_DTYPE_F32: return "float32";
+    case LINATTN_DTYPE_F16: return "float16";
+    case LINATTN_DTYPE_BF16: return "bfloat16";
+    default: return "invalid";
+  }
+}
+
+linattn_tensor linattn_make_tensor(void* data, linattn_dtype dtype, int32_t rank, const int64_t* dims) {
+  linattn_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.dtype = dtype;
+  t.rank = rank;
+  for (int32_t i = 0; i < rank && i < LINATTN_MAX_RANK && dims; i++) t.dims[i] = dims[i];
+  return t;
+}
+
+linattn_update_rule linattn_update_rule_from_string(const char* name) {
+  if (!name) return LINATTN_UPDATE_INVALID;
+  if (!strcmp(name, "linear")) return LINATTN_UPDATE_LINEAR;
+  if (!strcmp(name, "gated")) return LINATTN_UPDATE_GATED;
+  if (!strcmp(name, "delta")) return LINATTN_UPDATE_DELTA;
+  if (!strcmp(name, "gated_delta")) return LINATTN_UPDATE_GATED_DELTA;
+  return LINATTN_UPDATE_INVALID;
+}
+
+linattn_activation linattn_activation_from_string(const char* name) {
+  if (!name) return LINATTN_ACTIVATION_INVALID;
+  if (!strcmp(name, "none")) return LINATTN_ACTIVATION_NONE;
+  if (!strcmp(name, "silu") || !strcmp(name, "swish")) return LINATTN_ACTIVATION_SILU;
+  return LINATTN_ACTIVATION_INVALID;
+}
+
+void linattn_linear_attention_desc_init(linattn_linear_attention_desc* desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->update_rule = LINATTN_UPDATE_GATED_DELTA;
+  desc->scale = 0.0f;
+  desc->chunk_size = 64;
+}
+
+void linattn_causal_conv_desc_init(linattn_causal_conv_desc* desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->activation = LINATTN_ACTIVATION_NONE;
+  desc->dilation = 1;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static void* default_alloc(void* user, size_t size, size_t alignment) {
+  (void)user;
+  if (alignment < sizeof(void*)) alignment = sizeof(void*);
+  void* p = NULL;
+  if (posix_memalign(&p, alignment, size ? size : 1) != 0) return NULL;
+  return p;
+}
+
+static void default_free(void* user, void* ptr) {
+  (void)user;
+  free(ptr);
+}
+
+void* linattn_ctx_alloc(linattn_context* ctx, size_t size) { return ctx->alloc(ctx->alloc_user, size, 64); }
+
+void linattn_ctx_free(linattn_context* ctx, void* ptr) {
+  if (ptr) ctx->free(ctx->alloc_user, ptr);
+}
+
+/* ------------------------------------------------------------------ context */
+
+void linattn_context_options_init(linattn_context_options* options) {
+  if (!options) return;
+  memset(options, 0, sizeof *options);
+}
+
+linattn_status linattn_context_create(const linattn_context_options* options, linattn_context** context) {
+  linattn_clear_error();
+  if (!context) return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "context: NULL output pointer");
+  *context = NULL;
+  linattn_context_options def;
+  linattn_context_options_init(&def);
+  const linattn_context_options* o = options ? options : &def;
+
+  if (o->num_threads < 0)
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                             "options.num_threads: expected >= 0 (0 = all CPUs), got %d", (int)o->num_threads);
+  if ((o->alloc == NULL) != (o->free == NULL))
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                             "options.alloc/options.free: give both hooks or neither");
+  if ((int)o->isa < LINATTN_ISA_AUTO || (int)o->isa > LINATTN_ISA_NEON)
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "options.isa: unknown value %d", (int)o->isa);
+
+  linattn_isa isa = o->isa;
+  if (isa == LINATTN_ISA_AUTO) {
+    const char* bad = NULL;
+    isa = linattn_auto_isa(&bad);
+    if (isa == LINATTN_ISA_AUTO)
+      return linattn_set_error(LINATTN_ERROR_UNSUPPORTED,
+                               "environment LINATTN_ISA=%s: expected one of reference, scalar, avx2, avx512, "
+                               "neon that this CPU supports",
+                               bad ? bad : "?");
+  } else if (!linattn_isa_available(isa)) {
+    return linattn_set_error(LINATTN_ERROR_UNSUPPORTED, "options.isa: %s kernels are not available on this CPU/build",
+                             linattn_isa_name(isa));
+  }
+
+  int32_t threads = o->num_threads;
+  if (threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (int32_t)(n > 1024 ? 1024 : n) : 1;
+  }
+  if (threads > 1024) threads = 1024;
+
+  linattn_alloc_fn af = o->alloc ? o->alloc : default_alloc;
+  linattn_free_fn ff = o->free ? o->free : default_free;
+  linattn_context* ctx = (linattn_context*)af(o->alloc_user, sizeof *ctx, 64);
+  if (!ctx) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "context: allocation of %zu bytes failed", sizeof *ctx);
+  memset(ctx, 0, sizeof *ctx);
+  ctx->num_threads = threads;
+  ctx->parallel_for = o->parallel_for;
+  ctx->parallel_for_data = o->parallel_for_data;
+  ctx->alloc = af;
+  ctx->free = ff;
+  ctx->alloc_user = o->alloc_user;
+  ctx->kernels = linattn_kernels_for_isa(isa);
+  if (!ctx->kernels) {
+    ff(o->alloc_user, ctx);
+    return linattn_set_error(LINATTN_ERROR_INTERNAL, "context: no kernel table for %s", linattn_isa_name(isa));
+  }
+  if (threads > 1 && !ctx->parallel_for) {
+    ctx->pool = linattn_pool_create(ctx, threads);
+    if (!ctx->pool) {
+      ff(o->alloc_user, ctx);
+      return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "context: could not start %d pool threads", (int)threads);
+    }
+  }
+  *context = ctx;
+  return LINATTN_SUCCESS;
+}
+
+void linattn_context_destroy(linattn_context* context) {
+  if (!context) return;
+  if (context->pool) linattn_pool_destroy(context, context->pool);
+  context->free(context->alloc_user, context);
+}
+
+int32_t linattn_context_num_threads(const linattn_context* context) { return context ? context->num_threads : 0; }
+
+linattn_isa linattn_context_isa(const linattn_context* context) {
+  return context && context->kernels ? context->kernels->isa : LINATTN_ISA_AUTO;
+}
+
+/* ------------------------------------------------------------------ parallel regions */
+
+void linattn_run_parallel(linattn_context* ctx, linattn_task_fn task, void* arg, size_t n) {
+  if (n == 0) return;
+  if (n == 1) {
+    task(arg, 0);
+    return;
+  }
+  if (ctx->parallel_for) {
+    ctx->parallel_for(ctx->parallel_for_data, task, arg, n);
+    return;
+  }
+  if (ctx->pool && linattn_pool_try_run(ctx->pool, task, arg, n)) return;
+  for (size_t i = 0; i < n; i++) task(arg, i); /* single thread, or the pool is busy */
+}
+
+/* ------------------------------------------------------------------ floating-point environment */
+
+void linattn_fpenv_enter_ftz(linattn_fpenv* env) {
+#if defined(__x86_64__) || defined(_M_X64)
+  env->saved = _mm_getcsr();
+  _mm_setcsr(env->saved | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+#elif defined(__aarch64__)
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  env->saved = (uint32_t)fpcr;
+  fpcr |= (1u << 24); /* FZ */
+  __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+#else
+  env->saved = 0;
+#endif
+}
+
+void linattn_fpenv_leave(const linattn_fpenv* env) {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_setcsr(env->saved);
+#elif defined(__aarch64__)
+  uint64_t fpcr = env->saved;
+  __asm__ volatile("msr fpcr, %0" : : "r"(fpcr));
+#else
+  (void)env;
+#endif
+}

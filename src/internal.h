@@ -1,0 +1,191 @@
+/*
+ * Internal contracts between the operator layer (src/api: validation, shapes, threading) and
+ * the kernels (src/ref: the spec; src/kernels: fast paths). Kernels never validate user input;
+ * their preconditions are stated here once.
+ */
+#ifndef LINATTN_INTERNAL_H
+#define LINATTN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "linattn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ LinearAttention */
+
+typedef enum la_decay_kind { LA_DECAY_NONE = 0, LA_DECAY_PER_HEAD = 1, LA_DECAY_PER_KEY = 2 } la_decay_kind;
+typedef enum la_beta_kind { LA_BETA_NONE = 0, LA_BETA_PER_HEAD = 1, LA_BETA_SHARED = 2 } la_beta_kind;
+
+/* Problem-wide constants of one LinearAttention call, resolved by the operator layer. */
+typedef struct la_params {
+  linattn_update_rule rule;
+  bool gated;              /* rule is gated or gated_delta: decay applied first */
+  bool delta;              /* rule is delta or gated_delta: u = beta (v - S^T k) */
+  la_decay_kind decay_kind;
+  la_beta_kind beta_kind;
+  linattn_dtype io_dtype;  /* T: query, key, value, decay, beta, output */
+  int64_t T;               /* tokens */
+  int64_t d_k, d_v;
+  float scale;             /* resolved (never 0 unless the user asked for 0... see api) */
+} la_params;
+
+/* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
+ * reads or writes, as pointers already offset to token 0 of this unit, strides in ELEMENTS of
+ * io_dtype. State columns evolve independently, so units never share writable memory and the
+ * result of a unit does not depend on how the columns were split. */
+typedef struct la_unit {
+  const void* q;          /* query head qh0 at token 0: d_k elements per head */
+  int64_t q_token_stride;
+  int64_t q_head_stride;  /* distance between consecutive query heads of the group (= d_k) */
+  int32_t n_q;            /* query heads reading this state (GQA group size; 1 for inverse GQA) */
+  const void* k;          /* key head at token 0 (d_k elements) */
+  int64_t k_token_stride;
+  const void* v;          /* value head at token 0, already offset by col0 */
+  int64_t v_token_stride;
+  const void* decay;      /* per head: 1 element; per key: d_k elements; NULL when not gated */
+  int64_t decay_token_stride;
+  const void* beta;       /* 1 element; NULL when not a delta rule */
+  int64_t beta_token_stride;
+  void* out;              /* output head oh0 at token 0, offset by col0 */
+  int64_t out_token_stride;
+  int64_t out_head_stride; /* distance between consecutive output heads of the group (= d_v) */
+  /* fp32 state block of d_k rows x ncols, row stride ld_state floats.
+   * state_in: the state entering the call (NULL = zeros). state_out: where the state leaves.
+   * state_in may equal state_out (in place). They never partially overlap. */
+  const float* state_in;
+  float* state_out;
+  int64_t ld_state;
+  int64_t col0, ncols;
+} la_unit;
+
+/* A LinearAttention micro-kernel family: advance one unit over all T tokens, writing the
+ * unit's output columns for every query head and token, and the final state to state_out.
+ * scratch: la_kernel.scratch_bytes(params, ncols) bytes, 64-byte aligned, private to the caller.
+ * Must give the same bits for a unit whatever the other units are (thread-count independence). */
+typedef void (*la_unit_fn)(const la_params* p, const la_unit* u, void* scratch);
+typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
+
+typedef struct la_kernel {
+  const char* name;
+  la_unit_fn run;
+  la_scratch_fn scratch_bytes;
+  int64_t block_cols;      /* preferred ncols per unit (the last block of a head may be smaller) */
+  bool handles_io_dtype[4];/* indexed by linattn_dtype; false = this family cannot take that T */
+} la_kernel;
+
+/* ------------------------------------------------------------------ CausalConvWithState */
+
+typedef struct conv_params {
+  linattn_dtype dtype;
+  linattn_activation activation;
+  bool channels_last;
+  int64_t B, C, L, K;       /* K = kernel taps */
+  int64_t dilation;
+  int64_t S;                /* state length (K - 1) * dilation */
+  /* base pointers and element strides */
+  const void* x; int64_t x_sb, x_sc, x_st;       /* input: batch, channel, token strides */
+  const void* w;                                  /* (C, K) packed */
+  const void* bias;                               /* (C) or NULL */
+  const void* past; int64_t s_sb, s_sc, s_st;     /* past state (NULL = zeros); strides also for present */
+  void* y; int64_t y_sb, y_sc, y_st;              /* output */
+  void* present;                                  /* NULL = not wanted; may equal past */
+} conv_params;
+
+/* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
+ * any present-state entry of those channels (in-place safety). scratch: scratch_bytes(p, nc). */
+typedef void (*conv_unit_fn)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch);
+typedef size_t (*conv_scratch_fn)(const conv_params* p, int64_t nc);
+
+typedef struct conv_kernel {
+  const char* name;
+  conv_unit_fn run;
+  conv_scratch_fn scratch_bytes;
+  int64_t block_channels;   /* preferred channels per unit */
+} conv_kernel;
+
+/* ------------------------------------------------------------------ dispatch */
+
+typedef struct kernel_table {
+  linattn_isa isa;
+  const la_kernel* la;      /* never NULL */
+  const conv_kernel* conv;  /* never NULL */
+} kernel_table;
+
+/* Kernel table for an ISA that is available (see linattn_isa_available). */
+const kernel_table* linattn_kernels_for_isa(linattn_isa isa);
+/* The ISA chosen for LINATTN_ISA_AUTO: environment override, else the best available.
+ * Returns LINATTN_ISA_AUTO (0) and sets *bad_env when the environment names an unknown or
+ * unavailable ISA. */
+linattn_isa linattn_auto_isa(const char** bad_env);
+
+/* Reference kernels (src/ref): the executable spec. */
+extern const la_kernel linattn_la_reference;
+extern const conv_kernel linattn_conv_reference;
+
+/* ------------------------------------------------------------------ context, errors */
+
+struct linattn_pool;
+
+struct linattn_context {
+  int32_t num_threads;
+  linattn_parallel_for_fn parallel_for;
+  void* parallel_for_data;
+  linattn_alloc_fn alloc;
+  linattn_free_fn free;
+  void* alloc_user;
+  const kernel_table* kernels;
+  struct linattn_pool* pool; /* NULL when num_threads == 1 or a host parallel_for is used */
+};
+
+/* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
+ * inline). n must be <= ctx->num_threads for the pool. */
+void linattn_run_parallel(linattn_context* ctx, linattn_task_fn task, void* arg, size_t n);
+
+struct linattn_pool* linattn_pool_create(linattn_context* ctx, int32_t num_threads);
+void linattn_pool_destroy(linattn_context* ctx, struct linattn_pool* pool);
+/* Returns false (and runs nothing) if the pool is busy with another caller's region. */
+bool linattn_pool_try_run(struct linattn_pool* pool, linattn_task_fn task, void* arg, size_t n);
+
+void* linattn_ctx_alloc(linattn_context* ctx, size_t size);
+void linattn_ctx_free(linattn_context* ctx, void* ptr);
+
+/* Records a printf-style message for linattn_last_error() and returns status. */
+linattn_status linattn_set_error(linattn_status status, const char* fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void linattn_clear_error(void);
+
+/* Overflow-checked arithmetic on sizes: return false on overflow. */
+static inline bool linattn_mul_i64(int64_t a, int64_t b, int64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool linattn_add_i64(int64_t a, int64_t b, int64_t* out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+static inline bool linattn_mul_size(size_t a, size_t b, size_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool linattn_add_size(size_t a, size_t b, size_t* out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+
+static inline size_t linattn_round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/* Floating-point environment for fast kernels: flush denormals to zero within a kernel call and
+ * restore the caller's mode afterwards. No-ops where unsupported. */
+typedef struct linattn_fpenv { uint32_t saved; } linattn_fpenv;
+void linattn_fpenv_enter_ftz(linattn_fpenv* env);
+void linattn_fpenv_leave(const linattn_fpenv* env);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LINATTN_INTERNAL_H */
