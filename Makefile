@@ -23,9 +23,10 @@ build: $(BUILD)/CMakeCache.txt
 
 venv: $(VENV)/.stamp
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e python
 	touch $@
 
 test: all

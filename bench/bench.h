@@ -83,6 +83,9 @@ int bench_conv_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, ben
 
 /* Rotation slots so that the slots together exceed twice the last-level cache. */
 int bench_cold_slots(double slot_bytes, size_t llc_bytes);
+/* A fixed random permutation of [0, n): slot i lives at arena position perm[i], so consecutive
+ * calls do not walk memory sequentially (the hardware prefetcher would hide a cold state). */
+int* bench_slot_positions(int n, uint64_t seed);
 
 /* ------------------------------------------------------------------ small helpers (bench_util.c) */
 
@@ -115,6 +118,11 @@ typedef struct bench_machine {
 
 void bench_machine_describe(bench_machine* m);  /* name and caches only */
 void bench_machine_measure(bench_machine* m, int threads, double seconds_per_roof);
+/* Measures the roofs again and keeps, for each, the better of the old and new value: on a
+ * shared machine a busy moment can only lower a roof. */
+void bench_machine_refresh(bench_machine* m, double seconds_per_roof);
+/* 1-minute load average (-1 if unknown): how busy the shared machine was. */
+double bench_loadavg(void);
 
 /* Bandwidth roof for a working set (cold calls always use DRAM). */
 double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold, const char** level);

@@ -84,12 +84,15 @@ int bench_conv_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, ben
   for (int s = 1; s < K->num_slots; s++) memcpy(K->arena + (size_t)s * slot_bytes, s0, slot_bytes);
 
   K->weight = linattn_make_tensor(K->weight_buf, c->dtype, 3, wd);
+  int* pos = bench_slot_positions(K->num_slots, seed);
   for (int s = 0; s < K->num_slots; s++) {
-    char* base = K->arena + (size_t)s * slot_bytes;
+    char* base = K->arena + (size_t)pos[s] * slot_bytes;
     K->slots[s].x = linattn_make_tensor(base + off_x, c->dtype, 3, xd);
     K->slots[s].y = linattn_make_tensor(base + off_y, c->dtype, 3, xd);
     K->slots[s].state = linattn_make_tensor(base + off_s, c->dtype, 3, sd);
   }
+  free(pos);
+
 
   memset(out, 0, sizeof *out);
   out->impl = K;

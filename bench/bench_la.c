@@ -115,8 +115,9 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   for (size_t i = 0; i < ns; i++) st[i] = (float)(0.05 * bench_normal(&r));
   for (int s = 1; s < L->num_slots; s++) memcpy(L->arena + (size_t)s * slot_bytes, s0, slot_bytes);
 
+  int* pos = bench_slot_positions(L->num_slots, seed);
   for (int s = 0; s < L->num_slots; s++) {
-    char* base = L->arena + (size_t)s * slot_bytes;
+    char* base = L->arena + (size_t)pos[s] * slot_bytes;
     la_slot* sl = &L->slots[s];
     sl->q = linattn_make_tensor(base + off_q, c->dtype, 3, qd);
     sl->k = linattn_make_tensor(base + off_k, c->dtype, 3, kd);
@@ -126,6 +127,8 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
     sl->out = linattn_make_tensor(base + off_o, c->dtype, 3, od);
     sl->state = linattn_make_tensor(base + off_s, LINATTN_DTYPE_F32, 4, sd);
   }
+  free(pos);
+
 
   memset(out, 0, sizeof *out);
   out->impl = L;

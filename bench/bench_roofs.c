@@ -19,13 +19,21 @@
 
 /* ------------------------------------------------------------------ FMA peak */
 
+static volatile float fma_seed = 1.0f, fma_mul = 0.999999f, fma_add = 1e-7f;
+
 /* Each loop keeps its accumulators in registers: enough independent chains to cover FMA
  * latency x issue width on current cores. Returns the flops executed. */
 #ifdef BENCH_X86
 __attribute__((target("avx512f"), noinline)) static double fma_loop_avx512(long iters, float* sink) {
-  __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-  __m512 c0 = _mm512_set1_ps(1.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-  __m512 c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
+  /* distinct start values read at run time: the compiler cannot merge the chains */
+  const float s0 = fma_seed;
+  __m512 a = _mm512_set1_ps(fma_mul), b = _mm512_set1_ps(fma_add);
+  __m512 c0 = _mm512_set1_ps(s0), c1 = _mm512_set1_ps(s0 + 1), c2 = _mm512_set1_ps(s0 + 2);
+  __m512 c3 = _mm512_set1_ps(s0 + 3), c4 = _mm512_set1_ps(s0 + 4), c5 = _mm512_set1_ps(s0 + 5);
+  __m512 c6 = _mm512_set1_ps(s0 + 6), c7 = _mm512_set1_ps(s0 + 7), c8 = _mm512_set1_ps(s0 + 8);
+  __m512 c9 = _mm512_set1_ps(s0 + 9), c10 = _mm512_set1_ps(s0 + 10), c11 = _mm512_set1_ps(s0 + 11);
+  __m512 c12 = _mm512_set1_ps(s0 + 12), c13 = _mm512_set1_ps(s0 + 13), c14 = _mm512_set1_ps(s0 + 14);
+  __m512 c15 = _mm512_set1_ps(s0 + 15);
   for (long i = 0; i < iters; i++) {
     c0 = _mm512_fmadd_ps(c0, a, b); c1 = _mm512_fmadd_ps(c1, a, b);
     c2 = _mm512_fmadd_ps(c2, a, b); c3 = _mm512_fmadd_ps(c3, a, b);
@@ -45,9 +53,12 @@ __attribute__((target("avx512f"), noinline)) static double fma_loop_avx512(long 
 }
 
 __attribute__((target("avx2,fma"), noinline)) static double fma_loop_avx2(long iters, float* sink) {
-  __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-  __m256 c0 = _mm256_set1_ps(1.0f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
-  __m256 c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+  const float s0 = fma_seed;
+  __m256 a = _mm256_set1_ps(fma_mul), b = _mm256_set1_ps(fma_add);
+  __m256 c0 = _mm256_set1_ps(s0), c1 = _mm256_set1_ps(s0 + 1), c2 = _mm256_set1_ps(s0 + 2);
+  __m256 c3 = _mm256_set1_ps(s0 + 3), c4 = _mm256_set1_ps(s0 + 4), c5 = _mm256_set1_ps(s0 + 5);
+  __m256 c6 = _mm256_set1_ps(s0 + 6), c7 = _mm256_set1_ps(s0 + 7), c8 = _mm256_set1_ps(s0 + 8);
+  __m256 c9 = _mm256_set1_ps(s0 + 9), c10 = _mm256_set1_ps(s0 + 10), c11 = _mm256_set1_ps(s0 + 11);
   for (long i = 0; i < iters; i++) {
     c0 = _mm256_fmadd_ps(c0, a, b); c1 = _mm256_fmadd_ps(c1, a, b);
     c2 = _mm256_fmadd_ps(c2, a, b); c3 = _mm256_fmadd_ps(c3, a, b);
@@ -69,9 +80,10 @@ __attribute__((target("avx2,fma"), noinline)) static double fma_loop_avx2(long i
 /* Portable fallback (NEON on aarch64 through the compiler's vector extension). */
 typedef float bench_v4 __attribute__((vector_size(16)));
 __attribute__((noinline)) static double fma_loop_generic(long iters, float* sink) {
-  bench_v4 a = {0.999999f, 0.999999f, 0.999999f, 0.999999f}, b = {1e-7f, 1e-7f, 1e-7f, 1e-7f};
+  const float m = fma_mul, d = fma_add, s0 = fma_seed;
+  bench_v4 a = {m, m, m, m}, b = {d, d, d, d};
   bench_v4 c[8];
-  for (int j = 0; j < 8; j++) c[j] = (bench_v4){1, 1, 1, 1};
+  for (int j = 0; j < 8; j++) c[j] = (bench_v4){s0 + j, s0 + j, s0 + j, s0 + j};
   for (long i = 0; i < iters; i++)
     for (int j = 0; j < 8; j++) c[j] = c[j] * a + b; /* contracted to FMA where the target has it */
   bench_v4 s = c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7];
@@ -178,20 +190,32 @@ static double measure_copy_bw(int threads, size_t bytes, double seconds) {
 
 /* ------------------------------------------------------------------ description */
 
-static size_t read_cache_sysfs(int index) {
-  char path[128], buf[64];
-  snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+static int read_sysfs_line(const char* path, char* buf, size_t n) {
   FILE* f = fopen(path, "r");
-  if (!f) return 0;
-  size_t v = 0;
-  if (fgets(buf, sizeof buf, f)) {
+  if (!f) return -1;
+  int ok = fgets(buf, (int)n, f) != NULL;
+  fclose(f);
+  return ok ? 0 : -1;
+}
+
+/* Size of the data/unified cache of the given level seen by CPU 0 (0 if unknown). */
+static size_t read_cache_sysfs(int level) {
+  for (int index = 0; index < 10; index++) {
+    char path[128], buf[64];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", index);
+    if (read_sysfs_line(path, buf, sizeof buf)) break;
+    if (atoi(buf) != level) continue;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
+    if (read_sysfs_line(path, buf, sizeof buf) || !strncmp(buf, "Instruction", 11)) continue;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+    if (read_sysfs_line(path, buf, sizeof buf)) continue;
     char* end;
-    v = (size_t)strtoull(buf, &end, 10);
+    size_t v = (size_t)strtoull(buf, &end, 10);
     if (*end == 'K') v <<= 10;
     else if (*end == 'M') v <<= 20;
+    return v;
   }
-  fclose(f);
-  return v;
+  return 0;
 }
 
 void bench_machine_describe(bench_machine* m) {
@@ -217,13 +241,13 @@ void bench_machine_describe(bench_machine* m) {
     fclose(f);
   }
   m->online_cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  long l2 = -1, l3 = -1;
+  /* sysfs first: glibc's sysconf reports implausible L3 sizes on some virtual AMD CPUs */
+  m->l2_bytes = read_cache_sysfs(2);
+  m->l3_bytes = read_cache_sysfs(3);
 #ifdef _SC_LEVEL2_CACHE_SIZE
-  l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-  l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (!m->l2_bytes && sysconf(_SC_LEVEL2_CACHE_SIZE) > 0) m->l2_bytes = (size_t)sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (!m->l3_bytes && sysconf(_SC_LEVEL3_CACHE_SIZE) > 0) m->l3_bytes = (size_t)sysconf(_SC_LEVEL3_CACHE_SIZE);
 #endif
-  m->l2_bytes = l2 > 0 ? (size_t)l2 : read_cache_sysfs(2);
-  m->l3_bytes = l3 > 0 ? (size_t)l3 : read_cache_sysfs(3);
   if (!m->l2_bytes) m->l2_bytes = (size_t)1 << 20;
   if (!m->l3_bytes) m->l3_bytes = (size_t)32 << 20; /* unknown: assume a large LLC (cold stays cold) */
   m->fma_isa = "-";
@@ -254,4 +278,22 @@ double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold
   }
   *level = "DRAM";
   return m->bw_dram;
+}
+
+void bench_machine_refresh(bench_machine* m, double seconds_per_roof) {
+  bench_machine again = *m;
+  bench_machine_measure(&again, m->threads, seconds_per_roof);
+#define KEEP_BEST(f) if (again.f > m->f) m->f = again.f
+  KEEP_BEST(fma_gflops_1t);
+  KEEP_BEST(fma_gflops);
+  KEEP_BEST(bw_l2);
+  KEEP_BEST(bw_l3);
+  KEEP_BEST(bw_dram);
+#undef KEEP_BEST
+}
+
+double bench_loadavg(void) {
+  char buf[64];
+  if (read_sysfs_line("/proc/loadavg", buf, sizeof buf)) return -1;
+  return atof(buf);
 }

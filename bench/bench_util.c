@@ -75,3 +75,20 @@ int bench_cold_slots(double slot_bytes, size_t llc_bytes) {
   if (n > 4096) n = 4096;
   return (int)n;
 }
+
+int* bench_slot_positions(int n, uint64_t seed) {
+  int* perm = (int*)malloc((size_t)n * sizeof(int));
+  if (!perm) {
+    fprintf(stderr, "linattn-bench: out of memory\n");
+    exit(2);
+  }
+  for (int i = 0; i < n; i++) perm[i] = i;
+  bench_rng r = {seed ^ 0x5eedu};
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)(bench_uniform(&r) * (i + 1));
+    int t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  return perm;
+}

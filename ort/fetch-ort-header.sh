@@ -43,7 +43,8 @@ echo "deb [signed-by=$keyring] $uri $suite main" > "$dest/sources.list"
 
 set -- -o "Dir::Etc::SourceList=$dest/sources.list" -o Dir::Etc::SourceParts=/dev/null \
        -o "Dir::State::Lists=$dest/lists" -o "Dir::Cache=$dest/cache" \
-       -o "Dir::State::status=/dev/null" -o Debug::NoLocking=1 -o APT::Sandbox::User=root -q
+       -o "Dir::State::status=/dev/null" -o Debug::NoLocking=1 -o APT::Sandbox::User=root \
+       -o Acquire::http::Timeout=30 -o Acquire::Retries=1 -q
 
 echo "fetch-ort-header: downloading libonnxruntime-dev ($suite) from $uri" >&2
 apt-get "$@" update >&2

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <string.h>
 
+
 #include "linattn_ort.h"
 
 const OrtApi* linattn_ort_api = NULL;
@@ -205,6 +206,14 @@ static unsigned long next_unknown_dim_id(void) {
   return __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
 }
 
+/* Gives an unknown, unnamed dimension a fresh name (kept in buf), so that two outputs sharing
+ * it (output and state batch) say so. */
+static void name_if_unknown(infer_dim* d, char* buf, size_t cap) {
+  if (d->value >= 0 || (d->name && d->name[0])) return;
+  snprintf(buf, cap, "linattn_unk_%lu", next_unknown_dim_id());
+  d->name = buf;
+}
+
 static OrtStatus* set_output(OrtShapeInferContext* ic, size_t index, ONNXTensorElementDataType type,
                              size_t rank, const infer_dim* dims) {
   const OrtApi* api = linattn_ort_api;
@@ -283,10 +292,12 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   ONNXTensorElementDataType state_type = in[3].present ? in[3].type : in[0].type;
 
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
+  char batch_name[40];
+  name_if_unknown(&out[0], batch_name, sizeof batch_name);
   infer_dim state[5];
   size_t s = 0;
   if (window > 0) state[s++] = dim_known(window);
-  state[s++] = dim_of(&in[0], 0);
+  state[s++] = out[0];
   state[s++] = dim_known(hkv);
   state[s++] = dim_unknown(); /* d_k */
   state[s++] = dim_unknown(); /* d_v */
@@ -355,10 +366,16 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if (x.rank != 0 && x.rank < 3)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input must have rank >= 3, got rank %zu", op->label, x.rank);
 
+  /* With channels_last the rank is 2 + the number of channel axes: unknown with the input's. */
+  if (x.rank == 0 && channels_last) return NULL;
   /* output: the input's type and shape */
   size_t rank = x.rank >= 3 ? x.rank : 3;
   infer_dim out[INFER_MAX_RANK];
-  for (size_t i = 0; i < rank; i++) out[i] = dim_of(&x, i);
+  char names[INFER_MAX_RANK][40]; /* shared by output and present_state */
+  for (size_t i = 0; i < rank; i++) {
+    out[i] = dim_of(&x, i);
+    name_if_unknown(&out[i], names[i], sizeof names[i]);
+  }
   if ((st = set_output(ic, 0, x.type, rank, out))) return st;
 
   /* present_state: the sequence axis becomes (k - 1) * dilation */
@@ -441,6 +458,50 @@ static OrtStatus* make_domains(const OrtApi* api) {
   return NULL;
 }
 
+/* Which domains to register, from the session config entry "linattn.domains" (default "all").
+ *
+ * Why a choice: ORT gives a model that does not import "com.microsoft" the highest version any
+ * registry knows for that domain, and a custom "com.microsoft" domain is registered for versions
+ * 1..1000. Such a model then finds no schema for the com.microsoft nodes that ORT's own graph
+ * fusions insert (QuickGelu for x*sigmoid(x), ...) and fails to load. Models that import
+ * com.microsoft are unaffected, so an opset-27 model without com.microsoft nodes should be run
+ * with "ai.onnx". */
+#define DOMAINS_CONFIG_KEY "linattn.domains"
+
+static OrtStatus* requested_domains(const OrtApi* api, const OrtSessionOptions* options, int* contrib, int* onnx) {
+  *contrib = *onnx = 1;
+  int has = 0;
+  OrtStatus* st = api->HasSessionConfigEntry(options, DOMAINS_CONFIG_KEY, &has);
+  if (st || !has) {
+    if (st) api->ReleaseStatus(st);
+    return NULL;
+  }
+  char value[128];
+  size_t size = sizeof value;
+  if ((st = api->GetSessionConfigEntry(options, DOMAINS_CONFIG_KEY, value, &size)))
+    return st;
+  *contrib = *onnx = 0;
+  /* a comma-separated list of: all, ai.onnx (or onnx), com.microsoft */
+  char* save = NULL;
+  for (char* tok = strtok_r(value, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+    if (!strcmp(tok, "all")) {
+      *contrib = *onnx = 1;
+    } else if (!strcmp(tok, "ai.onnx") || !strcmp(tok, "onnx")) {
+      *onnx = 1;
+    } else if (!strcmp(tok, "com.microsoft")) {
+      *contrib = 1;
+    } else {
+      return api->CreateStatus(ORT_INVALID_ARGUMENT,
+                               "liblinattn_ort: session config entry " DOMAINS_CONFIG_KEY
+                               " must list all, ai.onnx or com.microsoft");
+    }
+  }
+  if (!*contrib && !*onnx)
+    return api->CreateStatus(ORT_INVALID_ARGUMENT,
+                             "liblinattn_ort: session config entry " DOMAINS_CONFIG_KEY " names no domain");
+  return NULL;
+}
+
 __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
                                                                                  const OrtApiBase* api_base) {
   if (!api_base) return NULL;
@@ -456,6 +517,9 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
   OrtStatus* st = make_domains(api);
   pthread_mutex_unlock(&g_lock);
   if (st) return st;
-  if ((st = api->AddCustomOpDomain(options, g_domain_contrib))) return st;
-  return api->AddCustomOpDomain(options, g_domain_onnx);
+  int contrib = 1, onnx = 1;
+  if ((st = requested_domains(api, options, &contrib, &onnx))) return st;
+  if (contrib && (st = api->AddCustomOpDomain(options, g_domain_contrib))) return st;
+  if (onnx && (st = api->AddCustomOpDomain(options, g_domain_onnx))) return st;
+  return NULL;
 }

@@ -63,10 +63,19 @@ const char* linattn_isa_name(linattn_isa isa) {
   return "unknown";
 }
 
+#if LINATTN_HAVE_X86 && defined(__GNUC__)
+#include <cpuid.h>
+/* clang 14's __builtin_cpu_supports does not know "f16c": read CPUID.1:ECX bit 29 instead. */
+static int cpu_has_f16c(void) {
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+#endif
+
 __attribute__((unused)) static int cpu_has_avx2(void) {
 #if LINATTN_HAVE_X86 && defined(__GNUC__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
 #else
   return 0;
 #endif

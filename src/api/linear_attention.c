@@ -338,8 +338,14 @@ linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attent
                                                      const int64_t value_dims[3], int64_t output_dims[3],
                                                      int64_t state_dims[4]) {
   linattn_clear_error();
-  if (!desc || !query_dims || !key_dims || !value_dims || !output_dims || !state_dims)
-    return ERR("infer_shapes: NULL argument");
+  if (!desc) return ERR("desc: NULL");
+  if (!query_dims || !key_dims || !value_dims || !output_dims || !state_dims)
+    return ERR("infer_shapes: NULL dims array (query_dims, key_dims, value_dims, output_dims, state_dims)");
+  switch (desc->update_rule) {
+    case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
+    default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)desc->update_rule);
+  }
+  if (desc->flags & ~(uint32_t)LINATTN_LA_ORT_CONTRIB) return ERR("desc.flags: unknown bits 0x%x", (unsigned)desc->flags);
   const bool contrib = (desc->flags & LINATTN_LA_ORT_CONTRIB) != 0;
   const int64_t Hq = desc->q_num_heads, Hkv = desc->kv_num_heads;
   if (Hq <= 0 || Hkv <= 0)
@@ -348,6 +354,12 @@ linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attent
     return ERR("desc.q_num_heads (%lld): must be a positive multiple of kv_num_heads (%lld)", (long long)Hq, (long long)Hkv);
   for (int i = 0; i < 3; i++)
     if (query_dims[i] < 0 || key_dims[i] < 0 || value_dims[i] < 0) return ERR("query/key/value: negative dimension");
+  if (key_dims[0] != query_dims[0] || key_dims[1] != query_dims[1])
+    return ERR("key: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)key_dims[0],
+               (long long)key_dims[1], (long long)query_dims[0], (long long)query_dims[1]);
+  if (value_dims[0] != query_dims[0] || value_dims[1] != query_dims[1])
+    return ERR("value: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)value_dims[0],
+               (long long)value_dims[1], (long long)query_dims[0], (long long)query_dims[1]);
   if (query_dims[2] % Hq) return ERR("query: last dim %lld not divisible by q_num_heads %lld", (long long)query_dims[2], (long long)Hq);
   if (value_dims[2] % Hkv) return ERR("value: last dim %lld not divisible by kv_num_heads %lld", (long long)value_dims[2], (long long)Hkv);
   const int64_t dk = query_dims[2] / Hq, dv = value_dims[2] / Hkv;

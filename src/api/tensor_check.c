@@ -63,6 +63,11 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
         return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: innermost stride must be 1, got %lld", name,
                                  (long long)v->strides[rank - 1]);
       for (int32_t i = 0; i < rank; i++)
+        if (v->dims[i] > 1 && v->strides[i] == 0)
+          return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                                   "%s: stride %d is 0 for a dimension of size %lld (distinct elements would alias)",
+                                   name, (int)i, (long long)v->dims[i]);
+      for (int32_t i = 0; i < rank; i++)
         if (v->strides[i] < 0)
           return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: stride %d is negative (%lld)", name, (int)i,
                                    (long long)v->strides[i]);

@@ -67,7 +67,7 @@ int64_t tk_failed(void) { return g_failed; }
 int64_t tk_passed(void) { return g_passed; }
 
 int tk_finish(void) {
-  printf("%s: %lld passed, %lld failed\n", g_suite, (long long)g_passed, (long long)g_failed);
+  printf("%lld passed, %lld failed\n", (long long)g_passed, (long long)g_failed);
   fflush(stdout);
   return g_failed == 0 && g_passed > 0 ? 0 : 1;
 }
@@ -82,6 +82,12 @@ void tk_fatal(const char* fmt, ...) {
   g_failed++;
   tk_finish();
   exit(1);
+}
+
+int tk_case_count(int fast_default, int slow_default) {
+  const char* env = getenv("LINATTN_TEST_CASES");
+  if (env && atoi(env) > 0) return atoi(env);
+  return TK_SLOW_BUILD ? slow_default : fast_default;
 }
 
 double tk_seconds(void) {

@@ -251,8 +251,20 @@ linattn_context* tk_context_create(linattn_isa isa, int32_t num_threads) {
 int tk_available_isas(linattn_isa* out, int max) {
   static const linattn_isa all[] = {LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2,
                                     LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+  /* LINATTN_TEST_ISAS=scalar,avx2 restricts the list (for debugging one kernel family) */
+  const char* only = getenv("LINATTN_TEST_ISAS");
   int n = 0;
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    if (linattn_isa_available(all[i]) && n < max) out[n++] = all[i];
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    if (!linattn_isa_available(all[i]) || n >= max) continue;
+    if (only && *only) {
+      const char* name = linattn_isa_name(all[i]);
+      size_t len = strlen(name);
+      bool listed = false;
+      for (const char* p = only; (p = strstr(p, name)) != NULL; p += len)
+        if ((p == only || p[-1] == ',') && (p[len] == ',' || p[len] == 0)) listed = true;
+      if (!listed) continue;
+    }
+    out[n++] = all[i];
+  }
   return n;
 }

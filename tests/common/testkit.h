@@ -24,6 +24,17 @@ extern "C" {
 #define TK_PRINTF(a, b)
 #endif
 
+/* Sanitizer and unoptimised builds run the randomised suites with fewer cases. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__) || !defined(__OPTIMIZE__)
+#define TK_SLOW_BUILD 1
+#else
+#define TK_SLOW_BUILD 0
+#endif
+
+/* Number of random cases: LINATTN_TEST_CASES if set, else fast_default (optimised builds) or
+ * slow_default (sanitizers / -O0). */
+int tk_case_count(int fast_default, int slow_default);
+
 /* ------------------------------------------------------------------ report */
 
 /* Starts a suite: prints its name. */

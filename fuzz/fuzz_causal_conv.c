@@ -1,0 +1,485 @@
+/*
+ * libFuzzer target for linattn_causal_conv_with_state (also built as a corpus-replay program).
+ * Same three modes as fuzz_linear_attention.c (valid / invalid / arbitrary); see there.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_common.h"
+
+enum { IN, W, BIAS, PAST, OUT, PRESENT, NT };
+static const char* const cv_names[NT] = {"input", "weight", "bias", "past_state", "output", "present_state"};
+
+enum { EXPECT_VALID, EXPECT_INVALID, EXPECT_EITHER };
+enum { WS_NULL, WS_EXACT, WS_LARGER, WS_TOO_SMALL, WS_MISALIGNED };
+
+typedef struct cv_case {
+  linattn_causal_conv_desc desc;
+  int64_t B, C, L, K, dil, S;
+  bool cl;
+  linattn_dtype dt;
+  bool has_bias, has_past, has_present, in_place;
+  int ws_mode;
+  int isa, threads, host;
+  bool desc_null, ctx_null;
+  int expect;
+  const char* what;
+  int xmode;
+  uint64_t seed;
+  double* vals[NT];
+  fz_call call;
+} cv_case;
+
+static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+
+static void set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2) {
+  t->d.rank = rank;
+  t->d.dims[0] = d0;
+  t->d.dims[1] = d1;
+  t->d.dims[2] = d2;
+  t->d.dims[3] = 0;
+  memset(t->d.strides, 0, sizeof t->d.strides);
+}
+
+static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const int64_t* rare, int nrare) {
+  if (fz_chance(r, 8)) return rare[fz_pick(r, nrare)];
+  return common[fz_pick(r, ncommon)];
+}
+
+/* state dims for the layout: (B, C, S) or channels-last (B, S, C) */
+static void state_dims(const cv_case* c, fz_tensor* t) {
+  if (c->cl) set_dims(t, 3, c->B, c->S, c->C);
+  else set_dims(t, 3, c->B, c->C, c->S);
+}
+
+static void build_valid(cv_case* c, fz_reader* r) {
+  static const int64_t Bc[] = {1, 2, 1, 0}, Cc[] = {1, 2, 3, 4, 5, 6, 3, 2}, Cr[] = {0, 16, 17, 33, 64, 65};
+  static const int64_t Lc[] = {1, 2, 3, 4, 5, 8, 1, 0}, Lr[] = {15, 16, 17, 33, 64};
+  static const int64_t Kc[] = {1, 2, 3, 4, 4, 5}, Kr[] = {7, 9};
+  memset(c, 0, sizeof *c);
+  linattn_causal_conv_desc_init(&c->desc);
+  c->desc.activation = fz_chance(r, 50) ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
+  c->B = Bc[fz_pick(r, 4)];
+  c->C = pick_dim(r, Cc, 8, Cr, 6);
+  c->L = pick_dim(r, Lc, 8, Lr, 5);
+  c->K = pick_dim(r, Kc, 6, Kr, 2);
+  c->cl = fz_chance(r, 35);
+  c->desc.channels_last = c->cl ? 1 : 0;
+  c->dt = dtypes[fz_pick(r, 3)];
+  c->has_bias = fz_chance(r, 50);
+  c->has_past = fz_chance(r, 55);
+  c->has_present = !fz_chance(r, 15);
+  c->in_place = c->has_past && c->has_present && fz_chance(r, 40);
+  static const int64_t dils[] = {1, 1, 2, 3, 0, -1 /* L+1 */, -2 /* huge */};
+  int64_t dil = dils[fz_pick(r, 7)];
+  if (dil == -1) dil = c->L + 1;
+  if (dil == -2) { /* taps far before the sequence read zeros; no state can hold them */
+    if (!c->has_past && !c->has_present) dil = (int64_t)1 << 40;
+    else dil = 2;
+  }
+  c->desc.dilation = dil;
+  c->dil = dil == 0 ? 1 : dil;
+  c->S = (c->K - 1) * c->dil;
+  c->ws_mode = fz_pick(r, 3);
+  c->isa = fz_pick_isa(r);
+  c->threads = 1 + fz_pick(r, 3);
+  c->host = fz_chance(r, 30);
+  c->xmode = fz_pick(r, 3);
+  c->seed = fz_u32(r);
+  c->expect = EXPECT_VALID;
+  c->what = "valid";
+
+  fz_call* k = &c->call;
+  k->nt = NT;
+  for (int i = 0; i < NT; i++) {
+    fz_tensor* t = &k->t[i];
+    memset(t, 0, sizeof *t);
+    t->name = cv_names[i];
+    t->share_with = -1;
+    t->is_output = i == OUT || i == PRESENT;
+    t->passed = true;
+    t->d.dtype = c->dt;
+  }
+  for (int i = IN; i <= OUT; i += OUT - IN) {
+    if (c->cl) set_dims(&k->t[i], 3, c->B, c->L, c->C);
+    else set_dims(&k->t[i], 3, c->B, c->C, c->L);
+    fz_strides3(fz_pick(r, 5), k->t[i].d.dims, fz_pick(r, 3), fz_pick(r, 5), k->t[i].d.strides);
+  }
+  set_dims(&k->t[W], 3, c->C, 1, c->K);
+  set_dims(&k->t[BIAS], 1, c->C, 0, 0);
+  state_dims(c, &k->t[PAST]);
+  state_dims(c, &k->t[PRESENT]);
+  k->t[BIAS].passed = c->has_bias;
+  k->t[PAST].passed = c->has_past;
+  k->t[PRESENT].passed = c->has_present;
+  if (c->in_place) k->t[PRESENT].share_with = PAST;
+  for (int i = 0; i < NT; i++) {
+    fz_tensor* t = &k->t[i];
+    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
+  }
+  if (k->t[PAST].null_data && c->in_place) k->t[PRESENT].null_data = true;
+}
+
+static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
+  linattn_dtype o = dtypes[fz_pick(r, 3)];
+  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32;
+  return o;
+}
+
+static void unshare(fz_tensor* t, int i) {
+  t[i].share_with = -1;
+  for (int j = 0; j < NT; j++)
+    if (t[j].share_with == i) t[j].share_with = -1;
+}
+
+/* axis of the state length in the state dims, and of L / C in input dims */
+static const char* perturb(cv_case* c, fz_reader* r, int id) {
+  fz_tensor* t = c->call.t;
+  switch (id) {
+    case 0:
+      c->desc.activation = (linattn_activation)(int[]){0, 3, -1, 77}[fz_pick(r, 4)];
+      return "activation invalid";
+    case 1:
+      c->desc.dilation = -1 - fz_pick(r, 5);
+      return "dilation negative";
+    case 2: {
+      const int i = (int[]){IN, OUT, W, BIAS, PAST, PRESENT}[fz_pick(r, 6)];
+      if (!t[i].passed) return NULL;
+      unshare(t, i);
+      if (i == BIAS) set_dims(&t[i], 2, c->C, 1, 0);
+      else if (fz_chance(r, 50)) set_dims(&t[i], 2, t[i].d.dims[0], t[i].d.dims[1] * t[i].d.dims[2], 0);
+      else t[i].d.rank = 4, t[i].d.dims[3] = 1, memset(t[i].d.strides, 0, sizeof t[i].d.strides);
+      return "wrong rank";
+    }
+    case 3:
+      t[W].d.dims[1] = 2;
+      return "weight middle dim not 1";
+    case 4:
+      t[W].d.dims[0] = c->C + 1;
+      return "weight channels differ";
+    case 5:
+      t[W].d.dims[2] = 0;
+      t[PAST].passed = t[PRESENT].passed = false;
+      return "kernel size 0";
+    case 6:
+      if (!c->has_bias) return NULL;
+      t[BIAS].d.dims[0] = c->C + 1;
+      return "bias length differs";
+    case 7: {
+      const int i = fz_chance(r, 50) ? PAST : PRESENT;
+      if (!t[i].passed) return NULL;
+      unshare(t, i);
+      t[i].d.dims[fz_pick(r, 3)] += 1;
+      return "state shape wrong";
+    }
+    case 8:
+      t[OUT].d.dims[fz_pick(r, 3)] += 1;
+      memset(t[OUT].d.strides, 0, sizeof t[OUT].d.strides);
+      return "output shape wrong";
+    case 9: {
+      const int i = (int[]){W, BIAS, PAST, OUT, PRESENT}[fz_pick(r, 5)];
+      if (!t[i].passed) return NULL;
+      unshare(t, i);
+      t[i].d.dtype = other_dtype(c->dt, r);
+      return "dtype differs from input";
+    }
+    case 10: {
+      const int i = fz_pick(r, NT);
+      if (!t[i].passed) return NULL;
+      unshare(t, i);
+      t[i].d.dtype = (linattn_dtype)(fz_chance(r, 50) ? 0 : 4 + fz_pick(r, 3));
+      return "invalid dtype value";
+    }
+    case 11: {
+      const int i = fz_pick(r, NT);
+      if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
+      unshare(t, i);
+      t[i].null_data = true;
+      return "NULL data with elements";
+    }
+    case 12: {
+      const int i = (int[]){IN, W, OUT}[fz_pick(r, 3)];
+      unshare(t, i);
+      t[i].passed = false;
+      return "required tensor NULL";
+    }
+    case 13: {
+      const int o = fz_chance(r, 60) || !c->has_present ? OUT : PRESENT;
+      const int i = (int[]){IN, W, BIAS, PAST, OUT, PRESENT}[fz_pick(r, 6)];
+      if (i == o || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0) return NULL;
+      if (o == PRESENT && i == PAST) return NULL;
+      for (int j = 0; j < NT; j++)
+        if (t[j].share_with == o) t[j].share_with = -1;
+      t[o].share_with = i;
+      t[o].share_offset = 0;
+      t[o].null_data = false;
+      return "output overlaps another tensor";
+    }
+    case 14:
+      if (!c->has_past || !c->has_present || fz_numel(&t[PAST].d) < 2) return NULL;
+      t[PRESENT].share_with = PAST;
+      t[PRESENT].share_offset = 1 + fz_pick(r, (int)(fz_numel(&t[PAST].d) - 1));
+      t[PRESENT].null_data = t[PAST].null_data = false;
+      return "present partially overlaps past";
+    case 15: {
+      const int i = fz_chance(r, 50) ? IN : OUT;
+      if (t[i].d.dims[2] < 2) return NULL;
+      unshare(t, i);
+      t[i].d.strides[2] = 2;
+      t[i].d.strides[1] = 2 * t[i].d.dims[2];
+      t[i].d.strides[0] = t[i].d.strides[1] * (t[i].d.dims[1] > 0 ? t[i].d.dims[1] : 1);
+      return "innermost stride 2";
+    }
+    case 16: {
+      const int i = (int[]){W, BIAS, PAST, PRESENT}[fz_pick(r, 4)];
+      if (!t[i].passed) return NULL;
+      int ax = -1;
+      for (int a = 0; a + 1 < t[i].d.rank; a++)
+        if (t[i].d.dims[a] > 1) ax = a;
+      if (t[i].d.rank == 1 && t[i].d.dims[0] > 1) ax = 0;
+      if (ax < 0) return NULL;
+      unshare(t, i);
+      int64_t s = 1;
+      for (int a = t[i].d.rank - 1; a >= 0; a--) {
+        t[i].d.strides[a] = s * (a == ax ? 2 : 1);
+        s *= t[i].d.dims[a] > 0 ? t[i].d.dims[a] : 1;
+        if (a == ax) s *= 2;
+      }
+      return "packed tensor given strides";
+    }
+    case 17: {
+      const int i = fz_chance(r, 50) ? IN : OUT;
+      if (t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2) return NULL;
+      unshare(t, i);
+      t[i].d.strides[2] = 1;
+      t[i].d.strides[1] = t[i].d.dims[2] - 1;
+      t[i].d.strides[0] = t[i].d.dims[1] * t[i].d.dims[2];
+      return "strides make elements overlap";
+    }
+    case 18:
+      c->ws_mode = fz_chance(r, 50) ? WS_TOO_SMALL : WS_MISALIGNED;
+      return "workspace too small or misaligned";
+    case 19: { /* element count overflows */
+      if (c->B < 1 || c->C < 2) return NULL;
+      const int64_t huge = (int64_t)1 << 62;
+      const int la = c->cl ? 1 : 2;
+      for (int i = IN; i <= OUT; i += OUT - IN) {
+        unshare(t, i);
+        t[i].d.dims[la] = huge;
+        memset(t[i].d.strides, 0, sizeof t[i].d.strides);
+      }
+      return "element count overflows";
+    }
+    case 20:
+      if (c->B < 1 || fz_numel(&t[IN].d) < 2 || (t[IN].d.dims[1] < 2 && t[IN].d.dims[0] < 2)) return NULL;
+      unshare(t, IN);
+      t[IN].d.strides[2] = 1;
+      t[IN].d.strides[1] = (int64_t)1 << 61;
+      t[IN].d.strides[0] = (int64_t)1 << 62;
+      if (t[IN].d.dims[1] < 2) t[IN].d.strides[0] = (int64_t)1 << 62;
+      return "memory extent overflows";
+    case 21:
+      if (fz_chance(r, 50)) c->desc_null = true;
+      else c->ctx_null = true;
+      return c->desc_null ? "desc NULL" : "context NULL";
+    default:
+      return NULL;
+  }
+}
+#define NUM_PERTURBATIONS 22
+
+static void mutate(cv_case* c, fz_reader* r) {
+  fz_tensor* t = c->call.t;
+  const int n = 1 + fz_pick(r, 3);
+  for (int m = 0; m < n; m++) {
+    const int i = fz_pick(r, NT + 1);
+    if (i == NT) {
+      switch (fz_pick(r, 4)) {
+        case 0: c->desc.activation = (linattn_activation)fz_pick(r, 4); break;
+        case 1: c->desc.dilation = fz_pick(r, 6) - 1; break;
+        case 2: c->desc.dilation = fz_chance(r, 50) ? INT64_MAX : INT64_MAX / 2 + 1; break;
+        default: c->desc.channels_last = fz_pick(r, 3); break;
+      }
+      continue;
+    }
+    const int a = fz_pick(r, 4);
+    switch (fz_pick(r, 7)) {
+      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
+      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
+      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
+      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
+      case 4: t[i].passed = !t[i].passed; break;
+      case 5: t[i].null_data = !t[i].null_data; break;
+      default:
+        t[i].share_with = fz_pick(r, NT);
+        t[i].share_offset = fz_pick(r, 9);
+        break;
+    }
+  }
+}
+
+static void make_values(cv_case* c) {
+  fz_rng g = {c->seed};
+  for (int i = 0; i < NT; i++) {
+    fz_tensor* t = &c->call.t[i];
+    int64_t n = t->passed && !t->huge ? fz_numel(&t->d) : 0;
+    if (n < 0) n = 0;
+    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    for (int64_t e = 0; e < n; e++) {
+      double v;
+      if (c->xmode == 1) v = fz_uniform(&g, -8.0, 8.0); /* wide range: SiLU tails */
+      else if (c->xmode == 2) v = (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(&g) % 6];
+      else v = fz_uniform(&g, -1.0, 1.0);
+      c->vals[i][e] = v;
+    }
+  }
+}
+
+static double value_of(void* user, int tensor, int64_t index) { return ((cv_case*)user)->vals[tensor][index]; }
+
+static double round_to(double x, linattn_dtype dt) {
+  unsigned char tmp[4];
+  return fz_store(tmp, dt, x);
+}
+
+/* float64 oracle, checked element by element against an instance of a valid call */
+static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* in, const char* what) {
+  const int64_t B = c->B, C = c->C, L = c->L, K = c->K, S = c->S, dil = c->dil;
+  /* logical (b, ch, pos) -> linear index of a (B, C, X) or channels-last (B, X, C) tensor */
+#define LIN(X, b, ch, pos) (c->cl ? ((b) * (X) + (pos)) * C + (ch) : ((b) * C + (ch)) * (X) + (pos))
+  for (int64_t b = 0; b < B; b++) {
+    for (int64_t ch = 0; ch < C; ch++) {
+      /* x at position p of the virtual sequence concat(past, input), p in [-S, L) */
+#define XAT(p) ((p) >= 0 ? fz_get(k, in, IN, LIN(L, b, ch, (p))) \
+                         : ((p) >= -S && c->has_past ? fz_get(k, in, PAST, LIN(S, b, ch, S + (p))) : 0.0))
+      for (int64_t t = 0; t < L; t++) {
+        double acc = c->has_bias ? fz_get(k, in, BIAS, ch) : 0.0, sumabs = fabs(acc);
+        for (int64_t j = 0; j < K; j++) {
+          const double w = fz_get(k, in, W, ch * K + j);
+          const int64_t back = (K - 1 - j) * dil;
+          const double x = back > t + S ? 0.0 : XAT(t - back);
+          acc += w * x;
+          sumabs += fabs(w * x);
+        }
+        double pre = round_to(acc, c->dt), ref = pre, tol = 1e-5 * sumabs + fz_ulp(pre, c->dt);
+        if (c->desc.activation == LINATTN_ACTIVATION_SILU) {
+          ref = pre / (1.0 + exp(-pre));
+          tol = 1e-5 * sumabs + 1.1 * fz_ulp(pre, c->dt) + fz_ulp(ref, c->dt);
+        }
+        const double got = fz_get(k, in, OUT, LIN(L, b, ch, t));
+        FZ_CHECK(fabs(got - ref) <= tol, "%s: output[b=%lld, c=%lld, t=%lld] = %.9g, expected %.9g (tol %.3g)", what,
+                 (long long)b, (long long)ch, (long long)t, got, ref, tol);
+      }
+      if (c->has_present) {
+        for (int64_t s = 0; s < S; s++) {
+          const double want = XAT(L - S + s);
+          const double got = fz_get(k, in, PRESENT, LIN(S, b, ch, s));
+          FZ_CHECK(got == want || (isnan(got) && isnan(want)),
+                   "%s: present_state[b=%lld, c=%lld, s=%lld] = %.9g, expected %.9g", what, (long long)b, (long long)ch,
+                   (long long)s, got, want);
+        }
+      }
+#undef XAT
+    }
+  }
+#undef LIN
+}
+
+static linattn_status run(const cv_case* c, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
+                          size_t* need_out) {
+  const linattn_causal_conv_desc* desc = c->desc_null ? NULL : &c->desc;
+  if (c->ctx_null) ctx = NULL;
+  size_t need = 0;
+  linattn_status qs = linattn_causal_conv_with_state_workspace_size(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W),
+                                                                    fz_arg(k, in, BIAS), fz_arg(k, in, PAST),
+                                                                    fz_arg(k, in, OUT), fz_arg(k, in, PRESENT), &need);
+  void* ws = NULL;
+  void* block = NULL;
+  size_t ws_size = 0;
+  if (qs == LINATTN_SUCCESS && ws_mode != WS_NULL) {
+    size_t bytes = need + (ws_mode == WS_LARGER ? 192 : 0) + (ws_mode == WS_MISALIGNED ? 64 : 0);
+    block = fz_aligned(bytes);
+    ws = block;
+    ws_size = bytes;
+    if (ws_mode == WS_TOO_SMALL) ws_size = need ? need - 1 : 0;
+    if (ws_mode == WS_MISALIGNED) ws = (char*)block + 16, ws_size = need;
+  }
+  linattn_status st = linattn_causal_conv_with_state(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS),
+                                                     fz_arg(k, in, PAST), fz_arg(k, in, OUT), fz_arg(k, in, PRESENT), ws,
+                                                     ws_size);
+  if (st != LINATTN_SUCCESS) FZ_CHECK(linattn_last_error()[0] != '\0', "failed call without an error message");
+  if (ws_mode == WS_NULL || qs != LINATTN_SUCCESS)
+    FZ_CHECK(qs == st, "workspace_size returned %s but the call %s", linattn_status_string(qs), linattn_status_string(st));
+  free(block);
+  if (need_out) *need_out = need;
+  return st;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  fz_reader r = {data, size, 0};
+  cv_case c;
+  build_valid(&c, &r);
+  const int mode = fz_pick(&r, 10);
+  if (mode >= 6 && mode <= 8) {
+    const int first = fz_pick(&r, NUM_PERTURBATIONS);
+    for (int i = 0; i < NUM_PERTURBATIONS && c.expect == EXPECT_VALID; i++) {
+      const char* name = perturb(&c, &r, (first + i) % NUM_PERTURBATIONS);
+      if (name) c.what = name, c.expect = EXPECT_INVALID;
+    }
+  } else if (mode == 9) {
+    mutate(&c, &r);
+    c.expect = EXPECT_EITHER;
+    c.what = "arbitrary";
+  }
+  fz_case_name = c.what;
+  fz_call* k = &c.call;
+  fz_layout(k);
+  make_values(&c);
+  fz_make_template(k, value_of, &c);
+
+  linattn_context* ctx = fz_context(c.isa, c.threads, c.host);
+  linattn_context* ctx1 = fz_context(c.isa, 1, 0);
+  linattn_context* ref = fz_context(1, 1, 0);
+
+  fz_instance a, b;
+  fz_instance_make(k, &a);
+  size_t need = 0;
+  linattn_status st = run(&c, ctx, k, &a, c.ws_mode, &need);
+  const bool ws_bad = c.ws_mode == WS_TOO_SMALL || c.ws_mode == WS_MISALIGNED;
+  if (c.expect == EXPECT_VALID) {
+    FZ_CHECK(st == LINATTN_SUCCESS, "valid call failed: %s", linattn_status_string(st));
+  } else if (c.expect == EXPECT_INVALID && !(ws_bad && need == 0)) {
+    FZ_CHECK(st != LINATTN_SUCCESS, "invalid call (%s) succeeded", c.what);
+    if (ws_bad)
+      FZ_CHECK(st == (c.ws_mode == WS_TOO_SMALL ? LINATTN_ERROR_WORKSPACE_TOO_SMALL : LINATTN_ERROR_INVALID_ARGUMENT),
+               "bad workspace gave %s", linattn_status_string(st));
+    else
+      FZ_CHECK(st == LINATTN_ERROR_INVALID_ARGUMENT, "invalid call gave %s", linattn_status_string(st));
+  }
+  fz_check_instance(k, &a, st == LINATTN_SUCCESS, "chosen ISA");
+
+  fz_instance_make(k, &b);
+  linattn_status rs = run(&c, ref, k, &b, WS_NULL, NULL);
+  if (!ws_bad) FZ_CHECK(rs == st, "reference ISA returned %s, chosen ISA %s", linattn_status_string(rs), linattn_status_string(st));
+  fz_check_instance(k, &b, rs == LINATTN_SUCCESS, "reference ISA");
+  if (st == LINATTN_SUCCESS && rs == LINATTN_SUCCESS) {
+    if (c.expect == EXPECT_VALID) check_oracle(&c, k, &b, "reference kernels vs float64 oracle");
+    if (c.expect == EXPECT_VALID) check_oracle(&c, k, &a, "chosen ISA vs float64 oracle");
+    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", 1e-5, 1.6e-2, 2.0);
+  }
+  fz_instance_free(k, &b);
+
+  if (st == LINATTN_SUCCESS && (c.threads > 1 || c.host)) {
+    fz_instance_make(k, &b);
+    FZ_CHECK(run(&c, ctx1, k, &b, WS_NULL, NULL) == LINATTN_SUCCESS, "one-thread call failed");
+    fz_compare_bits(k, &a, &b, "threads vs one thread");
+    fz_instance_free(k, &b);
+  }
+  fz_instance_free(k, &a);
+  fz_free_template(k);
+  for (int i = 0; i < NT; i++) free(c.vals[i]);
+  return 0;
+}

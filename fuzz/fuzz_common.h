@@ -1,0 +1,490 @@
+/*
+ * Shared harness of the linattn fuzz targets (header-only, static functions).
+ *
+ * A fuzz input is read as a sequence of decisions (fz_reader); missing bytes read as 0, so
+ * every input, even an empty one, is a well-formed case. Tensor data is not taken from the
+ * input: a seed from the input drives a PRNG, which keeps inputs short and lets the fuzzer
+ * spend its bytes on shapes, strides, dtypes and aliasing.
+ *
+ * Tensors live in "regions": one malloc per region, exactly as large as the tensors placed
+ * in it need, so ASan flags any access outside what a descriptor allows. Several tensors
+ * may share a region (fused q/k/v views, in-place state, deliberate overlaps). A call runs
+ * on a fresh copy of the template regions (an "instance"); afterwards every byte of every
+ * region must equal the template except the logical elements of output tensors, and only
+ * when the call succeeded.
+ */
+#ifndef LINATTN_FUZZ_COMMON_H
+#define LINATTN_FUZZ_COMMON_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert.h" /* src/convert.h: fp16/bf16 <-> fp32, verified exhaustively against hardware */
+#include "linattn.h"
+
+/* ------------------------------------------------------------------ failure */
+
+static const char* fz_case_name = "";
+
+#define FZ_FAIL(...)                                                            \
+  do {                                                                          \
+    fprintf(stderr, "\nFUZZ FAILURE (%s) at %s:%d: ", fz_case_name, __FILE__, __LINE__); \
+    fprintf(stderr, __VA_ARGS__);                                               \
+    fprintf(stderr, "\n  last error: %s\n", linattn_last_error());             \
+    abort();                                                                    \
+  } while (0)
+
+#define FZ_CHECK(cond, ...) \
+  do {                      \
+    if (!(cond)) FZ_FAIL(__VA_ARGS__); \
+  } while (0)
+
+/* ------------------------------------------------------------------ input reader */
+
+typedef struct fz_reader {
+  const uint8_t* p;
+  size_t n, i;
+} fz_reader;
+
+static uint8_t fz_u8(fz_reader* r) { return r->i < r->n ? r->p[r->i++] : 0; }
+
+static uint32_t fz_u32(fz_reader* r) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v |= (uint32_t)fz_u8(r) << (8 * i);
+  return v;
+}
+
+/* A value in [0, n). */
+static int fz_pick(fz_reader* r, int n) { return n <= 1 ? 0 : (int)(fz_u8(r) % (unsigned)n); }
+
+/* True with probability ~percent/100 (byte 0 = false, so short inputs take the plain path). */
+static bool fz_chance(fz_reader* r, int percent) {
+  uint8_t b = fz_u8(r);
+  return b != 0 && (int)(b % 100u) < percent;
+}
+
+/* ------------------------------------------------------------------ data PRNG */
+
+typedef struct fz_rng {
+  uint64_t s;
+} fz_rng;
+
+static uint64_t fz_next(fz_rng* g) { /* splitmix64 */
+  uint64_t z = (g->s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static double fz_unit(fz_rng* g) { return (double)(fz_next(g) >> 11) * (1.0 / 9007199254740992.0); }
+static double fz_uniform(fz_rng* g, double lo, double hi) { return lo + (hi - lo) * fz_unit(g); }
+
+/* ------------------------------------------------------------------ dtypes */
+
+static size_t fz_esize(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : (dt == LINATTN_DTYPE_F16 || dt == LINATTN_DTYPE_BF16) ? 2 : 0; }
+
+static double fz_load(const unsigned char* p, linattn_dtype dt) {
+  uint16_t h;
+  float f;
+  switch (dt) {
+    case LINATTN_DTYPE_F16: memcpy(&h, p, 2); return linattn_f16_to_f32(h);
+    case LINATTN_DTYPE_BF16: memcpy(&h, p, 2); return linattn_bf16_to_f32(h);
+    case LINATTN_DTYPE_F32: memcpy(&f, p, 4); return f;
+    default: return 0.0;
+  }
+}
+
+/* Stores x rounded to dt; returns the stored value. */
+static double fz_store(unsigned char* p, linattn_dtype dt, double x) {
+  uint16_t h;
+  float f = (float)x;
+  switch (dt) {
+    case LINATTN_DTYPE_F16: h = linattn_f32_to_f16(f); memcpy(p, &h, 2); return linattn_f16_to_f32(h);
+    case LINATTN_DTYPE_BF16: h = linattn_f32_to_bf16(f); memcpy(p, &h, 2); return linattn_bf16_to_f32(h);
+    case LINATTN_DTYPE_F32: memcpy(p, &f, 4); return f;
+    default: return 0.0;
+  }
+}
+
+/* NaN with a recognisable payload written into outputs before a call: an element that still
+ * holds it afterwards was not written. */
+static void fz_store_poison(unsigned char* p, linattn_dtype dt) {
+  const uint32_t f = 0x7fa5a5a5u;
+  const uint16_t h = 0x7e5au, b = 0x7fa5u;
+  if (dt == LINATTN_DTYPE_F32) memcpy(p, &f, 4);
+  else if (dt == LINATTN_DTYPE_F16) memcpy(p, &h, 2);
+  else if (dt == LINATTN_DTYPE_BF16) memcpy(p, &b, 2);
+}
+static bool fz_is_poison(const unsigned char* p, linattn_dtype dt) {
+  unsigned char tmp[4];
+  memset(tmp, 0, sizeof tmp);
+  fz_store_poison(tmp, dt);
+  return memcmp(p, tmp, fz_esize(dt)) == 0;
+}
+
+/* Largest finite value and spacing of dt at |x| (enough for tolerances). */
+static double fz_dtype_max(linattn_dtype dt) {
+  return dt == LINATTN_DTYPE_F16 ? 65504.0 : dt == LINATTN_DTYPE_BF16 ? 3.38953139e38 : 3.40282347e38;
+}
+static double fz_ulp(double x, linattn_dtype dt) {
+  const int mant = dt == LINATTN_DTYPE_F16 ? 10 : dt == LINATTN_DTYPE_BF16 ? 7 : 23;
+  const int emin = dt == LINATTN_DTYPE_F16 ? -14 : -126;
+  int e;
+  x = fabs(x);
+  if (x == 0.0 || !isfinite(x)) return ldexp(1.0, emin - mant);
+  frexp(x, &e); /* x = m 2^e, m in [0.5, 1) */
+  e -= 1;
+  if (e < emin) e = emin;
+  return ldexp(1.0, e - mant);
+}
+
+/* ------------------------------------------------------------------ tensors and regions */
+
+#define FZ_MAX_TENSORS 8
+#define FZ_MAX_REGIONS 8
+#define FZ_HUGE_REGION_BYTES 64          /* region given to descriptors too large to back */
+#define FZ_MAX_REGION_BYTES (4u << 20)   /* larger extents are treated as "huge" */
+
+typedef struct fz_tensor {
+  const char* name;
+  bool passed;         /* false: the argument is a NULL pointer (absent) */
+  bool is_output;
+  bool null_data;      /* data pointer NULL */
+  int share_with;      /* -1: own region; else placed in that tensor's region */
+  int64_t share_offset;/* element offset (of this tensor's dtype) from share_with's data */
+  linattn_tensor d;    /* descriptor; data set per instance */
+  /* computed by fz_layout */
+  int region;
+  size_t byte_offset;  /* data = region start + byte_offset */
+  bool huge;
+  int64_t numel;       /* logical elements (0 when rank is out of range) */
+} fz_tensor;
+
+typedef struct fz_call {
+  fz_tensor t[FZ_MAX_TENSORS];
+  int nt;
+  int nr;
+  size_t region_bytes[FZ_MAX_REGIONS];
+  unsigned char* tmpl[FZ_MAX_REGIONS];
+} fz_call;
+
+typedef struct fz_instance {
+  unsigned char* mem[FZ_MAX_REGIONS];
+  linattn_tensor d[FZ_MAX_TENSORS];
+} fz_instance;
+
+static bool fz_rank_ok(const linattn_tensor* d) { return d->rank >= 0 && d->rank <= LINATTN_MAX_RANK; }
+
+/* Resolved element strides (all-zero = packed row-major). */
+static void fz_strides(const linattn_tensor* d, int64_t* s) {
+  bool all_zero = true;
+  for (int i = 0; i < d->rank; i++)
+    if (d->strides[i] != 0) all_zero = false;
+  int64_t acc = 1;
+  for (int i = d->rank - 1; i >= 0; i--) {
+    s[i] = all_zero ? acc : d->strides[i];
+    if (d->dims[i] > 0 && __builtin_mul_overflow(acc, d->dims[i], &acc)) acc = INT64_MAX / 4;
+  }
+}
+
+/* Logical element count; -1 on overflow or a negative dim. */
+static int64_t fz_numel(const linattn_tensor* d) {
+  if (!fz_rank_ok(d)) return 0;
+  int64_t n = 1;
+  for (int i = 0; i < d->rank; i++) {
+    if (d->dims[i] < 0) return -1;
+    if (__builtin_mul_overflow(n, d->dims[i], &n)) return -1;
+  }
+  return n;
+}
+
+/* Element offset of logical index `lin` (row-major). */
+static int64_t fz_offset(const linattn_tensor* d, const int64_t* s, int64_t lin) {
+  int64_t off = 0;
+  for (int i = d->rank - 1; i >= 0; i--) {
+    int64_t idx = lin % d->dims[i];
+    lin /= d->dims[i];
+    off += idx * s[i];
+  }
+  return off;
+}
+
+/* Byte range [lo, hi) relative to data touched by the descriptor; false if too large. */
+static bool fz_extent(const linattn_tensor* d, int64_t numel, int64_t* lo, int64_t* hi) {
+  *lo = *hi = 0;
+  const size_t es = fz_esize(d->dtype) ? fz_esize(d->dtype) : 4;
+  if (numel <= 0) return numel == 0;
+  int64_t s[LINATTN_MAX_RANK], mn = 0, mx = 0;
+  fz_strides(d, s);
+  for (int i = 0; i < d->rank; i++) {
+    int64_t term;
+    if (d->dims[i] <= 1) continue;
+    if (__builtin_mul_overflow(d->dims[i] - 1, s[i], &term)) return false;
+    if (term < 0) mn += term; else mx += term;
+    if (mn < -(int64_t)FZ_MAX_REGION_BYTES || mx > (int64_t)FZ_MAX_REGION_BYTES) return false;
+  }
+  *lo = mn * (int64_t)es;
+  *hi = (mx + 1) * (int64_t)es;
+  return *hi - *lo <= (int64_t)FZ_MAX_REGION_BYTES;
+}
+
+/* Places tensors into regions (after all descriptors are final). A tensor sharing another's
+ * region is placed after it; sharing with an absent or NULL-data tensor means an own region. */
+static void fz_place(fz_call* c, int i, bool* placed) {
+  fz_tensor* t = &c->t[i];
+  placed[i] = true;
+  int64_t lo, hi;
+  if (t->numel < 0 || !fz_extent(&t->d, t->numel, &lo, &hi)) {
+    t->huge = true;
+    lo = 0;
+    hi = FZ_HUGE_REGION_BYTES;
+  }
+  const fz_tensor* o = t->share_with >= 0 ? &c->t[t->share_with] : NULL;
+  if (o && o->region >= 0) {
+    int64_t off = (int64_t)o->byte_offset + t->share_offset * (int64_t)(fz_esize(t->d.dtype) ? fz_esize(t->d.dtype) : 4);
+    if (off + lo < 0) off = -lo;
+    t->region = o->region;
+    t->byte_offset = (size_t)off;
+  } else {
+    t->region = c->nr++;
+    t->byte_offset = (size_t)(-lo);
+  }
+  size_t end = t->byte_offset + (size_t)hi;
+  if (end > c->region_bytes[t->region]) c->region_bytes[t->region] = end;
+}
+
+static void fz_layout(fz_call* c) {
+  bool placed[FZ_MAX_TENSORS];
+  c->nr = 0;
+  memset(c->region_bytes, 0, sizeof c->region_bytes);
+  for (int i = 0; i < c->nt; i++) {
+    fz_tensor* t = &c->t[i];
+    t->region = -1;
+    t->huge = false;
+    t->numel = fz_numel(&t->d);
+    placed[i] = !t->passed || t->null_data;
+    if (t->share_with == i) t->share_with = -1;
+  }
+  for (int round = 0; round <= c->nt; round++)
+    for (int i = 0; i < c->nt; i++) {
+      const int j = c->t[i].share_with;
+      if (!placed[i] && (j < 0 || placed[j] || round == c->nt)) fz_place(c, i, placed);
+    }
+}
+
+/* Fills the template: region bytes 0xA5 (gaps), output elements poison, then input elements
+ * from value(tensor index, linear index) rounded to the tensor's dtype. */
+typedef double (*fz_value_fn)(void* user, int tensor, int64_t index);
+
+static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
+  for (int r = 0; r < c->nr; r++) {
+    c->tmpl[r] = (unsigned char*)malloc(c->region_bytes[r] ? c->region_bytes[r] : 1);
+    memset(c->tmpl[r], 0xA5, c->region_bytes[r]);
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < c->nt; i++) {
+      fz_tensor* t = &c->t[i];
+      if (t->region < 0 || t->huge || t->numel <= 0 || !fz_esize(t->d.dtype)) continue;
+      if ((pass == 0) != t->is_output) continue;
+      int64_t s[LINATTN_MAX_RANK];
+      fz_strides(&t->d, s);
+      const size_t es = fz_esize(t->d.dtype);
+      unsigned char* base = c->tmpl[t->region] + t->byte_offset;
+      for (int64_t e = 0; e < t->numel; e++) {
+        unsigned char* p = base + fz_offset(&t->d, s, e) * (int64_t)es;
+        if (t->is_output) fz_store_poison(p, t->d.dtype);
+        else fz_store(p, t->d.dtype, value(user, i, e));
+      }
+    }
+  }
+}
+
+static void fz_free_template(fz_call* c) {
+  for (int r = 0; r < c->nr; r++) free(c->tmpl[r]);
+}
+
+/* Fresh copy of the template; descriptors point into it. Regions of 0 bytes are malloc(0):
+ * any access through them is an ASan error. */
+static void fz_instance_make(const fz_call* c, fz_instance* in) {
+  for (int r = 0; r < c->nr; r++) {
+    in->mem[r] = (unsigned char*)malloc(c->region_bytes[r]);
+    if (c->region_bytes[r]) memcpy(in->mem[r], c->tmpl[r], c->region_bytes[r]);
+  }
+  for (int i = 0; i < c->nt; i++) {
+    in->d[i] = c->t[i].d;
+    in->d[i].data = c->t[i].region >= 0 ? in->mem[c->t[i].region] + c->t[i].byte_offset : NULL;
+  }
+}
+
+static void fz_instance_free(const fz_call* c, fz_instance* in) {
+  for (int r = 0; r < c->nr; r++) free(in->mem[r]);
+}
+
+static const linattn_tensor* fz_arg(const fz_call* c, const fz_instance* in, int i) {
+  return c->t[i].passed ? &in->d[i] : NULL;
+}
+
+/* Every byte outside the logical elements of outputs must equal the template; when
+ * `succeeded`, outputs may have changed and (unless aliased with an input) must hold no
+ * poison any more. */
+static void fz_check_instance(const fz_call* c, const fz_instance* in, bool succeeded, const char* what) {
+  unsigned char* writable[FZ_MAX_REGIONS];
+  for (int r = 0; r < c->nr; r++) writable[r] = (unsigned char*)calloc(c->region_bytes[r] ? c->region_bytes[r] : 1, 1);
+  for (int i = 0; i < c->nt && succeeded; i++) {
+    const fz_tensor* t = &c->t[i];
+    if (!t->is_output || t->region < 0 || t->huge || t->numel <= 0) continue;
+    int64_t s[LINATTN_MAX_RANK];
+    fz_strides(&t->d, s);
+    const size_t es = fz_esize(t->d.dtype);
+    for (int64_t e = 0; e < t->numel; e++) {
+      size_t off = t->byte_offset + (size_t)(fz_offset(&t->d, s, e) * (int64_t)es);
+      memset(writable[t->region] + off, 1, es);
+      bool aliased = false;
+      for (int j = 0; j < c->nt; j++)
+        if (j != i && c->t[j].region == t->region && !c->t[j].is_output) aliased = true;
+      if (!aliased && fz_is_poison(in->mem[t->region] + off, t->d.dtype))
+        FZ_FAIL("%s: %s element %lld was not written", what, t->name, (long long)e);
+    }
+  }
+  for (int r = 0; r < c->nr; r++) {
+    for (size_t b = 0; b < c->region_bytes[r]; b++) {
+      if (!writable[r][b] && in->mem[r][b] != c->tmpl[r][b]) {
+        const char* owner = "?";
+        for (int i = 0; i < c->nt; i++)
+          if (c->t[i].region == r) owner = c->t[i].name;
+        FZ_FAIL("%s: byte %zu of the region of %s changed (%s call)", what, b, owner,
+                succeeded ? "successful" : "failed");
+      }
+    }
+    free(writable[r]);
+  }
+}
+
+/* Reads logical element e of tensor i of an instance. */
+static double fz_get(const fz_call* c, const fz_instance* in, int i, int64_t e) {
+  const fz_tensor* t = &c->t[i];
+  int64_t s[LINATTN_MAX_RANK];
+  fz_strides(&t->d, s);
+  return fz_load((const unsigned char*)in->d[i].data + fz_offset(&t->d, s, e) * (int64_t)fz_esize(t->d.dtype), t->d.dtype);
+}
+
+/* Output tensors of two instances must agree bit for bit (same ISA, different threading). */
+static void fz_compare_bits(const fz_call* c, const fz_instance* a, const fz_instance* b, const char* what) {
+  for (int i = 0; i < c->nt; i++) {
+    const fz_tensor* t = &c->t[i];
+    if (!t->is_output || t->region < 0 || t->huge || t->numel <= 0) continue;
+    int64_t s[LINATTN_MAX_RANK];
+    fz_strides(&t->d, s);
+    const size_t es = fz_esize(t->d.dtype);
+    for (int64_t e = 0; e < t->numel; e++) {
+      int64_t off = fz_offset(&t->d, s, e) * (int64_t)es;
+      if (memcmp((const char*)a->d[i].data + off, (const char*)b->d[i].data + off, es) != 0)
+        FZ_FAIL("%s: %s element %lld differs bitwise (%.9g vs %.9g)", what, t->name, (long long)e, fz_get(c, a, i, e),
+                fz_get(c, b, i, e));
+    }
+  }
+}
+
+/* |x - r| <= rel * max|ref| + ulps * ulp_dt(r), with overflow and NaN handled:
+ * a finite reference within range needs a finite result; NaN reference needs NaN. */
+static void fz_compare_values(const char* what, const char* name, int64_t e, double x, double r, double maxref,
+                              linattn_dtype dt, double rel, double ulps) {
+  if (isnan(r)) {
+    FZ_CHECK(isnan(x), "%s: %s[%lld] = %.9g, reference NaN", what, name, (long long)e, x);
+    return;
+  }
+  if (!isfinite(r) || fabs(r) > 0.5 * fz_dtype_max(dt) || maxref > 1e30) return; /* overflow region */
+  const double tol = rel * maxref + ulps * fz_ulp(r, dt);
+  FZ_CHECK(isfinite(x) && fabs(x - r) <= tol, "%s: %s[%lld] = %.9g, reference %.9g (|diff| %.3g > tol %.3g, max|ref| %.3g)",
+           what, name, (long long)e, x, r, fabs(x - r), tol, maxref);
+}
+
+/* Output tensors of an instance vs another instance (same descriptors), with tolerance. */
+static void fz_compare_instances(const fz_call* c, const fz_instance* x, const fz_instance* ref, const char* what,
+                                 double rel, double rel_lowp, double ulps) {
+  for (int i = 0; i < c->nt; i++) {
+    const fz_tensor* t = &c->t[i];
+    if (!t->is_output || t->region < 0 || t->huge || t->numel <= 0) continue;
+    double maxref = 0.0;
+    bool overflow = false;
+    for (int64_t e = 0; e < t->numel; e++) {
+      double r = fz_get(c, ref, i, e);
+      if (!isfinite(r)) overflow = true;
+      else if (fabs(r) > maxref) maxref = fabs(r);
+    }
+    /* non-finite values in fp32 arithmetic: inf vs NaN and near-overflow rounding depend on
+     * the order of operations, so such a tensor is only checked for robustness */
+    if (overflow || maxref > 0.25 * fz_dtype_max(t->d.dtype) || maxref > 1e30) continue;
+    const double rl = t->d.dtype == LINATTN_DTYPE_F32 ? rel : rel_lowp;
+    for (int64_t e = 0; e < t->numel; e++)
+      fz_compare_values(what, t->name, e, fz_get(c, x, i, e), fz_get(c, ref, i, e), maxref, t->d.dtype, rl, ulps);
+  }
+}
+
+/* ------------------------------------------------------------------ strides */
+
+/* Layout choices for a strided rank-3 tensor (dims d0, d1, d2; innermost contiguous):
+ * 0 packed (all-zero strides), 1 explicit packed strides, 2 padded rows and batches,
+ * 3 batch-minor (memory order d1, d0, d2), 4 padded batch-minor. */
+static void fz_strides3(int mode, const int64_t* dims, int pad1, int pad0, int64_t* s) {
+  const int64_t d0 = dims[0] > 0 ? dims[0] : 1, d1 = dims[1] > 0 ? dims[1] : 1, d2 = dims[2] > 0 ? dims[2] : 1;
+  s[3] = 0;
+  switch (mode) {
+    case 0: s[0] = s[1] = s[2] = 0; break;
+    case 1: s[2] = 1; s[1] = d2; s[0] = d1 * d2; break;
+    case 2: s[2] = 1; s[1] = d2 + pad1; s[0] = d1 * s[1] + pad0; break;
+    case 3: s[2] = 1; s[0] = d2; s[1] = d0 * d2; break;
+    default: s[2] = 1; s[0] = d2 + pad1; s[1] = d0 * s[0] + pad0; break;
+  }
+}
+
+/* ------------------------------------------------------------------ contexts */
+
+static const linattn_isa fz_all_isas[] = {LINATTN_ISA_AUTO, LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR,
+                                          LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+
+/* Host parallel-for that runs the tasks serially in reverse order: results must not depend on
+ * the order in which a host schedules tasks. Counts the tasks it ran. */
+static size_t fz_host_tasks_run;
+static void fz_host_parallel_for(void* host, linattn_task_fn task, void* arg, size_t n) {
+  (void)host;
+  for (size_t i = n; i-- > 0;) task(arg, i);
+  fz_host_tasks_run += n;
+}
+
+/* Cached contexts: isa index in fz_all_isas, threads 1..3, host 0 = built-in pool, 1 = host. */
+static linattn_context* fz_context(int isa_index, int threads, int host) {
+  static linattn_context* cache[6][4][2];
+  linattn_context** slot = &cache[isa_index][threads][host];
+  if (!*slot) {
+    linattn_context_options o;
+    linattn_context_options_init(&o);
+    o.isa = fz_all_isas[isa_index];
+    o.num_threads = threads;
+    if (host) o.parallel_for = fz_host_parallel_for;
+    linattn_status st = linattn_context_create(&o, slot);
+    if (st != LINATTN_SUCCESS) FZ_FAIL("context_create(isa %s, %d threads) failed: %s", linattn_isa_name(o.isa), threads,
+                                       linattn_status_string(st));
+    FZ_CHECK(linattn_context_num_threads(*slot) == threads, "context_num_threads");
+  }
+  return *slot;
+}
+
+/* Chooses an available ISA (index into fz_all_isas). */
+static int fz_pick_isa(fz_reader* r) {
+  int avail[6], n = 0;
+  for (int i = 0; i < 6; i++)
+    if (fz_all_isas[i] == LINATTN_ISA_AUTO || linattn_isa_available(fz_all_isas[i])) avail[n++] = i;
+  return avail[fz_pick(r, n)];
+}
+
+static void* fz_aligned(size_t bytes) {
+  void* p = NULL;
+  if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) abort();
+  return p;
+}
+
+#endif /* LINATTN_FUZZ_COMMON_H */

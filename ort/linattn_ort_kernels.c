@@ -1,0 +1,421 @@
+/*
+ * ONNX Runtime custom-op library: kernels (attribute parsing at session creation, Compute).
+ *
+ * Compute maps ORT's tensors onto linattn descriptors without copying and calls linattn. Each
+ * kernel owns a linattn context (made once, at session creation: making one costs tens of
+ * microseconds, mostly CPU feature detection) whose parallel regions run on ORT's intra-op
+ * thread pool through KernelContext_ParallelFor, so the session's intra_op_num_threads governs
+ * linattn as well (with one intra-op thread ORT runs every task on the calling thread). linattn
+ * calls the host parallel-for on the thread that called it, so the OrtKernelContext of the
+ * running Compute reaches it through a thread-local variable.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "linattn_ort.h"
+
+typedef struct ort_kernel {
+  const ort_op* op;
+  linattn_context* context; /* parallel regions on ORT's pool (see ort_parallel_for) */
+  linattn_linear_attention_desc la;
+  linattn_causal_conv_desc conv;
+  int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
+} ort_kernel;
+
+/* ------------------------------------------------------------------ attributes */
+
+/* Reads an int attribute; *value keeps `def` when the node does not set it. */
+static void attr_int(const OrtApi* api, const OrtKernelInfo* info, const char* name, int64_t def, int64_t* value,
+                     int* given) {
+  int64_t v = def;
+  OrtStatus* st = api->KernelInfoGetAttribute_int64(info, name, &v);
+  const int found = st == NULL;
+  if (!found) {
+    api->ReleaseStatus(st);
+    v = def;
+  }
+  *value = v;
+  if (given) *given = found;
+}
+
+static void attr_float(const OrtApi* api, const OrtKernelInfo* info, const char* name, float def, float* value) {
+  float v = def;
+  OrtStatus* st = api->KernelInfoGetAttribute_float(info, name, &v);
+  if (st) {
+    api->ReleaseStatus(st);
+    v = def;
+  }
+  *value = v;
+}
+
+/* Copies a string attribute into buf (the default when absent). */
+static OrtStatus* attr_string(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                              const char* def, char* buf, size_t cap) {
+  size_t size = 0;
+  OrtStatus* st = api->KernelInfoGetAttribute_string(info, name, NULL, &size);
+  if (st) {
+    api->ReleaseStatus(st);
+    strncpy(buf, def, cap - 1);
+    buf[cap - 1] = 0;
+    return NULL;
+  }
+  if (size > cap)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s is too long (%zu bytes)", op->label, name, size);
+  size = cap;
+  return api->KernelInfoGetAttribute_string(info, name, buf, &size);
+}
+
+static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char rule[64];
+  int has_q = 0, has_kv = 0;
+  linattn_linear_attention_desc_init(&k->la);
+  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule))) return st;
+  k->la.update_rule = linattn_update_rule_from_string(rule);
+  if (k->la.update_rule == LINATTN_UPDATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
+                             op->label, rule);
+  attr_int(api, info, "q_num_heads", 0, &k->la.q_num_heads, &has_q);
+  attr_int(api, info, "kv_num_heads", 0, &k->la.kv_num_heads, &has_kv);
+  if (!has_q || !has_kv)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attributes q_num_heads and kv_num_heads are required",
+                             op->label);
+  attr_float(api, info, "scale", 0.0f, &k->la.scale);
+  attr_int(api, info, "chunk_size", 64, &k->la.chunk_size, NULL);
+  if (op->contrib) {
+    int64_t window = 0;
+    k->la.flags = LINATTN_LA_ORT_CONTRIB;
+    attr_int(api, info, "state_window", 0, &window, NULL);
+    if (window < 0 || window > 8)
+      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld",
+                               op->label, (long long)window);
+    if (window != 0)
+      return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                               "%s: state_window=%lld (per-token state history for speculative decoding) is not "
+                               "implemented by linattn; only state_window=0 is supported",
+                               op->label, (long long)window);
+  }
+  return NULL;
+}
+
+static OrtStatus* not_implemented_attr(const ort_op* op, const char* name, long long value, const char* why) {
+  return linattn_ort_error(ORT_NOT_IMPLEMENTED, "%s: attribute %s=%lld is not implemented by linattn (%s)", op->label,
+                           name, value, why);
+}
+
+static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char act[64];
+  linattn_causal_conv_desc_init(&k->conv);
+  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act))) return st;
+  k->conv.activation = linattn_activation_from_string(act);
+  if (k->conv.activation == LINATTN_ACTIVATION_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
+                             op->label, act);
+  if (!op->contrib) return NULL;
+
+  int64_t ndim, dilation, channels_last, window, capacity, state_cl, state_len, in_offset, in_channels;
+  attr_int(api, info, "ndim", 1, &ndim, NULL);
+  attr_int(api, info, "dilation", 1, &dilation, NULL);
+  attr_int(api, info, "channels_last", 0, &channels_last, NULL);
+  attr_int(api, info, "state_window", 0, &window, NULL);
+  attr_int(api, info, "state_update_capacity", 0, &capacity, NULL);
+  attr_int(api, info, "state_channels_last", -1, &state_cl, NULL);
+  attr_int(api, info, "state_length", 0, &state_len, NULL);
+  attr_int(api, info, "input_channel_offset", 0, &in_offset, NULL);
+  attr_int(api, info, "input_channels", 0, &in_channels, NULL);
+  if (ndim < 1 || ndim > 3)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute ndim must be 1, 2 or 3, got %lld", op->label,
+                             (long long)ndim);
+  if (ndim != 1) return not_implemented_attr(op, "ndim", ndim, "only 1-D causal convolution");
+  if (dilation < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
+                             (long long)dilation);
+  if (channels_last != 0 && channels_last != 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute channels_last must be 0 or 1, got %lld",
+                             op->label, (long long)channels_last);
+  if (window < 0 || window > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld",
+                             op->label, (long long)window);
+  if (window != 0) return not_implemented_attr(op, "state_window", window, "only state_window=0");
+  if (capacity != 0) return not_implemented_attr(op, "state_update_capacity", capacity, "CUDA-only extension");
+  if (in_offset != 0) return not_implemented_attr(op, "input_channel_offset", in_offset, "CUDA-only extension");
+  if (in_channels != 0) return not_implemented_attr(op, "input_channels", in_channels, "CUDA-only extension");
+  if (state_cl != -1 && state_cl != channels_last)
+    return not_implemented_attr(op, "state_channels_last", state_cl,
+                                "the state layout must follow channels_last (CUDA-only override)");
+  if (state_len < 0)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_length must be >= 0, got %lld", op->label,
+                             (long long)state_len);
+  size_t outputs = 2;
+  st = api->KernelInfo_GetOutputCount(info, &outputs);
+  if (st) {
+    api->ReleaseStatus(st);
+    outputs = 2;
+  }
+  if (outputs > 2)
+    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                             "%s: output state_update (CUDA-only extension) is not produced by linattn", op->label);
+  k->conv.dilation = dilation;
+  k->conv.channels_last = (int32_t)channels_last;
+  k->conv_state_length = state_len;
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ threads */
+
+/* The OrtKernelContext of the Compute running on this thread (NULL outside Compute). */
+static _Thread_local OrtKernelContext* tls_kernel_context = NULL;
+
+typedef struct ort_task {
+  linattn_task_fn task;
+  void* arg;
+} ort_task;
+
+static void run_ort_task(void* data, size_t index) {
+  const ort_task* t = (const ort_task*)data;
+  t->task(t->arg, index);
+}
+
+/* linattn's host parallel-for: ORT's intra-op pool of the running Compute. */
+static void ort_parallel_for(void* host_data, linattn_task_fn task, void* task_arg, size_t num_tasks) {
+  (void)host_data;
+  const OrtApi* api = linattn_ort_api;
+  OrtKernelContext* ctx = tls_kernel_context;
+  ort_task t = {task, task_arg};
+  OrtStatus* st = ctx ? api->KernelContext_ParallelFor(ctx, run_ort_task, num_tasks, 0, &t)
+                      : api->CreateStatus(ORT_FAIL, "no kernel context");
+  if (st) {
+    /* ORT refused before running anything (kernel-context API unavailable): run serially. */
+    api->ReleaseStatus(st);
+    for (size_t i = 0; i < num_tasks; i++) task(task_arg, i);
+  }
+}
+
+static OrtStatus* make_context(const ort_op* op, linattn_context** out) {
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.parallel_for = ort_parallel_for;
+  o.num_threads = 0; /* task count; ORT's pool decides how many run at once */
+  linattn_status s = linattn_context_create(&o, out);
+  return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
+}
+
+OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, const OrtApi* api,
+                                                  const OrtKernelInfo* info, void** kernel) {
+  const ort_op* op = (const ort_op*)custom_op;
+  *kernel = NULL;
+  ort_kernel* k = (ort_kernel*)calloc(1, sizeof *k);
+  if (!k) return linattn_ort_error(ORT_RUNTIME_EXCEPTION, "%s: out of memory", op->label);
+  k->op = op;
+  OrtStatus* st = op->kind == ORT_OP_LINEAR_ATTENTION ? create_la(op, api, info, k) : create_conv(op, api, info, k);
+  if (!st) st = make_context(op, &k->context);
+  if (st) {
+    free(k);
+    return st;
+  }
+  *kernel = k;
+  return NULL;
+}
+
+void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel) {
+  ort_kernel* k = (ort_kernel*)kernel;
+  if (!k) return;
+  linattn_context_destroy(k->context);
+  free(k);
+}
+
+/* ------------------------------------------------------------------ tensors */
+
+#define VALUE_MAX_RANK 16
+
+typedef struct ort_tensor {
+  void* data;
+  linattn_dtype dtype;
+  ONNXTensorElementDataType onnx_type;
+  size_t rank;
+  int64_t dims[VALUE_MAX_RANK];
+} ort_tensor;
+
+static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name, ort_tensor* t) {
+  const OrtApi* api = linattn_ort_api;
+  memset(t, 0, sizeof *t);
+  OrtTensorTypeAndShapeInfo* info = NULL;
+  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
+  if (st) return st;
+  size_t rank = 0;
+  if (!(st = api->GetTensorElementType(info, &t->onnx_type)) && !(st = api->GetDimensionsCount(info, &rank))) {
+    if (rank > VALUE_MAX_RANK) {
+      st = linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s has rank %zu, expected at most 4", op->label, name, rank);
+    } else {
+      t->rank = rank;
+      st = api->GetDimensions(info, t->dims, rank);
+    }
+  }
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  if (st) return st;
+  t->dtype = linattn_ort_dtype(t->onnx_type);
+  if (t->dtype == LINATTN_DTYPE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: %s has ONNX element type %d; expected float, float16 or bfloat16", op->label, name,
+                             (int)t->onnx_type);
+  return api->GetTensorMutableData((OrtValue*)value, &t->data);
+}
+
+/* A packed linattn descriptor of t. With merge_channels, axes 2.. are multiplied into one
+ * (channels_last tensors (B, L, d_1, ..., d_n) are (B, L, C) for linattn). */
+static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* name, int merge_channels,
+                             linattn_tensor* out) {
+  int64_t dims[VALUE_MAX_RANK];
+  size_t rank = t->rank;
+  memcpy(dims, t->dims, sizeof dims);
+  if (merge_channels && rank > 3) {
+    for (size_t i = 3; i < rank; i++) dims[2] *= dims[i]; /* a real tensor's element count fits */
+    rank = 3;
+  }
+  if (rank > LINATTN_MAX_RANK)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s has rank %zu, expected at most %d", op->label, name,
+                             t->rank, LINATTN_MAX_RANK);
+  *out = linattn_make_tensor(t->data, t->dtype, (int32_t)rank, dims);
+  return NULL;
+}
+
+static OrtStatus* get_inputs(const ort_op* op, OrtKernelContext* ctx, size_t max, const char* const* names,
+                             ort_tensor* tensors, int* present) {
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  if (st) return st;
+  for (size_t i = 0; i < max; i++) {
+    present[i] = 0;
+    if (i >= count) continue;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
+    if (!v) continue; /* absent optional input */
+    if ((st = read_value(op, v, names[i], &tensors[i]))) return st;
+    present[i] = 1;
+  }
+  return NULL;
+}
+
+/* Allocates output `index` with the given dims; *present = 0 when the node leaves it unnamed. */
+static OrtStatus* get_output(const ort_op* op, OrtKernelContext* ctx, size_t index, const char* name,
+                             const int64_t* dims, size_t rank, ort_tensor* t, int* present) {
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  *present = 0;
+  OrtStatus* st = api->KernelContext_GetOutputCount(ctx, &count);
+  if (st) return st;
+  if (index >= count) return NULL;
+  OrtValue* v = NULL;
+  if ((st = api->KernelContext_GetOutput(ctx, index, dims, rank, &v))) return st;
+  if (!v) return NULL;
+  if ((st = read_value(op, v, name, t))) return st;
+  *present = 1;
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ Compute */
+
+static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
+  static const char* const names[6] = {"query", "key", "value", "past_state", "decay", "beta"};
+  const ort_op* op = k->op;
+  ort_tensor in[6];
+  int present[6];
+  OrtStatus* st = get_inputs(op, ctx, 6, names, in, present);
+  if (st) return st;
+  for (size_t i = 0; i < 3; i++) {
+    if (!present[i]) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input %s is required", op->label, names[i]);
+    if (in[i].rank != 3)
+      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be rank 3 (B, T, heads*dim), got rank %zu",
+                               op->label, names[i], in[i].rank);
+  }
+  int64_t out_dims[3], state_dims[4];
+  linattn_status ls =
+      linattn_linear_attention_infer_shapes(&k->la, in[0].dims, in[1].dims, in[2].dims, out_dims, state_dims);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+
+  linattn_tensor t[6];
+  const linattn_tensor* tp[6];
+  for (size_t i = 0; i < 6; i++) {
+    tp[i] = NULL;
+    if (!present[i]) continue;
+    if ((st = to_linattn(op, &in[i], names[i], 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  ort_tensor out, state;
+  int has_out = 0, has_state = 0;
+  if ((st = get_output(op, ctx, 0, "output", out_dims, 3, &out, &has_out))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", state_dims, 4, &state, &has_state))) return st;
+  if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
+  linattn_tensor ot, stt;
+  if ((st = to_linattn(op, &out, "output", 0, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", 0, &stt))) return st;
+
+  ls = linattn_linear_attention(k->context, &k->la, tp[0], tp[1], tp[2], tp[3], tp[4], tp[5], &ot,
+                                has_state ? &stt : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
+static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
+  static const char* const names[4] = {"input", "weight", "bias", "past_state"};
+  const ort_op* op = k->op;
+  ort_tensor in[4];
+  int present[4];
+  OrtStatus* st = get_inputs(op, ctx, 4, names, in, present);
+  if (st) return st;
+  if (!present[0] || !present[1])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs input and weight are required", op->label);
+  const int cl = k->conv.channels_last;
+  const ort_tensor* x = &in[0];
+  if (cl ? x->rank < 3 : x->rank != 3)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input must be %s, got rank %zu", op->label,
+                             cl ? "(B, L, d_1, ..., d_n) (rank >= 3)" : "(B, C, L) (rank 3)", x->rank);
+  const ort_tensor* w = &in[1];
+  if (w->rank != 3 || w->dims[2] < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: weight must be (C, 1, k) with k >= 1", op->label);
+  const int64_t taps = w->dims[2];
+  const int64_t dilation = k->conv.dilation > 0 ? k->conv.dilation : 1;
+  if (taps - 1 > 0 && dilation > INT64_MAX / (taps - 1))
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: (k - 1) * dilation overflows", op->label);
+  const int64_t state_len = (taps - 1) * dilation;
+  if (k->conv_state_length != 0 && k->conv_state_length != state_len)
+    return not_implemented_attr(op, "state_length", k->conv_state_length,
+                                "the state must hold exactly (k - 1) * dilation positions (CUDA-only override)");
+
+  /* channels_last: (B, L, d_1..d_n) and states (B, S, d_1..d_n) are (B, L, C) for linattn */
+  const int merge = cl;
+  linattn_tensor t[4];
+  const linattn_tensor* tp[4] = {NULL, NULL, NULL, NULL};
+  for (size_t i = 0; i < 4; i++) {
+    if (!present[i]) continue;
+    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || i == 3) ? merge : 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  int64_t state_dims[VALUE_MAX_RANK];
+  memcpy(state_dims, x->dims, sizeof state_dims);
+  state_dims[cl ? 1 : 2] = state_len;
+
+  ort_tensor out, state;
+  int has_out = 0, has_state = 0;
+  if ((st = get_output(op, ctx, 0, "output", x->dims, x->rank, &out, &has_out))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank, &state, &has_state))) return st;
+  if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
+  linattn_tensor ot, stt;
+  if ((st = to_linattn(op, &out, "output", merge, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", merge, &stt))) return st;
+
+  linattn_status ls = linattn_causal_conv_with_state(k->context, &k->conv, tp[0], tp[1], tp[2], tp[3], &ot,
+                                                     has_state ? &stt : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
+OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* context) {
+  const ort_kernel* k = (const ort_kernel*)kernel;
+  OrtKernelContext* outer = tls_kernel_context; /* normally NULL; restored for safety */
+  tls_kernel_context = context;
+  OrtStatus* st = k->op->kind == ORT_OP_LINEAR_ATTENTION ? compute_la(k, context) : compute_conv(k, context);
+  tls_kernel_context = outer;
+  return st;
+}

@@ -1,0 +1,326 @@
+/*
+ * CausalConvWithState, AVX2 + FMA + F16C family. Same structure as conv_avx512.c with 8 lanes:
+ * channels-first vectorised along time, channels-last across channels, decode (L = 1,
+ * channels-first) across channels with gathers. AVX2 has no 16-bit masked loads, so partial
+ * vectors (tails, taps reaching into past_state) go through a small stack buffer; the
+ * arithmetic on them is the same vector code, so every element gets the same bits.
+ */
+#include <immintrin.h>
+
+#include "conv_common.h"
+
+#define AI static inline __attribute__((always_inline))
+
+typedef linattn_dtype dtype_t;
+
+/* ------------------------------------------------------------------ loads / stores */
+
+AI __m256 load8(const void* p, dtype_t dt) {
+  if (dt == LINATTN_DTYPE_F32) return _mm256_loadu_ps((const float*)p);
+  __m128i h = _mm_loadu_si128((const __m128i*)p);
+  if (dt == LINATTN_DTYPE_F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/* First n (< 8 allowed) elements, the rest 0. */
+AI __m256 load8_part(const char* p, int64_t n, dtype_t dt) {
+  if (n >= 8) return load8(p, dt);
+  _Alignas(32) char buf[32] = {0};
+  memcpy(buf, p, (size_t)n * conv_esize(dt));
+  return load8(buf, dt);
+}
+
+AI __m256i bf16_rne8(__m256 v) {
+  __m256i u = _mm256_castps_si256(v);
+  __m256i hi = _mm256_srli_epi32(u, 16);
+  __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  return _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+}
+
+AI __m128i pack16(__m256i r) { /* 8 x 32-bit lanes holding 16-bit values -> 8 x 16-bit */
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+}
+
+/* exp(x): Cody-Waite reduction, Cephes expf polynomial, 2^n applied as two exact power-of-two
+ * factors so that overflow gives inf and underflow rounds once. NaN propagates. */
+AI __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x); /* operand order keeps NaN */
+  x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 q = _mm256_set1_ps(1.9875691500e-4f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507e-3f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073e-3f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894e-2f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459e-1f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201e-1f));
+  __m256 e = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  __m256i ni = _mm256_cvtps_epi32(n);               /* [-150, 128] */
+  __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
+  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
+  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(e, s1), s2);
+}
+
+AI __m256 silu8(__m256 v) {
+  __m256 one = _mm256_set1_ps(1.0f);
+  __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+  return _mm256_mul_ps(v, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+}
+
+/* Rounds to T, activation, stores the first n (<= 8) lanes as T. */
+AI void finish_store8(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_activation act) {
+  const bool silu = act == LINATTN_ACTIVATION_SILU;
+  _Alignas(32) char buf[32];
+  if (dt == LINATTN_DTYPE_F32) {
+    if (silu) acc = silu8(acc);
+    if (n >= 8) { _mm256_storeu_ps((float*)dst, acc); return; }
+    _mm256_store_ps((float*)buf, acc);
+  } else {
+    __m128i h;
+    if (dt == LINATTN_DTYPE_F16) {
+      h = _mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      if (silu) h = _mm256_cvtps_ph(silu8(_mm256_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+      __m256i r = bf16_rne8(acc);
+      if (silu) r = bf16_rne8(silu8(_mm256_castsi256_ps(_mm256_slli_epi32(r, 16))));
+      h = pack16(r);
+    }
+    if (n >= 8) { _mm_storeu_si128((__m128i*)dst, h); return; }
+    _mm_store_si128((__m128i*)buf, h);
+  }
+  memcpy(dst, buf, (size_t)n * conv_esize(dt));
+}
+
+static inline __m256i lanes8(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* ------------------------------------------------------------------ weights */
+
+static const float* weights_f32(const conv_params* p, int64_t c0, int64_t nc, float* buf) {
+  const int64_t K = p->K;
+  if (p->dtype == LINATTN_DTYPE_F32) return (const float*)p->w + c0 * K;
+  const char* src = conv_at(p->w, c0 * K, 2);
+  const int64_t n = nc * K;
+  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(buf + i, load8_part(src + i * 2, n - i, p->dtype));
+  return buf; /* buf has K * ncp >= n rounded up to 8 floats */
+}
+
+static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) {
+  const size_t es = conv_esize(p->dtype);
+  for (int64_t c = 0; c < nc; c += 8)
+    _mm256_storeu_ps(bias + c, p->bias ? load8_part(conv_at(p->bias, c0 + c, es), nc - c, p->dtype) : _mm256_setzero_ps());
+}
+
+/* ------------------------------------------------------------------ channels-first */
+
+AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const float* wf, dtype_t dt,
+                           linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const int64_t K = p->K, d = p->dilation, S = p->S, L = p->L;
+  const char* xrow = conv_at(p->x, b * p->x_sb + c * p->x_sc, es);
+  char* yrow = (char*)p->y + (b * p->y_sb + c * p->y_sc) * (int64_t)es;
+  const char* prow = p->past ? conv_at(p->past, b * p->s_sb + c * p->s_sc, es) : NULL;
+  const bool has_bias = p->bias != NULL;
+  const __m256 bias = _mm256_set1_ps(has_bias ? linattn_load_f32(p->bias, c, dt) : 0.0f);
+  int64_t t0 = 0;
+  for (; t0 < L && t0 < S; t0 += 8) { /* head: taps may read past_state; gather lane by lane */
+    const int64_t n = L - t0 < 8 ? L - t0 : 8;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K; ++j) {
+      _Alignas(32) char buf[32] = {0};
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t pos = t0 + i + j * d;
+        const char* src = pos >= S ? xrow + (pos - S) * (int64_t)es : prow ? prow + pos * (int64_t)es : NULL;
+        if (src) memcpy(buf + i * (int64_t)es, src, es);
+      }
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(wf[j]), load8(buf, dt), acc);
+    }
+    if (has_bias) acc = _mm256_add_ps(acc, bias);
+    finish_store8(yrow + t0 * (int64_t)es, n, acc, dt, act);
+  }
+  const char* xs = xrow - S * (int64_t)es; /* padded position q is xs[q] for q >= S */
+  if (K == 4) {
+    const __m256 w0 = _mm256_set1_ps(wf[0]), w1 = _mm256_set1_ps(wf[1]);
+    const __m256 w2 = _mm256_set1_ps(wf[2]), w3 = _mm256_set1_ps(wf[3]);
+    const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
+    for (; t0 + 16 <= L; t0 += 16) {
+      const char* a = xs + t0 * (int64_t)es;
+      const char* a2 = a + 8 * (int64_t)es;
+      __m256 u = _mm256_fmadd_ps(w0, load8(a, dt), _mm256_setzero_ps());
+      __m256 v = _mm256_fmadd_ps(w0, load8(a2, dt), _mm256_setzero_ps());
+      u = _mm256_fmadd_ps(w1, load8(a + e1, dt), u);
+      v = _mm256_fmadd_ps(w1, load8(a2 + e1, dt), v);
+      u = _mm256_fmadd_ps(w2, load8(a + e2, dt), u);
+      v = _mm256_fmadd_ps(w2, load8(a2 + e2, dt), v);
+      u = _mm256_fmadd_ps(w3, load8(a + e3, dt), u);
+      v = _mm256_fmadd_ps(w3, load8(a2 + e3, dt), v);
+      if (has_bias) u = _mm256_add_ps(u, bias), v = _mm256_add_ps(v, bias);
+      finish_store8(yrow + t0 * (int64_t)es, 8, u, dt, act);
+      finish_store8(yrow + (t0 + 8) * (int64_t)es, 8, v, dt, act);
+    }
+  }
+  for (; t0 < L; t0 += 8) { /* remaining full vectors and the tail */
+    const int64_t n = L - t0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K; ++j)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(wf[j]), load8_part(xs + (t0 + j * d) * (int64_t)es, n, dt), acc);
+    if (has_bias) acc = _mm256_add_ps(acc, bias);
+    finish_store8(yrow + t0 * (int64_t)es, n, acc, dt, act);
+  }
+  conv_cf_write_present(p, b, c);
+}
+
+/* Decode across channels: packed (B, C, 1) input/output, packed (B, C, S) state, S <= tile. */
+AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
+                              const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const int64_t K = p->K, d = p->dilation, S = p->S;
+  const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
+  char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
+  const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i widx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)K));
+  const __m256i sidx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)S));
+  for (int64_t v = 0; v < nc; v += 8) {
+    const int64_t n = nc - v < 8 ? nc - v : 8;
+    const __m256 m = _mm256_castsi256_ps(lanes8(n));
+    const float* wv = wsrc + v * K;
+    const float* pv = NULL;
+    if (past && S > 0) {
+      if (dt == LINATTN_DTYPE_F32) {
+        pv = (const float*)past + v * S;
+      } else {
+        const char* src = past + v * S * (int64_t)es;
+        const int64_t ne = n * S;
+        for (int64_t i = 0; i < ne; i += 8) _mm256_storeu_ps(s->tile + i, load8_part(src + i * (int64_t)es, ne - i, dt));
+        pv = s->tile;
+      }
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K - 1; ++j) {
+      __m256 wj = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), wv, _mm256_add_epi32(widx, _mm256_set1_epi32((int)j)), m, 4);
+      __m256 tap = pv ? _mm256_mask_i32gather_ps(_mm256_setzero_ps(), pv, _mm256_add_epi32(sidx, _mm256_set1_epi32((int)(j * d))), m, 4)
+                      : _mm256_setzero_ps();
+      acc = _mm256_fmadd_ps(wj, tap, acc);
+    }
+    __m256 wl = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), wv, _mm256_add_epi32(widx, _mm256_set1_epi32((int)(K - 1))), m, 4);
+    acc = _mm256_fmadd_ps(wl, load8_part(x + v * (int64_t)es, n, dt), acc);
+    if (p->bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+    finish_store8(y + v * (int64_t)es, n, acc, dt, act);
+  }
+  if (!p->present || S == 0) return;
+  char* pres = (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es;
+  const size_t ne = (size_t)(nc * S);
+  if (past)
+    memmove(pres, past + es, (ne - 1) * es);
+  else
+    memset(pres, 0, ne * es);
+  if (es == 4) {
+    for (int64_t c = 0; c < nc; ++c) memcpy(pres + ((c + 1) * S - 1) * 4, x + c * 4, 4);
+  } else {
+    for (int64_t c = 0; c < nc; ++c) memcpy(pres + ((c + 1) * S - 1) * 2, x + c * 2, 2);
+  }
+}
+
+/* ------------------------------------------------------------------ channels-last */
+
+AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                            dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const int64_t K = p->K, d = p->dilation, L = p->L, ncp = conv_ncp(nc);
+  const bool has_bias = p->bias != NULL;
+  const char* rows[16];
+  const int64_t kmax = K <= 16 ? K : 16;
+  for (int64_t t = 0; t < L; ++t) {
+    char* yrow = (char*)p->y + (b * p->y_sb + t * p->y_st + c0) * (int64_t)es;
+    for (int64_t j = 0; j < kmax; ++j) rows[j] = conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
+    int64_t v = 0;
+    if (K == 4) {
+      const char *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];
+      const float* w = s->wt;
+      for (; v + 8 <= nc; v += 8) {
+        const int64_t o = v * (int64_t)es;
+        __m256 acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + v), load8(r0 + o, dt), _mm256_setzero_ps());
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + ncp + v), load8(r1 + o, dt), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 2 * ncp + v), load8(r2 + o, dt), acc);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 3 * ncp + v), load8(r3 + o, dt), acc);
+        if (has_bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+        finish_store8(yrow + o, 8, acc, dt, act);
+      }
+    }
+    for (; v < nc; v += 8) {
+      const int64_t n = nc - v;
+      const int64_t o = v * (int64_t)es;
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t j = 0; j < K; ++j) {
+        const char* r = j < 16 ? rows[j] : conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(s->wt + j * ncp + v), load8_part(r + o, n, dt), acc);
+      }
+      if (has_bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+      finish_store8(yrow + o, n, acc, dt, act);
+    }
+  }
+  conv_cl_write_present(p, b, c0, nc);
+}
+
+/* ------------------------------------------------------------------ entry */
+
+AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
+                  linattn_activation act) {
+  const int64_t K = p->K;
+  const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
+  bias_f32(p, c0, nc, s->bias);
+  if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers */
+    const int64_t ncp = conv_ncp(nc);
+    const __m256i widx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)K));
+    for (int64_t v = 0; v < ncp; v += 8) {
+      const __m256 m = _mm256_castsi256_ps(lanes8(nc - v));
+      for (int64_t j = 0; j < K; ++j)
+        _mm256_storeu_ps(s->wt + j * ncp + v,
+                         _mm256_mask_i32gather_ps(_mm256_setzero_ps(), wsrc + v * K,
+                                                  _mm256_add_epi32(widx, _mm256_set1_epi32((int)j)), m, 4));
+    }
+    if (!p->past) memset(s->zero, 0, (size_t)nc * conv_esize(dt));
+    channels_last_block(p, b, c0, nc, s, dt, act);
+    return;
+  }
+  if (p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S) {
+    channels_first_decode(p, b, c0, nc, wsrc, s, dt, act);
+    return;
+  }
+  for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
+}
+
+static void conv_run_avx2(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
+  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
+  const bool silu = p->activation == LINATTN_ACTIVATION_SILU;
+  switch (p->dtype) {
+    case LINATTN_DTYPE_F16:
+      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU);
+      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE);
+      break;
+    case LINATTN_DTYPE_BF16:
+      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU);
+      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE);
+      break;
+    default:
+      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU);
+      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
+      break;
+  }
+}
+
+static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
+
+const conv_kernel linattn_conv_avx2 = {
+    .name = "avx2",
+    .run = conv_run_avx2,
+    .scratch_bytes = conv_scratch_avx2,
+    .block_channels = 256,
+};

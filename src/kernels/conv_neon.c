@@ -1,0 +1,182 @@
+/*
+ * CausalConvWithState, AArch64 Advanced SIMD family. One pass over input and output with the
+ * past state, bias, rounding to T, SiLU and the dtype conversions fused (conv_common.h gives
+ * the order of operations). Channels-first runs along time (4 or 16 outputs per step, taps as
+ * unaligned loads of the same row); channels-last runs along channels with tap-major fp32
+ * weights. Every element, whichever path computes it (head, body, tail, decode), gets the same
+ * operations: acc = bias, one FMA per tap in tap order, the vector finish below; so results
+ * never depend on the channel split, the thread count or how a sequence is cut into calls.
+ */
+#include <arm_neon.h>
+#include <math.h>
+
+#include "conv_common.h"
+#include "neon_util.h"
+
+/* round_T(acc), then SiLU in fp32 as the ONNX reference writes it: v * (1 / (1 + exp(-v))). */
+NEON_INLINE float32x4_t conv_neon_finish(float32x4_t acc, const linattn_dtype dt, const int silu) {
+  float32x4_t v = neon_round4(acc, dt);
+  if (silu) {
+    const float32x4_t e = neon_exp4(vnegq_f32(v));
+    v = vmulq_f32(v, vdivq_f32(vdupq_n_f32(1.0f), vaddq_f32(vdupq_n_f32(1.0f), e)));
+  }
+  return v;
+}
+
+/* One element through the same finish (lane 0), stored with the scalar RNE conversion. */
+NEON_INLINE void conv_neon_store1(void* base, int64_t i, const linattn_dtype dt, const int silu, float acc) {
+  const float v = vgetq_lane_f32(conv_neon_finish(vdupq_n_f32(acc), dt, silu), 0);
+  linattn_store_f32(base, i, dt, v);
+}
+
+/* ------------------------------------------------------------------ channels first */
+
+NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c, float* wf,
+                                      const linattn_dtype dt, const int silu) {
+  const int64_t K = p->K, d = p->dilation, S = p->S, L = p->L;
+  for (int64_t j = 0; j < K; ++j) wf[j] = linattn_load_f32(p->w, c * K + j, dt);
+  const float bias = p->bias ? linattn_load_f32(p->bias, c, dt) : 0.0f;
+  const size_t es = conv_esize(dt);
+  const void* x = conv_at(p->x, b * p->x_sb + c * p->x_sc, es);
+  void* y = (char*)p->y + (b * p->y_sb + c * p->y_sc) * (int64_t)es;
+  const void* past = p->past ? conv_at(p->past, b * p->s_sb + c * p->s_sc, es) : NULL;
+
+  const int64_t head = S < L ? S : L;
+  for (int64_t t = 0; t < head; ++t) { /* taps may reach into the past state */
+    float acc = bias;
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t pos = t + j * d;
+      const float v = pos >= S ? linattn_load_f32(x, pos - S, dt) : (past ? linattn_load_f32(past, pos, dt) : 0.0f);
+      acc = fmaf(wf[j], v, acc);
+    }
+    conv_neon_store1(y, t, dt, silu, acc);
+  }
+  /* body: every tap inside the input row; x index of tap j at output t is t - S + j d */
+  int64_t t = head;
+  const float32x4_t vb = vdupq_n_f32(bias);
+  for (; t + 16 <= L; t += 16) {
+    float32x4_t a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+    const int64_t base = t - S;
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t o = base + j * d;
+      const float w = wf[j];
+      a0 = vfmaq_n_f32(a0, neon_load4(x, o, dt), w);
+      a1 = vfmaq_n_f32(a1, neon_load4(x, o + 4, dt), w);
+      a2 = vfmaq_n_f32(a2, neon_load4(x, o + 8, dt), w);
+      a3 = vfmaq_n_f32(a3, neon_load4(x, o + 12, dt), w);
+    }
+    neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
+    neon_store4(y, t + 4, dt, conv_neon_finish(a1, dt, silu));
+    neon_store4(y, t + 8, dt, conv_neon_finish(a2, dt, silu));
+    neon_store4(y, t + 12, dt, conv_neon_finish(a3, dt, silu));
+  }
+  for (; t + 4 <= L; t += 4) {
+    float32x4_t a0 = vb;
+    for (int64_t j = 0; j < K; ++j) a0 = vfmaq_n_f32(a0, neon_load4(x, t - S + j * d, dt), wf[j]);
+    neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
+  }
+  for (; t < L; ++t) {
+    float acc = bias;
+    for (int64_t j = 0; j < K; ++j) acc = fmaf(wf[j], linattn_load_f32(x, t - S + j * d, dt), acc);
+    conv_neon_store1(y, t, dt, silu, acc);
+  }
+  conv_cf_write_present(p, b, c); /* after every read of this channel's past */
+}
+
+NEON_INLINE void conv_neon_cf(const conv_params* p, int64_t b, int64_t c0, int64_t nc, float* wf,
+                              const linattn_dtype dt, const int silu) {
+  for (int64_t c = c0; c < c0 + nc; ++c) conv_neon_cf_channel(p, b, c, wf, dt, silu);
+}
+
+/* ------------------------------------------------------------------ channels last */
+
+NEON_INLINE void conv_neon_cl(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                              const linattn_dtype dt, const int silu) {
+  const size_t es = conv_esize(dt);
+  const int64_t K = p->K, d = p->dilation, ncp = conv_ncp(nc);
+  conv_fill_weights_tk(p, c0, nc, s->wt, s->bias);
+  memset(s->zero, 0, (size_t)nc * es);
+  for (int64_t t = 0; t < p->L; ++t) {
+    void* y = (char*)p->y + (b * p->y_sb + t * p->y_st + c0) * (int64_t)es;
+    int64_t c = 0;
+    for (; c + 16 <= nc; c += 16) {
+      float32x4_t a0 = vld1q_f32(s->bias + c), a1 = vld1q_f32(s->bias + c + 4);
+      float32x4_t a2 = vld1q_f32(s->bias + c + 8), a3 = vld1q_f32(s->bias + c + 12);
+      for (int64_t j = 0; j < K; ++j) {
+        const void* row = conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
+        const float* w = s->wt + j * ncp + c;
+        a0 = vfmaq_f32(a0, neon_load4(row, c, dt), vld1q_f32(w));
+        a1 = vfmaq_f32(a1, neon_load4(row, c + 4, dt), vld1q_f32(w + 4));
+        a2 = vfmaq_f32(a2, neon_load4(row, c + 8, dt), vld1q_f32(w + 8));
+        a3 = vfmaq_f32(a3, neon_load4(row, c + 12, dt), vld1q_f32(w + 12));
+      }
+      neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
+      neon_store4(y, c + 4, dt, conv_neon_finish(a1, dt, silu));
+      neon_store4(y, c + 8, dt, conv_neon_finish(a2, dt, silu));
+      neon_store4(y, c + 12, dt, conv_neon_finish(a3, dt, silu));
+    }
+    for (; c + 4 <= nc; c += 4) {
+      float32x4_t a0 = vld1q_f32(s->bias + c);
+      for (int64_t j = 0; j < K; ++j)
+        a0 = vfmaq_f32(a0, neon_load4(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt),
+                       vld1q_f32(s->wt + j * ncp + c));
+      neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
+    }
+    for (; c < nc; ++c) {
+      float acc = s->bias[c];
+      for (int64_t j = 0; j < K; ++j)
+        acc = fmaf(s->wt[j * ncp + c], linattn_load_f32(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt), acc);
+      conv_neon_store1(y, c, dt, silu, acc);
+    }
+  }
+  conv_cl_write_present(p, b, c0, nc); /* after every read of the block's past */
+}
+
+/* ------------------------------------------------------------------ entry */
+
+#define CONV_NEON_VARIANTS(NAME, LAYOUT, ARG)                                                    \
+  static void NAME##_f32(const conv_params* p, int64_t b, int64_t c0, int64_t nc, ARG, int silu) { \
+    if (silu) LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_F32, 1);                                       \
+    else LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_F32, 0);                                            \
+  }                                                                                                 \
+  static void NAME##_f16(const conv_params* p, int64_t b, int64_t c0, int64_t nc, ARG, int silu) { \
+    if (silu) LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_F16, 1);                                       \
+    else LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_F16, 0);                                            \
+  }                                                                                                 \
+  static void NAME##_bf16(const conv_params* p, int64_t b, int64_t c0, int64_t nc, ARG, int silu) { \
+    if (silu) LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_BF16, 1);                                      \
+    else LAYOUT(p, b, c0, nc, sc, LINATTN_DTYPE_BF16, 0);                                           \
+  }
+
+CONV_NEON_VARIANTS(conv_neon_cf_run, conv_neon_cf, float* sc)
+CONV_NEON_VARIANTS(conv_neon_cl_run, conv_neon_cl, const conv_scratch_layout* sc)
+
+static void conv_neon_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
+  /* No flush-to-zero here: nothing recurs, and SiLU must stay exact near the subnormal range
+   * (sigmoid(v) is subnormal for v < -87.3 while v * sigmoid(v) is still normal). */
+  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
+  const int silu = p->activation == LINATTN_ACTIVATION_SILU;
+  switch (p->dtype) {
+    case LINATTN_DTYPE_F16:
+      if (p->channels_last) conv_neon_cl_run_f16(p, b, c0, nc, &s, silu);
+      else conv_neon_cf_run_f16(p, b, c0, nc, s.wt, silu);
+      break;
+    case LINATTN_DTYPE_BF16:
+      if (p->channels_last) conv_neon_cl_run_bf16(p, b, c0, nc, &s, silu);
+      else conv_neon_cf_run_bf16(p, b, c0, nc, s.wt, silu);
+      break;
+    default:
+      if (p->channels_last) conv_neon_cl_run_f32(p, b, c0, nc, &s, silu);
+      else conv_neon_cf_run_f32(p, b, c0, nc, s.wt, silu);
+      break;
+  }
+}
+
+static size_t conv_neon_scratch(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
+
+const conv_kernel linattn_conv_neon = {
+    .name = "neon",
+    .run = conv_neon_run,
+    .scratch_bytes = conv_neon_scratch,
+    .block_channels = 256,
+};

@@ -1,0 +1,76 @@
+/*
+ * Shared private helpers of the fused LinearAttention micro-kernels (la_scalar.c, la_avx2.c,
+ * la_avx512.c, la_neon.c). The algorithm (algorithms.md 4.1/4.2) per unit, in the notation of
+ * src/internal.h, with a_t = exp(g_t) (a scalar or a d_k vector, 1 when not gated):
+ *
+ *   p_t   = S_{t-1}^T (a_t .* k_t)                retrieval from the decayed old state
+ *   s_t,h = S_{t-1}^T (a_t .* scale q_t,h)         readout of the decayed old state
+ *   u_t   = beta_t (v_t - p_t)   [delta rules]     u_t = v_t otherwise
+ *   o_t,h = s_t,h + (k_t . scale q_t,h) u_t        = scale S_t^T q_t,h (old state + rank-1)
+ *   S_t   = a_t .* S_{t-1} + k_t u_t^T             (rows of S scaled by a_t)
+ *
+ * One sweep over the rows of S per token both writes S_t and accumulates p_{t+1}, s_{t+1}
+ * from the freshly written rows, so each token touches the state once. State columns evolve
+ * independently: every column's arithmetic is the same whatever the unit's column range, so
+ * results never depend on the split into units.
+ */
+#ifndef LINATTN_LA_COMMON_H
+#define LINATTN_LA_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Tokens staged per tile (converted q/k, decays, k.q). A tile is staged once per unit and
+ * reused by every column panel of the unit. */
+#ifndef LA_TILE_TOKENS
+#define LA_TILE_TOKENS 32
+#endif
+
+/* Query heads handled per sweep (register accumulators). GQA groups are padded up to one of
+ * {1, 2, 3, 4, 8}; groups larger than 8 are split into several groups of 8, the extra groups
+ * read the freshly written state in a read-only sweep. */
+static inline int la_group_heads(int32_t n_q) {
+  if (n_q <= 4) return n_q < 1 ? 1 : n_q;
+  return 8;
+}
+static inline int64_t la_padded_heads(int32_t n_q) {
+  const int g = la_group_heads(n_q);
+  return ((int64_t)(n_q < 1 ? 1 : n_q) + g - 1) / g * g;
+}
+
+/* Address of element idx of an io_dtype array. */
+static inline const void* la_io_at(const void* base, int64_t idx, linattn_dtype dt) {
+  return (const char*)base + idx * (int64_t)(dt == LINATTN_DTYPE_F32 ? 4 : 2);
+}
+static inline void* la_io_at_mut(void* base, int64_t idx, linattn_dtype dt) {
+  return (char*)base + idx * (int64_t)(dt == LINATTN_DTYPE_F32 ? 4 : 2);
+}
+
+/* Bump allocator over the caller's scratch; every piece 64-byte aligned. With base == NULL it
+ * only counts (scratch_bytes uses the same code path as run, so the two cannot disagree). */
+typedef struct la_arena {
+  char* base;
+  size_t used;
+} la_arena;
+
+static inline float* la_arena_floats(la_arena* a, int64_t n) {
+  const size_t bytes = ((size_t)(n < 0 ? 0 : n) * sizeof(float) + 63u) & ~(size_t)63u;
+  float* p = a->base ? (float*)(a->base + a->used) : NULL;
+  a->used += bytes;
+  return p;
+}
+
+/* T == 0: the state leaves unchanged (zeros when absent). */
+static inline void la_copy_state_only(const la_params* p, const la_unit* u) {
+  for (int64_t i = 0; i < p->d_k; i++) {
+    float* dst = u->state_out + i * u->ld_state;
+    if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)u->ncols);
+    else if (u->state_in != u->state_out)
+      memcpy(dst, u->state_in + i * u->ld_state, sizeof(float) * (size_t)u->ncols);
+  }
+}
+
+#endif /* LINATTN_LA_COMMON_H */

@@ -1,0 +1,511 @@
+/*
+ * The fused LinearAttention kernel written once over a small vector vocabulary; included by
+ * la_avx2.c and la_avx512.c (each compiled with its ISA flags) after they define:
+ *
+ *   LA_VL                       fp32 lanes per vector
+ *   vf                          the vector type
+ *   v_zero, v_set1, v_load, v_store, v_stream, v_fma(a,b,c)=a*b+c, v_mul, v_sub, v_hsum,
+ *   v_exp (<= 2 ulp, 0 below the normal range, inf above, NaN kept), v_prefetch, v_sfence,
+ *   v_load_io(ptr, dtype, n) / v_store_io(ptr, dtype, x, n): n in [1, LA_VL] valid lanes,
+ *     the rest zero / not written; fp16 via F16C, bf16 by shifts, fp32 -> bf16 rounding to
+ *     nearest even with NaN kept (src/convert.h semantics)
+ *   LA_WMAX(nq_group)           vectors per column panel for a group of that many heads
+ *   LA_FN(name)                 ISA suffix for the file's symbols
+ *
+ * Work per unit (algorithm: la_common.h). The unit's columns are cut into panels of W vectors
+ * (the last partial vector is padded with zero columns in a scratch copy, so the hot loops
+ * never mask). Tokens are staged in tiles (LA_TILE_TOKENS): q, k, v converted, decay
+ * products, k.(scale q). Each panel then runs the tile's tokens with p, s, u held in
+ * registers; between tiles they are parked in the panel's carry.
+ *
+ * Decay fold (gated rules). Within a segment of tokens s0..e of a tile the panel holds
+ * S~ = S / C (rows divided by C_t = a_s0 ... a_t, elementwise for per-key decay), so
+ *   S~_t = S~_{t-1} + (k_t / C_t) u_t^T               one FMA per element, no decay multiply,
+ *   p_t = S~_{t-1}^T (C_t .* k_t),  s_t,h = S~_{t-1}^T (C_t .* scale q_t,h)
+ * and the segment's last token writes the true state, S_e = C_e .* S~_{e-1} + k_e u_e^T (the
+ * plain decayed update with a = C_e). A segment ends at the tile's last token and wherever C
+ * leaves [2^-LA_FOLD_EXP, 2^LA_FOLD_EXP] (strong decay: that token uses the direct form, so
+ * k / C never overflows and nothing is divided by a tiny C). The sweep then costs 3 FP ops per
+ * element (update, p, s) instead of 4. Rounding differs from the step-by-step decay only by
+ * the rounding of the running product C (one rounding per token, as the direct form has).
+ */
+#ifndef LA_VL
+#error "define the vector vocabulary before including la_simd_body.h"
+#endif
+
+#define LA_GMAX 8     /* heads per register group */
+#define LA_PACK_MIN_T 8 /* tokens from which panels work on a packed copy of their state */
+#define LA_KQ_STRIDE 16
+#define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
+
+typedef struct LA_FN(la_panel) {
+  const float* src; /* state rows entering the next token (state_in, then dst) */
+  float* dst;       /* state rows written (state_out, or a packed copy in scratch) */
+  int64_t ld;
+  int64_t col;      /* first column within the unit */
+  int W;            /* vectors */
+  int valid;        /* valid columns (W * LA_VL except the tail panel) */
+  int stream;       /* T == 1 and separate, aligned state_out: non-temporal stores */
+  float* carry;     /* p then s, parked between tiles */
+  int packed;       /* dst is the panel's block of the packed copy */
+  int prefetch;     /* first panel of the unit: prefetches the next tile's tokens */
+} LA_FN(la_panel);
+
+typedef struct LA_FN(la_job) {
+  const la_params* p;
+  const la_unit* u;
+  int64_t T, dk, dkp, nc;
+  int nq, G;        /* query heads of the unit; heads per register group */
+  int64_t ncp;      /* columns rounded up to vectors */
+  /* staged tile, slot-major (slot i = token t0 + i):                                      */
+  float* k;         /* update key: k / C mid-segment, k at a segment end                  */
+  float* a;         /* C (decay products; the direct update's factor at a segment end)     */
+  float* kt;        /* k as given (for extra head groups)                                  */
+  float *ak, *aq;   /* C .* k, C .* scale q_h (retrieval and readout weights)               */
+  float *kq, *beta; /* k . scale q_h; beta                                                 */
+  int* seg_end;     /* token ends a segment: direct update with a = C                      */
+  float* v;         /* staged tile: slots x ncp values of the unit's columns */
+  float *xaq, *xkq; /* an extra head group (n_q > 8) of one token */
+  float* pack;      /* d_k x ncp: panels copied to contiguous blocks (see la_run_unit) */
+  float* carry;     /* per panel */
+  LA_FN(la_panel) * panels;
+  int npanels;
+} LA_FN(la_job);
+
+typedef LA_FN(la_panel) la_panel_t;
+typedef LA_FN(la_job) la_job_t;
+
+static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch, la_job_t* J) {
+  la_arena ar = {(char*)scratch, 0};
+  const int64_t dkp = (p->d_k + LA_VL - 1) / LA_VL * LA_VL;
+  const int64_t slots = LA_TILE_TOKENS + 1;
+  const int64_t maxpanels = ncols / LA_VL + 2;
+  J->dkp = dkp;
+  J->ncp = (ncols + LA_VL - 1) / LA_VL * LA_VL;
+  J->k = la_arena_floats(&ar, slots * dkp);
+  J->a = la_arena_floats(&ar, slots * dkp);
+  J->kt = la_arena_floats(&ar, slots * dkp);
+  J->ak = la_arena_floats(&ar, slots * dkp);
+  J->seg_end = (int*)la_arena_floats(&ar, slots);
+  J->aq = la_arena_floats(&ar, slots * LA_GMAX * dkp);
+  J->kq = la_arena_floats(&ar, slots * LA_KQ_STRIDE);
+  J->beta = la_arena_floats(&ar, slots);
+  J->v = la_arena_floats(&ar, slots * J->ncp);
+  J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
+  J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
+  J->pack = la_arena_floats(&ar, p->d_k * J->ncp);
+  J->carry = la_arena_floats(&ar, maxpanels * (1 + LA_GMAX) * 4 * LA_VL);
+  J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
+  return ar.used;
+}
+
+static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
+  la_job_t J;
+  return LA_FN(la_layout)(p, ncols, NULL, &J);
+}
+
+/* ------------------------------------------------------------------ staging */
+
+/* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
+ * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
+static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, const float* k, int h0,
+                                  float* aq, float* kq) {
+  const la_params* p = J->p;
+  const la_unit* u = J->u;
+  const linattn_dtype dt = p->io_dtype;
+  const vf sc = v_set1(p->scale);
+  for (int h = 0; h < J->G; h++) {
+    float* aqh = aq + (int64_t)h * J->dkp;
+    if (h0 + h >= J->nq) {
+      for (int64_t i = 0; i < J->dkp; i += LA_VL) v_store(aqh + i, v_zero());
+      kq[h] = 0.0f;
+      continue;
+    }
+    const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
+    vf acc = v_zero();
+    for (int64_t i = 0; i < J->dkp; i += LA_VL) {
+      const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+      const vf qs = v_mul(sc, v_load_io(la_io_at(qt, i, dt), dt, n));
+      acc = v_fma(v_load(k + i), qs, acc);
+      v_store(aqh + i, p->gated ? v_mul(v_load(a + i), qs) : qs);
+    }
+    kq[h] = v_hsum(acc);
+  }
+}
+
+/* Software prefetch of everything token t reads or writes. With H heads per token row the
+ * token stride is H * d elements: every token starts in a new page, no hardware prefetcher
+ * follows, and the tile's inputs (and, for prefill shapes, the whole activations: 4096 tokens
+ * x 16 heads x 512 B = 32 MiB per tensor) come from DRAM. The first panel of a unit requests
+ * token t + LA_TILE_TOKENS while it computes token t, a tile ahead of the staging that reads
+ * it. Output rows are requested too: a store that misses holds up the in-order store queue
+ * behind it, and with it the sweep's own stores. */
+static void la_prefetch_bytes(const void* p, int64_t bytes, int write) {
+  const char* end = (const char*)p + bytes;
+  for (const char* a = (const char*)((uintptr_t)p & ~(uintptr_t)63); a < end; a += 64) {
+#ifdef LA_PF_MODE
+    if (LA_PF_MODE == 0) continue;
+    if (LA_PF_MODE == 1) { __builtin_prefetch(a, 0, 3); continue; }
+#endif
+    if (write) __builtin_prefetch(a, 1, 2);
+    else __builtin_prefetch(a, 0, 2);
+  }
+}
+
+static void LA_FN(la_prefetch_token)(const la_job_t* J, int64_t t, int outputs_only) {
+  const la_unit* u = J->u;
+  const linattn_dtype dt = J->p->io_dtype;
+  const int64_t es = dt == LINATTN_DTYPE_F32 ? 4 : 2;
+  for (int h = 0; h < J->nq; h++)
+    la_prefetch_bytes(la_io_at(u->out, t * u->out_token_stride + (int64_t)h * u->out_head_stride, dt), J->nc * es, 1);
+  if (outputs_only) return;
+  for (int h = 0; h < J->nq; h++)
+    la_prefetch_bytes(la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt), J->dk * es, 0);
+  la_prefetch_bytes(la_io_at(u->k, t * u->k_token_stride, dt), J->dk * es, 0);
+  la_prefetch_bytes(la_io_at(u->v, t * u->v_token_stride, dt), J->nc * es, 0);
+  if (J->p->gated)
+    la_prefetch_bytes(la_io_at(u->decay, t * u->decay_token_stride, dt),
+                      (J->p->decay_kind == LA_DECAY_PER_KEY ? J->dk : 1) * es, 0);
+  if (J->p->delta) la_prefetch_bytes(la_io_at(u->beta, t * u->beta_token_stride, dt), es, 0);
+}
+
+/* Stages tokens t0 .. t0 + nst - 1 into slots 0 .. nst - 1; n = tokens of this tile (nst is
+ * n or n + 1 with the next tile's first token, whose weights the last sweep accumulates). */
+static void LA_FN(la_stage)(const la_job_t* J, int64_t t0, int64_t n, int64_t nst) {
+  const la_params* p = J->p;
+  const la_unit* u = J->u;
+  const linattn_dtype dt = p->io_dtype;
+  const int64_t dkp = J->dkp;
+  const int per_key = p->gated && p->decay_kind == LA_DECAY_PER_KEY;
+  const float lo = 0x1p-60f, hi = 0x1p60f;
+  int seg_start = 1;
+  float c_head = 1.0f; /* per-head C */
+  for (int64_t sl = 0; sl < nst; sl++) {
+    const int64_t t = t0 + sl;
+    if (t0 == 0 && sl < n) LA_FN(la_prefetch_token)(J, t, 1); /* later tiles: see la_panel_tokens */
+    float* ks = J->k + sl * dkp;
+    float* cs = J->a + sl * dkp;
+    float* kts = J->kt + sl * dkp;
+    float* aks = J->ak + sl * dkp;
+    const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
+    const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, dt) : NULL;
+    int in_range = 1;
+    if (p->gated && !per_key) {
+      const float a = expf(linattn_load_f32(gt, 0, dt));
+      c_head = seg_start ? a : c_head * a;
+      in_range = c_head >= lo && c_head <= hi;
+    }
+    const vf ch = v_set1(c_head);
+    for (int64_t i = 0; i < dkp; i += LA_VL) {
+      const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+      const vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+      vf cv = ch;
+      if (per_key) {
+        const vf av = v_exp(v_load_io(la_io_at(gt, i, dt), dt, nv)); /* padding lanes: exp(0) = 1 */
+        cv = seg_start ? av : v_mul(v_load(cs - dkp + i), av);
+        in_range &= v_in_range(cv, lo, hi);
+      }
+      v_store(kts + i, kv);
+      v_store(cs + i, cv);
+      v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
+    }
+    LA_FN(la_stage_heads)(J, t, cs, kts, 0, J->aq + sl * J->G * dkp, J->kq + sl * LA_KQ_STRIDE);
+    /* the tile's last token always ends a segment: the next tile starts from the true state */
+    const int end = !p->gated || !in_range || sl + 1 >= n;
+    J->seg_end[sl] = end;
+    if (end) {
+      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
+    } else if (per_key) {
+      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_div(v_load(kts + i), v_load(cs + i)));
+    } else {
+      const vf rc = v_set1(1.0f / c_head);
+      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_mul(v_load(kts + i), rc));
+    }
+    seg_start = end;
+    J->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
+    /* v of the whole tile up front: many independent loads instead of one exposed cache miss
+     * per token at the head of each sweep's dependency chain. */
+    const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
+    float* vs = J->v + sl * J->ncp;
+    for (int64_t c = 0; c < J->ncp; c += LA_VL) {
+      const int nv = J->nc - c < LA_VL ? (int)(J->nc - c) : LA_VL;
+      v_store(vs + c, v_load_io(la_io_at(vt, c, dt), dt, nv));
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ the sweep */
+
+enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2 };
+
+/* One pass over the d_k rows of a panel.
+ *   LA_ACC:     x = src row;                        p += x ak_i, s_h += x aq_h,i
+ *   LA_UPD_ACC: x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
+ *   LA_UPD:     x = a_i src row + k_i u, dst = x (streamed when STREAM)
+ * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
+ * All arguments that select code are compile-time constants after inlining. */
+static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
+    const float* src, float* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
+    const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][4], const int NQ, const int W,
+    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH) {
+  for (int64_t i = 0; i < dk; i++) {
+    const float* sr = src + i * ld;
+    float* dr = dst + i * ld;
+    vf x[4];
+    if (MODE == LA_ACC) {
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) x[j] = v_load(sr + j * LA_VL);
+      if (PREFETCH) {
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) v_prefetch(sr + 8 * ld + j * LA_VL);
+      }
+    } else {
+      const vf kb = v_set1(k[i]);
+      if (DECAY) {
+        const vf ab = v_set1(a[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_mul(v_load(sr + j * LA_VL), ab));
+      } else {
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_load(sr + j * LA_VL));
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) {
+        if (STREAM) v_stream(dr + j * LA_VL, x[j]);
+        else v_store(dr + j * LA_VL, x[j]);
+      }
+    }
+    if (MODE != LA_UPD) {
+      if (DELTA) {
+        const vf b = v_set1(ak[i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) p[j] = v_fma(x[j], b, p[j]);
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < NQ; h++) {
+        const vf b = v_set1(aq[h * aq_stride + i]);
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) s[h][j] = v_fma(x[j], b, s[h][j]);
+      }
+    }
+  }
+}
+
+static inline int LA_FN(la_lanes)(const la_panel_t* P, int j) {
+  const int n = P->valid - j * LA_VL;
+  return n < LA_VL ? n : LA_VL;
+}
+
+/* o_h = s_h + kq_h u for heads [h0, h0 + NQ) that exist, written to token t's output rows. */
+static inline __attribute__((always_inline)) void LA_FN(la_write_out)(const la_job_t* J, const la_panel_t* P,
+                                                                      int64_t t, int h0, const float* kq,
+                                                                      const vf* u, vf s[][4], const int NQ,
+                                                                      const int W) {
+  const la_unit* un = J->u;
+  const linattn_dtype dt = J->p->io_dtype;
+#pragma GCC unroll 8
+  for (int h = 0; h < NQ; h++) {
+    if (h0 + h >= J->nq) break;
+    void* ot = la_io_at_mut(un->out, t * un->out_token_stride + (int64_t)(h0 + h) * un->out_head_stride + P->col, dt);
+    const vf kb = v_set1(kq[h]);
+#pragma GCC unroll 4
+    for (int j = 0; j < W; j++) v_store_io(la_io_at_mut(ot, j * LA_VL, dt), dt, v_fma(kb, u[j], s[h][j]), LA_FN(la_lanes)(P, j));
+  }
+}
+
+/* Runs tokens t0 .. t0 + n - 1 (staged in slots 0 .. n, slot n = token t0 + n if it exists)
+ * over one panel. */
+static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const la_job_t* J, la_panel_t* P,
+                                                                         int64_t t0, int64_t n, const int NQ,
+                                                                         const int W, const int DECAY,
+                                                                         const int DELTA) {
+  const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
+  const int64_t aqs = (int64_t)NQ * dkp; /* aq slot stride (J->G == NQ) */
+  vf p[4], s[LA_GMAX][4], u[4];
+  if (t0 == 0) {
+#pragma GCC unroll 4
+    for (int j = 0; j < W; j++) p[j] = v_zero();
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) s[h][j] = v_zero();
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, J->ak, J->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
+  } else {
+#pragma GCC unroll 4
+    for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * 4 + j) * LA_VL);
+  }
+  for (int64_t tl = 0; tl < n; tl++) {
+    const int64_t t = t0 + tl;
+    const float* vt = J->v + tl * J->ncp + P->col;
+    const vf bb = v_set1(J->beta[tl]);
+#pragma GCC unroll 4
+    for (int j = 0; j < W; j++) {
+      const vf vv = v_load(vt + j * LA_VL);
+      u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
+    }
+    LA_FN(la_write_out)(J, P, t, 0, J->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
+    if (P->prefetch && t + LA_TILE_TOKENS < T) LA_FN(la_prefetch_token)(J, t + LA_TILE_TOKENS, 0);
+    if (NQ == LA_GMAX && J->nq > LA_GMAX) {
+      /* Extra head groups read the old state S_{t-1} before the update overwrites it. */
+      for (int h0 = LA_GMAX; h0 < J->nq; h0 += LA_GMAX) {
+        vf xs[LA_GMAX][4];
+        LA_FN(la_stage_heads)(J, t, J->a + tl * dkp, J->kt + tl * dkp, h0, J->xaq, J->xkq);
+#pragma GCC unroll 8
+        for (int h = 0; h < LA_GMAX; h++)
+#pragma GCC unroll 4
+          for (int j = 0; j < W; j++) xs[h][j] = v_zero();
+        LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, NULL, J->xaq, dkp, u, p, xs, LA_GMAX, W, DECAY, 0,
+                        LA_ACC, 0, 0);
+        LA_FN(la_write_out)(J, P, t, h0, J->xkq, u, xs, LA_GMAX, W);
+      }
+    }
+    const float* a = J->a + tl * dkp;
+    const float* k = J->k + tl * dkp;
+    if (t + 1 < T) {
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) p[j] = v_zero();
+#pragma GCC unroll 8
+      for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 4
+        for (int j = 0; j < W; j++) s[h][j] = v_zero();
+      const float* akn = J->ak + (tl + 1) * dkp;
+      const float* aqn = J->aq + (tl + 1) * aqs;
+      if (DECAY && J->seg_end[tl])
+        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 1, DELTA, LA_UPD_ACC, 0, 0);
+      else
+        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 0, DELTA, LA_UPD_ACC, 0, 0);
+    } else if (P->stream) {
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0);
+    } else {
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0);
+    }
+    P->src = P->dst;
+  }
+  if (t0 + n < T) {
+#pragma GCC unroll 4
+    for (int j = 0; j < W; j++) v_store(P->carry + j * LA_VL, p[j]);
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 4
+      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * 4 + j) * LA_VL, s[h][j]);
+  }
+}
+
+/* ------------------------------------------------------------------ instantiation */
+
+typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
+
+#define LA_PANEL_NAME(NQ, W, DC, DL) LA_FN(la_panel_##NQ##_##W##_##DC##_##DL)
+#define LA_DEFINE_PANEL(NQ, W, DC, DL)                                                                   \
+  static void LA_PANEL_NAME(NQ, W, DC, DL)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
+    LA_FN(la_panel_tokens)(J, P, t0, n, NQ, W, DC, DL);                                                \
+  }
+#define LA_DEFINE_PANELS(NQ, W) \
+  LA_DEFINE_PANEL(NQ, W, 0, 0) LA_DEFINE_PANEL(NQ, W, 0, 1) LA_DEFINE_PANEL(NQ, W, 1, 0) LA_DEFINE_PANEL(NQ, W, 1, 1)
+#define LA_PANEL_ENTRY(NQI, NQ, W)                                                          \
+  [NQI][W] = {{LA_PANEL_NAME(NQ, W, 0, 0), LA_PANEL_NAME(NQ, W, 0, 1)},                      \
+              {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
+
+/* ------------------------------------------------------------------ the unit */
+#ifdef LA_PROFILE
+uint64_t LA_FN(la_prof)[4];
+#endif
+
+static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
+
+static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scratch,
+                               LA_FN(la_panel_fn) const (*table)[5][2][2]) {
+  if (p->T <= 0) {
+    la_copy_state_only(p, u);
+    return;
+  }
+  linattn_fpenv env;
+  linattn_fpenv_enter_ftz(&env);
+  la_job_t J;
+  LA_FN(la_layout)(p, u->ncols, scratch, &J);
+  J.p = p;
+  J.u = u;
+  J.T = p->T;
+  J.dk = p->d_k;
+  J.nc = u->ncols;
+  J.nq = u->n_q < 1 ? 1 : u->n_q;
+  J.G = la_group_heads(J.nq);
+  const int gi = LA_FN(la_group_index)(J.G);
+  const int wmax = LA_WMAX(J.G);
+  const int64_t ld = u->ld_state, dk = p->d_k;
+
+  /* Panels: full vectors in widths wmax, then 2, then 1; the partial vector last. For prefill
+   * each panel works on a contiguous copy (row stride W vectors): with the state's own row
+   * stride (d_v floats, a multiple of 512 B) a panel's rows fall into few L1 sets and evict
+   * each other. Decode (few tokens) works in place and streams the new state out. */
+  const int64_t nfull = J.nc / LA_VL, tail = J.nc % LA_VL;
+  const int pack_all = J.T >= LA_PACK_MIN_T;
+  int64_t col = 0, left = nfull;
+  int np = 0;
+  const int can_stream = p->T == 1 && u->state_in && u->state_in != u->state_out &&
+                         ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
+  while (left > 0 || (tail && col < J.nc)) {
+    /* the ISA file instantiates widths LA_WMAX(G), 2 and 1 */
+    const int w = left >= wmax ? wmax : (left >= 2 && wmax >= 2) ? 2 : 1;
+    la_panel_t* P = &J.panels[np];
+    P->col = col;
+    P->W = w;
+    P->valid = left > 0 ? w * LA_VL : (int)tail;
+    P->carry = J.carry + (int64_t)np * (1 + LA_GMAX) * 4 * LA_VL;
+    P->packed = pack_all || left == 0;
+    P->prefetch = np == 0;
+    if (P->packed) {
+      const int width = w * LA_VL;
+      P->ld = width;
+      P->dst = J.pack + dk * col;
+      P->src = P->dst;
+      P->stream = 0;
+      for (int64_t i = 0; i < dk; i++) {
+        float* row = P->dst + i * width;
+        if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
+        else memset(row, 0, sizeof(float) * (size_t)P->valid);
+        if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+      }
+    } else {
+      P->ld = ld;
+      P->dst = u->state_out + col;
+      P->src = u->state_in ? u->state_in + col : P->dst;
+      P->stream = can_stream;
+      if (!u->state_in)
+        for (int64_t i = 0; i < dk; i++) memset(P->dst + i * ld, 0, sizeof(float) * (size_t)(w * LA_VL));
+    }
+    col += P->valid;
+    left -= left > 0 ? w : 0;
+    np++;
+  }
+  J.npanels = np;
+
+  const int dc = p->gated ? 1 : 0, dl = p->delta ? 1 : 0;
+  for (int64_t t0 = 0; t0 < J.T; t0 += LA_TILE_TOKENS) {
+    const int64_t n = J.T - t0 < LA_TILE_TOKENS ? J.T - t0 : LA_TILE_TOKENS;
+#ifdef LA_PROFILE
+    uint64_t c0_ = __rdtsc();
+#endif
+    LA_FN(la_stage)(&J, t0, n, n + (t0 + n < J.T ? 1 : 0));
+#ifdef LA_PROFILE
+    uint64_t c1_ = __rdtsc();
+    LA_FN(la_prof)[0] += c1_ - c0_;
+#endif
+    for (int i = 0; i < np; i++) table[gi][J.panels[i].W][dc][dl](&J, &J.panels[i], t0, n);
+#ifdef LA_PROFILE
+    LA_FN(la_prof)[1] += __rdtsc() - c1_;
+#endif
+  }
+  for (int i = 0; i < np; i++) {
+    const la_panel_t* P = &J.panels[i];
+    if (!P->packed) continue;
+    for (int64_t r = 0; r < dk; r++)
+      memcpy(u->state_out + r * ld + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
+  }
+  if (can_stream) v_sfence();
+  linattn_fpenv_leave(&env);
+}

@@ -1,0 +1,428 @@
+"""Tests of the Python binding itself: library loading, contexts, dtype rules, strided views,
+out= buffers, in-place state, errors, the ONNX Runtime extensions (checked against the ONNX
+reference on the equivalent standard call) and the conv's dilation / channels-last layout
+(checked against a float64 oracle written here)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import linattn
+from linattn import _lib, _tensor, onnx_models, testing
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def rng_for(request) -> np.random.Generator:
+    """Fresh random data every run (seed printed on failure through the test id + seed)."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    request.node.user_properties.append(("seed", seed))
+    print(f"seed {seed}")
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def rng(request):
+    return rng_for(request)
+
+
+def la_data(rng, b=2, t=5, hq=4, hkv=2, dk=8, dv=6, dtype=np.float32, past=True, state_dtype=np.float32):
+    q = rng.standard_normal((b, t, hq * dk), dtype=np.float32).astype(dtype)
+    k = rng.standard_normal((b, t, hkv, dk), dtype=np.float32)
+    k = (k / np.linalg.norm(k, axis=-1, keepdims=True)).reshape(b, t, hkv * dk).astype(dtype)
+    v = rng.standard_normal((b, t, hkv * dv), dtype=np.float32).astype(dtype)
+    g = (-np.abs(rng.standard_normal((b, t, hkv), dtype=np.float32)) * 0.2).astype(dtype)
+    beta = rng.random((b, t, hkv), dtype=np.float32).astype(dtype)
+    s = rng.standard_normal((b, hkv, dk, dv), dtype=np.float32).astype(state_dtype) if past else None
+    return dict(query=q, key=k, value=v, past_state=s, decay=g, beta=beta), dict(q_num_heads=hq, kv_num_heads=hkv)
+
+
+def bits(a):
+    return np.ascontiguousarray(a).view(np.uint32 if a.itemsize == 4 else np.uint16)
+
+
+def assert_close(actual, expected, tol=None):
+    reason = testing.compare(actual, expected, tol)
+    assert reason is None, reason
+
+
+def la_tol(expected):
+    e = np.abs(expected.astype(np.float64))
+    tol = 1e-36 + 2e-5 * e.max(initial=0.0) + 1e-4 * e
+    return tol + (testing.ulp(e, expected.dtype) if expected.dtype != np.float32 else 0)
+
+
+# ---------------------------------------------------------------- loading, contexts
+
+
+def test_library_loads_and_reports_its_version():
+    assert Path(linattn.library_path()).is_file()
+    assert linattn.library_version() == "0.1.0"
+    version = _lib.lib().linattn_version()
+    assert ((version >> 16) & 0xFF, (version >> 8) & 0xFF) == _lib.BINDING_VERSION
+
+
+def test_struct_layout_matches_the_header():
+    # Natural x86-64 / AArch64 layout of the structs in linattn.h.
+    import ctypes
+
+    assert ctypes.sizeof(_lib.Tensor) == 8 + 4 + 4 + 32 + 32
+    assert _lib.LinearAttentionDesc.scale.offset == 24 and ctypes.sizeof(_lib.LinearAttentionDesc) == 48
+    assert _lib.CausalConvDesc.dilation.offset == 8 and ctypes.sizeof(_lib.CausalConvDesc) == 24
+    assert _lib.ContextOptions.isa.offset == 24 and ctypes.sizeof(_lib.ContextOptions) == 56
+
+
+def test_contexts_threads_and_isa():
+    assert "reference" in linattn.available_isas()
+    with linattn.Context(threads=1, isa="reference") as ctx:
+        assert ctx.num_threads == 1 and ctx.isa == "reference"
+    with linattn.Context(threads=2) as ctx:
+        assert ctx.num_threads == 2 and ctx.isa in linattn.available_isas()
+    assert linattn.Context().num_threads >= 1
+    with pytest.raises(ValueError, match="unknown isa"):
+        linattn.Context(isa="sse9")
+    missing = [isa for isa in ("avx2", "avx512", "neon") if not linattn.isa_available(isa)]
+    assert missing, "an x86 build cannot have neon and an arm build cannot have avx"
+    with pytest.raises(linattn.LinattnError) as info:
+        linattn.Context(isa=missing[0])
+    assert info.value.status == _lib.ERROR_UNSUPPORTED and info.value.message
+
+
+def test_closed_context_is_rejected(rng):
+    ctx = linattn.Context(threads=1)
+    ctx.close()
+    inputs, heads = la_data(rng)
+    with pytest.raises(ValueError, match="closed"):
+        linattn.linear_attention(**inputs, **heads, context=ctx)
+
+
+# ---------------------------------------------------------------- dtype rules
+
+
+@pytest.mark.parametrize("t", [np.float32, np.float16, BF16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("s", [np.float32, np.float16, BF16], ids=["f32", "f16", "bf16"])
+def test_present_state_takes_past_dtype(rng, t, s):
+    inputs, heads = la_data(rng, dtype=t, state_dtype=s)
+    out, state = linattn.linear_attention(**inputs, **heads)
+    assert out.dtype == np.dtype(t) and state.dtype == np.dtype(s)
+    expected = onnx_models.reference_linear_attention(*inputs.values(), **heads)
+    assert_close(out, expected[0], la_tol(expected[0]))
+    assert_close(state, expected[1], la_tol(expected[1]))
+
+
+@pytest.mark.parametrize("t", [np.float16, BF16], ids=["f16", "bf16"])
+def test_present_state_without_past(rng, t):
+    inputs, heads = la_data(rng, dtype=t, past=False)
+    _, state = linattn.linear_attention(**inputs, **heads)
+    assert state.dtype == np.dtype(t)  # the ONNX rule: query's dtype
+    # state_dtype picks S when past_state is absent: same as feeding explicit float32 zeros.
+    out32, state32 = linattn.linear_attention(**inputs, **heads, state_dtype="float32")
+    assert state32.dtype == np.float32
+    zeros = np.zeros(state32.shape, np.float32)
+    expected = onnx_models.reference_linear_attention(*{**inputs, "past_state": zeros}.values(), **heads)
+    assert_close(out32, expected[0], la_tol(expected[0]))
+    assert_close(state32, expected[1], la_tol(expected[1]))
+
+
+def test_unsupported_dtypes_raise_type_error(rng):
+    inputs, heads = la_data(rng)
+    with pytest.raises(TypeError, match="query"):
+        linattn.linear_attention(**{**inputs, "query": inputs["query"].astype(np.float64)}, **heads)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        linattn.linear_attention(**{**inputs, "past_state": None}, **heads, state_dtype=np.int32)
+    with pytest.raises(TypeError, match="key"):
+        linattn.linear_attention(**{**inputs, "key": inputs["key"].tolist()}, **heads)  # a list is float64
+
+
+def test_big_endian_float32_is_accepted(rng):
+    inputs, heads = la_data(rng)
+    swapped = {n: (a.astype(a.dtype.newbyteorder(">")) if n == "query" else a) for n, a in inputs.items()}
+    assert bits(linattn.linear_attention(**swapped, **heads)[0]).tobytes() == bits(
+        linattn.linear_attention(**inputs, **heads)[0]
+    ).tobytes()
+
+
+# ---------------------------------------------------------------- layouts and out=
+
+
+def test_qkv_views_of_a_fused_projection_are_passed_without_copy(rng):
+    b, t, hq, hkv, dk, dv = 2, 7, 4, 2, 8, 6
+    wq, wk, wv = hq * dk, hkv * dk, hkv * dv
+    fused = rng.standard_normal((b, t, wq + wk + wv), dtype=np.float32)
+    q, k, v = fused[..., :wq], fused[..., wq : wq + wk], fused[..., wq + wk :]
+    for view in (q, k, v):
+        assert _tensor.prepare_input(view, "x", strided=True) is view
+        desc = _tensor.describe(view, strided=True)
+        assert desc.data == view.ctypes.data and list(desc.strides)[:3] == [t * (wq + wk + wv), wq + wk + wv, 1]
+    g = -np.abs(rng.standard_normal((b, t, hkv), dtype=np.float32))
+    beta = rng.random((b, t, hkv), dtype=np.float32)
+    heads = dict(q_num_heads=hq, kv_num_heads=hkv)
+    strided = linattn.linear_attention(q, k, v, None, g, beta, **heads)
+    packed = linattn.linear_attention(*(np.ascontiguousarray(a) for a in (q, k, v)), None, g, beta, **heads)
+    for a, e in zip(strided, packed):
+        assert np.array_equal(bits(a), bits(e))
+
+
+def test_time_major_views_and_copied_layouts(rng):
+    inputs, heads = la_data(rng, past=False)
+    reference = linattn.linear_attention(**inputs, **heads)
+    time_major = {n: (np.ascontiguousarray(a.transpose(1, 0, 2)).transpose(1, 0, 2) if a is not None else None)
+                  for n, a in inputs.items()}
+    assert _tensor.prepare_input(time_major["query"], "q", strided=True) is time_major["query"]  # no copy
+    every_other = {n: (np.repeat(a, 2, axis=-1)[..., ::2] if a is not None else None) for n, a in inputs.items()}
+    assert _tensor.element_strides(every_other["query"]) is None  # innermost stride 2: copied
+    reversed_ = {n: (a[:, ::-1][:, ::-1] if a is not None else None) for n, a in inputs.items()}
+    for variant in (time_major, every_other, reversed_):
+        result = linattn.linear_attention(**variant, **heads)
+        for a, e in zip(result, reference):
+            assert np.array_equal(bits(a), bits(e))
+
+
+def test_out_buffers_strided_poisoned_and_in_place(rng):
+    inputs, heads = la_data(rng)
+    expected = linattn.linear_attention(**inputs, **heads)
+    big = np.full(expected[0].shape[:2] + (expected[0].shape[2] + 5,), np.nan, np.float32)
+    out = big[..., 3 : 3 + expected[0].shape[2]]
+    state = np.full(expected[1].shape, np.nan, np.float32)
+    result = linattn.linear_attention(**inputs, **heads, out=(out, state))
+    assert result[0] is out and result[1] is state
+    assert np.array_equal(out, expected[0]) and np.array_equal(state, expected[1])
+    assert np.isnan(big[..., :3]).all() and np.isnan(big[..., -2:]).all()  # nothing outside the view
+    # An out array whose layout the library cannot take is filled through a copy.
+    strided_out = np.full(expected[0].shape + (2,), np.nan, np.float32)[..., 0]
+    assert linattn.linear_attention(**inputs, **heads, out=strided_out)[0] is strided_out
+    assert np.array_equal(strided_out, expected[0])
+    # In place: present_state is the past_state buffer.
+    past = inputs["past_state"].copy()
+    _, present = linattn.linear_attention(**{**inputs, "past_state": past}, **heads, out=(None, past))
+    assert present is past and np.array_equal(bits(past), bits(expected[1]))
+    # No state wanted.
+    out_only, none = linattn.linear_attention(**inputs, **heads, return_state=False)
+    assert none is None and np.array_equal(bits(out_only), bits(expected[0]))
+
+
+def test_out_buffer_checks(rng):
+    inputs, heads = la_data(rng)
+    shape = linattn.linear_attention(**inputs, **heads)[0].shape
+    with pytest.raises(linattn.LinattnError, match="dtype"):
+        linattn.linear_attention(**inputs, **heads, out=np.empty(shape, np.float16))
+    with pytest.raises(linattn.LinattnError, match="shape"):
+        linattn.linear_attention(**inputs, **heads, out=np.empty(shape[:2] + (shape[2] + 1,), np.float32))
+    read_only = np.empty(shape, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        linattn.linear_attention(**inputs, **heads, out=read_only)
+
+
+def test_chunk_size_does_not_change_bits(rng):
+    inputs, heads = la_data(rng, t=70)
+    base = linattn.linear_attention(**inputs, **heads)
+    for chunk in (1, 16, 63, 64, 4096):
+        result = linattn.linear_attention(**inputs, **heads, chunk_size=chunk)
+        for a, e in zip(result, base):
+            assert np.array_equal(bits(a), bits(e)), f"chunk_size {chunk}"
+
+
+def test_zero_tokens_keeps_the_state(rng):
+    inputs, heads = la_data(rng, t=0)
+    out, state = linattn.linear_attention(**inputs, **heads)
+    assert out.shape == (2, 0, 4 * 6)
+    assert np.array_equal(bits(state), bits(inputs["past_state"]))
+    inputs, heads = la_data(rng, t=0, past=False)
+    out, state = linattn.linear_attention(**inputs, **heads)
+    assert state.shape == (2, 2, 8, 6) and not state.any()
+
+
+def test_threads_and_python_threads_give_the_same_bits(rng):
+    inputs, heads = la_data(rng, b=3, t=33, hq=6, hkv=3, dk=40, dv=72)
+    one = linattn.linear_attention(**inputs, **heads, threads=1)
+    two = linattn.linear_attention(**inputs, **heads, threads=2)
+    for a, e in zip(two, one):
+        assert np.array_equal(bits(a), bits(e))
+    ctx = linattn.Context(threads=2)
+    results = [None] * 6
+
+    def worker(i):
+        results[i] = linattn.linear_attention(**inputs, **heads, context=ctx)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(len(results))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for result in results:
+        for a, e in zip(result, one):
+            assert np.array_equal(bits(a), bits(e))
+    with pytest.raises(ValueError, match="either"):
+        linattn.linear_attention(**inputs, **heads, threads=1, context=ctx)
+    ctx.close()
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda d, h: ({**d, "decay": d["decay"][..., :1]}, h), ["decay"]),
+        (lambda d, h: ({**d, "beta": np.concatenate([d["beta"]] * 3, -1)}, h), ["beta"]),
+        (lambda d, h: ({**d, "decay": None}, h), ["decay"]),
+        (lambda d, h: (d, {**h, "update_rule": "linear"}), ["decay"]),
+        (lambda d, h: (d, {**h, "update_rule": "fancy"}), ["update_rule"]),
+        (lambda d, h: (d, {**h, "q_num_heads": 3}), ["q_num_heads"]),
+        (lambda d, h: ({**d, "past_state": d["past_state"][:, :, :, :5].copy()}, h), ["past_state"]),
+        (lambda d, h: ({**d, "value": d["value"][:1]}, h), ["value"]),
+        (lambda d, h: ({**d, "key": d["key"][..., :-1]}, h), ["key"]),
+        (lambda d, h: ({**d, "query": d["query"][0]}, h), ["query", "rank"]),
+        (lambda d, h: ({**d, "beta": d["beta"].astype(np.float16)}, h), ["beta"]),
+    ],
+    ids=["decay-width", "beta-width", "decay-missing", "decay-forbidden", "bad-rule", "heads", "past-shape",
+         "batch", "key-width", "query-rank", "beta-dtype"],
+)
+def test_errors_name_the_argument_and_write_nothing(rng, change, words):
+    inputs, heads = la_data(rng)
+    inputs, heads = change(inputs, heads)
+    with pytest.raises(linattn.LinattnError) as info:
+        linattn.linear_attention(**inputs, **heads)
+    err = info.value
+    assert err.status == _lib.ERROR_INVALID_ARGUMENT and err.status_name in str(err)
+    for word in words:
+        assert word in err.message, err.message
+    # The same call with poisoned out= buffers leaves them untouched.
+    b, t = inputs["query"].shape[:2] if inputs["query"].ndim == 3 else (1, 1)
+    out = np.full((b, t, 24), np.nan, np.float32)
+    state = np.full((b, 2, 8, 6), np.nan, np.float32)
+    try:
+        linattn.linear_attention(**inputs, **heads, out=(out, state))
+    except linattn.LinattnError:
+        pass
+    assert np.isnan(out).all() and np.isnan(state).all()
+
+
+def test_aliasing_output_and_input_is_rejected(rng):
+    inputs, heads = la_data(rng, hq=2, hkv=2, dk=6, dv=6, past=False)
+    with pytest.raises(linattn.LinattnError, match="overlap"):
+        linattn.linear_attention(**inputs, **heads, out=inputs["value"])
+
+
+# ---------------------------------------------------------------- ONNX Runtime extensions
+
+
+def test_ort_inverse_gqa_equals_repeated_query(rng):
+    b, t, hq, hkv, dk, dv = 2, 9, 2, 6, 8, 5
+    inputs, _ = la_data(rng, b, t, hkv, hkv, dk, dv)
+    q = rng.standard_normal((b, t, hq * dk), dtype=np.float32)
+    heads = dict(q_num_heads=hq, kv_num_heads=hkv)
+    with pytest.raises(linattn.LinattnError):
+        linattn.linear_attention(**{**inputs, "query": q}, **heads)
+    out, state = linattn.linear_attention(**{**inputs, "query": q}, **heads, ort_contrib=True)
+    q_rep = np.repeat(q.reshape(b, t, hq, dk), hkv // hq, axis=2).reshape(b, t, hkv * dk)
+    expected = onnx_models.reference_linear_attention(
+        q_rep, *[inputs[n] for n in ("key", "value", "past_state", "decay", "beta")], q_num_heads=hkv, kv_num_heads=hkv
+    )
+    assert_close(out, expected[0], la_tol(expected[0]))
+    assert_close(state, expected[1], la_tol(expected[1]))
+
+
+def test_ort_separate_key_heads_equal_repeated_keys(rng):
+    b, t, hkv, nk, dk, dv = 2, 9, 4, 2, 8, 5
+    inputs, _ = la_data(rng, b, t, hkv, hkv, dk, dv)
+    k = rng.standard_normal((b, t, nk, dk), dtype=np.float32)
+    k = (k / np.linalg.norm(k, axis=-1, keepdims=True)).reshape(b, t, nk * dk)
+    heads = dict(q_num_heads=hkv, kv_num_heads=hkv)
+    out, state = linattn.linear_attention(**{**inputs, "key": k}, **heads, ort_contrib=True)
+    k_rep = np.repeat(k.reshape(b, t, nk, dk), hkv // nk, axis=2).reshape(b, t, hkv * dk)
+    expected = onnx_models.reference_linear_attention(*{**inputs, "key": k_rep}.values(), **heads)
+    assert_close(out, expected[0], la_tol(expected[0]))
+    assert_close(state, expected[1], la_tol(expected[1]))
+
+
+def test_shape_inference():
+    out, state = linattn.linear_attention_shapes((2, 5, 32), (2, 5, 16), (2, 5, 12), q_num_heads=4, kv_num_heads=2)
+    assert out == (2, 5, 24) and state == (2, 2, 8, 6)
+    out, _ = linattn.linear_attention_shapes((2, 5, 16), (2, 5, 32), (2, 5, 24), q_num_heads=2, kv_num_heads=4,
+                                             ort_contrib=True)
+    assert out == (2, 5, 24)
+
+
+# ---------------------------------------------------------------- CausalConvWithState
+
+
+def conv_oracle(x, w, bias, past, activation, dilation):
+    """float64 oracle in channels-first layout; returns (output before rounding, present_state)."""
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)[:, 0, :]
+    b, c, n = x.shape
+    k = w64.shape[1]
+    s = (k - 1) * dilation
+    past64 = past.astype(np.float64) if past is not None else np.zeros((b, c, s))
+    padded = np.concatenate([past64, x64], axis=2)
+    y = np.zeros((b, c, n))
+    for j in range(k):
+        start = j * dilation
+        y += w64[None, :, j, None] * padded[:, :, start : start + n]
+    if bias is not None:
+        y += bias.astype(np.float64)[None, :, None]
+    y = y.astype(x.dtype).astype(np.float64)  # rounded to T before the activation
+    if activation in ("silu", "swish"):
+        y = y / (1 + np.exp(-y))
+    return y, padded[:, :, padded.shape[2] - s :].astype(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("dilation", [1, 2, 3])
+def test_conv_dilation_and_channels_last(rng, dtype, dilation):
+    b, c, n, k = 2, 19, 11, 4
+    s = (k - 1) * dilation
+    x = rng.standard_normal((b, c, n), dtype=np.float32).astype(dtype)
+    w = rng.standard_normal((c, 1, k), dtype=np.float32).astype(dtype)
+    bias = rng.standard_normal(c, dtype=np.float32).astype(dtype)
+    past = rng.standard_normal((b, c, s), dtype=np.float32).astype(dtype)
+    out, present = linattn.causal_conv_with_state(x, w, bias, past, activation="silu", dilation=dilation)
+    y, expected_present = conv_oracle(x, w, bias, past, "silu", dilation)
+    tol = 1e-5 * np.abs(y).max() + 2 * testing.ulp(y, dtype)
+    assert_close(out.astype(np.float64), y, tol)
+    assert present.shape == (b, c, s) and np.array_equal(bits(present), bits(expected_present))
+    # channels_last: the same numbers in (B, L, C) / (B, S, C), bit for bit.
+    out_cl, present_cl = linattn.causal_conv_with_state(
+        np.ascontiguousarray(x.transpose(0, 2, 1)), w, bias, np.ascontiguousarray(past.transpose(0, 2, 1)),
+        activation="silu", dilation=dilation, channels_last=True,
+    )
+    assert np.array_equal(bits(out_cl), bits(out.transpose(0, 2, 1)))
+    assert np.array_equal(bits(present_cl), bits(present.transpose(0, 2, 1)))
+
+
+def test_conv_strided_input_output_and_in_place_state(rng):
+    b, c, n, k = 2, 8, 10, 4
+    buf = rng.standard_normal((b, 2 * c, n), dtype=np.float32)
+    x = buf[:, 3 : 3 + c]  # a channel slice of a bigger tensor: strided, no copy
+    assert _tensor.prepare_input(x, "input", strided=True) is x
+    w = rng.standard_normal((c, 1, k), dtype=np.float32)
+    past = rng.standard_normal((b, c, k - 1), dtype=np.float32)
+    expected = linattn.causal_conv_with_state(np.ascontiguousarray(x), w, None, past)
+    out_buf = np.full((b, c, n + 4), np.nan, np.float32)
+    state = past.copy()
+    out, present = linattn.causal_conv_with_state(x, w, None, state, out=(out_buf[..., 2 : 2 + n], state))
+    assert present is state
+    assert np.array_equal(out, expected[0]) and np.array_equal(state, expected[1])
+    assert np.isnan(out_buf[..., :2]).all() and np.isnan(out_buf[..., -2:]).all()
+
+
+def test_conv_errors():
+    x = np.zeros((1, 4, 5), np.float32)
+    w = np.zeros((4, 1, 3), np.float32)
+    with pytest.raises(linattn.LinattnError, match="activation"):
+        linattn.causal_conv_with_state(x, w, activation="relu")
+    with pytest.raises(linattn.LinattnError, match="weight"):
+        linattn.causal_conv_with_state(x, np.zeros((3, 1, 3), np.float32))
+    with pytest.raises(linattn.LinattnError, match="past_state"):
+        linattn.causal_conv_with_state(x, w, None, np.zeros((1, 4, 3), np.float32))
+    with pytest.raises(linattn.LinattnError, match="bias"):
+        linattn.causal_conv_with_state(x, w, np.zeros(4, np.float16))
+    with pytest.raises(linattn.LinattnError, match="input"):
+        linattn.causal_conv_with_state(x[0], w)

@@ -1,0 +1,575 @@
+/*
+ * CausalConvWithState micro-kernel families (scalar, AVX2, AVX-512, NEON: those this CPU runs),
+ * called unit by unit as the operator layer does (batch b, channels [c0, c0 + nc), private
+ * poisoned scratch), against a float64 oracle written here and against linattn_conv_reference.
+ *
+ * Sweep: K in {1,2,3,4,5,7} x L in {0,1,2,K-2,K-1,K,17,1000} x dilation {1,3} x bias x past x
+ * activation x dtype x layout; C not a multiple of the vector widths; outer strides padded on
+ * odd cases. Every output and state buffer is poisoned (NaN pattern) around and inside; after a
+ * run every logical element must be written and nothing else touched.
+ * Per case and family:
+ *  - output vs oracle within the bound below, present_state bit-exact vs oracle;
+ *  - output vs the reference kernel within the same bound, present_state bit-exact; on "grid"
+ *    data (fp32 sums exact) the conv result must match the reference bit for bit;
+ *  - bit-identical results for other channel splits (1, 5, 19 channels per unit, units run in
+ *    random order), in place (present == past), present NULL, the sequence cut in two calls
+ *    with the state carried, and token-by-token decode (L <= 17).
+ * Tolerance. p exact conv, acc = (K+2) 2^-24 (|bias| + sum|w x|) bounds the fp32 accumulation:
+ *   none: |y - ref| <= acc + ulp_T(|p| + acc)
+ *   silu: |y - ref| <= 1.1 (acc + ulp_T(|p| + acc)) + ulp_T(|ref|) + 8 ulp_f32(|ref|)
+ * SiLU accuracy on its own: fp32, w = 1, every v on a fine grid of [-100, 100], specials and
+ * wide random magnitudes: relative error <= 1e-6 vs float64 and vs the expf formula.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testkit.h"
+
+extern const conv_kernel linattn_conv_scalar;
+#if defined(__x86_64__)
+extern const conv_kernel linattn_conv_avx2;
+extern const conv_kernel linattn_conv_avx512;
+#endif
+#if defined(__aarch64__)
+extern const conv_kernel linattn_conv_neon __attribute__((weak));
+#endif
+
+typedef struct family { const char* name; const conv_kernel* k; } family;
+
+static int get_families(family* f) {
+  int n = 0;
+  f[n++] = (family){"scalar", &linattn_conv_scalar};
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+    f[n++] = (family){"avx2", &linattn_conv_avx2};
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+      f[n++] = (family){"avx512", &linattn_conv_avx512};
+  }
+#endif
+#if defined(__aarch64__)
+  (void)linattn_isa_available(LINATTN_ISA_NEON); /* pulls the dispatch table (and NEON) in */
+  if (&linattn_conv_neon) f[n++] = (family){"neon", &linattn_conv_neon};
+#endif
+  return n;
+}
+
+/* ------------------------------------------------------------------ guarded buffers */
+
+#define GUARD 40 /* elements of poison on each side */
+
+typedef struct gbuf {
+  linattn_dtype dt;
+  int64_t n;             /* elements between the guards */
+  unsigned char* mem;
+  void* data;            /* element 0 */
+} gbuf;
+
+static size_t esz(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : 2; }
+
+static uint32_t get_bits(const void* base, int64_t i, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) { uint32_t u; memcpy(&u, (const char*)base + 4 * i, 4); return u; }
+  return ((const uint16_t*)base)[i];
+}
+static void put_bits(void* base, int64_t i, linattn_dtype dt, uint32_t u) {
+  if (dt == LINATTN_DTYPE_F32) memcpy((char*)base + 4 * i, &u, 4);
+  else ((uint16_t*)base)[i] = (uint16_t)u;
+}
+
+static gbuf gb_alloc(linattn_dtype dt, int64_t n) {
+  gbuf g = {dt, n, NULL, NULL};
+  g.mem = tk_aligned_alloc(64, (size_t)(n + 2 * GUARD) * esz(dt) + 64);
+  g.data = g.mem + GUARD * esz(dt);
+  return g;
+}
+static void gb_poison(gbuf* g) {
+  for (int64_t i = -GUARD; i < g->n + GUARD; i++) put_bits(g->data, i, g->dt, tk_poison_bits(g->dt));
+}
+static void gb_free(gbuf* g) { tk_aligned_free(g->mem); g->mem = NULL; }
+
+/* ------------------------------------------------------------------ cases */
+
+typedef struct conv_case {
+  linattn_dtype dt;
+  bool cl, bias, past, silu, grid, strided;
+  int64_t B, C, L, K, dil;
+} conv_case;
+
+/* One layout of a (B, C, len) tensor: strides and element count (allocation). */
+typedef struct lay { int64_t sb, sc, st, n; } lay;
+
+static lay io_layout(const conv_case* cs, int64_t len, int64_t pad) {
+  lay l;
+  if (cs->cl) {
+    l.sc = 1; l.st = cs->C + pad; l.sb = len * l.st + pad;
+  } else {
+    l.st = 1; l.sc = len + pad; l.sb = cs->C * l.sc + pad;
+  }
+  l.n = cs->B * l.sb;
+  return l;
+}
+static lay state_layout(const conv_case* cs, int64_t S) {
+  lay l;
+  if (cs->cl) { l.sc = 1; l.st = cs->C; }
+  else { l.st = 1; l.sc = S; }
+  l.sb = S * cs->C;
+  l.n = cs->B * l.sb;
+  return l;
+}
+static int64_t at(const lay* l, int64_t b, int64_t c, int64_t t) { return b * l->sb + c * l->sc + t * l->st; }
+
+typedef struct conv_data {
+  conv_case cs;
+  int64_t S;
+  lay xl, yl, sl;
+  gbuf x, w, bias, past;
+  double *xd, *wd, *bd, *pd;             /* canonical [b][c][t] values the kernels see */
+  double *yo, *pre, *mag, *presento;     /* oracle */
+} conv_data;
+
+static double draw(tk_rng* r, const conv_case* cs) {
+  if (cs->grid) return (double)(tk_below(r, 255) - 127) / 16.0; /* products and sums exact in fp32 */
+  return tk_normal(r);
+}
+
+static void oracle(conv_data* d) {
+  const conv_case* cs = &d->cs;
+  const int64_t C = cs->C, L = cs->L, K = cs->K, S = d->S;
+  for (int64_t b = 0; b < cs->B; b++)
+    for (int64_t c = 0; c < C; c++) {
+      const double* x = d->xd + (b * C + c) * L;
+      const double* past = cs->past ? d->pd + (b * C + c) * S : NULL;
+#define PADDED(q) ((q) < S ? (past ? past[(q)] : 0.0) : x[(q) - S])
+      for (int64_t t = 0; t < L; t++) {
+        double acc = 0, mag = 0;
+        for (int64_t j = 0; j < K; j++) {
+          double v = d->wd[c * K + j] * PADDED(t + j * cs->dil);
+          acc += v;
+          mag += fabs(v);
+        }
+        if (cs->bias) acc += d->bd[c], mag += fabs(d->bd[c]);
+        const int64_t o = (b * C + c) * L + t;
+        d->pre[o] = acc;
+        d->mag[o] = mag;
+        double v = tk_round(acc, cs->dt);
+        d->yo[o] = cs->silu ? tk_round(v / (1.0 + exp(-v)), cs->dt) : v;
+      }
+      for (int64_t s = 0; s < S; s++) d->presento[(b * C + c) * S + s] = PADDED(L + s);
+#undef PADDED
+    }
+}
+
+static void data_make(conv_data* d, const conv_case* cs, tk_rng* r) {
+  memset(d, 0, sizeof *d);
+  d->cs = *cs;
+  const int64_t B = cs->B, C = cs->C, L = cs->L, K = cs->K, S = (K - 1) * cs->dil;
+  d->S = S;
+  d->xl = io_layout(cs, L, cs->strided ? 3 : 0);
+  d->yl = io_layout(cs, L, cs->strided ? 5 : 0);
+  d->sl = state_layout(cs, S);
+  d->x = gb_alloc(cs->dt, d->xl.n);
+  d->w = gb_alloc(cs->dt, C * K);
+  d->bias = gb_alloc(cs->dt, C);
+  d->past = gb_alloc(cs->dt, d->sl.n);
+  gb_poison(&d->x);
+  gb_poison(&d->past);
+  d->xd = tk_dalloc(B * C * L + 1);
+  d->wd = tk_dalloc(C * K + 1);
+  d->bd = tk_dalloc(C + 1);
+  d->pd = tk_dalloc(B * C * S + 1);
+  d->yo = tk_dalloc(B * C * L + 1);
+  d->pre = tk_dalloc(B * C * L + 1);
+  d->mag = tk_dalloc(B * C * L + 1);
+  d->presento = tk_dalloc(B * C * S + 1);
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t c = 0; c < C; c++) {
+      for (int64_t t = 0; t < L; t++)
+        d->xd[(b * C + c) * L + t] = tk_store(d->x.data, at(&d->xl, b, c, t), cs->dt, draw(r, cs));
+      for (int64_t s = 0; s < S; s++)
+        d->pd[(b * C + c) * S + s] = tk_store(d->past.data, at(&d->sl, b, c, s), cs->dt, draw(r, cs));
+    }
+  for (int64_t i = 0; i < C * K; i++) d->wd[i] = tk_store(d->w.data, i, cs->dt, cs->grid ? draw(r, cs) : tk_normal(r) * 0.5);
+  for (int64_t c = 0; c < C; c++) d->bd[c] = tk_store(d->bias.data, c, cs->dt, draw(r, cs));
+  oracle(d);
+}
+
+static void data_free(conv_data* d) {
+  gb_free(&d->x); gb_free(&d->w); gb_free(&d->bias); gb_free(&d->past);
+  free(d->xd); free(d->wd); free(d->bd); free(d->pd);
+  free(d->yo); free(d->pre); free(d->mag); free(d->presento);
+}
+
+/* Parameters for a call over time steps [t0, t0 + len) of the case's input. */
+static conv_params make_params(const conv_data* d, int64_t t0, int64_t len, const void* past, gbuf* y,
+                               void* present) {
+  const conv_case* cs = &d->cs;
+  conv_params p;
+  memset(&p, 0, sizeof p);
+  p.dtype = cs->dt;
+  p.activation = cs->silu ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
+  p.channels_last = cs->cl;
+  p.B = cs->B; p.C = cs->C; p.L = len; p.K = cs->K; p.dilation = cs->dil; p.S = d->S;
+  p.x = (const char*)d->x.data + t0 * d->xl.st * (int64_t)esz(cs->dt);
+  p.x_sb = d->xl.sb; p.x_sc = d->xl.sc; p.x_st = d->xl.st;
+  p.w = d->w.data;
+  p.bias = cs->bias ? d->bias.data : NULL;
+  p.past = past;
+  p.s_sb = d->sl.sb; p.s_sc = d->sl.sc; p.s_st = d->sl.st;
+  p.y = (char*)y->data + t0 * d->yl.st * (int64_t)esz(cs->dt);
+  p.y_sb = d->yl.sb; p.y_sc = d->yl.sc; p.y_st = d->yl.st;
+  p.present = present;
+  return p;
+}
+
+/* Runs every unit (b, channel block) in a random order, each with fresh poisoned scratch. */
+static void run_units(const conv_kernel* k, const conv_params* p, int64_t block, tk_rng* r) {
+  if (block <= 0) block = p->C;
+  const int64_t nblk = p->C == 0 ? 0 : (p->C + block - 1) / block, nu = p->B * nblk;
+  if (nu == 0) return;
+  size_t sb = k->scratch_bytes(p, block < p->C ? block : p->C);
+  unsigned char* scratch = tk_aligned_alloc(64, sb + 64);
+  int* order = tk_xmalloc(sizeof(int) * (size_t)nu);
+  for (int i = 0; i < nu; i++) order[i] = i;
+  tk_shuffle(r, order, (int)nu);
+  for (int64_t i = 0; i < nu; i++) {
+    const int64_t u = order[i], b = u / nblk, c0 = (u % nblk) * block;
+    const int64_t nc = p->C - c0 < block ? p->C - c0 : block;
+    memset(scratch, 0xff, sb); /* NaN everywhere: a kernel must not read scratch it did not write */
+    k->run(p, b, c0, nc, scratch);
+  }
+  free(order);
+  tk_aligned_free(scratch);
+}
+
+/* ------------------------------------------------------------------ checks */
+
+static double tol_of(const conv_case* cs, double pre, double mag, double ref) {
+  double acc = (double)(cs->K + 2) * ldexp(1.0, -24) * mag;
+  double e = acc + tk_ulp(fabs(pre) + acc, cs->dt);
+  if (cs->dt == LINATTN_DTYPE_F32) e = acc + ldexp(1.0, -24) * fabs(pre) + 1e-45;
+  if (!cs->silu) return e;
+  return 1.1 * e + tk_ulp(fabs(ref), cs->dt) + 8.0 * tk_ulp(fabs(ref), LINATTN_DTYPE_F32) + 1e-38;
+}
+
+/* Output y (layout yl) vs canonical expected values; every element written, gaps untouched. */
+static void check_output(const conv_data* d, const gbuf* y, const double* expect, const char* what) {
+  const conv_case* cs = &d->cs;
+  const uint32_t poison = tk_poison_bits(cs->dt);
+  unsigned char* logical = tk_xcalloc((size_t)(y->n + 1), 1);
+  int64_t bad = 0, unwritten = 0, first = -1;
+  double worst = 0;
+  for (int64_t b = 0; b < cs->B; b++)
+    for (int64_t c = 0; c < cs->C; c++)
+      for (int64_t t = 0; t < cs->L; t++) {
+        const int64_t off = at(&d->yl, b, c, t), o = (b * cs->C + c) * cs->L + t;
+        logical[off] = 1;
+        if (get_bits(y->data, off, cs->dt) == poison) { unwritten++; continue; }
+        double v = tk_load(y->data, off, cs->dt), e = expect[o];
+        double tol = tol_of(cs, d->pre[o], d->mag[o], e);
+        double err = fabs(v - e);
+        if (!(err <= tol)) {
+          if (first < 0) first = o;
+          bad++;
+        }
+        if (tol > 0 && err / tol > worst) worst = err / tol;
+      }
+  int64_t touched = 0;
+  for (int64_t i = -GUARD; i < y->n + GUARD; i++)
+    if ((i < 0 || i >= y->n || !logical[i]) && get_bits(y->data, i, cs->dt) != poison) touched++;
+  free(logical);
+  tk_check(unwritten == 0, "%s: %lld output elements not written", what, (long long)unwritten);
+  tk_check(touched == 0, "%s: %lld elements outside the output written", what, (long long)touched);
+  if (first >= 0) {
+    int64_t t = first % cs->L, c = (first / cs->L) % cs->C, b = first / cs->L / cs->C;
+    tk_check(false, "%s: %lld outputs out of tolerance; first (b=%lld c=%lld t=%lld) got %.9g expected %.9g (pre %.9g)",
+             what, (long long)bad, (long long)b, (long long)c, (long long)t,
+             tk_load(y->data, at(&d->yl, b, c, t), cs->dt), expect[first], d->pre[first]);
+  } else {
+    tk_check(true, "%s", what);
+  }
+}
+
+/* Present state (packed) vs canonical expected values, bit for bit; guards untouched. */
+static void check_present(const conv_data* d, const gbuf* st, const double* expect, const char* what) {
+  const conv_case* cs = &d->cs;
+  const uint32_t poison = tk_poison_bits(cs->dt);
+  int64_t bad = 0, touched = 0;
+  for (int64_t b = 0; b < cs->B; b++)
+    for (int64_t c = 0; c < cs->C; c++)
+      for (int64_t s = 0; s < d->S; s++) {
+        const int64_t off = at(&d->sl, b, c, s);
+        const uint32_t want = tk_encode(expect[(b * cs->C + c) * d->S + s], cs->dt);
+        if (get_bits(st->data, off, cs->dt) != want) bad++;
+      }
+  for (int64_t i = -GUARD; i < 0; i++) touched += get_bits(st->data, i, cs->dt) != poison;
+  for (int64_t i = st->n; i < st->n + GUARD; i++) touched += get_bits(st->data, i, cs->dt) != poison;
+  tk_check(bad == 0 && touched == 0, "%s: present_state: %lld wrong elements, %lld guard elements written", what,
+           (long long)bad, (long long)touched);
+}
+
+static bool same_bits(const gbuf* a, const gbuf* b) {
+  return a->n == b->n && memcmp(a->mem, b->mem, (size_t)(a->n + 2 * GUARD) * esz(a->dt)) == 0;
+}
+
+/* Reads an output buffer back into canonical order (for comparing with the reference). */
+static void read_output(const conv_data* d, const gbuf* y, double* out) {
+  const conv_case* cs = &d->cs;
+  for (int64_t b = 0; b < cs->B; b++)
+    for (int64_t c = 0; c < cs->C; c++)
+      for (int64_t t = 0; t < cs->L; t++) out[(b * cs->C + c) * cs->L + t] = tk_load(y->data, at(&d->yl, b, c, t), cs->dt);
+}
+
+/* ------------------------------------------------------------------ one case, every family */
+
+static gbuf fresh(linattn_dtype dt, int64_t n) {
+  gbuf g = gb_alloc(dt, n);
+  gb_poison(&g);
+  return g;
+}
+
+static gbuf copy_of(const gbuf* src) {
+  gbuf g = gb_alloc(src->dt, src->n);
+  memcpy(g.mem, src->mem, (size_t)(src->n + 2 * GUARD) * esz(src->dt));
+  return g;
+}
+
+static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r) {
+  conv_data d;
+  data_make(&d, cs, r);
+  const int64_t L = cs->L;
+  const void* past = cs->past ? d.past.data : NULL;
+  tk_context("%s %s B=%lld C=%lld L=%lld K=%lld dil=%lld bias=%d past=%d %s%s%s", tk_dtype_str(cs->dt),
+             cs->cl ? "channels-last" : "channels-first", (long long)cs->B, (long long)cs->C, (long long)L,
+             (long long)cs->K, (long long)cs->dil, cs->bias, cs->past, cs->silu ? "silu" : "none",
+             cs->grid ? " grid-data" : "", cs->strided ? " strided" : "");
+
+  gbuf yref = fresh(cs->dt, d.yl.n), pref = fresh(cs->dt, d.sl.n);
+  conv_params p = make_params(&d, 0, L, past, &yref, pref.data);
+  run_units(&linattn_conv_reference, &p, linattn_conv_reference.block_channels, r);
+  check_output(&d, &yref, d.yo, "reference vs oracle");
+  double* refv = tk_dalloc(cs->B * cs->C * L + 1);
+  read_output(&d, &yref, refv);
+
+  char what[96];
+  for (int f = 0; f < nf; f++) {
+    const conv_kernel* k = fams[f].k;
+    gbuf y = fresh(cs->dt, d.yl.n), pres = fresh(cs->dt, d.sl.n);
+    p = make_params(&d, 0, L, past, &y, pres.data);
+    run_units(k, &p, k->block_channels, r);
+    snprintf(what, sizeof what, "%s vs oracle", fams[f].name);
+    check_output(&d, &y, d.yo, what);
+    check_present(&d, &pres, d.presento, what);
+    snprintf(what, sizeof what, "%s vs reference", fams[f].name);
+    check_output(&d, &y, refv, what);
+    tk_check(same_bits(&pres, &pref), "%s: present_state differs from the reference's", fams[f].name);
+    if (cs->grid && !cs->silu)
+      tk_check(same_bits(&y, &yref), "%s: exact-arithmetic data: output differs from the reference bit for bit",
+               fams[f].name);
+
+    static const int64_t blocks[] = {1, 5, 19};
+    for (int i = 0; i < 3; i++) {
+      if (blocks[i] >= cs->C) continue;
+      gbuf y2 = fresh(cs->dt, d.yl.n), p2 = fresh(cs->dt, d.sl.n);
+      p = make_params(&d, 0, L, past, &y2, p2.data);
+      run_units(k, &p, blocks[i], r);
+      tk_check(same_bits(&y2, &y) && same_bits(&p2, &pres), "%s: %lld channels per unit changes the bits",
+               fams[f].name, (long long)blocks[i]);
+      gb_free(&y2); gb_free(&p2);
+    }
+    if (cs->past) { /* in place */
+      gbuf st = copy_of(&d.past), y3 = fresh(cs->dt, d.yl.n);
+      p = make_params(&d, 0, L, st.data, &y3, st.data);
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&y3, &y) && same_bits(&st, &pres), "%s: in-place state differs", fams[f].name);
+      gb_free(&st); gb_free(&y3);
+    }
+    { /* present not wanted */
+      gbuf y4 = fresh(cs->dt, d.yl.n);
+      p = make_params(&d, 0, L, past, &y4, NULL);
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&y4, &y), "%s: output differs with present_state NULL", fams[f].name);
+      gb_free(&y4);
+    }
+    if (L >= 2) { /* two calls with the state carried */
+      const int64_t L1 = 1 + tk_below(r, L - 1);
+      gbuf mid = fresh(cs->dt, d.sl.n), fin = fresh(cs->dt, d.sl.n), y5 = fresh(cs->dt, d.yl.n);
+      p = make_params(&d, 0, L1, past, &y5, mid.data);
+      run_units(k, &p, k->block_channels, r);
+      p = make_params(&d, L1, L - L1, mid.data, &y5, fin.data);
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&y5, &y) && same_bits(&fin, &pres), "%s: split in calls of %lld + %lld steps differs",
+               fams[f].name, (long long)L1, (long long)(L - L1));
+      gb_free(&mid); gb_free(&fin); gb_free(&y5);
+    }
+    if (L >= 2 && L <= 17) { /* token-by-token decode, state updated in place */
+      gbuf st = cs->past ? copy_of(&d.past) : fresh(cs->dt, d.sl.n), y6 = fresh(cs->dt, d.yl.n);
+      for (int64_t t = 0; t < L; t++) {
+        p = make_params(&d, t, 1, (t > 0 || cs->past) ? st.data : NULL, &y6, st.data);
+        run_units(k, &p, k->block_channels, r);
+      }
+      tk_check(same_bits(&y6, &y) && same_bits(&st, &pres), "%s: token-by-token decode differs", fams[f].name);
+      gb_free(&st); gb_free(&y6);
+    }
+    gb_free(&y); gb_free(&pres);
+  }
+  free(refv);
+  gb_free(&yref); gb_free(&pref);
+  data_free(&d);
+}
+
+/* ------------------------------------------------------------------ SiLU accuracy, specials */
+
+static void silu_accuracy(const family* fams, int nf, tk_rng* r) {
+  const int64_t ngrid = 200 * 128 + 1, nspec = 32, nrand = 6000, n = ngrid + nspec + nrand;
+  float* x = tk_xmalloc(sizeof(float) * (size_t)n);
+  int64_t i = 0;
+  for (int64_t g = 0; g < ngrid; g++) x[i++] = (float)(-100.0 + (double)g / 128.0);
+  const float spec[32] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, 3.4028235e38f, -3.4028235e38f,
+                          1.1754944e-38f, -1.1754944e-38f, 1e-40f, -1e-40f, 88.72f, -88.72f, 88.73f, -88.73f,
+                          89.0f, -89.0f, 87.3f, -87.3f, 103.9f, -103.9f, 104.1f, -104.1f,
+                          120.0f, -120.0f, 150.0f, -150.0f, 1e-7f, -1e-7f, 0.3465736f, -0.3465736f};
+  for (int64_t s = 0; s < nspec; s++) x[i++] = spec[s];
+  for (int64_t s = 0; s < nrand; s++) {
+    double m = ldexp(1.0 + tk_uniform(r), (int)tk_below(r, 140) - 133);
+    x[i++] = (float)((tk_below(r, 2) ? -1.0 : 1.0) * m);
+  }
+  const float one = 1.0f;
+  float* y = tk_xmalloc(sizeof(float) * (size_t)n);
+  for (int f = 0; f < nf; f++) {
+    conv_params p;
+    memset(&p, 0, sizeof p);
+    p.dtype = LINATTN_DTYPE_F32; p.activation = LINATTN_ACTIVATION_SILU;
+    p.B = 1; p.C = 1; p.L = n; p.K = 1; p.dilation = 1; p.S = 0;
+    p.x = x; p.x_sb = n; p.x_sc = n; p.x_st = 1;
+    p.w = &one;
+    p.y = y; p.y_sb = n; p.y_sc = n; p.y_st = 1;
+    for (int64_t j = 0; j < n; j++) y[j] = NAN;
+    run_units(fams[f].k, &p, 1, r);
+    double worst_d = 0, worst_f = 0;
+    int64_t bad = 0, first = -1;
+    for (int64_t j = 0; j < n; j++) {
+      const double v = x[j], e = v / (1.0 + exp(-v));
+      const float ef = x[j] * (1.0f / (1.0f + expf(-x[j])));
+      bool ok;
+      if (isnan(e) || isnan(ef)) ok = isnan(y[j]);
+      else if (isinf(e)) ok = y[j] == (float)e;
+      else {
+        double ed = fabs((double)y[j] - e), eff = fabs((double)y[j] - (double)ef);
+        ok = ed <= 1e-6 * fabs(e) + 1e-36 && eff <= 1e-6 * fabs((double)ef) + 1e-36;
+        if (fabs(e) > 1e-30) {
+          if (ed / fabs(e) > worst_d) worst_d = ed / fabs(e);
+          if (ef != 0 && eff / fabs((double)ef) > worst_f) worst_f = eff / fabs((double)ef);
+        }
+      }
+      if (!ok && bad++ == 0) first = j;
+    }
+    tk_check(bad == 0, "%s: SiLU: %lld of %lld values off; first x=%.9g got %.9g want %.9g", fams[f].name,
+             (long long)bad, (long long)n, first >= 0 ? x[first] : 0.0, first >= 0 ? y[first] : 0.0,
+             first >= 0 ? x[first] / (1.0 + exp(-(double)x[first])) : 0.0);
+    tk_note("%s: SiLU max relative error %.3g vs float64, %.3g vs the expf formula", fams[f].name, worst_d, worst_f);
+  }
+  free(x);
+  free(y);
+}
+
+/* 16-bit specials (w = 1, K = 1): none -> the input itself (NaN stays NaN); silu -> the
+ * reference's value within one T spacing, NaN and infinities exactly. */
+static void specials_16bit(const family* fams, int nf, tk_rng* r) {
+  static const linattn_dtype dts[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  for (int di = 0; di < 2; di++) {
+    const linattn_dtype dt = dts[di];
+    const double vals[] = {NAN, INFINITY, -INFINITY, 0.0, 1.0, -1.0, 0.5, -3.25, 60000.0, -60000.0, 1e-6, -1e-6,
+                           11.0, -11.0, 17.5, -17.5, 2.0, 1000.0, -1000.0, 6e-8};
+    const int64_t n = (int64_t)(sizeof vals / sizeof vals[0]);
+    uint16_t x[32], yr[32], yk[32], w1;
+    for (int64_t i = 0; i < n; i++) tk_store(x, i, dt, vals[i]);
+    x[n] = (uint16_t)(dt == LINATTN_DTYPE_F16 ? 0x7d01u : 0x7f81u); /* signalling NaN */
+    tk_store(&w1, 0, dt, 1.0);
+    for (int act = 0; act < 2; act++) {
+      conv_params p;
+      memset(&p, 0, sizeof p);
+      p.dtype = dt; p.activation = act ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
+      p.B = 1; p.C = 1; p.L = n + 1; p.K = 1; p.dilation = 1;
+      p.x = x; p.x_sb = p.x_sc = n + 1; p.x_st = 1;
+      p.w = &w1;
+      p.y_sb = p.y_sc = n + 1; p.y_st = 1;
+      p.y = yr;
+      run_units(&linattn_conv_reference, &p, 1, r);
+      for (int f = 0; f < nf; f++) {
+        p.y = yk;
+        memset(yk, 0xff, sizeof yk);
+        run_units(fams[f].k, &p, 1, r);
+        int64_t bad = 0;
+        for (int64_t i = 0; i <= n; i++) {
+          double a = tk_decode(yk[i], dt), b = tk_decode(yr[i], dt);
+          bool ok = (isnan(a) && isnan(b)) || (isinf(b) && a == b) ||
+                    (isfinite(a) && isfinite(b) && fabs(a - b) <= (act ? tk_ulp(b, dt) : 0.0));
+          if (!act && isnan(tk_decode(x[i], dt))) ok = isnan(a) && (yk[i] & 0x7fffu) >= (x[i] & 0x7fffu);
+          bad += !ok;
+        }
+        tk_check(bad == 0, "%s: %s specials (%s): %lld values differ from the reference", fams[f].name,
+                 tk_dtype_str(dt), act ? "silu" : "none", (long long)bad);
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(void) {
+  tk_begin("conv kernels");
+  tk_rng r;
+  tk_rng_init(&r, tk_seed());
+  family fams[8];
+  const int nf = get_families(fams);
+  for (int f = 0; f < nf; f++) tk_note("family %s (block_channels %lld)", fams[f].name, (long long)fams[f].k->block_channels);
+
+  silu_accuracy(fams, nf, &r);
+  specials_16bit(fams, nf, &r);
+
+  static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  static const int64_t Ks[] = {1, 2, 3, 4, 5, 7};
+  static const int64_t Cs[] = {1, 3, 7, 17, 19, 37, 45};
+  int64_t ncase = 0;
+  const double t_start = tk_seconds();
+  for (int di = 0; di < 3; di++)
+    for (int cl = 0; cl < 2; cl++)
+      for (int ki = 0; ki < 6; ki++) {
+        const int64_t K = Ks[ki];
+        int64_t Ls[8] = {0, 1, 2, K - 2, K - 1, K, 17, 1000}, nl = 0;
+        for (int i = 0; i < 8; i++) { /* distinct, non-negative */
+          bool dup = Ls[i] < 0;
+          for (int j = 0; j < nl; j++) dup |= Ls[j] == Ls[i];
+          if (!dup) Ls[nl++] = Ls[i];
+        }
+        for (int li = 0; li < nl; li++)
+          for (int dil = 1; dil <= 3; dil += 2)
+            for (int flags = 0; flags < 8; flags++) {
+              conv_case cs;
+              memset(&cs, 0, sizeof cs);
+              cs.dt = dts[di]; cs.cl = cl; cs.K = K; cs.L = Ls[li]; cs.dil = dil;
+              cs.bias = flags & 1; cs.past = flags & 2; cs.silu = flags & 4;
+              cs.grid = ncase % 3 == 0;
+              cs.strided = ncase % 2 == 1;
+              cs.B = cs.L >= 1000 ? 1 : 2;
+              cs.C = cs.L >= 1000 ? Cs[2 + tk_below(&r, 3)] : Cs[tk_below(&r, 7)];
+              run_case(&cs, fams, nf, &r);
+              ncase++;
+            }
+      }
+  /* several real channel blocks per batch (block_channels-sized units and a partial one) */
+  for (int di = 0; di < 3; di++)
+    for (int cl = 0; cl < 2; cl++)
+      for (int li = 0; li < 3; li++) {
+        static const int64_t Lb[3] = {1, 5, 40};
+        conv_case cs = {dts[di], cl, true, true, true, false, li == 1, 2, 600, Lb[li], 4, 1};
+        run_case(&cs, fams, nf, &r);
+        ncase++;
+      }
+  tk_note("%lld cases in %.1f s", (long long)ncase, tk_seconds() - t_start);
+  return tk_finish();
+}

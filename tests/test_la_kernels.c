@@ -1,0 +1,564 @@
+/*
+ * LinearAttention micro-kernels, unit by unit: every fused family the CPU runs (scalar, avx2,
+ * avx512, neon) is called directly through its la_kernel.run on la_units built here, and
+ * compared with the reference kernel (src/ref) and with the float64 oracle (tests/common).
+ *
+ * Axes (balanced samplers, seed printed): rule, decay kind, io dtype, GQA group size n_q,
+ * d_k, unit width, T around tile/block boundaries, state in (absent / separate / in place),
+ * decay and beta regimes. Per case:
+ *   - outputs and state_out poisoned with NaN (also their stride gaps and the scratch);
+ *     every logical element must be written, no gap element touched, state_in untouched;
+ *   - error vs the reference kernel and vs float64: err <= E (+ ulp_T(|ref|) for f16/bf16
+ *     outputs, one rounding of an fp32 value that is within E), E = 1e-5 max|ref|. Normalised
+ *     keys, beta in [0,1], decay <= 0: the recurrence is contractive and fp32 error vs float64
+ *     stays near 1e-6 (docs algorithms.md 4.3);
+ *   - bit-identity: the same unit split into column ranges (halves, 37 + rest, 16-col tails)
+ *     gives the same bits as one unit; in place == separate state; absent state == explicit
+ *     zero state; f16/bf16 io: output == round_T(output of the f32-io call on the widened
+ *     inputs), state identical (conversion happens in the tile, arithmetic is the same).
+ * Closing line "N passed, N failed".
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "oracle.h"
+#include "testkit.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+extern const la_kernel linattn_la_avx2;
+extern const la_kernel linattn_la_avx512;
+#endif
+extern const la_kernel linattn_la_scalar;
+
+typedef struct family {
+  linattn_isa isa;
+  const la_kernel* k;
+} family;
+
+static int find_families(family* out) {
+  static const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+  int n = 0;
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    const la_kernel* k = NULL;
+    const kernel_table* kt = linattn_isa_available(isas[i]) ? linattn_kernels_for_isa(isas[i]) : NULL;
+    if (kt && kt->la != &linattn_la_reference) k = kt->la;
+    /* The table needs the conv family of the ISA too; reach ours directly meanwhile. */
+    if (!k && isas[i] == LINATTN_ISA_SCALAR) k = &linattn_la_scalar;
+#if defined(__x86_64__) || defined(_M_X64)
+    __builtin_cpu_init();
+    const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!k && isas[i] == LINATTN_ISA_AVX2 && avx2) k = &linattn_la_avx2;
+    if (!k && isas[i] == LINATTN_ISA_AVX512 && avx2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+      k = &linattn_la_avx512;
+#endif
+    if (k) out[n++] = (family){isas[i], k};
+  }
+  return n;
+}
+
+/* ------------------------------------------------------------------ cases */
+
+enum { ST_ABSENT, ST_SEPARATE, ST_INPLACE, ST_KINDS };
+enum { G_MILD, G_ZERO, G_STRONG, G_MIXED, G_TINY, G_KINDS };
+enum { B_UNIFORM, B_ZERO, B_ONE, B_KINDS };
+static const char* st_names[] = {"absent", "separate", "inplace"};
+static const char* g_names[] = {"mild", "zero", "-20", "mixed", "-1e-6"};
+static const char* b_names[] = {"U(0,1)", "0", "1"};
+static const char* rule_names[] = {"?", "linear", "gated", "delta", "gated_delta"};
+
+typedef struct la_case {
+  linattn_update_rule rule;
+  la_decay_kind decay_kind;
+  linattn_dtype dt;
+  int nq;
+  int64_t dk, nc, T;
+  int st, gm, bm;
+  float scale;
+} la_case;
+
+/* One unit's inputs: io arrays with padded strides plus the double values they hold. */
+typedef struct la_inputs {
+  la_case c;
+  void *q, *k, *v, *decay, *beta;
+  int64_t qts, qhs, kts, vts, dts, bts;
+  int64_t ots, ohs, ld, out_elems;
+  float* state_in; /* d_k x ld (NULL when absent) */
+  double *dq, *dkey, *dv, *ddecay, *dbeta, *dstate; /* packed, oracle layouts */
+} la_inputs;
+
+static size_t esz(linattn_dtype dt) { return tk_dtype_size(dt); }
+
+static void* io_alloc(linattn_dtype dt, int64_t n) { return tk_xcalloc((size_t)(n > 0 ? n : 1), esz(dt)); }
+
+static void make_inputs(tk_rng* r, const la_case* c, la_inputs* in) {
+  memset(in, 0, sizeof *in);
+  in->c = *c;
+  const int64_t T = c->T, dk = c->dk, nc = c->nc, nq = c->nq;
+  const linattn_dtype dt = c->dt;
+  in->qhs = dk + tk_below(r, 3);
+  in->qts = nq * in->qhs + tk_below(r, 5);
+  in->kts = dk + tk_below(r, 4);
+  in->vts = nc + tk_below(r, 4);
+  in->dts = (c->decay_kind == LA_DECAY_PER_KEY ? dk : 1) + tk_below(r, 3);
+  in->bts = 1 + tk_below(r, 3);
+  in->ohs = nc + tk_below(r, 3);
+  in->ots = nq * in->ohs + tk_below(r, 4);
+  in->ld = nc + tk_below(r, 2) * (1 + tk_below(r, 20));
+  in->out_elems = T * in->ots + 8;
+  in->q = io_alloc(dt, T * in->qts + 8);
+  in->k = io_alloc(dt, T * in->kts + 8);
+  in->v = io_alloc(dt, T * in->vts + 8);
+  in->decay = io_alloc(dt, T * in->dts + 8);
+  in->beta = io_alloc(dt, T * in->bts + 8);
+  in->dq = tk_dalloc(T * nq * dk + 1);
+  in->dkey = tk_dalloc(T * dk + 1);
+  in->dv = tk_dalloc(T * nc + 1);
+  in->ddecay = tk_dalloc(T * dk + 1);
+  in->dbeta = tk_dalloc(T + 1);
+  in->dstate = tk_dalloc(dk * nc + 1);
+
+  for (int64_t t = 0; t < T; t++) {
+    /* keys: unit direction times a norm in [0.7, 1.3] (beta |k|^2 <= 2 keeps delta contractive) */
+    double* kd = in->dkey + t * dk;
+    tk_fill_normal(r, kd, dk, 1.0);
+    tk_normalise_rows(kd, 1, dk);
+    const double kn = tk_uniform_range(r, 0.7, 1.3);
+    for (int64_t i = 0; i < dk; i++) kd[i] = tk_store(in->k, t * in->kts + i, dt, kd[i] * kn);
+    for (int64_t h = 0; h < nq; h++) {
+      double* qd = in->dq + (t * nq + h) * dk;
+      tk_fill_normal(r, qd, dk, 1.0);
+      tk_normalise_rows(qd, 1, dk);
+      for (int64_t i = 0; i < dk; i++) qd[i] = tk_store(in->q, t * in->qts + h * in->qhs + i, dt, qd[i]);
+    }
+    for (int64_t j = 0; j < nc; j++) in->dv[t * nc + j] = tk_store(in->v, t * in->vts + j, dt, tk_normal(r));
+    const int64_t nd = c->decay_kind == LA_DECAY_PER_KEY ? dk : 1;
+    for (int64_t i = 0; i < nd; i++) {
+      double g = 0;
+      switch (c->gm) {
+        case G_MILD: g = tk_uniform_range(r, -1.0, 0.0); break;
+        case G_ZERO: g = 0.0; break;
+        case G_STRONG: g = -20.0; break;
+        case G_MIXED: g = (nd > 1 ? (i & 1) : tk_below(r, 2)) ? -20.0 : 0.0; break;
+        case G_TINY: g = -1e-6; break;
+      }
+      in->ddecay[t * nd + i] = tk_store(in->decay, t * in->dts + i, dt, g);
+    }
+    double b = c->bm == B_ZERO ? 0.0 : c->bm == B_ONE ? 1.0 : tk_uniform(r);
+    in->dbeta[t] = tk_store(in->beta, t * in->bts, dt, b);
+  }
+  if (c->st != ST_ABSENT) {
+    in->state_in = tk_aligned_alloc(64, sizeof(float) * (size_t)(dk * in->ld + 16));
+    for (int64_t i = 0; i < dk * in->ld + 16; i++) in->state_in[i] = NAN;
+    for (int64_t i = 0; i < dk; i++)
+      for (int64_t j = 0; j < nc; j++) {
+        const float s = (float)(0.5 * tk_normal(r));
+        in->state_in[i * in->ld + j] = s;
+        in->dstate[i * nc + j] = s;
+      }
+  }
+}
+
+static void free_inputs(la_inputs* in) {
+  free(in->q); free(in->k); free(in->v); free(in->decay); free(in->beta);
+  free(in->dq); free(in->dkey); free(in->dv); free(in->ddecay); free(in->dbeta); free(in->dstate);
+  if (in->state_in) tk_aligned_free(in->state_in);
+}
+
+static la_params make_params(const la_case* c) {
+  la_params p;
+  memset(&p, 0, sizeof p);
+  p.rule = c->rule;
+  p.gated = c->rule == LINATTN_UPDATE_GATED || c->rule == LINATTN_UPDATE_GATED_DELTA;
+  p.delta = c->rule == LINATTN_UPDATE_DELTA || c->rule == LINATTN_UPDATE_GATED_DELTA;
+  p.decay_kind = p.gated ? c->decay_kind : LA_DECAY_NONE;
+  p.beta_kind = p.delta ? LA_BETA_PER_HEAD : LA_BETA_NONE;
+  p.io_dtype = c->dt;
+  p.T = c->T;
+  p.d_k = c->dk;
+  p.d_v = c->nc;
+  p.scale = c->scale;
+  return p;
+}
+
+/* Result of one run: output in io dtype (with stride gaps) and the fp32 state. */
+typedef struct la_result {
+  void* out;
+  float* state;       /* d_k x ld */
+  float* state_in_copy;
+} la_result;
+
+static void result_alloc(const la_inputs* in, la_result* res) {
+  const linattn_dtype dt = in->c.dt;
+  res->out = io_alloc(dt, in->out_elems);
+  const uint32_t pb = tk_poison_bits(dt);
+  for (int64_t i = 0; i < in->out_elems; i++) {
+    if (dt == LINATTN_DTYPE_F32) ((uint32_t*)res->out)[i] = pb;
+    else ((uint16_t*)res->out)[i] = (uint16_t)pb;
+  }
+  res->state = tk_aligned_alloc(64, sizeof(float) * (size_t)(in->c.dk * in->ld + 16));
+  for (int64_t i = 0; i < in->c.dk * in->ld + 16; i++) res->state[i] = NAN;
+  res->state_in_copy = NULL;
+}
+
+static void result_free(la_result* res) {
+  free(res->out);
+  tk_aligned_free(res->state);
+  free(res->state_in_copy);
+}
+
+/* Runs kernel k over the unit's columns split at the given boundaries (cuts ascending, last =
+ * nc). st: state mode; zero_state: pass an explicit all-zero state instead of absent. */
+static void run_units(const la_kernel* k, const la_params* p, const la_inputs* in, int st, const int64_t* cuts,
+                      int ncuts, la_result* res) {
+  const la_case* c = &in->c;
+  const linattn_dtype dt = c->dt;
+  if (st == ST_INPLACE) {
+    for (int64_t i = 0; i < c->dk; i++)
+      memcpy(res->state + i * in->ld, in->state_in + i * in->ld, sizeof(float) * (size_t)c->nc);
+  }
+  int64_t c0 = 0;
+  for (int s = 0; s < ncuts; s++) {
+    const int64_t c1 = cuts[s];
+    la_unit u;
+    memset(&u, 0, sizeof u);
+    u.q = in->q;
+    u.q_token_stride = in->qts;
+    u.q_head_stride = in->qhs;
+    u.n_q = c->nq;
+    u.k = in->k;
+    u.k_token_stride = in->kts;
+    u.v = (const char*)in->v + (size_t)c0 * esz(dt);
+    u.v_token_stride = in->vts;
+    if (p->gated) {
+      u.decay = in->decay;
+      u.decay_token_stride = in->dts;
+    }
+    if (p->delta) {
+      u.beta = in->beta;
+      u.beta_token_stride = in->bts;
+    }
+    u.out = (char*)res->out + (size_t)c0 * esz(dt);
+    u.out_token_stride = in->ots;
+    u.out_head_stride = in->ohs;
+    u.state_in = st == ST_ABSENT ? NULL : st == ST_INPLACE ? res->state + c0 : in->state_in + c0;
+    u.state_out = res->state + c0;
+    u.ld_state = in->ld;
+    u.col0 = c0;
+    u.ncols = c1 - c0;
+    const size_t sb = k->scratch_bytes(p, u.ncols);
+    unsigned char* scratch = tk_aligned_alloc(64, sb + 64);
+    memset(scratch, 0xff, sb + 64); /* NaN pattern: reading unwritten scratch shows */
+    k->run(p, &u, scratch);
+    tk_aligned_free(scratch);
+    c0 = c1;
+  }
+}
+
+static double out_at(const la_inputs* in, const void* out, int64_t t, int64_t h, int64_t j) {
+  return tk_load(out, t * in->ots + h * in->ohs + j, in->c.dt);
+}
+
+/* Worst relative error (err / max|oracle|) of fp32-io outputs vs float64, per family, for the
+ * closing notes. */
+static double g_worst_f64[8];
+static int g_fam_index;
+
+/* Checks a family result against ref (reference kernel) and the oracle values. */
+static void compare(const char* what, const la_inputs* in, const la_result* got, const double* want_out,
+                    const double* want_state, bool want_is_f64) {
+  const la_case* c = &in->c;
+  const int64_t T = c->T, nq = c->nq, nc = c->nc, dk = c->dk;
+  double mo = 0, ms = 0;
+  for (int64_t i = 0; i < T * nq * nc; i++) mo = fmax(mo, fabs(want_out[i]));
+  for (int64_t i = 0; i < dk * nc; i++) ms = fmax(ms, fabs(want_state[i]));
+  const double Eo = 1e-5 * mo + 1e-30, Es = 1e-5 * ms + 1e-30;
+  int64_t bad = 0, unwritten = 0;
+  double worst = 0;
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t h = 0; h < nq; h++)
+      for (int64_t j = 0; j < nc; j++) {
+        const double g = out_at(in, got->out, t, h, j), w = want_out[(t * nq + h) * nc + j];
+        if (isnan(g)) { unwritten++; continue; }
+        double tol = Eo + (c->dt == LINATTN_DTYPE_F32 ? 0.0 : tk_ulp(w, c->dt));
+        if (!want_is_f64 && c->dt != LINATTN_DTYPE_F32) tol += tk_ulp(w, c->dt); /* both rounded */
+        const double e = fabs(g - w);
+        if (!(e <= tol)) bad++;
+        if (e / (mo + 1e-30) > worst) worst = e / (mo + 1e-30);
+      }
+  if (want_is_f64 && c->dt == LINATTN_DTYPE_F32 && worst > g_worst_f64[g_fam_index]) g_worst_f64[g_fam_index] = worst;
+  tk_check(unwritten == 0, "%s: %lld output elements not written (NaN)", what, (long long)unwritten);
+  tk_check(bad == 0, "%s: %lld output elements off, worst err %.3g of max|ref| %.3g", what, (long long)bad, worst, mo);
+  int64_t sbad = 0;
+  double sworst = 0;
+  for (int64_t i = 0; i < dk; i++)
+    for (int64_t j = 0; j < nc; j++) {
+      const double g = got->state[i * in->ld + j], w = want_state[i * nc + j];
+      const double e = fabs(g - w);
+      if (!(e <= Es)) sbad++;
+      if (e / (ms + 1e-30) > sworst) sworst = e / (ms + 1e-30);
+    }
+  tk_check(sbad == 0, "%s: %lld state elements off, worst err %.3g of max %.3g", what, (long long)sbad, sworst, ms);
+}
+
+/* Gaps of the output (stride padding) and state rows (ld > nc) must keep the poison. */
+static void check_gaps(const char* what, const la_inputs* in, const la_result* got) {
+  const la_case* c = &in->c;
+  const uint32_t pb = tk_poison_bits(c->dt);
+  int64_t touched = 0;
+  for (int64_t i = 0; i < in->out_elems; i++) {
+    const int64_t t = i / in->ots, r = i % in->ots, h = r / in->ohs, j = r % in->ohs;
+    const bool logical = t < c->T && h < c->nq && j < c->nc;
+    if (logical) continue;
+    const uint32_t b = c->dt == LINATTN_DTYPE_F32 ? ((const uint32_t*)got->out)[i] : ((const uint16_t*)got->out)[i];
+    if (b != pb) touched++;
+  }
+  for (int64_t i = 0; i < c->dk * in->ld + 16; i++) {
+    const bool logical = i < c->dk * in->ld && i % in->ld < c->nc;
+    if (!logical && !isnan(got->state[i])) touched++;
+  }
+  tk_check(touched == 0, "%s: %lld elements outside the unit written", what, (long long)touched);
+}
+
+static int64_t bits_differ_out(const la_inputs* in, const void* a, const void* b, int64_t* first) {
+  const la_case* c = &in->c;
+  int64_t n = 0;
+  *first = -1;
+  for (int64_t t = 0; t < c->T; t++)
+    for (int64_t h = 0; h < c->nq; h++)
+      for (int64_t j = 0; j < c->nc; j++) {
+        const int64_t o = t * in->ots + h * in->ohs + j;
+        const bool d = c->dt == LINATTN_DTYPE_F32 ? ((const uint32_t*)a)[o] != ((const uint32_t*)b)[o]
+                                                  : ((const uint16_t*)a)[o] != ((const uint16_t*)b)[o];
+        if (d) {
+          if (*first < 0) *first = (t * c->nq + h) * c->nc + j;
+          n++;
+        }
+      }
+  return n;
+}
+
+static int64_t bits_differ_state(const la_inputs* in, const float* a, const float* b) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < in->c.dk; i++)
+    n += memcmp(a + i * in->ld, b + i * in->ld, sizeof(float) * (size_t)in->c.nc) != 0;
+  return n;
+}
+
+/* ------------------------------------------------------------------ one case */
+
+static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) {
+  la_inputs in;
+  make_inputs(r, c, &in);
+  const la_params p = make_params(c);
+  const int64_t T = c->T, nq = c->nq, nc = c->nc, dk = c->dk;
+  const int64_t whole[1] = {nc};
+
+  /* reference kernel */
+  la_result ref;
+  result_alloc(&in, &ref);
+  run_units(&linattn_la_reference, &p, &in, c->st, whole, 1, &ref);
+  double* rout = tk_dalloc(T * nq * nc + 1);
+  double* rstate = tk_dalloc(dk * nc + 1);
+  for (int64_t t = 0; t < T; t++)
+    for (int64_t h = 0; h < nq; h++)
+      for (int64_t j = 0; j < nc; j++) rout[(t * nq + h) * nc + j] = out_at(&in, ref.out, t, h, j);
+  for (int64_t i = 0; i < dk; i++)
+    for (int64_t j = 0; j < nc; j++) rstate[i * nc + j] = ref.state[i * in.ld + j];
+
+  /* float64 oracle: B = 1, H_kv = 1, H_q = n_q */
+  double* oout = tk_dalloc(T * nq * nc + 1);
+  double* ostate = tk_dalloc(dk * nc + 1);
+  oracle_la o;
+  memset(&o, 0, sizeof o);
+  o.rule = c->rule;
+  o.B = 1; o.T = T; o.Hq = nq; o.Hkv = 1; o.Nk = 1; o.dk = dk; o.dv = nc;
+  o.scale = c->scale;
+  o.decay_kind = p.gated ? (c->decay_kind == LA_DECAY_PER_KEY ? ORACLE_DECAY_PER_KEY : ORACLE_DECAY_PER_HEAD)
+                         : ORACLE_DECAY_NONE;
+  o.beta_kind = p.delta ? ORACLE_BETA_PER_HEAD : ORACLE_BETA_NONE;
+  o.q = in.dq; o.k = in.dkey; o.v = in.dv;
+  o.past = c->st == ST_ABSENT ? NULL : in.dstate;
+  o.decay = p.gated ? in.ddecay : NULL;
+  o.beta = p.delta ? in.dbeta : NULL;
+  o.out = oout; o.state = ostate;
+  oracle_linear_attention(&o);
+
+  for (int f = 0; f < nfam; f++) {
+    const la_kernel* k = fams[f].k;
+    g_fam_index = f;
+    char what[64];
+    la_result got;
+    result_alloc(&in, &got);
+    run_units(k, &p, &in, c->st, whole, 1, &got);
+    snprintf(what, sizeof what, "%s vs reference", k->name);
+    compare(what, &in, &got, rout, rstate, false);
+    snprintf(what, sizeof what, "%s vs float64", k->name);
+    compare(what, &in, &got, oout, ostate, true);
+    snprintf(what, sizeof what, "%s gaps", k->name);
+    check_gaps(what, &in, &got);
+    if (c->st == ST_SEPARATE) {
+      int64_t changed = 0;
+      for (int64_t i = 0; i < dk; i++)
+        for (int64_t j = 0; j < nc; j++) changed += in.state_in[i * in.ld + j] != (float)in.dstate[i * nc + j];
+      tk_check(changed == 0, "%s: state_in modified (%lld elements)", k->name, (long long)changed);
+    }
+
+    /* column splits: bit-identical to the whole unit */
+    int64_t splits[4][3];
+    int nsplit = 0, ncut[4];
+    if (nc >= 2) { splits[nsplit][0] = nc / 2; splits[nsplit][1] = nc; ncut[nsplit++] = 2; }
+    if (nc > 37) { splits[nsplit][0] = 37; splits[nsplit][1] = nc; ncut[nsplit++] = 2; }
+    if (nc > 64) { splits[nsplit][0] = 64; splits[nsplit][1] = nc; ncut[nsplit++] = 2; }
+    if (nc > 20) { splits[nsplit][0] = 3; splits[nsplit][1] = nc - 17; splits[nsplit][2] = nc; ncut[nsplit++] = 3; }
+    for (int s = 0; s < nsplit; s++) {
+      la_result sp;
+      result_alloc(&in, &sp);
+      run_units(k, &p, &in, c->st, splits[s], ncut[s], &sp);
+      int64_t first;
+      const int64_t nd = bits_differ_out(&in, got.out, sp.out, &first);
+      const int64_t ns = bits_differ_state(&in, got.state, sp.state);
+      tk_check(nd == 0 && ns == 0, "%s: split at %lld/%lld differs from one unit: %lld outputs (first %lld), %lld state rows",
+               k->name, (long long)splits[s][0], (long long)splits[s][1], (long long)nd, (long long)first, (long long)ns);
+      result_free(&sp);
+    }
+
+    /* state modes: in place == separate; absent == explicit zeros */
+    {
+      la_inputs* alt = &in;
+      la_result other;
+      result_alloc(&in, &other);
+      float* saved = in.state_in;
+      float* zeros = NULL;
+      int st2;
+      if (c->st == ST_ABSENT) {
+        zeros = tk_aligned_alloc(64, sizeof(float) * (size_t)(dk * in.ld + 16));
+        memset(zeros, 0, sizeof(float) * (size_t)(dk * in.ld + 16));
+        alt->state_in = zeros;
+        st2 = ST_SEPARATE;
+      } else {
+        st2 = c->st == ST_SEPARATE ? ST_INPLACE : ST_SEPARATE;
+      }
+      run_units(k, &p, alt, st2, whole, 1, &other);
+      int64_t first;
+      const int64_t nd = bits_differ_out(&in, got.out, other.out, &first);
+      const int64_t ns = bits_differ_state(&in, got.state, other.state);
+      tk_check(nd == 0 && ns == 0, "%s: state %s vs %s differ: %lld outputs, %lld state rows", k->name,
+               st_names[c->st], c->st == ST_ABSENT ? "zeros" : st_names[st2], (long long)nd, (long long)ns);
+      alt->state_in = saved;
+      if (zeros) tk_aligned_free(zeros);
+      result_free(&other);
+    }
+
+    /* f16/bf16 io == round_T(f32 io on the widened inputs) */
+    if (c->dt != LINATTN_DTYPE_F32) {
+      la_case c32 = *c;
+      c32.dt = LINATTN_DTYPE_F32;
+      la_inputs w = in;
+      w.c = c32;
+      const int64_t lens[5] = {T * in.qts + 8, T * in.kts + 8, T * in.vts + 8, T * in.dts + 8, T * in.bts + 8};
+      const void* srcs[5] = {in.q, in.k, in.v, in.decay, in.beta};
+      void* dsts[5];
+      for (int a = 0; a < 5; a++) {
+        float* d = io_alloc(LINATTN_DTYPE_F32, lens[a]);
+        for (int64_t i = 0; i < lens[a]; i++) d[i] = (float)tk_load(srcs[a], i, c->dt);
+        dsts[a] = d;
+      }
+      w.q = dsts[0]; w.k = dsts[1]; w.v = dsts[2]; w.decay = dsts[3]; w.beta = dsts[4];
+      la_params p32 = p;
+      p32.io_dtype = LINATTN_DTYPE_F32;
+      la_result r32;
+      result_alloc(&w, &r32);
+      run_units(k, &p32, &w, c->st, whole, 1, &r32);
+      int64_t nd = 0;
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < nq; h++)
+          for (int64_t j = 0; j < nc; j++) {
+            const double want = tk_round(out_at(&w, r32.out, t, h, j), c->dt);
+            const double g = out_at(&in, got.out, t, h, j);
+            const uint32_t bw = tk_encode(want, c->dt), bg = tk_encode(g, c->dt);
+            nd += bw != bg;
+          }
+      const int64_t ns = bits_differ_state(&in, got.state, r32.state);
+      tk_check(nd == 0 && ns == 0, "%s: %s io != round(f32 io): %lld outputs, %lld state rows", k->name,
+               tk_dtype_str(c->dt), (long long)nd, (long long)ns);
+      result_free(&r32);
+      for (int a = 0; a < 5; a++) free(dsts[a]);
+    }
+    result_free(&got);
+  }
+  free(rout); free(rstate); free(oout); free(ostate);
+  result_free(&ref);
+  free_inputs(&in);
+}
+
+static void describe(const la_case* c) {
+  tk_context("%s decay=%s io=%s n_q=%d d_k=%lld ncols=%lld T=%lld state=%s g=%s beta=%s scale=%g",
+             rule_names[c->rule], c->decay_kind == LA_DECAY_PER_KEY ? "per_key" : "per_head", tk_dtype_str(c->dt),
+             c->nq, (long long)c->dk, (long long)c->nc, (long long)c->T, st_names[c->st], g_names[c->gm],
+             b_names[c->bm], (double)c->scale);
+}
+
+int main(int argc, char** argv) {
+  tk_begin("test_la_kernels");
+  const uint64_t seed = tk_seed();
+  tk_rng r;
+  tk_rng_init(&r, seed);
+  family fams[4];
+  const int nfam = find_families(fams);
+  for (int f = 0; f < nfam; f++) tk_note("family %s (%s), block_cols %lld", fams[f].k->name,
+                                         linattn_isa_name(fams[f].isa), (long long)fams[f].k->block_cols);
+  int ncases = argc > 1 ? atoi(argv[1]) : 700;
+
+  static const int nqs[] = {1, 2, 3, 4, 8, 1, 2, 12};
+  static const int64_t dks[] = {1, 7, 13, 16, 17, 31, 64, 80, 128};
+  static const int64_t ncs[] = {1, 7, 13, 16, 17, 31, 64, 80, 128, 37, 100, 48};
+  static const int64_t Ts[] = {0, 1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 129};
+  static const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  tk_axis a_rule, a_dk_kind, a_dt, a_nq, a_dk, a_nc, a_T, a_st, a_g, a_b;
+  tk_axis_init(&a_rule, 4); tk_axis_init(&a_dk_kind, 2); tk_axis_init(&a_dt, 3);
+  tk_axis_init(&a_nq, 8); tk_axis_init(&a_dk, 9); tk_axis_init(&a_nc, 12); tk_axis_init(&a_T, 13);
+  tk_axis_init(&a_st, ST_KINDS); tk_axis_init(&a_g, G_KINDS); tk_axis_init(&a_b, B_KINDS);
+
+  /* Targeted cases first: the model shapes (d = 128) for every rule and decay kind, decode
+   * and prefill, GQA 1/2/4; then the balanced random matrix. */
+  int done = 0;
+  for (int rule = 1; rule <= 4; rule++)
+    for (int dkind = 1; dkind <= 2; dkind++)
+      for (int gi = 0; gi < 3; gi++) {
+        const bool gated = rule == LINATTN_UPDATE_GATED || rule == LINATTN_UPDATE_GATED_DELTA;
+        if (!gated && dkind == 2) continue;
+        la_case c = {(linattn_update_rule)rule, (la_decay_kind)dkind, dts[gi], gi == 0 ? 1 : gi * 2,
+                     128, 128, gi == 2 ? 1 : 65, gi == 1 ? ST_INPLACE : ST_SEPARATE, G_MILD, B_UNIFORM,
+                     (float)(1.0 / sqrt(128.0))};
+        describe(&c);
+        run_case(&r, fams, nfam, &c);
+        done++;
+      }
+  for (int n = 0; n < ncases; n++) {
+    la_case c;
+    c.rule = (linattn_update_rule)(1 + tk_axis_next(&a_rule, &r));
+    c.decay_kind = (la_decay_kind)(1 + tk_axis_next(&a_dk_kind, &r));
+    c.dt = dts[tk_axis_next(&a_dt, &r)];
+    c.nq = nqs[tk_axis_next(&a_nq, &r)];
+    c.dk = dks[tk_axis_next(&a_dk, &r)];
+    c.nc = ncs[tk_axis_next(&a_nc, &r)];
+    c.T = Ts[tk_axis_next(&a_T, &r)];
+    c.st = tk_axis_next(&a_st, &r);
+    c.gm = tk_axis_next(&a_g, &r);
+    c.bm = tk_axis_next(&a_b, &r);
+    c.scale = tk_below(&r, 3) ? (float)(1.0 / sqrt((double)c.dk)) : 0.7f;
+    /* keep the work per case small: long T only with modest sizes */
+    if (c.T > 64 && c.dk * c.nc * c.nq > 128 * 64 * 2) c.T = 33;
+    describe(&c);
+    run_case(&r, fams, nfam, &c);
+    done++;
+  }
+  tk_note("%d cases, %d families", done, nfam);
+  for (int f = 0; f < nfam; f++)
+    tk_note("%s: worst fp32 output error vs float64 %.2e of max|ref|", fams[f].k->name, g_worst_f64[f]);
+  return tk_finish();
+}
