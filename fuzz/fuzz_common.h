@@ -29,14 +29,31 @@
 /* ------------------------------------------------------------------ failure */
 
 static const char* fz_case_name = "";
+static char fz_case_desc[1024]; /* the case, printed with a failure */
 
 #define FZ_FAIL(...)                                                            \
   do {                                                                          \
     fprintf(stderr, "\nFUZZ FAILURE (%s) at %s:%d: ", fz_case_name, __FILE__, __LINE__); \
     fprintf(stderr, __VA_ARGS__);                                               \
-    fprintf(stderr, "\n  last error: %s\n", linattn_last_error());             \
+    fprintf(stderr, "\n  last error: %s\n  case: %s\n", linattn_last_error(), fz_case_desc); \
     abort();                                                                    \
   } while (0)
+
+/* Appends a description of tensor t to buf. */
+static void fz_describe_tensor(char* buf, size_t size, const char* name, bool passed, const linattn_tensor* d) {
+  size_t n = strlen(buf);
+  if (!passed) {
+    snprintf(buf + n, size - n, " %s=NULL", name);
+    return;
+  }
+  n += (size_t)snprintf(buf + n, size - n, " %s=dt%d[", name, (int)d->dtype);
+  for (int i = 0; i < d->rank && i < 4 && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)d->dims[i]);
+  if (n < size) n += (size_t)snprintf(buf + n, size - n, "]s(");
+  for (int i = 0; i < d->rank && i < 4 && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, i ? ",%lld" : "%lld", (long long)d->strides[i]);
+  if (n < size) snprintf(buf + n, size - n, ")");
+}
 
 #define FZ_CHECK(cond, ...) \
   do {                      \

@@ -584,7 +584,10 @@ static void check_oracle(const la_case* c, const fz_call* k, const fz_instance* 
   const int64_t no = fz_numel(&k->t[OUT].d), ns = c->B * c->Hkv * c->dk * c->dv;
   double* out = (double*)calloc((size_t)no + 1, sizeof(double));
   double* st = (double*)calloc((size_t)ns + 1, sizeof(double));
-  oracle(c, k, in, out, st);
+  fz_instance inputs; /* the inputs as they were before the call (past_state may be updated in place) */
+  fz_instance_make(k, &inputs);
+  oracle(c, k, &inputs, out, st);
+  fz_instance_free(k, &inputs);
   for (int pass = 0; pass < 2; pass++) {
     const int i = pass == 0 ? OUT : PRESENT;
     if (!k->t[i].passed || k->t[i].null_data) continue;
@@ -651,6 +654,15 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   fz_case_name = c.what;
   fz_call* k = &c.call;
+  snprintf(fz_case_desc, sizeof fz_case_desc,
+           "rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
+           "kmode %d dmode %d bmode %d inplace %d seed %llu |",
+           (int)c.desc.update_rule, (long long)c.desc.q_num_heads, (long long)c.desc.kv_num_heads, (long long)c.nk,
+           (long long)c.dk, (long long)c.dv, (long long)c.B, (long long)c.T, c.desc.flags, (double)c.desc.scale,
+           linattn_isa_name(fz_all_isas[c.isa]), c.threads, c.host, c.ws_mode, c.kmode, c.dmode, c.bmode, (int)c.in_place,
+           (unsigned long long)c.seed);
+  for (int i = 0; i < NT; i++)
+    fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, la_names[i], k->t[i].passed, &k->t[i].d);
   fz_layout(k);
   make_values(&c);
   fz_make_template(k, value_of, &c);

@@ -65,30 +65,33 @@ const char* linattn_isa_name(linattn_isa isa) {
 
 #if LINATTN_HAVE_X86 && defined(__GNUC__)
 #include <cpuid.h>
-/* clang 14's __builtin_cpu_supports does not know "f16c": read CPUID.1:ECX bit 29 instead. */
-static int cpu_has_f16c(void) {
-  unsigned a, b, c, d;
-  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
-}
 #endif
+#include <pthread.h>
 
-__attribute__((unused)) static int cpu_has_avx2(void) {
+/* CPU features, detected once per process (CPUID is slow under some hypervisors). */
+static int g_has_avx2, g_has_avx512;
+static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
+
+static void detect_cpu(void) {
 #if LINATTN_HAVE_X86 && defined(__GNUC__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
-#else
-  return 0;
+  /* clang 14's __builtin_cpu_supports does not know "f16c": read CPUID.1:ECX bit 29 instead. */
+  unsigned a, b, c, d;
+  const int f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+  g_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
+  g_has_avx512 = g_has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
 #endif
+}
+
+__attribute__((unused)) static int cpu_has_avx2(void) {
+  pthread_once(&g_cpu_once, detect_cpu);
+  return g_has_avx2;
 }
 
 __attribute__((unused)) static int cpu_has_avx512(void) {
-#if LINATTN_HAVE_X86 && defined(__GNUC__)
-  __builtin_cpu_init();
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-#else
-  return 0;
-#endif
+  pthread_once(&g_cpu_once, detect_cpu);
+  return g_has_avx512;
 }
 
 const kernel_table* linattn_kernels_for_isa(linattn_isa isa) {

@@ -31,7 +31,9 @@ typedef struct la_params {
   linattn_dtype io_dtype;  /* T: query, key, value, decay, beta, output */
   int64_t T;               /* tokens */
   int64_t d_k, d_v;
-  float scale;             /* resolved (never 0 unless the user asked for 0... see api) */
+  float scale;             /* resolved: desc.scale, or 1/sqrt(d_k) when desc.scale == 0 */
+  double scale_f64;        /* the value the ONNX reference multiplies by: its default scale is the
+                            * float64 1/sqrt(d_k) and the product is rounded once to fp32 */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel

@@ -243,6 +243,7 @@ static void m_stride_overflow(la_call* c) {
   int64_t st[3] = {(int64_t)1 << 62, (int64_t)1 << 61, 1};
   memcpy(c->t[Q].strides, st, sizeof st);
 }
+static void m_flags_unknown(la_call* c) { c->desc.flags = 0x6u; }
 static void m_rule0(la_call* c) { c->desc.update_rule = LINATTN_UPDATE_INVALID; }
 static void m_rule99(la_call* c) { c->desc.update_rule = (linattn_update_rule)99; }
 
@@ -331,6 +332,7 @@ static const la_row la_rows[] = {
     {"batch 2^30 x tokens 2^40", m_overflow_tokens, LINATTN_ERROR_INVALID_ARGUMENT, NULL},
     {"heads 2^60", m_overflow_heads, LINATTN_ERROR_INVALID_ARGUMENT, NULL},
     {"query strides 2^62", m_stride_overflow, LINATTN_ERROR_INVALID_ARGUMENT, "query"},
+    {"unknown flag bits", m_flags_unknown, LINATTN_ERROR_INVALID_ARGUMENT, "flags"},
     {"update_rule invalid (0)", m_rule0, LINATTN_ERROR_INVALID_ARGUMENT, "update_rule|rule"},
     {"update_rule unknown (99)", m_rule99, LINATTN_ERROR_INVALID_ARGUMENT, "update_rule|rule"},
 };
@@ -574,6 +576,7 @@ static void test_misc_api(void) {
            "make_tensor");
   /* context creation errors */
   linattn_context* ctx = NULL;
+  ec_fill_pattern();
   ec_expect("context_create NULL out pointer", "context_create", linattn_context_create(NULL, NULL),
          LINATTN_ERROR_INVALID_ARGUMENT, "context");
   linattn_context_options o;

@@ -15,7 +15,8 @@
  *    random order), in place (present == past), present NULL, the sequence cut in two calls
  *    with the state carried, and token-by-token decode (L <= 17).
  * Tolerance. p exact conv, acc = (K+2) 2^-24 (|bias| + sum|w x|) bounds the fp32 accumulation:
- *   none: |y - ref| <= acc + ulp_T(|p| + acc)
+ *   none: |y - ref| <= acc + ulp_T(|p| + acc)   (+ ulp_T(|p - bias| + acc) for fp16 with a bias,
+ *         whose sum is rounded to fp16 before the bias add, as in the reference)
  *   silu: |y - ref| <= 1.1 (acc + ulp_T(|p| + acc)) + ulp_T(|ref|) + 8 ulp_f32(|ref|)
  * SiLU accuracy on its own: fp32, w = 1, every v on a fine grid of [-100, 100], specials and
  * wide random magnitudes: relative error <= 1e-6 vs float64 and vs the expf formula.
@@ -128,7 +129,7 @@ typedef struct conv_data {
   lay xl, yl, sl;
   gbuf x, w, bias, past;
   double *xd, *wd, *bd, *pd;             /* canonical [b][c][t] values the kernels see */
-  double *yo, *pre, *mag, *presento;     /* oracle */
+  double *yo, *pre, *sum, *mag, *presento; /* oracle; sum = pre without the bias */
 } conv_data;
 
 static double draw(tk_rng* r, const conv_case* cs) {
@@ -151,11 +152,18 @@ static void oracle(conv_data* d) {
           acc += v;
           mag += fabs(v);
         }
-        if (cs->bias) acc += d->bd[c], mag += fabs(d->bd[c]);
         const int64_t o = (b * C + c) * L + t;
+        d->sum[o] = acc;
+        double v;
+        if (cs->bias && cs->dt == LINATTN_DTYPE_F16) { /* fp16 matmul result, then an fp16 add */
+          v = tk_round(tk_round(acc, cs->dt) + d->bd[c], cs->dt);
+          acc += d->bd[c], mag += fabs(d->bd[c]);
+        } else {
+          if (cs->bias) acc += d->bd[c], mag += fabs(d->bd[c]);
+          v = tk_round(acc, cs->dt);
+        }
         d->pre[o] = acc;
         d->mag[o] = mag;
-        double v = tk_round(acc, cs->dt);
         d->yo[o] = cs->silu ? tk_round(v / (1.0 + exp(-v)), cs->dt) : v;
       }
       for (int64_t s = 0; s < S; s++) d->presento[(b * C + c) * S + s] = PADDED(L + s);
@@ -183,6 +191,7 @@ static void data_make(conv_data* d, const conv_case* cs, tk_rng* r) {
   d->pd = tk_dalloc(B * C * S + 1);
   d->yo = tk_dalloc(B * C * L + 1);
   d->pre = tk_dalloc(B * C * L + 1);
+  d->sum = tk_dalloc(B * C * L + 1);
   d->mag = tk_dalloc(B * C * L + 1);
   d->presento = tk_dalloc(B * C * S + 1);
   for (int64_t b = 0; b < B; b++)
@@ -200,7 +209,7 @@ static void data_make(conv_data* d, const conv_case* cs, tk_rng* r) {
 static void data_free(conv_data* d) {
   gb_free(&d->x); gb_free(&d->w); gb_free(&d->bias); gb_free(&d->past);
   free(d->xd); free(d->wd); free(d->bd); free(d->pd);
-  free(d->yo); free(d->pre); free(d->mag); free(d->presento);
+  free(d->yo); free(d->pre); free(d->sum); free(d->mag); free(d->presento);
 }
 
 /* Parameters for a call over time steps [t0, t0 + len) of the case's input. */
@@ -247,9 +256,10 @@ static void run_units(const conv_kernel* k, const conv_params* p, int64_t block,
 
 /* ------------------------------------------------------------------ checks */
 
-static double tol_of(const conv_case* cs, double pre, double mag, double ref) {
+static double tol_of(const conv_case* cs, double pre, double sum, double mag, double ref) {
   double acc = (double)(cs->K + 2) * ldexp(1.0, -24) * mag;
   double e = acc + tk_ulp(fabs(pre) + acc, cs->dt);
+  if (cs->bias && cs->dt == LINATTN_DTYPE_F16) e += tk_ulp(fabs(sum) + acc, cs->dt); /* two roundings */
   if (cs->dt == LINATTN_DTYPE_F32) e = acc + ldexp(1.0, -24) * fabs(pre) + 1e-45;
   if (!cs->silu) return e;
   return 1.1 * e + tk_ulp(fabs(ref), cs->dt) + 8.0 * tk_ulp(fabs(ref), LINATTN_DTYPE_F32) + 1e-38;
@@ -269,7 +279,7 @@ static void check_output(const conv_data* d, const gbuf* y, const double* expect
         logical[off] = 1;
         if (get_bits(y->data, off, cs->dt) == poison) { unwritten++; continue; }
         double v = tk_load(y->data, off, cs->dt), e = expect[o];
-        double tol = tol_of(cs, d->pre[o], d->mag[o], e);
+        double tol = tol_of(cs, d->pre[o], d->sum[o], d->mag[o], e);
         double err = fabs(v - e);
         if (!(err <= tol)) {
           if (first < 0) first = o;

@@ -1,5 +1,6 @@
 /* LinearAttention operator: validation, shape resolution, work split, workspace, threading.
- * No arithmetic on tensor data happens here except the fp32 <-> S state conversion of a unit. */
+ * No arithmetic on tensor data happens here except the fp32 <-> S state conversion of a unit
+ * (and the constant output of the degenerate d_k == 0 case). */
 #include <math.h>
 #include <string.h>
 
@@ -169,7 +170,8 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
       else if ((st = tview_check_no_overlap(&c->present, &c->past))) return st;
     }
   }
-  c->p.scale = d->scale == 0.0f ? (float)(1.0 / sqrt((double)dk)) : d->scale;
+  c->p.scale_f64 = d->scale == 0.0f ? 1.0 / sqrt((double)dk) : (double)d->scale;
+  c->p.scale = (float)c->p.scale_f64;
 
   /* Work split: units = (b, kv head, column block), heads first. */
   c->kern = ctx->kernels->la;
@@ -280,6 +282,17 @@ static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
     state_narrow(block, c->present.data, c->present.dtype, sbase, dv, dk, col0, ncols);
 }
 
+/* d_k == 0: the state is empty and every readout is scale * (empty sum) = scale * 0, which is
+ * NaN for the default scale 1/sqrt(0) = inf, as in the ONNX reference. The fast kernels fold the
+ * scale into q (an empty vector) and would write 0, so this case never reaches a kernel. */
+static void la_fill_zero_width_keys(const la_call* c) {
+  const float val = c->p.scale * 0.0f;
+  for (int64_t b = 0; b < c->B; b++)
+    for (int64_t t = 0; t < c->p.T; t++)
+      for (int64_t j = 0; j < c->out.dims[2]; j++)
+        linattn_store_f32(c->out.data, b * c->out.strides[0] + t * c->out.strides[1] + j, c->p.io_dtype, val);
+}
+
 static void la_task(void* arg, size_t task) {
   const la_call* c = (const la_call*)arg;
   const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
@@ -323,12 +336,13 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
     if (((uintptr_t)workspace & 63u) != 0)
       return ERR("workspace: must be 64-byte aligned");
     c.workspace = (char*)workspace;
-  } else if (need > 0) {
+  } else if (need > 0 && c.p.d_k > 0) {
     owned = linattn_ctx_alloc(context, need);
     if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
     c.workspace = (char*)owned;
   }
-  if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
+  if (c.p.d_k == 0) la_fill_zero_width_keys(&c);
+  else if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
 }

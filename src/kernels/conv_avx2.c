@@ -1,9 +1,10 @@
 /*
- * CausalConvWithState, AVX2 + FMA + F16C family. Same structure as conv_avx512.c with 8 lanes:
- * channels-first vectorised along time, channels-last across channels, decode (L = 1,
- * channels-first) across channels with gathers. AVX2 has no 16-bit masked loads, so partial
- * vectors (tails, taps reaching into past_state) go through a small stack buffer; the
- * arithmetic on them is the same vector code, so every element gets the same bits.
+ * CausalConvWithState, AVX2 + FMA + F16C family: the structure of conv_avx512.c with 8 lanes.
+ * channels-first vectorised along time (taps are unaligned loads), channels-last K = 4 /
+ * dilation 1 by column tiles with a lag buffer (other K: row by row), decode (L = 1) across
+ * channels with gathers (AVX2 has no two-source permute). AVX2 has no 16-bit masked loads,
+ * so partial vectors (tails, taps reaching into past_state) go through a small stack buffer;
+ * the arithmetic on them is the same vector code, so every element gets the same bits.
  */
 #include <immintrin.h>
 
@@ -30,46 +31,50 @@ AI __m256 load8_part(const char* p, int64_t n, dtype_t dt) {
   return load8(buf, dt);
 }
 
-AI __m256i bf16_rne8(__m256 v) {
+/* bf16 round to nearest even on 32-bit lanes: u + 0x7fff + lsb (high half = the result).
+ * No NaN case: see bf16_round_bits in conv_avx512.c (every NaN here is quiet with zero low
+ * 16 bits, so the add cannot carry and the result equals src/convert.h's). */
+AI __m256i bf16_round_bits8(__m256 v) {
   __m256i u = _mm256_castps_si256(v);
-  __m256i hi = _mm256_srli_epi32(u, 16);
-  __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
-  __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
-  return _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  return _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
 }
 
 AI __m128i pack16(__m256i r) { /* 8 x 32-bit lanes holding 16-bit values -> 8 x 16-bit */
   return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
 }
 
-/* exp(x): Cody-Waite reduction, Cephes expf polynomial, 2^n applied as two exact power-of-two
- * factors so that overflow gives inf and underflow rounds once. NaN propagates. */
-AI __m256 exp8(__m256 x) {
-  x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x); /* operand order keeps NaN */
-  x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 q = _mm256_set1_ps(1.9875691500e-4f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894e-2f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459e-1f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201e-1f));
-  __m256 e = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  __m256i ni = _mm256_cvtps_epi32(n);               /* [-150, 128] */
+/* v / (1 + exp(-v)): n = round(-t log2 e) by the 1.5 * 2^23 trick (t = v clamped to
+ * [-104, 104]), r' = t + n ln2 (Cody-Waite, two FMAs), exp(-r') by the degree-5 minimax
+ * polynomial of conv_avx512.c (odd terms' signs flipped), and 2^n applied as two exact
+ * power-of-two factors (n in [-150, 150]) so that overflow gives inf and underflow rounds
+ * once. NaN propagates through v. */
+AI __m256 silu8(__m256 v) {
+  const __m256 magic = _mm256_set1_ps(12582912.0f);
+  __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), v); /* operand order keeps NaN */
+  t = _mm256_min_ps(_mm256_set1_ps(104.0f), t);
+  __m256 nm = _mm256_fmadd_ps(t, _mm256_set1_ps(-1.44269504088896341f), magic);
+  __m256 n = _mm256_sub_ps(nm, magic);
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 q = _mm256_set1_ps(-0.008297647349536419f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.04191543161869049f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(-0.16667574644088745f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.49998894333839417f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(-0.9999997019767761f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0000001192092896f));
+  __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(nm), _mm256_castps_si256(magic));
   __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
   __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(e, s1), s2);
+  __m256 e = _mm256_mul_ps(_mm256_mul_ps(q, s1), s2);
+  return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-AI __m256 silu8(__m256 v) {
-  __m256 one = _mm256_set1_ps(1.0f);
-  __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
-  return _mm256_mul_ps(v, _mm256_div_ps(one, _mm256_add_ps(one, e)));
+/* acc + bias; fp16 rounds the sum first (see add_bias16 in conv_avx512.c). */
+AI __m256 add_bias8(__m256 acc, __m256 bias, dtype_t dt) {
+  if (dt == LINATTN_DTYPE_F16) acc = _mm256_cvtph_ps(_mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return _mm256_add_ps(acc, bias);
 }
 
 /* Rounds to T, activation, stores the first n (<= 8) lanes as T. */
@@ -86,9 +91,8 @@ AI void finish_store8(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_acti
       h = _mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       if (silu) h = _mm256_cvtps_ph(silu8(_mm256_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     } else {
-      __m256i r = bf16_rne8(acc);
-      if (silu) r = bf16_rne8(silu8(_mm256_castsi256_ps(_mm256_slli_epi32(r, 16))));
-      h = pack16(r);
+      if (silu) acc = silu8(_mm256_castsi256_ps(_mm256_and_si256(bf16_round_bits8(acc), _mm256_set1_epi32((int)0xffff0000u))));
+      h = pack16(_mm256_srli_epi32(bf16_round_bits8(acc), 16));
     }
     if (n >= 8) { _mm_storeu_si128((__m128i*)dst, h); return; }
     _mm_store_si128((__m128i*)buf, h);
@@ -141,7 +145,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
       }
       acc = _mm256_fmadd_ps(_mm256_set1_ps(wf[j]), load8(buf, dt), acc);
     }
-    if (has_bias) acc = _mm256_add_ps(acc, bias);
+    if (has_bias) acc = add_bias8(acc, bias, dt);
     finish_store8(yrow + t0 * (int64_t)es, n, acc, dt, act);
   }
   const char* xs = xrow - S * (int64_t)es; /* padded position q is xs[q] for q >= S */
@@ -160,7 +164,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
       v = _mm256_fmadd_ps(w2, load8(a2 + e2, dt), v);
       u = _mm256_fmadd_ps(w3, load8(a + e3, dt), u);
       v = _mm256_fmadd_ps(w3, load8(a2 + e3, dt), v);
-      if (has_bias) u = _mm256_add_ps(u, bias), v = _mm256_add_ps(v, bias);
+      if (has_bias) u = add_bias8(u, bias, dt), v = add_bias8(v, bias, dt);
       finish_store8(yrow + t0 * (int64_t)es, 8, u, dt, act);
       finish_store8(yrow + (t0 + 8) * (int64_t)es, 8, v, dt, act);
     }
@@ -170,7 +174,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     __m256 acc = _mm256_setzero_ps();
     for (int64_t j = 0; j < K; ++j)
       acc = _mm256_fmadd_ps(_mm256_set1_ps(wf[j]), load8_part(xs + (t0 + j * d) * (int64_t)es, n, dt), acc);
-    if (has_bias) acc = _mm256_add_ps(acc, bias);
+    if (has_bias) acc = add_bias8(acc, bias, dt);
     finish_store8(yrow + t0 * (int64_t)es, n, acc, dt, act);
   }
   conv_cf_write_present(p, b, c);
@@ -211,7 +215,7 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
     }
     __m256 wl = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), wv, _mm256_add_epi32(widx, _mm256_set1_epi32((int)(K - 1))), m, 4);
     acc = _mm256_fmadd_ps(wl, load8_part(x + v * (int64_t)es, n, dt), acc);
-    if (p->bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+    if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
     finish_store8(y + v * (int64_t)es, n, acc, dt, act);
   }
   if (!p->present || S == 0) return;
@@ -229,6 +233,59 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
 }
 
 /* ------------------------------------------------------------------ channels-last */
+
+/* Channels-last, K = 4, dilation 1: the scheme of channels_last_k4 in conv_avx512.c with 8
+ * lanes (weights and the three previous inputs in registers per 8-channel column and tile,
+ * next tile prefetched, outputs of a column stored while the next column is loaded). */
+AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                         dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const int64_t L = p->L, ncp = conv_ncp(nc), TT = CONV_CL_TILE;
+  const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es;
+  const bool has_bias = p->bias != NULL;
+  const char* xb = conv_at(p->x, b * p->x_sb + c0, es);
+  char* yb = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
+  char* lag[2] = {s->lag, s->lag + TT * 32};
+  const size_t vbytes = 8 * es;
+  for (int64_t t0 = 0; t0 < L; t0 += TT) {
+    const int64_t n = L - t0 < TT ? L - t0 : TT;
+    const int64_t pf = L - t0 - n < TT ? L - t0 - n : TT;
+    int cur = 0;
+    int64_t nprev = 0; /* valid channels of the previous column */
+    for (int64_t v = 0; v < nc; v += 8) {
+      const int64_t nv = nc - v < 8 ? nc - v : 8;
+      const int64_t o = v * (int64_t)es;
+      const __m256 w0 = _mm256_loadu_ps(s->wt + v), w1 = _mm256_loadu_ps(s->wt + ncp + v);
+      const __m256 w2 = _mm256_loadu_ps(s->wt + 2 * ncp + v), w3 = _mm256_loadu_ps(s->wt + 3 * ncp + v);
+      const __m256 bias = _mm256_loadu_ps(s->bias + v);
+      __m256 h0 = load8_part(conv_cl_padded_row(p, b, c0, t0, s->zero) + o, nv, dt);
+      __m256 h1 = load8_part(conv_cl_padded_row(p, b, c0, t0 + 1, s->zero) + o, nv, dt);
+      __m256 h2 = load8_part(conv_cl_padded_row(p, b, c0, t0 + 2, s->zero) + o, nv, dt);
+      const char* xp = xb + t0 * xst + o;
+      char* yprev = yb + t0 * yst + o - (int64_t)vbytes;
+      char* buf = lag[cur];
+      const char* pbuf = lag[cur ^ 1];
+      for (int64_t i = 0; i < n; ++i, xp += xst, yprev += yst) {
+        if (i < pf) _mm_prefetch(xp + TT * xst, _MM_HINT_T0);
+        const __m256 x3 = load8_part(xp, nv, dt);
+        __m256 acc = _mm256_fmadd_ps(w0, h0, _mm256_setzero_ps());
+        acc = _mm256_fmadd_ps(w1, h1, acc);
+        acc = _mm256_fmadd_ps(w2, h2, acc);
+        acc = _mm256_fmadd_ps(w3, x3, acc);
+        if (has_bias) acc = add_bias8(acc, bias, dt);
+        finish_store8(buf + i * 32, 8, acc, dt, act);
+        if (v > 0) memcpy(yprev, pbuf + i * 32, vbytes); /* previous column is always full */
+        h0 = h1, h1 = h2, h2 = x3;
+      }
+      cur ^= 1;
+      nprev = nv;
+    }
+    const int64_t vlast = (nc - 1) / 8 * 8;
+    char* yl = yb + t0 * yst + vlast * (int64_t)es;
+    for (int64_t i = 0; i < n; ++i, yl += yst) memcpy(yl, lag[cur ^ 1] + i * 32, (size_t)nprev * es);
+  }
+  conv_cl_write_present(p, b, c0, nc);
+}
 
 AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
                             dtype_t dt, linattn_activation act) {
@@ -250,7 +307,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + ncp + v), load8(r1 + o, dt), acc);
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 2 * ncp + v), load8(r2 + o, dt), acc);
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 3 * ncp + v), load8(r3 + o, dt), acc);
-        if (has_bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+        if (has_bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
         finish_store8(yrow + o, 8, acc, dt, act);
       }
     }
@@ -262,7 +319,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         const char* r = j < 16 ? rows[j] : conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(s->wt + j * ncp + v), load8_part(r + o, n, dt), acc);
       }
-      if (has_bias) acc = _mm256_add_ps(acc, _mm256_loadu_ps(s->bias + v));
+      if (has_bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
       finish_store8(yrow + o, n, acc, dt, act);
     }
   }
@@ -287,7 +344,10 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
                                                   _mm256_add_epi32(widx, _mm256_set1_epi32((int)j)), m, 4));
     }
     if (!p->past) memset(s->zero, 0, (size_t)nc * conv_esize(dt));
-    channels_last_block(p, b, c0, nc, s, dt, act);
+    if (K == 4 && p->dilation == 1)
+      channels_last_k4(p, b, c0, nc, s, dt, act);
+    else
+      channels_last_block(p, b, c0, nc, s, dt, act);
     return;
   }
   if (p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S) {
@@ -322,5 +382,5 @@ const conv_kernel linattn_conv_avx2 = {
     .name = "avx2",
     .run = conv_run_avx2,
     .scratch_bytes = conv_scratch_avx2,
-    .block_channels = 256,
+    .block_channels = 1024,
 };

@@ -1,15 +1,23 @@
 /*
- * CausalConvWithState, AVX-512 (F/BW/VL/DQ + F16C + FMA) family.
+ * CausalConvWithState, AVX-512 (F/BW/VL/DQ + F16C + FMA) family. Bound by memory traffic
+ * (2K flops per element), so: one pass, each input loaded and converted once where possible,
+ * bias / rounding to T / SiLU / conversion fused before the single store.
  *
- * channels-first (B, C, L): one channel row at a time, 16 time steps per zmm; the first
- *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last
- *   vector is masked; taps are unaligned loads of the same row (L1 hits after the first).
- * channels-last (B, L, C): one time row at a time, 16 channels per zmm; each tap is a row
- *   pointer into input, past_state or a zero row; weights transposed to fp32 [K][nc] once.
- * decode (L = 1, channels-first, packed (B, C, 1)): 16 channels per zmm, weights and past taps
- *   gathered, then the block's state shifted by one element and the input appended.
- * bf16 is rounded with integer RNE (NaN kept like src/convert.h), not vcvtneps2bf16, which
- * flushes subnormals.
+ * channels-first (B, C, L): one channel row at a time, 16 time steps per zmm. The first
+ *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last one
+ *   is masked. K = 4, dilation 1: taps 0..2 are the current vector shifted in from the
+ *   previous one (valignd), so each input is converted once.
+ * channels-last (B, L, C): K = 4, dilation 1: per 16-channel column and 32-step tile, weights
+ *   and history in registers, next tile prefetched, outputs leave through a lag buffer to
+ *   dodge 4K aliasing (channels_last_k4). Other K / dilation: one time row at a time with
+ *   row pointers into input, past_state or a zero row (channels_last_block).
+ * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
+ *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
+ *   present_state is the state moved by one position with the input appended.
+ * The per-element arithmetic is the same in every path (conv_common.h), so results do not
+ * depend on the channel split, the thread count, or how a sequence is cut into calls.
+ * bf16 is rounded with integer RNE (like src/convert.h), not vcvtneps2bf16, which flushes
+ * subnormals and needs AVX512-BF16.
  */
 #include <immintrin.h>
 
@@ -38,6 +46,10 @@ AI __m512 load16_maskz(const char* p, __mmask16 m, dtype_t dt) {
   if (dt == LINATTN_DTYPE_F32) return _mm512_maskz_loadu_ps(m, p);
   __m256i h = _mm256_maskz_loadu_epi16(m, p);
   return dt == LINATTN_DTYPE_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
+}
+
+AI __m512 load16_m(const char* p, __mmask16 m, dtype_t dt) {
+  return m == 0xffff ? load16(p, dt) : load16_maskz(p, m, dt);
 }
 
 /* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half.
@@ -75,6 +87,14 @@ AI __m512 silu16(__m512 v) {
   q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0000001192092896f));
   __m512 e = _mm512_scalef_ps(q, n);
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* acc + bias. For fp16 the ONNX reference's conv is an fp16 matmul followed by an fp16 bias
+ * add, so the sum is rounded to fp16 first (the fp32 add of two fp16 values is exact and is
+ * rounded again by the caller); bf16 and fp32 round once. */
+AI __m512 add_bias16(__m512 acc, __m512 bias, dtype_t dt) {
+  if (dt == LINATTN_DTYPE_F16) acc = _mm512_cvtph_ps(_mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  return _mm512_add_ps(acc, bias);
 }
 
 /* Rounds the fp32 conv result to T, applies the activation, stores the masked lanes as T. */
@@ -142,7 +162,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
       tap = _mm512_mask_mov_ps(tap, mx, tx);
       acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), tap, acc);
     }
-    if (has_bias) acc = _mm512_add_ps(acc, bias);
+    if (has_bias) acc = add_bias16(acc, bias, dt);
     finish_store16(yrow + t0 * (int64_t)es, m, acc, dt, act);
   }
   const char* xs = xrow - S * (int64_t)es; /* padded position t + j*d is xs[t + j*d] for t >= S */
@@ -157,7 +177,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
       u = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
       u = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
       u = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u);
-      if (has_bias) u = _mm512_add_ps(u, bias);
+      if (has_bias) u = add_bias16(u, bias, dt);
       finish_store16(yrow + t0 * (int64_t)es, 0xffff, u, dt, act);
       prev = cur;
     }
@@ -177,7 +197,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
       v = _mm512_fmadd_ps(w2, load16(a2 + e2, dt), v);
       u = _mm512_fmadd_ps(w3, load16(a + e3, dt), u);
       v = _mm512_fmadd_ps(w3, load16(a2 + e3, dt), v);
-      if (has_bias) u = _mm512_add_ps(u, bias), v = _mm512_add_ps(v, bias);
+      if (has_bias) u = add_bias16(u, bias, dt), v = add_bias16(v, bias, dt);
       finish_store16(yrow + t0 * (int64_t)es, 0xffff, u, dt, act);
       finish_store16(yrow + (t0 + 16) * (int64_t)es, 0xffff, v, dt, act);
     }
@@ -186,7 +206,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < K; ++j)
       acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), load16(xs + (t0 + j * d) * (int64_t)es, dt), acc);
-    if (has_bias) acc = _mm512_add_ps(acc, bias);
+    if (has_bias) acc = add_bias16(acc, bias, dt);
     finish_store16(yrow + t0 * (int64_t)es, 0xffff, acc, dt, act);
   }
   if (t0 < L) {
@@ -194,52 +214,107 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < K; ++j)
       acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), load16_maskz(xs + (t0 + j * d) * (int64_t)es, m, dt), acc);
-    if (has_bias) acc = _mm512_add_ps(acc, bias);
+    if (has_bias) acc = add_bias16(acc, bias, dt);
     finish_store16(yrow + t0 * (int64_t)es, m, acc, dt, act);
   }
   conv_cf_write_present(p, b, c);
 }
 
-/* Decode across channels: packed (B, C, 1) input/output, packed (B, C, S) state, S <= tile. */
-AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
-                              const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
+/* ------------------------------------------------------------------ decode (L = 1) */
+
+/* De-interleaving 16 channels' values that sit `stride` floats apart (weights (C, K), state
+ * (C, S)): lane c of the result is flat[c * stride + off] of registers R[0..] holding the
+ * group's contiguous values. One vpermt2ps per register pair that holds a wanted lane. */
+typedef struct deint_plan {
+  __m512i idx;
+  int p0, p1;            /* first and last register pair holding a wanted lane */
+  __mmask16 lanes[32];   /* lanes[p - p0]: lanes taken from pair p (stride <= 64) */
+} deint_plan;
+
+static void deint_make(deint_plan* d, int64_t stride, int64_t off) {
+  int32_t idx[16];
+  memset(d->lanes, 0, sizeof d->lanes);
+  d->p0 = (int)(off >> 5);
+  d->p1 = (int)((15 * stride + off) >> 5);
+  for (int c = 0; c < 16; ++c) {
+    const int64_t f = c * stride + off;
+    idx[c] = (int32_t)(f & 31);
+    d->lanes[(f >> 5) - d->p0] |= (__mmask16)(1u << c);
+  }
+  d->idx = _mm512_loadu_si512(idx);
+}
+
+AI __m512 deint_apply(const deint_plan* d, const __m512* R) {
+  __m512 r = _mm512_permutex2var_ps(R[2 * d->p0], d->idx, R[2 * d->p0 + 1]);
+  for (int q = d->p0 + 1; q <= d->p1; ++q)
+    if (d->lanes[q - d->p0]) r = _mm512_mask_mov_ps(r, d->lanes[q - d->p0], _mm512_permutex2var_ps(R[2 * q], d->idx, R[2 * q + 1]));
+  return r;
+}
+
+#define DECODE_MAX_K 16
+
+/* Loads n (<= 16 * nregs) contiguous T values as fp32 registers R[0..], zero beyond n, plus
+ * one zero register so that every pair R[2q], R[2q + 1] exists. */
+AI void load_block(__m512* R, int64_t nregs, const char* src, int64_t n, dtype_t dt) {
+  const size_t es = conv_esize(dt);
+  for (int64_t r = 0; r < nregs; ++r) R[r] = load16_maskz(src + 16 * r * (int64_t)es, lanes16(n - 16 * r), dt);
+  R[nregs] = _mm512_setzero_ps();
+}
+
+/* Decode across channels, 16 per zmm: y = f(sum_j w[j] padded[j*d]) with padded = past then x.
+ * Weights (C, K) and, channels-first, the state (C, S) are de-interleaved in registers.
+ * channels-first: present = the unit's state block moved left one element, x appended at
+ * every channel's end. channels-last: rows shift up one, x becomes the last row, group by
+ * group after the group's reads (in-place safe). Preconditions: K <= DECODE_MAX_K; channels-
+ * first S <= CONV_TILE_MAX_S, packed state, x_sc = y_sc = 1. */
+AI void decode_block(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
+                     const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   const int64_t K = p->K, d = p->dilation, S = p->S;
+  const bool cl = p->channels_last, has_bias = p->bias != NULL;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
   char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
   const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i widx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)K));
-  const __m512i sidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)S));
+  deint_plan wplan[DECODE_MAX_K], splan[DECODE_MAX_K];
+  for (int64_t j = 0; j < K; ++j) deint_make(&wplan[j], K, j);
+  if (!cl)
+    for (int64_t j = 0; j + 1 < K; ++j) deint_make(&splan[j], S, j * d);
+  __m512 W[DECODE_MAX_K + 2], P[CONV_TILE_MAX_S + 2];
   for (int64_t v = 0; v < nc; v += 16) {
-    __mmask16 m = lanes16(nc - v);
-    const float* wv = wsrc + v * K;
-    const float* pv = NULL;
-    if (past && S > 0) {
-      if (dt == LINATTN_DTYPE_F32) {
-        pv = (const float*)past + v * S;
-      } else { /* widen this group's state to fp32 once, then gather from L1 */
-        const char* src = past + v * S * (int64_t)es;
-        int64_t n = (nc - v < 16 ? nc - v : 16) * S, i = 0;
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(s->tile + i, load16(src + i * (int64_t)es, dt));
-        if (i < n) _mm512_storeu_ps(s->tile + i, load16_maskz(src + i * (int64_t)es, lanes16(n - i), dt));
-        pv = s->tile;
+    const int64_t nv = nc - v < 16 ? nc - v : 16;
+    const __mmask16 m = lanes16(nv);
+    load_block(W, K, (const char*)(wsrc + v * K), nv * K, LINATTN_DTYPE_F32);
+    if (!cl && past) load_block(P, S, past + v * S * (int64_t)es, nv * S, dt);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t j = 0; j + 1 < K; ++j) {
+      __m512 tap;
+      if (cl)
+        tap = past ? load16_maskz(past + (j * d * p->s_st + v) * (int64_t)es, m, dt) : _mm512_setzero_ps();
+      else
+        tap = past ? deint_apply(&splan[j], P) : _mm512_setzero_ps();
+      acc = _mm512_fmadd_ps(deint_apply(&wplan[j], W), tap, acc);
+    }
+    acc = _mm512_fmadd_ps(deint_apply(&wplan[K - 1], W), load16_maskz(x + v * (int64_t)es, m, dt), acc);
+    if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
+    finish_store16(y + v * (int64_t)es, m, acc, dt, act);
+    if (cl && p->present && S > 0) { /* raw copies: rows s <- s + 1, last row <- x */
+      char* pr = (char*)p->present + (b * p->s_sb + c0 + v) * (int64_t)es;
+      const int64_t rs = p->s_st * (int64_t)es;
+      for (int64_t q = 0; q < S; ++q) {
+        const char* src = q + 1 < S ? (past ? past + (q + 1) * rs + v * (int64_t)es : NULL) : x + v * (int64_t)es;
+        if (es == 4) {
+          __m512 t = src ? _mm512_maskz_loadu_ps(m, src) : _mm512_setzero_ps();
+          _mm512_mask_storeu_ps(pr + q * rs, m, t);
+        } else {
+          __m256i t = src ? _mm256_maskz_loadu_epi16(m, src) : _mm256_setzero_si256();
+          _mm256_mask_storeu_epi16(pr + q * rs, m, t);
+        }
       }
     }
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K - 1; ++j) {
-      __m512 wj = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(widx, _mm512_set1_epi32((int)j)), wv, 4);
-      __m512 tap = pv ? _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(sidx, _mm512_set1_epi32((int)(j * d))), pv, 4)
-                      : _mm512_setzero_ps();
-      acc = _mm512_fmadd_ps(wj, tap, acc);
-    }
-    __m512 wl = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, _mm512_add_epi32(widx, _mm512_set1_epi32((int)(K - 1))), wv, 4);
-    acc = _mm512_fmadd_ps(wl, load16_maskz(x + v * (int64_t)es, m, dt), acc);
-    if (p->bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(s->bias + v));
-    finish_store16(y + v * (int64_t)es, m, acc, dt, act);
   }
-  if (!p->present || S == 0) return;
-  /* present[c][s] = padded[c][1 + s]: the block shifted left by one element, then x appended */
+  if (cl || !p->present || S == 0) return;
+  /* channels-first present[c][s] = padded[c][1 + s]: the block moved left by one element, then
+   * x written at each channel's last position */
   char* pres = (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es;
   size_t n = (size_t)(nc * S);
   if (past)
@@ -253,27 +328,170 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   }
 }
 
-/* ------------------------------------------------------------------ channels-last */
-
-AI __m512 load16_m(const char* p, __mmask16 m, dtype_t dt) {
-  return m == 0xffff ? load16(p, dt) : load16_maskz(p, m, dt);
+/* Full-width loads/stores unless n < 16 (k-masked stores cost more on some cores). */
+AI __m512 loadf_n(const void* p, int64_t n) {
+  return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes16(n), p);
+}
+AI void storef_n(void* p, __m512 v, int64_t n) {
+  if (n >= 16) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, lanes16(n), v);
 }
 
-/* Channels-last, K = 4, dilation 1: per 16-channel column and tile of CL_TILE steps, weights,
- * bias and the three previous inputs stay in registers, so each input is loaded and converted
- * once. Rows are C elements apart, so the next tile's lines are prefetched, one per step. */
-#define CL_TILE 32
+/* Decode for K = 4, dilation 1 (S = 3), the common case, with every table a constant:
+ * weights: 16 channels x 4 taps = W0..W3, tap j of channel c at flat 4c + j;
+ * state (channels-first): 16 x 3 = P0..P2, entry s of channel c at flat 3c + s;
+ * present (channels-first): new flat f = old flat f + 1, except f = 3c + 2 which takes x[c].
+ * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy. */
+AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
+                  const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const bool cl = p->channels_last, has_bias = p->bias != NULL;
+  const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
+  char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
+  const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
+  char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i four = _mm512_slli_epi32(lane, 2), three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
+  const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
+  /* present insert tables: output register r, lane e -> flat 16r + e; x lanes where flat % 3 == 2 */
+  const __m512i xsel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4);
+  const __m512i xsel1 = _mm512_setr_epi32(5, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10);
+  const __m512i xsel2 = _mm512_setr_epi32(10, 10, 11, 11, 11, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15);
+  const __mmask16 xm0 = 0x4924, xm1 = 0x2492, xm2 = 0x9249; /* flat % 3 == 2 */
+  const __m512i lane16 = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i inc16 = _mm512_add_epi16(lane16, _mm512_set1_epi16(1));
+  /* 16-bit: output lane e of register r holds flat 32r + e; x index (32r + e) / 3 */
+  const __m512i xsel16_0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
+                                            1, 1, 1, 0, 0, 0);
+  const __m512i xsel16_1 = _mm512_set_epi16(21, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 17, 16, 16, 16, 15, 15, 15,
+                                            14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
+  const __mmask32 xm16_0 = 0x24924924u, xm16_1 = 0x49249249u;
+  for (int64_t v = 0; v < nc; v += 16) {
+    const int64_t nv = nc - v < 16 ? nc - v : 16;
+    const __mmask16 m = lanes16(nv);
+    const float* wv = wsrc + v * 4;
+    const __m512 W0 = loadf_n(wv, 4 * nv), W1 = loadf_n(wv + 16, 4 * nv - 16);
+    const __m512 W2 = loadf_n(wv + 32, 4 * nv - 32), W3 = loadf_n(wv + 48, 4 * nv - 48);
+    __m512 tap[3];
+    __m512i Q0 = _mm512_setzero_si512(), Q1 = _mm512_setzero_si512(); /* raw state, 16-bit */
+    __m512 P0 = _mm512_setzero_ps(), P1 = P0, P2 = P0;               /* state as fp32 */
+    const char* sv = past ? past + (cl ? v : 3 * v) * (int64_t)es : NULL;
+    if (cl) {
+      for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_maskz(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
+    } else {
+      if (sv && es == 4) {
+        P0 = loadf_n(sv, 3 * nv);
+        P1 = loadf_n(sv + 64, 3 * nv - 16);
+        P2 = loadf_n(sv + 128, 3 * nv - 32);
+      } else if (sv) {
+        const __mmask32 q0 = 3 * nv >= 32 ? 0xffffffffu : (__mmask32)((1u << (3 * nv)) - 1u);
+        const __mmask32 q1 = 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
+        Q0 = _mm512_maskz_loadu_epi16(q0, sv);
+        Q1 = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16((__mmask16)q1, sv + 64));
+        if (dt == LINATTN_DTYPE_F16) {
+          P0 = _mm512_cvtph_ps(_mm512_castsi512_si256(Q0));
+          P1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(Q0, 1));
+          P2 = _mm512_cvtph_ps(_mm512_castsi512_si256(Q1));
+        } else {
+          P0 = bf16_widen(_mm512_castsi512_si256(Q0));
+          P1 = bf16_widen(_mm512_extracti64x4_epi64(Q0, 1));
+          P2 = bf16_widen(_mm512_castsi512_si256(Q1));
+        }
+      }
+      for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2 */
+        const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
+        const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
+        tap[q] = _mm512_mask_mov_ps(_mm512_permutex2var_ps(P0, idx, P1), hi, _mm512_permutexvar_ps(idx, P2));
+      }
+    }
+    __m512 acc = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const __m512i idx = _mm512_add_epi32(four, _mm512_set1_epi32(j));
+      const __m512 wj = _mm512_mask_mov_ps(_mm512_permutex2var_ps(W0, idx, W1), 0xff00, _mm512_permutex2var_ps(W2, idx, W3));
+      const __m512 xj = j < 3 ? tap[j] : load16_m(x + v * (int64_t)es, m, dt);
+      acc = _mm512_fmadd_ps(wj, xj, acc);
+    }
+    if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
+    finish_store16(y + v * (int64_t)es, m, acc, dt, act);
+    if (!pres) continue;
+    if (cl) { /* rows 0 <- 1, 1 <- 2, 2 <- x, raw */
+      const int64_t rs = p->s_st * (int64_t)es;
+      char* pv = pres + v * (int64_t)es;
+      if (es == 4) {
+        const __m512 r1 = sv ? _mm512_maskz_loadu_ps(m, sv + rs) : _mm512_setzero_ps();
+        const __m512 r2 = sv ? _mm512_maskz_loadu_ps(m, sv + 2 * rs) : _mm512_setzero_ps();
+        const __m512 rx = _mm512_maskz_loadu_ps(m, x + v * 4);
+        _mm512_mask_storeu_ps(pv, m, r1);
+        _mm512_mask_storeu_ps(pv + rs, m, r2);
+        _mm512_mask_storeu_ps(pv + 2 * rs, m, rx);
+      } else {
+        const __m256i r1 = sv ? _mm256_maskz_loadu_epi16(m, sv + rs) : _mm256_setzero_si256();
+        const __m256i r2 = sv ? _mm256_maskz_loadu_epi16(m, sv + 2 * rs) : _mm256_setzero_si256();
+        const __m256i rx = _mm256_maskz_loadu_epi16(m, x + v * 2);
+        _mm256_mask_storeu_epi16(pv, m, r1);
+        _mm256_mask_storeu_epi16(pv + rs, m, r2);
+        _mm256_mask_storeu_epi16(pv + 2 * rs, m, rx);
+      }
+    } else if (es == 4) {
+      const __m512 X = loadf_n(x + v * 4, nv);
+      const __m512 Z = _mm512_setzero_ps();
+      const __m512 N0 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P0, inc, P1), xm0, xsel0, X);
+      const __m512 N1 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P1, inc, P2), xm1, xsel1, X);
+      const __m512 N2 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P2, inc, Z), xm2, xsel2, X);
+      char* pv = pres + 3 * v * 4;
+      storef_n(pv, N0, 3 * nv);
+      storef_n(pv + 64, N1, 3 * nv - 16);
+      storef_n(pv + 128, N2, 3 * nv - 32);
+    } else {
+      const __m512i X = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(m, x + v * 2));
+      const __m512i N0 = _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q0, inc16, Q1), xm16_0, xsel16_0, X);
+      const __m512i N1 =
+          _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q1, inc16, _mm512_setzero_si512()), xm16_1, xsel16_1, X);
+      const __mmask32 q0 = 3 * nv >= 32 ? 0xffffffffu : (__mmask32)((1u << (3 * nv)) - 1u);
+      const __mmask32 q1 = 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
+      char* pv = pres + 3 * v * 2;
+      _mm512_mask_storeu_epi16(pv, q0, N0);
+      /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
+       * read next and would wait for this store to complete */
+      _mm256_mask_storeu_epi16(pv + 64, (__mmask16)q1, _mm512_castsi512_si256(N1));
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ channels-last */
+
+
+/* Copies one 16-lane group of T elements (64 or 32 bytes) from the lag buffer to y. */
+AI void copy_out16(char* dst, const char* src, __mmask16 m, dtype_t dt) {
+  if (dt == LINATTN_DTYPE_F32) {
+    __m512 v = _mm512_load_ps((const float*)src);
+    if (m == 0xffff) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, m, v);
+  } else {
+    __m256i v = _mm256_load_si256((const __m256i*)src);
+    if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, v); else _mm256_mask_storeu_epi16(dst, m, v);
+  }
+}
+
+/* Channels-last, K = 4, dilation 1. Per 16-channel column and tile of CONV_CL_TILE steps,
+ * weights, bias and the three previous inputs stay in registers, so each input is loaded
+ * and converted once; the next tile's lines are prefetched, one per step (rows are C apart,
+ * too far for the hardware prefetcher). Rows of input and output are C elements apart, so
+ * with page-aligned tensors x[t][c] and y[t'][c] share their low 12 address bits and a load
+ * waits for every pending (missing) store to the same column ("4K aliasing"): a column's
+ * outputs therefore go to a small lag buffer and reach y while the next column is loaded. */
 AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
                          dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
-  const int64_t L = p->L, ncp = conv_ncp(nc);
+  const int64_t L = p->L, ncp = conv_ncp(nc), TT = CONV_CL_TILE;
   const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es;
   const bool has_bias = p->bias != NULL;
   const char* xb = conv_at(p->x, b * p->x_sb + c0, es);
   char* yb = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
-  for (int64_t t0 = 0; t0 < L; t0 += CL_TILE) {
-    const int64_t t1 = L - t0 < CL_TILE ? L : t0 + CL_TILE;
-    const int64_t pf = (L - t1 < CL_TILE ? L - t1 : CL_TILE); /* rows of the next tile */
+  char* lag[2] = {s->lag, s->lag + TT * 64};
+  for (int64_t t0 = 0; t0 < L; t0 += TT) {
+    const int64_t n = L - t0 < TT ? L - t0 : TT;
+    const int64_t pf = L - t0 - n < TT ? L - t0 - n : TT; /* rows of the next tile */
+    int cur = 0;
     for (int64_t v = 0; v < nc; v += 16) {
       const __mmask16 m = lanes16(nc - v);
       const int64_t o = v * (int64_t)es;
@@ -284,19 +502,26 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
       __m512 h1 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 1, s->zero) + o, m, dt);
       __m512 h2 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 2, s->zero) + o, m, dt);
       const char* xp = xb + t0 * xst + o;
-      char* yp = yb + t0 * yst + o;
-      for (int64_t t = t0; t < t1; ++t, xp += xst, yp += yst) {
-        if (t - t0 < pf) _mm_prefetch(xp + CL_TILE * xst, _MM_HINT_T0);
-        const __m512 cur = load16_m(xp, m, dt);
+      char* yprev = yb + t0 * yst + o - 16 * (int64_t)es; /* previous column, row t0 */
+      char* buf = lag[cur];
+      const char* pbuf = lag[cur ^ 1];
+      for (int64_t i = 0; i < n; ++i, xp += xst, yprev += yst) {
+        if (i < pf) _mm_prefetch(xp + TT * xst, _MM_HINT_T0);
+        const __m512 x3 = load16_m(xp, m, dt);
         __m512 acc = _mm512_fmadd_ps(w0, h0, _mm512_setzero_ps());
         acc = _mm512_fmadd_ps(w1, h1, acc);
         acc = _mm512_fmadd_ps(w2, h2, acc);
-        acc = _mm512_fmadd_ps(w3, cur, acc);
-        if (has_bias) acc = _mm512_add_ps(acc, bias);
-        finish_store16(yp, m, acc, dt, act);
-        h0 = h1, h1 = h2, h2 = cur;
+        acc = _mm512_fmadd_ps(w3, x3, acc);
+        if (has_bias) acc = add_bias16(acc, bias, dt);
+        finish_store16(buf + i * 64, 0xffff, acc, dt, act);
+        if (v > 0) copy_out16(yprev, pbuf + i * 64, 0xffff, dt);
+        h0 = h1, h1 = h2, h2 = x3;
       }
+      cur ^= 1;
     }
+    const int64_t vlast = (nc - 1) / 16 * 16;
+    char* yl = yb + t0 * yst + vlast * (int64_t)es;
+    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, lanes16(nc - vlast), dt);
   }
   conv_cl_write_present(p, b, c0, nc);
 }
@@ -321,7 +546,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + ncp + v), load16(r1 + o, dt), acc);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 2 * ncp + v), load16(r2 + o, dt), acc);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 3 * ncp + v), load16(r3 + o, dt), acc);
-        if (has_bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(s->bias + v));
+        if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
         finish_store16(yrow + o, 0xffff, acc, dt, act);
       }
     }
@@ -333,7 +558,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         const char* r = j < 16 ? rows[j] : conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(s->wt + j * ncp + v), load16_maskz(r + o, m, dt), acc);
       }
-      if (has_bias) acc = _mm512_add_ps(acc, _mm512_loadu_ps(s->bias + v));
+      if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
       finish_store16(yrow + o, m, acc, dt, act);
     }
   }
@@ -347,26 +572,33 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
   const int64_t K = p->K;
   const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   bias_f32(p, c0, nc, s->bias);
-  if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers, 16 channels at a time */
+  if (p->L == 1 && K <= DECODE_MAX_K &&
+      (p->channels_last || (p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S))) {
+    if (K == 4 && p->dilation == 1)
+      decode_k4(p, b, c0, nc, wsrc, s, dt, act);
+    else
+      decode_block(p, b, c0, nc, wsrc, s, dt, act);
+    return;
+  }
+  if (p->channels_last) { /* transpose to tap-major [K][ncp], 16 channels at a time */
     const int64_t ncp = conv_ncp(nc);
-    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i widx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)K));
-    for (int64_t v = 0; v < ncp; v += 16) {
-      __mmask16 m = lanes16(nc - v);
+    if (K <= DECODE_MAX_K) {
+      deint_plan plan[DECODE_MAX_K];
+      __m512 W[DECODE_MAX_K + 2];
+      for (int64_t j = 0; j < K; ++j) deint_make(&plan[j], K, j);
+      for (int64_t v = 0; v < ncp; v += 16) {
+        load_block(W, K, (const char*)(wsrc + v * K), (nc - v < 16 ? nc - v : 16) * K, LINATTN_DTYPE_F32);
+        for (int64_t j = 0; j < K; ++j) _mm512_storeu_ps(s->wt + j * ncp + v, deint_apply(&plan[j], W));
+      }
+    } else {
       for (int64_t j = 0; j < K; ++j)
-        _mm512_storeu_ps(s->wt + j * ncp + v,
-                         _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m,
-                                                  _mm512_add_epi32(widx, _mm512_set1_epi32((int)j)), wsrc + v * K, 4));
+        for (int64_t c = 0; c < ncp; ++c) s->wt[j * ncp + c] = c < nc ? wsrc[c * K + j] : 0.0f;
     }
     if (!p->past) memset(s->zero, 0, (size_t)nc * conv_esize(dt));
     if (K == 4 && p->dilation == 1)
       channels_last_k4(p, b, c0, nc, s, dt, act);
     else
       channels_last_block(p, b, c0, nc, s, dt, act);
-    return;
-  }
-  if (p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S) {
-    channels_first_decode(p, b, c0, nc, wsrc, s, dt, act);
     return;
   }
   for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
@@ -397,5 +629,5 @@ const conv_kernel linattn_conv_avx512 = {
     .name = "avx512",
     .run = conv_run_avx512,
     .scratch_bytes = conv_scratch_avx512,
-    .block_channels = 256,
+    .block_channels = 1024,
 };

@@ -13,6 +13,12 @@ static inline float conv_activate_scalar(float acc, linattn_dtype dt, linattn_ac
   return v;
 }
 
+/* acc + bias; fp16 rounds the sum to fp16 first, like the reference's fp16 matmul + add. */
+static inline float conv_add_bias_scalar(float acc, float bias, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F16) acc = linattn_round_to(acc, dt);
+  return acc + bias;
+}
+
 /* Channels-first (B, C, L): one channel row at a time, time innermost. */
 static void conv_channels_first_scalar(const conv_params* p, int64_t b, int64_t c0, int64_t nc, float* wf) {
   const linattn_dtype dt = p->dtype;
@@ -32,13 +38,13 @@ static void conv_channels_first_scalar(const conv_params* p, int64_t b, int64_t 
                            : (p->past ? linattn_load_f32(p->past, so + pos, dt) : 0.0f);
         acc += wf[j] * v;
       }
-      if (has_bias) acc += bias;
+      if (has_bias) acc = conv_add_bias_scalar(acc, bias, dt);
       linattn_store_f32(p->y, yo + t, dt, conv_activate_scalar(acc, dt, p->activation));
     }
     for (int64_t t = head; t < L; ++t) {
       float acc = 0.0f;
       for (int64_t j = 0; j < K; ++j) acc += wf[j] * linattn_load_f32(p->x, xo + t - S + j * d, dt);
-      if (has_bias) acc += bias;
+      if (has_bias) acc = conv_add_bias_scalar(acc, bias, dt);
       linattn_store_f32(p->y, yo + t, dt, conv_activate_scalar(acc, dt, p->activation));
     }
     conv_cf_write_present(p, b, c);
@@ -70,14 +76,14 @@ static void conv_channels_last_scalar(const conv_params* p, int64_t b, int64_t c
         }
       }
       if (p->bias)
-        for (int64_t c = 0; c < nc; ++c) accbuf[c] += s->bias[c];
+        for (int64_t c = 0; c < nc; ++c) accbuf[c] = conv_add_bias_scalar(accbuf[c], s->bias[c], dt);
       for (int64_t c = 0; c < nc; ++c) linattn_store_f32(yrow, c, dt, conv_activate_scalar(accbuf[c], dt, p->activation));
     } else { /* block wider than the scratch row: channel at a time, same order of operations */
       for (int64_t c = 0; c < nc; ++c) {
         float a = 0.0f;
         for (int64_t j = 0; j < K; ++j)
           a += s->wt[j * ncp + c] * linattn_load_f32(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt);
-        if (p->bias) a += s->bias[c];
+        if (p->bias) a = conv_add_bias_scalar(a, s->bias[c], dt);
         linattn_store_f32(yrow, c, dt, conv_activate_scalar(a, dt, p->activation));
       }
     }
@@ -99,5 +105,5 @@ const conv_kernel linattn_conv_scalar = {
     .name = "scalar",
     .run = conv_run_scalar,
     .scratch_bytes = conv_scratch_scalar,
-    .block_channels = 256,
+    .block_channels = 1024,
 };

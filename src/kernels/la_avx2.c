@@ -122,6 +122,7 @@ static inline vf v_exp(vf x) {
 /* Register budget (16 ymm): p W + u W + s NQ*W + 3-4 broadcasts. One head: 4 ymm (32
  * columns, a 16 KiB state panel) measured best (1.09 us/token/head vs 1.16 for 3, 1.28 for 2). */
 #define LA_WMAX(G) ((G) == 1 ? 4 : (G) <= 3 ? 2 : 1)
+#define LA_WMAX_DECODE(G) LA_WMAX(G)
 
 #include "la_simd_body.h"
 
@@ -131,7 +132,7 @@ LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
 LA_DEFINE_PANELS(4, 1)
 LA_DEFINE_PANELS(8, 1)
 
-static la_panel_fn_avx2 const la_table_avx2[5][5][2][2] = {
+static la_panel_fn_avx2 const la_table_avx2[5][LA_WCAP + 1][2][2] = {
     LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 4)
     LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2)
     LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)

@@ -100,18 +100,21 @@ static inline vf v_exp(vf x) {
  * staged tokens and the outputs fit Zen 4's 32 KiB L1D; 64-column panels (32 KiB) measured
  * 30% slower. Registers: p 2 + u 2 + s 2*NQ (<= 16) + broadcasts, within 32 zmm. */
 #define LA_WMAX(G) 2
+/* Decode (no packed copy): one or two heads take whole 128-column rows (8 zmm) or 64
+ * columns, so the state streams from memory as contiguous rows. */
+#define LA_WMAX_DECODE(G) ((G) == 1 ? 8 : (G) == 2 ? 4 : 2)
 
 #include "la_simd_body.h"
 
-LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2)
-LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2)
+LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2) LA_DEFINE_PANELS(1, 8)
+LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2) LA_DEFINE_PANELS(2, 4)
 LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
 LA_DEFINE_PANELS(4, 1) LA_DEFINE_PANELS(4, 2)
 LA_DEFINE_PANELS(8, 1) LA_DEFINE_PANELS(8, 2)
 
-static la_panel_fn_avx512 const la_table_avx512[5][5][2][2] = {
-    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2)
-    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2)
+static la_panel_fn_avx512 const la_table_avx512[5][LA_WCAP + 1][2][2] = {
+    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 8)
+    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2) LA_PANEL_ENTRY(1, 2, 4)
     LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)
     LA_PANEL_ENTRY(3, 4, 1) LA_PANEL_ENTRY(3, 4, 2)
     LA_PANEL_ENTRY(4, 8, 1) LA_PANEL_ENTRY(4, 8, 2)

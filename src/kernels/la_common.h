@@ -13,6 +13,10 @@
  * from the freshly written rows, so each token touches the state once. State columns evolve
  * independently: every column's arithmetic is the same whatever the unit's column range, so
  * results never depend on the split into units.
+ *
+ * la_simd_body.h implements this once (tiles, panels, the decay fold that removes the decay
+ * multiply from the sweep) for la_avx512.c, la_avx2.c and la_scalar.c; la_neon.c has its own
+ * implementation of the same algorithm.
  */
 #ifndef LINATTN_LA_COMMON_H
 #define LINATTN_LA_COMMON_H

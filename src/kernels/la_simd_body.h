@@ -1,6 +1,7 @@
 /*
  * The fused LinearAttention kernel written once over a small vector vocabulary; included by
- * la_avx2.c and la_avx512.c (each compiled with its ISA flags) after they define:
+ * la_avx512.c, la_avx2.c (each compiled with its ISA flags) and la_scalar.c (GNU C generic
+ * vectors, no intrinsics) after they define:
  *
  *   LA_VL                       fp32 lanes per vector
  *   vf                          the vector type
@@ -34,6 +35,7 @@
 #endif
 
 #define LA_GMAX 8     /* heads per register group */
+#define LA_WCAP 8     /* most vectors per panel (LA_WMAX, LA_WMAX_DECODE <= LA_WCAP) */
 #define LA_PACK_MIN_T 8 /* tokens from which panels work on a packed copy of their state */
 #define LA_KQ_STRIDE 16
 #define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
@@ -48,8 +50,28 @@ typedef struct LA_FN(la_panel) {
   int stream;       /* T == 1 and separate, aligned state_out: non-temporal stores */
   float* carry;     /* p then s, parked between tiles */
   int packed;       /* dst is the panel's block of the packed copy */
-  int prefetch;     /* first panel of the unit: prefetches the next tile's tokens */
+  int stages;       /* first panel: stages one token of the next tile per token it runs */
 } LA_FN(la_panel);
+
+/* One staged tile, slot-major (slot i = token t0 + i). */
+typedef struct LA_FN(la_tile) {
+  float* k;         /* update key: k / C mid-segment, k at a segment end */
+  float* a;         /* C (decay products; the direct update's factor at a segment end) */
+  float* kt;        /* k as given (for extra head groups) */
+  float *ak, *aq;   /* C .* k, C .* scale q_h (retrieval and readout weights) */
+  float *kq, *beta; /* k . scale q_h; beta */
+  float* v;         /* slots x ncp values of the unit's columns */
+  int* seg_end;     /* token ends a segment: direct update with a = C */
+} LA_FN(la_tile);
+
+/* Staging in progress: the next tile is staged one token at a time between the first
+ * panel's tokens, so its cache misses overlap the sweeps of the current tile. */
+typedef struct LA_FN(la_stager) {
+  LA_FN(la_tile) * buf;
+  int64_t t0, n, nst, next; /* tile tokens t0 .. t0 + n - 1, nst slots, next slot to stage */
+  int seg_start;
+  float c_head;
+} LA_FN(la_stager);
 
 typedef struct LA_FN(la_job) {
   const la_params* p;
@@ -57,14 +79,9 @@ typedef struct LA_FN(la_job) {
   int64_t T, dk, dkp, nc;
   int nq, G;        /* query heads of the unit; heads per register group */
   int64_t ncp;      /* columns rounded up to vectors */
-  /* staged tile, slot-major (slot i = token t0 + i):                                      */
-  float* k;         /* update key: k / C mid-segment, k at a segment end                  */
-  float* a;         /* C (decay products; the direct update's factor at a segment end)     */
-  float* kt;        /* k as given (for extra head groups)                                  */
-  float *ak, *aq;   /* C .* k, C .* scale q_h (retrieval and readout weights)               */
-  float *kq, *beta; /* k . scale q_h; beta                                                 */
-  int* seg_end;     /* token ends a segment: direct update with a = C                      */
-  float* v;         /* staged tile: slots x ncp values of the unit's columns */
+  LA_FN(la_tile) tiles[2];
+  const LA_FN(la_tile) * cur; /* the tile the panels run */
+  LA_FN(la_stager) * st;
   float *xaq, *xkq; /* an extra head group (n_q > 8) of one token */
   float* pack;      /* d_k x ncp: panels copied to contiguous blocks (see la_run_unit) */
   float* carry;     /* per panel */
@@ -74,6 +91,8 @@ typedef struct LA_FN(la_job) {
 
 typedef LA_FN(la_panel) la_panel_t;
 typedef LA_FN(la_job) la_job_t;
+typedef LA_FN(la_tile) la_tile_t;
+typedef LA_FN(la_stager) la_stager_t;
 
 static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch, la_job_t* J) {
   la_arena ar = {(char*)scratch, 0};
@@ -82,19 +101,22 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
   const int64_t maxpanels = ncols / LA_VL + 2;
   J->dkp = dkp;
   J->ncp = (ncols + LA_VL - 1) / LA_VL * LA_VL;
-  J->k = la_arena_floats(&ar, slots * dkp);
-  J->a = la_arena_floats(&ar, slots * dkp);
-  J->kt = la_arena_floats(&ar, slots * dkp);
-  J->ak = la_arena_floats(&ar, slots * dkp);
-  J->seg_end = (int*)la_arena_floats(&ar, slots);
-  J->aq = la_arena_floats(&ar, slots * LA_GMAX * dkp);
-  J->kq = la_arena_floats(&ar, slots * LA_KQ_STRIDE);
-  J->beta = la_arena_floats(&ar, slots);
-  J->v = la_arena_floats(&ar, slots * J->ncp);
+  for (int b = 0; b < 2; b++) {
+    la_tile_t* Tl = &J->tiles[b];
+    Tl->k = la_arena_floats(&ar, slots * dkp);
+    Tl->a = la_arena_floats(&ar, slots * dkp);
+    Tl->kt = la_arena_floats(&ar, slots * dkp);
+    Tl->ak = la_arena_floats(&ar, slots * dkp);
+    Tl->seg_end = (int*)la_arena_floats(&ar, slots);
+    Tl->aq = la_arena_floats(&ar, slots * LA_GMAX * dkp);
+    Tl->kq = la_arena_floats(&ar, slots * LA_KQ_STRIDE);
+    Tl->beta = la_arena_floats(&ar, slots);
+    Tl->v = la_arena_floats(&ar, slots * J->ncp);
+  }
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
   J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
   J->pack = la_arena_floats(&ar, p->d_k * J->ncp);
-  J->carry = la_arena_floats(&ar, maxpanels * (1 + LA_GMAX) * 4 * LA_VL);
+  J->carry = la_arena_floats(&ar, maxpanels * (1 + LA_GMAX) * LA_WCAP * LA_VL);
   J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
   return ar.used;
 }
@@ -133,104 +155,78 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
   }
 }
 
-/* Software prefetch of everything token t reads or writes. With H heads per token row the
- * token stride is H * d elements: every token starts in a new page, no hardware prefetcher
- * follows, and the tile's inputs (and, for prefill shapes, the whole activations: 4096 tokens
- * x 16 heads x 512 B = 32 MiB per tensor) come from DRAM. The first panel of a unit requests
- * token t + LA_TILE_TOKENS while it computes token t, a tile ahead of the staging that reads
- * it. Output rows are requested too: a store that misses holds up the in-order store queue
- * behind it, and with it the sweep's own stores. */
-static void la_prefetch_bytes(const void* p, int64_t bytes, int write) {
-  const char* end = (const char*)p + bytes;
-  for (const char* a = (const char*)((uintptr_t)p & ~(uintptr_t)63); a < end; a += 64) {
-#ifdef LA_PF_MODE
-    if (LA_PF_MODE == 0) continue;
-    if (LA_PF_MODE == 1) { __builtin_prefetch(a, 0, 3); continue; }
-#endif
-    if (write) __builtin_prefetch(a, 1, 2);
-    else __builtin_prefetch(a, 0, 2);
-  }
+/* Starts staging tokens t0 .. t0 + nst - 1 into slots 0 .. nst - 1 of buf; n = tokens of the
+ * tile (nst is n, or n + 1 with the next tile's first token, whose weights the tile's last
+ * sweep accumulates). */
+static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, int64_t n, int64_t nst) {
+  st->buf = buf;
+  st->t0 = t0;
+  st->n = n;
+  st->nst = nst;
+  st->next = 0;
+  st->seg_start = 1;
+  st->c_head = 1.0f;
 }
 
-static void LA_FN(la_prefetch_token)(const la_job_t* J, int64_t t, int outputs_only) {
-  const la_unit* u = J->u;
-  const linattn_dtype dt = J->p->io_dtype;
-  const int64_t es = dt == LINATTN_DTYPE_F32 ? 4 : 2;
-  for (int h = 0; h < J->nq; h++)
-    la_prefetch_bytes(la_io_at(u->out, t * u->out_token_stride + (int64_t)h * u->out_head_stride, dt), J->nc * es, 1);
-  if (outputs_only) return;
-  for (int h = 0; h < J->nq; h++)
-    la_prefetch_bytes(la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt), J->dk * es, 0);
-  la_prefetch_bytes(la_io_at(u->k, t * u->k_token_stride, dt), J->dk * es, 0);
-  la_prefetch_bytes(la_io_at(u->v, t * u->v_token_stride, dt), J->nc * es, 0);
-  if (J->p->gated)
-    la_prefetch_bytes(la_io_at(u->decay, t * u->decay_token_stride, dt),
-                      (J->p->decay_kind == LA_DECAY_PER_KEY ? J->dk : 1) * es, 0);
-  if (J->p->delta) la_prefetch_bytes(la_io_at(u->beta, t * u->beta_token_stride, dt), es, 0);
-}
-
-/* Stages tokens t0 .. t0 + nst - 1 into slots 0 .. nst - 1; n = tokens of this tile (nst is
- * n or n + 1 with the next tile's first token, whose weights the last sweep accumulates). */
-static void LA_FN(la_stage)(const la_job_t* J, int64_t t0, int64_t n, int64_t nst) {
+/* Stages the next slot of the tile in progress, if any. */
+static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
+  la_stager_t* st = J->st;
+  if (st->next >= st->nst) return;
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = p->io_dtype;
-  const int64_t dkp = J->dkp;
+  const int64_t dkp = J->dkp, sl = st->next++, t = st->t0 + sl;
+  la_tile_t* Tl = st->buf;
   const int per_key = p->gated && p->decay_kind == LA_DECAY_PER_KEY;
-  const float lo = 0x1p-60f, hi = 0x1p60f;
-  int seg_start = 1;
-  float c_head = 1.0f; /* per-head C */
-  for (int64_t sl = 0; sl < nst; sl++) {
-    const int64_t t = t0 + sl;
-    if (t0 == 0 && sl < n) LA_FN(la_prefetch_token)(J, t, 1); /* later tiles: see la_panel_tokens */
-    float* ks = J->k + sl * dkp;
-    float* cs = J->a + sl * dkp;
-    float* kts = J->kt + sl * dkp;
-    float* aks = J->ak + sl * dkp;
-    const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
-    const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, dt) : NULL;
-    int in_range = 1;
-    if (p->gated && !per_key) {
-      const float a = expf(linattn_load_f32(gt, 0, dt));
-      c_head = seg_start ? a : c_head * a;
-      in_range = c_head >= lo && c_head <= hi;
+  const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
+  float* ks = Tl->k + sl * dkp;
+  float* cs = Tl->a + sl * dkp;
+  float* kts = Tl->kt + sl * dkp;
+  float* aks = Tl->ak + sl * dkp;
+  const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
+  const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, dt) : NULL;
+  int in_range = 1;
+  if (p->gated && !per_key) {
+    const float a = expf(linattn_load_f32(gt, 0, dt));
+    st->c_head = st->seg_start ? a : st->c_head * a;
+    in_range = st->c_head >= lo && st->c_head <= hi;
+  }
+  const vf ch = v_set1(st->c_head);
+  for (int64_t i = 0; i < dkp; i += LA_VL) {
+    const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+    const vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    vf cv = ch;
+    if (per_key) {
+      const vf av = v_exp(v_load_io(la_io_at(gt, i, dt), dt, nv)); /* padding lanes: exp(0) = 1 */
+      cv = st->seg_start ? av : v_mul(v_load(cs - dkp + i), av);
+      in_range &= v_in_range(cv, lo, hi);
     }
-    const vf ch = v_set1(c_head);
-    for (int64_t i = 0; i < dkp; i += LA_VL) {
-      const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
-      const vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
-      vf cv = ch;
-      if (per_key) {
-        const vf av = v_exp(v_load_io(la_io_at(gt, i, dt), dt, nv)); /* padding lanes: exp(0) = 1 */
-        cv = seg_start ? av : v_mul(v_load(cs - dkp + i), av);
-        in_range &= v_in_range(cv, lo, hi);
-      }
-      v_store(kts + i, kv);
-      v_store(cs + i, cv);
-      v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
-    }
-    LA_FN(la_stage_heads)(J, t, cs, kts, 0, J->aq + sl * J->G * dkp, J->kq + sl * LA_KQ_STRIDE);
-    /* the tile's last token always ends a segment: the next tile starts from the true state */
-    const int end = !p->gated || !in_range || sl + 1 >= n;
-    J->seg_end[sl] = end;
-    if (end) {
-      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
-    } else if (per_key) {
-      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_div(v_load(kts + i), v_load(cs + i)));
-    } else {
-      const vf rc = v_set1(1.0f / c_head);
-      for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_mul(v_load(kts + i), rc));
-    }
-    seg_start = end;
-    J->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
-    /* v of the whole tile up front: many independent loads instead of one exposed cache miss
-     * per token at the head of each sweep's dependency chain. */
-    const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
-    float* vs = J->v + sl * J->ncp;
-    for (int64_t c = 0; c < J->ncp; c += LA_VL) {
-      const int nv = J->nc - c < LA_VL ? (int)(J->nc - c) : LA_VL;
-      v_store(vs + c, v_load_io(la_io_at(vt, c, dt), dt, nv));
-    }
+    v_store(kts + i, kv);
+    v_store(cs + i, cv);
+    v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
+  }
+  LA_FN(la_stage_heads)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE);
+  /* the tile's last token always ends a segment: the next tile starts from the true state */
+  const int end = !p->gated || !in_range || sl + 1 >= st->n;
+  Tl->seg_end[sl] = end;
+  if (end) {
+    for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
+  } else if (per_key) {
+    for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_div(v_load(kts + i), v_load(cs + i)));
+  } else {
+    const vf rc = v_set1(1.0f / st->c_head);
+    for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_mul(v_load(kts + i), rc));
+  }
+  st->seg_start = end;
+  Tl->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
+  /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
+   * dependency chain. Software prefetch of later tokens' rows (1 to 33 tokens ahead) was
+   * tried and measured no gain or a loss on Zen 4 (H = 16, T = 4096), so there is none. */
+  const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
+  float* vs = Tl->v + sl * J->ncp;
+  for (int64_t c = 0; c < J->ncp; c += LA_VL) {
+    const int nv = J->nc - c < LA_VL ? (int)(J->nc - c) : LA_VL;
+    v_store(vs + c, v_load_io(la_io_at(vt, c, dt), dt, nv));
   }
 }
 
@@ -246,30 +242,30 @@ enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2 };
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     const float* src, float* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
-    const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][4], const int NQ, const int W,
+    const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
     const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH) {
   for (int64_t i = 0; i < dk; i++) {
     const float* sr = src + i * ld;
     float* dr = dst + i * ld;
-    vf x[4];
+    vf x[LA_WCAP];
     if (MODE == LA_ACC) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = v_load(sr + j * LA_VL);
       if (PREFETCH) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + 8 * ld + j * LA_VL);
       }
     } else {
       const vf kb = v_set1(k[i]);
       if (DECAY) {
         const vf ab = v_set1(a[i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_mul(v_load(sr + j * LA_VL), ab));
       } else {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_load(sr + j * LA_VL));
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < W; j++) {
         if (STREAM) v_stream(dr + j * LA_VL, x[j]);
         else v_store(dr + j * LA_VL, x[j]);
@@ -278,13 +274,13 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     if (MODE != LA_UPD) {
       if (DELTA) {
         const vf b = v_set1(ak[i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) p[j] = v_fma(x[j], b, p[j]);
       }
 #pragma GCC unroll 8
       for (int h = 0; h < NQ; h++) {
         const vf b = v_set1(aq[h * aq_stride + i]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) s[h][j] = v_fma(x[j], b, s[h][j]);
       }
     }
@@ -299,7 +295,7 @@ static inline int LA_FN(la_lanes)(const la_panel_t* P, int j) {
 /* o_h = s_h + kq_h u for heads [h0, h0 + NQ) that exist, written to token t's output rows. */
 static inline __attribute__((always_inline)) void LA_FN(la_write_out)(const la_job_t* J, const la_panel_t* P,
                                                                       int64_t t, int h0, const float* kq,
-                                                                      const vf* u, vf s[][4], const int NQ,
+                                                                      const vf* u, vf s[][LA_WCAP], const int NQ,
                                                                       const int W) {
   const la_unit* un = J->u;
   const linattn_dtype dt = J->p->io_dtype;
@@ -308,7 +304,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_write_out)(const la_j
     if (h0 + h >= J->nq) break;
     void* ot = la_io_at_mut(un->out, t * un->out_token_stride + (int64_t)(h0 + h) * un->out_head_stride + P->col, dt);
     const vf kb = v_set1(kq[h]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < W; j++) v_store_io(la_io_at_mut(ot, j * LA_VL, dt), dt, v_fma(kb, u[j], s[h][j]), LA_FN(la_lanes)(P, j));
   }
 }
@@ -321,60 +317,61 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
                                                                          const int DELTA) {
   const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
   const int64_t aqs = (int64_t)NQ * dkp; /* aq slot stride (J->G == NQ) */
-  vf p[4], s[LA_GMAX][4], u[4];
+  const la_tile_t* Tl = J->cur;
+  vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
   if (t0 == 0) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < W; j++) p[j] = v_zero();
 #pragma GCC unroll 8
     for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < W; j++) s[h][j] = v_zero();
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, J->ak, J->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
   } else {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
 #pragma GCC unroll 8
     for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 4
-      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * 4 + j) * LA_VL);
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL);
   }
   for (int64_t tl = 0; tl < n; tl++) {
     const int64_t t = t0 + tl;
-    const float* vt = J->v + tl * J->ncp + P->col;
-    const vf bb = v_set1(J->beta[tl]);
-#pragma GCC unroll 4
+    const float* vt = Tl->v + tl * J->ncp + P->col;
+    const vf bb = v_set1(Tl->beta[tl]);
+#pragma GCC unroll 8
     for (int j = 0; j < W; j++) {
       const vf vv = v_load(vt + j * LA_VL);
       u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
     }
-    LA_FN(la_write_out)(J, P, t, 0, J->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
-    if (P->prefetch && t + LA_TILE_TOKENS < T) LA_FN(la_prefetch_token)(J, t + LA_TILE_TOKENS, 0);
+    LA_FN(la_write_out)(J, P, t, 0, Tl->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
+    if (P->stages) LA_FN(la_stage_next)(J);
     if (NQ == LA_GMAX && J->nq > LA_GMAX) {
       /* Extra head groups read the old state S_{t-1} before the update overwrites it. */
       for (int h0 = LA_GMAX; h0 < J->nq; h0 += LA_GMAX) {
-        vf xs[LA_GMAX][4];
-        LA_FN(la_stage_heads)(J, t, J->a + tl * dkp, J->kt + tl * dkp, h0, J->xaq, J->xkq);
+        vf xs[LA_GMAX][LA_WCAP];
+        LA_FN(la_stage_heads)(J, t, Tl->a + tl * dkp, Tl->kt + tl * dkp, h0, J->xaq, J->xkq);
 #pragma GCC unroll 8
         for (int h = 0; h < LA_GMAX; h++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
           for (int j = 0; j < W; j++) xs[h][j] = v_zero();
         LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, NULL, J->xaq, dkp, u, p, xs, LA_GMAX, W, DECAY, 0,
                         LA_ACC, 0, 0);
         LA_FN(la_write_out)(J, P, t, h0, J->xkq, u, xs, LA_GMAX, W);
       }
     }
-    const float* a = J->a + tl * dkp;
-    const float* k = J->k + tl * dkp;
+    const float* a = Tl->a + tl * dkp;
+    const float* k = Tl->k + tl * dkp;
     if (t + 1 < T) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int j = 0; j < W; j++) p[j] = v_zero();
 #pragma GCC unroll 8
       for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int j = 0; j < W; j++) s[h][j] = v_zero();
-      const float* akn = J->ak + (tl + 1) * dkp;
-      const float* aqn = J->aq + (tl + 1) * aqs;
-      if (DECAY && J->seg_end[tl])
+      const float* akn = Tl->ak + (tl + 1) * dkp;
+      const float* aqn = Tl->aq + (tl + 1) * aqs;
+      if (DECAY && Tl->seg_end[tl])
         LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 1, DELTA, LA_UPD_ACC, 0, 0);
       else
         LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 0, DELTA, LA_UPD_ACC, 0, 0);
@@ -386,12 +383,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
     P->src = P->dst;
   }
   if (t0 + n < T) {
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int j = 0; j < W; j++) v_store(P->carry + j * LA_VL, p[j]);
 #pragma GCC unroll 8
     for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 4
-      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * 4 + j) * LA_VL, s[h][j]);
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL, s[h][j]);
   }
 }
 
@@ -411,14 +408,11 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
               {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
 
 /* ------------------------------------------------------------------ the unit */
-#ifdef LA_PROFILE
-uint64_t LA_FN(la_prof)[4];
-#endif
 
 static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
 
 static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scratch,
-                               LA_FN(la_panel_fn) const (*table)[5][2][2]) {
+                               LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
   if (p->T <= 0) {
     la_copy_state_only(p, u);
     return;
@@ -435,7 +429,10 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   J.nq = u->n_q < 1 ? 1 : u->n_q;
   J.G = la_group_heads(J.nq);
   const int gi = LA_FN(la_group_index)(J.G);
-  const int wmax = LA_WMAX(J.G);
+  /* Few tokens (decode): no packed copy, and the widest panels the registers allow, so the
+   * state is read as long contiguous rows (DRAM streams) rather than narrow strided columns. */
+  const int pack_all = J.T >= LA_PACK_MIN_T;
+  const int wmax = pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
   /* Panels: full vectors in widths wmax, then 2, then 1; the partial vector last. For prefill
@@ -443,7 +440,6 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
    * stride (d_v floats, a multiple of 512 B) a panel's rows fall into few L1 sets and evict
    * each other. Decode (few tokens) works in place and streams the new state out. */
   const int64_t nfull = J.nc / LA_VL, tail = J.nc % LA_VL;
-  const int pack_all = J.T >= LA_PACK_MIN_T;
   int64_t col = 0, left = nfull;
   int np = 0;
   const int can_stream = p->T == 1 && u->state_in && u->state_in != u->state_out &&
@@ -455,9 +451,9 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
     P->col = col;
     P->W = w;
     P->valid = left > 0 ? w * LA_VL : (int)tail;
-    P->carry = J.carry + (int64_t)np * (1 + LA_GMAX) * 4 * LA_VL;
+    P->carry = J.carry + (int64_t)np * (1 + LA_GMAX) * LA_WCAP * LA_VL;
     P->packed = pack_all || left == 0;
-    P->prefetch = np == 0;
+    P->stages = np == 0;
     if (P->packed) {
       const int width = w * LA_VL;
       P->ld = width;
@@ -485,20 +481,19 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   J.npanels = np;
 
   const int dc = p->gated ? 1 : 0, dl = p->delta ? 1 : 0;
-  for (int64_t t0 = 0; t0 < J.T; t0 += LA_TILE_TOKENS) {
-    const int64_t n = J.T - t0 < LA_TILE_TOKENS ? J.T - t0 : LA_TILE_TOKENS;
-#ifdef LA_PROFILE
-    uint64_t c0_ = __rdtsc();
-#endif
-    LA_FN(la_stage)(&J, t0, n, n + (t0 + n < J.T ? 1 : 0));
-#ifdef LA_PROFILE
-    uint64_t c1_ = __rdtsc();
-    LA_FN(la_prof)[0] += c1_ - c0_;
-#endif
+  la_stager_t st;
+  J.st = &st;
+  int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
+  LA_FN(la_stage_begin)(&st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
+  while (st.next < st.nst) LA_FN(la_stage_next)(&J);
+  for (int64_t t0 = 0, tile = 0; t0 < J.T; t0 += LA_TILE_TOKENS, tile++) {
+    n = J.T - t0 < LA_TILE_TOKENS ? J.T - t0 : LA_TILE_TOKENS;
+    J.cur = &J.tiles[tile & 1];
+    const int64_t t1 = t0 + n, n1 = J.T - t1 < LA_TILE_TOKENS ? J.T - t1 : LA_TILE_TOKENS;
+    if (t1 < J.T) LA_FN(la_stage_begin)(&st, &J.tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < J.T ? 1 : 0));
+    else st.next = st.nst = 0;
     for (int i = 0; i < np; i++) table[gi][J.panels[i].W][dc][dl](&J, &J.panels[i], t0, n);
-#ifdef LA_PROFILE
-    LA_FN(la_prof)[1] += __rdtsc() - c1_;
-#endif
+    while (st.next < st.nst) LA_FN(la_stage_next)(&J);
   }
   for (int i = 0; i < np; i++) {
     const la_panel_t* P = &J.panels[i];

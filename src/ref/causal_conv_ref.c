@@ -1,6 +1,8 @@
 /* Reference CausalConvWithState kernel: the executable spec (onnx/reference/ops/
  * op_causal_conv_with_state.py). padded = concat(past or zeros, input) along time;
  *   y[t] = round_T( sum_j w[j] * padded[t + j*dilation] + bias )   (fp32, taps in order)
+ *          for fp16 with a bias: round_T( round_T(sum) + bias ): the reference's fp16 matmul
+ *          returns fp16 and the bias is added in fp16 (bf16 matmul returns fp32: one rounding)
  *   silu: y = round_T( y * (1 / (1 + exp(-y))) )                     (on the rounded value)
  *   present = the last S = (k-1)*dilation positions of padded.
  * One channel at a time; the channel's past is copied to scratch before anything is written,
@@ -35,8 +37,11 @@ static void conv_ref_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc
     for (int64_t t = 0; t < p->L; t++) {
       float acc = 0.0f;
       for (int64_t j = 0; j < p->K; j++) acc = acc + w[j] * padded_at(p, hist, b, c, t + j * p->dilation);
-      if (p->bias) acc = acc + bias;
-      float y = linattn_round_to(acc, dt);
+      float y;
+      if (p->bias && dt == LINATTN_DTYPE_F16) /* numpy: fp16 matmul result, then an fp16 add */
+        y = linattn_round_to(linattn_round_to(acc, dt) + bias, dt);
+      else
+        y = linattn_round_to(p->bias ? acc + bias : acc, dt);
       if (p->activation == LINATTN_ACTIVATION_SILU) y = y * (1.0f / (1.0f + expf(-y)));
       linattn_store_f32(p->y, b * p->y_sb + c * p->y_sc + t * p->y_st, dt, y);
     }

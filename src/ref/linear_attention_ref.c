@@ -5,7 +5,8 @@
  *      otherwise:    u = v_t
  *   3. S = S + k_t u^T                            (product rounded, then the sum: no FMA)
  *   4. o_t = scale * (q_t^T S) for every query head of the group (reads the updated state),
- *      rounded to T.
+ *      the product taken in float64 and rounded to fp32 (the reference's default scale is a
+ *      float64 scalar), then rounded to T.
  * Built with -ffp-contract=off so the compiler does not fuse step 3 into an FMA.
  * Slow on purpose: four plain passes over the state per token. */
 #include <math.h>
@@ -74,7 +75,9 @@ static void la_ref_run(const la_params* p, const la_unit* u, void* scratch) {
       for (int64_t i = 0; i < dk; i++)
         for (int64_t j = 0; j < n; j++) acc[j] = acc[j] + qf[i] * S[i * ld + j];
       void* ot = (char*)u->out + (size_t)(t * u->out_token_stride + h * u->out_head_stride) * linattn_dtype_size(dt);
-      for (int64_t j = 0; j < n; j++) linattn_store_f32(ot, j, dt, p->scale * acc[j]);
+      /* (double)scale * acc is exact; one rounding to fp32 as in the reference (an explicit fp32
+       * scale gives the same bits as a float multiply). */
+      for (int64_t j = 0; j < n; j++) linattn_store_f32(ot, j, dt, (float)(p->scale_f64 * (double)acc[j]));
     }
   }
 }

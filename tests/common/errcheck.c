@@ -33,7 +33,10 @@ void ec_fill_pattern(void) {
 }
 
 void ec_zero(void) {
-  for (int s = 0; s < EC_NSLOTS; s++) memset(ec_slots[s], 0, EC_SLOT_BYTES);
+  for (int s = 0; s < EC_NSLOTS; s++) {
+    memset(ec_slots[s], 0, EC_SLOT_BYTES);
+    memset(ec_snapshot[s], 0, EC_SLOT_BYTES);
+  }
 }
 
 int ec_changed_slot(void) {

@@ -92,7 +92,10 @@ void oracle_causal_conv(const oracle_conv* p) {
       const double* past = p->past ? p->past + (b * C + c) * S : NULL;
 #define PADDED(pos) ((pos) < S ? (past ? past[(pos)] : 0.0) : x[(pos) - S])
       for (int64_t l = 0; l < L; l++) {
-        double acc = p->bias ? p->bias[c] : 0.0;
+        /* ONNX reference: fp16 conv output is rounded to fp16 before the fp16 bias add (numpy's
+         * fp16 matmul returns fp16); float32 and bfloat16 round once after the bias. */
+        const int bias_after_round = p->bias && p->dtype == LINATTN_DTYPE_F16;
+        double acc = (p->bias && !bias_after_round) ? p->bias[c] : 0.0;
         double mag = p->bias ? fabs(p->bias[c]) : 0.0;
         for (int64_t j = 0; j < K; j++) {
           /* output l sits at padded position l + S; tap j reads (K-1-j)*dil positions back */
@@ -103,6 +106,7 @@ void oracle_causal_conv(const oracle_conv* p) {
         int64_t o = (b * C + c) * L + l;
         if (p->pre) p->pre[o] = acc;
         if (p->mag) p->mag[o] = mag;
+        if (bias_after_round) acc = tk_round(acc, p->dtype) + p->bias[c];
         double y = tk_round(acc, p->dtype);
         if (p->activation == LINATTN_ACTIVATION_SILU) y = tk_round(y / (1.0 + exp(-y)), p->dtype);
         p->out[o] = y;
