@@ -71,6 +71,11 @@ typedef struct la_unit {
  * Must give the same bits for a unit whatever the other units are (thread-count independence). */
 typedef void (*la_unit_fn)(const la_params* p, const la_unit* u, void* scratch);
 typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
+/* Optional resumable form of run: advances the unit over tokens [t0, t1), keeping all it needs
+ * between calls (state, carries, staged tokens) in scratch (scratch_bytes, one per unit, kept
+ * by the caller). Calls go t0 = 0, then each t0 = previous t1, up to t1 = T (which writes
+ * state_out); t0 is a multiple of step_tokens. The bits equal those of run. */
+typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1);
 
 typedef struct la_kernel {
   const char* name;
@@ -78,6 +83,8 @@ typedef struct la_kernel {
   la_scratch_fn scratch_bytes;
   int64_t block_cols;      /* preferred ncols per unit (the last block of a head may be smaller) */
   bool handles_io_dtype[4];/* indexed by linattn_dtype; false = this family cannot take that T */
+  la_step_fn step;         /* NULL = run only */
+  int64_t step_tokens;     /* granularity of step's token ranges */
 } la_kernel;
 
 /* ------------------------------------------------------------------ CausalConvWithState */

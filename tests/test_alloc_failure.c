@@ -143,6 +143,7 @@ typedef struct call {
   linattn_causal_conv_desc cv;
   linattn_tensor in[6];
   const linattn_tensor* inp[6];
+  int nin; /* inputs passed (negative: LinearAttention without past_state) */
   linattn_tensor out, present;
   size_t out_bytes, present_bytes;
 } call;
@@ -172,8 +173,7 @@ static call make_la_call(tk_rng* r, const char* name, linattn_dtype dt, linattn_
   c.in[3] = linattn_make_tensor(values(r, sdt, B * H * dk * dv), sdt, 4, sd);
   c.in[4] = t3(values(r, dt, B * T * H), dt, B, T, H);
   c.in[5] = t3(values(r, dt, B * T * H), dt, B, T, H);
-  for (int i = 0; i < 6; i++) c.inp[i] = &c.in[i];
-  if (!with_past) c.inp[3] = NULL;
+  c.nin = with_past ? 6 : -6; /* inp[] is bound by call_bind(): the struct is returned by value */
   c.out = t3(NULL, dt, B, T, H * dv);
   c.present = linattn_make_tensor(NULL, sdt, 4, sd);
   c.out_bytes = (size_t)(B * T * H * dv) * tk_dtype_size(dt);
@@ -194,12 +194,18 @@ static call make_conv_call(tk_rng* r, const char* name, linattn_dtype dt, int64_
   const int64_t bd[1] = {C};
   c.in[2] = linattn_make_tensor(values(r, dt, C), dt, 1, bd);
   c.in[3] = t3(values(r, dt, B * C * (K - 1)), dt, B, C, K - 1);
-  for (int i = 0; i < 4; i++) c.inp[i] = &c.in[i];
+  c.nin = 4;
   c.out = t3(NULL, dt, B, C, L);
   c.present = t3(NULL, dt, B, C, K - 1);
   c.out_bytes = (size_t)(B * C * L) * tk_dtype_size(dt);
   c.present_bytes = (size_t)(B * C * (K - 1)) * tk_dtype_size(dt);
   return c;
+}
+
+static void call_bind(call* c) {
+  const int n = c->nin < 0 ? -c->nin : c->nin;
+  for (int i = 0; i < 6; i++) c->inp[i] = i < n ? &c->in[i] : NULL;
+  if (c->nin < 0) c->inp[3] = NULL;
 }
 
 static linattn_status run_call(linattn_context* ctx, call* c, void* out, void* present, void* ws, size_t ws_size) {
@@ -318,6 +324,7 @@ int main(void) {
   calls[3] = make_conv_call(&r, "CausalConvWithState f32", LINATTN_DTYPE_F32, 40, 9);
   calls[4] = make_conv_call(&r, "CausalConvWithState bf16", LINATTN_DTYPE_BF16, 70, 3);
   for (int i = 0; i < 5; i++) {
+    call_bind(&calls[i]);
     test_call(&calls[i], 1, 0);
     test_call(&calls[i], 2, 0);
     test_call(&calls[i], 3, 1);

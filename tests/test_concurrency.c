@@ -134,8 +134,8 @@ static linattn_status run_problem(linattn_context* ctx, const problem* p, void* 
   return linattn_linear_attention(ctx, &p->la, in[0], in[1], in[2], in[3], in[4], in[5], &o, &s, NULL, 0);
 }
 
-/* A deliberately invalid call: value's width does not divide by kv_num_heads / the weight's
- * middle dimension is 2. Must fail and leave the outputs untouched. */
+/* A deliberately invalid call: value's batch dimension differs from query's / the weight's
+ * middle dimension is 2. Must fail, name that argument and leave the outputs untouched. */
 static linattn_status run_invalid(linattn_context* ctx, const problem* p, void* out, void* present) {
   memset(out, 0x5A, p->out_bytes);
   memset(present, 0x5A, p->present_bytes);
@@ -145,7 +145,7 @@ static linattn_status run_invalid(linattn_context* ctx, const problem* p, void* 
   const linattn_tensor* in[6];
   linattn_tensor bad = p->in[p->is_conv ? 1 : 2];
   if (p->is_conv) bad.dims[1] = 2;
-  else bad.dims[2] -= 1;
+  else bad.dims[0] += 1;
   for (int i = 0; i < 6; i++) in[i] = p->has_in[i] ? &p->in[i] : NULL;
   in[p->is_conv ? 1 : 2] = &bad;
   if (p->is_conv)

@@ -7,7 +7,7 @@
  *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last one
  *   is masked. K = 4, dilation 1: taps 0..2 are the current vector shifted in from the
  *   previous one (valignd), so each input is converted once.
- * channels-last (B, L, C): K = 4, dilation 1: per 16-channel column and 32-step tile, weights
+ * channels-last (B, L, C): K = 4, dilation 1: per 16-channel column and 8-step tile, weights
  *   and history in registers, next tile prefetched, outputs leave through a lag buffer to
  *   dodge 4K aliasing (channels_last_k4). Other K / dilation: one time row at a time with
  *   row pointers into input, past_state or a zero row (channels_last_block).

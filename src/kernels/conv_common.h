@@ -39,7 +39,7 @@ static inline const char* conv_at(const void* base, int64_t i, size_t es) {
  * ncp = nc rounded up to 16. */
 #define CONV_TILE_MAX_S 64
 #define CONV_TILE_ELEMS (16 * CONV_TILE_MAX_S)
-#define CONV_CL_TILE 32
+#define CONV_CL_TILE 8
 
 static inline int64_t conv_ncp(int64_t nc) { return (nc + 15) / 16 * 16; }
 

@@ -6,12 +6,25 @@
  * weights. Every element, whichever path computes it (head, body, tail, decode), gets the same
  * operations: acc = bias, one FMA per tap in tap order, the vector finish below; so results
  * never depend on the channel split, the thread count or how a sequence is cut into calls.
+ * Order (conv_common.h, the reference's): acc = 0; acc += w_j x_j (FMA) for j = 0 .. K-1; with a
+ * bias: acc = round_f16(acc) for fp16, acc = acc + bias; v = round_T(acc); SiLU.
  */
 #include <arm_neon.h>
 #include <math.h>
 
 #include "conv_common.h"
 #include "neon_util.h"
+
+/* The bias add (only when there is a bias: adding +0 would turn -0 into +0). fp16 rounds the
+ * tap sum first, like the reference's fp16 matmul followed by an fp16 add. */
+NEON_INLINE float32x4_t conv_neon_add_bias(float32x4_t acc, float32x4_t bias, const linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F16) acc = neon_round4(acc, dt);
+  return vaddq_f32(acc, bias);
+}
+NEON_INLINE float conv_neon_add_bias1(float acc, float bias, const linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F16) acc = linattn_round_to(acc, dt);
+  return acc + bias;
+}
 
 /* round_T(acc), then SiLU in fp32 as the ONNX reference writes it: v * (1 / (1 + exp(-v))). */
 NEON_INLINE float32x4_t conv_neon_finish(float32x4_t acc, const linattn_dtype dt, const int silu) {
@@ -35,7 +48,8 @@ NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c
                                       const linattn_dtype dt, const int silu) {
   const int64_t K = p->K, d = p->dilation, S = p->S, L = p->L;
   for (int64_t j = 0; j < K; ++j) wf[j] = linattn_load_f32(p->w, c * K + j, dt);
-  const float bias = p->bias ? linattn_load_f32(p->bias, c, dt) : 0.0f;
+  const int has_bias = p->bias != NULL;
+  const float bias = has_bias ? linattn_load_f32(p->bias, c, dt) : 0.0f;
   const size_t es = conv_esize(dt);
   const void* x = conv_at(p->x, b * p->x_sb + c * p->x_sc, es);
   void* y = (char*)p->y + (b * p->y_sb + c * p->y_sc) * (int64_t)es;
@@ -43,19 +57,20 @@ NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c
 
   const int64_t head = S < L ? S : L;
   for (int64_t t = 0; t < head; ++t) { /* taps may reach into the past state */
-    float acc = bias;
+    float acc = 0.0f;
     for (int64_t j = 0; j < K; ++j) {
       const int64_t pos = t + j * d;
       const float v = pos >= S ? linattn_load_f32(x, pos - S, dt) : (past ? linattn_load_f32(past, pos, dt) : 0.0f);
       acc = fmaf(wf[j], v, acc);
     }
+    if (has_bias) acc = conv_neon_add_bias1(acc, bias, dt);
     conv_neon_store1(y, t, dt, silu, acc);
   }
   /* body: every tap inside the input row; x index of tap j at output t is t - S + j d */
   int64_t t = head;
-  const float32x4_t vb = vdupq_n_f32(bias);
+  const float32x4_t vb = vdupq_n_f32(bias), vz = vdupq_n_f32(0.0f);
   for (; t + 16 <= L; t += 16) {
-    float32x4_t a0 = vb, a1 = vb, a2 = vb, a3 = vb;
+    float32x4_t a0 = vz, a1 = vz, a2 = vz, a3 = vz;
     const int64_t base = t - S;
     for (int64_t j = 0; j < K; ++j) {
       const int64_t o = base + j * d;
@@ -65,19 +80,27 @@ NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c
       a2 = vfmaq_n_f32(a2, neon_load4(x, o + 8, dt), w);
       a3 = vfmaq_n_f32(a3, neon_load4(x, o + 12, dt), w);
     }
+    if (has_bias) {
+      a0 = conv_neon_add_bias(a0, vb, dt);
+      a1 = conv_neon_add_bias(a1, vb, dt);
+      a2 = conv_neon_add_bias(a2, vb, dt);
+      a3 = conv_neon_add_bias(a3, vb, dt);
+    }
     neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
     neon_store4(y, t + 4, dt, conv_neon_finish(a1, dt, silu));
     neon_store4(y, t + 8, dt, conv_neon_finish(a2, dt, silu));
     neon_store4(y, t + 12, dt, conv_neon_finish(a3, dt, silu));
   }
   for (; t + 4 <= L; t += 4) {
-    float32x4_t a0 = vb;
+    float32x4_t a0 = vz;
     for (int64_t j = 0; j < K; ++j) a0 = vfmaq_n_f32(a0, neon_load4(x, t - S + j * d, dt), wf[j]);
+    if (has_bias) a0 = conv_neon_add_bias(a0, vb, dt);
     neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
   }
   for (; t < L; ++t) {
-    float acc = bias;
+    float acc = 0.0f;
     for (int64_t j = 0; j < K; ++j) acc = fmaf(wf[j], linattn_load_f32(x, t - S + j * d, dt), acc);
+    if (has_bias) acc = conv_neon_add_bias1(acc, bias, dt);
     conv_neon_store1(y, t, dt, silu, acc);
   }
   conv_cf_write_present(p, b, c); /* after every read of this channel's past */
@@ -94,14 +117,15 @@ NEON_INLINE void conv_neon_cl(const conv_params* p, int64_t b, int64_t c0, int64
                               const linattn_dtype dt, const int silu) {
   const size_t es = conv_esize(dt);
   const int64_t K = p->K, d = p->dilation, ncp = conv_ncp(nc);
+  const int has_bias = p->bias != NULL;
+  const float32x4_t vz = vdupq_n_f32(0.0f);
   conv_fill_weights_tk(p, c0, nc, s->wt, s->bias);
   memset(s->zero, 0, (size_t)nc * es);
   for (int64_t t = 0; t < p->L; ++t) {
     void* y = (char*)p->y + (b * p->y_sb + t * p->y_st + c0) * (int64_t)es;
     int64_t c = 0;
     for (; c + 16 <= nc; c += 16) {
-      float32x4_t a0 = vld1q_f32(s->bias + c), a1 = vld1q_f32(s->bias + c + 4);
-      float32x4_t a2 = vld1q_f32(s->bias + c + 8), a3 = vld1q_f32(s->bias + c + 12);
+      float32x4_t a0 = vz, a1 = vz, a2 = vz, a3 = vz;
       for (int64_t j = 0; j < K; ++j) {
         const void* row = conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
         const float* w = s->wt + j * ncp + c;
@@ -110,22 +134,30 @@ NEON_INLINE void conv_neon_cl(const conv_params* p, int64_t b, int64_t c0, int64
         a2 = vfmaq_f32(a2, neon_load4(row, c + 8, dt), vld1q_f32(w + 8));
         a3 = vfmaq_f32(a3, neon_load4(row, c + 12, dt), vld1q_f32(w + 12));
       }
+      if (has_bias) {
+        a0 = conv_neon_add_bias(a0, vld1q_f32(s->bias + c), dt);
+        a1 = conv_neon_add_bias(a1, vld1q_f32(s->bias + c + 4), dt);
+        a2 = conv_neon_add_bias(a2, vld1q_f32(s->bias + c + 8), dt);
+        a3 = conv_neon_add_bias(a3, vld1q_f32(s->bias + c + 12), dt);
+      }
       neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
       neon_store4(y, c + 4, dt, conv_neon_finish(a1, dt, silu));
       neon_store4(y, c + 8, dt, conv_neon_finish(a2, dt, silu));
       neon_store4(y, c + 12, dt, conv_neon_finish(a3, dt, silu));
     }
     for (; c + 4 <= nc; c += 4) {
-      float32x4_t a0 = vld1q_f32(s->bias + c);
+      float32x4_t a0 = vz;
       for (int64_t j = 0; j < K; ++j)
         a0 = vfmaq_f32(a0, neon_load4(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt),
                        vld1q_f32(s->wt + j * ncp + c));
+      if (has_bias) a0 = conv_neon_add_bias(a0, vld1q_f32(s->bias + c), dt);
       neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
     }
     for (; c < nc; ++c) {
-      float acc = s->bias[c];
+      float acc = 0.0f;
       for (int64_t j = 0; j < K; ++j)
         acc = fmaf(s->wt[j * ncp + c], linattn_load_f32(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt), acc);
+      if (has_bias) acc = conv_neon_add_bias1(acc, s->bias[c], dt);
       conv_neon_store1(y, c, dt, silu, acc);
     }
   }

@@ -34,15 +34,11 @@
 #endif
 
 /* Query heads handled per sweep (register accumulators). GQA groups are padded up to one of
- * {1, 2, 3, 4, 8}; groups larger than 8 are split into several groups of 8, the extra groups
- * read the freshly written state in a read-only sweep. */
+ * {1, 2, 3, 4, 8}; larger groups run as several groups of 8: the first rides along the update
+ * sweep, each further group reads the old state in a read-only sweep before the update. */
 static inline int la_group_heads(int32_t n_q) {
   if (n_q <= 4) return n_q < 1 ? 1 : n_q;
   return 8;
-}
-static inline int64_t la_padded_heads(int32_t n_q) {
-  const int g = la_group_heads(n_q);
-  return ((int64_t)(n_q < 1 ? 1 : n_q) + g - 1) / g * g;
 }
 
 /* Address of element idx of an io_dtype array. */

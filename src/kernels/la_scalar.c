@@ -88,10 +88,16 @@ static void la_run_scalar(const la_params* p, const la_unit* u, void* scratch) {
   la_run_unit_scalar(p, u, scratch, la_table_scalar);
 }
 
+static void la_step_scalar(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1) {
+  la_step_unit_scalar(p, u, scratch, t0, t1, la_table_scalar);
+}
+
 const la_kernel linattn_la_scalar = {
     .name = "la_scalar",
     .run = la_run_scalar,
     .scratch_bytes = la_scratch_scalar,
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
     .handles_io_dtype = {false, true, true, true},
+    .step = la_step_scalar,
+    .step_tokens = LA_TILE_TOKENS,
 };

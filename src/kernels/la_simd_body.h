@@ -94,8 +94,18 @@ typedef LA_FN(la_job) la_job_t;
 typedef LA_FN(la_tile) la_tile_t;
 typedef LA_FN(la_stager) la_stager_t;
 
+/* Everything a unit needs to resume between calls of la_step: kept at the head of the scratch,
+ * so one scratch per unit makes a unit resumable (la_kernel.step). */
+typedef struct LA_FN(la_resume) {
+  la_job_t J;
+  la_stager_t st;
+  int gi, dc, dl, can_stream;
+} LA_FN(la_resume);
+typedef LA_FN(la_resume) la_resume_t;
+
 static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch, la_job_t* J) {
   la_arena ar = {(char*)scratch, 0};
+  la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* the resume header */
   const int64_t dkp = (p->d_k + LA_VL - 1) / LA_VL * LA_VL;
   const int64_t slots = LA_TILE_TOKENS + 1;
   const int64_t maxpanels = ncols / LA_VL + 2;
@@ -411,16 +421,13 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 
 static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
 
-static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scratch,
-                               LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
-  if (p->T <= 0) {
-    la_copy_state_only(p, u);
-    return;
-  }
-  linattn_fpenv env;
-  linattn_fpenv_enter_ftz(&env);
-  la_job_t J;
-  LA_FN(la_layout)(p, u->ncols, scratch, &J);
+/* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
+ * copies), the first tile staged. */
+static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch) {
+  la_resume_t* R = (la_resume_t*)scratch;
+  la_job_t* Jp = &R->J;
+  LA_FN(la_layout)(p, u->ncols, scratch, Jp);
+#define J (*Jp)
   J.p = p;
   J.u = u;
   J.T = p->T;
@@ -428,7 +435,7 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   J.nc = u->ncols;
   J.nq = u->n_q < 1 ? 1 : u->n_q;
   J.G = la_group_heads(J.nq);
-  const int gi = LA_FN(la_group_index)(J.G);
+  R->gi = LA_FN(la_group_index)(J.G);
   /* Few tokens (decode): no packed copy, and the widest panels the registers allow, so the
    * state is read as long contiguous rows (DRAM streams) rather than narrow strided columns. */
   const int pack_all = J.T >= LA_PACK_MIN_T;
@@ -444,6 +451,7 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   int np = 0;
   const int can_stream = p->T == 1 && u->state_in && u->state_in != u->state_out &&
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
+  R->can_stream = can_stream;
   while (left > 0 || (tail && col < J.nc)) {
     /* the ISA file instantiates widths LA_WMAX(G), 2 and 1 */
     const int w = left >= wmax ? wmax : (left >= 2 && wmax >= 2) ? 2 : 1;
@@ -480,27 +488,80 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   }
   J.npanels = np;
 
-  const int dc = p->gated ? 1 : 0, dl = p->delta ? 1 : 0;
-  la_stager_t st;
-  J.st = &st;
+  R->dc = p->gated ? 1 : 0;
+  R->dl = p->delta ? 1 : 0;
+  J.st = &R->st;
   int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
-  LA_FN(la_stage_begin)(&st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
-  while (st.next < st.nst) LA_FN(la_stage_next)(&J);
-  for (int64_t t0 = 0, tile = 0; t0 < J.T; t0 += LA_TILE_TOKENS, tile++) {
-    n = J.T - t0 < LA_TILE_TOKENS ? J.T - t0 : LA_TILE_TOKENS;
-    J.cur = &J.tiles[tile & 1];
-    const int64_t t1 = t0 + n, n1 = J.T - t1 < LA_TILE_TOKENS ? J.T - t1 : LA_TILE_TOKENS;
-    if (t1 < J.T) LA_FN(la_stage_begin)(&st, &J.tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < J.T ? 1 : 0));
-    else st.next = st.nst = 0;
-    for (int i = 0; i < np; i++) table[gi][J.panels[i].W][dc][dl](&J, &J.panels[i], t0, n);
-    while (st.next < st.nst) LA_FN(la_stage_next)(&J);
+  LA_FN(la_stage_begin)(J.st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
+  while (J.st->next < J.st->nst) LA_FN(la_stage_next)(&J);
+#undef J
+}
+
+/* Runs the tiles of tokens [t_begin, t_end) (t_begin a multiple of LA_TILE_TOKENS, t_end one
+ * or T): the same tiles, in the same order, as one pass over all T tokens. */
+static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end,
+                            LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+  la_job_t* Jp = &R->J;
+  la_stager_t* st = &R->st;
+  const int np = Jp->npanels, gi = R->gi, dc = R->dc, dl = R->dl;
+  const int64_t T = Jp->T;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += LA_TILE_TOKENS) {
+    const int64_t tile = t0 / LA_TILE_TOKENS;
+    const int64_t n = T - t0 < LA_TILE_TOKENS ? T - t0 : LA_TILE_TOKENS;
+    Jp->cur = &Jp->tiles[tile & 1];
+    const int64_t t1 = t0 + n, n1 = T - t1 < LA_TILE_TOKENS ? T - t1 : LA_TILE_TOKENS;
+    if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
+    else st->next = st->nst = 0;
+    for (int i = 0; i < np; i++) table[gi][Jp->panels[i].W][dc][dl](Jp, &Jp->panels[i], t0, n);
+    while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
   }
-  for (int i = 0; i < np; i++) {
-    const la_panel_t* P = &J.panels[i];
+}
+
+/* Writes the packed panels back to state_out. */
+static void LA_FN(la_finish)(const la_resume_t* R) {
+  const la_job_t* Jp = &R->J;
+  const la_unit* u = Jp->u;
+  for (int i = 0; i < Jp->npanels; i++) {
+    const la_panel_t* P = &Jp->panels[i];
     if (!P->packed) continue;
-    for (int64_t r = 0; r < dk; r++)
-      memcpy(u->state_out + r * ld + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
+    for (int64_t r = 0; r < Jp->dk; r++)
+      memcpy(u->state_out + r * u->ld_state + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
   }
-  if (can_stream) v_sfence();
+  if (R->can_stream) v_sfence();
+}
+
+static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scratch,
+                               LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+  if (p->T <= 0) {
+    la_copy_state_only(p, u);
+    return;
+  }
+  linattn_fpenv env;
+  linattn_fpenv_enter_ftz(&env);
+  LA_FN(la_setup)(p, u, scratch);
+  la_resume_t* R = (la_resume_t*)scratch;
+  LA_FN(la_tiles)(R, 0, p->T, table);
+  LA_FN(la_finish)(R);
+  linattn_fpenv_leave(&env);
+}
+
+/* la_kernel.step: advances a unit over tokens [t0, t1) with its whole job kept in scratch
+ * (t0 == 0 sets it up, t1 == T writes the final state). p and u may be fresh copies with the
+ * same contents at each call. */
+static void LA_FN(la_step_unit)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
+                                LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+  if (p->T <= 0) {
+    la_copy_state_only(p, u);
+    return;
+  }
+  linattn_fpenv env;
+  linattn_fpenv_enter_ftz(&env);
+  la_resume_t* R = (la_resume_t*)scratch;
+  if (t0 == 0) LA_FN(la_setup)(p, u, scratch);
+  R->J.p = p;
+  R->J.u = u;
+  R->J.st = &R->st;
+  LA_FN(la_tiles)(R, t0, t1, table);
+  if (t1 >= p->T) LA_FN(la_finish)(R);
   linattn_fpenv_leave(&env);
 }
