@@ -11,7 +11,8 @@
  *   - outputs and state_out poisoned with NaN (also their stride gaps and the scratch);
  *     every logical element must be written, no gap element touched, state_in untouched;
  *   - error vs the reference kernel and vs float64: err <= E (+ ulp_T(|ref|) for f16/bf16
- *     outputs, one rounding of an fp32 value that is within E), E = 1e-5 max|ref|. Normalised
+ *     outputs, one rounding of an fp32 value that is within E), E = 3e-5 max(max|ref|,
+ *     0.01 scale max|v|) (see compare() for why). Normalised
  *     keys, beta in [0,1], decay <= 0: the recurrence is contractive and fp32 error vs float64
  *     stays near 1e-6 (docs algorithms.md 4.3);
  *   - bit-identity: the same unit split into column ranges (halves, 37 + rest, 64 + rest,
@@ -270,7 +271,15 @@ static void compare(const char* what, const la_inputs* in, const la_result* got,
   double mo = 0, ms = 0;
   for (int64_t i = 0; i < T * nq * nc; i++) mo = fmax(mo, fabs(want_out[i]));
   for (int64_t i = 0; i < dk * nc; i++) ms = fmax(ms, fabs(want_state[i]));
-  const double Eo = 1e-5 * mo + 1e-30, Es = 1e-5 * ms + 1e-30;
+  /* Relative to the largest result, with a floor at the size of one token's contribution
+   * (scale * max|v|, keys and queries being unit vectors): outputs that cancel to far below
+   * their terms (strong decay, beta 0) carry the absolute fp32 error of those terms. 3e-5 leaves
+   * room for the growing-decay regime (log-decay up to +0.05 per token), where the fused
+   * kernels' reassociation is amplified with T. */
+  double vmax = 0;
+  for (int64_t i = 0; i < T * nc; i++) vmax = fmax(vmax, fabs(in->dv[i]));
+  const double floor_o = 1e-2 * fabs(c->scale) * vmax;
+  const double Eo = 3e-5 * fmax(mo, floor_o) + 1e-30, Es = 3e-5 * ms + 1e-30;
   int64_t bad = 0, unwritten = 0;
   double worst = 0;
   for (int64_t t = 0; t < T; t++)

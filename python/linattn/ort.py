@@ -50,7 +50,7 @@ def library_path() -> str:
     tried = ", ".join(str(p) for p in candidates)
     raise FileNotFoundError(
         f"{LIBRARY_NAME} not found (looked at {tried}); build it with `make` (it needs the ONNX Runtime "
-        f"C API header, see docs/onnxruntime-plugin.md) or set {ENV_VAR}"
+        f"C API header, see the README section 'ONNX Runtime plugin') or set {ENV_VAR}"
     )
 
 

@@ -49,7 +49,8 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
         return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: size of shape overflows", name);
     }
   }
-  if (all_zero) {
+  if (all_zero || numel == 0) { /* an empty tensor touches no memory: its strides do not matter
+                                  * (numpy gives zero-size arrays strides like (0, 0, 0, 4)) */
     memcpy(v->strides, packed, sizeof packed);
   } else {
     for (int32_t i = 0; i < rank; i++) v->strides[i] = t->strides[i];

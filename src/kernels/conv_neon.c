@@ -106,9 +106,110 @@ NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c
   conv_cf_write_present(p, b, c); /* after every read of this channel's past */
 }
 
+/* Decode (L = 1), channels first, dilation 1, K in {2, 3, 4}: 4 channels per step. The (C, K)
+ * weights and (C, K-1) states are channel-major, so AArch64's de-interleaving loads (LD2/3/4)
+ * give tap j of 4 channels in one register; the dot product and the state shift (ST2/3 of the
+ * raw bits) happen in one pass. Each group is loaded before it is stored: in place is safe.
+ * Same per-element operations as the general path. Returns the channels done (multiple of 4). */
+#define CONV_DEC_TAPS4(K, W, P, X)                                              \
+  float32x4_t w_[4], x_[4];                                                     \
+  for (int j = 0; j < K; j++) w_[j] = W[j];                                     \
+  for (int j = 0; j + 1 < K; j++) x_[j] = P[j];                                 \
+  x_[K - 1] = X;                                                                \
+  float32x4_t acc = vdupq_n_f32(0.0f);                                          \
+  for (int j = 0; j < K; j++) acc = vfmaq_f32(acc, x_[j], w_[j]);
+
+NEON_INLINE float32x4_t conv_neon_dec_finish(const conv_params* p, int64_t c, float32x4_t acc, const linattn_dtype dt,
+                                             const int silu) {
+  if (p->bias) acc = conv_neon_add_bias(acc, neon_load4(p->bias, c, dt), dt);
+  return conv_neon_finish(acc, dt, silu);
+}
+
+NEON_INLINE int64_t conv_neon_cf_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const linattn_dtype dt,
+                                        const int silu, const int K) {
+  int64_t c = c0;
+  const int64_t end = c0 + nc / 4 * 4;
+  if (dt == LINATTN_DTYPE_F32) {
+    const float* w = (const float*)p->w;
+    const float* x = (const float*)p->x + b * p->x_sb;
+    float* y = (float*)p->y + b * p->y_sb;
+    const float* past = p->past ? (const float*)p->past + b * p->s_sb : NULL;
+    float* pres = p->present ? (float*)p->present + b * p->s_sb : NULL;
+    for (; c < end; c += 4) {
+      const float32x4_t xv = vld1q_f32(x + c);
+      float32x4_t pv[3] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+      float32x4_t wv[4];
+      if (K == 4) {
+        const float32x4x4_t W = vld4q_f32(w + c * 4);
+        wv[0] = W.val[0]; wv[1] = W.val[1]; wv[2] = W.val[2]; wv[3] = W.val[3];
+        if (past) { const float32x4x3_t P = vld3q_f32(past + c * 3); pv[0] = P.val[0]; pv[1] = P.val[1]; pv[2] = P.val[2]; }
+      } else if (K == 3) {
+        const float32x4x3_t W = vld3q_f32(w + c * 3);
+        wv[0] = W.val[0]; wv[1] = W.val[1]; wv[2] = W.val[2];
+        if (past) { const float32x4x2_t P = vld2q_f32(past + c * 2); pv[0] = P.val[0]; pv[1] = P.val[1]; }
+      } else {
+        const float32x4x2_t W = vld2q_f32(w + c * 2);
+        wv[0] = W.val[0]; wv[1] = W.val[1];
+        if (past) pv[0] = vld1q_f32(past + c);
+      }
+      CONV_DEC_TAPS4(K, wv, pv, xv)
+      vst1q_f32(y + c, conv_neon_dec_finish(p, c, acc, dt, silu));
+      if (pres) {
+        if (K == 4) { const float32x4x3_t N = {{pv[1], pv[2], xv}}; vst3q_f32(pres + c * 3, N); }
+        else if (K == 3) { const float32x4x2_t N = {{pv[1], xv}}; vst2q_f32(pres + c * 2, N); }
+        else vst1q_f32(pres + c, xv);
+      }
+    }
+  } else {
+    const uint16_t* w = (const uint16_t*)p->w;
+    const uint16_t* x = (const uint16_t*)p->x + b * p->x_sb;
+    uint16_t* y = (uint16_t*)p->y + b * p->y_sb;
+    const uint16_t* past = p->past ? (const uint16_t*)p->past + b * p->s_sb : NULL;
+    uint16_t* pres = p->present ? (uint16_t*)p->present + b * p->s_sb : NULL;
+    const uint16x4_t z = vdup_n_u16(0);
+    for (; c < end; c += 4) {
+      const uint16x4_t xr = vld1_u16(x + c);
+      uint16x4_t pr[3] = {z, z, z};
+      float32x4_t wv[4], pv[3];
+      if (K == 4) {
+        const uint16x4x4_t W = vld4_u16(w + c * 4);
+        for (int j = 0; j < 4; j++) wv[j] = dt == LINATTN_DTYPE_F16 ? neon_f16_to_f32(W.val[j]) : neon_bf16_to_f32(W.val[j]);
+        if (past) { const uint16x4x3_t P = vld3_u16(past + c * 3); pr[0] = P.val[0]; pr[1] = P.val[1]; pr[2] = P.val[2]; }
+      } else if (K == 3) {
+        const uint16x4x3_t W = vld3_u16(w + c * 3);
+        for (int j = 0; j < 3; j++) wv[j] = dt == LINATTN_DTYPE_F16 ? neon_f16_to_f32(W.val[j]) : neon_bf16_to_f32(W.val[j]);
+        if (past) { const uint16x4x2_t P = vld2_u16(past + c * 2); pr[0] = P.val[0]; pr[1] = P.val[1]; }
+      } else {
+        const uint16x4x2_t W = vld2_u16(w + c * 2);
+        for (int j = 0; j < 2; j++) wv[j] = dt == LINATTN_DTYPE_F16 ? neon_f16_to_f32(W.val[j]) : neon_bf16_to_f32(W.val[j]);
+        if (past) pr[0] = vld1_u16(past + c);
+      }
+      for (int j = 0; j + 1 < K; j++) pv[j] = dt == LINATTN_DTYPE_F16 ? neon_f16_to_f32(pr[j]) : neon_bf16_to_f32(pr[j]);
+      const float32x4_t xv = dt == LINATTN_DTYPE_F16 ? neon_f16_to_f32(xr) : neon_bf16_to_f32(xr);
+      CONV_DEC_TAPS4(K, wv, pv, xv)
+      neon_store4(y, c, dt, conv_neon_dec_finish(p, c, acc, dt, silu));
+      if (pres) {
+        if (K == 4) { const uint16x4x3_t N = {{pr[1], pr[2], xr}}; vst3_u16(pres + c * 3, N); }
+        else if (K == 3) { const uint16x4x2_t N = {{pr[1], xr}}; vst2_u16(pres + c * 2, N); }
+        else vst1_u16(pres + c, xr);
+      }
+    }
+  }
+  return c - c0;
+}
+#undef CONV_DEC_TAPS4
+
 NEON_INLINE void conv_neon_cf(const conv_params* p, int64_t b, int64_t c0, int64_t nc, float* wf,
                               const linattn_dtype dt, const int silu) {
-  for (int64_t c = c0; c < c0 + nc; ++c) conv_neon_cf_channel(p, b, c, wf, dt, silu);
+  int64_t done = 0;
+  /* packed decode: x, y rows of one element (channel stride 1), state (C, K-1) */
+  if (p->L == 1 && p->dilation == 1 && p->K >= 2 && p->K <= 4 && p->x_sc == 1 && p->y_sc == 1 &&
+      p->s_sc == p->K - 1 && p->s_st == 1) {
+    if (p->K == 4) done = conv_neon_cf_decode(p, b, c0, nc, dt, silu, 4);
+    else if (p->K == 3) done = conv_neon_cf_decode(p, b, c0, nc, dt, silu, 3);
+    else done = conv_neon_cf_decode(p, b, c0, nc, dt, silu, 2);
+  }
+  for (int64_t c = c0 + done; c < c0 + nc; ++c) conv_neon_cf_channel(p, b, c, wf, dt, silu);
 }
 
 /* ------------------------------------------------------------------ channels last */

@@ -94,8 +94,9 @@ typedef LA_FN(la_job) la_job_t;
 typedef LA_FN(la_tile) la_tile_t;
 typedef LA_FN(la_stager) la_stager_t;
 
-/* Everything a unit needs to resume between calls of la_step: kept at the head of the scratch,
- * so one scratch per unit makes a unit resumable (la_kernel.step). */
+/* Everything a unit needs to resume between calls of la_step: kept at the end of the scratch
+ * (run keeps it on its stack and the rest of the layout as it was), so one scratch per unit
+ * makes a unit resumable (la_kernel.step). */
 typedef struct LA_FN(la_resume) {
   la_job_t J;
   la_stager_t st;
@@ -105,7 +106,6 @@ typedef LA_FN(la_resume) la_resume_t;
 
 static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch, la_job_t* J) {
   la_arena ar = {(char*)scratch, 0};
-  la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* the resume header */
   const int64_t dkp = (p->d_k + LA_VL - 1) / LA_VL * LA_VL;
   const int64_t slots = LA_TILE_TOKENS + 1;
   const int64_t maxpanels = ncols / LA_VL + 2;
@@ -128,6 +128,7 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
   J->pack = la_arena_floats(&ar, p->d_k * J->ncp);
   J->carry = la_arena_floats(&ar, maxpanels * (1 + LA_GMAX) * LA_WCAP * LA_VL);
   J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
+  la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* la_step's resume record, last */
   return ar.used;
 }
 
@@ -423,8 +424,7 @@ static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), the first tile staged. */
-static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch) {
-  la_resume_t* R = (la_resume_t*)scratch;
+static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R) {
   la_job_t* Jp = &R->J;
   LA_FN(la_layout)(p, u->ncols, scratch, Jp);
 #define J (*Jp)
@@ -538,10 +538,10 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   }
   linattn_fpenv env;
   linattn_fpenv_enter_ftz(&env);
-  LA_FN(la_setup)(p, u, scratch);
-  la_resume_t* R = (la_resume_t*)scratch;
-  LA_FN(la_tiles)(R, 0, p->T, table);
-  LA_FN(la_finish)(R);
+  la_resume_t R;
+  LA_FN(la_setup)(p, u, scratch, &R);
+  LA_FN(la_tiles)(&R, 0, p->T, table);
+  LA_FN(la_finish)(&R);
   linattn_fpenv_leave(&env);
 }
 
@@ -556,8 +556,9 @@ static void LA_FN(la_step_unit)(const la_params* p, const la_unit* u, void* scra
   }
   linattn_fpenv env;
   linattn_fpenv_enter_ftz(&env);
-  la_resume_t* R = (la_resume_t*)scratch;
-  if (t0 == 0) LA_FN(la_setup)(p, u, scratch);
+  const size_t rbytes = (sizeof(la_resume_t) + 63u) & ~(size_t)63u;
+  la_resume_t* R = (la_resume_t*)((char*)scratch + LA_FN(la_scratch)(p, u->ncols) - rbytes);
+  if (t0 == 0) LA_FN(la_setup)(p, u, scratch, R);
   R->J.p = p;
   R->J.u = u;
   R->J.st = &R->st;

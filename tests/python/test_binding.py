@@ -367,6 +367,8 @@ def conv_oracle(x, w, bias, past, activation, dilation):
         start = j * dilation
         y += w64[None, :, j, None] * padded[:, :, start : start + n]
     if bias is not None:
+        if x.dtype == np.float16:  # as onnx.reference: the fp16 sum is rounded, then the bias added in fp16
+            y = y.astype(np.float32).astype(np.float16).astype(np.float64)
         y += bias.astype(np.float64)[None, :, None]
     y = y.astype(x.dtype).astype(np.float64)  # rounded to T before the activation
     if activation in ("silu", "swish"):
