@@ -106,7 +106,8 @@ static void build_valid(cv_case* c, fz_reader* r) {
   for (int i = IN; i <= OUT; i += OUT - IN) {
     if (c->cl) set_dims(&k->t[i], 3, c->B, c->L, c->C);
     else set_dims(&k->t[i], 3, c->B, c->C, c->L);
-    fz_strides3(fz_pick(r, 5), k->t[i].d.dims, fz_pick(r, 3), fz_pick(r, 5), k->t[i].d.strides);
+    const int mode = fz_pick(r, 5), pad1 = fz_pick(r, 3), pad0 = fz_pick(r, 5); /* in this order */
+    fz_strides3(mode, k->t[i].d.dims, pad1, pad0, k->t[i].d.strides);
   }
   set_dims(&k->t[W], 3, c->C, 1, c->K);
   set_dims(&k->t[BIAS], 1, c->C, 0, 0);
@@ -226,7 +227,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
       return "present partially overlaps past";
     case 15: {
       const int i = fz_chance(r, 50) ? IN : OUT;
-      if (t[i].d.dims[2] < 2) return NULL;
+      if (t[i].d.dims[2] < 2 || fz_numel(&t[i].d) <= 0) return NULL; /* empty: strides do not matter */
       unshare(t, i);
       t[i].d.strides[2] = 2;
       t[i].d.strides[1] = 2 * t[i].d.dims[2];
@@ -235,7 +236,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     }
     case 16: {
       const int i = (int[]){W, BIAS, PAST, PRESENT}[fz_pick(r, 4)];
-      if (!t[i].passed) return NULL;
+      if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
       int ax = -1;
       for (int a = 0; a + 1 < t[i].d.rank; a++)
         if (t[i].d.dims[a] > 1) ax = a;
@@ -252,7 +253,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     }
     case 17: {
       const int i = fz_chance(r, 50) ? IN : OUT;
-      if (t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2) return NULL;
+      if (t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2 || fz_numel(&t[i].d) <= 0) return NULL;
       unshare(t, i);
       t[i].d.strides[2] = 1;
       t[i].d.strides[1] = t[i].d.dims[2] - 1;
@@ -459,6 +460,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            linattn_isa_name(fz_all_isas[c.isa]), c.threads, c.host, c.ws_mode, c.xmode, (unsigned long long)c.seed);
   for (int i = 0; i < NT; i++)
     fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, cv_names[i], k->t[i].passed, &k->t[i].d);
+  fz_verbose_case();
   fz_layout(k);
   make_values(&c);
   fz_make_template(k, value_of, &c);

@@ -39,6 +39,14 @@ static char fz_case_desc[1024]; /* the case, printed with a failure */
     abort();                                                                    \
   } while (0)
 
+/* With FUZZ_VERBOSE=1 in the environment, every case is printed before it runs (to see the
+ * case behind a sanitizer report, which stops the program before FZ_FAIL could print it). */
+static void fz_verbose_case(void) {
+  static int verbose = -1;
+  if (verbose < 0) verbose = getenv("FUZZ_VERBOSE") != NULL;
+  if (verbose) fprintf(stderr, "case (%s): %s\n", fz_case_name, fz_case_desc);
+}
+
 /* Appends a description of tensor t to buf. */
 static void fz_describe_tensor(char* buf, size_t size, const char* name, bool passed, const linattn_tensor* d) {
   size_t n = strlen(buf);

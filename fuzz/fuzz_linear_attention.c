@@ -166,7 +166,8 @@ static void build_valid(la_case* c, fz_reader* r) {
   for (int i = 0; i < NT; i++) {
     if (i == PAST || i == PRESENT) continue;
     fz_tensor* t = &k->t[i];
-    fz_strides3(fz_pick(r, 5), t->d.dims, fz_pick(r, 3), fz_pick(r, 5), t->d.strides);
+    const int mode = fz_pick(r, 5), pad1 = fz_pick(r, 3), pad0 = fz_pick(r, 5); /* in this order */
+    fz_strides3(mode, t->d.dims, pad1, pad0, t->d.strides);
   }
   if (fused == 0 && c->B > 0 && c->T > 0) {
     const int64_t qw = c->Hq * c->dk, kw = c->nk * c->dk, vw = c->Hkv * c->dv, pad = fz_pick(r, 3);
@@ -352,7 +353,7 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
     }
     case 22: { /* innermost stride not 1 */
       const int i = (int[]){Q, K, V, DECAY, BETA, OUT}[fz_pick(r, 6)];
-      if (!t[i].passed || t[i].d.dims[2] < 2) return NULL;
+      if (!t[i].passed || t[i].d.dims[2] < 2 || total_numel(&t[i]) <= 0) return NULL; /* empty: strides do not matter */
       t[i].share_with = -1;
       for (int j = 0; j < NT; j++)
         if (t[j].share_with == i) t[j].share_with = -1;
@@ -363,7 +364,7 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
     }
     case 23: { /* rows overlap */
       const int i = (int[]){Q, K, V, DECAY, BETA, OUT}[fz_pick(r, 6)];
-      if (!t[i].passed || t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2) return NULL;
+      if (!t[i].passed || t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2 || total_numel(&t[i]) <= 0) return NULL;
       t[i].share_with = -1;
       for (int j = 0; j < NT; j++)
         if (t[j].share_with == i) t[j].share_with = -1;
@@ -374,7 +375,7 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
     }
     case 24: { /* state not packed */
       const int i = fz_chance(r, 50) ? PAST : PRESENT;
-      if (!t[i].passed) return NULL;
+      if (!t[i].passed || total_numel(&t[i]) <= 0) return NULL;
       int ax = -1;
       for (int a = 0; a < 3; a++)
         if (t[i].d.dims[a] > 1) ax = a;
@@ -663,6 +664,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            (unsigned long long)c.seed);
   for (int i = 0; i < NT; i++)
     fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, la_names[i], k->t[i].passed, &k->t[i].d);
+  fz_verbose_case();
   fz_layout(k);
   make_values(&c);
   fz_make_template(k, value_of, &c);

@@ -168,10 +168,21 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
       return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
     if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
     c.workspace = (char*)workspace;
-  } else if (need > 0) {
+  } else if (need > 0 && c.p.L > 0) {
     owned = linattn_ctx_alloc(context, need);
     if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
     c.workspace = (char*)owned;
+  }
+  if (c.p.L == 0) {
+    /* Empty sequence: nothing to convolve and present_state = past_state (zeros without one).
+     * Kernels never see L = 0: input/output data may then be NULL, and their row pointers
+     * would offset a null pointer (undefined behaviour, found by fuzz/fuzz_causal_conv.c). */
+    if (c.has_present && c.present.numel > 0 && !(c.has_past && c.past.data == c.present.data)) {
+      const size_t bytes = (size_t)c.present.numel * linattn_dtype_size(c.p.dtype);
+      if (c.has_past) memcpy(c.present.data, c.past.data, bytes);
+      else memset(c.present.data, 0, bytes);
+    }
+    return LINATTN_SUCCESS;
   }
   if (c.num_units > 0) linattn_run_parallel(context, conv_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);

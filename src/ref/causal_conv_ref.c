@@ -5,8 +5,12 @@
  *          returns fp16 and the bias is added in fp16 (bf16 matmul returns fp32: one rounding)
  *   silu: y = round_T( y * (1 / (1 + exp(-y))) )                     (on the rounded value)
  *   present = the last S = (k-1)*dilation positions of padded.
- * One channel at a time; the channel's past is copied to scratch before anything is written,
- * so present_state may be past_state. */
+ * One channel at a time. Past values are read in place, never copied: the scratch must not
+ * grow with S = (k-1)*dilation, which may be huge when no state tensor is passed (taps that
+ * far back reads zeros). present_state may be past_state: present[s] = padded[L + s] is
+ * written in increasing s after reading padded[L + s'] for s' <= s, and L + s' >= s, so a
+ * past value is read before its slot is overwritten. Positions are computed without forming
+ * t + j*dilation (which can overflow int64 for huge dilations). */
 #include <math.h>
 #include <string.h>
 
@@ -15,28 +19,30 @@
 
 static size_t conv_ref_scratch(const conv_params* p, int64_t nc) {
   (void)nc;
-  return sizeof(float) * (size_t)(p->S + p->K + 1);
+  return sizeof(float) * (size_t)(p->K + 1);
 }
 
-/* padded[pos] for pos in [0, S + L) */
-static inline float padded_at(const conv_params* p, const float* hist, int64_t b, int64_t c, int64_t pos) {
-  if (pos < p->S) return hist[pos];
-  const int64_t t = pos - p->S;
-  return linattn_load_f32(p->x, b * p->x_sb + c * p->x_sc + t * p->x_st, p->dtype);
+/* padded[S + rel] for rel in [-S, L): the input at rel >= 0, else the past (or zero). */
+static inline float padded_rel(const conv_params* p, int64_t b, int64_t c, int64_t rel) {
+  if (rel >= 0) return linattn_load_f32(p->x, b * p->x_sb + c * p->x_sc + rel * p->x_st, p->dtype);
+  if (!p->past) return 0.0f;
+  return linattn_load_f32(p->past, b * p->s_sb + c * p->s_sc + (p->S + rel) * p->s_st, p->dtype);
 }
 
 static void conv_ref_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
-  float* hist = (float*)scratch;
-  float* w = hist + p->S;
+  float* w = (float*)scratch;
   const linattn_dtype dt = p->dtype;
   for (int64_t c = c0; c < c0 + nc; c++) {
-    for (int64_t s = 0; s < p->S; s++)
-      hist[s] = p->past ? linattn_load_f32(p->past, b * p->s_sb + c * p->s_sc + s * p->s_st, dt) : 0.0f;
     for (int64_t j = 0; j < p->K; j++) w[j] = linattn_load_f32(p->w, c * p->K + j, dt);
     const float bias = p->bias ? linattn_load_f32(p->bias, c, dt) : 0.0f;
     for (int64_t t = 0; t < p->L; t++) {
       float acc = 0.0f;
-      for (int64_t j = 0; j < p->K; j++) acc = acc + w[j] * padded_at(p, hist, b, c, t + j * p->dilation);
+      for (int64_t j = 0; j < p->K; j++) {
+        const int64_t back = (p->K - 1 - j) * p->dilation; /* <= S: no overflow */
+        /* padded[t + j*dilation] = padded[S + (t - back)]; taps before the past read zeros */
+        const float x = (back - t > p->S) ? 0.0f : padded_rel(p, b, c, t - back);
+        acc = acc + w[j] * x;
+      }
       float y;
       if (p->bias && dt == LINATTN_DTYPE_F16) /* numpy: fp16 matmul result, then an fp16 add */
         y = linattn_round_to(linattn_round_to(acc, dt) + bias, dt);
@@ -46,8 +52,9 @@ static void conv_ref_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc
       linattn_store_f32(p->y, b * p->y_sb + c * p->y_sc + t * p->y_st, dt, y);
     }
     if (p->present) {
+      /* present[s] = padded[L + s] = padded[S + (s - (S - L))] */
       for (int64_t s = 0; s < p->S; s++)
-        linattn_store_f32(p->present, b * p->s_sb + c * p->s_sc + s * p->s_st, dt, padded_at(p, hist, b, c, p->L + s));
+        linattn_store_f32(p->present, b * p->s_sb + c * p->s_sc + s * p->s_st, dt, padded_rel(p, b, c, s - (p->S - p->L)));
     }
   }
 }

@@ -1,0 +1,147 @@
+/*
+ * The lock-step prefill path of the operator layer (a task advances its heads together, one
+ * token tile at a time) only engages for long sequences with wide token rows (T >= 1024 at
+ * 8 KiB rows: src/api/linear_attention.c). It must give the same bits as the per-head path:
+ * one call over T = 1024 (lock-step) == two calls over 512 + 512 (per head, below the
+ * threshold; the split falls on a kernel tile boundary), and it must agree with the reference
+ * kernels. Shape: Qwen3.5-0.8B (H = 16, d = 128), gated_delta, per-head and per-key decay,
+ * every fast ISA, 1 and 2 threads, f32 and bf16 activations.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linattn.h"
+#include "testkit.h"
+
+enum { H = 16, D = 128, TT = 1024, HALF = 512 };
+
+static void fill(tk_rng* r, float* x, size_t n, double sd) {
+  for (size_t i = 0; i < n; i++) x[i] = (float)(sd * tk_normal(r));
+}
+
+static void normalise_rows(float* x, size_t rows) {
+  for (size_t i = 0; i < rows; i++) {
+    double ss = 0;
+    for (int j = 0; j < D; j++) ss += (double)x[i * D + j] * x[i * D + j];
+    for (int j = 0; j < D; j++) x[i * D + j] = (float)(x[i * D + j] / sqrt(ss));
+  }
+}
+
+/* Runs tokens [t0, t0 + n) with the state carried in `state` (in place). Activations are
+ * converted to dt in a packed copy. */
+static linattn_status run(linattn_context* ctx, bool per_key, linattn_dtype dt, const float* q, const float* k,
+                          const float* v, const float* g, const float* b, int64_t t0, int64_t n, float* state,
+                          void* out) {
+  const size_t es = linattn_dtype_size(dt);
+  const int64_t gw = per_key ? H * D : H;
+  void* buf[5];
+  const float* src[5] = {q, k, v, g, b};
+  const int64_t width[5] = {H * D, H * D, H * D, gw, H};
+  for (int i = 0; i < 5; i++) {
+    buf[i] = malloc((size_t)(n * width[i]) * es);
+    for (int64_t e = 0; e < n * width[i]; e++) {
+      float f = src[i][t0 * width[i] + e];
+      if (dt == LINATTN_DTYPE_F32) ((float*)buf[i])[e] = f;
+      else { /* bf16 by truncation is fine here: both paths see the same values */
+        uint32_t u; memcpy(&u, &f, 4); ((uint16_t*)buf[i])[e] = (uint16_t)(u >> 16);
+      }
+    }
+  }
+  int64_t qd[3] = {1, n, H * D}, gd[3] = {1, n, gw}, bd[3] = {1, n, H}, sd[4] = {1, H, D, D};
+  linattn_tensor tq = linattn_make_tensor(buf[0], dt, 3, qd), tk = linattn_make_tensor(buf[1], dt, 3, qd),
+                 tv = linattn_make_tensor(buf[2], dt, 3, qd), tg = linattn_make_tensor(buf[3], dt, 3, gd),
+                 tb = linattn_make_tensor(buf[4], dt, 3, bd), to = linattn_make_tensor(out, dt, 3, qd),
+                 ts = linattn_make_tensor(state, LINATTN_DTYPE_F32, 4, sd);
+  linattn_linear_attention_desc desc;
+  linattn_linear_attention_desc_init(&desc);
+  desc.q_num_heads = H;
+  desc.kv_num_heads = H;
+  linattn_status st = linattn_linear_attention(ctx, &desc, &tq, &tk, &tv, &ts, &tg, &tb, &to, &ts, NULL, 0);
+  for (int i = 0; i < 5; i++) free(buf[i]);
+  return st;
+}
+
+int main(void) {
+  tk_begin("test_la_lockstep");
+  tk_rng r;
+  tk_rng_init(&r, tk_seed());
+  const size_t nqk = (size_t)TT * H * D;
+  float *q = malloc(nqk * 4), *k = malloc(nqk * 4), *v = malloc(nqk * 4), *g = malloc(nqk * 4), *b = malloc((size_t)TT * H * 4);
+  fill(&r, q, nqk, 1.0); normalise_rows(q, (size_t)TT * H);
+  fill(&r, k, nqk, 1.0); normalise_rows(k, (size_t)TT * H);
+  fill(&r, v, nqk, 1.0);
+  for (size_t i = 0; i < nqk; i++) g[i] = (float)(-0.2 * tk_uniform(&r));
+  for (size_t i = 0; i < (size_t)TT * H; i++) b[i] = (float)tk_uniform(&r);
+  const size_t ns = (size_t)H * D * D;
+  float *s_one = malloc(ns * 4), *s_two = malloc(ns * 4), *s_ref = malloc(ns * 4);
+  float *o_one = malloc(nqk * 4), *o_two = malloc(nqk * 4), *o_ref = malloc(nqk * 4);
+
+  const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
+  for (int per_key = 0; per_key < 2; per_key++)
+    for (int di = 0; di < 2; di++) {
+      const linattn_dtype dt = dts[di];
+      const size_t es = linattn_dtype_size(dt);
+      linattn_context_options ro;
+      linattn_context_options_init(&ro);
+      ro.isa = LINATTN_ISA_REFERENCE;
+      ro.num_threads = 2;
+      linattn_context* rctx;
+      if (linattn_context_create(&ro, &rctx)) tk_fatal("reference context: %s", linattn_last_error());
+      memset(s_ref, 0, ns * 4);
+      tk_check(run(rctx, per_key, dt, q, k, v, g, b, 0, TT, s_ref, o_ref) == LINATTN_SUCCESS, "reference call: %s",
+               linattn_last_error());
+      linattn_context_destroy(rctx);
+      double smax = 0;
+      for (size_t i = 0; i < ns; i++) smax = fmax(smax, fabs(s_ref[i]));
+      for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+        if (!linattn_isa_available(isas[ii])) continue;
+        for (int threads = 1; threads <= 2; threads++) {
+          tk_context("isa %s, %s decay, %s, %d thread(s)", linattn_isa_name(isas[ii]), per_key ? "per-key" : "per-head",
+                     linattn_dtype_name(dt), threads);
+          linattn_context_options o;
+          linattn_context_options_init(&o);
+          o.isa = isas[ii];
+          o.num_threads = threads;
+          linattn_context* ctx;
+          if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());
+          memset(s_one, 0, ns * 4);
+          memset(s_two, 0, ns * 4);
+          memset(o_one, 0xff, nqk * es); /* NaN */
+          memset(o_two, 0xff, nqk * es);
+          tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, TT, s_one, o_one) == LINATTN_SUCCESS, "one call: %s",
+                   linattn_last_error());
+          tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, HALF, s_two, o_two) == LINATTN_SUCCESS &&
+                       run(ctx, per_key, dt, q, k, v, g, b, HALF, TT - HALF, s_two, (char*)o_two + (size_t)HALF * H * D * es) ==
+                           LINATTN_SUCCESS,
+                   "two calls: %s", linattn_last_error());
+          tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 512 + 512 (bits)");
+          tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 512 + 512 (bits)");
+          double serr = 0;
+          for (size_t i = 0; i < ns; i++) serr = fmax(serr, fabs((double)s_one[i] - s_ref[i]));
+          tk_check(serr <= 1e-5 * smax, "state vs reference kernels: %.3g of max %.3g", serr, smax);
+          double oerr = 0, omax = 0;
+          for (size_t i = 0; i < nqk; i++) {
+            double a, e;
+            if (dt == LINATTN_DTYPE_F32) { a = o_one[i]; e = o_ref[i]; }
+            else {
+              uint32_t ua = (uint32_t)((uint16_t*)o_one)[i] << 16, ue = (uint32_t)((uint16_t*)o_ref)[i] << 16;
+              float fa, fe; memcpy(&fa, &ua, 4); memcpy(&fe, &ue, 4); a = fa; e = fe;
+            }
+            omax = fmax(omax, fabs(e));
+            double d = fabs(a - e);
+            if (!(d <= oerr)) oerr = d; /* NaN (unwritten) propagates */
+          }
+          /* bf16: both sides are bf16 roundings of fp32 values within 1e-5 max: one bf16 spacing */
+          const double otol = dt == LINATTN_DTYPE_F32 ? 1e-5 * omax : 1e-5 * omax + omax * 0x1p-8;
+          tk_check(oerr <= otol, "output vs reference kernels: %.3g of max %.3g", oerr, omax);
+          linattn_context_destroy(ctx);
+        }
+      }
+    }
+  free(q); free(k); free(v); free(g); free(b);
+  free(s_one); free(s_two); free(s_ref); free(o_one); free(o_two); free(o_ref);
+  return tk_finish();
+}
