@@ -17,6 +17,28 @@
 
 enum { H = 16, D = 128, TT = 1024, HALF = 512 };
 
+/* max |a - b| (NaN propagates: any NaN gives NaN) and max |b|. Kept out of line and plain:
+ * gcc 12 for aarch64 crashes vectorising these reductions when inlined into main. */
+__attribute__((noinline)) static void max_abs_diff(const double* a, const double* b, size_t n, double* diff,
+                                                   double* bmax) {
+  double d = 0, m = 0;
+  for (size_t i = 0; i < n; i++) {
+    const double e = fabs(a[i] - b[i]);
+    if (!(e <= d)) d = e;
+    if (fabs(b[i]) > m) m = fabs(b[i]);
+  }
+  *diff = d;
+  *bmax = m;
+}
+
+static double as_double(const void* p, size_t i, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) return ((const float*)p)[i];
+  uint32_t u = (uint32_t)((const uint16_t*)p)[i] << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 static void fill(tk_rng* r, float* x, size_t n, double sd) {
   for (size_t i = 0; i < n; i++) x[i] = (float)(sd * tk_normal(r));
 }
@@ -94,8 +116,8 @@ int main(void) {
       tk_check(run(rctx, per_key, dt, q, k, v, g, b, 0, TT, s_ref, o_ref) == LINATTN_SUCCESS, "reference call: %s",
                linattn_last_error());
       linattn_context_destroy(rctx);
-      double smax = 0;
-      for (size_t i = 0; i < ns; i++) smax = fmax(smax, fabs(s_ref[i]));
+      double* da = malloc(nqk * sizeof(double));
+      double* db = malloc(nqk * sizeof(double));
       for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
         if (!linattn_isa_available(isas[ii])) continue;
         for (int threads = 1; threads <= 2; threads++) {
@@ -119,27 +141,20 @@ int main(void) {
                    "two calls: %s", linattn_last_error());
           tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 512 + 512 (bits)");
           tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 512 + 512 (bits)");
-          double serr = 0;
-          for (size_t i = 0; i < ns; i++) serr = fmax(serr, fabs((double)s_one[i] - s_ref[i]));
+          double serr, smax, oerr, omax;
+          for (size_t i = 0; i < ns; i++) { da[i] = s_one[i]; db[i] = s_ref[i]; }
+          max_abs_diff(da, db, ns, &serr, &smax);
           tk_check(serr <= 1e-5 * smax, "state vs reference kernels: %.3g of max %.3g", serr, smax);
-          double oerr = 0, omax = 0;
-          for (size_t i = 0; i < nqk; i++) {
-            double a, e;
-            if (dt == LINATTN_DTYPE_F32) { a = o_one[i]; e = o_ref[i]; }
-            else {
-              uint32_t ua = (uint32_t)((uint16_t*)o_one)[i] << 16, ue = (uint32_t)((uint16_t*)o_ref)[i] << 16;
-              float fa, fe; memcpy(&fa, &ua, 4); memcpy(&fe, &ue, 4); a = fa; e = fe;
-            }
-            omax = fmax(omax, fabs(e));
-            double d = fabs(a - e);
-            if (!(d <= oerr)) oerr = d; /* NaN (unwritten) propagates */
-          }
+          for (size_t i = 0; i < nqk; i++) { da[i] = as_double(o_one, i, dt); db[i] = as_double(o_ref, i, dt); }
+          max_abs_diff(da, db, nqk, &oerr, &omax);
           /* bf16: both sides are bf16 roundings of fp32 values within 1e-5 max: one bf16 spacing */
           const double otol = dt == LINATTN_DTYPE_F32 ? 1e-5 * omax : 1e-5 * omax + omax * 0x1p-8;
           tk_check(oerr <= otol, "output vs reference kernels: %.3g of max %.3g", oerr, omax);
           linattn_context_destroy(ctx);
         }
       }
+      free(da);
+      free(db);
     }
   free(q); free(k); free(v); free(g); free(b);
   free(s_one); free(s_two); free(s_ref); free(o_one); free(o_two); free(o_ref);
