@@ -63,7 +63,7 @@ static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const 
 
 static void build_valid(la_case* c, fz_reader* r) {
   static const int64_t Bc[] = {1, 2, 1, 0}, Tc[] = {1, 2, 3, 5, 4, 1, 0, 7};
-  static const int64_t Tr[] = {16, 17, 31, 33, 64, 65};
+  static const int64_t Tr[] = {16, 17, 31, 33, 40, 65};
   static const int64_t dc[] = {2, 3, 4, 1, 5, 8, 6, 7};
   static const int64_t dkr[] = {0, 16, 17, 32, 33}, dvr[] = {0, 16, 17, 33, 63, 64, 65, 80};
   memset(c, 0, sizeof *c);
@@ -95,6 +95,9 @@ static void build_valid(la_case* c, fz_reader* r) {
     c->nk = divs[fz_pick(r, (int)nd)];
   }
   c->out_heads = c->Hq > c->Hkv ? c->Hq : c->Hkv;
+  /* keep executions fast: large rare dims come with small others */
+  while (c->B * c->out_heads * c->T * (c->dk + 1) * (c->dv + 1) > 40000 && c->T > 3) c->T = (c->T + 1) / 2;
+  while (c->B * c->out_heads * c->T * (c->dk + 1) * (c->dv + 1) > 40000 && c->dk > 3) c->dk = (c->dk + 1) / 2;
   c->desc.q_num_heads = c->Hq;
   c->desc.kv_num_heads = c->Hkv;
   static const float scales[] = {0.0f, 0.0f, 0.25f, -0.5f, 1.0f, 3.0f};

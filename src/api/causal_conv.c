@@ -89,6 +89,13 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
   p->B = B; p->C = C; p->L = L; p->K = K;
   p->dilation = dil;
   p->S = S;
+  if (!c->has_past && !c->has_present && dil > L && L > 0) {
+    /* Without state tensors, taps more than L back read zeros whatever the dilation: hand the
+     * kernels dilation L (same arithmetic, same bits) so that no offset grows with a huge
+     * (k-1)*dilation, which overflows int64 once scaled to bytes (found by fuzz/). */
+    p->dilation = L;
+    if (!linattn_mul_i64(K - 1, L, &p->S)) return ERR("problem size overflows");
+  }
   p->x = c->x.data;
   p->x_sb = c->x.strides[0];
   p->x_sc = cl ? 1 : c->x.strides[1];
@@ -96,7 +103,9 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
   p->w = c->w.data;
   p->bias = c->has_bias ? c->bias.data : NULL;
   p->past = c->has_past ? c->past.data : NULL;
-  p->s_sb = S * C;
+  /* S * C overflows only for a huge dilation without state tensors (a state of that shape is
+   * rejected above); the state strides are then unused (found by fuzz/fuzz_causal_conv.c). */
+  if (!linattn_mul_i64(S, C, &p->s_sb)) p->s_sb = 0;
   p->s_sc = cl ? 1 : S;
   p->s_st = cl ? C : 1;
   p->y = c->y.data;
