@@ -322,11 +322,11 @@ static void mutate(cv_case* c, fz_reader* r) {
   }
 }
 
-static void make_values(cv_case* c) {
+FZ_NOCOV static void make_values(cv_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) {
     fz_tensor* t = &c->call.t[i];
-    int64_t n = t->passed && !t->huge ? fz_numel(&t->d) : 0;
+    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0; /* backed tensors only */
     if (n < 0) n = 0;
     c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
     for (int64_t e = 0; e < n; e++) {
@@ -339,15 +339,15 @@ static void make_values(cv_case* c) {
   }
 }
 
-static double value_of(void* user, int tensor, int64_t index) { return ((cv_case*)user)->vals[tensor][index]; }
+FZ_NOCOV static double value_of(void* user, int tensor, int64_t index) { return ((cv_case*)user)->vals[tensor][index]; }
 
-static double round_to(double x, linattn_dtype dt) {
+FZ_NOCOV static double round_to(double x, linattn_dtype dt) {
   unsigned char tmp[4];
   return fz_store(tmp, dt, x);
 }
 
 /* float64 oracle, checked element by element against an instance of a valid call */
-static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* in, const char* what) {
+FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* in, const char* what) {
   const int64_t B = c->B, C = c->C, L = c->L, K = c->K, S = c->S, dil = c->dil;
   fz_instance pristine; /* inputs before the call (past_state may be updated in place) */
   fz_instance_make(k, &pristine);
@@ -404,7 +404,7 @@ static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* 
   fz_instance_free(k, &pristine);
 }
 
-static linattn_status run(const cv_case* c, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
+FZ_NOCOV static linattn_status run(const cv_case* c, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
                           size_t* need_out) {
   const linattn_causal_conv_desc* desc = c->desc_null ? NULL : &c->desc;
   if (c->ctx_null) ctx = NULL;
@@ -493,7 +493,10 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (st == LINATTN_SUCCESS && rs == LINATTN_SUCCESS) {
     if (c.expect == EXPECT_VALID) check_oracle(&c, k, &b, "reference kernels vs float64 oracle");
     if (c.expect == EXPECT_VALID) check_oracle(&c, k, &a, "chosen ISA vs float64 oracle");
-    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", 1e-5, 1.6e-2, 2.0);
+    /* fused multiply-adds and tap order may differ between kernel families: allow a few
+     * roundings of the largest possible sum of |w x| (k <= 9 taps plus a bias here) */
+    const double vmax = c.xmode == 1 ? 8.0 : c.xmode == 2 ? 20.0 : 1.0;
+    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", 1e-5, 1.6e-2, 2.0, 1e-6 * (10.0 * vmax * vmax + vmax));
   }
   fz_instance_free(k, &b);
 

@@ -26,6 +26,14 @@
 #include "convert.h" /* src/convert.h: fp16/bf16 <-> fp32, verified exhaustively against hardware */
 #include "linattn.h"
 
+/* Harness helpers are not coverage-instrumented: libFuzzer should steer by the library's
+ * branches, and comparison tracing in these loops cost half of the execution time. */
+#if defined(__clang__)
+#define FZ_NOCOV __attribute__((no_sanitize("coverage")))
+#else
+#define FZ_NOCOV
+#endif
+
 /* ------------------------------------------------------------------ failure */
 
 static const char* fz_case_name = "";
@@ -41,14 +49,14 @@ static char fz_case_desc[1024]; /* the case, printed with a failure */
 
 /* With FUZZ_VERBOSE=1 in the environment, every case is printed before it runs (to see the
  * case behind a sanitizer report, which stops the program before FZ_FAIL could print it). */
-static void fz_verbose_case(void) {
+FZ_NOCOV static void fz_verbose_case(void) {
   static int verbose = -1;
   if (verbose < 0) verbose = getenv("FUZZ_VERBOSE") != NULL;
   if (verbose) fprintf(stderr, "case (%s): %s\n", fz_case_name, fz_case_desc);
 }
 
 /* Appends a description of tensor t to buf. */
-static void fz_describe_tensor(char* buf, size_t size, const char* name, bool passed, const linattn_tensor* d) {
+FZ_NOCOV static void fz_describe_tensor(char* buf, size_t size, const char* name, bool passed, const linattn_tensor* d) {
   size_t n = strlen(buf);
   if (!passed) {
     snprintf(buf + n, size - n, " %s=NULL", name);
@@ -75,19 +83,19 @@ typedef struct fz_reader {
   size_t n, i;
 } fz_reader;
 
-static uint8_t fz_u8(fz_reader* r) { return r->i < r->n ? r->p[r->i++] : 0; }
+FZ_NOCOV static uint8_t fz_u8(fz_reader* r) { return r->i < r->n ? r->p[r->i++] : 0; }
 
-static uint32_t fz_u32(fz_reader* r) {
+FZ_NOCOV static uint32_t fz_u32(fz_reader* r) {
   uint32_t v = 0;
   for (int i = 0; i < 4; i++) v |= (uint32_t)fz_u8(r) << (8 * i);
   return v;
 }
 
 /* A value in [0, n). */
-static int fz_pick(fz_reader* r, int n) { return n <= 1 ? 0 : (int)(fz_u8(r) % (unsigned)n); }
+FZ_NOCOV static int fz_pick(fz_reader* r, int n) { return n <= 1 ? 0 : (int)(fz_u8(r) % (unsigned)n); }
 
 /* True with probability ~percent/100 (byte 0 = false, so short inputs take the plain path). */
-static bool fz_chance(fz_reader* r, int percent) {
+FZ_NOCOV static bool fz_chance(fz_reader* r, int percent) {
   uint8_t b = fz_u8(r);
   return b != 0 && (int)(b % 100u) < percent;
 }
@@ -98,20 +106,20 @@ typedef struct fz_rng {
   uint64_t s;
 } fz_rng;
 
-static uint64_t fz_next(fz_rng* g) { /* splitmix64 */
+FZ_NOCOV static uint64_t fz_next(fz_rng* g) { /* splitmix64 */
   uint64_t z = (g->s += 0x9e3779b97f4a7c15ull);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
-static double fz_unit(fz_rng* g) { return (double)(fz_next(g) >> 11) * (1.0 / 9007199254740992.0); }
-static double fz_uniform(fz_rng* g, double lo, double hi) { return lo + (hi - lo) * fz_unit(g); }
+FZ_NOCOV static double fz_unit(fz_rng* g) { return (double)(fz_next(g) >> 11) * (1.0 / 9007199254740992.0); }
+FZ_NOCOV static double fz_uniform(fz_rng* g, double lo, double hi) { return lo + (hi - lo) * fz_unit(g); }
 
 /* ------------------------------------------------------------------ dtypes */
 
-static size_t fz_esize(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : (dt == LINATTN_DTYPE_F16 || dt == LINATTN_DTYPE_BF16) ? 2 : 0; }
+FZ_NOCOV static size_t fz_esize(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : (dt == LINATTN_DTYPE_F16 || dt == LINATTN_DTYPE_BF16) ? 2 : 0; }
 
-static double fz_load(const unsigned char* p, linattn_dtype dt) {
+FZ_NOCOV static double fz_load(const unsigned char* p, linattn_dtype dt) {
   uint16_t h;
   float f;
   switch (dt) {
@@ -123,7 +131,7 @@ static double fz_load(const unsigned char* p, linattn_dtype dt) {
 }
 
 /* Stores x rounded to dt; returns the stored value. */
-static double fz_store(unsigned char* p, linattn_dtype dt, double x) {
+FZ_NOCOV static double fz_store(unsigned char* p, linattn_dtype dt, double x) {
   uint16_t h;
   float f = (float)x;
   switch (dt) {
@@ -136,14 +144,14 @@ static double fz_store(unsigned char* p, linattn_dtype dt, double x) {
 
 /* NaN with a recognisable payload written into outputs before a call: an element that still
  * holds it afterwards was not written. */
-static void fz_store_poison(unsigned char* p, linattn_dtype dt) {
+FZ_NOCOV static void fz_store_poison(unsigned char* p, linattn_dtype dt) {
   const uint32_t f = 0x7fa5a5a5u;
   const uint16_t h = 0x7e5au, b = 0x7fa5u;
   if (dt == LINATTN_DTYPE_F32) memcpy(p, &f, 4);
   else if (dt == LINATTN_DTYPE_F16) memcpy(p, &h, 2);
   else if (dt == LINATTN_DTYPE_BF16) memcpy(p, &b, 2);
 }
-static bool fz_is_poison(const unsigned char* p, linattn_dtype dt) {
+FZ_NOCOV static bool fz_is_poison(const unsigned char* p, linattn_dtype dt) {
   unsigned char tmp[4];
   memset(tmp, 0, sizeof tmp);
   fz_store_poison(tmp, dt);
@@ -151,10 +159,10 @@ static bool fz_is_poison(const unsigned char* p, linattn_dtype dt) {
 }
 
 /* Largest finite value and spacing of dt at |x| (enough for tolerances). */
-static double fz_dtype_max(linattn_dtype dt) {
+FZ_NOCOV static double fz_dtype_max(linattn_dtype dt) {
   return dt == LINATTN_DTYPE_F16 ? 65504.0 : dt == LINATTN_DTYPE_BF16 ? 3.38953139e38 : 3.40282347e38;
 }
-static double fz_ulp(double x, linattn_dtype dt) {
+FZ_NOCOV static double fz_ulp(double x, linattn_dtype dt) {
   const int mant = dt == LINATTN_DTYPE_F16 ? 10 : dt == LINATTN_DTYPE_BF16 ? 7 : 23;
   const int emin = dt == LINATTN_DTYPE_F16 ? -14 : -126;
   int e;
@@ -201,10 +209,10 @@ typedef struct fz_instance {
   linattn_tensor d[FZ_MAX_TENSORS];
 } fz_instance;
 
-static bool fz_rank_ok(const linattn_tensor* d) { return d->rank >= 0 && d->rank <= LINATTN_MAX_RANK; }
+FZ_NOCOV static bool fz_rank_ok(const linattn_tensor* d) { return d->rank >= 0 && d->rank <= LINATTN_MAX_RANK; }
 
 /* Resolved element strides (all-zero = packed row-major). */
-static void fz_strides(const linattn_tensor* d, int64_t* s) {
+FZ_NOCOV static void fz_strides(const linattn_tensor* d, int64_t* s) {
   bool all_zero = true;
   for (int i = 0; i < d->rank; i++)
     if (d->strides[i] != 0) all_zero = false;
@@ -216,7 +224,7 @@ static void fz_strides(const linattn_tensor* d, int64_t* s) {
 }
 
 /* Logical element count; -1 on overflow or a negative dim. */
-static int64_t fz_numel(const linattn_tensor* d) {
+FZ_NOCOV static int64_t fz_numel(const linattn_tensor* d) {
   if (!fz_rank_ok(d)) return 0;
   int64_t n = 1;
   for (int i = 0; i < d->rank; i++) {
@@ -227,7 +235,7 @@ static int64_t fz_numel(const linattn_tensor* d) {
 }
 
 /* Element offset of logical index `lin` (row-major). */
-static int64_t fz_offset(const linattn_tensor* d, const int64_t* s, int64_t lin) {
+FZ_NOCOV static int64_t fz_offset(const linattn_tensor* d, const int64_t* s, int64_t lin) {
   int64_t off = 0;
   for (int i = d->rank - 1; i >= 0; i--) {
     int64_t idx = lin % d->dims[i];
@@ -238,7 +246,7 @@ static int64_t fz_offset(const linattn_tensor* d, const int64_t* s, int64_t lin)
 }
 
 /* Byte range [lo, hi) relative to data touched by the descriptor; false if too large. */
-static bool fz_extent(const linattn_tensor* d, int64_t numel, int64_t* lo, int64_t* hi) {
+FZ_NOCOV static bool fz_extent(const linattn_tensor* d, int64_t numel, int64_t* lo, int64_t* hi) {
   *lo = *hi = 0;
   const size_t es = fz_esize(d->dtype) ? fz_esize(d->dtype) : 4;
   if (numel <= 0) return numel == 0;
@@ -258,7 +266,7 @@ static bool fz_extent(const linattn_tensor* d, int64_t numel, int64_t* lo, int64
 
 /* Places tensors into regions (after all descriptors are final). A tensor sharing another's
  * region is placed after it; sharing with an absent or NULL-data tensor means an own region. */
-static void fz_place(fz_call* c, int i, bool* placed) {
+FZ_NOCOV static void fz_place(fz_call* c, int i, bool* placed) {
   fz_tensor* t = &c->t[i];
   placed[i] = true;
   int64_t lo, hi;
@@ -281,7 +289,7 @@ static void fz_place(fz_call* c, int i, bool* placed) {
   if (end > c->region_bytes[t->region]) c->region_bytes[t->region] = end;
 }
 
-static void fz_layout(fz_call* c) {
+FZ_NOCOV static void fz_layout(fz_call* c) {
   bool placed[FZ_MAX_TENSORS];
   c->nr = 0;
   memset(c->region_bytes, 0, sizeof c->region_bytes);
@@ -304,7 +312,7 @@ static void fz_layout(fz_call* c) {
  * from value(tensor index, linear index) rounded to the tensor's dtype. */
 typedef double (*fz_value_fn)(void* user, int tensor, int64_t index);
 
-static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
+FZ_NOCOV static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
   for (int r = 0; r < c->nr; r++) {
     c->tmpl[r] = (unsigned char*)malloc(c->region_bytes[r] ? c->region_bytes[r] : 1);
     memset(c->tmpl[r], 0xA5, c->region_bytes[r]);
@@ -327,13 +335,13 @@ static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
   }
 }
 
-static void fz_free_template(fz_call* c) {
+FZ_NOCOV static void fz_free_template(fz_call* c) {
   for (int r = 0; r < c->nr; r++) free(c->tmpl[r]);
 }
 
 /* Fresh copy of the template; descriptors point into it. Regions of 0 bytes are malloc(0):
  * any access through them is an ASan error. */
-static void fz_instance_make(const fz_call* c, fz_instance* in) {
+FZ_NOCOV static void fz_instance_make(const fz_call* c, fz_instance* in) {
   for (int r = 0; r < c->nr; r++) {
     in->mem[r] = (unsigned char*)malloc(c->region_bytes[r]);
     if (c->region_bytes[r]) memcpy(in->mem[r], c->tmpl[r], c->region_bytes[r]);
@@ -344,18 +352,18 @@ static void fz_instance_make(const fz_call* c, fz_instance* in) {
   }
 }
 
-static void fz_instance_free(const fz_call* c, fz_instance* in) {
+FZ_NOCOV static void fz_instance_free(const fz_call* c, fz_instance* in) {
   for (int r = 0; r < c->nr; r++) free(in->mem[r]);
 }
 
-static const linattn_tensor* fz_arg(const fz_call* c, const fz_instance* in, int i) {
+FZ_NOCOV static const linattn_tensor* fz_arg(const fz_call* c, const fz_instance* in, int i) {
   return c->t[i].passed ? &in->d[i] : NULL;
 }
 
 /* Every byte outside the logical elements of outputs must equal the template; when
  * `succeeded`, outputs may have changed and (unless aliased with an input) must hold no
  * poison any more. */
-static void fz_check_instance(const fz_call* c, const fz_instance* in, bool succeeded, const char* what) {
+FZ_NOCOV static void fz_check_instance(const fz_call* c, const fz_instance* in, bool succeeded, const char* what) {
   unsigned char* writable[FZ_MAX_REGIONS];
   for (int r = 0; r < c->nr; r++) writable[r] = (unsigned char*)calloc(c->region_bytes[r] ? c->region_bytes[r] : 1, 1);
   for (int i = 0; i < c->nt && succeeded; i++) {
@@ -389,7 +397,7 @@ static void fz_check_instance(const fz_call* c, const fz_instance* in, bool succ
 }
 
 /* Reads logical element e of tensor i of an instance. */
-static double fz_get(const fz_call* c, const fz_instance* in, int i, int64_t e) {
+FZ_NOCOV static double fz_get(const fz_call* c, const fz_instance* in, int i, int64_t e) {
   const fz_tensor* t = &c->t[i];
   int64_t s[LINATTN_MAX_RANK];
   fz_strides(&t->d, s);
@@ -397,7 +405,7 @@ static double fz_get(const fz_call* c, const fz_instance* in, int i, int64_t e) 
 }
 
 /* Output tensors of two instances must agree bit for bit (same ISA, different threading). */
-static void fz_compare_bits(const fz_call* c, const fz_instance* a, const fz_instance* b, const char* what) {
+FZ_NOCOV static void fz_compare_bits(const fz_call* c, const fz_instance* a, const fz_instance* b, const char* what) {
   for (int i = 0; i < c->nt; i++) {
     const fz_tensor* t = &c->t[i];
     if (!t->is_output || t->region < 0 || t->huge || t->numel <= 0) continue;
@@ -415,7 +423,7 @@ static void fz_compare_bits(const fz_call* c, const fz_instance* a, const fz_ins
 
 /* |x - r| <= rel * max|ref| + ulps * ulp_dt(r) + 1e-35, with overflow and NaN handled:
  * a finite reference within range needs a finite result; NaN reference needs NaN. */
-static void fz_compare_values(const char* what, const char* name, int64_t e, double x, double r, double maxref,
+FZ_NOCOV static void fz_compare_values(const char* what, const char* name, int64_t e, double x, double r, double maxref,
                               linattn_dtype dt, double rel, double ulps) {
   if (isnan(r)) {
     FZ_CHECK(isnan(x), "%s: %s[%lld] = %.9g, reference NaN", what, name, (long long)e, x);
@@ -428,9 +436,10 @@ static void fz_compare_values(const char* what, const char* name, int64_t e, dou
            what, name, (long long)e, x, r, fabs(x - r), tol, maxref);
 }
 
-/* Output tensors of an instance vs another instance (same descriptors), with tolerance. */
-static void fz_compare_instances(const fz_call* c, const fz_instance* x, const fz_instance* ref, const char* what,
-                                 double rel, double rel_lowp, double ulps) {
+/* Output tensors of an instance vs another instance (same descriptors), with tolerance
+ * rel * max|ref| + atol + ulps ulp (atol covers cancellation: a small result of large terms). */
+FZ_NOCOV static void fz_compare_instances(const fz_call* c, const fz_instance* x, const fz_instance* ref, const char* what,
+                                 double rel, double rel_lowp, double ulps, double atol) {
   for (int i = 0; i < c->nt; i++) {
     const fz_tensor* t = &c->t[i];
     if (!t->is_output || t->region < 0 || t->huge || t->numel <= 0) continue;
@@ -446,7 +455,8 @@ static void fz_compare_instances(const fz_call* c, const fz_instance* x, const f
     if (overflow || maxref > 0.25 * fz_dtype_max(t->d.dtype) || maxref > 1e30) continue;
     const double rl = t->d.dtype == LINATTN_DTYPE_F32 ? rel : rel_lowp;
     for (int64_t e = 0; e < t->numel; e++)
-      fz_compare_values(what, t->name, e, fz_get(c, x, i, e), fz_get(c, ref, i, e), maxref, t->d.dtype, rl, ulps);
+      fz_compare_values(what, t->name, e, fz_get(c, x, i, e), fz_get(c, ref, i, e), maxref + atol / rl, t->d.dtype, rl,
+                        ulps);
   }
 }
 
@@ -455,7 +465,7 @@ static void fz_compare_instances(const fz_call* c, const fz_instance* x, const f
 /* Layout choices for a strided rank-3 tensor (dims d0, d1, d2; innermost contiguous):
  * 0 packed (all-zero strides), 1 explicit packed strides, 2 padded rows and batches,
  * 3 batch-minor (memory order d1, d0, d2), 4 padded batch-minor. */
-static void fz_strides3(int mode, const int64_t* dims, int pad1, int pad0, int64_t* s) {
+FZ_NOCOV static void fz_strides3(int mode, const int64_t* dims, int pad1, int pad0, int64_t* s) {
   const int64_t d0 = dims[0] > 0 ? dims[0] : 1, d1 = dims[1] > 0 ? dims[1] : 1, d2 = dims[2] > 0 ? dims[2] : 1;
   s[3] = 0;
   switch (mode) {
@@ -475,14 +485,14 @@ static const linattn_isa fz_all_isas[] = {LINATTN_ISA_AUTO, LINATTN_ISA_REFERENC
 /* Host parallel-for that runs the tasks serially in reverse order: results must not depend on
  * the order in which a host schedules tasks. Counts the tasks it ran. */
 static size_t fz_host_tasks_run;
-static void fz_host_parallel_for(void* host, linattn_task_fn task, void* arg, size_t n) {
+FZ_NOCOV static void fz_host_parallel_for(void* host, linattn_task_fn task, void* arg, size_t n) {
   (void)host;
   for (size_t i = n; i-- > 0;) task(arg, i);
   fz_host_tasks_run += n;
 }
 
 /* Cached contexts: isa index in fz_all_isas, threads 1..3, host 0 = built-in pool, 1 = host. */
-static linattn_context* fz_context(int isa_index, int threads, int host) {
+FZ_NOCOV static linattn_context* fz_context(int isa_index, int threads, int host) {
   static linattn_context* cache[6][4][2];
   linattn_context** slot = &cache[isa_index][threads][host];
   if (!*slot) {
@@ -500,14 +510,14 @@ static linattn_context* fz_context(int isa_index, int threads, int host) {
 }
 
 /* Chooses an available ISA (index into fz_all_isas). */
-static int fz_pick_isa(fz_reader* r) {
+FZ_NOCOV static int fz_pick_isa(fz_reader* r) {
   int avail[6], n = 0;
   for (int i = 0; i < 6; i++)
     if (fz_all_isas[i] == LINATTN_ISA_AUTO || linattn_isa_available(fz_all_isas[i])) avail[n++] = i;
   return avail[fz_pick(r, n)];
 }
 
-static void* fz_aligned(size_t bytes) {
+FZ_NOCOV static void* fz_aligned(size_t bytes) {
   void* p = NULL;
   if (posix_memalign(&p, 64, bytes ? bytes : 1) != 0) abort();
   return p;

@@ -105,8 +105,8 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
   p->past = c->has_past ? c->past.data : NULL;
   /* S * C overflows only for a huge dilation without state tensors (a state of that shape is
    * rejected above); the state strides are then unused (found by fuzz/fuzz_causal_conv.c). */
-  if (!linattn_mul_i64(S, C, &p->s_sb)) p->s_sb = 0;
-  p->s_sc = cl ? 1 : S;
+  if (!linattn_mul_i64(p->S, C, &p->s_sb)) p->s_sb = 0;
+  p->s_sc = cl ? 1 : p->S; /* p->S: the kernels' S (see the dilation clamp above) */
   p->s_st = cl ? C : 1;
   p->y = c->y.data;
   p->y_sb = c->y.strides[0];
