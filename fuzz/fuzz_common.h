@@ -523,4 +523,123 @@ FZ_NOCOV static void* fz_aligned(size_t bytes) {
   return p;
 }
 
+/* ------------------------------------------------------------------ one case, end to end */
+
+enum { EXPECT_VALID, EXPECT_INVALID, EXPECT_EITHER };
+enum { WS_NULL, WS_EXACT, WS_LARGER, WS_TOO_SMALL, WS_MISALIGNED };
+
+/* The workspace handed to a call in mode ws_mode, given the size query's status and answer. */
+typedef struct fz_workspace {
+  void* block; /* allocation (freed by fz_workspace_done) */
+  void* ptr;
+  size_t size;
+} fz_workspace;
+
+FZ_NOCOV static void fz_workspace_make(fz_workspace* w, int ws_mode, linattn_status query, size_t need) {
+  w->block = w->ptr = NULL;
+  w->size = 0;
+  if (query != LINATTN_SUCCESS || ws_mode == WS_NULL) return;
+  const size_t bytes = need + (ws_mode == WS_LARGER ? 192 : 0) + (ws_mode == WS_MISALIGNED ? 64 : 0);
+  w->block = w->ptr = fz_aligned(bytes);
+  w->size = bytes;
+  if (ws_mode == WS_TOO_SMALL) w->size = need ? need - 1 : 0;
+  if (ws_mode == WS_MISALIGNED) w->ptr = (char*)w->block + 16, w->size = need;
+}
+
+/* Checks a finished call against its size query (which validates exactly like the call) and
+ * frees the workspace. */
+FZ_NOCOV static void fz_workspace_done(fz_workspace* w, int ws_mode, linattn_status query, linattn_status st) {
+  if (st != LINATTN_SUCCESS) FZ_CHECK(linattn_last_error()[0] != '\0', "failed call without an error message");
+  if (ws_mode == WS_NULL || query != LINATTN_SUCCESS)
+    FZ_CHECK(query == st, "workspace_size returned %s but the call %s", linattn_status_string(query),
+             linattn_status_string(st));
+  free(w->block);
+}
+
+/* Mode of a case (after its valid form is built): valid (6 in 10), one perturbation the
+ * header makes an error (3 in 10; the first that applies, from a random start), or raw
+ * mutations (1 in 10). */
+typedef const char* (*fz_perturb_fn)(void* c, fz_reader* r, int id);
+typedef void (*fz_mutate_fn)(void* c, fz_reader* r);
+
+FZ_NOCOV static void fz_choose_mode(void* c, fz_reader* r, int nperturb, fz_perturb_fn perturb, fz_mutate_fn mutate,
+                                    int* expect, const char** what) {
+  const int mode = fz_pick(r, 10);
+  if (mode >= 6 && mode <= 8) {
+    const int first = fz_pick(r, nperturb);
+    for (int i = 0; i < nperturb && *expect == EXPECT_VALID; i++) {
+      const char* name = perturb(c, r, (first + i) % nperturb);
+      if (name) *what = name, *expect = EXPECT_INVALID;
+    }
+  } else if (mode == 9) {
+    mutate(c, r);
+    *expect = EXPECT_EITHER;
+    *what = "arbitrary";
+  }
+}
+
+/* A target's call (sizes through need_out) and its float64 oracle check. */
+typedef linattn_status (*fz_run_fn)(const void* c, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
+                                    size_t* need_out);
+typedef void (*fz_oracle_fn)(const void* c, const fz_call* k, const fz_instance* in, const char* what);
+
+typedef struct fz_target {
+  const void* c; /* the target's case */
+  const fz_call* call;
+  int expect, isa, threads, host, ws_mode;
+  fz_run_fn run;
+  fz_oracle_fn oracle;
+  bool oracle_on_chosen; /* also check the chosen ISA against the oracle */
+  double rel, rel_lowp, ulps, atol; /* chosen ISA vs reference kernels (fz_compare_instances) */
+} fz_target;
+
+/* Runs a laid-out case with its template made: the chosen ISA and threading, then the reference
+ * kernels (same status, results within tolerance, the oracle), then the same ISA on one thread
+ * (the same bits). */
+FZ_NOCOV static void fz_run_case(const fz_target* t) {
+  const fz_call* k = t->call;
+  linattn_context* ctx = fz_context(t->isa, t->threads, t->host);
+  linattn_context* ctx1 = fz_context(t->isa, 1, 0);
+  linattn_context* ref = fz_context(1, 1, 0);
+
+  fz_instance a, b;
+  fz_instance_make(k, &a);
+  size_t need = 0;
+  linattn_status st = t->run(t->c, ctx, k, &a, t->ws_mode, &need);
+  const bool ws_bad = t->ws_mode == WS_TOO_SMALL || t->ws_mode == WS_MISALIGNED;
+  if (t->expect == EXPECT_VALID) {
+    FZ_CHECK(st == LINATTN_SUCCESS, "valid call failed: %s", linattn_status_string(st));
+  } else if (t->expect == EXPECT_INVALID && !(ws_bad && need == 0)) {
+    FZ_CHECK(st != LINATTN_SUCCESS, "invalid call (%s) succeeded", fz_case_name);
+    if (ws_bad)
+      FZ_CHECK(st == (t->ws_mode == WS_TOO_SMALL ? LINATTN_ERROR_WORKSPACE_TOO_SMALL : LINATTN_ERROR_INVALID_ARGUMENT),
+               "bad workspace gave %s", linattn_status_string(st));
+    else
+      FZ_CHECK(st == LINATTN_ERROR_INVALID_ARGUMENT, "invalid call gave %s", linattn_status_string(st));
+  }
+  fz_check_instance(k, &a, st == LINATTN_SUCCESS, "chosen ISA");
+
+  /* the reference kernels: same validation, results within tolerance */
+  fz_instance_make(k, &b);
+  linattn_status rs = t->run(t->c, ref, k, &b, WS_NULL, NULL);
+  if (!ws_bad)
+    FZ_CHECK(rs == st, "reference ISA returned %s, chosen ISA %s", linattn_status_string(rs), linattn_status_string(st));
+  fz_check_instance(k, &b, rs == LINATTN_SUCCESS, "reference ISA");
+  if (st == LINATTN_SUCCESS && rs == LINATTN_SUCCESS) {
+    if (t->expect == EXPECT_VALID) t->oracle(t->c, k, &b, "reference kernels vs float64 oracle");
+    if (t->expect == EXPECT_VALID && t->oracle_on_chosen) t->oracle(t->c, k, &a, "chosen ISA vs float64 oracle");
+    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", t->rel, t->rel_lowp, t->ulps, t->atol);
+  }
+  fz_instance_free(k, &b);
+
+  /* same ISA on one thread: bit-identical */
+  if (st == LINATTN_SUCCESS && (t->threads > 1 || t->host)) {
+    fz_instance_make(k, &b);
+    FZ_CHECK(t->run(t->c, ctx1, k, &b, WS_NULL, NULL) == LINATTN_SUCCESS, "one-thread call failed");
+    fz_compare_bits(k, &a, &b, "threads vs one thread");
+    fz_instance_free(k, &b);
+  }
+  fz_instance_free(k, &a);
+}
+
 #endif /* LINATTN_FUZZ_COMMON_H */

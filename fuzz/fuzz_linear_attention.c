@@ -23,8 +23,6 @@
 enum { Q, K, V, PAST, DECAY, BETA, OUT, PRESENT, NT };
 static const char* const la_names[NT] = {"query", "key", "value", "past_state", "decay", "beta", "output", "present_state"};
 
-enum { EXPECT_VALID, EXPECT_INVALID, EXPECT_EITHER };
-enum { WS_NULL, WS_EXACT, WS_LARGER, WS_TOO_SMALL, WS_MISALIGNED };
 
 typedef struct la_case {
   linattn_linear_attention_desc desc;
@@ -609,53 +607,37 @@ FZ_NOCOV static void check_oracle(const la_case* c, const fz_call* k, const fz_i
 
 /* ------------------------------------------------------------------ running */
 
-FZ_NOCOV static linattn_status run(const la_case* c, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
-                          size_t* need_out) {
+FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const fz_call* k, fz_instance* in, int ws_mode,
+                                   size_t* need_out) {
+  const la_case* c = (const la_case*)user;
   const linattn_linear_attention_desc* desc = c->desc_null ? NULL : &c->desc;
   if (c->ctx_null) ctx = NULL;
   size_t need = 0;
-  linattn_status qs = linattn_linear_attention_workspace_size(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),
-                                                              fz_arg(k, in, PAST), fz_arg(k, in, DECAY), fz_arg(k, in, BETA),
-                                                              fz_arg(k, in, OUT), fz_arg(k, in, PRESENT), &need);
-  void* ws = NULL;
-  void* block = NULL;
-  size_t ws_size = 0;
-  if (qs == LINATTN_SUCCESS && ws_mode != WS_NULL) {
-    size_t bytes = need + (ws_mode == WS_LARGER ? 192 : 0) + (ws_mode == WS_MISALIGNED ? 64 : 0);
-    block = fz_aligned(bytes);
-    ws = block;
-    ws_size = bytes;
-    if (ws_mode == WS_TOO_SMALL) ws_size = need ? need - 1 : 0;
-    if (ws_mode == WS_MISALIGNED) ws = (char*)block + 16, ws_size = need;
-  }
-  linattn_status st = linattn_linear_attention(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),
-                                               fz_arg(k, in, PAST), fz_arg(k, in, DECAY), fz_arg(k, in, BETA),
-                                               fz_arg(k, in, OUT), fz_arg(k, in, PRESENT), ws, ws_size);
-  if (st != LINATTN_SUCCESS) FZ_CHECK(linattn_last_error()[0] != '\0', "failed call without an error message");
-  /* the size query validates exactly like the call */
-  if (ws_mode == WS_NULL || qs != LINATTN_SUCCESS)
-    FZ_CHECK(qs == st, "workspace_size returned %s but the call %s", linattn_status_string(qs), linattn_status_string(st));
-  free(block);
+  const linattn_status qs = linattn_linear_attention_workspace_size(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),
+                                                              fz_arg(k, in, PAST), fz_arg(k, in, DECAY),
+                                                              fz_arg(k, in, BETA), fz_arg(k, in, OUT),
+                                                              fz_arg(k, in, PRESENT), &need);
+  fz_workspace ws;
+  fz_workspace_make(&ws, ws_mode, qs, need);
+  const linattn_status st = linattn_linear_attention(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),
+                                                      fz_arg(k, in, PAST), fz_arg(k, in, DECAY), fz_arg(k, in, BETA),
+                                                      fz_arg(k, in, OUT), fz_arg(k, in, PRESENT), ws.ptr, ws.size);
+  fz_workspace_done(&ws, ws_mode, qs, st);
   if (need_out) *need_out = need;
   return st;
+}
+
+FZ_NOCOV static const char* perturb_case(void* c, fz_reader* r, int id) { return perturb((la_case*)c, r, id); }
+FZ_NOCOV static void mutate_case(void* c, fz_reader* r) { mutate((la_case*)c, r); }
+FZ_NOCOV static void oracle_case(const void* c, const fz_call* k, const fz_instance* in, const char* what) {
+  check_oracle((const la_case*)c, k, in, what);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   la_case c;
   build_valid(&c, &r);
-  const int mode = fz_pick(&r, 10);
-  if (mode >= 6 && mode <= 8) {
-    const int first = fz_pick(&r, NUM_PERTURBATIONS);
-    for (int i = 0; i < NUM_PERTURBATIONS && c.expect == EXPECT_VALID; i++) {
-      const char* name = perturb(&c, &r, (first + i) % NUM_PERTURBATIONS);
-      if (name) c.what = name, c.expect = EXPECT_INVALID;
-    }
-  } else if (mode == 9) {
-    mutate(&c, &r);
-    c.expect = EXPECT_EITHER;
-    c.what = "arbitrary";
-  }
+  fz_choose_mode(&c, &r, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   fz_case_name = c.what;
   fz_call* k = &c.call;
   snprintf(fz_case_desc, sizeof fz_case_desc,
@@ -672,46 +654,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   make_values(&c);
   fz_make_template(k, value_of, &c);
 
-  linattn_context* ctx = fz_context(c.isa, c.threads, c.host);
-  linattn_context* ctx1 = fz_context(c.isa, 1, 0);
-  linattn_context* ref = fz_context(1, 1, 0);
-
-  fz_instance a, b;
-  fz_instance_make(k, &a);
-  size_t need = 0;
-  linattn_status st = run(&c, ctx, k, &a, c.ws_mode, &need);
-  const bool ws_bad = c.ws_mode == WS_TOO_SMALL || c.ws_mode == WS_MISALIGNED;
-  if (c.expect == EXPECT_VALID) {
-    FZ_CHECK(st == LINATTN_SUCCESS, "valid call failed: %s", linattn_status_string(st));
-  } else if (c.expect == EXPECT_INVALID && !(ws_bad && need == 0)) {
-    FZ_CHECK(st != LINATTN_SUCCESS, "invalid call (%s) succeeded", c.what);
-    if (ws_bad)
-      FZ_CHECK(st == (c.ws_mode == WS_TOO_SMALL ? LINATTN_ERROR_WORKSPACE_TOO_SMALL : LINATTN_ERROR_INVALID_ARGUMENT),
-               "bad workspace gave %s", linattn_status_string(st));
-    else
-      FZ_CHECK(st == LINATTN_ERROR_INVALID_ARGUMENT, "invalid call gave %s", linattn_status_string(st));
-  }
-  fz_check_instance(k, &a, st == LINATTN_SUCCESS, "chosen ISA");
-
-  /* the reference kernels: same validation, results within tolerance */
-  fz_instance_make(k, &b);
-  linattn_status rs = run(&c, ref, k, &b, WS_NULL, NULL);
-  if (!ws_bad) FZ_CHECK(rs == st, "reference ISA returned %s, chosen ISA %s", linattn_status_string(rs), linattn_status_string(st));
-  fz_check_instance(k, &b, rs == LINATTN_SUCCESS, "reference ISA");
-  if (st == LINATTN_SUCCESS && rs == LINATTN_SUCCESS) {
-    if (c.expect == EXPECT_VALID) check_oracle(&c, k, &b, "reference kernels vs float64 oracle");
-    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", 2e-4, 2e-4, 1.0, 0.0);
-  }
-  fz_instance_free(k, &b);
-
-  /* same ISA on one thread: bit-identical */
-  if (st == LINATTN_SUCCESS && (c.threads > 1 || c.host)) {
-    fz_instance_make(k, &b);
-    FZ_CHECK(run(&c, ctx1, k, &b, WS_NULL, NULL) == LINATTN_SUCCESS, "one-thread call failed");
-    fz_compare_bits(k, &a, &b, "threads vs one thread");
-    fz_instance_free(k, &b);
-  }
-  fz_instance_free(k, &a);
+  fz_target t = {.c = &c, .call = k, .expect = c.expect, .isa = c.isa, .threads = c.threads, .host = c.host,
+                  .ws_mode = c.ws_mode, .run = run, .oracle = oracle_case, .oracle_on_chosen = false, .rel = 2e-4, .rel_lowp = 2e-4, .ulps = 1.0, .atol = 0.0};
+  fz_run_case(&t);
   fz_free_template(k);
   for (int i = 0; i < NT; i++) free(c.vals[i]);
   return 0;
