@@ -54,6 +54,11 @@ def linear_attention_desc(
     desc = _lib.LinearAttentionDesc()
     lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
     desc.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
+    if desc.update_rule == 0:  # LINATTN_UPDATE_INVALID: name the string, not the enum value
+        raise _lib.LinattnError(
+            _lib.ERROR_INVALID_ARGUMENT,
+            f"update_rule: {update_rule!r} is not one of {', '.join(repr(r) for r in UPDATE_RULES)}",
+        )
     desc.q_num_heads = int(q_num_heads)
     desc.kv_num_heads = int(kv_num_heads)
     desc.scale = float(scale)
@@ -160,6 +165,11 @@ def causal_conv_desc(activation: str = "none", dilation: int = 1, channels_last:
     desc = _lib.CausalConvDesc()
     lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
     desc.activation = lib.linattn_activation_from_string(str(activation).encode())
+    if desc.activation == 0:  # LINATTN_ACTIVATION_INVALID
+        raise _lib.LinattnError(
+            _lib.ERROR_INVALID_ARGUMENT,
+            f"activation: {activation!r} is not one of {', '.join(repr(a) for a in ACTIVATIONS)}",
+        )
     desc.dilation = int(dilation)
     desc.channels_last = 1 if channels_last else 0
     return desc

@@ -274,7 +274,8 @@ def test_threads_and_python_threads_give_the_same_bits(rng):
         (lambda d, h: ({**d, "beta": np.concatenate([d["beta"]] * 3, -1)}, h), ["beta"]),
         (lambda d, h: ({**d, "decay": None}, h), ["decay"]),
         (lambda d, h: (d, {**h, "update_rule": "linear"}), ["decay"]),
-        (lambda d, h: (d, {**h, "update_rule": "fancy"}), ["update_rule"]),
+        (lambda d, h: (d, {**h, "update_rule": "fancy"}), ["update_rule", "'fancy'", "'gated_delta'"]),
+        (lambda d, h: (d, {**h, "update_rule": "Gated_Delta"}), ["update_rule", "'Gated_Delta'"]),
         (lambda d, h: (d, {**h, "q_num_heads": 3}), ["q_num_heads"]),
         (lambda d, h: ({**d, "past_state": d["past_state"][:, :, :, :5].copy()}, h), ["past_state"]),
         (lambda d, h: ({**d, "value": d["value"][:1]}, h), ["value"]),
@@ -282,7 +283,7 @@ def test_threads_and_python_threads_give_the_same_bits(rng):
         (lambda d, h: ({**d, "query": d["query"][0]}, h), ["query", "rank"]),
         (lambda d, h: ({**d, "beta": d["beta"].astype(np.float16)}, h), ["beta"]),
     ],
-    ids=["decay-width", "beta-width", "decay-missing", "decay-forbidden", "bad-rule", "heads", "past-shape",
+    ids=["decay-width", "beta-width", "decay-missing", "decay-forbidden", "bad-rule", "rule-case", "heads", "past-shape",
          "batch", "key-width", "query-rank", "beta-dtype"],
 )
 def test_errors_name_the_argument_and_write_nothing(rng, change, words):
@@ -418,8 +419,11 @@ def test_conv_strided_input_output_and_in_place_state(rng):
 def test_conv_errors():
     x = np.zeros((1, 4, 5), np.float32)
     w = np.zeros((4, 1, 3), np.float32)
-    with pytest.raises(linattn.LinattnError, match="activation"):
+    with pytest.raises(linattn.LinattnError, match="activation: 'relu' is not one of 'none', 'silu', 'swish'"):
         linattn.causal_conv_with_state(x, w, activation="relu")
+    for bad in ("", "SiLU", "silu "):  # onnx.reference: exact names only
+        with pytest.raises(linattn.LinattnError, match=f"activation: {bad!r}"):
+            linattn.causal_conv_with_state(x, w, activation=bad)
     with pytest.raises(linattn.LinattnError, match="weight"):
         linattn.causal_conv_with_state(x, np.zeros((3, 1, 3), np.float32))
     with pytest.raises(linattn.LinattnError, match="past_state"):

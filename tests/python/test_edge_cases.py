@@ -17,8 +17,8 @@ Documented divergences (tested in their weaker form, see the test docstrings):
     (present_state is past_state), where the entering state is gone once the kernel ran;
     non-finite *positions* still agree (test_la_inf_in_place_fp32_state);
   * conv fp16 with bias: onnx.reference rounds the dot product to float16 before adding the
-    bias (numpy float16 matmul, then `+=` in float16); linattn adds the bias in fp32 and rounds
-    once (what linattn.h documents), so the two may differ by ~2 float16 ulps.
+    bias (numpy float16 matmul, then `+=` in float16); linattn rounds the same way, but its fp32
+    sum order differs, so the two may differ by ~2 float16 ulps.
 """
 
 from __future__ import annotations
