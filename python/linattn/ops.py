@@ -45,11 +45,19 @@ def _rank_error(name: str, a: np.ndarray, rank: int, doc: str) -> _lib.LinattnEr
 def linear_attention_desc(
     q_num_heads: int,
     kv_num_heads: int,
-    update_rule: str = "gated_delta",
-    scale: float = 0.0,
-    chunk_size: int = 64,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
     ort_contrib: bool = False,
 ) -> _lib.LinearAttentionDesc:
+    """None for update_rule / scale / chunk_size means the attribute is absent: its ONNX default
+    (gated_delta, 0.0 = 1/sqrt(d_k), 64), as in onnx.reference."""
+    if update_rule is None:
+        update_rule = "gated_delta"
+    if scale is None:
+        scale = 0.0
+    if chunk_size is None:
+        chunk_size = 64
     lib = _lib.lib()
     desc = _lib.LinearAttentionDesc()
     lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
@@ -96,9 +104,9 @@ def linear_attention(
     *,
     q_num_heads: int,
     kv_num_heads: int,
-    update_rule: str = "gated_delta",
-    scale: float = 0.0,
-    chunk_size: int = 64,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
     ort_contrib: bool = False,
     state_dtype=None,
     out=None,
@@ -114,6 +122,7 @@ def linear_attention(
     copy). past_state (B, H_kv, d_k, d_v) of dtype S. output has dtype T; present_state has
     past_state's dtype, else `state_dtype` if given, else T (the ONNX rule).
 
+    update_rule / scale / chunk_size None: the attribute's ONNX default (as if absent).
     ort_contrib enables ONNX Runtime's com.microsoft extensions (inverse GQA, separate key heads).
     out: an output array, or a pair (output, present_state) with either None; present_state may be
     past_state itself (in-place update). return_state=False skips present_state (returns None).
@@ -160,7 +169,10 @@ def linear_attention(
     return output.finish(), (present.finish() if present is not None else None)
 
 
-def causal_conv_desc(activation: str = "none", dilation: int = 1, channels_last: bool = False):
+def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channels_last: bool = False):
+    """activation None means the attribute is absent: "none", as in onnx.reference."""
+    if activation is None:
+        activation = "none"
     lib = _lib.lib()
     desc = _lib.CausalConvDesc()
     lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
@@ -181,7 +193,7 @@ def causal_conv_with_state(
     bias=None,
     past_state=None,
     *,
-    activation: str = "none",
+    activation: str | None = "none",
     dilation: int = 1,
     channels_last: bool = False,
     out=None,
@@ -193,9 +205,9 @@ def causal_conv_with_state(
 
     input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k), bias (C), past_state
     (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)], all one dtype. activation is
-    "none", "silu" or "swish". dilation and channels_last are ONNX Runtime extensions.
-    input and output may be strided views (innermost stride 1). out / return_state / threads /
-    context as in linear_attention.
+    "none", "silu" or "swish" (None: absent, i.e. "none"). dilation and channels_last are ONNX
+    Runtime extensions. input and output may be strided views (innermost stride 1).
+    out / return_state / threads / context as in linear_attention.
     """
     ctx = _context(context, threads)
     x = prepare_input(input, "input", strided=True)

@@ -432,3 +432,25 @@ def test_conv_errors():
         linattn.causal_conv_with_state(x, w, np.zeros(4, np.float16))
     with pytest.raises(linattn.LinattnError, match="input"):
         linattn.causal_conv_with_state(x[0], w)
+
+
+def test_absent_attributes_mean_their_onnx_defaults(rng):
+    """None for an attribute = absent (onnx.reference's None): update_rule gated_delta, scale 0
+    (1/sqrt(d_k)), chunk_size 64, activation none; same bits as the explicit defaults."""
+    inputs, heads = la_data(rng)
+    explicit = linattn.linear_attention(**inputs, **heads, threads=1)
+    absent = linattn.linear_attention(**inputs, q_num_heads=heads["q_num_heads"], kv_num_heads=heads["kv_num_heads"],
+                                      update_rule=None, scale=None, chunk_size=None, threads=1)
+    for a, b in zip(explicit, absent):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    expected = onnx_models.reference_linear_attention(*[inputs.get(n) for n in onnx_models.LA_INPUT_NAMES],
+                                                      q_num_heads=heads["q_num_heads"],
+                                                      kv_num_heads=heads["kv_num_heads"])
+    for a, e in zip(absent, expected):
+        assert testing.compare(a, e) is None
+    x = rng.standard_normal((2, 4, 6), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 3), dtype=np.float32)
+    y, s = linattn.causal_conv_with_state(x, w, activation=None)
+    y0, s0 = linattn.causal_conv_with_state(x, w, activation="none")
+    assert np.array_equal(y, y0) and np.array_equal(s, s0)
+
