@@ -207,9 +207,10 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   /* The fused kernels read out from the old state plus a rank-1 term, which is the reference's
    * o = scale * S_t^T q only up to rounding: with infinities (inf inputs, or exp(decay) or a
    * product overflowing) they can give inf where the reference gives NaN or the reverse. A unit
-   * whose outputs are not all finite is therefore recomputed by the reference kernel (a finite
-   * state always shows in the last token's outputs). Needs the entering state intact, which an
-   * in-place fp32 state (updated directly in past_state) does not keep. */
+   * whose outputs are not all finite (or sit at T's largest finite value, see
+   * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
+   * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
+   * state intact, which an in-place fp32 state (updated directly in past_state) does not keep. */
   c->refine = c->kern != &linattn_la_reference && !(c->in_place && c->state_scratch_bytes == 0);
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
@@ -364,7 +365,7 @@ static bool la_unit_outputs_finite(const la_call* c, const la_unit* u) {
 }
 
 /* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
- * kernel when its outputs are not all finite (see c->refine). */
+ * kernel when la_unit_outputs_finite says so (see c->refine). */
 static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u) {
   if (!c->refine || c->p.T == 0 || la_unit_outputs_finite(c, u)) return;
   char* kscratch = la_prepare_unit(c, unit, scratch, u);
