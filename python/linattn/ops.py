@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 
 import numpy as np
 
@@ -42,6 +43,24 @@ def _rank_error(name: str, a: np.ndarray, rank: int, doc: str) -> _lib.LinattnEr
     )
 
 
+def _int_attr(value, name: str) -> int:
+    """An integer attribute as a C int64: non-integers (1.5, "4") are a TypeError, values outside
+    int64 an INVALID_ARGUMENT naming the attribute (ctypes would silently wrap them)."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {value!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: {v} does not fit in int64")
+    return v
+
+
+def _required(value, name: str, shape_doc: str):
+    if value is None:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: required, got None; expected shape {shape_doc}")
+    return value
+
+
 def linear_attention_desc(
     q_num_heads: int,
     kv_num_heads: int,
@@ -67,10 +86,13 @@ def linear_attention_desc(
             _lib.ERROR_INVALID_ARGUMENT,
             f"update_rule: {update_rule!r} is not one of {', '.join(repr(r) for r in UPDATE_RULES)}",
         )
-    desc.q_num_heads = int(q_num_heads)
-    desc.kv_num_heads = int(kv_num_heads)
-    desc.scale = float(scale)
-    desc.chunk_size = int(chunk_size)
+    desc.q_num_heads = _int_attr(q_num_heads, "q_num_heads")
+    desc.kv_num_heads = _int_attr(kv_num_heads, "kv_num_heads")
+    try:
+        desc.scale = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale: expected a float, got {scale!r}") from None
+    desc.chunk_size = _int_attr(chunk_size, "chunk_size")
     desc.flags = _lib.LA_ORT_CONTRIB if ort_contrib else 0
     return desc
 
@@ -130,9 +152,9 @@ def linear_attention(
     Errors from the library raise LinattnError carrying its message.
     """
     ctx = _context(context, threads)
-    q = prepare_input(query, "query", strided=True)
-    k = prepare_input(key, "key", strided=True)
-    v = prepare_input(value, "value", strided=True)
+    q = prepare_input(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
+    k = prepare_input(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
+    v = prepare_input(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
     past = prepare_input(past_state, "past_state", strided=False)
     g = prepare_input(decay, "decay", strided=True)
     b = prepare_input(beta, "beta", strided=True)
@@ -182,7 +204,7 @@ def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channel
             _lib.ERROR_INVALID_ARGUMENT,
             f"activation: {activation!r} is not one of {', '.join(repr(a) for a in ACTIVATIONS)}",
         )
-    desc.dilation = int(dilation)
+    desc.dilation = _int_attr(dilation, "dilation")
     desc.channels_last = 1 if channels_last else 0
     return desc
 
@@ -210,8 +232,8 @@ def causal_conv_with_state(
     out / return_state / threads / context as in linear_attention.
     """
     ctx = _context(context, threads)
-    x = prepare_input(input, "input", strided=True)
-    w = prepare_input(weight, "weight", strided=False)
+    x = prepare_input(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input", strided=True)
+    w = prepare_input(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
     bias_a = prepare_input(bias, "bias", strided=False)
     past = prepare_input(past_state, "past_state", strided=False)
     if x.ndim != 3:
@@ -230,7 +252,14 @@ def causal_conv_with_state(
     output = OutputSlot("output", x.shape, x.dtype, out_given, strided=True)
     present = None
     if return_state or state_given is not None:
-        present = OutputSlot("present_state", state_shape, x.dtype, state_given, strided=False)
+        try:
+            present = OutputSlot("present_state", state_shape, x.dtype, state_given, strided=False)
+        except (ValueError, MemoryError, OverflowError):
+            raise _lib.LinattnError(
+                _lib.ERROR_OUT_OF_MEMORY,
+                f"present_state: cannot allocate shape {state_shape} ((k-1)*dilation = {state_len} positions); "
+                "pass return_state=False to skip it",
+            ) from None
 
     t_x = describe(x, strided=True)
     t_w = describe(w, strided=False)

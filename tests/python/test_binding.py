@@ -454,3 +454,26 @@ def test_absent_attributes_mean_their_onnx_defaults(rng):
     y0, s0 = linattn.causal_conv_with_state(x, w, activation="none")
     assert np.array_equal(y, y0) and np.array_equal(s, s0)
 
+
+def test_bad_python_arguments_are_named(rng):
+    """Missing required inputs, non-integer or out-of-int64 head counts, a non-float scale and a
+    present_state too large to allocate: errors that name the argument (never a bare numpy,
+    ctypes or attribute error, and never a silently truncated value)."""
+    inputs, heads = la_data(rng)
+    with pytest.raises(linattn.LinattnError, match="query: required"):
+        linattn.linear_attention(**{**inputs, "query": None}, **heads)
+    with pytest.raises(TypeError, match="q_num_heads: expected an integer"):
+        linattn.linear_attention(**inputs, q_num_heads=4.5, kv_num_heads=2)
+    with pytest.raises(linattn.LinattnError, match="kv_num_heads: .* does not fit in int64"):
+        linattn.linear_attention(**inputs, q_num_heads=4, kv_num_heads=2**64 + 2)
+    with pytest.raises(TypeError, match="scale: expected a float"):
+        linattn.linear_attention(**inputs, **heads, scale="big")
+    x = rng.standard_normal((1, 2, 3), dtype=np.float32)
+    w = rng.standard_normal((2, 1, 2), dtype=np.float32)
+    with pytest.raises(linattn.LinattnError, match="weight: required"):
+        linattn.causal_conv_with_state(x, None)
+    with pytest.raises(linattn.LinattnError, match="present_state: cannot allocate"):
+        linattn.causal_conv_with_state(x, w, dilation=2**62)
+    y, state = linattn.causal_conv_with_state(x, w, dilation=2**62, return_state=False)
+    assert state is None and np.array_equal(y, x * w[None, :, 0, 1:])
+
