@@ -244,7 +244,9 @@ LINATTN_API void linattn_causal_conv_desc_init(linattn_causal_conv_desc* desc);
  *   output  like input                                   any outer strides
  *   present_state like past_state; may be NULL (not wanted) or the past_state buffer itself.
  * All tensors share one dtype. output = act(round_T(bias + sum_j w[j] x[t - (k-1-j)*dilation]))
- * with fp32 accumulation; present_state = the last S positions of concat(past, input). */
+ * with fp32 accumulation (float16 with a bias: round_T(round_T(sum) + bias), as onnx.reference's
+ * float16 matmul then float16 bias add); act (SiLU) is evaluated in fp32 on the rounded value
+ * and rounded again; present_state = the last S positions of concat(past, input). */
 LINATTN_API linattn_status linattn_causal_conv_with_state(
     linattn_context* context, const linattn_causal_conv_desc* desc,
     const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,

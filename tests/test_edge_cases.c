@@ -12,6 +12,10 @@
  *     the same bits as the packed call, and the packed call matches the float64 oracle.
  *     Conv decode (L = 1) with channels 3 elements apart.
  *  4. More threads than work units: the same bits as one thread.
+ *  5. Infinite inputs: every ISA gives NaN / +-inf exactly where the reference ISA does (units
+ *     with non-finite outputs are recomputed by the reference kernel), with the library's or a
+ *     caller workspace of the reported size, on 1 and 2 threads, and with an f16 state updated
+ *     in place.
  */
 #include <math.h>
 #include <stdio.h>
@@ -472,6 +476,101 @@ static void test_more_threads_than_units(linattn_isa isa, tk_rng* r) {
   linattn_context_destroy(many);
 }
 
+/* ------------------------------------------------------------------ 5. infinities */
+
+/* a and e are both NaN, the same infinity, or finite and close (e from the reference ISA). */
+static bool same_class(double a, double e) {
+  if (isnan(e) || isnan(a)) return isnan(e) && isnan(a);
+  if (isinf(e) || isinf(a)) return a == e;
+  return fabs(a - e) <= 1e-3 * fabs(e) + 1e-3;
+}
+
+static void test_infinite_inputs(linattn_isa isa, tk_rng* r) {
+  if (isa == LINATTN_ISA_REFERENCE) return;
+  const int64_t B = 2, T = 9, Hq = 4, Hkv = 2, dk = 8, dv = 20;
+  linattn_context* ref = tk_context_create(LINATTN_ISA_REFERENCE, 1);
+  linattn_context* ctxs[2] = {tk_context_create(isa, 1), tk_context_create(isa, 2)};
+  for (int di = 0; di < 2; di++) {
+    const linattn_dtype dt = dtypes[di];
+    for (int where = 0; where < 3; where++) { /* inf in q, v, past_state */
+      for (int sdi = 0; sdi < 2; sdi++) {
+        const linattn_dtype sdt = sdi == 0 ? LINATTN_DTYPE_F32 : LINATTN_DTYPE_F16;
+        tk_context("infinities isa=%s T=%s S=%s where=%d", linattn_isa_name(isa), tk_dtype_str(dt), tk_dtype_str(sdt),
+                   where);
+        linattn_linear_attention_desc d;
+        linattn_linear_attention_desc_init(&d); /* gated_delta */
+        d.q_num_heads = Hq;
+        d.kv_num_heads = Hkv;
+        const int64_t qd[3] = {B, T, Hq * dk}, kd[3] = {B, T, Hkv * dk}, vd[3] = {B, T, Hkv * dv};
+        const int64_t gd[3] = {B, T, Hkv * dk}, bd[3] = {B, T, Hkv}, sd[4] = {B, Hkv, dk, dv}, od[3] = {B, T, Hq * dv};
+        tk_tensor q = tk_alloc(dt, 3, qd), k = tk_alloc(dt, 3, kd), v = tk_alloc(dt, 3, vd), g = tk_alloc(dt, 3, gd);
+        tk_tensor be = tk_alloc(dt, 3, bd), past = tk_alloc(sdt, 4, sd);
+        tk_tensor* ins[6] = {&q, &k, &v, &g, &be, &past};
+        for (int i = 0; i < 6; i++) {
+          double* vals = tk_dalloc(tk_numel(ins[i]));
+          if (i == 3) tk_fill_uniform(r, vals, tk_numel(ins[i]), -0.5, 0.0);
+          else if (i == 4) tk_fill_uniform(r, vals, tk_numel(ins[i]), 0.0, 1.0);
+          else tk_fill_normal(r, vals, tk_numel(ins[i]), 0.5);
+          if (i == 1) tk_normalise_rows(vals, B * T * Hkv, dk);
+          tk_fill(ins[i], vals);
+          free(vals);
+        }
+        tk_tensor* hit = where == 0 ? &q : where == 1 ? &v : &past;
+        tk_set(hit, tk_below(r, tk_numel(hit)), tk_below(r, 2) ? INFINITY : -INFINITY);
+        tk_tensor eo = tk_alloc(dt, 3, od), es = tk_alloc(sdt, 4, sd), ao = tk_alloc(dt, 3, od), as = tk_alloc(sdt, 4, sd);
+        linattn_tensor tq = tk_desc(&q), tkk = tk_desc(&k), tv = tk_desc(&v), tg = tk_desc(&g), tb = tk_desc(&be);
+        linattn_tensor tp = tk_desc(&past), teo = tk_desc(&eo), tes = tk_desc(&es), tao = tk_desc(&ao), tas = tk_desc(&as);
+        tk_poison(&eo);
+        tk_poison(&es);
+        const bool ref_ok =
+            status_ok(linattn_linear_attention(ref, &d, &tq, &tkk, &tv, &tp, &tg, &tb, &teo, &tes, NULL, 0), "reference");
+        for (int run = 0; ref_ok && run < 4; run++) { /* 1 thread, 2 threads, caller workspace, in place */
+          linattn_context* ctx = ctxs[run == 1];
+          tk_poison(&ao);
+          tk_poison(&as);
+          void* ws = NULL;
+          size_t ws_size = 0;
+          const linattn_tensor* present = &tas;
+          const linattn_tensor* pastp = &tp;
+          linattn_tensor tip;
+          if (run == 2) {
+            if (!status_ok(linattn_linear_attention_workspace_size(ctx, &d, &tq, &tkk, &tv, &tp, &tg, &tb, &tao, &tas,
+                                                                   &ws_size), "workspace_size"))
+              continue;
+            ws = tk_aligned_alloc(64, ws_size + 64);
+          }
+          if (run == 3) {
+            if (sdt == LINATTN_DTYPE_F32) continue; /* documented: an in-place fp32 state cannot be recomputed */
+            tk_copy(&as, &past);
+            tip = tk_desc(&as);
+            present = pastp = &tip;
+          }
+          linattn_status st = linattn_linear_attention(ctx, &d, &tq, &tkk, &tv, pastp, &tg, &tb, &tao, present, ws, ws_size);
+          if (ws) tk_aligned_free(ws);
+          if (!status_ok(st, "linear_attention")) continue;
+          const tk_tensor* pairs[2][2] = {{&ao, &eo}, {&as, &es}};
+          for (int o = 0; o < 2; o++) {
+            int64_t bad = 0, first = -1;
+            for (int64_t i = 0; i < tk_numel(pairs[o][0]); i++)
+              if (!same_class(tk_get(pairs[o][0], i), tk_get(pairs[o][1], i)) && bad++ == 0) first = i;
+            tk_check(bad == 0, "run %d %s: %lld elements differ from the reference ISA in NaN/inf/value, first #%lld: %g vs %g",
+                     run, o ? "present_state" : "output", (long long)bad, (long long)first,
+                     first >= 0 ? tk_get(pairs[o][0], first) : 0.0, first >= 0 ? tk_get(pairs[o][1], first) : 0.0);
+          }
+        }
+        for (int i = 0; i < 6; i++) tk_free(ins[i]);
+        tk_free(&eo);
+        tk_free(&es);
+        tk_free(&ao);
+        tk_free(&as);
+      }
+    }
+  }
+  linattn_context_destroy(ref);
+  linattn_context_destroy(ctxs[0]);
+  linattn_context_destroy(ctxs[1]);
+}
+
 int main(void) {
   tk_begin("test_edge_cases");
   tk_rng r;
@@ -487,6 +586,7 @@ int main(void) {
     test_conv_decode_channel_stride(ctx, isas[i], &r);
     linattn_context_destroy(ctx);
     test_more_threads_than_units(isas[i], &r);
+    test_infinite_inputs(isas[i], &r);
   }
   return tk_finish();
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 
 import numpy as np
 
@@ -42,22 +43,56 @@ def _rank_error(name: str, a: np.ndarray, rank: int, doc: str) -> _lib.LinattnEr
     )
 
 
+def _int_attr(value, name: str) -> int:
+    """An integer attribute as a C int64: non-integers (1.5, "4") are a TypeError, values outside
+    int64 an INVALID_ARGUMENT naming the attribute (ctypes would silently wrap them)."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an integer, got {value!r}") from None
+    if not -(2**63) <= v < 2**63:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: {v} does not fit in int64")
+    return v
+
+
+def _required(value, name: str, shape_doc: str):
+    if value is None:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: required, got None; expected shape {shape_doc}")
+    return value
+
+
 def linear_attention_desc(
     q_num_heads: int,
     kv_num_heads: int,
-    update_rule: str = "gated_delta",
-    scale: float = 0.0,
-    chunk_size: int = 64,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
     ort_contrib: bool = False,
 ) -> _lib.LinearAttentionDesc:
+    """None for update_rule / scale / chunk_size means the attribute is absent: its ONNX default
+    (gated_delta, 0.0 = 1/sqrt(d_k), 64), as in onnx.reference."""
+    if update_rule is None:
+        update_rule = "gated_delta"
+    if scale is None:
+        scale = 0.0
+    if chunk_size is None:
+        chunk_size = 64
     lib = _lib.lib()
     desc = _lib.LinearAttentionDesc()
     lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
     desc.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
-    desc.q_num_heads = int(q_num_heads)
-    desc.kv_num_heads = int(kv_num_heads)
-    desc.scale = float(scale)
-    desc.chunk_size = int(chunk_size)
+    if desc.update_rule == 0:  # LINATTN_UPDATE_INVALID: name the string, not the enum value
+        raise _lib.LinattnError(
+            _lib.ERROR_INVALID_ARGUMENT,
+            f"update_rule: {update_rule!r} is not one of {', '.join(repr(r) for r in UPDATE_RULES)}",
+        )
+    desc.q_num_heads = _int_attr(q_num_heads, "q_num_heads")
+    desc.kv_num_heads = _int_attr(kv_num_heads, "kv_num_heads")
+    try:
+        desc.scale = float(scale)
+    except (TypeError, ValueError):
+        raise TypeError(f"scale: expected a float, got {scale!r}") from None
+    desc.chunk_size = _int_attr(chunk_size, "chunk_size")
     desc.flags = _lib.LA_ORT_CONTRIB if ort_contrib else 0
     return desc
 
@@ -91,9 +126,9 @@ def linear_attention(
     *,
     q_num_heads: int,
     kv_num_heads: int,
-    update_rule: str = "gated_delta",
-    scale: float = 0.0,
-    chunk_size: int = 64,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
     ort_contrib: bool = False,
     state_dtype=None,
     out=None,
@@ -109,6 +144,7 @@ def linear_attention(
     copy). past_state (B, H_kv, d_k, d_v) of dtype S. output has dtype T; present_state has
     past_state's dtype, else `state_dtype` if given, else T (the ONNX rule).
 
+    update_rule / scale / chunk_size None: the attribute's ONNX default (as if absent).
     ort_contrib enables ONNX Runtime's com.microsoft extensions (inverse GQA, separate key heads).
     out: an output array, or a pair (output, present_state) with either None; present_state may be
     past_state itself (in-place update). return_state=False skips present_state (returns None).
@@ -116,9 +152,9 @@ def linear_attention(
     Errors from the library raise LinattnError carrying its message.
     """
     ctx = _context(context, threads)
-    q = prepare_input(query, "query", strided=True)
-    k = prepare_input(key, "key", strided=True)
-    v = prepare_input(value, "value", strided=True)
+    q = prepare_input(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
+    k = prepare_input(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
+    v = prepare_input(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
     past = prepare_input(past_state, "past_state", strided=False)
     g = prepare_input(decay, "decay", strided=True)
     b = prepare_input(beta, "beta", strided=True)
@@ -155,12 +191,20 @@ def linear_attention(
     return output.finish(), (present.finish() if present is not None else None)
 
 
-def causal_conv_desc(activation: str = "none", dilation: int = 1, channels_last: bool = False):
+def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channels_last: bool = False):
+    """activation None means the attribute is absent: "none", as in onnx.reference."""
+    if activation is None:
+        activation = "none"
     lib = _lib.lib()
     desc = _lib.CausalConvDesc()
     lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
     desc.activation = lib.linattn_activation_from_string(str(activation).encode())
-    desc.dilation = int(dilation)
+    if desc.activation == 0:  # LINATTN_ACTIVATION_INVALID
+        raise _lib.LinattnError(
+            _lib.ERROR_INVALID_ARGUMENT,
+            f"activation: {activation!r} is not one of {', '.join(repr(a) for a in ACTIVATIONS)}",
+        )
+    desc.dilation = _int_attr(dilation, "dilation")
     desc.channels_last = 1 if channels_last else 0
     return desc
 
@@ -171,7 +215,7 @@ def causal_conv_with_state(
     bias=None,
     past_state=None,
     *,
-    activation: str = "none",
+    activation: str | None = "none",
     dilation: int = 1,
     channels_last: bool = False,
     out=None,
@@ -183,13 +227,13 @@ def causal_conv_with_state(
 
     input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k), bias (C), past_state
     (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)], all one dtype. activation is
-    "none", "silu" or "swish". dilation and channels_last are ONNX Runtime extensions.
-    input and output may be strided views (innermost stride 1). out / return_state / threads /
-    context as in linear_attention.
+    "none", "silu" or "swish" (None: absent, i.e. "none"). dilation and channels_last are ONNX
+    Runtime extensions. input and output may be strided views (innermost stride 1).
+    out / return_state / threads / context as in linear_attention.
     """
     ctx = _context(context, threads)
-    x = prepare_input(input, "input", strided=True)
-    w = prepare_input(weight, "weight", strided=False)
+    x = prepare_input(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input", strided=True)
+    w = prepare_input(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
     bias_a = prepare_input(bias, "bias", strided=False)
     past = prepare_input(past_state, "past_state", strided=False)
     if x.ndim != 3:
@@ -208,7 +252,14 @@ def causal_conv_with_state(
     output = OutputSlot("output", x.shape, x.dtype, out_given, strided=True)
     present = None
     if return_state or state_given is not None:
-        present = OutputSlot("present_state", state_shape, x.dtype, state_given, strided=False)
+        try:
+            present = OutputSlot("present_state", state_shape, x.dtype, state_given, strided=False)
+        except (ValueError, MemoryError, OverflowError):
+            raise _lib.LinattnError(
+                _lib.ERROR_OUT_OF_MEMORY,
+                f"present_state: cannot allocate shape {state_shape} ((k-1)*dilation = {state_len} positions); "
+                "pass return_state=False to skip it",
+            ) from None
 
     t_x = describe(x, strided=True)
     t_w = describe(w, strided=False)

@@ -29,6 +29,7 @@ typedef struct la_call {
   linattn_dtype state_dtype; /* S of present (or past) */
   /* work split */
   const la_kernel* kern;
+  bool refine;                /* non-finite unit results are recomputed by the reference kernel */
   int64_t block_cols, blocks_per_head, num_units;
   size_t num_tasks;
   size_t state_scratch_bytes; /* per unit in flight: fp32 state block when S != f32 or no present */
@@ -202,7 +203,20 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   if (!linattn_mul_size((size_t)dk, (size_t)bc, &sblock) || !linattn_mul_size(sblock, sizeof(float), &sblock))
     return ERR("state block size overflows");
   c->state_scratch_bytes = (c->state_dtype != LINATTN_DTYPE_F32 || !c->has_present) ? linattn_round_up(sblock, 64) : 0;
-  c->kernel_scratch_bytes = linattn_round_up(c->kern->scratch_bytes(&c->p, bc), 64);
+  size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
+  /* The fused kernels read out from the old state plus a rank-1 term, which is the reference's
+   * o = scale * S_t^T q only up to rounding: with infinities (inf inputs, or exp(decay) or a
+   * product overflowing) they can give inf where the reference gives NaN or the reverse. A unit
+   * whose outputs are not all finite (or sit at T's largest finite value, see
+   * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
+   * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
+   * state intact, which an in-place fp32 state (updated directly in past_state) does not keep. */
+  c->refine = c->kern != &linattn_la_reference && !(c->in_place && c->state_scratch_bytes == 0);
+  if (c->refine) {
+    const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
+    if (rbytes > kbytes) kbytes = rbytes;
+  }
+  c->kernel_scratch_bytes = linattn_round_up(kbytes, 64);
   size_t unit_bytes;
   if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &unit_bytes))
     return ERR("workspace size overflows");
@@ -327,10 +341,42 @@ static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
   state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
+/* True when every output element the unit wrote is finite and below the largest finite T value
+ * (checked on the stored T values: an output that overflowed to inf when rounded to fp16/bf16
+ * counts, and one rounded to the largest finite value may sit at the overflow boundary, where
+ * the reference's own rounding decides between it and inf). */
+static bool la_unit_outputs_finite(const la_call* c, const la_unit* u) {
+  const linattn_dtype dt = c->p.io_dtype;
+  for (int64_t t = 0; t < c->p.T; t++)
+    for (int32_t h = 0; h < u->n_q; h++) {
+      const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
+      if (dt == LINATTN_DTYPE_F32) {
+        const uint32_t* o = (const uint32_t*)u->out + base;
+        for (int64_t j = 0; j < u->ncols; j++)
+          if ((o[j] & 0x7fffffffu) >= 0x7f7fffffu) return false; /* FLT_MAX, inf or NaN */
+      } else {
+        const uint16_t top = dt == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
+        const uint16_t* o = (const uint16_t*)u->out + base;
+        for (int64_t j = 0; j < u->ncols; j++)
+          if ((uint16_t)(o[j] & 0x7fffu) >= top) return false;
+      }
+    }
+  return true;
+}
+
+/* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
+ * kernel when la_unit_outputs_finite says so (see c->refine). */
+static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u) {
+  if (!c->refine || c->p.T == 0 || la_unit_outputs_finite(c, u)) return;
+  char* kscratch = la_prepare_unit(c, unit, scratch, u);
+  linattn_la_reference.run(&c->p, u, kscratch);
+}
+
 static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
   la_unit u;
   char* kscratch = la_prepare_unit(c, unit, scratch, &u);
   c->kern->run(&c->p, &u, kscratch);
+  la_refine_unit(c, unit, scratch, &u);
   la_finish_unit(c, &u, unit);
 }
 
@@ -387,7 +433,10 @@ static void la_task(void* arg, size_t task) {
       }
       t0 = t1;
     }
-    for (int64_t i = 0; i < g1 - g0; i++) la_finish_unit(c, &units[i], g0 + i);
+    for (int64_t i = 0; i < g1 - g0; i++) {
+      la_refine_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i]);
+      la_finish_unit(c, &units[i], g0 + i);
+    }
   }
 }
 

@@ -274,7 +274,8 @@ def test_threads_and_python_threads_give_the_same_bits(rng):
         (lambda d, h: ({**d, "beta": np.concatenate([d["beta"]] * 3, -1)}, h), ["beta"]),
         (lambda d, h: ({**d, "decay": None}, h), ["decay"]),
         (lambda d, h: (d, {**h, "update_rule": "linear"}), ["decay"]),
-        (lambda d, h: (d, {**h, "update_rule": "fancy"}), ["update_rule"]),
+        (lambda d, h: (d, {**h, "update_rule": "fancy"}), ["update_rule", "'fancy'", "'gated_delta'"]),
+        (lambda d, h: (d, {**h, "update_rule": "Gated_Delta"}), ["update_rule", "'Gated_Delta'"]),
         (lambda d, h: (d, {**h, "q_num_heads": 3}), ["q_num_heads"]),
         (lambda d, h: ({**d, "past_state": d["past_state"][:, :, :, :5].copy()}, h), ["past_state"]),
         (lambda d, h: ({**d, "value": d["value"][:1]}, h), ["value"]),
@@ -282,7 +283,7 @@ def test_threads_and_python_threads_give_the_same_bits(rng):
         (lambda d, h: ({**d, "query": d["query"][0]}, h), ["query", "rank"]),
         (lambda d, h: ({**d, "beta": d["beta"].astype(np.float16)}, h), ["beta"]),
     ],
-    ids=["decay-width", "beta-width", "decay-missing", "decay-forbidden", "bad-rule", "heads", "past-shape",
+    ids=["decay-width", "beta-width", "decay-missing", "decay-forbidden", "bad-rule", "rule-case", "heads", "past-shape",
          "batch", "key-width", "query-rank", "beta-dtype"],
 )
 def test_errors_name_the_argument_and_write_nothing(rng, change, words):
@@ -418,8 +419,11 @@ def test_conv_strided_input_output_and_in_place_state(rng):
 def test_conv_errors():
     x = np.zeros((1, 4, 5), np.float32)
     w = np.zeros((4, 1, 3), np.float32)
-    with pytest.raises(linattn.LinattnError, match="activation"):
+    with pytest.raises(linattn.LinattnError, match="activation: 'relu' is not one of 'none', 'silu', 'swish'"):
         linattn.causal_conv_with_state(x, w, activation="relu")
+    for bad in ("", "SiLU", "silu "):  # onnx.reference: exact names only
+        with pytest.raises(linattn.LinattnError, match=f"activation: {bad!r}"):
+            linattn.causal_conv_with_state(x, w, activation=bad)
     with pytest.raises(linattn.LinattnError, match="weight"):
         linattn.causal_conv_with_state(x, np.zeros((3, 1, 3), np.float32))
     with pytest.raises(linattn.LinattnError, match="past_state"):
@@ -428,3 +432,48 @@ def test_conv_errors():
         linattn.causal_conv_with_state(x, w, np.zeros(4, np.float16))
     with pytest.raises(linattn.LinattnError, match="input"):
         linattn.causal_conv_with_state(x[0], w)
+
+
+def test_absent_attributes_mean_their_onnx_defaults(rng):
+    """None for an attribute = absent (onnx.reference's None): update_rule gated_delta, scale 0
+    (1/sqrt(d_k)), chunk_size 64, activation none; same bits as the explicit defaults."""
+    inputs, heads = la_data(rng)
+    explicit = linattn.linear_attention(**inputs, **heads, threads=1)
+    absent = linattn.linear_attention(**inputs, q_num_heads=heads["q_num_heads"], kv_num_heads=heads["kv_num_heads"],
+                                      update_rule=None, scale=None, chunk_size=None, threads=1)
+    for a, b in zip(explicit, absent):
+        assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+    expected = onnx_models.reference_linear_attention(*[inputs.get(n) for n in onnx_models.LA_INPUT_NAMES],
+                                                      q_num_heads=heads["q_num_heads"],
+                                                      kv_num_heads=heads["kv_num_heads"])
+    for a, e in zip(absent, expected):
+        assert testing.compare(a, e) is None
+    x = rng.standard_normal((2, 4, 6), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 3), dtype=np.float32)
+    y, s = linattn.causal_conv_with_state(x, w, activation=None)
+    y0, s0 = linattn.causal_conv_with_state(x, w, activation="none")
+    assert np.array_equal(y, y0) and np.array_equal(s, s0)
+
+
+def test_bad_python_arguments_are_named(rng):
+    """Missing required inputs, non-integer or out-of-int64 head counts, a non-float scale and a
+    present_state too large to allocate: errors that name the argument (never a bare numpy,
+    ctypes or attribute error, and never a silently truncated value)."""
+    inputs, heads = la_data(rng)
+    with pytest.raises(linattn.LinattnError, match="query: required"):
+        linattn.linear_attention(**{**inputs, "query": None}, **heads)
+    with pytest.raises(TypeError, match="q_num_heads: expected an integer"):
+        linattn.linear_attention(**inputs, q_num_heads=4.5, kv_num_heads=2)
+    with pytest.raises(linattn.LinattnError, match="kv_num_heads: .* does not fit in int64"):
+        linattn.linear_attention(**inputs, q_num_heads=4, kv_num_heads=2**64 + 2)
+    with pytest.raises(TypeError, match="scale: expected a float"):
+        linattn.linear_attention(**inputs, **heads, scale="big")
+    x = rng.standard_normal((1, 2, 3), dtype=np.float32)
+    w = rng.standard_normal((2, 1, 2), dtype=np.float32)
+    with pytest.raises(linattn.LinattnError, match="weight: required"):
+        linattn.causal_conv_with_state(x, None)
+    with pytest.raises(linattn.LinattnError, match="present_state: cannot allocate"):
+        linattn.causal_conv_with_state(x, w, dilation=2**62)
+    y, state = linattn.causal_conv_with_state(x, w, dilation=2**62, return_state=False)
+    assert state is None and np.array_equal(y, x * w[None, :, 0, 1:])
+

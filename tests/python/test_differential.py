@@ -399,3 +399,52 @@ def long_la_cases(draw) -> LACase:
 @given(case=long_la_cases())
 def test_long_linear_attention_matches_onnx_reference(case: LACase, contexts, two_threads):
     test_linear_attention_matches_onnx_reference.hypothesis.inner_test(case, contexts, two_threads)
+
+
+# ---------------------------------------------------------------- non-finite inputs
+
+
+@st.composite
+def nonfinite_la_cases(draw):
+    """A LinearAttention case plus 1-3 NaN / +-inf values poked into its inputs."""
+    case = draw(la_cases())
+    names = ["query", "key", "value"] + (["past_state"] if case.past else []) + \
+        (["decay"] if case.decay_kind else []) + (["beta"] if case.beta_kind else [])
+    pokes = draw(st.lists(st.tuples(st.sampled_from(names), st.sampled_from([np.nan, np.inf, -np.inf]),
+                                    st.integers(0, 2**31 - 1)), min_size=1, max_size=3))
+    return case, pokes
+
+
+@settings(max_examples=examples(300))
+@given(drawn=nonfinite_la_cases())
+def test_linear_attention_nonfinite_inputs_match_onnx_reference(drawn, contexts):
+    """NaN and +-inf in any input: every kernel family gives NaN exactly where onnx.reference
+    does and the same infinities (units with non-finite outputs are recomputed by the reference
+    kernels; see src/api/linear_attention.c), finite elements within the usual tolerance."""
+    case, pokes = drawn
+    inputs = la_inputs(case)
+    for name, value, where in pokes:
+        arr = inputs[name]
+        if arr.size:
+            arr.reshape(-1)[where % arr.size] = value
+    with np.errstate(all="ignore"):
+        expected = onnx_models.reference_linear_attention(
+            inputs["query"], inputs["key"], inputs["value"],
+            inputs.get("past_state"), inputs.get("decay"), inputs.get("beta"),
+            q_num_heads=case.q_heads, kv_num_heads=case.kv_heads, update_rule=case.update_rule,
+            scale=case.scale if case.scale != 0.0 else None,
+        )
+    finite = {n: np.where(np.isfinite(a.astype(np.float32)), a.astype(np.float64), 0.0) for n, a in inputs.items()}
+    kmax = float(np.abs(finite["key"]).max(initial=0.0))
+    vmax = float(np.abs(finite["value"]).max(initial=0.0))
+    qmax = float(np.abs(finite["query"]).max(initial=0.0))
+    e1 = expected[1].astype(np.float64)
+    smax = float(np.abs(np.where(np.isfinite(e1), e1, 0.0)).max(initial=0.0))
+    d_scale = case.scale if case.scale != 0.0 else 1.0 / np.sqrt(max(case.d_k, 1))
+    floors = (1e-2 * abs(d_scale) * qmax * max(smax, kmax * vmax), 1e-2 * kmax * vmax)
+    for label, ctx in contexts.items():
+        actual = run_la(case, inputs, ctx)
+        for name, a, e, fl in zip(("output", "present_state"), actual, expected, floors):
+            ef = np.where(np.isfinite(e.astype(np.float64)), e, 0).astype(e.dtype)
+            reason = testing.compare(a, e, la_tolerance(ef, fl))
+            assert reason is None, f"isa {label} ({contexts[label].isa}): {name}: {reason}"

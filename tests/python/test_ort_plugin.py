@@ -85,6 +85,29 @@ def test_linear_attention_matches_reference(domain, dtype, state_dtype, case):
     assert_close(state, ref_state, sdt, f"present_state (seed {seed})")
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # onnx.reference computes inf - inf on purpose here
+@pytest.mark.parametrize("dtype,state_dtype", [("float32", "float32"), ("float16", "float32")])
+@pytest.mark.parametrize("where", ["query", "value", "past_state"])
+def test_linear_attention_infinities_match_reference_exactly(dtype, state_dtype, where):
+    """An infinite input through the plugin: NaN exactly where onnx.reference has NaN and the same
+    infinities (the fused kernels' old-state-plus-rank-1 readout alone would swap some of them)."""
+    rng, seed = fresh_rng()
+    feeds = la_inputs(rng, batch=2, tokens=6, q_heads=4, kv_heads=2, d_k=8, d_v=12, rule="gated_delta",
+                      decay_kind="key", beta_kind="head", past=True, dtype=dtype, state_dtype=state_dtype)
+    arr = feeds[where]
+    arr.reshape(-1)[rng.integers(arr.size)] = np.inf
+    out, state = run_la("", feeds, q_heads=4, kv_heads=2, dtype=dtype, state_dtype=state_dtype)
+    expected = reference_linear_attention(feeds, q_heads=4, kv_heads=2, dtype=dtype, state_dtype=state_dtype,
+                                          contrib=False)
+    for name, a, e in zip(("output", "present_state"), (out, state), expected):
+        a64, e64 = a.astype(np.float64), e.astype(np.float64)
+        assert np.array_equal(np.isnan(a64), np.isnan(e64)), f"{name}: NaN positions differ (seed {seed})"
+        inf = np.isinf(e64)
+        assert np.array_equal(np.isinf(a64), inf) and np.array_equal(a64[inf], e64[inf]), f"{name}: infinities (seed {seed})"
+        finite = np.isfinite(e64)
+        assert_close(a[finite], e[finite], dtype if name == "output" else state_dtype, f"{name} (seed {seed})")
+
+
 CONTRIB_HEADS = {
     # name: (H_q, H_kv, key heads)
     "inverse_gqa": (2, 4, 4),
