@@ -449,7 +449,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   const int64_t nfull = J.nc / LA_VL, tail = J.nc % LA_VL;
   int64_t col = 0, left = nfull;
   int np = 0;
-  const int can_stream = p->T == 1 && u->state_in && u->state_in != u->state_out &&
+  const int can_stream = p->stream_state && p->T == 1 && u->state_in && u->state_in != u->state_out &&
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
   R->can_stream = can_stream;
   while (left > 0 || (tail && col < J.nc)) {
