@@ -129,6 +129,9 @@ typedef void (*linattn_free_fn)(void* user, void* ptr);
  *        the state is known to be evicted between steps (e.g. a full model whose weights
  *        stream through the caches between two calls of a layer): measured 1.3-1.45x faster
  *        than CACHED then; CACHED is 1.25-1.45x faster when the state stays cached.
+ * Streaming needs the AVX2 / AVX-512 kernels, a present_state address that is a multiple of
+ * their vector size (32 / 64 bytes) and d_v a multiple of 8 / 16; otherwise, and on NEON and
+ * the portable kernels, ordinary stores are used.
  * Results are bit-identical under every policy; only speed differs. */
 typedef enum linattn_state_stores {
   LINATTN_STATE_STORES_AUTO = 0,
