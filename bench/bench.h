@@ -60,6 +60,7 @@ typedef struct bench_case {
   linattn_dtype dtype;     /* activations; LA state is always f32 */
   int cold;                /* 1: rotate among states/buffers larger than 2x the last-level cache */
   int channels_last;       /* conv only */
+  int separate_present;    /* LA only: present_state a buffer of its own (else past == present) */
 } bench_case;
 
 /* A prepared case: buffers allocated and filled; call() runs one operator call on rotation

@@ -1,7 +1,8 @@
 /*
  * LinearAttention cases: buffers, realistic random data (unit-norm q/k per head, negative
  * log-decay, beta in (0,1)), one fp32 state updated in place per rotation slot (the usual decode
- * loop). Cold cases rotate among enough slots that a slot's state has left the caches by the time
+ * loop), or with --present separate read from past and written to a present_state of the slot's
+ * own (as ONNX Runtime does; past then stays the same every call). Cold cases rotate among enough slots that a slot's state has left the caches by the time
  * it is used again.
  */
 #include <math.h>
@@ -11,7 +12,7 @@
 #include "bench.h"
 
 typedef struct la_slot {
-  linattn_tensor q, k, v, decay, beta, out, state;
+  linattn_tensor q, k, v, decay, beta, out, state, present; /* present: state itself when in place */
 } la_slot;
 
 typedef struct la_impl {
@@ -29,7 +30,7 @@ static linattn_status la_call(void* impl, linattn_context* ctx, int slot, void* 
   la_slot* s = &L->slots[slot];
   return linattn_linear_attention(ctx, &L->desc, &s->q, &s->k, &s->v, &s->state,
                                   L->has_decay ? &s->decay : NULL, L->has_beta ? &s->beta : NULL,
-                                  &s->out, &s->state, ws, ws_bytes);
+                                  &s->out, &s->present, ws, ws_bytes);
 }
 
 static size_t la_workspace(void* impl, linattn_context* ctx) {
@@ -38,7 +39,7 @@ static size_t la_workspace(void* impl, linattn_context* ctx) {
   size_t n = 0;
   linattn_status st = linattn_linear_attention_workspace_size(
       ctx, &L->desc, &s->q, &s->k, &s->v, &s->state, L->has_decay ? &s->decay : NULL,
-      L->has_beta ? &s->beta : NULL, &s->out, &s->state, &n);
+      L->has_beta ? &s->beta : NULL, &s->out, &s->present, &n);
   if (st != LINATTN_SUCCESS) {
     fprintf(stderr, "linattn-bench: workspace query failed: %s\n", linattn_last_error());
     return SIZE_MAX;
@@ -95,7 +96,8 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   size_t off_q = 0, off_k = off_q + align64(nq * es), off_v = off_k + align64(nk * es);
   size_t off_d = off_v + align64(nv * es), off_b = off_d + align64(nd * es);
   size_t off_o = off_b + align64(nb * es), off_s = off_o + align64(no * es);
-  size_t slot_bytes = off_s + align64(ns * sizeof(float));
+  size_t off_p = off_s + align64(ns * sizeof(float));
+  size_t slot_bytes = off_p + (c->separate_present ? align64(ns * sizeof(float)) : 0);
   double io_bytes = (double)(nq + nk + nv + nd + nb + no) * (double)es;
   double state_bytes = (double)ns * sizeof(float);
 
@@ -126,6 +128,7 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
     sl->beta = linattn_make_tensor(base + off_b, c->dtype, 3, bd);
     sl->out = linattn_make_tensor(base + off_o, c->dtype, 3, od);
     sl->state = linattn_make_tensor(base + off_s, LINATTN_DTYPE_F32, 4, sd);
+    sl->present = c->separate_present ? linattn_make_tensor(base + off_p, LINATTN_DTYPE_F32, 4, sd) : sl->state;
   }
   free(pos);
 
@@ -135,7 +138,7 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   out->num_slots = L->num_slots;
   out->flops = la_flops_per_token(p) * (double)(B * T);
   out->bytes = io_bytes + 2.0 * state_bytes; /* state read once and written once per call */
-  out->working_set = io_bytes + state_bytes;
+  out->working_set = io_bytes + (c->separate_present ? 2.0 : 1.0) * state_bytes;
   out->call = la_call;
   out->workspace_size = la_workspace;
   out->destroy = la_destroy;

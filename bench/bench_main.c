@@ -33,6 +33,8 @@ typedef struct options {
   double budget;          /* adaptive: seconds per kernel and case */
   double roof_seconds;
   uint64_t seed;
+  int separate_present;   /* LA: past_state -> a separate present_state (as ONNX Runtime does) */
+  linattn_state_stores state_stores;
 } options;
 
 typedef struct variant {
@@ -71,6 +73,10 @@ static void usage(FILE* f) {
           "  --budget SEC        adaptive: target seconds per kernel and case (default 0.25, quick 0.1)\n"
           "  --roof-time SEC     seconds spent on each roof measurement (default 0.3)\n"
           "  --seed N            data seed\n"
+          "  --present inplace|separate   LA state: updated in place (default) or written to a\n"
+          "                               separate present_state, as ONNX Runtime does\n"
+          "  --state-stores auto|cached|streaming  decode stores into a separate present_state\n"
+          "                               (linattn_context_options.state_stores; default auto)\n"
           "  --list              list the presets and exit (--list-json: as JSON)\n");
 }
 
@@ -212,6 +218,18 @@ static int parse_args(int argc, char** argv, options* o) {
     else if (!strcmp(a, "--budget")) { NEED_VALUE(); o->budget = atof(v); if (o->budget <= 0) return -1; }
     else if (!strcmp(a, "--roof-time")) { NEED_VALUE(); o->roof_seconds = atof(v); if (o->roof_seconds <= 0) return -1; }
     else if (!strcmp(a, "--seed")) { NEED_VALUE(); o->seed = strtoull(v, NULL, 10); }
+    else if (!strcmp(a, "--present")) {
+      NEED_VALUE();
+      if (!strcmp(v, "inplace")) o->separate_present = 0;
+      else if (!strcmp(v, "separate")) o->separate_present = 1;
+      else return -1;
+    } else if (!strcmp(a, "--state-stores")) {
+      NEED_VALUE();
+      if (!strcmp(v, "auto")) o->state_stores = LINATTN_STATE_STORES_AUTO;
+      else if (!strcmp(v, "cached")) o->state_stores = LINATTN_STATE_STORES_CACHED;
+      else if (!strcmp(v, "streaming")) o->state_stores = LINATTN_STATE_STORES_STREAMING;
+      else return -1;
+    }
     else { fprintf(stderr, "linattn-bench: unknown option %s\n", a); return -1; }
 #undef NEED_VALUE
   }
@@ -273,10 +291,12 @@ static size_t enumerate_cases(const options* o, bench_case* out) {
           for (int bi = 0; bi < o->num_B; bi++)
             for (int cold = 0; cold < 2; cold++)
               if (o->states & (1 << cold))
-                EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt, .cold = cold);
+                EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt, .cold = cold,
+                     .separate_present = o->separate_present);
         if (o->modes & 2)
           for (int ti = 0; ti < o->num_T; ti++)
-            EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_PREFILL, .B = 1, .T = o->Ts[ti], .dtype = dt);
+            EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_PREFILL, .B = 1, .T = o->Ts[ti], .dtype = dt,
+                 .separate_present = o->separate_present);
       }
     }
   }
@@ -532,7 +552,10 @@ static void json_meta(FILE* f, const options* o, const bench_machine* m, variant
   json_string(f, m->cpu);
   fprintf(f, ", \"online_cpus\": %d, \"l2_bytes\": %zu, \"l3_bytes\": %zu},\n", m->online_cpus, m->l2_bytes,
           m->l3_bytes);
-  fprintf(f, "  \"threads\": %d,\n  \"quick\": %s,\n  \"variants\": [", o->threads, o->quick ? "true" : "false");
+  static const char* stores[] = {"auto", "cached", "streaming"};
+  fprintf(f, "  \"threads\": %d,\n  \"quick\": %s,\n  \"present\": \"%s\",\n  \"state_stores\": \"%s\",\n  \"variants\": [",
+          o->threads, o->quick ? "true" : "false", o->separate_present ? "separate" : "inplace",
+          stores[o->state_stores]);
   for (int v = 0; v < nv; v++) {
     fprintf(f, "%s{\"requested\": ", v ? ", " : "");
     json_string(f, linattn_isa_name(vars[v].requested));
@@ -576,6 +599,7 @@ int main(int argc, char** argv) {
     linattn_context_options_init(&co);
     co.num_threads = o.threads;
     co.isa = o.isas[i];
+    co.state_stores = o.state_stores;
     linattn_context* ctx = NULL;
     if (linattn_context_create(&co, &ctx) != LINATTN_SUCCESS) {
       fprintf(stderr, "linattn-bench: cannot create a context for %s: %s\n", linattn_isa_name(o.isas[i]),
@@ -598,6 +622,9 @@ int main(int argc, char** argv) {
   const bench_machine first_roofs = m;
   printf("# linattn-bench %s | %s | %d online CPUs | L2 %zu KiB/core, L3 %zu MiB | threads %d | load %.2f\n",
          linattn_version_string(), m.cpu, m.online_cpus, m.l2_bytes >> 10, m.l3_bytes >> 20, o.threads, load_start);
+  if (o.separate_present || o.state_stores != LINATTN_STATE_STORES_AUTO)
+    printf("# LinearAttention state: %s, state stores %s\n", o.separate_present ? "separate present_state" : "in place",
+           o.state_stores == LINATTN_STATE_STORES_CACHED ? "cached" : o.state_stores == LINATTN_STATE_STORES_STREAMING ? "streaming" : "auto");
   printf("# roofs (%d thread%s): FMA fp32 %.1f GFLOP/s (%s, %.1f per thread); copy %.1f GB/s L2, %.1f GB/s L3, "
          "%.1f GB/s DRAM\n",
          m.threads, m.threads > 1 ? "s" : "", m.fma_gflops, m.fma_isa, m.fma_gflops_1t, m.bw_l2, m.bw_l3, m.bw_dram);

@@ -127,6 +127,45 @@ void linattn_ctx_free(linattn_context* ctx, void* ptr) {
 
 /* ------------------------------------------------------------------ context */
 
+/* Size of the last-level data cache of CPU 0 for the state store policy. sysfs first:
+ * glibc's sysconf reports implausible L3 sizes on some virtual AMD CPUs (320 MiB for 32).
+ * Unknown: 32 MiB, a common server L3 slice. */
+static size_t detect_llc_bytes(void) {
+  size_t best = 0;
+  int best_level = 0;
+  for (int i = 0; i < 8; i++) {
+    char path[96], buf[64];
+    int level = 0;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+    FILE* f = fopen(path, "r");
+    if (!f) break;
+    if (fgets(buf, sizeof buf, f)) level = atoi(buf);
+    fclose(f);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", i);
+    if (!(f = fopen(path, "r"))) continue;
+    const int instr = fgets(buf, sizeof buf, f) && !strncmp(buf, "Instruction", 11);
+    fclose(f);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+    if (instr || level <= best_level || !(f = fopen(path, "r"))) continue;
+    char* end = NULL;
+    unsigned long long n = 0;
+    if (fgets(buf, sizeof buf, f)) n = strtoull(buf, &end, 10);
+    fclose(f);
+    if (end && (*end == 'K' || *end == 'k')) n <<= 10;
+    else if (end && *end == 'M') n <<= 20;
+    if (n > 0) {
+      best = (size_t)n;
+      best_level = level;
+    }
+  }
+  if (best) return best;
+#ifdef _SC_LEVEL3_CACHE_SIZE
+  const long n3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (n3 > 0) return (size_t)n3;
+#endif
+  return (size_t)32 << 20;
+}
+
 void linattn_context_options_init(linattn_context_options* options) {
   if (!options) return;
   memset(options, 0, sizeof *options);
@@ -148,6 +187,10 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
                              "options.alloc/options.free: give both hooks or neither");
   if ((int)o->isa < LINATTN_ISA_AUTO || (int)o->isa > LINATTN_ISA_NEON)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "options.isa: unknown value %d", (int)o->isa);
+  if ((int)o->state_stores < LINATTN_STATE_STORES_AUTO || (int)o->state_stores > LINATTN_STATE_STORES_STREAMING)
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                             "options.state_stores: unknown value %d (expected 0 auto, 1 cached, 2 streaming)",
+                             (int)o->state_stores);
 
   linattn_isa isa = o->isa;
   if (isa == LINATTN_ISA_AUTO) {
@@ -181,6 +224,8 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   ctx->alloc = af;
   ctx->free = ff;
   ctx->alloc_user = o->alloc_user;
+  ctx->state_stores = o->state_stores;
+  ctx->llc_bytes = detect_llc_bytes();
   ctx->kernels = linattn_kernels_for_isa(isa);
   if (!ctx->kernels) {
     ff(o->alloc_user, ctx);

@@ -596,6 +596,15 @@ static void test_misc_api(void) {
     if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
     ctx = NULL;
   }
+  for (int bad = -1; bad <= 3; bad += 4) {
+    linattn_context_options_init(&o);
+    o.state_stores = (linattn_state_stores)bad;
+    st = linattn_context_create(&o, &ctx);
+    tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ctx == NULL && strstr(linattn_last_error(), "options.state_stores"),
+             "state_stores %d: %s (%s)", bad, linattn_status_string(st), linattn_last_error());
+    if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
+    ctx = NULL;
+  }
   linattn_context_options_init(&o);
   o.num_threads = -3;
   st = linattn_context_create(&o, &ctx);

@@ -411,6 +411,21 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
       tk_check(changed == 0, "%s: state_in modified (%lld elements)", k->name, (long long)changed);
     }
 
+    /* decode into a separate state: non-temporal stores give the same bits as ordinary ones */
+    if (T == 1 && c->st == ST_SEPARATE) {
+      la_params ps = p;
+      ps.stream_state = true;
+      la_result sr;
+      result_alloc(&in, &sr);
+      run_units(k, &ps, &in, c->st, whole, 1, &sr);
+      int64_t first;
+      const int64_t nd = bits_differ_out(&in, got.out, sr.out, &first);
+      const int64_t ns = bits_differ_state(&in, got.state, sr.state);
+      tk_check(nd == 0 && ns == 0, "%s: streaming stores differ from ordinary ones: %lld outputs, %lld state rows",
+               k->name, (long long)nd, (long long)ns);
+      result_free(&sr);
+    }
+
     /* column splits: bit-identical to the whole unit */
     int64_t splits[4][3];
     int nsplit = 0, ncut[4];
@@ -544,6 +559,26 @@ int main(int argc, char** argv) {
         run_case(&r, fams, nfam, &c);
         done++;
       }
+  /* Decode with d_v = 64 and 128 (Mamba-2 / RWKV-6 and Qwen heads: one 4- or 8-vector panel
+   * per unit) and 80 (4 + 1 vectors), separate and in place, every rule. */
+  static const int64_t decode_shapes[][2] = {{128, 64}, {64, 64}, {128, 80}, {64, 128}};
+  for (int rule = 1; rule <= 4; rule++)
+    for (int si = 0; si < 4; si++) {
+      la_case c = {(linattn_update_rule)rule, si & 1 ? LA_DECAY_PER_KEY : LA_DECAY_PER_HEAD, LINATTN_DTYPE_F32, 1,
+                   decode_shapes[si][0], decode_shapes[si][1], 1, si < 2 ? ST_SEPARATE : ST_INPLACE, G_MILD,
+                   B_UNIFORM, 1.0};
+      describe(&c);
+      run_case(&r, fams, nfam, &c);
+      done++;
+    }
+
+  /* store policy (linattn_state_stores): both sides of AUTO's threshold, half the LLC */
+  tk_context("la_stream_choice");
+  tk_check(!la_stream_choice(LINATTN_STATE_STORES_AUTO, 16.0 * (1 << 20), (size_t)32 << 20), "auto at LLC/2: cached");
+  tk_check(la_stream_choice(LINATTN_STATE_STORES_AUTO, 16.0 * (1 << 20) + 1, (size_t)32 << 20), "auto above LLC/2: streaming");
+  tk_check(!la_stream_choice(LINATTN_STATE_STORES_CACHED, 1e12, (size_t)32 << 20), "cached: never streams");
+  tk_check(la_stream_choice(LINATTN_STATE_STORES_STREAMING, 64.0, (size_t)32 << 20), "streaming: always");
+
   for (int n = 0; n < ncases; n++) {
     la_case c;
     c.rule = (linattn_update_rule)(1 + tk_axis_next(&a_rule, &r));

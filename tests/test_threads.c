@@ -70,6 +70,9 @@ static linattn_context* make_ctx(linattn_isa isa, int mode, int threads) {
   linattn_context_options_init(&o);
   o.isa = isa;
   o.num_threads = threads;
+  /* store policies change speed only: the pool contexts cover all three against the base */
+  if (mode == MODE_POOL) o.state_stores = threads == 2 ? LINATTN_STATE_STORES_STREAMING
+                                          : threads == 3 ? LINATTN_STATE_STORES_CACHED : LINATTN_STATE_STORES_AUTO;
   if (mode == MODE_HOST_REVERSE) {
     o.parallel_for = host_reverse;
   } else if (mode == MODE_HOST_PTHREADS) {
@@ -105,6 +108,8 @@ static const la_problem la_problems[] = {
     {"ORT inverse GQA + separate keys", 1, 10, 2, 4, 2, 32, 96, LINATTN_UPDATE_GATED_DELTA, 1, LINATTN_DTYPE_F32, LINATTN_DTYPE_F32,
      LINATTN_LA_ORT_CONTRIB, true},
     {"linear B1 H5 d16x80", 1, 40, 5, 5, 5, 16, 80, LINATTN_UPDATE_LINEAR, 0, LINATTN_DTYPE_F32, LINATTN_DTYPE_F32, 0, true},
+    {"decode B2 H5 d128x64 gated", 2, 1, 5, 5, 5, 128, 64, LINATTN_UPDATE_GATED, 1, LINATTN_DTYPE_F32, LINATTN_DTYPE_F32, 0, true},
+    {"decode B1 H4 d128 gated_delta", 1, 1, 4, 4, 4, 128, 128, LINATTN_UPDATE_GATED_DELTA, 1, LINATTN_DTYPE_F32, LINATTN_DTYPE_F32, 0, true},
 };
 
 typedef struct la_bufs {

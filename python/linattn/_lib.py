@@ -107,6 +107,7 @@ class ContextOptions(ctypes.Structure):
         ("alloc", ALLOC_FN),
         ("free", FREE_FN),
         ("alloc_user", ctypes.c_void_p),
+        ("state_stores", ctypes.c_int),
     ]
 
 

@@ -500,6 +500,8 @@ def main(argv=None) -> int:
     p.add_argument("--T", default="64,512,4096", help="prefill lengths")
     p.add_argument("--B", default="1,8", help="decode batch sizes")
     p.add_argument("--isa", default="auto", help="linattn kernel family (auto, reference, scalar, avx2, avx512)")
+    p.add_argument("--state-stores", default="auto", choices=["auto", "cached", "streaming"],
+                   help="linattn decode stores into the separate present_state (include/linattn.h)")
     p.add_argument("--reps", type=int, default=0, help="fixed repetitions (default: adaptive)")
     p.add_argument("--budget", type=float, default=None, help="seconds per case (default 0.3, quick 0.15)")
     p.add_argument("--json", default=None, help="write the rows and metadata as JSON")
@@ -520,7 +522,7 @@ def main(argv=None) -> int:
     import linattn
 
     started = time.time()
-    ctx = linattn.Context(threads=args.threads, isa=args.isa)
+    ctx = linattn.Context(threads=args.threads, isa=args.isa, state_stores=args.state_stores)
     floors = {"linattn": linattn_floor_us(ctx), "ort": ort_floor_us(args.threads)}
     meta = {
         "tool": "python -m linattn.bench --compare-ort",
@@ -528,6 +530,7 @@ def main(argv=None) -> int:
         "command": " ".join(["python -m linattn.bench"] + (argv if argv is not None else sys.argv[1:])),
         "cpu": _cpu_name(),
         "threads": args.threads,
+        "state_stores": args.state_stores,
         "linattn_version": linattn.library_version(),
         "linattn_isa": ctx.isa,
         "onnxruntime_version": ort.__version__,

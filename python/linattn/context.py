@@ -33,20 +33,27 @@ def available_isas() -> list[str]:
 
 
 class Context:
-    """A linattn_context: `threads` workers (0 = every online CPU, 1 = the caller only) and a kernel
-    family `isa` ("auto" = best for this CPU, or the LINATTN_ISA environment variable).
+    """A linattn_context: `threads` workers (0 = every online CPU, 1 = the caller only), a kernel
+    family `isa` ("auto" = best for this CPU, or the LINATTN_ISA environment variable) and how
+    decode writes a separate present_state, `state_stores` ("auto", "cached", "streaming"; see
+    linattn_state_stores in include/linattn.h).
 
     A context may be shared by several Python threads. It is released by close(), by leaving a
     `with` block, or when garbage collected.
     """
 
-    def __init__(self, threads: int = 0, isa: str = "auto"):
+    STATE_STORES = {"auto": 0, "cached": 1, "streaming": 2}
+
+    def __init__(self, threads: int = 0, isa: str = "auto", state_stores: str = "auto"):
         self._handle = ctypes.c_void_p()
         options = _lib.ContextOptions()
         lib = _lib.lib()
         lib.linattn_context_options_init(ctypes.byref(options))
         options.num_threads = int(threads)
         options.isa = _isa_code(isa)
+        if state_stores not in self.STATE_STORES:
+            raise ValueError(f"unknown state_stores {state_stores!r}; expected one of {', '.join(self.STATE_STORES)}")
+        options.state_stores = self.STATE_STORES[state_stores]
         _lib.check(lib.linattn_context_create(ctypes.byref(options), ctypes.byref(self._handle)))
         self._lib = lib
 

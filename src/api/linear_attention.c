@@ -42,6 +42,13 @@ typedef struct la_call {
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
+/* Non-temporal stores for the state of this call (decode into a separate fp32 present)? */
+static bool la_stream_state(const linattn_context* ctx, const la_call* c) {
+  if (c->p.T != 1 || !c->has_past || !c->has_present || c->in_place || c->state_dtype != LINATTN_DTYPE_F32) return false;
+  const double footprint = 2.0 * 4.0 * (double)c->B * (double)c->H_kv * (double)c->p.d_k * (double)c->p.d_v;
+  return la_stream_choice(ctx->state_stores, footprint, ctx->llc_bytes);
+}
+
 static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
                                  const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
                                  const linattn_tensor* past_state, const linattn_tensor* decay,
@@ -236,6 +243,7 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   }
   if (!linattn_mul_size(unit_bytes, (size_t)c->lockstep_units, &c->task_bytes))
     return ERR("workspace size overflows");
+  c->p.stream_state = la_stream_state(ctx, c);
   return LINATTN_SUCCESS;
 }
 

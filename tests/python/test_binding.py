@@ -75,7 +75,8 @@ def test_struct_layout_matches_the_header():
     assert ctypes.sizeof(_lib.Tensor) == 8 + 4 + 4 + 32 + 32
     assert _lib.LinearAttentionDesc.scale.offset == 24 and ctypes.sizeof(_lib.LinearAttentionDesc) == 48
     assert _lib.CausalConvDesc.dilation.offset == 8 and ctypes.sizeof(_lib.CausalConvDesc) == 24
-    assert _lib.ContextOptions.isa.offset == 24 and ctypes.sizeof(_lib.ContextOptions) == 56
+    assert _lib.ContextOptions.isa.offset == 24 and _lib.ContextOptions.state_stores.offset == 56
+    assert ctypes.sizeof(_lib.ContextOptions) == 64
 
 
 def test_contexts_threads_and_isa():
@@ -227,6 +228,21 @@ def test_chunk_size_does_not_change_bits(rng):
         result = linattn.linear_attention(**inputs, **heads, chunk_size=chunk)
         for a, e in zip(result, base):
             assert np.array_equal(bits(a), bits(e)), f"chunk_size {chunk}"
+
+
+def test_state_store_policies_give_the_same_bits(rng):
+    # decode into a separate present_state: ordinary and non-temporal stores, d_v 64 and 128
+    for dv in (64, 128):
+        inputs, heads = la_data(rng, b=2, t=1, hq=2, hkv=2, dk=128, dv=dv)
+        results = []
+        for policy in ("auto", "cached", "streaming"):
+            with linattn.Context(threads=1, state_stores=policy) as ctx:
+                results.append(linattn.linear_attention(**inputs, **heads, context=ctx))
+        for result in results[1:]:
+            for a, e in zip(result, results[0]):
+                assert np.array_equal(bits(a), bits(e)), f"d_v {dv}"
+    with pytest.raises(ValueError, match="unknown state_stores"):
+        linattn.Context(state_stores="nt")
 
 
 def test_zero_tokens_keeps_the_state(rng):
