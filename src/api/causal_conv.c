@@ -14,6 +14,9 @@ typedef struct conv_call {
   char* workspace;
 } conv_call;
 
+/* Input + state elements up to which a call runs on the calling thread only. */
+#define CONV_SERIAL_MAX_ELEMS ((int64_t)1 << 16)
+
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
 static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
@@ -121,6 +124,13 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
   c->blocks_per_batch = bc > 0 ? (C + bc - 1) / bc : 0;
   if (!linattn_mul_i64(B, c->blocks_per_batch, &c->num_units)) return ERR("problem size overflows");
   c->num_tasks = (size_t)(c->num_units < ctx->num_threads ? c->num_units : ctx->num_threads);
+  /* A call that touches little memory (one decode step of a sequence: microseconds) runs on
+   * the caller alone: waking the pool would cost more than the work. No bits change, the
+   * kernels' results do not depend on the split. */
+  int64_t touched;
+  if (c->num_tasks > 1 && linattn_add_i64(L, p->S, &touched) && linattn_mul_i64(touched, B, &touched) &&
+      linattn_mul_i64(touched, C, &touched) && touched <= CONV_SERIAL_MAX_ELEMS)
+    c->num_tasks = 1;
   c->task_bytes = linattn_round_up(c->kern->scratch_bytes(p, bc), 64);
   return LINATTN_SUCCESS;
 }

@@ -13,7 +13,8 @@
  *   row pointers into input, past_state or a zero row (channels_last_block).
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
- *   present_state is the state moved by one position with the input appended.
+ *   present_state is the state moved by one position with the input appended. K = 4 reads
+ *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
  * The per-element arithmetic is the same in every path (conv_common.h), so results do not
  * depend on the channel split, the thread count, or how a sequence is cut into calls.
  * bf16 is rounded with integer RNE (like src/convert.h), not vcvtneps2bf16, which flushes
@@ -341,8 +342,7 @@ AI void storef_n(void* p, __m512 v, int64_t n) {
  * state (channels-first): 16 x 3 = P0..P2, entry s of channel c at flat 3c + s;
  * present (channels-first): new flat f = old flat f + 1, except f = 3c + 2 which takes x[c].
  * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy. */
-AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
-                  const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
+AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   const bool cl = p->channels_last, has_bias = p->bias != NULL;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
@@ -350,7 +350,14 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
   const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
   char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i four = _mm512_slli_epi32(lane, 2), three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
+  const __m512i three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
+  /* weight transpose tables: flat 4c + j of a register pair; then halves of two registers */
+  const __m512i tp_even = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i tp_odd = _mm512_add_epi32(tp_even, _mm512_set1_epi32(2));
+  const __m512i tp_lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i tp_hi = _mm512_add_epi32(tp_lo, _mm512_set1_epi32(8));
+  const char* wbase = conv_at(p->w, c0 * 4, es);
+  const char* bbase = has_bias ? conv_at(p->bias, c0, es) : NULL;
   const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
   /* present insert tables: output register r, lane e -> flat 16r + e; x lanes where flat % 3 == 2 */
   const __m512i xsel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4);
@@ -369,9 +376,17 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
   for (int64_t v = 0; v < nc; v += 16) {
     const int64_t nv = nc - v < 16 ? nc - v : 16;
     const __mmask16 m = lanes16(nv);
-    const float* wv = wsrc + v * 4;
-    const __m512 W0 = loadf_n(wv, 4 * nv), W1 = loadf_n(wv + 16, 4 * nv - 16);
-    const __m512 W2 = loadf_n(wv + 32, 4 * nv - 32), W3 = loadf_n(wv + 48, 4 * nv - 48);
+    /* the caller's (C, 4) weights, converted in registers: no scratch, no allocation */
+    const char* wv = wbase + 4 * v * (int64_t)es;
+    const __m512 W0 = load16_m(wv, lanes16(4 * nv), dt), W1 = load16_m(wv + 16 * (int64_t)es, lanes16(4 * nv - 16), dt);
+    const __m512 W2 = load16_m(wv + 32 * (int64_t)es, lanes16(4 * nv - 32), dt);
+    const __m512 W3 = load16_m(wv + 48 * (int64_t)es, lanes16(4 * nv - 48), dt);
+    /* transpose to tap-major in two rounds of two-source permutes: A/B hold channels 0-7,
+     * Cw/D channels 8-15, (tap 0 | tap 1) and (tap 2 | tap 3) */
+    const __m512 A = _mm512_permutex2var_ps(W0, tp_even, W1), B = _mm512_permutex2var_ps(W0, tp_odd, W1);
+    const __m512 Cw = _mm512_permutex2var_ps(W2, tp_even, W3), D = _mm512_permutex2var_ps(W2, tp_odd, W3);
+    const __m512 wj[4] = {_mm512_permutex2var_ps(A, tp_lo, Cw), _mm512_permutex2var_ps(A, tp_hi, Cw),
+                          _mm512_permutex2var_ps(B, tp_lo, D), _mm512_permutex2var_ps(B, tp_hi, D)};
     __m512 tap[3];
     __m512i Q0 = _mm512_setzero_si512(), Q1 = _mm512_setzero_si512(); /* raw state, 16-bit */
     __m512 P0 = _mm512_setzero_ps(), P1 = P0, P2 = P0;               /* state as fp32 */
@@ -405,13 +420,8 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
       }
     }
     __m512 acc = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      const __m512i idx = _mm512_add_epi32(four, _mm512_set1_epi32(j));
-      const __m512 wj = _mm512_mask_mov_ps(_mm512_permutex2var_ps(W0, idx, W1), 0xff00, _mm512_permutex2var_ps(W2, idx, W3));
-      const __m512 xj = j < 3 ? tap[j] : load16_m(x + v * (int64_t)es, m, dt);
-      acc = _mm512_fmadd_ps(wj, xj, acc);
-    }
-    if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
+    for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(x + v * (int64_t)es, m, dt), acc);
+    if (has_bias) acc = add_bias16(acc, load16_maskz(bbase + v * (int64_t)es, m, dt), dt);
     finish_store16(y + v * (int64_t)es, m, acc, dt, act);
     if (!pres) continue;
     if (cl) { /* rows 0 <- 1, 1 <- 2, 2 <- x, raw */
@@ -567,20 +577,28 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
 
 /* ------------------------------------------------------------------ entry */
 
+/* Decode across channels (L = 1): channels-last, or channels-first with packed rows and state. */
+static inline bool decode_applies(const conv_params* p) {
+  return p->L == 1 && p->K <= DECODE_MAX_K &&
+         (p->channels_last || (p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S));
+}
+static inline bool decode_k4_applies(const conv_params* p) { return decode_applies(p) && p->K == 4 && p->dilation == 1; }
+
 AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
                   linattn_activation act) {
   const int64_t K = p->K;
+  if (decode_k4_applies(p)) {
+    decode_k4(p, b, c0, nc, dt, act);
+    return;
+  }
   const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
-  bias_f32(p, c0, nc, s->bias);
-  if (p->L == 1 && K <= DECODE_MAX_K &&
-      (p->channels_last || (p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S))) {
-    if (K == 4 && p->dilation == 1)
-      decode_k4(p, b, c0, nc, wsrc, s, dt, act);
-    else
-      decode_block(p, b, c0, nc, wsrc, s, dt, act);
+  if (decode_applies(p)) {
+    bias_f32(p, c0, nc, s->bias);
+    decode_block(p, b, c0, nc, wsrc, s, dt, act);
     return;
   }
   if (p->channels_last) { /* transpose to tap-major [K][ncp], 16 channels at a time */
+    bias_f32(p, c0, nc, s->bias);
     const int64_t ncp = conv_ncp(nc);
     if (K <= DECODE_MAX_K) {
       deint_plan plan[DECODE_MAX_K];
@@ -623,7 +641,10 @@ static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t
   }
 }
 
-static size_t conv_scratch_avx512(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
+/* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
+static size_t conv_scratch_avx512(const conv_params* p, int64_t nc) {
+  return decode_k4_applies(p) ? 0 : conv_vector_scratch_bytes(p, nc);
+}
 
 const conv_kernel linattn_conv_avx512 = {
     .name = "avx512",
