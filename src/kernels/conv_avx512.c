@@ -10,7 +10,8 @@
  * channels-last (B, L, C): K = 4, dilation 1: per 16-channel column and 8-step tile, weights
  *   and history in registers, next tile prefetched, outputs leave through a lag buffer to
  *   dodge 4K aliasing (channels_last_k4). Other K / dilation: one time row at a time with
- *   row pointers into input, past_state or a zero row (channels_last_block).
+ *   row pointers into input, past_state or a zero row (channels_last_block). Outputs larger
+ *   than the caches (conv_params.stream_output) leave with non-temporal stores.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
@@ -98,21 +99,33 @@ AI __m512 add_bias16(__m512 acc, __m512 bias, dtype_t dt) {
   return _mm512_add_ps(acc, bias);
 }
 
-/* Rounds the fp32 conv result to T, applies the activation, stores the masked lanes as T. */
-AI void finish_store16(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_activation act) {
+/* Rounds the fp32 conv result to T, applies the activation, stores the masked lanes as T.
+ * nt: a full vector at an aligned address goes out with a non-temporal store (large outputs,
+ * conv_params.stream_output: no read for ownership of the output lines); any other store is
+ * a normal one. */
+AI void finish_store16x(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_activation act, bool nt) {
   const bool silu = act == LINATTN_ACTIVATION_SILU;
   if (dt == LINATTN_DTYPE_F32) {
     if (silu) acc = silu16(acc);
-    if (m == 0xffff) _mm512_storeu_ps(dst, acc); else _mm512_mask_storeu_ps(dst, m, acc);
-  } else if (dt == LINATTN_DTYPE_F16) {
-    __m256i h = _mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (nt && m == 0xffff && ((uintptr_t)dst & 63) == 0) _mm512_stream_ps((float*)dst, acc);
+    else if (m == 0xffff) _mm512_storeu_ps(dst, acc);
+    else _mm512_mask_storeu_ps(dst, m, acc);
+    return;
+  }
+  __m256i h;
+  if (dt == LINATTN_DTYPE_F16) {
+    h = _mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     if (silu) h = _mm512_cvtps_ph(silu16(_mm512_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h); else _mm256_mask_storeu_epi16(dst, m, h);
   } else {
     if (silu) acc = silu16(bf16_round(acc));
-    __m256i h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(acc), 16));
-    if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h); else _mm256_mask_storeu_epi16(dst, m, h);
+    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(acc), 16));
   }
+  if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, h);
+  else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h);
+  else _mm256_mask_storeu_epi16(dst, m, h);
+}
+AI void finish_store16(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_activation act) {
+  finish_store16x(dst, m, acc, dt, act, false);
 }
 
 /* ------------------------------------------------------------------ weights */
@@ -472,13 +485,15 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 
 
 /* Copies one 16-lane group of T elements (64 or 32 bytes) from the lag buffer to y. */
-AI void copy_out16(char* dst, const char* src, __mmask16 m, dtype_t dt) {
+AI void copy_out16(char* dst, const char* src, __mmask16 m, dtype_t dt, bool nt) {
   if (dt == LINATTN_DTYPE_F32) {
     __m512 v = _mm512_load_ps((const float*)src);
-    if (m == 0xffff) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, m, v);
+    if (nt && m == 0xffff && ((uintptr_t)dst & 63) == 0) _mm512_stream_ps((float*)dst, v);
+    else if (m == 0xffff) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, m, v);
   } else {
     __m256i v = _mm256_load_si256((const __m256i*)src);
-    if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, v); else _mm256_mask_storeu_epi16(dst, m, v);
+    if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, v);
+    else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, v); else _mm256_mask_storeu_epi16(dst, m, v);
   }
 }
 
@@ -524,14 +539,14 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
         acc = _mm512_fmadd_ps(w3, x3, acc);
         if (has_bias) acc = add_bias16(acc, bias, dt);
         finish_store16(buf + i * 64, 0xffff, acc, dt, act);
-        if (v > 0) copy_out16(yprev, pbuf + i * 64, 0xffff, dt);
+        if (v > 0) copy_out16(yprev, pbuf + i * 64, 0xffff, dt, p->stream_output);
         h0 = h1, h1 = h2, h2 = x3;
       }
       cur ^= 1;
     }
     const int64_t vlast = (nc - 1) / 16 * 16;
     char* yl = yb + t0 * yst + vlast * (int64_t)es;
-    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, lanes16(nc - vlast), dt);
+    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, lanes16(nc - vlast), dt, p->stream_output);
   }
   conv_cl_write_present(p, b, c0, nc);
 }
@@ -557,7 +572,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 2 * ncp + v), load16(r2 + o, dt), acc);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 3 * ncp + v), load16(r3 + o, dt), acc);
         if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
-        finish_store16(yrow + o, 0xffff, acc, dt, act);
+        finish_store16x(yrow + o, 0xffff, acc, dt, act, p->stream_output);
       }
     }
     for (; v < nc; v += 16) {
@@ -639,6 +654,7 @@ static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t
       else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
       break;
   }
+  if (p->stream_output) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
 /* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
