@@ -77,14 +77,12 @@ AI __m256 add_bias8(__m256 acc, __m256 bias, dtype_t dt) {
   return _mm256_add_ps(acc, bias);
 }
 
-/* Rounds to T, activation, stores the first n (<= 8) lanes as T. nt: a full vector at an
- * aligned address goes out with a non-temporal store (conv_params.stream_output). */
-AI void finish_store8x(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_activation act, bool nt) {
+/* Rounds to T, activation, stores the first n (<= 8) lanes as T. */
+AI void finish_store8(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_activation act) {
   const bool silu = act == LINATTN_ACTIVATION_SILU;
   _Alignas(32) char buf[32];
   if (dt == LINATTN_DTYPE_F32) {
     if (silu) acc = silu8(acc);
-    if (nt && n >= 8 && ((uintptr_t)dst & 31) == 0) { _mm256_stream_ps((float*)dst, acc); return; }
     if (n >= 8) { _mm256_storeu_ps((float*)dst, acc); return; }
     _mm256_store_ps((float*)buf, acc);
   } else {
@@ -96,25 +94,10 @@ AI void finish_store8x(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_act
       if (silu) acc = silu8(_mm256_castsi256_ps(_mm256_and_si256(bf16_round_bits8(acc), _mm256_set1_epi32((int)0xffff0000u))));
       h = pack16(_mm256_srli_epi32(bf16_round_bits8(acc), 16));
     }
-    if (nt && n >= 8 && ((uintptr_t)dst & 15) == 0) { _mm_stream_si128((__m128i*)dst, h); return; }
     if (n >= 8) { _mm_storeu_si128((__m128i*)dst, h); return; }
     _mm_store_si128((__m128i*)buf, h);
   }
   memcpy(dst, buf, (size_t)n * conv_esize(dt));
-}
-AI void finish_store8(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_activation act) {
-  finish_store8x(dst, n, acc, dt, act, false);
-}
-
-/* Copies one full 8-lane group of T elements from the lag buffer to y (nt: as finish_store8x). */
-AI void copy_out8(char* dst, const char* src, dtype_t dt, bool nt) {
-  if (dt == LINATTN_DTYPE_F32) {
-    const __m256 v = _mm256_load_ps((const float*)src);
-    if (nt && ((uintptr_t)dst & 31) == 0) _mm256_stream_ps((float*)dst, v); else _mm256_storeu_ps((float*)dst, v);
-  } else {
-    const __m128i v = _mm_load_si128((const __m128i*)src);
-    if (nt && ((uintptr_t)dst & 15) == 0) _mm_stream_si128((__m128i*)dst, v); else _mm_storeu_si128((__m128i*)dst, v);
-  }
 }
 
 static inline __m256i lanes8(int64_t n) {
@@ -291,7 +274,7 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
         acc = _mm256_fmadd_ps(w3, x3, acc);
         if (has_bias) acc = add_bias8(acc, bias, dt);
         finish_store8(buf + i * 32, 8, acc, dt, act);
-        if (v > 0) copy_out8(yprev, pbuf + i * 32, dt, p->stream_output); /* previous column is always full */
+        if (v > 0) memcpy(yprev, pbuf + i * 32, vbytes); /* previous column is always full */
         h0 = h1, h1 = h2, h2 = x3;
       }
       cur ^= 1;
@@ -325,7 +308,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 2 * ncp + v), load8(r2 + o, dt), acc);
         acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + 3 * ncp + v), load8(r3 + o, dt), acc);
         if (has_bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
-        finish_store8x(yrow + o, 8, acc, dt, act, p->stream_output);
+        finish_store8(yrow + o, 8, acc, dt, act);
       }
     }
     for (; v < nc; v += 8) {
@@ -391,7 +374,6 @@ static void conv_run_avx2(const conv_params* p, int64_t b, int64_t c0, int64_t n
       else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
       break;
   }
-  if (p->stream_output) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
 static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
