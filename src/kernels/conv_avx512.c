@@ -450,10 +450,11 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
           P2 = bf16_widen(_mm512_castsi512_si256(Q1));
         }
       }
-      for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2 */
+      for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2, merged into the P0/P1 permute */
         const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
         const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
-        tap[q] = _mm512_mask_mov_ps(_mm512_permutex2var_ps(P0, idx, P1), hi, _mm512_permutexvar_ps(idx, P2));
+        tap[q] = _mm512_mask_permutex2var_ps(_mm512_permutex2var_ps(P0, idx, P1), hi,
+                                             _mm512_or_si512(idx, _mm512_set1_epi32(16)), P2);
       }
     }
     __m512 acc = _mm512_setzero_ps();
