@@ -429,7 +429,7 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
     __m512 P0 = _mm512_setzero_ps(), P1 = P0, P2 = P0;               /* state as fp32 */
     const char* sv = past ? past + (cl ? v : 3 * v) * (int64_t)es : NULL;
     if (cl) {
-      for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_maskz(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
+      for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_m(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
     } else {
       if (sv && es == 4) {
         P0 = loadf_n(sv, 3 * nv);
@@ -472,13 +472,20 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
     if (cl) { /* rows 0 <- 1, 1 <- 2, 2 <- x, raw */
       const int64_t rs = p->s_st * (int64_t)es;
       char* pv = pres + v * (int64_t)es;
-      if (es == 4) {
-        const __m512 r1 = sv ? _mm512_maskz_loadu_ps(m, sv + rs) : _mm512_setzero_ps();
-        const __m512 r2 = sv ? _mm512_maskz_loadu_ps(m, sv + 2 * rs) : _mm512_setzero_ps();
-        const __m512 rx = _mm512_maskz_loadu_ps(m, x + v * 4);
-        _mm512_mask_storeu_ps(pv, m, r1);
-        _mm512_mask_storeu_ps(pv + rs, m, r2);
-        _mm512_mask_storeu_ps(pv + 2 * rs, m, rx);
+      if (es == 4) { /* full-width unless the group is partial (see loadf_n) */
+        const __m512 r1 = sv ? loadf_n(sv + rs, nv) : _mm512_setzero_ps();
+        const __m512 r2 = sv ? loadf_n(sv + 2 * rs, nv) : _mm512_setzero_ps();
+        const __m512 rx = loadf_n(x + v * 4, nv);
+        storef_n(pv, r1, nv);
+        storef_n(pv + rs, r2, nv);
+        storef_n(pv + 2 * rs, rx, nv);
+      } else if (nv == 16) {
+        const __m256i r1 = sv ? _mm256_loadu_si256((const __m256i*)(sv + rs)) : _mm256_setzero_si256();
+        const __m256i r2 = sv ? _mm256_loadu_si256((const __m256i*)(sv + 2 * rs)) : _mm256_setzero_si256();
+        const __m256i rx = _mm256_loadu_si256((const __m256i*)(x + v * 2));
+        _mm256_storeu_si256((__m256i*)pv, r1);
+        _mm256_storeu_si256((__m256i*)(pv + rs), r2);
+        _mm256_storeu_si256((__m256i*)(pv + 2 * rs), rx);
       } else {
         const __m256i r1 = sv ? _mm256_maskz_loadu_epi16(m, sv + rs) : _mm256_setzero_si256();
         const __m256i r2 = sv ? _mm256_maskz_loadu_epi16(m, sv + 2 * rs) : _mm256_setzero_si256();
