@@ -559,21 +559,28 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
   const char* xb = conv_at(p->x, b * p->x_sb + c0, es);
   char* yb = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
   char* lag[2] = {s->lag, s->lag + TT * 64};
+  /* Columns start where output vectors are aligned: the first one takes the channels up to
+   * that boundary (numpy buffers start 16 bytes into a cache line), so that the others store
+   * whole lines (fp32) and may stream them. */
+  const int64_t vbytes = 16 * (int64_t)es;
+  const int64_t lead = (int64_t)((uintptr_t)(vbytes - (int64_t)((uintptr_t)yb % (uintptr_t)vbytes)) % (uintptr_t)vbytes) / (int64_t)es;
   for (int64_t t0 = 0; t0 < L; t0 += TT) {
     const int64_t n = L - t0 < TT ? L - t0 : TT;
     const int64_t pf = L - t0 - n < TT ? L - t0 - n : TT; /* rows of the next tile */
     int cur = 0;
-    for (int64_t v = 0; v < nc; v += 16) {
-      const __mmask16 m = lanes16(nc - v);
+    int64_t vprev = -1;      /* previous column: first channel and lanes */
+    __mmask16 mprev = 0;
+    for (int64_t v = 0, w = lead > 0 ? lead : 16; v < nc; v += w, w = 16) {
+      const __mmask16 m = lanes16((nc - v < w ? nc - v : w));
       const int64_t o = v * (int64_t)es;
-      const __m512 w0 = _mm512_loadu_ps(s->wt + v), w1 = _mm512_loadu_ps(s->wt + ncp + v);
-      const __m512 w2 = _mm512_loadu_ps(s->wt + 2 * ncp + v), w3 = _mm512_loadu_ps(s->wt + 3 * ncp + v);
-      const __m512 bias = _mm512_loadu_ps(s->bias + v);
+      const __m512 w0 = _mm512_maskz_loadu_ps(m, s->wt + v), w1 = _mm512_maskz_loadu_ps(m, s->wt + ncp + v);
+      const __m512 w2 = _mm512_maskz_loadu_ps(m, s->wt + 2 * ncp + v), w3 = _mm512_maskz_loadu_ps(m, s->wt + 3 * ncp + v);
+      const __m512 bias = _mm512_maskz_loadu_ps(m, s->bias + v);
       __m512 h0 = load16_m(conv_cl_padded_row(p, b, c0, t0, s->zero) + o, m, dt);
       __m512 h1 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 1, s->zero) + o, m, dt);
       __m512 h2 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 2, s->zero) + o, m, dt);
       const char* xp = xb + t0 * xst + o;
-      char* yprev = yb + t0 * yst + o - 16 * (int64_t)es; /* previous column, row t0 */
+      char* yprev = yb + t0 * yst + vprev * (int64_t)es; /* previous column, row t0 (v > 0) */
       char* buf = lag[cur];
       const char* pbuf = lag[cur ^ 1];
       for (int64_t i = 0; i < n; ++i, xp += xst, yprev += yst) {
@@ -585,14 +592,14 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
         acc = _mm512_fmadd_ps(w3, x3, acc);
         if (has_bias) acc = add_bias16(acc, bias, dt);
         finish_store16(buf + i * 64, 0xffff, acc, dt, act);
-        if (v > 0) copy_out16(yprev, pbuf + i * 64, 0xffff, dt, nt);
+        if (v > 0) copy_out16(yprev, pbuf + i * 64, mprev, dt, nt);
         h0 = h1, h1 = h2, h2 = x3;
       }
       cur ^= 1;
+      vprev = v, mprev = m;
     }
-    const int64_t vlast = (nc - 1) / 16 * 16;
-    char* yl = yb + t0 * yst + vlast * (int64_t)es;
-    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, lanes16(nc - vlast), dt, nt);
+    char* yl = yb + t0 * yst + vprev * (int64_t)es;
+    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, mprev, dt, nt);
   }
   conv_cl_write_present(p, b, c0, nc);
 }
