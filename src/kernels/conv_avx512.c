@@ -562,8 +562,8 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
   /* Columns start where output vectors are aligned: the first one takes the channels up to
    * that boundary (numpy buffers start 16 bytes into a cache line), so that the others store
    * whole lines (fp32) and may stream them. */
-  const int64_t vbytes = 16 * (int64_t)es;
-  const int64_t lead = (int64_t)((uintptr_t)(vbytes - (int64_t)((uintptr_t)yb % (uintptr_t)vbytes)) % (uintptr_t)vbytes) / (int64_t)es;
+  const uintptr_t vbytes = 16u * es;
+  const int64_t lead = (int64_t)((vbytes - (uintptr_t)yb % vbytes) % vbytes / es);
   for (int64_t t0 = 0; t0 < L; t0 += TT) {
     const int64_t n = L - t0 < TT ? L - t0 : TT;
     const int64_t pf = L - t0 - n < TT ? L - t0 - n : TT; /* rows of the next tile */
