@@ -528,7 +528,7 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
  * 16-channel group is a whole cache line. 16-bit groups are half lines, and the column order
  * interleaves eight rows' halves: streamed, lines leave half written (measured at L = 4096:
  * fp32 13% faster, fp16 / bf16 12% slower). */
-static inline bool stream_full_lines(const conv_params* p) { return p->stream_output && p->dtype == LINATTN_DTYPE_F32; }
+AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
 /* Copies one 16-lane group of T elements (64 or 32 bytes) from the lag buffer to y. */
 AI void copy_out16(char* dst, const char* src, __mmask16 m, dtype_t dt, bool nt) {
@@ -555,7 +555,7 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
   const size_t es = conv_esize(dt);
   const int64_t L = p->L, ncp = conv_ncp(nc), TT = CONV_CL_TILE;
   const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es;
-  const bool has_bias = p->bias != NULL, nt = stream_full_lines(p);
+  const bool has_bias = p->bias != NULL, nt = stream_full_lines(p, dt);
   const char* xb = conv_at(p->x, b * p->x_sb + c0, es);
   char* yb = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
   char* lag[2] = {s->lag, s->lag + TT * 64};
@@ -625,7 +625,7 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 2 * ncp + v), load16(r2 + o, dt), acc);
         acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 3 * ncp + v), load16(r3 + o, dt), acc);
         if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
-        finish_store16x(yrow + o, 0xffff, acc, dt, act, stream_full_lines(p));
+        finish_store16x(yrow + o, 0xffff, acc, dt, act, stream_full_lines(p, dt));
       }
     }
     for (; v < nc; v += 16) {
@@ -707,7 +707,7 @@ static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t
       else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
       break;
   }
-  if (stream_full_lines(p)) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
+  if (stream_full_lines(p, p->dtype)) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
 /* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
