@@ -116,6 +116,8 @@ typedef struct conv_params {
   const void* past; int64_t s_sb, s_sc, s_st;     /* past state (NULL = zeros); strides also for present */
   void* y; int64_t y_sb, y_sc, y_st;              /* output */
   void* present;                                  /* NULL = not wanted; may equal past */
+  bool stream_output; /* output too large to stay cached: the AVX-512 channels-last kernels write
+                       * fp32 outputs with non-temporal stores (same bits; an sfence ends the unit) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
