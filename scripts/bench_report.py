@@ -109,13 +109,15 @@ def ort_table(run: dict) -> list[str]:
         f"linattn µs: one ctypes call of the C function (descriptors prebuilt); binding µs: through "
         f"`linattn.linear_attention` / `causal_conv_with_state` (fixed cost {m['linattn_floor_us']:.1f} µs). "
         f"ORT µs: {m['ort_time']} (session.run floor {m['ort_floor_us']:.1f} µs). ratio = linattn µs / ORT µs "
-        f"(< 1: linattn faster).  ",
+        f"(< 1: linattn faster); net ratio = (linattn µs − call floor µs) / ORT µs, the call floor being the same "
+        f"ctypes call rejected at once (the cost of crossing from Python into C, which ORT's kernel time does not "
+        f"contain).  ",
         f"Load average {_f(m.get('loadavg_start'), '.2f', '?')} at the start, {_f(m.get('loadavg_end'), '.2f', '?')} "
         f"at the end. Command: `{m.get('command', '')}` ({m.get('seconds', '?')} s).",
         "",
-        "| op | preset | mode | layout | B | T | dtype | linattn µs | binding µs | ORT µs | ratio | ORT session µs "
-        "| rel. diff | note |",
-        "|---|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|---|",
+        "| op | preset | mode | layout | B | T | dtype | linattn µs | binding µs | ORT µs | ratio | call floor µs "
+        "| net ratio | ORT session µs | rel. diff | note |",
+        "|---|---|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in run["rows"]:
         lay = {"channels_first": "CF", "channels_last": "CL"}.get(r.get("layout"), "")
@@ -125,7 +127,8 @@ def ort_table(run: dict) -> list[str]:
         lines.append(
             f"| {_short_op(r['op'])} | {r['preset']} | {r['mode']} | {lay} | {r['B']} | {r['T']} | {r['dtype']} "
             f"| {_f(r.get('linattn_us'), '.1f')} | {_f(r.get('linattn_binding_us'), '.1f')} "
-            f"| {_f(r.get('ort_us'), '.1f')} | {_f(r.get('ratio'), '.3f')} | {_f(r.get('ort_session_us'), '.1f')} "
+            f"| {_f(r.get('ort_us'), '.1f')} | {_f(r.get('ratio'), '.3f')} | {_f(r.get('call_floor_us'), '.2f')} "
+            f"| {_f(r.get('net_ratio'), '.3f')} | {_f(r.get('ort_session_us'), '.1f')} "
             f"| {_f(r.get('rel_diff'), '.1e')} | {note} |")
     return lines
 

@@ -15,6 +15,11 @@ the two call by call. Reported times are medians:
   ort_us              ORT's kernel time from ORT's own profiler: the op node's time, plus the Cast
                       nodes ORT inserts around it for float16 (ORT has float32 CPU kernels only)
   ratio               linattn_us / ort_us  (< 1: linattn is faster); ratio_binding likewise
+  call_floor_us       one ctypes call of the same C function with the same arguments but a NULL
+                      descriptor, rejected at once: the cost of crossing from Python into C,
+                      which ORT's kernel time does not contain
+  net_ratio           (linattn_us - call_floor_us) / ort_us: library time against kernel time
+                      (it matters only for calls of a few microseconds: decode)
 
 Cross-checks kept in the JSON: ort_session_us (wall time of session.run) and ort_session_us minus
 the wall time of an empty model (ort_minus_floor_us); the largest output difference between the
@@ -284,6 +289,13 @@ def linattn_call(case: Case, feeds: dict, ctx):
 
         def direct(_keep=keep):  # _keep holds the descriptors the pointers refer to
             check(fn(*cargs))
+
+        rejected_args = (cargs[0], None) + cargs[2:]
+
+        def rejected(_keep=keep):  # the same crossing into C, refused at the NULL descriptor
+            fn(*rejected_args)
+
+        direct.rejected = rejected
     except (ImportError, AttributeError, TypeError):
         direct = None
     return public, direct, out
@@ -362,12 +374,19 @@ def measure_case(case: Case, args, ctx, floors: dict, tmpdir: str) -> dict:
         reps = int(args.budget / max(per_round, 1e-6))
         reps = max(3 if per_round > 0.05 else 7, min(reps, 300))
 
-    lin_t, pub_t, ort_t = [], [], []
+    lin_t, pub_t, ort_t, floor_t = [], [], [], []
+    rejected = getattr(direct, "rejected", None)
     for _ in range(reps):  # alternate: linattn (direct, public), then one ORT run
         a = time.perf_counter_ns()
         main_call()
         b = time.perf_counter_ns()
         lin_t.append((b - a) / 1e3)
+        if rejected is not None:
+            for _ in range(3):
+                a = time.perf_counter_ns()
+                rejected()
+                b = time.perf_counter_ns()
+                floor_t.append((b - a) / 1e3)
         if time_public:
             a = time.perf_counter_ns()
             public()
@@ -386,6 +405,7 @@ def measure_case(case: Case, args, ctx, floors: dict, tmpdir: str) -> dict:
     row["linattn_max_us"] = max(lin_t)
     row["linattn_binding_us"] = statistics.median(pub_t) if pub_t else None
     row["linattn_floor_us"] = floors["linattn"]
+    row["call_floor_us"] = statistics.median(floor_t) if floor_t else None
     tokens = case.B * case.T
     row["linattn_tokens_per_s"] = tokens / (row["linattn_us"] * 1e-6)
     if case.op == "LinearAttention":
@@ -414,6 +434,8 @@ def measure_case(case: Case, args, ctx, floors: dict, tmpdir: str) -> dict:
         row["ort_minus_floor_us"] = row["ort_session_us"] - floors["ort"]
         if row["ort_us"]:
             row["ratio"] = row["linattn_us"] / row["ort_us"]
+            if row["call_floor_us"] is not None:
+                row["net_ratio"] = max(row["linattn_us"] - row["call_floor_us"], 0.0) / row["ort_us"]
             if row["linattn_binding_us"]:
                 row["ratio_binding"] = row["linattn_binding_us"] / row["ort_us"]
             row["ort_tokens_per_s"] = tokens / (row["ort_us"] * 1e-6)
@@ -476,7 +498,8 @@ def _fmt(x, spec):
 
 
 HEADER = (f"{'op':<19} {'preset':<17} {'mode':<7} {'lay':<3} {'B':>2} {'T':>5} {'dt':<4} "
-          f"{'linattn_us':>11} {'binding_us':>11} {'ort_us':>11} {'ratio':>7} {'ort_sess_us':>11} {'rel_diff':>8}  note")
+          f"{'linattn_us':>11} {'binding_us':>11} {'ort_us':>11} {'ratio':>7} {'floor_us':>8} {'net_ratio':>9} "
+          f"{'ort_sess_us':>11} {'rel_diff':>8}  note")
 
 
 def format_row(r: dict) -> str:
@@ -484,6 +507,7 @@ def format_row(r: dict) -> str:
     return (f"{r['op']:<19} {r['preset']:<17} {r['mode']:<7} {lay:<3} {r['B']:>2} {r['T']:>5} {r['dtype']:<4} "
             f"{_fmt(r.get('linattn_us'), '11.1f')} {_fmt(r.get('linattn_binding_us'), '11.1f')} "
             f"{_fmt(r.get('ort_us'), '11.1f')} {_fmt(r.get('ratio'), '7.3f')} "
+            f"{_fmt(r.get('call_floor_us'), '8.2f')} {_fmt(r.get('net_ratio'), '9.3f')} "
             f"{_fmt(r.get('ort_session_us'), '11.1f')} {_fmt(r.get('rel_diff'), '8.1e')}  "
             f"{r.get('ort_note') or r.get('error') or ''}")
 
@@ -546,7 +570,8 @@ def main(argv=None) -> int:
           f"threads {args.threads}")
     print(f"# linattn_us: one ctypes call, descriptors prebuilt; binding_us: through linattn.linear_attention etc. "
           f"(floor {floors['linattn']:.1f} us)\n# ort_us: ORT profiler kernel time (+ inserted Casts); ort_sess_us: "
-          f"session.run wall (floor {floors['ort']:.1f} us); ratio = linattn_us / ort_us (< 1: linattn faster)")
+          f"session.run wall (floor {floors['ort']:.1f} us); ratio = linattn_us / ort_us (< 1: linattn faster); "
+          f"net_ratio = (linattn_us - floor_us) / ort_us, floor_us = the same ctypes call rejected at once")
     print(HEADER, flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="linattn-bench-") as tmpdir:
