@@ -359,21 +359,7 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
 
 static void conv_run_avx2(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  const bool silu = p->activation == LINATTN_ACTIVATION_SILU;
-  switch (p->dtype) {
-    case LINATTN_DTYPE_F16:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE);
-      break;
-    case LINATTN_DTYPE_BF16:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE);
-      break;
-    default:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
-      break;
-  }
+  CONV_RUN_TYPED(run_typed, p, b, c0, nc, &s);
 }
 
 static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }

@@ -692,21 +692,7 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
 
 static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  const bool silu = p->activation == LINATTN_ACTIVATION_SILU;
-  switch (p->dtype) {
-    case LINATTN_DTYPE_F16:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE);
-      break;
-    case LINATTN_DTYPE_BF16:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE);
-      break;
-    default:
-      if (silu) run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU);
-      else run_typed(p, b, c0, nc, &s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
-      break;
-  }
+  CONV_RUN_TYPED(run_typed, p, b, c0, nc, &s);
   if (stream_full_lines(p, p->dtype)) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 

@@ -133,4 +133,25 @@ static inline void conv_cf_write_present(const conv_params* p, int64_t b, int64_
   if (L > 0) memcpy(dst + keep, xrow, (size_t)L * es);
 }
 
+/* Calls RUN(p, b, c0, nc, s, dtype, activation) with dtype and activation as literal constants,
+ * so an always-inline RUN is specialised for each of the six combinations. */
+#define CONV_RUN_TYPED(RUN, p, b, c0, nc, s)                                                           \
+  do {                                                                                                 \
+    const bool silu_ = (p)->activation == LINATTN_ACTIVATION_SILU;                                    \
+    switch ((p)->dtype) {                                                                              \
+      case LINATTN_DTYPE_F16:                                                                          \
+        if (silu_) RUN(p, b, c0, nc, s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU);                   \
+        else RUN(p, b, c0, nc, s, LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE);                         \
+        break;                                                                                         \
+      case LINATTN_DTYPE_BF16:                                                                         \
+        if (silu_) RUN(p, b, c0, nc, s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU);                  \
+        else RUN(p, b, c0, nc, s, LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE);                        \
+        break;                                                                                         \
+      default:                                                                                         \
+        if (silu_) RUN(p, b, c0, nc, s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU);                   \
+        else RUN(p, b, c0, nc, s, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);                         \
+        break;                                                                                         \
+    }                                                                                                  \
+  } while (0)
+
 #endif /* LINATTN_CONV_COMMON_H */
