@@ -389,9 +389,10 @@ static void la_task(void* arg, size_t task) {
     for (int64_t t0 = 0; t0 < c->p.T;) {
       const int64_t t1 = c->p.T - t0 < c->step_chunk ? c->p.T : t0 + c->step_chunk;
       for (int64_t i = 0; i < g1 - g0; i++) {
-        /* the last unit's turn prefetches for the first unit's turn of the next round */
-        if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t1, c->step_chunk + 1);
-        else if (g1 - g0 > 1) la_prefetch_rows(c, &units[0], t1 + c->step_chunk, c->step_chunk + 1);
+        /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). The last
+         * unit's turn prefetches for the first unit's turn of the next round. */
+        if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t0, t1 - t0 + 1);
+        else if (g1 - g0 > 1) la_prefetch_rows(c, &units[0], t1, c->step_chunk + 1);
         c->kern->step(&c->p, &units[i], kscr[i], t0, t1);
       }
       t0 = t1;
