@@ -8,13 +8,13 @@
 #include "convert.h"
 #include "internal.h"
 
-/* Lock-step pays when one unit's walk over its token rows touches more 4 KiB pages than the
- * TLB reaches (Zen 4: 3072 L2 TLB entries, 12 MiB): then walking head by head costs a page
- * walk per token row of q, k and v. Measured (H = 16, d = 128, fp32, 8 KiB rows): T = 512
- * no gain, 2048 +19%, 4096 +30%; with smaller T the units' scratch spread over L3 loses up
- * to 30% (T = 64). Threshold: q rows of a unit spanning >= 4 MiB of pages (T = 1024 here). */
-#ifndef LA_LOCKSTEP_MIN_SPAN /* overridable at build time, e.g. 0 to test the path everywhere */
-#define LA_LOCKSTEP_MIN_SPAN ((int64_t)4 << 20)
+/* Lock-step (a task's units advance token tile by token tile together, each staging a tile
+ * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
+ * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
+ * token rows together, and the driver prefetches the next unit's rows into L2. Decode and very
+ * short calls stay one unit after the other. */
+#ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
+#define LA_LOCKSTEP_MIN_TOKENS 64
 #endif
 /* Units per lock-step group: 16 heads of 128 fp32 columns read 8 KiB contiguous per token
  * row; measured as fast as 8 and faster than 4 (H = 16, T = 4096). */
@@ -213,10 +213,7 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-  const int64_t q_row_bytes = c->q.strides[1] * (int64_t)linattn_dtype_size(T_dt);
-  const int64_t q_row_abs = q_row_bytes < 0 ? -q_row_bytes : q_row_bytes;
-  const int64_t q_span = (q_row_abs < 4096 ? q_row_abs : 4096) * T;
-  if (c->kern->step && c->kern->step_tokens > 0 && T > 0 && q_span >= LA_LOCKSTEP_MIN_SPAN && per_task > 1) {
+  if (c->kern->step && c->kern->step_tokens > 0 && T >= LA_LOCKSTEP_MIN_TOKENS && per_task > 1) {
     c->lockstep_units = per_task < LA_LOCKSTEP_UNITS ? per_task : LA_LOCKSTEP_UNITS;
     c->step_chunk = c->kern->step_tokens;
   }
