@@ -16,9 +16,9 @@
 #ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
 #define LA_LOCKSTEP_MIN_TOKENS 64
 #endif
-/* Units per lock-step group: 16 heads of 128 fp32 columns read 8 KiB contiguous per token
- * row; measured as fast as 8 and faster than 4 (H = 16, T = 4096). */
-#define LA_LOCKSTEP_UNITS 16
+/* Units per lock-step group: with tiles staged at use, 8 measured 1-2% faster than 16 (H = 16..80,
+ * T = 512 and 4096), 4 no faster, 1 or 2 much slower (the rows are then read a head at a time). */
+#define LA_LOCKSTEP_UNITS 8
 
 typedef struct la_call {
   la_params p;
