@@ -1,11 +1,12 @@
 /*
  * The lock-step prefill path of the operator layer (a task advances its heads together, one
- * token tile at a time) only engages for long sequences with wide token rows (T >= 1024 at
- * 8 KiB rows: src/api/linear_attention.c). It must give the same bits as the per-head path:
- * one call over T = 1024 (lock-step) == two calls over 512 + 512 (per head, below the
- * threshold; the split falls on a kernel tile boundary), and it must agree with the reference
- * kernels. Shape: Qwen3.5-0.8B (H = 16, d = 128), gated_delta, per-head and per-key decay,
- * every fast ISA, 1 and 2 threads, f32 and bf16 activations.
+ * token tile at a time) engages from T = 64 tokens (LA_LOCKSTEP_MIN_TOKENS in
+ * src/api/linear_attention.c). It must give the same bits as the per-head path: one call over
+ * T = 1024 (lock-step) == calls over 64 (lock-step, at the threshold), 32 tokens at a time up
+ * to 512 (per head, below it) and 512 (lock-step); every split falls on a kernel tile
+ * boundary. It must also agree with the reference kernels. Shape: Qwen3.5-0.8B (H = 16,
+ * d = 128), gated_delta, per-head and per-key decay, every fast ISA, 1 and 2 threads, f32
+ * and bf16 activations.
  */
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include "linattn.h"
 #include "testkit.h"
 
-enum { H = 16, D = 128, TT = 1024, HALF = 512 };
+enum { H = 16, D = 128, TT = 1024, HALF = 512, FIRST = 64, SHORT = 32 };
 
 /* Sanitizer builds (and qemu via LINATTN_TEST_CASES) run one configuration per ISA: the
  * path is the same, the data larger than the sanitizers like. */
@@ -144,12 +145,15 @@ int main(void) {
           memset(o_two, 0xff, nqk * es);
           tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, TT, s_one, o_one) == LINATTN_SUCCESS, "one call: %s",
                    linattn_last_error());
-          tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, HALF, s_two, o_two) == LINATTN_SUCCESS &&
-                       run(ctx, per_key, dt, q, k, v, g, b, HALF, TT - HALF, s_two, (char*)o_two + (size_t)HALF * H * D * es) ==
-                           LINATTN_SUCCESS,
-                   "two calls: %s", linattn_last_error());
-          tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 512 + 512 (bits)");
-          tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 512 + 512 (bits)");
+          bool split_ok = run(ctx, per_key, dt, q, k, v, g, b, 0, FIRST, s_two, o_two) == LINATTN_SUCCESS;
+          for (int64_t t0 = FIRST; t0 < HALF && split_ok; t0 += SHORT)
+            split_ok = run(ctx, per_key, dt, q, k, v, g, b, t0, SHORT, s_two, (char*)o_two + (size_t)t0 * H * D * es) ==
+                       LINATTN_SUCCESS;
+          split_ok = split_ok && run(ctx, per_key, dt, q, k, v, g, b, HALF, TT - HALF, s_two,
+                                     (char*)o_two + (size_t)HALF * H * D * es) == LINATTN_SUCCESS;
+          tk_check(split_ok, "split calls: %s", linattn_last_error());
+          tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 64 + 14 x 32 + 512 (bits)");
+          tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 64 + 14 x 32 + 512 (bits)");
           double serr, smax, oerr, omax;
           for (size_t i = 0; i < ns; i++) { da[i] = s_one[i]; db[i] = s_ref[i]; }
           max_abs_diff(da, db, ns, &serr, &smax);

@@ -8,17 +8,17 @@
 #include "convert.h"
 #include "internal.h"
 
-/* Lock-step pays when one unit's walk over its token rows touches more 4 KiB pages than the
- * TLB reaches (Zen 4: 3072 L2 TLB entries, 12 MiB): then walking head by head costs a page
- * walk per token row of q, k and v. Measured (H = 16, d = 128, fp32, 8 KiB rows): T = 512
- * no gain, 2048 +19%, 4096 +30%; with smaller T the units' scratch spread over L3 loses up
- * to 30% (T = 64). Threshold: q rows of a unit spanning >= 4 MiB of pages (T = 1024 here). */
-#ifndef LA_LOCKSTEP_MIN_SPAN /* overridable at build time, e.g. 0 to test the path everywhere */
-#define LA_LOCKSTEP_MIN_SPAN ((int64_t)4 << 20)
+/* Lock-step (a task's units advance token tile by token tile together, each staging a tile
+ * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
+ * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
+ * token rows together, and the driver prefetches the next unit's rows into L2. Decode and very
+ * short calls stay one unit after the other. */
+#ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
+#define LA_LOCKSTEP_MIN_TOKENS 64
 #endif
-/* Units per lock-step group: 16 heads of 128 fp32 columns read 8 KiB contiguous per token
- * row; measured as fast as 8 and faster than 4 (H = 16, T = 4096). */
-#define LA_LOCKSTEP_UNITS 16
+/* Units per lock-step group: with tiles staged at use, 8 measured 1-2% faster than 16 (H = 16..80,
+ * T = 512 and 4096), 4 no faster, 1 or 2 much slower (the rows are then read a head at a time). */
+#define LA_LOCKSTEP_UNITS 8
 
 typedef struct la_call {
   la_params p;
@@ -234,10 +234,7 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-  const int64_t q_row_bytes = c->q.strides[1] * (int64_t)linattn_dtype_size(T_dt);
-  const int64_t q_row_abs = q_row_bytes < 0 ? -q_row_bytes : q_row_bytes;
-  const int64_t q_span = (q_row_abs < 4096 ? q_row_abs : 4096) * T;
-  if (c->kern->step && c->kern->step_tokens > 0 && T > 0 && q_span >= LA_LOCKSTEP_MIN_SPAN && per_task > 1) {
+  if (c->kern->step && c->kern->step_tokens > 0 && T >= LA_LOCKSTEP_MIN_TOKENS && per_task > 1) {
     c->lockstep_units = per_task < LA_LOCKSTEP_UNITS ? per_task : LA_LOCKSTEP_UNITS;
     c->step_chunk = c->kern->step_tokens;
   }
@@ -399,13 +396,15 @@ static void la_fill_zero_width_keys(const la_call* c) {
         linattn_store_f32(c->out.data, b * c->out.strides[0] + t * c->out.strides[1] + j, c->p.io_dtype, val);
 }
 
-/* Prefetches (to L2) the q, k, v rows of tokens [t, t + n) of a unit: issued for the next unit
- * of a round before the current one runs, so the next unit's staging finds its rows in L2
- * (measured +6% at H = 16, T = 4096). */
+/* Prefetches (to L2) the q, k, v, decay and beta rows of tokens [t, t + n) of a unit: issued
+ * for the next unit of a round before the current one runs, so the next unit's staging finds
+ * its rows in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's). */
 static void la_prefetch_rows(const la_call* c, const la_unit* u, int64_t t, int64_t n) {
   const size_t esz = linattn_dtype_size(c->p.io_dtype);
+  if (t >= c->p.T) return;
   if (t + n > c->p.T) n = c->p.T - t;
   const size_t qb = (size_t)(u->n_q * c->p.d_k) * esz, kb = (size_t)c->p.d_k * esz, vb = (size_t)u->ncols * esz;
+  const size_t db = c->p.decay_kind == LA_DECAY_PER_KEY ? kb : esz;
   for (int64_t i = 0; i < n; i++) {
     const char* q = (const char*)u->q + (size_t)((t + i) * u->q_token_stride) * esz;
     const char* k = (const char*)u->k + (size_t)((t + i) * u->k_token_stride) * esz;
@@ -413,6 +412,11 @@ static void la_prefetch_rows(const la_call* c, const la_unit* u, int64_t t, int6
     for (size_t o = 0; o < qb; o += 64) __builtin_prefetch(q + o, 0, 2);
     for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(k + o, 0, 2);
     for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(v + o, 0, 2);
+    if (c->p.gated) {
+      const char* d = (const char*)u->decay + (size_t)((t + i) * u->decay_token_stride) * esz;
+      for (size_t o = 0; o < db; o += 64) __builtin_prefetch(d + o, 0, 2);
+    }
+    if (c->p.delta) __builtin_prefetch((const char*)u->beta + (size_t)((t + i) * u->beta_token_stride) * esz, 0, 2);
   }
 }
 
@@ -436,7 +440,10 @@ static void la_task(void* arg, size_t task) {
     for (int64_t t0 = 0; t0 < c->p.T;) {
       const int64_t t1 = c->p.T - t0 < c->step_chunk ? c->p.T : t0 + c->step_chunk;
       for (int64_t i = 0; i < g1 - g0; i++) {
-        if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t1, c->step_chunk + 1);
+        /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). The last
+         * unit's turn prefetches for the first unit's turn of the next round. */
+        if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t0, t1 - t0 + 1);
+        else if (g1 - g0 > 1) la_prefetch_rows(c, &units[0], t1, c->step_chunk + 1);
         c->kern->step(&c->p, &units[i], kscr[i], t0, t1);
       }
       t0 = t1;

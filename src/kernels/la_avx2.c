@@ -38,7 +38,9 @@ static inline float v_hsum(vf x) {
   q = _mm_add_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
 }
-static inline void v_prefetch(const float* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+/* prefetcht0: PREFETCHW (PRFCHW) is not implied by AVX2 */
+static inline void v_prefetch_w(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
 static inline void v_sfence(void) { _mm_sfence(); }
 
 static inline vf v_load_io(const void* p, linattn_dtype dt, int n) {

@@ -42,7 +42,10 @@ static inline float v_hsum(vf x) {
   q = _mm_add_ss(q, _mm_movehdup_ps(q));
   return _mm_cvtss_f32(q);
 }
-static inline void v_prefetch(const float* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
+/* PREFETCHW (every AVX-512 CPU has PRFCHW): the line arrives writable, no second request
+ * when the store comes */
+static inline void v_prefetch_w(const void* p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char*)p)); }
 static inline void v_sfence(void) { _mm_sfence(); }
 
 static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1u); }

@@ -46,7 +46,8 @@ static inline vf v_exp(vf x) {
   for (int l = 0; l < LA_VL; l++) r[l] = expf(x[l]);
   return r;
 }
-static inline void v_prefetch(const float* p) { __builtin_prefetch(p, 0, 3); }
+static inline void v_prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
+static inline void v_prefetch_w(const void* p) { __builtin_prefetch(p, 1, 3); }
 static inline void v_sfence(void) {}
 
 static inline vf v_load_io(const void* p, linattn_dtype dt, int n) {

@@ -6,7 +6,8 @@
  *   LA_VL                       fp32 lanes per vector
  *   vf                          the vector type
  *   v_zero, v_set1, v_load, v_store, v_stream, v_fma(a,b,c)=a*b+c, v_mul, v_sub, v_hsum,
- *   v_exp (<= 2 ulp, 0 below the normal range, inf above, NaN kept), v_prefetch, v_sfence,
+ *   v_exp (<= 2 ulp, 0 below the normal range, inf above, NaN kept), v_prefetch, v_prefetch_w
+ *     (for writing), v_sfence,
  *   v_load_io(ptr, dtype, n) / v_store_io(ptr, dtype, x, n): n in [1, LA_VL] valid lanes,
  *     the rest zero / not written; fp16 via F16C, bf16 by shifts, fp32 -> bf16 rounding to
  *     nearest even with NaN kept (src/convert.h semantics)
@@ -39,6 +40,10 @@
 #define LA_PACK_MIN_T 8 /* tokens from which panels work on a packed copy of their state */
 #define LA_KQ_STRIDE 16
 #define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
+/* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
+ * this many tokens ahead: with several heads a head's row is one piece of a token row of
+ * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
+#define LA_PREFETCH_TOKENS 4 /* 4 measured ~1% faster than 8 or 12, 8 to 32 alike */
 
 typedef struct LA_FN(la_panel) {
   const float* src; /* state rows entering the next token (state_in, then dst) */
@@ -166,6 +171,39 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
   }
 }
 
+/* Prefetches the input rows of token t (all of the unit's heads and columns). */
+static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
+  const la_params* p = J->p;
+  const la_unit* u = J->u;
+  const linattn_dtype dt = p->io_dtype;
+  const int64_t esz = dt == LINATTN_DTYPE_F32 ? 4 : 2;
+  for (int h = 0; h < J->nq; h++) {
+    const char* q = (const char*)la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt);
+    for (int64_t o = 0; o < J->dk * esz; o += 64) v_prefetch(q + o);
+  }
+  const char* k = (const char*)la_io_at(u->k, t * u->k_token_stride, dt);
+  for (int64_t o = 0; o < J->dk * esz; o += 64) v_prefetch(k + o);
+  const char* v = (const char*)la_io_at(u->v, t * u->v_token_stride, dt);
+  for (int64_t o = 0; o < J->nc * esz; o += 64) v_prefetch(v + o);
+  if (p->gated) {
+    const char* g = (const char*)la_io_at(u->decay, t * u->decay_token_stride, dt);
+    const int64_t n = p->decay_kind == LA_DECAY_PER_KEY ? J->dk * esz : esz;
+    for (int64_t o = 0; o < n; o += 64) v_prefetch(g + o);
+  }
+  if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, dt));
+}
+
+/* Prefetches for writing the output rows of token t (all of the unit's heads and columns). */
+static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
+  const la_unit* u = J->u;
+  const linattn_dtype dt = J->p->io_dtype;
+  const int64_t bytes = J->nc * (dt == LINATTN_DTYPE_F32 ? 4 : 2);
+  for (int h = 0; h < J->nq; h++) {
+    const char* o = (const char*)la_io_at(u->out, t * u->out_token_stride + (int64_t)h * u->out_head_stride, dt);
+    for (int64_t b = 0; b < bytes; b += 64) v_prefetch_w(o + b);
+  }
+}
+
 /* Starts staging tokens t0 .. t0 + nst - 1 into slots 0 .. nst - 1 of buf; n = tokens of the
  * tile (nst is n, or n + 1 with the next tile's first token, whose weights the tile's last
  * sweep accumulates). */
@@ -190,6 +228,11 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   la_tile_t* Tl = st->buf;
   const int per_key = p->gated && p->decay_kind == LA_DECAY_PER_KEY;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
+  /* Only within the tile being staged: in lock-step the next tile is staged after every other
+   * unit's turn, by when the lines would be evicted. */
+  if (sl == 0)
+    for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < st->nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
+  if (sl + LA_PREFETCH_TOKENS < st->nst) LA_FN(la_prefetch_inputs)(J, t + LA_PREFETCH_TOKENS);
   float* ks = Tl->k + sl * dkp;
   float* cs = Tl->a + sl * dkp;
   float* kts = Tl->kt + sl * dkp;
@@ -231,8 +274,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   st->seg_start = end;
   Tl->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
-   * dependency chain. Software prefetch of later tokens' rows (1 to 33 tokens ahead) was
-   * tried and measured no gain or a loss on Zen 4 (H = 16, T = 4096), so there is none. */
+   * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
   float* vs = Tl->v + sl * J->ncp;
   for (int64_t c = 0; c < J->ncp; c += LA_VL) {
@@ -355,6 +397,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       const vf vv = v_load(vt + j * LA_VL);
       u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
     }
+    if (P->stages && T > 1) {
+      /* The first panel prefetches whole output rows (its lines and the other panels'), for
+       * writing, within the tile like the inputs: written lines no longer wait for their reads
+       * in the store queue, behind which the state stores pile up. */
+      if (tl == 0)
+        for (int64_t i = 0; i < LA_PREFETCH_TOKENS && i < n; i++) LA_FN(la_prefetch_out)(J, t + i);
+      if (tl + LA_PREFETCH_TOKENS < n) LA_FN(la_prefetch_out)(J, t + LA_PREFETCH_TOKENS);
+    }
     LA_FN(la_write_out)(J, P, t, 0, Tl->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
     if (P->stages) LA_FN(la_stage_next)(J);
     if (NQ == LA_GMAX && J->nq > LA_GMAX) {
@@ -423,8 +473,9 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
- * copies), the first tile staged. */
-static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R) {
+ * copies), and with stage_ahead the first tile staged (see la_tiles). */
+static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R,
+                            const int stage_ahead) {
   la_job_t* Jp = &R->J;
   LA_FN(la_layout)(p, u->ncols, scratch, Jp);
 #define J (*Jp)
@@ -493,15 +544,23 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
   J.st = &R->st;
-  int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
-  LA_FN(la_stage_begin)(J.st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
-  while (J.st->next < J.st->nst) LA_FN(la_stage_next)(&J);
+  if (stage_ahead) {
+    int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
+    LA_FN(la_stage_begin)(J.st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
+    while (J.st->next < J.st->nst) LA_FN(la_stage_next)(&J);
+  }
 #undef J
 }
 
 /* Runs the tiles of tokens [t_begin, t_end) (t_begin a multiple of LA_TILE_TOKENS, t_end one
- * or T): the same tiles, in the same order, as one pass over all T tokens. */
-static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end,
+ * or T): the same tiles, in the same order, as one pass over all T tokens.
+ * stage_ahead (one pass, la_run_unit): the first panel stages the next tile while it runs the
+ * current one, overlapping the staging's cache misses with the sweeps. Otherwise (lock-step,
+ * la_step_unit) each tile is staged just before its panels run: a tile staged ahead would wait
+ * through every other unit's turn and come back from L3 (measured 2-9% slower at T = 4096 on
+ * the four presets; the rows are in L2 by then, prefetched by the lock-step driver). Staged
+ * values are the same either way. */
+static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, const int stage_ahead,
                             LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
   la_job_t* Jp = &R->J;
   la_stager_t* st = &R->st;
@@ -510,10 +569,17 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end,
   for (int64_t t0 = t_begin; t0 < t_end; t0 += LA_TILE_TOKENS) {
     const int64_t tile = t0 / LA_TILE_TOKENS;
     const int64_t n = T - t0 < LA_TILE_TOKENS ? T - t0 : LA_TILE_TOKENS;
-    Jp->cur = &Jp->tiles[tile & 1];
     const int64_t t1 = t0 + n, n1 = T - t1 < LA_TILE_TOKENS ? T - t1 : LA_TILE_TOKENS;
-    if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
-    else st->next = st->nst = 0;
+    if (!stage_ahead) {
+      Jp->cur = &Jp->tiles[0];
+      LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
+      while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
+      st->next = st->nst = 0; /* the panels stage nothing */
+    } else {
+      Jp->cur = &Jp->tiles[tile & 1];
+      if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
+      else st->next = st->nst = 0;
+    }
     for (int i = 0; i < np; i++) table[gi][Jp->panels[i].W][dc][dl](Jp, &Jp->panels[i], t0, n);
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
   }
@@ -541,8 +607,8 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   linattn_fpenv env;
   linattn_fpenv_enter_ftz(&env);
   la_resume_t R;
-  LA_FN(la_setup)(p, u, scratch, &R);
-  LA_FN(la_tiles)(&R, 0, p->T, table);
+  LA_FN(la_setup)(p, u, scratch, &R, 1);
+  LA_FN(la_tiles)(&R, 0, p->T, 1, table);
   LA_FN(la_finish)(&R);
   linattn_fpenv_leave(&env);
 }
@@ -560,11 +626,11 @@ static void LA_FN(la_step_unit)(const la_params* p, const la_unit* u, void* scra
   linattn_fpenv_enter_ftz(&env);
   const size_t rbytes = (sizeof(la_resume_t) + 63u) & ~(size_t)63u;
   la_resume_t* R = (la_resume_t*)((char*)scratch + LA_FN(la_scratch)(p, u->ncols) - rbytes);
-  if (t0 == 0) LA_FN(la_setup)(p, u, scratch, R);
+  if (t0 == 0) LA_FN(la_setup)(p, u, scratch, R, 0);
   R->J.p = p;
   R->J.u = u;
   R->J.st = &R->st;
-  LA_FN(la_tiles)(R, t0, t1, table);
+  LA_FN(la_tiles)(R, t0, t1, 0, table);
   if (t1 >= p->T) LA_FN(la_finish)(R);
   linattn_fpenv_leave(&env);
 }
