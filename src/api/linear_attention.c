@@ -346,33 +346,34 @@ static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
   state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
-/* True when every output element the unit wrote is finite and below the largest finite T value
- * (checked on the stored T values: an output that overflowed to inf when rounded to fp16/bf16
- * counts, and one rounded to the largest finite value may sit at the overflow boundary, where
- * the reference's own rounding decides between it and inf). */
-static bool la_unit_outputs_finite(const la_call* c, const la_unit* u) {
+/* True when every output element of tokens [t0, t1) of the unit is finite and below the
+ * largest finite T value (checked on the stored T values: an output that overflowed to inf when
+ * rounded to fp16/bf16 counts, and one rounded to the largest finite value may sit at the
+ * overflow boundary, where the reference's own rounding decides between it and inf). The row
+ * loops have no early exit, so they vectorise. */
+static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t0, int64_t t1) {
   const linattn_dtype dt = c->p.io_dtype;
-  for (int64_t t = 0; t < c->p.T; t++)
+  const uint16_t top = dt == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
+  for (int64_t t = t0; t < t1; t++)
     for (int32_t h = 0; h < u->n_q; h++) {
       const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
+      int bad = 0;
       if (dt == LINATTN_DTYPE_F32) {
         const uint32_t* o = (const uint32_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++)
-          if ((o[j] & 0x7fffffffu) >= 0x7f7fffffu) return false; /* FLT_MAX, inf or NaN */
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= 0x7f7fffffu; /* FLT_MAX, inf, NaN */
       } else {
-        const uint16_t top = dt == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
         const uint16_t* o = (const uint16_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++)
-          if ((uint16_t)(o[j] & 0x7fffu) >= top) return false;
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= top;
       }
+      if (bad) return false;
     }
   return true;
 }
 
 /* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
- * kernel when la_unit_outputs_finite says so (see c->refine). */
-static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u) {
-  if (!c->refine || c->p.T == 0 || la_unit_outputs_finite(c, u)) return;
+ * kernel unless its outputs were all finite (see c->refine). */
+static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u, bool finite) {
+  if (!c->refine || c->p.T == 0 || finite) return;
   char* kscratch = la_prepare_unit(c, unit, scratch, u);
   linattn_la_reference.run(&c->p, u, kscratch);
 }
@@ -381,7 +382,7 @@ static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
   la_unit u;
   char* kscratch = la_prepare_unit(c, unit, scratch, &u);
   c->kern->run(&c->p, &u, kscratch);
-  la_refine_unit(c, unit, scratch, &u);
+  la_refine_unit(c, unit, scratch, &u, !c->refine || la_unit_outputs_finite(c, &u, 0, c->p.T));
   la_finish_unit(c, &u, unit);
 }
 
@@ -434,9 +435,13 @@ static void la_task(void* arg, size_t task) {
   const size_t unit_bytes = c->task_bytes / (size_t)c->lockstep_units;
   la_unit units[LA_LOCKSTEP_UNITS];
   char* kscr[LA_LOCKSTEP_UNITS];
+  bool finite[LA_LOCKSTEP_UNITS]; /* outputs checked step by step, while still in cache */
   for (int64_t g0 = begin; g0 < end; g0 += c->lockstep_units) {
     const int64_t g1 = end - g0 < c->lockstep_units ? end : g0 + c->lockstep_units;
-    for (int64_t i = 0; i < g1 - g0; i++) kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i]);
+    for (int64_t i = 0; i < g1 - g0; i++) {
+      kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i]);
+      finite[i] = true;
+    }
     for (int64_t t0 = 0; t0 < c->p.T;) {
       const int64_t t1 = c->p.T - t0 < c->step_chunk ? c->p.T : t0 + c->step_chunk;
       for (int64_t i = 0; i < g1 - g0; i++) {
@@ -445,11 +450,12 @@ static void la_task(void* arg, size_t task) {
         if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t0, t1 - t0 + 1);
         else if (g1 - g0 > 1) la_prefetch_rows(c, &units[0], t1, c->step_chunk + 1);
         c->kern->step(&c->p, &units[i], kscr[i], t0, t1);
+        if (c->refine && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
       }
       t0 = t1;
     }
     for (int64_t i = 0; i < g1 - g0; i++) {
-      la_refine_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i]);
+      la_refine_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
       la_finish_unit(c, &units[i], g0 + i);
     }
   }
