@@ -153,7 +153,8 @@ static void conv_task(void* arg, size_t task) {
   const conv_call* c = (const conv_call*)arg;
   const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
   const int64_t begin = (int64_t)task * U / n, end = ((int64_t)task + 1) * U / n;
-  char* scratch = c->workspace + task * c->task_bytes;
+  /* kernels that need no scratch (decode) run with no workspace at all: no offset of NULL */
+  char* scratch = c->task_bytes ? c->workspace + task * c->task_bytes : NULL;
   for (int64_t u = begin; u < end; u++) {
     const int64_t b = u / c->blocks_per_batch, blk = u % c->blocks_per_batch;
     const int64_t c0 = blk * c->block_channels;

@@ -60,6 +60,8 @@ typedef struct conv_scratch_layout {
 static inline conv_scratch_layout conv_scratch_split(const conv_params* p, int64_t nc, void* scratch) {
   size_t ncp = (size_t)conv_ncp(nc);
   conv_scratch_layout s;
+  memset(&s, 0, sizeof s);
+  if (!scratch) return s; /* a path that needs no scratch (AVX-512 decode) got none */
   s.wc = (float*)scratch;
   s.wt = s.wc + (size_t)p->K * ncp;
   s.bias = s.wt + (size_t)p->K * ncp;
