@@ -390,6 +390,57 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
   conv_cl_write_present(p, b, c0, nc);
 }
 
+/* Channels-last decode, fp32, K = 4, dilation 1, with a past state: 8 channels per step, the
+ * weights transposed in registers (as in channels_first_decode), the taps the state's rows;
+ * present rows 0 <- 1, 1 <- 2, 2 <- x group by group after the group's reads (in-place safe).
+ * The partial last group goes through zero-padded copies. Same bits as channels_last_k4. */
+AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                                linattn_activation act) {
+  const dtype_t dt = LINATTN_DTYPE_F32;
+  const float* x = (const float*)p->x + b * p->x_sb + c0;
+  float* y = (float*)p->y + b * p->y_sb + c0;
+  const float* past = (const float*)p->past + b * p->s_sb + c0;
+  float* pres = p->present ? (float*)p->present + b * p->s_sb + c0 : NULL;
+  const float* w = (const float*)p->w + c0 * 4;
+  const int64_t rs = p->s_st;
+  const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t v = 0; v < nc; v += 8) {
+    const int64_t n = nc - v < 8 ? nc - v : 8;
+    _Alignas(32) float wb[32], sb[3][8], xb[8];
+    const float *wv = w + v * 4, *r0 = past + v, *r1 = past + rs + v, *r2 = past + 2 * rs + v, *xv = x + v;
+    if (n < 8) { /* zero-padded copies of the partial group */
+      memset(wb, 0, sizeof wb), memset(sb, 0, sizeof sb), memset(xb, 0, sizeof xb);
+      memcpy(wb, wv, (size_t)n * 16);
+      memcpy(sb[0], r0, (size_t)n * 4), memcpy(sb[1], r1, (size_t)n * 4), memcpy(sb[2], r2, (size_t)n * 4);
+      memcpy(xb, xv, (size_t)n * 4);
+      wv = wb, r0 = sb[0], r1 = sb[1], r2 = sb[2], xv = xb;
+    }
+    const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
+    const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
+    const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
+    const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
+    const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
+    const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
+    const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
+    const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+    const __m256 h0 = _mm256_loadu_ps(r0), h1 = _mm256_loadu_ps(r1), h2 = _mm256_loadu_ps(r2), X = _mm256_loadu_ps(xv);
+    __m256 acc = _mm256_fmadd_ps(w0, h0, _mm256_setzero_ps());
+    acc = _mm256_fmadd_ps(w1, h1, acc);
+    acc = _mm256_fmadd_ps(w2, h2, acc);
+    acc = _mm256_fmadd_ps(w3, X, acc);
+    if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
+    if (pres) {
+      if (n == 8) {
+        _mm256_storeu_ps(pres + v, h1), _mm256_storeu_ps(pres + rs + v, h2), _mm256_storeu_ps(pres + 2 * rs + v, X);
+      } else {
+        memcpy(pres + v, sb[1], (size_t)n * 4), memcpy(pres + rs + v, sb[2], (size_t)n * 4);
+        memcpy(pres + 2 * rs + v, xb, (size_t)n * 4);
+      }
+    }
+    finish_store8((char*)(y + v), n, acc, dt, act);
+  }
+}
+
 /* ------------------------------------------------------------------ entry */
 
 AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
@@ -397,6 +448,10 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
   const int64_t K = p->K;
   const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   bias_f32(p, c0, nc, s->bias);
+  if (p->channels_last && dt == LINATTN_DTYPE_F32 && p->L == 1 && K == 4 && p->dilation == 1 && p->past) {
+    channels_last_decode_k4(p, b, c0, nc, s, act);
+    return;
+  }
   if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers */
     const int64_t ncp = conv_ncp(nc);
     const __m256i widx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)K));
