@@ -191,7 +191,65 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i widx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)K));
   const __m256i sidx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)S));
-  for (int64_t v = 0; v < nc; v += 8) {
+  /* fp32, K = 4, dilation 1 with a past state: whole 8-channel groups without gathers (the
+   * scheme of decode_k4 in conv_avx512.c): the weights transposed in registers, taps and the
+   * present taken from the state's three registers by permutes and blends; same bits */
+  const bool k4 = dt == LINATTN_DTYPE_F32 && K == 4 && d == 1 && past != NULL;
+  const int64_t nfast = k4 ? (nc & ~(int64_t)7) : 0;
+  if (k4) {
+    char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
+    const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* lanes (0,2,4,6,1,3,5,7) -> natural */
+    /* tap q of channel c is flat 3c + q of the group's 24 values: register (3c + q) / 8, lane (3c + q) % 8 */
+    const __m256i sq0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
+    const __m256i sq1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
+    const __m256i sq2 = _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
+    /* present lanes taking x: flat 3c + 2 -> N0 lanes 2, 5 (x 0, 1); N1 lanes 0, 3, 6 (x 2-4); N2 lanes 1, 4, 7 (x 5-7) */
+    const __m256i xs0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
+    const __m256i xs1 = _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0);
+    const __m256i xs2 = _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7);
+    const __m256i up1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+    const float* pf = (const float*)past;
+    const float* xf = (const float*)x;
+    for (int64_t v = 0; v < nfast; v += 8) {
+      const float* wv = wsrc + v * 4;
+      const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
+      const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
+      const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
+      const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
+      const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
+      const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
+      const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
+      const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+      const float* sv = pf + 3 * v;
+      const __m256 S0 = _mm256_loadu_ps(sv), S1 = _mm256_loadu_ps(sv + 8), S2 = _mm256_loadu_ps(sv + 16);
+      /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
+      const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
+                                          _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
+      /* q = 1: flats 1 4 7 | 10 13 | 16 19 22 -> S0 0-2, S1 3-4, S2 5-7 */
+      const __m256 tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq1), _mm256_permutevar8x32_ps(S1, sq1), 0x18),
+                                          _mm256_permutevar8x32_ps(S2, sq1), 0xe0);
+      /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
+      const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
+                                          _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
+      const __m256 X = _mm256_loadu_ps(xf + v);
+      __m256 acc = _mm256_fmadd_ps(w0, tap0, _mm256_setzero_ps());
+      acc = _mm256_fmadd_ps(w1, tap1, acc);
+      acc = _mm256_fmadd_ps(w2, tap2, acc);
+      acc = _mm256_fmadd_ps(w3, X, acc);
+      if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
+      if (pres) { /* new flat f = old f + 1, except f = 3c + 2 <- x[c]; after this group's reads (in-place safe) */
+        const __m256 N0 = _mm256_blend_ps(_mm256_loadu_ps(sv + 1), _mm256_permutevar8x32_ps(X, xs0), 0x24);
+        const __m256 N1 = _mm256_blend_ps(_mm256_loadu_ps(sv + 9), _mm256_permutevar8x32_ps(X, xs1), 0x49);
+        const __m256 N2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(S2, up1), _mm256_permutevar8x32_ps(X, xs2), 0x92);
+        float* pv = (float*)pres + 3 * v;
+        _mm256_storeu_ps(pv, N0);
+        _mm256_storeu_ps(pv + 8, N1);
+        _mm256_storeu_ps(pv + 16, N2);
+      }
+      finish_store8(y + v * (int64_t)es, 8, acc, dt, act);
+    }
+  }
+  for (int64_t v = nfast; v < nc; v += 8) {
     const int64_t n = nc - v < 8 ? nc - v : 8;
     const __m256 m = _mm256_castsi256_ps(lanes8(n));
     const float* wv = wsrc + v * K;
@@ -220,15 +278,21 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   }
   if (!p->present || S == 0) return;
   char* pres = (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es;
-  const size_t ne = (size_t)(nc * S);
+  if (nfast == nc) return; /* written group by group above */
+  /* the channels from nfast on (all of them unless the fast path ran) */
+  pres += nfast * S * (int64_t)es;
+  if (past) past += nfast * S * (int64_t)es;
+  x += nfast * (int64_t)es;
+  const int64_t nr = nc - nfast;
+  const size_t ne = (size_t)(nr * S);
   if (past)
     memmove(pres, past + es, (ne - 1) * es);
   else
     memset(pres, 0, ne * es);
   if (es == 4) {
-    for (int64_t c = 0; c < nc; ++c) memcpy(pres + ((c + 1) * S - 1) * 4, x + c * 4, 4);
+    for (int64_t c = 0; c < nr; ++c) memcpy(pres + ((c + 1) * S - 1) * 4, x + c * 4, 4);
   } else {
-    for (int64_t c = 0; c < nc; ++c) memcpy(pres + ((c + 1) * S - 1) * 2, x + c * 2, 2);
+    for (int64_t c = 0; c < nr; ++c) memcpy(pres + ((c + 1) * S - 1) * 2, x + c * 2, 2);
   }
 }
 
@@ -326,6 +390,57 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
   conv_cl_write_present(p, b, c0, nc);
 }
 
+/* Channels-last decode, fp32, K = 4, dilation 1, with a past state: 8 channels per step, the
+ * weights transposed in registers (as in channels_first_decode), the taps the state's rows;
+ * present rows 0 <- 1, 1 <- 2, 2 <- x group by group after the group's reads (in-place safe).
+ * The partial last group goes through zero-padded copies. Same bits as channels_last_k4. */
+AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                                linattn_activation act) {
+  const dtype_t dt = LINATTN_DTYPE_F32;
+  const float* x = (const float*)p->x + b * p->x_sb + c0;
+  float* y = (float*)p->y + b * p->y_sb + c0;
+  const float* past = (const float*)p->past + b * p->s_sb + c0;
+  float* pres = p->present ? (float*)p->present + b * p->s_sb + c0 : NULL;
+  const float* w = (const float*)p->w + c0 * 4;
+  const int64_t rs = p->s_st;
+  const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t v = 0; v < nc; v += 8) {
+    const int64_t n = nc - v < 8 ? nc - v : 8;
+    _Alignas(32) float wb[32], sb[3][8], xb[8];
+    const float *wv = w + v * 4, *r0 = past + v, *r1 = past + rs + v, *r2 = past + 2 * rs + v, *xv = x + v;
+    if (n < 8) { /* zero-padded copies of the partial group */
+      memset(wb, 0, sizeof wb), memset(sb, 0, sizeof sb), memset(xb, 0, sizeof xb);
+      memcpy(wb, wv, (size_t)n * 16);
+      memcpy(sb[0], r0, (size_t)n * 4), memcpy(sb[1], r1, (size_t)n * 4), memcpy(sb[2], r2, (size_t)n * 4);
+      memcpy(xb, xv, (size_t)n * 4);
+      wv = wb, r0 = sb[0], r1 = sb[1], r2 = sb[2], xv = xb;
+    }
+    const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
+    const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
+    const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
+    const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
+    const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
+    const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
+    const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
+    const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+    const __m256 h0 = _mm256_loadu_ps(r0), h1 = _mm256_loadu_ps(r1), h2 = _mm256_loadu_ps(r2), X = _mm256_loadu_ps(xv);
+    __m256 acc = _mm256_fmadd_ps(w0, h0, _mm256_setzero_ps());
+    acc = _mm256_fmadd_ps(w1, h1, acc);
+    acc = _mm256_fmadd_ps(w2, h2, acc);
+    acc = _mm256_fmadd_ps(w3, X, acc);
+    if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
+    if (pres) {
+      if (n == 8) {
+        _mm256_storeu_ps(pres + v, h1), _mm256_storeu_ps(pres + rs + v, h2), _mm256_storeu_ps(pres + 2 * rs + v, X);
+      } else {
+        memcpy(pres + v, sb[1], (size_t)n * 4), memcpy(pres + rs + v, sb[2], (size_t)n * 4);
+        memcpy(pres + 2 * rs + v, xb, (size_t)n * 4);
+      }
+    }
+    finish_store8((char*)(y + v), n, acc, dt, act);
+  }
+}
+
 /* ------------------------------------------------------------------ entry */
 
 AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
@@ -333,6 +448,10 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
   const int64_t K = p->K;
   const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   bias_f32(p, c0, nc, s->bias);
+  if (p->channels_last && dt == LINATTN_DTYPE_F32 && p->L == 1 && K == 4 && p->dilation == 1 && p->past) {
+    channels_last_decode_k4(p, b, c0, nc, s, act);
+    return;
+  }
   if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers */
     const int64_t ncp = conv_ncp(nc);
     const __m256i widx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)K));

@@ -376,7 +376,8 @@ AI void storef_n(void* p, __m512 v, int64_t n) {
  * state (channels-first): 16 x 3 = P0..P2, entry s of channel c at flat 3c + s;
  * present (channels-first): new flat f = old flat f + 1, except f = 3c + 2 which takes x[c].
  * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy. */
-AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act) {
+AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
+                        int64_t vbeg, int64_t vend, bool full, __m512* pend, int64_t* pend_v, int* npend_io) {
   const size_t es = conv_esize(dt);
   const bool cl = p->channels_last, has_bias = p->bias != NULL;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
@@ -392,9 +393,7 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
   const __m512i tp_hi = _mm512_add_epi32(tp_lo, _mm512_set1_epi32(8));
   const char* wbase = conv_at(p->w, c0 * 4, es);
   const char* bbase = has_bias ? conv_at(p->bias, c0, es) : NULL;
-  __m512 pend[DECODE_DEFER];
-  int64_t pend_v[DECODE_DEFER];
-  int npend = 0;
+  int npend = *npend_io;
   const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
   /* present insert tables: output register r, lane e -> flat 16r + e; x lanes where flat % 3 == 2 */
   const __m512i xsel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4);
@@ -410,8 +409,8 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
   const __m512i xsel16_1 = _mm512_set_epi16(21, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 17, 16, 16, 16, 15, 15, 15,
                                             14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
   const __mmask32 xm16_0 = 0x24924924u, xm16_1 = 0x49249249u;
-  for (int64_t v = 0; v < nc; v += 16) {
-    const int64_t nv = nc - v < 16 ? nc - v : 16;
+  for (int64_t v = vbeg; v < vend; v += 16) {
+    const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16; /* full: every mask a constant */
     const __mmask16 m = lanes16(nv);
     /* the caller's (C, 4) weights, converted in registers: no scratch, no allocation */
     const char* wv = wbase + 4 * v * (int64_t)es;
@@ -465,7 +464,8 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
     pend[npend] = acc;
     pend_v[npend++] = v;
     if (npend == DECODE_DEFER) {
-      for (int g = 0; g < npend; ++g) finish_store16(y + pend_v[g] * (int64_t)es, lanes16(nc - pend_v[g]), pend[g], dt, act);
+      for (int g = 0; g < npend; ++g)
+        finish_store16(y + pend_v[g] * (int64_t)es, full ? (__mmask16)0xffff : lanes16(nc - pend_v[g]), pend[g], dt, act);
       npend = 0;
     }
     if (!pres) continue;
@@ -518,6 +518,19 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
       _mm256_mask_storeu_epi16(pv + 64, (__mmask16)q1, _mm512_castsi512_si256(N1));
     }
   }
+  *npend_io = npend;
+}
+
+/* Whole 16-channel groups with constant masks (plain loads and stores), then the partial one. */
+AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act) {
+  __m512 pend[DECODE_DEFER];
+  int64_t pend_v[DECODE_DEFER];
+  int npend = 0;
+  const int64_t nfull = nc & ~(int64_t)15;
+  decode_k4_range(p, b, c0, nc, dt, act, 0, nfull, true, pend, pend_v, &npend);
+  if (nfull < nc) decode_k4_range(p, b, c0, nc, dt, act, nfull, nc, false, pend, pend_v, &npend);
+  const size_t es = conv_esize(dt);
+  char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
   for (int g = 0; g < npend; ++g) finish_store16(y + pend_v[g] * (int64_t)es, lanes16(nc - pend_v[g]), pend[g], dt, act);
 }
 
