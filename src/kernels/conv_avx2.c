@@ -40,6 +40,20 @@ AI __m256i bf16_round_bits8(__m256 v) {
   return _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
 }
 
+/* The (8 channels, 4 taps) fp32 weights at wv, channel-major, as four tap vectors w_j (lane c
+ * = channel c's tap j): a 4 x 8 transpose in registers. */
+AI void weights8x4_tap_major(const float* wv, __m256* w0, __m256* w1, __m256* w2, __m256* w3) {
+  const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* lanes (0,2,4,6,1,3,5,7) -> natural */
+  const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
+  const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
+  const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
+  const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
+  *w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
+  *w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
+  *w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
+  *w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+}
+
 AI __m128i pack16(__m256i r) { /* 8 x 32-bit lanes holding 16-bit values -> 8 x 16-bit */
   return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
 }
@@ -198,7 +212,6 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   const int64_t nfast = k4 ? (nc & ~(int64_t)7) : 0;
   if (k4) {
     char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
-    const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* lanes (0,2,4,6,1,3,5,7) -> natural */
     /* tap q of channel c is flat 3c + q of the group's 24 values: register (3c + q) / 8, lane (3c + q) % 8 */
     const __m256i sq0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
     const __m256i sq1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
@@ -212,14 +225,8 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
     const float* xf = (const float*)x;
     for (int64_t v = 0; v < nfast; v += 8) {
       const float* wv = wsrc + v * 4;
-      const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
-      const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
-      const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
-      const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
-      const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
-      const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
-      const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
-      const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+      __m256 w0, w1, w2, w3;
+      weights8x4_tap_major(wv, &w0, &w1, &w2, &w3);
       const float* sv = pf + 3 * v;
       const __m256 S0 = _mm256_loadu_ps(sv), S1 = _mm256_loadu_ps(sv + 8), S2 = _mm256_loadu_ps(sv + 16);
       /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
@@ -403,7 +410,6 @@ AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int
   float* pres = p->present ? (float*)p->present + b * p->s_sb + c0 : NULL;
   const float* w = (const float*)p->w + c0 * 4;
   const int64_t rs = p->s_st;
-  const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t v = 0; v < nc; v += 8) {
     const int64_t n = nc - v < 8 ? nc - v : 8;
     _Alignas(32) float wb[32], sb[3][8], xb[8];
@@ -415,14 +421,8 @@ AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int
       memcpy(xb, xv, (size_t)n * 4);
       wv = wb, r0 = sb[0], r1 = sb[1], r2 = sb[2], xv = xb;
     }
-    const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
-    const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
-    const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
-    const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
-    const __m256 w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
-    const __m256 w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
-    const __m256 w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
-    const __m256 w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
+    __m256 w0, w1, w2, w3;
+    weights8x4_tap_major(wv, &w0, &w1, &w2, &w3);
     const __m256 h0 = _mm256_loadu_ps(r0), h1 = _mm256_loadu_ps(r1), h2 = _mm256_loadu_ps(r2), X = _mm256_loadu_ps(xv);
     __m256 acc = _mm256_fmadd_ps(w0, h0, _mm256_setzero_ps());
     acc = _mm256_fmadd_ps(w1, h1, acc);
