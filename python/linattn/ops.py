@@ -14,6 +14,9 @@ from .context import Context, shared_context
 UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
 ACTIVATIONS = ("none", "silu", "swish")
 
+_NO_WORKSPACE = ctypes.c_size_t(0)
+_byref = ctypes.byref
+
 
 def _context(context: Context | None, threads: int | None) -> Context:
     if context is not None:
@@ -179,13 +182,17 @@ def linear_attention(
             s_dtype = state_given.dtype
         present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
 
-    tensors = [describe(a, strided=True) if a is not None else None for a in (q, k, v)]
-    tensors.append(describe(past, strided=False) if past is not None else None)
-    tensors += [describe(a, strided=True) if a is not None else None for a in (g, b)]
+    t_q = describe(q, strided=True)
+    t_k = describe(k, strided=True)
+    t_v = describe(v, strided=True)
+    t_past = describe(past, strided=False) if past is not None else None
+    t_g = describe(g, strided=True) if g is not None else None
+    t_b = describe(b, strided=True) if b is not None else None
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
-    status = _lib.lib().linattn_linear_attention(
-        ctx.handle, ctypes.byref(desc), *[_ptr(t) for t in tensors], _ptr(t_out), _ptr(t_present), None, 0
+    status = _lib.unchecked("linattn_linear_attention")(
+        ctx.handle, _byref(desc), _byref(t_q), _byref(t_k), _byref(t_v), _ptr(t_past), _ptr(t_g), _ptr(t_b),
+        _byref(t_out), _ptr(t_present), None, _NO_WORKSPACE,
     )
     _lib.check(status)
     return output.finish(), (present.finish() if present is not None else None)
@@ -267,9 +274,9 @@ def causal_conv_with_state(
     t_past = describe(past, strided=False) if past is not None else None
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
-    status = _lib.lib().linattn_causal_conv_with_state(
-        ctx.handle, ctypes.byref(desc), _ptr(t_x), _ptr(t_w), _ptr(t_b), _ptr(t_past), _ptr(t_out), _ptr(t_present),
-        None, 0,
+    status = _lib.unchecked("linattn_causal_conv_with_state")(
+        ctx.handle, _byref(desc), _byref(t_x), _byref(t_w), _ptr(t_b), _ptr(t_past), _byref(t_out), _ptr(t_present),
+        None, _NO_WORKSPACE,
     )
     _lib.check(status)
     return output.finish(), (present.finish() if present is not None else None)

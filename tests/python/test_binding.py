@@ -493,3 +493,18 @@ def test_bad_python_arguments_are_named(rng):
     y, state = linattn.causal_conv_with_state(x, w, dilation=2**62, return_state=False)
     assert state is None and np.array_equal(y, x * w[None, :, 0, 1:])
 
+
+
+# ---------------------------------------------------------------- per-call fast paths
+
+
+def test_calls_go_through_the_unchecked_entry_points():
+    """The per-call entry points skip ctypes' argument conversion; the checked prototypes stay for
+    every other caller."""
+    import ctypes
+
+    lib = _lib.lib()
+    for name in ("linattn_linear_attention", "linattn_causal_conv_with_state"):
+        fast = _lib.unchecked(name)
+        assert fast is not getattr(lib, name) and fast.argtypes is None and fast.restype is ctypes.c_int
+        assert getattr(lib, name).argtypes is not None
