@@ -8,7 +8,7 @@ import operator
 import numpy as np
 
 from . import _lib
-from ._tensor import OutputSlot, describe, prepare_input, resolve_dtype
+from ._tensor import OutputSlot, input_tensor, resolve_dtype
 from .context import Context, shared_context
 
 UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
@@ -155,12 +155,12 @@ def linear_attention(
     Errors from the library raise LinattnError carrying its message.
     """
     ctx = _context(context, threads)
-    q = prepare_input(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
-    k = prepare_input(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
-    v = prepare_input(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
-    past = prepare_input(past_state, "past_state", strided=False)
-    g = prepare_input(decay, "decay", strided=True)
-    b = prepare_input(beta, "beta", strided=True)
+    q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
+    k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
+    v, t_v = input_tensor(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
+    g, t_g = input_tensor(decay, "decay", strided=True)
+    b, t_b = input_tensor(beta, "beta", strided=True)
     for name, a in (("query", q), ("key", k), ("value", v)):
         if a.ndim != 3:
             raise _rank_error(name, a, 3, "(B, T, heads*dim)")
@@ -182,12 +182,6 @@ def linear_attention(
             s_dtype = state_given.dtype
         present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
 
-    t_q = describe(q, strided=True)
-    t_k = describe(k, strided=True)
-    t_v = describe(v, strided=True)
-    t_past = describe(past, strided=False) if past is not None else None
-    t_g = describe(g, strided=True) if g is not None else None
-    t_b = describe(b, strided=True) if b is not None else None
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
     status = _lib.unchecked("linattn_linear_attention")(
@@ -239,10 +233,11 @@ def causal_conv_with_state(
     out / return_state / threads / context as in linear_attention.
     """
     ctx = _context(context, threads)
-    x = prepare_input(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input", strided=True)
-    w = prepare_input(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
-    bias_a = prepare_input(bias, "bias", strided=False)
-    past = prepare_input(past_state, "past_state", strided=False)
+    x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
+                          strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    bias_a, t_b = input_tensor(bias, "bias", strided=False)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
     if x.ndim != 3:
         raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
     if w.ndim != 3:
@@ -268,10 +263,6 @@ def causal_conv_with_state(
                 "pass return_state=False to skip it",
             ) from None
 
-    t_x = describe(x, strided=True)
-    t_w = describe(w, strided=False)
-    t_b = describe(bias_a, strided=False) if bias_a is not None else None
-    t_past = describe(past, strided=False) if past is not None else None
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
     status = _lib.unchecked("linattn_causal_conv_with_state")(
