@@ -14,8 +14,24 @@ from .context import Context, shared_context
 UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
 ACTIVATIONS = ("none", "silu", "swish")
 
+# Descriptors (and LinearAttention's inferred shapes) of recent attribute sets, reused by the next
+# call with the same ones: a decode loop repeats them every token, and building them costs four
+# ctypes calls, several times the C work of a small decode step. Only values of exact built-in
+# types make keys (1 == 1.0 == True would share an entry); a failure is never cached, so a bad
+# value fails again with its message. The C functions only read a descriptor (const pointers);
+# linear_attention_desc / causal_conv_desc still return fresh ones.
+_CACHE_LIMIT = 64
+_la_desc_cache: dict = {}
+_la_shape_cache: dict = {}
+_conv_desc_cache: dict = {}
 _NO_WORKSPACE = ctypes.c_size_t(0)
 _byref = ctypes.byref
+
+
+def _cache_put(cache: dict, key, value) -> None:
+    if len(cache) >= _CACHE_LIMIT:  # many distinct attribute sets: start over rather than track use
+        cache.clear()
+    cache[key] = value
 
 
 def _context(context: Context | None, threads: int | None) -> Context:
@@ -165,8 +181,23 @@ def linear_attention(
         if a.ndim != 3:
             raise _rank_error(name, a, 3, "(B, T, heads*dim)")
 
-    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
-    out_shape, state_shape = _infer_shapes(desc, q.shape, k.shape, v.shape)
+    attrs = None  # cache key of the attributes (see _la_desc_cache)
+    if (type(q_num_heads) is int and type(kv_num_heads) is int and (update_rule is None or type(update_rule) is str)
+            and (scale is None or type(scale) in (float, int)) and (chunk_size is None or type(chunk_size) is int)
+            and type(ort_contrib) is bool):
+        attrs = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+    desc = _la_desc_cache.get(attrs) if attrs is not None else None
+    if desc is None:
+        desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+        if attrs is not None:
+            _cache_put(_la_desc_cache, attrs, desc)
+    shape_key = (attrs, q.shape, k.shape, v.shape) if attrs is not None else None
+    shapes = _la_shape_cache.get(shape_key) if shape_key is not None else None
+    if shapes is None:
+        shapes = _infer_shapes(desc, q.shape, k.shape, v.shape)
+        if shape_key is not None:
+            _cache_put(_la_shape_cache, shape_key, shapes)
+    out_shape, state_shape = shapes
 
     out_given, state_given = _split_out(out, ("output", "present_state"))
     if past is not None:
@@ -242,7 +273,14 @@ def causal_conv_with_state(
         raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
     if w.ndim != 3:
         raise _rank_error("weight", w, 3, "(C, 1, k)")
-    desc = causal_conv_desc(activation, dilation, channels_last)
+    attrs = None  # cache key of the attributes (see _la_desc_cache)
+    if (activation is None or type(activation) is str) and type(dilation) is int and type(channels_last) is bool:
+        attrs = (activation, dilation, channels_last)
+    desc = _conv_desc_cache.get(attrs) if attrs is not None else None
+    if desc is None:
+        desc = causal_conv_desc(activation, dilation, channels_last)
+        if attrs is not None:
+            _cache_put(_conv_desc_cache, attrs, desc)
 
     kernel = w.shape[2]
     state_len = max(kernel - 1, 0) * max(int(dilation), 1)

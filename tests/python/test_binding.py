@@ -548,3 +548,39 @@ def test_calls_go_through_the_unchecked_entry_points():
         fast = _lib.unchecked(name)
         assert fast is not getattr(lib, name) and fast.argtypes is None and fast.restype is ctypes.c_int
         assert getattr(lib, name).argtypes is not None
+
+
+def test_attribute_caches_keep_types_errors_and_shapes(rng):
+    """Descriptors and inferred shapes are reused across calls with the same attributes; a value
+    equal to a cached one but of another type (1.0 for 1) still gets its own checks, a failure is
+    never cached, and a new input shape is inferred anew."""
+    from linattn import ops
+
+    inputs, heads = la_data(rng)
+    first = linattn.linear_attention(**inputs, **heads, chunk_size=64)
+    with pytest.raises(TypeError, match="chunk_size: expected an integer"):
+        linattn.linear_attention(**inputs, **heads, chunk_size=64.0)
+    again = linattn.linear_attention(**inputs, **heads, chunk_size=64)
+    for a, b in zip(first, again):
+        assert np.array_equal(bits(a), bits(b))
+    for _ in range(2):
+        with pytest.raises(linattn.LinattnError, match="update_rule: 'fancy'"):
+            linattn.linear_attention(**inputs, **heads, update_rule="fancy")
+        with pytest.raises(linattn.LinattnError, match="key"):
+            linattn.linear_attention(**{**inputs, "key": inputs["key"][..., :-1]}, **heads)
+    one_token = {n: (a[:, :1] if n != "past_state" else a) for n, a in inputs.items()}
+    out, state = linattn.linear_attention(**one_token, **heads)
+    assert out.shape == (2, 1, 24) and state.shape == inputs["past_state"].shape
+
+    x = rng.standard_normal((1, 4, 3), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 3), dtype=np.float32)
+    y, _ = linattn.causal_conv_with_state(x, w, dilation=1)
+    with pytest.raises(TypeError, match="dilation: expected an integer"):
+        linattn.causal_conv_with_state(x, w, dilation=1.0)
+    assert np.array_equal(linattn.causal_conv_with_state(x, w, dilation=True)[0], y)  # an int, uncached
+    for _ in range(2):
+        with pytest.raises(linattn.LinattnError, match="activation: 'relu'"):
+            linattn.causal_conv_with_state(x, w, activation="relu")
+    for d in range(1, 3 * ops._CACHE_LIMIT):
+        linattn.causal_conv_with_state(x, w, dilation=d, return_state=False)
+    assert len(ops._conv_desc_cache) <= ops._CACHE_LIMIT
