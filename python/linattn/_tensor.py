@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import struct
+
 import ml_dtypes
 import numpy as np
 
@@ -24,8 +27,45 @@ def resolve_dtype(dtype) -> np.dtype:
     return dt
 
 
+# linattn_tensor (data, dtype, rank, dims[MAX_RANK], strides[MAX_RANK]) as struct layouts per
+# rank, unused dims and strides as zero pad bytes: one pack_into a Tensor costs a fraction of
+# setting its ctypes fields one by one. _PACKED_LAYOUT leaves all strides 0 (packed).
+_PACKED_LAYOUT = [
+    struct.Struct("@Pii%dq%dx" % (r, 8 * (2 * _lib.MAX_RANK - r))) for r in range(_lib.MAX_RANK + 1)
+]
+_STRIDED_LAYOUT = [
+    struct.Struct("@Pii%dq%dx%dq%dx" % (r, 8 * (_lib.MAX_RANK - r), r, 8 * (_lib.MAX_RANK - r)))
+    for r in range(_lib.MAX_RANK + 1)
+]
+assert all(layout.size == ctypes.sizeof(_lib.Tensor) for layout in _PACKED_LAYOUT + _STRIDED_LAYOUT)
+assert (_lib.Tensor.dims.offset, _lib.Tensor.strides.offset) == (16, 16 + 8 * _lib.MAX_RANK)
+_char_from_buffer = ctypes.c_char.from_buffer
+_addressof = ctypes.addressof
+
+
+def data_address(a: np.ndarray) -> int:
+    """Address of a's first element (a non-empty). Through the buffer protocol when a exports a
+    writable contiguous buffer: a.ctypes.data builds a helper object and costs ~1 us, as much as
+    the whole C call of a decode step."""
+    return _address(a, DTYPE_CODES.get(a.dtype))
+
+
+_UINT16 = np.dtype(np.uint16)
+
+
+def _address(a: np.ndarray, code: int | None) -> int:
+    """data_address(a) for an array of linattn dtype code `code`."""
+    try:
+        # numpy exports no buffer of an ml_dtypes bfloat16 array (no format char): a uint16 view does
+        return _addressof(_char_from_buffer(a.view(_UINT16) if code == _lib.DTYPE_BF16 else a))
+    except (TypeError, ValueError, BufferError):  # read-only, not contiguous, no buffer export
+        return a.ctypes.data
+
+
 def as_input_array(value, name: str) -> np.ndarray:
     """The argument as a native-endian float32/float16/bfloat16 ndarray (no copy when it is one)."""
+    if type(value) is np.ndarray and value.dtype in DTYPE_CODES and value.ndim <= _lib.MAX_RANK:
+        return value  # the usual case, settled by three cheap tests
     a = value if isinstance(value, np.ndarray) else np.asarray(value)
     if a.dtype.byteorder not in ("=", "|") and a.dtype.newbyteorder("=") in DTYPE_CODES:
         a = a.astype(a.dtype.newbyteorder("="))
@@ -65,14 +105,13 @@ def describe(a: np.ndarray, strided: bool) -> _lib.Tensor:
     """Descriptor of `a`; packed (all-zero strides) unless `strided` and `a` is not C-contiguous.
     The caller keeps `a` alive and must have made it acceptable (see prepare_input)."""
     t = _lib.Tensor()
-    t.data = a.ctypes.data if a.size else None
-    t.dtype = DTYPE_CODES[a.dtype]
-    t.rank = a.ndim
-    for i, d in enumerate(a.shape):
-        t.dims[i] = d
+    rank = a.ndim
+    code = DTYPE_CODES[a.dtype]
+    address = _address(a, code) if a.size else 0
     if strided and not a.flags.c_contiguous:
-        for i, s in enumerate(element_strides(a)):
-            t.strides[i] = s
+        _STRIDED_LAYOUT[rank].pack_into(t, 0, address, code, rank, *a.shape, *element_strides(a))
+    else:
+        _PACKED_LAYOUT[rank].pack_into(t, 0, address, code, rank, *a.shape)
     return t
 
 
@@ -82,16 +121,35 @@ def prepare_input(value, name: str, strided: bool) -> np.ndarray | None:
     if value is None:
         return None
     a = as_input_array(value, name)
-    if a.flags.c_contiguous and a.flags.aligned:
+    flags = a.flags
+    if flags.c_contiguous and flags.aligned:
         return a
     if strided and element_strides(a) is not None:
         return a
     return np.ascontiguousarray(a)
 
 
+def input_tensor(value, name: str, strided: bool) -> tuple[np.ndarray | None, _lib.Tensor | None]:
+    """(prepare_input(value, name, strided), its descriptor); (None, None) for None. The usual
+    case, a packed native array, is settled here without the general checks."""
+    if type(value) is np.ndarray:
+        code = DTYPE_CODES.get(value.dtype)
+        rank = value.ndim
+        if code is not None and rank <= _lib.MAX_RANK:
+            flags = value.flags
+            if flags.c_contiguous and flags.aligned:
+                t = _lib.Tensor()
+                _PACKED_LAYOUT[rank].pack_into(t, 0, _address(value, code) if value.size else 0, code, rank, *value.shape)
+                return value, t
+    a = prepare_input(value, name, strided)
+    return a, (describe(a, strided) if a is not None else None)
+
+
 class OutputSlot:
     """An output: either the caller's array (written directly when its layout allows, else through
     a packed temporary copied back afterwards) or a fresh array."""
+
+    __slots__ = ("name", "given", "array")
 
     def __init__(self, name: str, shape, dtype: np.dtype, given: np.ndarray | None, strided: bool):
         self.name = name
@@ -109,9 +167,10 @@ class OutputSlot:
             raise _lib.LinattnError(
                 _lib.ERROR_INVALID_ARGUMENT, f"{name}: out has shape {given.shape}, expected {tuple(shape)}"
             )
-        if not given.flags.writeable:
+        flags = given.flags
+        if not flags.writeable:
             raise ValueError(f"{name}: out array is read-only")
-        direct = given.flags.c_contiguous and given.flags.aligned
+        direct = flags.c_contiguous and flags.aligned
         if not direct and strided:
             direct = element_strides(given) is not None
         self.array = given if direct else np.empty(given.shape, dtype=dtype)

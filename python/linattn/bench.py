@@ -7,8 +7,9 @@ with ONNX Runtime's com.microsoft LinearAttention or CausalConvWithState, feeds 
 inputs to ORT and to linattn (same thread count, preallocated linattn outputs), and alternates
 the two call by call. Reported times are medians:
 
-  linattn_us          one ctypes call of the C function with its descriptors built once: the
-                      library's time plus ~1 us of ctypes (the counterpart of ORT's kernel time)
+  linattn_us          one ctypes call of the C function with its descriptors built once, through
+                      the binding's unchecked entry point (_lib.unchecked, as its own calls): the
+                      library's time plus ~0.5 us of ctypes (the counterpart of ORT's kernel time)
   linattn_binding_us  one call of linattn.linear_attention / causal_conv_with_state (adds the
                       binding's argument checks; its fixed cost is linattn_floor_us); timed only
                       for calls under 50 ms, where it is not noise
@@ -233,7 +234,7 @@ def ort_floor_us(threads: int, reps: int = 300) -> float:
 def linattn_call(case: Case, feeds: dict, ctx):
     """(public, direct, output): zero-argument functions making one linattn call on preallocated
     outputs. `public` goes through linattn.linear_attention / causal_conv_with_state (argument
-    checks, descriptor building: tens of microseconds of Python); `direct` calls the C function
+    checks, descriptor building: about ten microseconds of Python); `direct` calls the C function
     with descriptors built once, so only the ctypes call itself is added to the library's time
     (the counterpart of ORT's per-node kernel time). direct is None if the binding's internals
     it relies on are not there."""
@@ -258,9 +259,9 @@ def linattn_call(case: Case, feeds: dict, ctx):
             desc = ops.linear_attention_desc(hq, hkv, rule, scale, 64, contrib)
             tensors = [_tensor.describe(a, strided=False) if a is not None else None for a in args]
             tensors += [_tensor.describe(out, strided=False), _tensor.describe(state, strided=False)]
-            fn = _lib.lib().linattn_linear_attention
+            fn = _lib.unchecked("linattn_linear_attention")
             cargs = (ctx.handle, ctypes.byref(desc), *[ctypes.byref(t) if t is not None else None for t in tensors],
-                     None, 0)
+                     None, ctypes.c_size_t(0))
             return fn, cargs, (desc, tensors)
     else:
         _, _, act = CONV_PRESETS[case.preset]
@@ -278,9 +279,9 @@ def linattn_call(case: Case, feeds: dict, ctx):
             desc = ops.causal_conv_desc(act, 1, last)
             arrays = (feeds["input"], feeds["weight"], None, feeds["past_state"], out, state)
             tensors = [_tensor.describe(a, strided=False) if a is not None else None for a in arrays]
-            fn = _lib.lib().linattn_causal_conv_with_state
+            fn = _lib.unchecked("linattn_causal_conv_with_state")
             cargs = (ctx.handle, ctypes.byref(desc), *[ctypes.byref(t) if t is not None else None for t in tensors],
-                     None, 0)
+                     None, ctypes.c_size_t(0))
             return fn, cargs, (desc, tensors)
 
     try:

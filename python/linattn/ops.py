@@ -8,11 +8,30 @@ import operator
 import numpy as np
 
 from . import _lib
-from ._tensor import OutputSlot, describe, prepare_input, resolve_dtype
+from ._tensor import OutputSlot, input_tensor, resolve_dtype
 from .context import Context, shared_context
 
 UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
 ACTIVATIONS = ("none", "silu", "swish")
+
+# Descriptors (and LinearAttention's inferred shapes) of recent attribute sets, reused by the next
+# call with the same ones: a decode loop repeats them every token, and building them costs four
+# ctypes calls, several times the C work of a small decode step. Only values of exact built-in
+# types make keys (1 == 1.0 == True would share an entry); a failure is never cached, so a bad
+# value fails again with its message. The C functions only read a descriptor (const pointers);
+# linear_attention_desc / causal_conv_desc still return fresh ones.
+_CACHE_LIMIT = 64
+_la_desc_cache: dict = {}
+_la_shape_cache: dict = {}
+_conv_desc_cache: dict = {}
+_NO_WORKSPACE = ctypes.c_size_t(0)
+_byref = ctypes.byref
+
+
+def _cache_put(cache: dict, key, value) -> None:
+    if len(cache) >= _CACHE_LIMIT:  # many distinct attribute sets: start over rather than track use
+        cache.clear()
+    cache[key] = value
 
 
 def _context(context: Context | None, threads: int | None) -> Context:
@@ -152,18 +171,33 @@ def linear_attention(
     Errors from the library raise LinattnError carrying its message.
     """
     ctx = _context(context, threads)
-    q = prepare_input(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
-    k = prepare_input(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
-    v = prepare_input(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
-    past = prepare_input(past_state, "past_state", strided=False)
-    g = prepare_input(decay, "decay", strided=True)
-    b = prepare_input(beta, "beta", strided=True)
+    q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
+    k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
+    v, t_v = input_tensor(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
+    g, t_g = input_tensor(decay, "decay", strided=True)
+    b, t_b = input_tensor(beta, "beta", strided=True)
     for name, a in (("query", q), ("key", k), ("value", v)):
         if a.ndim != 3:
             raise _rank_error(name, a, 3, "(B, T, heads*dim)")
 
-    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
-    out_shape, state_shape = _infer_shapes(desc, q.shape, k.shape, v.shape)
+    attrs = None  # cache key of the attributes (see _la_desc_cache)
+    if (type(q_num_heads) is int and type(kv_num_heads) is int and (update_rule is None or type(update_rule) is str)
+            and (scale is None or type(scale) in (float, int)) and (chunk_size is None or type(chunk_size) is int)
+            and type(ort_contrib) is bool):
+        attrs = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+    desc = _la_desc_cache.get(attrs) if attrs is not None else None
+    if desc is None:
+        desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+        if attrs is not None:
+            _cache_put(_la_desc_cache, attrs, desc)
+    shape_key = (attrs, q.shape, k.shape, v.shape) if attrs is not None else None
+    shapes = _la_shape_cache.get(shape_key) if shape_key is not None else None
+    if shapes is None:
+        shapes = _infer_shapes(desc, q.shape, k.shape, v.shape)
+        if shape_key is not None:
+            _cache_put(_la_shape_cache, shape_key, shapes)
+    out_shape, state_shape = shapes
 
     out_given, state_given = _split_out(out, ("output", "present_state"))
     if past is not None:
@@ -179,13 +213,11 @@ def linear_attention(
             s_dtype = state_given.dtype
         present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
 
-    tensors = [describe(a, strided=True) if a is not None else None for a in (q, k, v)]
-    tensors.append(describe(past, strided=False) if past is not None else None)
-    tensors += [describe(a, strided=True) if a is not None else None for a in (g, b)]
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
-    status = _lib.lib().linattn_linear_attention(
-        ctx.handle, ctypes.byref(desc), *[_ptr(t) for t in tensors], _ptr(t_out), _ptr(t_present), None, 0
+    status = _lib.unchecked("linattn_linear_attention")(
+        ctx.handle, _byref(desc), _byref(t_q), _byref(t_k), _byref(t_v), _ptr(t_past), _ptr(t_g), _ptr(t_b),
+        _byref(t_out), _ptr(t_present), None, _NO_WORKSPACE,
     )
     _lib.check(status)
     return output.finish(), (present.finish() if present is not None else None)
@@ -232,15 +264,23 @@ def causal_conv_with_state(
     out / return_state / threads / context as in linear_attention.
     """
     ctx = _context(context, threads)
-    x = prepare_input(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input", strided=True)
-    w = prepare_input(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
-    bias_a = prepare_input(bias, "bias", strided=False)
-    past = prepare_input(past_state, "past_state", strided=False)
+    x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
+                          strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    bias_a, t_b = input_tensor(bias, "bias", strided=False)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
     if x.ndim != 3:
         raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
     if w.ndim != 3:
         raise _rank_error("weight", w, 3, "(C, 1, k)")
-    desc = causal_conv_desc(activation, dilation, channels_last)
+    attrs = None  # cache key of the attributes (see _la_desc_cache)
+    if (activation is None or type(activation) is str) and type(dilation) is int and type(channels_last) is bool:
+        attrs = (activation, dilation, channels_last)
+    desc = _conv_desc_cache.get(attrs) if attrs is not None else None
+    if desc is None:
+        desc = causal_conv_desc(activation, dilation, channels_last)
+        if attrs is not None:
+            _cache_put(_conv_desc_cache, attrs, desc)
 
     kernel = w.shape[2]
     state_len = max(kernel - 1, 0) * max(int(dilation), 1)
@@ -261,15 +301,11 @@ def causal_conv_with_state(
                 "pass return_state=False to skip it",
             ) from None
 
-    t_x = describe(x, strided=True)
-    t_w = describe(w, strided=False)
-    t_b = describe(bias_a, strided=False) if bias_a is not None else None
-    t_past = describe(past, strided=False) if past is not None else None
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
-    status = _lib.lib().linattn_causal_conv_with_state(
-        ctx.handle, ctypes.byref(desc), _ptr(t_x), _ptr(t_w), _ptr(t_b), _ptr(t_past), _ptr(t_out), _ptr(t_present),
-        None, 0,
+    status = _lib.unchecked("linattn_causal_conv_with_state")(
+        ctx.handle, _byref(desc), _byref(t_x), _byref(t_w), _ptr(t_b), _ptr(t_past), _byref(t_out), _ptr(t_present),
+        None, _NO_WORKSPACE,
     )
     _lib.check(status)
     return output.finish(), (present.finish() if present is not None else None)

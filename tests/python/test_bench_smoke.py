@@ -113,6 +113,34 @@ def test_c_and_python_presets_agree():
         assert (c["conv"][name]["channels"], c["conv"][name]["kernel"], c["conv"][name]["activation"]) == (ch, k, act)
 
 
+def test_python_bench_direct_and_floor_calls():
+    """The side-by-side benchmark's `direct` call (descriptors built once) writes what the public
+    call writes, and its floor call is rejected at the C entry (NULL descriptor), so call_floor_us
+    times the crossing into C and nothing else."""
+    sys.path.insert(0, str(ROOT / "python"))
+    import numpy as np
+
+    import linattn
+    from linattn import _lib, bench
+
+    cases = [bench.Case("LinearAttention", "tiny", "decode", 1, 1, "f32")]
+    cases += [bench.Case("CausalConvWithState", "tiny-conv", "decode", 1, 1, "f32", layout)
+              for layout in ("channels_first", "channels_last")]
+    with linattn.Context(threads=1) as ctx:
+        for case in cases:
+            inputs = bench.la_inputs if case.op == "LinearAttention" else bench.conv_inputs
+            feeds = inputs(case, np.random.default_rng(0))
+            public, direct, out = bench.linattn_call(case, feeds, ctx)
+            assert direct is not None, case
+            public()
+            expected = out.copy()
+            out.fill(np.nan)
+            direct()
+            assert np.array_equal(out, expected), case
+            direct.rejected()
+            assert _lib.last_error() == "desc: NULL", case
+
+
 @pytest.fixture(scope="module")
 def ort_json(tmp_path_factory) -> dict:
     pytest.importorskip("onnxruntime")
@@ -132,7 +160,7 @@ def test_ort_compare_rows(ort_json):
     assert len(rows) == 2 + 4  # LA f32/bf16, conv f32/bf16 x channels first/last
     for r in rows:
         assert keys <= set(r) and r.get("error") is None
-        assert r["linattn_us"] > 0
+        assert r["linattn_us"] > 0 and r["linattn_call"] == "direct" and r["call_floor_us"] > 0
         if r["dtype"] == "bf16":
             assert r["ort_us"] is None and r["ratio"] is None and r["ort_note"] == "ORT: no CPU kernel"
         else:

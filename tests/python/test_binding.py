@@ -5,6 +5,7 @@ reference on the equivalent standard call) and the conv's dilation / channels-la
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 from pathlib import Path
@@ -493,3 +494,93 @@ def test_bad_python_arguments_are_named(rng):
     y, state = linattn.causal_conv_with_state(x, w, dilation=2**62, return_state=False)
     assert state is None and np.array_equal(y, x * w[None, :, 0, 1:])
 
+
+
+# ---------------------------------------------------------------- per-call fast paths
+
+
+def field_by_field(a: np.ndarray, strided: bool) -> bytes:
+    """The descriptor _tensor.describe must produce, built the slow obvious way."""
+    t = _lib.Tensor()
+    t.data = a.ctypes.data if a.size else None
+    t.dtype = _tensor.DTYPE_CODES[a.dtype]
+    t.rank = a.ndim
+    for i, d in enumerate(a.shape):
+        t.dims[i] = d
+    if strided and not a.flags.c_contiguous:
+        for i, s in enumerate(_tensor.element_strides(a)):
+            t.strides[i] = s
+    return ctypes.string_at(ctypes.addressof(t), ctypes.sizeof(t))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, BF16], ids=["f32", "f16", "bf16"])
+def test_descriptors_equal_the_field_by_field_build(rng, dtype):
+    """describe / input_tensor pack the descriptor with struct layouts and take the address from
+    the buffer protocol: the same bytes as setting each field, for every rank, packed or strided
+    views, read-only, empty and bfloat16 arrays (which export no buffer format)."""
+    base = rng.standard_normal((3, 4, 5, 6), dtype=np.float32).astype(dtype)
+    read_only = base[1].copy()
+    read_only.flags.writeable = False
+    arrays = [base, base[0], base[0, 0], base[0, 0, 0], base[0, 0, 0, :1].reshape(()), base[:, 1:3], base[..., ::2],
+              base.transpose(1, 0, 2, 3), read_only, base[:0], np.ascontiguousarray(base[:, :, 1])]
+    for a in arrays:
+        if a.size:
+            assert _tensor.data_address(a) == a.ctypes.data
+        for strided in (False, True):
+            if strided and _tensor.element_strides(a) is None:
+                continue  # prepare_input copies such arrays first
+            if not strided and not (a.flags.c_contiguous or a.size == 0):
+                continue
+            t = _tensor.describe(a, strided)
+            assert ctypes.string_at(ctypes.addressof(t), ctypes.sizeof(t)) == field_by_field(a, strided), (a.shape, a.strides)
+        prepared, t = _tensor.input_tensor(a, "x", strided=True)
+        expected = _tensor.prepare_input(a, "x", strided=True)  # a itself, or a packed copy
+        assert (prepared is a) == (expected is a) and np.array_equal(bits(prepared), bits(expected))
+        assert ctypes.string_at(ctypes.addressof(t), ctypes.sizeof(t)) == field_by_field(prepared, True)
+    assert _tensor.input_tensor(None, "x", strided=True) == (None, None)
+
+
+def test_calls_go_through_the_unchecked_entry_points():
+    """The per-call entry points skip ctypes' argument conversion; the checked prototypes stay for
+    every other caller."""
+    lib = _lib.lib()
+    for name in ("linattn_linear_attention", "linattn_causal_conv_with_state"):
+        fast = _lib.unchecked(name)
+        assert fast is not getattr(lib, name) and fast.argtypes is None and fast.restype is ctypes.c_int
+        assert getattr(lib, name).argtypes is not None
+
+
+def test_attribute_caches_keep_types_errors_and_shapes(rng):
+    """Descriptors and inferred shapes are reused across calls with the same attributes; a value
+    equal to a cached one but of another type (1.0 for 1) still gets its own checks, a failure is
+    never cached, and a new input shape is inferred anew."""
+    from linattn import ops
+
+    inputs, heads = la_data(rng)
+    first = linattn.linear_attention(**inputs, **heads, chunk_size=64)
+    with pytest.raises(TypeError, match="chunk_size: expected an integer"):
+        linattn.linear_attention(**inputs, **heads, chunk_size=64.0)
+    again = linattn.linear_attention(**inputs, **heads, chunk_size=64)
+    for a, b in zip(first, again):
+        assert np.array_equal(bits(a), bits(b))
+    for _ in range(2):
+        with pytest.raises(linattn.LinattnError, match="update_rule: 'fancy'"):
+            linattn.linear_attention(**inputs, **heads, update_rule="fancy")
+        with pytest.raises(linattn.LinattnError, match="key"):
+            linattn.linear_attention(**{**inputs, "key": inputs["key"][..., :-1]}, **heads)
+    one_token = {n: (a[:, :1] if n != "past_state" else a) for n, a in inputs.items()}
+    out, state = linattn.linear_attention(**one_token, **heads)
+    assert out.shape == (2, 1, 24) and state.shape == inputs["past_state"].shape
+
+    x = rng.standard_normal((1, 4, 3), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 3), dtype=np.float32)
+    y, _ = linattn.causal_conv_with_state(x, w, dilation=1)
+    with pytest.raises(TypeError, match="dilation: expected an integer"):
+        linattn.causal_conv_with_state(x, w, dilation=1.0)
+    assert np.array_equal(linattn.causal_conv_with_state(x, w, dilation=True)[0], y)  # an int, uncached
+    for _ in range(2):
+        with pytest.raises(linattn.LinattnError, match="activation: 'relu'"):
+            linattn.causal_conv_with_state(x, w, activation="relu")
+    for d in range(1, 3 * ops._CACHE_LIMIT):
+        linattn.causal_conv_with_state(x, w, dilation=d, return_state=False)
+    assert len(ops._conv_desc_cache) <= ops._CACHE_LIMIT
