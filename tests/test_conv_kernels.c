@@ -568,9 +568,11 @@ static float from_t_bits(uint32_t h, linattn_dtype dt) {
  * SiLU (so y = T(silu(x)), +0 for -0): channels-first along time (L = 65536), channels-last
  * prefill (L = 2, the values as channels) and decode (L = 1). The vector families must give
  * exactly silu_poly_spec's bits, the scalar one (expf, as the reference) the reference's.
+ * Without activation (the input's bits back, through each family's conversions) every family
+ * must give the reference's bits (any NaN for a NaN).
  * Notes how many inputs the polynomial and the reference's expf formula round differently,
  * and each against round_T of the float64 SiLU. */
-static void silu_every_16bit_input(const family* fams, int nf, tk_rng* r) {
+static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
   static const linattn_dtype dts[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   const int64_t n = 65536;
   uint16_t* x = tk_xmalloc(sizeof(uint16_t) * 2 * (size_t)n);
@@ -582,10 +584,12 @@ static void silu_every_16bit_input(const family* fams, int nf, tk_rng* r) {
     const linattn_dtype dt = dts[di];
     for (int64_t i = 0; i < n; i++) x[i] = x[n + i] = (uint16_t)i, tk_store(w, i, dt, 1.0);
     int64_t spec_vs_ref = 0, spec_vs_exact = 0, ref_vs_exact = 0;
-    for (int layout = 0; layout < 3; layout++) { /* channels-first, channels-last L = 2, decode */
+    for (int run = 0; run < 6; run++) { /* SiLU, then none; channels-first, channels-last L = 2, decode */
+      const int layout = run % 3;
+      const bool silu = run < 3;
       conv_params p;
       memset(&p, 0, sizeof p);
-      p.dtype = dt; p.activation = LINATTN_ACTIVATION_SILU;
+      p.dtype = dt; p.activation = silu ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
       p.B = 1; p.K = 1; p.dilation = 1; p.S = 0;
       p.channels_last = layout > 0;
       p.C = layout == 0 ? 1 : n;
@@ -602,7 +606,7 @@ static void silu_every_16bit_input(const family* fams, int nf, tk_rng* r) {
         float v = from_t_bits((uint32_t)i, dt);
         if (v == 0.0f) v = 0.0f; /* the conv sum 0 + 1 * -0 is +0 */
         spec[i] = to_t_bits(silu_poly_spec(v), dt);
-        if (layout > 0) continue;
+        if (run > 0) continue;
         const uint32_t exact = tk_encode(tk_round((double)v / (1.0 + exp(-(double)v)), dt), dt);
         const bool nan_in = isnan(v);
         spec_vs_ref += !nan_in && spec[i] != yref[i];
@@ -610,7 +614,7 @@ static void silu_every_16bit_input(const family* fams, int nf, tk_rng* r) {
         ref_vs_exact += !nan_in && yref[i] != exact;
       }
       for (int f = 0; f < nf; f++) {
-        const bool poly = strcmp(fams[f].name, "scalar") != 0;
+        const bool poly = silu && strcmp(fams[f].name, "scalar") != 0;
         p.y = yk;
         memset(yk, 0xff, sizeof(uint16_t) * 2 * (size_t)n);
         run_units(fams[f].k, &p, layout == 0 ? 1 : 4096, r);
@@ -621,8 +625,8 @@ static void silu_every_16bit_input(const family* fams, int nf, tk_rng* r) {
           const bool ok = isnan(from_t_bits(want, dt)) ? isnan(from_t_bits(yk[o], dt)) : yk[o] == want; /* any NaN */
           if (!ok && bad++ == 0) first = o % n;
         }
-        tk_check(bad == 0, "%s: %s SiLU, %s: %lld of %lld outputs differ from the %s; first x = %.9g got 0x%04x want 0x%04x",
-                 fams[f].name, tk_dtype_str(dt), layout == 0 ? "channels-first" : layout == 1 ? "channels-last" : "decode",
+        tk_check(bad == 0, "%s: %s %s, %s: %lld of %lld outputs differ from the %s; first x = %.9g got 0x%04x want 0x%04x",
+                 fams[f].name, tk_dtype_str(dt), silu ? "SiLU" : "no activation", layout == 0 ? "channels-first" : layout == 1 ? "channels-last" : "decode",
                  (long long)bad, (long long)nout, poly ? "polynomial spec" : "reference",
                  first >= 0 ? from_t_bits((uint32_t)first, dt) : 0.0,
                  first >= 0 ? (unsigned)yk[first] : 0u, first >= 0 ? (unsigned)(poly ? spec[first] : yref[first]) : 0u);
@@ -647,7 +651,7 @@ int main(void) {
 
   silu_accuracy(fams, nf, &r);
   specials_16bit(fams, nf, &r);
-  silu_every_16bit_input(fams, nf, &r);
+  every_16bit_input(fams, nf, &r);
 
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   static const int64_t Ks[] = {1, 2, 3, 4, 5, 7};

@@ -35,7 +35,13 @@ static inline __mmask16 lanes16(int64_t n) {
 
 /* ------------------------------------------------------------------ loads / stores */
 
-AI __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+/* Word i of the low half to the high word of lane i, low words zero: one vpermw instead of
+ * vpmovzxwd + vpslld. */
+AI __m512 bf16_widen(__m256i h) {
+  const __m512i to_high = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                           7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+  return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaau, to_high, _mm512_castsi256_si512(h)));
+}
 
 AI __m512 load16(const char* p, dtype_t dt) {
   if (dt == LINATTN_DTYPE_F32) return _mm512_loadu_ps(p);
@@ -63,6 +69,13 @@ AI __m512i bf16_round_bits(__m512 v) {
   __m512i u = _mm512_castps_si512(v);
   __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+}
+/* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
+ * instead of vpsrld + vpmovdw. */
+AI __m256i bf16_high_words(__m512i r) {
+  const __m512i odd_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi16(odd_words, r));
 }
 AI __m512 bf16_round(__m512 v) { /* value of round_bf16(v) as fp32 */
   return _mm512_castsi512_ps(_mm512_and_si512(bf16_round_bits(v), _mm512_set1_epi32((int)0xffff0000u)));
@@ -145,7 +158,7 @@ AI void finish_store16x(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_
     if (silu) h = _mm512_cvtps_ph(silu_t16(_mm512_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   } else {
     if (silu) acc = silu_t16(bf16_round(acc));
-    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(acc), 16));
+    h = bf16_high_words(bf16_round_bits(acc));
   }
   if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, h);
   else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h);
