@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "internal.h"
 #include "testkit.h"
 
@@ -536,6 +537,108 @@ static void specials_16bit(const family* fams, int nf, tk_rng* r) {
   }
 }
 
+/* ------------------------------------------------------------------ SiLU on every 16-bit input */
+
+/* The vector families' SiLU as conv_avx512.c's silu16 computes it (fp32, FMA for every fused
+ * step): t = sign(v) min(|v|, 120), n = rint(-t log2 e), r' = t + n ln2 in two FMAs, a degree-5
+ * polynomial, e = 2^n q, v / (1 + e). A 16-bit T variant may compute it differently (fewer
+ * steps), but after rounding to T it must give exactly these bits. */
+static float silu_poly_spec(float v) {
+  const float t = isnan(v) ? 120.0f : copysignf(fminf(fabsf(v), 120.0f), v);
+  const float n = rintf(t * -1.44269504088896341f);
+  float r = fmaf(n, 0.693359375f, t);
+  r = fmaf(n, -2.12194440e-4f, r);
+  float q = -0.008297647349536419f;
+  q = fmaf(q, r, 0.04191543161869049f);
+  q = fmaf(q, r, -0.16667574644088745f);
+  q = fmaf(q, r, 0.49998894333839417f);
+  q = fmaf(q, r, -0.9999997019767761f);
+  q = fmaf(q, r, 1.0000001192092896f);
+  return v / (1.0f + ldexpf(q, (int)n));
+}
+
+static uint32_t to_t_bits(float f, linattn_dtype dt) {
+  return dt == LINATTN_DTYPE_F16 ? linattn_f32_to_f16(f) : linattn_f32_to_bf16(f);
+}
+static float from_t_bits(uint32_t h, linattn_dtype dt) {
+  return dt == LINATTN_DTYPE_F16 ? linattn_f16_to_f32((uint16_t)h) : linattn_bf16_to_f32((uint16_t)h);
+}
+
+/* Every one of the 65,536 fp16 and bf16 values through a conv with K = 1, weight 1, no bias,
+ * SiLU (so y = T(silu(x)), +0 for -0): channels-first along time (L = 65536), channels-last
+ * prefill (L = 2, the values as channels) and decode (L = 1). The vector families must give
+ * exactly silu_poly_spec's bits, the scalar one (expf, as the reference) the reference's.
+ * Without activation (the input's bits back, through each family's conversions) every family
+ * must give the reference's bits (any NaN for a NaN).
+ * Notes how many inputs the polynomial and the reference's expf formula round differently,
+ * and each against round_T of the float64 SiLU. */
+static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
+  static const linattn_dtype dts[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  const int64_t n = 65536;
+  uint16_t* x = tk_xmalloc(sizeof(uint16_t) * 2 * (size_t)n);
+  uint16_t* yref = tk_xmalloc(sizeof(uint16_t) * 2 * (size_t)n);
+  uint16_t* yk = tk_xmalloc(sizeof(uint16_t) * 2 * (size_t)n);
+  uint32_t* spec = tk_xmalloc(sizeof(uint32_t) * (size_t)n);
+  uint16_t* w = tk_xmalloc(sizeof(uint16_t) * (size_t)n); /* (C, 1) weights, all 1 */
+  for (int di = 0; di < 2; di++) {
+    const linattn_dtype dt = dts[di];
+    for (int64_t i = 0; i < n; i++) x[i] = x[n + i] = (uint16_t)i, tk_store(w, i, dt, 1.0);
+    int64_t spec_vs_ref = 0, spec_vs_exact = 0, ref_vs_exact = 0;
+    for (int run = 0; run < 6; run++) { /* SiLU, then none; channels-first, channels-last L = 2, decode */
+      const int layout = run % 3;
+      const bool silu = run < 3;
+      conv_params p;
+      memset(&p, 0, sizeof p);
+      p.dtype = dt; p.activation = silu ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
+      p.B = 1; p.K = 1; p.dilation = 1; p.S = 0;
+      p.channels_last = layout > 0;
+      p.C = layout == 0 ? 1 : n;
+      p.L = layout == 0 ? n : layout == 1 ? 2 : 1;
+      p.x = x; p.y = yref;
+      p.x_sb = p.y_sb = 2 * n;
+      if (layout == 0) p.x_sc = p.y_sc = n, p.x_st = p.y_st = 1;
+      else p.x_sc = p.y_sc = 1, p.x_st = p.y_st = n;
+      p.w = w;
+      const int64_t nout = layout == 1 ? 2 * n : n;
+      memset(yref, 0xff, sizeof(uint16_t) * 2 * (size_t)n);
+      run_units(&linattn_conv_reference, &p, 4096, r);
+      for (int64_t i = 0; i < n; i++) {
+        float v = from_t_bits((uint32_t)i, dt);
+        if (v == 0.0f) v = 0.0f; /* the conv sum 0 + 1 * -0 is +0 */
+        spec[i] = to_t_bits(silu_poly_spec(v), dt);
+        if (run > 0) continue;
+        const uint32_t exact = tk_encode(tk_round((double)v / (1.0 + exp(-(double)v)), dt), dt);
+        const bool nan_in = isnan(v);
+        spec_vs_ref += !nan_in && spec[i] != yref[i];
+        spec_vs_exact += !nan_in && spec[i] != exact;
+        ref_vs_exact += !nan_in && yref[i] != exact;
+      }
+      for (int f = 0; f < nf; f++) {
+        const bool poly = silu && strcmp(fams[f].name, "scalar") != 0;
+        p.y = yk;
+        memset(yk, 0xff, sizeof(uint16_t) * 2 * (size_t)n);
+        run_units(fams[f].k, &p, layout == 0 ? 1 : 4096, r);
+        p.y = yref;
+        int64_t bad = 0, first = -1;
+        for (int64_t o = 0; o < nout; o++) {
+          const uint32_t want = poly ? spec[o % n] : yref[o];
+          const bool ok = isnan(from_t_bits(want, dt)) ? isnan(from_t_bits(yk[o], dt)) : yk[o] == want; /* any NaN */
+          if (!ok && bad++ == 0) first = o % n;
+        }
+        tk_check(bad == 0, "%s: %s %s, %s: %lld of %lld outputs differ from the %s; first x = %.9g got 0x%04x want 0x%04x",
+                 fams[f].name, tk_dtype_str(dt), silu ? "SiLU" : "no activation", layout == 0 ? "channels-first" : layout == 1 ? "channels-last" : "decode",
+                 (long long)bad, (long long)nout, poly ? "polynomial spec" : "reference",
+                 first >= 0 ? from_t_bits((uint32_t)first, dt) : 0.0,
+                 first >= 0 ? (unsigned)yk[first] : 0u, first >= 0 ? (unsigned)(poly ? spec[first] : yref[first]) : 0u);
+      }
+    }
+    tk_note("%s SiLU over all %lld inputs (NaNs aside): polynomial vs reference (expf) differ on %lld, polynomial vs "
+            "round(float64) on %lld, reference vs round(float64) on %lld", tk_dtype_str(dt), (long long)n,
+            (long long)spec_vs_ref, (long long)spec_vs_exact, (long long)ref_vs_exact);
+  }
+  free(x); free(yref); free(yk); free(spec); free(w);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void) {
@@ -548,6 +651,7 @@ int main(void) {
 
   silu_accuracy(fams, nf, &r);
   specials_16bit(fams, nf, &r);
+  every_16bit_input(fams, nf, &r);
 
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   static const int64_t Ks[] = {1, 2, 3, 4, 5, 7};

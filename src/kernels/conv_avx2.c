@@ -85,6 +85,30 @@ AI __m256 silu8(__m256 v) {
   return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
+/* SiLU of a value rounded to a 16-bit T: silu8 with conv_avx512.c's silu_t16 steps (one
+ * Cody-Waite FMA, the doubled polynomial scaled by 2^(n-1) built from the magic's bits,
+ * clamped to 0 below and inf above, 1 + e in one FMA). After rounding to T it gives silu8's
+ * bits for every fp16 and bf16 input (tests/test_conv_kernels.c enumerates them all). */
+AI __m256 silu8_t16(__m256 v) {
+  const float magic = 12582912.0f + 126.0f; /* 1.5 * 2^23 + 126: bits 0x4b40007e + n */
+  const int magic_bits = 0x4b40007e;
+  __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), v); /* as in silu8 */
+  t = _mm256_min_ps(_mm256_set1_ps(104.0f), t);
+  __m256 nm = _mm256_fmadd_ps(t, _mm256_set1_ps(-1.44269504088896341f), _mm256_set1_ps(magic));
+  __m256 n = _mm256_sub_ps(nm, _mm256_set1_ps(magic));
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693147182f), t);
+  __m256 q = _mm256_set1_ps(2.0f * -0.008297647349536419f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 0.04191543161869049f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * -0.16667574644088745f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 0.49998894333839417f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * -0.9999997019767761f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 1.0000001192092896f));
+  __m256i b = _mm256_max_epi32(_mm256_castps_si256(nm), _mm256_set1_epi32(magic_bits - 126));
+  b = _mm256_min_epi32(b, _mm256_set1_epi32(magic_bits + 129));
+  const __m256 half_pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
+  return _mm256_div_ps(v, _mm256_fmadd_ps(q, half_pow2n, _mm256_set1_ps(1.0f)));
+}
+
 /* acc + bias; fp16 rounds the sum first (see add_bias16 in conv_avx512.c). */
 AI __m256 add_bias8(__m256 acc, __m256 bias, dtype_t dt) {
   if (dt == LINATTN_DTYPE_F16) acc = _mm256_cvtph_ps(_mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -103,9 +127,9 @@ AI void finish_store8(char* dst, int64_t n, __m256 acc, dtype_t dt, linattn_acti
     __m128i h;
     if (dt == LINATTN_DTYPE_F16) {
       h = _mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      if (silu) h = _mm256_cvtps_ph(silu8(_mm256_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      if (silu) h = _mm256_cvtps_ph(silu8_t16(_mm256_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     } else {
-      if (silu) acc = silu8(_mm256_castsi256_ps(_mm256_and_si256(bf16_round_bits8(acc), _mm256_set1_epi32((int)0xffff0000u))));
+      if (silu) acc = silu8_t16(_mm256_castsi256_ps(_mm256_and_si256(bf16_round_bits8(acc), _mm256_set1_epi32((int)0xffff0000u))));
       h = pack16(_mm256_srli_epi32(bf16_round_bits8(acc), 16));
     }
     if (n >= 8) { _mm_storeu_si128((__m128i*)dst, h); return; }

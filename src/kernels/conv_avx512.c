@@ -35,7 +35,13 @@ static inline __mmask16 lanes16(int64_t n) {
 
 /* ------------------------------------------------------------------ loads / stores */
 
-AI __m512 bf16_widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+/* Word i of the low half to the high word of lane i, low words zero: one vpermw instead of
+ * vpmovzxwd + vpslld. */
+AI __m512 bf16_widen(__m256i h) {
+  const __m512i to_high = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                           7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+  return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaau, to_high, _mm512_castsi256_si512(h)));
+}
 
 AI __m512 load16(const char* p, dtype_t dt) {
   if (dt == LINATTN_DTYPE_F32) return _mm512_loadu_ps(p);
@@ -64,6 +70,13 @@ AI __m512i bf16_round_bits(__m512 v) {
   __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
 }
+/* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
+ * instead of vpsrld + vpmovdw. */
+AI __m256i bf16_high_words(__m512i r) {
+  const __m512i odd_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi16(odd_words, r));
+}
 AI __m512 bf16_round(__m512 v) { /* value of round_bf16(v) as fp32 */
   return _mm512_castsi512_ps(_mm512_and_si512(bf16_round_bits(v), _mm512_set1_epi32((int)0xffff0000u)));
 }
@@ -91,6 +104,33 @@ AI __m512 silu16(__m512 v) {
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
+/* SiLU of a value rounded to a 16-bit T (fp16 or bf16): the exp polynomial of silu16 with a
+ * shorter chain around it. n comes from one FMA with a magic constant whose low bits then hold
+ * n, r' = t + n ln2 takes one FMA (ln2 as one fp32 constant), 2^(n-1) is built from the magic's
+ * bits (clamped: n <= -127 gives 0, n >= 129 gives inf, as silu16's scalef under/overflows), the
+ * polynomial is doubled (exactly: every coefficient times 2) to make up the -1, and 1 + e is one
+ * FMA. Not silu16's fp32 bits for every input (the single-constant reduction moves some by an
+ * ulp), but after rounding to T it gives silu16's bits for each of the 65,536 fp16 and the
+ * 65,536 bf16 inputs (tests/test_conv_kernels.c enumerates them all): only for 16-bit T. */
+AI __m512 silu_t16(__m512 v) {
+  const float magic = 12582912.0f + 126.0f; /* 1.5 * 2^23 + 126: bits 0x4b40007e + n */
+  const int magic_bits = 0x4b40007e;
+  __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02); /* as in silu16 */
+  __m512 nm = _mm512_fmadd_ps(t, _mm512_set1_ps(-1.44269504088896341f), _mm512_set1_ps(magic));
+  __m512 n = _mm512_sub_ps(nm, _mm512_set1_ps(magic));
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147182f), t);
+  __m512 q = _mm512_set1_ps(2.0f * -0.008297647349536419f);
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 0.04191543161869049f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * -0.16667574644088745f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 0.49998894333839417f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * -0.9999997019767761f));
+  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 1.0000001192092896f));
+  __m512i b = _mm512_max_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(magic_bits - 126));
+  b = _mm512_min_epi32(b, _mm512_set1_epi32(magic_bits + 129));
+  const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
+  return _mm512_div_ps(v, _mm512_fmadd_ps(q, half_pow2n, _mm512_set1_ps(1.0f)));
+}
+
 /* acc + bias. For fp16 the ONNX reference's conv is an fp16 matmul followed by an fp16 bias
  * add, so the sum is rounded to fp16 first (the fp32 add of two fp16 values is exact and is
  * rounded again by the caller); bf16 and fp32 round once. */
@@ -115,10 +155,10 @@ AI void finish_store16x(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_
   __m256i h;
   if (dt == LINATTN_DTYPE_F16) {
     h = _mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (silu) h = _mm512_cvtps_ph(silu16(_mm512_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (silu) h = _mm512_cvtps_ph(silu_t16(_mm512_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   } else {
-    if (silu) acc = silu16(bf16_round(acc));
-    h = _mm512_cvtepi32_epi16(_mm512_srli_epi32(bf16_round_bits(acc), 16));
+    if (silu) acc = silu_t16(bf16_round(acc));
+    h = bf16_high_words(bf16_round_bits(acc));
   }
   if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, h);
   else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h);
