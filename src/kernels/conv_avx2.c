@@ -137,6 +137,8 @@ static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) 
 
 /* ------------------------------------------------------------------ channels-first */
 
+#define CF_BATCH 8 /* vectors per round of the K = 4 row loop */
+
 AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const float* wf, dtype_t dt,
                            linattn_activation act) {
   const size_t es = conv_esize(dt);
@@ -167,6 +169,20 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     const __m256 w0 = _mm256_set1_ps(wf[0]), w1 = _mm256_set1_ps(wf[1]);
     const __m256 w2 = _mm256_set1_ps(wf[2]), w3 = _mm256_set1_ps(wf[3]);
     const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
+    /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap
+     * (CF_BATCH of conv_avx512.c; measured at C = 6144, L = 4096: fp32 6%, 16-bit 5-10% faster) */
+    for (; t0 + 8 * CF_BATCH <= L; t0 += 8 * CF_BATCH) {
+      __m256 u[CF_BATCH];
+      for (int i = 0; i < CF_BATCH; ++i) {
+        const char* a = xs + (t0 + 8 * i) * (int64_t)es;
+        u[i] = _mm256_fmadd_ps(w0, load8(a, dt), _mm256_setzero_ps());
+        u[i] = _mm256_fmadd_ps(w1, load8(a + e1, dt), u[i]);
+        u[i] = _mm256_fmadd_ps(w2, load8(a + e2, dt), u[i]);
+        u[i] = _mm256_fmadd_ps(w3, load8(a + e3, dt), u[i]);
+        if (has_bias) u[i] = add_bias8(u[i], bias, dt);
+      }
+      for (int i = 0; i < CF_BATCH; ++i) finish_store8(yrow + (t0 + 8 * i) * (int64_t)es, 8, u[i], dt, act);
+    }
     for (; t0 + 16 <= L; t0 += 16) {
       const char* a = xs + t0 * (int64_t)es;
       const char* a2 = a + 8 * (int64_t)es;
