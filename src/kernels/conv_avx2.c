@@ -40,12 +40,14 @@ AI __m256i bf16_round_bits8(__m256 v) {
   return _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
 }
 
-/* The (8 channels, 4 taps) fp32 weights at wv, channel-major, as four tap vectors w_j (lane c
- * = channel c's tap j): a 4 x 8 transpose in registers. */
-AI void weights8x4_tap_major(const float* wv, __m256* w0, __m256* w1, __m256* w2, __m256* w3) {
+/* The (8 channels, 4 taps) weights at wv (T, channel-major: 32 values) as four fp32 tap
+ * vectors w_j (lane c = channel c's tap j): a 4 x 8 transpose in registers. */
+AI void weights8x4_tap_major(const void* wv, dtype_t dt, __m256* w0, __m256* w1, __m256* w2, __m256* w3) {
   const __m256i to_nat = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7); /* lanes (0,2,4,6,1,3,5,7) -> natural */
-  const __m256 R0 = _mm256_loadu_ps(wv), R1 = _mm256_loadu_ps(wv + 8);
-  const __m256 R2 = _mm256_loadu_ps(wv + 16), R3 = _mm256_loadu_ps(wv + 24);
+  const size_t es = conv_esize(dt);
+  const char* wb = (const char*)wv;
+  const __m256 R0 = load8(wb, dt), R1 = load8(wb + 8 * es, dt);
+  const __m256 R2 = load8(wb + 16 * es, dt), R3 = load8(wb + 24 * es, dt);
   const __m256 t0 = _mm256_unpacklo_ps(R0, R1), t1 = _mm256_unpackhi_ps(R0, R1);
   const __m256 t2 = _mm256_unpacklo_ps(R2, R3), t3 = _mm256_unpackhi_ps(R2, R3);
   *w0 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0x44), to_nat);
@@ -242,7 +244,7 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
     for (int64_t v = 0; v < nfast; v += 8) {
       const float* wv = wsrc + v * 4;
       __m256 w0, w1, w2, w3;
-      weights8x4_tap_major(wv, &w0, &w1, &w2, &w3);
+      weights8x4_tap_major(wv, LINATTN_DTYPE_F32, &w0, &w1, &w2, &w3);
       const float* sv = pf + 3 * v;
       const __m256 S0 = _mm256_loadu_ps(sv), S1 = _mm256_loadu_ps(sv + 8), S2 = _mm256_loadu_ps(sv + 16);
       /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
@@ -446,61 +448,75 @@ AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t
   conv_cl_write_present(p, b, c0, nc);
 }
 
-/* Channels-last decode, fp32, K = 4, dilation 1, with a past state: 8 channels per step, the
- * weights transposed in registers (as in channels_first_decode), the taps the state's rows;
- * present rows 0 <- 1, 1 <- 2, 2 <- x group by group after the group's reads (in-place safe).
+/* Channels-last decode, K = 4, dilation 1, with a past state: 8 channels per step, the
+ * weights (read in place, converted per group for 16-bit T) transposed in registers (as in
+ * channels_first_decode), the taps the state's rows, the bias read in place; present rows
+ * 0 <- 1, 1 <- 2, 2 <- x copied raw, group by group after the group's reads (in-place safe).
  * The partial last group goes through zero-padded copies. Same bits as channels_last_k4. */
-AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt,
                                 linattn_activation act) {
-  const dtype_t dt = LINATTN_DTYPE_F32;
-  const float* x = (const float*)p->x + b * p->x_sb + c0;
-  float* y = (float*)p->y + b * p->y_sb + c0;
-  const float* past = (const float*)p->past + b * p->s_sb + c0;
-  float* pres = p->present ? (float*)p->present + b * p->s_sb + c0 : NULL;
-  const float* w = (const float*)p->w + c0 * 4;
-  const int64_t rs = p->s_st;
+  const size_t es = conv_esize(dt);
+  const char* x = conv_at(p->x, b * p->x_sb + c0, es);
+  char* y = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
+  const char* past = conv_at(p->past, b * p->s_sb + c0, es);
+  char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0) * (int64_t)es : NULL;
+  const char* w = conv_at(p->w, c0 * 4, es);
+  const char* bias = p->bias ? conv_at(p->bias, c0, es) : NULL;
+  const int64_t rs = p->s_st * (int64_t)es;
   for (int64_t v = 0; v < nc; v += 8) {
     const int64_t n = nc - v < 8 ? nc - v : 8;
-    _Alignas(32) float wb[32], sb[3][8], xb[8];
-    const float *wv = w + v * 4, *r0 = past + v, *r1 = past + rs + v, *r2 = past + 2 * rs + v, *xv = x + v;
+    const int64_t o = v * (int64_t)es;
+    _Alignas(32) char wb[128], sb[3][32], xb[32];
+    const char *wv = w + 4 * o, *r0 = past + o, *r1 = past + rs + o, *r2 = past + 2 * rs + o, *xv = x + o;
     if (n < 8) { /* zero-padded copies of the partial group */
       memset(wb, 0, sizeof wb), memset(sb, 0, sizeof sb), memset(xb, 0, sizeof xb);
-      memcpy(wb, wv, (size_t)n * 16);
-      memcpy(sb[0], r0, (size_t)n * 4), memcpy(sb[1], r1, (size_t)n * 4), memcpy(sb[2], r2, (size_t)n * 4);
-      memcpy(xb, xv, (size_t)n * 4);
+      memcpy(wb, wv, (size_t)n * 4 * es);
+      memcpy(sb[0], r0, (size_t)n * es), memcpy(sb[1], r1, (size_t)n * es), memcpy(sb[2], r2, (size_t)n * es);
+      memcpy(xb, xv, (size_t)n * es);
       wv = wb, r0 = sb[0], r1 = sb[1], r2 = sb[2], xv = xb;
     }
     __m256 w0, w1, w2, w3;
-    weights8x4_tap_major(wv, &w0, &w1, &w2, &w3);
-    const __m256 h0 = _mm256_loadu_ps(r0), h1 = _mm256_loadu_ps(r1), h2 = _mm256_loadu_ps(r2), X = _mm256_loadu_ps(xv);
-    __m256 acc = _mm256_fmadd_ps(w0, h0, _mm256_setzero_ps());
-    acc = _mm256_fmadd_ps(w1, h1, acc);
-    acc = _mm256_fmadd_ps(w2, h2, acc);
-    acc = _mm256_fmadd_ps(w3, X, acc);
-    if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
+    weights8x4_tap_major(wv, dt, &w0, &w1, &w2, &w3);
+    __m256 acc = _mm256_fmadd_ps(w0, load8(r0, dt), _mm256_setzero_ps());
+    acc = _mm256_fmadd_ps(w1, load8(r1, dt), acc);
+    acc = _mm256_fmadd_ps(w2, load8(r2, dt), acc);
+    acc = _mm256_fmadd_ps(w3, load8(xv, dt), acc);
+    if (bias) acc = add_bias8(acc, load8_part(bias + o, n, dt), dt);
     if (pres) {
-      if (n == 8) {
-        _mm256_storeu_ps(pres + v, h1), _mm256_storeu_ps(pres + rs + v, h2), _mm256_storeu_ps(pres + 2 * rs + v, X);
+      if (n == 8 && es == 4) {
+        const __m256 h1 = _mm256_loadu_ps((const float*)r1), h2 = _mm256_loadu_ps((const float*)r2);
+        const __m256 X = _mm256_loadu_ps((const float*)xv);
+        _mm256_storeu_ps((float*)(pres + o), h1), _mm256_storeu_ps((float*)(pres + rs + o), h2);
+        _mm256_storeu_ps((float*)(pres + 2 * rs + o), X);
+      } else if (n == 8) {
+        const __m128i h1 = _mm_loadu_si128((const __m128i*)r1), h2 = _mm_loadu_si128((const __m128i*)r2);
+        const __m128i X = _mm_loadu_si128((const __m128i*)xv);
+        _mm_storeu_si128((__m128i*)(pres + o), h1), _mm_storeu_si128((__m128i*)(pres + rs + o), h2);
+        _mm_storeu_si128((__m128i*)(pres + 2 * rs + o), X);
       } else {
-        memcpy(pres + v, sb[1], (size_t)n * 4), memcpy(pres + rs + v, sb[2], (size_t)n * 4);
-        memcpy(pres + 2 * rs + v, xb, (size_t)n * 4);
+        memcpy(pres + o, sb[1], (size_t)n * es), memcpy(pres + rs + o, sb[2], (size_t)n * es);
+        memcpy(pres + 2 * rs + o, xb, (size_t)n * es);
       }
     }
-    finish_store8((char*)(y + v), n, acc, dt, act);
+    finish_store8(y + o, n, acc, dt, act);
   }
 }
 
 /* ------------------------------------------------------------------ entry */
 
+static inline bool cl_decode_k4_applies(const conv_params* p) {
+  return p->channels_last && p->L == 1 && p->K == 4 && p->dilation == 1 && p->past;
+}
+
 AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
                   linattn_activation act) {
   const int64_t K = p->K;
-  const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
-  bias_f32(p, c0, nc, s->bias);
-  if (p->channels_last && dt == LINATTN_DTYPE_F32 && p->L == 1 && K == 4 && p->dilation == 1 && p->past) {
-    channels_last_decode_k4(p, b, c0, nc, s, act);
+  if (cl_decode_k4_applies(p)) {
+    channels_last_decode_k4(p, b, c0, nc, dt, act); /* weights and bias read in place */
     return;
   }
+  const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
+  bias_f32(p, c0, nc, s->bias);
   if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers */
     const int64_t ncp = conv_ncp(nc);
     const __m256i widx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)K));
@@ -532,7 +548,10 @@ static void conv_run_avx2(const conv_params* p, int64_t b, int64_t c0, int64_t n
     _mm_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
-static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
+/* channels_last_decode_k4 reads weights and bias in place: no scratch, a decode call allocates nothing */
+static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) {
+  return cl_decode_k4_applies(p) ? 0 : conv_vector_scratch_bytes(p, nc);
+}
 
 const conv_kernel linattn_conv_avx2 = {
     .name = "avx2",
