@@ -213,8 +213,8 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
 }
 
 /* Decode across channels: packed (B, C, 1) input/output, packed (B, C, S) state, S <= tile. */
-AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const float* wsrc,
-                              const conv_scratch_layout* s, dtype_t dt, linattn_activation act) {
+AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                              dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   const int64_t K = p->K, d = p->dilation, S = p->S;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
@@ -223,12 +223,15 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i widx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)K));
   const __m256i sidx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)S));
-  /* fp32, K = 4, dilation 1 with a past state: whole 8-channel groups without gathers (the
-   * scheme of decode_k4 in conv_avx512.c): the weights transposed in registers, taps and the
-   * present taken from the state's three registers by permutes and blends; same bits */
-  const bool k4 = dt == LINATTN_DTYPE_F32 && K == 4 && d == 1 && past != NULL;
+  /* K = 4, dilation 1 with a past state: whole 8-channel groups without gathers (the scheme
+   * of decode_k4 in conv_avx512.c): the weights and bias read in place (16-bit T converted
+   * per group) and transposed in registers, taps taken from the state's three registers by
+   * permutes and blends, the present by shifts and blends of the raw state; same bits */
+  const bool k4 = K == 4 && d == 1 && past != NULL;
   const int64_t nfast = k4 ? (nc & ~(int64_t)7) : 0;
   if (k4) {
+    const char* wk = conv_at(p->w, c0 * 4, es);
+    const char* bk = p->bias ? conv_at(p->bias, c0, es) : NULL;
     char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
     /* tap q of channel c is flat 3c + q of the group's 24 values: register (3c + q) / 8, lane (3c + q) % 8 */
     const __m256i sq0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
@@ -239,14 +242,15 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
     const __m256i xs1 = _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0);
     const __m256i xs2 = _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7);
     const __m256i up1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
-    const float* pf = (const float*)past;
-    const float* xf = (const float*)x;
+    /* 16-bit present: x[c] of the group's raw x lands in flat 3c + 2 (the same lanes) */
+    const __m128i xh0 = _mm_setr_epi8(0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0);
+    const __m128i xh1 = _mm_setr_epi8(4, 5, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 8, 9, 0, 0);
+    const __m128i xh2 = _mm_setr_epi8(0, 0, 10, 11, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 14, 15);
     for (int64_t v = 0; v < nfast; v += 8) {
-      const float* wv = wsrc + v * 4;
       __m256 w0, w1, w2, w3;
-      weights8x4_tap_major(wv, LINATTN_DTYPE_F32, &w0, &w1, &w2, &w3);
-      const float* sv = pf + 3 * v;
-      const __m256 S0 = _mm256_loadu_ps(sv), S1 = _mm256_loadu_ps(sv + 8), S2 = _mm256_loadu_ps(sv + 16);
+      weights8x4_tap_major(wk + 4 * v * (int64_t)es, dt, &w0, &w1, &w2, &w3);
+      const char* sv = past + 3 * v * (int64_t)es;
+      const __m256 S0 = load8(sv, dt), S1 = load8(sv + 8 * es, dt), S2 = load8(sv + 16 * es, dt);
       /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
       const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
                                           _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
@@ -256,28 +260,44 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
       /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
       const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
                                           _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
-      const __m256 X = _mm256_loadu_ps(xf + v);
+      const __m256 X = load8(x + v * (int64_t)es, dt);
       __m256 acc = _mm256_fmadd_ps(w0, tap0, _mm256_setzero_ps());
       acc = _mm256_fmadd_ps(w1, tap1, acc);
       acc = _mm256_fmadd_ps(w2, tap2, acc);
       acc = _mm256_fmadd_ps(w3, X, acc);
-      if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
-      if (pres) { /* new flat f = old f + 1, except f = 3c + 2 <- x[c]; after this group's reads (in-place safe) */
-        const __m256 N0 = _mm256_blend_ps(_mm256_loadu_ps(sv + 1), _mm256_permutevar8x32_ps(X, xs0), 0x24);
-        const __m256 N1 = _mm256_blend_ps(_mm256_loadu_ps(sv + 9), _mm256_permutevar8x32_ps(X, xs1), 0x49);
+      if (bk) acc = add_bias8(acc, load8(bk + v * (int64_t)es, dt), dt);
+      /* new flat f = old f + 1, except f = 3c + 2 <- x[c]; after this group's reads (in-place safe) */
+      if (pres && es == 4) {
+        const float* sf = (const float*)sv;
+        const __m256 N0 = _mm256_blend_ps(_mm256_loadu_ps(sf + 1), _mm256_permutevar8x32_ps(X, xs0), 0x24);
+        const __m256 N1 = _mm256_blend_ps(_mm256_loadu_ps(sf + 9), _mm256_permutevar8x32_ps(X, xs1), 0x49);
         const __m256 N2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(S2, up1), _mm256_permutevar8x32_ps(X, xs2), 0x92);
         float* pv = (float*)pres + 3 * v;
         _mm256_storeu_ps(pv, N0);
         _mm256_storeu_ps(pv + 8, N1);
         _mm256_storeu_ps(pv + 16, N2);
+      } else if (pres) { /* raw 16-bit values: shifted by one element across the three 8-value chunks */
+        const __m128i Q0 = _mm_loadu_si128((const __m128i*)sv), Q1 = _mm_loadu_si128((const __m128i*)(sv + 16));
+        const __m128i Q2 = _mm_loadu_si128((const __m128i*)(sv + 32));
+        const __m128i XR = _mm_loadu_si128((const __m128i*)(x + v * 2));
+        const __m128i N0 = _mm_blend_epi16(_mm_alignr_epi8(Q1, Q0, 2), _mm_shuffle_epi8(XR, xh0), 0x24);
+        const __m128i N1 = _mm_blend_epi16(_mm_alignr_epi8(Q2, Q1, 2), _mm_shuffle_epi8(XR, xh1), 0x49);
+        const __m128i N2 = _mm_blend_epi16(_mm_srli_si128(Q2, 2), _mm_shuffle_epi8(XR, xh2), 0x92);
+        char* pv = pres + 3 * v * 2;
+        _mm_storeu_si128((__m128i*)pv, N0);
+        _mm_storeu_si128((__m128i*)(pv + 16), N1);
+        _mm_storeu_si128((__m128i*)(pv + 32), N2);
       }
       finish_store8(y + v * (int64_t)es, 8, acc, dt, act);
     }
   }
+  /* the rest (all channels unless the K = 4 path ran) gathers from fp32 copies */
+  const float* wrest = nfast < nc ? weights_f32(p, c0 + nfast, nc - nfast, s->wc) : NULL; /* from channel nfast */
+  if (nfast < nc) bias_f32(p, c0 + nfast, nc - nfast, s->bias + nfast);
   for (int64_t v = nfast; v < nc; v += 8) {
     const int64_t n = nc - v < 8 ? nc - v : 8;
     const __m256 m = _mm256_castsi256_ps(lanes8(n));
-    const float* wv = wsrc + v * K;
+    const float* wv = wrest + (v - nfast) * K;
     const float* pv = NULL;
     if (past && S > 0) {
       if (dt == LINATTN_DTYPE_F32) {
@@ -515,6 +535,11 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
     channels_last_decode_k4(p, b, c0, nc, dt, act); /* weights and bias read in place */
     return;
   }
+  if (!p->channels_last && p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 &&
+      p->s_sc == p->S) {
+    channels_first_decode(p, b, c0, nc, s, dt, act); /* converts the weights it needs itself */
+    return;
+  }
   const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   bias_f32(p, c0, nc, s->bias);
   if (p->channels_last) { /* transpose to tap-major [K][ncp] with gathers */
@@ -534,10 +559,7 @@ AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const
       channels_last_block(p, b, c0, nc, s, dt, act);
     return;
   }
-  if (p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 && p->s_sc == p->S) {
-    channels_first_decode(p, b, c0, nc, wsrc, s, dt, act);
-    return;
-  }
+
   for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
 }
 
