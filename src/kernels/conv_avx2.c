@@ -172,7 +172,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     const __m256 w2 = _mm256_set1_ps(wf[2]), w3 = _mm256_set1_ps(wf[3]);
     const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
     /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap
-     * (CF_BATCH of conv_avx512.c; measured at C = 6144, L = 4096: fp32 6%, 16-bit 5-10% faster) */
+     * (CF_BATCH of conv_avx512.c; measured at C = 6144, L = 4096: fp32 3-6%, fp16 5-10% faster) */
     for (; t0 + 8 * CF_BATCH <= L; t0 += 8 * CF_BATCH) {
       __m256 u[CF_BATCH];
       for (int i = 0; i < CF_BATCH; ++i) {
@@ -344,7 +344,7 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
 /* ------------------------------------------------------------------ channels-last */
 
 /* Time steps per column tile of channels_last_k4: 4 keeps weights, bias, history and
- * accumulators near the 16 ymm registers (measured at C = 6144, L = 4096: 8 rows 5-10% slower). */
+ * accumulators near the 16 ymm registers (measured at C = 6144, L = 4096: 8 steps 8-15% slower). */
 #define CL_ROWS 4
 
 /* fp32 result of a full 8-lane group, activation applied, streamed to an aligned dst
