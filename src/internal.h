@@ -130,6 +130,8 @@ typedef struct conv_kernel {
   conv_unit_fn run;
   conv_scratch_fn scratch_bytes;
   int64_t block_channels;   /* preferred channels per unit */
+  bool cl_whole_rows;       /* channels-last prefill: units as wide as the thread count allows
+                             * (at least block_channels), for long contiguous row streams */
 } conv_kernel;
 
 /* ------------------------------------------------------------------ dispatch */

@@ -12,7 +12,7 @@
  *  - output vs the reference kernel within the same bound, present_state bit-exact; on "grid"
  *    data (fp32 sums exact) the conv result must match the reference bit for bit;
  *  - bit-identical results for other channel splits (1, 5, 19 channels per unit, units run in
- *    random order), in place (present == past), present NULL, the sequence cut in two calls
+ *    random order; one unit of all channels when C exceeds block_channels), in place (present == past), present NULL, the sequence cut in two calls
  *    with the state carried, and token-by-token decode (L <= 17).
  * Tolerance. p exact conv, acc = (K+2) 2^-24 (|bias| + sum|w x|) bounds the fp32 accumulation:
  *   none: |y - ref| <= acc + ulp_T(|p| + acc)   (+ ulp_T(|p - bias| + acc) for fp16 with a bias,
@@ -391,6 +391,14 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
                fams[f].name, (long long)blocks[i]);
       gb_free(&y2); gb_free(&p2);
     }
+    if (cs->C > k->block_channels) { /* whole rows in one unit (the driver's choice for channels-last prefill) */
+      gbuf y8 = fresh(cs->dt, d.yl.n), p8 = fresh(cs->dt, d.sl.n);
+      p = make_params(&d, 0, L, past, &y8, p8.data);
+      run_units(k, &p, cs->C, r);
+      tk_check(same_bits(&y8, &y) && same_bits(&p8, &pres), "%s: one unit of all %lld channels changes the bits",
+               fams[f].name, (long long)cs->C);
+      gb_free(&y8); gb_free(&p8);
+    }
     if (cs->past) { /* in place */
       gbuf st = copy_of(&d.past), y3 = fresh(cs->dt, d.yl.n);
       p = make_params(&d, 0, L, st.data, &y3, st.data);
@@ -422,6 +430,18 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
       run_units(k, &p, k->block_channels, r);
       tk_check(same_bits(&y5, &y) && same_bits(&fin, &pres), "%s: split in calls of %lld + %lld steps differs",
                fams[f].name, (long long)L1, (long long)(L - L1));
+      /* again with streamed output: the second call's output starts L1 rows in, at any
+       * alignment (channels-last columns then start with a partial one up to the boundary) */
+      gbuf y9 = fresh(cs->dt, d.yl.n), fin9 = fresh(cs->dt, d.sl.n);
+      p = make_params(&d, 0, L1, past, &y9, mid.data);
+      p.stream_output = true;
+      run_units(k, &p, k->block_channels, r);
+      p = make_params(&d, L1, L - L1, mid.data, &y9, fin9.data);
+      p.stream_output = true;
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&y9, &y) && same_bits(&fin9, &pres), "%s: streamed split in calls of %lld + %lld steps differs",
+               fams[f].name, (long long)L1, (long long)(L - L1));
+      gb_free(&y9); gb_free(&fin9);
       gb_free(&mid); gb_free(&fin); gb_free(&y5);
     }
     if (L >= 2 && L <= 17) { /* token-by-token decode, state updated in place */
@@ -697,6 +717,15 @@ int main(void) {
         run_case(&cs, fams, nf, &r);
         ncase++;
       }
+  /* rows wider than block_channels (whole-row units), partial tiles of the channels-last
+   * column sweep (L not a multiple of 8), C not a multiple of the vector widths */
+  for (int di = 0; di < 3; di++)
+    for (int li = 0; li < 3; li++) {
+      static const int64_t Lw[3] = {2, 11, 43};
+      conv_case cs = {dts[di], true, li == 1, true, true, false, li == 2, 1, 2100, Lw[li], 4, 1};
+      run_case(&cs, fams, nf, &r);
+      ncase++;
+    }
   tk_note("%lld cases in %.1f s", (long long)ncase, tk_seconds() - t_start);
   return tk_finish();
 }

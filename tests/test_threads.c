@@ -190,6 +190,8 @@ typedef struct conv_problem {
 static const conv_problem conv_problems[] = {
     {"decode C6144 k4", 1, 6144, 1, 4, 1, false, true, true, false, LINATTN_DTYPE_F32},
     {"prefill C8192 L17 bf16 channels_last", 1, 8192, 17, 4, 1, true, true, true, true, LINATTN_DTYPE_BF16},
+    /* unit widths follow the thread count (whole rows on one thread, C not a multiple of 16) */
+    {"prefill B2 C6152 L29 f32 channels_last", 2, 6152, 29, 4, 1, false, true, true, true, LINATTN_DTYPE_F32},
     {"C1 L50", 1, 1, 50, 4, 1, true, false, false, false, LINATTN_DTYPE_F32},
     {"B3 C100 L64 dil2 f16", 3, 100, 64, 3, 2, true, true, false, false, LINATTN_DTYPE_F16},
     {"B2 C33 L5 dil3 channels_last", 2, 33, 5, 4, 3, false, true, true, true, LINATTN_DTYPE_F32},

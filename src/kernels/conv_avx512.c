@@ -7,9 +7,9 @@
  *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last one
  *   is masked. K = 4, dilation 1: taps 0..2 are the current vector shifted in from the
  *   previous one (valignd), so each input is converted once.
- * channels-last (B, L, C): K = 4, dilation 1: per 16-channel column and 8-step tile, weights
- *   and history in registers, next tile prefetched, outputs leave through a lag buffer to
- *   dodge 4K aliasing (channels_last_k4). Other K / dilation: one time row at a time with
+ * channels-last (B, L, C): K = 4, dilation 1: tiles of 8 time steps swept over whole rows in
+ *   16-channel columns, weights and history in registers, a column's 8 outputs finished
+ *   together (channels_last_k4). Other K / dilation: one time row at a time with
  *   row pointers into input, past_state or a zero row (channels_last_block). Outputs larger
  *   than the caches (conv_params.stream_output) leave with non-temporal stores in fp32.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
@@ -576,83 +576,87 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 
 /* ------------------------------------------------------------------ channels-last */
 
-
 /* Non-temporal stores for a streamed output (conv_params.stream_output) in fp32 only, where a
  * 16-channel group is a whole cache line. 16-bit groups are half lines, and the column order
- * interleaves eight rows' halves: streamed, lines leave half written (measured at L = 4096:
- * fp32 13% faster, fp16 / bf16 12% slower). */
+ * interleaves eight rows' halves: streamed, lines leave half written (measured at L = 4096
+ * with the lag-buffer columns: fp32 13% faster, fp16 / bf16 12% slower). */
 AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
-/* Copies one 16-lane group of T elements (64 or 32 bytes) from the lag buffer to y. */
-AI void copy_out16(char* dst, const char* src, __mmask16 m, dtype_t dt, bool nt) {
-  if (dt == LINATTN_DTYPE_F32) {
-    __m512 v = _mm512_load_ps((const float*)src);
-    if (nt && m == 0xffff && ((uintptr_t)dst & 63) == 0) _mm512_stream_ps((float*)dst, v);
-    else if (m == 0xffff) _mm512_storeu_ps(dst, v); else _mm512_mask_storeu_ps(dst, m, v);
+#define CL_ROWS 8 /* time steps per column tile of channels_last_k4 */
+
+/* One column tile of channels_last_k4: channels [v, v + 16) (lanes m; all 16 when full, a
+ * constant) of the n <= CL_ROWS rows from t0. The inputs are loaded first, then the
+ * accumulators summed, then all finished and stored: the rows' rounding / SiLU chains overlap
+ * (as CF_BATCH does for channels-first), and every load of the column precedes its stores, so
+ * no load waits behind a store to an aliasing address (rows 4 KiB apart). */
+AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
+                                int64_t ncp, int64_t t0, int64_t n, int64_t v, __mmask16 m, bool full, bool nt,
+                                dtype_t dt, linattn_activation act) {
+  if (full) m = 0xffff;
+  const size_t es = conv_esize(dt);
+  const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es, o = v * (int64_t)es;
+  const bool has_bias = p->bias != NULL;
+  const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, es);
+  char* yp = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0 + v) * (int64_t)es;
+  const __m512 w0 = _mm512_maskz_loadu_ps(m, s->wt + v), w1 = _mm512_maskz_loadu_ps(m, s->wt + ncp + v);
+  const __m512 w2 = _mm512_maskz_loadu_ps(m, s->wt + 2 * ncp + v), w3 = _mm512_maskz_loadu_ps(m, s->wt + 3 * ncp + v);
+  const __m512 bias = has_bias ? _mm512_maskz_loadu_ps(m, s->bias + v) : _mm512_setzero_ps();
+  __m512 h[CL_ROWS + 3]; /* h[i] = padded row t0 + i */
+  if (t0 >= p->S) { /* the three previous rows are input rows */
+    for (int i = 0; i < 3; ++i) h[i] = load16_m(xp - (3 - i) * xst, m, dt);
   } else {
-    __m256i v = _mm256_load_si256((const __m256i*)src);
-    if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, v);
-    else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, v); else _mm256_mask_storeu_epi16(dst, m, v);
+    for (int i = 0; i < 3; ++i) h[i] = load16_m(conv_cl_padded_row(p, b, c0, t0 + i, s->zero) + o, m, dt);
+  }
+  if (n == CL_ROWS) {
+    __m512 acc[CL_ROWS];
+    for (int i = 0; i < CL_ROWS; ++i) h[i + 3] = load16_m(xp + i * xst, m, dt);
+    for (int i = 0; i < CL_ROWS; ++i) {
+      acc[i] = _mm512_fmadd_ps(w0, h[i], _mm512_setzero_ps());
+      acc[i] = _mm512_fmadd_ps(w1, h[i + 1], acc[i]);
+      acc[i] = _mm512_fmadd_ps(w2, h[i + 2], acc[i]);
+      acc[i] = _mm512_fmadd_ps(w3, h[i + 3], acc[i]);
+      if (has_bias) acc[i] = add_bias16(acc[i], bias, dt);
+    }
+    for (int i = 0; i < CL_ROWS; ++i) finish_store16x(yp + i * yst, m, acc[i], dt, act, nt);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
+    const __m512 x3 = load16_m(xp + i * xst, m, dt);
+    __m512 acc = _mm512_fmadd_ps(w0, h[0], _mm512_setzero_ps());
+    acc = _mm512_fmadd_ps(w1, h[1], acc);
+    acc = _mm512_fmadd_ps(w2, h[2], acc);
+    acc = _mm512_fmadd_ps(w3, x3, acc);
+    if (has_bias) acc = add_bias16(acc, bias, dt);
+    finish_store16x(yp + i * yst, m, acc, dt, act, nt);
+    h[0] = h[1], h[1] = h[2], h[2] = x3;
   }
 }
 
-/* Channels-last, K = 4, dilation 1. Per 16-channel column and tile of CONV_CL_TILE steps,
- * weights, bias and the three previous inputs stay in registers, so each input is loaded
- * and converted once; the next tile's lines are prefetched, one per step (rows are C apart,
- * too far for the hardware prefetcher). Rows of input and output are C elements apart, so
- * with page-aligned tensors x[t][c] and y[t'][c] share their low 12 address bits and a load
- * waits for every pending (missing) store to the same column ("4K aliasing"): a column's
- * outputs therefore go to a small lag buffer and reach y while the next column is loaded. */
+/* Channels-last, K = 4, dilation 1. Per tile of CL_ROWS time steps, a sweep over the unit's
+ * channels in 16-channel columns: weights, bias and the three previous inputs in registers,
+ * each input loaded and converted once, the output stored directly. The driver gives this
+ * family whole rows (conv_kernel.cl_whole_rows): each tile then reads CL_ROWS long
+ * contiguous row streams, which the hardware prefetchers follow; 4 KiB row pieces (the old
+ * 1024-channel units) and software prefetches of the next tile were measured slower
+ * (fp32 C = 6144, L = 4096: about 20% in all). */
 AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
                          dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
-  const int64_t L = p->L, ncp = conv_ncp(nc), TT = CONV_CL_TILE;
-  const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es;
-  const bool has_bias = p->bias != NULL, nt = stream_full_lines(p, dt);
-  const char* xb = conv_at(p->x, b * p->x_sb + c0, es);
-  char* yb = (char*)p->y + (b * p->y_sb + c0) * (int64_t)es;
-  char* lag[2] = {s->lag, s->lag + TT * 64};
+  const int64_t L = p->L, ncp = conv_ncp(nc);
+  const bool nt = stream_full_lines(p, dt);
   /* Columns start where output vectors are aligned: the first one takes the channels up to
    * that boundary (numpy buffers start 16 bytes into a cache line), so that the others store
    * whole lines (fp32) and may stream them. */
-  const uintptr_t vbytes = 16u * es;
-  const int64_t lead = (int64_t)((vbytes - (uintptr_t)yb % vbytes) % vbytes / es);
-  for (int64_t t0 = 0; t0 < L; t0 += TT) {
-    const int64_t n = L - t0 < TT ? L - t0 : TT;
-    const int64_t pf = L - t0 - n < TT ? L - t0 - n : TT; /* rows of the next tile */
-    int cur = 0;
-    int64_t vprev = -1;      /* previous column: first channel and lanes */
-    __mmask16 mprev = 0;
-    for (int64_t v = 0, w = lead > 0 ? lead : 16; v < nc; v += w, w = 16) {
-      const __mmask16 m = lanes16((nc - v < w ? nc - v : w));
-      const int64_t o = v * (int64_t)es;
-      const __m512 w0 = _mm512_maskz_loadu_ps(m, s->wt + v), w1 = _mm512_maskz_loadu_ps(m, s->wt + ncp + v);
-      const __m512 w2 = _mm512_maskz_loadu_ps(m, s->wt + 2 * ncp + v), w3 = _mm512_maskz_loadu_ps(m, s->wt + 3 * ncp + v);
-      const __m512 bias = _mm512_maskz_loadu_ps(m, s->bias + v);
-      __m512 h0 = load16_m(conv_cl_padded_row(p, b, c0, t0, s->zero) + o, m, dt);
-      __m512 h1 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 1, s->zero) + o, m, dt);
-      __m512 h2 = load16_m(conv_cl_padded_row(p, b, c0, t0 + 2, s->zero) + o, m, dt);
-      const char* xp = xb + t0 * xst + o;
-      char* yprev = yb + t0 * yst + vprev * (int64_t)es; /* previous column, row t0 (v > 0) */
-      char* buf = lag[cur];
-      const char* pbuf = lag[cur ^ 1];
-      for (int64_t i = 0; i < n; ++i, xp += xst, yprev += yst) {
-        if (i < pf) _mm_prefetch(xp + TT * xst, _MM_HINT_T0);
-        const __m512 x3 = load16_m(xp, m, dt);
-        __m512 acc = _mm512_fmadd_ps(w0, h0, _mm512_setzero_ps());
-        acc = _mm512_fmadd_ps(w1, h1, acc);
-        acc = _mm512_fmadd_ps(w2, h2, acc);
-        acc = _mm512_fmadd_ps(w3, x3, acc);
-        if (has_bias) acc = add_bias16(acc, bias, dt);
-        finish_store16(buf + i * 64, 0xffff, acc, dt, act);
-        if (v > 0) copy_out16(yprev, pbuf + i * 64, mprev, dt, nt);
-        h0 = h1, h1 = h2, h2 = x3;
-      }
-      cur ^= 1;
-      vprev = v, mprev = m;
-    }
-    char* yl = yb + t0 * yst + vprev * (int64_t)es;
-    for (int64_t i = 0; i < n; ++i, yl += yst) copy_out16(yl, lag[cur ^ 1] + i * 64, mprev, dt, nt);
+  const uintptr_t vbytes = 16u * es, y0 = (uintptr_t)p->y + (uintptr_t)((b * p->y_sb + c0) * (int64_t)es);
+  const int64_t lead0 = (int64_t)((vbytes - y0 % vbytes) % vbytes / es);
+  const int64_t lead = lead0 < nc ? lead0 : nc;
+  const int64_t full_end = lead + (nc - lead) / 16 * 16;
+  for (int64_t t0 = 0; t0 < L; t0 += CL_ROWS) {
+    const int64_t n = L - t0 < CL_ROWS ? L - t0 : CL_ROWS;
+    if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lanes16(lead), false, nt, dt, act);
+    for (int64_t v = lead; v < full_end; v += 16)
+      channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, 0xffff, true, nt, dt, act);
+    if (full_end < nc) channels_last_k4_column(p, b, c0, s, ncp, t0, n, full_end, lanes16(nc - full_end), false, nt, dt, act);
   }
   conv_cl_write_present(p, b, c0, nc);
 }
@@ -759,4 +763,5 @@ const conv_kernel linattn_conv_avx512 = {
     .run = conv_run_avx512,
     .scratch_bytes = conv_scratch_avx512,
     .block_channels = 1024,
+    .cl_whole_rows = true,
 };

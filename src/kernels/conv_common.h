@@ -35,17 +35,15 @@ static inline const char* conv_at(const void* base, int64_t i, size_t es) {
  *   bias : ncp floats        fp32 bias (zeros when absent)
  *   zero : ncp * 4 bytes     a zero row in the io dtype (past_state absent, channels-last)
  *   tile : CONV_TILE_ELEMS floats   fp32 copy of 16 channels' past state (decode, 16-bit T)
- *   lag  : 2 * CONV_CL_TILE * 64 bytes  two columns of outputs (channels-last, see conv_avx512.c)
  * ncp = nc rounded up to 16. */
 #define CONV_TILE_MAX_S 64
 #define CONV_TILE_ELEMS (16 * CONV_TILE_MAX_S)
-#define CONV_CL_TILE 8
 
 static inline int64_t conv_ncp(int64_t nc) { return (nc + 15) / 16 * 16; }
 
 static inline size_t conv_vector_scratch_bytes(const conv_params* p, int64_t nc) {
   size_t ncp = (size_t)conv_ncp(nc);
-  return (2u * (size_t)p->K + 2u) * ncp * 4u + CONV_TILE_ELEMS * 4u + 2u * CONV_CL_TILE * 64u + 256u;
+  return (2u * (size_t)p->K + 2u) * ncp * 4u + CONV_TILE_ELEMS * 4u + 256u;
 }
 
 typedef struct conv_scratch_layout {
@@ -54,7 +52,6 @@ typedef struct conv_scratch_layout {
   float* bias;
   void* zero;
   float* tile;
-  char* lag;
 } conv_scratch_layout;
 
 static inline conv_scratch_layout conv_scratch_split(const conv_params* p, int64_t nc, void* scratch) {
@@ -67,7 +64,6 @@ static inline conv_scratch_layout conv_scratch_split(const conv_params* p, int64
   s.bias = s.wt + (size_t)p->K * ncp;
   s.zero = s.bias + ncp;
   s.tile = (float*)((char*)s.zero + ncp * 4u);
-  s.lag = (char*)(s.tile + CONV_TILE_ELEMS);
   return s;
 }
 
