@@ -63,6 +63,25 @@ static inline float* la_arena_floats(la_arena* a, int64_t n) {
   return p;
 }
 
+/* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */
+static inline void la_prefetch_unit_rows(const la_params* p, const la_unit* u, int64_t t) {
+  if (t >= p->T) return;
+  const int64_t esz = p->io_dtype == LINATTN_DTYPE_F32 ? 4 : 2;
+  const int64_t qb = (int64_t)u->n_q * p->d_k * esz, kb = p->d_k * esz, vb = u->ncols * esz;
+  const int64_t db = p->decay_kind == LA_DECAY_PER_KEY ? kb : esz;
+  const char* q = (const char*)u->q + t * u->q_token_stride * esz;
+  const char* k = (const char*)u->k + t * u->k_token_stride * esz;
+  const char* v = (const char*)u->v + t * u->v_token_stride * esz;
+  for (int64_t o = 0; o < qb; o += 64) __builtin_prefetch(q + o, 0, 2);
+  for (int64_t o = 0; o < kb; o += 64) __builtin_prefetch(k + o, 0, 2);
+  for (int64_t o = 0; o < vb; o += 64) __builtin_prefetch(v + o, 0, 2);
+  if (p->gated) {
+    const char* d = (const char*)u->decay + t * u->decay_token_stride * esz;
+    for (int64_t o = 0; o < db; o += 64) __builtin_prefetch(d + o, 0, 2);
+  }
+  if (p->delta) __builtin_prefetch((const char*)u->beta + t * u->beta_token_stride * esz, 0, 2);
+}
+
 /* T == 0: the state leaves unchanged (zeros when absent). */
 static inline void la_copy_state_only(const la_params* p, const la_unit* u) {
   for (int64_t i = 0; i < p->d_k; i++) {
