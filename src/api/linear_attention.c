@@ -11,8 +11,8 @@
 /* Lock-step (a task's units advance token tile by token tile together, each staging a tile
  * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
  * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
- * token rows together, and the driver prefetches the next unit's rows into L2. Decode and very
- * short calls stay one unit after the other. */
+ * token rows together, and each unit's step prefetches the next one's rows into L2. Decode
+ * and very short calls stay one unit after the other. */
 #ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
 #define LA_LOCKSTEP_MIN_TOKENS 64
 #endif

@@ -93,7 +93,7 @@ typedef struct LA_FN(la_job) {
   float* carry;     /* per panel */
   LA_FN(la_panel) * panels;
   int npanels;
-  la_step_next pf; /* rows of the caller's next step, prefetched by the first panel (n = 0: none) */
+  la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
 } LA_FN(la_job);
 
 typedef LA_FN(la_panel) la_panel_t;
@@ -572,7 +572,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
  * current one, overlapping the staging's cache misses with the sweeps. Otherwise (lock-step,
  * la_step_unit) each tile is staged just before its panels run: a tile staged ahead would wait
  * through every other unit's turn and come back from L3 (measured 2-9% slower at T = 4096 on
- * the four presets; the rows are in L2 by then, prefetched by the lock-step driver). Staged
+ * the four presets; the rows are in L2 by then, prefetched during the previous step). Staged
  * values are the same either way. */
 static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, const int stage_ahead,
                             const la_step_next* next, LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
@@ -589,7 +589,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
       while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
       st->next = st->nst = 0; /* the panels stage nothing */
-      /* the last tile's first panel prefetches the rows the caller's next step stages */
+      /* the last tile's last panel prefetches the rows the caller's next step stages */
       Jp->pf = next && t1 >= t_end ? *next : (la_step_next){NULL, 0, 0};
     } else {
       Jp->cur = &Jp->tiles[tile & 1];
