@@ -173,25 +173,24 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
   }
 }
 
+/* Prefetches the lines of [p, p + bytes) (la_line_first: rows need not start on a line). */
+static inline void LA_FN(la_prefetch_lines)(const void* p, int64_t bytes) {
+  for (uintptr_t a = la_line_first(p), e = la_line_end(p, bytes); a < e; a += 64) v_prefetch((const void*)a);
+}
+
 /* Prefetches the input rows of token t (all of the unit's heads and columns). */
 static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = p->io_dtype;
   const int64_t esz = dt == LINATTN_DTYPE_F32 ? 4 : 2;
-  for (int h = 0; h < J->nq; h++) {
-    const char* q = (const char*)la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt);
-    for (int64_t o = 0; o < J->dk * esz; o += 64) v_prefetch(q + o);
-  }
-  const char* k = (const char*)la_io_at(u->k, t * u->k_token_stride, dt);
-  for (int64_t o = 0; o < J->dk * esz; o += 64) v_prefetch(k + o);
-  const char* v = (const char*)la_io_at(u->v, t * u->v_token_stride, dt);
-  for (int64_t o = 0; o < J->nc * esz; o += 64) v_prefetch(v + o);
-  if (p->gated) {
-    const char* g = (const char*)la_io_at(u->decay, t * u->decay_token_stride, dt);
-    const int64_t n = p->decay_kind == LA_DECAY_PER_KEY ? J->dk * esz : esz;
-    for (int64_t o = 0; o < n; o += 64) v_prefetch(g + o);
-  }
+  for (int h = 0; h < J->nq; h++)
+    LA_FN(la_prefetch_lines)(la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt), J->dk * esz);
+  LA_FN(la_prefetch_lines)(la_io_at(u->k, t * u->k_token_stride, dt), J->dk * esz);
+  LA_FN(la_prefetch_lines)(la_io_at(u->v, t * u->v_token_stride, dt), J->nc * esz);
+  if (p->gated)
+    LA_FN(la_prefetch_lines)(la_io_at(u->decay, t * u->decay_token_stride, dt),
+                             p->decay_kind == LA_DECAY_PER_KEY ? J->dk * esz : esz);
   if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, dt));
 }
 
@@ -201,8 +200,8 @@ static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
   const linattn_dtype dt = J->p->io_dtype;
   const int64_t bytes = J->nc * (dt == LINATTN_DTYPE_F32 ? 4 : 2);
   for (int h = 0; h < J->nq; h++) {
-    const char* o = (const char*)la_io_at(u->out, t * u->out_token_stride + (int64_t)h * u->out_head_stride, dt);
-    for (int64_t b = 0; b < bytes; b += 64) v_prefetch_w(o + b);
+    const void* o = la_io_at(u->out, t * u->out_token_stride + (int64_t)h * u->out_head_stride, dt);
+    for (uintptr_t a = la_line_first(o), e = la_line_end(o, bytes); a < e; a += 64) v_prefetch_w((const void*)a);
   }
 }
 
