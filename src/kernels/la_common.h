@@ -72,7 +72,8 @@ static inline uintptr_t la_line_end(const void* p, int64_t bytes) { return (uint
 
 /* Prefetches (to L2) the lines of [p, p + bytes). */
 static inline void la_prefetch_l2(const void* p, int64_t bytes) {
-  for (uintptr_t a = la_line_first(p), e = la_line_end(p, bytes); a < e; a += 64) __builtin_prefetch((const void*)a, 0, 2);
+  for (uintptr_t a = la_line_first(p), e = la_line_end(p, bytes); a < e; a += 64)
+    __builtin_prefetch((const void*)a, 0, 2);
 }
 
 /* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */
