@@ -73,11 +73,19 @@ typedef struct la_unit {
  * Must give the same bits for a unit whatever the other units are (thread-count independence). */
 typedef void (*la_unit_fn)(const la_params* p, const la_unit* u, void* scratch);
 typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
+/* Input rows (q, k, v, decay, beta) of tokens [t0, t0 + n) of unit u: those the caller's next
+ * step stages, which a step prefetches (to L2) while it runs. */
+typedef struct la_step_next {
+  const la_unit* u;
+  int64_t t0, n;
+} la_step_next;
 /* Optional resumable form of run: advances the unit over tokens [t0, t1), keeping all it needs
  * between calls (state, carries, staged tokens) in scratch (scratch_bytes, one per unit, kept
  * by the caller). Calls go t0 = 0, then each t0 = previous t1, up to t1 = T (which writes
- * state_out); t0 is a multiple of step_tokens. The bits equal those of run. */
-typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1);
+ * state_out); t0 is a multiple of step_tokens. next (or NULL): rows to prefetch for the call
+ * that follows, a token at a time between the sweeps. The bits equal those of run. */
+typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
+                           const la_step_next* next);
 
 typedef struct la_kernel {
   const char* name;

@@ -6,7 +6,9 @@
  * to 512 (per head, below it) and 512 (lock-step); every split falls on a kernel tile
  * boundary. It must also agree with the reference kernels. Shape: Qwen3.5-0.8B (H = 16,
  * d = 128), gated_delta, per-head and per-key decay, every fast ISA, 1 and 2 threads, f32
- * and bf16 activations.
+ * and bf16 activations; and H = 9, whose lock-step groups are uneven (1 thread: 8 + 1 units,
+ * the last alone; 2 threads: 4 and 5), so each step prefetches for a next step that may be
+ * in the same round, the next round or none.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,7 +18,8 @@
 #include "linattn.h"
 #include "testkit.h"
 
-enum { H = 16, D = 128, TT = 1024, HALF = 512, FIRST = 64, SHORT = 32 };
+enum { D = 128, TT = 1024, HALF = 512, FIRST = 64, SHORT = 32 };
+static int H = 16; /* heads (q = kv) of the case being run */
 
 /* Sanitizer builds (and qemu via LINATTN_TEST_CASES) run one configuration per ISA: the
  * path is the same, the data larger than the sanitizers like. */
@@ -98,78 +101,83 @@ int main(void) {
   tk_begin("test_la_lockstep");
   tk_rng r;
   tk_rng_init(&r, tk_seed());
-  const size_t nqk = (size_t)TT * H * D;
-  float *q = malloc(nqk * 4), *k = malloc(nqk * 4), *v = malloc(nqk * 4), *g = malloc(nqk * 4), *b = malloc((size_t)TT * H * 4);
-  fill(&r, q, nqk, 1.0); normalise_rows(q, (size_t)TT * H);
-  fill(&r, k, nqk, 1.0); normalise_rows(k, (size_t)TT * H);
-  fill(&r, v, nqk, 1.0);
-  for (size_t i = 0; i < nqk; i++) g[i] = (float)(-0.2 * tk_uniform(&r));
-  for (size_t i = 0; i < (size_t)TT * H; i++) b[i] = (float)tk_uniform(&r);
-  const size_t ns = (size_t)H * D * D;
-  float *s_one = malloc(ns * 4), *s_two = malloc(ns * 4), *s_ref = malloc(ns * 4);
-  float *o_one = malloc(nqk * 4), *o_two = malloc(nqk * 4), *o_ref = malloc(nqk * 4);
-
-  const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
-  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
   const int quick = LOCKSTEP_QUICK || getenv("LINATTN_TEST_CASES") != NULL;
-  for (int per_key = 0; per_key < (quick ? 1 : 2); per_key++)
-    for (int di = 0; di < (quick ? 1 : 2); di++) {
-      const linattn_dtype dt = dts[di];
-      const size_t es = linattn_dtype_size(dt);
-      linattn_context_options ro;
-      linattn_context_options_init(&ro);
-      ro.isa = LINATTN_ISA_REFERENCE;
-      ro.num_threads = 2;
-      linattn_context* rctx;
-      if (linattn_context_create(&ro, &rctx)) tk_fatal("reference context: %s", linattn_last_error());
-      memset(s_ref, 0, ns * 4);
-      tk_check(run(rctx, per_key, dt, q, k, v, g, b, 0, TT, s_ref, o_ref) == LINATTN_SUCCESS, "reference call: %s",
-               linattn_last_error());
-      linattn_context_destroy(rctx);
-      double* da = malloc(nqk * sizeof(double));
-      double* db = malloc(nqk * sizeof(double));
-      for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
-        if (!linattn_isa_available(isas[ii])) continue;
-        for (int threads = quick ? 2 : 1; threads <= 2; threads++) {
-          tk_context("isa %s, %s decay, %s, %d thread(s)", linattn_isa_name(isas[ii]), per_key ? "per-key" : "per-head",
-                     linattn_dtype_name(dt), threads);
-          linattn_context_options o;
-          linattn_context_options_init(&o);
-          o.isa = isas[ii];
-          o.num_threads = threads;
-          linattn_context* ctx;
-          if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());
-          memset(s_one, 0, ns * 4);
-          memset(s_two, 0, ns * 4);
-          memset(o_one, 0xff, nqk * es); /* NaN */
-          memset(o_two, 0xff, nqk * es);
-          tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, TT, s_one, o_one) == LINATTN_SUCCESS, "one call: %s",
-                   linattn_last_error());
-          bool split_ok = run(ctx, per_key, dt, q, k, v, g, b, 0, FIRST, s_two, o_two) == LINATTN_SUCCESS;
-          for (int64_t t0 = FIRST; t0 < HALF && split_ok; t0 += SHORT)
-            split_ok = run(ctx, per_key, dt, q, k, v, g, b, t0, SHORT, s_two, (char*)o_two + (size_t)t0 * H * D * es) ==
-                       LINATTN_SUCCESS;
-          split_ok = split_ok && run(ctx, per_key, dt, q, k, v, g, b, HALF, TT - HALF, s_two,
-                                     (char*)o_two + (size_t)HALF * H * D * es) == LINATTN_SUCCESS;
-          tk_check(split_ok, "split calls: %s", linattn_last_error());
-          tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 64 + 14 x 32 + 512 (bits)");
-          tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 64 + 14 x 32 + 512 (bits)");
-          double serr, smax, oerr, omax;
-          for (size_t i = 0; i < ns; i++) { da[i] = s_one[i]; db[i] = s_ref[i]; }
-          max_abs_diff(da, db, ns, &serr, &smax);
-          tk_check(serr <= 1e-5 * smax, "state vs reference kernels: %.3g of max %.3g", serr, smax);
-          for (size_t i = 0; i < nqk; i++) { da[i] = as_double(o_one, i, dt); db[i] = as_double(o_ref, i, dt); }
-          max_abs_diff(da, db, nqk, &oerr, &omax);
-          /* bf16: both sides are bf16 roundings of fp32 values within 1e-5 max: one bf16 spacing */
-          const double otol = dt == LINATTN_DTYPE_F32 ? 1e-5 * omax : 1e-5 * omax + omax * 0x1p-8;
-          tk_check(oerr <= otol, "output vs reference kernels: %.3g of max %.3g", oerr, omax);
-          linattn_context_destroy(ctx);
+  const int heads[] = {16, 9};
+  for (int hi = 0; hi < (quick ? 1 : 2); hi++) {
+    H = heads[hi];
+    const size_t nqk = (size_t)TT * H * D;
+    float *q = malloc(nqk * 4), *k = malloc(nqk * 4), *v = malloc(nqk * 4), *g = malloc(nqk * 4);
+    float* b = malloc((size_t)TT * H * 4);
+    fill(&r, q, nqk, 1.0); normalise_rows(q, (size_t)TT * H);
+    fill(&r, k, nqk, 1.0); normalise_rows(k, (size_t)TT * H);
+    fill(&r, v, nqk, 1.0);
+    for (size_t i = 0; i < nqk; i++) g[i] = (float)(-0.2 * tk_uniform(&r));
+    for (size_t i = 0; i < (size_t)TT * H; i++) b[i] = (float)tk_uniform(&r);
+    const size_t ns = (size_t)H * D * D;
+    float *s_one = malloc(ns * 4), *s_two = malloc(ns * 4), *s_ref = malloc(ns * 4);
+    float *o_one = malloc(nqk * 4), *o_two = malloc(nqk * 4), *o_ref = malloc(nqk * 4);
+
+    const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+    const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
+    for (int per_key = 0; per_key < (quick ? 1 : 2); per_key++)
+      for (int di = 0; di < (quick ? 1 : 2); di++) {
+        const linattn_dtype dt = dts[di];
+        const size_t es = linattn_dtype_size(dt);
+        linattn_context_options ro;
+        linattn_context_options_init(&ro);
+        ro.isa = LINATTN_ISA_REFERENCE;
+        ro.num_threads = 2;
+        linattn_context* rctx;
+        if (linattn_context_create(&ro, &rctx)) tk_fatal("reference context: %s", linattn_last_error());
+        memset(s_ref, 0, ns * 4);
+        tk_check(run(rctx, per_key, dt, q, k, v, g, b, 0, TT, s_ref, o_ref) == LINATTN_SUCCESS, "reference call: %s",
+                 linattn_last_error());
+        linattn_context_destroy(rctx);
+        double* da = malloc(nqk * sizeof(double));
+        double* db = malloc(nqk * sizeof(double));
+        for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+          if (!linattn_isa_available(isas[ii])) continue;
+          for (int threads = quick ? 2 : 1; threads <= 2; threads++) {
+            tk_context("H %d, isa %s, %s decay, %s, %d thread(s)", H, linattn_isa_name(isas[ii]),
+                       per_key ? "per-key" : "per-head", linattn_dtype_name(dt), threads);
+            linattn_context_options o;
+            linattn_context_options_init(&o);
+            o.isa = isas[ii];
+            o.num_threads = threads;
+            linattn_context* ctx;
+            if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());
+            memset(s_one, 0, ns * 4);
+            memset(s_two, 0, ns * 4);
+            memset(o_one, 0xff, nqk * es); /* NaN */
+            memset(o_two, 0xff, nqk * es);
+            tk_check(run(ctx, per_key, dt, q, k, v, g, b, 0, TT, s_one, o_one) == LINATTN_SUCCESS, "one call: %s",
+                     linattn_last_error());
+            bool split_ok = run(ctx, per_key, dt, q, k, v, g, b, 0, FIRST, s_two, o_two) == LINATTN_SUCCESS;
+            for (int64_t t0 = FIRST; t0 < HALF && split_ok; t0 += SHORT)
+              split_ok = run(ctx, per_key, dt, q, k, v, g, b, t0, SHORT, s_two,
+                             (char*)o_two + (size_t)t0 * H * D * es) == LINATTN_SUCCESS;
+            split_ok = split_ok && run(ctx, per_key, dt, q, k, v, g, b, HALF, TT - HALF, s_two,
+                                       (char*)o_two + (size_t)HALF * H * D * es) == LINATTN_SUCCESS;
+            tk_check(split_ok, "split calls: %s", linattn_last_error());
+            tk_check(memcmp(o_one, o_two, nqk * es) == 0, "output: one call differs from 64 + 14 x 32 + 512 (bits)");
+            tk_check(memcmp(s_one, s_two, ns * 4) == 0, "state: one call differs from 64 + 14 x 32 + 512 (bits)");
+            double serr, smax, oerr, omax;
+            for (size_t i = 0; i < ns; i++) { da[i] = s_one[i]; db[i] = s_ref[i]; }
+            max_abs_diff(da, db, ns, &serr, &smax);
+            tk_check(serr <= 1e-5 * smax, "state vs reference kernels: %.3g of max %.3g", serr, smax);
+            for (size_t i = 0; i < nqk; i++) { da[i] = as_double(o_one, i, dt); db[i] = as_double(o_ref, i, dt); }
+            max_abs_diff(da, db, nqk, &oerr, &omax);
+            /* bf16: both sides are bf16 roundings of fp32 values within 1e-5 max: one bf16 spacing */
+            const double otol = dt == LINATTN_DTYPE_F32 ? 1e-5 * omax : 1e-5 * omax + omax * 0x1p-8;
+            tk_check(oerr <= otol, "output vs reference kernels: %.3g of max %.3g", oerr, omax);
+            linattn_context_destroy(ctx);
+          }
         }
+        free(da);
+        free(db);
       }
-      free(da);
-      free(db);
-    }
-  free(q); free(k); free(v); free(g); free(b);
-  free(s_one); free(s_two); free(s_ref); free(o_one); free(o_two); free(o_ref);
+    free(q); free(k); free(v); free(g); free(b);
+    free(s_one); free(s_two); free(s_ref); free(o_one); free(o_two); free(o_ref);
+  }
   return tk_finish();
 }

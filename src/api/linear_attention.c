@@ -11,8 +11,8 @@
 /* Lock-step (a task's units advance token tile by token tile together, each staging a tile
  * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
  * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
- * token rows together, and the driver prefetches the next unit's rows into L2. Decode and very
- * short calls stay one unit after the other. */
+ * token rows together, and each unit's step prefetches the next one's rows into L2. Decode
+ * and very short calls stay one unit after the other. */
 #ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
 #define LA_LOCKSTEP_MIN_TOKENS 64
 #endif
@@ -397,30 +397,6 @@ static void la_fill_zero_width_keys(const la_call* c) {
         linattn_store_f32(c->out.data, b * c->out.strides[0] + t * c->out.strides[1] + j, c->p.io_dtype, val);
 }
 
-/* Prefetches (to L2) the q, k, v, decay and beta rows of tokens [t, t + n) of a unit: issued
- * for the next unit of a round before the current one runs, so the next unit's staging finds
- * its rows in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's). */
-static void la_prefetch_rows(const la_call* c, const la_unit* u, int64_t t, int64_t n) {
-  const size_t esz = linattn_dtype_size(c->p.io_dtype);
-  if (t >= c->p.T) return;
-  if (t + n > c->p.T) n = c->p.T - t;
-  const size_t qb = (size_t)(u->n_q * c->p.d_k) * esz, kb = (size_t)c->p.d_k * esz, vb = (size_t)u->ncols * esz;
-  const size_t db = c->p.decay_kind == LA_DECAY_PER_KEY ? kb : esz;
-  for (int64_t i = 0; i < n; i++) {
-    const char* q = (const char*)u->q + (size_t)((t + i) * u->q_token_stride) * esz;
-    const char* k = (const char*)u->k + (size_t)((t + i) * u->k_token_stride) * esz;
-    const char* v = (const char*)u->v + (size_t)((t + i) * u->v_token_stride) * esz;
-    for (size_t o = 0; o < qb; o += 64) __builtin_prefetch(q + o, 0, 2);
-    for (size_t o = 0; o < kb; o += 64) __builtin_prefetch(k + o, 0, 2);
-    for (size_t o = 0; o < vb; o += 64) __builtin_prefetch(v + o, 0, 2);
-    if (c->p.gated) {
-      const char* d = (const char*)u->decay + (size_t)((t + i) * u->decay_token_stride) * esz;
-      for (size_t o = 0; o < db; o += 64) __builtin_prefetch(d + o, 0, 2);
-    }
-    if (c->p.delta) __builtin_prefetch((const char*)u->beta + (size_t)((t + i) * u->beta_token_stride) * esz, 0, 2);
-  }
-}
-
 static void la_task(void* arg, size_t task) {
   const la_call* c = (const la_call*)arg;
   const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
@@ -445,11 +421,14 @@ static void la_task(void* arg, size_t task) {
     for (int64_t t0 = 0; t0 < c->p.T;) {
       const int64_t t1 = c->p.T - t0 < c->step_chunk ? c->p.T : t0 + c->step_chunk;
       for (int64_t i = 0; i < g1 - g0; i++) {
-        /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). The last
-         * unit's turn prefetches for the first unit's turn of the next round. */
-        if (i + 1 < g1 - g0) la_prefetch_rows(c, &units[i + 1], t0, t1 - t0 + 1);
-        else if (g1 - g0 > 1) la_prefetch_rows(c, &units[0], t1, c->step_chunk + 1);
-        c->kern->step(&c->p, &units[i], kscr[i], t0, t1);
+        /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
+         * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
+         * them in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's);
+         * the last unit's turn prefetches for the first unit's turn of the next round. */
+        la_step_next next = {NULL, 0, 0};
+        if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
+        else if (g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
+        c->kern->step(&c->p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
         if (c->refine && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
       }
       t0 = t1;

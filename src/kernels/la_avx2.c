@@ -148,8 +148,9 @@ static void la_run_avx2(const la_params* p, const la_unit* u, void* scratch) {
   la_run_unit_avx2(p, u, scratch, la_table_avx2);
 }
 
-static void la_step_avx2(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1) {
-  la_step_unit_avx2(p, u, scratch, t0, t1, la_table_avx2);
+static void la_step_avx2(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
+                         const la_step_next* next) {
+  la_step_unit_avx2(p, u, scratch, t0, t1, next, la_table_avx2);
 }
 
 const la_kernel linattn_la_avx2 = {

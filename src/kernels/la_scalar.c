@@ -89,8 +89,9 @@ static void la_run_scalar(const la_params* p, const la_unit* u, void* scratch) {
   la_run_unit_scalar(p, u, scratch, la_table_scalar);
 }
 
-static void la_step_scalar(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1) {
-  la_step_unit_scalar(p, u, scratch, t0, t1, la_table_scalar);
+static void la_step_scalar(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
+                         const la_step_next* next) {
+  la_step_unit_scalar(p, u, scratch, t0, t1, next, la_table_scalar);
 }
 
 const la_kernel linattn_la_scalar = {
