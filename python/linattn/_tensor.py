@@ -62,6 +62,48 @@ def _address(a: np.ndarray, code: int | None) -> int:
         return a.ctypes.data
 
 
+# The per-call fast paths of ops.py read an ndarray's data address and flags without building a
+# helper object: the address is the `data` field of numpy's array struct, right after the object
+# header (PyArrayObject_fields, part of numpy's ABI), read through id() (CPython: the object's
+# address) in ~0.1 us against ~0.3 us for the buffer protocol and ~1 us for a.ctypes.data. Used
+# only if it gives a.ctypes.data for every probe below (views, offsets, read-only, bfloat16).
+DATA_FIELD_OFFSET = object.__basicsize__
+_void_p_at = ctypes.c_void_p.from_address
+# ndarray.flags.num bits (numpy's NPY_ARRAY_* values), checked by the probe too
+FLAG_C_CONTIGUOUS = 0x0001
+FLAG_ALIGNED = 0x0100
+FLAG_WRITEABLE = 0x0400
+
+
+def field_address(a: np.ndarray) -> int:
+    """a.ctypes.data read from the array struct (only where FIELD_ADDRESS_WORKS; a an exact ndarray)."""
+    return _void_p_at(id(a) + DATA_FIELD_OFFSET).value
+
+
+def _field_address_works() -> bool:
+    import sys
+
+    if sys.implementation.name != "cpython":  # id() is an address on CPython only
+        return False
+    base = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    read_only = base[1].copy()
+    read_only.flags.writeable = False
+    probes = [base, base[1], base[:, 1:], base[1, 2, 1:], base[..., ::2], read_only, base.astype(BFLOAT16)[1, 1:],
+              np.frombuffer(bytes(18), np.float16)[3:], np.frombuffer(bytes(19), np.uint8)[3:].view(np.float32)]
+    for a in probes:
+        if type(a) is not np.ndarray or field_address(a) != a.ctypes.data:
+            return False
+        flags = a.flags
+        expected = ((FLAG_C_CONTIGUOUS if flags.c_contiguous else 0) | (FLAG_ALIGNED if flags.aligned else 0)
+                    | (FLAG_WRITEABLE if flags.writeable else 0))
+        if flags.num & (FLAG_C_CONTIGUOUS | FLAG_ALIGNED | FLAG_WRITEABLE) != expected:
+            return False
+    return True
+
+
+FIELD_ADDRESS_WORKS = _field_address_works()
+
+
 def as_input_array(value, name: str) -> np.ndarray:
     """The argument as a native-endian float32/float16/bfloat16 ndarray (no copy when it is one)."""
     if type(value) is np.ndarray and value.dtype in DTYPE_CODES and value.ndim <= _lib.MAX_RANK:
