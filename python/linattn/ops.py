@@ -51,8 +51,7 @@ def _cache_put(cache: dict, key, value) -> None:
 _ndarray = np.ndarray
 _empty = np.empty
 _id = id
-_void_p_at = ctypes.c_void_p.from_address
-_DATA = _tensor.DATA_FIELD_OFFSET
+_head = _tensor.array_head
 _FAST = _tensor.FIELD_ADDRESS_WORKS
 _IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
 _OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
@@ -412,26 +411,33 @@ def linear_attention(
             and (chunk_size is None or type(chunk_size) is int) and type(ort_contrib) is bool
             and (return_state is True or return_state is False)
             and (state_dtype is None or past_state is not None)):  # else state_dtype decides present's dtype
-        flags = query.flags.num & key.flags.num & value.flags.num
+        hq, hk, hv = _head(_id(query)), _head(_id(key)), _head(_id(value))
+        flags = hq.flags & hk.flags & hv.flags
+        hp = hg = hb = ho = hs = None
         if past_state is not None:
-            flags &= past_state.flags.num
+            hp = _head(_id(past_state))
+            flags &= hp.flags
         if decay is not None:
-            flags &= decay.flags.num
+            hg = _head(_id(decay))
+            flags &= hg.flags
         if beta is not None:
-            flags &= beta.flags.num
+            hb = _head(_id(beta))
+            flags &= hb.flags
         out_flags = _OUT_FLAGS
         if o is not None:
-            out_flags &= o.flags.num
+            ho = _head(_id(o))
+            out_flags &= ho.flags
         if s is not None:
-            out_flags &= s.flags.num
+            hs = _head(_id(s))
+            out_flags &= hs.flags
         if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
             key_ = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib, return_state,
                     query.shape, key.shape, value.shape, query.dtype, key.dtype, value.dtype,
-                    None if past_state is None else past_state.shape, None if past_state is None else past_state.dtype,
-                    None if decay is None else decay.shape, None if decay is None else decay.dtype,
-                    None if beta is None else beta.shape, None if beta is None else beta.dtype,
-                    None if o is None else o.shape, None if o is None else o.dtype,
-                    None if s is None else s.shape, None if s is None else s.dtype)
+                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
+                    None if hg is None else decay.shape, None if hg is None else decay.dtype,
+                    None if hb is None else beta.shape, None if hb is None else beta.dtype,
+                    None if ho is None else o.shape, None if ho is None else o.dtype,
+                    None if hs is None else s.shape, None if hs is None else s.dtype)
             plan = _la_plans.get(key_)
             if context is None:  # the shared context, unless this call would create it
                 ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
@@ -439,26 +445,28 @@ def linear_attention(
                 ctx = context if threads is None else None
             if plan and ctx is not None:
                 handle = ctx.handle
-                if o is None:
+                if ho is None:
                     o = _empty(*plan.out_spec)
-                if s is None and plan.state_spec is not None:
+                    ho = _head(_id(o))
+                if hs is None and plan.state_spec is not None:
                     s = _empty(*plan.state_spec)
+                    hs = _head(_id(s))
                 try:
                     words, args = plan.free.pop()
                 except IndexError:
                     words, args = plan.entry()
-                words[0] = _void_p_at(_id(query) + _DATA).value
-                words[10] = _void_p_at(_id(key) + _DATA).value
-                words[20] = _void_p_at(_id(value) + _DATA).value
-                if past_state is not None:
-                    words[30] = _void_p_at(_id(past_state) + _DATA).value
-                if decay is not None:
-                    words[40] = _void_p_at(_id(decay) + _DATA).value
-                if beta is not None:
-                    words[50] = _void_p_at(_id(beta) + _DATA).value
-                words[60] = _void_p_at(_id(o) + _DATA).value
-                if s is not None:
-                    words[70] = _void_p_at(_id(s) + _DATA).value
+                words[0] = hq.data
+                words[10] = hk.data
+                words[20] = hv.data
+                if hp is not None:
+                    words[30] = hp.data
+                if hg is not None:
+                    words[40] = hg.data
+                if hb is not None:
+                    words[50] = hb.data
+                words[60] = ho.data
+                if hs is not None:
+                    words[70] = hs.data
                 status = plan.fn(handle, *args)
                 plan.free.append((words, args))
                 if status:
@@ -518,22 +526,28 @@ def causal_conv_with_state(
             and (o is None or type(o) is _ndarray) and (s is None or type(s) is _ndarray)
             and (activation is None or type(activation) is str) and type(dilation) is int
             and type(channels_last) is bool and (return_state is True or return_state is False)):
-        flags = input.flags.num & weight.flags.num
+        hx, hw = _head(_id(input)), _head(_id(weight))
+        flags = hx.flags & hw.flags
+        hb = hp = ho = hs = None
         if bias is not None:
-            flags &= bias.flags.num
+            hb = _head(_id(bias))
+            flags &= hb.flags
         if past_state is not None:
-            flags &= past_state.flags.num
+            hp = _head(_id(past_state))
+            flags &= hp.flags
         out_flags = _OUT_FLAGS
         if o is not None:
-            out_flags &= o.flags.num
+            ho = _head(_id(o))
+            out_flags &= ho.flags
         if s is not None:
-            out_flags &= s.flags.num
+            hs = _head(_id(s))
+            out_flags &= hs.flags
         if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
             key_ = (activation, dilation, channels_last, return_state, input.shape, weight.shape, input.dtype,
-                    weight.dtype, None if bias is None else bias.shape, None if bias is None else bias.dtype,
-                    None if past_state is None else past_state.shape, None if past_state is None else past_state.dtype,
-                    None if o is None else o.shape, None if o is None else o.dtype,
-                    None if s is None else s.shape, None if s is None else s.dtype)
+                    weight.dtype, None if hb is None else bias.shape, None if hb is None else bias.dtype,
+                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
+                    None if ho is None else o.shape, None if ho is None else o.dtype,
+                    None if hs is None else s.shape, None if hs is None else s.dtype)
             plan = _conv_plans.get(key_)
             if context is None:  # the shared context, unless this call would create it
                 ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
@@ -542,10 +556,12 @@ def causal_conv_with_state(
             if plan and ctx is not None:
                 handle = ctx.handle
                 try:
-                    if o is None:
+                    if ho is None:
                         o = _empty(*plan.out_spec)
-                    if s is None and plan.state_spec is not None:
+                        ho = _head(_id(o))
+                    if hs is None and plan.state_spec is not None:
                         s = _empty(*plan.state_spec)
+                        hs = _head(_id(s))
                 except (ValueError, MemoryError, OverflowError):  # the general path's error
                     return _causal_conv_with_state(input, weight, bias, past_state, activation=activation,
                                                    dilation=dilation, channels_last=channels_last, out=out,
@@ -554,15 +570,15 @@ def causal_conv_with_state(
                     words, args = plan.free.pop()
                 except IndexError:
                     words, args = plan.entry()
-                words[0] = _void_p_at(_id(input) + _DATA).value
-                words[10] = _void_p_at(_id(weight) + _DATA).value
-                if bias is not None:
-                    words[20] = _void_p_at(_id(bias) + _DATA).value
-                if past_state is not None:
-                    words[30] = _void_p_at(_id(past_state) + _DATA).value
-                words[40] = _void_p_at(_id(o) + _DATA).value
-                if s is not None:
-                    words[50] = _void_p_at(_id(s) + _DATA).value
+                words[0] = hx.data
+                words[10] = hw.data
+                if hb is not None:
+                    words[20] = hb.data
+                if hp is not None:
+                    words[30] = hp.data
+                words[40] = ho.data
+                if hs is not None:
+                    words[50] = hs.data
                 status = plan.fn(handle, *args)
                 plan.free.append((words, args))
                 if status:
