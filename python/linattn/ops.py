@@ -59,6 +59,7 @@ _TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
 assert _TENSOR_SIZE == 80 and _lib.Tensor.data.offset == 0  # the fast paths write data at word 10 * slot
 _la_plans: dict = {}
 _conv_plans: dict = {}
+_la_last = _conv_last = ((), None)  # the key and plan of the last fast call
 
 
 class _Plan:
@@ -392,6 +393,7 @@ def linear_attention(
     threads: use the shared context with that many threads; context: an explicit Context.
     Errors from the library raise LinattnError carrying its message.
     """
+    global _la_last
     o = s = None  # the given output / present_state
     if out is not None:
         if type(out) is _ndarray:
@@ -428,7 +430,7 @@ def linear_attention(
             ho = _head(_id(o))
             out_flags &= ho.flags
         if s is not None:
-            hs = _head(_id(s))
+            hs = hp if s is past_state else _head(_id(s))  # in place
             out_flags &= hs.flags
         if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
             key_ = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib, return_state,
@@ -438,7 +440,11 @@ def linear_attention(
                     None if hb is None else beta.shape, None if hb is None else beta.dtype,
                     None if ho is None else o.shape, None if ho is None else o.dtype,
                     None if hs is None else s.shape, None if hs is None else s.dtype)
-            plan = _la_plans.get(key_)
+            last_key, plan = _la_last
+            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
+                plan = _la_plans.get(key_)
+                if plan:
+                    _la_last = (key_, plan)
             if context is None:  # the shared context, unless this call would create it
                 ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
             else:
@@ -452,9 +458,10 @@ def linear_attention(
                     s = _empty(*plan.state_spec)
                     hs = _head(_id(s))
                 try:
-                    words, args = plan.free.pop()
+                    entry = plan.free.pop()
                 except IndexError:
-                    words, args = plan.entry()
+                    entry = plan.entry()
+                words, args = entry
                 words[0] = hq.data
                 words[10] = hk.data
                 words[20] = hv.data
@@ -468,7 +475,7 @@ def linear_attention(
                 if hs is not None:
                     words[70] = hs.data
                 status = plan.fn(handle, *args)
-                plan.free.append((words, args))
+                plan.free.append(entry)
                 if status:
                     _lib.check(status)
                 return o, s
@@ -512,6 +519,7 @@ def causal_conv_with_state(
     Runtime extensions. input and output may be strided views (innermost stride 1).
     out / return_state / threads / context as in linear_attention.
     """
+    global _conv_last
     o = s = None  # the given output / present_state
     if out is not None:
         if type(out) is _ndarray:
@@ -540,7 +548,7 @@ def causal_conv_with_state(
             ho = _head(_id(o))
             out_flags &= ho.flags
         if s is not None:
-            hs = _head(_id(s))
+            hs = hp if s is past_state else _head(_id(s))  # in place
             out_flags &= hs.flags
         if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
             key_ = (activation, dilation, channels_last, return_state, input.shape, weight.shape, input.dtype,
@@ -548,7 +556,11 @@ def causal_conv_with_state(
                     None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
                     None if ho is None else o.shape, None if ho is None else o.dtype,
                     None if hs is None else s.shape, None if hs is None else s.dtype)
-            plan = _conv_plans.get(key_)
+            last_key, plan = _conv_last
+            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
+                plan = _conv_plans.get(key_)
+                if plan:
+                    _conv_last = (key_, plan)
             if context is None:  # the shared context, unless this call would create it
                 ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
             else:
@@ -567,9 +579,10 @@ def causal_conv_with_state(
                                                    dilation=dilation, channels_last=channels_last, out=out,
                                                    return_state=return_state, threads=threads, context=context)
                 try:
-                    words, args = plan.free.pop()
+                    entry = plan.free.pop()
                 except IndexError:
-                    words, args = plan.entry()
+                    entry = plan.entry()
+                words, args = entry
                 words[0] = hx.data
                 words[10] = hw.data
                 if hb is not None:
@@ -580,7 +593,7 @@ def causal_conv_with_state(
                 if hs is not None:
                     words[50] = hs.data
                 status = plan.fn(handle, *args)
-                plan.free.append((words, args))
+                plan.free.append(entry)
                 if status:
                     _lib.check(status)
                 return o, s

@@ -612,6 +612,7 @@ class GeneralPath:
 
         ops._la_plans.clear()
         ops._conv_plans.clear()
+        ops._la_last = ops._conv_last = ((), None)
         self.real = getattr(ops, name)
         self.calls = 0
 
