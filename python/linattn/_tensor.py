@@ -62,6 +62,67 @@ def _address(a: np.ndarray, code: int | None) -> int:
         return a.ctypes.data
 
 
+# The per-call fast paths of ops.py read an ndarray's data address and flags without building a
+# helper object: they are fields of numpy's array struct (PyArrayObject_fields, part of numpy's
+# ABI), which starts right after the object header, read through id() (CPython: the object's
+# address). Both in ~0.1 us, against ~0.3 us for the address through the buffer protocol, ~1 us
+# through a.ctypes.data, and ~0.05 us for a.flags.num. Used only if they give a.ctypes.data and
+# a.flags for every probe below (views, offsets, read-only, misaligned, bfloat16).
+DATA_FIELD_OFFSET = object.__basicsize__
+# ndarray.flags.num bits (numpy's NPY_ARRAY_* values), checked by the probe too
+FLAG_C_CONTIGUOUS = 0x0001
+FLAG_ALIGNED = 0x0100
+FLAG_WRITEABLE = 0x0400
+
+
+class ArrayHead(ctypes.Structure):
+    """The start of numpy's array struct (PyArrayObject_fields), up to the flags."""
+
+    _fields_ = [
+        ("object_header", ctypes.c_char * DATA_FIELD_OFFSET),
+        ("data", ctypes.c_void_p),
+        ("nd", ctypes.c_int),
+        ("dimensions", ctypes.c_void_p),
+        ("strides", ctypes.c_void_p),
+        ("base", ctypes.c_void_p),
+        ("descr", ctypes.c_void_p),
+        ("flags", ctypes.c_int),
+    ]
+
+
+array_head = ArrayHead.from_address  # array_head(id(a)): only where FIELD_ADDRESS_WORKS, a an exact ndarray
+
+
+def field_address(a: np.ndarray) -> int:
+    """a.ctypes.data read from the array struct (only where FIELD_ADDRESS_WORKS; a an exact ndarray)."""
+    return array_head(id(a)).data
+
+
+def _field_address_works() -> bool:
+    import sys
+
+    if sys.implementation.name != "cpython":  # id() is an address on CPython only
+        return False
+    base = np.arange(120, dtype=np.float32).reshape(2, 3, 4, 5)
+    read_only = base[1].copy()
+    read_only.flags.writeable = False
+    probes = [base, base[1], base[:, 1:], base[1, 2, 1:], base[..., ::2], read_only, base.astype(BFLOAT16)[1, 1:],
+              np.frombuffer(bytes(18), np.float16)[3:], np.frombuffer(bytes(19), np.uint8)[3:].view(np.float32)]
+    for a in probes:
+        head = array_head(id(a))
+        flags = a.flags
+        expected = ((FLAG_C_CONTIGUOUS if flags.c_contiguous else 0) | (FLAG_ALIGNED if flags.aligned else 0)
+                    | (FLAG_WRITEABLE if flags.writeable else 0))
+        if (type(a) is not np.ndarray or head.data != a.ctypes.data or head.nd != a.ndim
+                or head.descr != id(a.dtype) or head.flags != flags.num
+                or head.flags & (FLAG_C_CONTIGUOUS | FLAG_ALIGNED | FLAG_WRITEABLE) != expected):
+            return False
+    return True
+
+
+FIELD_ADDRESS_WORKS = _field_address_works()
+
+
 def as_input_array(value, name: str) -> np.ndarray:
     """The argument as a native-endian float32/float16/bfloat16 ndarray (no copy when it is one)."""
     if type(value) is np.ndarray and value.dtype in DTYPE_CODES and value.ndim <= _lib.MAX_RANK:

@@ -234,7 +234,8 @@ def ort_floor_us(threads: int, reps: int = 300) -> float:
 def linattn_call(case: Case, feeds: dict, ctx):
     """(public, direct, output): zero-argument functions making one linattn call on preallocated
     outputs. `public` goes through linattn.linear_attention / causal_conv_with_state (argument
-    checks, descriptor building: about ten microseconds of Python); `direct` calls the C function
+    checks and descriptors, reused from the previous call with the same shapes: a few
+    microseconds of Python); `direct` calls the C function
     with descriptors built once, so only the ctypes call itself is added to the library's time
     (the counterpart of ORT's per-node kernel time). direct is None if the binding's internals
     it relies on are not there."""

@@ -7,8 +7,9 @@ import operator
 
 import numpy as np
 
-from . import _lib
+from . import _lib, _tensor
 from ._tensor import OutputSlot, input_tensor, resolve_dtype
+from .context import _shared as _shared_contexts
 from .context import Context, shared_context
 
 UPDATE_RULES = ("linear", "gated", "delta", "gated_delta")
@@ -32,6 +33,73 @@ def _cache_put(cache: dict, key, value) -> None:
     if len(cache) >= _CACHE_LIMIT:  # many distinct attribute sets: start over rather than track use
         cache.clear()
     cache[key] = value
+
+
+# ---------------------------------------------------------------- per-call fast path
+#
+# A decode loop calls an operator with the same attributes, shapes and dtypes every token, most
+# often with packed native arrays. Such a call's descriptors differ from the previous one's only
+# in the data addresses, so a _Plan, cached per (attributes, shapes, dtypes, which arrays are
+# given) key, keeps them packed in one buffer and a call patches the addresses in and calls C.
+# A plan is made only after the general path (_linear_attention, _causal_conv_with_state) has
+# succeeded on a call with that key, so every check of the general path that depends on the key
+# alone is known to pass; the fast path itself checks the rest (exact ndarray types, C-contiguous
+# and aligned, outputs writeable) and leaves any call it does not cover, error or not, to the
+# general path: the same results and the same errors. Nothing is copied, so such a call takes
+# the same arrays the general path would pass.
+
+_ndarray = np.ndarray
+_empty = np.empty
+_id = id
+_head = _tensor.array_head
+_FAST = _tensor.FIELD_ADDRESS_WORKS
+_IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
+_OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
+_TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
+assert _TENSOR_SIZE == 80 and _lib.Tensor.data.offset == 0  # the fast paths write data at word 10 * slot
+_la_plans: dict = {}
+_conv_plans: dict = {}
+_la_last = _conv_last = ((), None)  # the key and plan of the last fast call
+
+
+class _Plan:
+    """A call's descriptors without their data addresses, and the shapes and dtypes of the outputs
+    it allocates. Each argument of the C call has a fixed slot (None where absent). A call takes
+    one (words, args) entry from `free`: `words` the slots as 64-bit words (the data address of
+    slot i at word 10 * i), `args` the C arguments after the context; it puts the entry
+    back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
+
+    __slots__ = ("fn", "desc", "template", "used", "free", "out_spec", "state_spec")
+
+    def __init__(self, fn, desc, arrays, out_spec, state_spec):
+        self.fn = fn
+        self.desc = desc
+        self.used = tuple(a is not None for a in arrays)
+        template = bytearray(_TENSOR_SIZE * len(arrays))
+        for i, a in enumerate(arrays):
+            if a is not None:
+                _tensor._PACKED_LAYOUT[a.ndim].pack_into(template, i * _TENSOR_SIZE, 0, _tensor.DTYPE_CODES[a.dtype],
+                                                         a.ndim, *a.shape)
+        self.template = bytes(template)
+        self.free = []
+        self.out_spec = out_spec  # (shape, dtype) of an allocated output, else None
+        self.state_spec = state_spec  # the same for present_state
+
+    def entry(self):
+        buf = (ctypes.c_char * len(self.template)).from_buffer_copy(self.template)
+        words = memoryview(buf).cast("B").cast("Q")
+        refs = [_byref(buf, i * _TENSOR_SIZE) if used else None for i, used in enumerate(self.used)]
+        return words, (_byref(self.desc), *refs, None, _NO_WORKSPACE)
+
+
+def _plan_arrays_ok(arrays) -> bool:
+    """Whether a plan can describe these arrays (the key alone decides): each of a linattn dtype
+    in native byte order (the general path converts others), rank <= MAX_RANK and non-empty (the
+    general path passes a null address for an empty one)."""
+    for a in arrays:
+        if a is not None and (a.dtype not in _tensor.DTYPE_CODES or a.ndim > _lib.MAX_RANK or a.size == 0):
+            return False
+    return True
 
 
 def _context(context: Context | None, threads: int | None) -> Context:
@@ -135,7 +203,7 @@ def linear_attention_shapes(query_shape, key_shape, value_shape, *, q_num_heads:
     return _infer_shapes(desc, query_shape, key_shape, value_shape)
 
 
-def linear_attention(
+def _linear_attention(
     query,
     key,
     value,
@@ -155,21 +223,7 @@ def linear_attention(
     threads: int | None = None,
     context: Context | None = None,
 ):
-    """ONNX LinearAttention-27. Returns (output, present_state).
-
-    query (B, T, H_q*d_k), key (B, T, H_kv*d_k), value (B, T, H_kv*d_v), decay (B, T, H_kv) or
-    (B, T, H_kv*d_k), beta (B, T, H_kv) or (B, T, 1): one dtype T (float32, float16 or
-    ml_dtypes.bfloat16); q/k/v/decay/beta may be strided views (innermost stride 1, passed without a
-    copy). past_state (B, H_kv, d_k, d_v) of dtype S. output has dtype T; present_state has
-    past_state's dtype, else `state_dtype` if given, else T (the ONNX rule).
-
-    update_rule / scale / chunk_size None: the attribute's ONNX default (as if absent).
-    ort_contrib enables ONNX Runtime's com.microsoft extensions (inverse GQA, separate key heads).
-    out: an output array, or a pair (output, present_state) with either None; present_state may be
-    past_state itself (in-place update). return_state=False skips present_state (returns None).
-    threads: use the shared context with that many threads; context: an explicit Context.
-    Errors from the library raise LinattnError carrying its message.
-    """
+    """linear_attention through the general path: every argument normalised and checked."""
     ctx = _context(context, threads)
     q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
     k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
@@ -241,7 +295,7 @@ def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channel
     return desc
 
 
-def causal_conv_with_state(
+def _causal_conv_with_state(
     input,
     weight,
     bias=None,
@@ -255,14 +309,7 @@ def causal_conv_with_state(
     threads: int | None = None,
     context: Context | None = None,
 ):
-    """ONNX CausalConvWithState-27. Returns (output, present_state).
-
-    input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k), bias (C), past_state
-    (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)], all one dtype. activation is
-    "none", "silu" or "swish" (None: absent, i.e. "none"). dilation and channels_last are ONNX
-    Runtime extensions. input and output may be strided views (innermost stride 1).
-    out / return_state / threads / context as in linear_attention.
-    """
+    """causal_conv_with_state through the general path: every argument normalised and checked."""
     ctx = _context(context, threads)
     x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
                           strided=True)
@@ -309,3 +356,259 @@ def causal_conv_with_state(
     )
     _lib.check(status)
     return output.finish(), (present.finish() if present is not None else None)
+
+
+def linear_attention(
+    query,
+    key,
+    value,
+    past_state=None,
+    decay=None,
+    beta=None,
+    *,
+    q_num_heads: int,
+    kv_num_heads: int,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
+    ort_contrib: bool = False,
+    state_dtype=None,
+    out=None,
+    return_state: bool = True,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX LinearAttention-27. Returns (output, present_state).
+
+    query (B, T, H_q*d_k), key (B, T, H_kv*d_k), value (B, T, H_kv*d_v), decay (B, T, H_kv) or
+    (B, T, H_kv*d_k), beta (B, T, H_kv) or (B, T, 1): one dtype T (float32, float16 or
+    ml_dtypes.bfloat16); q/k/v/decay/beta may be strided views (innermost stride 1, passed without a
+    copy). past_state (B, H_kv, d_k, d_v) of dtype S. output has dtype T; present_state has
+    past_state's dtype, else `state_dtype` if given, else T (the ONNX rule).
+
+    update_rule / scale / chunk_size None: the attribute's ONNX default (as if absent).
+    ort_contrib enables ONNX Runtime's com.microsoft extensions (inverse GQA, separate key heads).
+    out: an output array, or a pair (output, present_state) with either None; present_state may be
+    past_state itself (in-place update). return_state=False skips present_state (returns None).
+    threads: use the shared context with that many threads; context: an explicit Context.
+    Errors from the library raise LinattnError carrying its message.
+    """
+    global _la_last
+    o = s = None  # the given output / present_state
+    if out is not None:
+        if type(out) is _ndarray:
+            o = out
+        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
+            o, s = out
+        else:
+            o = False  # not a form the fast path takes
+    key_ = None
+    if (_FAST and type(query) is _ndarray and type(key) is _ndarray and type(value) is _ndarray
+            and (past_state is None or type(past_state) is _ndarray) and (decay is None or type(decay) is _ndarray)
+            and (beta is None or type(beta) is _ndarray) and (o is None or type(o) is _ndarray)
+            and (s is None or type(s) is _ndarray)
+            and type(q_num_heads) is int and type(kv_num_heads) is int
+            and (update_rule is None or type(update_rule) is str)
+            and (scale is None or type(scale) is float or type(scale) is int)
+            and (chunk_size is None or type(chunk_size) is int) and type(ort_contrib) is bool
+            and (return_state is True or return_state is False)
+            and (state_dtype is None or past_state is not None)):  # else state_dtype decides present's dtype
+        hq, hk, hv = _head(_id(query)), _head(_id(key)), _head(_id(value))
+        flags = hq.flags & hk.flags & hv.flags
+        hp = hg = hb = ho = hs = None
+        if past_state is not None:
+            hp = _head(_id(past_state))
+            flags &= hp.flags
+        if decay is not None:
+            hg = _head(_id(decay))
+            flags &= hg.flags
+        if beta is not None:
+            hb = _head(_id(beta))
+            flags &= hb.flags
+        out_flags = _OUT_FLAGS
+        if o is not None:
+            ho = _head(_id(o))
+            out_flags &= ho.flags
+        if s is not None:
+            hs = hp if s is past_state else _head(_id(s))  # in place
+            out_flags &= hs.flags
+        if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
+            key_ = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib, return_state,
+                    query.shape, key.shape, value.shape, query.dtype, key.dtype, value.dtype,
+                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
+                    None if hg is None else decay.shape, None if hg is None else decay.dtype,
+                    None if hb is None else beta.shape, None if hb is None else beta.dtype,
+                    None if ho is None else o.shape, None if ho is None else o.dtype,
+                    None if hs is None else s.shape, None if hs is None else s.dtype)
+            last_key, plan = _la_last
+            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
+                plan = _la_plans.get(key_)
+                if plan:
+                    _la_last = (key_, plan)
+            if context is None:  # the shared context, unless this call would create it
+                ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
+            else:
+                ctx = context if threads is None else None
+            if plan and ctx is not None:
+                handle = ctx.handle
+                if ho is None:
+                    o = _empty(*plan.out_spec)
+                    ho = _head(_id(o))
+                if hs is None and plan.state_spec is not None:
+                    s = _empty(*plan.state_spec)
+                    hs = _head(_id(s))
+                try:
+                    entry = plan.free.pop()
+                except IndexError:
+                    entry = plan.entry()
+                words, args = entry
+                words[0] = hq.data
+                words[10] = hk.data
+                words[20] = hv.data
+                if hp is not None:
+                    words[30] = hp.data
+                if hg is not None:
+                    words[40] = hg.data
+                if hb is not None:
+                    words[50] = hb.data
+                words[60] = ho.data
+                if hs is not None:
+                    words[70] = hs.data
+                status = plan.fn(handle, *args)
+                plan.free.append(entry)
+                if status:
+                    _lib.check(status)
+                return o, s
+            if plan is False:  # no plan can describe this key
+                key_ = None
+    result = _linear_attention(query, key, value, past_state, decay, beta, q_num_heads=q_num_heads,
+                               kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale, chunk_size=chunk_size,
+                               ort_contrib=ort_contrib, state_dtype=state_dtype, out=out, return_state=return_state,
+                               threads=threads, context=context)
+    if key_ is not None and key_ not in _la_plans:
+        arrays = (query, key, value, past_state, decay, beta, result[0], result[1])
+        plan = False
+        if _plan_arrays_ok(arrays):
+            desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+            plan = _Plan(_lib.unchecked("linattn_linear_attention"), desc, arrays,
+                         None if o is not None else (result[0].shape, result[0].dtype),
+                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+        _cache_put(_la_plans, key_, plan)
+    return result
+
+
+def causal_conv_with_state(
+    input,
+    weight,
+    bias=None,
+    past_state=None,
+    *,
+    activation: str | None = "none",
+    dilation: int = 1,
+    channels_last: bool = False,
+    out=None,
+    return_state: bool = True,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX CausalConvWithState-27. Returns (output, present_state).
+
+    input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k), bias (C), past_state
+    (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)], all one dtype. activation is
+    "none", "silu" or "swish" (None: absent, i.e. "none"). dilation and channels_last are ONNX
+    Runtime extensions. input and output may be strided views (innermost stride 1).
+    out / return_state / threads / context as in linear_attention.
+    """
+    global _conv_last
+    o = s = None  # the given output / present_state
+    if out is not None:
+        if type(out) is _ndarray:
+            o = out
+        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
+            o, s = out
+        else:
+            o = False  # not a form the fast path takes
+    key_ = None
+    if (_FAST and type(input) is _ndarray and type(weight) is _ndarray
+            and (bias is None or type(bias) is _ndarray) and (past_state is None or type(past_state) is _ndarray)
+            and (o is None or type(o) is _ndarray) and (s is None or type(s) is _ndarray)
+            and (activation is None or type(activation) is str) and type(dilation) is int
+            and type(channels_last) is bool and (return_state is True or return_state is False)):
+        hx, hw = _head(_id(input)), _head(_id(weight))
+        flags = hx.flags & hw.flags
+        hb = hp = ho = hs = None
+        if bias is not None:
+            hb = _head(_id(bias))
+            flags &= hb.flags
+        if past_state is not None:
+            hp = _head(_id(past_state))
+            flags &= hp.flags
+        out_flags = _OUT_FLAGS
+        if o is not None:
+            ho = _head(_id(o))
+            out_flags &= ho.flags
+        if s is not None:
+            hs = hp if s is past_state else _head(_id(s))  # in place
+            out_flags &= hs.flags
+        if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
+            key_ = (activation, dilation, channels_last, return_state, input.shape, weight.shape, input.dtype,
+                    weight.dtype, None if hb is None else bias.shape, None if hb is None else bias.dtype,
+                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
+                    None if ho is None else o.shape, None if ho is None else o.dtype,
+                    None if hs is None else s.shape, None if hs is None else s.dtype)
+            last_key, plan = _conv_last
+            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
+                plan = _conv_plans.get(key_)
+                if plan:
+                    _conv_last = (key_, plan)
+            if context is None:  # the shared context, unless this call would create it
+                ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
+            else:
+                ctx = context if threads is None else None
+            if plan and ctx is not None:
+                handle = ctx.handle
+                try:
+                    if ho is None:
+                        o = _empty(*plan.out_spec)
+                        ho = _head(_id(o))
+                    if hs is None and plan.state_spec is not None:
+                        s = _empty(*plan.state_spec)
+                        hs = _head(_id(s))
+                except (ValueError, MemoryError, OverflowError):  # the general path's error
+                    return _causal_conv_with_state(input, weight, bias, past_state, activation=activation,
+                                                   dilation=dilation, channels_last=channels_last, out=out,
+                                                   return_state=return_state, threads=threads, context=context)
+                try:
+                    entry = plan.free.pop()
+                except IndexError:
+                    entry = plan.entry()
+                words, args = entry
+                words[0] = hx.data
+                words[10] = hw.data
+                if hb is not None:
+                    words[20] = hb.data
+                if hp is not None:
+                    words[30] = hp.data
+                words[40] = ho.data
+                if hs is not None:
+                    words[50] = hs.data
+                status = plan.fn(handle, *args)
+                plan.free.append(entry)
+                if status:
+                    _lib.check(status)
+                return o, s
+            if plan is False:  # no plan can describe this key
+                key_ = None
+    result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
+                                     channels_last=channels_last, out=out, return_state=return_state,
+                                     threads=threads, context=context)
+    if key_ is not None and key_ not in _conv_plans:
+        arrays = (input, weight, bias, past_state, result[0], result[1])
+        plan = False
+        if _plan_arrays_ok(arrays):
+            plan = _Plan(_lib.unchecked("linattn_causal_conv_with_state"),
+                         causal_conv_desc(activation, dilation, channels_last), arrays,
+                         None if o is not None else (result[0].shape, result[0].dtype),
+                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+        _cache_put(_conv_plans, key_, plan)
+    return result

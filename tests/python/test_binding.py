@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -584,3 +585,366 @@ def test_attribute_caches_keep_types_errors_and_shapes(rng):
     for d in range(1, 3 * ops._CACHE_LIMIT):
         linattn.causal_conv_with_state(x, w, dilation=d, return_state=False)
     assert len(ops._conv_desc_cache) <= ops._CACHE_LIMIT
+
+
+# ---------------------------------------------------------------- repeated calls: the plan fast path
+
+
+def test_field_address_reads_the_array_struct():
+    """The fast paths read an array's data address and flags from the array object: the probe
+    passed here (CPython), and the address equals a.ctypes.data for views, offsets, read-only and
+    bfloat16 arrays."""
+    assert _tensor.FIELD_ADDRESS_WORKS
+    base = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
+    read_only = base[1].copy()
+    read_only.flags.writeable = False
+    for a in (base, base[1], base[:, 1:, 2], base[..., 1::2], read_only, base.astype(BF16)[1, 1:],
+              np.frombuffer(bytes(13), np.uint8)[1:].view(np.float16)[1:], np.empty((0, 3), np.float32)):
+        assert _tensor.field_address(a) == a.ctypes.data
+
+
+class GeneralPath:
+    """Counts the calls that reach the general path of an operator (its fast path otherwise),
+    starting without plans."""
+
+    def __init__(self, monkeypatch, name):
+        from linattn import ops
+
+        ops._la_plans.clear()
+        ops._conv_plans.clear()
+        ops._la_last = ops._conv_last = ((), None)
+        self.real = getattr(ops, name)
+        self.calls = 0
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return self.real(*args, **kwargs)
+
+        monkeypatch.setattr(ops, name, counted)
+
+
+def same_bits(actual, expected):
+    assert (actual is None) == (expected is None)
+    if actual is not None:
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape
+        assert np.array_equal(bits(actual), bits(expected))
+
+
+LA_FORMS = {  # name: (la_data options, call arguments from (inputs, fresh output, fresh state))
+    "alloc": ({}, lambda d, o, s: {}),
+    "out-array": ({}, lambda d, o, s: {"out": o}),
+    "out-pair": ({}, lambda d, o, s: {"out": (o, s)}),
+    "out-list-state-only": ({}, lambda d, o, s: {"out": [None, s]}),
+    "out-pair-output-only": ({}, lambda d, o, s: {"out": (o, None)}),
+    "in-place": ({}, lambda d, o, s: {"out": (o, d["past_state"])}),
+    "no-state": ({}, lambda d, o, s: {"return_state": False}),
+    "no-state-out": ({}, lambda d, o, s: {"out": o, "return_state": False}),
+    "no-state-but-given": ({}, lambda d, o, s: {"out": (None, s), "return_state": False}),
+    "no-past": ({"past": False}, lambda d, o, s: {}),
+    "no-past-out": ({"past": False}, lambda d, o, s: {"out": (o, s)}),
+    "linear-rule": ({}, lambda d, o, s: {"update_rule": "linear", "decay": None, "beta": None}),
+    "delta-rule-no-past": ({"past": False}, lambda d, o, s: {"update_rule": "delta", "decay": None}),
+    "f16": ({"dtype": np.float16, "state_dtype": np.float16}, lambda d, o, s: {"out": (o, d["past_state"])}),
+    "bf16-f32-state": ({"dtype": BF16}, lambda d, o, s: {"out": (o, d["past_state"])}),
+    "bf16-alloc": ({"dtype": BF16, "state_dtype": BF16}, lambda d, o, s: {}),
+    "attributes": ({}, lambda d, o, s: {"scale": 0.25, "chunk_size": 16, "update_rule": None}),
+    "context": ({}, lambda d, o, s: {"context": "ctx"}),
+    "threads": ({}, lambda d, o, s: {"threads": 1}),
+}
+
+
+def check_repeated_calls(monkeypatch, general_name, public, make):
+    """make() -> (inputs, call arguments): three calls of one kind with fresh arrays each; the
+    first goes through the general path and leaves a plan, the next ones take the fast path. Each
+    gives the bits of the general path (run on copies of the inputs, outputs allocated), in the
+    arrays given as out=, and a state exactly when the general path gives one."""
+    general = GeneralPath(monkeypatch, general_name)
+    ctx = linattn.Context(threads=1)
+    for i in range(3):
+        inputs, kwargs = make()
+        if kwargs.get("context") == "ctx":
+            kwargs["context"] = ctx
+        arrays = {**inputs, **{n: v for n, v in kwargs.items() if n in inputs}}
+        attrs = {n: v for n, v in kwargs.items() if n not in inputs and n != "out"}
+        out = kwargs.get("out")
+        given = (out, None) if isinstance(out, np.ndarray) else tuple(out or (None, None))
+        copies = {n: (a.copy() if isinstance(a, np.ndarray) else a) for n, a in arrays.items()}
+        expected = general.real(**copies, **{**attrs, "return_state": True})
+        if not attrs.get("return_state", True) and given[1] is None:
+            expected = (expected[0], None)
+        calls = general.calls
+        result = public(**arrays, **attrs, out=out)
+        assert general.calls == calls + (1 if i == 0 else 0), "a repeated call went through the general path"
+        same_bits(result[0], expected[0])
+        same_bits(result[1], expected[1])
+        for r, g in zip(result, given):
+            assert g is None or r is g
+    ctx.close()
+
+
+@pytest.mark.parametrize("form", list(LA_FORMS))
+def test_repeated_la_calls_take_the_fast_path_with_the_general_paths_bits(rng, monkeypatch, form):
+    from linattn import ops
+
+    options, call = LA_FORMS[form]
+
+    def make():
+        inputs, heads = la_data(rng, b=2, t=3, **options)
+        out_shape, state_shape = ops.linear_attention_shapes(inputs["query"].shape, inputs["key"].shape,
+                                                             inputs["value"].shape, **heads)
+        state_dtype = inputs["past_state"].dtype if inputs["past_state"] is not None else inputs["query"].dtype
+        out = np.full(out_shape, np.nan, inputs["query"].dtype)
+        kwargs = call(inputs, out, np.full(state_shape, np.nan, state_dtype))
+        return inputs, {**heads, **kwargs}
+
+    check_repeated_calls(monkeypatch, "_linear_attention", linattn.linear_attention, make)
+
+
+def conv_data(rng, b=2, c=6, n=1, k=4, dtype=np.float32, bias=True, past=True, dilation=1, channels_last=False):
+    def arr(*shape):
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+
+    s = (k - 1) * dilation
+    x = arr(b, n, c) if channels_last else arr(b, c, n)
+    state = (arr(b, s, c) if channels_last else arr(b, c, s)) if past else None
+    return dict(input=x, weight=arr(c, 1, k), bias=arr(c) if bias else None, past_state=state), (
+        (b, s, c) if channels_last else (b, c, s))
+
+
+CONV_FORMS = {
+    "alloc": ({}, lambda d, o, s: {}),
+    "in-place": ({}, lambda d, o, s: {"out": (o, d["past_state"])}),
+    "out-list": ({}, lambda d, o, s: {"out": [o, s]}),
+    "out-array": ({}, lambda d, o, s: {"out": o}),
+    "no-state": ({}, lambda d, o, s: {"return_state": False}),
+    "no-bias-no-past": ({"bias": False, "past": False}, lambda d, o, s: {}),
+    "silu-dilation": ({"dilation": 2}, lambda d, o, s: {"activation": "silu", "dilation": 2}),
+    "channels-last": ({"channels_last": True}, lambda d, o, s: {"channels_last": True, "out": (o, s)}),
+    "f16": ({"dtype": np.float16}, lambda d, o, s: {"activation": "swish", "out": (o, d["past_state"])}),
+    "bf16": ({"dtype": BF16}, lambda d, o, s: {"activation": None}),
+    "context": ({}, lambda d, o, s: {"context": "ctx"}),
+    "threads": ({}, lambda d, o, s: {"threads": 1, "out": (o, None)}),
+}
+
+
+@pytest.mark.parametrize("form", list(CONV_FORMS))
+def test_repeated_conv_calls_take_the_fast_path_with_the_general_paths_bits(rng, monkeypatch, form):
+    options, call = CONV_FORMS[form]
+
+    def make():
+        inputs, state_shape = conv_data(rng, **options)
+        x = inputs["input"]
+        return inputs, call(inputs, np.full(x.shape, np.nan, x.dtype), np.full(state_shape, np.nan, x.dtype))
+
+    check_repeated_calls(monkeypatch, "_causal_conv_with_state", linattn.causal_conv_with_state, make)
+
+
+def test_calls_the_fast_path_leaves_to_the_general_path(rng, monkeypatch):
+    """With a plan for the shapes, a call that is not all packed aligned native ndarrays (or an
+    attribute of another type, a threads/context mix, a bad out=) still goes through the general
+    path: the same results and the same errors as without the plan."""
+    from linattn import ops
+
+    general = GeneralPath(monkeypatch, "_linear_attention")
+    inputs, heads = la_data(rng, b=1, t=1)
+    expected = linattn.linear_attention(**inputs, **heads)
+    assert any(ops._la_plans.values())
+    q = inputs["query"]
+    strided = np.repeat(q, 2, axis=-1)[..., ::2]
+    fortran = np.asfortranarray(q.reshape(q.shape[2], 1, 1)).reshape(q.shape, order="F")
+    assert not fortran.flags.c_contiguous or q.ndim  # (B, T) = (1, 1): still contiguous, then fine either way
+    misaligned = np.frombuffer(b"\0" + q.tobytes(), np.uint8)[1:].view(np.float32).reshape(q.shape)
+    read_only = q.copy()
+    read_only.flags.writeable = False
+
+    class Sub(np.ndarray):
+        pass
+
+    for name, variant in [("strided", strided), ("misaligned", misaligned), ("subclass", q.view(Sub)),
+                          ("big-endian", q.astype(">f4")), ("list", q.tolist())]:
+        calls = general.calls
+        if name == "list":
+            with pytest.raises(TypeError, match="query"):
+                linattn.linear_attention(**{**inputs, "query": variant}, **heads)
+        else:
+            result = linattn.linear_attention(**{**inputs, "query": variant}, **heads)
+            same_bits(result[0], expected[0])
+            same_bits(result[1], expected[1])
+        assert general.calls == calls + 1, name
+    calls = general.calls
+    result = linattn.linear_attention(**{**inputs, "query": read_only}, **heads)  # read-only inputs: fast
+    assert general.calls == calls
+    same_bits(result[0], expected[0])
+    same_bits(result[1], expected[1])
+
+    out = np.empty_like(expected[0])
+    read_only_out = out.copy()
+    read_only_out.flags.writeable = False
+    bad_out = [(np.empty(out.shape[::-1], np.float32).T, None, None),  # Fortran order: through a copy
+               (out.view(Sub), None, None),
+               (read_only_out, ValueError, "output: out array is read-only"),
+               ((out,), TypeError, "out must be an array"),
+               ((out, out, out), TypeError, "out must be an array"),
+               ((out, "state"), TypeError, "present_state: out must be a numpy array")]
+    for given, error, message in bad_out:
+        calls = general.calls
+        if error is None:
+            result = linattn.linear_attention(**inputs, **heads, out=given)
+            assert result[0] is given
+            same_bits(result[0], expected[0])
+        else:
+            with pytest.raises(error, match=message):
+                linattn.linear_attention(**inputs, **heads, out=given)
+        assert general.calls == calls + 1, given
+    for attrs, error in [({"q_num_heads": 2.0}, TypeError), ({"chunk_size": np.int64(64)}, None),
+                         ({"scale": np.float32(0)}, None), ({"return_state": 1}, None), ({"threads": 1.0}, None),
+                         ({"threads": 1, "context": linattn.shared_context(1)}, ValueError)]:
+        calls = general.calls
+        call_heads = {**heads, **{n: v for n, v in attrs.items() if n in heads}}
+        rest = {n: v for n, v in attrs.items() if n not in heads}
+        if error is None:
+            result = linattn.linear_attention(**inputs, **call_heads, **rest)
+            same_bits(result[0], expected[0])
+            same_bits(result[1], expected[1])
+        else:
+            with pytest.raises(error):
+                linattn.linear_attention(**inputs, **call_heads, **rest)
+        assert general.calls == calls + 1, attrs
+
+
+def outcome(fn, *args, **kwargs):
+    """(result, None) or (None, (exception type, message)) of a call."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as e:  # noqa: BLE001 - compared with the other path's
+        return None, (type(e), str(e))
+
+
+def check_plan_keys(monkeypatch, general_name, public, arrays, attrs, slots):
+    """After a plan for `arrays`, a call where one of them (or one of the out= pair) has another
+    dtype or shape is not taken for the plan's: it gives what the general path gives, error or
+    bits, as it would without the plan."""
+    general = GeneralPath(monkeypatch, general_name)
+    out = (np.empty_like(slots[0]), np.empty_like(slots[1]))
+    public(**arrays, **attrs, out=out)
+    assert general.calls == 1
+    variants = []
+    for name, a in [*arrays.items(), ("output", out[0]), ("present_state", out[1])]:
+        if a is None:
+            continue
+        for changed in (a.astype(np.float16), np.concatenate([a, a[..., :1]], axis=-1), a[:1].copy(),
+                        a.reshape(a.shape[:-1] + (1, a.shape[-1]))):
+            if changed.shape != a.shape or changed.dtype != a.dtype:
+                variants.append((name, changed))
+    for name, changed in variants:
+        if name in arrays:
+            call_arrays, call_out = {**arrays, name: changed}, out
+        else:
+            call_arrays, call_out = arrays, (changed, out[1]) if name == "output" else (out[0], changed)
+        fresh = tuple(np.full_like(o, np.nan) for o in call_out)
+        expected, expected_error = outcome(general.real, **call_arrays, **attrs, out=fresh)
+        calls = general.calls
+        result, error = outcome(public, **call_arrays, **attrs, out=call_out)
+        assert general.calls == calls + 1, (name, changed.shape, changed.dtype)
+        assert error == expected_error, (name, changed.shape, changed.dtype)
+        if error is None:
+            for r, e in zip(result, expected):
+                same_bits(r, e)
+
+
+def test_a_plan_serves_only_its_shapes_and_dtypes(rng, monkeypatch):
+    inputs, heads = la_data(rng, b=2, t=1)
+    expected = linattn.linear_attention(**inputs, **heads)
+    check_plan_keys(monkeypatch, "_linear_attention", linattn.linear_attention, inputs, heads, expected)
+    inputs, state_shape = conv_data(rng, b=2)
+    expected = linattn.causal_conv_with_state(**inputs, activation="silu")
+    check_plan_keys(monkeypatch, "_causal_conv_with_state", linattn.causal_conv_with_state, inputs,
+                    {"activation": "silu"}, expected)
+
+
+def test_fast_path_errors_are_the_general_paths(rng, monkeypatch):
+    """What a plan cannot know, the data addresses and the context, is checked on each call: an
+    output overlapping an input and a closed context fail as through the general path and write
+    nothing."""
+    from linattn import ops
+
+    general = GeneralPath(monkeypatch, "_linear_attention")
+    inputs, heads = la_data(rng, hq=2, hkv=2, dk=6, dv=6, past=False)
+    ctx = linattn.Context(threads=1)
+    out = np.empty_like(inputs["value"])
+    linattn.linear_attention(**inputs, **heads, out=out, context=ctx)
+    assert general.calls == 1
+    with pytest.raises(linattn.LinattnError) as expected:
+        general.real(**inputs, **heads, out=inputs["value"], context=ctx)
+    value = inputs["value"].copy()
+    with pytest.raises(linattn.LinattnError) as fast:
+        linattn.linear_attention(**inputs, **heads, out=inputs["value"], context=ctx)
+    assert general.calls == 1 and "overlap" in fast.value.message
+    assert (fast.value.status, fast.value.message) == (expected.value.status, expected.value.message)
+    assert np.array_equal(bits(inputs["value"]), bits(value))
+    ctx.close()
+    with pytest.raises(ValueError, match="linattn context is closed"):
+        linattn.linear_attention(**inputs, **heads, out=out, context=ctx)
+    assert general.calls == 1
+
+    general = GeneralPath(monkeypatch, "_causal_conv_with_state")
+    x = rng.standard_normal((1, 4, 3), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 3), dtype=np.float32)
+    y = np.empty_like(x)
+    linattn.causal_conv_with_state(x, w, out=y)
+    with pytest.raises(linattn.LinattnError, match="overlaps"):
+        linattn.causal_conv_with_state(x, w, out=x)
+    assert general.calls == 1
+
+
+def test_empty_arrays_stay_on_the_general_path(rng, monkeypatch):
+    """An empty array is passed with a null address by the general path: no plan for such shapes."""
+    from linattn import ops
+
+    general = GeneralPath(monkeypatch, "_linear_attention")
+    inputs, heads = la_data(rng, t=0)
+    first = linattn.linear_attention(**inputs, **heads)
+    again = linattn.linear_attention(**inputs, **heads)
+    assert general.calls == 2 and list(ops._la_plans.values()) == [False]
+    for a, e in zip(again, first):
+        same_bits(a, e)
+    x = rng.standard_normal((1, 4, 3), dtype=np.float32)
+    w = rng.standard_normal((4, 1, 1), dtype=np.float32)  # k = 1: an empty state
+    general = GeneralPath(monkeypatch, "_causal_conv_with_state")
+    first = linattn.causal_conv_with_state(x, w)
+    again = linattn.causal_conv_with_state(x, w)
+    assert general.calls == 2 and again[1].shape == (1, 4, 0) and list(ops._conv_plans.values()) == [False]
+    same_bits(again[0], first[0])
+
+
+def test_python_threads_share_plans_safely(rng):
+    """Concurrent calls with one plan (ctypes releases the GIL during the C call) each use their
+    own descriptors: every thread gets the bits of its own data."""
+    jobs = []
+    for _ in range(4):
+        inputs, heads = la_data(rng, b=1, t=1, hq=4, hkv=4, dk=64, dv=64)
+        jobs.append((inputs, linattn.linear_attention(**inputs, **heads, threads=1)))
+    failures = []
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # a thread switch between any two steps of a call
+
+    def worker(inputs, expected):
+        out = np.empty_like(expected[0])
+        state = np.empty_like(expected[1])
+        for _ in range(2000):
+            out.fill(np.nan)
+            state.fill(np.nan)
+            linattn.linear_attention(**inputs, **heads, out=(out, state), threads=1)
+            if not (np.array_equal(bits(out), bits(expected[0])) and np.array_equal(bits(state), bits(expected[1]))):
+                failures.append(1)
+                return
+
+    workers = [threading.Thread(target=worker, args=job) for job in jobs]
+    try:
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not failures
