@@ -126,6 +126,8 @@ typedef struct conv_params {
   void* present;                                  /* NULL = not wanted; may equal past */
   bool stream_output; /* output too large to stay cached: the AVX-512 channels-last kernels write
                        * fp32 outputs with non-temporal stores (same bits; an sfence ends the unit) */
+  bool stream_rows;   /* stream_output, and the output is at least the last-level cache's size:
+                       * the channels-first kernels stream fp32 rows */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing

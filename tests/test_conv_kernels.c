@@ -416,7 +416,7 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
     { /* output streamed past the caches (the API's choice for large outputs): same bits */
       gbuf y7 = fresh(cs->dt, d.yl.n), p7 = fresh(cs->dt, d.sl.n);
       p = make_params(&d, 0, L, past, &y7, p7.data);
-      p.stream_output = true;
+      p.stream_output = p.stream_rows = true;
       run_units(k, &p, k->block_channels, r);
       tk_check(same_bits(&y7, &y) && same_bits(&p7, &pres), "%s: output differs with streaming stores", fams[f].name);
       gb_free(&y7); gb_free(&p7);
@@ -434,10 +434,10 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
        * alignment (channels-last columns then start with a partial one up to the boundary) */
       gbuf y9 = fresh(cs->dt, d.yl.n), fin9 = fresh(cs->dt, d.sl.n);
       p = make_params(&d, 0, L1, past, &y9, mid.data);
-      p.stream_output = true;
+      p.stream_output = p.stream_rows = true;
       run_units(k, &p, k->block_channels, r);
       p = make_params(&d, L1, L - L1, mid.data, &y9, fin9.data);
-      p.stream_output = true;
+      p.stream_output = p.stream_rows = true;
       run_units(k, &p, k->block_channels, r);
       tk_check(same_bits(&y9, &y) && same_bits(&fin9, &pres), "%s: streamed split in calls of %lld + %lld steps differs",
                fams[f].name, (long long)L1, (long long)(L - L1));

@@ -6,7 +6,9 @@
  * channels-first (B, C, L): one channel row at a time, 16 time steps per zmm. The first
  *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last one
  *   is masked. K = 4, dilation 1: taps 0..2 are the current vector shifted in from the
- *   previous one (valignd), so each input is converted once.
+ *   previous one (valignd), so each input is converted once. The first vector ends where the
+ *   output's vectors are aligned, so no store splits a line, and fp32 outputs larger than the
+ *   last-level cache (conv_params.stream_rows) leave with non-temporal stores.
  * channels-last (B, L, C): K = 4, dilation 1: tiles of 8 time steps swept over whole rows in
  *   16-channel columns, weights and history in registers, a column's 8 outputs finished
  *   together (channels_last_k4). Other K / dilation: one time row at a time with
@@ -191,6 +193,12 @@ static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) 
   }
 }
 
+/* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
+ * 16-lane vector is a whole cache line. Measured at C = 6144 / 8192, L = 4096: channels-first
+ * fp32 0.92x / 0.87x the time of normal stores; 16-bit vectors are half lines, and streaming
+ * them was slower in both layouts (channels-first +10-20%, channels-last +12%). */
+AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
+
 /* ------------------------------------------------------------------ channels-first */
 
 #define CF_BATCH 8 /* vectors per round of the K = 4, dilation 1 row loop */
@@ -204,9 +212,18 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
   const char* prow = p->past ? conv_at(p->past, b * p->s_sb + c * p->s_sc, es) : NULL;
   const bool has_bias = p->bias != NULL;
   const __m512 bias = _mm512_set1_ps(has_bias ? linattn_load_f32(p->bias, c, dt) : 0.0f);
+  const bool k4 = K == 4 && d == 1;
+  /* Output vectors start at a vector boundary of y (numpy buffers start 16 bytes into a cache
+   * line): the first head vector takes the `lead` steps up to it, so the later stores are whole
+   * lines (fp32) or halves, never split, and a streamed output can leave with non-temporal
+   * stores. The K = 4 row loop also needs t0 >= 16 (it reads the previous 16 inputs). */
+  const uintptr_t vbytes = 16u * es;
+  const int64_t lead = ((uintptr_t)yrow % es) ? 0 : (int64_t)((vbytes - (uintptr_t)yrow % vbytes) % vbytes / es);
+  const bool nt = dt == LINATTN_DTYPE_F32 && p->stream_rows;
   int64_t t0 = 0;
-  for (; t0 < L && t0 < S; t0 += 16) { /* head: lanes with t + j*d < S read past_state */
-    __mmask16 m = lanes16(L - t0);
+  for (int64_t w; t0 < L && (t0 < S || (k4 && t0 < 16)); t0 += w) { /* head: lanes with t + j*d < S read past_state */
+    w = t0 == 0 && lead > 0 ? lead : 16;
+    __mmask16 m = lanes16(L - t0) & lanes16(w);
     __m512 acc = _mm512_setzero_ps();
     for (int64_t j = 0; j < K; ++j) {
       int64_t pos = t0 + j * d;
@@ -222,7 +239,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     finish_store16(yrow + t0 * (int64_t)es, m, acc, dt, act);
   }
   const char* xs = xrow - S * (int64_t)es; /* padded position t + j*d is xs[t + j*d] for t >= S */
-  if (K == 4 && d == 1 && t0 >= 16 && t0 + 16 <= L) {
+  if (k4 && t0 >= 16 && t0 + 16 <= L) {
     /* each input converted once: taps 0..2 are the current vector shifted in from the previous */
     const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
     const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
@@ -240,7 +257,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
         if (has_bias) u[i] = add_bias16(u[i], bias, dt);
         prev = cur;
       }
-      for (int i = 0; i < CF_BATCH; ++i) finish_store16(yrow + (t0 + 16 * i) * (int64_t)es, 0xffff, u[i], dt, act);
+      for (int i = 0; i < CF_BATCH; ++i) finish_store16x(yrow + (t0 + 16 * i) * (int64_t)es, 0xffff, u[i], dt, act, nt);
     }
     for (; t0 + 16 <= L; t0 += 16) {
       __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
@@ -576,11 +593,6 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 
 /* ------------------------------------------------------------------ channels-last */
 
-/* Non-temporal stores for a streamed output (conv_params.stream_output) in fp32 only, where a
- * 16-channel group is a whole cache line. 16-bit groups are half lines, and the column order
- * interleaves eight rows' halves: streamed, lines leave half written (measured at L = 4096
- * with the lag-buffer columns: fp32 13% faster, fp16 / bf16 12% slower). */
-AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
 #define CL_ROWS 8 /* time steps per column tile of channels_last_k4 */
 
