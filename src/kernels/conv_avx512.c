@@ -9,7 +9,7 @@
  *   previous one (valignd), so each input is converted once. The first vector ends where the
  *   output's vectors are aligned, so no store splits a line, and fp32 outputs larger than the
  *   last-level cache (conv_params.stream_rows) leave with non-temporal stores.
- * channels-last (B, L, C): K = 4, dilation 1: tiles of 8 time steps swept over whole rows in
+ * channels-last (B, L, C): K = 4, dilation 1: tiles of 8 (fp32) or 6 time steps swept over whole rows in
  *   16-channel columns, weights and history in registers, a column's 8 outputs finished
  *   together (channels_last_k4). Other K / dilation: one time row at a time with
  *   row pointers into input, past_state or a zero row (channels_last_block). Outputs larger
@@ -594,10 +594,15 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 /* ------------------------------------------------------------------ channels-last */
 
 
-#define CL_ROWS 8 /* time steps per column tile of channels_last_k4 */
+/* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
+ * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
+ * (measured C = 6144, L = 4096: fp32 4, 5 and 12-16 steps slower than 8; f16 6 steps 0.90x
+ * and bf16 0.95x the time of 8, 4 steps 0.94x / 0.94x, 10 steps 1.02x / 1.01x). */
+#define CL_ROWS_MAX 8
+AI int cl_rows(dtype_t dt) { return dt == LINATTN_DTYPE_F32 ? 8 : 6; }
 
 /* One column tile of channels_last_k4: channels [v, v + 16) (lanes m; all 16 when full, a
- * constant) of the n <= CL_ROWS rows from t0. The inputs are loaded first, then the
+ * constant) of the n <= cl_rows(dt) rows from t0. The inputs are loaded first, then the
  * accumulators summed, then all finished and stored: the rows' rounding / SiLU chains overlap
  * (as CF_BATCH does for channels-first), and every load of the column precedes its stores, so
  * no load waits behind a store to an aliasing address (rows 4 KiB apart). */
@@ -613,23 +618,24 @@ AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, con
   const __m512 w0 = _mm512_maskz_loadu_ps(m, s->wt + v), w1 = _mm512_maskz_loadu_ps(m, s->wt + ncp + v);
   const __m512 w2 = _mm512_maskz_loadu_ps(m, s->wt + 2 * ncp + v), w3 = _mm512_maskz_loadu_ps(m, s->wt + 3 * ncp + v);
   const __m512 bias = has_bias ? _mm512_maskz_loadu_ps(m, s->bias + v) : _mm512_setzero_ps();
-  __m512 h[CL_ROWS + 3]; /* h[i] = padded row t0 + i */
+  const int rows = cl_rows(dt);
+  __m512 h[CL_ROWS_MAX + 3]; /* h[i] = padded row t0 + i */
   if (t0 >= p->S) { /* the three previous rows are input rows */
     for (int i = 0; i < 3; ++i) h[i] = load16_m(xp - (3 - i) * xst, m, dt);
   } else {
     for (int i = 0; i < 3; ++i) h[i] = load16_m(conv_cl_padded_row(p, b, c0, t0 + i, s->zero) + o, m, dt);
   }
-  if (n == CL_ROWS) {
-    __m512 acc[CL_ROWS];
-    for (int i = 0; i < CL_ROWS; ++i) h[i + 3] = load16_m(xp + i * xst, m, dt);
-    for (int i = 0; i < CL_ROWS; ++i) {
+  if (n == rows) {
+    __m512 acc[CL_ROWS_MAX];
+    for (int i = 0; i < rows; ++i) h[i + 3] = load16_m(xp + i * xst, m, dt);
+    for (int i = 0; i < rows; ++i) {
       acc[i] = _mm512_fmadd_ps(w0, h[i], _mm512_setzero_ps());
       acc[i] = _mm512_fmadd_ps(w1, h[i + 1], acc[i]);
       acc[i] = _mm512_fmadd_ps(w2, h[i + 2], acc[i]);
       acc[i] = _mm512_fmadd_ps(w3, h[i + 3], acc[i]);
       if (has_bias) acc[i] = add_bias16(acc[i], bias, dt);
     }
-    for (int i = 0; i < CL_ROWS; ++i) finish_store16x(yp + i * yst, m, acc[i], dt, act, nt);
+    for (int i = 0; i < rows; ++i) finish_store16x(yp + i * yst, m, acc[i], dt, act, nt);
     return;
   }
   for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
@@ -644,10 +650,10 @@ AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, con
   }
 }
 
-/* Channels-last, K = 4, dilation 1. Per tile of CL_ROWS time steps, a sweep over the unit's
+/* Channels-last, K = 4, dilation 1. Per tile of cl_rows(dt) time steps, a sweep over the unit's
  * channels in 16-channel columns: weights, bias and the three previous inputs in registers,
  * each input loaded and converted once, the output stored directly. The driver gives this
- * family whole rows (conv_kernel.cl_whole_rows): each tile then reads CL_ROWS long
+ * family whole rows (conv_kernel.cl_whole_rows): each tile then reads cl_rows(dt) long
  * contiguous row streams, which the hardware prefetchers follow; 4 KiB row pieces (the old
  * 1024-channel units) and software prefetches of the next tile were measured slower
  * (fp32 C = 6144, L = 4096: about 20% in all). */
@@ -663,8 +669,9 @@ AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc
   const int64_t lead0 = (int64_t)((vbytes - y0 % vbytes) % vbytes / es);
   const int64_t lead = lead0 < nc ? lead0 : nc;
   const int64_t full_end = lead + (nc - lead) / 16 * 16;
-  for (int64_t t0 = 0; t0 < L; t0 += CL_ROWS) {
-    const int64_t n = L - t0 < CL_ROWS ? L - t0 : CL_ROWS;
+  const int64_t rows = cl_rows(dt);
+  for (int64_t t0 = 0; t0 < L; t0 += rows) {
+    const int64_t n = L - t0 < rows ? L - t0 : rows;
     if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lanes16(lead), false, nt, dt, act);
     for (int64_t v = lead; v < full_end; v += 16)
       channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, 0xffff, true, nt, dt, act);
