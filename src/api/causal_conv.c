@@ -18,13 +18,12 @@ typedef struct conv_call {
 #define CONV_SERIAL_MAX_ELEMS ((int64_t)1 << 16)
 /* Output bytes from which the kernels may stream the output past the caches: above about half
  * a server L3 the output cannot stay cached next to the input anyway, and streaming saves the
- * read for ownership of every output line (measured, AVX-512 at L = 4096: channels-last fp32
- * 13% faster; channels-first rows and 16-bit channels-last gained nothing and stream nothing). */
+ * read for ownership of every output line (measured, AVX-512 fp32 at L = 4096: channels-last
+ * 13% faster; 16-bit outputs gained nothing and stream nothing). Channels-first rows stream
+ * only from the last-level cache's size up (conv_params.stream_rows; at C = 8192, L = 4096
+ * 0.87x the time, but at L = 512, a 16.8 MB output under a 32 MiB L3, 1.2x, as repeated calls
+ * find the output cached). */
 #define CONV_STREAM_MIN_BYTES ((int64_t)16 << 20)
-/* Channels-first rows stream only from the last-level cache's size up (at least the above):
- * measured AVX-512 fp32, L = 4096: 0.87-1.0x the time of cached stores, but at C = 8192,
- * L = 512 (a 16.8 MB output, under a 32 MiB L3) 1.2x, where repeated calls find the output
- * cached. */
 
 /* Widest channels-last prefill unit: 64 KiB fp32 rows stream well, and a unit's scratch
  * (weights transposed for its channels) stays bounded. */
