@@ -178,8 +178,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
    * store splits a line. No stream (conv_avx512.c streams fp32 rows above the LLC size): this
    * family is bound by arithmetic there, and streaming measured 1.05x the time (C = 6144,
    * L = 4096). */
-  const uintptr_t vbytes = 8u * es;
-  const int64_t lead = ((uintptr_t)yrow % es) ? 0 : (int64_t)((vbytes - (uintptr_t)yrow % vbytes) % vbytes / es);
+  const int64_t lead = conv_lead_to_boundary(yrow, es, 8u * es);
   int64_t t0 = 0;
   for (int64_t w; t0 < L && t0 < S; t0 += w) { /* head: taps may read past_state; gather lane by lane */
     w = t0 == 0 && lead > 0 ? lead : 8;

@@ -193,10 +193,10 @@ static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) 
   }
 }
 
-/* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
- * 16-lane vector is a whole cache line. Measured at C = 6144 / 8192, L = 4096: channels-first
- * fp32 0.92x / 0.87x the time of normal stores; 16-bit vectors are half lines, and streaming
- * them was slower in both layouts (channels-first +10-20%, channels-last +12%). */
+/* Non-temporal stores for a streamed output (conv_params.stream_output; channels-first rows
+ * also need stream_rows), in fp32 only, where a 16-lane vector is a whole cache line. 16-bit
+ * vectors are half lines, and streaming them was slower in both layouts (channels-first
+ * +10-20%, channels-last +12%). */
 AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
 /* ------------------------------------------------------------------ channels-first */
@@ -217,9 +217,8 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
    * line): the first head vector takes the `lead` steps up to it, so the later stores are whole
    * lines (fp32) or halves, never split, and a streamed output can leave with non-temporal
    * stores. The K = 4 row loop also needs t0 >= 16 (it reads the previous 16 inputs). */
-  const uintptr_t vbytes = 16u * es;
-  const int64_t lead = ((uintptr_t)yrow % es) ? 0 : (int64_t)((vbytes - (uintptr_t)yrow % vbytes) % vbytes / es);
-  const bool nt = dt == LINATTN_DTYPE_F32 && p->stream_rows;
+  const int64_t lead = conv_lead_to_boundary(yrow, es, 16u * es);
+  const bool nt = stream_full_lines(p, dt) && p->stream_rows;
   int64_t t0 = 0;
   for (int64_t w; t0 < L && (t0 < S || (k4 && t0 < 16)); t0 += w) { /* head: lanes with t + j*d < S read past_state */
     w = t0 == 0 && lead > 0 ? lead : 16;
@@ -592,7 +591,6 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 }
 
 /* ------------------------------------------------------------------ channels-last */
-
 
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column

@@ -41,6 +41,13 @@ static inline const char* conv_at(const void* base, int64_t i, size_t es) {
 
 static inline int64_t conv_ncp(int64_t nc) { return (nc + 15) / 16 * 16; }
 
+/* Elements of size es from y up to the next vbytes boundary (0 when y is on one, or when y is
+ * not even element-aligned and no element boundary meets it). */
+static inline int64_t conv_lead_to_boundary(const void* y, size_t es, size_t vbytes) {
+  const uintptr_t a = (uintptr_t)y;
+  return a % es ? 0 : (int64_t)((vbytes - a % vbytes) % vbytes / es);
+}
+
 static inline size_t conv_vector_scratch_bytes(const conv_params* p, int64_t nc) {
   size_t ncp = (size_t)conv_ncp(nc);
   return (2u * (size_t)p->K + 2u) * ncp * 4u + CONV_TILE_ELEMS * 4u + 256u;
