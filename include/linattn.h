@@ -281,6 +281,14 @@ LINATTN_API linattn_status linattn_causal_conv_with_state_workspace_size(
     const linattn_tensor* past_state, const linattn_tensor* output,
     const linattn_tensor* present_state, size_t* workspace_size);
 
+/* Shape inference from the input and weight shapes alone (for runtimes and bindings): validates
+ * the attributes and the dims as the call does and stores output dims (those of input) and state
+ * dims (B, C, (k-1)*dilation) [channels_last: (B, (k-1)*dilation, C)]. The state's element
+ * count may exceed int64 (a huge dilation): the call then runs only without state tensors. */
+LINATTN_API linattn_status linattn_causal_conv_infer_shapes(
+    const linattn_causal_conv_desc* desc, const int64_t input_dims[3], const int64_t weight_dims[3],
+    int64_t output_dims[3], int64_t state_dims[3]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,6 +48,39 @@ OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn_status status) {
                            linattn_last_error());
 }
 
+OrtStatus* linattn_ort_invalid(const ort_op* op, const char* fmt, ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s (linattn): %s: %s", op->label,
+                           linattn_status_string(LINATTN_ERROR_INVALID_ARGUMENT), msg);
+}
+
+OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window) {
+  if (window < 0 || window > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld", op->label,
+                             (long long)window);
+  if (window != 0)
+    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                             "%s: attribute state_window=%lld (per-token state history for speculative decoding) is "
+                             "not implemented by linattn; only state_window=0 is supported",
+                             op->label, (long long)window);
+  return NULL;
+}
+
+OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want, const char* shape_doc) {
+  if (rank == want) return NULL;
+  return linattn_ort_invalid(op, "%s: expected rank %zu %s, got rank %zu", name, want, shape_doc, rank);
+}
+
+OrtStatus* linattn_ort_check_conv_input_rank(const ort_op* op, int channels_last, size_t rank) {
+  if (channels_last ? rank >= 3 : rank == 3) return NULL;
+  return linattn_ort_invalid(op, "input: expected %s, got rank %zu",
+                             channels_last ? "rank >= 3 (B, L, d_1, ..., d_n)" : "rank 3 (B, C, L)", rank);
+}
+
 linattn_dtype linattn_ort_dtype(ONNXTensorElementDataType type) {
   switch (type) {
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return LINATTN_DTYPE_F32;
@@ -183,7 +216,9 @@ static OrtStatus* read_input(OrtShapeInferContext* ic, size_t count, size_t inde
   return NULL;
 }
 
-static OrtStatus* read_int_attr(OrtShapeInferContext* ic, const char* name, int64_t def, int64_t* value) {
+/* An INT attribute (`def` when absent). One of another type leaves *typed = 0 and `def`: the
+ * kernel, made at session creation, reports it in ORT's wording (see linattn_ort_kernels.c). */
+static OrtStatus* read_int_attr(OrtShapeInferContext* ic, const char* name, int64_t def, int64_t* value, int* typed) {
   const OrtApi* api = linattn_ort_api;
   const OrtOpAttr* attr = NULL;
   *value = def;
@@ -196,7 +231,11 @@ static OrtStatus* read_int_attr(OrtShapeInferContext* ic, const char* name, int6
   size_t written = 0;
   int64_t v = def;
   st = api->ReadOpAttr(attr, ORT_OP_ATTR_INT, &v, sizeof v, &written);
-  if (st) return st;
+  if (st) {
+    api->ReleaseStatus(st);
+    *typed = 0;
+    return NULL;
+  }
   *value = v;
   return NULL;
 }
@@ -257,6 +296,38 @@ static int64_t shared_dim(const infer_input* in, size_t n, size_t axis) {
   return 1;
 }
 
+static int64_t width_of(const infer_input* in) { return in->rank == 3 ? in->dims[2] : -1; }
+
+/* The library's shape inference on query/key/value dims where an unknown width gets a stand-in
+ * that satisfies the rules (d_k or d_v = 1, key = kv_num_heads * d_k), so that every rule and
+ * message stays linattn's. Dims that depend on an unknown width stay unknown. */
+static OrtStatus* la_infer_dims(const ort_op* op, const infer_input* in, int64_t hq, int64_t hkv, infer_dim* out,
+                                infer_dim* state) {
+  const int64_t qw = width_of(&in[0]), kw = width_of(&in[1]), vw = width_of(&in[2]);
+  const int64_t b = shared_dim(in, 3, 0), t = shared_dim(in, 3, 1);
+  int64_t qd[3], kd[3], vd[3], od[3], sd[4];
+  int64_t* dst[3] = {qd, kd, vd};
+  for (size_t i = 0; i < 3; i++) {
+    dst[i][0] = in[i].rank == 3 && in[i].dims[0] >= 0 ? in[i].dims[0] : b;
+    dst[i][1] = in[i].rank == 3 && in[i].dims[1] >= 0 ? in[i].dims[1] : t;
+  }
+  qd[2] = qw >= 0 ? qw : hq;
+  /* a known key width is checked against d_k, known only with the query's width */
+  kd[2] = qw >= 0 && kw >= 0 ? kw : (qw >= 0 && hq > 0 ? hkv * (qw / hq) : hkv);
+  vd[2] = vw >= 0 ? vw : hkv;
+  linattn_linear_attention_desc desc;
+  linattn_linear_attention_desc_init(&desc);
+  desc.q_num_heads = hq;
+  desc.kv_num_heads = hkv;
+  desc.flags = op->contrib ? LINATTN_LA_ORT_CONTRIB : 0u;
+  linattn_status ls = linattn_linear_attention_infer_shapes(&desc, qd, kd, vd, od, sd);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+  if (vw >= 0) out[2] = dim_known(od[2]);
+  if (qw >= 0) state[2] = dim_known(sd[2]);
+  if (vw >= 0) state[3] = dim_known(sd[3]);
+  return NULL;
+}
+
 static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
   const OrtApi* api = linattn_ort_api;
@@ -269,76 +340,49 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   if (!in[0].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
 
   int64_t hq = 0, hkv = 0, window = 0;
-  if ((st = read_int_attr(ic, "q_num_heads", 0, &hq)) || (st = read_int_attr(ic, "kv_num_heads", 0, &hkv)))
+  int typed = 1;
+  if ((st = read_int_attr(ic, "q_num_heads", 0, &hq, &typed)) || (st = read_int_attr(ic, "kv_num_heads", 0, &hkv, &typed)))
     return st;
-  if (op->contrib && (st = read_int_attr(ic, "state_window", 0, &window))) return st;
-  if (hq <= 0 || hkv <= 0)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attributes q_num_heads and kv_num_heads are required and must be > 0 "
-                             "(got %lld, %lld)",
-                             op->label, (long long)hq, (long long)hkv);
-  if (window < 0 || window > 8)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: state_window must be in [0, 8], got %lld", op->label,
-                             (long long)window);
-
-  for (size_t i = 0; i < 3; i++) {
-    static const char* const names[3] = {"query", "key", "value"};
-    if (in[i].present && in[i].rank != 0 && in[i].rank != 3)
-      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be rank 3 (B, T, heads*dim), got rank %zu",
-                               op->label, names[i], in[i].rank);
-  }
-
-  ONNXTensorElementDataType out_type = in[0].type;
-  ONNXTensorElementDataType state_type = in[3].present ? in[3].type : in[0].type;
+  if (op->contrib && (st = read_int_attr(ic, "state_window", 0, &window, &typed))) return st;
+  if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
+  if ((st = linattn_ort_check_state_window(op, window))) return st;
+  static const char* const names[3] = {"query", "key", "value"};
+  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
+  for (size_t i = 0; i < 3; i++)
+    if (in[i].present && in[i].rank != 0 && (st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i])))
+      return st;
 
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
   char batch_name[40];
   name_if_unknown(&out[0], batch_name, sizeof batch_name);
-  infer_dim state[5];
-  size_t s = 0;
-  if (window > 0) state[s++] = dim_known(window);
-  state[s++] = out[0];
-  state[s++] = dim_known(hkv);
-  state[s++] = dim_unknown(); /* d_k */
-  state[s++] = dim_unknown(); /* d_v */
-
-  int widths_known = in[0].rank == 3 && in[1].rank == 3 && in[2].rank == 3 && in[0].dims[2] >= 0 &&
-                     in[1].dims[2] >= 0 && in[2].dims[2] >= 0;
-  if (widths_known) {
-    /* linattn validates heads, divisibility and (for com.microsoft) the key-head rules. */
-    int64_t b = shared_dim(in, 3, 0), t = shared_dim(in, 3, 1);
-    int64_t qd[3], kd[3], vd[3], od[3], sd[4];
-    const infer_input* qkv[3] = {&in[0], &in[1], &in[2]};
-    int64_t* dst[3] = {qd, kd, vd};
-    for (size_t i = 0; i < 3; i++) {
-      dst[i][0] = qkv[i]->dims[0] >= 0 ? qkv[i]->dims[0] : b;
-      dst[i][1] = qkv[i]->dims[1] >= 0 ? qkv[i]->dims[1] : t;
-      dst[i][2] = qkv[i]->dims[2];
-    }
-    linattn_linear_attention_desc desc;
-    linattn_linear_attention_desc_init(&desc);
-    desc.q_num_heads = hq;
-    desc.kv_num_heads = hkv;
-    desc.flags = op->contrib ? LINATTN_LA_ORT_CONTRIB : 0u;
-    linattn_status ls = linattn_linear_attention_infer_shapes(&desc, qd, kd, vd, od, sd);
-    if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
-    out[2] = dim_known(od[2]);
-    state[s - 2] = dim_known(sd[2]);
-    state[s - 1] = dim_known(sd[3]);
-  } else {
-    if (in[0].rank == 3 && in[0].dims[2] >= 0 && in[0].dims[2] % hq == 0)
-      state[s - 2] = dim_known(in[0].dims[2] / hq);
-    if (in[2].rank == 3 && in[2].dims[2] >= 0 && in[2].dims[2] % hkv == 0) {
-      int64_t dv = in[2].dims[2] / hkv;
-      state[s - 1] = dim_known(dv);
-      out[2] = dim_known((op->contrib && hkv > hq ? hkv : hq) * dv);
-    }
-  }
-  if ((st = set_output(ic, 0, out_type, 3, out))) return st;
-  return set_output(ic, 1, state_type, s, state);
+  infer_dim state[4] = {out[0], dim_known(hkv), dim_unknown(), dim_unknown()};
+  if ((st = la_infer_dims(op, in, hq, hkv, out, state))) return st;
+  /* the ONNX rule: output has query's type, present_state past_state's (else query's) */
+  if ((st = set_output(ic, 0, in[0].type, 3, out))) return st;
+  return set_output(ic, 1, in[3].present ? in[3].type : in[0].type, 4, state);
 }
 
 /* ------------------------------------------------------------------ CausalConvWithState inference */
+
+/* (k - 1) * dilation from the library's shape inference on stand-in dims (one batch, one step,
+ * the weight's channels), so that the rules on k and dilation are linattn's; unknown without k. */
+static OrtStatus* conv_infer_state_length(const ort_op* op, const infer_input* w, int64_t dilation,
+                                          int64_t channels_last, infer_dim* len) {
+  *len = dim_unknown();
+  if (!w->present || w->rank != 3 || w->dims[2] < 0) return NULL;
+  const int64_t c = w->dims[0] >= 0 ? w->dims[0] : 1;
+  const int64_t xd[3] = {1, channels_last ? 1 : c, channels_last ? c : 1};
+  const int64_t wd[3] = {c, 1, w->dims[2]};
+  int64_t od[3], sd[3];
+  linattn_causal_conv_desc desc;
+  linattn_causal_conv_desc_init(&desc);
+  desc.dilation = dilation;
+  desc.channels_last = channels_last ? 1 : 0;
+  linattn_status ls = linattn_causal_conv_infer_shapes(&desc, xd, wd, od, sd);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+  *len = dim_known(sd[channels_last ? 1 : 2]);
+  return NULL;
+}
 
 static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
@@ -351,20 +395,16 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
 
   int64_t channels_last = 0, dilation = 1, window = 0;
+  int typed = 1;
   if (op->contrib) {
-    if ((st = read_int_attr(ic, "channels_last", 0, &channels_last)) ||
-        (st = read_int_attr(ic, "dilation", 1, &dilation)) || (st = read_int_attr(ic, "state_window", 0, &window)))
+    if ((st = read_int_attr(ic, "channels_last", 0, &channels_last, &typed)) ||
+        (st = read_int_attr(ic, "dilation", 1, &dilation, &typed)) ||
+        (st = read_int_attr(ic, "state_window", 0, &window, &typed)))
       return st;
   }
-  if (dilation < 1)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: dilation must be >= 1, got %lld", op->label,
-                             (long long)dilation);
-  if (window < 0 || window > 8)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: state_window must be in [0, 8], got %lld", op->label,
-                             (long long)window);
-
-  if (x.rank != 0 && x.rank < 3)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input must have rank >= 3, got rank %zu", op->label, x.rank);
+  if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
+  if ((st = linattn_ort_check_state_window(op, window))) return st;
+  if (x.rank != 0 && (st = linattn_ort_check_conv_input_rank(op, channels_last != 0, x.rank))) return st;
 
   /* With channels_last the rank is 2 + the number of channel axes: unknown with the input's. */
   if (x.rank == 0 && channels_last) return NULL;
@@ -379,22 +419,12 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if ((st = set_output(ic, 0, x.type, rank, out))) return st;
 
   /* present_state: the sequence axis becomes (k - 1) * dilation */
-  infer_dim len = dim_unknown();
-  if (w.present && w.rank == 3 && w.dims[2] >= 0) {
-    int64_t k = w.dims[2];
-    if (k < 1)
-      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: weight kernel size must be >= 1, got %lld", op->label,
-                               (long long)k);
-    if (k - 1 > 0 && dilation > INT64_MAX / (k - 1))
-      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: (k - 1) * dilation overflows", op->label);
-    len = dim_known((k - 1) * dilation);
-  }
-  infer_dim state[INFER_MAX_RANK + 1];
-  size_t s = 0;
-  if (window > 0) state[s++] = dim_known(window);
+  infer_dim len;
+  if ((st = conv_infer_state_length(op, &w, dilation, channels_last, &len))) return st;
+  infer_dim state[INFER_MAX_RANK];
   size_t seq_axis = channels_last ? 1 : rank - 1;
-  for (size_t i = 0; i < rank && s <= INFER_MAX_RANK; i++) state[s++] = i == seq_axis ? len : out[i];
-  return set_output(ic, 1, x.type, s, state);
+  for (size_t i = 0; i < rank; i++) state[i] = i == seq_axis ? len : out[i];
+  return set_output(ic, 1, x.type, rank, state);
 }
 
 /* ------------------------------------------------------------------ registration */

@@ -36,6 +36,18 @@ LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_error(OrtErrorCode code, const char* f
     __attribute__((format(printf, 2, 3)));
 /* Maps a failed linattn call to an ORT status carrying linattn_last_error(). */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn_status status);
+/* ORT_INVALID_ARGUMENT worded as linattn's own messages ("<label> (linattn): invalid argument: ..."),
+ * for the rules the plugin checks on ORT's side of the mapping (ranks, channel axes). */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_invalid(const ort_op* op, const char* fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* com.microsoft state_window: ORT's range is [0, 8]; linattn implements only 0. */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window);
+/* Input `name` has `rank` dims, as `shape_doc` says. */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want,
+                                                     const char* shape_doc);
+/* CausalConvWithState input rank: 3, or with channels_last >= 3 (B, L, d_1, ..., d_n). */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_conv_input_rank(const ort_op* op, int channels_last, size_t rank);
 
 /* ONNX element type <-> linattn dtype (LINATTN_DTYPE_INVALID for anything else). */
 LINATTN_ORT_HIDDEN linattn_dtype linattn_ort_dtype(ONNXTensorElementDataType type);

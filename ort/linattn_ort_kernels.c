@@ -87,14 +87,7 @@ static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernel
     int64_t window = 0;
     k->la.flags = LINATTN_LA_ORT_CONTRIB;
     attr_int(api, info, "state_window", 0, &window, NULL);
-    if (window < 0 || window > 8)
-      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld",
-                               op->label, (long long)window);
-    if (window != 0)
-      return linattn_ort_error(ORT_NOT_IMPLEMENTED,
-                               "%s: state_window=%lld (per-token state history for speculative decoding) is not "
-                               "implemented by linattn; only state_window=0 is supported",
-                               op->label, (long long)window);
+    if ((st = linattn_ort_check_state_window(op, window))) return st;
   }
   return NULL;
 }
@@ -135,10 +128,7 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
   if (channels_last != 0 && channels_last != 1)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute channels_last must be 0 or 1, got %lld",
                              op->label, (long long)channels_last);
-  if (window < 0 || window > 8)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld",
-                             op->label, (long long)window);
-  if (window != 0) return not_implemented_attr(op, "state_window", window, "only state_window=0");
+  if ((st = linattn_ort_check_state_window(op, window))) return st;
   if (capacity != 0) return not_implemented_attr(op, "state_update_capacity", capacity, "CUDA-only extension");
   if (in_offset != 0) return not_implemented_attr(op, "input_channel_offset", in_offset, "CUDA-only extension");
   if (in_channels != 0) return not_implemented_attr(op, "input_channels", in_channels, "CUDA-only extension");
@@ -325,11 +315,10 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   int present[6];
   OrtStatus* st = get_inputs(op, ctx, 6, names, in, present);
   if (st) return st;
+  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
   for (size_t i = 0; i < 3; i++) {
     if (!present[i]) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input %s is required", op->label, names[i]);
-    if (in[i].rank != 3)
-      return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be rank 3 (B, T, heads*dim), got rank %zu",
-                               op->label, names[i], in[i].rank);
+    if ((st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i]))) return st;
   }
   int64_t out_dims[3], state_dims[4];
   linattn_status ls =
@@ -369,30 +358,24 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs input and weight are required", op->label);
   const int cl = k->conv.channels_last;
   const ort_tensor* x = &in[0];
-  if (cl ? x->rank < 3 : x->rank != 3)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input must be %s, got rank %zu", op->label,
-                             cl ? "(B, L, d_1, ..., d_n) (rank >= 3)" : "(B, C, L) (rank 3)", x->rank);
-  const ort_tensor* w = &in[1];
-  if (w->rank != 3 || w->dims[2] < 1)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: weight must be (C, 1, k) with k >= 1", op->label);
-  const int64_t taps = w->dims[2];
-  const int64_t dilation = k->conv.dilation > 0 ? k->conv.dilation : 1;
-  if (taps - 1 > 0 && dilation > INT64_MAX / (taps - 1))
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: (k - 1) * dilation overflows", op->label);
-  const int64_t state_len = (taps - 1) * dilation;
-  if (k->conv_state_length != 0 && k->conv_state_length != state_len)
-    return not_implemented_attr(op, "state_length", k->conv_state_length,
-                                "the state must hold exactly (k - 1) * dilation positions (CUDA-only override)");
+  if ((st = linattn_ort_check_conv_input_rank(op, cl, x->rank))) return st;
+  if ((st = linattn_ort_check_rank(op, "weight", in[1].rank, 3, "(C, 1, k)"))) return st;
 
   /* channels_last: (B, L, d_1..d_n) and states (B, S, d_1..d_n) are (B, L, C) for linattn */
-  const int merge = cl;
   linattn_tensor t[4];
   const linattn_tensor* tp[4] = {NULL, NULL, NULL, NULL};
   for (size_t i = 0; i < 4; i++) {
     if (!present[i]) continue;
-    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || i == 3) ? merge : 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || i == 3) ? cl : 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
+  int64_t out3[3], state3[3];
+  linattn_status ls = linattn_causal_conv_infer_shapes(&k->conv, t[0].dims, t[1].dims, out3, state3);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+  const int64_t state_len = state3[cl ? 1 : 2];
+  if (k->conv_state_length != 0 && k->conv_state_length != state_len)
+    return not_implemented_attr(op, "state_length", k->conv_state_length,
+                                "the state must hold exactly (k - 1) * dilation positions (CUDA-only override)");
   int64_t state_dims[VALUE_MAX_RANK];
   memcpy(state_dims, x->dims, sizeof state_dims);
   state_dims[cl ? 1 : 2] = state_len;
@@ -403,10 +386,10 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank, &state, &has_state))) return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
-  if ((st = to_linattn(op, &out, "output", merge, &ot))) return st;
-  if (has_state && (st = to_linattn(op, &state, "present_state", merge, &stt))) return st;
+  if ((st = to_linattn(op, &out, "output", cl, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", cl, &stt))) return st;
 
-  linattn_status ls = linattn_causal_conv_with_state(k->context, &k->conv, tp[0], tp[1], tp[2], tp[3], &ot,
+  ls = linattn_causal_conv_with_state(k->context, &k->conv, tp[0], tp[1], tp[2], tp[3], &ot,
                                                      has_state ? &stt : NULL, NULL, 0);
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }

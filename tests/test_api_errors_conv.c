@@ -346,7 +346,55 @@ static void test_conv_positive(void) {
     st = run_conv_ws(&c);
     tk_check(st == LINATTN_SUCCESS, "%s workspace_size: %s (%s)", pos[i].name, linattn_status_string(st),
              linattn_last_error());
+    /* shape inference accepts the call's shapes and gives the shapes the call was given */
+    int64_t od[3] = {-9, -9, -9}, sd[3] = {-9, -9, -9};
+    st = linattn_causal_conv_infer_shapes(c.pdesc, c.t[CX].dims, c.t[CW].dims, od, sd);
+    tk_check(st == LINATTN_SUCCESS, "%s infer_shapes: %s", pos[i].name, linattn_last_error());
+    for (int d = 0; d < 3 && st == LINATTN_SUCCESS; d++)
+      tk_check(od[d] == c.t[CX].dims[d] && sd[d] == c.t[CPRESENT].dims[d],
+               "%s infer_shapes dim %d: output %lld (input %lld), state %lld (present_state %lld)", pos[i].name, d,
+               (long long)od[d], (long long)c.t[CX].dims[d], (long long)sd[d], (long long)c.t[CPRESENT].dims[d]);
   }
+}
+
+/* Shape inference rejects what the call's shape rules reject, with the call's messages. */
+static void test_conv_infer_shapes(void) {
+  tk_context("causal_conv_infer_shapes");
+  linattn_causal_conv_desc d;
+  linattn_causal_conv_desc_init(&d);
+  const int64_t x[3] = {2, 5, 6}, w[3] = {5, 1, 4};
+  int64_t o[3], s[3];
+  tk_check(linattn_causal_conv_infer_shapes(&d, x, w, o, s) == LINATTN_SUCCESS && s[0] == 2 && s[1] == 5 && s[2] == 3,
+           "base: %s", linattn_last_error());
+  d.channels_last = 1;
+  d.dilation = 3;
+  const int64_t xl[3] = {2, 6, 5};
+  tk_check(linattn_causal_conv_infer_shapes(&d, xl, w, o, s) == LINATTN_SUCCESS && s[0] == 2 && s[1] == 9 && s[2] == 5,
+           "channels_last, dilation 3: %s", linattn_last_error());
+  ec_expect("NULL desc", "infer_shapes", linattn_causal_conv_infer_shapes(NULL, x, w, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "desc");
+  ec_expect("NULL dims", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, NULL, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "dims");
+  linattn_causal_conv_desc_init(&d);
+  const int64_t wc[3] = {4, 1, 4}, wk0[3] = {5, 1, 0}, wg[3] = {5, 2, 4}, xneg[3] = {2, -1, 6};
+  ec_expect("weight channels", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, wc, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "weight");
+  ec_expect("weight k = 0", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, wk0, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "weight");
+  ec_expect("weight groups", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, wg, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "weight");
+  ec_expect("negative input dim", "infer_shapes", linattn_causal_conv_infer_shapes(&d, xneg, w, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "input");
+  d.dilation = (int64_t)1 << 62;
+  ec_expect("(k-1)*dilation overflows", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, w, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "dilation");
+  d.dilation = -2;
+  ec_expect("dilation -2", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, w, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "dilation");
+  linattn_causal_conv_desc_init(&d);
+  d.activation = LINATTN_ACTIVATION_INVALID;
+  ec_expect("activation invalid", "infer_shapes", linattn_causal_conv_infer_shapes(&d, x, w, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "activation");
 }
 
 
@@ -356,6 +404,7 @@ int main(void) {
   g_ctx = tk_context_create(LINATTN_ISA_AUTO, 1);
   test_conv_positive();
   test_conv_table();
+  test_conv_infer_shapes();
   /* the valid edge calls (empty tensors, k = 1, in place) on every kernel family */
   linattn_isa isas[8];
   int n = tk_available_isas(isas, 8);

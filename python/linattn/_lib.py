@@ -181,6 +181,10 @@ _PROTOTYPES = {
         ctypes.c_int,
         [_VOIDP, _P(CausalConvDesc), _TP, _TP, _TP, _TP, _TP, _TP, _P(ctypes.c_size_t)],
     ),
+    "linattn_causal_conv_infer_shapes": (
+        ctypes.c_int,
+        [_P(CausalConvDesc), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64)],
+    ),
 }
 
 # The per-call entry points again, as separate function objects without argtypes: ctypes then

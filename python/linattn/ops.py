@@ -295,6 +295,14 @@ def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channel
     return desc
 
 
+def _conv_state_shape(desc: _lib.CausalConvDesc, input_shape, weight_shape):
+    arr3 = ctypes.c_int64 * 3
+    out_dims, state_dims = arr3(), arr3()
+    _lib.check(_lib.lib().linattn_causal_conv_infer_shapes(ctypes.byref(desc), arr3(*input_shape),
+                                                           arr3(*weight_shape), out_dims, state_dims))
+    return tuple(state_dims)
+
+
 def _causal_conv_with_state(
     input,
     weight,
@@ -329,12 +337,8 @@ def _causal_conv_with_state(
         if attrs is not None:
             _cache_put(_conv_desc_cache, attrs, desc)
 
-    kernel = w.shape[2]
-    state_len = max(kernel - 1, 0) * max(int(dilation), 1)
-    if channels_last:
-        state_shape = (x.shape[0], state_len, x.shape[2])
-    else:
-        state_shape = (x.shape[0], x.shape[1], state_len)
+    state_shape = _conv_state_shape(desc, x.shape, w.shape)
+    state_len = state_shape[1 if channels_last else 2]
     out_given, state_given = _split_out(out, ("output", "present_state"))
     output = OutputSlot("output", x.shape, x.dtype, out_given, strided=True)
     present = None

@@ -1,6 +1,7 @@
 /* CausalConvWithState operator: validation, shape resolution, work split, threading. */
 #include <string.h>
 
+#include "api/shape_rules.h"
 #include "api/tensor_check.h"
 #include "internal.h"
 
@@ -31,61 +32,50 @@ typedef struct conv_call {
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
-static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                   const linattn_tensor* input, const linattn_tensor* weight,
-                                   const linattn_tensor* bias, const linattn_tensor* past_state,
-                                   const linattn_tensor* output, const linattn_tensor* present_state, conv_call* c) {
-  linattn_status st;
-  memset(c, 0, sizeof *c);
-  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
-  if (!d) return ERR("desc: NULL");
-  if (d->activation != LINATTN_ACTIVATION_NONE && d->activation != LINATTN_ACTIVATION_SILU)
-    return ERR("desc.activation: unknown value %d (expected none or silu/swish)", (int)d->activation);
-  if (d->dilation < 0) return ERR("desc.dilation: must be >= 1 (0 is read as 1), got %lld", (long long)d->dilation);
-  if (d->channels_last != 0 && d->channels_last != 1)
-    return ERR("desc.channels_last: must be 0 or 1, got %d", (int)d->channels_last);
-  const bool cl = d->channels_last != 0;
-  const int64_t dil = d->dilation == 0 ? 1 : d->dilation;
-  const char* xdoc = cl ? "(B, L, C)" : "(B, C, L)";
-  const char* sdoc = cl ? "(B, (k-1)*dilation, C)" : "(B, C, (k-1)*dilation)";
+/* A packed tensor of the input's dtype and the given shape (weight, bias, states). */
+static linattn_status conv_bind_packed(tview* v, const char* name, const linattn_tensor* t, int32_t rank,
+                                       const int64_t* dims, const char* doc, linattn_dtype dt) {
+  linattn_status st = tview_init(v, name, t, rank, true, doc);
+  if (st) return st;
+  if (v->dtype != dt) return ERR("%s: dtype %s differs from input's %s", name, linattn_dtype_name(v->dtype), linattn_dtype_name(dt));
+  return dims ? tview_expect_dims(v, dims, doc) : LINATTN_SUCCESS;
+}
 
+/* Views, dtypes and the shape rules of every tensor. */
+static linattn_status conv_bind(conv_call* c, conv_dims* s, const linattn_tensor* input, const linattn_tensor* weight,
+                                const linattn_tensor* bias, const linattn_tensor* past_state,
+                                const linattn_tensor* output, const linattn_tensor* present_state) {
+  linattn_status st;
+  const char* xdoc = conv_input_doc(s);
+  const char* sdoc = conv_state_doc(s);
   if ((st = tview_init(&c->x, "input", input, 3, false, xdoc))) return st;
   const linattn_dtype dt = c->x.dtype;
-  const int64_t B = c->x.dims[0];
-  const int64_t C = cl ? c->x.dims[2] : c->x.dims[1];
-  const int64_t L = cl ? c->x.dims[1] : c->x.dims[2];
-  if ((st = tview_init(&c->w, "weight", weight, 3, true, "(C, 1, k)"))) return st;
-  if (c->w.dtype != dt) return ERR("weight: dtype %s differs from input's %s", linattn_dtype_name(c->w.dtype), linattn_dtype_name(dt));
-  if (c->w.dims[0] != C || c->w.dims[1] != 1)
-    return ERR("weight: expected shape (C, 1, k) with C = %lld, got (%lld, %lld, %lld)", (long long)C,
-               (long long)c->w.dims[0], (long long)c->w.dims[1], (long long)c->w.dims[2]);
-  const int64_t K = c->w.dims[2];
-  if (K < 1) return ERR("weight: kernel size k (last dim) must be >= 1, got %lld", (long long)K);
-  int64_t S;
-  if (!linattn_mul_i64(K - 1, dil, &S)) return ERR("desc.dilation: (k-1)*dilation overflows");
+  if ((st = conv_bind_packed(&c->w, "weight", weight, 3, NULL, "(C, 1, k)", dt))) return st;
+  if ((st = conv_check_input_weight(s, c->x.dims, c->w.dims))) return st;
   if (bias) {
     c->has_bias = true;
-    if ((st = tview_init(&c->bias, "bias", bias, 1, true, "(C)"))) return st;
-    if (c->bias.dtype != dt) return ERR("bias: dtype %s differs from input's %s", linattn_dtype_name(c->bias.dtype), linattn_dtype_name(dt));
-    if (c->bias.dims[0] != C) return ERR("bias: expected shape (C) = (%lld), got (%lld)", (long long)C, (long long)c->bias.dims[0]);
+    if ((st = conv_bind_packed(&c->bias, "bias", bias, 1, NULL, "(C)", dt))) return st;
+    if (c->bias.dims[0] != s->C) return ERR("bias: expected shape (C) = (%lld), got (%lld)", (long long)s->C, (long long)c->bias.dims[0]);
   }
-  const int64_t sdims[3] = {B, cl ? S : C, cl ? C : S};
+  int64_t sdims[3];
+  conv_state_dims(s, sdims);
   if (past_state) {
     c->has_past = true;
-    if ((st = tview_init(&c->past, "past_state", past_state, 3, true, sdoc))) return st;
-    if (c->past.dtype != dt) return ERR("past_state: dtype %s differs from input's %s", linattn_dtype_name(c->past.dtype), linattn_dtype_name(dt));
-    if ((st = tview_expect_dims(&c->past, sdims, sdoc))) return st;
+    if ((st = conv_bind_packed(&c->past, "past_state", past_state, 3, sdims, sdoc, dt))) return st;
   }
   if ((st = tview_init(&c->y, "output", output, 3, false, xdoc))) return st;
   if (c->y.dtype != dt) return ERR("output: dtype %s differs from input's %s", linattn_dtype_name(c->y.dtype), linattn_dtype_name(dt));
   if ((st = tview_expect_dims(&c->y, c->x.dims, xdoc))) return st;
   if (present_state) {
     c->has_present = true;
-    if ((st = tview_init(&c->present, "present_state", present_state, 3, true, sdoc))) return st;
-    if (c->present.dtype != dt)
-      return ERR("present_state: dtype %s differs from input's %s", linattn_dtype_name(c->present.dtype), linattn_dtype_name(dt));
-    if ((st = tview_expect_dims(&c->present, sdims, sdoc))) return st;
+    if ((st = conv_bind_packed(&c->present, "present_state", present_state, 3, sdims, sdoc, dt))) return st;
   }
+  return LINATTN_SUCCESS;
+}
+
+/* Outputs may not overlap anything, except present_state == past_state (then in place). */
+static linattn_status conv_check_aliasing(const conv_call* c) {
+  linattn_status st;
   const tview* inputs[] = {&c->x, &c->w, c->has_bias ? &c->bias : NULL, c->has_past ? &c->past : NULL};
   for (size_t i = 0; i < 4; i++)
     if ((st = tview_check_no_overlap(&c->y, inputs[i]))) return st;
@@ -96,20 +86,26 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
     if (c->has_past && !tview_same_buffer(&c->present, &c->past))
       if ((st = tview_check_no_overlap(&c->present, &c->past))) return st;
   }
+  return LINATTN_SUCCESS;
+}
 
+/* The kernels' parameters: sizes, strides, streaming choices. */
+static linattn_status conv_params_from(const linattn_context* ctx, conv_call* c, const conv_dims* s) {
   conv_params* p = &c->p;
-  p->dtype = dt;
-  p->activation = d->activation;
+  const bool cl = s->channels_last;
+  const int64_t C = s->C, L = s->L;
+  p->dtype = c->x.dtype;
+  p->activation = s->activation;
   p->channels_last = cl;
-  p->B = B; p->C = C; p->L = L; p->K = K;
-  p->dilation = dil;
-  p->S = S;
-  if (!c->has_past && !c->has_present && dil > L && L > 0) {
+  p->B = s->B; p->C = C; p->L = L; p->K = s->K;
+  p->dilation = s->dilation;
+  p->S = s->S;
+  if (!c->has_past && !c->has_present && s->dilation > L && L > 0) {
     /* Without state tensors, taps more than L back read zeros whatever the dilation: hand the
      * kernels dilation L (same arithmetic, same bits) so that no offset grows with a huge
      * (k-1)*dilation, which overflows int64 once scaled to bytes (found by fuzz/). */
     p->dilation = L;
-    if (!linattn_mul_i64(K - 1, L, &p->S)) return ERR("problem size overflows");
+    if (!linattn_mul_i64(s->K - 1, L, &p->S)) return ERR("problem size overflows");
   }
   p->x = c->x.data;
   p->x_sb = c->x.strides[0];
@@ -129,13 +125,19 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
   p->y_st = cl ? c->y.strides[1] : 1;
   p->present = c->has_present && c->present.numel > 0 ? c->present.data : NULL;
   int64_t out_bytes;
-  const bool out_bytes_fit = linattn_mul_i64(c->y.numel, (int64_t)linattn_dtype_size(dt), &out_bytes);
+  const bool out_bytes_fit = linattn_mul_i64(c->y.numel, (int64_t)linattn_dtype_size(p->dtype), &out_bytes);
   p->stream_output = out_bytes_fit ? out_bytes >= CONV_STREAM_MIN_BYTES : true;
   p->stream_rows = p->stream_output && (!out_bytes_fit || (uint64_t)out_bytes >= (uint64_t)ctx->llc_bytes);
+  return LINATTN_SUCCESS;
+}
 
+/* Work split (units = (b, channel block)) and per-task scratch. */
+static linattn_status conv_plan(const linattn_context* ctx, conv_call* c) {
+  const conv_params* p = &c->p;
+  const int64_t B = p->B, C = p->C, L = p->L;
   c->kern = ctx->kernels->conv;
   int64_t bc = c->kern->block_channels;
-  if (cl && L > 1 && c->kern->cl_whole_rows && bc > 0 && bc < C) {
+  if (p->channels_last && L > 1 && c->kern->cl_whole_rows && bc > 0 && bc < C) {
     /* Units as wide as the threads allow (never narrower than block_channels, at most
      * CONV_CL_MAX_UNIT): a unit sweeps its channels row by row, and long rows stream from
      * memory much faster than 4 KiB pieces of rows 24 KiB apart (measured, AVX-512 fp32
@@ -166,6 +168,21 @@ static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_co
     c->num_tasks = 1;
   c->task_bytes = linattn_round_up(c->kern->scratch_bytes(p, bc), 64);
   return LINATTN_SUCCESS;
+}
+
+static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
+                                   const linattn_tensor* input, const linattn_tensor* weight,
+                                   const linattn_tensor* bias, const linattn_tensor* past_state,
+                                   const linattn_tensor* output, const linattn_tensor* present_state, conv_call* c) {
+  linattn_status st;
+  conv_dims s;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if ((st = conv_check_desc(d, &s))) return st;
+  if ((st = conv_bind(c, &s, input, weight, bias, past_state, output, present_state))) return st;
+  if ((st = conv_check_aliasing(c))) return st;
+  if ((st = conv_params_from(ctx, c, &s))) return st;
+  return conv_plan(ctx, c);
 }
 
 static size_t conv_workspace_bytes(const conv_call* c) {
@@ -239,5 +256,23 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
   }
   if (c.num_units > 0) linattn_run_parallel(context, conv_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* desc, const int64_t input_dims[3],
+                                                const int64_t weight_dims[3], int64_t output_dims[3],
+                                                int64_t state_dims[3]) {
+  linattn_clear_error();
+  conv_dims s;
+  linattn_status st;
+  if ((st = conv_check_desc(desc, &s))) return st;
+  if (!input_dims || !weight_dims || !output_dims || !state_dims)
+    return ERR("infer_shapes: NULL dims array (input_dims, weight_dims, output_dims, state_dims)");
+  if ((st = check_dims_nonnegative("input", input_dims, 3, conv_input_doc(&s))) ||
+      (st = check_dims_nonnegative("weight", weight_dims, 3, "(C, 1, k)")) ||
+      (st = conv_check_input_weight(&s, input_dims, weight_dims)))
+    return st;
+  for (int i = 0; i < 3; i++) output_dims[i] = input_dims[i];
+  conv_state_dims(&s, state_dims);
   return LINATTN_SUCCESS;
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "api/shape_rules.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
@@ -22,8 +23,7 @@
 
 typedef struct la_call {
   la_params p;
-  int64_t B, H_q, H_kv, n_k, out_heads;
-  bool inverse_gqa;
+  la_dims s; /* the validated shape */
   tview q, k, v, past, decay, beta, out, present;
   bool has_past, has_decay, has_beta, has_present, in_place;
   linattn_dtype state_dtype; /* S of present (or past) */
@@ -45,140 +45,76 @@ typedef struct la_call {
 /* Non-temporal stores for the state of this call (decode into a separate fp32 present)? */
 static bool la_stream_state(const linattn_context* ctx, const la_call* c) {
   if (c->p.T != 1 || !c->has_past || !c->has_present || c->in_place || c->state_dtype != LINATTN_DTYPE_F32) return false;
-  const double footprint = 2.0 * 4.0 * (double)c->B * (double)c->H_kv * (double)c->p.d_k * (double)c->p.d_v;
+  const double footprint = 2.0 * 4.0 * (double)c->s.B * (double)c->s.H_kv * (double)c->p.d_k * (double)c->p.d_v;
   return la_stream_choice(ctx->state_stores, footprint, ctx->llc_bytes);
 }
 
-static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                 const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
-                                 const linattn_tensor* past_state, const linattn_tensor* decay,
-                                 const linattn_tensor* beta, const linattn_tensor* output,
-                                 const linattn_tensor* present_state, la_call* c) {
+/* An input of the T dtype (query's). */
+static linattn_status la_bind_input(tview* v, const char* name, const linattn_tensor* t, const char* doc,
+                                    linattn_dtype T_dt) {
+  linattn_status st = tview_init(v, name, t, 3, false, doc);
+  if (st) return st;
+  if (v->dtype != T_dt) return ERR("%s: dtype %s differs from query's %s", name, linattn_dtype_name(v->dtype), linattn_dtype_name(T_dt));
+  return LINATTN_SUCCESS;
+}
+
+/* query, key, value, decay, beta: views, dtypes and the shape rules. */
+static linattn_status la_bind_inputs(la_call* c, const linattn_tensor* query, const linattn_tensor* key,
+                                     const linattn_tensor* value, const linattn_tensor* decay,
+                                     const linattn_tensor* beta) {
   linattn_status st;
-  memset(c, 0, sizeof *c);
-  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
-  if (!d) return ERR("desc: NULL");
-  const bool contrib = (d->flags & LINATTN_LA_ORT_CONTRIB) != 0;
-  if (d->flags & ~(uint32_t)LINATTN_LA_ORT_CONTRIB) return ERR("desc.flags: unknown bits 0x%x", (unsigned)d->flags);
-  switch (d->update_rule) {
-    case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
-    default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)d->update_rule);
-  }
-  c->p.rule = d->update_rule;
-  c->p.gated = d->update_rule == LINATTN_UPDATE_GATED || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
-  c->p.delta = d->update_rule == LINATTN_UPDATE_DELTA || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
-  const int64_t Hq = d->q_num_heads, Hkv = d->kv_num_heads;
-  if (Hq <= 0 || Hkv <= 0)
-    return ERR("desc.q_num_heads / desc.kv_num_heads: must be positive, got %lld / %lld", (long long)Hq, (long long)Hkv);
-  if (Hq % Hkv != 0) {
-    if (!contrib)
-      return ERR("desc.q_num_heads (%lld): must be a positive multiple of kv_num_heads (%lld)", (long long)Hq, (long long)Hkv);
-    if (Hkv % Hq != 0)
-      return ERR("desc.q_num_heads (%lld) / kv_num_heads (%lld): one must be a multiple of the other", (long long)Hq,
-                 (long long)Hkv);
-    c->inverse_gqa = true;
-  }
-  c->H_q = Hq;
-  c->H_kv = Hkv;
-  c->out_heads = Hq > Hkv ? Hq : Hkv;
-
-  const char* rule_name = d->update_rule == LINATTN_UPDATE_LINEAR ? "linear"
-                          : d->update_rule == LINATTN_UPDATE_GATED ? "gated"
-                          : d->update_rule == LINATTN_UPDATE_DELTA ? "delta" : "gated_delta";
-  if (c->p.gated && !decay) return ERR("decay: required by update_rule '%s', got NULL", rule_name);
-  if (!c->p.gated && decay) return ERR("decay: update_rule '%s' forbids decay (pass NULL)", rule_name);
-  if (c->p.delta && !beta) return ERR("beta: required by update_rule '%s', got NULL", rule_name);
-  if (!c->p.delta && beta) return ERR("beta: update_rule '%s' forbids beta (pass NULL)", rule_name);
-
-  if ((st = tview_init(&c->q, "query", query, 3, false, "(B, T, q_num_heads*d_k)"))) return st;
-  if ((st = tview_init(&c->k, "key", key, 3, false, "(B, T, kv_num_heads*d_k)"))) return st;
-  if ((st = tview_init(&c->v, "value", value, 3, false, "(B, T, kv_num_heads*d_v)"))) return st;
+  if ((st = tview_init(&c->q, "query", query, 3, false, LA_QUERY_DOC))) return st;
   const linattn_dtype T_dt = c->q.dtype;
+  if ((st = la_bind_input(&c->k, "key", key, LA_KEY_DOC, T_dt))) return st;
+  if ((st = la_bind_input(&c->v, "value", value, LA_VALUE_DOC, T_dt))) return st;
+  if ((st = la_check_qkv(&c->s, c->q.dims, c->k.dims, c->v.dims))) return st;
   c->p.io_dtype = T_dt;
-  if (c->k.dtype != T_dt) return ERR("key: dtype %s differs from query's %s", linattn_dtype_name(c->k.dtype), linattn_dtype_name(T_dt));
-  if (c->v.dtype != T_dt) return ERR("value: dtype %s differs from query's %s", linattn_dtype_name(c->v.dtype), linattn_dtype_name(T_dt));
-  const int64_t B = c->q.dims[0], T = c->q.dims[1];
-  c->B = B;
-  c->p.T = T;
-  if (c->q.dims[2] % Hq != 0)
-    return ERR("query: last dim %lld not divisible by q_num_heads %lld", (long long)c->q.dims[2], (long long)Hq);
-  const int64_t dk = c->q.dims[2] / Hq;
-  if (c->k.dims[0] != B || c->k.dims[1] != T)
-    return ERR("key: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)c->k.dims[0],
-               (long long)c->k.dims[1], (long long)B, (long long)T);
-  if (c->v.dims[0] != B || c->v.dims[1] != T)
-    return ERR("value: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)c->v.dims[0],
-               (long long)c->v.dims[1], (long long)B, (long long)T);
-  int64_t kw_expected;
-  if (!linattn_mul_i64(Hkv, dk, &kw_expected)) return ERR("key: kv_num_heads*d_k overflows");
-  if (c->k.dims[2] == kw_expected) {
-    c->n_k = Hkv;
-  } else if (contrib && dk > 0 && c->k.dims[2] % dk == 0 && c->k.dims[2] / dk > 0 && Hkv % (c->k.dims[2] / dk) == 0) {
-    c->n_k = c->k.dims[2] / dk;
-  } else if (contrib) {
-    return ERR("key: last dim %lld must be n_k*d_k (d_k = %lld from query) with kv_num_heads %lld a multiple of n_k",
-               (long long)c->k.dims[2], (long long)dk, (long long)Hkv);
-  } else {
-    return ERR("key: last dim %lld must equal kv_num_heads*d_k = %lld*%lld (d_k from query)", (long long)c->k.dims[2],
-               (long long)Hkv, (long long)dk);
-  }
-  if (c->v.dims[2] % Hkv != 0)
-    return ERR("value: last dim %lld not divisible by kv_num_heads %lld", (long long)c->v.dims[2], (long long)Hkv);
-  const int64_t dv = c->v.dims[2] / Hkv;
-  c->p.d_k = dk;
-  c->p.d_v = dv;
-
+  c->p.T = c->s.T;
+  c->p.d_k = c->s.d_k;
+  c->p.d_v = c->s.d_v;
   if (decay) {
     c->has_decay = true;
-    if ((st = tview_init(&c->decay, "decay", decay, 3, false, "(B, T, kv_num_heads) or (B, T, kv_num_heads*d_k)"))) return st;
-    if (c->decay.dtype != T_dt)
-      return ERR("decay: dtype %s differs from query's %s", linattn_dtype_name(c->decay.dtype), linattn_dtype_name(T_dt));
-    if (c->decay.dims[0] != B || c->decay.dims[1] != T)
-      return ERR("decay: expected shape (B, T, ...) = (%lld, %lld, ...), got (%lld, %lld, %lld)", (long long)B,
-                 (long long)T, (long long)c->decay.dims[0], (long long)c->decay.dims[1], (long long)c->decay.dims[2]);
-    if (c->decay.dims[2] == Hkv) c->p.decay_kind = LA_DECAY_PER_HEAD; /* checked first, as the reference does */
-    else if (c->decay.dims[2] == kw_expected) c->p.decay_kind = LA_DECAY_PER_KEY;
-    else
-      return ERR("decay: last dim %lld must equal kv_num_heads (%lld) or kv_num_heads*d_k (%lld)",
-                 (long long)c->decay.dims[2], (long long)Hkv, (long long)kw_expected);
+    if ((st = la_bind_input(&c->decay, "decay", decay, LA_DECAY_DOC, T_dt))) return st;
+    if ((st = la_check_decay(&c->s, c->decay.dims, &c->p.decay_kind))) return st;
   }
   if (beta) {
     c->has_beta = true;
-    if ((st = tview_init(&c->beta, "beta", beta, 3, false, "(B, T, kv_num_heads) or (B, T, 1)"))) return st;
-    if (c->beta.dtype != T_dt)
-      return ERR("beta: dtype %s differs from query's %s", linattn_dtype_name(c->beta.dtype), linattn_dtype_name(T_dt));
-    if (c->beta.dims[0] != B || c->beta.dims[1] != T)
-      return ERR("beta: expected shape (B, T, ...) = (%lld, %lld, ...), got (%lld, %lld, %lld)", (long long)B, (long long)T,
-                 (long long)c->beta.dims[0], (long long)c->beta.dims[1], (long long)c->beta.dims[2]);
-    if (c->beta.dims[2] == Hkv) c->p.beta_kind = LA_BETA_PER_HEAD;
-    else if (c->beta.dims[2] == 1) c->p.beta_kind = LA_BETA_SHARED;
-    else
-      return ERR("beta: last dim %lld must equal kv_num_heads (%lld) or 1", (long long)c->beta.dims[2], (long long)Hkv);
+    if ((st = la_bind_input(&c->beta, "beta", beta, LA_BETA_DOC, T_dt))) return st;
+    if ((st = la_check_beta(&c->s, c->beta.dims, &c->p.beta_kind))) return st;
   }
-  const int64_t state_dims[4] = {B, Hkv, dk, dv};
+  return LINATTN_SUCCESS;
+}
+
+/* past_state, output, present_state: views, shapes, dtypes. */
+static linattn_status la_bind_state_output(la_call* c, const linattn_tensor* past_state, const linattn_tensor* output,
+                                           const linattn_tensor* present_state) {
+  linattn_status st;
+  int64_t state_dims[4], out_dims[3];
+  la_state_dims(&c->s, state_dims);
+  la_output_dims(&c->s, out_dims);
   if (past_state) {
     c->has_past = true;
-    if ((st = tview_init(&c->past, "past_state", past_state, 4, true, "(B, kv_num_heads, d_k, d_v)"))) return st;
-    if ((st = tview_expect_dims(&c->past, state_dims, "(B, kv_num_heads, d_k, d_v)"))) return st;
+    if ((st = tview_init(&c->past, "past_state", past_state, 4, true, LA_STATE_DOC))) return st;
+    if ((st = tview_expect_dims(&c->past, state_dims, LA_STATE_DOC))) return st;
   }
-  int64_t out_w;
-  if (!linattn_mul_i64(c->out_heads, dv, &out_w)) return ERR("output: width overflows");
-  const int64_t out_dims[3] = {B, T, out_w};
-  if ((st = tview_init(&c->out, "output", output, 3, false, "(B, T, max(q_num_heads, kv_num_heads)*d_v)"))) return st;
-  if (c->out.dtype != T_dt)
-    return ERR("output: dtype %s differs from query's %s", linattn_dtype_name(c->out.dtype), linattn_dtype_name(T_dt));
-  if ((st = tview_expect_dims(&c->out, out_dims, "(B, T, max(q_num_heads, kv_num_heads)*d_v)"))) return st;
-  c->state_dtype = c->has_past ? c->past.dtype : T_dt;
+  if ((st = la_bind_input(&c->out, "output", output, LA_OUTPUT_DOC, c->p.io_dtype))) return st;
+  if ((st = tview_expect_dims(&c->out, out_dims, LA_OUTPUT_DOC))) return st;
+  c->state_dtype = c->has_past ? c->past.dtype : c->p.io_dtype;
   if (present_state) {
     c->has_present = true;
-    if ((st = tview_init(&c->present, "present_state", present_state, 4, true, "(B, kv_num_heads, d_k, d_v)"))) return st;
-    if ((st = tview_expect_dims(&c->present, state_dims, "(B, kv_num_heads, d_k, d_v)"))) return st;
+    if ((st = tview_init(&c->present, "present_state", present_state, 4, true, LA_STATE_DOC))) return st;
+    if ((st = tview_expect_dims(&c->present, state_dims, LA_STATE_DOC))) return st;
     if (c->has_past && c->present.dtype != c->past.dtype)
       return ERR("present_state: dtype %s differs from past_state's %s", linattn_dtype_name(c->present.dtype),
                  linattn_dtype_name(c->past.dtype));
     c->state_dtype = c->present.dtype;
   }
-  /* Aliasing: outputs may not overlap anything, except present_state == past_state. */
+  return LINATTN_SUCCESS;
+}
+
+/* Outputs may not overlap anything, except present_state == past_state (then in place). */
+static linattn_status la_check_aliasing(la_call* c) {
+  linattn_status st;
   const tview* inputs[] = {&c->q, &c->k, &c->v, c->has_decay ? &c->decay : NULL, c->has_beta ? &c->beta : NULL,
                            c->has_past ? &c->past : NULL};
   for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++)
@@ -192,17 +128,19 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
       else if ((st = tview_check_no_overlap(&c->present, &c->past))) return st;
     }
   }
-  c->p.scale_f64 = d->scale == 0.0f ? 1.0 / sqrt((double)dk) : (double)d->scale;
-  c->p.scale = (float)c->p.scale_f64;
+  return LINATTN_SUCCESS;
+}
 
-  /* Work split: units = (b, kv head, column block), heads first. */
+/* Work split (units = (b, kv head, column block), heads first) and per-task scratch. */
+static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
+  const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > dv) bc = dv;
   c->block_cols = bc;
   c->blocks_per_head = bc > 0 ? (dv + bc - 1) / bc : 0;
   int64_t units;
-  if (!linattn_mul_i64(B, Hkv, &units) || !linattn_mul_i64(units, c->blocks_per_head, &units))
+  if (!linattn_mul_i64(c->s.B, c->s.H_kv, &units) || !linattn_mul_i64(units, c->blocks_per_head, &units))
     return ERR("problem size overflows");
   c->num_units = units;
   c->num_tasks = (size_t)(units < ctx->num_threads ? units : ctx->num_threads);
@@ -244,6 +182,27 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   return LINATTN_SUCCESS;
 }
 
+static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
+                                 const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+                                 const linattn_tensor* past_state, const linattn_tensor* decay,
+                                 const linattn_tensor* beta, const linattn_tensor* output,
+                                 const linattn_tensor* present_state, la_call* c) {
+  linattn_status st;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if ((st = la_check_desc(d, &c->s))) return st;
+  if ((st = la_check_gate_presence(&c->s, decay != NULL, beta != NULL))) return st;
+  c->p.rule = c->s.rule;
+  c->p.gated = c->s.gated;
+  c->p.delta = c->s.delta;
+  if ((st = la_bind_inputs(c, query, key, value, decay, beta))) return st;
+  if ((st = la_bind_state_output(c, past_state, output, present_state))) return st;
+  if ((st = la_check_aliasing(c))) return st;
+  c->p.scale_f64 = d->scale == 0.0f ? 1.0 / sqrt((double)c->p.d_k) : (double)d->scale;
+  c->p.scale = (float)c->p.scale_f64;
+  return la_plan(ctx, c);
+}
+
 static size_t la_workspace_bytes(const la_call* c) {
   size_t total;
   if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return SIZE_MAX;
@@ -273,7 +232,7 @@ static inline char* la_at(char* base, int64_t off, size_t esz) { return base ? b
 static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_unit* up) {
   const int64_t blk = unit % c->blocks_per_head;
   const int64_t bh = unit / c->blocks_per_head;
-  const int64_t h = bh % c->H_kv, b = bh / c->H_kv;
+  const int64_t h = bh % c->s.H_kv, b = bh / c->s.H_kv;
   const int64_t dk = c->p.d_k, dv = c->p.d_v;
   const int64_t col0 = blk * c->block_cols;
   const int64_t ncols = (dv - col0) < c->block_cols ? (dv - col0) : c->block_cols;
@@ -281,16 +240,16 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
   la_unit u;
   memset(&u, 0, sizeof u);
   int64_t qh0, oh0;
-  if (c->inverse_gqa) {
+  if (c->s.inverse_gqa) {
     u.n_q = 1;
-    qh0 = h / (c->H_kv / c->H_q);
+    qh0 = h / (c->s.H_kv / c->s.H_q);
     oh0 = h;
   } else {
-    u.n_q = (int32_t)(c->H_q / c->H_kv);
+    u.n_q = (int32_t)(c->s.H_q / c->s.H_kv);
     qh0 = h * u.n_q;
     oh0 = qh0;
   }
-  const int64_t kh = h / (c->H_kv / c->n_k);
+  const int64_t kh = h / (c->s.H_kv / c->s.n_k);
   u.q = la_at(c->q.data, b * c->q.strides[0] + qh0 * dk, esz);
   u.q_token_stride = c->q.strides[1];
   u.q_head_stride = dk;
@@ -314,7 +273,7 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
   u.col0 = col0;
   u.ncols = ncols;
 
-  const int64_t sbase = (b * c->H_kv + h) * dk * dv; /* element offset of this head's state */
+  const int64_t sbase = (b * c->s.H_kv + h) * dk * dv; /* element offset of this head's state */
   float* block = (float*)scratch;
   char* kscratch = scratch + c->state_scratch_bytes;
   if (c->state_scratch_bytes == 0) {
@@ -341,8 +300,8 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
 static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
   if (c->state_scratch_bytes == 0 || !c->has_present) return;
   const int64_t bh = unit / c->blocks_per_head;
-  const int64_t h = bh % c->H_kv, b = bh / c->H_kv;
-  const int64_t sbase = (b * c->H_kv + h) * c->p.d_k * c->p.d_v;
+  const int64_t h = bh % c->s.H_kv, b = bh / c->s.H_kv;
+  const int64_t sbase = (b * c->s.H_kv + h) * c->p.d_k * c->p.d_v;
   state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
@@ -391,7 +350,7 @@ static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
  * scale into q (an empty vector) and would write 0, so this case never reaches a kernel. */
 static void la_fill_zero_width_keys(const la_call* c) {
   const float val = c->p.scale * 0.0f;
-  for (int64_t b = 0; b < c->B; b++)
+  for (int64_t b = 0; b < c->s.B; b++)
     for (int64_t t = 0; t < c->p.T; t++)
       for (int64_t j = 0; j < c->out.dims[2]; j++)
         linattn_store_f32(c->out.data, b * c->out.strides[0] + t * c->out.strides[1] + j, c->p.io_dtype, val);
@@ -491,45 +450,17 @@ linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attent
                                                      const int64_t value_dims[3], int64_t output_dims[3],
                                                      int64_t state_dims[4]) {
   linattn_clear_error();
-  if (!desc) return ERR("desc: NULL");
+  la_dims s;
+  linattn_status st;
+  if ((st = la_check_desc(desc, &s))) return st;
   if (!query_dims || !key_dims || !value_dims || !output_dims || !state_dims)
     return ERR("infer_shapes: NULL dims array (query_dims, key_dims, value_dims, output_dims, state_dims)");
-  switch (desc->update_rule) {
-    case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
-    default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)desc->update_rule);
-  }
-  if (desc->flags & ~(uint32_t)LINATTN_LA_ORT_CONTRIB) return ERR("desc.flags: unknown bits 0x%x", (unsigned)desc->flags);
-  const bool contrib = (desc->flags & LINATTN_LA_ORT_CONTRIB) != 0;
-  const int64_t Hq = desc->q_num_heads, Hkv = desc->kv_num_heads;
-  if (Hq <= 0 || Hkv <= 0)
-    return ERR("desc.q_num_heads / desc.kv_num_heads: must be positive, got %lld / %lld", (long long)Hq, (long long)Hkv);
-  if (Hq % Hkv != 0 && !(contrib && Hkv % Hq == 0))
-    return ERR("desc.q_num_heads (%lld): must be a positive multiple of kv_num_heads (%lld)", (long long)Hq, (long long)Hkv);
-  for (int i = 0; i < 3; i++)
-    if (query_dims[i] < 0 || key_dims[i] < 0 || value_dims[i] < 0) return ERR("query/key/value: negative dimension");
-  if (key_dims[0] != query_dims[0] || key_dims[1] != query_dims[1])
-    return ERR("key: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)key_dims[0],
-               (long long)key_dims[1], (long long)query_dims[0], (long long)query_dims[1]);
-  if (value_dims[0] != query_dims[0] || value_dims[1] != query_dims[1])
-    return ERR("value: batch/sequence dims (%lld, %lld) differ from query's (%lld, %lld)", (long long)value_dims[0],
-               (long long)value_dims[1], (long long)query_dims[0], (long long)query_dims[1]);
-  if (query_dims[2] % Hq) return ERR("query: last dim %lld not divisible by q_num_heads %lld", (long long)query_dims[2], (long long)Hq);
-  if (value_dims[2] % Hkv) return ERR("value: last dim %lld not divisible by kv_num_heads %lld", (long long)value_dims[2], (long long)Hkv);
-  const int64_t dk = query_dims[2] / Hq, dv = value_dims[2] / Hkv;
-  int64_t kw;
-  if (!linattn_mul_i64(Hkv, dk, &kw)) return ERR("key: width overflows");
-  if (key_dims[2] != kw) {
-    int64_t nk = dk > 0 ? key_dims[2] / dk : 0;
-    if (!(contrib && dk > 0 && key_dims[2] % dk == 0 && nk > 0 && Hkv % nk == 0))
-      return ERR("key: last dim %lld must equal kv_num_heads*d_k = %lld", (long long)key_dims[2], (long long)kw);
-  }
-  const int64_t oh = Hq > Hkv ? Hq : Hkv;
-  output_dims[0] = query_dims[0];
-  output_dims[1] = query_dims[1];
-  if (!linattn_mul_i64(oh, dv, &output_dims[2])) return ERR("output: width overflows");
-  state_dims[0] = query_dims[0];
-  state_dims[1] = Hkv;
-  state_dims[2] = dk;
-  state_dims[3] = dv;
+  if ((st = check_dims_nonnegative("query", query_dims, 3, LA_QUERY_DOC)) ||
+      (st = check_dims_nonnegative("key", key_dims, 3, LA_KEY_DOC)) ||
+      (st = check_dims_nonnegative("value", value_dims, 3, LA_VALUE_DOC)))
+    return st;
+  if ((st = la_check_qkv(&s, query_dims, key_dims, value_dims))) return st;
+  la_output_dims(&s, output_dims);
+  la_state_dims(&s, state_dims);
   return LINATTN_SUCCESS;
 }
