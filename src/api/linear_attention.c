@@ -64,7 +64,6 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
     case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
     default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)d->update_rule);
   }
-  c->p.rule = d->update_rule;
   c->p.gated = d->update_rule == LINATTN_UPDATE_GATED || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
   c->p.delta = d->update_rule == LINATTN_UPDATE_DELTA || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
   const int64_t Hq = d->q_num_heads, Hkv = d->kv_num_heads;

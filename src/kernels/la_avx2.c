@@ -154,11 +154,10 @@ static void la_step_avx2(const la_params* p, const la_unit* u, void* scratch, in
 }
 
 const la_kernel linattn_la_avx2 = {
-    .name = "la_avx2",
+    .name = "avx2",
     .run = la_run_avx2,
     .scratch_bytes = la_scratch_avx2,
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_avx2,
     .step_tokens = LA_TILE_TOKENS,
 };

@@ -135,14 +135,13 @@ static void la_step_avx512(const la_params* p, const la_unit* u, void* scratch, 
 }
 
 const la_kernel linattn_la_avx512 = {
-    .name = "la_avx512",
+    .name = "avx512",
     .run = la_run_avx512,
     .scratch_bytes = la_scratch_avx512,
     /* whole 128-column heads: the tile staging (q, k, v conversion, decay products, k.q) is
      * then done once per head and tile instead of once per 64 columns (measured 1.9 vs
      * 2.35 us/token/head at H=16, T=4096); panels inside the unit keep the L1 working set. */
     .block_cols = 128,
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_avx512,
     .step_tokens = LA_TILE_TOKENS,
 };

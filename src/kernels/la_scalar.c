@@ -95,11 +95,10 @@ static void la_step_scalar(const la_params* p, const la_unit* u, void* scratch, 
 }
 
 const la_kernel linattn_la_scalar = {
-    .name = "la_scalar",
+    .name = "scalar",
     .run = la_run_scalar,
     .scratch_bytes = la_scratch_scalar,
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_scalar,
     .step_tokens = LA_TILE_TOKENS,
 };
