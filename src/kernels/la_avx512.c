@@ -109,30 +109,13 @@ static inline vf v_exp(vf x) {
  * columns, so the state streams from memory as contiguous rows. */
 #define LA_WMAX_DECODE(G) ((G) == 1 ? 8 : (G) == 2 ? 4 : 2)
 
+/* The panels to instantiate, (heads per group, vectors): la_simd_panels.h checks that these are
+ * the widths la_setup picks with the LA_WMAX above. */
+#define LA_PANELS(X) \
+  X(1, 1) X(1, 2) X(1, 4) X(1, 8) X(2, 1) X(2, 2) X(2, 4) X(3, 1) X(3, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
+
 #include "la_simd_body.h"
-
-LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2) LA_DEFINE_PANELS(1, 4) LA_DEFINE_PANELS(1, 8)
-LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2) LA_DEFINE_PANELS(2, 4)
-LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
-LA_DEFINE_PANELS(4, 1) LA_DEFINE_PANELS(4, 2)
-LA_DEFINE_PANELS(8, 1) LA_DEFINE_PANELS(8, 2)
-
-static la_panel_fn_avx512 const la_table_avx512[5][LA_WCAP + 1][2][2] = {
-    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 4) LA_PANEL_ENTRY(0, 1, 8)
-    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2) LA_PANEL_ENTRY(1, 2, 4)
-    LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)
-    LA_PANEL_ENTRY(3, 4, 1) LA_PANEL_ENTRY(3, 4, 2)
-    LA_PANEL_ENTRY(4, 8, 1) LA_PANEL_ENTRY(4, 8, 2)
-};
-
-static void la_run_avx512(const la_params* p, const la_unit* u, void* scratch) {
-  la_run_unit_avx512(p, u, scratch, la_table_avx512);
-}
-
-static void la_step_avx512(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
-                         const la_step_next* next) {
-  la_step_unit_avx512(p, u, scratch, t0, t1, next, la_table_avx512);
-}
+#include "la_simd_panels.h"
 
 const la_kernel linattn_la_avx512 = {
     .name = "avx512",
