@@ -543,8 +543,8 @@ static void specials_16bit(const family* fams, int nf, tk_rng* r) {
 
 /* ------------------------------------------------------------------ SiLU on every 16-bit input */
 
-/* The vector families' SiLU as conv_avx512.c's silu16 computes it (fp32, FMA for every fused
- * step): t = sign(v) min(|v|, 120), n = rint(-t log2 e), r' = t + n ln2 in two FMAs, a degree-5
+/* The vector families' SiLU as silu16 (src/kernels/vec_avx512.h) computes it (fp32, FMA for
+ * every fused step): t = sign(v) min(|v|, 120), n = rint(-t log2 e), r' = t + n ln2 in two FMAs, a degree-5
  * polynomial, e = 2^n q, v / (1 + e). A 16-bit T variant may compute it differently (fewer
  * steps), but after rounding to T it must give exactly these bits. */
 static float silu_poly_spec(float v) {
@@ -618,7 +618,7 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
         ref_vs_exact += !nan_in && yref[i] != exact;
       }
       for (int f = 0; f < nf; f++) {
-        /* the x86 families share silu_poly_spec's polynomial; NEON has its own exp (conv_neon.c),
+        /* the x86 families share silu_poly_spec's polynomial; NEON has its own exp (neon_util.h),
          * held to one unit of T's last place of the reference */
         const bool poly = silu && (strcmp(fams[f].name, "avx2") == 0 || strcmp(fams[f].name, "avx512") == 0);
         const bool own_exp = silu && !poly && strcmp(fams[f].name, "scalar") != 0;
