@@ -45,7 +45,7 @@ static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_
 static inline void v_prefetch_w(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
 static inline void v_sfence(void) { _mm_sfence(); }
 
-static inline vf v_load_io(const void* p, linattn_dtype dt, int n) { return load8_part(p, n, dt); }
+static inline vf v_load_io(const void* p, linattn_dtype dt, int n) { return load8_part((const char*)p, n, dt); }
 
 static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
   if (dt == LINATTN_DTYPE_F32) {

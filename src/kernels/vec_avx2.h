@@ -26,11 +26,13 @@ VEC_INLINE __m256 load8(const void* p, linattn_dtype dt) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+static inline size_t vec_esize(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4u : 2u; }
+
 /* First n (< 8 allowed) elements, the rest 0. */
-VEC_INLINE __m256 load8_part(const void* p, int64_t n, linattn_dtype dt) {
+VEC_INLINE __m256 load8_part(const char* p, int64_t n, linattn_dtype dt) {
   if (n >= 8) return load8(p, dt);
   _Alignas(32) char buf[32] = {0};
-  memcpy(buf, p, (size_t)n * (dt == LINATTN_DTYPE_F32 ? 4u : 2u));
+  memcpy(buf, p, (size_t)n * vec_esize(dt));
   return load8(buf, dt);
 }
 
@@ -64,6 +66,16 @@ VEC_INLINE __m128i pack16(__m256i r) { /* 8 x 32-bit lanes holding 16-bit values
 
 /* ------------------------------------------------------------------ exp, SiLU */
 
+/* ((((c0 r + c1) r + c2) r + c3) r + c4) r + c5, one FMA per step. */
+VEC_INLINE __m256 horner8(__m256 r, float c0, float c1, float c2, float c3, float c4, float c5) {
+  __m256 y = _mm256_set1_ps(c0);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c1));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c2));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c3));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c4));
+  return _mm256_fmadd_ps(y, r, _mm256_set1_ps(c5));
+}
+
 /* exp(x): as exp16 in vec_avx512.h, with 2^n applied as two exact power-of-two factors
  * 2^(n>>1) * 2^(n - (n>>1)) (each inside the normal range for n in [-150, 129]), so overflow
  * gives inf and underflow 0 (FTZ) without special cases. */
@@ -73,12 +85,7 @@ VEC_INLINE __m256 exp8(__m256 x) {
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VEC_LN2_HI), x);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(VEC_LN2_LO), r);
-  __m256 y = _mm256_set1_ps(VEC_EXP_P0);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(VEC_EXP_P1));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(VEC_EXP_P2));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(VEC_EXP_P3));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(VEC_EXP_P4));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(VEC_EXP_P5));
+  __m256 y = horner8(r, VEC_EXP_P0, VEC_EXP_P1, VEC_EXP_P2, VEC_EXP_P3, VEC_EXP_P4, VEC_EXP_P5);
   y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
   const __m256i ni = _mm256_cvtps_epi32(n);
   const __m256i n1 = _mm256_srai_epi32(ni, 1);
@@ -101,12 +108,7 @@ VEC_INLINE __m256 silu8(__m256 v) {
   __m256 n = _mm256_sub_ps(nm, magic);
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(VEC_LN2_HI), t);
   r = _mm256_fmadd_ps(n, _mm256_set1_ps(VEC_LN2_LO), r);
-  __m256 q = _mm256_set1_ps(VEC_SILU_Q0);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(VEC_SILU_Q1));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(VEC_SILU_Q2));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(VEC_SILU_Q3));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(VEC_SILU_Q4));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(VEC_SILU_Q5));
+  __m256 q = horner8(r, VEC_SILU_Q0, VEC_SILU_Q1, VEC_SILU_Q2, VEC_SILU_Q3, VEC_SILU_Q4, VEC_SILU_Q5);
   __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(nm), _mm256_castps_si256(magic));
   __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
@@ -125,12 +127,8 @@ VEC_INLINE __m256 silu8_t16(__m256 v) {
   __m256 nm = _mm256_fmadd_ps(t, _mm256_set1_ps(-VEC_LOG2E), _mm256_set1_ps(VEC_SILU_MAGIC));
   __m256 n = _mm256_sub_ps(nm, _mm256_set1_ps(VEC_SILU_MAGIC));
   __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(VEC_SILU_LN2), t);
-  __m256 q = _mm256_set1_ps(2.0f * VEC_SILU_Q0);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * VEC_SILU_Q1));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * VEC_SILU_Q2));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * VEC_SILU_Q3));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * VEC_SILU_Q4));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * VEC_SILU_Q5));
+  __m256 q = horner8(r, 2.0f * VEC_SILU_Q0, 2.0f * VEC_SILU_Q1, 2.0f * VEC_SILU_Q2, 2.0f * VEC_SILU_Q3,
+                      2.0f * VEC_SILU_Q4, 2.0f * VEC_SILU_Q5);
   __m256i b = _mm256_max_epi32(_mm256_castps_si256(nm), _mm256_set1_epi32(VEC_SILU_MAGIC_BITS - 126));
   b = _mm256_min_epi32(b, _mm256_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
   const __m256 half_pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */

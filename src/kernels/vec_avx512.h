@@ -87,6 +87,16 @@ VEC_INLINE __m512 bf16_round(__m512 v) { /* value of round_bf16(v) as fp32 */
 
 /* ------------------------------------------------------------------ exp, SiLU */
 
+/* ((((c0 r + c1) r + c2) r + c3) r + c4) r + c5, one FMA per step. */
+VEC_INLINE __m512 horner16(__m512 r, float c0, float c1, float c2, float c3, float c4, float c5) {
+  __m512 y = _mm512_set1_ps(c0);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c1));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c2));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c3));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c4));
+  return _mm512_fmadd_ps(y, r, _mm512_set1_ps(c5));
+}
+
 /* exp(x): x = n ln2 + r (Cody-Waite), |r| <= ln2/2, the degree-6 polynomial of vec_poly.h,
  * scaled by 2^n with vscalefps (overflow -> inf, underflow -> 0 under FTZ). x is clamped to
  * [-104, 89] first so -inf gives 0 and +inf gives inf; NaN stays NaN (max/min return their
@@ -97,12 +107,7 @@ VEC_INLINE __m512 exp16(__m512 x) {
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEC_LN2_HI), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEC_LN2_LO), r);
-  __m512 y = _mm512_set1_ps(VEC_EXP_P0);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(VEC_EXP_P1));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(VEC_EXP_P2));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(VEC_EXP_P3));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(VEC_EXP_P4));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(VEC_EXP_P5));
+  __m512 y = horner16(r, VEC_EXP_P0, VEC_EXP_P1, VEC_EXP_P2, VEC_EXP_P3, VEC_EXP_P4, VEC_EXP_P5);
   y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(y, n);
 }
@@ -118,12 +123,7 @@ VEC_INLINE __m512 silu16(__m512 v) {
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_LN2_HI), t);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_LN2_LO), r);
-  __m512 q = _mm512_set1_ps(VEC_SILU_Q0);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(VEC_SILU_Q1));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(VEC_SILU_Q2));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(VEC_SILU_Q3));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(VEC_SILU_Q4));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(VEC_SILU_Q5));
+  __m512 q = horner16(r, VEC_SILU_Q0, VEC_SILU_Q1, VEC_SILU_Q2, VEC_SILU_Q3, VEC_SILU_Q4, VEC_SILU_Q5);
   __m512 e = _mm512_scalef_ps(q, n);
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
@@ -141,12 +141,8 @@ VEC_INLINE __m512 silu_t16(__m512 v) {
   __m512 nm = _mm512_fmadd_ps(t, _mm512_set1_ps(-VEC_LOG2E), _mm512_set1_ps(VEC_SILU_MAGIC));
   __m512 n = _mm512_sub_ps(nm, _mm512_set1_ps(VEC_SILU_MAGIC));
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_SILU_LN2), t);
-  __m512 q = _mm512_set1_ps(2.0f * VEC_SILU_Q0);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * VEC_SILU_Q1));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * VEC_SILU_Q2));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * VEC_SILU_Q3));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * VEC_SILU_Q4));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * VEC_SILU_Q5));
+  __m512 q = horner16(r, 2.0f * VEC_SILU_Q0, 2.0f * VEC_SILU_Q1, 2.0f * VEC_SILU_Q2, 2.0f * VEC_SILU_Q3,
+                      2.0f * VEC_SILU_Q4, 2.0f * VEC_SILU_Q5);
   __m512i b = _mm512_max_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(VEC_SILU_MAGIC_BITS - 126));
   b = _mm512_min_epi32(b, _mm512_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
   const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
