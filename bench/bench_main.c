@@ -100,14 +100,12 @@ static int split_list(const char* s, char** out, int max) {
   return n;
 }
 
+/* A family's name (linattn_isa_name), "auto", or "ref" for the reference. */
 static int parse_isa(const char* s, linattn_isa* isa) {
-  static const struct { const char* n; linattn_isa v; } t[] = {
-      {"auto", LINATTN_ISA_AUTO}, {"reference", LINATTN_ISA_REFERENCE}, {"ref", LINATTN_ISA_REFERENCE},
-      {"scalar", LINATTN_ISA_SCALAR}, {"avx2", LINATTN_ISA_AVX2}, {"avx512", LINATTN_ISA_AVX512},
-      {"neon", LINATTN_ISA_NEON}};
-  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-    if (!strcmp(s, t[i].n)) { *isa = t[i].v; return 0; }
-  return -1;
+  const int v = linattn_isa_from_name(strcmp(s, "ref") ? s : "reference");
+  if (v < 0) return -1;
+  *isa = (linattn_isa)v;
+  return 0;
 }
 
 static int parse_bits(const char* s, const char* a, const char* b, int* bits) {

@@ -439,7 +439,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            "ws %d xmode %d seed %llu |",
            (int)c.desc.activation, (long long)c.desc.dilation, c.desc.channels_last, (long long)c.B, (long long)c.C,
            (long long)c.L, (long long)c.K, (int)c.has_bias, (int)c.has_past, (int)c.has_present, (int)c.in_place,
-           linattn_isa_name(fz_all_isas[c.isa]), c.threads, c.host, c.ws_mode, c.xmode, (unsigned long long)c.seed);
+           linattn_isa_name((linattn_isa)c.isa), c.threads, c.host, c.ws_mode, c.xmode, (unsigned long long)c.seed);
   for (int i = 0; i < NT; i++)
     fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, cv_names[i], k->t[i].passed, &k->t[i].d);
   fz_verbose_case();

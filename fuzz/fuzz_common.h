@@ -479,8 +479,9 @@ FZ_NOCOV static void fz_strides3(int mode, const int64_t* dims, int pad1, int pa
 
 /* ------------------------------------------------------------------ contexts */
 
-static const linattn_isa fz_all_isas[] = {LINATTN_ISA_AUTO, LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR,
-                                          LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+/* ISA indexes are linattn_isa values: 0 = AUTO, then every family of the kernel registry
+ * (1 .. linattn_isa_count(), at most FZ_MAX_ISA). */
+#define FZ_MAX_ISA 15
 
 /* Host parallel-for that runs the tasks serially in reverse order: results must not depend on
  * the order in which a host schedules tasks. Counts the tasks it ran. */
@@ -491,14 +492,14 @@ FZ_NOCOV static void fz_host_parallel_for(void* host, linattn_task_fn task, void
   fz_host_tasks_run += n;
 }
 
-/* Cached contexts: isa index in fz_all_isas, threads 1..3, host 0 = built-in pool, 1 = host. */
-FZ_NOCOV static linattn_context* fz_context(int isa_index, int threads, int host) {
-  static linattn_context* cache[6][4][2];
-  linattn_context** slot = &cache[isa_index][threads][host];
+/* Cached contexts: isa (a linattn_isa value), threads 1..3, host 0 = built-in pool, 1 = host. */
+FZ_NOCOV static linattn_context* fz_context(int isa, int threads, int host) {
+  static linattn_context* cache[FZ_MAX_ISA + 1][4][2];
+  linattn_context** slot = &cache[isa][threads][host];
   if (!*slot) {
     linattn_context_options o;
     linattn_context_options_init(&o);
-    o.isa = fz_all_isas[isa_index];
+    o.isa = (linattn_isa)isa;
     o.num_threads = threads;
     if (host) o.parallel_for = fz_host_parallel_for;
     linattn_status st = linattn_context_create(&o, slot);
@@ -509,11 +510,12 @@ FZ_NOCOV static linattn_context* fz_context(int isa_index, int threads, int host
   return *slot;
 }
 
-/* Chooses an available ISA (index into fz_all_isas). */
+/* Chooses AUTO or an available family. */
 FZ_NOCOV static int fz_pick_isa(fz_reader* r) {
-  int avail[6], n = 0;
-  for (int i = 0; i < 6; i++)
-    if (fz_all_isas[i] == LINATTN_ISA_AUTO || linattn_isa_available(fz_all_isas[i])) avail[n++] = i;
+  if (linattn_isa_count() > FZ_MAX_ISA) FZ_FAIL("%d kernel families: raise FZ_MAX_ISA", linattn_isa_count());
+  int avail[FZ_MAX_ISA + 1], n = 0;
+  for (int i = LINATTN_ISA_AUTO; i <= linattn_isa_count(); i++)
+    if (i == LINATTN_ISA_AUTO || linattn_isa_available((linattn_isa)i)) avail[n++] = i;
   return avail[fz_pick(r, n)];
 }
 

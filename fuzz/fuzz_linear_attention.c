@@ -645,7 +645,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            "kmode %d dmode %d bmode %d inplace %d seed %llu |",
            (int)c.desc.update_rule, (long long)c.desc.q_num_heads, (long long)c.desc.kv_num_heads, (long long)c.nk,
            (long long)c.dk, (long long)c.dv, (long long)c.B, (long long)c.T, c.desc.flags, (double)c.desc.scale,
-           linattn_isa_name(fz_all_isas[c.isa]), c.threads, c.host, c.ws_mode, c.kmode, c.dmode, c.bmode, (int)c.in_place,
+           linattn_isa_name((linattn_isa)c.isa), c.threads, c.host, c.ws_mode, c.kmode, c.dmode, c.bmode, (int)c.in_place,
            (unsigned long long)c.seed);
   for (int i = 0; i < NT; i++)
     fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, la_names[i], k->t[i].passed, &k->t[i].d);

@@ -97,11 +97,16 @@ typedef enum linattn_isa {
   LINATTN_ISA_REFERENCE = 1, /* the reference kernels: the executable spec, slowest */
   LINATTN_ISA_SCALAR = 2,    /* portable C fused kernels */
   LINATTN_ISA_AVX2 = 3,      /* x86-64 AVX2 + FMA + F16C */
-  LINATTN_ISA_AVX512 = 4,    /* x86-64 AVX-512 F/BW/VL/DQ (+BF16 when present) */
+  LINATTN_ISA_AVX512 = 4,    /* x86-64 AVX-512 F/BW/VL/DQ (no AVX512-BF16 needed) */
   LINATTN_ISA_NEON = 5       /* AArch64 Advanced SIMD */
 } linattn_isa;
 
+/* The kernel families are the linattn_isa values 1 .. linattn_isa_count() (AUTO, 0, is none). */
+LINATTN_API int linattn_isa_count(void);
+/* "auto", a family's name ("reference", "scalar", ...), or "unknown" for any other value. */
 LINATTN_API const char* linattn_isa_name(linattn_isa isa);
+/* The linattn_isa value whose linattn_isa_name is `name` ("auto" gives 0), or -1 if none. */
+LINATTN_API int linattn_isa_from_name(const char* name);
 /* 1 if this build and this CPU can run the ISA's kernels, else 0. */
 LINATTN_API int linattn_isa_available(linattn_isa isa);
 
@@ -155,8 +160,8 @@ typedef struct linattn_context linattn_context;
 LINATTN_API void linattn_context_options_init(linattn_context_options* options);
 
 /* options may be NULL (defaults). With the built-in pool, num_threads - 1 worker threads are
- * started here. With LINATTN_ISA_AUTO the environment variable LINATTN_ISA (reference, scalar,
- * avx2, avx512, neon) forces a kernel family; forcing one the CPU lacks is
+ * started here. With LINATTN_ISA_AUTO the environment variable LINATTN_ISA (a family's
+ * linattn_isa_name) forces a kernel family; forcing one the CPU lacks is
  * LINATTN_ERROR_UNSUPPORTED.
  * Thread safety: a context may be used by several threads at once; calls that find the
  * built-in pool busy run on their calling thread alone (same results, bit for bit). */

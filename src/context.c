@@ -185,7 +185,7 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   if ((o->alloc == NULL) != (o->free == NULL))
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
                              "options.alloc/options.free: give both hooks or neither");
-  if ((int)o->isa < LINATTN_ISA_AUTO || (int)o->isa > LINATTN_ISA_NEON)
+  if ((int)o->isa < LINATTN_ISA_AUTO || (int)o->isa > linattn_isa_count())
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "options.isa: unknown value %d", (int)o->isa);
   if ((int)o->state_stores < LINATTN_STATE_STORES_AUTO || (int)o->state_stores > LINATTN_STATE_STORES_STREAMING)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
@@ -198,9 +198,8 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
     isa = linattn_auto_isa(&bad);
     if (isa == LINATTN_ISA_AUTO)
       return linattn_set_error(LINATTN_ERROR_UNSUPPORTED,
-                               "environment LINATTN_ISA=%s: expected one of reference, scalar, avx2, avx512, "
-                               "neon that this CPU supports",
-                               bad ? bad : "?");
+                               "environment LINATTN_ISA=%s: expected one of %s that this CPU supports",
+                               bad ? bad : "?", linattn_isa_names());
   } else if (!linattn_isa_available(isa)) {
     return linattn_set_error(LINATTN_ERROR_UNSUPPORTED, "options.isa: %s kernels are not available on this CPU/build",
                              linattn_isa_name(isa));

@@ -1,67 +1,40 @@
-/* CPU feature detection (once) and the table of micro-kernel families per ISA.
- * A new ISA adds its kernel files and one table entry here, nothing else. */
+/* CPU feature detection (once) and the dispatch table, built from the kernel registry
+ * (src/kernels/registry.inc): a new ISA adds its line there and its kernel files. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Kernel families present in this build (CMake defines LINATTN_HAVE_<FILE> for every
- * src/kernels/<file>.c it compiles). */
-#ifdef LINATTN_HAVE_LA_SCALAR
-extern const la_kernel linattn_la_scalar;
+/* FAMILY_IF_<arch>(yes, no): yes in builds for that target, else no. */
+#define FAMILY_IF_ANY(yes, no) yes
+#if LINATTN_HAVE_X86
+#define FAMILY_IF_X86(yes, no) yes
+#else
+#define FAMILY_IF_X86(yes, no) no
 #endif
-#ifdef LINATTN_HAVE_CONV_SCALAR
-extern const conv_kernel linattn_conv_scalar;
-#endif
-#ifdef LINATTN_HAVE_LA_AVX2
-extern const la_kernel linattn_la_avx2;
-#endif
-#ifdef LINATTN_HAVE_CONV_AVX2
-extern const conv_kernel linattn_conv_avx2;
-#endif
-#ifdef LINATTN_HAVE_LA_AVX512
-extern const la_kernel linattn_la_avx512;
-#endif
-#ifdef LINATTN_HAVE_CONV_AVX512
-extern const conv_kernel linattn_conv_avx512;
-#endif
-#ifdef LINATTN_HAVE_LA_NEON
-extern const la_kernel linattn_la_neon;
-#endif
-#ifdef LINATTN_HAVE_CONV_NEON
-extern const conv_kernel linattn_conv_neon;
+#if LINATTN_HAVE_ARM64
+#define FAMILY_IF_ARM64(yes, no) yes
+#else
+#define FAMILY_IF_ARM64(yes, no) no
 #endif
 
-static const kernel_table table_reference = {LINATTN_ISA_REFERENCE, &linattn_la_reference, &linattn_conv_reference};
+/* The kernels of the families this build contains. */
+#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, flags) \
+  FAMILY_IF_##arch(extern const la_kernel la; extern const conv_kernel conv;, )
+#include "kernels/registry.inc"
+#undef LINATTN_FAMILY
 
-#if defined(LINATTN_HAVE_LA_SCALAR) && defined(LINATTN_HAVE_CONV_SCALAR)
-#define HAVE_TABLE_SCALAR 1
-static const kernel_table table_scalar = {LINATTN_ISA_SCALAR, &linattn_la_scalar, &linattn_conv_scalar};
-#endif
-#if LINATTN_HAVE_X86 && defined(LINATTN_HAVE_LA_AVX2) && defined(LINATTN_HAVE_CONV_AVX2)
-#define HAVE_TABLE_AVX2 1
-static const kernel_table table_avx2 = {LINATTN_ISA_AVX2, &linattn_la_avx2, &linattn_conv_avx2};
-#endif
-#if LINATTN_HAVE_X86 && defined(LINATTN_HAVE_LA_AVX512) && defined(LINATTN_HAVE_CONV_AVX512)
-#define HAVE_TABLE_AVX512 1
-static const kernel_table table_avx512 = {LINATTN_ISA_AVX512, &linattn_la_avx512, &linattn_conv_avx512};
-#endif
-#if LINATTN_HAVE_ARM64 && defined(LINATTN_HAVE_LA_NEON) && defined(LINATTN_HAVE_CONV_NEON)
-#define HAVE_TABLE_NEON 1
-static const kernel_table table_neon = {LINATTN_ISA_NEON, &linattn_la_neon, &linattn_conv_neon};
-#endif
-
-const char* linattn_isa_name(linattn_isa isa) {
-  switch (isa) {
-    case LINATTN_ISA_AUTO: return "auto";
-    case LINATTN_ISA_REFERENCE: return "reference";
-    case LINATTN_ISA_SCALAR: return "scalar";
-    case LINATTN_ISA_AVX2: return "avx2";
-    case LINATTN_ISA_AVX512: return "avx512";
-    case LINATTN_ISA_NEON: return "neon";
-  }
-  return "unknown";
-}
+/* Registry line i is the linattn_isa value i + 1: the values are 1 .. FAMILY_COUNT. */
+enum {
+#define LINATTN_FAMILY(ID, ...) FAMILY_INDEX_##ID,
+#include "kernels/registry.inc"
+#undef LINATTN_FAMILY
+  FAMILY_COUNT
+};
+#define LINATTN_FAMILY(ID, ...) \
+  _Static_assert(FAMILY_INDEX_##ID + 1 == LINATTN_ISA_##ID, "registry.inc lists the families in linattn_isa order");
+#include "kernels/registry.inc"
+#undef LINATTN_FAMILY
 
 #if LINATTN_HAVE_X86 && defined(__GNUC__)
 #include <cpuid.h>
@@ -84,33 +57,65 @@ static void detect_cpu(void) {
 #endif
 }
 
-__attribute__((unused)) static int cpu_has_avx2(void) {
+/* The registry's CPU predicates. */
+__attribute__((unused)) static int cpu_any(void) { return 1; }
+
+__attribute__((unused)) static int cpu_avx2(void) {
   pthread_once(&g_cpu_once, detect_cpu);
   return g_has_avx2;
 }
 
-__attribute__((unused)) static int cpu_has_avx512(void) {
+__attribute__((unused)) static int cpu_avx512(void) {
   pthread_once(&g_cpu_once, detect_cpu);
   return g_has_avx512;
 }
 
+typedef struct kernel_family {
+  const char* name;
+  int (*cpu)(void);   /* NULL: not in this build */
+  kernel_table table; /* kernels NULL when not in this build */
+} kernel_family;
+
+static const kernel_family g_families[FAMILY_COUNT] = {
+#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, flags) \
+  {#name, FAMILY_IF_##arch(cpu, NULL), {LINATTN_ISA_##ID, FAMILY_IF_##arch(&la, NULL), FAMILY_IF_##arch(&conv, NULL)}},
+#include "kernels/registry.inc"
+#undef LINATTN_FAMILY
+};
+
+/* The family of an ISA value, or NULL (AUTO, out of range). */
+static const kernel_family* family_of(linattn_isa isa) {
+  return (int)isa >= 1 && (int)isa <= FAMILY_COUNT ? &g_families[(int)isa - 1] : NULL;
+}
+
+int linattn_isa_count(void) { return FAMILY_COUNT; }
+
+const char* linattn_isa_name(linattn_isa isa) {
+  if (isa == LINATTN_ISA_AUTO) return "auto";
+  const kernel_family* f = family_of(isa);
+  return f ? f->name : "unknown";
+}
+
+int linattn_isa_from_name(const char* name) {
+  if (!name) return -1;
+  if (!strcmp(name, "auto")) return LINATTN_ISA_AUTO;
+  for (int i = 0; i < FAMILY_COUNT; i++)
+    if (!strcmp(name, g_families[i].name)) return i + 1;
+  return -1;
+}
+
+const char* linattn_isa_names(void) {
+  static const char list[] = ""
+#define LINATTN_FAMILY(ID, name, ...) ", " #name
+#include "kernels/registry.inc"
+#undef LINATTN_FAMILY
+      ;
+  return list + 2;
+}
+
 const kernel_table* linattn_kernels_for_isa(linattn_isa isa) {
-  switch (isa) {
-    case LINATTN_ISA_REFERENCE: return &table_reference;
-#ifdef HAVE_TABLE_SCALAR
-    case LINATTN_ISA_SCALAR: return &table_scalar;
-#endif
-#ifdef HAVE_TABLE_AVX2
-    case LINATTN_ISA_AVX2: return cpu_has_avx2() ? &table_avx2 : NULL;
-#endif
-#ifdef HAVE_TABLE_AVX512
-    case LINATTN_ISA_AVX512: return cpu_has_avx512() ? &table_avx512 : NULL;
-#endif
-#ifdef HAVE_TABLE_NEON
-    case LINATTN_ISA_NEON: return &table_neon; /* Advanced SIMD is baseline on AArch64 */
-#endif
-    default: return NULL;
-  }
+  const kernel_family* f = family_of(isa);
+  return f && f->cpu && f->table.la && f->table.conv && f->cpu() ? &f->table : NULL;
 }
 
 int linattn_isa_available(linattn_isa isa) { return linattn_kernels_for_isa(isa) != NULL; }
@@ -118,16 +123,12 @@ int linattn_isa_available(linattn_isa isa) { return linattn_kernels_for_isa(isa)
 linattn_isa linattn_auto_isa(const char** bad_env) {
   const char* env = getenv("LINATTN_ISA");
   if (env && *env && strcmp(env, "auto") != 0) {
-    for (int i = LINATTN_ISA_REFERENCE; i <= LINATTN_ISA_NEON; i++) {
-      if (!strcmp(env, linattn_isa_name((linattn_isa)i)) && linattn_isa_available((linattn_isa)i))
-        return (linattn_isa)i;
-    }
+    const int isa = linattn_isa_from_name(env);
+    if (isa > 0 && linattn_isa_available((linattn_isa)isa)) return (linattn_isa)isa;
     if (bad_env) *bad_env = env;
     return LINATTN_ISA_AUTO;
   }
-  static const linattn_isa preference[] = {LINATTN_ISA_AVX512, LINATTN_ISA_AVX2, LINATTN_ISA_NEON,
-                                           LINATTN_ISA_SCALAR, LINATTN_ISA_REFERENCE};
-  for (size_t i = 0; i < sizeof preference / sizeof preference[0]; i++)
-    if (linattn_isa_available(preference[i])) return preference[i];
+  for (int isa = FAMILY_COUNT; isa > LINATTN_ISA_REFERENCE; isa--) /* fastest first */
+    if (linattn_isa_available((linattn_isa)isa)) return (linattn_isa)isa;
   return LINATTN_ISA_REFERENCE;
 }

@@ -23,7 +23,6 @@ typedef enum la_beta_kind { LA_BETA_NONE = 0, LA_BETA_PER_HEAD = 1, LA_BETA_SHAR
 
 /* Problem-wide constants of one LinearAttention call, resolved by the operator layer. */
 typedef struct la_params {
-  linattn_update_rule rule;
   bool gated;              /* rule is gated or gated_delta: decay applied first */
   bool delta;              /* rule is delta or gated_delta: u = beta (v - S^T k) */
   la_decay_kind decay_kind;
@@ -88,11 +87,10 @@ typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, 
                            const la_step_next* next);
 
 typedef struct la_kernel {
-  const char* name;
+  const char* name;        /* the family's linattn_isa_name */
   la_unit_fn run;
   la_scratch_fn scratch_bytes;
   int64_t block_cols;      /* preferred ncols per unit (the last block of a head may be smaller) */
-  bool handles_io_dtype[4];/* indexed by linattn_dtype; false = this family cannot take that T */
   la_step_fn step;         /* NULL = run only */
   int64_t step_tokens;     /* granularity of step's token ranges */
 } la_kernel;
@@ -136,7 +134,7 @@ typedef void (*conv_unit_fn)(const conv_params* p, int64_t b, int64_t c0, int64_
 typedef size_t (*conv_scratch_fn)(const conv_params* p, int64_t nc);
 
 typedef struct conv_kernel {
-  const char* name;
+  const char* name;         /* the family's linattn_isa_name */
   conv_unit_fn run;
   conv_scratch_fn scratch_bytes;
   int64_t block_channels;   /* preferred channels per unit */
@@ -152,7 +150,9 @@ typedef struct kernel_table {
   const conv_kernel* conv;  /* never NULL */
 } kernel_table;
 
-/* Kernel table for an ISA that is available (see linattn_isa_available). */
+/* The families' names, comma-separated, in linattn_isa order (for messages). */
+const char* linattn_isa_names(void);
+/* Kernel table for an ISA that is available (see linattn_isa_available), else NULL. */
 const kernel_table* linattn_kernels_for_isa(linattn_isa isa);
 /* The ISA chosen for LINATTN_ISA_AUTO: environment override, else the best available.
  * Returns LINATTN_ISA_AUTO (0) and sets *bad_env when the environment names an unknown or

@@ -586,8 +586,16 @@ static void test_misc_api(void) {
   tk_check(st != LINATTN_SUCCESS && ctx == NULL, "context_create with isa 42: %s", linattn_status_string(st));
   if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
   ctx = NULL;
-  linattn_isa missing = linattn_isa_available(LINATTN_ISA_NEON) ? LINATTN_ISA_AVX512 : LINATTN_ISA_NEON;
-  if (!linattn_isa_available(missing)) {
+  o.isa = (linattn_isa)(linattn_isa_count() + 1); /* one past the last family */
+  st = linattn_context_create(&o, &ctx);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ctx == NULL && strstr(linattn_last_error(), "options.isa"),
+           "context_create with isa %d: %s (%s)", (int)o.isa, linattn_status_string(st), linattn_last_error());
+  if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
+  ctx = NULL;
+  linattn_isa missing = LINATTN_ISA_AUTO; /* a family of the registry this build or CPU lacks */
+  for (int isa = linattn_isa_count(); isa > LINATTN_ISA_AUTO; isa--)
+    if (!linattn_isa_available((linattn_isa)isa)) missing = (linattn_isa)isa;
+  if (missing != LINATTN_ISA_AUTO) {
     linattn_context_options_init(&o);
     o.isa = missing;
     st = linattn_context_create(&o, &ctx);
@@ -620,11 +628,55 @@ static void test_misc_api(void) {
            "reference and scalar always available");
 }
 
+/* The ISA enumeration (the kernel registry seen through linattn.h): names round-trip and are
+ * distinct, values outside 0 .. count are unknown, AUTO picks the last family available, and
+ * a bad LINATTN_ISA names every family in its message. */
+static void test_isa_enumeration(void) {
+  tk_context("isa enumeration");
+  const int count = linattn_isa_count();
+  tk_check(count >= LINATTN_ISA_SCALAR, "linattn_isa_count %d", count);
+  tk_check(linattn_isa_from_name("auto") == LINATTN_ISA_AUTO && !strcmp(linattn_isa_name(LINATTN_ISA_AUTO), "auto"),
+           "auto");
+  tk_check(linattn_isa_from_name("no-such-isa") == -1 && linattn_isa_from_name(NULL) == -1, "unknown name");
+  tk_check(!strcmp(linattn_isa_name((linattn_isa)(count + 1)), "unknown") &&
+               !strcmp(linattn_isa_name((linattn_isa)-1), "unknown") && !linattn_isa_available((linattn_isa)(count + 1)),
+           "value past the last family");
+  int last_available = LINATTN_ISA_AUTO;
+  for (int isa = 1; isa <= count; isa++) {
+    const char* name = linattn_isa_name((linattn_isa)isa);
+    tk_check(strcmp(name, "unknown") != 0 && linattn_isa_from_name(name) == isa, "isa %d: name %s", isa, name);
+    for (int other = 1; other < isa; other++)
+      tk_check(strcmp(name, linattn_isa_name((linattn_isa)other)) != 0, "isa %d and %d share the name %s", isa, other, name);
+    if (linattn_isa_available((linattn_isa)isa)) last_available = isa;
+  }
+  const char* env = getenv("LINATTN_ISA");
+  char* saved = env ? strdup(env) : NULL;
+  unsetenv("LINATTN_ISA");
+  linattn_context* ctx = NULL;
+  linattn_status st = linattn_context_create(NULL, &ctx);
+  tk_check(st == LINATTN_SUCCESS && linattn_context_isa(ctx) == (linattn_isa)last_available,
+           "auto context runs %s, want %s", linattn_isa_name(linattn_context_isa(ctx)),
+           linattn_isa_name((linattn_isa)last_available));
+  linattn_context_destroy(ctx);
+  ctx = NULL;
+  setenv("LINATTN_ISA", "no-such-isa", 1);
+  st = linattn_context_create(NULL, &ctx);
+  tk_check(st == LINATTN_ERROR_UNSUPPORTED && ctx == NULL, "LINATTN_ISA=no-such-isa: %s", linattn_status_string(st));
+  for (int isa = 1; isa <= count; isa++)
+    tk_check(strstr(linattn_last_error(), linattn_isa_name((linattn_isa)isa)) != NULL,
+             "LINATTN_ISA message lacks %s: %s", linattn_isa_name((linattn_isa)isa), linattn_last_error());
+  if (ctx) linattn_context_destroy(ctx);
+  if (saved) setenv("LINATTN_ISA", saved, 1);
+  else unsetenv("LINATTN_ISA");
+  free(saved);
+}
+
 int main(void) {
   tk_begin("test_api_errors");
   ec_init();
   g_ctx = tk_context_create(LINATTN_ISA_AUTO, 1);
   test_misc_api();
+  test_isa_enumeration();
   test_alloc_hooks();
   test_la_positive();
   test_la_table();

@@ -1,7 +1,7 @@
 /*
- * CausalConvWithState micro-kernel families (scalar, AVX2, AVX-512, NEON: those this CPU runs),
- * called unit by unit as the operator layer does (batch b, channels [c0, c0 + nc), private
- * poisoned scratch), against a float64 oracle written here and against linattn_conv_reference.
+ * CausalConvWithState micro-kernel families (every family of src/kernels/registry.inc that this
+ * build and CPU run), called unit by unit as the operator layer does (batch b, channels
+ * [c0, c0 + nc), private poisoned scratch), against a float64 oracle written here and against linattn_conv_reference.
  *
  * Sweep: K in {1,2,3,4,5,7} x L in {0,1,2,K-2,K-1,K,17,1000} x dilation {1,3} x bias x past x
  * activation x dtype x layout; C not a multiple of the vector widths; outer strides padded on
@@ -30,33 +30,17 @@
 #include "internal.h"
 #include "testkit.h"
 
-extern const conv_kernel linattn_conv_scalar;
-#if defined(__x86_64__)
-extern const conv_kernel linattn_conv_avx2;
-extern const conv_kernel linattn_conv_avx512;
-#endif
-#if defined(__aarch64__)
-extern const conv_kernel linattn_conv_neon __attribute__((weak));
-#endif
-
 typedef struct family { const char* name; const conv_kernel* k; } family;
 
-static int get_families(family* f) {
+/* The fused families this build and CPU run: every family of the kernel registry but the
+ * reference (the oracle here). */
+static int get_families(family* f, int max) {
+  if (linattn_isa_count() > max) tk_fatal("%d kernel families: raise the families array", linattn_isa_count());
   int n = 0;
-  f[n++] = (family){"scalar", &linattn_conv_scalar};
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    f[n++] = (family){"avx2", &linattn_conv_avx2};
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-      f[n++] = (family){"avx512", &linattn_conv_avx512};
+  for (int isa = LINATTN_ISA_REFERENCE + 1; isa <= linattn_isa_count(); isa++) {
+    const kernel_table* kt = linattn_kernels_for_isa((linattn_isa)isa);
+    if (kt) f[n++] = (family){linattn_isa_name(kt->isa), kt->conv};
   }
-#endif
-#if defined(__aarch64__)
-  (void)linattn_isa_available(LINATTN_ISA_NEON); /* pulls the dispatch table (and NEON) in */
-  if (&linattn_conv_neon) f[n++] = (family){"neon", &linattn_conv_neon};
-#endif
   return n;
 }
 
@@ -559,8 +543,8 @@ static void specials_16bit(const family* fams, int nf, tk_rng* r) {
 
 /* ------------------------------------------------------------------ SiLU on every 16-bit input */
 
-/* The vector families' SiLU as conv_avx512.c's silu16 computes it (fp32, FMA for every fused
- * step): t = sign(v) min(|v|, 120), n = rint(-t log2 e), r' = t + n ln2 in two FMAs, a degree-5
+/* The vector families' SiLU as silu16 (src/kernels/vec_avx512.h) computes it (fp32, FMA for
+ * every fused step): t = sign(v) min(|v|, 120), n = rint(-t log2 e), r' = t + n ln2 in two FMAs, a degree-5
  * polynomial, e = 2^n q, v / (1 + e). A 16-bit T variant may compute it differently (fewer
  * steps), but after rounding to T it must give exactly these bits. */
 static float silu_poly_spec(float v) {
@@ -634,7 +618,7 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
         ref_vs_exact += !nan_in && yref[i] != exact;
       }
       for (int f = 0; f < nf; f++) {
-        /* the x86 families share silu_poly_spec's polynomial; NEON has its own exp (conv_neon.c),
+        /* the x86 families share silu_poly_spec's polynomial; NEON has its own exp (neon_util.h),
          * held to one unit of T's last place of the reference */
         const bool poly = silu && (strcmp(fams[f].name, "avx2") == 0 || strcmp(fams[f].name, "avx512") == 0);
         const bool own_exp = silu && !poly && strcmp(fams[f].name, "scalar") != 0;
@@ -670,8 +654,8 @@ int main(void) {
   tk_begin("conv kernels");
   tk_rng r;
   tk_rng_init(&r, tk_seed());
-  family fams[8];
-  const int nf = get_families(fams);
+  family fams[16];
+  const int nf = get_families(fams, 16);
   for (int f = 0; f < nf; f++) tk_note("family %s (block_channels %lld)", fams[f].name, (long long)fams[f].k->block_channels);
 
   silu_accuracy(fams, nf, &r);

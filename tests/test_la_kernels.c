@@ -1,7 +1,8 @@
 /*
- * LinearAttention micro-kernels, unit by unit: every fused family the CPU runs (scalar, avx2,
- * avx512, neon) is called directly through its la_kernel.run on la_units built here, and
- * compared with the reference kernel (src/ref) and with the float64 oracle (tests/common).
+ * LinearAttention micro-kernels, unit by unit: every fused family of the kernel registry
+ * (src/kernels/registry.inc) that this build and CPU run is called directly through its
+ * la_kernel.run on la_units built here, and compared with the reference kernel (src/ref) and
+ * with the float64 oracle (tests/common).
  *
  * Axes (balanced samplers, seed printed): rule, decay kind, io dtype, GQA group size n_q
  * (1, 2, 3, 4, 8 and 12: more than one register group), d_k, unit width (tails), T around
@@ -31,25 +32,20 @@
 #include "oracle.h"
 #include "testkit.h"
 
-extern const la_kernel linattn_la_scalar;
+#define MAX_FAMILIES 16
 
 typedef struct family {
   linattn_isa isa;
   const la_kernel* k;
 } family;
 
-/* The fused families this build and CPU run, from the dispatch table (linattn_isa_available
- * checks the CPU). The portable family is always built, so it is tested even if the table
- * lacks it. */
-static int find_families(family* out) {
-  static const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+/* The fused families this build and CPU run: every family of the kernel registry but the
+ * reference (the oracle here). */
+static int find_families(family* out, int max) {
   int n = 0;
-  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
-    const la_kernel* k = NULL;
-    const kernel_table* kt = linattn_isa_available(isas[i]) ? linattn_kernels_for_isa(isas[i]) : NULL;
-    if (kt && kt->la != &linattn_la_reference) k = kt->la;
-    if (!k && isas[i] == LINATTN_ISA_SCALAR) k = &linattn_la_scalar;
-    if (k) out[n++] = (family){isas[i], k};
+  for (int isa = LINATTN_ISA_REFERENCE + 1; isa <= linattn_isa_count() && n < max; isa++) {
+    const kernel_table* kt = linattn_kernels_for_isa((linattn_isa)isa);
+    if (kt) out[n++] = (family){kt->isa, kt->la};
   }
   return n;
 }
@@ -166,7 +162,6 @@ static void free_inputs(la_inputs* in) {
 static la_params make_params(const la_case* c) {
   la_params p;
   memset(&p, 0, sizeof p);
-  p.rule = c->rule;
   p.gated = c->rule == LINATTN_UPDATE_GATED || c->rule == LINATTN_UPDATE_GATED_DELTA;
   p.delta = c->rule == LINATTN_UPDATE_DELTA || c->rule == LINATTN_UPDATE_GATED_DELTA;
   p.decay_kind = p.gated ? c->decay_kind : LA_DECAY_NONE;
@@ -260,7 +255,7 @@ static double out_at(const la_inputs* in, const void* out, int64_t t, int64_t h,
 
 /* Worst relative error (err / max|oracle|) of fp32-io outputs vs float64, per family, for the
  * closing notes. */
-static double g_worst_f64[8];
+static double g_worst_f64[MAX_FAMILIES];
 static int g_fam_index;
 
 /* Checks a family result against ref (reference kernel) and the oracle values. */
@@ -526,10 +521,10 @@ int main(int argc, char** argv) {
   const uint64_t seed = tk_seed();
   tk_rng r;
   tk_rng_init(&r, seed);
-  family fams[4];
-  const int nfam = find_families(fams);
-  for (int f = 0; f < nfam; f++) tk_note("family %s (%s), block_cols %lld", fams[f].k->name,
-                                         linattn_isa_name(fams[f].isa), (long long)fams[f].k->block_cols);
+  family fams[MAX_FAMILIES];
+  const int nfam = find_families(fams, MAX_FAMILIES);
+  if (linattn_isa_count() > MAX_FAMILIES) tk_fatal("%d kernel families: raise MAX_FAMILIES", linattn_isa_count());
+  for (int f = 0; f < nfam; f++) tk_note("family %s, block_cols %lld", fams[f].k->name, (long long)fams[f].k->block_cols);
   /* case count: argv[1], else LINATTN_TEST_CASES (qemu runs shrink it), else 700 */
   const char* env_cases = getenv("LINATTN_TEST_CASES");
   int ncases = argc > 1 ? atoi(argv[1]) : env_cases && *env_cases ? atoi(env_cases) : 700;

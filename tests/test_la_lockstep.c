@@ -117,7 +117,6 @@ int main(void) {
     float *s_one = malloc(ns * 4), *s_two = malloc(ns * 4), *s_ref = malloc(ns * 4);
     float *o_one = malloc(nqk * 4), *o_two = malloc(nqk * 4), *o_ref = malloc(nqk * 4);
 
-    const linattn_isa isas[] = {LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
     const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
     for (int per_key = 0; per_key < (quick ? 1 : 2); per_key++)
       for (int di = 0; di < (quick ? 1 : 2); di++) {
@@ -135,14 +134,14 @@ int main(void) {
         linattn_context_destroy(rctx);
         double* da = malloc(nqk * sizeof(double));
         double* db = malloc(nqk * sizeof(double));
-        for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
-          if (!linattn_isa_available(isas[ii])) continue;
+        for (int isa = LINATTN_ISA_REFERENCE + 1; isa <= linattn_isa_count(); isa++) { /* every fused family */
+          if (!linattn_isa_available((linattn_isa)isa)) continue;
           for (int threads = quick ? 2 : 1; threads <= 2; threads++) {
-            tk_context("H %d, isa %s, %s decay, %s, %d thread(s)", H, linattn_isa_name(isas[ii]),
+            tk_context("H %d, isa %s, %s decay, %s, %d thread(s)", H, linattn_isa_name((linattn_isa)isa),
                        per_key ? "per-key" : "per-head", linattn_dtype_name(dt), threads);
             linattn_context_options o;
             linattn_context_options_init(&o);
-            o.isa = isas[ii];
+            o.isa = (linattn_isa)isa;
             o.num_threads = threads;
             linattn_context* ctx;
             if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());

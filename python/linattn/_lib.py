@@ -44,22 +44,8 @@ DTYPE_F32 = 1
 DTYPE_F16 = 2
 DTYPE_BF16 = 3
 
+# linattn_isa: AUTO, then the library's kernel families, listed by isa_codes() below.
 ISA_AUTO = 0
-ISA_REFERENCE = 1
-ISA_SCALAR = 2
-ISA_AVX2 = 3
-ISA_AVX512 = 4
-ISA_NEON = 5
-
-ISA_CODES = {
-    "auto": ISA_AUTO,
-    "reference": ISA_REFERENCE,
-    "scalar": ISA_SCALAR,
-    "avx2": ISA_AVX2,
-    "avx512": ISA_AVX512,
-    "neon": ISA_NEON,
-}
-ISA_NAMES = {code: name for name, code in ISA_CODES.items()}
 
 LA_ORT_CONTRIB = 1
 
@@ -143,6 +129,7 @@ _PROTOTYPES = {
     "linattn_last_error": (ctypes.c_char_p, []),
     "linattn_dtype_size": (ctypes.c_size_t, [ctypes.c_int]),
     "linattn_dtype_name": (ctypes.c_char_p, [ctypes.c_int]),
+    "linattn_isa_count": (ctypes.c_int, []),
     "linattn_isa_name": (ctypes.c_char_p, [ctypes.c_int]),
     "linattn_isa_available": (ctypes.c_int, [ctypes.c_int]),
     "linattn_context_options_init": (None, [_P(ContextOptions)]),
@@ -261,6 +248,16 @@ def lib() -> ctypes.CDLL:
         _lib_path = path
         _lib = handle
         return handle
+
+
+def isa_codes() -> dict[str, int]:
+    """{name: linattn_isa value} of "auto" and of every kernel family of the library, in value
+    order (the library's registry, through linattn_isa_count and linattn_isa_name)."""
+    handle = lib()
+    codes = {"auto": ISA_AUTO}
+    for code in range(1, handle.linattn_isa_count() + 1):
+        codes[handle.linattn_isa_name(code).decode()] = code
+    return codes
 
 
 def unchecked(name: str):

@@ -525,7 +525,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="f32,f16,bf16")
     p.add_argument("--T", default="64,512,4096", help="prefill lengths")
     p.add_argument("--B", default="1,8", help="decode batch sizes")
-    p.add_argument("--isa", default="auto", help="linattn kernel family (auto, reference, scalar, avx2, avx512)")
+    p.add_argument("--isa", default="auto", help="linattn kernel family: auto or one of linattn.available_isas()")
     p.add_argument("--state-stores", default="auto", choices=["auto", "cached", "streaming"],
                    help="linattn decode stores into the separate present_state (include/linattn.h)")
     p.add_argument("--reps", type=int, default=0, help="fixed repetitions (default: adaptive)")

@@ -213,7 +213,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="case folder or folder of case folders")
     parser.add_argument("--save", type=Path, metavar="OUT_DIR", help="write computed outputs as OUT_DIR/<case>/output_N.pb")
-    parser.add_argument("--isa", default="auto", help="kernel family: auto (default), reference, scalar, avx2, avx512, neon")
+    parser.add_argument("--isa", default="auto", help="kernel family: auto (default) or one of linattn.available_isas()")
     parser.add_argument("--threads", type=int, default=0, help="threads (0 = all CPUs, the default)")
     args = parser.parse_args(argv)
 

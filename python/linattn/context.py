@@ -11,14 +11,15 @@ from . import _lib
 def _isa_code(isa: str | int | None) -> int:
     if isa is None:
         return _lib.ISA_AUTO
+    codes = _lib.isa_codes()
     if isinstance(isa, int):
-        if isa not in _lib.ISA_NAMES:
+        if isa not in codes.values():
             raise ValueError(f"unknown isa code {isa}")
         return isa
     try:
-        return _lib.ISA_CODES[isa.lower()]
+        return codes[isa.lower()]
     except KeyError:
-        raise ValueError(f"unknown isa {isa!r}; expected one of {', '.join(_lib.ISA_CODES)}") from None
+        raise ValueError(f"unknown isa {isa!r}; expected one of {', '.join(codes)}") from None
 
 
 def isa_available(isa: str) -> bool:
@@ -29,7 +30,7 @@ def isa_available(isa: str) -> bool:
 
 def available_isas() -> list[str]:
     """Kernel families usable here, e.g. ["reference", "scalar", "avx2", "avx512"]."""
-    return [name for name in _lib.ISA_CODES if name != "auto" and isa_available(name)]
+    return [name for name in _lib.isa_codes() if name != "auto" and isa_available(name)]
 
 
 class Context:
@@ -71,7 +72,7 @@ class Context:
     def isa(self) -> str:
         """The kernel family this context runs (never "auto": the one auto resolved to)."""
         code = int(self._lib.linattn_context_isa(self.handle))
-        return _lib.ISA_NAMES.get(code, str(code))
+        return self._lib.linattn_isa_name(code).decode()
 
     def close(self) -> None:
         if self._handle:

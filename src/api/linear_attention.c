@@ -192,7 +192,6 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
   if ((st = la_check_desc(d, &c->s))) return st;
   if ((st = la_check_gate_presence(&c->s, decay != NULL, beta != NULL))) return st;
-  c->p.rule = c->s.rule;
   c->p.gated = c->s.gated;
   c->p.delta = c->s.delta;
   if ((st = la_bind_inputs(c, query, key, value, decay, beta))) return st;

@@ -9,36 +9,13 @@
 #include <immintrin.h>
 
 #include "conv_common.h"
+#include "vec_avx2.h"
 
 #define AI static inline __attribute__((always_inline))
 
 typedef linattn_dtype dtype_t;
 
-/* ------------------------------------------------------------------ loads / stores */
-
-AI __m256 load8(const void* p, dtype_t dt) {
-  if (dt == LINATTN_DTYPE_F32) return _mm256_loadu_ps((const float*)p);
-  __m128i h = _mm_loadu_si128((const __m128i*)p);
-  if (dt == LINATTN_DTYPE_F16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-/* First n (< 8 allowed) elements, the rest 0. */
-AI __m256 load8_part(const char* p, int64_t n, dtype_t dt) {
-  if (n >= 8) return load8(p, dt);
-  _Alignas(32) char buf[32] = {0};
-  memcpy(buf, p, (size_t)n * conv_esize(dt));
-  return load8(buf, dt);
-}
-
-/* bf16 round to nearest even on 32-bit lanes: u + 0x7fff + lsb (high half = the result).
- * No NaN case: see bf16_round_bits in conv_avx512.c (every NaN here is quiet with zero low
- * 16 bits, so the add cannot carry and the result equals src/convert.h's). */
-AI __m256i bf16_round_bits8(__m256 v) {
-  __m256i u = _mm256_castps_si256(v);
-  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  return _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
-}
+/* ------------------------------------------------------------------ weights, bias, stores */
 
 /* The (8 channels, 4 taps) weights at wv (T, channel-major: 32 values) as four fp32 tap
  * vectors w_j (lane c = channel c's tap j): a 4 x 8 transpose in registers. */
@@ -54,61 +31,6 @@ AI void weights8x4_tap_major(const void* wv, dtype_t dt, __m256* w0, __m256* w1,
   *w1 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t0, t2, 0xee), to_nat);
   *w2 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0x44), to_nat);
   *w3 = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(t1, t3, 0xee), to_nat);
-}
-
-AI __m128i pack16(__m256i r) { /* 8 x 32-bit lanes holding 16-bit values -> 8 x 16-bit */
-  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
-}
-
-/* v / (1 + exp(-v)): n = round(-t log2 e) by the 1.5 * 2^23 trick (t = v clamped to
- * [-104, 104]), r' = t + n ln2 (Cody-Waite, two FMAs), exp(-r') by the degree-5 minimax
- * polynomial of conv_avx512.c (odd terms' signs flipped), and 2^n applied as two exact
- * power-of-two factors (n in [-150, 150]) so that overflow gives inf and underflow rounds
- * once. NaN propagates through v. */
-AI __m256 silu8(__m256 v) {
-  const __m256 magic = _mm256_set1_ps(12582912.0f);
-  __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), v); /* operand order keeps NaN */
-  t = _mm256_min_ps(_mm256_set1_ps(104.0f), t);
-  __m256 nm = _mm256_fmadd_ps(t, _mm256_set1_ps(-1.44269504088896341f), magic);
-  __m256 n = _mm256_sub_ps(nm, magic);
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693359375f), t);
-  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 q = _mm256_set1_ps(-0.008297647349536419f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.04191543161869049f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(-0.16667574644088745f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(0.49998894333839417f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(-0.9999997019767761f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.0000001192092896f));
-  __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(nm), _mm256_castps_si256(magic));
-  __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
-  __m256 e = _mm256_mul_ps(_mm256_mul_ps(q, s1), s2);
-  return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
-}
-
-/* SiLU of a value rounded to a 16-bit T: silu8 with conv_avx512.c's silu_t16 steps (one
- * Cody-Waite FMA, the doubled polynomial scaled by 2^(n-1) built from the magic's bits,
- * clamped to 0 below and inf above, 1 + e in one FMA). After rounding to T it gives silu8's
- * bits for every fp16 and bf16 input (tests/test_conv_kernels.c enumerates them all). */
-AI __m256 silu8_t16(__m256 v) {
-  const float magic = 12582912.0f + 126.0f; /* 1.5 * 2^23 + 126: bits 0x4b40007e + n */
-  const int magic_bits = 0x4b40007e;
-  __m256 t = _mm256_max_ps(_mm256_set1_ps(-104.0f), v); /* as in silu8 */
-  t = _mm256_min_ps(_mm256_set1_ps(104.0f), t);
-  __m256 nm = _mm256_fmadd_ps(t, _mm256_set1_ps(-1.44269504088896341f), _mm256_set1_ps(magic));
-  __m256 n = _mm256_sub_ps(nm, _mm256_set1_ps(magic));
-  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(0.693147182f), t);
-  __m256 q = _mm256_set1_ps(2.0f * -0.008297647349536419f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 0.04191543161869049f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * -0.16667574644088745f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 0.49998894333839417f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * -0.9999997019767761f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(2.0f * 1.0000001192092896f));
-  __m256i b = _mm256_max_epi32(_mm256_castps_si256(nm), _mm256_set1_epi32(magic_bits - 126));
-  b = _mm256_min_epi32(b, _mm256_set1_epi32(magic_bits + 129));
-  const __m256 half_pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
-  return _mm256_div_ps(v, _mm256_fmadd_ps(q, half_pow2n, _mm256_set1_ps(1.0f)));
 }
 
 /* acc + bias; fp16 rounds the sum first (see add_bias16 in conv_avx512.c). */

@@ -26,112 +26,11 @@
 #include <immintrin.h>
 
 #include "conv_common.h"
+#include "vec_avx512.h"
 
 #define AI static inline __attribute__((always_inline))
 
 typedef linattn_dtype dtype_t;
-
-static inline __mmask16 lanes16(int64_t n) {
-  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
-}
-
-/* ------------------------------------------------------------------ loads / stores */
-
-/* Word i of the low half to the high word of lane i, low words zero: one vpermw instead of
- * vpmovzxwd + vpslld. */
-AI __m512 bf16_widen(__m256i h) {
-  const __m512i to_high = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
-                                           7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
-  return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaau, to_high, _mm512_castsi256_si512(h)));
-}
-
-AI __m512 load16(const char* p, dtype_t dt) {
-  if (dt == LINATTN_DTYPE_F32) return _mm512_loadu_ps(p);
-  __m256i h = _mm256_loadu_si256((const __m256i*)p);
-  return dt == LINATTN_DTYPE_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
-}
-
-/* Masked-off lanes read nothing (no fault) and are 0. */
-AI __m512 load16_maskz(const char* p, __mmask16 m, dtype_t dt) {
-  if (dt == LINATTN_DTYPE_F32) return _mm512_maskz_loadu_ps(m, p);
-  __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return dt == LINATTN_DTYPE_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
-}
-
-AI __m512 load16_m(const char* p, __mmask16 m, dtype_t dt) {
-  return m == 0xffff ? load16(p, dt) : load16_maskz(p, m, dt);
-}
-
-/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half.
- * No NaN case is needed here, unlike src/convert.h: every NaN reaching this point came out of
- * an fp32 operation (so it is quiet) and carries a payload from a bf16 input or the default
- * NaN, whose low 16 bits are zero, so the add cannot carry out of the mantissa and the result
- * is (u >> 16), which equals convert.h's (u >> 16) | 0x40 for a quiet NaN. */
-AI __m512i bf16_round_bits(__m512 v) {
-  __m512i u = _mm512_castps_si512(v);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
-}
-/* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
- * instead of vpsrld + vpmovdw. */
-AI __m256i bf16_high_words(__m512i r) {
-  const __m512i odd_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                             31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-  return _mm512_castsi512_si256(_mm512_permutexvar_epi16(odd_words, r));
-}
-AI __m512 bf16_round(__m512 v) { /* value of round_bf16(v) as fp32 */
-  return _mm512_castsi512_ps(_mm512_and_si512(bf16_round_bits(v), _mm512_set1_epi32((int)0xffff0000u)));
-}
-
-/* v / (1 + exp(-v)). exp(-v) = 2^n p(r'), n = round(-v log2 e), r' = v + n ln2 = -r (Cody-Waite,
- * two FMAs); p evaluates exp(-r') as a degree-5 polynomial in r' (minimax for exp on
- * [-ln2/2, ln2/2], signs of the odd terms flipped; max relative error 1.9e-7 including fp32
- * Horner rounding). scalef applies 2^n with overflow to inf and underflow to 0. The clamp
- * keeps r' meaningful for huge |v| (results there are already v, -0 or NaN for -inf).
- * Relative error vs float64 SiLU <= 3e-7 (tested). */
-AI __m512 silu16(__m512 v) {
-  /* t = sign(v) min(|v|, 120) in one vrangeps; NaN becomes 120, harmless: v itself is divided */
-  __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02);
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(-1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693359375f), t);
-  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 q = _mm512_set1_ps(-0.008297647349536419f);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.04191543161869049f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(-0.16667574644088745f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.49998894333839417f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(-0.9999997019767761f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0000001192092896f));
-  __m512 e = _mm512_scalef_ps(q, n);
-  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
-}
-
-/* SiLU of a value rounded to a 16-bit T (fp16 or bf16): the exp polynomial of silu16 with a
- * shorter chain around it. n comes from one FMA with a magic constant whose low bits then hold
- * n, r' = t + n ln2 takes one FMA (ln2 as one fp32 constant), 2^(n-1) is built from the magic's
- * bits (clamped: n <= -127 gives 0, n >= 129 gives inf, as silu16's scalef under/overflows), the
- * polynomial is doubled (exactly: every coefficient times 2) to make up the -1, and 1 + e is one
- * FMA. Not silu16's fp32 bits for every input (the single-constant reduction moves some by an
- * ulp), but after rounding to T it gives silu16's bits for each of the 65,536 fp16 and the
- * 65,536 bf16 inputs (tests/test_conv_kernels.c enumerates them all): only for 16-bit T. */
-AI __m512 silu_t16(__m512 v) {
-  const float magic = 12582912.0f + 126.0f; /* 1.5 * 2^23 + 126: bits 0x4b40007e + n */
-  const int magic_bits = 0x4b40007e;
-  __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02); /* as in silu16 */
-  __m512 nm = _mm512_fmadd_ps(t, _mm512_set1_ps(-1.44269504088896341f), _mm512_set1_ps(magic));
-  __m512 n = _mm512_sub_ps(nm, _mm512_set1_ps(magic));
-  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(0.693147182f), t);
-  __m512 q = _mm512_set1_ps(2.0f * -0.008297647349536419f);
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 0.04191543161869049f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * -0.16667574644088745f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 0.49998894333839417f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * -0.9999997019767761f));
-  q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(2.0f * 1.0000001192092896f));
-  __m512i b = _mm512_max_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(magic_bits - 126));
-  b = _mm512_min_epi32(b, _mm512_set1_epi32(magic_bits + 129));
-  const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
-  return _mm512_div_ps(v, _mm512_fmadd_ps(q, half_pow2n, _mm512_set1_ps(1.0f)));
-}
 
 /* acc + bias. For fp16 the ONNX reference's conv is an fp16 matmul followed by an fp16 bias
  * add, so the sum is rounded to fp16 first (the fp32 add of two fp16 values is exact and is

@@ -1,8 +1,9 @@
 /*
  * AVX2 + FMA + F16C fused LinearAttention kernel: the vector vocabulary for la_simd_body.h
  * with 8 fp32 lanes. 16 ymm registers hold p, u and the readouts of one column panel (see
- * LA_WMAX). fp16 via vcvtph2ps / vcvtps2ph; bf16 by
- * shifting and an integer round-to-nearest-even that keeps NaNs (src/convert.h semantics).
+ * LA_WMAX). Conversions and exp come from vec_avx2.h (shared with conv_avx2.c): fp16 via
+ * vcvtph2ps / vcvtps2ph; bf16 by shifting and an integer round-to-nearest-even that keeps NaNs
+ * (src/convert.h semantics).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "convert.h"
 #include "internal.h"
 #include "la_common.h"
+#include "vec_avx2.h"
 
 #define LA_VL 8
 #define LA_FN(name) name##_avx2
@@ -43,36 +45,7 @@ static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_
 static inline void v_prefetch_w(const void* p) { _mm_prefetch((const char*)p, _MM_HINT_T0); }
 static inline void v_sfence(void) { _mm_sfence(); }
 
-static inline vf v_load_io(const void* p, linattn_dtype dt, int n) {
-  if (dt == LINATTN_DTYPE_F32) {
-    if (n == LA_VL) return _mm256_loadu_ps(p);
-    float tmp[LA_VL] = {0};
-    memcpy(tmp, p, sizeof(float) * (size_t)n);
-    return _mm256_loadu_ps(tmp);
-  }
-  __m128i h;
-  if (n == LA_VL) {
-    h = _mm_loadu_si128((const __m128i*)p);
-  } else {
-    uint16_t tmp[LA_VL] = {0};
-    memcpy(tmp, p, sizeof(uint16_t) * (size_t)n);
-    h = _mm_loadu_si128((const __m128i*)tmp);
-  }
-  if (dt == LINATTN_DTYPE_F16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-/* fp32 -> bf16 round to nearest even; NaN -> quiet NaN with the sign and top payload bits. */
-static inline __m128i f32_to_bf16(vf x) {
-  const __m256i b = _mm256_castps_si256(x);
-  const __m256i hi = _mm256_srli_epi32(b, 16);
-  const __m256i bias = _mm256_add_epi32(_mm256_and_si256(hi, _mm256_set1_epi32(1)), _mm256_set1_epi32(0x7fff));
-  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(b, bias), 16);
-  const __m256i q = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
-  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-  const __m256i m = _mm256_blendv_epi8(r, q, nan);
-  return _mm_packus_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-}
+static inline vf v_load_io(const void* p, linattn_dtype dt, int n) { return load8_part((const char*)p, n, dt); }
 
 static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
   if (dt == LINATTN_DTYPE_F32) {
@@ -86,7 +59,7 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
     return;
   }
   const __m128i h = dt == LINATTN_DTYPE_F16 ? _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                                            : f32_to_bf16(x);
+                                            : f32_to_bf16_8(x);
   if (n == LA_VL) {
     _mm_storeu_si128((__m128i*)p, h);
   } else {
@@ -96,30 +69,7 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
   }
 }
 
-/* exp(x): as in la_avx512.c, with 2^n applied as two exact power-of-two factors
- * 2^(n>>1) * 2^(n - (n>>1)) (each inside the normal range for n in [-150, 129]), so overflow
- * gives inf and underflow 0 (FTZ) without special cases. */
-static inline vf v_exp(vf x) {
-  x = _mm256_min_ps(_mm256_set1_ps(89.0f), _mm256_max_ps(_mm256_set1_ps(-104.0f), x));
-  const vf n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vf r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  vf y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i ni = _mm256_cvtps_epi32(n);
-  const __m256i n1 = _mm256_srai_epi32(ni, 1);
-  const __m256i n2 = _mm256_sub_epi32(ni, n1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const vf s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-  const vf s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
-}
+static inline vf v_exp(vf x) { return exp8(x); }
 
 /* Register budget (16 ymm): p W + u W + s NQ*W + 3-4 broadcasts. One head: 4 ymm (32
  * columns, a 16 KiB state panel) measured best (1.09 us/token/head vs 1.16 for 3, 1.28 for 2). */
@@ -128,37 +78,18 @@ static inline vf v_exp(vf x) {
  * but the state streams as contiguous rows): cold-state decode, H = 16, 110 -> 74 us. */
 #define LA_WMAX_DECODE(G) ((G) == 1 ? 8 : LA_WMAX(G))
 
+/* The panels to instantiate, (heads per group, vectors): la_simd_panels.h checks that these are
+ * the widths la_setup picks with the LA_WMAX above. */
+#define LA_PANELS(X) X(1, 1) X(1, 2) X(1, 4) X(1, 8) X(2, 1) X(2, 2) X(3, 1) X(3, 2) X(4, 1) X(8, 1)
+
 #include "la_simd_body.h"
-
-LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2) LA_DEFINE_PANELS(1, 4) LA_DEFINE_PANELS(1, 8)
-LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2)
-LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
-LA_DEFINE_PANELS(4, 1)
-LA_DEFINE_PANELS(8, 1)
-
-static la_panel_fn_avx2 const la_table_avx2[5][LA_WCAP + 1][2][2] = {
-    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 4) LA_PANEL_ENTRY(0, 1, 8)
-    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2)
-    LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)
-    LA_PANEL_ENTRY(3, 4, 1)
-    LA_PANEL_ENTRY(4, 8, 1)
-};
-
-static void la_run_avx2(const la_params* p, const la_unit* u, void* scratch) {
-  la_run_unit_avx2(p, u, scratch, la_table_avx2);
-}
-
-static void la_step_avx2(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
-                         const la_step_next* next) {
-  la_step_unit_avx2(p, u, scratch, t0, t1, next, la_table_avx2);
-}
+#include "la_simd_panels.h"
 
 const la_kernel linattn_la_avx2 = {
-    .name = "la_avx2",
+    .name = "avx2",
     .run = la_run_avx2,
     .scratch_bytes = la_scratch_avx2,
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_avx2,
     .step_tokens = LA_TILE_TOKENS,
 };

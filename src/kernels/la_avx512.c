@@ -1,11 +1,8 @@
 /*
  * AVX-512 (F/BW/VL/DQ) fused LinearAttention kernel: the vector vocabulary for
- * la_simd_body.h with 16 fp32 lanes, column panels of 2 zmm (32 columns).
- * fp16 via vcvtph2ps / vcvtps2ph (round to nearest even); bf16 by shifting and an integer
- * round-to-nearest-even that keeps NaNs, bit-identical to src/convert.h for every input.
- * vcvtneps2bf16 (AVX512-BF16) was checked on this Zen 4: same NaN handling, but it flushes
- * fp32 subnormal inputs to zero; the integer path needs no AVX512-BF16 and costs a few
- * integer ops per 16 outputs.
+ * la_simd_body.h with 16 fp32 lanes, column panels of 2 zmm (32 columns). Conversions and exp
+ * come from vec_avx512.h (shared with conv_avx512.c): fp16 via vcvtph2ps / vcvtps2ph (round to
+ * nearest even), bf16 by shifts and an integer round-to-nearest-even that keeps NaNs.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -14,6 +11,7 @@
 #include "convert.h"
 #include "internal.h"
 #include "la_common.h"
+#include "vec_avx512.h"
 
 #define LA_VL 16
 #define LA_FN(name) name##_avx512
@@ -48,58 +46,23 @@ static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_
 static inline void v_prefetch_w(const void* p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char*)p)); }
 static inline void v_sfence(void) { _mm_sfence(); }
 
-static inline __mmask16 lanes_mask(int n) { return (__mmask16)((1u << n) - 1u); }
-
 static inline vf v_load_io(const void* p, linattn_dtype dt, int n) {
-  if (dt == LINATTN_DTYPE_F32)
-    return n == LA_VL ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes_mask(n), p);
-  const __m256i h = n == LA_VL ? _mm256_loadu_si256((const __m256i*)p) : _mm256_maskz_loadu_epi16(lanes_mask(n), p);
-  if (dt == LINATTN_DTYPE_F16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* fp32 -> bf16 round to nearest even; NaN -> quiet NaN with the sign and top payload bits. */
-static inline __m256i f32_to_bf16(vf x) {
-  const __m512i b = _mm512_castps_si512(x);
-  const __m512i hi = _mm512_srli_epi32(b, 16);
-  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
-  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, bias), 16);
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(r);
+  return n == LA_VL ? load16(p, dt) : load16_maskz(p, lanes16(n), dt);
 }
 
 static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
   if (dt == LINATTN_DTYPE_F32) {
     if (n == LA_VL) _mm512_storeu_ps(p, x);
-    else _mm512_mask_storeu_ps(p, lanes_mask(n), x);
+    else _mm512_mask_storeu_ps(p, lanes16(n), x);
     return;
   }
   const __m256i h = dt == LINATTN_DTYPE_F16 ? _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                                            : f32_to_bf16(x);
+                                            : f32_to_bf16_16(x);
   if (n == LA_VL) _mm256_storeu_si256((__m256i*)p, h);
-  else _mm256_mask_storeu_epi16(p, lanes_mask(n), h);
+  else _mm256_mask_storeu_epi16(p, lanes16(n), h);
 }
 
-/* exp(x): x = n ln2 + r (Cody-Waite), |r| <= ln2/2, degree-6 polynomial (Cephes expf
- * coefficients, ~1 ulp), scaled by 2^n with vscalefps (overflow -> inf, underflow -> 0 under
- * FTZ). x is clamped to [-104, 89] first so -inf gives 0 and +inf gives inf; NaN stays NaN
- * (max/min return their second operand when one is NaN). */
-static inline vf v_exp(vf x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
-  const vf n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vf r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  vf y = _mm512_set1_ps(1.9875691500e-4f);
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
-  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
-  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(y, n);
-}
+static inline vf v_exp(vf x) { return exp16(x); }
 
 /* Panels of 2 zmm (32 columns): with the 128 x 32 fp32 state block (16 KiB) the panel, its
  * staged tokens and the outputs fit Zen 4's 32 KiB L1D; 64-column panels (32 KiB) measured
@@ -109,40 +72,22 @@ static inline vf v_exp(vf x) {
  * columns, so the state streams from memory as contiguous rows. */
 #define LA_WMAX_DECODE(G) ((G) == 1 ? 8 : (G) == 2 ? 4 : 2)
 
+/* The panels to instantiate, (heads per group, vectors): la_simd_panels.h checks that these are
+ * the widths la_setup picks with the LA_WMAX above. */
+#define LA_PANELS(X) \
+  X(1, 1) X(1, 2) X(1, 4) X(1, 8) X(2, 1) X(2, 2) X(2, 4) X(3, 1) X(3, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
+
 #include "la_simd_body.h"
-
-LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2) LA_DEFINE_PANELS(1, 4) LA_DEFINE_PANELS(1, 8)
-LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2) LA_DEFINE_PANELS(2, 4)
-LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
-LA_DEFINE_PANELS(4, 1) LA_DEFINE_PANELS(4, 2)
-LA_DEFINE_PANELS(8, 1) LA_DEFINE_PANELS(8, 2)
-
-static la_panel_fn_avx512 const la_table_avx512[5][LA_WCAP + 1][2][2] = {
-    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 4) LA_PANEL_ENTRY(0, 1, 8)
-    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2) LA_PANEL_ENTRY(1, 2, 4)
-    LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)
-    LA_PANEL_ENTRY(3, 4, 1) LA_PANEL_ENTRY(3, 4, 2)
-    LA_PANEL_ENTRY(4, 8, 1) LA_PANEL_ENTRY(4, 8, 2)
-};
-
-static void la_run_avx512(const la_params* p, const la_unit* u, void* scratch) {
-  la_run_unit_avx512(p, u, scratch, la_table_avx512);
-}
-
-static void la_step_avx512(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
-                         const la_step_next* next) {
-  la_step_unit_avx512(p, u, scratch, t0, t1, next, la_table_avx512);
-}
+#include "la_simd_panels.h"
 
 const la_kernel linattn_la_avx512 = {
-    .name = "la_avx512",
+    .name = "avx512",
     .run = la_run_avx512,
     .scratch_bytes = la_scratch_avx512,
     /* whole 128-column heads: the tile staging (q, k, v conversion, decay products, k.q) is
      * then done once per head and tile instead of once per 64 columns (measured 1.9 vs
      * 2.35 us/token/head at H=16, T=4096); panels inside the unit keep the L1 working set. */
     .block_cols = 128,
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_avx512,
     .step_tokens = LA_TILE_TOKENS,
 };

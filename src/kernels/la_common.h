@@ -40,6 +40,15 @@ static inline int la_group_heads(int32_t n_q) {
   if (n_q <= 4) return n_q < 1 ? 1 : n_q;
   return 8;
 }
+/* Row of a group size (1, 2, 3, 4, 8) in the panel tables of la_simd_panels.h. */
+#define LA_GROUP_INDEX(G) ((G) <= 4 ? (G) - 1 : 4)
+
+/* Vectors in the next column panel of a unit (la_setup in la_simd_body.h): `left` full vectors
+ * remain (0: only the partial one), wmax is the widest allowed; decode (no packed copy) also
+ * takes 4 when wmax is wider. A macro so that la_simd_panels.h can check at compile time that
+ * every width it can give is instantiated. */
+#define LA_PANEL_WIDTH(left, wmax, decode) \
+  ((left) >= (wmax) ? (wmax) : (decode) && (left) >= 4 && (wmax) > 4 ? 4 : (left) >= 2 && (wmax) >= 2 ? 2 : 1)
 
 /* Address of element idx of an io_dtype array. */
 static inline const void* la_io_at(const void* base, int64_t idx, linattn_dtype dt) {

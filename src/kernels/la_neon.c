@@ -460,9 +460,8 @@ static void la_neon_run(const la_params* p, const la_unit* u, void* scratch) {
 }
 
 const la_kernel linattn_la_neon = {
-    .name = "la_neon",
+    .name = "neon",
     .run = la_neon_run,
     .scratch_bytes = la_neon_scratch,
     .block_cols = 64,
-    .handles_io_dtype = {false, true, true, true},
 };

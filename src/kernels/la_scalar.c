@@ -69,37 +69,18 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
 #define LA_WMAX(G) ((G) == 1 ? 4 : (G) <= 3 ? 2 : 1)
 #define LA_WMAX_DECODE(G) LA_WMAX(G)
 
+/* The panels to instantiate, (heads per group, vectors): la_simd_panels.h checks that these are
+ * the widths la_setup picks with the LA_WMAX above. */
+#define LA_PANELS(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2) X(3, 1) X(3, 2) X(4, 1) X(8, 1)
+
 #include "la_simd_body.h"
-
-LA_DEFINE_PANELS(1, 1) LA_DEFINE_PANELS(1, 2) LA_DEFINE_PANELS(1, 4)
-LA_DEFINE_PANELS(2, 1) LA_DEFINE_PANELS(2, 2)
-LA_DEFINE_PANELS(3, 1) LA_DEFINE_PANELS(3, 2)
-LA_DEFINE_PANELS(4, 1)
-LA_DEFINE_PANELS(8, 1)
-
-static la_panel_fn_scalar const la_table_scalar[5][LA_WCAP + 1][2][2] = {
-    LA_PANEL_ENTRY(0, 1, 1) LA_PANEL_ENTRY(0, 1, 2) LA_PANEL_ENTRY(0, 1, 4)
-    LA_PANEL_ENTRY(1, 2, 1) LA_PANEL_ENTRY(1, 2, 2)
-    LA_PANEL_ENTRY(2, 3, 1) LA_PANEL_ENTRY(2, 3, 2)
-    LA_PANEL_ENTRY(3, 4, 1)
-    LA_PANEL_ENTRY(4, 8, 1)
-};
-
-static void la_run_scalar(const la_params* p, const la_unit* u, void* scratch) {
-  la_run_unit_scalar(p, u, scratch, la_table_scalar);
-}
-
-static void la_step_scalar(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
-                         const la_step_next* next) {
-  la_step_unit_scalar(p, u, scratch, t0, t1, next, la_table_scalar);
-}
+#include "la_simd_panels.h"
 
 const la_kernel linattn_la_scalar = {
-    .name = "la_scalar",
+    .name = "scalar",
     .run = la_run_scalar,
     .scratch_bytes = la_scratch_scalar,
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .handles_io_dtype = {false, true, true, true},
     .step = la_step_scalar,
     .step_tokens = LA_TILE_TOKENS,
 };

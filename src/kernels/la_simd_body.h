@@ -13,6 +13,7 @@
  *     nearest even with NaN kept (src/convert.h semantics)
  *   LA_WMAX(nq_group)           vectors per column panel for a group of that many heads
  *   LA_FN(name)                 ISA suffix for the file's symbols
+ * and then include la_simd_panels.h, which instantiates the panels (checked against la_setup).
  *
  * Work per unit (algorithm: la_common.h). The unit's columns are cut into panels of W vectors
  * (the last partial vector is padded with zero columns in a scratch copy, so the hot loops
@@ -477,13 +478,10 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   }
 #define LA_DEFINE_PANELS(NQ, W) \
   LA_DEFINE_PANEL(NQ, W, 0, 0) LA_DEFINE_PANEL(NQ, W, 0, 1) LA_DEFINE_PANEL(NQ, W, 1, 0) LA_DEFINE_PANEL(NQ, W, 1, 1)
-#define LA_PANEL_ENTRY(NQI, NQ, W)                                                          \
-  [NQI][W] = {{LA_PANEL_NAME(NQ, W, 0, 0), LA_PANEL_NAME(NQ, W, 0, 1)},                      \
-              {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
 
 /* ------------------------------------------------------------------ the unit */
 
-static int LA_FN(la_group_index)(int G) { return G <= 4 ? G - 1 : 4; }
+static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), and with stage_ahead the first tile staged (see la_tiles). */
@@ -517,10 +515,10 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
   R->can_stream = can_stream;
   while (left > 0 || (tail && col < J.nc)) {
-    /* the ISA file instantiates widths LA_WMAX(G), 2 and 1, and for decode LA_WMAX_DECODE(G)
-     * and 4 when that is wider: d_v = 64 heads (RWKV-6, Mamba-2) then read whole 256-byte
+    /* widths LA_WMAX(G), 2 and 1, and for decode LA_WMAX_DECODE(G) and 4 when that is wider
+     * (la_simd_panels.h checks that the ISA file instantiates each): d_v = 64 heads (RWKV-6, Mamba-2) then read whole 256-byte
      * rows instead of two interleaved half-row panels (cold state: measured 1.4-1.7x faster) */
-    const int w = left >= wmax ? wmax : (!pack_all && left >= 4 && wmax > 4) ? 4 : (left >= 2 && wmax >= 2) ? 2 : 1;
+    const int w = LA_PANEL_WIDTH(left, wmax, !pack_all);
     la_panel_t* P = &J.panels[np];
     P->col = col;
     P->W = w;

@@ -60,7 +60,7 @@ static void conv_ref_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc
 }
 
 const conv_kernel linattn_conv_reference = {
-    .name = "conv_reference",
+    .name = "reference",
     .run = conv_ref_run,
     .scratch_bytes = conv_ref_scratch,
     .block_channels = 64,

@@ -83,9 +83,8 @@ static void la_ref_run(const la_params* p, const la_unit* u, void* scratch) {
 }
 
 const la_kernel linattn_la_reference = {
-    .name = "la_reference",
+    .name = "reference",
     .run = la_ref_run,
     .scratch_bytes = la_ref_scratch,
     .block_cols = 0, /* whole head */
-    .handles_io_dtype = {false, true, true, true},
 };

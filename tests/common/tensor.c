@@ -249,22 +249,22 @@ linattn_context* tk_context_create(linattn_isa isa, int32_t num_threads) {
 }
 
 int tk_available_isas(linattn_isa* out, int max) {
-  static const linattn_isa all[] = {LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2,
-                                    LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
   /* LINATTN_TEST_ISAS=scalar,avx2 restricts the list (for debugging one kernel family) */
   const char* only = getenv("LINATTN_TEST_ISAS");
   int n = 0;
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (!linattn_isa_available(all[i]) || n >= max) continue;
+  for (int i = LINATTN_ISA_REFERENCE; i <= linattn_isa_count(); i++) { /* every family of the registry */
+    const linattn_isa isa = (linattn_isa)i;
+    if (!linattn_isa_available(isa)) continue;
+    if (n >= max) tk_fatal("tk_available_isas: more than %d kernel families", max);
     if (only && *only) {
-      const char* name = linattn_isa_name(all[i]);
+      const char* name = linattn_isa_name(isa);
       size_t len = strlen(name);
       bool listed = false;
       for (const char* p = only; (p = strstr(p, name)) != NULL; p += len)
         if ((p == only || p[-1] == ',') && (p[len] == ',' || p[len] == 0)) listed = true;
       if (!listed) continue;
     }
-    out[n++] = all[i];
+    out[n++] = isa;
   }
   return n;
 }

@@ -90,7 +90,13 @@ def test_contexts_threads_and_isa():
     assert linattn.Context().num_threads >= 1
     with pytest.raises(ValueError, match="unknown isa"):
         linattn.Context(isa="sse9")
-    missing = [isa for isa in ("avx2", "avx512", "neon") if not linattn.isa_available(isa)]
+    codes = _lib.isa_codes()
+    assert list(codes.values()) == list(range(len(codes))) and codes["auto"] == 0 and codes["reference"] == 1
+    for name, code in codes.items():
+        if name != "auto" and linattn.isa_available(name):
+            with linattn.Context(threads=1, isa=code) as ctx:
+                assert ctx.isa == name
+    missing = [isa for isa in codes if not linattn.isa_available(isa)]
     assert missing, "an x86 build cannot have neon and an arm build cannot have avx"
     with pytest.raises(linattn.LinattnError) as info:
         linattn.Context(isa=missing[0])

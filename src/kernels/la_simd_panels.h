@@ -1,0 +1,58 @@
+/*
+ * Instantiates the panel functions of la_simd_body.h that an ISA file lists, builds their
+ * table and the family's run and step entry points (LA_FN(la_run), LA_FN(la_step)). Included
+ * after la_simd_body.h by la_avx512.c, la_avx2.c and la_scalar.c, which define
+ *
+ *   LA_PANELS(X)   X(NQ, W) for every panel to instantiate: NQ heads per group (1, 2, 3, 4, 8),
+ *                  W vectors of columns
+ *
+ * Compile-time check: for each group size the list holds exactly the widths la_setup can pick
+ * (LA_PANEL_WIDTH over LA_WMAX and LA_WMAX_DECODE), so a width the planner can choose cannot
+ * be left as a NULL slot of the table, and nothing is instantiated that no unit runs.
+ */
+#ifndef LA_PANELS
+#error "define LA_PANELS(X) before including la_simd_panels.h"
+#endif
+
+/* Width bits la_setup can give for that wmax: left = 0 .. LA_WCAP covers every case (left at or
+ * above wmax gives wmax). */
+#define LA_WIDTH_BIT(left, wmax, decode) (1u << LA_PANEL_WIDTH(left, wmax, decode))
+#define LA_WIDTHS_FROM(wmax, decode)                                                                     \
+  (LA_WIDTH_BIT(0, wmax, decode) | LA_WIDTH_BIT(1, wmax, decode) | LA_WIDTH_BIT(2, wmax, decode) |      \
+   LA_WIDTH_BIT(3, wmax, decode) | LA_WIDTH_BIT(4, wmax, decode) | LA_WIDTH_BIT(5, wmax, decode) |      \
+   LA_WIDTH_BIT(6, wmax, decode) | LA_WIDTH_BIT(7, wmax, decode) | LA_WIDTH_BIT(8, wmax, decode))
+#define LA_WIDTHS_NEEDED(G) (LA_WIDTHS_FROM(LA_WMAX(G), 0) | LA_WIDTHS_FROM(LA_WMAX_DECODE(G), 1))
+
+/* Width bits LA_PANELS instantiates for each group size. */
+#define LA_LISTED_1(NQ, W) | ((NQ) == 1 ? 1u << (W) : 0u)
+#define LA_LISTED_2(NQ, W) | ((NQ) == 2 ? 1u << (W) : 0u)
+#define LA_LISTED_3(NQ, W) | ((NQ) == 3 ? 1u << (W) : 0u)
+#define LA_LISTED_4(NQ, W) | ((NQ) == 4 ? 1u << (W) : 0u)
+#define LA_LISTED_8(NQ, W) | ((NQ) == 8 ? 1u << (W) : 0u)
+#define LA_CHECK_GROUP(G)                                                                                  \
+  _Static_assert(LA_WIDTHS_NEEDED(G) == (0u LA_PANELS(LA_LISTED_##G)),                                     \
+                 "LA_PANELS must list exactly the widths la_setup can pick for " #G " head(s) per group " \
+                 "(LA_WMAX, LA_WMAX_DECODE, LA_PANEL_WIDTH)");
+/* the group sizes of la_group_heads */
+LA_CHECK_GROUP(1)
+LA_CHECK_GROUP(2)
+LA_CHECK_GROUP(3)
+LA_CHECK_GROUP(4)
+LA_CHECK_GROUP(8)
+
+#define LA_PANEL_DEFINE(NQ, W) LA_DEFINE_PANELS(NQ, W)
+LA_PANELS(LA_PANEL_DEFINE)
+
+#define LA_PANEL_ENTRY(NQ, W)                                                 \
+  [LA_GROUP_INDEX(NQ)][W] = {{LA_PANEL_NAME(NQ, W, 0, 0), LA_PANEL_NAME(NQ, W, 0, 1)}, \
+                             {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
+static LA_FN(la_panel_fn) const LA_FN(la_table)[5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_PANEL_ENTRY)};
+
+static void LA_FN(la_run)(const la_params* p, const la_unit* u, void* scratch) {
+  LA_FN(la_run_unit)(p, u, scratch, LA_FN(la_table));
+}
+
+static void LA_FN(la_step)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
+                           const la_step_next* next) {
+  LA_FN(la_step_unit)(p, u, scratch, t0, t1, next, LA_FN(la_table));
+}

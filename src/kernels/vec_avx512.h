@@ -1,0 +1,152 @@
+/*
+ * AVX-512 (F/BW/VL/DQ + F16C + FMA) vector math shared by la_avx512.c and conv_avx512.c
+ * (private; include only from files compiled with the avx512 flags of registry.inc): 16 fp32
+ * lanes per __m512. io-dtype loads, bf16 rounding, exp and SiLU.
+ *
+ * bf16 is rounded with integer round-to-nearest-even, bit-identical to src/convert.h, not with
+ * vcvtneps2bf16: that needs AVX512-BF16 and flushes fp32 subnormal inputs to zero.
+ */
+#ifndef LINATTN_VEC_AVX512_H
+#define LINATTN_VEC_AVX512_H
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "linattn.h"
+#include "vec_poly.h"
+
+#define VEC_INLINE static inline __attribute__((always_inline))
+
+/* The first n lanes (none for n <= 0, all for n >= 16). */
+static inline __mmask16 lanes16(int64_t n) {
+  return n >= 16 ? (__mmask16)0xffff : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1u);
+}
+
+/* ------------------------------------------------------------------ loads */
+
+/* Word i of the low half to the high word of lane i, low words zero: one vpermw instead of
+ * vpmovzxwd + vpslld. */
+VEC_INLINE __m512 bf16_widen(__m256i h) {
+  const __m512i to_high = _mm512_set_epi16(15, 0, 14, 0, 13, 0, 12, 0, 11, 0, 10, 0, 9, 0, 8, 0,
+                                           7, 0, 6, 0, 5, 0, 4, 0, 3, 0, 2, 0, 1, 0, 0, 0);
+  return _mm512_castsi512_ps(_mm512_maskz_permutexvar_epi16(0xaaaaaaaau, to_high, _mm512_castsi256_si512(h)));
+}
+
+/* 16 elements of an io-dtype array as fp32. */
+VEC_INLINE __m512 load16(const void* p, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) return _mm512_loadu_ps(p);
+  __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  return dt == LINATTN_DTYPE_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
+}
+
+/* Masked-off lanes read nothing (no fault) and are 0. */
+VEC_INLINE __m512 load16_maskz(const void* p, __mmask16 m, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) return _mm512_maskz_loadu_ps(m, p);
+  __m256i h = _mm256_maskz_loadu_epi16(m, p);
+  return dt == LINATTN_DTYPE_F16 ? _mm512_cvtph_ps(h) : bf16_widen(h);
+}
+
+VEC_INLINE __m512 load16_m(const void* p, __mmask16 m, linattn_dtype dt) {
+  return m == 0xffff ? load16(p, dt) : load16_maskz(p, m, dt);
+}
+
+/* ------------------------------------------------------------------ bf16 rounding */
+
+/* fp32 -> bf16 bits, round to nearest even; NaN -> quiet NaN with the sign and top payload
+ * bits (src/convert.h for every input). */
+VEC_INLINE __m256i f32_to_bf16_16(__m512 x) {
+  const __m512i b = _mm512_castps_si512(x);
+  const __m512i hi = _mm512_srli_epi32(b, 16);
+  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, bias), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half.
+ * No NaN case, unlike f32_to_bf16_16, for values whose NaNs came out of an fp32 operation on
+ * 16-bit T inputs (the conv kernels): such a NaN is quiet and carries a payload from a bf16
+ * input or the default NaN, whose low 16 bits are zero, so the add cannot carry out of the
+ * mantissa and the result is (u >> 16), which equals convert.h's (u >> 16) | 0x40. */
+VEC_INLINE __m512i bf16_round_bits(__m512 v) {
+  __m512i u = _mm512_castps_si512(v);
+  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+}
+/* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
+ * instead of vpsrld + vpmovdw. */
+VEC_INLINE __m256i bf16_high_words(__m512i r) {
+  const __m512i odd_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi16(odd_words, r));
+}
+VEC_INLINE __m512 bf16_round(__m512 v) { /* value of round_bf16(v) as fp32 */
+  return _mm512_castsi512_ps(_mm512_and_si512(bf16_round_bits(v), _mm512_set1_epi32((int)0xffff0000u)));
+}
+
+/* ------------------------------------------------------------------ exp, SiLU */
+
+/* ((((c0 r + c1) r + c2) r + c3) r + c4) r + c5, one FMA per step. */
+VEC_INLINE __m512 horner16(__m512 r, float c0, float c1, float c2, float c3, float c4, float c5) {
+  __m512 y = _mm512_set1_ps(c0);
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c1));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c2));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c3));
+  y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c4));
+  return _mm512_fmadd_ps(y, r, _mm512_set1_ps(c5));
+}
+
+/* exp(x): x = n ln2 + r (Cody-Waite), |r| <= ln2/2, the degree-6 polynomial of vec_poly.h,
+ * scaled by 2^n with vscalefps (overflow -> inf, underflow -> 0 under FTZ). x is clamped to
+ * [-104, 89] first so -inf gives 0 and +inf gives inf; NaN stays NaN (max/min return their
+ * second operand when one is NaN). */
+VEC_INLINE __m512 exp16(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(VEC_LOG2E)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEC_LN2_HI), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEC_LN2_LO), r);
+  __m512 y = horner16(r, VEC_EXP_P0, VEC_EXP_P1, VEC_EXP_P2, VEC_EXP_P3, VEC_EXP_P4, VEC_EXP_P5);
+  y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(y, n);
+}
+
+/* v / (1 + exp(-v)). exp(-v) = 2^n p(r'), n = round(-v log2 e), r' = v + n ln2 = -r (Cody-Waite,
+ * two FMAs); p evaluates exp(-r') with the SiLU polynomial of vec_poly.h. scalef applies 2^n
+ * with overflow to inf and underflow to 0. The clamp keeps r' meaningful for huge |v| (results
+ * there are already v, -0 or NaN for -inf). Relative error vs float64 SiLU <= 3e-7 (tested). */
+VEC_INLINE __m512 silu16(__m512 v) {
+  /* t = sign(v) min(|v|, 120) in one vrangeps; NaN becomes 120, harmless: v itself is divided */
+  __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(t, _mm512_set1_ps(-VEC_LOG2E)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_LN2_HI), t);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_LN2_LO), r);
+  __m512 q = horner16(r, VEC_SILU_Q0, VEC_SILU_Q1, VEC_SILU_Q2, VEC_SILU_Q3, VEC_SILU_Q4, VEC_SILU_Q5);
+  __m512 e = _mm512_scalef_ps(q, n);
+  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* SiLU of a value rounded to a 16-bit T (fp16 or bf16): the exp polynomial of silu16 with a
+ * shorter chain around it. n comes from one FMA with a magic constant whose low bits then hold
+ * n, r' = t + n ln2 takes one FMA (ln2 as one fp32 constant), 2^(n-1) is built from the magic's
+ * bits (clamped: n <= -127 gives 0, n >= 129 gives inf, as silu16's scalef under/overflows), the
+ * polynomial is doubled (exactly: every coefficient times 2) to make up the -1, and 1 + e is one
+ * FMA. Not silu16's fp32 bits for every input (the single-constant reduction moves some by an
+ * ulp), but after rounding to T it gives silu16's bits for each of the 65,536 fp16 and the
+ * 65,536 bf16 inputs (tests/test_conv_kernels.c enumerates them all): only for 16-bit T. */
+VEC_INLINE __m512 silu_t16(__m512 v) {
+  __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02); /* as in silu16 */
+  __m512 nm = _mm512_fmadd_ps(t, _mm512_set1_ps(-VEC_LOG2E), _mm512_set1_ps(VEC_SILU_MAGIC));
+  __m512 n = _mm512_sub_ps(nm, _mm512_set1_ps(VEC_SILU_MAGIC));
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_SILU_LN2), t);
+  __m512 q = horner16(r, 2.0f * VEC_SILU_Q0, 2.0f * VEC_SILU_Q1, 2.0f * VEC_SILU_Q2, 2.0f * VEC_SILU_Q3,
+                      2.0f * VEC_SILU_Q4, 2.0f * VEC_SILU_Q5);
+  __m512i b = _mm512_max_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(VEC_SILU_MAGIC_BITS - 126));
+  b = _mm512_min_epi32(b, _mm512_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
+  const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
+  return _mm512_div_ps(v, _mm512_fmadd_ps(q, half_pow2n, _mm512_set1_ps(1.0f)));
+}
+
+#endif /* LINATTN_VEC_AVX512_H */
