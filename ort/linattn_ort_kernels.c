@@ -16,6 +16,7 @@
 
 typedef struct ort_kernel {
   const ort_op* op;
+  OrtAllocator* allocator;  /* the session's CPU allocator (arena): context and workspaces */
   linattn_context* context; /* parallel regions on ORT's pool (see ort_parallel_for) */
   linattn_linear_attention_desc la;
   linattn_causal_conv_desc conv;
@@ -183,13 +184,44 @@ static void ort_parallel_for(void* host_data, linattn_task_fn task, void* task_a
   }
 }
 
-static OrtStatus* make_context(const ort_op* op, linattn_context** out) {
+/* linattn's memory hooks on ORT's allocator. A LinearAttention call's workspace is hundreds of
+ * KiB even at decode; from malloc that size is a fresh mmap (and page faults) on every call,
+ * from ORT's arena a reused block. The hooks over-allocate to honour any alignment (the arena
+ * promises only its own). */
+static void* ort_alloc(void* user, size_t size, size_t alignment) {
+  OrtAllocator* a = (OrtAllocator*)user;
+  size_t total;
+  if (__builtin_add_overflow(size, alignment + sizeof(void*), &total)) return NULL;
+  char* raw = (char*)a->Alloc(a, total);
+  if (!raw) return NULL;
+  uintptr_t p = ((uintptr_t)raw + sizeof(void*) + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  ((void**)p)[-1] = raw;
+  return (void*)p;
+}
+
+static void ort_free(void* user, void* ptr) {
+  OrtAllocator* a = (OrtAllocator*)user;
+  if (ptr) a->Free(a, ((void**)ptr)[-1]);
+}
+
+static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st = api->KernelInfoGetAllocator(info, OrtMemTypeDefault, &k->allocator);
+  if (st) return st;
   linattn_context_options o;
   linattn_context_options_init(&o);
   o.parallel_for = ort_parallel_for;
   o.num_threads = 0; /* task count; ORT's pool decides how many run at once */
-  linattn_status s = linattn_context_create(&o, out);
+  o.alloc = ort_alloc;
+  o.free = ort_free;
+  o.alloc_user = k->allocator;
+  linattn_status s = linattn_context_create(&o, &k->context);
   return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
+}
+
+static void free_kernel(ort_kernel* k) {
+  linattn_context_destroy(k->context);
+  if (k->allocator) linattn_ort_api->ReleaseAllocator(k->allocator);
+  free(k);
 }
 
 OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, const OrtApi* api,
@@ -200,9 +232,9 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
   if (!k) return linattn_ort_error(ORT_RUNTIME_EXCEPTION, "%s: out of memory", op->label);
   k->op = op;
   OrtStatus* st = op->kind == ORT_OP_LINEAR_ATTENTION ? create_la(op, api, info, k) : create_conv(op, api, info, k);
-  if (!st) st = make_context(op, &k->context);
+  if (!st) st = make_context(op, api, info, k);
   if (st) {
-    free(k);
+    free_kernel(k);
     return st;
   }
   *kernel = k;
@@ -211,9 +243,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
 
 void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel) {
   ort_kernel* k = (ort_kernel*)kernel;
-  if (!k) return;
-  linattn_context_destroy(k->context);
-  free(k);
+  if (k) free_kernel(k);
 }
 
 /* ------------------------------------------------------------------ tensors */
