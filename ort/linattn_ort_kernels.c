@@ -202,9 +202,9 @@ static void ort_parallel_for(void* host_data, linattn_task_fn task, void* task_a
 }
 
 /* linattn's memory hooks on ORT's allocator. A LinearAttention call's workspace is hundreds of
- * KiB even at decode; from malloc that size is a fresh mmap (and page faults) on every call,
- * from ORT's arena a reused block. The hooks over-allocate to honour any alignment (the arena
- * promises only its own). */
+ * KiB even at decode; from malloc a block that size may be a fresh mmap with its page faults
+ * on every call (glibc's mmap threshold decides), from ORT's arena it is a reused block. The
+ * hooks over-allocate to honour any alignment (the arena promises only its own). */
 static void* ort_alloc(void* user, size_t size, size_t alignment) {
   OrtAllocator* a = (OrtAllocator*)user;
   size_t total;
