@@ -4,6 +4,8 @@
 #   make test     every test suite (C, sanitizers are `make asan`, Python, conformance)
 #   make bench    the benchmark suite (writes build/bench/results.json and summary.png)
 #   make asan     the C tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-genai  the exported tiny Qwen3.5 in onnxruntime-genai, without and with the plugin
+#   make demo-genai  its prefill / decode tokens/s without and with the plugin (512 + 64 tokens)
 
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -11,7 +13,7 @@ CMAKE_FLAGS ?=
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: all build venv test test-c demo bench asan tsan install clean
+.PHONY: all build venv test test-c demo bench asan tsan install clean test-genai demo-genai
 
 all: build venv
 
@@ -37,6 +39,12 @@ test-c: build
 
 demo: build
 	./$(BUILD)/linattn-demo
+
+test-genai: build
+	./scripts/test-genai
+
+demo-genai: build
+	./scripts/demo-genai
 
 bench: all
 	./scripts/bench

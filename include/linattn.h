@@ -294,6 +294,53 @@ LINATTN_API linattn_status linattn_causal_conv_infer_shapes(
     const linattn_causal_conv_desc* desc, const int64_t input_dims[3], const int64_t weight_dims[3],
     int64_t output_dims[3], int64_t state_dims[3]);
 
+/* ---------------------------------------------------------------- gates (ORT com.microsoft) */
+
+/* The fused elementwise ops around a Gated DeltaNet layer in ONNX Runtime's contrib domain:
+ * GatedRMSNorm (output norm and gate) and LinearAttentionGate (decay and update rate). Both
+ * compute in fp32 whatever the tensor type and round once to it. */
+
+typedef enum linattn_gate_activation {
+  LINATTN_GATE_INVALID = 0,
+  LINATTN_GATE_SILU = 1,    /* z * sigmoid(z); ORT "silu" and its alias "swish" */
+  LINATTN_GATE_SIGMOID = 2  /* sigmoid(z) */
+} linattn_gate_activation;
+
+/* "silu", "swish", "sigmoid" -> activation; anything else -> LINATTN_GATE_INVALID. */
+LINATTN_API linattn_gate_activation linattn_gate_activation_from_string(const char* name);
+
+typedef struct linattn_gated_rms_norm_desc {
+  linattn_gate_activation activation;
+  float epsilon; /* added to the mean of squares; >= 0 */
+} linattn_gated_rms_norm_desc;
+
+/* ORT's defaults: silu, epsilon 1e-5. */
+LINATTN_API void linattn_gated_rms_norm_desc_init(linattn_gated_rms_norm_desc* desc);
+
+/* y = x * rsqrt(mean(x^2) + epsilon) * scale * act(gate), the mean taken over each contiguous
+ * group of C = len(scale) elements of x's last axis (per-head norm of a packed (.., H * C)).
+ *   x     (N_1, ..., W), rank 1..4, W a multiple of C     T-type, packed
+ *   scale (C)                                               T-type, packed
+ *   gate  like x                                            T-type, packed
+ *   y     like x                                            T-type, packed; may be x or gate
+ * T is f32, f16 or bf16 (one for all four); arithmetic in fp32. */
+LINATTN_API linattn_status linattn_gated_rms_norm(linattn_context* context, const linattn_gated_rms_norm_desc* desc,
+                                                  const linattn_tensor* x, const linattn_tensor* scale,
+                                                  const linattn_tensor* gate, const linattn_tensor* y);
+
+/* decay = decay_scale * softplus(a + dt_bias); beta = sigmoid(b).
+ *   a           (N_1, ..., H), rank 1..4    T-type, packed
+ *   dt_bias     (H)                          f32
+ *   decay_scale (H)                          f32 (for Gated DeltaNet -exp(A_log))
+ *   b           like a, optional (NULL)      T-type; required when beta is given
+ *   decay       like a                       T-type
+ *   beta        like a, optional (NULL)      T-type
+ * Outputs may be their input's buffer (decay = a, beta = b). */
+LINATTN_API linattn_status linattn_linear_attention_gate(linattn_context* context, const linattn_tensor* a,
+                                                         const linattn_tensor* dt_bias,
+                                                         const linattn_tensor* decay_scale, const linattn_tensor* b,
+                                                         const linattn_tensor* decay, const linattn_tensor* beta);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,7 +3,8 @@
  *
  * RegisterCustomOps adds two custom-op domains to the session options:
  *   "com.microsoft": LinearAttention and CausalConvWithState version 1 (ORT's contrib ops, with
- *                    inverse GQA / separate key heads, dilation and channels_last);
+ *                    inverse GQA / separate key heads, dilation and channels_last), GatedRMSNorm
+ *                    and LinearAttentionGate version 1;
  *   "" (ai.onnx):    LinearAttention and CausalConvWithState from opset 27.
  * ORT consults a session's custom registries before its own, so these take over the nodes (and
  * an opset-27 model gets past ORT's "opset under development" load check).
@@ -94,24 +95,35 @@ linattn_dtype linattn_ort_dtype(ONNXTensorElementDataType type) {
 
 static const ort_op* as_op(const OrtCustomOp* op) { return (const ort_op*)op; }
 
-static const char* ORT_API_CALL op_name(const OrtCustomOp* op) {
-  return as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? "LinearAttention" : "CausalConvWithState";
+const char* linattn_ort_kind_name(ort_op_kind kind) {
+  switch (kind) {
+    case ORT_OP_LINEAR_ATTENTION: return "LinearAttention";
+    case ORT_OP_CAUSAL_CONV: return "CausalConvWithState";
+    case ORT_OP_GATED_RMS_NORM: return "GatedRMSNorm";
+    case ORT_OP_LINEAR_ATTENTION_GATE: return "LinearAttentionGate";
+    default: return "";
+  }
 }
+
+static const char* ORT_API_CALL op_name(const OrtCustomOp* op) { return linattn_ort_kind_name(as_op(op)->kind); }
 
 static const char* ORT_API_CALL op_provider(const OrtCustomOp* op) {
   (void)op;
   return NULL; /* CPU execution provider */
 }
 
-static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) {
-  return as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? 6 : 4;
-}
+/* Inputs, of which the first `required` are required. */
+static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4};
+static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3};
+
+static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inputs[as_op(op)->kind]; }
 
 /* com.microsoft.CausalConvWithState declares a third, optional output (state_update, CUDA
  * only); declaring it lets such a node reach our kernel, which then says clearly that linattn
  * does not produce it, instead of failing graph resolution. */
 static size_t ORT_API_CALL op_output_count(const OrtCustomOp* op) {
   const ort_op* o = as_op(op);
+  if (o->kind == ORT_OP_GATED_RMS_NORM) return 1;
   return (o->kind == ORT_OP_CAUSAL_CONV && o->contrib) ? 3 : 2;
 }
 
@@ -122,17 +134,19 @@ static ONNXTensorElementDataType ORT_API_CALL op_io_type(const OrtCustomOp* op, 
 }
 
 /* LinearAttention: query, key, value required; past_state, decay, beta optional.
- * CausalConvWithState: input, weight required; bias, past_state optional. */
+ * CausalConvWithState: input, weight required; bias, past_state optional.
+ * GatedRMSNorm: X, scale, gate required. LinearAttentionGate: a, dt_bias, decay_scale required,
+ * b optional. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_input_characteristic(const OrtCustomOp* op,
                                                                                    size_t index) {
-  size_t required = as_op(op)->kind == ORT_OP_LINEAR_ATTENTION ? 3 : 2;
-  return index < required ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  return index < op_required_inputs[as_op(op)->kind] ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
+/* LinearAttentionGate's beta is optional; the others' first two outputs are required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_output_characteristic(const OrtCustomOp* op,
                                                                                     size_t index) {
-  (void)op;
-  return index < 2 ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
+  size_t required = as_op(op)->kind == ORT_OP_LINEAR_ATTENTION_GATE ? 1 : 2;
+  return index < required ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
 static OrtMemType ORT_API_CALL op_input_memory_type(const OrtCustomOp* op, size_t index) {
@@ -427,9 +441,47 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   return set_output(ic, 1, x.type, rank, state);
 }
 
+/* ------------------------------------------------------------------ gates inference */
+
+/* GatedRMSNorm Y and LinearAttentionGate decay / beta: the type and shape of input 0. */
+static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  infer_input x;
+  if ((st = read_input(ic, count, 0, &x))) return st;
+  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input 0 missing", op->label);
+  if (op->kind == ORT_OP_LINEAR_ATTENTION_GATE) {
+    /* dt_bias and decay_scale are float32 whatever T is (type constraint TF) */
+    for (size_t i = 1; i < 3; i++) {
+      infer_input v;
+      if ((st = read_input(ic, count, i, &v))) return st;
+      if (v.present && v.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
+        return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be float32 (type constraint TF)", op->label,
+                                 i == 1 ? "dt_bias" : "decay_scale");
+    }
+  }
+  if (x.rank == 0 && x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED) {
+    /* unknown shape: only the type is known, which set_output cannot say; leave it to run time */
+    return NULL;
+  }
+  infer_dim dims[INFER_MAX_RANK];
+  char names[INFER_MAX_RANK][40];
+  for (size_t i = 0; i < x.rank; i++) {
+    dims[i] = dim_of(&x, i);
+    name_if_unknown(&dims[i], names[i], sizeof names[i]);
+  }
+  size_t outputs = op->kind == ORT_OP_LINEAR_ATTENTION_GATE ? 2 : 1;
+  for (size_t o = 0; o < outputs; o++)
+    if ((st = set_output(ic, o, x.type, x.rank, dims))) return st;
+  return NULL;
+}
+
 /* ------------------------------------------------------------------ registration */
 
-static ort_op g_ops[4];
+static ort_op g_ops[6];
 static OrtCustomOpDomain* g_domain_contrib = NULL;
 static OrtCustomOpDomain* g_domain_onnx = NULL;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -439,10 +491,12 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   o->kind = kind;
   o->contrib = contrib;
   o->start_version = contrib ? 1 : 27;
-  if (kind == ORT_OP_LINEAR_ATTENTION)
-    o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27";
-  else
-    o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27";
+  switch (kind) {
+    case ORT_OP_LINEAR_ATTENTION: o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27"; break;
+    case ORT_OP_CAUSAL_CONV: o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27"; break;
+    case ORT_OP_GATED_RMS_NORM: o->label = "com.microsoft.GatedRMSNorm"; break;
+    default: o->label = "com.microsoft.LinearAttentionGate"; break;
+  }
   OrtCustomOp* b = &o->base;
   b->version = ORT_API_VERSION;
   b->GetName = op_name;
@@ -457,7 +511,8 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   b->GetInputMemoryType = op_input_memory_type;
   b->CreateKernelV2 = linattn_ort_create_kernel;
   b->KernelComputeV2 = linattn_ort_compute;
-  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION ? la_infer : conv_infer;
+  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION ? la_infer : kind == ORT_OP_CAUSAL_CONV ? conv_infer
+                                                                                             : gates_infer;
   b->GetStartVersion = op_start_version;
   b->GetEndVersion = op_end_version;
 }
@@ -470,12 +525,16 @@ static OrtStatus* make_domains(const OrtApi* api) {
   init_op(&g_ops[1], ORT_OP_CAUSAL_CONV, 1);
   init_op(&g_ops[2], ORT_OP_LINEAR_ATTENTION, 0);
   init_op(&g_ops[3], ORT_OP_CAUSAL_CONV, 0);
+  init_op(&g_ops[4], ORT_OP_GATED_RMS_NORM, 1);
+  init_op(&g_ops[5], ORT_OP_LINEAR_ATTENTION_GATE, 1);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
   if (!st) st = api->CreateCustomOpDomain("", &onnx);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[0].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[1].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[4].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[5].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
   if (st) {

@@ -3,7 +3,7 @@
  *
  * The library registers LinearAttention and CausalConvWithState twice: for ONNX Runtime's
  * contrib domain "com.microsoft" (version 1, with its extensions) and for the standard domain
- * "" from opset 27. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
+ * "" from opset 27; GatedRMSNorm and LinearAttentionGate for "com.microsoft" only. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
  * op it is. linattn_ort.c holds the schemas, the type/shape inference and the registration;
  * linattn_ort_kernels.c holds the kernels (attribute parsing and Compute).
  */
@@ -18,7 +18,13 @@
 
 #define LINATTN_ORT_HIDDEN __attribute__((visibility("hidden")))
 
-typedef enum ort_op_kind { ORT_OP_LINEAR_ATTENTION = 0, ORT_OP_CAUSAL_CONV = 1 } ort_op_kind;
+typedef enum ort_op_kind {
+  ORT_OP_LINEAR_ATTENTION = 0,
+  ORT_OP_CAUSAL_CONV = 1,
+  ORT_OP_GATED_RMS_NORM = 2,        /* com.microsoft only */
+  ORT_OP_LINEAR_ATTENTION_GATE = 3, /* com.microsoft only */
+  ORT_OP_KINDS = 4
+} ort_op_kind;
 
 typedef struct ort_op {
   OrtCustomOp base; /* first member: ORT hands us &base */
@@ -57,5 +63,8 @@ LINATTN_ORT_HIDDEN OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCu
                                                                      const OrtKernelInfo* info, void** kernel);
 LINATTN_ORT_HIDDEN OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* context);
 LINATTN_ORT_HIDDEN void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel);
+
+/* Name of an op kind as ORT knows it ("LinearAttention", ...). */
+LINATTN_ORT_HIDDEN const char* linattn_ort_kind_name(ort_op_kind kind);
 
 #endif /* LINATTN_ORT_H */

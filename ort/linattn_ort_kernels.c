@@ -16,9 +16,11 @@
 
 typedef struct ort_kernel {
   const ort_op* op;
+  OrtAllocator* allocator;  /* the session's CPU allocator (arena): context and workspaces */
   linattn_context* context; /* parallel regions on ORT's pool (see ort_parallel_for) */
   linattn_linear_attention_desc la;
   linattn_causal_conv_desc conv;
+  linattn_gated_rms_norm_desc rms_norm;
   int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
 } ort_kernel;
 
@@ -153,6 +155,22 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
   return NULL;
 }
 
+static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char act[64];
+  linattn_gated_rms_norm_desc_init(&k->rms_norm);
+  if ((st = attr_string(op, api, info, "activation", "silu", act, sizeof act))) return st;
+  k->rms_norm.activation = linattn_gate_activation_from_string(act);
+  if (k->rms_norm.activation == LINATTN_GATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: activation must be one of: silu, swish, sigmoid (got '%s')",
+                             op->label, act);
+  attr_float(api, info, "epsilon", 1e-5f, &k->rms_norm.epsilon);
+  if (!(k->rms_norm.epsilon >= 0.0f))
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute epsilon must be >= 0, got %g", op->label,
+                             (double)k->rms_norm.epsilon);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------ threads */
 
 /* The OrtKernelContext of the Compute running on this thread (NULL outside Compute). */
@@ -183,13 +201,44 @@ static void ort_parallel_for(void* host_data, linattn_task_fn task, void* task_a
   }
 }
 
-static OrtStatus* make_context(const ort_op* op, linattn_context** out) {
+/* linattn's memory hooks on ORT's allocator. A LinearAttention call's workspace is hundreds of
+ * KiB even at decode; from malloc a block that size may be a fresh mmap with its page faults
+ * on every call (glibc's mmap threshold decides), from ORT's arena it is a reused block. The
+ * hooks over-allocate to honour any alignment (the arena promises only its own). */
+static void* ort_alloc(void* user, size_t size, size_t alignment) {
+  OrtAllocator* a = (OrtAllocator*)user;
+  size_t total;
+  if (__builtin_add_overflow(size, alignment + sizeof(void*), &total)) return NULL;
+  char* raw = (char*)a->Alloc(a, total);
+  if (!raw) return NULL;
+  uintptr_t p = ((uintptr_t)raw + sizeof(void*) + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  ((void**)p)[-1] = raw;
+  return (void*)p;
+}
+
+static void ort_free(void* user, void* ptr) {
+  OrtAllocator* a = (OrtAllocator*)user;
+  if (ptr) a->Free(a, ((void**)ptr)[-1]);
+}
+
+static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st = api->KernelInfoGetAllocator(info, OrtMemTypeDefault, &k->allocator);
+  if (st) return st;
   linattn_context_options o;
   linattn_context_options_init(&o);
   o.parallel_for = ort_parallel_for;
   o.num_threads = 0; /* task count; ORT's pool decides how many run at once */
-  linattn_status s = linattn_context_create(&o, out);
+  o.alloc = ort_alloc;
+  o.free = ort_free;
+  o.alloc_user = k->allocator;
+  linattn_status s = linattn_context_create(&o, &k->context);
   return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
+}
+
+static void free_kernel(ort_kernel* k) {
+  linattn_context_destroy(k->context);
+  if (k->allocator) linattn_ort_api->ReleaseAllocator(k->allocator);
+  free(k);
 }
 
 OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, const OrtApi* api,
@@ -199,10 +248,16 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
   ort_kernel* k = (ort_kernel*)calloc(1, sizeof *k);
   if (!k) return linattn_ort_error(ORT_RUNTIME_EXCEPTION, "%s: out of memory", op->label);
   k->op = op;
-  OrtStatus* st = op->kind == ORT_OP_LINEAR_ATTENTION ? create_la(op, api, info, k) : create_conv(op, api, info, k);
-  if (!st) st = make_context(op, &k->context);
+  OrtStatus* st = NULL;
+  switch (op->kind) {
+    case ORT_OP_LINEAR_ATTENTION: st = create_la(op, api, info, k); break;
+    case ORT_OP_CAUSAL_CONV: st = create_conv(op, api, info, k); break;
+    case ORT_OP_GATED_RMS_NORM: st = create_rms_norm(op, api, info, k); break;
+    default: break; /* LinearAttentionGate has no attributes */
+  }
+  if (!st) st = make_context(op, api, info, k);
   if (st) {
-    free(k);
+    free_kernel(k);
     return st;
   }
   *kernel = k;
@@ -211,9 +266,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
 
 void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel) {
   ort_kernel* k = (ort_kernel*)kernel;
-  if (!k) return;
-  linattn_context_destroy(k->context);
-  free(k);
+  if (k) free_kernel(k);
 }
 
 /* ------------------------------------------------------------------ tensors */
@@ -394,11 +447,104 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+/* ------------------------------------------------------------------ gates */
+
+static int64_t numel(const ort_tensor* t) {
+  int64_t n = 1;
+  for (size_t i = 0; i < t->rank; i++) n *= t->dims[i]; /* a real tensor's element count fits */
+  return n;
+}
+
+static int same_shape(const ort_tensor* a, const ort_tensor* b) {
+  if (a->rank != b->rank) return 0;
+  for (size_t i = 0; i < a->rank; i++)
+    if (a->dims[i] != b->dims[i]) return 0;
+  return 1;
+}
+
+/* t as a packed (numel / last, last) matrix, or (numel) when flat: linattn takes rank <= 4 and
+ * both ops are rowwise over the last axis. */
+static linattn_tensor as_rows(const ort_tensor* t, int flat) {
+  const int64_t last = t->rank ? t->dims[t->rank - 1] : 1, n = numel(t);
+  int64_t dims[2] = {last ? n / last : 0, last};
+  if (flat) dims[0] = n;
+  return linattn_make_tensor(t->data, t->dtype, flat ? 1 : 2, dims);
+}
+
+static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
+  static const char* const names[3] = {"X", "scale", "gate"};
+  const ort_op* op = k->op;
+  ort_tensor in[3];
+  int present[3];
+  OrtStatus* st = get_inputs(op, ctx, 3, names, in, present);
+  if (st) return st;
+  if (!present[0] || !present[1] || !present[2])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs X, scale and gate are required", op->label);
+  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: X must have rank >= 1", op->label);
+  if (!same_shape(&in[0], &in[2]))
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: gate must have the same shape as X", op->label);
+  ort_tensor out;
+  int has_out = 0;
+  if ((st = get_output(op, ctx, 0, "Y", in[0].dims, in[0].rank, &out, &has_out))) return st;
+  if (!has_out) return NULL;
+  linattn_tensor x = as_rows(&in[0], 0), scale = as_rows(&in[1], 1), gate = as_rows(&in[2], 0), y = as_rows(&out, 0);
+  linattn_status ls = linattn_gated_rms_norm(k->context, &k->rms_norm, &x, &scale, &gate, &y);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
+static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
+  static const char* const names[4] = {"a", "dt_bias", "decay_scale", "b"};
+  const ort_op* op = k->op;
+  ort_tensor in[4];
+  int present[4];
+  OrtStatus* st = get_inputs(op, ctx, 4, names, in, present);
+  if (st) return st;
+  if (!present[0] || !present[1] || !present[2])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs a, dt_bias and decay_scale are required", op->label);
+  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: a must have rank >= 1", op->label);
+  ort_tensor decay, beta;
+  int has_decay = 0, has_beta = 0;
+  if ((st = get_output(op, ctx, 0, "decay", in[0].dims, in[0].rank, &decay, &has_decay))) return st;
+  if ((st = get_output(op, ctx, 1, "beta", in[0].dims, in[0].rank, &beta, &has_beta))) return st;
+  if (has_beta && !present[3])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: The b input is required when the beta output is requested",
+                             op->label);
+  if (has_beta && !same_shape(&in[0], &in[3]))
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: b must have the same shape as a", op->label);
+  if (!has_decay) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output decay is required", op->label);
+  linattn_tensor a = as_rows(&in[0], 0), bias = as_rows(&in[1], 1), scale = as_rows(&in[2], 1);
+  linattn_tensor b = has_beta ? as_rows(&in[3], 0) : a, d = as_rows(&decay, 0), be = has_beta ? as_rows(&beta, 0) : d;
+  linattn_status ls = linattn_linear_attention_gate(k->context, &a, &bias, &scale, has_beta ? &b : NULL, &d,
+                                                    has_beta ? &be : NULL);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
+/* ------------------------------------------------------------------ entry */
+
+/* Compute calls per op kind since the library was loaded (read by tests through
+ * linattn_ort_kernel_calls: proof that a client really ran a node on linattn). */
+static uint64_t g_kernel_calls[ORT_OP_KINDS];
+
+__attribute__((visibility("default"))) uint64_t linattn_ort_kernel_calls(const char* op_name) {
+  uint64_t total = 0;
+  for (int kind = 0; kind < ORT_OP_KINDS; kind++)
+    if (!op_name || !strcmp(op_name, linattn_ort_kind_name((ort_op_kind)kind)))
+      total += __atomic_load_n(&g_kernel_calls[kind], __ATOMIC_RELAXED);
+  return total;
+}
+
 OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* context) {
   const ort_kernel* k = (const ort_kernel*)kernel;
   OrtKernelContext* outer = tls_kernel_context; /* normally NULL; restored for safety */
   tls_kernel_context = context;
-  OrtStatus* st = k->op->kind == ORT_OP_LINEAR_ATTENTION ? compute_la(k, context) : compute_conv(k, context);
+  OrtStatus* st = NULL;
+  switch (k->op->kind) {
+    case ORT_OP_LINEAR_ATTENTION: st = compute_la(k, context); break;
+    case ORT_OP_CAUSAL_CONV: st = compute_conv(k, context); break;
+    case ORT_OP_GATED_RMS_NORM: st = compute_rms_norm(k, context); break;
+    default: st = compute_la_gate(k, context); break;
+  }
   tls_kernel_context = outer;
+  __atomic_add_fetch(&g_kernel_calls[k->op->kind], 1, __ATOMIC_RELAXED);
   return st;
 }

@@ -19,8 +19,8 @@
 #endif
 
 /* The kernels of the families this build contains. */
-#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, flags) \
-  FAMILY_IF_##arch(extern const la_kernel la; extern const conv_kernel conv;, )
+#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, gates, flags) \
+  FAMILY_IF_##arch(extern const la_kernel la; extern const conv_kernel conv; extern const gates_kernel gates;, )
 #include "kernels/registry.inc"
 #undef LINATTN_FAMILY
 
@@ -77,8 +77,9 @@ typedef struct kernel_family {
 } kernel_family;
 
 static const kernel_family g_families[FAMILY_COUNT] = {
-#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, flags) \
-  {#name, FAMILY_IF_##arch(cpu, NULL), {LINATTN_ISA_##ID, FAMILY_IF_##arch(&la, NULL), FAMILY_IF_##arch(&conv, NULL)}},
+#define LINATTN_FAMILY(ID, name, arch, cpu, la, conv, gates, flags)                                                     \
+  {#name, FAMILY_IF_##arch(cpu, NULL),                                                                               \
+   {LINATTN_ISA_##ID, FAMILY_IF_##arch(&la, NULL), FAMILY_IF_##arch(&conv, NULL), FAMILY_IF_##arch(&gates, NULL)}},
 #include "kernels/registry.inc"
 #undef LINATTN_FAMILY
 };

@@ -142,12 +142,36 @@ typedef struct conv_kernel {
                              * (at least block_channels), for long contiguous row streams */
 } conv_kernel;
 
+/* ------------------------------------------------------------------ gates */
+
+/* GatedRMSNorm on `rows` packed rows of C elements: x, gate, y advance by C per row, scale is
+ * the same (C) vector for every row. y may equal x or gate (each row is read before written). */
+typedef struct gated_rms_norm_params {
+  linattn_dtype dtype;
+  int64_t C;
+  float epsilon;
+  bool silu; /* else sigmoid */
+} gated_rms_norm_params;
+typedef void (*gated_rms_norm_fn)(const gated_rms_norm_params* p, const void* x, const void* scale,
+                                  const void* gate, void* y, int64_t rows);
+
+/* LinearAttentionGate on `rows` packed rows of H elements (b and beta NULL together). */
+typedef void (*la_gate_fn)(linattn_dtype dtype, int64_t H, const void* a, const float* dt_bias,
+                           const float* decay_scale, const void* b, void* decay, void* beta, int64_t rows);
+
+typedef struct gates_kernel {
+  const char* name;
+  gated_rms_norm_fn rms_norm;
+  la_gate_fn la_gate;
+} gates_kernel;
+
 /* ------------------------------------------------------------------ dispatch */
 
 typedef struct kernel_table {
   linattn_isa isa;
   const la_kernel* la;      /* never NULL */
   const conv_kernel* conv;  /* never NULL */
+  const gates_kernel* gates;/* never NULL */
 } kernel_table;
 
 /* The families' names, comma-separated, in linattn_isa order (for messages). */
@@ -162,6 +186,10 @@ linattn_isa linattn_auto_isa(const char** bad_env);
 /* Reference kernels (src/ref): the executable spec. */
 extern const la_kernel linattn_la_reference;
 extern const conv_kernel linattn_conv_reference;
+extern const gates_kernel linattn_gates_reference;
+/* The reference LinearAttentionGate (H gates per token, libm softplus): every family uses it. */
+void linattn_la_gate_ref(linattn_dtype dtype, int64_t H, const void* a, const float* dt_bias,
+                         const float* decay_scale, const void* b, void* decay, void* beta, int64_t rows);
 
 /* ------------------------------------------------------------------ context, errors */
 

@@ -12,6 +12,7 @@ testing (tolerances shared by the runner and the tests).
 from ._lib import LinattnError, library_path
 from ._tensor import BFLOAT16, FLOAT16, FLOAT32
 from .context import Context, available_isas, isa_available, shared_context
+from .gates import GATE_ACTIVATIONS, gated_rms_norm, linear_attention_gate
 from .ops import ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes
 
 __version__ = "0.1.0"
@@ -27,6 +28,7 @@ def library_version() -> str:
 __all__ = [
     "ACTIVATIONS",
     "BFLOAT16",
+    "GATE_ACTIVATIONS",
     "FLOAT16",
     "FLOAT32",
     "UPDATE_RULES",
@@ -34,10 +36,12 @@ __all__ = [
     "LinattnError",
     "available_isas",
     "causal_conv_with_state",
+    "gated_rms_norm",
     "isa_available",
     "library_path",
     "library_version",
     "linear_attention",
+    "linear_attention_gate",
     "linear_attention_shapes",
     "shared_context",
 ]

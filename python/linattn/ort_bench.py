@@ -106,11 +106,29 @@ def node_feeds(kind, domain, cfg, tokens, dtype, rng):
             "beta": rng.uniform(0, 1, (1, tokens, cfg.n_v)).astype(td)}
 
 
+def gate_node(kind, cfg, tokens, dtype, rng):
+    """com.microsoft GatedRMSNorm (on the attention output, per value head) or LinearAttentionGate
+    (per value head) of the layer: (model, feeds, output shapes)."""
+    td = M.np_dtype(dtype)
+    if kind == "norm":
+        shape = (1, tokens, cfg.n_v * cfg.d_v)
+        feeds = {"X": rng.standard_normal(shape).astype(td), "scale": rng.standard_normal(cfg.d_v).astype(td),
+                 "gate": rng.standard_normal(shape).astype(td)}
+        return M.gated_rms_norm_model(x_shape=list(shape), scale_len=cfg.d_v, dtype=dtype), feeds, {"Y": shape}
+    shape = (1, tokens, cfg.n_v)
+    feeds = {"a": rng.standard_normal(shape).astype(td), "dt_bias": rng.standard_normal(cfg.n_v).astype(np.float32),
+             "decay_scale": -np.exp(rng.standard_normal(cfg.n_v)).astype(np.float32),
+             "b": rng.standard_normal(shape).astype(td)}
+    return M.linear_attention_gate_model(a_shape=list(shape), dtype=dtype), feeds, {"decay": shape, "beta": shape}
+
+
 def bench_node(kind, cfg, domain, dtype, *, tokens, repeats, threads):
     """Median seconds of one node run (the recurrent op alone), plugin and ORT alone."""
     rng = np.random.default_rng(2)
-    feeds = node_feeds(kind, domain, cfg, tokens, dtype, rng)
-    if kind == "conv":
+    if kind in ("norm", "gate"):
+        model, feeds, shapes = gate_node(kind, cfg, tokens, dtype, rng)
+    elif kind == "conv":
+        feeds = node_feeds(kind, domain, cfg, tokens, dtype, rng)
         model = M.causal_conv_model(domain, dtype=dtype, inputs=("input", "weight", "", "past_state"),
                                     activation="silu", channels_last=1 if domain == M.CONTRIB else None,
                                     shapes={k: list(v.shape) for k, v in feeds.items()})
@@ -118,6 +136,7 @@ def bench_node(kind, cfg, domain, dtype, *, tokens, repeats, threads):
         shapes = {"output": feeds["input"].shape,
                   "present_state": (1, km1, c) if domain == M.CONTRIB else (1, c, km1)}
     else:
+        feeds = node_feeds(kind, domain, cfg, tokens, dtype, rng)
         hq = cfg.n_k if domain == M.CONTRIB else cfg.n_v
         # concrete shapes: ORT's own opset-27 function body fails on unknown ones ("Subgraph must
         # have the shape set for all outputs")
@@ -143,30 +162,38 @@ def bench_node(kind, cfg, domain, dtype, *, tokens, repeats, threads):
 
 
 def print_nodes(args, cfg):
-    print(f"\nThe recurrent nodes alone (same shapes; LinearAttention with a float32 state), medians of {args.repeats}")
+    print(f"\nThe layer's nodes alone (same shapes; LinearAttention with a float32 state), medians of {args.repeats}")
     header = f"{'node':26} {'domain':14} {'dtype':9} | {'plugin':>10} {'ORT alone':>10} {'speedup':>7}"
     print(header)
     print("-" * len(header))
     rows = []
-    for kind, tokens in (("LinearAttention", args.prompt), ("LinearAttention", 1), ("conv", args.prompt),
-                         ("conv", 1)):
-        for dom_name in args.domains.split(","):
-            domain = M.CONTRIB if dom_name == "com.microsoft" else ""
-            for dtype in args.dtypes.split(","):
-                r = bench_node("conv" if kind == "conv" else "la", cfg, domain, dtype, tokens=tokens,
-                               repeats=args.repeats, threads=args.threads)
-                name = f"{'CausalConvWithState' if kind == 'conv' else kind} T={tokens}"
-                rows.append({"node": name, "domain": dom_name, "dtype": dtype, **r})
-                p, o = r.get("plugin", {}), r.get("ort", {})
-                pm = f"{p['seconds'] * 1e3:.3f} ms" if "seconds" in p else "n/a"
-                om = f"{o['seconds'] * 1e3:.3f} ms" if "seconds" in o else "n/a"
-                sp = f"{o['seconds'] / p['seconds']:.2f}x" if "seconds" in p and "seconds" in o else "-"
-                print(f"{name:26} {dom_name:14} {dtype:9} | {pm:>10} {om:>10} {sp:>7}")
-                for label in ("plugin", "ort"):
-                    if "error" in r.get(label, {}):
-                        print(f"{'':28}{label}: {r[label]['error']}")
-                sys.stdout.flush()
+    kinds = {"LinearAttention": "la", "CausalConvWithState": "conv", "GatedRMSNorm": "norm",
+             "LinearAttentionGate": "gate"}
+    for op in kinds:
+        for tokens in (args.prompt, 1):
+            for dom_name in args.domains.split(","):
+                if kinds[op] in ("norm", "gate") and dom_name != "com.microsoft":
+                    continue  # contrib-only ops
+                domain = M.CONTRIB if dom_name == "com.microsoft" else ""
+                for dtype in args.dtypes.split(","):
+                    rows.append(node_row(args, cfg, op, kinds[op], tokens, dom_name, domain, dtype))
     return rows
+
+
+def node_row(args, cfg, op, kind, tokens, dom_name, domain, dtype):
+    """Times one node both ways, prints its line, returns its row."""
+    r = bench_node(kind, cfg, domain, dtype, tokens=tokens, repeats=args.repeats, threads=args.threads)
+    name = f"{op} T={tokens}"
+    p, o = r.get("plugin", {}), r.get("ort", {})
+    pm = f"{p['seconds'] * 1e3:.3f} ms" if "seconds" in p else "n/a"
+    om = f"{o['seconds'] * 1e3:.3f} ms" if "seconds" in o else "n/a"
+    sp = f"{o['seconds'] / p['seconds']:.2f}x" if "seconds" in p and "seconds" in o else "-"
+    print(f"{name:26} {dom_name:14} {dtype:9} | {pm:>10} {om:>10} {sp:>7}")
+    for label in ("plugin", "ort"):
+        if "error" in r.get(label, {}):
+            print(f"{'':28}{label}: {r[label]['error']}")
+    sys.stdout.flush()
+    return {"node": name, "domain": dom_name, "dtype": dtype, **r}
 
 
 def main(argv=None):

@@ -285,6 +285,32 @@ def block_feeds(domain, cfg: GatedDeltaNetConfig, batch, tokens, *, dtype="float
     return {"x": x, "conv_state": conv.astype(np_dtype(dtype)), "recurrent_state": rec.astype(np_dtype(state_dtype))}
 
 
+# ---------------------------------------------------------------- gates (com.microsoft only)
+
+
+def gated_rms_norm_model(*, x_shape, scale_len, dtype="float32", **attrs):
+    """One com.microsoft GatedRMSNorm node: inputs X, scale, gate; output Y."""
+    from onnx import helper
+
+    node = helper.make_node("GatedRMSNorm", ["X", "scale", "gate"], ["Y"], domain=CONTRIB, **attrs)
+    inputs = [_vi("X", dtype, x_shape), _vi("scale", dtype, [scale_len]), _vi("gate", dtype, x_shape)]
+    return _make_model([node], inputs, [_vi("Y", dtype, None)], CONTRIB)
+
+
+def linear_attention_gate_model(*, a_shape, dtype="float32", with_b=True, with_beta=True):
+    """One com.microsoft LinearAttentionGate node: a, dt_bias, decay_scale (float32), b -> decay, beta."""
+    from onnx import helper
+
+    heads = a_shape[-1] if a_shape else None
+    ins = ["a", "dt_bias", "decay_scale"] + (["b"] if with_b else [])
+    outs = ["decay"] + (["beta"] if with_beta else [])
+    node = helper.make_node("LinearAttentionGate", ins, outs, domain=CONTRIB)
+    inputs = [_vi("a", dtype, a_shape), _vi("dt_bias", "float32", [heads]), _vi("decay_scale", "float32", [heads])]
+    if with_b:
+        inputs.append(_vi("b", dtype, a_shape))
+    return _make_model([node], inputs, [_vi(o, dtype, None) for o in outs], CONTRIB)
+
+
 # ---------------------------------------------------------------- running
 
 

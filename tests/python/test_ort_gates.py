@@ -1,0 +1,192 @@
+"""com.microsoft GatedRMSNorm and LinearAttentionGate through liblinattn_ort.so, against ONNX
+Runtime's own CPU kernels (float32, float16) on fresh random data, and against a float64 numpy
+oracle for bfloat16 (which ORT's CPU provider does not register for these ops). Outputs are
+NaN-poisoned before the run, so an unwritten element fails. Also: the plugin really runs the
+nodes (its call counter), output types/shapes inferred at load, and ORT's wording for bad
+inputs and attributes."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+from linattn import ort as lort  # noqa: E402
+from linattn import ort_models as M  # noqa: E402
+
+if not lort.is_available():
+    pytest.skip("liblinattn_ort.so not built (needs the ONNX Runtime C API header)", allow_module_level=True)
+
+from ort_testlib import assert_close, fresh_rng  # noqa: E402
+
+
+def kernel_calls(op):
+    lib = ctypes.CDLL(lort.library_path())
+    lib.linattn_ort_kernel_calls.restype = ctypes.c_uint64
+    lib.linattn_ort_kernel_calls.argtypes = [ctypes.c_char_p]
+    return lib.linattn_ort_kernel_calls(op.encode())
+
+
+def cast(x, dtype):
+    return x.astype(M.np_dtype(dtype))
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ---------------------------------------------------------------- GatedRMSNorm
+
+RMS_CASES = {
+    # name: (X shape, C)
+    "prefill_heads": ((2, 33, 4 * 64), 64),
+    "decode": ((1, 1, 4 * 64), 64),
+    "odd_c": ((3, 5, 2 * 37), 37),
+    "rank2_c_full": ((7, 48), 48),
+    "rank4": ((2, 3, 2, 32), 16),
+    "rank5": ((1, 2, 3, 2, 16), 16),
+    "empty": ((0, 3, 64), 64),
+}
+
+
+def rms_reference(x, scale, gate, eps, silu):
+    x, scale, gate = (np.asarray(v, np.float64) for v in (x, scale, gate))
+    c = scale.shape[0]
+    rows = x.reshape(-1, c)
+    inv = 1.0 / np.sqrt(np.mean(rows * rows, axis=1, keepdims=True) + eps)
+    g = gate.reshape(-1, c)
+    act = g * sigmoid(g) if silu else sigmoid(g)
+    return (rows * inv * scale * act).reshape(x.shape)
+
+
+def rms_feeds(rng, shape, c, dtype):
+    mag = np.exp(rng.uniform(-2, 2))
+    return {"X": cast(mag * rng.standard_normal(shape), dtype), "scale": cast(rng.standard_normal(c), dtype),
+            "gate": cast(3 * rng.standard_normal(shape), dtype)}
+
+
+def run_rms(feeds, shape, c, dtype, plugin, threads=1, **attrs):
+    model = M.gated_rms_norm_model(x_shape=list(shape), scale_len=c, dtype=dtype, **attrs)
+    return M.run(M.session(model, plugin=plugin, threads=threads), feeds, {"Y": shape})[0]
+
+
+@pytest.mark.parametrize("activation", [None, "silu", "swish", "sigmoid"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(RMS_CASES))
+def test_gated_rms_norm_matches_ort_kernel(case, dtype, activation):
+    shape, c = RMS_CASES[case]
+    rng, seed = fresh_rng()
+    feeds = rms_feeds(rng, shape, c, dtype)
+    attrs = {"epsilon": float(rng.choice([1e-6, 1e-5, 0.5]))}
+    if activation:
+        attrs["activation"] = activation
+    before = kernel_calls("GatedRMSNorm")
+    got = run_rms(feeds, shape, c, dtype, True, **attrs)
+    assert kernel_calls("GatedRMSNorm") == before + 1, "the node did not run on linattn"
+    what = f"GatedRMSNorm {case} {dtype} {attrs} seed={seed}"
+    if dtype == "bfloat16":
+        ref = rms_reference(feeds["X"], feeds["scale"], feeds["gate"], attrs["epsilon"], activation != "sigmoid")
+        assert_close(got, ref, dtype, what, rel_max=1e-6, rel=2e-5)
+    else:
+        ref = run_rms(feeds, shape, c, dtype, False, **attrs)
+        # ORT sums the squares sequentially, linattn in 16 lanes: both fp32, rounded once to T
+        assert_close(got, ref, dtype, what, rel_max=1e-6, rel=2e-5)
+
+
+def test_gated_rms_norm_threads_give_identical_bits():
+    rng, seed = fresh_rng()
+    shape, c = (4, 512, 4 * 64), 64
+    feeds = rms_feeds(rng, shape, c, "float32")
+    one = run_rms(feeds, shape, c, "float32", True, threads=1)
+    two = run_rms(feeds, shape, c, "float32", True, threads=2)
+    assert np.array_equal(one.view(np.uint32), two.view(np.uint32)), f"seed={seed}"
+
+
+def test_gated_rms_norm_errors_use_ort_wording():
+    rng, _ = fresh_rng()
+    feeds = rms_feeds(rng, (2, 3, 64), 64, "float32")
+    feeds["gate"] = feeds["gate"][:, :2]
+    model = M.gated_rms_norm_model(x_shape=None, scale_len=None)
+    with pytest.raises(Exception, match="gate must have the same shape as X"):
+        M.session(model).run(None, feeds)
+    feeds = rms_feeds(rng, (2, 3, 64), 48, "float32")
+    with pytest.raises(Exception, match="multiple of the scale length"):
+        M.session(model).run(None, feeds)
+    bad = M.gated_rms_norm_model(x_shape=[2, 3, 64], scale_len=64, activation="relu")
+    with pytest.raises(Exception, match="activation must be one of: silu, swish, sigmoid"):
+        M.session(bad)
+
+
+# ---------------------------------------------------------------- LinearAttentionGate
+
+GATE_SHAPES = {"prefill": (2, 37, 4), "decode": (1, 1, 32), "rank1": (5,), "rank4": (2, 3, 4, 6), "empty": (0, 4)}
+
+
+def gate_feeds(rng, shape, dtype, with_b):
+    h = shape[-1]
+    feeds = {"a": cast(4 * rng.standard_normal(shape), dtype), "dt_bias": rng.standard_normal(h).astype(np.float32),
+             "decay_scale": (-np.exp(rng.uniform(-3, 2, h))).astype(np.float32)}
+    if feeds["a"].size > 1:
+        feeds["a"].flat[0], feeds["a"].flat[1] = 60, -60  # softplus's linear and exponential ends
+    if with_b:
+        feeds["b"] = cast(4 * rng.standard_normal(shape), dtype)
+    return feeds
+
+
+def run_gate(feeds, shape, dtype, plugin, with_beta):
+    model = M.linear_attention_gate_model(a_shape=list(shape), dtype=dtype, with_b="b" in feeds, with_beta=with_beta)
+    outs = {"decay": shape}
+    if with_beta:
+        outs["beta"] = shape
+    return M.run(M.session(model, plugin=plugin), feeds, outs)
+
+
+@pytest.mark.parametrize("beta", ["beta", "no_beta", "b_without_beta"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(GATE_SHAPES))
+def test_linear_attention_gate_matches_ort_kernel(case, dtype, beta):
+    shape = GATE_SHAPES[case]
+    rng, seed = fresh_rng()
+    with_beta = beta == "beta"
+    feeds = gate_feeds(rng, shape, dtype, beta != "no_beta")
+    before = kernel_calls("LinearAttentionGate")
+    got = run_gate(feeds, shape, dtype, True, with_beta)
+    assert kernel_calls("LinearAttentionGate") == before + 1, "the node did not run on linattn"
+    what = f"LinearAttentionGate {case} {dtype} {beta} seed={seed}"
+    if dtype == "bfloat16":
+        a = np.asarray(feeds["a"], np.float64) + feeds["dt_bias"].astype(np.float64)
+        refs = [feeds["decay_scale"] * np.logaddexp(0.0, a)]
+        if with_beta:
+            refs.append(sigmoid(np.asarray(feeds["b"], np.float64)))
+    else:
+        refs = run_gate(feeds, shape, dtype, False, with_beta)
+    for name, g, r in zip(["decay", "beta"], got, refs):
+        assert_close(g, r, dtype, f"{what} {name}", rel_max=1e-6, rel=2e-6)
+
+
+def test_linear_attention_gate_errors_use_ort_wording():
+    rng, _ = fresh_rng()
+    feeds = gate_feeds(rng, (2, 3, 4), "float32", True)
+    feeds["b"] = feeds["b"][:, :2]
+    model = M.linear_attention_gate_model(a_shape=None)
+    with pytest.raises(Exception, match="b must have the same shape as a"):
+        M.session(model).run(None, feeds)
+    feeds = gate_feeds(rng, (2, 3, 4), "float32", True)
+    feeds["dt_bias"] = feeds["dt_bias"][:3]
+    with pytest.raises(Exception, match="dt_bias"):
+        M.session(model).run(None, feeds)
+
+
+def test_inferred_types_and_shapes():
+    """Outputs keep the first input's type and shape (symbolic dims included) at load time."""
+    from onnx import helper, shape_inference  # noqa: F401
+
+    rms = M.gated_rms_norm_model(x_shape=["batch", "seq", 128], scale_len=64, dtype="float16")
+    sess = M.session(rms)
+    out = sess.get_outputs()[0]
+    assert out.type == "tensor(float16)" and out.shape == ["batch", "seq", 128], out
+    gate = M.linear_attention_gate_model(a_shape=["batch", "seq", 4], dtype="bfloat16")
+    outs = M.session(gate).get_outputs()
+    assert [(o.type, o.shape) for o in outs] == [("tensor(bfloat16)", ["batch", "seq", 4])] * 2, outs
