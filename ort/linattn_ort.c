@@ -364,23 +364,15 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
 
 /* ------------------------------------------------------------------ CausalConvWithState inference */
 
-/* (k - 1) * dilation from the library's shape inference on stand-in dims (one batch, one step,
- * the weight's channels), so that the rules on k and dilation are linattn's; unknown without k. */
-static OrtStatus* conv_infer_state_length(const ort_op* op, const infer_input* w, int64_t dilation,
-                                          int64_t channels_last, infer_dim* len) {
-  *len = dim_unknown();
-  if (!w->present || w->rank != 3 || w->dims[2] < 0) return NULL;
-  const int64_t c = w->dims[0] >= 0 ? w->dims[0] : 1;
-  const int64_t xd[3] = {1, channels_last ? 1 : c, channels_last ? c : 1};
-  const int64_t wd[3] = {c, 1, w->dims[2]};
+/* The library's shape inference on stand-in dims (one channel, one batch, one step), so that
+ * the rules on k and dilation and their messages are linattn's. */
+OrtStatus* linattn_ort_conv_state_length(const ort_op* op, const linattn_causal_conv_desc* desc, int64_t taps,
+                                         int64_t* len) {
+  const int64_t xd[3] = {1, 1, 1}, wd[3] = {1, 1, taps};
   int64_t od[3], sd[3];
-  linattn_causal_conv_desc desc;
-  linattn_causal_conv_desc_init(&desc);
-  desc.dilation = dilation;
-  desc.channels_last = channels_last ? 1 : 0;
-  linattn_status ls = linattn_causal_conv_infer_shapes(&desc, xd, wd, od, sd);
+  linattn_status ls = linattn_causal_conv_infer_shapes(desc, xd, wd, od, sd);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
-  *len = dim_known(sd[channels_last ? 1 : 2]);
+  *len = sd[desc->channels_last ? 1 : 2];
   return NULL;
 }
 
@@ -419,8 +411,14 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if ((st = set_output(ic, 0, x.type, rank, out))) return st;
 
   /* present_state: the sequence axis becomes (k - 1) * dilation */
-  infer_dim len;
-  if ((st = conv_infer_state_length(op, &w, dilation, channels_last, &len))) return st;
+  infer_dim len = dim_unknown();
+  if (w.present && w.rank == 3 && w.dims[2] >= 0) {
+    linattn_causal_conv_desc desc;
+    linattn_causal_conv_desc_init(&desc);
+    desc.dilation = dilation;
+    desc.channels_last = channels_last ? 1 : 0;
+    if ((st = linattn_ort_conv_state_length(op, &desc, w.dims[2], &len.value))) return st;
+  }
   infer_dim state[INFER_MAX_RANK];
   size_t seq_axis = channels_last ? 1 : rank - 1;
   for (size_t i = 0; i < rank; i++) state[i] = i == seq_axis ? len : out[i];
