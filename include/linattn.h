@@ -144,8 +144,12 @@ typedef enum linattn_state_stores {
   LINATTN_STATE_STORES_STREAMING = 2
 } linattn_state_stores;
 
+/* Largest num_threads a context accepts (a larger count is an error, never clamped). */
+#define LINATTN_MAX_THREADS 1024
+
 typedef struct linattn_context_options {
-  int32_t num_threads;                 /* 0 = number of online CPUs; 1 = run on the caller only */
+  int32_t num_threads;                 /* 0 = number of online CPUs (at most LINATTN_MAX_THREADS);
+                                        * 1 = run on the caller only; else 1..LINATTN_MAX_THREADS */
   linattn_parallel_for_fn parallel_for;/* NULL = the built-in pthread pool */
   void* parallel_for_data;             /* passed as host_data to parallel_for */
   linattn_isa isa;                     /* LINATTN_ISA_AUTO unless forcing a kernel family */

@@ -134,12 +134,21 @@ def _int_attr(value, name: str) -> int:
     """An integer attribute as a C int64: non-integers (1.5, "4") are a TypeError, values outside
     int64 an INVALID_ARGUMENT naming the attribute (ctypes would silently wrap them)."""
     try:
+        if isinstance(value, bool):  # an int subclass, but True is no head count
+            raise TypeError
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name}: expected an integer, got {value!r}") from None
     if not -(2**63) <= v < 2**63:
         raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: {v} does not fit in int64")
     return v
+
+
+def _c_string(value) -> bytes:
+    """A name for the C library, which reads up to the first NUL: one with a NUL inside becomes the
+    empty string, which no name matches (so 'gated_delta\\0x' is not taken for gated_delta)."""
+    text = str(value)
+    return b"" if "\0" in text else text.encode()
 
 
 def _required(value, name: str, shape_doc: str):
@@ -167,7 +176,7 @@ def linear_attention_desc(
     lib = _lib.lib()
     desc = _lib.LinearAttentionDesc()
     lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
-    desc.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
+    desc.update_rule = lib.linattn_update_rule_from_string(_c_string(update_rule))
     if desc.update_rule == 0:  # LINATTN_UPDATE_INVALID: name the string, not the enum value
         raise _lib.LinattnError(
             _lib.ERROR_INVALID_ARGUMENT,
@@ -284,7 +293,7 @@ def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channel
     lib = _lib.lib()
     desc = _lib.CausalConvDesc()
     lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
-    desc.activation = lib.linattn_activation_from_string(str(activation).encode())
+    desc.activation = lib.linattn_activation_from_string(_c_string(activation))
     if desc.activation == 0:  # LINATTN_ACTIVATION_INVALID
         raise _lib.LinattnError(
             _lib.ERROR_INVALID_ARGUMENT,
