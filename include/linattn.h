@@ -15,7 +15,9 @@
  *  - Optional inputs are passed as NULL pointers (absent), exactly like an empty ONNX input name.
  *  - Aliasing: present_state may be the very same buffer as past_state (same data pointer,
  *    dtype, shape): the state is then updated in place. Any other overlap between an output
- *    and any input or the other output is rejected with LINATTN_ERROR_INVALID_ARGUMENT.
+ *    and any input or the other output (a byte of their elements in common; views that only
+ *    interleave, like column slices of one buffer, do not overlap) is rejected with
+ *    LINATTN_ERROR_INVALID_ARGUMENT.
  */
 #ifndef LINATTN_H
 #define LINATTN_H
