@@ -12,6 +12,49 @@ const char* tview_dims_str(const int64_t* dims, int32_t rank, char* buf, size_t 
   return buf;
 }
 
+/* Packed row-major strides (size-1 axes may have any stride). */
+static linattn_status tview_check_packed(const tview* v, const int64_t* packed) {
+  for (int32_t i = 0; i < v->rank; i++)
+    if (v->dims[i] > 1 && v->strides[i] != packed[i])
+      return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                               "%s: must be packed row-major (strides all 0 or equal to the packed strides)", v->name);
+  return LINATTN_SUCCESS;
+}
+
+/* Innermost stride 1, no zero or negative stride on an axis of size > 1, and distinct elements
+ * apart: sorted by stride, each axis's stride steps over the whole extent of the axes inside it. */
+static linattn_status tview_check_strided(const tview* v) {
+  const int32_t rank = v->rank;
+  if (rank > 0 && v->dims[rank - 1] > 1 && v->strides[rank - 1] != 1)
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: innermost stride must be 1, got %lld", v->name,
+                             (long long)v->strides[rank - 1]);
+  for (int32_t i = 0; i < rank; i++)
+    if (v->dims[i] > 1 && v->strides[i] == 0)
+      return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                               "%s: stride %d is 0 for a dimension of size %lld (distinct elements would alias)",
+                               v->name, (int)i, (long long)v->dims[i]);
+  for (int32_t i = 0; i < rank; i++)
+    if (v->strides[i] < 0)
+      return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: stride %d is negative (%lld)", v->name, (int)i,
+                               (long long)v->strides[i]);
+  int32_t ax[LINATTN_MAX_RANK];
+  int32_t na = 0;
+  for (int32_t i = 0; i < rank; i++)
+    if (v->dims[i] > 1) ax[na++] = i;
+  for (int32_t i = 1; i < na; i++)
+    for (int32_t j = i; j > 0 && v->strides[ax[j]] > v->strides[ax[j - 1]]; j--) {
+      int32_t tmp = ax[j]; ax[j] = ax[j - 1]; ax[j - 1] = tmp;
+    }
+  for (int32_t i = 0; i + 1 < na; i++) {
+    int64_t inner_extent;
+    if (!linattn_mul_i64(v->strides[ax[i + 1]], v->dims[ax[i + 1]], &inner_extent) || v->strides[ax[i]] < inner_extent)
+      return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                               "%s: strides make distinct elements overlap (axis %d stride %lld < extent %lld of axis %d)",
+                               v->name, (int)ax[i], (long long)v->strides[ax[i]], (long long)inner_extent, (int)ax[i + 1]);
+  }
+  return LINATTN_SUCCESS;
+}
+
 linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, int32_t rank, bool require_packed,
                           const char* shape_doc) {
   memset(v, 0, sizeof *v);
@@ -54,43 +97,8 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
     memcpy(v->strides, packed, sizeof packed);
   } else {
     for (int32_t i = 0; i < rank; i++) v->strides[i] = t->strides[i];
-    if (require_packed) {
-      for (int32_t i = 0; i < rank; i++)
-        if (v->dims[i] > 1 && v->strides[i] != packed[i])
-          return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
-                                   "%s: must be packed row-major (strides all 0 or equal to the packed strides)", name);
-    } else {
-      if (rank > 0 && v->dims[rank - 1] > 1 && v->strides[rank - 1] != 1)
-        return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: innermost stride must be 1, got %lld", name,
-                                 (long long)v->strides[rank - 1]);
-      for (int32_t i = 0; i < rank; i++)
-        if (v->dims[i] > 1 && v->strides[i] == 0)
-          return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
-                                   "%s: stride %d is 0 for a dimension of size %lld (distinct elements would alias)",
-                                   name, (int)i, (long long)v->dims[i]);
-      for (int32_t i = 0; i < rank; i++)
-        if (v->strides[i] < 0)
-          return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: stride %d is negative (%lld)", name, (int)i,
-                                   (long long)v->strides[i]);
-      /* Distinct elements must not alias: sort the non-trivial axes by stride and require each
-       * stride to step over the whole extent of the axes inside it. */
-      int32_t ax[LINATTN_MAX_RANK];
-      int32_t na = 0;
-      for (int32_t i = 0; i < rank; i++)
-        if (v->dims[i] > 1) ax[na++] = i;
-      for (int32_t i = 1; i < na; i++)
-        for (int32_t j = i; j > 0 && v->strides[ax[j]] > v->strides[ax[j - 1]]; j--) {
-          int32_t tmp = ax[j]; ax[j] = ax[j - 1]; ax[j - 1] = tmp;
-        }
-      for (int32_t i = 0; i + 1 < na; i++) {
-        int64_t inner_extent;
-        if (!linattn_mul_i64(v->strides[ax[i + 1]], v->dims[ax[i + 1]], &inner_extent) ||
-            v->strides[ax[i]] < inner_extent)
-          return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
-                                   "%s: strides make distinct elements overlap (axis %d stride %lld < extent %lld of axis %d)",
-                                   name, (int)ax[i], (long long)v->strides[ax[i]], (long long)inner_extent, (int)ax[i + 1]);
-      }
-    }
+    linattn_status st = require_packed ? tview_check_packed(v, packed) : tview_check_strided(v);
+    if (st) return st;
   }
   if (numel == 0) {
     v->lo = v->hi = 0;
