@@ -75,6 +75,12 @@ OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t ran
   return linattn_ort_invalid(op, "%s: expected rank %zu %s, got rank %zu", name, want, shape_doc, rank);
 }
 
+OrtStatus* linattn_ort_check_la_input_rank(const ort_op* op, size_t index, size_t rank) {
+  static const char* const names[3] = {"query", "key", "value"};
+  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
+  return linattn_ort_check_rank(op, names[index], rank, 3, docs[index]);
+}
+
 OrtStatus* linattn_ort_check_conv_input_rank(const ort_op* op, int channels_last, size_t rank) {
   if (channels_last ? rank >= 3 : rank == 3) return NULL;
   return linattn_ort_invalid(op, "input: expected %s, got rank %zu",
@@ -313,7 +319,10 @@ static OrtStatus* la_infer_dims(const ort_op* op, const infer_input* in, int64_t
   }
   qd[2] = qw >= 0 ? qw : hq;
   /* a known key width is checked against d_k, known only with the query's width */
-  kd[2] = qw >= 0 && kw >= 0 ? kw : (qw >= 0 && hq > 0 ? hkv * (qw / hq) : hkv);
+  kd[2] = hkv;
+  if (qw >= 0 && kw >= 0) kd[2] = kw;
+  else if (qw >= 0 && hq > 0 && __builtin_mul_overflow(hkv, qw / hq, &kd[2]))
+    kd[2] = 0; /* the library reports kv_num_heads*d_k overflowing */
   vd[2] = vw >= 0 ? vw : hkv;
   linattn_linear_attention_desc desc;
   linattn_linear_attention_desc_init(&desc);
@@ -346,11 +355,8 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   if (op->contrib && (st = read_int_attr(ic, "state_window", 0, &window, &typed))) return st;
   if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
   if ((st = linattn_ort_check_state_window(op, window))) return st;
-  static const char* const names[3] = {"query", "key", "value"};
-  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
   for (size_t i = 0; i < 3; i++)
-    if (in[i].present && in[i].rank != 0 && (st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i])))
-      return st;
+    if (in[i].present && in[i].rank != 0 && (st = linattn_ort_check_la_input_rank(op, i, in[i].rank))) return st;
 
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
   char batch_name[40];

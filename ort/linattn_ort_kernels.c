@@ -418,10 +418,9 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   int present[6];
   OrtStatus* st = get_inputs(op, ctx, 6, names, in, present);
   if (st) return st;
-  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
   for (size_t i = 0; i < 3; i++) {
     if (!present[i]) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input %s is required", op->label, names[i]);
-    if ((st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i]))) return st;
+    if ((st = linattn_ort_check_la_input_rank(op, i, in[i].rank))) return st;
   }
   int64_t out_dims[3], state_dims[4];
   linattn_status ls =
