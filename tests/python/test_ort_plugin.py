@@ -444,3 +444,11 @@ def test_conv_state_length_is_checked_at_session_creation():
     feeds = {"input": np.ones((1, 4, 5), np.float32), "weight": np.ones((4, 1, 4), np.float32)}
     with pytest.raises(Exception, match=r"state_length=7 is not implemented by linattn"):
         M.run(sess, feeds)
+
+
+def test_string_attribute_with_a_nul_byte_is_rejected():
+    """'gated_delta\\0x' is not gated_delta (a C string would stop at the NUL)."""
+    with pytest.raises(Exception, match="update_rule contains a NUL byte"):
+        M.session(_la_model("", update_rule="gated_delta\0x"))
+    with pytest.raises(Exception, match="activation contains a NUL byte"):
+        M.session(M.causal_conv_model(M.CONTRIB, activation="silu\0"))
