@@ -56,7 +56,11 @@ _FAST = _tensor.FIELD_ADDRESS_WORKS
 _IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
 _OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
 _TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
-assert _TENSOR_SIZE == 80 and _lib.Tensor.data.offset == 0  # the fast paths write data at word 10 * slot
+# A plan keeps its descriptors as 64-bit words, slot i's data address at word i * _SLOT_WORDS; the
+# fast paths write those words as literals (words[0], words[10], ...: a constant costs less than a
+# lookup on a path measured in instructions), which this checks.
+_SLOT_WORDS = _TENSOR_SIZE // 8
+assert _SLOT_WORDS == 10 and _TENSOR_SIZE % 8 == 0 and _lib.Tensor.data.offset == 0
 _la_plans: dict = {}
 _conv_plans: dict = {}
 _la_last = _conv_last = ((), None)  # the key and plan of the last fast call
@@ -66,7 +70,7 @@ class _Plan:
     """A call's descriptors without their data addresses, and the shapes and dtypes of the outputs
     it allocates. Each argument of the C call has a fixed slot (None where absent). A call takes
     one (words, args) entry from `free`: `words` the slots as 64-bit words (the data address of
-    slot i at word 10 * i), `args` the C arguments after the context; it puts the entry
+    slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
     __slots__ = ("fn", "desc", "template", "used", "free", "out_spec", "state_spec")
@@ -90,6 +94,21 @@ class _Plan:
         words = memoryview(buf).cast("B").cast("Q")
         refs = [_byref(buf, i * _TENSOR_SIZE) if used else None for i, used in enumerate(self.used)]
         return words, (_byref(self.desc), *refs, None, _NO_WORKSPACE)
+
+
+def _remember_plan(plans: dict, key, c_name: str, make_desc, arrays, o, s, result) -> None:
+    """After a general call with fast-path key `key` succeeded (arrays: its inputs in slot order, o
+    and s the given output and present_state): a plan for the next calls with that key, or False
+    when no plan can describe its arrays."""
+    if key in plans:
+        return
+    arrays = (*arrays, result[0], result[1])
+    plan = False
+    if _plan_arrays_ok(arrays):
+        plan = _Plan(_lib.unchecked(c_name), make_desc(), arrays,
+                     None if o is not None else (result[0].shape, result[0].dtype),
+                     None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+    _cache_put(plans, key, plan)
 
 
 def _plan_arrays_ok(arrays) -> bool:
@@ -498,15 +517,11 @@ def linear_attention(
                                kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale, chunk_size=chunk_size,
                                ort_contrib=ort_contrib, state_dtype=state_dtype, out=out, return_state=return_state,
                                threads=threads, context=context)
-    if key_ is not None and key_ not in _la_plans:
-        arrays = (query, key, value, past_state, decay, beta, result[0], result[1])
-        plan = False
-        if _plan_arrays_ok(arrays):
-            desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
-            plan = _Plan(_lib.unchecked("linattn_linear_attention"), desc, arrays,
-                         None if o is not None else (result[0].shape, result[0].dtype),
-                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
-        _cache_put(_la_plans, key_, plan)
+    if key_ is not None:
+        _remember_plan(_la_plans, key_, "linattn_linear_attention",
+                       lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
+                                                     ort_contrib),
+                       (query, key, value, past_state, decay, beta), o, s, result)
     return result
 
 
@@ -615,13 +630,8 @@ def causal_conv_with_state(
     result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
                                      channels_last=channels_last, out=out, return_state=return_state,
                                      threads=threads, context=context)
-    if key_ is not None and key_ not in _conv_plans:
-        arrays = (input, weight, bias, past_state, result[0], result[1])
-        plan = False
-        if _plan_arrays_ok(arrays):
-            plan = _Plan(_lib.unchecked("linattn_causal_conv_with_state"),
-                         causal_conv_desc(activation, dilation, channels_last), arrays,
-                         None if o is not None else (result[0].shape, result[0].dtype),
-                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
-        _cache_put(_conv_plans, key_, plan)
+    if key_ is not None:
+        _remember_plan(_conv_plans, key_, "linattn_causal_conv_with_state",
+                       lambda: causal_conv_desc(activation, dilation, channels_last), (input, weight, bias, past_state),
+                       o, s, result)
     return result
