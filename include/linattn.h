@@ -15,7 +15,9 @@
  *  - Optional inputs are passed as NULL pointers (absent), exactly like an empty ONNX input name.
  *  - Aliasing: present_state may be the very same buffer as past_state (same data pointer,
  *    dtype, shape): the state is then updated in place. Any other overlap between an output
- *    and any input or the other output is rejected with LINATTN_ERROR_INVALID_ARGUMENT.
+ *    and any input or the other output (a byte of their elements in common; views that only
+ *    interleave, like column slices of one buffer, do not overlap) is rejected with
+ *    LINATTN_ERROR_INVALID_ARGUMENT.
  */
 #ifndef LINATTN_H
 #define LINATTN_H
@@ -144,8 +146,12 @@ typedef enum linattn_state_stores {
   LINATTN_STATE_STORES_STREAMING = 2
 } linattn_state_stores;
 
+/* Largest num_threads a context accepts (a larger count is an error, never clamped). */
+#define LINATTN_MAX_THREADS 1024
+
 typedef struct linattn_context_options {
-  int32_t num_threads;                 /* 0 = number of online CPUs; 1 = run on the caller only */
+  int32_t num_threads;                 /* 0 = number of online CPUs (at most LINATTN_MAX_THREADS);
+                                        * 1 = run on the caller only; else 1..LINATTN_MAX_THREADS */
   linattn_parallel_for_fn parallel_for;/* NULL = the built-in pthread pool */
   void* parallel_for_data;             /* passed as host_data to parallel_for */
   linattn_isa isa;                     /* LINATTN_ISA_AUTO unless forcing a kernel family */

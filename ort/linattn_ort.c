@@ -76,6 +76,12 @@ OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t ran
   return linattn_ort_invalid(op, "%s: expected rank %zu %s, got rank %zu", name, want, shape_doc, rank);
 }
 
+OrtStatus* linattn_ort_check_la_input_rank(const ort_op* op, size_t index, size_t rank) {
+  static const char* const names[3] = {"query", "key", "value"};
+  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
+  return linattn_ort_check_rank(op, names[index], rank, 3, docs[index]);
+}
+
 OrtStatus* linattn_ort_check_conv_input_rank(const ort_op* op, int channels_last, size_t rank) {
   if (channels_last ? rank >= 3 : rank == 3) return NULL;
   return linattn_ort_invalid(op, "input: expected %s, got rank %zu",
@@ -327,7 +333,10 @@ static OrtStatus* la_infer_dims(const ort_op* op, const infer_input* in, int64_t
   }
   qd[2] = qw >= 0 ? qw : hq;
   /* a known key width is checked against d_k, known only with the query's width */
-  kd[2] = qw >= 0 && kw >= 0 ? kw : (qw >= 0 && hq > 0 ? hkv * (qw / hq) : hkv);
+  kd[2] = hkv;
+  if (qw >= 0 && kw >= 0) kd[2] = kw;
+  else if (qw >= 0 && hq > 0 && __builtin_mul_overflow(hkv, qw / hq, &kd[2]))
+    kd[2] = 0; /* the library reports kv_num_heads*d_k overflowing */
   vd[2] = vw >= 0 ? vw : hkv;
   linattn_linear_attention_desc desc;
   linattn_linear_attention_desc_init(&desc);
@@ -360,11 +369,8 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   if (op->contrib && (st = read_int_attr(ic, "state_window", 0, &window, &typed))) return st;
   if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
   if ((st = linattn_ort_check_state_window(op, window))) return st;
-  static const char* const names[3] = {"query", "key", "value"};
-  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
   for (size_t i = 0; i < 3; i++)
-    if (in[i].present && in[i].rank != 0 && (st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i])))
-      return st;
+    if (in[i].present && in[i].rank != 0 && (st = linattn_ort_check_la_input_rank(op, i, in[i].rank))) return st;
 
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
   char batch_name[40];
@@ -378,23 +384,15 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
 
 /* ------------------------------------------------------------------ CausalConvWithState inference */
 
-/* (k - 1) * dilation from the library's shape inference on stand-in dims (one batch, one step,
- * the weight's channels), so that the rules on k and dilation are linattn's; unknown without k. */
-static OrtStatus* conv_infer_state_length(const ort_op* op, const infer_input* w, int64_t dilation,
-                                          int64_t channels_last, infer_dim* len) {
-  *len = dim_unknown();
-  if (!w->present || w->rank != 3 || w->dims[2] < 0) return NULL;
-  const int64_t c = w->dims[0] >= 0 ? w->dims[0] : 1;
-  const int64_t xd[3] = {1, channels_last ? 1 : c, channels_last ? c : 1};
-  const int64_t wd[3] = {c, 1, w->dims[2]};
+/* The library's shape inference on stand-in dims (one channel, one batch, one step), so that
+ * the rules on k and dilation and their messages are linattn's. */
+OrtStatus* linattn_ort_conv_state_length(const ort_op* op, const linattn_causal_conv_desc* desc, int64_t taps,
+                                         int64_t* len) {
+  const int64_t xd[3] = {1, 1, 1}, wd[3] = {1, 1, taps};
   int64_t od[3], sd[3];
-  linattn_causal_conv_desc desc;
-  linattn_causal_conv_desc_init(&desc);
-  desc.dilation = dilation;
-  desc.channels_last = channels_last ? 1 : 0;
-  linattn_status ls = linattn_causal_conv_infer_shapes(&desc, xd, wd, od, sd);
+  linattn_status ls = linattn_causal_conv_infer_shapes(desc, xd, wd, od, sd);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
-  *len = dim_known(sd[channels_last ? 1 : 2]);
+  *len = sd[desc->channels_last ? 1 : 2];
   return NULL;
 }
 
@@ -433,8 +431,14 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if ((st = set_output(ic, 0, x.type, rank, out))) return st;
 
   /* present_state: the sequence axis becomes (k - 1) * dilation */
-  infer_dim len;
-  if ((st = conv_infer_state_length(op, &w, dilation, channels_last, &len))) return st;
+  infer_dim len = dim_unknown();
+  if (w.present && w.rank == 3 && w.dims[2] >= 0) {
+    linattn_causal_conv_desc desc;
+    linattn_causal_conv_desc_init(&desc);
+    desc.dilation = dilation;
+    desc.channels_last = channels_last ? 1 : 0;
+    if ((st = linattn_ort_conv_state_length(op, &desc, w.dims[2], &len.value))) return st;
+  }
   infer_dim state[INFER_MAX_RANK];
   size_t seq_axis = channels_last ? 1 : rank - 1;
   for (size_t i = 0; i < rank; i++) state[i] = i == seq_axis ? len : out[i];

@@ -52,6 +52,11 @@ LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_state_window(const ort_op* op, i
 /* Input `name` has `rank` dims, as `shape_doc` says. */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want,
                                                      const char* shape_doc);
+/* (k - 1) * dilation for `taps` taps under desc, by the library's shape inference. */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_conv_state_length(const ort_op* op, const linattn_causal_conv_desc* desc,
+                                                            int64_t taps, int64_t* len);
+/* LinearAttention query (index 0), key (1) or value (2): rank 3. */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_la_input_rank(const ort_op* op, size_t index, size_t rank);
 /* CausalConvWithState input rank: 3, or with channels_last >= 3 (B, L, d_1, ..., d_n). */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_conv_input_rank(const ort_op* op, int channels_last, size_t rank);
 

@@ -9,6 +9,7 @@
  * calls the host parallel-for on the thread that called it, so the OrtKernelContext of the
  * running Compute reaches it through a thread-local variable.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,69 +27,124 @@ typedef struct ort_kernel {
 
 /* ------------------------------------------------------------------ attributes */
 
-/* Reads an int attribute; *value keeps `def` when the node does not set it. */
-static void attr_int(const OrtApi* api, const OrtKernelInfo* info, const char* name, int64_t def, int64_t* value,
-                     int* given) {
-  int64_t v = def;
-  OrtStatus* st = api->KernelInfoGetAttribute_int64(info, name, &v);
-  const int found = st == NULL;
-  if (!found) {
-    api->ReleaseStatus(st);
-    v = def;
-  }
-  *value = v;
-  if (given) *given = found;
+/* Every attribute is read with its type checked: one of another type is an error in ONNX
+ * Runtime's own wording (its schema check for the com.microsoft ops says the same), never a
+ * silent default. ORT's typed getters fail on a missing attribute and on one of another type
+ * alike, so the actual type is found by asking for each. */
+typedef enum attr_type { ATTR_INT, ATTR_FLOAT, ATTR_STRING } attr_type;
+static const char* const attr_type_names[3] = {"INT", "FLOAT", "STRING"};
+
+static int attr_is(const OrtApi* api, const OrtKernelInfo* info, const char* name, attr_type type) {
+  int64_t i;
+  float f;
+  size_t n = 0;
+  OrtStatus* st = type == ATTR_INT     ? api->KernelInfoGetAttribute_int64(info, name, &i)
+                  : type == ATTR_FLOAT ? api->KernelInfoGetAttribute_float(info, name, &f)
+                                       : api->KernelInfoGetAttribute_string(info, name, NULL, &n);
+  if (!st) return 1;
+  api->ReleaseStatus(st);
+  return 0;
 }
 
-static void attr_float(const OrtApi* api, const OrtKernelInfo* info, const char* name, float def, float* value) {
-  float v = def;
-  OrtStatus* st = api->KernelInfoGetAttribute_float(info, name, &v);
+/* The type name of a set attribute that is not a scalar INT, FLOAT or STRING, or NULL when the
+ * node does not set `name` (ORT's list getters read the list of any attribute). */
+static const char* attr_list_type(const OrtApi* api, const OrtKernelInfo* info, const char* name) {
+  size_t ints = 0, floats = 0;
+  OrtStatus* st = api->KernelInfoGetAttributeArray_int64(info, name, NULL, &ints);
   if (st) {
     api->ReleaseStatus(st);
-    v = def;
+    return NULL;
   }
-  *value = v;
+  if ((st = api->KernelInfoGetAttributeArray_float(info, name, NULL, &floats))) api->ReleaseStatus(st);
+  return ints ? "INTS" : floats ? "FLOATS" : "UNDEFINED";
 }
 
-/* Copies a string attribute into buf (the default when absent). */
+/* NULL when `name` is absent (*given = 0) or of type `type` (*given = 1); else the error. */
+static OrtStatus* attr_check(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                             attr_type type, int* given) {
+  *given = attr_is(api, info, name, type);
+  if (*given) return NULL;
+  const char* actual = NULL;
+  for (int t = ATTR_INT; t <= ATTR_STRING && !actual; t++)
+    if (t != (int)type && attr_is(api, info, name, (attr_type)t)) actual = attr_type_names[t];
+  if (!actual) actual = attr_list_type(api, info, name);
+  if (!actual) return NULL;
+  char node[128] = "";
+  size_t size = sizeof node;
+  OrtStatus* st = api->KernelInfo_GetNodeName(info, node, &size);
+  if (st) {
+    api->ReleaseStatus(st);
+    node[0] = 0;
+  }
+  return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: Mismatched attribute type in '%s : %s'. Expected: '%s', actual: '%s'",
+                           op->label, node, name, attr_type_names[type], actual);
+}
+
+/* An INT attribute; `def` when the node does not set it (given, when not NULL, says which). */
+static OrtStatus* attr_int(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                           int64_t def, int64_t* value, int* given) {
+  int found = 0;
+  OrtStatus* st = attr_check(op, api, info, name, ATTR_INT, &found);
+  *value = def;
+  if (given) *given = found;
+  return st ? st : found ? api->KernelInfoGetAttribute_int64(info, name, value) : NULL;
+}
+
+static OrtStatus* attr_float(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                             float def, float* value) {
+  int found = 0;
+  OrtStatus* st = attr_check(op, api, info, name, ATTR_FLOAT, &found);
+  *value = def;
+  return st ? st : found ? api->KernelInfoGetAttribute_float(info, name, value) : NULL;
+}
+
+/* A STRING attribute copied into buf (the default when absent); a NUL byte inside it is an error,
+ * not the end of the value. */
 static OrtStatus* attr_string(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
                               const char* def, char* buf, size_t cap) {
-  size_t size = 0;
-  OrtStatus* st = api->KernelInfoGetAttribute_string(info, name, NULL, &size);
-  if (st) {
-    api->ReleaseStatus(st);
+  int found = 0;
+  OrtStatus* st = attr_check(op, api, info, name, ATTR_STRING, &found);
+  if (st) return st;
+  if (!found) {
     strncpy(buf, def, cap - 1);
     buf[cap - 1] = 0;
     return NULL;
   }
+  size_t size = 0;
+  if ((st = api->KernelInfoGetAttribute_string(info, name, NULL, &size))) return st;
   if (size > cap)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s is too long (%zu bytes)", op->label, name, size);
   size = cap;
-  return api->KernelInfoGetAttribute_string(info, name, buf, &size);
+  if ((st = api->KernelInfoGetAttribute_string(info, name, buf, &size))) return st;
+  if (strlen(buf) + 1 != size)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s contains a NUL byte", op->label, name);
+  return NULL;
 }
 
 static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
   char rule[64];
   int has_q = 0, has_kv = 0;
-  linattn_linear_attention_desc_init(&k->la);
+  linattn_linear_attention_desc* d = &k->la;
+  linattn_linear_attention_desc_init(d);
   if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule))) return st;
-  k->la.update_rule = linattn_update_rule_from_string(rule);
-  if (k->la.update_rule == LINATTN_UPDATE_INVALID)
+  d->update_rule = linattn_update_rule_from_string(rule);
+  if (d->update_rule == LINATTN_UPDATE_INVALID)
     return linattn_ort_error(ORT_INVALID_ARGUMENT,
                              "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
                              op->label, rule);
-  attr_int(api, info, "q_num_heads", 0, &k->la.q_num_heads, &has_q);
-  attr_int(api, info, "kv_num_heads", 0, &k->la.kv_num_heads, &has_kv);
+  if ((st = attr_int(op, api, info, "q_num_heads", 0, &d->q_num_heads, &has_q)) ||
+      (st = attr_int(op, api, info, "kv_num_heads", 0, &d->kv_num_heads, &has_kv)) ||
+      (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
+      (st = attr_int(op, api, info, "chunk_size", 64, &d->chunk_size, NULL)))
+    return st;
   if (!has_q || !has_kv)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attributes q_num_heads and kv_num_heads are required",
-                             op->label);
-  attr_float(api, info, "scale", 0.0f, &k->la.scale);
-  attr_int(api, info, "chunk_size", 64, &k->la.chunk_size, NULL);
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s is required", op->label,
+                             has_q ? "kv_num_heads" : "q_num_heads");
   if (op->contrib) {
     int64_t window = 0;
-    k->la.flags = LINATTN_LA_ORT_CONTRIB;
-    attr_int(api, info, "state_window", 0, &window, NULL);
+    d->flags = LINATTN_LA_ORT_CONTRIB;
+    if ((st = attr_int(op, api, info, "state_window", 0, &window, NULL))) return st;
     if ((st = linattn_ort_check_state_window(op, window))) return st;
   }
   return NULL;
@@ -97,6 +153,82 @@ static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernel
 static OrtStatus* not_implemented_attr(const ort_op* op, const char* name, long long value, const char* why) {
   return linattn_ort_error(ORT_NOT_IMPLEMENTED, "%s: attribute %s=%lld is not implemented by linattn (%s)", op->label,
                            name, value, why);
+}
+
+/* com.microsoft state_length: 0 or exactly (k - 1) * dilation (state_len, from the weight). */
+static OrtStatus* check_state_length(const ort_op* op, int64_t attr, int64_t state_len) {
+  if (attr == 0 || attr == state_len) return NULL;
+  return not_implemented_attr(op, "state_length", attr,
+                              "the state must hold exactly (k - 1) * dilation positions (CUDA-only override)");
+}
+
+/* The com.microsoft conv attributes (all INT). */
+typedef struct conv_contrib_attrs {
+  int64_t ndim, dilation, channels_last, window, capacity, state_cl, state_len, in_offset, in_channels;
+} conv_contrib_attrs;
+
+static OrtStatus* read_conv_contrib_attrs(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info,
+                                          conv_contrib_attrs* a) {
+  const struct { const char* name; int64_t def; int64_t* value; } ints[] = {
+      {"ndim", 1, &a->ndim}, {"dilation", 1, &a->dilation}, {"channels_last", 0, &a->channels_last},
+      {"state_window", 0, &a->window}, {"state_update_capacity", 0, &a->capacity},
+      {"state_channels_last", -1, &a->state_cl}, {"state_length", 0, &a->state_len},
+      {"input_channel_offset", 0, &a->in_offset}, {"input_channels", 0, &a->in_channels}};
+  OrtStatus* st;
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+    if ((st = attr_int(op, api, info, ints[i].name, ints[i].def, ints[i].value, NULL))) return st;
+  return NULL;
+}
+
+static OrtStatus* check_conv_contrib_attrs(const ort_op* op, const conv_contrib_attrs* a) {
+  OrtStatus* st;
+  if (a->ndim < 1 || a->ndim > 3)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute ndim must be 1, 2 or 3, got %lld", op->label,
+                             (long long)a->ndim);
+  if (a->ndim != 1) return not_implemented_attr(op, "ndim", a->ndim, "only 1-D causal convolution");
+  if (a->dilation < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
+                             (long long)a->dilation);
+  if (a->channels_last != 0 && a->channels_last != 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute channels_last must be 0 or 1, got %lld",
+                             op->label, (long long)a->channels_last);
+  if ((st = linattn_ort_check_state_window(op, a->window))) return st;
+  if (a->capacity != 0) return not_implemented_attr(op, "state_update_capacity", a->capacity, "CUDA-only extension");
+  if (a->in_offset != 0) return not_implemented_attr(op, "input_channel_offset", a->in_offset, "CUDA-only extension");
+  if (a->in_channels != 0) return not_implemented_attr(op, "input_channels", a->in_channels, "CUDA-only extension");
+  if (a->state_cl != -1 && a->state_cl != a->channels_last)
+    return not_implemented_attr(op, "state_channels_last", a->state_cl,
+                                "the state layout must follow channels_last (CUDA-only override)");
+  if (a->state_len < 0)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_length must be >= 0, got %lld", op->label,
+                             (long long)a->state_len);
+  return NULL;
+}
+
+/* state_length against the weight's shape when the model gives it (else Compute checks it). */
+static OrtStatus* check_state_length_at_creation(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info,
+                                                 const ort_kernel* k) {
+  if (k->conv_state_length == 0) return NULL;
+  OrtTypeInfo* type = NULL;
+  OrtStatus* st = api->KernelInfo_GetInputTypeInfo(info, 1, &type);
+  if (st) {
+    api->ReleaseStatus(st); /* no static type: checked when run */
+    return NULL;
+  }
+  const OrtTensorTypeAndShapeInfo* shape = NULL; /* owned by type */
+  size_t rank = 0;
+  int64_t dims[3] = {-1, -1, -1};
+  if (!(st = api->CastTypeInfoToTensorInfo(type, &shape)) && shape && !(st = api->GetDimensionsCount(shape, &rank)) &&
+      rank == 3)
+    st = api->GetDimensions(shape, dims, 3);
+  api->ReleaseTypeInfo(type);
+  if (st) {
+    api->ReleaseStatus(st);
+    return NULL;
+  }
+  int64_t len = -1;
+  if (rank == 3 && dims[2] >= 0 && (st = linattn_ort_conv_state_length(op, &k->conv, dims[2], &len))) return st;
+  return len >= 0 ? check_state_length(op, k->conv_state_length, len) : NULL;
 }
 
 static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
@@ -109,37 +241,8 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
                              op->label, act);
   if (!op->contrib) return NULL;
-
-  int64_t ndim, dilation, channels_last, window, capacity, state_cl, state_len, in_offset, in_channels;
-  attr_int(api, info, "ndim", 1, &ndim, NULL);
-  attr_int(api, info, "dilation", 1, &dilation, NULL);
-  attr_int(api, info, "channels_last", 0, &channels_last, NULL);
-  attr_int(api, info, "state_window", 0, &window, NULL);
-  attr_int(api, info, "state_update_capacity", 0, &capacity, NULL);
-  attr_int(api, info, "state_channels_last", -1, &state_cl, NULL);
-  attr_int(api, info, "state_length", 0, &state_len, NULL);
-  attr_int(api, info, "input_channel_offset", 0, &in_offset, NULL);
-  attr_int(api, info, "input_channels", 0, &in_channels, NULL);
-  if (ndim < 1 || ndim > 3)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute ndim must be 1, 2 or 3, got %lld", op->label,
-                             (long long)ndim);
-  if (ndim != 1) return not_implemented_attr(op, "ndim", ndim, "only 1-D causal convolution");
-  if (dilation < 1)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
-                             (long long)dilation);
-  if (channels_last != 0 && channels_last != 1)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute channels_last must be 0 or 1, got %lld",
-                             op->label, (long long)channels_last);
-  if ((st = linattn_ort_check_state_window(op, window))) return st;
-  if (capacity != 0) return not_implemented_attr(op, "state_update_capacity", capacity, "CUDA-only extension");
-  if (in_offset != 0) return not_implemented_attr(op, "input_channel_offset", in_offset, "CUDA-only extension");
-  if (in_channels != 0) return not_implemented_attr(op, "input_channels", in_channels, "CUDA-only extension");
-  if (state_cl != -1 && state_cl != channels_last)
-    return not_implemented_attr(op, "state_channels_last", state_cl,
-                                "the state layout must follow channels_last (CUDA-only override)");
-  if (state_len < 0)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_length must be >= 0, got %lld", op->label,
-                             (long long)state_len);
+  conv_contrib_attrs a;
+  if ((st = read_conv_contrib_attrs(op, api, info, &a)) || (st = check_conv_contrib_attrs(op, &a))) return st;
   size_t outputs = 2;
   st = api->KernelInfo_GetOutputCount(info, &outputs);
   if (st) {
@@ -149,10 +252,10 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
   if (outputs > 2)
     return linattn_ort_error(ORT_NOT_IMPLEMENTED,
                              "%s: output state_update (CUDA-only extension) is not produced by linattn", op->label);
-  k->conv.dilation = dilation;
-  k->conv.channels_last = (int32_t)channels_last;
-  k->conv_state_length = state_len;
-  return NULL;
+  k->conv.dilation = a.dilation;
+  k->conv.channels_last = (int32_t)a.channels_last;
+  k->conv_state_length = a.state_len;
+  return check_state_length_at_creation(op, api, info, k);
 }
 
 static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
@@ -368,10 +471,9 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   int present[6];
   OrtStatus* st = get_inputs(op, ctx, 6, names, in, present);
   if (st) return st;
-  static const char* const docs[3] = {"(B, T, q_num_heads*d_k)", "(B, T, kv_num_heads*d_k)", "(B, T, kv_num_heads*d_v)"};
   for (size_t i = 0; i < 3; i++) {
     if (!present[i]) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input %s is required", op->label, names[i]);
-    if ((st = linattn_ort_check_rank(op, names[i], in[i].rank, 3, docs[i]))) return st;
+    if ((st = linattn_ort_check_la_input_rank(op, i, in[i].rank))) return st;
   }
   int64_t out_dims[3], state_dims[4];
   linattn_status ls =
@@ -400,6 +502,24 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+static const char* dims_str(const int64_t* dims, size_t rank, char* buf, size_t cap) {
+  size_t n = (size_t)snprintf(buf, cap, "(");
+  for (size_t i = 0; i < rank && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, i ? ", %lld" : "%lld", (long long)dims[i]);
+  if (n < cap) snprintf(buf + n, cap - n, ")");
+  return buf;
+}
+
+/* channels_last past_state: (B, (k-1)*dilation, d_1, ..., d_n) with the input's channel axes
+ * (linattn sees both with the channel axes merged, which would hide other axes of the same size). */
+static OrtStatus* check_channels_last_state(const ort_op* op, const ort_tensor* past, const int64_t* want, size_t rank) {
+  int same = past->rank == rank;
+  for (size_t i = 0; i < rank && same; i++) same = past->dims[i] == want[i];
+  if (same) return NULL;
+  char a[160], b[160];
+  return linattn_ort_invalid(op, "past_state: expected shape (B, (k-1)*dilation, d_1, ..., d_n) = %s, got %s",
+                             dims_str(want, rank, a, sizeof a), dims_str(past->dims, past->rank, b, sizeof b));
+}
+
 static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   static const char* const names[4] = {"input", "weight", "bias", "past_state"};
   const ort_op* op = k->op;
@@ -426,12 +546,11 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   linattn_status ls = linattn_causal_conv_infer_shapes(&k->conv, t[0].dims, t[1].dims, out3, state3);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
   const int64_t state_len = state3[cl ? 1 : 2];
-  if (k->conv_state_length != 0 && k->conv_state_length != state_len)
-    return not_implemented_attr(op, "state_length", k->conv_state_length,
-                                "the state must hold exactly (k - 1) * dilation positions (CUDA-only override)");
+  if ((st = check_state_length(op, k->conv_state_length, state_len))) return st;
   int64_t state_dims[VALUE_MAX_RANK];
   memcpy(state_dims, x->dims, sizeof state_dims);
   state_dims[cl ? 1 : 2] = state_len;
+  if (cl && present[3] && (st = check_channels_last_state(op, &in[3], state_dims, x->rank))) return st;
 
   ort_tensor out, state;
   int has_out = 0, has_state = 0;

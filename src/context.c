@@ -179,9 +179,10 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   linattn_context_options_init(&def);
   const linattn_context_options* o = options ? options : &def;
 
-  if (o->num_threads < 0)
+  if (o->num_threads < 0 || o->num_threads > LINATTN_MAX_THREADS)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
-                             "options.num_threads: expected >= 0 (0 = all CPUs), got %d", (int)o->num_threads);
+                             "options.num_threads: expected 0..%d (0 = all CPUs), got %d", LINATTN_MAX_THREADS,
+                             (int)o->num_threads);
   if ((o->alloc == NULL) != (o->free == NULL))
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
                              "options.alloc/options.free: give both hooks or neither");
@@ -208,9 +209,8 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   int32_t threads = o->num_threads;
   if (threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    threads = n > 0 ? (int32_t)(n > 1024 ? 1024 : n) : 1;
+    threads = n > 0 ? (int32_t)(n > LINATTN_MAX_THREADS ? LINATTN_MAX_THREADS : n) : 1;
   }
-  if (threads > 1024) threads = 1024;
 
   linattn_alloc_fn af = o->alloc ? o->alloc : default_alloc;
   linattn_free_fn ff = o->free ? o->free : default_free;

@@ -460,6 +460,15 @@ static void test_infer_shapes(void) {
   d.update_rule = (linattn_update_rule)17;
   ec_expect("rule 17", "infer_shapes", linattn_linear_attention_infer_shapes(&d, q, k, v, o, s),
          LINATTN_ERROR_INVALID_ARGUMENT, "rule");
+  /* dims each of which is fine but whose element count overflows int64: no such tensor exists */
+  linattn_linear_attention_desc_init(&d);
+  d.q_num_heads = d.kv_num_heads = 1;
+  const int64_t big = (int64_t)1 << 40, wide = (int64_t)1 << 33;
+  int64_t qb[3] = {big, big, 4}, qw[3] = {1, 1, wide};
+  ec_expect("output count overflows", "infer_shapes", linattn_linear_attention_infer_shapes(&d, qb, qb, qb, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "output");
+  ec_expect("state count overflows", "infer_shapes", linattn_linear_attention_infer_shapes(&d, qw, qw, qw, o, s),
+            LINATTN_ERROR_INVALID_ARGUMENT, "present_state");
 }
 
 
@@ -613,6 +622,16 @@ static void test_misc_api(void) {
     if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
     ctx = NULL;
   }
+  for (int k = 0; k < 2; k++) { /* beyond the limit: an error naming it, never a silent clamp */
+    linattn_context_options_init(&o);
+    o.num_threads = k ? INT32_MAX : LINATTN_MAX_THREADS + 1;
+    st = linattn_context_create(&o, &ctx);
+    tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ctx == NULL && strstr(linattn_last_error(), "num_threads") &&
+                 strstr(linattn_last_error(), "1024"),
+             "num_threads %d: %s (%s)", o.num_threads, linattn_status_string(st), linattn_last_error());
+    if (st == LINATTN_SUCCESS) linattn_context_destroy(ctx);
+    ctx = NULL;
+  }
   linattn_context_options_init(&o);
   o.num_threads = -3;
   st = linattn_context_create(&o, &ctx);
@@ -671,6 +690,130 @@ static void test_isa_enumeration(void) {
   free(saved);
 }
 
+/* T = 0: nothing to compute whatever d_k and d_v; no workspace; present_state = past_state (or
+ * zeros), as the spec's empty scan leaves the state. */
+static void test_no_tokens(void) {
+  tk_context("LinearAttention T = 0");
+  la_call c;
+  la_shape s = la_base;
+  s.T = 0;
+  build_la(&c, s);
+  size_t ws = 12345;
+  linattn_status st = linattn_linear_attention_workspace_size(c.ctx, c.pdesc, c.p[Q], c.p[K], c.p[V], c.p[PAST],
+                                                              c.p[DECAY], c.p[BETA], c.p[OUT], c.p[PRESENT], &ws);
+  tk_check(st == LINATTN_SUCCESS && ws == 0, "T = 0: workspace %zu (%s)", ws, linattn_last_error());
+  for (int with_past = 0; with_past < 2; with_past++) {
+    build_la(&c, s);
+    if (!with_past) c.p[PAST] = NULL;
+    ec_fill_pattern(); /* past_state holds the pattern; present_state is poisoned with it too */
+    memset(ec_slots[PRESENT], 0xA5, 4 * 2 * 2 * 4 * 3);
+    st = run_la(&c);
+    tk_check(st == LINATTN_SUCCESS, "T = 0 (past %d): %s", with_past, linattn_last_error());
+    const size_t bytes = 4 * 2 * 2 * 4 * 3; /* (B, H_kv, d_k, d_v) f32 */
+    bool ok = true;
+    for (size_t i = 0; i < bytes; i++) ok &= ec_slots[PRESENT][i] == (with_past ? ec_slots[PAST][i] : 0);
+    tk_check(ok, "T = 0 (past %d): present_state is not %s", with_past, with_past ? "past_state" : "zeros");
+  }
+  /* d_k = d_v = 2^21 without state tensors: 2^42-element states that never exist */
+  linattn_linear_attention_desc d;
+  linattn_linear_attention_desc_init(&d);
+  d.update_rule = LINATTN_UPDATE_LINEAR;
+  d.q_num_heads = d.kv_num_heads = 1;
+  const int64_t dims[3] = {1, 0, (int64_t)1 << 21};
+  linattn_tensor t = linattn_make_tensor(NULL, LINATTN_DTYPE_F32, 3, dims);
+  ws = 12345;
+  st = linattn_linear_attention_workspace_size(g_ctx, &d, &t, &t, &t, NULL, NULL, NULL, &t, NULL, &ws);
+  tk_check(st == LINATTN_SUCCESS && ws == 0, "T = 0, d = 2^21: workspace %zu (%s)", ws, linattn_last_error());
+  st = linattn_linear_attention(g_ctx, &d, &t, &t, &t, NULL, NULL, NULL, &t, NULL, NULL, 0);
+  tk_check(st == LINATTN_SUCCESS, "T = 0, d = 2^21: %s", linattn_last_error());
+}
+
+/* ------------------------------------------------------------------ aliasing, exactly */
+
+/* Marks (or tests, when mark == NULL) the bytes of a strided rank-3/4 view at byte offset off. */
+static bool view_bytes(const linattn_tensor* t, size_t off, unsigned char* map, const unsigned char* test) {
+  const int64_t esz = (int64_t)linattn_dtype_size(t->dtype);
+  int64_t st[4], d[4] = {1, 1, 1, 1};
+  int64_t s = 1;
+  for (int i = t->rank - 1; i >= 0; i--) { /* all-zero strides: packed */
+    st[i] = t->strides[0] || t->strides[1] || t->strides[2] ? t->strides[i] : s;
+    s *= t->dims[i];
+  }
+  for (int i = 0; i < t->rank; i++) d[i] = t->dims[i];
+  for (int64_t a = 0; a < d[0]; a++)
+    for (int64_t b = 0; b < d[1]; b++)
+      for (int64_t c = 0; c < d[2]; c++)
+        for (int64_t e = 0; e < (t->rank > 3 ? d[3] : 1); e++) {
+          const int64_t el = a * st[0] + b * st[1] + c * st[2] + (t->rank > 3 ? e * st[3] : 0);
+          for (int64_t k = 0; k < esz; k++) {
+            const size_t at = off + (size_t)(el * esz + k);
+            if (map) map[at] = 1;
+            else if (test[at]) return true;
+          }
+        }
+  return false;
+}
+
+/* Random strided layouts of output (or present_state) and query inside one buffer: the call must
+ * reject exactly the layouts whose element sets share a byte (brute force), and accept the rest
+ * (interleaved and column-sliced views that only look overlapping by their address spans). */
+static void test_overlap_is_exact(void) {
+  enum { BUF = 8192 };
+  unsigned char* buf = (unsigned char*)tk_aligned_alloc(64, BUF);
+  unsigned char* map = (unsigned char*)calloc(BUF, 1);
+  tk_rng r;
+  tk_rng_init(&r, tk_seed() ^ 0x0e41a9ULL);
+  int accepted = 0, rejected = 0;
+  for (int it = 0; it < 3000; it++) {
+    const bool present_case = it % 3 == 2; /* present_state (f32, packed) against an f16 query */
+    la_shape s = {1 + tk_below(&r, 2), 1 + tk_below(&r, 3), 1, 1, 1, 1 + tk_below(&r, 4), 1 + tk_below(&r, 4),
+                  LINATTN_UPDATE_LINEAR, 0, 0, false, present_case, 0,
+                  present_case ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32, LINATTN_DTYPE_F32};
+    la_call c;
+    build_la(&c, s);
+    const int64_t esz = present_case ? 2 : 4;
+    /* query: strides (s0, s1, 1) with s1 >= d_k and s0 >= T * s1 (a layout tview accepts) */
+    const int64_t s1 = s.dk + tk_below(&r, 6), s0 = s.T * s1 + tk_below(&r, 5);
+    int64_t qst[3] = {s0, s1, 1};
+    memcpy(c.t[Q].strides, qst, sizeof qst);
+    const size_t qoff = (size_t)(tk_below(&r, 64) * esz);
+    c.t[Q].data = buf + qoff;
+    linattn_tensor* o = present_case ? &c.t[PRESENT] : &c.t[OUT];
+    if (!present_case && tk_below(&r, 2)) { /* output with the same strides half of the time */
+      int64_t ost[3] = {s0, s1, 1};
+      if (s.dv > s1) { ost[1] = s.dv + tk_below(&r, 3); ost[0] = s.T * ost[1] + tk_below(&r, 3); }
+      memcpy(o->strides, ost, sizeof ost);
+    } else if (!present_case) {
+      const int64_t o1 = s.dv + tk_below(&r, 6);
+      int64_t ost[3] = {s.T * o1 + tk_below(&r, 5), o1, 1};
+      memcpy(o->strides, ost, sizeof ost);
+    }
+    const size_t ooff = (size_t)(tk_below(&r, 64) * (present_case ? 4 : esz));
+    o->data = buf + ooff;
+    memset(map, 0, BUF);
+    view_bytes(&c.t[Q], qoff, map, NULL);
+    const bool overlap = view_bytes(o, ooff, NULL, map);
+    ec_zero();
+    const linattn_status st = run_la(&c);
+    if (overlap) {
+      rejected++;
+      if (!tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ec_contains(linattn_last_error(), "overlap"),
+                    "iteration %d: overlapping %s and query accepted (%s)", it, present_case ? "present_state" : "output",
+                    linattn_last_error()))
+        break;
+    } else {
+      accepted++;
+      if (!tk_check(st == LINATTN_SUCCESS, "iteration %d: disjoint %s and query rejected: %s", it,
+                    present_case ? "present_state" : "output", linattn_last_error()))
+        break;
+    }
+  }
+  tk_check(accepted > 300 && rejected > 300, "overlap test: %d disjoint and %d overlapping layouts drawn", accepted,
+           rejected);
+  free(map);
+  tk_aligned_free(buf);
+}
+
 int main(void) {
   tk_begin("test_api_errors");
   ec_init();
@@ -681,6 +824,8 @@ int main(void) {
   test_la_positive();
   test_la_table();
   test_infer_shapes();
+  test_overlap_is_exact();
+  test_no_tokens();
   /* the valid edge calls (T = 0 with NULL data, in place, ORT layouts) on every kernel family */
   linattn_isa isas[8];
   int n = tk_available_isas(isas, 8);

@@ -50,6 +50,7 @@ ISA_AUTO = 0
 LA_ORT_CONTRIB = 1
 
 MAX_RANK = 4
+MAX_THREADS = 1024  # LINATTN_MAX_THREADS
 
 
 class LinattnError(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import operator
 import threading
 
 from . import _lib
@@ -33,6 +34,19 @@ def available_isas() -> list[str]:
     return [name for name in _lib.isa_codes() if name != "auto" and isa_available(name)]
 
 
+def _thread_count(threads) -> int:
+    """threads as the C int32 num_threads: a value outside int32 would wrap (2**31 to -2**31, 2**32+1
+    to 1), so it gets the library's own message here; the library checks the rest."""
+    try:
+        v = operator.index(threads)
+    except TypeError:
+        raise TypeError(f"threads: expected an integer, got {threads!r}") from None
+    if not -(2**31) <= v < 2**31:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                f"options.num_threads: expected 0..{_lib.MAX_THREADS} (0 = all CPUs), got {v}")
+    return v
+
+
 class Context:
     """A linattn_context: `threads` workers (0 = every online CPU, 1 = the caller only), a kernel
     family `isa` ("auto" = best for this CPU, or the LINATTN_ISA environment variable) and how
@@ -50,7 +64,7 @@ class Context:
         options = _lib.ContextOptions()
         lib = _lib.lib()
         lib.linattn_context_options_init(ctypes.byref(options))
-        options.num_threads = int(threads)
+        options.num_threads = _thread_count(threads)
         options.isa = _isa_code(isa)
         if state_stores not in self.STATE_STORES:
             raise ValueError(f"unknown state_stores {state_stores!r}; expected one of {', '.join(self.STATE_STORES)}")

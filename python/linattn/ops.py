@@ -56,7 +56,11 @@ _FAST = _tensor.FIELD_ADDRESS_WORKS
 _IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
 _OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
 _TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
-assert _TENSOR_SIZE == 80 and _lib.Tensor.data.offset == 0  # the fast paths write data at word 10 * slot
+# A plan keeps its descriptors as 64-bit words, slot i's data address at word i * _SLOT_WORDS; the
+# fast paths write those words as literals (words[0], words[10], ...: a constant costs less than a
+# lookup on a path measured in instructions), which this checks.
+_SLOT_WORDS = _TENSOR_SIZE // 8
+assert _SLOT_WORDS == 10 and _TENSOR_SIZE % 8 == 0 and _lib.Tensor.data.offset == 0
 _la_plans: dict = {}
 _conv_plans: dict = {}
 _la_last = _conv_last = ((), None)  # the key and plan of the last fast call
@@ -66,7 +70,7 @@ class _Plan:
     """A call's descriptors without their data addresses, and the shapes and dtypes of the outputs
     it allocates. Each argument of the C call has a fixed slot (None where absent). A call takes
     one (words, args) entry from `free`: `words` the slots as 64-bit words (the data address of
-    slot i at word 10 * i), `args` the C arguments after the context; it puts the entry
+    slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
     __slots__ = ("fn", "desc", "template", "used", "free", "out_spec", "state_spec")
@@ -90,6 +94,21 @@ class _Plan:
         words = memoryview(buf).cast("B").cast("Q")
         refs = [_byref(buf, i * _TENSOR_SIZE) if used else None for i, used in enumerate(self.used)]
         return words, (_byref(self.desc), *refs, None, _NO_WORKSPACE)
+
+
+def _remember_plan(plans: dict, key, c_name: str, make_desc, arrays, o, s, result) -> None:
+    """After a general call with fast-path key `key` succeeded (arrays: its inputs in slot order, o
+    and s the given output and present_state): a plan for the next calls with that key, or False
+    when no plan can describe its arrays."""
+    if key in plans:
+        return
+    arrays = (*arrays, result[0], result[1])
+    plan = False
+    if _plan_arrays_ok(arrays):
+        plan = _Plan(_lib.unchecked(c_name), make_desc(), arrays,
+                     None if o is not None else (result[0].shape, result[0].dtype),
+                     None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+    _cache_put(plans, key, plan)
 
 
 def _plan_arrays_ok(arrays) -> bool:
@@ -134,12 +153,21 @@ def _int_attr(value, name: str) -> int:
     """An integer attribute as a C int64: non-integers (1.5, "4") are a TypeError, values outside
     int64 an INVALID_ARGUMENT naming the attribute (ctypes would silently wrap them)."""
     try:
+        if isinstance(value, bool):  # an int subclass, but True is no head count
+            raise TypeError
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"{name}: expected an integer, got {value!r}") from None
     if not -(2**63) <= v < 2**63:
         raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: {v} does not fit in int64")
     return v
+
+
+def _c_string(value) -> bytes:
+    """A name for the C library, which reads up to the first NUL: one with a NUL inside becomes the
+    empty string, which no name matches (so 'gated_delta\\0x' is not taken for gated_delta)."""
+    text = str(value)
+    return b"" if "\0" in text else text.encode()
 
 
 def _required(value, name: str, shape_doc: str):
@@ -167,7 +195,7 @@ def linear_attention_desc(
     lib = _lib.lib()
     desc = _lib.LinearAttentionDesc()
     lib.linattn_linear_attention_desc_init(ctypes.byref(desc))
-    desc.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
+    desc.update_rule = lib.linattn_update_rule_from_string(_c_string(update_rule))
     if desc.update_rule == 0:  # LINATTN_UPDATE_INVALID: name the string, not the enum value
         raise _lib.LinattnError(
             _lib.ERROR_INVALID_ARGUMENT,
@@ -284,7 +312,7 @@ def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channel
     lib = _lib.lib()
     desc = _lib.CausalConvDesc()
     lib.linattn_causal_conv_desc_init(ctypes.byref(desc))
-    desc.activation = lib.linattn_activation_from_string(str(activation).encode())
+    desc.activation = lib.linattn_activation_from_string(_c_string(activation))
     if desc.activation == 0:  # LINATTN_ACTIVATION_INVALID
         raise _lib.LinattnError(
             _lib.ERROR_INVALID_ARGUMENT,
@@ -489,15 +517,11 @@ def linear_attention(
                                kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale, chunk_size=chunk_size,
                                ort_contrib=ort_contrib, state_dtype=state_dtype, out=out, return_state=return_state,
                                threads=threads, context=context)
-    if key_ is not None and key_ not in _la_plans:
-        arrays = (query, key, value, past_state, decay, beta, result[0], result[1])
-        plan = False
-        if _plan_arrays_ok(arrays):
-            desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
-            plan = _Plan(_lib.unchecked("linattn_linear_attention"), desc, arrays,
-                         None if o is not None else (result[0].shape, result[0].dtype),
-                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
-        _cache_put(_la_plans, key_, plan)
+    if key_ is not None:
+        _remember_plan(_la_plans, key_, "linattn_linear_attention",
+                       lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
+                                                     ort_contrib),
+                       (query, key, value, past_state, decay, beta), o, s, result)
     return result
 
 
@@ -606,13 +630,8 @@ def causal_conv_with_state(
     result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
                                      channels_last=channels_last, out=out, return_state=return_state,
                                      threads=threads, context=context)
-    if key_ is not None and key_ not in _conv_plans:
-        arrays = (input, weight, bias, past_state, result[0], result[1])
-        plan = False
-        if _plan_arrays_ok(arrays):
-            plan = _Plan(_lib.unchecked("linattn_causal_conv_with_state"),
-                         causal_conv_desc(activation, dilation, channels_last), arrays,
-                         None if o is not None else (result[0].shape, result[0].dtype),
-                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
-        _cache_put(_conv_plans, key_, plan)
+    if key_ is not None:
+        _remember_plan(_conv_plans, key_, "linattn_causal_conv_with_state",
+                       lambda: causal_conv_desc(activation, dilation, channels_last), (input, weight, bias, past_state),
+                       o, s, result)
     return result

@@ -247,11 +247,7 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
     /* Empty sequence: nothing to convolve and present_state = past_state (zeros without one).
      * Kernels never see L = 0: input/output data may then be NULL, and their row pointers
      * would offset a null pointer (undefined behaviour, found by fuzz/fuzz_causal_conv.c). */
-    if (c.has_present && c.present.numel > 0 && !(c.has_past && c.past.data == c.present.data)) {
-      const size_t bytes = (size_t)c.present.numel * linattn_dtype_size(c.p.dtype);
-      if (c.has_past) memcpy(c.present.data, c.past.data, bytes);
-      else memset(c.present.data, 0, bytes);
-    }
+    tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
     return LINATTN_SUCCESS;
   }
   if (c.num_units > 0) linattn_run_parallel(context, conv_task, &c, c.num_tasks);

@@ -135,6 +135,7 @@ static linattn_status la_check_aliasing(la_call* c) {
 static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
+  if (T == 0) return LINATTN_SUCCESS; /* no token: no unit runs, no workspace (no token: present_state = past_state, or zeros) */
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > dv) bc = dv;
   c->block_cols = bc;
@@ -433,12 +434,13 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
     if (((uintptr_t)workspace & 63u) != 0)
       return ERR("workspace: must be 64-byte aligned");
     c.workspace = (char*)workspace;
-  } else if (need > 0 && c.p.d_k > 0) {
+  } else if (need > 0 && c.p.d_k > 0) { /* need is 0 when T == 0 */
     owned = linattn_ctx_alloc(context, need);
     if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
     c.workspace = (char*)owned;
   }
-  if (c.p.d_k == 0) la_fill_zero_width_keys(&c);
+  if (c.p.T == 0) tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
+  else if (c.p.d_k == 0) la_fill_zero_width_keys(&c);
   else if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
@@ -459,7 +461,14 @@ linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attent
       (st = check_dims_nonnegative("value", value_dims, 3, LA_VALUE_DOC)))
     return st;
   if ((st = la_check_qkv(&s, query_dims, key_dims, value_dims))) return st;
-  la_output_dims(&s, output_dims);
-  la_state_dims(&s, state_dims);
+  int64_t out[3], state[4];
+  la_output_dims(&s, out);
+  la_state_dims(&s, state);
+  /* shapes only a tensor of fewer than 2^63 elements can have (the call's tensors are checked so) */
+  if ((st = check_element_count("output", out, 3, LA_OUTPUT_DOC)) ||
+      (st = check_element_count("present_state", state, 4, LA_STATE_DOC)))
+    return st;
+  memcpy(output_dims, out, sizeof out);
+  memcpy(state_dims, state, sizeof state);
   return LINATTN_SUCCESS;
 }

@@ -1,5 +1,6 @@
 /* The operators' shape rules on dims alone (see shape_rules.h). */
 #include "api/shape_rules.h"
+#include "api/tensor_check.h"
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -7,6 +8,16 @@ linattn_status check_dims_nonnegative(const char* name, const int64_t* dims, int
   for (int32_t i = 0; i < rank; i++)
     if (dims[i] < 0)
       return ERR("%s: dimension %d is negative (%lld), expected shape %s", name, (int)i, (long long)dims[i], shape_doc);
+  return LINATTN_SUCCESS;
+}
+
+linattn_status check_element_count(const char* name, const int64_t* dims, int32_t rank, const char* shape_doc) {
+  int64_t n = 1;
+  for (int32_t i = 0; i < rank; i++)
+    if (!linattn_mul_i64(n, dims[i], &n)) {
+      char buf[128];
+      return ERR("%s: element count of %s = %s overflows int64", name, shape_doc, tview_dims_str(dims, rank, buf, sizeof buf));
+    }
   return LINATTN_SUCCESS;
 }
 

@@ -72,6 +72,9 @@ const char* conv_state_doc(const conv_dims* s);
 
 /* ------------------------------------------------------------------ shared */
 
+/* The element count of a shape (dims >= 0) fits int64. */
+linattn_status check_element_count(const char* name, const int64_t* dims, int32_t rank, const char* shape_doc);
+
 /* Every dim of a rank-`rank` shape >= 0 (the message names `name` and the expected shape). */
 linattn_status check_dims_nonnegative(const char* name, const int64_t* dims, int32_t rank, const char* shape_doc);
 

@@ -31,6 +31,10 @@ linattn_status tview_expect_dims(const tview* v, const int64_t* expected, const 
 /* Rejects overlap between an output and another tensor (NULL views are skipped). */
 linattn_status tview_check_no_overlap(const tview* out, const tview* other);
 
+/* A state passed through unchanged: dst = src (packed, same dtype and shape), zeros when src is
+ * NULL; nothing when dst is NULL, empty or src itself (in place). */
+void tview_copy_or_zero(const tview* dst, const tview* src);
+
 /* in-place: same data pointer, dtype and dims (both packed). */
 bool tview_same_buffer(const tview* a, const tview* b);
 

@@ -584,7 +584,8 @@ def test_attribute_caches_keep_types_errors_and_shapes(rng):
     y, _ = linattn.causal_conv_with_state(x, w, dilation=1)
     with pytest.raises(TypeError, match="dilation: expected an integer"):
         linattn.causal_conv_with_state(x, w, dilation=1.0)
-    assert np.array_equal(linattn.causal_conv_with_state(x, w, dilation=True)[0], y)  # an int, uncached
+    with pytest.raises(TypeError, match="dilation: expected an integer, got True"):  # == 1, but no integer
+        linattn.causal_conv_with_state(x, w, dilation=True)
     for _ in range(2):
         with pytest.raises(linattn.LinattnError, match="activation: 'relu'"):
             linattn.causal_conv_with_state(x, w, activation="relu")
@@ -954,3 +955,103 @@ def test_python_threads_share_plans_safely(rng):
     finally:
         sys.setswitchinterval(switch)
     assert not failures
+
+
+# ---------------------------------------------------------------- hostile arguments (issue 15)
+
+
+@pytest.mark.parametrize("threads", [2**31, 2**32 + 1, 100000, 1025, -1])
+def test_nonsense_thread_counts_are_rejected_naming_the_limit(threads):
+    """A thread count outside 0..LINATTN_MAX_THREADS is an error naming the value and the limit:
+    never wrapped to int32 (2**31 read as -2147483648, 2**32+1 as 1) nor silently clamped."""
+    with pytest.raises(linattn.LinattnError, match=rf"num_threads.*0\.\.1024.*got {threads}\b"):
+        linattn.Context(threads=threads)
+    inputs, heads = la_data(np.random.default_rng(1))
+    with pytest.raises(linattn.LinattnError, match=rf"num_threads.*got {threads}\b"):
+        linattn.linear_attention(**inputs, **heads, threads=threads)
+
+
+def test_thread_count_at_the_limit_is_used_as_given():
+    with linattn.Context(threads=1024) as ctx:
+        assert ctx.num_threads == 1024
+
+
+@pytest.mark.parametrize("name,value", [("update_rule", "gated_delta\0x"), ("update_rule", "gated_delta\0"),
+                                        ("activation", "silu\0none")])
+def test_strings_with_a_nul_byte_are_rejected(rng, name, value):
+    """The C library reads a string up to its first NUL: 'gated_delta\\0x' must not pass as gated_delta."""
+    if name == "update_rule":
+        inputs, heads = la_data(rng)
+        with pytest.raises(linattn.LinattnError, match="update_rule"):
+            linattn.linear_attention(**inputs, **heads, update_rule=value)
+    else:
+        x = rng.standard_normal((1, 2, 3), dtype=np.float32)
+        w = rng.standard_normal((2, 1, 2), dtype=np.float32)
+        with pytest.raises(linattn.LinattnError, match="activation"):
+            linattn.causal_conv_with_state(x, w, activation=value)
+
+
+@pytest.mark.parametrize("name", ["q_num_heads", "kv_num_heads", "chunk_size"])
+def test_booleans_are_not_integers(rng, name):
+    inputs, heads = la_data(rng, hq=2, hkv=2)
+    args = {**heads, name: True}
+    with pytest.raises(TypeError, match=rf"{name}: expected an integer, got True"):
+        linattn.linear_attention(**inputs, **args)
+    with pytest.raises(TypeError, match=r"dilation: expected an integer, got True"):
+        linattn.causal_conv_with_state(np.zeros((1, 2, 3), np.float32), np.zeros((2, 1, 2), np.float32), dilation=True)
+
+
+def test_linear_attention_shapes_rejects_element_counts_beyond_int64():
+    """Shapes whose element count overflows int64 are rejected (the call rejects them too)."""
+    big = 2**40
+    with pytest.raises(linattn.LinattnError, match="output"):
+        linattn.linear_attention_shapes((big, big, 4), (big, big, 4), (big, big, 4), q_num_heads=1, kv_num_heads=1)
+    with pytest.raises(linattn.LinattnError, match="state"):
+        linattn.linear_attention_shapes((1, 1, 2**33), (1, 1, 2**33), (1, 1, 2**33), q_num_heads=1, kv_num_heads=1)
+    out, state = linattn.linear_attention_shapes((1, 1, 2**31), (1, 1, 2**31), (1, 1, 2**31), q_num_heads=2**16,
+                                                 kv_num_heads=2**16)
+    assert out == (1, 1, 2**31) and state == (1, 2**16, 2**15, 2**15)
+
+
+def test_zero_tokens_with_a_huge_width_does_nothing():
+    """T = 0: nothing to compute whatever the head sizes; no workspace (it asked for terabytes)."""
+    w = 2**21
+    q = np.zeros((1, 0, w), np.float32)
+    out, state = linattn.linear_attention(q, q, q, q_num_heads=1, kv_num_heads=1, update_rule="linear",
+                                          return_state=False)
+    assert out.shape == (1, 0, w) and state is None
+    lib = _lib.lib()
+    desc = linattn.ops.linear_attention_desc(1, 1, "linear")
+    t = _tensor.input_tensor(q, "query", strided=True)[1]
+    o = _tensor.input_tensor(out, "output", strided=True)[1]
+    size = ctypes.c_size_t(12345)
+    with linattn.Context(threads=2) as ctx:
+        _lib.check(lib.linattn_linear_attention_workspace_size(ctx.handle, ctypes.byref(desc), ctypes.byref(t),
+                                                               ctypes.byref(t), ctypes.byref(t), None, None, None,
+                                                               ctypes.byref(o), None, ctypes.byref(size)))
+    assert size.value == 0
+
+
+@pytest.mark.parametrize("layout", ["columns", "interleaved_rows"])
+def test_disjoint_slices_of_one_buffer_are_accepted(rng, layout):
+    """q, k, v and output as disjoint slices of one buffer (a fused projection, the output written
+    next to it) touch different elements: accepted, with the results of separate arrays. Slices
+    that share elements are still rejected."""
+    b, t, h, d = 2, 5, 2, 8
+    w = h * d
+    if layout == "columns":  # each token row is [q | k | v | out]
+        buf = rng.standard_normal((b, t, 4 * w), dtype=np.float32)
+        q, k, v, o = (buf[..., i * w:(i + 1) * w] for i in range(4))
+        overlapping = buf[..., 3 * w - 4:4 * w - 4]
+    else:  # rows of q, k, v and out alternate: (b, t, 4, w)
+        buf = rng.standard_normal((b, t, 4, w), dtype=np.float32)
+        q, k, v, o = (buf[:, :, i, :] for i in range(4))
+        overlapping = buf.reshape(b, t, 4 * w)[..., 3 * w - 1:4 * w - 1]
+    expected, _ = linattn.linear_attention(q.copy(), k.copy(), v.copy(), q_num_heads=h, kv_num_heads=h,
+                                           update_rule="linear", return_state=False)
+    o[...] = np.nan
+    linattn.linear_attention(q, k, v, q_num_heads=h, kv_num_heads=h, update_rule="linear", out=o, return_state=False)
+    assert np.array_equal(bits(o), bits(expected))
+    with pytest.raises(linattn.LinattnError, match="overlap"):
+        linattn.linear_attention(q, k, v, q_num_heads=h, kv_num_heads=h, update_rule="linear", out=overlapping,
+                                 return_state=False)

@@ -363,3 +363,92 @@ def test_unknown_domains_value_is_rejected():
     so = ort.SessionOptions()
     with pytest.raises(Exception, match="linattn.domains"):
         lort.register(so, domains="ai.onnx,bogus")
+
+
+# ---------------------------------------------------------------- attribute types and state shapes
+
+
+def _la_model(domain, **attrs):
+    heads = {"q_num_heads": 2, "kv_num_heads": 2}
+    heads.update({k: attrs.pop(k) for k in list(attrs) if k in heads})
+    return M.linear_attention_model(domain, inputs=("query", "key", "value", "", "decay", "beta"), **heads, **attrs)
+
+
+WRONG_TYPES = [
+    # (op, domains, attribute, value written by helper.make_node, expected type, actual type)
+    ("la", DOMAINS, "scale", 2, "FLOAT", "INT"),
+    ("la", DOMAINS, "update_rule", 1, "STRING", "INT"),
+    ("la", DOMAINS, "q_num_heads", 2.0, "INT", "FLOAT"),
+    ("la", DOMAINS, "kv_num_heads", "2", "INT", "STRING"),
+    ("la", DOMAINS, "chunk_size", 64.0, "INT", "FLOAT"),
+    ("la", [M.CONTRIB], "state_window", 0.0, "INT", "FLOAT"),
+    ("conv", DOMAINS, "activation", 1, "STRING", "INT"),
+    ("conv", [M.CONTRIB], "dilation", 1.0, "INT", "FLOAT"),
+    ("conv", [M.CONTRIB], "channels_last", "0", "INT", "STRING"),
+    ("conv", [M.CONTRIB], "state_length", 3.0, "INT", "FLOAT"),
+]
+
+
+@pytest.mark.parametrize("op,domains,name,value,expected,actual", WRONG_TYPES,
+                         ids=[f"{c[0]}-{c[2]}-{c[5]}" for c in WRONG_TYPES])
+def test_attribute_of_the_wrong_type_is_rejected_at_session_creation(op, domains, name, value, expected, actual):
+    """An attribute of the wrong type (scale=2 is an INT) used to run with the attribute's default;
+    it is rejected when the session is created, in ORT's own wording."""
+    for domain in [d.values[0] if hasattr(d, "values") else d for d in domains]:
+        model = _la_model(domain, **{name: value}) if op == "la" else M.causal_conv_model(domain, **{name: value})
+        pattern = rf"Mismatched attribute type in '.*{name}'\. Expected: '{expected}', actual: '{actual}'"
+        with pytest.raises(Exception, match=pattern):
+            M.session(model)
+
+
+def test_attribute_type_error_matches_ort_alone():
+    """ORT's own com.microsoft kernel rejects the same node with the same wording."""
+    model = _la_model(M.CONTRIB, scale=2)
+    with pytest.raises(Exception, match=r"Mismatched attribute type .*Expected: 'FLOAT', actual: 'INT'"):
+        M.session(model, plugin=False)
+
+
+def _conv_channels_last_feeds(past_shape):
+    rng, _ = fresh_rng()
+    feeds = conv_inputs(rng, batch=1, channels=12, length=5, taps=4, bias=False, past=False, dtype="float32",
+                        channels_last=True, channel_dims=(2, 6))
+    feeds["past_state"] = rng.standard_normal(past_shape).astype(np.float32)
+    return feeds
+
+
+@pytest.mark.parametrize("past_shape", [(1, 3, 3, 4), (1, 3, 12), (1, 3, 2, 6, 1), (1, 3, 6, 2)])
+def test_conv_channels_last_state_must_have_the_input_channel_axes(past_shape):
+    """channels_last input (B, L, d_1, ..., d_n) takes a past_state (B, (k-1)*dilation, d_1, ..., d_n):
+    one with other channel axes (same channel count) is rejected naming past_state, as ORT does."""
+    feeds = _conv_channels_last_feeds(past_shape)
+    model = M.causal_conv_model(M.CONTRIB, inputs=conv_node_inputs(feeds), channels_last=1)
+    with pytest.raises(Exception, match=r"past_state: expected shape \(B, \(k-1\)\*dilation, d_1, \.\.\., d_n\)"):
+        M.run(M.session(model), feeds)
+    with pytest.raises(Exception):  # ORT's own kernel agrees
+        M.run(M.session(model, plugin=False), feeds)
+    good = _conv_channels_last_feeds((1, 3, 2, 6))
+    out, state = M.run(M.session(model), good)
+    assert out.shape == (1, 5, 2, 6) and state.shape == (1, 3, 2, 6)
+
+
+def test_conv_state_length_is_checked_at_session_creation():
+    """state_length other than (k-1)*dilation is refused when the session is created if the
+    weight's shape is known then (README), else at the first run."""
+    shapes = {"input": [1, 4, 5], "weight": [4, 1, 4]}
+    model = M.causal_conv_model(M.CONTRIB, inputs=("input", "weight"), shapes=shapes, state_length=7)
+    with pytest.raises(Exception, match=r"state_length=7 is not implemented by linattn"):
+        M.session(model)
+    assert M.session(M.causal_conv_model(M.CONTRIB, inputs=("input", "weight"), shapes=shapes, state_length=3))
+    model = M.causal_conv_model(M.CONTRIB, inputs=("input", "weight"), state_length=7)
+    sess = M.session(model)
+    feeds = {"input": np.ones((1, 4, 5), np.float32), "weight": np.ones((4, 1, 4), np.float32)}
+    with pytest.raises(Exception, match=r"state_length=7 is not implemented by linattn"):
+        M.run(sess, feeds)
+
+
+def test_string_attribute_with_a_nul_byte_is_rejected():
+    """'gated_delta\\0x' is not gated_delta (a C string would stop at the NUL)."""
+    with pytest.raises(Exception, match="update_rule contains a NUL byte"):
+        M.session(_la_model("", update_rule="gated_delta\0x"))
+    with pytest.raises(Exception, match="activation contains a NUL byte"):
+        M.session(M.causal_conv_model(M.CONTRIB, activation="silu\0"))
