@@ -267,7 +267,7 @@ static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const Ort
   if (k->rms_norm.activation == LINATTN_GATE_INVALID)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: activation must be one of: silu, swish, sigmoid (got '%s')",
                              op->label, act);
-  attr_float(api, info, "epsilon", 1e-5f, &k->rms_norm.epsilon);
+  if ((st = attr_float(op, api, info, "epsilon", 1e-5f, &k->rms_norm.epsilon))) return st;
   if (!(k->rms_norm.epsilon >= 0.0f))
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute epsilon must be >= 0, got %g", op->label,
                              (double)k->rms_norm.epsilon);
