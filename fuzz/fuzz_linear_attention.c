@@ -59,6 +59,14 @@ static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const 
 
 /* ------------------------------------------------------------------ building a valid call */
 
+/* Bytes of all tensors of the valid call (the state twice: past and present). */
+static int64_t case_bytes(const la_case* c) {
+  const int64_t te = (int64_t)fz_esize(c->tdt), se = (int64_t)fz_esize(c->sdt);
+  const int64_t decay_w = c->decay_kind == 2 ? c->Hkv * c->dk : c->decay_kind ? c->Hkv : 0;
+  const int64_t width = (c->Hq + c->nk) * c->dk + (c->Hkv + c->out_heads) * c->dv + decay_w + (c->beta_kind ? c->Hkv : 0);
+  return te * c->B * c->T * width + 2 * se * c->B * c->Hkv * c->dk * c->dv;
+}
+
 static void build_valid(la_case* c, fz_reader* r) {
   static const int64_t Bc[] = {1, 2, 1, 0}, Tc[] = {1, 2, 3, 5, 4, 1, 0, 7};
   static const int64_t Tr[] = {16, 17, 31, 33, 40, 65};
@@ -93,9 +101,6 @@ static void build_valid(la_case* c, fz_reader* r) {
     c->nk = divs[fz_pick(r, (int)nd)];
   }
   c->out_heads = c->Hq > c->Hkv ? c->Hq : c->Hkv;
-  /* keep executions fast: large rare dims come with small others */
-  while (c->B * c->out_heads * c->T * (c->dk + 1) * (c->dv + 1) > 40000 && c->T > 3) c->T = (c->T + 1) / 2;
-  while (c->B * c->out_heads * c->T * (c->dk + 1) * (c->dv + 1) > 40000 && c->dk > 3) c->dk = (c->dk + 1) / 2;
   c->desc.q_num_heads = c->Hq;
   c->desc.kv_num_heads = c->Hkv;
   static const float scales[] = {0.0f, 0.0f, 0.25f, -0.5f, 1.0f, 3.0f};
@@ -110,10 +115,15 @@ static void build_valid(la_case* c, fz_reader* r) {
   c->has_present = !fz_chance(r, 15);
   c->sdt = c->has_past || fz_chance(r, 50) ? dtypes[fz_pick(r, 3)] : c->tdt;
   c->in_place = c->has_past && c->has_present && fz_chance(r, 40);
+  /* large rare dims come with small others */
+  while (case_bytes(c) > FZ_BYTE_BUDGET && c->T > 1) c->T = (c->T + 1) / 2;
+  while (case_bytes(c) > FZ_BYTE_BUDGET && c->B > 1) c->B = 1;
+  while (case_bytes(c) > FZ_BYTE_BUDGET && c->dk > 1) c->dk = (c->dk + 1) / 2;
+  while (case_bytes(c) > FZ_BYTE_BUDGET && c->dv > 1) c->dv = (c->dv + 1) / 2;
   c->ws_mode = fz_pick(r, 3);
   c->isa = fz_pick_isa(r);
-  c->threads = 1 + fz_pick(r, 3);
-  c->host = fz_chance(r, 30);
+  c->threads = fz_pick_threads(r);
+  c->host = fz_chance(r, 15);
   c->kmode = fz_pick(r, 5);
   c->dmode = fz_pick(r, 6);
   c->bmode = fz_pick(r, 4);
@@ -633,6 +643,21 @@ FZ_NOCOV static void oracle_case(const void* c, const fz_call* k, const fz_insta
   check_oracle((const la_case*)c, k, in, what);
 }
 
+/* The current case, formatted for a failure message (fz_case_describe). */
+static const la_case* current_case;
+FZ_NOCOV static void describe_case(char* buf, size_t size) {
+  const la_case* c = current_case;
+  snprintf(buf, size,
+           "rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
+           "kmode %d dmode %d bmode %d inplace %d seed %llu |",
+           (int)c->desc.update_rule, (long long)c->desc.q_num_heads, (long long)c->desc.kv_num_heads, (long long)c->nk,
+           (long long)c->dk, (long long)c->dv, (long long)c->B, (long long)c->T, c->desc.flags, (double)c->desc.scale,
+           linattn_isa_name((linattn_isa)c->isa), c->threads, c->host, c->ws_mode, c->kmode, c->dmode, c->bmode, (int)c->in_place,
+           (unsigned long long)c->seed);
+  for (int i = 0; i < NT; i++)
+    fz_describe_tensor(buf, size, la_names[i], c->call.t[i].passed, &c->call.t[i].d);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   la_case c;
@@ -640,15 +665,8 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_choose_mode(&c, &r, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   fz_case_name = c.what;
   fz_call* k = &c.call;
-  snprintf(fz_case_desc, sizeof fz_case_desc,
-           "rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
-           "kmode %d dmode %d bmode %d inplace %d seed %llu |",
-           (int)c.desc.update_rule, (long long)c.desc.q_num_heads, (long long)c.desc.kv_num_heads, (long long)c.nk,
-           (long long)c.dk, (long long)c.dv, (long long)c.B, (long long)c.T, c.desc.flags, (double)c.desc.scale,
-           linattn_isa_name((linattn_isa)c.isa), c.threads, c.host, c.ws_mode, c.kmode, c.dmode, c.bmode, (int)c.in_place,
-           (unsigned long long)c.seed);
-  for (int i = 0; i < NT; i++)
-    fz_describe_tensor(fz_case_desc, sizeof fz_case_desc, la_names[i], k->t[i].passed, &k->t[i].d);
+  current_case = &c;
+  fz_case_describe = describe_case;
   fz_verbose_case();
   fz_layout(k);
   make_values(&c);
