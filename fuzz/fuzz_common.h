@@ -646,6 +646,7 @@ typedef struct fz_target {
   fz_oracle_fn oracle;
   bool oracle_on_chosen; /* also check the chosen ISA against the oracle */
   double rel, rel_lowp, ulps, atol; /* chosen ISA vs reference kernels (fz_compare_instances) */
+  const double* oracle_atol; /* or NULL: added to atol, set by the oracle (cancellation bound) */
 } fz_target;
 
 /* Runs a laid-out case with its template made: the chosen ISA and threading, then the reference
@@ -694,7 +695,8 @@ FZ_NOCOV static void fz_run_case(const fz_target* t) {
   if (st == LINATTN_SUCCESS && rs == LINATTN_SUCCESS) {
     if (t->expect == EXPECT_VALID) t->oracle(t->c, k, &b, "reference kernels vs float64 oracle");
     if (t->expect == EXPECT_VALID && t->oracle_on_chosen) t->oracle(t->c, k, &a, "chosen ISA vs float64 oracle");
-    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", t->rel, t->rel_lowp, t->ulps, t->atol);
+    fz_compare_instances(k, &a, &b, "chosen ISA vs reference kernels", t->rel, t->rel_lowp, t->ulps,
+                         t->atol + (t->oracle_atol ? *t->oracle_atol : 0.0));
   }
   fz_instance_free(k, &b);
 
