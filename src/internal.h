@@ -209,7 +209,8 @@ struct linattn_context {
 };
 
 /* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
- * inline). n must be <= ctx->num_threads for the pool. */
+ * inline). Any n works: pool threads claim task indices from a shared counter; the operators
+ * pass n <= num_threads so that each task gets one slice of the workspace. */
 void linattn_run_parallel(linattn_context* ctx, linattn_task_fn task, void* arg, size_t n);
 
 struct linattn_pool* linattn_pool_create(linattn_context* ctx, int32_t num_threads);
