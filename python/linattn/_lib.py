@@ -109,6 +109,19 @@ class LinearAttentionDesc(ctypes.Structure):
     ]
 
 
+class GatedDeltaNetDesc(ctypes.Structure):
+    _fields_ = [
+        ("update_rule", ctypes.c_int),
+        ("gate_activation", ctypes.c_int),
+        ("beta_activation", ctypes.c_int),
+        ("qk_l2_norm", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("gate_lower_bound", ctypes.c_float),
+        ("state_update_capacity", ctypes.c_int64),
+        ("chunk_size", ctypes.c_int64),
+    ]
+
+
 class CausalConvDesc(ctypes.Structure):
     _fields_ = [
         ("activation", ctypes.c_int),
@@ -158,6 +171,18 @@ _PROTOTYPES = {
             _P(ctypes.c_int64),
             _P(ctypes.c_int64),
         ],
+    ),
+    "linattn_gate_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_beta_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_gated_delta_net_desc_init": (None, [_P(GatedDeltaNetDesc)]),
+    "linattn_gated_delta_net": (
+        ctypes.c_int,
+        [_VOIDP, _P(GatedDeltaNetDesc), _TP, _TP, _TP, _P(ctypes.c_int32), ctypes.c_int64, _TP, _TP, _TP, _TP, _TP,
+         _P(ctypes.c_int32), _TP, _TP, _TP, _VOIDP, ctypes.c_size_t],
+    ),
+    "linattn_gated_delta_net_state_replay": (
+        ctypes.c_int,
+        [_TP, _TP, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, _TP],
     ),
     "linattn_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
     "linattn_causal_conv_desc_init": (None, [_P(CausalConvDesc)]),

@@ -21,10 +21,12 @@
 #ifndef LINATTN_LA_COMMON_H
 #define LINATTN_LA_COMMON_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "convert.h"
 #include "internal.h"
 
 /* Tokens staged per tile (converted q/k, decays, k.q). A tile is staged once per unit and
@@ -85,21 +87,61 @@ static inline void la_prefetch_l2(const void* p, int64_t bytes) {
     __builtin_prefetch((const void*)a, 0, 2);
 }
 
+/* dtype of decay and beta elements (la_params.gate_dtype, 0 meaning io_dtype). */
+static inline linattn_dtype la_gate_dtype(const la_params* p) { return p->gate_dtype ? p->gate_dtype : p->io_dtype; }
+
 /* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */
 static inline void la_prefetch_unit_rows(const la_params* p, const la_unit* u, int64_t t) {
   if (t >= p->T) return;
   const int64_t esz = p->io_dtype == LINATTN_DTYPE_F32 ? 4 : 2;
+  const int64_t gsz = la_gate_dtype(p) == LINATTN_DTYPE_F32 ? 4 : 2;
   const int64_t qb = (int64_t)u->n_q * p->d_k * esz, kb = p->d_k * esz, vb = u->ncols * esz;
-  const int64_t db = p->decay_kind == LA_DECAY_PER_KEY ? kb : esz;
+  const int64_t db = p->decay_kind == LA_DECAY_PER_KEY ? p->d_k * gsz : gsz;
   la_prefetch_l2((const char*)u->q + t * u->q_token_stride * esz, qb);
   la_prefetch_l2((const char*)u->k + t * u->k_token_stride * esz, kb);
   la_prefetch_l2((const char*)u->v + t * u->v_token_stride * esz, vb);
-  if (p->gated) la_prefetch_l2((const char*)u->decay + t * u->decay_token_stride * esz, db);
-  if (p->delta) la_prefetch_l2((const char*)u->beta + t * u->beta_token_stride * esz, esz);
+  if (p->gated) la_prefetch_l2((const char*)u->decay + t * u->decay_token_stride * gsz, db);
+  if (p->delta) la_prefetch_l2((const char*)u->beta + t * u->beta_token_stride * gsz, gsz);
+}
+
+/* ------------------------------------------------------------------ GatedDeltaNet staging */
+
+/* Log-space decay g of decay element x (key row i) through the fused gate (la_gate_kind), in
+ * fp32 as ONNX Runtime evaluates it: softplus(y) = y above 20, log1p(exp(y)) otherwise. */
+static inline float la_gate_log_decay(const la_params* p, const la_unit* u, float x, int64_t i) {
+  if (p->gate == LA_GATE_NONE) return x;
+  if (u->dt_bias) x += u->dt_bias[u->dt_bias_per_key ? i : 0];
+  if (p->gate == LA_GATE_SOFTPLUS) return u->gate_coef * (x > 20.0f ? x : log1pf(expf(x)));
+  return p->gate_lower_bound * (1.0f / (1.0f + expf(-(u->gate_coef * x))));
+}
+
+/* beta of token t as the recurrence uses it (1 when not a delta rule). */
+static inline float la_beta_at(const la_params* p, const la_unit* u, int64_t t) {
+  if (!p->delta) return 1.0f;
+  const linattn_dtype gt = la_gate_dtype(p);
+  const float b = linattn_load_f32((const char*)u->beta + t * u->beta_token_stride * (gt == LINATTN_DTYPE_F32 ? 4 : 2), 0, gt);
+  return p->beta_sigmoid ? 1.0f / (1.0f + expf(-b)) : b;
+}
+
+/* 1 / |x| for the fused L2 normalisation, from sum x^2 (LA_L2_NORM_EPS under the root). */
+static inline float la_l2_inv(float sumsq) { return 1.0f / sqrtf(sumsq + LA_L2_NORM_EPS); }
+
+/* Element offset of state entry (key row i, value column j) within a unit's block. */
+static inline int64_t la_state_idx(const la_params* p, const la_unit* u, int64_t i, int64_t j) {
+  return p->state_v_major ? j * u->ld_state + i : i * u->ld_state + j;
 }
 
 /* T == 0: the state leaves unchanged (zeros when absent). */
 static inline void la_copy_state_only(const la_params* p, const la_unit* u) {
+  if (p->state_v_major) { /* rows of the block are value columns */
+    for (int64_t j = 0; j < u->ncols; j++) {
+      float* dst = u->state_out + j * u->ld_state;
+      if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)p->d_k);
+      else if (u->state_in != u->state_out)
+        memcpy(dst, u->state_in + j * u->ld_state, sizeof(float) * (size_t)p->d_k);
+    }
+    return;
+  }
   for (int64_t i = 0; i < p->d_k; i++) {
     float* dst = u->state_out + i * u->ld_state;
     if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)u->ncols);

@@ -147,6 +147,44 @@ static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
 
 /* ------------------------------------------------------------------ staging */
 
+/* ---- GatedDeltaNet staging (q/k L2 norm, fused gates, beta sigmoid, transition capture) ---- */
+
+/* 1 / |x| (LA_L2_NORM_EPS under the root) of a d_k row of io_dtype elements. */
+static float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row) {
+  const linattn_dtype dt = J->p->io_dtype;
+  vf acc = v_zero();
+  for (int64_t i = 0; i < J->dkp; i += LA_VL) {
+    const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+    const vf x = v_load_io(la_io_at(row, i, dt), dt, n);
+    acc = v_fma(x, x, acc);
+  }
+  return la_l2_inv(v_hsum(acc));
+}
+
+/* Per-key decay of token t through the fused gate: the log-space g of the d_k rows into g
+ * (padding lanes 0, so exp gives 1). */
+static void LA_FN(la_gate_row)(const la_job_t* J, const void* gt, float* g) {
+  const la_params* p = J->p;
+  for (int64_t i = 0; i < J->dk; i++) g[i] = la_gate_log_decay(p, J->u, linattn_load_f32(gt, i, la_gate_dtype(p)), i);
+  for (int64_t i = J->dk; i < J->dkp; i++) g[i] = 0.0f;
+}
+
+/* The first n of LA_VL lanes of x to dst. */
+static inline void LA_FN(la_store_lanes)(float* dst, vf x, int n) {
+  float tmp[LA_VL];
+  v_store(tmp, x);
+  memcpy(dst, tmp, sizeof(float) * (size_t)n);
+}
+
+/* Capture of token t's update u (the panel's valid columns), see la_unit.cap_delta. */
+static void LA_FN(la_capture_delta)(const la_job_t* J, const la_panel_t* P, int64_t t, const vf* u, int W) {
+  float* dst = J->u->cap_delta + t * J->u->cap_delta_stride + P->col;
+  for (int j = 0; j < W; j++) {
+    const int n = P->valid - j * LA_VL;
+    if (n > 0) LA_FN(la_store_lanes)(dst + j * LA_VL, u[j], n < LA_VL ? n : LA_VL);
+  }
+}
+
 /* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
  * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
 static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, const float* k, int h0,
@@ -154,7 +192,7 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = p->io_dtype;
-  const vf sc = v_set1(p->scale);
+  const vf sc_plain = v_set1(p->scale);
   for (int h = 0; h < J->G; h++) {
     float* aqh = aq + (int64_t)h * J->dkp;
     if (h0 + h >= J->nq) {
@@ -164,6 +202,7 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
     }
     const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
     vf acc = v_zero();
+    const vf sc = p->qk_l2_norm ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt)) : sc_plain;
     for (int64_t i = 0; i < J->dkp; i += LA_VL) {
       const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
       const vf qs = v_mul(sc, v_load_io(la_io_at(qt, i, dt), dt, n));
@@ -189,10 +228,11 @@ static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
     LA_FN(la_prefetch_lines)(la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt), J->dk * esz);
   LA_FN(la_prefetch_lines)(la_io_at(u->k, t * u->k_token_stride, dt), J->dk * esz);
   LA_FN(la_prefetch_lines)(la_io_at(u->v, t * u->v_token_stride, dt), J->nc * esz);
+  const linattn_dtype gd = la_gate_dtype(p);
   if (p->gated)
-    LA_FN(la_prefetch_lines)(la_io_at(u->decay, t * u->decay_token_stride, dt),
-                             p->decay_kind == LA_DECAY_PER_KEY ? J->dk * esz : esz);
-  if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, dt));
+    LA_FN(la_prefetch_lines)(la_io_at(u->decay, t * u->decay_token_stride, gd),
+                             (p->decay_kind == LA_DECAY_PER_KEY ? J->dk : 1) * (gd == LINATTN_DTYPE_F32 ? 4 : 2));
+  if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, gd));
 }
 
 /* Prefetches for writing the output rows of token t (all of the unit's heads and columns). */
@@ -240,27 +280,41 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   float* kts = Tl->kt + sl * dkp;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
-  const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, dt) : NULL;
+  const linattn_dtype gd = la_gate_dtype(p);
+  const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, gd) : NULL;
+  /* GatedDeltaNet: fused gate (per-key log-decays through aks as a temporary, overwritten
+   * below), key normalisation, capture of this token's decay and key */
+  const int gate_row = per_key && p->gate != LA_GATE_NONE;
+  if (gate_row) LA_FN(la_gate_row)(J, gt, aks);
+  const vf kscale = v_set1(p->qk_l2_norm ? LA_FN(la_l2_inv_row)(J, kt) : 1.0f);
+  const int cap = t < u->cap_tokens;
+  float* cap_decay = cap && u->cap_decay ? u->cap_decay + t * u->cap_decay_stride : NULL;
   int in_range = 1;
+  float a_head = 1.0f;
   if (p->gated && !per_key) {
-    const float a = expf(linattn_load_f32(gt, 0, dt));
-    st->c_head = st->seg_start ? a : st->c_head * a;
+    a_head = expf(la_gate_log_decay(p, u, linattn_load_f32(gt, 0, gd), 0));
+    st->c_head = st->seg_start ? a_head : st->c_head * a_head;
     in_range = st->c_head >= lo && st->c_head <= hi;
   }
+  if (cap_decay && !per_key) cap_decay[0] = a_head;
   const vf ch = v_set1(st->c_head);
   for (int64_t i = 0; i < dkp; i += LA_VL) {
     const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
-    const vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    if (p->qk_l2_norm) kv = v_mul(kv, kscale);
     vf cv = ch;
     if (per_key) {
-      const vf av = v_exp(v_load_io(la_io_at(gt, i, dt), dt, nv)); /* padding lanes: exp(0) = 1 */
+      /* padding lanes: exp(0) = 1 */
+      const vf av = v_exp(gate_row ? v_load(aks + i) : v_load_io(la_io_at(gt, i, gd), gd, nv));
       cv = st->seg_start ? av : v_mul(v_load(cs - dkp + i), av);
       in_range &= v_in_range(cv, lo, hi);
+      if (cap_decay) LA_FN(la_store_lanes)(cap_decay + i, av, nv);
     }
     v_store(kts + i, kv);
     v_store(cs + i, cv);
     v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
   }
+  if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
   LA_FN(la_stage_heads)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
   const int end = !p->gated || !in_range || sl + 1 >= st->n;
@@ -274,7 +328,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_mul(v_load(kts + i), rc));
   }
   st->seg_start = end;
-  Tl->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
+  Tl->beta[sl] = la_beta_at(p, u, t);
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
    * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
@@ -399,6 +453,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       const vf vv = v_load(vt + j * LA_VL);
       u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
     }
+    if (t < J->u->cap_tokens && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, t, u, W); /* GatedDeltaNet */
     if (P->prefetches && J->pf.n > 0) {
       /* The next step's input rows, two tokens' per token: the same prefetches issued at once
        * (~1000 lines) fill the miss queues, and the loads behind them wait (measured ~10% slower
@@ -483,6 +538,15 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 
 static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
 
+/* V-major state rows (value columns) src[j * ld + i], j < valid, into the packed panel
+ * dst[i * width + j] (columns valid .. width zero): the transposition rides along the copy every
+ * prefill panel makes anyway. */
+static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int64_t ld, int64_t dk, int valid) {
+  for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
+  for (int j = 0; j < valid; j++)
+    for (int64_t i = 0; i < dk; i++) dst[i * width + j] = src[j * ld + i];
+}
+
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), and with stage_ahead the first tile staged (see la_tiles). */
 static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R,
@@ -500,7 +564,9 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   R->gi = LA_FN(la_group_index)(J.G);
   /* Few tokens (decode): no packed copy, and the widest panels the registers allow, so the
    * state is read as long contiguous rows (DRAM streams) rather than narrow strided columns. */
-  const int pack_all = J.T >= LA_PACK_MIN_T;
+  /* A V-major state (GatedDeltaNet) is always worked on in packed panels: transposed as each
+   * panel's rows are copied in, and back in la_finish. */
+  const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major;
   const int wmax = pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
@@ -533,11 +599,15 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
       P->dst = J.pack + dk * col;
       P->src = P->dst;
       P->stream = 0;
-      for (int64_t i = 0; i < dk; i++) {
-        float* row = P->dst + i * width;
-        if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
-        else memset(row, 0, sizeof(float) * (size_t)P->valid);
-        if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+      if (p->state_v_major && u->state_in) {
+        LA_FN(la_pack_v_major)(P->dst, width, u->state_in + col * ld, ld, dk, P->valid);
+      } else {
+        for (int64_t i = 0; i < dk; i++) {
+          float* row = P->dst + i * width;
+          if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
+          else memset(row, 0, sizeof(float) * (size_t)P->valid);
+          if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+        }
       }
     } else {
       P->ld = ld;
@@ -609,6 +679,13 @@ static void LA_FN(la_finish)(const la_resume_t* R) {
   for (int i = 0; i < Jp->npanels; i++) {
     const la_panel_t* P = &Jp->panels[i];
     if (!P->packed) continue;
+    if (Jp->p->state_v_major) {
+      for (int j = 0; j < P->valid; j++) {
+        float* row = u->state_out + (P->col + j) * u->ld_state;
+        for (int64_t r = 0; r < Jp->dk; r++) row[r] = P->dst[r * P->ld + j];
+      }
+      continue;
+    }
     for (int64_t r = 0; r < Jp->dk; r++)
       memcpy(u->state_out + r * u->ld_state + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
   }
