@@ -205,7 +205,7 @@ _PROTOTYPES = {
 # two thirds of the cost of a 12-argument call (~0.9 of ~1.4 us). The binding's own calls use
 # these with arguments of exactly the C types: a c_void_p context, byref() of the structs (or
 # None), a c_size_t workspace size. Everything else keeps the checked prototypes.
-_UNCHECKED = ("linattn_linear_attention", "linattn_causal_conv_with_state")
+_UNCHECKED = ("linattn_linear_attention", "linattn_causal_conv_with_state", "linattn_gated_delta_net")
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

@@ -41,9 +41,16 @@ def gated_delta_net_desc(update_rule="gated_delta", gate_activation="none", beta
     return d
 
 
+_desc_cache: dict = {}
+_NO_WORKSPACE = ctypes.c_size_t(0)
+_I32P = ctypes.POINTER(ctypes.c_int32)
+
+
 def _int32_array(value, name: str):
     if value is None:
         return None, None, 0
+    if type(value) is np.ndarray and value.dtype == np.int32 and value.ndim == 1 and value.flags.c_contiguous:
+        return value, ctypes.cast(value.ctypes.data, _I32P), value.size
     a = np.ascontiguousarray(np.asarray(value))
     if a.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
@@ -79,8 +86,17 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
     final_state_out: an array to write the final state into (may be initial_state itself, for an
     in-place update). state_update is None when state_update_capacity is 0."""
     ctx = _context(context, threads)
-    desc = gated_delta_net_desc(update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound,
-                                state_update_capacity, chunk_size)
+    attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound, state_update_capacity,
+             chunk_size)
+    ckey = (attrs, tuple(type(x) for x in attrs))  # 1 == True == 1.0 stay apart
+    cacheable = all(type(x) in (str, int, float) for x in attrs)
+    desc = _desc_cache.get(ckey) if cacheable else None
+    if desc is None:
+        desc = gated_delta_net_desc(*attrs)
+        if cacheable:
+            if len(_desc_cache) > 64:
+                _desc_cache.clear()
+            _desc_cache[ckey] = desc
     if query is None:
         raise _err("query: required, got None")
     q, t_q = input_tensor(query, "query", strided=True)
@@ -132,9 +148,10 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
         su = np.empty((max(B, 0), C * (dw + Hq * dk + Hv * dv)), np.float32)
         su_slot = OutputSlot("state_update", su.shape, np.dtype(np.float32), su, strided=False)
         t_su = su_slot.describe()
-    status = _lib.lib().linattn_gated_delta_net(
-        ctx.handle, ctypes.byref(desc), t_q, _ptr(t_k), _ptr(t_v), p_cu, n_cu, _ptr(t_g), _ptr(t_b), _ptr(t_s0),
-        _ptr(t_al), _ptr(t_db), p_cc, out.describe(), t_fin, _ptr(t_su), None, 0)
+    status = _lib.unchecked("linattn_gated_delta_net")(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(t_q), _ptr(t_k), _ptr(t_v), p_cu, ctypes.c_int64(n_cu), _ptr(t_g),
+        _ptr(t_b), _ptr(t_s0), _ptr(t_al), _ptr(t_db), p_cc, ctypes.byref(out.describe()), ctypes.byref(t_fin),
+        _ptr(t_su), None, _NO_WORKSPACE)
     _lib.check(status)
     final = fin_arr if fin_arr is not None else fin.finish()
     return out.finish(), final, su

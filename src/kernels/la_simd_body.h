@@ -95,6 +95,7 @@ typedef struct LA_FN(la_job) {
   LA_FN(la_panel) * panels;
   int npanels;
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
+  int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
 } LA_FN(la_job);
 
 typedef LA_FN(la_panel) la_panel_t;
@@ -317,7 +318,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
   LA_FN(la_stage_heads)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
-  const int end = !p->gated || !in_range || sl + 1 >= st->n;
+  const int end = !p->gated || !in_range || sl + 1 >= st->n || J->vdirect;
   Tl->seg_end[sl] = end;
   if (end) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
@@ -522,6 +523,56 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
   }
 }
 
+/* ------------------------------------------------------------------ V-major decode (GatedDeltaNet) */
+
+/* Few tokens on a V-major state (la_params.state_v_major, T < LA_PACK_MIN_T): each value column j
+ * is a contiguous row of d_k floats, so a token is two short passes per row instead of a
+ * transposed copy of the state into panels and back: p_j = S_j . (a k), s_j = S_j . (a scale q)
+ * (first pass), u_j = beta (v_j - p_j) (v_j for non-delta rules), o_j = s_j + (k . scale q) u_j,
+ * then S_j = a .* S_j + k u_j (second pass, the row still in L1). Every staged token ends a
+ * segment (vdirect), so the tile holds a_t and k_t themselves. */
+static void LA_FN(la_vmajor_tokens)(const la_job_t* J, int64_t t0, int64_t n) {
+  const la_params* p = J->p;
+  const la_unit* un = J->u;
+  const la_tile_t* Tl = J->cur;
+  const int64_t dk = J->dk, dkp = J->dkp, ld = un->ld_state, nc = J->nc;
+  const linattn_dtype dt = p->io_dtype;
+  float* obuf = J->pack; /* one output row of the unit */
+  for (int64_t tl = 0; tl < n; tl++) {
+    const int64_t t = t0 + tl;
+    const float *a = Tl->a + tl * dkp, *k = Tl->k + tl * dkp, *ak = Tl->ak + tl * dkp, *aq = Tl->aq + tl * J->G * dkp;
+    const float* vt = Tl->v + tl * J->ncp;
+    const float kq = Tl->kq[tl * LA_KQ_STRIDE], beta = Tl->beta[tl];
+    const int cap = t < un->cap_tokens && un->cap_delta;
+    for (int64_t j = 0; j < nc; j++) {
+      const float* src = t == 0 ? (un->state_in ? un->state_in + j * ld : NULL) : un->state_out + j * ld;
+      float* dst = un->state_out + j * ld;
+      vf pacc = v_zero(), sacc = v_zero();
+      if (src)
+        for (int64_t i = 0; i < dkp; i += LA_VL) {
+          const int nv = dk - i < LA_VL ? (int)(dk - i) : LA_VL;
+          const vf x = v_load_io(src + i, LINATTN_DTYPE_F32, nv);
+          pacc = v_fma(x, v_load(ak + i), pacc);
+          sacc = v_fma(x, v_load(aq + i), sacc);
+        }
+      const float uj = p->delta ? beta * (vt[j] - v_hsum(pacc)) : vt[j];
+      obuf[j] = v_hsum(sacc) + kq * uj;
+      if (cap) un->cap_delta[t * un->cap_delta_stride + j] = uj;
+      const vf ub = v_set1(uj);
+      for (int64_t i = 0; i < dkp; i += LA_VL) {
+        const int nv = dk - i < LA_VL ? (int)(dk - i) : LA_VL;
+        const vf ku = v_mul(v_load(k + i), ub);
+        const vf y = src ? v_fma(v_load(a + i), v_load_io(src + i, LINATTN_DTYPE_F32, nv), ku) : ku;
+        v_store_io(dst + i, LINATTN_DTYPE_F32, y, nv);
+      }
+    }
+    void* ot = la_io_at_mut(un->out, t * un->out_token_stride, dt);
+    for (int64_t j = 0; j < nc; j += LA_VL)
+      v_store_io(la_io_at_mut(ot, j, dt), dt, v_load_io(obuf + j, LINATTN_DTYPE_F32, nc - j < LA_VL ? (int)(nc - j) : LA_VL),
+                 nc - j < LA_VL ? (int)(nc - j) : LA_VL);
+  }
+}
+
 /* ------------------------------------------------------------------ instantiation */
 
 typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
@@ -567,6 +618,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   /* A V-major state (GatedDeltaNet) is always worked on in packed panels: transposed as each
    * panel's rows are copied in, and back in la_finish. */
   const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major;
+  J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
   const int wmax = pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
@@ -580,7 +632,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   const int can_stream = p->stream_state && p->T == 1 && u->state_in && u->state_in != u->state_out &&
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
   R->can_stream = can_stream;
-  while (left > 0 || (tail && col < J.nc)) {
+  while (!J.vdirect && (left > 0 || (tail && col < J.nc))) {
     /* widths LA_WMAX(G), 2 and 1, and for decode LA_WMAX_DECODE(G) and 4 when that is wider
      * (la_simd_panels.h checks that the ISA file instantiates each): d_v = 64 heads (RWKV-6, Mamba-2) then read whole 256-byte
      * rows instead of two interleaved half-row panels (cold state: measured 1.4-1.7x faster) */
@@ -666,6 +718,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
       else st->next = st->nst = 0;
     }
+    if (Jp->vdirect) LA_FN(la_vmajor_tokens)(Jp, t0, n);
     for (int i = 0; i < np; i++) table[gi][Jp->panels[i].W][dc][dl](Jp, &Jp->panels[i], t0, n);
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
   }
