@@ -386,7 +386,6 @@ static linattn_status gdn_resolve(linattn_context* ctx, const linattn_gated_delt
   memset(c, 0, sizeof *c);
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
   if ((st = gdn_check_desc(d))) return st;
-  c->p.rule = d->update_rule;
   c->p.gated = d->update_rule == LINATTN_UPDATE_GATED || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
   c->p.delta = d->update_rule == LINATTN_UPDATE_DELTA || d->update_rule == LINATTN_UPDATE_GATED_DELTA;
   if ((st = gdn_resolve_qkv(c, query, key, value, initial_state))) return st;
