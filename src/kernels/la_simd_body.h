@@ -544,26 +544,37 @@ static void LA_FN(la_vmajor_tokens)(const la_job_t* J, int64_t t0, int64_t n) {
     const float* vt = Tl->v + tl * J->ncp;
     const float kq = Tl->kq[tl * LA_KQ_STRIDE], beta = Tl->beta[tl];
     const int cap = t < un->cap_tokens && un->cap_delta;
+    const int64_t dkf = dk / LA_VL * LA_VL; /* full vectors; the rest (dk % LA_VL) masked */
+    const int tail = (int)(dk - dkf);
     for (int64_t j = 0; j < nc; j++) {
       const float* src = t == 0 ? (un->state_in ? un->state_in + j * ld : NULL) : un->state_out + j * ld;
       float* dst = un->state_out + j * ld;
       vf pacc = v_zero(), sacc = v_zero();
-      if (src)
-        for (int64_t i = 0; i < dkp; i += LA_VL) {
-          const int nv = dk - i < LA_VL ? (int)(dk - i) : LA_VL;
-          const vf x = v_load_io(src + i, LINATTN_DTYPE_F32, nv);
+      if (src) {
+        for (int64_t i = 0; i < dkf; i += LA_VL) {
+          const vf x = v_load(src + i);
           pacc = v_fma(x, v_load(ak + i), pacc);
           sacc = v_fma(x, v_load(aq + i), sacc);
         }
+        if (tail) {
+          const vf x = v_load_io(src + dkf, LINATTN_DTYPE_F32, tail);
+          pacc = v_fma(x, v_load(ak + dkf), pacc);
+          sacc = v_fma(x, v_load(aq + dkf), sacc);
+        }
+      }
       const float uj = p->delta ? beta * (vt[j] - v_hsum(pacc)) : vt[j];
       obuf[j] = v_hsum(sacc) + kq * uj;
       if (cap) un->cap_delta[t * un->cap_delta_stride + j] = uj;
       const vf ub = v_set1(uj);
-      for (int64_t i = 0; i < dkp; i += LA_VL) {
-        const int nv = dk - i < LA_VL ? (int)(dk - i) : LA_VL;
-        const vf ku = v_mul(v_load(k + i), ub);
-        const vf y = src ? v_fma(v_load(a + i), v_load_io(src + i, LINATTN_DTYPE_F32, nv), ku) : ku;
-        v_store_io(dst + i, LINATTN_DTYPE_F32, y, nv);
+      if (src) {
+        for (int64_t i = 0; i < dkf; i += LA_VL) v_store(dst + i, v_fma(v_load(a + i), v_load(src + i), v_mul(v_load(k + i), ub)));
+      } else {
+        for (int64_t i = 0; i < dkf; i += LA_VL) v_store(dst + i, v_mul(v_load(k + i), ub));
+      }
+      if (tail) {
+        const vf ku = v_mul(v_load(k + dkf), ub);
+        const vf y = src ? v_fma(v_load(a + dkf), v_load_io(src + dkf, LINATTN_DTYPE_F32, tail), ku) : ku;
+        v_store_io(dst + dkf, LINATTN_DTYPE_F32, y, tail);
       }
     }
     void* ot = la_io_at_mut(un->out, t * un->out_token_stride, dt);
