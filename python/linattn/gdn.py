@@ -75,7 +75,7 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
                     a_log=None, dt_bias=None, capture_count=None, *, update_rule: str = "gated_delta",
                     gate_activation: str = "none", beta_activation: str = "none", qk_l2_norm: int = 0,
                     scale: float = 0.0, gate_lower_bound: float = -5.0, state_update_capacity: int = 0,
-                    chunk_size: int = 64, final_state_out=None, threads: int | None = None,
+                    chunk_size: int = 64, out=None, final_state_out=None, threads: int | None = None,
                     context: Context | None = None):
     """ONNX Runtime's com.microsoft GatedDeltaNet: returns (output, final_state, state_update).
 
@@ -83,8 +83,8 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
     value None; value (T, H_v, d_v); cu_seqlens int32 (B + 1); decay (T, H_v) or (T, H_v, d_k) and
     beta (T, H_v) in float32 or query's dtype; initial_state float32 V-major (B, H_v, d_v, d_k);
     a_log (H_v), dt_bias (H_v) or (H_v, d_k) float32; capture_count int32 (B).
-    final_state_out: an array to write the final state into (may be initial_state itself, for an
-    in-place update). state_update is None when state_update_capacity is 0."""
+    out: an array to write the output into; final_state_out: one for the final state (may be
+    initial_state itself, for an in-place update). state_update is None when state_update_capacity is 0."""
     ctx = _context(context, threads)
     attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound, state_update_capacity,
              chunk_size)
@@ -132,7 +132,7 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
         B = s0.shape[0]
     else:
         raise _err("initial_state: required without cu_seqlens (uniform packing takes the batch size from it)")
-    out = OutputSlot("output", tuple(lead) + (max(Hq, Hv), dv), q.dtype, None, strided=True)
+    out = OutputSlot("output", tuple(lead) + (max(Hq, Hv), dv), q.dtype, out, strided=True)
     state_shape = (max(B, 0), Hv, dv, dk)
     if final_state_out is not None and final_state_out is s0:
         fin_arr, t_fin = s0, t_s0  # in place

@@ -68,8 +68,10 @@ def measure(T, H, d, dtype, threads, budget, with_ort=True):
     ctx = linattn.Context(threads=threads)
     out_la = np.empty((1, T, H * d), la["query"].dtype)
     st_la = np.empty_like(la["past_state"])
-    calls = {
-        "gdn": lambda: linattn.gated_delta_net(**feeds, **ATTRS, context=ctx),
+    out_gdn = np.empty((T, H, d), la["query"].dtype)
+    st_gdn = np.empty_like(feeds["initial_state"])
+    calls = {  # every output preallocated: page faults of fresh arrays are not the kernels' time
+        "gdn": lambda: linattn.gated_delta_net(**feeds, **ATTRS, out=out_gdn, final_state_out=st_gdn, context=ctx),
         "la": lambda: linattn.linear_attention(**la, q_num_heads=H, kv_num_heads=H, ort_contrib=True,
                                                out=(out_la, st_la), context=ctx),
     }
