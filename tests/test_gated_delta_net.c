@@ -408,6 +408,30 @@ static void check_replay(linattn_context* ctx, tk_rng* r) {
   }
 }
 
+/* 5. shape inference agrees with the shapes the call accepts */
+static void check_infer_shapes(void) {
+  linattn_gated_delta_net_desc desc;
+  linattn_gated_delta_net_desc_init(&desc);
+  desc.state_update_capacity = 3;
+  int32_t orank;
+  int64_t od[4], fd[4], ud[2];
+  tk_context("infer_shapes");
+  const int64_t q[3] = {10, 2, 16}, v[3] = {10, 4, 8}, s0[4] = {3, 4, 8, 16};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 3, q, q, v, NULL, 4, 1, &orank, od, fd, ud) == LINATTN_SUCCESS,
+           "separate: %s", linattn_last_error());
+  tk_check(orank == 3 && od[0] == 10 && od[1] == 4 && od[2] == 8, "output dims");
+  tk_check(fd[0] == 3 && fd[1] == 4 && fd[2] == 8 && fd[3] == 16, "final_state dims");
+  tk_check(ud[0] == 3 && ud[1] == 3 * (4 * 16 + 2 * 16 + 4 * 8), "state_update dims (per-key decay)");
+  const int64_t qp[2] = {10, 2 * 2 * 16 + 4 * 8};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 2, qp, NULL, NULL, s0, 0, 0, &orank, od, fd, ud) == LINATTN_SUCCESS,
+           "packed: %s", linattn_last_error());
+  tk_check(orank == 3 && od[0] == 10 && od[1] == 4 && od[2] == 8 && fd[0] == 3 && ud[1] == 3 * (4 + 32 + 32), "packed dims");
+  const int64_t vbad[3] = {10, 3, 8};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 3, q, q, vbad, NULL, 4, 0, &orank, od, fd, ud) ==
+                   LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "num_heads_v"),
+           "H_v not a multiple of H_q: %s", linattn_last_error());
+}
+
 int main(void) {
   tk_begin("test_gated_delta_net");
   tk_rng r;
@@ -434,5 +458,6 @@ int main(void) {
     linattn_context_destroy(ctx);
   }
   check_threads(&r);
+  check_infer_shapes();
   return tk_finish();
 }
