@@ -126,6 +126,42 @@ static inline float la_beta_at(const la_params* p, const la_unit* u, int64_t t) 
 /* 1 / |x| for the fused L2 normalisation, from sum x^2 (LA_L2_NORM_EPS under the root). */
 static inline float la_l2_inv(float sumsq) { return 1.0f / sqrtf(sumsq + LA_L2_NORM_EPS); }
 
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (the V-major state <-> packed panel
+ * copies): 4 x 4 blocks through 128-bit generic vectors (shuffles on every target), the edges
+ * element by element. */
+typedef float la_v4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+typedef int32_t la_i4 __attribute__((vector_size(16)));
+#define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (la_i4){i0, i1, i2, i3})
+#endif
+static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    int64_t c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      la_v4 a, b, e, f;
+      memcpy(&a, src + r * lds + c, 16);
+      memcpy(&b, src + (r + 1) * lds + c, 16);
+      memcpy(&e, src + (r + 2) * lds + c, 16);
+      memcpy(&f, src + (r + 3) * lds + c, 16);
+      const la_v4 t0 = LA_SHUF4(a, b, 0, 4, 1, 5), t1 = LA_SHUF4(a, b, 2, 6, 3, 7);
+      const la_v4 t2 = LA_SHUF4(e, f, 0, 4, 1, 5), t3 = LA_SHUF4(e, f, 2, 6, 3, 7);
+      const la_v4 o0 = LA_SHUF4(t0, t2, 0, 1, 4, 5), o1 = LA_SHUF4(t0, t2, 2, 3, 6, 7);
+      const la_v4 o2 = LA_SHUF4(t1, t3, 0, 1, 4, 5), o3 = LA_SHUF4(t1, t3, 2, 3, 6, 7);
+      memcpy(dst + c * ldd + r, &o0, 16);
+      memcpy(dst + (c + 1) * ldd + r, &o1, 16);
+      memcpy(dst + (c + 2) * ldd + r, &o2, 16);
+      memcpy(dst + (c + 3) * ldd + r, &o3, 16);
+    }
+    for (; c < cols; c++)
+      for (int64_t k = 0; k < 4; k++) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+  }
+  for (; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
 /* Element offset of state entry (key row i, value column j) within a unit's block. */
 static inline int64_t la_state_idx(const la_params* p, const la_unit* u, int64_t i, int64_t j) {
   return p->state_v_major ? j * u->ld_state + i : i * u->ld_state + j;

@@ -605,8 +605,7 @@ static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
  * prefill panel makes anyway. */
 static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int64_t ld, int64_t dk, int valid) {
   for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
-  for (int j = 0; j < valid; j++)
-    for (int64_t i = 0; i < dk; i++) dst[i * width + j] = src[j * ld + i];
+  la_transpose(dst, width, src, ld, valid, dk);
 }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
@@ -744,10 +743,7 @@ static void LA_FN(la_finish)(const la_resume_t* R) {
     const la_panel_t* P = &Jp->panels[i];
     if (!P->packed) continue;
     if (Jp->p->state_v_major) {
-      for (int j = 0; j < P->valid; j++) {
-        float* row = u->state_out + (P->col + j) * u->ld_state;
-        for (int64_t r = 0; r < Jp->dk; r++) row[r] = P->dst[r * P->ld + j];
-      }
+      la_transpose(u->state_out + P->col * u->ld_state, u->ld_state, P->dst, P->ld, Jp->dk, P->valid);
       continue;
     }
     for (int64_t r = 0; r < Jp->dk; r++)
