@@ -6,14 +6,15 @@ gated configuration (softplus gate, beta sigmoid, qk_l2_norm), one request of T 
     python -m linattn.gdn_bench                     # Qwen3.5-0.8B shape (16 heads of 128), 1 thread
     python -m linattn.gdn_bench --T 1,64 --dtype f32 --json out.json
 
-Every figure is the median over repetitions in one process, the three calls interleaved so that
-machine noise hits them alike; all three are called through Python."""
+Every figure is the minimum over repetitions in one process (the three calls interleaved): on a
+shared machine a call about as long as a scheduler time slice is preempted in a good part of the
+repetitions, which moves the median by several times; the minimum is the uncontended time. All
+three are called through Python, every output preallocated."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 
@@ -99,7 +100,7 @@ def measure(T, H, d, dtype, threads, budget, with_ort=True):
             times[k].append(time.perf_counter() - t0)
         reps += 1
     ctx.close()
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: min(v) for k, v in times.items()}
     return {"T": T, "H": H, "d": d, "dtype": dtype, "threads": threads, "reps": reps,
             "gdn_s": med["gdn"], "la_s": med["la"], "ort_s": med.get("ort"), "rel_err_vs_ort": err}
 
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     rows = []
-    print(f"GatedDeltaNet, {a.heads} heads of {a.d}, {a.threads} thread(s); times in us (median)")
+    print(f"GatedDeltaNet, {a.heads} heads of {a.d}, {a.threads} thread(s); times in us (minimum)")
     print(f"{'dtype':6} {'T':>5} {'linattn GDN':>11} {'linattn LA':>11} {'ORT GDN':>11} {'GDN/LA':>7} {'ORT/GDN':>8}  err vs ORT")
     for dt in a.dtype.split(","):
         for T in (int(x) for x in a.T.split(",")):
