@@ -353,32 +353,34 @@ LINATTN_API linattn_status linattn_linear_attention_gate(linattn_context* contex
  * V-major fp32 state, fused gates, beta sigmoid and q/k L2 normalisation, and compact transition
  * capture. Same recurrence and kernels as LinearAttention. */
 
-typedef enum linattn_gate_activation {
-  LINATTN_GATE_INVALID = 0,
-  LINATTN_GATE_NONE = 1,     /* decay is the log-space decay g */
-  LINATTN_GATE_SOFTPLUS = 2, /* g = -exp(a_log) * softplus(decay + dt_bias)           ("softplus", "qwen") */
-  LINATTN_GATE_SIGMOID = 3   /* g = gate_lower_bound * sigmoid(exp(a_log) * (decay + dt_bias)) ("sigmoid", "kda") */
-} linattn_gate_activation;
+/* GatedDeltaNet's gate_activation attribute. */
+typedef enum linattn_gdn_gate {
+  LINATTN_GDN_GATE_INVALID = 0,
+  LINATTN_GDN_GATE_NONE = 1,     /* decay is the log-space decay g */
+  LINATTN_GDN_GATE_SOFTPLUS = 2, /* g = -exp(a_log) * softplus(decay + dt_bias)           ("softplus", "qwen") */
+  LINATTN_GDN_GATE_SIGMOID = 3   /* g = gate_lower_bound * sigmoid(exp(a_log) * (decay + dt_bias)) ("sigmoid", "kda") */
+} linattn_gdn_gate;
 
-/* "none", "softplus", "qwen", "sigmoid", "kda" -> activation; anything else -> INVALID. */
-LINATTN_API linattn_gate_activation linattn_gate_activation_from_string(const char* name);
+/* "none", "softplus", "qwen", "sigmoid", "kda" -> gate; anything else -> INVALID. */
+LINATTN_API linattn_gdn_gate linattn_gdn_gate_from_string(const char* name);
 
-typedef enum linattn_beta_activation {
-  LINATTN_BETA_INVALID = 0,
-  LINATTN_BETA_NONE = 1,
-  LINATTN_BETA_SIGMOID = 2
-} linattn_beta_activation;
+/* GatedDeltaNet's beta_activation attribute. */
+typedef enum linattn_gdn_beta {
+  LINATTN_GDN_BETA_INVALID = 0,
+  LINATTN_GDN_BETA_NONE = 1,
+  LINATTN_GDN_BETA_SIGMOID = 2
+} linattn_gdn_beta;
 
-/* "none", "sigmoid" -> activation; anything else -> INVALID. */
-LINATTN_API linattn_beta_activation linattn_beta_activation_from_string(const char* name);
+/* "none", "sigmoid" -> beta activation; anything else -> INVALID. */
+LINATTN_API linattn_gdn_beta linattn_gdn_beta_from_string(const char* name);
 
 /* Most transitions a call can capture (ORT's state_update_capacity range). */
 #define LINATTN_GDN_MAX_CAPTURE 8
 
 typedef struct linattn_gated_delta_net_desc {
   linattn_update_rule update_rule;
-  linattn_gate_activation gate_activation;
-  linattn_beta_activation beta_activation;
+  linattn_gdn_gate gate_activation;
+  linattn_gdn_beta beta_activation;
   int32_t qk_l2_norm;            /* 1: q and k divided by sqrt(sum x^2 + 1e-12) per head */
   float scale;                   /* 0 = 1/sqrt(d_k) */
   float gate_lower_bound;        /* sigmoid gate only */

@@ -21,7 +21,7 @@
 typedef struct gcase {
   int64_t B, lens[4], Hq, grp, dk, dv;
   linattn_update_rule rule;
-  linattn_gate_activation gate;
+  linattn_gdn_gate gate;
   int beta_sigmoid, l2, per_key, dt_bias_per_key, cap, state_mode; /* 0 none, 1 separate, 2 in place */
   linattn_dtype dt, gdt;
 } gcase;
@@ -77,7 +77,7 @@ static void make_data(tk_rng* r, const gcase* c, gdata* d) {
   fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->q, &d->qx);
   fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->k, &d->kx);
   fill(r, c->dt, T * Hv * dv, 1.0, 0.0, d->v, &d->vx);
-  if (c->gate == LINATTN_GATE_NONE) fill(r, c->gdt, T * d->dw, 0.1, -0.2, d->g, &d->gx);
+  if (c->gate == LINATTN_GDN_GATE_NONE) fill(r, c->gdt, T * d->dw, 0.1, -0.2, d->g, &d->gx);
   else fill(r, c->gdt, T * d->dw, 1.5, 0.0, d->g, &d->gx);
   fill(r, c->gdt, T * Hv, c->beta_sigmoid ? 2.0 : 0.2, c->beta_sigmoid ? 0.0 : 0.5, d->b, &d->bx);
   void* tmp;
@@ -129,9 +129,9 @@ static void oracle(const gcase* c, const gdata* d, double* out, double* fin, dou
           double g = 0.0;
           if (gated(c->rule)) {
             double x = d->g[t * d->dw + (c->per_key ? h * dk + i : h)];
-            if (c->gate != LINATTN_GATE_NONE) {
+            if (c->gate != LINATTN_GDN_GATE_NONE) {
               x += d->db[c->dt_bias_per_key ? h * dk + i : h];
-              if (c->gate == LINATTN_GATE_SOFTPLUS) g = -exp(d->al[h]) * (x > 20 ? x : log1p(exp(x)));
+              if (c->gate == LINATTN_GDN_GATE_SOFTPLUS) g = -exp(d->al[h]) * (x > 20 ? x : log1p(exp(x)));
               else g = -5.0 / (1.0 + exp(-exp(d->al[h]) * x));
             } else {
               g = x;
@@ -196,12 +196,12 @@ static linattn_status call(linattn_context* ctx, const gcase* c, gdata* d, const
   linattn_gated_delta_net_desc_init(&desc);
   desc.update_rule = c->rule;
   desc.gate_activation = c->gate;
-  desc.beta_activation = c->beta_sigmoid ? LINATTN_BETA_SIGMOID : LINATTN_BETA_NONE;
+  desc.beta_activation = c->beta_sigmoid ? LINATTN_GDN_BETA_SIGMOID : LINATTN_GDN_BETA_NONE;
   desc.qk_l2_norm = c->l2;
   desc.state_update_capacity = c->cap;
   return linattn_gated_delta_net(ctx, &desc, &t->q, &t->k, &t->v, d->cu, c->B + 1, gated(c->rule) ? &t->g : NULL,
                                  delta(c->rule) ? &t->b : NULL, c->state_mode ? &t->s0 : NULL,
-                                 c->gate != LINATTN_GATE_NONE ? &t->al : NULL, c->gate != LINATTN_GATE_NONE ? &t->db : NULL,
+                                 c->gate != LINATTN_GDN_GATE_NONE ? &t->al : NULL, c->gate != LINATTN_GDN_GATE_NONE ? &t->db : NULL,
                                  c->cap ? d->capc : NULL, &t->o, &t->fin, c->cap ? &t->su : NULL, NULL, 0);
 }
 
@@ -224,8 +224,8 @@ static void random_case(tk_rng* r, gcase* c) {
   c->dv = dvs[tk_below(r, 5)];
   c->rule = (linattn_update_rule)(1 + tk_below(r, 4));
   c->per_key = gated(c->rule) ? (int)tk_below(r, 2) : 0;
-  c->gate = gated(c->rule) ? (linattn_gate_activation)(1 + tk_below(r, 3)) : LINATTN_GATE_NONE;
-  c->dt_bias_per_key = c->per_key && c->gate != LINATTN_GATE_NONE && tk_below(r, 2);
+  c->gate = gated(c->rule) ? (linattn_gdn_gate)(1 + tk_below(r, 3)) : LINATTN_GDN_GATE_NONE;
+  c->dt_bias_per_key = c->per_key && c->gate != LINATTN_GDN_GATE_NONE && tk_below(r, 2);
   c->beta_sigmoid = (int)tk_below(r, 2);
   c->l2 = (int)tk_below(r, 2);
   c->cap = tk_below(r, 2) ? (int)tk_below(r, 9) : 0;
@@ -289,7 +289,7 @@ static void check_case(linattn_context* ctx, const char* isa, const gcase* c, tk
 /* 2. threads: the same bits */
 static void check_threads(tk_rng* r) {
   gcase c = {.B = 3, .lens = {70, 1, 9}, .Hq = 2, .grp = 2, .dk = 32, .dv = 40, .rule = LINATTN_UPDATE_GATED_DELTA,
-             .gate = LINATTN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .cap = 3, .state_mode = 1,
+             .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .cap = 3, .state_mode = 1,
              .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
   gdata d;
   make_data(r, &c, &d);
@@ -335,7 +335,7 @@ static void expect_bad(linattn_context* ctx, const gcase* c, gdata* d, const gte
 
 static void check_bad_input(linattn_context* ctx, tk_rng* r) {
   gcase c = {.B = 2, .lens = {3, 4}, .Hq = 1, .grp = 2, .dk = 8, .dv = 4, .rule = LINATTN_UPDATE_GATED_DELTA,
-             .gate = LINATTN_GATE_NONE, .cap = 2, .state_mode = 1, .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
+             .gate = LINATTN_GDN_GATE_NONE, .cap = 2, .state_mode = 1, .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
   gdata d;
   make_data(r, &c, &d);
   gtensors t;
@@ -374,7 +374,7 @@ static void check_bad_input(linattn_context* ctx, tk_rng* r) {
 static void check_replay(linattn_context* ctx, tk_rng* r) {
   for (int per_key = 0; per_key < 2; per_key++) {
     gcase c = {.B = 1, .lens = {6}, .Hq = 2, .grp = 2, .dk = 8, .dv = 5, .rule = LINATTN_UPDATE_GATED_DELTA,
-               .gate = LINATTN_GATE_NONE, .per_key = per_key, .cap = 4, .state_mode = 1, .dt = LINATTN_DTYPE_F32,
+               .gate = LINATTN_GDN_GATE_NONE, .per_key = per_key, .cap = 4, .state_mode = 1, .dt = LINATTN_DTYPE_F32,
                .gdt = LINATTN_DTYPE_F32};
     gdata d;
     make_data(r, &c, &d);

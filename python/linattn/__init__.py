@@ -13,7 +13,7 @@ from ._lib import LinattnError, library_path
 from ._tensor import BFLOAT16, FLOAT16, FLOAT32
 from .context import Context, available_isas, isa_available, shared_context
 from .gates import GATE_ACTIVATIONS, gated_rms_norm, linear_attention_gate
-from .gdn import BETA_ACTIVATIONS, GATE_ACTIVATIONS, gated_delta_net, gated_delta_net_state_replay
+from .gdn import GDN_BETA_ACTIVATIONS, GDN_GATE_ACTIVATIONS, gated_delta_net, gated_delta_net_state_replay
 from .ops import ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes
 
 __version__ = "0.1.0"
@@ -28,12 +28,12 @@ def library_version() -> str:
 
 __all__ = [
     "ACTIVATIONS",
-    "BETA_ACTIVATIONS",
-    "GATE_ACTIVATIONS",
     "BFLOAT16",
     "GATE_ACTIVATIONS",
     "FLOAT16",
     "FLOAT32",
+    "GDN_BETA_ACTIVATIONS",
+    "GDN_GATE_ACTIVATIONS",
     "UPDATE_RULES",
     "Context",
     "LinattnError",

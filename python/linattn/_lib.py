@@ -172,8 +172,8 @@ _PROTOTYPES = {
             _P(ctypes.c_int64),
         ],
     ),
-    "linattn_gate_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
-    "linattn_beta_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_gdn_gate_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_gdn_beta_from_string": (ctypes.c_int, [ctypes.c_char_p]),
     "linattn_gated_delta_net_desc_init": (None, [_P(GatedDeltaNetDesc)]),
     "linattn_gated_delta_net": (
         ctypes.c_int,

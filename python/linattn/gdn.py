@@ -11,8 +11,8 @@ from ._tensor import OutputSlot, input_tensor
 from .context import Context
 from .ops import _context, _int_attr, _ptr
 
-GATE_ACTIVATIONS = ("none", "softplus", "qwen", "sigmoid", "kda")
-BETA_ACTIVATIONS = ("none", "sigmoid")
+GDN_GATE_ACTIVATIONS = ("none", "softplus", "qwen", "sigmoid", "kda")
+GDN_BETA_ACTIVATIONS = ("none", "sigmoid")
 
 
 def _err(msg: str) -> _lib.LinattnError:
@@ -27,12 +27,12 @@ def gated_delta_net_desc(update_rule="gated_delta", gate_activation="none", beta
     d.update_rule = lib.linattn_update_rule_from_string(str(update_rule).encode())
     if d.update_rule == 0:
         raise _err(f"update_rule: {update_rule!r} is not one of 'linear', 'gated', 'delta', 'gated_delta'")
-    d.gate_activation = lib.linattn_gate_activation_from_string(str(gate_activation).encode())
+    d.gate_activation = lib.linattn_gdn_gate_from_string(str(gate_activation).encode())
     if d.gate_activation == 0:
-        raise _err(f"gate_activation: {gate_activation!r} is not one of {', '.join(map(repr, GATE_ACTIVATIONS))}")
-    d.beta_activation = lib.linattn_beta_activation_from_string(str(beta_activation).encode())
+        raise _err(f"gate_activation: {gate_activation!r} is not one of {', '.join(map(repr, GDN_GATE_ACTIVATIONS))}")
+    d.beta_activation = lib.linattn_gdn_beta_from_string(str(beta_activation).encode())
     if d.beta_activation == 0:
-        raise _err(f"beta_activation: {beta_activation!r} is not one of {', '.join(map(repr, BETA_ACTIVATIONS))}")
+        raise _err(f"beta_activation: {beta_activation!r} is not one of {', '.join(map(repr, GDN_BETA_ACTIVATIONS))}")
     d.qk_l2_norm = 1 if _int_attr(qk_l2_norm, "qk_l2_norm") else 0
     d.scale = float(scale)
     d.gate_lower_bound = float(gate_lower_bound)

@@ -48,25 +48,25 @@ void linattn_gated_delta_net_desc_init(linattn_gated_delta_net_desc* desc) {
   if (!desc) return;
   memset(desc, 0, sizeof *desc);
   desc->update_rule = LINATTN_UPDATE_GATED_DELTA;
-  desc->gate_activation = LINATTN_GATE_NONE;
-  desc->beta_activation = LINATTN_BETA_NONE;
+  desc->gate_activation = LINATTN_GDN_GATE_NONE;
+  desc->beta_activation = LINATTN_GDN_BETA_NONE;
   desc->gate_lower_bound = -5.0f;
   desc->chunk_size = 64;
 }
 
-linattn_gate_activation linattn_gate_activation_from_string(const char* name) {
-  if (!name) return LINATTN_GATE_INVALID;
-  if (!strcmp(name, "none")) return LINATTN_GATE_NONE;
-  if (!strcmp(name, "softplus") || !strcmp(name, "qwen")) return LINATTN_GATE_SOFTPLUS;
-  if (!strcmp(name, "sigmoid") || !strcmp(name, "kda")) return LINATTN_GATE_SIGMOID;
-  return LINATTN_GATE_INVALID;
+linattn_gdn_gate linattn_gdn_gate_from_string(const char* name) {
+  if (!name) return LINATTN_GDN_GATE_INVALID;
+  if (!strcmp(name, "none")) return LINATTN_GDN_GATE_NONE;
+  if (!strcmp(name, "softplus") || !strcmp(name, "qwen")) return LINATTN_GDN_GATE_SOFTPLUS;
+  if (!strcmp(name, "sigmoid") || !strcmp(name, "kda")) return LINATTN_GDN_GATE_SIGMOID;
+  return LINATTN_GDN_GATE_INVALID;
 }
 
-linattn_beta_activation linattn_beta_activation_from_string(const char* name) {
-  if (!name) return LINATTN_BETA_INVALID;
-  if (!strcmp(name, "none")) return LINATTN_BETA_NONE;
-  if (!strcmp(name, "sigmoid")) return LINATTN_BETA_SIGMOID;
-  return LINATTN_BETA_INVALID;
+linattn_gdn_beta linattn_gdn_beta_from_string(const char* name) {
+  if (!name) return LINATTN_GDN_BETA_INVALID;
+  if (!strcmp(name, "none")) return LINATTN_GDN_BETA_NONE;
+  if (!strcmp(name, "sigmoid")) return LINATTN_GDN_BETA_SIGMOID;
+  return LINATTN_GDN_BETA_INVALID;
 }
 
 static const char* gdn_rule_name(linattn_update_rule r) {
@@ -79,9 +79,9 @@ static linattn_status gdn_check_desc(const linattn_gated_delta_net_desc* d) {
     case LINATTN_UPDATE_LINEAR: case LINATTN_UPDATE_GATED: case LINATTN_UPDATE_DELTA: case LINATTN_UPDATE_GATED_DELTA: break;
     default: return ERR("desc.update_rule: unknown value %d (expected linear, gated, delta or gated_delta)", (int)d->update_rule);
   }
-  if (d->gate_activation < LINATTN_GATE_NONE || d->gate_activation > LINATTN_GATE_SIGMOID)
+  if (d->gate_activation < LINATTN_GDN_GATE_NONE || d->gate_activation > LINATTN_GDN_GATE_SIGMOID)
     return ERR("desc.gate_activation: unknown value %d (expected none, softplus or sigmoid)", (int)d->gate_activation);
-  if (d->beta_activation != LINATTN_BETA_NONE && d->beta_activation != LINATTN_BETA_SIGMOID)
+  if (d->beta_activation != LINATTN_GDN_BETA_NONE && d->beta_activation != LINATTN_GDN_BETA_SIGMOID)
     return ERR("desc.beta_activation: unknown value %d (expected none or sigmoid)", (int)d->beta_activation);
   if (d->state_update_capacity < 0 || d->state_update_capacity > LINATTN_GDN_MAX_CAPTURE)
     return ERR("desc.state_update_capacity: %lld outside [0, %d]", (long long)d->state_update_capacity,
@@ -255,7 +255,7 @@ static linattn_status gdn_resolve_gates(gdn_call* c, const linattn_gated_delta_n
       return ERR("beta: dtype %s must be float32 or query's %s", linattn_dtype_name(c->beta.dtype), linattn_dtype_name(T_dt));
     c->p.gate_dtype = c->beta.dtype;
   }
-  if (d->gate_activation == LINATTN_GATE_NONE) return LINATTN_SUCCESS;
+  if (d->gate_activation == LINATTN_GDN_GATE_NONE) return LINATTN_SUCCESS;
   if (!a_log || !dt_bias) return ERR("a_log / dt_bias: both required when gate_activation is softplus or sigmoid");
   if ((st = tview_init(&c->a_log, "a_log", a_log, a_log->rank, true, "(H_v)"))) return st;
   if ((st = tview_init(&c->dt_bias, "dt_bias", dt_bias, dt_bias->rank, true, "(H_v) or (H_v, d_k)"))) return st;
@@ -400,11 +400,11 @@ static linattn_status gdn_resolve(linattn_context* ctx, const linattn_gated_delt
   p->d_v = c->dv;
   p->scale = d->scale == 0.0f ? 1.0f / sqrtf((float)c->dk) : d->scale;
   p->scale_f64 = p->scale;
-  p->gate = !p->gated || d->gate_activation == LINATTN_GATE_NONE ? LA_GATE_NONE
-            : d->gate_activation == LINATTN_GATE_SOFTPLUS        ? LA_GATE_SOFTPLUS
+  p->gate = !p->gated || d->gate_activation == LINATTN_GDN_GATE_NONE ? LA_GATE_NONE
+            : d->gate_activation == LINATTN_GDN_GATE_SOFTPLUS        ? LA_GATE_SOFTPLUS
                                                                  : LA_GATE_SIGMOID;
   p->gate_lower_bound = d->gate_lower_bound;
-  p->beta_sigmoid = d->beta_activation == LINATTN_BETA_SIGMOID;
+  p->beta_sigmoid = d->beta_activation == LINATTN_GDN_BETA_SIGMOID;
   p->qk_l2_norm = d->qk_l2_norm != 0;
   p->state_v_major = true;
   return gdn_plan(ctx, c);
