@@ -18,6 +18,9 @@
 
 #include "testkit.h"
 
+/* max without fmax: the AArch64 cross compiler (gcc 12) crashes vectorising fmax reductions here */
+static __attribute__((noinline)) double tk_max(double a, double b) { return b > a ? b : a; }
+
 typedef struct gcase {
   int64_t B, lens[4], Hq, grp, dk, dv;
   linattn_update_rule rule;
@@ -260,22 +263,22 @@ static void check_case(linattn_context* ctx, const char* isa, const gcase* c, tk
   if (tk_check(st == LINATTN_SUCCESS, "status %s: %s", linattn_status_string(st), linattn_last_error())) {
     const double tol = c->dt == LINATTN_DTYPE_F32 ? 2e-4 : c->dt == LINATTN_DTYPE_F16 ? 2e-2 : 8e-2;
     double mo = 1, ms = 1, eo_max = 0, es_max = 0, eu_max = 0;
-    for (int64_t i = 0; i < no; i++) mo = fmax(mo, fabs(eo[i]));
-    for (int64_t i = 0; i < ns; i++) ms = fmax(ms, fabs(es[i]));
+    for (int64_t i = 0; i < no; i++) mo = tk_max(mo, fabs(eo[i]));
+    for (int64_t i = 0; i < ns; i++) ms = tk_max(ms, fabs(es[i]));
     int unwritten = 0;
     for (int64_t i = 0; i < no; i++) {
       const double a = get_out(c, &d, i);
       unwritten += !isfinite(a);
-      eo_max = fmax(eo_max, fabs(a - eo[i]));
+      eo_max = tk_max(eo_max, fabs(a - eo[i]));
     }
     const float* fs = c->state_mode == 2 ? d.s0x : d.finx;
     for (int64_t i = 0; i < ns; i++) {
       unwritten += !isfinite(fs[i]);
-      es_max = fmax(es_max, fabs(fs[i] - es[i]));
+      es_max = tk_max(es_max, fabs(fs[i] - es[i]));
     }
     for (int64_t i = 0; i < nu; i++) {
       if (isnan(eu[i])) unwritten += d.sux[i] != 0.0f; /* slots past the captured prefix: 0 */
-      else eu_max = fmax(eu_max, fabs(d.sux[i] - eu[i]));
+      else eu_max = tk_max(eu_max, fabs(d.sux[i] - eu[i]));
     }
     tk_check(unwritten == 0, "%d elements unwritten or not zeroed", unwritten);
     tk_check(eo_max <= tol * mo, "output: max err %.3e > %.3e", eo_max, tol * mo);
@@ -400,7 +403,7 @@ static void check_replay(linattn_context* ctx, tk_rng* r) {
       tk_check(linattn_gated_delta_net_state_replay(&src, &cap, c.Hq, 4, keep, &out) == LINATTN_SUCCESS, "replay: %s",
                linattn_last_error());
       double err = 0;
-      for (int64_t i = 0; i < ns; i++) err = fmax(err, fabs(dst[i] - es[i]));
+      for (int64_t i = 0; i < ns; i++) err = tk_max(err, fabs(dst[i] - es[i]));
       tk_check(err < 1e-4, "replay keep=%d: max err %.3e", keep, err);
       free(eo), free(es), free(eu), free(dst);
     }
