@@ -635,3 +635,108 @@ def causal_conv_with_state(
                        lambda: causal_conv_desc(activation, dilation, channels_last), (input, weight, bias, past_state),
                        o, s, result)
     return result
+
+
+def _int32_array(value, name: str, length: int | None, doc: str):
+    """A host int32 array for the C call (None stays None): integer dtypes only, values checked
+    to fit int32 (a silent wrap would turn a bad offset into a valid-looking one)."""
+    if value is None:
+        return None
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        a = a.astype(np.int32)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array {doc}, got dtype {a.dtype}")
+    if a.ndim != 1 or (length is not None and a.shape[0] != length):
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                f"{name}: expected shape {doc}, got {tuple(a.shape)}")
+    if a.size and (int(a.min()) < -(2**31) or int(a.max()) >= 2**31):
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: values must fit in int32")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _addr(a):
+    return None if a is None else a.ctypes.data
+
+
+def varlen_causal_conv_with_state(
+    input,
+    weight,
+    cumulative_sequence_length,
+    bias=None,
+    initial_state=None,
+    capture_count=None,
+    *,
+    activation: str | None = "none",
+    dilation: int = 1,
+    state_update_capacity: int = 0,
+    state_indices=None,
+    has_initial_state=None,
+    state_channels_last: bool = False,
+    out=None,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX Runtime's com.microsoft VarlenCausalConvWithState (v1) on a packed ragged batch.
+    Returns (output, final_state, state_update); state_update is None when
+    state_update_capacity is 0.
+
+    input (total_tokens, C) token-major; weight (C, 1, k); cumulative_sequence_length (B + 1)
+    integer offsets (sequence i is tokens [cu[i], cu[i + 1]); length 0 passes the state through);
+    bias (C); initial_state (B, C, (k-1)*dilation), required; capture_count (B) integers, required
+    exactly when state_update_capacity (0..8) is positive: state_update (B, capacity, C) holds the
+    first clamp(capture_count[i], 0, min(capacity, length i)) input tokens of each sequence, zeros
+    after. activation "none", "silu" or "swish".
+
+    Extensions (not in ORT): state_indices (B) makes initial_state a pool of N states, sequence i
+    reading and writing slot state_indices[i] (distinct, in [0, N)); has_initial_state (B) bools,
+    False = the sequence starts from zeros; state_channels_last: states (N, (k-1)*dilation, C).
+    out: output, or a tuple (output, final_state[, state_update]); final_state may be
+    initial_state itself (in place; with a pool, slots no sequence names keep their values).
+    """
+    ctx = _context(context, threads)
+    x, t_x = input_tensor(_required(input, "input", "(total_tokens, C)"), "input", strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    _, t_b = input_tensor(bias, "bias", strided=False)
+    sdoc = "(N, (k-1)*dilation, C)" if state_channels_last else "(N, C, (k-1)*dilation)"
+    s_in, t_s = input_tensor(_required(initial_state, "initial_state", sdoc), "initial_state", strided=False)
+    if x.ndim != 2:
+        raise _rank_error("input", x, 2, "(total_tokens, C)")
+    cu = _int32_array(_required(cumulative_sequence_length, "cumulative_sequence_length", "(B + 1)"),
+                      "cumulative_sequence_length", None, "(B + 1)")
+    if cu.shape[0] < 1:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                "cumulative_sequence_length: expected shape (B + 1), got (0,)")
+    batch = cu.shape[0] - 1
+    cc = _int32_array(capture_count, "capture_count", batch, f"({batch})")
+    idx = _int32_array(state_indices, "state_indices", batch, f"({batch})")
+    has = _int32_array(has_initial_state, "has_initial_state", batch, f"({batch})")
+    has = None if has is None else (has != 0).astype(np.uint8)
+
+    lib = _lib.lib()
+    desc = _lib.VarlenConvDesc()
+    lib.linattn_varlen_conv_desc_init(ctypes.byref(desc))
+    conv = causal_conv_desc(activation, dilation)
+    desc.activation = conv.activation
+    desc.dilation = conv.dilation
+    desc.state_update_capacity = _int_attr(state_update_capacity, "state_update_capacity")
+    desc.state_channels_last = 1 if state_channels_last else 0
+    seqs = _lib.VarlenBatch(batch, _addr(cu), _addr(cc), _addr(idx), _addr(has))
+
+    given = out if isinstance(out, (tuple, list)) else (out,)
+    if len(given) > 3:
+        raise TypeError("out must be an array (output) or a tuple (output, final_state[, state_update])")
+    given = tuple(given) + (None,) * (3 - len(given))
+    output = OutputSlot("output", x.shape, x.dtype, given[0], strided=True)
+    final = OutputSlot("final_state", s_in.shape, x.dtype, given[1], strided=False)
+    cap = desc.state_update_capacity
+    update = None
+    if cap > 0 or given[2] is not None:
+        update = OutputSlot("state_update", (batch, max(cap, 0), x.shape[1]), x.dtype, given[2], strided=False)
+    t_out, t_final = output.describe(), final.describe()
+    t_update = update.describe() if update is not None else None
+    status = lib.linattn_varlen_causal_conv_with_state(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(seqs), ctypes.byref(t_x), ctypes.byref(t_w), _ptr(t_b),
+        ctypes.byref(t_s), None, None, ctypes.byref(t_out), ctypes.byref(t_final), _ptr(t_update), None, 0)
+    _lib.check(status)
+    return output.finish(), final.finish(), (update.finish() if update is not None else None)
