@@ -249,13 +249,20 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
   return LINATTN_SUCCESS;
 }
 
-/* Copies an (nc, S) channel block of a channels-first state to an (S, nc) tile, or back. */
+/* dst[k * dst_ld + r] = src[r * src_ld + k] for r < rows, k < cols: an (nc, S) channel block of
+ * a channels-first state to an (S, nc) tile, or back. */
+#define VARLEN_TRANSPOSE(T)                                                          \
+  for (int64_t r = 0; r < rows; r++)                                                 \
+    for (int64_t k = 0; k < cols; k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
 static void varlen_transpose(void* dst, const void* src, int64_t rows, int64_t cols, int64_t src_ld, int64_t dst_ld,
                              size_t es) {
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t k = 0; k < cols; k++)
-      memcpy((char*)dst + (k * dst_ld + r) * (int64_t)es, (const char*)src + (r * src_ld + k) * (int64_t)es, es);
+  if (es == 4) {
+    VARLEN_TRANSPOSE(uint32_t);
+  } else {
+    VARLEN_TRANSPOSE(uint16_t);
+  }
 }
+#undef VARLEN_TRANSPOSE
 
 static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
   const size_t es = linattn_dtype_size(c->base.dtype);
