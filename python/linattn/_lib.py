@@ -106,6 +106,7 @@ class LinearAttentionDesc(ctypes.Structure):
         ("scale", ctypes.c_float),
         ("chunk_size", ctypes.c_int64),
         ("flags", ctypes.c_uint32),
+        ("state_window", ctypes.c_int64),
     ]
 
 
@@ -114,6 +115,7 @@ class CausalConvDesc(ctypes.Structure):
         ("activation", ctypes.c_int),
         ("dilation", ctypes.c_int64),
         ("channels_last", ctypes.c_int32),
+        ("state_window", ctypes.c_int64),
     ]
 
 
