@@ -250,18 +250,28 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
 }
 
 /* dst[k * dst_ld + r] = src[r * src_ld + k] for r < rows, k < cols: an (nc, S) channel block of
- * a channels-first state to an (S, nc) tile, or back. */
-#define VARLEN_TRANSPOSE(T)                                                          \
+ * a channels-first state to an (S, nc) tile, or back. The usual short states (S = 1..4: k up to
+ * 5, undilated) get loops with a constant inner count, which compile to straight-line moves. */
+#define VARLEN_TRANSPOSE(T, COLS)                                                    \
   for (int64_t r = 0; r < rows; r++)                                                 \
-    for (int64_t k = 0; k < cols; k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
-static void varlen_transpose(void* dst, const void* src, int64_t rows, int64_t cols, int64_t src_ld, int64_t dst_ld,
-                             size_t es) {
+    for (int64_t k = 0; k < (COLS); k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
+#define VARLEN_TRANSPOSE_T(T)                  \
+  switch (cols) {                              \
+    case 1: VARLEN_TRANSPOSE(T, 1); break;     \
+    case 2: VARLEN_TRANSPOSE(T, 2); break;     \
+    case 3: VARLEN_TRANSPOSE(T, 3); break;     \
+    case 4: VARLEN_TRANSPOSE(T, 4); break;     \
+    default: VARLEN_TRANSPOSE(T, cols); break; \
+  }
+static void varlen_transpose(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols, int64_t src_ld,
+                             int64_t dst_ld, size_t es) {
   if (es == 4) {
-    VARLEN_TRANSPOSE(uint32_t);
+    VARLEN_TRANSPOSE_T(uint32_t)
   } else {
-    VARLEN_TRANSPOSE(uint16_t);
+    VARLEN_TRANSPOSE_T(uint16_t)
   }
 }
+#undef VARLEN_TRANSPOSE_T
 #undef VARLEN_TRANSPOSE
 
 static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
