@@ -7,8 +7,13 @@
  *     decomposition: each sequence alone through linattn_causal_conv_with_state (channels_last,
  *     one token per call), which must give the same bits; state_update against the input rows;
  *     pool slots no sequence names untouched; 1 and 3 threads identical.
- * Correctness against ONNX Runtime's own kernel: tests/python/test_varlen_conv.py.
+ *  3. state_window (CausalConvWithState, LinearAttention; the operator's window driver): output
+ *     and slot W - 1 against the window-0 call (conv: bits; LA: fp32 rounding), slots below
+ *     W - T zeros, in place, on every kernel family (also run under the sanitizers).
+ * Correctness against ONNX Runtime's own kernel: tests/python/test_varlen_conv.py; the window
+ * slots against the sequential decomposition: tests/python/test_state_window.py.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,6 +324,124 @@ static void test_sequential(tk_rng* r) {
   }
 }
 
+/* ------------------------------------------------------------------ state_window */
+
+static void fill_random(tk_rng* r, tk_tensor* t, double sigma) {
+  const int64_t n = tk_numel(t);
+  double* v = tk_dalloc(n);
+  tk_fill_normal(r, v, n, sigma);
+  tk_fill(t, v);
+  free(v);
+}
+
+static void test_conv_window(linattn_context* ctx, tk_rng* r, int W, int64_t L, bool cl, bool in_place) {
+  const int64_t B = 2, C = 21, K = 4, S = 3;
+  const linattn_dtype dt = LINATTN_DTYPE_BF16;
+  int64_t xd[3] = {B, cl ? L : C, cl ? C : L}, wd[3] = {C, 1, K}, sd[3] = {B, cl ? S : C, cl ? C : S};
+  int64_t pd[4] = {W, sd[0], sd[1], sd[2]};
+  tk_tensor x = tk_alloc(dt, 3, xd), w = tk_alloc(dt, 3, wd), past = tk_alloc(dt, 4, pd), pres = tk_alloc(dt, 4, pd);
+  tk_tensor y0 = tk_alloc(dt, 3, xd), y1 = tk_alloc(dt, 3, xd), s0 = tk_alloc(dt, 3, sd);
+  fill_random(r, &x, 1.0);
+  fill_random(r, &w, 0.5);
+  fill_random(r, &past, 1.0);
+  tk_poison(&y1);
+  if (in_place) tk_copy(&pres, &past); else tk_poison(&pres);
+  const int64_t slot = B * C * S;
+  const size_t es = tk_dtype_size(dt);
+  linattn_causal_conv_desc d;
+  linattn_causal_conv_desc_init(&d);
+  d.activation = LINATTN_ACTIVATION_SILU;
+  d.channels_last = cl;
+  linattn_tensor tx = tk_desc(&x), tw = tk_desc(&w), ty0 = tk_desc(&y0), ty1 = tk_desc(&y1), ts0 = tk_desc(&s0);
+  linattn_tensor last = linattn_make_tensor((char*)past.data + (W - 1) * slot * (int64_t)es, dt, 3, sd);
+  if (linattn_causal_conv_with_state(ctx, &d, &tx, &tw, NULL, &last, &ty0, &ts0, NULL, 0))
+    tk_fatal("conv: %s", linattn_last_error());
+  d.state_window = W;
+  linattn_tensor tp = tk_desc(&past), tq = tk_desc(&pres);
+  if (linattn_causal_conv_with_state(ctx, &d, &tx, &tw, NULL, in_place ? &tq : &tp, &ty1, &tq, NULL, 0))
+    tk_fatal("windowed conv: %s", linattn_last_error());
+  int64_t first;
+  tk_check(tk_bits_differ(&y0, &y1, &first) == 0, "conv window: output differs from the window-0 call");
+  tk_check(memcmp((char*)pres.data + (W - 1) * slot * (int64_t)es, s0.data, (size_t)slot * es) == 0,
+           "conv window: slot W-1 differs from the window-0 state");
+  int64_t nonzero = 0;
+  for (int64_t j = 0; j < W - L && j < W - 1; j++)
+    for (int64_t e = 0; e < slot; e++) nonzero += tk_load(pres.data, j * slot + e, dt) != 0.0;
+  tk_check(nonzero == 0, "conv window: %lld elements of the slots below W - L are not zero", (long long)nonzero);
+  tk_free(&x); tk_free(&w); tk_free(&past); tk_free(&pres); tk_free(&y0); tk_free(&y1); tk_free(&s0);
+}
+
+static void test_la_window(linattn_context* ctx, tk_rng* r, int W, int64_t T, bool in_place) {
+  const int64_t B = 2, H = 2, dk = 16, dv = 16;
+  const linattn_dtype dt = LINATTN_DTYPE_F16;
+  int64_t qd[3] = {B, T, H * dk}, gd[3] = {B, T, H}, sd[4] = {B, H, dk, dv}, wd[4] = {W * B, H, dk, dv};
+  tk_tensor q = tk_alloc(dt, 3, qd), k = tk_alloc(dt, 3, qd), v = tk_alloc(dt, 3, qd), g = tk_alloc(dt, 3, gd);
+  tk_tensor b = tk_alloc(dt, 3, gd), o0 = tk_alloc(dt, 3, qd), o1 = tk_alloc(dt, 3, qd);
+  tk_tensor past = tk_alloc(LINATTN_DTYPE_F32, 4, wd), pres = tk_alloc(LINATTN_DTYPE_F32, 4, wd);
+  tk_tensor s0 = tk_alloc(LINATTN_DTYPE_F32, 4, sd);
+  fill_random(r, &q, 1.0);
+  fill_random(r, &k, 0.25);
+  fill_random(r, &v, 1.0);
+  fill_random(r, &past, 0.1);
+  const int64_t ng = tk_numel(&g);
+  double* vals = tk_dalloc(ng);
+  tk_fill_uniform(r, vals, ng, -1.0, 0.0);
+  tk_fill(&g, vals);
+  tk_fill_uniform(r, vals, ng, 0.0, 1.0);
+  tk_fill(&b, vals);
+  free(vals);
+  tk_poison(&o1);
+  if (in_place) tk_copy(&pres, &past); else tk_poison(&pres);
+  const int64_t slot = B * H * dk * dv;
+  linattn_linear_attention_desc d;
+  linattn_linear_attention_desc_init(&d);
+  d.q_num_heads = d.kv_num_heads = H;
+  linattn_tensor tq = tk_desc(&q), tk_ = tk_desc(&k), tv = tk_desc(&v), tg = tk_desc(&g), tb = tk_desc(&b);
+  linattn_tensor to0 = tk_desc(&o0), to1 = tk_desc(&o1), ts0 = tk_desc(&s0);
+  linattn_tensor last = linattn_make_tensor((float*)past.data + (W - 1) * slot, LINATTN_DTYPE_F32, 4, sd);
+  if (linattn_linear_attention(ctx, &d, &tq, &tk_, &tv, &last, &tg, &tb, &to0, &ts0, NULL, 0))
+    tk_fatal("LA: %s", linattn_last_error());
+  d.state_window = W;
+  linattn_tensor tp = tk_desc(&past), tr = tk_desc(&pres);
+  if (linattn_linear_attention(ctx, &d, &tq, &tk_, &tv, in_place ? &tr : &tp, &tg, &tb, &to1, &tr, NULL, 0))
+    tk_fatal("windowed LA: %s", linattn_last_error());
+  int64_t bad_o = 0, bad_s = 0, nonzero = 0;
+  for (int64_t e = 0; e < tk_numel(&o0); e++) {
+    const double a = tk_load(o0.data, e, dt), c = tk_load(o1.data, e, dt);
+    bad_o += !(fabs(a - c) <= 1e-2 * fabs(a) + 1e-3);
+  }
+  for (int64_t e = 0; e < slot; e++) {
+    const double a = ((float*)s0.data)[e], c = ((float*)pres.data)[(W - 1) * slot + e];
+    bad_s += !(fabs(a - c) <= 1e-5 * fabs(a) + 1e-6);
+  }
+  for (int64_t j = 0; j < W - T && j < W - 1; j++)
+    for (int64_t e = 0; e < slot; e++) nonzero += ((float*)pres.data)[j * slot + e] != 0.0f;
+  tk_check(bad_o == 0, "LA window: %lld outputs off the window-0 call", (long long)bad_o);
+  tk_check(bad_s == 0, "LA window: %lld elements of slot W-1 off the window-0 state", (long long)bad_s);
+  tk_check(nonzero == 0, "LA window: %lld elements of the slots below W - T are not zero", (long long)nonzero);
+  tk_free(&q); tk_free(&k); tk_free(&v); tk_free(&g); tk_free(&b); tk_free(&o0); tk_free(&o1);
+  tk_free(&past); tk_free(&pres); tk_free(&s0);
+}
+
+static void test_windows(tk_rng* r) {
+  linattn_isa isas[8];
+  const int n_isa = tk_available_isas(isas, 8);
+  static const int Ws[] = {1, 3, 8};
+  static const int64_t Ls[] = {0, 1, 2, 5, 70};
+  for (int k = 0; k < n_isa; k++) {
+    linattn_context* ctx = tk_context_create(isas[k], 2);
+    for (int wi = 0; wi < 3; wi++)
+      for (int li = 0; li < 5; li++)
+        for (int m = 0; m < 4; m++) {
+          tk_context("%s window W=%d T=%lld %s%s", linattn_isa_name(isas[k]), Ws[wi], (long long)Ls[li],
+                     m & 1 ? "channels-last" : "channels-first", m & 2 ? " in place" : "");
+          test_conv_window(ctx, r, Ws[wi], Ls[li], m & 1, m & 2);
+          if (!(m & 1)) test_la_window(ctx, r, Ws[wi], Ls[li], m & 2);
+        }
+    linattn_context_destroy(ctx);
+  }
+}
+
 int main(void) {
   tk_begin("varlen_conv");
   tk_rng r;
@@ -329,5 +452,6 @@ int main(void) {
   linattn_context_destroy(ctx);
   ec_free();
   test_sequential(&r);
+  test_windows(&r);
   return tk_finish();
 }
