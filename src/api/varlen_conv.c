@@ -3,6 +3,7 @@
  * on the context's channels-last conv kernels, one (sequence, channel block) unit at a time. */
 #include <string.h>
 
+#include "api/shape_rules.h"
 #include "api/tensor_check.h"
 #include "internal.h"
 
@@ -39,9 +40,14 @@ void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
 }
 
 static linattn_status varlen_check_attrs(const linattn_varlen_conv_desc* d) {
-  if (d->activation != LINATTN_ACTIVATION_NONE && d->activation != LINATTN_ACTIVATION_SILU)
-    return ERR("desc.activation: unknown value %d (expected none or silu/swish)", (int)d->activation);
-  if (d->dilation < 0) return ERR("desc.dilation: must be >= 1 (0 is read as 1), got %lld", (long long)d->dilation);
+  /* activation and dilation as the dense operator checks them */
+  linattn_causal_conv_desc dense;
+  linattn_causal_conv_desc_init(&dense);
+  dense.activation = d->activation;
+  dense.dilation = d->dilation;
+  conv_dims dims;
+  linattn_status st = conv_check_desc(&dense, &dims);
+  if (st) return st;
   if (d->state_update_capacity < 0 || d->state_update_capacity > VARLEN_MAX_CAPACITY)
     return ERR("desc.state_update_capacity: must be in [0, %d], got %lld", VARLEN_MAX_CAPACITY,
                (long long)d->state_update_capacity);
