@@ -273,7 +273,6 @@ static int quick_keeps(const options* o, const bench_case* c) {
     return 1;
   }
   if (c->mode == BENCH_PREFILL && c->T >= 4096 && c->dtype == LINATTN_DTYPE_BF16) return 0;
-  if (c->varlen && c->mode == BENCH_DECODE && c->B == 1) return 0; /* one sequence: the dense rows */
   return 1;
 }
 
@@ -324,8 +323,9 @@ static size_t enumerate_cases(const options* o, bench_case* out) {
         linattn_dtype dt = o->dtypes[di];
         if (o->modes & 1)
           for (int bi = 0; bi < o->num_B; bi++)
-            EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt,
-                 .channels_last = 1, .varlen = 1);
+            if (o->Bs[bi] > 1) /* one sequence: the dense rows */
+              EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt,
+                   .channels_last = 1, .varlen = 1);
         if (o->modes & 2)
           for (int ti = 0; ti < o->num_T; ti++)
             EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_PREFILL, .B = 4, .T = o->Ts[ti], .dtype = dt,
