@@ -75,6 +75,7 @@ def poisoned(shape, dtype):
 
 
 EPS = {"float32": 2.0**-23, "float16": 2.0**-10, "bfloat16": 2.0**-7}
+TINY = {"float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}  # subnormal spacing
 
 
 def tap_magnitude(case, dilation):
@@ -95,11 +96,12 @@ def tap_magnitude(case, dilation):
 
 
 def assert_rounding_close(actual, expected, mag, dtype, what):
-    """|a - e| <= 4 eps_T * magnitude of the terms + one ulp of e: two evaluation orders of the
-    same sum, each rounded to T (16-bit: possibly twice) differ by that much at most."""
+    """|a - e| <= 4 eps_T * magnitude of the terms + one ulp of e (at least the subnormal spacing):
+    two evaluation orders of the same sum, each rounded to T (16-bit: possibly twice) differ by
+    that much at most."""
     a, e = actual.astype(np.float64), expected.astype(np.float64)
     assert np.isfinite(a).all(), f"{what}: non-finite elements (unwritten output?)"
-    bound = 4 * EPS[dtype] * mag + EPS[dtype] * np.abs(e) + 1e-30
+    bound = 4 * EPS[dtype] * mag + EPS[dtype] * np.abs(e) + TINY[dtype]
     err = np.abs(a - e)
     bad = err > bound
     assert not bad.any(), (f"{what}: {int(bad.sum())} of {e.size} off; worst |a-e|={err.max():.3e} "
