@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api/shape_rules.h"
+#include "api/state_window.h"
 #include "api/tensor_check.h"
 #include "internal.h"
 
@@ -212,6 +213,9 @@ linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* co
                                                              const linattn_tensor* present_state, size_t* workspace_size) {
   linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  if (context && desc && desc->state_window != 0)
+    return linattn_conv_window_workspace_size(context, desc, input, weight, bias, past_state, output, present_state,
+                                              workspace_size);
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;
@@ -227,6 +231,9 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
                                               const linattn_tensor* output, const linattn_tensor* present_state,
                                               void* workspace, size_t workspace_size) {
   linattn_clear_error();
+  if (context && desc && desc->state_window != 0)
+    return linattn_conv_window_run(context, desc, input, weight, bias, past_state, output, present_state, workspace,
+                                   workspace_size);
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;
