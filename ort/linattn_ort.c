@@ -107,6 +107,7 @@ const char* linattn_ort_kind_name(ort_op_kind kind) {
     case ORT_OP_CAUSAL_CONV: return "CausalConvWithState";
     case ORT_OP_GATED_RMS_NORM: return "GatedRMSNorm";
     case ORT_OP_LINEAR_ATTENTION_GATE: return "LinearAttentionGate";
+    case ORT_OP_GATED_DELTA_NET: return "GatedDeltaNet";
     default: return "";
   }
 }
@@ -119,8 +120,8 @@ static const char* ORT_API_CALL op_provider(const OrtCustomOp* op) {
 }
 
 /* Inputs, of which the first `required` are required. */
-static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4};
-static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3};
+static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4, 11};
+static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3, 1};
 
 static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inputs[as_op(op)->kind]; }
 
@@ -130,6 +131,7 @@ static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inp
 static size_t ORT_API_CALL op_output_count(const OrtCustomOp* op) {
   const ort_op* o = as_op(op);
   if (o->kind == ORT_OP_GATED_RMS_NORM) return 1;
+  if (o->kind == ORT_OP_GATED_DELTA_NET) return 3;
   return (o->kind == ORT_OP_CAUSAL_CONV && o->contrib) ? 3 : 2;
 }
 
@@ -142,16 +144,18 @@ static ONNXTensorElementDataType ORT_API_CALL op_io_type(const OrtCustomOp* op, 
 /* LinearAttention: query, key, value required; past_state, decay, beta optional.
  * CausalConvWithState: input, weight required; bias, past_state optional.
  * GatedRMSNorm: X, scale, gate required. LinearAttentionGate: a, dt_bias, decay_scale required,
- * b optional. */
+ * b optional. GatedDeltaNet: query required, the other ten optional. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_input_characteristic(const OrtCustomOp* op,
                                                                                    size_t index) {
   return index < op_required_inputs[as_op(op)->kind] ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
-/* LinearAttentionGate's beta is optional; the others' first two outputs are required. */
+/* LinearAttentionGate's beta and GatedDeltaNet's final_state and state_update are optional; the
+ * others' first two outputs are required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_output_characteristic(const OrtCustomOp* op,
                                                                                     size_t index) {
-  size_t required = as_op(op)->kind == ORT_OP_LINEAR_ATTENTION_GATE ? 1 : 2;
+  const ort_op_kind kind = as_op(op)->kind;
+  size_t required = kind == ORT_OP_LINEAR_ATTENTION_GATE || kind == ORT_OP_GATED_DELTA_NET ? 1 : 2;
   return index < required ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
@@ -483,9 +487,89 @@ static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShap
   return NULL;
 }
 
+/* ------------------------------------------------------------------ GatedDeltaNet inference */
+
+static int dims_known(const infer_input* in) {
+  if (!in->present) return 1;
+  if (in->rank == 0) return 0;
+  for (size_t i = 0; i < in->rank; i++)
+    if (in->dims[i] < 0) return 0;
+  return 1;
+}
+
+/* Unknown query rank (or a mistyped attribute, which the kernel reports at session creation):
+ * the output types only, else ORT would take them from an input (the last given). */
+static OrtStatus* gdn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorElementDataType query_type) {
+  const OrtApi* api = linattn_ort_api;
+  OrtStatus* st = NULL;
+  for (size_t o = 0; o < 3 && !st; o++) {
+    OrtTensorTypeAndShapeInfo* info = NULL;
+    if ((st = api->CreateTensorTypeAndShapeInfo(&info))) return st;
+    st = api->SetTensorElementType(info, o == 0 ? query_type : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ic, o, info);
+    api->ReleaseTensorTypeAndShapeInfo(info);
+  }
+  return st;
+}
+
+/* output: query's type; final_state and state_update: float. With every shape known the
+ * library's inference gives the dims (and its rules and messages); otherwise the ranks and what
+ * passes through (token axes, a given initial_state's shape). */
+static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  enum { Q, K, V, CU, DECAY, STATE, N };
+  static const size_t index[N] = {0, 1, 2, 3, 4, 6};
+  infer_input in[N];
+  for (size_t i = 0; i < N; i++)
+    if ((st = read_input(ic, count, index[i], &in[i]))) return st;
+  if (!in[Q].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
+  int64_t capacity = 0;
+  int typed = 1;
+  if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
+  if (!typed || in[Q].rank == 0) return gdn_infer_types_only(ic, in[Q].type);
+  const int packed = !in[K].present && !in[V].present;
+  if (in[Q].rank < 2 || in[Q].rank > 4)
+    return linattn_ort_invalid(op, "query: expected rank 3 (T, H, d), 4 (B, S, H, d) or, packed QKV, 2 or 3, got rank %zu",
+                               in[Q].rank);
+  const size_t lead = packed ? in[Q].rank - 1 : in[Q].rank - 2;
+  const int per_key = in[DECAY].present && in[DECAY].rank == lead + 2;
+  const ONNXTensorElementDataType f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  const size_t out_rank = lead + 2;
+  infer_dim out[4], state[4], su[2];
+  char names[4][40];
+  for (size_t i = 0; i < out_rank; i++) out[i] = i < lead ? dim_of(&in[Q], i) : dim_unknown();
+  for (size_t i = 0; i < 4; i++) state[i] = dim_of(&in[STATE], i);
+  name_if_unknown(&state[0], names[0], sizeof names[0]);
+  su[0] = state[0];
+  su[1] = capacity == 0 ? dim_known(0) : dim_unknown();
+  int known = 1;
+  for (size_t i = 0; i < N; i++) known &= i == CU ? (!in[CU].present || (in[CU].rank == 1 && in[CU].dims[0] >= 0))
+                                                  : dims_known(&in[i]);
+  if (known) {
+    linattn_gated_delta_net_desc desc;
+    linattn_gated_delta_net_desc_init(&desc);
+    desc.state_update_capacity = capacity;
+    int32_t rank = 0;
+    int64_t od[4], sd[4], ud[2];
+    linattn_status ls = linattn_gated_delta_net_infer_shapes(
+        &desc, (int32_t)in[Q].rank, in[Q].dims, in[K].present ? in[K].dims : NULL, in[V].present ? in[V].dims : NULL,
+        in[STATE].present ? in[STATE].dims : NULL, in[CU].present ? in[CU].dims[0] : 0, per_key, &rank, od, sd, ud);
+    if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+    for (int32_t i = 0; i < rank && i < 4; i++) out[i] = dim_known(od[i]);
+    for (size_t i = 0; i < 4; i++) state[i] = dim_known(sd[i]);
+    for (size_t i = 0; i < 2; i++) su[i] = dim_known(ud[i]);
+  }
+  if ((st = set_output(ic, 0, in[Q].type, out_rank, out)) || (st = set_output(ic, 1, f32, 4, state))) return st;
+  return set_output(ic, 2, f32, 2, su);
+}
+
 /* ------------------------------------------------------------------ registration */
 
-static ort_op g_ops[6];
+static ort_op g_ops[7];
 static OrtCustomOpDomain* g_domain_contrib = NULL;
 static OrtCustomOpDomain* g_domain_onnx = NULL;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -499,6 +583,7 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
     case ORT_OP_LINEAR_ATTENTION: o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27"; break;
     case ORT_OP_CAUSAL_CONV: o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27"; break;
     case ORT_OP_GATED_RMS_NORM: o->label = "com.microsoft.GatedRMSNorm"; break;
+    case ORT_OP_GATED_DELTA_NET: o->label = "com.microsoft.GatedDeltaNet"; break;
     default: o->label = "com.microsoft.LinearAttentionGate"; break;
   }
   OrtCustomOp* b = &o->base;
@@ -515,8 +600,10 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   b->GetInputMemoryType = op_input_memory_type;
   b->CreateKernelV2 = linattn_ort_create_kernel;
   b->KernelComputeV2 = linattn_ort_compute;
-  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION ? la_infer : kind == ORT_OP_CAUSAL_CONV ? conv_infer
-                                                                                             : gates_infer;
+  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION  ? la_infer
+                          : kind == ORT_OP_CAUSAL_CONV     ? conv_infer
+                          : kind == ORT_OP_GATED_DELTA_NET ? gdn_infer
+                                                           : gates_infer;
   b->GetStartVersion = op_start_version;
   b->GetEndVersion = op_end_version;
 }
@@ -531,6 +618,7 @@ static OrtStatus* make_domains(const OrtApi* api) {
   init_op(&g_ops[3], ORT_OP_CAUSAL_CONV, 0);
   init_op(&g_ops[4], ORT_OP_GATED_RMS_NORM, 1);
   init_op(&g_ops[5], ORT_OP_LINEAR_ATTENTION_GATE, 1);
+  init_op(&g_ops[6], ORT_OP_GATED_DELTA_NET, 1);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
@@ -539,6 +627,7 @@ static OrtStatus* make_domains(const OrtApi* api) {
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[1].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[4].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[5].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[6].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
   if (st) {

@@ -22,6 +22,7 @@ typedef struct ort_kernel {
   linattn_linear_attention_desc la;
   linattn_causal_conv_desc conv;
   linattn_gated_rms_norm_desc rms_norm;
+  linattn_gated_delta_net_desc gdn;
   int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
 } ort_kernel;
 
@@ -274,6 +275,46 @@ static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const Ort
   return NULL;
 }
 
+/* com.microsoft GatedDeltaNet: every attribute of the schema, typed as ORT's schema types them. */
+static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char rule[64], gate[64], beta[64];
+  int64_t l2 = 0;
+  linattn_gated_delta_net_desc* d = &k->gdn;
+  linattn_gated_delta_net_desc_init(d);
+  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule)) ||
+      (st = attr_string(op, api, info, "gate_activation", "none", gate, sizeof gate)) ||
+      (st = attr_string(op, api, info, "beta_activation", "none", beta, sizeof beta)) ||
+      (st = attr_int(op, api, info, "qk_l2_norm", 0, &l2, NULL)) ||
+      (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
+      (st = attr_float(op, api, info, "gate_lower_bound", -5.0f, &d->gate_lower_bound)) ||
+      (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
+      (st = attr_int(op, api, info, "chunk_size", 64, &d->chunk_size, NULL)))
+    return st;
+  d->update_rule = linattn_update_rule_from_string(rule);
+  if (d->update_rule == LINATTN_UPDATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
+                             op->label, rule);
+  d->gate_activation = linattn_gdn_gate_activation_from_string(gate);
+  if (d->gate_activation == LINATTN_GDN_GATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attribute gate_activation '%s' is not one of none, softplus, qwen, sigmoid, kda",
+                             op->label, gate);
+  d->beta_activation = linattn_beta_activation_from_string(beta);
+  if (d->beta_activation == LINATTN_BETA_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute beta_activation '%s' is not one of none, sigmoid",
+                             op->label, beta);
+  if (l2 != 0 && l2 != 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute qk_l2_norm must be 0 or 1, got %lld", op->label,
+                             (long long)l2);
+  d->qk_l2_norm = (int32_t)l2;
+  if (d->state_update_capacity < 0 || d->state_update_capacity > LINATTN_GDN_MAX_CAPTURE)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_update_capacity must be in [0, %d], got %lld",
+                             op->label, LINATTN_GDN_MAX_CAPTURE, (long long)d->state_update_capacity);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------ threads */
 
 /* The OrtKernelContext of the Compute running on this thread (NULL outside Compute). */
@@ -356,6 +397,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
     case ORT_OP_LINEAR_ATTENTION: st = create_la(op, api, info, k); break;
     case ORT_OP_CAUSAL_CONV: st = create_conv(op, api, info, k); break;
     case ORT_OP_GATED_RMS_NORM: st = create_rms_norm(op, api, info, k); break;
+    case ORT_OP_GATED_DELTA_NET: st = create_gdn(op, api, info, k); break;
     default: break; /* LinearAttentionGate has no attributes */
   }
   if (!st) st = make_context(op, api, info, k);
@@ -638,6 +680,142 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+/* ------------------------------------------------------------------ GatedDeltaNet */
+
+enum { GDN_QUERY, GDN_KEY, GDN_VALUE, GDN_CU_SEQLENS, GDN_DECAY, GDN_BETA, GDN_INITIAL_STATE, GDN_A_LOG, GDN_DT_BIAS,
+       GDN_CAPTURE_COUNT, GDN_STATE_UPDATE_ACTIVE, GDN_INPUTS };
+
+static int gdn_int_input(size_t i) {
+  return i == GDN_CU_SEQLENS || i == GDN_CAPTURE_COUNT || i == GDN_STATE_UPDATE_ACTIVE;
+}
+
+/* An int32 rank-1 input (cu_seqlens, capture_count, state_update_active): data and length. */
+static OrtStatus* read_int32_vector(const ort_op* op, const OrtValue* value, const char* name, const int32_t** data,
+                                    int64_t* length) {
+  const OrtApi* api = linattn_ort_api;
+  OrtTensorTypeAndShapeInfo* info = NULL;
+  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
+  if (st) return st;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  size_t rank = 0;
+  int64_t dims[1] = {0};
+  if (!(st = api->GetTensorElementType(info, &type)) && !(st = api->GetDimensionsCount(info, &rank)) && rank == 1)
+    st = api->GetDimensions(info, dims, 1);
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  if (st) return st;
+  if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
+    return linattn_ort_invalid(op, "%s: expected int32, got ONNX element type %d", name, (int)type);
+  if (rank != 1) return linattn_ort_invalid(op, "%s: expected rank 1, got rank %zu", name, rank);
+  *length = dims[0];
+  return api->GetTensorMutableData((OrtValue*)value, (void**)data);
+}
+
+typedef struct gdn_inputs {
+  ort_tensor t[GDN_INPUTS];
+  int present[GDN_INPUTS];
+  const int32_t* ints[GDN_INPUTS];
+  int64_t int_lengths[GDN_INPUTS];
+} gdn_inputs;
+
+static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, gdn_inputs* in) {
+  static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
+                                                "decay",   "beta",   "initial_state", "a_log",
+                                                "dt_bias", "capture_count", "state_update_active"};
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  if (st) return st;
+  for (size_t i = 0; i < GDN_INPUTS; i++) {
+    in->present[i] = 0;
+    in->ints[i] = NULL;
+    in->int_lengths[i] = 0;
+    if (i >= count) continue;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
+    if (!v) continue;
+    st = gdn_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                          : read_value(op, v, names[i], &in->t[i]);
+    if (st) return st;
+    in->present[i] = 1;
+  }
+  if (!in->present[GDN_QUERY]) return linattn_ort_invalid(op, "query: input is required");
+  if (in->present[GDN_STATE_UPDATE_ACTIVE] && in->int_lengths[GDN_STATE_UPDATE_ACTIVE] != 1)
+    return linattn_ort_invalid(op, "state_update_active: expected shape (1), got (%lld)",
+                               (long long)in->int_lengths[GDN_STATE_UPDATE_ACTIVE]);
+  return NULL;
+}
+
+/* query/key/value/decay/beta as linattn tensors (they are rank <= 4 for a valid call). */
+static OrtStatus* gdn_tensors(const ort_op* op, const gdn_inputs* in, linattn_tensor* t, const linattn_tensor** tp) {
+  static const char* const names[GDN_INPUTS] = {"query", "key", "value", "", "decay", "beta", "initial_state",
+                                                "a_log", "dt_bias", "", ""};
+  OrtStatus* st;
+  for (size_t i = 0; i < GDN_INPUTS; i++) {
+    tp[i] = NULL;
+    if (!in->present[i] || gdn_int_input(i)) continue;
+    if ((st = to_linattn(op, &in->t[i], names[i], 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  return NULL;
+}
+
+static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
+  const ort_op* op = k->op;
+  gdn_inputs in;
+  OrtStatus* st = gdn_read_inputs(op, ctx, &in);
+  if (st) return st;
+  linattn_tensor t[GDN_INPUTS];
+  const linattn_tensor* tp[GDN_INPUTS];
+  if ((st = gdn_tensors(op, &in, t, tp))) return st;
+
+  /* state_update_active = 0: no capture, a zero state_update (ORT's CPU control input) */
+  linattn_gated_delta_net_desc desc = k->gdn;
+  const int capture = desc.state_update_capacity > 0 &&
+                      !(in.present[GDN_STATE_UPDATE_ACTIVE] && in.ints[GDN_STATE_UPDATE_ACTIVE][0] == 0);
+  const ort_tensor* q = &in.t[GDN_QUERY];
+  const int packed = !in.present[GDN_KEY] && !in.present[GDN_VALUE];
+  const size_t lead = packed ? q->rank - 1 : q->rank - 2;
+  const int per_key = in.present[GDN_DECAY] && in.t[GDN_DECAY].rank == lead + 2;
+  int32_t out_rank = 0;
+  int64_t out_dims[4], state_dims[4], su_dims[2];
+  if (q->rank < 2 || q->rank > 4) return linattn_ort_invalid(op, "query: expected rank 2 to 4, got rank %zu", q->rank);
+  linattn_status ls = linattn_gated_delta_net_infer_shapes(
+      &desc, (int32_t)q->rank, q->dims, tp[GDN_KEY] ? in.t[GDN_KEY].dims : NULL,
+      tp[GDN_VALUE] ? in.t[GDN_VALUE].dims : NULL, tp[GDN_INITIAL_STATE] ? in.t[GDN_INITIAL_STATE].dims : NULL,
+      in.present[GDN_CU_SEQLENS] ? in.int_lengths[GDN_CU_SEQLENS] : 0, per_key, &out_rank, out_dims, state_dims,
+      su_dims);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+
+  ort_tensor out, state, su;
+  int has_out = 0, has_state = 0, has_su = 0;
+  if ((st = get_output(op, ctx, 0, "output", out_dims, (size_t)out_rank, &out, &has_out)) ||
+      (st = get_output(op, ctx, 1, "final_state", state_dims, 4, &state, &has_state)) ||
+      (st = get_output(op, ctx, 2, "state_update", su_dims, 2, &su, &has_su)))
+    return st;
+  if (!has_out) return linattn_ort_invalid(op, "output: required");
+  /* linattn takes capture_count as a pointer: its (B) length is checked here */
+  const int32_t* capture_count = in.ints[GDN_CAPTURE_COUNT];
+  if (capture_count && capture && in.int_lengths[GDN_CAPTURE_COUNT] != state_dims[0])
+    return linattn_ort_invalid(op, "capture_count: expected shape (B) = (%lld), got (%lld)", (long long)state_dims[0],
+                               (long long)in.int_lengths[GDN_CAPTURE_COUNT]);
+  if (desc.state_update_capacity > 0 && !capture) capture_count = NULL; /* ignored when capture is off */
+  linattn_tensor ot, stt, sut;
+  if ((st = to_linattn(op, &out, "output", 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, &sut))))
+    return st;
+  if (!capture) {
+    if (has_su) memset(su.data, 0, (size_t)numel(&su) * sizeof(float));
+    if (desc.state_update_capacity > 0) desc.state_update_capacity = 0;
+  }
+  ls = linattn_gated_delta_net(k->context, &desc, tp[GDN_QUERY], tp[GDN_KEY], tp[GDN_VALUE], in.ints[GDN_CU_SEQLENS],
+                               in.present[GDN_CU_SEQLENS] ? in.int_lengths[GDN_CU_SEQLENS] : 0, tp[GDN_DECAY],
+                               tp[GDN_BETA], tp[GDN_INITIAL_STATE], tp[GDN_A_LOG], tp[GDN_DT_BIAS],
+                               capture_count, &ot, has_state ? &stt : NULL,
+                               capture && has_su ? &sut : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
 /* ------------------------------------------------------------------ entry */
 
 /* Compute calls per op kind since the library was loaded (read by tests through
@@ -661,6 +839,7 @@ OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* cont
     case ORT_OP_LINEAR_ATTENTION: st = compute_la(k, context); break;
     case ORT_OP_CAUSAL_CONV: st = compute_conv(k, context); break;
     case ORT_OP_GATED_RMS_NORM: st = compute_rms_norm(k, context); break;
+    case ORT_OP_GATED_DELTA_NET: st = compute_gdn(k, context); break;
     default: st = compute_la_gate(k, context); break;
   }
   tls_kernel_context = outer;
