@@ -108,6 +108,7 @@ const char* linattn_ort_kind_name(ort_op_kind kind) {
     case ORT_OP_GATED_RMS_NORM: return "GatedRMSNorm";
     case ORT_OP_LINEAR_ATTENTION_GATE: return "LinearAttentionGate";
     case ORT_OP_GATED_DELTA_NET: return "GatedDeltaNet";
+    case ORT_OP_VARLEN_CONV: return "VarlenCausalConvWithState";
     default: return "";
   }
 }
@@ -120,8 +121,8 @@ static const char* ORT_API_CALL op_provider(const OrtCustomOp* op) {
 }
 
 /* Inputs, of which the first `required` are required. */
-static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4, 11};
-static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3, 1};
+static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4, 11, 8};
+static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3, 1, 3};
 
 static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inputs[as_op(op)->kind]; }
 
@@ -131,7 +132,7 @@ static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inp
 static size_t ORT_API_CALL op_output_count(const OrtCustomOp* op) {
   const ort_op* o = as_op(op);
   if (o->kind == ORT_OP_GATED_RMS_NORM) return 1;
-  if (o->kind == ORT_OP_GATED_DELTA_NET) return 3;
+  if (o->kind == ORT_OP_GATED_DELTA_NET || o->kind == ORT_OP_VARLEN_CONV) return 3;
   return (o->kind == ORT_OP_CAUSAL_CONV && o->contrib) ? 3 : 2;
 }
 
@@ -144,14 +145,16 @@ static ONNXTensorElementDataType ORT_API_CALL op_io_type(const OrtCustomOp* op, 
 /* LinearAttention: query, key, value required; past_state, decay, beta optional.
  * CausalConvWithState: input, weight required; bias, past_state optional.
  * GatedRMSNorm: X, scale, gate required. LinearAttentionGate: a, dt_bias, decay_scale required,
- * b optional. GatedDeltaNet: query required, the other ten optional. */
+ * b optional. GatedDeltaNet: query required, the other ten optional. VarlenCausalConvWithState:
+ * input, weight, cumulative_sequence_length and initial_state (index 4) required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_input_characteristic(const OrtCustomOp* op,
                                                                                    size_t index) {
+  if (as_op(op)->kind == ORT_OP_VARLEN_CONV && index == 4) return INPUT_OUTPUT_REQUIRED;
   return index < op_required_inputs[as_op(op)->kind] ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
-/* LinearAttentionGate's beta and GatedDeltaNet's final_state and state_update are optional; the
- * others' first two outputs are required. */
+/* LinearAttentionGate's beta, GatedDeltaNet's final_state and state_update and the varlen conv's
+ * state_update are optional; the others' first two outputs are required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_output_characteristic(const OrtCustomOp* op,
                                                                                     size_t index) {
   const ort_op_kind kind = as_op(op)->kind;
@@ -497,15 +500,17 @@ static int dims_known(const infer_input* in) {
   return 1;
 }
 
-/* Unknown query rank (or a mistyped attribute, which the kernel reports at session creation):
- * the output types only, else ORT would take them from an input (the last given). */
-static OrtStatus* gdn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorElementDataType query_type) {
+/* Unknown ranks (or a mistyped attribute, which the kernel reports at session creation): the
+ * output types only (output 0 `first`, the others `rest`), else ORT would take them from an
+ * input (the last given, an int32 one for these ops). */
+static OrtStatus* linattn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorElementDataType first,
+                                           ONNXTensorElementDataType rest, size_t outputs) {
   const OrtApi* api = linattn_ort_api;
   OrtStatus* st = NULL;
-  for (size_t o = 0; o < 3 && !st; o++) {
+  for (size_t o = 0; o < outputs && !st; o++) {
     OrtTensorTypeAndShapeInfo* info = NULL;
     if ((st = api->CreateTensorTypeAndShapeInfo(&info))) return st;
-    st = api->SetTensorElementType(info, o == 0 ? query_type : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+    st = api->SetTensorElementType(info, o == 0 ? first : rest);
     if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ic, o, info);
     api->ReleaseTensorTypeAndShapeInfo(info);
   }
@@ -530,7 +535,7 @@ static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeI
   int64_t capacity = 0;
   int typed = 1;
   if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
-  if (!typed || in[Q].rank == 0) return gdn_infer_types_only(ic, in[Q].type);
+  if (!typed || in[Q].rank == 0) return linattn_infer_types_only(ic, in[Q].type, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, 3);
   const int packed = !in[K].present && !in[V].present;
   if (in[Q].rank < 2 || in[Q].rank > 4)
     return linattn_ort_invalid(op, "query: expected rank 3 (T, H, d), 4 (B, S, H, d) or, packed QKV, 2 or 3, got rank %zu",
@@ -567,9 +572,35 @@ static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeI
   return set_output(ic, 2, f32, 2, su);
 }
 
+/* ------------------------------------------------------------------ VarlenCausalConvWithState inference */
+
+/* output: input's type and shape; final_state: initial_state's; state_update: (batch_size,
+ * state_update_capacity, channels) of the input's type. */
+static OrtStatus* ORT_API_CALL varlen_conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  infer_input x, cu, state;
+  if ((st = read_input(ic, count, 0, &x)) || (st = read_input(ic, count, 2, &cu)) ||
+      (st = read_input(ic, count, 4, &state)))
+    return st;
+  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
+  int64_t capacity = 0;
+  int typed = 1;
+  if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
+  if (!typed || x.rank != 2 || (state.present && state.rank != 3)) return linattn_infer_types_only(ic, x.type, x.type, 3);
+  if ((st = set_output(ic, 0, x.type, 2, (infer_dim[2]){dim_of(&x, 0), dim_of(&x, 1)}))) return st;
+  infer_dim sd[3] = {dim_of(&state, 0), dim_of(&x, 1), dim_of(&state, 2)};
+  if ((st = set_output(ic, 1, x.type, 3, sd))) return st;
+  infer_dim batch = cu.present && cu.rank == 1 && cu.dims[0] >= 1 ? dim_known(cu.dims[0] - 1) : sd[0];
+  return set_output(ic, 2, x.type, 3, (infer_dim[3]){batch, dim_known(capacity), dim_of(&x, 1)});
+}
+
 /* ------------------------------------------------------------------ registration */
 
-static ort_op g_ops[7];
+static ort_op g_ops[8];
 static OrtCustomOpDomain* g_domain_contrib = NULL;
 static OrtCustomOpDomain* g_domain_onnx = NULL;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -584,6 +615,7 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
     case ORT_OP_CAUSAL_CONV: o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27"; break;
     case ORT_OP_GATED_RMS_NORM: o->label = "com.microsoft.GatedRMSNorm"; break;
     case ORT_OP_GATED_DELTA_NET: o->label = "com.microsoft.GatedDeltaNet"; break;
+    case ORT_OP_VARLEN_CONV: o->label = "com.microsoft.VarlenCausalConvWithState"; break;
     default: o->label = "com.microsoft.LinearAttentionGate"; break;
   }
   OrtCustomOp* b = &o->base;
@@ -603,6 +635,7 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION  ? la_infer
                           : kind == ORT_OP_CAUSAL_CONV     ? conv_infer
                           : kind == ORT_OP_GATED_DELTA_NET ? gdn_infer
+                          : kind == ORT_OP_VARLEN_CONV     ? varlen_conv_infer
                                                            : gates_infer;
   b->GetStartVersion = op_start_version;
   b->GetEndVersion = op_end_version;
@@ -619,6 +652,7 @@ static OrtStatus* make_domains(const OrtApi* api) {
   init_op(&g_ops[4], ORT_OP_GATED_RMS_NORM, 1);
   init_op(&g_ops[5], ORT_OP_LINEAR_ATTENTION_GATE, 1);
   init_op(&g_ops[6], ORT_OP_GATED_DELTA_NET, 1);
+  init_op(&g_ops[7], ORT_OP_VARLEN_CONV, 1);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
@@ -628,6 +662,7 @@ static OrtStatus* make_domains(const OrtApi* api) {
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[4].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[5].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[6].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[7].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
   if (st) {

@@ -3,7 +3,8 @@
  *
  * The library registers LinearAttention and CausalConvWithState twice: for ONNX Runtime's
  * contrib domain "com.microsoft" (version 1, with its extensions) and for the standard domain
- * "" from opset 27; GatedRMSNorm, LinearAttentionGate and GatedDeltaNet for "com.microsoft" only. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
+ * "" from opset 27; GatedRMSNorm, LinearAttentionGate, GatedDeltaNet and VarlenCausalConvWithState for
+ * "com.microsoft" only. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
  * op it is. linattn_ort.c holds the schemas, the type/shape inference and the registration;
  * linattn_ort_kernels.c holds the kernels (attribute parsing and Compute).
  */
@@ -24,7 +25,8 @@ typedef enum ort_op_kind {
   ORT_OP_GATED_RMS_NORM = 2,        /* com.microsoft only */
   ORT_OP_LINEAR_ATTENTION_GATE = 3, /* com.microsoft only */
   ORT_OP_GATED_DELTA_NET = 4,       /* com.microsoft only */
-  ORT_OP_KINDS = 5
+  ORT_OP_VARLEN_CONV = 5,           /* com.microsoft only */
+  ORT_OP_KINDS = 6
 } ort_op_kind;
 
 typedef struct ort_op {

@@ -23,6 +23,7 @@ typedef struct ort_kernel {
   linattn_causal_conv_desc conv;
   linattn_gated_rms_norm_desc rms_norm;
   linattn_gated_delta_net_desc gdn;
+  linattn_varlen_conv_desc varlen;
   int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
 } ort_kernel;
 
@@ -315,6 +316,36 @@ static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKerne
   return NULL;
 }
 
+/* com.microsoft VarlenCausalConvWithState: the static-weight mode (the dynamic grouped mode's
+ * delta_offset and group_size are read and checked for their type only: its inputs are refused). */
+static OrtStatus* create_varlen_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char act[64];
+  int64_t delta_offset = 0, group_size = 1;
+  linattn_varlen_conv_desc* d = &k->varlen;
+  linattn_varlen_conv_desc_init(d);
+  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act)) ||
+      (st = attr_int(op, api, info, "dilation", 1, &d->dilation, NULL)) ||
+      (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
+      (st = attr_int(op, api, info, "delta_offset", 0, &delta_offset, NULL)) ||
+      (st = attr_int(op, api, info, "group_size", 1, &group_size, NULL)))
+    return st;
+  d->activation = linattn_activation_from_string(act);
+  if (d->activation == LINATTN_ACTIVATION_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
+                             op->label, act);
+  if (d->dilation < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
+                             (long long)d->dilation);
+  if (d->state_update_capacity < 0 || d->state_update_capacity > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_update_capacity must be in [0, 8], got %lld",
+                             op->label, (long long)d->state_update_capacity);
+  if (group_size < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute group_size must be >= 1, got %lld", op->label,
+                             (long long)group_size);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------ threads */
 
 /* The OrtKernelContext of the Compute running on this thread (NULL outside Compute). */
@@ -398,6 +429,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
     case ORT_OP_CAUSAL_CONV: st = create_conv(op, api, info, k); break;
     case ORT_OP_GATED_RMS_NORM: st = create_rms_norm(op, api, info, k); break;
     case ORT_OP_GATED_DELTA_NET: st = create_gdn(op, api, info, k); break;
+    case ORT_OP_VARLEN_CONV: st = create_varlen_conv(op, api, info, k); break;
     default: break; /* LinearAttentionGate has no attributes */
   }
   if (!st) st = make_context(op, api, info, k);
@@ -710,14 +742,15 @@ static OrtStatus* read_int32_vector(const ort_op* op, const OrtValue* value, con
   return api->GetTensorMutableData((OrtValue*)value, (void**)data);
 }
 
-typedef struct gdn_inputs {
+/* A node's inputs: float tensors, and int32 vectors (ints, int_lengths) where the schema has them. */
+typedef struct node_inputs {
   ort_tensor t[GDN_INPUTS];
   int present[GDN_INPUTS];
   const int32_t* ints[GDN_INPUTS];
   int64_t int_lengths[GDN_INPUTS];
-} gdn_inputs;
+} node_inputs;
 
-static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, gdn_inputs* in) {
+static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
   static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
                                                 "decay",   "beta",   "initial_state", "a_log",
                                                 "dt_bias", "capture_count", "state_update_active"};
@@ -746,7 +779,7 @@ static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, gdn_i
 }
 
 /* query/key/value/decay/beta as linattn tensors (they are rank <= 4 for a valid call). */
-static OrtStatus* gdn_tensors(const ort_op* op, const gdn_inputs* in, linattn_tensor* t, const linattn_tensor** tp) {
+static OrtStatus* gdn_tensors(const ort_op* op, const node_inputs* in, linattn_tensor* t, const linattn_tensor** tp) {
   static const char* const names[GDN_INPUTS] = {"query", "key", "value", "", "decay", "beta", "initial_state",
                                                 "a_log", "dt_bias", "", ""};
   OrtStatus* st;
@@ -761,7 +794,7 @@ static OrtStatus* gdn_tensors(const ort_op* op, const gdn_inputs* in, linattn_te
 
 static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
-  gdn_inputs in;
+  node_inputs in;
   OrtStatus* st = gdn_read_inputs(op, ctx, &in);
   if (st) return st;
   linattn_tensor t[GDN_INPUTS];
@@ -816,6 +849,94 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+/* ------------------------------------------------------------------ VarlenCausalConvWithState */
+
+enum { VC_INPUT, VC_WEIGHT, VC_CU, VC_BIAS, VC_INITIAL_STATE, VC_CAPTURE_COUNT, VC_KERNEL_DELTA, VC_PREVIOUS_MASK,
+       VC_INPUTS };
+
+static int vc_int_input(size_t i) { return i == VC_CU || i == VC_CAPTURE_COUNT; }
+
+static OrtStatus* vc_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+  static const char* const names[VC_INPUTS] = {"input",         "weight",        "cumulative_sequence_length",
+                                               "bias",          "initial_state", "capture_count",
+                                               "kernel_delta",  "previous_mask"};
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  if (st) return st;
+  for (size_t i = 0; i < VC_INPUTS; i++) {
+    in->present[i] = 0;
+    in->ints[i] = NULL;
+    in->int_lengths[i] = 0;
+    if (i >= count) continue;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
+    if (!v) continue;
+    st = vc_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                         : read_value(op, v, names[i], &in->t[i]);
+    if (st) return st;
+    in->present[i] = 1;
+  }
+  /* ONNX Runtime's CPU kernel refuses the CUDA-only dynamic mode rather than ignoring its operands */
+  if (in->present[VC_KERNEL_DELTA] || in->present[VC_PREVIOUS_MASK])
+    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                             "%s: CPU VarlenCausalConvWithState does not support dynamic grouped convolution (CUDA only)",
+                             op->label);
+  static const size_t required[4] = {VC_INPUT, VC_WEIGHT, VC_CU, VC_INITIAL_STATE};
+  for (size_t i = 0; i < 4; i++)
+    if (!in->present[required[i]]) return linattn_ort_invalid(op, "%s: input is required", names[required[i]]);
+  if (in->int_lengths[VC_CU] < 1)
+    return linattn_ort_invalid(op, "cumulative_sequence_length: expected shape (batch_size + 1), got (%lld)",
+                               (long long)in->int_lengths[VC_CU]);
+  return NULL;
+}
+
+static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx) {
+  const ort_op* op = k->op;
+  node_inputs in;
+  OrtStatus* st = vc_read_inputs(op, ctx, &in);
+  if (st) return st;
+  const ort_tensor* x = &in.t[VC_INPUT];
+  const ort_tensor* state0 = &in.t[VC_INITIAL_STATE];
+  if ((st = linattn_ort_check_rank(op, "input", x->rank, 2, "(total_tokens, channels)")) ||
+      (st = linattn_ort_check_rank(op, "initial_state", state0->rank, 3, "(batch_size, channels, (k - 1) * dilation)")))
+    return st;
+  linattn_varlen_batch batch = {0};
+  batch.batch_size = in.int_lengths[VC_CU] - 1;
+  batch.cu_seqlens = in.ints[VC_CU];
+  batch.capture_count = in.ints[VC_CAPTURE_COUNT];
+  if (batch.capture_count && k->varlen.state_update_capacity == 0)
+    return linattn_ort_invalid(op, "capture_count: given while state_update_capacity is 0");
+  if (batch.capture_count && in.int_lengths[VC_CAPTURE_COUNT] != batch.batch_size)
+    return linattn_ort_invalid(op, "capture_count: expected shape (batch_size) = (%lld), got (%lld)",
+                               (long long)batch.batch_size, (long long)in.int_lengths[VC_CAPTURE_COUNT]);
+  linattn_tensor t[VC_INPUTS];
+  const linattn_tensor* tp[VC_INPUTS] = {NULL};
+  static const char* const names[5] = {"input", "weight", "", "bias", "initial_state"};
+  for (size_t i = 0; i <= VC_INITIAL_STATE; i++) {
+    if (!in.present[i] || vc_int_input(i)) continue;
+    if ((st = to_linattn(op, &in.t[i], names[i], 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x->dims[1]};
+  ort_tensor out, state, su;
+  int has_out = 0, has_state = 0, has_su = 0;
+  if ((st = get_output(op, ctx, 0, "output", x->dims, 2, &out, &has_out)) ||
+      (st = get_output(op, ctx, 1, "final_state", state0->dims, 3, &state, &has_state)) ||
+      (st = get_output(op, ctx, 2, "state_update", su_dims, 3, &su, &has_su)))
+    return st;
+  if (!has_out) return linattn_ort_invalid(op, "output: required");
+  linattn_tensor ot, stt, sut;
+  if ((st = to_linattn(op, &out, "output", 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, &sut))))
+    return st;
+  linattn_status ls = linattn_varlen_causal_conv_with_state(
+      k->context, &k->varlen, &batch, tp[VC_INPUT], tp[VC_WEIGHT], tp[VC_BIAS], tp[VC_INITIAL_STATE], NULL, NULL, &ot,
+      has_state ? &stt : NULL, has_su && k->varlen.state_update_capacity > 0 ? &sut : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
 /* ------------------------------------------------------------------ entry */
 
 /* Compute calls per op kind since the library was loaded (read by tests through
@@ -840,6 +961,7 @@ OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* cont
     case ORT_OP_CAUSAL_CONV: st = compute_conv(k, context); break;
     case ORT_OP_GATED_RMS_NORM: st = compute_rms_norm(k, context); break;
     case ORT_OP_GATED_DELTA_NET: st = compute_gdn(k, context); break;
+    case ORT_OP_VARLEN_CONV: st = compute_varlen_conv(k, context); break;
     default: st = compute_la_gate(k, context); break;
   }
   tls_kernel_context = outer;
