@@ -63,12 +63,14 @@ OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window) {
   if (window < 0 || window > 8)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld", op->label,
                              (long long)window);
-  if (window != 0)
-    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
-                             "%s: attribute state_window=%lld (per-token state history for speculative decoding) is "
-                             "not implemented by linattn; only state_window=0 is supported",
-                             op->label, (long long)window);
   return NULL;
+}
+
+OrtStatus* linattn_ort_conv_window_rank(const ort_op* op, size_t rank) {
+  return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                           "%s: attribute state_window > 0 with a rank-%zu input (more than one channel axis) is not "
+                           "implemented by linattn; only (B, C, L) or (B, L, C) inputs",
+                           op->label, rank);
 }
 
 OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want, const char* shape_doc) {
@@ -382,11 +384,12 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
   char batch_name[40];
   name_if_unknown(&out[0], batch_name, sizeof batch_name);
-  infer_dim state[4] = {out[0], dim_known(hkv), dim_unknown(), dim_unknown()};
-  if ((st = la_infer_dims(op, in, hq, hkv, out, state))) return st;
-  /* the ONNX rule: output has query's type, present_state past_state's (else query's) */
+  infer_dim state[5] = {dim_known(window), out[0], dim_known(hkv), dim_unknown(), dim_unknown()};
+  if ((st = la_infer_dims(op, in, hq, hkv, out, state + 1))) return st;
+  /* the ONNX rule: output has query's type, present_state past_state's (else query's); a state
+   * window leads with its W axis */
   if ((st = set_output(ic, 0, in[0].type, 3, out))) return st;
-  return set_output(ic, 1, in[3].present ? in[3].type : in[0].type, 4, state);
+  return set_output(ic, 1, in[3].present ? in[3].type : in[0].type, window > 0 ? 5 : 4, window > 0 ? state : state + 1);
 }
 
 /* ------------------------------------------------------------------ CausalConvWithState inference */
@@ -424,6 +427,7 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
   if ((st = linattn_ort_check_state_window(op, window))) return st;
   if (x.rank != 0 && (st = linattn_ort_check_conv_input_rank(op, channels_last != 0, x.rank))) return st;
+  if (window > 0 && x.rank > 3) return linattn_ort_conv_window_rank(op, x.rank);
 
   /* With channels_last the rank is 2 + the number of channel axes: unknown with the input's. */
   if (x.rank == 0 && channels_last) return NULL;
@@ -446,10 +450,12 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
     desc.channels_last = channels_last ? 1 : 0;
     if ((st = linattn_ort_conv_state_length(op, &desc, w.dims[2], &len.value))) return st;
   }
-  infer_dim state[INFER_MAX_RANK];
+  infer_dim state[INFER_MAX_RANK + 1];
   size_t seq_axis = channels_last ? 1 : rank - 1;
-  for (size_t i = 0; i < rank; i++) state[i] = i == seq_axis ? len : out[i];
-  return set_output(ic, 1, x.type, rank, state);
+  const size_t lead = window > 0 ? 1 : 0; /* a state window leads with its W axis */
+  state[0] = dim_known(window);
+  for (size_t i = 0; i < rank; i++) state[lead + i] = i == seq_axis ? len : out[i];
+  return set_output(ic, 1, x.type, rank + lead, state);
 }
 
 /* ------------------------------------------------------------------ gates inference */

@@ -50,8 +50,10 @@ LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_invalid(const ort_op* op, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* com.microsoft state_window: ORT's range is [0, 8]; linattn implements only 0. */
+/* com.microsoft state_window: ORT's range is [0, 8]. */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window);
+/* state_window > 0 on a conv input with several channel axes (not implemented). */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_conv_window_rank(const ort_op* op, size_t rank);
 /* Input `name` has `rank` dims, as `shape_doc` says. */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want,
                                                      const char* shape_doc);

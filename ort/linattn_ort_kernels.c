@@ -148,6 +148,7 @@ static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernel
     d->flags = LINATTN_LA_ORT_CONTRIB;
     if ((st = attr_int(op, api, info, "state_window", 0, &window, NULL))) return st;
     if ((st = linattn_ort_check_state_window(op, window))) return st;
+    d->state_window = window;
   }
   return NULL;
 }
@@ -255,6 +256,7 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
     return linattn_ort_error(ORT_NOT_IMPLEMENTED,
                              "%s: output state_update (CUDA-only extension) is not produced by linattn", op->label);
   k->conv.dilation = a.dilation;
+  k->conv.state_window = a.window;
   k->conv.channels_last = (int32_t)a.channels_last;
   k->conv_state_length = a.state_len;
   return check_state_length_at_creation(op, api, info, k);
@@ -484,12 +486,18 @@ static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char
 }
 
 /* A packed linattn descriptor of t. With merge_channels, axes 2.. are multiplied into one
- * (channels_last tensors (B, L, d_1, ..., d_n) are (B, L, C) for linattn). */
+ * (channels_last tensors (B, L, d_1, ..., d_n) are (B, L, C) for linattn); with merge_leading
+ * the first two axes are (a state window's (W, B) is W * B rows for linattn). */
 static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* name, int merge_channels,
-                             linattn_tensor* out) {
+                             int merge_leading, linattn_tensor* out) {
   int64_t dims[VALUE_MAX_RANK];
   size_t rank = t->rank;
   memcpy(dims, t->dims, sizeof dims);
+  if (merge_leading && rank >= 2) { /* (W, B, ...) -> (W * B, ...) */
+    dims[0] *= dims[1];
+    memmove(dims + 1, dims + 2, (VALUE_MAX_RANK - 2) * sizeof dims[0]);
+    rank--;
+  }
   if (merge_channels && rank > 3) {
     for (size_t i = 3; i < rank; i++) dims[2] *= dims[i]; /* a real tensor's element count fits */
     rank = 3;
@@ -554,22 +562,29 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
       linattn_linear_attention_infer_shapes(&k->la, in[0].dims, in[1].dims, in[2].dims, out_dims, state_dims);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
 
+  /* a state window (W, B, H_kv, d_k, d_v) is (W * B, H_kv, d_k, d_v) for linattn */
+  const int64_t window = k->la.state_window;
+  if (window > 0 && present[3] && (st = linattn_ort_check_rank(op, "past_state", in[3].rank, 5, "(state_window, B, kv_num_heads, d_k, d_v)")))
+    return st;
   linattn_tensor t[6];
   const linattn_tensor* tp[6];
   for (size_t i = 0; i < 6; i++) {
     tp[i] = NULL;
     if (!present[i]) continue;
-    if ((st = to_linattn(op, &in[i], names[i], 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in[i], names[i], 0, i == 3 && window > 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
+  int64_t window_dims[5] = {window, state_dims[0], state_dims[1], state_dims[2], state_dims[3]};
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
   if ((st = get_output(op, ctx, 0, "output", out_dims, 3, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", state_dims, 4, &state, &has_state))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", window > 0 ? window_dims : state_dims, window > 0 ? 5 : 4, &state,
+                       &has_state)))
+    return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
-  if ((st = to_linattn(op, &out, "output", 0, &ot))) return st;
-  if (has_state && (st = to_linattn(op, &state, "present_state", 0, &stt))) return st;
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", 0, window > 0, &stt))) return st;
 
   ls = linattn_linear_attention(k->context, &k->la, tp[0], tp[1], tp[2], tp[3], tp[4], tp[5], &ot,
                                 has_state ? &stt : NULL, NULL, 0);
@@ -607,13 +622,15 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_tensor* x = &in[0];
   if ((st = linattn_ort_check_conv_input_rank(op, cl, x->rank))) return st;
   if ((st = linattn_ort_check_rank(op, "weight", in[1].rank, 3, "(C, 1, k)"))) return st;
+  const int64_t window = k->conv.state_window; /* states (W, B, ...): linattn takes them as they are */
+  if (window > 0 && x->rank > 3) return linattn_ort_conv_window_rank(op, x->rank);
 
   /* channels_last: (B, L, d_1..d_n) and states (B, S, d_1..d_n) are (B, L, C) for linattn */
   linattn_tensor t[4];
   const linattn_tensor* tp[4] = {NULL, NULL, NULL, NULL};
   for (size_t i = 0; i < 4; i++) {
     if (!present[i]) continue;
-    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || i == 3) ? cl : 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || (i == 3 && window == 0)) ? cl : 0, 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
   int64_t out3[3], state3[3];
@@ -621,19 +638,21 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
   const int64_t state_len = state3[cl ? 1 : 2];
   if ((st = check_state_length(op, k->conv_state_length, state_len))) return st;
-  int64_t state_dims[VALUE_MAX_RANK];
-  memcpy(state_dims, x->dims, sizeof state_dims);
-  state_dims[cl ? 1 : 2] = state_len;
-  if (cl && present[3] && (st = check_channels_last_state(op, &in[3], state_dims, x->rank))) return st;
+  int64_t state_dims[VALUE_MAX_RANK + 1];
+  const size_t lead = window > 0 ? 1 : 0;
+  state_dims[0] = window;
+  memcpy(state_dims + lead, x->dims, x->rank * sizeof state_dims[0]);
+  state_dims[lead + (cl ? 1 : 2)] = state_len;
+  if (cl && !lead && present[3] && (st = check_channels_last_state(op, &in[3], state_dims, x->rank))) return st;
 
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
   if ((st = get_output(op, ctx, 0, "output", x->dims, x->rank, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank, &state, &has_state))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank + lead, &state, &has_state))) return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
-  if ((st = to_linattn(op, &out, "output", cl, &ot))) return st;
-  if (has_state && (st = to_linattn(op, &state, "present_state", cl, &stt))) return st;
+  if ((st = to_linattn(op, &out, "output", cl, 0, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", lead ? 0 : cl, 0, &stt))) return st;
 
   ls = linattn_causal_conv_with_state(k->context, &k->conv, tp[0], tp[1], tp[2], tp[3], &ot,
                                                      has_state ? &stt : NULL, NULL, 0);
@@ -786,7 +805,7 @@ static OrtStatus* gdn_tensors(const ort_op* op, const node_inputs* in, linattn_t
   for (size_t i = 0; i < GDN_INPUTS; i++) {
     tp[i] = NULL;
     if (!in->present[i] || gdn_int_input(i)) continue;
-    if ((st = to_linattn(op, &in->t[i], names[i], 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in->t[i], names[i], 0, 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
   return NULL;
@@ -833,9 +852,9 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
                                (long long)in.int_lengths[GDN_CAPTURE_COUNT]);
   if (desc.state_update_capacity > 0 && !capture) capture_count = NULL; /* ignored when capture is off */
   linattn_tensor ot, stt, sut;
-  if ((st = to_linattn(op, &out, "output", 0, &ot)) ||
-      (has_state && (st = to_linattn(op, &state, "final_state", 0, &stt))) ||
-      (has_su && (st = to_linattn(op, &su, "state_update", 0, &sut))))
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
     return st;
   if (!capture) {
     if (has_su) memset(su.data, 0, (size_t)numel(&su) * sizeof(float));
@@ -915,7 +934,7 @@ static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx
   static const char* const names[5] = {"input", "weight", "", "bias", "initial_state"};
   for (size_t i = 0; i <= VC_INITIAL_STATE; i++) {
     if (!in.present[i] || vc_int_input(i)) continue;
-    if ((st = to_linattn(op, &in.t[i], names[i], 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in.t[i], names[i], 0, 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
   const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x->dims[1]};
@@ -927,9 +946,9 @@ static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx
     return st;
   if (!has_out) return linattn_ort_invalid(op, "output: required");
   linattn_tensor ot, stt, sut;
-  if ((st = to_linattn(op, &out, "output", 0, &ot)) ||
-      (has_state && (st = to_linattn(op, &state, "final_state", 0, &stt))) ||
-      (has_su && (st = to_linattn(op, &su, "state_update", 0, &sut))))
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
     return st;
   linattn_status ls = linattn_varlen_causal_conv_with_state(
       k->context, &k->varlen, &batch, tp[VC_INPUT], tp[VC_WEIGHT], tp[VC_BIAS], tp[VC_INITIAL_STATE], NULL, NULL, &ot,
