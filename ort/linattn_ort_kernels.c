@@ -299,13 +299,13 @@ static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKerne
     return linattn_ort_error(ORT_INVALID_ARGUMENT,
                              "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
                              op->label, rule);
-  d->gate_activation = linattn_gdn_gate_activation_from_string(gate);
+  d->gate_activation = linattn_gdn_gate_from_string(gate);
   if (d->gate_activation == LINATTN_GDN_GATE_INVALID)
     return linattn_ort_error(ORT_INVALID_ARGUMENT,
                              "%s: attribute gate_activation '%s' is not one of none, softplus, qwen, sigmoid, kda",
                              op->label, gate);
-  d->beta_activation = linattn_beta_activation_from_string(beta);
-  if (d->beta_activation == LINATTN_BETA_INVALID)
+  d->beta_activation = linattn_gdn_beta_from_string(beta);
+  if (d->beta_activation == LINATTN_GDN_BETA_INVALID)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute beta_activation '%s' is not one of none, sigmoid",
                              op->label, beta);
   if (l2 != 0 && l2 != 1)
