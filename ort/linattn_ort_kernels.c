@@ -825,12 +825,12 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
   const int capture = desc.state_update_capacity > 0 &&
                       !(in.present[GDN_STATE_UPDATE_ACTIVE] && in.ints[GDN_STATE_UPDATE_ACTIVE][0] == 0);
   const ort_tensor* q = &in.t[GDN_QUERY];
+  if (q->rank < 2 || q->rank > 4) return linattn_ort_invalid(op, "query: expected rank 2 to 4, got rank %zu", q->rank);
   const int packed = !in.present[GDN_KEY] && !in.present[GDN_VALUE];
   const size_t lead = packed ? q->rank - 1 : q->rank - 2;
   const int per_key = in.present[GDN_DECAY] && in.t[GDN_DECAY].rank == lead + 2;
   int32_t out_rank = 0;
   int64_t out_dims[4], state_dims[4], su_dims[2];
-  if (q->rank < 2 || q->rank > 4) return linattn_ort_invalid(op, "query: expected rank 2 to 4, got rank %zu", q->rank);
   linattn_status ls = linattn_gated_delta_net_infer_shapes(
       &desc, (int32_t)q->rank, q->dims, tp[GDN_KEY] ? in.t[GDN_KEY].dims : NULL,
       tp[GDN_VALUE] ? in.t[GDN_VALUE].dims : NULL, tp[GDN_INITIAL_STATE] ? in.t[GDN_INITIAL_STATE].dims : NULL,
@@ -856,6 +856,8 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
       (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
       (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
     return st;
+  if (has_su && su.dtype != LINATTN_DTYPE_F32)
+    return linattn_ort_invalid(op, "state_update: expected float32, got ONNX element type %d", (int)su.onnx_type);
   if (!capture) {
     if (has_su) memset(su.data, 0, (size_t)numel(&su) * sizeof(float));
     if (desc.state_update_capacity > 0) desc.state_update_capacity = 0;
