@@ -399,7 +399,7 @@ static void la_task(void* arg, size_t task) {
   }
 }
 
-linattn_status linattn_linear_attention_workspace_size(
+static linattn_status la_workspace_size_entered(
     linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
     const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
     const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
@@ -415,12 +415,26 @@ linattn_status linattn_linear_attention_workspace_size(
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
-                                        const linattn_tensor* query, const linattn_tensor* key,
-                                        const linattn_tensor* value, const linattn_tensor* past_state,
-                                        const linattn_tensor* decay, const linattn_tensor* beta,
-                                        const linattn_tensor* output, const linattn_tensor* present_state,
-                                        void* workspace, size_t workspace_size) {
+linattn_status linattn_linear_attention_workspace_size(
+    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
+    const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
+    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
+    const linattn_tensor* present_state, size_t* workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = la_workspace_size_entered(context, desc, query, key, value, past_state, decay, beta,
+                                                      output, present_state, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
+}
+
+static linattn_status la_compute_entered(linattn_context* context, const linattn_linear_attention_desc* desc,
+                                         const linattn_tensor* query, const linattn_tensor* key,
+                                         const linattn_tensor* value, const linattn_tensor* past_state,
+                                         const linattn_tensor* decay, const linattn_tensor* beta,
+                                         const linattn_tensor* output, const linattn_tensor* present_state,
+                                         void* workspace, size_t workspace_size) {
   linattn_clear_error();
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
@@ -444,6 +458,21 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
   else if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
+                                        const linattn_tensor* query, const linattn_tensor* key,
+                                        const linattn_tensor* value, const linattn_tensor* past_state,
+                                        const linattn_tensor* decay, const linattn_tensor* beta,
+                                        const linattn_tensor* output, const linattn_tensor* present_state,
+                                        void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = la_compute_entered(context, desc, query, key, value, past_state, decay, beta, output,
+                                               present_state, workspace, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
 }
 
 linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attention_desc* desc,
