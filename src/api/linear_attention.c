@@ -18,6 +18,11 @@
 #ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
 #define LA_LOCKSTEP_MIN_TOKENS 64
 #endif
+/* An fp32 state updated in place is copied (per unit, before the fast kernel runs) so that a
+ * unit with non-finite outputs can be recomputed from it, in calls of at least this many tokens:
+ * the copy reads and writes the state once more, about the cost of a decode step (figures in
+ * docs/reliability.md), so decode and short calls go without. */
+#define LA_KEEP_ENTRY_MIN_TOKENS 256
 /* Units per lock-step group: with tiles staged at use, 8 measured 1-2% faster than 16 (H = 16..80,
  * T = 512 and 4096), 4 no faster, 1 or 2 much slower (the rows are then read a head at a time). */
 #define LA_LOCKSTEP_UNITS 8
@@ -160,9 +165,12 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
    * whose outputs are not all finite (or sit at T's largest finite value, see
    * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
    * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
-   * state intact: an fp32 state updated in place (in past_state itself) is copied first. */
-  c->refine = c->kern != &linattn_la_reference;
-  c->entry_copy_bytes = c->refine && c->in_place && c->state_scratch_bytes == 0 ? linattn_round_up(sblock, 64) : 0;
+   * state intact: an fp32 state updated in place (in past_state itself) is copied first when the
+   * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
+   * keep the fast kernel's result (docs/reliability.md states what then holds). */
+  const bool in_place_f32 = c->in_place && c->state_scratch_bytes == 0;
+  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS);
+  c->entry_copy_bytes = c->refine && in_place_f32 ? linattn_round_up(sblock, 64) : 0;
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
     if (rbytes > kbytes) kbytes = rbytes;
