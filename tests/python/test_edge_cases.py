@@ -23,6 +23,7 @@ Documented divergences (tested in their weaker form, see the test docstrings):
 
 from __future__ import annotations
 
+import platform
 import warnings
 
 import ml_dtypes
@@ -860,3 +861,61 @@ def test_la_overflowing_keys_in_place_agree(contexts, two_threads, rule, in_plac
             update_rule=rule, out=(None, state) if in_place else None, context=ctx)
         for name, a, e in zip(("output", "present_state"), (out, present), expected):
             assert strict(a, e) is None, f"isa {label}: {name}: {strict(a, e)}"
+
+
+_TINY = float(np.finfo(np.float32).tiny)  # 2^-126, the smallest normal fp32
+
+
+def _ftz_bound(case, expected, t, dk):
+    """docs/reliability.md: flushing values below 2^-126 changes a result by at most
+    2^-126 * T * d_k * (1 + Q) * (1 + K) * (1 + M); Q, K the largest |q|, |k|, M the largest |v| or
+    state element of the call (entering, or the reference's final state)."""
+    mag = lambda a: 0.0 if a is None else float(np.abs(a.astype(np.float64)).max())  # noqa: E731
+    q, k = mag(case["q"]), mag(case["k"])
+    m = max(mag(case["v"]), mag(case["past"]), mag(expected[1]))
+    return _TINY * t * dk * (1 + q) * (1 + k) * (1 + m)
+
+
+@pytest.mark.parametrize("where", ["q", "k", "v", "past", "decay_head", "decay_key"])
+def test_la_flush_to_zero_bound(contexts, where):
+    """Inside a fast-kernel call every fp32 value below 2^-126 counts as 0 (FTZ/DAZ): subnormal
+    inputs, and log-decays below -87.34 (exp(g) subnormal). Results stay within the documented
+    bound of onnx.reference (which keeps subnormals), and the cases show that the bound is not an
+    absolute ~1e-35: subnormal q times a state of 1e30 is about 1e-9, a log-decay of -95 on a state of
+    1e30 leaves 5.5e-12."""
+    rng = np.random.default_rng(31)
+    rule = "linear" if where in ("k", "v") else "gated_delta"
+    b, t, h, d = 1, 1 if where == "v" else 3, 2, 16
+    case = la_case(rng, b, t, h, h, d, d, rule, decay_kind="key" if where == "decay_key" else "head",
+                   past_dtype=F32)
+    big = np.float32(1e30)
+
+    def subnormal(shape):
+        x = (rng.uniform(0.1, 1.0, shape) * 2.0**-130).astype(F32)
+        assert (np.abs(x) < _TINY).all() and (x != 0).all()
+        return x
+
+    if where == "q":
+        case["q"], case["past"] = subnormal(case["q"].shape), case["past"] * big
+    elif where == "k":
+        case["k"], case["v"] = subnormal(case["k"].shape), case["v"] * big
+    elif where == "v":
+        case["v"], case["k"], case["past"] = subnormal(case["v"].shape), case["k"] * np.float32(1e15), None
+    elif where == "past":
+        case["past"], case["q"] = subnormal(case["past"].shape), case["q"] * big
+    else:
+        case["past"] = case["past"] * big
+        case["decay"][:, 0] = -95.0  # the entering state decays by exp(-95) = 5.5e-42 first
+    args = (case["q"], case["k"], case["v"], case["past"], case["decay"], case["beta"])
+    expected = ref_la(*args, hq=h, hkv=h, rule=rule)
+    bound = _ftz_bound(case, expected, t, d)
+    for label, ctx in contexts.items():
+        actual = run_la(ctx, *args, hq=h, hkv=h, rule=rule)
+        for name, a, e in zip(("output", "present_state"), actual, expected):
+            err = np.abs(a.astype(np.float64) - e.astype(np.float64))
+            assert np.isfinite(err).all() and (err <= _tol(e) + bound).all(), (
+                f"isa {label}: {name}: error {err.max():.3g} above the bound {bound:.3g}")
+    if where in ("q", "past"):
+        assert np.abs(expected[0]).max() > 1e-12, "the reference's outputs are far above the subnormal range"
+    if where.startswith("decay"):
+        assert np.abs(expected[1]).max() > 1e-14, "the reference keeps the decayed state (exp(-95) * 1e30)"
