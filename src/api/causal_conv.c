@@ -210,7 +210,6 @@ static linattn_status conv_workspace_size_entered(linattn_context* context, cons
                                                   const linattn_tensor* bias, const linattn_tensor* past_state,
                                                   const linattn_tensor* output,
                                                   const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
@@ -240,7 +239,6 @@ static linattn_status conv_compute_entered(linattn_context* context, const linat
                                            const linattn_tensor* bias, const linattn_tensor* past_state,
                                            const linattn_tensor* output, const linattn_tensor* present_state,
                                            void* workspace, size_t workspace_size) {
-  linattn_clear_error();
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;

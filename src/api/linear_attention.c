@@ -444,7 +444,6 @@ static linattn_status la_workspace_size_entered(
     const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
     const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
     const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
@@ -475,7 +474,6 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
                                          const linattn_tensor* decay, const linattn_tensor* beta,
                                          const linattn_tensor* output, const linattn_tensor* present_state,
                                          void* workspace, size_t workspace_size) {
-  linattn_clear_error();
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
   if (st) return st;
