@@ -170,9 +170,20 @@ LINATTN_API void linattn_context_options_init(linattn_context_options* options);
  * linattn_isa_name) forces a kernel family; forcing one the CPU lacks is
  * LINATTN_ERROR_UNSUPPORTED.
  * Thread safety: a context may be used by several threads at once; calls that find the
- * built-in pool busy run on their calling thread alone (same results, bit for bit). */
+ * built-in pool busy run on their calling thread alone (same results, bit for bit).
+ * Lifetime with several threads: see linattn_context_close. */
 LINATTN_API linattn_status linattn_context_create(const linattn_context_options* options,
                                                   linattn_context** context);
+/* Stops the context: calls in flight on other threads finish normally (close waits for them),
+ * every later call on it fails with LINATTN_ERROR_INVALID_ARGUMENT ("context: closed"), and the
+ * pool threads are joined. The memory stays valid until linattn_context_destroy, so a thread
+ * that races with close gets that error, never a crash. Idempotent; may run on any thread, but
+ * not from inside a call on the same context (an allocator hook or parallel_for callback):
+ * it would wait for itself. */
+LINATTN_API void linattn_context_close(linattn_context* context);
+/* Closes (as linattn_context_close: waits for calls in flight, refuses calls that start
+ * meanwhile) and frees the context. No use of the context may start after destroy returns: the
+ * caller makes sure, or closes first and destroys once no thread can reach it. */
 LINATTN_API void linattn_context_destroy(linattn_context* context);
 LINATTN_API int32_t linattn_context_num_threads(const linattn_context* context);
 LINATTN_API linattn_isa linattn_context_isa(const linattn_context* context);

@@ -6,6 +6,7 @@
 #ifndef LINATTN_INTERNAL_H
 #define LINATTN_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -206,7 +207,19 @@ struct linattn_context {
   struct linattn_pool* pool; /* NULL when num_threads == 1 or a host parallel_for is used */
   linattn_state_stores state_stores;
   size_t llc_bytes;          /* last-level cache, detected at creation (for linattn_state_stores) */
+  /* Lifetime: LA_CTX_CALL per call in flight (linattn_ctx_enter .. linattn_ctx_leave), plus
+   * LA_CTX_CLOSING once linattn_context_close or _destroy began. One word, so that the call that
+   * leaves last learns from its own decrement that a closer waits, and never reads the context
+   * after it (the closer may free it at once). */
+  atomic_uint_fast64_t lifetime;
+  bool pool_stopped;         /* written by the first closer, under the closers' mutex */
 };
+
+/* Every entry point that uses a context brackets its work with these. enter: LINATTN_SUCCESS
+ * (ctx may be NULL: the caller reports that), or an error with a message when the context is
+ * closed; leave only after a successful enter. */
+linattn_status linattn_ctx_enter(linattn_context* ctx);
+void linattn_ctx_leave(linattn_context* ctx);
 
 /* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
  * inline). Any n works: pool threads claim task indices from a shared counter; the operators
