@@ -61,6 +61,9 @@ typedef struct bench_case {
   int cold;                /* 1: rotate among states/buffers larger than 2x the last-level cache */
   int channels_last;       /* conv only */
   int separate_present;    /* LA only: present_state a buffer of its own (else past == present) */
+  int varlen;              /* conv only: B packed sequences of T tokens in all through
+                            * linattn_varlen_causal_conv_with_state (ORT's (B, C, S) states),
+                            * timed against the dense channels-last conv on the same tokens */
 } bench_case;
 
 /* A prepared case: buffers allocated and filled; call() runs one operator call on rotation
@@ -73,6 +76,9 @@ typedef struct bench_instance {
   double working_set;      /* bytes touched by one call (selects the bandwidth roof when warm) */
   size_t workspace_bytes;  /* largest workspace any of the contexts asked for */
   linattn_status (*call)(void* impl, linattn_context* ctx, int slot, void* ws, size_t ws_bytes);
+  /* optional: the same work through another call, timed alternately with call and reported in
+   * the row's ref columns instead of the reference kernels (varlen conv: the dense conv) */
+  linattn_status (*call_baseline)(void* impl, linattn_context* ctx, int slot, void* ws, size_t ws_bytes);
   size_t (*workspace_size)(void* impl, linattn_context* ctx); /* SIZE_MAX on error */
   void (*destroy)(void* impl);
 } bench_instance;
@@ -81,6 +87,7 @@ typedef struct bench_instance {
  * llc_bytes: last-level cache size, used to size the cold rotation. */
 int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
 int bench_conv_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
+int bench_varlen_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
 
 /* Rotation slots so that the slots together exceed twice the last-level cache. */
 int bench_cold_slots(double slot_bytes, size_t llc_bytes);

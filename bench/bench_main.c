@@ -42,6 +42,7 @@ typedef struct variant {
   linattn_isa actual;
   linattn_context* ctx;
   const char* name;
+  int baseline;           /* times bench_instance.call_baseline instead of call */
 } variant;
 
 typedef struct stats {
@@ -316,6 +317,20 @@ static size_t enumerate_cases(const options* o, bench_case* out) {
               EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_PREFILL, .B = 1, .T = o->Ts[ti], .dtype = dt,
                    .channels_last = cl);
         }
+      /* packed ragged batches (token-major, channels last) against the dense conv */
+      if (!(o->layouts & 2)) continue;
+      for (int di = 0; di < o->num_dtypes; di++) {
+        linattn_dtype dt = o->dtypes[di];
+        if (o->modes & 1)
+          for (int bi = 0; bi < o->num_B; bi++)
+            if (o->Bs[bi] > 1) /* one sequence: the dense rows */
+              EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt,
+                   .channels_last = 1, .varlen = 1);
+        if (o->modes & 2)
+          for (int ti = 0; ti < o->num_T; ti++)
+            EMIT(.op = BENCH_OP_CONV, .conv = p, .mode = BENCH_PREFILL, .B = 4, .T = o->Ts[ti], .dtype = dt,
+                 .channels_last = 1, .varlen = 1);
+      }
     }
   }
 #undef EMIT
@@ -332,6 +347,8 @@ static int cmp_double(const void* a, const void* b) {
 /* Times every variant on the same instance. Calls alternate between variants (spread evenly
  * when their repetition counts differ) and walk the rotation slots, so slow drifts of the
  * machine hit all variants alike. */
+#define CALL_OF(inst, var) ((var).baseline ? (inst)->call_baseline : (inst)->call)
+
 static void measure(const options* o, bench_instance* inst, variant* vars, int nv, void* ws,
                     size_t ws_bytes, stats* st) {
   double* samples[MAX_VARIANTS];
@@ -345,7 +362,7 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
     samples[v] = NULL;
     reps[v] = done[v] = 0;
     double t0 = bench_now();
-    linattn_status s = inst->call(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
+    linattn_status s = CALL_OF(inst, vars[v])(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
     double first = bench_now() - t0;
     slot = (slot + 1) % inst->num_slots;
     if (s != LINATTN_SUCCESS) {
@@ -367,7 +384,7 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
       done[v] = 1;
     } else if (first < 0.01) { /* short calls: a couple more untimed warm-up calls */
       for (int w = 0; w < 2; w++) {
-        inst->call(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
+        CALL_OF(inst, vars[v])(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
         slot = (slot + 1) % inst->num_slots;
       }
     }
@@ -380,7 +397,7 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
       long due_before = (long)i * reps[v] / maxreps, due_after = (long)(i + 1) * reps[v] / maxreps;
       if (due_after == due_before) continue;
       double t0 = bench_now();
-      linattn_status s = inst->call(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
+      linattn_status s = CALL_OF(inst, vars[v])(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
       samples[v][done[v]++] = bench_now() - t0;
       slot = (slot + 1) % inst->num_slots;
       if (s != LINATTN_SUCCESS) {
@@ -421,7 +438,7 @@ static void json_number(FILE* f, double x) {
 }
 
 static const char* op_name(const bench_case* c) {
-  return c->op == BENCH_OP_LA ? "LinearAttention" : "CausalConvWithState";
+  return c->op == BENCH_OP_LA ? "LinearAttention" : c->varlen ? "VarlenCausalConvWithState" : "CausalConvWithState";
 }
 static const char* preset_name(const bench_case* c) { return c->op == BENCH_OP_LA ? c->la->name : c->conv->name; }
 
@@ -455,7 +472,7 @@ static void print_header(void) {
 static void print_row(const bench_case* c, const char* isa, const stats* s, const stats* ref, const row_metrics* r) {
   char mode[16];
   snprintf(mode, sizeof mode, "%s", c->mode == BENCH_DECODE ? "decode" : "prefill");
-  const char* st = c->op == BENCH_OP_CONV ? (c->channels_last ? "CL" : "CF") : "";
+  const char* st = c->op == BENCH_OP_CONV ? (c->varlen ? "V" : c->channels_last ? "CL" : "CF") : "";
   char stbuf[8];
   snprintf(stbuf, sizeof stbuf, "%s%s", st, c->mode == BENCH_DECODE ? (c->cold ? "c" : "w") : "");
   printf("%-19s %-17s %-7s %-4s %3lld %5lld %-4s %-9s ", op_name(c), preset_name(c), mode, stbuf,
@@ -486,6 +503,7 @@ static void json_row(FILE* f, int first, const bench_case* c, const bench_instan
           c->op == BENCH_OP_CONV ? (c->channels_last ? "\"channels_last\"" : "\"channels_first\"") : "null",
           threads);
   json_string(f, isa);
+  if (c->varlen) fprintf(f, ", \"ref\": \"dense channels-last conv, same tokens\"");
   fprintf(f, ", \"slots\": %d, \"flops\": ", inst->num_slots);
   json_number(f, inst->flops);
   fprintf(f, ", \"bytes\": ");
@@ -608,6 +626,7 @@ int main(int argc, char** argv) {
     vars[nv].actual = linattn_context_isa(ctx);
     vars[nv].ctx = ctx;
     vars[nv].name = linattn_isa_name(vars[nv].actual);
+    vars[nv].baseline = 0;
     if (o.isas[i] == LINATTN_ISA_REFERENCE && ref_index < 0) ref_index = nv;
     nv++;
   }
@@ -626,8 +645,9 @@ int main(int argc, char** argv) {
   printf("# roofs (%d thread%s): FMA fp32 %.1f GFLOP/s (%s, %.1f per thread); copy %.1f GB/s L2, %.1f GB/s L3, "
          "%.1f GB/s DRAM\n",
          m.threads, m.threads > 1 ? "s" : "", m.fma_gflops, m.fma_isa, m.fma_gflops_1t, m.bw_l2, m.bw_l3, m.bw_dram);
-  printf("# st: w/c = decode state warm/cold, CF/CL = conv channels first/last; %%roof: F = flop-bound, "
-         "M = memory-bound; t/ref = time / reference time (same run)\n");
+  printf("# st: w/c = decode state warm/cold, CF/CL = conv channels first/last, V = packed ragged batch "
+         "(VarlenCausalConvWithState; its ref = the dense channels-last conv on the same tokens); %%roof: F = "
+         "flop-bound, M = memory-bound; t/ref = time / reference time (same run)\n");
 
   size_t ncases = enumerate_cases(&o, NULL);
   bench_case* cases = (bench_case*)calloc(ncases ? ncases : 1, sizeof(bench_case));
@@ -662,6 +682,7 @@ int main(int argc, char** argv) {
     R->c = *c;
     uint64_t seed = o.seed + ci * 7919u;
     int rc = c->op == BENCH_OP_LA ? bench_la_prepare(c, m.l3_bytes, seed, &R->inst)
+             : c->varlen          ? bench_varlen_prepare(c, m.l3_bytes, seed, &R->inst)
                                   : bench_conv_prepare(c, m.l3_bytes, seed, &R->inst);
     if (rc) {
       failures++;
@@ -675,14 +696,22 @@ int main(int argc, char** argv) {
       if (n != SIZE_MAX && n > ws_bytes) ws_bytes = n;
     }
     void* ws = ws_bytes ? bench_alloc(ws_bytes) : NULL;
-    measure(&o, inst, vars, nv, ws, ws_bytes, R->st);
-    const stats* ref = ref_index >= 0 ? &R->st[ref_index] : NULL;
-    for (int v = 0; v < nv; v++) {
-      if (v == ref_index && nv > 1) continue; /* reported in the other rows' ref columns */
+    variant pair[2];
+    const int fast = ref_index == 0 && nv > 1 ? 1 : 0;
+    if (inst->call_baseline) { /* the fast kernels against the baseline call, alternating */
+      pair[0] = pair[1] = vars[fast];
+      pair[1].baseline = 1;
+      measure(&o, inst, pair, 2, ws, ws_bytes, R->st);
+    } else {
+      measure(&o, inst, vars, nv, ws, ws_bytes, R->st);
+    }
+    const stats* ref = inst->call_baseline ? &R->st[1] : ref_index >= 0 ? &R->st[ref_index] : NULL;
+    for (int v = 0; v < (inst->call_baseline ? 1 : nv); v++) {
+      if (!inst->call_baseline && v == ref_index && nv > 1) continue; /* reported in the other rows' ref columns */
       row_metrics r = {0};
       if (!R->st[v].error) r = compute_metrics(c, inst, &m, &R->st[v], ref);
       else failures++;
-      print_row(c, vars[v].name, &R->st[v], ref, &r);
+      print_row(c, vars[inst->call_baseline ? fast : v].name, &R->st[v], ref, &r);
     }
     bench_free(ws);
     inst->destroy(inst->impl);
@@ -701,12 +730,14 @@ int main(int argc, char** argv) {
     for (size_t ci = 0; ci < ncases; ci++) {
       result* R = &res[ci];
       if (!R->prepared) continue;
-      const stats* ref = ref_index >= 0 ? &R->st[ref_index] : NULL;
-      for (int v = 0; v < nv; v++) {
-        if (v == ref_index && nv > 1) continue;
+      const int base = R->c.varlen;
+      const int fast = ref_index == 0 && nv > 1 ? 1 : 0;
+      const stats* ref = base ? &R->st[1] : ref_index >= 0 ? &R->st[ref_index] : NULL;
+      for (int v = 0; v < (base ? 1 : nv); v++) {
+        if (!base && v == ref_index && nv > 1) continue;
         row_metrics r = {0};
         if (!R->st[v].error) r = compute_metrics(&R->c, &R->inst, &best, &R->st[v], ref);
-        json_row(jf, first_row, &R->c, &R->inst, o.threads, vars[v].name, &R->st[v], ref, &r);
+        json_row(jf, first_row, &R->c, &R->inst, o.threads, vars[base ? fast : v].name, &R->st[v], ref, &r);
         first_row = 0;
       }
     }

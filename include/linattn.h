@@ -216,6 +216,8 @@ typedef struct linattn_linear_attention_desc {
   float scale;        /* 0 = 1/sqrt(d_k); any other value is used as is */
   int64_t chunk_size; /* tuning hint only (ONNX attribute); results never depend on it */
   uint32_t flags;     /* LINATTN_LA_* */
+  int64_t state_window; /* ORT contrib, 0..8: W > 0 gives the states a leading window axis of W
+                         * right-aligned slots (see linattn_linear_attention) */
 } linattn_linear_attention_desc;
 
 /* Defaults of the ONNX attributes: gated_delta, scale 0, chunk_size 64, flags 0. Heads are 0
@@ -236,6 +238,12 @@ LINATTN_API void linattn_linear_attention_desc_init(linattn_linear_attention_des
  * the S dtype; with past_state absent present_state may have any dtype (the ONNX reference uses
  * the query dtype in that case: pick that for exact ONNX behaviour).
  * All arithmetic is fp32; the state is fp32 for the whole call and rounded to S once at the end.
+ * state_window W > 0 (ORT contrib): past_state and present_state are (W * B, H_kv, d_k, d_v), ORT's
+ * (W, B, H_kv, d_k, d_v) with its two leading axes merged (descriptors have at most 4 dims): slot
+ * j (rows [j B, (j + 1) B)) of present_state is the state after token T - W + j, so slot W - 1 is
+ * the W = 0 state; slots j < W - T hold no token of the call and are zeros (with T = 0, slot W - 1
+ * is the past state). Only slot W - 1 of past_state is read. Each slot is rounded to S from the
+ * fp32 state once. The call then runs the kernels on token ranges ending at the window tokens.
  * workspace: NULL = the library allocates what it needs through the context's allocator; else at
  * least linattn_linear_attention_workspace_size() bytes, 64-byte aligned. */
 LINATTN_API linattn_status linattn_linear_attention(
@@ -275,6 +283,7 @@ typedef struct linattn_causal_conv_desc {
   linattn_activation activation;
   int64_t dilation;      /* ORT contrib; 1 (or 0, read as 1) for ai.onnx */
   int32_t channels_last; /* ORT contrib: input/output (B, L, C), states (B, (k-1)*dilation, C) */
+  int64_t state_window;  /* ORT contrib, 0..8: W > 0 gives the states a leading window axis */
 } linattn_causal_conv_desc;
 
 /* activation none, dilation 1, channels first. */
@@ -290,7 +299,11 @@ LINATTN_API void linattn_causal_conv_desc_init(linattn_causal_conv_desc* desc);
  * All tensors share one dtype. output = act(round_T(bias + sum_j w[j] x[t - (k-1-j)*dilation]))
  * with fp32 accumulation (float16 with a bias: round_T(round_T(sum) + bias), as onnx.reference's
  * float16 matmul then float16 bias add); act (SiLU) is evaluated in fp32 on the rounded value
- * and rounded again; present_state = the last S positions of concat(past, input). */
+ * and rounded again; present_state = the last S positions of concat(past, input).
+ * state_window W > 0 (ORT contrib): past_state and present_state are (W, B, C, S) [channels_last:
+ * (W, B, S, C)]; slot j of present_state is the state after position L - W + j (slot W - 1 = the
+ * W = 0 state); slots j < W - L hold no position of the call and are zeros (with L = 0, slot
+ * W - 1 is the past state). Only slot W - 1 of past_state is read. */
 LINATTN_API linattn_status linattn_causal_conv_with_state(
     linattn_context* context, const linattn_causal_conv_desc* desc,
     const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
@@ -357,6 +370,61 @@ LINATTN_API linattn_status linattn_linear_attention_gate(linattn_context* contex
                                                          const linattn_tensor* dt_bias,
                                                          const linattn_tensor* decay_scale, const linattn_tensor* b,
                                                          const linattn_tensor* decay, const linattn_tensor* beta);
+
+/* ---------------------------------------------------------------- packed (varlen) CausalConvWithState */
+
+/* Attributes of a packed causal conv call: ONNX Runtime's com.microsoft VarlenCausalConvWithState
+ * (v1), extended with state pools and the channels-last state layout. */
+typedef struct linattn_varlen_conv_desc {
+  linattn_activation activation;
+  int64_t dilation;              /* >= 1 (0 is read as 1) */
+  int64_t state_update_capacity; /* 0..8; > 0 requires batch->capture_count */
+  int32_t state_channels_last;   /* 0: states (N, C, S) as VarlenCausalConvWithState;
+                                  * 1: (N, S, C) as CausalConvWithState channels_last */
+} linattn_varlen_conv_desc;
+
+/* activation none, dilation 1, no capture, states (N, C, S). */
+LINATTN_API void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc);
+
+/* The sequences of a packed batch, as host int32 arrays (read during the call only). */
+typedef struct linattn_varlen_batch {
+  int64_t batch_size;               /* B >= 0 sequences */
+  const int32_t* cu_seqlens;        /* B + 1 offsets (ORT: cumulative_sequence_length): sequence i is
+                                     * tokens [cu[i], cu[i + 1]); cu[0] = 0, non-decreasing,
+                                     * cu[B] = total_tokens. Length-0 sequences pass their state through. */
+  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 */
+  const int32_t* state_indices;     /* NULL: sequence i uses state i (N = B). Else sequence i reads and
+                                     * writes slot idx[i] of a pool of N states; distinct, in [0, N) */
+  const uint8_t* has_initial_state; /* NULL: every sequence reads its state; else 0 = start from zeros */
+} linattn_varlen_batch;
+
+/* Shapes (S = (k - 1) * dilation, N = B without state_indices, else the pool size):
+ *   input          (total_tokens, C)  T-type, any row stride
+ *   weight         (C, 1, k), packed;  bias (C), optional, packed
+ *   initial_state  (N, C, S) [state_channels_last: (N, S, C)]  required, packed
+ *   output         (total_tokens, C)  any row stride
+ *   final_state    like initial_state; may be NULL (not wanted) or the initial_state buffer itself
+ *                  (in place). Slots no sequence names are not written.
+ *   state_update   (B, state_update_capacity, C), optional when the capacity is > 0: row j of
+ *                  sequence i is input token cu[i] + j for j < clamp(capture_count[i], 0,
+ *                  min(capacity, length i)), zeros after.
+ *   kernel_delta, previous_mask: ORT's dynamic grouped mode (CUDA only in ONNX Runtime): must be
+ *                  NULL, else LINATTN_ERROR_UNSUPPORTED.
+ * All tensors share one dtype. Each sequence is convolved exactly as linattn_causal_conv_with_state
+ * would convolve it alone (same arithmetic; never reading across a sequence boundary). */
+LINATTN_API linattn_status linattn_varlen_causal_conv_with_state(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
+    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
+    const linattn_tensor* state_update, void* workspace, size_t workspace_size);
+
+LINATTN_API linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
+    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
+    const linattn_tensor* state_update, size_t* workspace_size);
 
 #ifdef __cplusplus
 }

@@ -66,7 +66,9 @@ def _state(r: dict) -> str:
 
 
 def _short_op(op: str) -> str:
-    return {"LinearAttention": "LA", "CausalConvWithState": "Conv"}.get(op, op)
+    # packed conv rows: their ref is the dense channels-last conv on the same tokens
+    return {"LinearAttention": "LA", "CausalConvWithState": "Conv",
+            "VarlenCausalConvWithState": "VarlenConv (ref = dense CL conv)"}.get(op, op)
 
 
 def c_table(run: dict) -> list[str]:

@@ -166,6 +166,24 @@ typedef struct gates_kernel {
   la_gate_fn la_gate;
 } gates_kernel;
 
+/* One sequence of a packed causal conv call (linattn_varlen_causal_conv_with_state), for the
+ * data movement no conv kernel does (src/ref/varlen_conv_ref.c). Pointers are at the sequence's
+ * first token / state slot / state_update rows. */
+typedef struct varlen_seq {
+  linattn_dtype dtype;
+  int64_t C, S, L;
+  bool state_channels_last;               /* slot (S, C), else (C, S) */
+  const void* x; int64_t x_token_stride;  /* elements */
+  const void* state_in; void* state_out;  /* state_out NULL = not wanted; may equal state_in */
+  bool has_initial;                       /* false: the sequence starts from zeros */
+  void* update; int64_t capacity, captured; /* (capacity, C) state_update rows or NULL */
+} varlen_seq;
+
+/* state_update rows of channels [c0, c0 + nc): the first `captured` input tokens, zeros after. */
+void linattn_varlen_capture(const varlen_seq* q, int64_t c0, int64_t nc);
+/* state_out of a length-0 sequence, channels [c0, c0 + nc): state_in, or zeros without one. */
+void linattn_varlen_pass_state(const varlen_seq* q, int64_t c0, int64_t nc);
+
 /* ------------------------------------------------------------------ dispatch */
 
 typedef struct kernel_table {

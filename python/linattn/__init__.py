@@ -13,7 +13,8 @@ from ._lib import LinattnError, library_path
 from ._tensor import BFLOAT16, FLOAT16, FLOAT32
 from .context import Context, available_isas, isa_available, shared_context
 from .gates import GATE_ACTIVATIONS, gated_rms_norm, linear_attention_gate
-from .ops import ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes
+from .ops import (ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes,
+                  varlen_causal_conv_with_state)
 
 __version__ = "0.1.0"
 
@@ -44,4 +45,5 @@ __all__ = [
     "linear_attention_gate",
     "linear_attention_shapes",
     "shared_context",
+    "varlen_causal_conv_with_state",
 ]

@@ -106,6 +106,7 @@ class LinearAttentionDesc(ctypes.Structure):
         ("scale", ctypes.c_float),
         ("chunk_size", ctypes.c_int64),
         ("flags", ctypes.c_uint32),
+        ("state_window", ctypes.c_int64),
     ]
 
 
@@ -114,6 +115,26 @@ class CausalConvDesc(ctypes.Structure):
         ("activation", ctypes.c_int),
         ("dilation", ctypes.c_int64),
         ("channels_last", ctypes.c_int32),
+        ("state_window", ctypes.c_int64),
+    ]
+
+
+class VarlenConvDesc(ctypes.Structure):
+    _fields_ = [
+        ("activation", ctypes.c_int),
+        ("dilation", ctypes.c_int64),
+        ("state_update_capacity", ctypes.c_int64),
+        ("state_channels_last", ctypes.c_int32),
+    ]
+
+
+class VarlenBatch(ctypes.Structure):
+    _fields_ = [
+        ("batch_size", ctypes.c_int64),
+        ("cu_seqlens", ctypes.c_void_p),
+        ("capture_count", ctypes.c_void_p),
+        ("state_indices", ctypes.c_void_p),
+        ("has_initial_state", ctypes.c_void_p),
     ]
 
 
@@ -173,6 +194,12 @@ _PROTOTYPES = {
     "linattn_causal_conv_infer_shapes": (
         ctypes.c_int,
         [_P(CausalConvDesc), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64)],
+    ),
+    "linattn_varlen_conv_desc_init": (None, [_P(VarlenConvDesc)]),
+    "linattn_varlen_causal_conv_with_state": (
+        ctypes.c_int,
+        [_VOIDP, _P(VarlenConvDesc), _P(VarlenBatch), _TP, _TP, _TP, _TP, _TP, _TP, _TP, _TP, _TP, _VOIDP,
+         ctypes.c_size_t],
     ),
 }
 

@@ -409,6 +409,7 @@ def linear_attention(
     return_state: bool = True,
     threads: int | None = None,
     context: Context | None = None,
+    state_window: int = 0,
 ):
     """ONNX LinearAttention-27. Returns (output, present_state).
 
@@ -423,9 +424,17 @@ def linear_attention(
     out: an output array, or a pair (output, present_state) with either None; present_state may be
     past_state itself (in-place update). return_state=False skips present_state (returns None).
     threads: use the shared context with that many threads; context: an explicit Context.
+    state_window W (ONNX Runtime contrib, 0..8): past_state and present_state are
+    (W, B, H_kv, d_k, d_v); slot j of present_state is the state after token T - W + j (slot W - 1
+    is the W = 0 state), slots j < W - T are zeros; only slot W - 1 of past_state is read.
     Errors from the library raise LinattnError carrying its message.
     """
     global _la_last
+    if state_window:
+        return _windowed(_la_window_call, state_window, query, key, value, past_state, decay, beta,
+                         q_num_heads=q_num_heads, kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale,
+                         chunk_size=chunk_size, ort_contrib=ort_contrib, state_dtype=state_dtype, out=out,
+                         return_state=return_state, threads=threads, context=context)
     o = s = None  # the given output / present_state
     if out is not None:
         if type(out) is _ndarray:
@@ -538,6 +547,7 @@ def causal_conv_with_state(
     return_state: bool = True,
     threads: int | None = None,
     context: Context | None = None,
+    state_window: int = 0,
 ):
     """ONNX CausalConvWithState-27. Returns (output, present_state).
 
@@ -546,8 +556,15 @@ def causal_conv_with_state(
     "none", "silu" or "swish" (None: absent, i.e. "none"). dilation and channels_last are ONNX
     Runtime extensions. input and output may be strided views (innermost stride 1).
     out / return_state / threads / context as in linear_attention.
+    state_window W (ONNX Runtime contrib, 0..8): past_state and present_state are (W, B, C, S)
+    [channels_last: (W, B, S, C)]; slot j of present_state is the state after position L - W + j
+    (slot W - 1 is the W = 0 state), slots j < W - L are zeros; only slot W - 1 of past_state is read.
     """
     global _conv_last
+    if state_window:
+        return _windowed(_conv_window_call, state_window, input, weight, bias, past_state, activation=activation,
+                         dilation=dilation, channels_last=channels_last, out=out, return_state=return_state,
+                         threads=threads, context=context)
     o = s = None  # the given output / present_state
     if out is not None:
         if type(out) is _ndarray:
@@ -635,3 +652,189 @@ def causal_conv_with_state(
                        lambda: causal_conv_desc(activation, dilation, channels_last), (input, weight, bias, past_state),
                        o, s, result)
     return result
+
+
+def _int32_array(value, name: str, length: int | None, doc: str):
+    """A host int32 array for the C call (None stays None): integer dtypes only, values checked
+    to fit int32 (a silent wrap would turn a bad offset into a valid-looking one)."""
+    if value is None:
+        return None
+    a = np.asarray(value)
+    if a.dtype == np.bool_:
+        a = a.astype(np.int32)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array {doc}, got dtype {a.dtype}")
+    if a.ndim != 1 or (length is not None and a.shape[0] != length):
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                f"{name}: expected shape {doc}, got {tuple(a.shape)}")
+    if a.size and (int(a.min()) < -(2**31) or int(a.max()) >= 2**31):
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"{name}: values must fit in int32")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _addr(a):
+    return None if a is None else a.ctypes.data
+
+
+def varlen_causal_conv_with_state(
+    input,
+    weight,
+    cumulative_sequence_length,
+    bias=None,
+    initial_state=None,
+    capture_count=None,
+    *,
+    activation: str | None = "none",
+    dilation: int = 1,
+    state_update_capacity: int = 0,
+    state_indices=None,
+    has_initial_state=None,
+    state_channels_last: bool = False,
+    out=None,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """ONNX Runtime's com.microsoft VarlenCausalConvWithState (v1) on a packed ragged batch.
+    Returns (output, final_state, state_update); state_update is None when
+    state_update_capacity is 0.
+
+    input (total_tokens, C) token-major; weight (C, 1, k); cumulative_sequence_length (B + 1)
+    integer offsets (sequence i is tokens [cu[i], cu[i + 1]); length 0 passes the state through);
+    bias (C); initial_state (B, C, (k-1)*dilation), required; capture_count (B) integers, required
+    exactly when state_update_capacity (0..8) is positive: state_update (B, capacity, C) holds the
+    first clamp(capture_count[i], 0, min(capacity, length i)) input tokens of each sequence, zeros
+    after. activation "none", "silu" or "swish".
+
+    Extensions (not in ORT): state_indices (B) makes initial_state a pool of N states, sequence i
+    reading and writing slot state_indices[i] (distinct, in [0, N)); has_initial_state (B) bools,
+    False = the sequence starts from zeros; state_channels_last: states (N, (k-1)*dilation, C).
+    out: output, or a tuple (output, final_state[, state_update]); final_state may be
+    initial_state itself (in place; with a pool, slots no sequence names keep their values).
+    """
+    ctx = _context(context, threads)
+    x, t_x = input_tensor(_required(input, "input", "(total_tokens, C)"), "input", strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    _, t_b = input_tensor(bias, "bias", strided=False)
+    sdoc = "(N, (k-1)*dilation, C)" if state_channels_last else "(N, C, (k-1)*dilation)"
+    s_in, t_s = input_tensor(_required(initial_state, "initial_state", sdoc), "initial_state", strided=False)
+    if x.ndim != 2:
+        raise _rank_error("input", x, 2, "(total_tokens, C)")
+    cu = _int32_array(_required(cumulative_sequence_length, "cumulative_sequence_length", "(B + 1)"),
+                      "cumulative_sequence_length", None, "(B + 1)")
+    if cu.shape[0] < 1:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                "cumulative_sequence_length: expected shape (B + 1), got (0,)")
+    batch = cu.shape[0] - 1
+    cc = _int32_array(capture_count, "capture_count", batch, f"({batch})")
+    idx = _int32_array(state_indices, "state_indices", batch, f"({batch})")
+    has = _int32_array(has_initial_state, "has_initial_state", batch, f"({batch})")
+    has = None if has is None else (has != 0).astype(np.uint8)
+
+    lib = _lib.lib()
+    desc = _lib.VarlenConvDesc()
+    lib.linattn_varlen_conv_desc_init(ctypes.byref(desc))
+    conv = causal_conv_desc(activation, dilation)
+    desc.activation = conv.activation
+    desc.dilation = conv.dilation
+    desc.state_update_capacity = _int_attr(state_update_capacity, "state_update_capacity")
+    desc.state_channels_last = 1 if state_channels_last else 0
+    seqs = _lib.VarlenBatch(batch, _addr(cu), _addr(cc), _addr(idx), _addr(has))
+
+    given = out if isinstance(out, (tuple, list)) else (out,)
+    if len(given) > 3:
+        raise TypeError("out must be an array (output) or a tuple (output, final_state[, state_update])")
+    given = tuple(given) + (None,) * (3 - len(given))
+    output = OutputSlot("output", x.shape, x.dtype, given[0], strided=True)
+    final = OutputSlot("final_state", s_in.shape, x.dtype, given[1], strided=False)
+    cap = desc.state_update_capacity
+    update = None
+    if cap > 0 or given[2] is not None:
+        update = OutputSlot("state_update", (batch, max(cap, 0), x.shape[1]), x.dtype, given[2], strided=False)
+    t_out, t_final = output.describe(), final.describe()
+    t_update = update.describe() if update is not None else None
+    status = lib.linattn_varlen_causal_conv_with_state(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(seqs), ctypes.byref(t_x), ctypes.byref(t_w), _ptr(t_b),
+        ctypes.byref(t_s), None, None, ctypes.byref(t_out), ctypes.byref(t_final), _ptr(t_update), None, 0)
+    _lib.check(status)
+    return output.finish(), final.finish(), (update.finish() if update is not None else None)
+
+
+# ---------------------------------------------------------------- state_window (general path only)
+
+
+def _windowed(call, window, *args, **kw):
+    window = _int_attr(window, "state_window")
+    if not 0 <= window <= 8:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, f"state_window: must be in [0, 8], got {window}")
+    return call(window, *args, **kw)
+
+
+def _la_window_call(window, query, key, value, past_state, decay, beta, *, q_num_heads, kv_num_heads, update_rule,
+                    scale, chunk_size, ort_contrib, state_dtype, out, return_state, threads, context):
+    ctx = _context(context, threads)
+    q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
+    k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
+    v, t_v = input_tensor(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
+    _, t_g = input_tensor(decay, "decay", strided=True)
+    _, t_b = input_tensor(beta, "beta", strided=True)
+    for name, a in (("query", q), ("key", k), ("value", v)):
+        if a.ndim != 3:
+            raise _rank_error(name, a, 3, "(B, T, heads*dim)")
+    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+    out_shape, slot = _infer_shapes(desc, q.shape, k.shape, v.shape)
+    desc.state_window = window
+    shape5 = (window,) + tuple(slot)
+    doc = "(state_window, B, kv_num_heads, d_k, d_v)"
+    past = t_past = None
+    if past_state is not None:  # rank 5: merged into (W * B, ...) for the C call
+        a = past_state if isinstance(past_state, np.ndarray) else np.asarray(past_state)
+        if a.shape != shape5:
+            raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT,
+                                    f"past_state: expected shape {doc} = {shape5}, got {a.shape}")
+        past = _tensor.prepare_input(a.reshape((window * slot[0],) + tuple(slot[1:])), "past_state", False)
+        t_past = _tensor.describe(past, strided=False)
+    s_dtype = past.dtype if past is not None else resolve_dtype(state_dtype) if state_dtype is not None else q.dtype
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    output = OutputSlot("output", out_shape, q.dtype, out_given, strided=True)
+    present = None
+    if return_state or state_given is not None:
+        if state_given is not None and state_dtype is None and past is None:
+            s_dtype = state_given.dtype
+        present = OutputSlot("present_state", shape5, s_dtype, state_given, strided=False)
+    t_out = output.describe()
+    t_present = None
+    if present is not None:
+        t_present = _tensor.describe(present.array.reshape((window * slot[0],) + tuple(slot[1:])), strided=False)
+    _lib.check(_lib.lib().linattn_linear_attention(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(t_q), ctypes.byref(t_k), ctypes.byref(t_v), _ptr(t_past),
+        _ptr(t_g), _ptr(t_b), ctypes.byref(t_out), _ptr(t_present), None, 0))
+    return output.finish(), (present.finish() if present is not None else None)
+
+
+def _conv_window_call(window, input, weight, bias, past_state, *, activation, dilation, channels_last, out,
+                      return_state, threads, context):
+    ctx = _context(context, threads)
+    x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
+                          strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    _, t_b = input_tensor(bias, "bias", strided=False)
+    _, t_past = input_tensor(past_state, "past_state", strided=False)
+    if x.ndim != 3:
+        raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
+    if w.ndim != 3:
+        raise _rank_error("weight", w, 3, "(C, 1, k)")
+    desc = causal_conv_desc(activation, dilation, channels_last)
+    desc.state_window = window
+    S = max(w.shape[2] - 1, 0) * max(int(dilation), 1)
+    C = x.shape[2] if channels_last else x.shape[1]
+    shape = (window, x.shape[0], S, C) if channels_last else (window, x.shape[0], C, S)
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    output = OutputSlot("output", x.shape, x.dtype, out_given, strided=True)
+    present = OutputSlot("present_state", shape, x.dtype, state_given, strided=False) \
+        if return_state or state_given is not None else None
+    t_out = output.describe()
+    t_present = present.describe() if present is not None else None
+    _lib.check(_lib.lib().linattn_causal_conv_with_state(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(t_x), ctypes.byref(t_w), _ptr(t_b), _ptr(t_past),
+        ctypes.byref(t_out), _ptr(t_present), None, 0))
+    return output.finish(), (present.finish() if present is not None else None)

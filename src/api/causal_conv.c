@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "api/shape_rules.h"
+#include "api/state_window.h"
 #include "api/tensor_check.h"
 #include "internal.h"
 
@@ -211,6 +212,9 @@ static linattn_status conv_workspace_size_entered(linattn_context* context, cons
                                                   const linattn_tensor* output,
                                                   const linattn_tensor* present_state, size_t* workspace_size) {
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  if (context && desc && desc->state_window != 0)
+    return linattn_conv_window_workspace_size(context, desc, input, weight, bias, past_state, output, present_state,
+                                              workspace_size);
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;
@@ -239,6 +243,9 @@ static linattn_status conv_compute_entered(linattn_context* context, const linat
                                            const linattn_tensor* bias, const linattn_tensor* past_state,
                                            const linattn_tensor* output, const linattn_tensor* present_state,
                                            void* workspace, size_t workspace_size) {
+  if (context && desc && desc->state_window != 0)
+    return linattn_conv_window_run(context, desc, input, weight, bias, past_state, output, present_state, workspace,
+                                   workspace_size);
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;

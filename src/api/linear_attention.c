@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "api/shape_rules.h"
+#include "api/state_window.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
@@ -445,6 +446,9 @@ static linattn_status la_workspace_size_entered(
     const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
     const linattn_tensor* present_state, size_t* workspace_size) {
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  if (context && desc && desc->state_window != 0)
+    return linattn_la_window_workspace_size(context, desc, query, key, value, past_state, decay, beta, output,
+                                            present_state, workspace_size);
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
   if (st) return st;
@@ -474,6 +478,9 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
                                          const linattn_tensor* decay, const linattn_tensor* beta,
                                          const linattn_tensor* output, const linattn_tensor* present_state,
                                          void* workspace, size_t workspace_size) {
+  if (desc && desc->state_window != 0 && context)
+    return linattn_la_window_run(context, desc, query, key, value, past_state, decay, beta, output, present_state,
+                                 workspace, workspace_size);
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
   if (st) return st;

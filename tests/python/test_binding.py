@@ -75,8 +75,12 @@ def test_struct_layout_matches_the_header():
     import ctypes
 
     assert ctypes.sizeof(_lib.Tensor) == 8 + 4 + 4 + 32 + 32
-    assert _lib.LinearAttentionDesc.scale.offset == 24 and ctypes.sizeof(_lib.LinearAttentionDesc) == 48
-    assert _lib.CausalConvDesc.dilation.offset == 8 and ctypes.sizeof(_lib.CausalConvDesc) == 24
+    assert _lib.LinearAttentionDesc.scale.offset == 24 and ctypes.sizeof(_lib.LinearAttentionDesc) == 56
+    assert _lib.LinearAttentionDesc.state_window.offset == 48
+    assert _lib.CausalConvDesc.dilation.offset == 8 and ctypes.sizeof(_lib.CausalConvDesc) == 32
+    assert _lib.CausalConvDesc.state_window.offset == 24
+    assert _lib.VarlenConvDesc.state_channels_last.offset == 24 and ctypes.sizeof(_lib.VarlenConvDesc) == 32
+    assert _lib.VarlenBatch.has_initial_state.offset == 32 and ctypes.sizeof(_lib.VarlenBatch) == 40
     assert _lib.ContextOptions.isa.offset == 24 and _lib.ContextOptions.state_stores.offset == 56
     assert ctypes.sizeof(_lib.ContextOptions) == 64
 

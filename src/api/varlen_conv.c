@@ -1,0 +1,407 @@
+/* Packed (varlen) CausalConvWithState: ONNX Runtime's VarlenCausalConvWithState and state pools.
+ * Validation, the per-sequence problems, work split and threading; the convolution itself runs
+ * on the context's channels-last conv kernels, one (sequence, channel block) unit at a time. */
+#include <string.h>
+
+#include "api/shape_rules.h"
+#include "api/tensor_check.h"
+#include "internal.h"
+
+#define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+/* ORT's limit on state_update_capacity (its kMaxStateWindow). */
+#define VARLEN_MAX_CAPACITY 8
+/* Most tasks one call splits into (their unit ranges live in the call). */
+#define VARLEN_MAX_TASKS 256
+/* Token-weighted cost up to which a call runs on the calling thread only (elements touched). */
+#define VARLEN_SERIAL_MAX_ELEMS ((int64_t)1 << 16)
+#define VARLEN_MAX_UNIT ((int64_t)16384)
+#define VARLEN_STREAM_MIN_BYTES ((int64_t)16 << 20)
+
+typedef struct varlen_call {
+  linattn_varlen_batch seqs;
+  conv_params base; /* shared fields of every unit's problem */
+  tview x, w, bias, s_in, y, s_out, update;
+  bool has_bias, has_out, has_update, state_cl;
+  int64_t B, C, K, S, N, capacity, total;
+  const conv_kernel* kern;
+  bool direct_strides; /* the reference kernel reads a (C, S) state next to token-major rows */
+  int64_t block_channels, blocks, num_units;
+  size_t num_tasks, kern_bytes, task_bytes;
+  int64_t task_begin[VARLEN_MAX_TASKS + 1]; /* unit ranges of the tasks */
+  char* workspace;
+} varlen_call;
+
+void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->activation = LINATTN_ACTIVATION_NONE;
+  desc->dilation = 1;
+}
+
+static linattn_status varlen_check_attrs(const linattn_varlen_conv_desc* d) {
+  /* activation and dilation as the dense operator checks them */
+  linattn_causal_conv_desc dense;
+  linattn_causal_conv_desc_init(&dense);
+  dense.activation = d->activation;
+  dense.dilation = d->dilation;
+  conv_dims dims;
+  linattn_status st = conv_check_desc(&dense, &dims);
+  if (st) return st;
+  if (d->state_update_capacity < 0 || d->state_update_capacity > VARLEN_MAX_CAPACITY)
+    return ERR("desc.state_update_capacity: must be in [0, %d], got %lld", VARLEN_MAX_CAPACITY,
+               (long long)d->state_update_capacity);
+  if (d->state_channels_last != 0 && d->state_channels_last != 1)
+    return ERR("desc.state_channels_last: must be 0 or 1, got %d", (int)d->state_channels_last);
+  return LINATTN_SUCCESS;
+}
+
+/* cu_seqlens, capture_count, state_indices against the shapes. Reads every entry once. */
+static linattn_status varlen_check_batch(linattn_context* ctx, const linattn_varlen_batch* q, int64_t total,
+                                         int64_t N, int64_t capacity) {
+  const int64_t B = q->batch_size;
+  if (!q->cu_seqlens) return ERR("batch.cu_seqlens: NULL, expected batch_size + 1 = %lld offsets", (long long)B + 1);
+  if (q->cu_seqlens[0] != 0) return ERR("batch.cu_seqlens: cu_seqlens[0] must be 0, got %d", (int)q->cu_seqlens[0]);
+  for (int64_t i = 0; i < B; i++)
+    if (q->cu_seqlens[i + 1] < q->cu_seqlens[i])
+      return ERR("batch.cu_seqlens: must be non-decreasing, cu_seqlens[%lld] = %d < cu_seqlens[%lld] = %d",
+                 (long long)i + 1, (int)q->cu_seqlens[i + 1], (long long)i, (int)q->cu_seqlens[i]);
+  if (q->cu_seqlens[B] != total)
+    return ERR("batch.cu_seqlens: cu_seqlens[batch_size = %lld] = %d must equal total_tokens = input.dims[0] = %lld",
+               (long long)B, (int)q->cu_seqlens[B], (long long)total);
+  if (capacity > 0 && !q->capture_count)
+    return ERR("batch.capture_count: required (batch_size entries) when desc.state_update_capacity = %lld > 0",
+               (long long)capacity);
+  if (capacity == 0 && q->capture_count)
+    return ERR("batch.capture_count: must be NULL when desc.state_update_capacity is 0");
+  if (!q->state_indices) return LINATTN_SUCCESS;
+  if (N == 0 && B > 0) return ERR("batch.state_indices: the state pool (initial_state.dims[0]) is empty");
+  uint8_t* seen = (uint8_t*)linattn_ctx_alloc(ctx, (size_t)(N + 7) / 8);
+  if (!seen) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "batch.state_indices: no memory for the check");
+  memset(seen, 0, (size_t)(N + 7) / 8);
+  linattn_status st = LINATTN_SUCCESS;
+  for (int64_t i = 0; i < B && !st; i++) {
+    const int32_t s = q->state_indices[i];
+    if (s < 0 || s >= N)
+      st = ERR("batch.state_indices: state_indices[%lld] = %d is outside the pool [0, %lld) (initial_state.dims[0])",
+               (long long)i, (int)s, (long long)N);
+    else if (seen[s / 8] & (1u << (s % 8)))
+      st = ERR("batch.state_indices: slot %d appears twice (state_indices[%lld]); slots must be distinct", (int)s,
+               (long long)i);
+    else
+      seen[s / 8] |= (uint8_t)(1u << (s % 8));
+  }
+  linattn_ctx_free(ctx, seen);
+  return st;
+}
+
+static linattn_status varlen_check_tensors(varlen_call* c, const linattn_tensor* input, const linattn_tensor* weight,
+                                           const linattn_tensor* bias, const linattn_tensor* initial_state,
+                                           const linattn_tensor* output, const linattn_tensor* final_state,
+                                           const linattn_tensor* state_update, int64_t dil) {
+  linattn_status st;
+  if ((st = tview_init(&c->x, "input", input, 2, false, "(total_tokens, C)"))) return st;
+  const linattn_dtype dt = c->x.dtype;
+  c->total = c->x.dims[0];
+  c->C = c->x.dims[1];
+  if ((st = tview_init(&c->w, "weight", weight, 3, true, "(C, 1, k)"))) return st;
+  if (c->w.dtype != dt) return ERR("weight: dtype %s differs from input's %s", linattn_dtype_name(c->w.dtype), linattn_dtype_name(dt));
+  if (c->w.dims[0] != c->C || c->w.dims[1] != 1 || c->w.dims[2] < 1)
+    return ERR("weight: expected shape (C, 1, k) with C = %lld and k >= 1, got (%lld, %lld, %lld)", (long long)c->C,
+               (long long)c->w.dims[0], (long long)c->w.dims[1], (long long)c->w.dims[2]);
+  c->K = c->w.dims[2];
+  if (!linattn_mul_i64(c->K - 1, dil, &c->S)) return ERR("desc.dilation: (k-1)*dilation overflows");
+  if (bias) {
+    c->has_bias = true;
+    if ((st = tview_init(&c->bias, "bias", bias, 1, true, "(C)"))) return st;
+    if (c->bias.dtype != dt) return ERR("bias: dtype %s differs from input's %s", linattn_dtype_name(c->bias.dtype), linattn_dtype_name(dt));
+    if (c->bias.dims[0] != c->C) return ERR("bias: expected shape (C) = (%lld), got (%lld)", (long long)c->C, (long long)c->bias.dims[0]);
+  }
+  const char* sdoc = c->state_cl ? "(N, (k-1)*dilation, C)" : "(N, C, (k-1)*dilation)";
+  if ((st = tview_init(&c->s_in, "initial_state", initial_state, 3, true, sdoc))) return st;
+  if (c->s_in.dtype != dt)
+    return ERR("initial_state: dtype %s differs from input's %s", linattn_dtype_name(c->s_in.dtype), linattn_dtype_name(dt));
+  c->N = c->s_in.dims[0];
+  const int64_t sdims[3] = {c->N, c->state_cl ? c->S : c->C, c->state_cl ? c->C : c->S};
+  if ((st = tview_expect_dims(&c->s_in, sdims, sdoc))) return st;
+  if (!c->seqs.state_indices && c->N != c->B)
+    return ERR("initial_state: expected %lld states (batch_size) without batch.state_indices, got %lld", (long long)c->B,
+               (long long)c->N);
+  if ((st = tview_init(&c->y, "output", output, 2, false, "(total_tokens, C)"))) return st;
+  if (c->y.dtype != dt) return ERR("output: dtype %s differs from input's %s", linattn_dtype_name(c->y.dtype), linattn_dtype_name(dt));
+  if ((st = tview_expect_dims(&c->y, c->x.dims, "(total_tokens, C)"))) return st;
+  if (final_state) {
+    c->has_out = true;
+    if ((st = tview_init(&c->s_out, "final_state", final_state, 3, true, sdoc))) return st;
+    if (c->s_out.dtype != dt)
+      return ERR("final_state: dtype %s differs from input's %s", linattn_dtype_name(c->s_out.dtype), linattn_dtype_name(dt));
+    if ((st = tview_expect_dims(&c->s_out, sdims, sdoc))) return st;
+  }
+  if (state_update) {
+    c->has_update = true;
+    if ((st = tview_init(&c->update, "state_update", state_update, 3, true, "(batch_size, state_update_capacity, C)")))
+      return st;
+    if (c->update.dtype != dt)
+      return ERR("state_update: dtype %s differs from input's %s", linattn_dtype_name(c->update.dtype), linattn_dtype_name(dt));
+    const int64_t udims[3] = {c->B, c->capacity, c->C};
+    if ((st = tview_expect_dims(&c->update, udims, "(batch_size, state_update_capacity, C)"))) return st;
+  }
+  /* outputs must not overlap inputs or each other; final_state may be initial_state itself */
+  const tview* inputs[] = {&c->x, &c->w, c->has_bias ? &c->bias : NULL, &c->s_in};
+  const tview* outs[] = {&c->y, c->has_out ? &c->s_out : NULL, c->has_update ? &c->update : NULL};
+  for (size_t o = 0; o < 3; o++) {
+    if (!outs[o]) continue;
+    for (size_t i = 0; i < 4; i++) {
+      if (o == 1 && i == 3 && tview_same_buffer(&c->s_out, &c->s_in)) continue;
+      if ((st = tview_check_no_overlap(outs[o], inputs[i]))) return st;
+    }
+    for (size_t p = o + 1; p < 3; p++)
+      if ((st = tview_check_no_overlap(outs[o], outs[p]))) return st;
+  }
+  return LINATTN_SUCCESS;
+}
+
+/* Channel blocks and a token-weighted static split of the (sequence, block) units. */
+static void varlen_plan(linattn_context* ctx, varlen_call* c) {
+  const int64_t threads = ctx->num_threads > 0 ? ctx->num_threads : 1;
+  int64_t bc = c->kern->block_channels;
+  if (c->kern->cl_whole_rows && bc > 0 && bc < c->C && c->total > c->B) {
+    /* prefill: units as wide as the threads allow (long contiguous row streams), as the dense
+     * channels-last operator does */
+    const int64_t per_seq = c->B >= threads ? 1 : (threads + c->B - 1) / c->B;
+    int64_t wide = ((c->C + per_seq - 1) / per_seq + 15) / 16 * 16;
+    if (wide > VARLEN_MAX_UNIT) wide = VARLEN_MAX_UNIT;
+    if (wide > bc) bc = wide;
+  }
+  if (bc <= 0 || bc > c->C) bc = c->C;
+  c->block_channels = bc;
+  c->blocks = bc > 0 ? (c->C + bc - 1) / bc : 0;
+  c->num_units = c->B * c->blocks; /* B <= total + ... bounded: both come from int32 offsets and C */
+  int64_t n = c->num_units < threads ? c->num_units : threads;
+  if (n > VARLEN_MAX_TASKS) n = VARLEN_MAX_TASKS;
+  /* a unit costs its tokens plus its state, per channel */
+  const double total_cost = ((double)c->total + (double)c->B * (double)(c->S + 1)) * (double)c->C;
+  if (n > 1 && total_cost <= (double)VARLEN_SERIAL_MAX_ELEMS) n = 1;
+  if (n < 1) n = 1;
+  c->num_tasks = (size_t)n;
+  c->task_begin[0] = 0;
+  double acc = 0.0;
+  int64_t t = 1;
+  for (int64_t u = 0; u < c->num_units && t < n; u++) {
+    const int64_t i = u / c->blocks, blk = u % c->blocks;
+    const int64_t nc = (c->C - blk * bc) < bc ? (c->C - blk * bc) : bc;
+    acc += (double)(c->seqs.cu_seqlens[i + 1] - c->seqs.cu_seqlens[i] + c->S + 1) * (double)nc;
+    while (t < n && acc >= total_cost * (double)t / (double)n) c->task_begin[t++] = u + 1;
+  }
+  while (t <= n) c->task_begin[t++] = c->num_units;
+}
+
+static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_conv_desc* d,
+                                     const linattn_varlen_batch* batch, const linattn_tensor* input,
+                                     const linattn_tensor* weight, const linattn_tensor* bias,
+                                     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
+                                     const linattn_tensor* previous_mask, const linattn_tensor* output,
+                                     const linattn_tensor* final_state, const linattn_tensor* state_update,
+                                     varlen_call* c) {
+  linattn_status st;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if (!d) return ERR("desc: NULL");
+  if (!batch) return ERR("batch: NULL");
+  if (kernel_delta || previous_mask)
+    return linattn_set_error(LINATTN_ERROR_UNSUPPORTED,
+                             "%s: the dynamic grouped two-tap mode (kernel_delta, previous_mask) is CUDA-only in ONNX "
+                             "Runtime's VarlenCausalConvWithState; CPU kernels reject it",
+                             kernel_delta ? "kernel_delta" : "previous_mask");
+  if ((st = varlen_check_attrs(d))) return st;
+  if (batch->batch_size < 0 || batch->batch_size > INT32_MAX)
+    return ERR("batch.batch_size: must be in [0, 2^31), got %lld", (long long)batch->batch_size);
+  c->seqs = *batch;
+  c->B = batch->batch_size;
+  c->capacity = d->state_update_capacity;
+  c->state_cl = d->state_channels_last != 0;
+  const int64_t dil = d->dilation == 0 ? 1 : d->dilation;
+  if ((st = varlen_check_tensors(c, input, weight, bias, initial_state, output, final_state, state_update, dil))) return st;
+  if (c->total > INT32_MAX) return ERR("input: total_tokens = %lld exceeds the int32 range of cu_seqlens", (long long)c->total);
+  if ((st = varlen_check_batch(ctx, batch, c->total, c->N, c->capacity))) return st;
+
+  conv_params* p = &c->base;
+  p->dtype = c->x.dtype;
+  p->activation = d->activation;
+  p->channels_last = true;
+  p->B = 1;
+  p->K = c->K;
+  p->dilation = dil;
+  p->S = c->S;
+  p->x_st = c->x.strides[0];
+  p->x_sc = 1;
+  p->y_st = c->y.strides[0];
+  p->y_sc = 1;
+  int64_t out_bytes;
+  p->stream_output = !linattn_mul_i64(c->y.numel, (int64_t)linattn_dtype_size(p->dtype), &out_bytes) ||
+                     out_bytes >= VARLEN_STREAM_MIN_BYTES;
+  c->kern = ctx->kernels->conv;
+  c->direct_strides = c->kern == &linattn_conv_reference;
+  varlen_plan(ctx, c);
+  p->C = c->block_channels;
+  c->kern_bytes = linattn_round_up(c->kern->scratch_bytes(p, c->block_channels), 64);
+  /* (S, block) tile of a channels-first state, for the channels-last kernels */
+  size_t tile = 0;
+  if (!c->state_cl && !c->direct_strides &&
+      (!linattn_mul_size((size_t)c->S, (size_t)c->block_channels, &tile) ||
+       !linattn_mul_size(tile, linattn_dtype_size(p->dtype), &tile)))
+    return ERR("problem size overflows");
+  if (!linattn_add_size(c->kern_bytes, linattn_round_up(tile, 64), &c->task_bytes)) return ERR("problem size overflows");
+  return LINATTN_SUCCESS;
+}
+
+/* dst[k * dst_ld + r] = src[r * src_ld + k] for r < rows, k < cols: an (nc, S) channel block of
+ * a channels-first state to an (S, nc) tile, or back. The usual short states (S = 1..4: k up to
+ * 5, undilated) get loops with a constant inner count, which compile to straight-line moves. */
+#define VARLEN_TRANSPOSE(T, COLS)                                                    \
+  for (int64_t r = 0; r < rows; r++)                                                 \
+    for (int64_t k = 0; k < (COLS); k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
+#define VARLEN_TRANSPOSE_T(T)                  \
+  switch (cols) {                              \
+    case 1: VARLEN_TRANSPOSE(T, 1); break;     \
+    case 2: VARLEN_TRANSPOSE(T, 2); break;     \
+    case 3: VARLEN_TRANSPOSE(T, 3); break;     \
+    case 4: VARLEN_TRANSPOSE(T, 4); break;     \
+    default: VARLEN_TRANSPOSE(T, cols); break; \
+  }
+static void varlen_transpose(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols, int64_t src_ld,
+                             int64_t dst_ld, size_t es) {
+  if (es == 4) {
+    VARLEN_TRANSPOSE_T(uint32_t)
+  } else {
+    VARLEN_TRANSPOSE_T(uint16_t)
+  }
+}
+#undef VARLEN_TRANSPOSE_T
+#undef VARLEN_TRANSPOSE
+
+static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
+  const size_t es = linattn_dtype_size(c->base.dtype);
+  const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
+  const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
+  const int64_t slot_elems = c->S * c->C;
+  varlen_seq q = {
+      .dtype = c->base.dtype, .C = c->C, .S = c->S, .L = L, .state_channels_last = c->state_cl,
+      .x = L > 0 ? c->x.data + t0 * c->x.strides[0] * (int64_t)es : NULL, .x_token_stride = c->x.strides[0],
+      .state_in = c->s_in.data + slot * slot_elems * (int64_t)es,
+      .state_out = c->has_out ? c->s_out.data + slot * slot_elems * (int64_t)es : NULL,
+      .has_initial = !c->seqs.has_initial_state || c->seqs.has_initial_state[i] != 0,
+  };
+  if (c->has_update && c->capacity > 0) {
+    int64_t n = c->seqs.capture_count[i];
+    if (n < 0) n = 0;
+    if (n > c->capacity) n = c->capacity;
+    if (n > L) n = L;
+    q.update = c->update.data + i * c->capacity * c->C * (int64_t)es;
+    q.capacity = c->capacity;
+    q.captured = n;
+    linattn_varlen_capture(&q, c0, nc);
+  }
+  if (L == 0) {
+    linattn_varlen_pass_state(&q, c0, nc);
+    return;
+  }
+  conv_params p = c->base;
+  p.C = nc;
+  p.L = L;
+  p.x = (const char*)q.x + c0 * (int64_t)es;
+  p.y = c->y.data + (t0 * c->y.strides[0] + c0) * (int64_t)es;
+  p.w = c->w.data + c0 * c->K * (int64_t)es;
+  p.bias = c->has_bias ? c->bias.data + c0 * (int64_t)es : NULL;
+  const char* in = q.has_initial ? (const char*)q.state_in : NULL;
+  char* out = (char*)q.state_out;
+  char* tile = NULL;
+  if (c->state_cl) { /* (S, C) slot: the kernels' own channels-last state */
+    p.past = in ? in + c0 * (int64_t)es : NULL;
+    p.present = out ? out + c0 * (int64_t)es : NULL;
+    p.s_st = c->C;
+    p.s_sc = 1;
+  } else if (c->direct_strides || L == 1) {
+    /* (C, S) slot read in place: the reference kernel takes any strides, and one token is a
+     * channels-first (1, C, 1) problem for every family */
+    p.channels_last = c->direct_strides;
+    if (!c->direct_strides) p.x_st = p.y_st = 1;
+    p.past = in ? in + c0 * c->S * (int64_t)es : NULL;
+    p.present = out ? out + c0 * c->S * (int64_t)es : NULL;
+    p.s_sc = c->S;
+    p.s_st = 1;
+  } else { /* (C, S) slot through an (S, nc) channels-last tile */
+    tile = scratch + c->kern_bytes;
+    if (in && c->S > 0) varlen_transpose(tile, in + c0 * c->S * (int64_t)es, nc, c->S, c->S, nc, es);
+    p.past = in ? tile : NULL;
+    p.present = out ? tile : NULL;
+    p.s_st = nc;
+    p.s_sc = 1;
+  }
+  p.s_sb = 0;
+  c->kern->run(&p, 0, 0, nc, scratch);
+  if (tile && out && c->S > 0) varlen_transpose(out + c0 * c->S * (int64_t)es, tile, c->S, nc, nc, c->S, es);
+}
+
+static void varlen_task(void* arg, size_t task) {
+  const varlen_call* c = (const varlen_call*)arg;
+  char* scratch = c->task_bytes ? c->workspace + task * c->task_bytes : NULL;
+  for (int64_t u = c->task_begin[task]; u < c->task_begin[task + 1]; u++) {
+    const int64_t i = u / c->blocks, c0 = (u % c->blocks) * c->block_channels;
+    const int64_t nc = (c->C - c0) < c->block_channels ? (c->C - c0) : c->block_channels;
+    varlen_unit(c, i, c0, nc, scratch);
+  }
+}
+
+static size_t varlen_workspace_bytes(const varlen_call* c) {
+  size_t total;
+  if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return SIZE_MAX;
+  return total;
+}
+
+linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    size_t* workspace_size) {
+  linattn_clear_error();
+  if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  varlen_call c;
+  linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
+                                     previous_mask, output, final_state, state_update, &c);
+  if (st) return st;
+  const size_t bytes = varlen_workspace_bytes(&c);
+  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
+  *workspace_size = bytes;
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_varlen_causal_conv_with_state(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  varlen_call c;
+  linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
+                                     previous_mask, output, final_state, state_update, &c);
+  if (st) return st;
+  const size_t need = varlen_workspace_bytes(&c);
+  if (need == SIZE_MAX) return ERR("workspace size overflows");
+  void* owned = NULL;
+  if (workspace) {
+    if (workspace_size < need)
+      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
+    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
+    c.workspace = (char*)workspace;
+  } else if (need > 0 && c.num_units > 0) {
+    owned = linattn_ctx_alloc(context, need);
+    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
+    c.workspace = (char*)owned;
+  }
+  if (c.num_units > 0) linattn_run_parallel(context, varlen_task, &c, c.num_tasks);
+  linattn_ctx_free(context, owned);
+  return LINATTN_SUCCESS;
+}

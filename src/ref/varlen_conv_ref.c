@@ -1,0 +1,36 @@
+/* The data-movement parts of the packed causal conv (linattn_varlen_causal_conv_with_state) that
+ * no conv kernel does: the compact state update (ONNX Runtime's VarlenCausalConvWithState
+ * state_update output) and the state of a length-0 sequence. Channels [c0, c0 + nc) only, so
+ * the operator's units stay disjoint. */
+#include <string.h>
+
+#include "internal.h"
+
+void linattn_varlen_capture(const varlen_seq* q, int64_t c0, int64_t nc) {
+  const size_t es = linattn_dtype_size(q->dtype);
+  for (int64_t j = 0; j < q->capacity; j++) {
+    char* dst = (char*)q->update + (j * q->C + c0) * (int64_t)es;
+    if (j < q->captured)
+      memcpy(dst, (const char*)q->x + (j * q->x_token_stride + c0) * (int64_t)es, (size_t)nc * es);
+    else
+      memset(dst, 0, (size_t)nc * es);
+  }
+}
+
+void linattn_varlen_pass_state(const varlen_seq* q, int64_t c0, int64_t nc) {
+  if (!q->state_out || (q->state_out == q->state_in && q->has_initial)) return;
+  const size_t es = linattn_dtype_size(q->dtype);
+  /* channels-first: one block of nc * S; channels-last: S rows of nc, C apart */
+  const int64_t rows = q->state_channels_last ? q->S : 1;
+  const int64_t row_elems = q->state_channels_last ? nc : nc * q->S;
+  const int64_t first = q->state_channels_last ? c0 : c0 * q->S;
+  const int64_t row_stride = q->state_channels_last ? q->C : 0;
+  for (int64_t r = 0; r < rows; r++) {
+    const int64_t off = (first + r * row_stride) * (int64_t)es;
+    char* dst = (char*)q->state_out + off;
+    if (q->has_initial)
+      memcpy(dst, (const char*)q->state_in + off, (size_t)row_elems * es);
+    else
+      memset(dst, 0, (size_t)row_elems * es);
+  }
+}
