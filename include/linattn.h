@@ -426,6 +426,116 @@ LINATTN_API linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
     const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
     const linattn_tensor* state_update, size_t* workspace_size);
 
+/* ---------------------------------------------------------------- GatedDeltaNet (ORT contrib) */
+
+/* ONNX Runtime's com.microsoft GatedDeltaNet (version 1): token-major packed batches with a
+ * V-major fp32 state, fused gates, beta sigmoid and q/k L2 normalisation, and compact transition
+ * capture. Same recurrence and kernels as LinearAttention. */
+
+/* GatedDeltaNet's gate_activation attribute. */
+typedef enum linattn_gdn_gate {
+  LINATTN_GDN_GATE_INVALID = 0,
+  LINATTN_GDN_GATE_NONE = 1,     /* decay is the log-space decay g */
+  LINATTN_GDN_GATE_SOFTPLUS = 2, /* g = -exp(a_log) * softplus(decay + dt_bias)           ("softplus", "qwen") */
+  LINATTN_GDN_GATE_SIGMOID = 3   /* g = gate_lower_bound * sigmoid(exp(a_log) * (decay + dt_bias)) ("sigmoid", "kda") */
+} linattn_gdn_gate;
+
+/* "none", "softplus", "qwen", "sigmoid", "kda" -> gate; anything else -> INVALID. */
+LINATTN_API linattn_gdn_gate linattn_gdn_gate_from_string(const char* name);
+
+/* GatedDeltaNet's beta_activation attribute. */
+typedef enum linattn_gdn_beta {
+  LINATTN_GDN_BETA_INVALID = 0,
+  LINATTN_GDN_BETA_NONE = 1,
+  LINATTN_GDN_BETA_SIGMOID = 2
+} linattn_gdn_beta;
+
+/* "none", "sigmoid" -> beta activation; anything else -> INVALID. */
+LINATTN_API linattn_gdn_beta linattn_gdn_beta_from_string(const char* name);
+
+/* Most transitions a call can capture (ORT's state_update_capacity range). */
+#define LINATTN_GDN_MAX_CAPTURE 8
+
+typedef struct linattn_gated_delta_net_desc {
+  linattn_update_rule update_rule;
+  linattn_gdn_gate gate_activation;
+  linattn_gdn_beta beta_activation;
+  int32_t qk_l2_norm;            /* 1: q and k divided by sqrt(sum x^2 + 1e-12) per head */
+  float scale;                   /* 0 = 1/sqrt(d_k) */
+  float gate_lower_bound;        /* sigmoid gate only */
+  int64_t state_update_capacity; /* C in [0, 8]; 0 = no capture */
+  int64_t chunk_size;            /* tuning hint only */
+} linattn_gated_delta_net_desc;
+
+/* ORT's defaults: gated_delta, gate none, beta none, qk_l2_norm 0, scale 0, gate_lower_bound -5,
+ * capacity 0, chunk_size 64. */
+LINATTN_API void linattn_gated_delta_net_desc_init(linattn_gated_delta_net_desc* desc);
+
+/* Shapes (T = total tokens, B = requests, H_q = H_k query/key heads, H_v value heads, a positive
+ * multiple of H_q; value head h reads query/key head h / (H_v / H_q)):
+ *   query  (T, H_q, d_k) or (B, S, H_q, d_k)   T-type (f32/f16/bf16), any outer strides
+ *          packed QKV (key and value NULL): (T, 2*H_q*d_k + H_v*d_v) or (B, S, same), q | k | v
+ *          per token; the head counts then come from initial_state, which is required
+ *   key    (T, H_q, d_k) or (B, S, H_q, d_k)
+ *   value  (T, H_v, d_v) or (B, S, H_v, d_v)
+ *   cu_seqlens  int32[num_cu_seqlens = B + 1], 0 = c[0] <= c[1] <= ... <= c[B] = T: request b is
+ *          tokens [c[b], c[b+1]) (length 0 passes the state through); rank-3 spelling only.
+ *          NULL: uniform packing, B from initial_state (required), T a multiple of B.
+ *   decay  (T, H_v) or (T, H_v, d_k) [rank 4: (B, S, ...)]  f32 or T; required for gated rules
+ *   beta   (T, H_v) [rank 4: (B, S, H_v)]                  the decay's dtype; required for delta rules
+ *   initial_state (B, H_v, d_v, d_k) fp32, V-major, packed; optional (zeros) unless uniform/packed
+ *   a_log  (H_v) fp32; dt_bias (H_v), or with per-key decay (H_v, d_k) / (H_v*d_k), fp32: both
+ *          required when gate_activation is not none (as ONNX Runtime's CPU kernel requires them)
+ *   capture_count int32[B]: required exactly when state_update_capacity > 0; request b captures
+ *          its first clamp(capture_count[b], 0, min(C, length b)) transitions
+ *   output (T, max(H_q, H_v), d_v) or (B, S, ...)  T-type
+ *   final_state (B, H_v, d_v, d_k) fp32 packed; NULL = not wanted; may be initial_state itself
+ *   state_update (B, C*(D + H_q*d_k + H_v*d_v)) fp32 packed, D = H_v (scalar decay) or H_v*d_k
+ *          (per-key decay); NULL = not wanted. Row b: decay factors exp(g) [C][D], keys as used
+ *          [C][H_q*d_k], updates beta (v - S^T k) (v for non-delta rules) [C][H_v*d_v]; slots
+ *          past the captured prefix are written as 0.
+ * Arithmetic in fp32 (gates, beta sigmoid and the norms included); output rounded once to T. */
+LINATTN_API linattn_status linattn_gated_delta_net(
+    linattn_context* context, const linattn_gated_delta_net_desc* desc,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const int32_t* cu_seqlens, int64_t num_cu_seqlens,
+    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* initial_state,
+    const linattn_tensor* a_log, const linattn_tensor* dt_bias, const int32_t* capture_count,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    void* workspace, size_t workspace_size);
+
+/* Same arguments (validated the same way); stores the workspace bytes the call needs. */
+LINATTN_API linattn_status linattn_gated_delta_net_workspace_size(
+    linattn_context* context, const linattn_gated_delta_net_desc* desc,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const int32_t* cu_seqlens, int64_t num_cu_seqlens,
+    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* initial_state,
+    const linattn_tensor* a_log, const linattn_tensor* dt_bias, const int32_t* capture_count,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    size_t* workspace_size);
+
+/* Shape inference (for runtimes and bindings) from the input shapes: query (rank query_rank),
+ * key/value (NULL for packed QKV), initial_state dims (NULL if absent), num_cu_seqlens (0 = no
+ * cu_seqlens) and whether the decay is per key. Stores output dims (rank query_rank for separate
+ * QKV, rank query_rank + 1 for packed QKV), final_state dims and state_update dims
+ * ((B, C*(...)), zeros when C == 0). */
+LINATTN_API linattn_status linattn_gated_delta_net_infer_shapes(
+    const linattn_gated_delta_net_desc* desc, int32_t query_rank, const int64_t* query_dims,
+    const int64_t* key_dims, const int64_t* value_dims, const int64_t initial_state_dims[4],
+    int64_t num_cu_seqlens, int32_t per_key_decay, int32_t* output_rank, int64_t output_dims[4],
+    int64_t final_state_dims[4], int64_t state_update_dims[2]);
+
+/* GatedDeltaNetStateReplay's arithmetic on the CPU: replays the first kept_count transitions of
+ * one request's state_update row (capsule, C*(D + H_k*d_k + H_v*d_v) floats, capture capacity C)
+ * onto source (H_v, d_v, d_k), the state from just before the captured transitions, writing
+ * destination (H_v, d_v, d_k): for each (h, v, i), s = source; per transition t,
+ * s *= decay[t][h] (or decay[t][h][i]); s += key[t][h*H_k/H_v][i] * delta[t][h][v].
+ * Per-key decay is recognised from the capsule length. destination must not overlap the others.
+ * 1 <= kept_count <= C <= 8. */
+LINATTN_API linattn_status linattn_gated_delta_net_state_replay(
+    const linattn_tensor* source, const linattn_tensor* capsule, int64_t num_heads_k, int64_t capacity,
+    int64_t kept_count, const linattn_tensor* destination);
+
 #ifdef __cplusplus
 }
 #endif

@@ -21,6 +21,13 @@ extern "C" {
 
 typedef enum la_decay_kind { LA_DECAY_NONE = 0, LA_DECAY_PER_HEAD = 1, LA_DECAY_PER_KEY = 2 } la_decay_kind;
 typedef enum la_beta_kind { LA_BETA_NONE = 0, LA_BETA_PER_HEAD = 1, LA_BETA_SHARED = 2 } la_beta_kind;
+/* How staging turns a decay element x into the log-space decay g (GatedDeltaNet's fused gates):
+ * NONE g = x; SOFTPLUS g = u.gate_coef * softplus(x + dt_bias) with gate_coef = -exp(a_log);
+ * SIGMOID g = gate_lower_bound * sigmoid(u.gate_coef * (x + dt_bias)) with gate_coef = exp(a_log). */
+typedef enum la_gate_kind { LA_GATE_NONE = 0, LA_GATE_SOFTPLUS = 1, LA_GATE_SIGMOID = 2 } la_gate_kind;
+/* Epsilon of the fused q/k L2 normalisation: x / sqrt(sum x^2 + eps), as ONNX Runtime's CPU
+ * GatedDeltaNet computes it. */
+#define LA_L2_NORM_EPS 1e-12f
 
 /* Problem-wide constants of one LinearAttention call, resolved by the operator layer. */
 typedef struct la_params {
@@ -36,6 +43,14 @@ typedef struct la_params {
                             * float64 1/sqrt(d_k) and the product is rounded once to fp32 */
   bool stream_state;       /* T == 1 into a separate state_out: non-temporal stores allowed
                             * (chosen by the operator layer from linattn_state_stores) */
+  /* GatedDeltaNet extensions, applied where the kernels stage a token (LinearAttention: zeros,
+   * gate_dtype = io_dtype). */
+  linattn_dtype gate_dtype; /* elements of decay and beta; 0 (INVALID) = io_dtype */
+  la_gate_kind gate;        /* decay holds the raw gate projection (see la_gate_kind) */
+  float gate_lower_bound;
+  bool beta_sigmoid;        /* beta = sigmoid(beta element) */
+  bool qk_l2_norm;          /* q and k divided by sqrt(|x|^2 + LA_L2_NORM_EPS) */
+  bool state_v_major;       /* state blocks are V-major: element (i, j) at j * ld_state + i */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -65,6 +80,21 @@ typedef struct la_unit {
   float* state_out;
   int64_t ld_state;
   int64_t col0, ncols;
+  /* GatedDeltaNet: gate constants of this head (la_params.gate != NONE) */
+  float gate_coef;        /* softplus: -exp(a_log[h]); sigmoid: exp(a_log[h]) */
+  const float* dt_bias;   /* NULL (none), 1 element, or d_k elements when dt_bias_per_key */
+  bool dt_bias_per_key;
+  /* GatedDeltaNet transition capture of tokens [0, cap_tokens) (fp32): per token t the decay
+   * factor exp(g) (1 or d_k values, 1 when not gated), the key as used (after normalisation) and
+   * the update u = beta (v - p) (v for non-delta rules) of the unit's columns. A NULL pointer:
+   * another unit writes that part. */
+  int64_t cap_tokens;
+  float* cap_decay;
+  int64_t cap_decay_stride;
+  float* cap_key;
+  int64_t cap_key_stride;
+  float* cap_delta;
+  int64_t cap_delta_stride;
 } la_unit;
 
 /* A LinearAttention micro-kernel family: advance one unit over all T tokens, writing the
@@ -94,6 +124,7 @@ typedef struct la_kernel {
   int64_t block_cols;      /* preferred ncols per unit (the last block of a head may be smaller) */
   la_step_fn step;         /* NULL = run only */
   int64_t step_tokens;     /* granularity of step's token ranges */
+  bool handles_gdn;        /* implements the GatedDeltaNet fields of la_params / la_unit */
 } la_kernel;
 
 /* Store policy of a decode step into a separate fp32 present_state (linattn_state_stores):
@@ -204,6 +235,9 @@ linattn_isa linattn_auto_isa(const char** bad_env);
 
 /* Reference kernels (src/ref): the executable spec. */
 extern const la_kernel linattn_la_reference;
+/* The portable fused kernel (every build): GatedDeltaNet's kernel where the ISA's own family
+ * lacks handles_gdn. */
+extern const la_kernel linattn_la_scalar;
 extern const conv_kernel linattn_conv_reference;
 extern const gates_kernel linattn_gates_reference;
 /* The reference LinearAttentionGate (H gates per token, libm softplus): every family uses it. */

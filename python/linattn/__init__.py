@@ -13,6 +13,7 @@ from ._lib import LinattnError, library_path
 from ._tensor import BFLOAT16, FLOAT16, FLOAT32
 from .context import Context, available_isas, isa_available, shared_context
 from .gates import GATE_ACTIVATIONS, gated_rms_norm, linear_attention_gate
+from .gdn import GDN_BETA_ACTIVATIONS, GDN_GATE_ACTIVATIONS, gated_delta_net, gated_delta_net_state_replay
 from .ops import (ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes,
                   varlen_causal_conv_with_state)
 
@@ -32,12 +33,16 @@ __all__ = [
     "GATE_ACTIVATIONS",
     "FLOAT16",
     "FLOAT32",
+    "GDN_BETA_ACTIVATIONS",
+    "GDN_GATE_ACTIVATIONS",
     "UPDATE_RULES",
     "Context",
     "LinattnError",
     "available_isas",
     "causal_conv_with_state",
     "gated_rms_norm",
+    "gated_delta_net",
+    "gated_delta_net_state_replay",
     "isa_available",
     "library_path",
     "library_version",

@@ -110,6 +110,19 @@ class LinearAttentionDesc(ctypes.Structure):
     ]
 
 
+class GatedDeltaNetDesc(ctypes.Structure):
+    _fields_ = [
+        ("update_rule", ctypes.c_int),
+        ("gate_activation", ctypes.c_int),
+        ("beta_activation", ctypes.c_int),
+        ("qk_l2_norm", ctypes.c_int32),
+        ("scale", ctypes.c_float),
+        ("gate_lower_bound", ctypes.c_float),
+        ("state_update_capacity", ctypes.c_int64),
+        ("chunk_size", ctypes.c_int64),
+    ]
+
+
 class CausalConvDesc(ctypes.Structure):
     _fields_ = [
         ("activation", ctypes.c_int),
@@ -181,6 +194,18 @@ _PROTOTYPES = {
             _P(ctypes.c_int64),
         ],
     ),
+    "linattn_gdn_gate_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_gdn_beta_from_string": (ctypes.c_int, [ctypes.c_char_p]),
+    "linattn_gated_delta_net_desc_init": (None, [_P(GatedDeltaNetDesc)]),
+    "linattn_gated_delta_net": (
+        ctypes.c_int,
+        [_VOIDP, _P(GatedDeltaNetDesc), _TP, _TP, _TP, _P(ctypes.c_int32), ctypes.c_int64, _TP, _TP, _TP, _TP, _TP,
+         _P(ctypes.c_int32), _TP, _TP, _TP, _VOIDP, ctypes.c_size_t],
+    ),
+    "linattn_gated_delta_net_state_replay": (
+        ctypes.c_int,
+        [_TP, _TP, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, _TP],
+    ),
     "linattn_activation_from_string": (ctypes.c_int, [ctypes.c_char_p]),
     "linattn_causal_conv_desc_init": (None, [_P(CausalConvDesc)]),
     "linattn_causal_conv_with_state": (
@@ -208,7 +233,7 @@ _PROTOTYPES = {
 # two thirds of the cost of a 12-argument call (~0.9 of ~1.4 us). The binding's own calls use
 # these with arguments of exactly the C types: a c_void_p context, byref() of the structs (or
 # None), a c_size_t workspace size. Everything else keeps the checked prototypes.
-_UNCHECKED = ("linattn_linear_attention", "linattn_causal_conv_with_state")
+_UNCHECKED = ("linattn_linear_attention", "linattn_causal_conv_with_state", "linattn_gated_delta_net")
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

@@ -310,6 +310,28 @@ def linear_attention_gate_model(*, a_shape, dtype="float32", with_b=True, with_b
         inputs.append(_vi("b", dtype, a_shape))
     return _make_model([node], inputs, [_vi(o, dtype, None) for o in outs], CONTRIB)
 
+GDN_INPUTS = ("query", "key", "value", "cu_seqlens", "decay", "beta", "initial_state", "a_log", "dt_bias",
+              "capture_count")
+
+
+def gated_delta_net_model(feeds, *, dtype="float32", outputs=("output", "final_state", "state_update"), **attrs):
+    """One com.microsoft GatedDeltaNet node over the inputs present in `feeds` (numpy arrays keyed by
+    GDN_INPUTS names; absent ones become empty input names)."""
+    from onnx import TensorProto, helper
+
+    names = _trim([n if n in feeds and feeds[n] is not None else "" for n in GDN_INPUTS])
+
+    def etype(a):
+        if a.dtype == np.int32:
+            return TensorProto.INT32
+        return elem_type({np.dtype(np.float32): "float32", np.dtype(np.float16): "float16"}.get(a.dtype, "bfloat16"))
+
+    inputs = [helper.make_tensor_value_info(n, etype(feeds[n]), None) for n in names if n]
+    outs = [helper.make_tensor_value_info(o, elem_type(dtype) if o == "output" else TensorProto.FLOAT, None)
+            for o in outputs]
+    node = helper.make_node("GatedDeltaNet", names, list(outputs), domain=CONTRIB, **attrs)
+    return _make_model([node], inputs, outs, CONTRIB, name="gdn")
+
 
 # ---------------------------------------------------------------- running
 

@@ -90,4 +90,5 @@ const la_kernel linattn_la_avx512 = {
     .block_cols = 128,
     .step = la_step_avx512,
     .step_tokens = LA_TILE_TOKENS,
+    .handles_gdn = true,
 };

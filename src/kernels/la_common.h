@@ -21,10 +21,12 @@
 #ifndef LINATTN_LA_COMMON_H
 #define LINATTN_LA_COMMON_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "convert.h"
 #include "internal.h"
 
 /* Tokens staged per tile (converted q/k, decays, k.q). A tile is staged once per unit and
@@ -85,21 +87,97 @@ static inline void la_prefetch_l2(const void* p, int64_t bytes) {
     __builtin_prefetch((const void*)a, 0, 2);
 }
 
+/* dtype of decay and beta elements (la_params.gate_dtype, 0 meaning io_dtype). */
+static inline linattn_dtype la_gate_dtype(const la_params* p) { return p->gate_dtype ? p->gate_dtype : p->io_dtype; }
+
 /* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */
 static inline void la_prefetch_unit_rows(const la_params* p, const la_unit* u, int64_t t) {
   if (t >= p->T) return;
   const int64_t esz = p->io_dtype == LINATTN_DTYPE_F32 ? 4 : 2;
+  const int64_t gsz = la_gate_dtype(p) == LINATTN_DTYPE_F32 ? 4 : 2;
   const int64_t qb = (int64_t)u->n_q * p->d_k * esz, kb = p->d_k * esz, vb = u->ncols * esz;
-  const int64_t db = p->decay_kind == LA_DECAY_PER_KEY ? kb : esz;
+  const int64_t db = p->decay_kind == LA_DECAY_PER_KEY ? p->d_k * gsz : gsz;
   la_prefetch_l2((const char*)u->q + t * u->q_token_stride * esz, qb);
   la_prefetch_l2((const char*)u->k + t * u->k_token_stride * esz, kb);
   la_prefetch_l2((const char*)u->v + t * u->v_token_stride * esz, vb);
-  if (p->gated) la_prefetch_l2((const char*)u->decay + t * u->decay_token_stride * esz, db);
-  if (p->delta) la_prefetch_l2((const char*)u->beta + t * u->beta_token_stride * esz, esz);
+  if (p->gated) la_prefetch_l2((const char*)u->decay + t * u->decay_token_stride * gsz, db);
+  if (p->delta) la_prefetch_l2((const char*)u->beta + t * u->beta_token_stride * gsz, gsz);
+}
+
+/* ------------------------------------------------------------------ GatedDeltaNet staging */
+
+/* Log-space decay g of decay element x (key row i) through the fused gate (la_gate_kind), in
+ * fp32 as ONNX Runtime evaluates it: softplus(y) = y above 20, log1p(exp(y)) otherwise. */
+static inline float la_gate_log_decay(const la_params* p, const la_unit* u, float x, int64_t i) {
+  if (p->gate == LA_GATE_NONE) return x;
+  if (u->dt_bias) x += u->dt_bias[u->dt_bias_per_key ? i : 0];
+  if (p->gate == LA_GATE_SOFTPLUS) return u->gate_coef * (x > 20.0f ? x : log1pf(expf(x)));
+  return p->gate_lower_bound * (1.0f / (1.0f + expf(-(u->gate_coef * x))));
+}
+
+/* beta of token t as the recurrence uses it (1 when not a delta rule). */
+static inline float la_beta_at(const la_params* p, const la_unit* u, int64_t t) {
+  if (!p->delta) return 1.0f;
+  const linattn_dtype gt = la_gate_dtype(p);
+  const float b = linattn_load_f32((const char*)u->beta + t * u->beta_token_stride * (gt == LINATTN_DTYPE_F32 ? 4 : 2), 0, gt);
+  return p->beta_sigmoid ? 1.0f / (1.0f + expf(-b)) : b;
+}
+
+/* 1 / |x| for the fused L2 normalisation, from sum x^2 (LA_L2_NORM_EPS under the root). */
+static inline float la_l2_inv(float sumsq) { return 1.0f / sqrtf(sumsq + LA_L2_NORM_EPS); }
+
+/* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (the V-major state <-> packed panel
+ * copies): 4 x 4 blocks through 128-bit generic vectors (shuffles on every target), the edges
+ * element by element. */
+typedef float la_v4 __attribute__((vector_size(16)));
+#if defined(__clang__)
+#define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#else
+typedef int32_t la_i4 __attribute__((vector_size(16)));
+#define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (la_i4){i0, i1, i2, i3})
+#endif
+static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    int64_t c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      la_v4 a, b, e, f;
+      memcpy(&a, src + r * lds + c, 16);
+      memcpy(&b, src + (r + 1) * lds + c, 16);
+      memcpy(&e, src + (r + 2) * lds + c, 16);
+      memcpy(&f, src + (r + 3) * lds + c, 16);
+      const la_v4 t0 = LA_SHUF4(a, b, 0, 4, 1, 5), t1 = LA_SHUF4(a, b, 2, 6, 3, 7);
+      const la_v4 t2 = LA_SHUF4(e, f, 0, 4, 1, 5), t3 = LA_SHUF4(e, f, 2, 6, 3, 7);
+      const la_v4 o0 = LA_SHUF4(t0, t2, 0, 1, 4, 5), o1 = LA_SHUF4(t0, t2, 2, 3, 6, 7);
+      const la_v4 o2 = LA_SHUF4(t1, t3, 0, 1, 4, 5), o3 = LA_SHUF4(t1, t3, 2, 3, 6, 7);
+      memcpy(dst + c * ldd + r, &o0, 16);
+      memcpy(dst + (c + 1) * ldd + r, &o1, 16);
+      memcpy(dst + (c + 2) * ldd + r, &o2, 16);
+      memcpy(dst + (c + 3) * ldd + r, &o3, 16);
+    }
+    for (; c < cols; c++)
+      for (int64_t k = 0; k < 4; k++) dst[c * ldd + r + k] = src[(r + k) * lds + c];
+  }
+  for (; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+
+/* Element offset of state entry (key row i, value column j) within a unit's block. */
+static inline int64_t la_state_idx(const la_params* p, const la_unit* u, int64_t i, int64_t j) {
+  return p->state_v_major ? j * u->ld_state + i : i * u->ld_state + j;
 }
 
 /* T == 0: the state leaves unchanged (zeros when absent). */
 static inline void la_copy_state_only(const la_params* p, const la_unit* u) {
+  if (p->state_v_major) { /* rows of the block are value columns */
+    for (int64_t j = 0; j < u->ncols; j++) {
+      float* dst = u->state_out + j * u->ld_state;
+      if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)p->d_k);
+      else if (u->state_in != u->state_out)
+        memcpy(dst, u->state_in + j * u->ld_state, sizeof(float) * (size_t)p->d_k);
+    }
+    return;
+  }
   for (int64_t i = 0; i < p->d_k; i++) {
     float* dst = u->state_out + i * u->ld_state;
     if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)u->ncols);

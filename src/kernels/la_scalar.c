@@ -83,4 +83,5 @@ const la_kernel linattn_la_scalar = {
     .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
     .step = la_step_scalar,
     .step_tokens = LA_TILE_TOKENS,
+    .handles_gdn = true,
 };

@@ -95,6 +95,7 @@ typedef struct LA_FN(la_job) {
   LA_FN(la_panel) * panels;
   int npanels;
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
+  int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
 } LA_FN(la_job);
 
 typedef LA_FN(la_panel) la_panel_t;
@@ -147,6 +148,44 @@ static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
 
 /* ------------------------------------------------------------------ staging */
 
+/* ---- GatedDeltaNet staging (q/k L2 norm, fused gates, beta sigmoid, transition capture) ---- */
+
+/* 1 / |x| (LA_L2_NORM_EPS under the root) of a d_k row of io_dtype elements. */
+static float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row) {
+  const linattn_dtype dt = J->p->io_dtype;
+  vf acc = v_zero();
+  for (int64_t i = 0; i < J->dkp; i += LA_VL) {
+    const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+    const vf x = v_load_io(la_io_at(row, i, dt), dt, n);
+    acc = v_fma(x, x, acc);
+  }
+  return la_l2_inv(v_hsum(acc));
+}
+
+/* Per-key decay of token t through the fused gate: the log-space g of the d_k rows into g
+ * (padding lanes 0, so exp gives 1). */
+static void LA_FN(la_gate_row)(const la_job_t* J, const void* gt, float* g) {
+  const la_params* p = J->p;
+  for (int64_t i = 0; i < J->dk; i++) g[i] = la_gate_log_decay(p, J->u, linattn_load_f32(gt, i, la_gate_dtype(p)), i);
+  for (int64_t i = J->dk; i < J->dkp; i++) g[i] = 0.0f;
+}
+
+/* The first n of LA_VL lanes of x to dst. */
+static inline void LA_FN(la_store_lanes)(float* dst, vf x, int n) {
+  float tmp[LA_VL];
+  v_store(tmp, x);
+  memcpy(dst, tmp, sizeof(float) * (size_t)n);
+}
+
+/* Capture of token t's update u (the panel's valid columns), see la_unit.cap_delta. */
+static void LA_FN(la_capture_delta)(const la_job_t* J, const la_panel_t* P, int64_t t, const vf* u, int W) {
+  float* dst = J->u->cap_delta + t * J->u->cap_delta_stride + P->col;
+  for (int j = 0; j < W; j++) {
+    const int n = P->valid - j * LA_VL;
+    if (n > 0) LA_FN(la_store_lanes)(dst + j * LA_VL, u[j], n < LA_VL ? n : LA_VL);
+  }
+}
+
 /* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
  * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
 static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, const float* k, int h0,
@@ -154,7 +193,7 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = p->io_dtype;
-  const vf sc = v_set1(p->scale);
+  const vf sc_plain = v_set1(p->scale);
   for (int h = 0; h < J->G; h++) {
     float* aqh = aq + (int64_t)h * J->dkp;
     if (h0 + h >= J->nq) {
@@ -164,6 +203,7 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
     }
     const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
     vf acc = v_zero();
+    const vf sc = p->qk_l2_norm ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt)) : sc_plain;
     for (int64_t i = 0; i < J->dkp; i += LA_VL) {
       const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
       const vf qs = v_mul(sc, v_load_io(la_io_at(qt, i, dt), dt, n));
@@ -189,10 +229,11 @@ static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
     LA_FN(la_prefetch_lines)(la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, dt), J->dk * esz);
   LA_FN(la_prefetch_lines)(la_io_at(u->k, t * u->k_token_stride, dt), J->dk * esz);
   LA_FN(la_prefetch_lines)(la_io_at(u->v, t * u->v_token_stride, dt), J->nc * esz);
+  const linattn_dtype gd = la_gate_dtype(p);
   if (p->gated)
-    LA_FN(la_prefetch_lines)(la_io_at(u->decay, t * u->decay_token_stride, dt),
-                             p->decay_kind == LA_DECAY_PER_KEY ? J->dk * esz : esz);
-  if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, dt));
+    LA_FN(la_prefetch_lines)(la_io_at(u->decay, t * u->decay_token_stride, gd),
+                             (p->decay_kind == LA_DECAY_PER_KEY ? J->dk : 1) * (gd == LINATTN_DTYPE_F32 ? 4 : 2));
+  if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, gd));
 }
 
 /* Prefetches for writing the output rows of token t (all of the unit's heads and columns). */
@@ -240,30 +281,44 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   float* kts = Tl->kt + sl * dkp;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
-  const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, dt) : NULL;
+  const linattn_dtype gd = la_gate_dtype(p);
+  const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, gd) : NULL;
+  /* GatedDeltaNet: fused gate (per-key log-decays through aks as a temporary, overwritten
+   * below), key normalisation, capture of this token's decay and key */
+  const int gate_row = per_key && p->gate != LA_GATE_NONE;
+  if (gate_row) LA_FN(la_gate_row)(J, gt, aks);
+  const vf kscale = v_set1(p->qk_l2_norm ? LA_FN(la_l2_inv_row)(J, kt) : 1.0f);
+  const int cap = t < u->cap_tokens;
+  float* cap_decay = cap && u->cap_decay ? u->cap_decay + t * u->cap_decay_stride : NULL;
   int in_range = 1;
+  float a_head = 1.0f;
   if (p->gated && !per_key) {
-    const float a = expf(linattn_load_f32(gt, 0, dt));
-    st->c_head = st->seg_start ? a : st->c_head * a;
+    a_head = expf(la_gate_log_decay(p, u, linattn_load_f32(gt, 0, gd), 0));
+    st->c_head = st->seg_start ? a_head : st->c_head * a_head;
     in_range = st->c_head >= lo && st->c_head <= hi;
   }
+  if (cap_decay && !per_key) cap_decay[0] = a_head;
   const vf ch = v_set1(st->c_head);
   for (int64_t i = 0; i < dkp; i += LA_VL) {
     const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
-    const vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    if (p->qk_l2_norm) kv = v_mul(kv, kscale);
     vf cv = ch;
     if (per_key) {
-      const vf av = v_exp(v_load_io(la_io_at(gt, i, dt), dt, nv)); /* padding lanes: exp(0) = 1 */
+      /* padding lanes: exp(0) = 1 */
+      const vf av = v_exp(gate_row ? v_load(aks + i) : v_load_io(la_io_at(gt, i, gd), gd, nv));
       cv = st->seg_start ? av : v_mul(v_load(cs - dkp + i), av);
       in_range &= v_in_range(cv, lo, hi);
+      if (cap_decay) LA_FN(la_store_lanes)(cap_decay + i, av, nv);
     }
     v_store(kts + i, kv);
     v_store(cs + i, cv);
     v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
   }
+  if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
   LA_FN(la_stage_heads)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
-  const int end = !p->gated || !in_range || sl + 1 >= st->n;
+  const int end = !p->gated || !in_range || sl + 1 >= st->n || J->vdirect;
   Tl->seg_end[sl] = end;
   if (end) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
@@ -274,7 +329,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_mul(v_load(kts + i), rc));
   }
   st->seg_start = end;
-  Tl->beta[sl] = p->delta ? linattn_load_f32(la_io_at(u->beta, t * u->beta_token_stride, dt), 0, dt) : 1.0f;
+  Tl->beta[sl] = la_beta_at(p, u, t);
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
    * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
@@ -399,6 +454,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       const vf vv = v_load(vt + j * LA_VL);
       u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
     }
+    if (t < J->u->cap_tokens && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, t, u, W); /* GatedDeltaNet */
     if (P->prefetches && J->pf.n > 0) {
       /* The next step's input rows, two tokens' per token: the same prefetches issued at once
        * (~1000 lines) fill the miss queues, and the loads behind them wait (measured ~10% slower
@@ -467,6 +523,67 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
   }
 }
 
+/* ------------------------------------------------------------------ V-major decode (GatedDeltaNet) */
+
+/* Few tokens on a V-major state (la_params.state_v_major, T < LA_PACK_MIN_T): each value column j
+ * is a contiguous row of d_k floats, so a token is two short passes per row instead of a
+ * transposed copy of the state into panels and back: p_j = S_j . (a k), s_j = S_j . (a scale q)
+ * (first pass), u_j = beta (v_j - p_j) (v_j for non-delta rules), o_j = s_j + (k . scale q) u_j,
+ * then S_j = a .* S_j + k u_j (second pass, the row still in L1). Every staged token ends a
+ * segment (vdirect), so the tile holds a_t and k_t themselves. */
+static void LA_FN(la_vmajor_tokens)(const la_job_t* J, int64_t t0, int64_t n) {
+  const la_params* p = J->p;
+  const la_unit* un = J->u;
+  const la_tile_t* Tl = J->cur;
+  const int64_t dk = J->dk, dkp = J->dkp, ld = un->ld_state, nc = J->nc;
+  const linattn_dtype dt = p->io_dtype;
+  float* obuf = J->pack; /* one output row of the unit */
+  for (int64_t tl = 0; tl < n; tl++) {
+    const int64_t t = t0 + tl;
+    const float *a = Tl->a + tl * dkp, *k = Tl->k + tl * dkp, *ak = Tl->ak + tl * dkp, *aq = Tl->aq + tl * J->G * dkp;
+    const float* vt = Tl->v + tl * J->ncp;
+    const float kq = Tl->kq[tl * LA_KQ_STRIDE], beta = Tl->beta[tl];
+    const int cap = t < un->cap_tokens && un->cap_delta;
+    const int64_t dkf = dk / LA_VL * LA_VL; /* full vectors; the rest (dk % LA_VL) masked */
+    const int tail = (int)(dk - dkf);
+    for (int64_t j = 0; j < nc; j++) {
+      const float* src = t == 0 ? (un->state_in ? un->state_in + j * ld : NULL) : un->state_out + j * ld;
+      float* dst = un->state_out + j * ld;
+      vf pacc = v_zero(), sacc = v_zero();
+      if (src) {
+        for (int64_t i = 0; i < dkf; i += LA_VL) {
+          const vf x = v_load(src + i);
+          pacc = v_fma(x, v_load(ak + i), pacc);
+          sacc = v_fma(x, v_load(aq + i), sacc);
+        }
+        if (tail) {
+          const vf x = v_load_io(src + dkf, LINATTN_DTYPE_F32, tail);
+          pacc = v_fma(x, v_load(ak + dkf), pacc);
+          sacc = v_fma(x, v_load(aq + dkf), sacc);
+        }
+      }
+      const float uj = p->delta ? beta * (vt[j] - v_hsum(pacc)) : vt[j];
+      obuf[j] = v_hsum(sacc) + kq * uj;
+      if (cap) un->cap_delta[t * un->cap_delta_stride + j] = uj;
+      const vf ub = v_set1(uj);
+      if (src) {
+        for (int64_t i = 0; i < dkf; i += LA_VL) v_store(dst + i, v_fma(v_load(a + i), v_load(src + i), v_mul(v_load(k + i), ub)));
+      } else {
+        for (int64_t i = 0; i < dkf; i += LA_VL) v_store(dst + i, v_mul(v_load(k + i), ub));
+      }
+      if (tail) {
+        const vf ku = v_mul(v_load(k + dkf), ub);
+        const vf y = src ? v_fma(v_load(a + dkf), v_load_io(src + dkf, LINATTN_DTYPE_F32, tail), ku) : ku;
+        v_store_io(dst + dkf, LINATTN_DTYPE_F32, y, tail);
+      }
+    }
+    void* ot = la_io_at_mut(un->out, t * un->out_token_stride, dt);
+    for (int64_t j = 0; j < nc; j += LA_VL)
+      v_store_io(la_io_at_mut(ot, j, dt), dt, v_load_io(obuf + j, LINATTN_DTYPE_F32, nc - j < LA_VL ? (int)(nc - j) : LA_VL),
+                 nc - j < LA_VL ? (int)(nc - j) : LA_VL);
+  }
+}
+
 /* ------------------------------------------------------------------ instantiation */
 
 typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
@@ -482,6 +599,14 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 /* ------------------------------------------------------------------ the unit */
 
 static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
+
+/* V-major state rows (value columns) src[j * ld + i], j < valid, into the packed panel
+ * dst[i * width + j] (columns valid .. width zero): the transposition rides along the copy every
+ * prefill panel makes anyway. */
+static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int64_t ld, int64_t dk, int valid) {
+  for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
+  la_transpose(dst, width, src, ld, valid, dk);
+}
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), and with stage_ahead the first tile staged (see la_tiles). */
@@ -500,7 +625,10 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   R->gi = LA_FN(la_group_index)(J.G);
   /* Few tokens (decode): no packed copy, and the widest panels the registers allow, so the
    * state is read as long contiguous rows (DRAM streams) rather than narrow strided columns. */
-  const int pack_all = J.T >= LA_PACK_MIN_T;
+  /* A V-major state (GatedDeltaNet) is always worked on in packed panels: transposed as each
+   * panel's rows are copied in, and back in la_finish. */
+  const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major;
+  J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
   const int wmax = pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
@@ -514,7 +642,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   const int can_stream = p->stream_state && p->T == 1 && u->state_in && u->state_in != u->state_out &&
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
   R->can_stream = can_stream;
-  while (left > 0 || (tail && col < J.nc)) {
+  while (!J.vdirect && (left > 0 || (tail && col < J.nc))) {
     /* widths LA_WMAX(G), 2 and 1, and for decode LA_WMAX_DECODE(G) and 4 when that is wider
      * (la_simd_panels.h checks that the ISA file instantiates each): d_v = 64 heads (RWKV-6, Mamba-2) then read whole 256-byte
      * rows instead of two interleaved half-row panels (cold state: measured 1.4-1.7x faster) */
@@ -533,11 +661,15 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
       P->dst = J.pack + dk * col;
       P->src = P->dst;
       P->stream = 0;
-      for (int64_t i = 0; i < dk; i++) {
-        float* row = P->dst + i * width;
-        if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
-        else memset(row, 0, sizeof(float) * (size_t)P->valid);
-        if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+      if (p->state_v_major && u->state_in) {
+        LA_FN(la_pack_v_major)(P->dst, width, u->state_in + col * ld, ld, dk, P->valid);
+      } else {
+        for (int64_t i = 0; i < dk; i++) {
+          float* row = P->dst + i * width;
+          if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
+          else memset(row, 0, sizeof(float) * (size_t)P->valid);
+          if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+        }
       }
     } else {
       P->ld = ld;
@@ -596,6 +728,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
       else st->next = st->nst = 0;
     }
+    if (Jp->vdirect) LA_FN(la_vmajor_tokens)(Jp, t0, n);
     for (int i = 0; i < np; i++) table[gi][Jp->panels[i].W][dc][dl](Jp, &Jp->panels[i], t0, n);
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
   }
@@ -609,6 +742,10 @@ static void LA_FN(la_finish)(const la_resume_t* R) {
   for (int i = 0; i < Jp->npanels; i++) {
     const la_panel_t* P = &Jp->panels[i];
     if (!P->packed) continue;
+    if (Jp->p->state_v_major) {
+      la_transpose(u->state_out + P->col * u->ld_state, u->ld_state, P->dst, P->ld, Jp->dk, P->valid);
+      continue;
+    }
     for (int64_t r = 0; r < Jp->dk; r++)
       memcpy(u->state_out + r * u->ld_state + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
   }

@@ -1,0 +1,466 @@
+/*
+ * linattn_gated_delta_net (ONNX Runtime's com.microsoft GatedDeltaNet) through the C API, for every
+ * kernel family this CPU runs, against a float64 sequential oracle written here from the operator's
+ * specification (tests/python/test_gated_delta_net.py compares with ONNX Runtime itself):
+ *  1. random ragged batches (lengths 0 .. 80: decode, short and lock-step prefill requests), every
+ *     update rule, gate (none / softplus / sigmoid, per-head or per-key dt_bias), beta sigmoid, q/k
+ *     L2 norm, per-head and per-key decay, decay/beta in f32 or the activation type, capture, state
+ *     absent / separate / in place, f32 / f16 / bf16; outputs NaN-poisoned first, so an unwritten
+ *     element fails;
+ *  2. 1 and 3 threads give the same bits;
+ *  3. bad input: a status naming the argument, outputs untouched;
+ *  4. state replay of the captured transitions equals the state after those tokens.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testkit.h"
+
+/* max without fmax: the AArch64 cross compiler (gcc 12) crashes vectorising fmax reductions here */
+static __attribute__((noinline)) double tk_max(double a, double b) { return b > a ? b : a; }
+
+typedef struct gcase {
+  int64_t B, lens[4], Hq, grp, dk, dv;
+  linattn_update_rule rule;
+  linattn_gdn_gate gate;
+  int beta_sigmoid, l2, per_key, dt_bias_per_key, cap, state_mode; /* 0 none, 1 separate, 2 in place */
+  linattn_dtype dt, gdt;
+} gcase;
+
+typedef struct gdata {
+  int64_t T, Hv, dw, su_row;
+  int32_t cu[5], capc[4];
+  double *q, *k, *v, *g, *b, *s0, *al, *db; /* float64 values the op sees (already rounded) */
+  void *qx, *kx, *vx, *gx, *bx, *ox;        /* the op's buffers */
+  float *s0x, *finx, *sux, *alx, *dbx;
+} gdata;
+
+static void* xcalloc(size_t n, size_t sz) {
+  void* p = calloc(n ? n : 1, sz);
+  if (!p) tk_fatal("out of memory");
+  return p;
+}
+
+/* Fills n values of dtype dt from a normal distribution times sc (plus off): the op's buffer and
+ * the float64 copy of what it holds. */
+static void fill(tk_rng* r, linattn_dtype dt, int64_t n, double sc, double off, double* dst, void** buf) {
+  *buf = xcalloc((size_t)n, tk_dtype_size(dt));
+  for (int64_t i = 0; i < n; i++) {
+    const double x = tk_round(off + sc * tk_normal(r), dt);
+    dst[i] = x;
+    if (dt == LINATTN_DTYPE_F32) ((float*)*buf)[i] = (float)x;
+    else ((uint16_t*)*buf)[i] = (uint16_t)tk_encode(x, dt);
+  }
+}
+
+static bool gated(linattn_update_rule r) { return r == LINATTN_UPDATE_GATED || r == LINATTN_UPDATE_GATED_DELTA; }
+static bool delta(linattn_update_rule r) { return r == LINATTN_UPDATE_DELTA || r == LINATTN_UPDATE_GATED_DELTA; }
+
+static void make_data(tk_rng* r, const gcase* c, gdata* d) {
+  memset(d, 0, sizeof *d);
+  d->T = 0;
+  d->cu[0] = 0;
+  for (int64_t b = 0; b < c->B; b++) d->cu[b + 1] = d->cu[b] + (int32_t)c->lens[b];
+  d->T = d->cu[c->B];
+  d->Hv = c->Hq * c->grp;
+  const int64_t T = d->T, Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv;
+  d->dw = c->per_key ? Hv * dk : Hv;
+  d->su_row = c->cap * (d->dw + Hq * dk + Hv * dv);
+  d->q = xcalloc((size_t)(T * Hq * dk), 8);
+  d->k = xcalloc((size_t)(T * Hq * dk), 8);
+  d->v = xcalloc((size_t)(T * Hv * dv), 8);
+  d->g = xcalloc((size_t)(T * d->dw), 8);
+  d->b = xcalloc((size_t)(T * Hv), 8);
+  d->s0 = xcalloc((size_t)(c->B * Hv * dv * dk), 8);
+  d->al = xcalloc((size_t)Hv, 8);
+  d->db = xcalloc((size_t)(Hv * dk), 8);
+  /* without the L2 norm the delta rules need short keys to stay bounded */
+  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->q, &d->qx);
+  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->k, &d->kx);
+  fill(r, c->dt, T * Hv * dv, 1.0, 0.0, d->v, &d->vx);
+  if (c->gate == LINATTN_GDN_GATE_NONE) fill(r, c->gdt, T * d->dw, 0.1, -0.2, d->g, &d->gx);
+  else fill(r, c->gdt, T * d->dw, 1.5, 0.0, d->g, &d->gx);
+  fill(r, c->gdt, T * Hv, c->beta_sigmoid ? 2.0 : 0.2, c->beta_sigmoid ? 0.0 : 0.5, d->b, &d->bx);
+  void* tmp;
+  fill(r, LINATTN_DTYPE_F32, c->B * Hv * dv * dk, 0.3, 0.0, d->s0, &tmp);
+  d->s0x = tmp;
+  fill(r, LINATTN_DTYPE_F32, Hv, 0.5, 0.0, d->al, &tmp);
+  d->alx = tmp;
+  fill(r, LINATTN_DTYPE_F32, Hv * dk, 1.0, 0.0, d->db, &tmp);
+  d->dbx = tmp;
+  for (int64_t b = 0; b < c->B; b++) d->capc[b] = (int32_t)tk_below(r, 11) - 1;
+  d->ox = xcalloc((size_t)(T * Hv * dv), tk_dtype_size(c->dt));
+  d->finx = xcalloc((size_t)(c->B * Hv * dv * dk), 4);
+  d->sux = xcalloc((size_t)(c->B * d->su_row), 4);
+}
+
+static void free_data(gdata* d) {
+  void* ps[] = {d->q, d->k, d->v, d->g, d->b, d->s0, d->al, d->db, d->qx, d->kx, d->vx, d->gx, d->bx, d->ox,
+                d->s0x, d->finx, d->sux, d->alx, d->dbx};
+  for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
+}
+
+/* Float64 oracle: output (T, Hv, dv), final state (B, Hv, dv, dk), capture (NaN = not captured). */
+static void oracle(const gcase* c, const gdata* d, double* out, double* fin, double* su) {
+  const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv, grp = c->grp;
+  const double scale = 1.0 / sqrt((double)dk);
+  double* S = xcalloc((size_t)(dk * dv), 8);
+  double *qn = xcalloc((size_t)dk, 8), *kn = xcalloc((size_t)dk, 8), *a = xcalloc((size_t)dk, 8), *u = xcalloc((size_t)dv, 8);
+  for (int64_t i = 0; i < c->B * d->su_row; i++) su[i] = NAN;
+  for (int64_t r = 0; r < c->B; r++)
+    for (int64_t h = 0; h < Hv; h++) {
+      const int64_t hq = h / grp;
+      for (int64_t j = 0; j < dv; j++)
+        for (int64_t i = 0; i < dk; i++) S[i * dv + j] = c->state_mode ? d->s0[((r * Hv + h) * dv + j) * dk + i] : 0.0;
+      const int64_t len = d->cu[r + 1] - d->cu[r];
+      int64_t ncap = d->capc[r] < 0 ? 0 : d->capc[r];
+      if (ncap > c->cap) ncap = c->cap;
+      if (ncap > len) ncap = len;
+      for (int64_t t = d->cu[r]; t < d->cu[r + 1]; t++) {
+        double nq = 0, nk = 0;
+        for (int64_t i = 0; i < dk; i++) {
+          qn[i] = d->q[(t * Hq + hq) * dk + i];
+          kn[i] = d->k[(t * Hq + hq) * dk + i];
+          nq += qn[i] * qn[i];
+          nk += kn[i] * kn[i];
+        }
+        if (c->l2)
+          for (int64_t i = 0; i < dk; i++) qn[i] /= sqrt(nq + 1e-12), kn[i] /= sqrt(nk + 1e-12);
+        for (int64_t i = 0; i < dk; i++) {
+          double g = 0.0;
+          if (gated(c->rule)) {
+            double x = d->g[t * d->dw + (c->per_key ? h * dk + i : h)];
+            if (c->gate != LINATTN_GDN_GATE_NONE) {
+              x += d->db[c->dt_bias_per_key ? h * dk + i : h];
+              if (c->gate == LINATTN_GDN_GATE_SOFTPLUS) g = -exp(d->al[h]) * (x > 20 ? x : log1p(exp(x)));
+              else g = -5.0 / (1.0 + exp(-exp(d->al[h]) * x));
+            } else {
+              g = x;
+            }
+          }
+          a[i] = exp(g);
+        }
+        const double bt = c->beta_sigmoid ? 1.0 / (1.0 + exp(-d->b[t * Hv + h])) : d->b[t * Hv + h];
+        for (int64_t j = 0; j < dv; j++) {
+          double p = 0;
+          for (int64_t i = 0; i < dk; i++) p += a[i] * S[i * dv + j] * kn[i];
+          const double vv = d->v[(t * Hv + h) * dv + j];
+          u[j] = delta(c->rule) ? bt * (vv - p) : vv;
+          double o = 0;
+          for (int64_t i = 0; i < dk; i++) {
+            S[i * dv + j] = a[i] * S[i * dv + j] + kn[i] * u[j];
+            o += S[i * dv + j] * qn[i];
+          }
+          out[(t * Hv + h) * dv + j] = scale * o;
+        }
+        const int64_t lt = t - d->cu[r];
+        if (lt < ncap) {
+          double* row = su + r * d->su_row;
+          if (c->per_key)
+            for (int64_t i = 0; i < dk; i++) row[lt * d->dw + h * dk + i] = a[i];
+          else
+            row[lt * d->dw + h] = a[0];
+          for (int64_t i = 0; i < dk; i++) row[c->cap * d->dw + (lt * Hq + hq) * dk + i] = kn[i];
+          for (int64_t j = 0; j < dv; j++) row[c->cap * (d->dw + Hq * dk) + (lt * Hv + h) * dv + j] = u[j];
+        }
+      }
+      for (int64_t j = 0; j < dv; j++)
+        for (int64_t i = 0; i < dk; i++) fin[((r * Hv + h) * dv + j) * dk + i] = S[i * dv + j];
+    }
+  free(S), free(qn), free(kn), free(a), free(u);
+}
+
+typedef struct gtensors {
+  linattn_tensor q, k, v, g, b, s0, al, db, o, fin, su;
+} gtensors;
+
+static void tensors(const gcase* c, gdata* d, gtensors* t) {
+  const int64_t T = d->T, Hv = d->Hv;
+  t->q = linattn_make_tensor(d->qx, c->dt, 3, (int64_t[]){T, c->Hq, c->dk});
+  t->k = linattn_make_tensor(d->kx, c->dt, 3, (int64_t[]){T, c->Hq, c->dk});
+  t->v = linattn_make_tensor(d->vx, c->dt, 3, (int64_t[]){T, Hv, c->dv});
+  t->g = c->per_key ? linattn_make_tensor(d->gx, c->gdt, 3, (int64_t[]){T, Hv, c->dk})
+                    : linattn_make_tensor(d->gx, c->gdt, 2, (int64_t[]){T, Hv});
+  t->b = linattn_make_tensor(d->bx, c->gdt, 2, (int64_t[]){T, Hv});
+  t->s0 = linattn_make_tensor(d->s0x, LINATTN_DTYPE_F32, 4, (int64_t[]){c->B, Hv, c->dv, c->dk});
+  t->al = linattn_make_tensor(d->alx, LINATTN_DTYPE_F32, 1, (int64_t[]){Hv});
+  t->db = c->dt_bias_per_key ? linattn_make_tensor(d->dbx, LINATTN_DTYPE_F32, 2, (int64_t[]){Hv, c->dk})
+                             : linattn_make_tensor(d->dbx, LINATTN_DTYPE_F32, 1, (int64_t[]){Hv});
+  t->o = linattn_make_tensor(d->ox, c->dt, 3, (int64_t[]){T, Hv, c->dv});
+  t->fin = linattn_make_tensor(c->state_mode == 2 ? (void*)d->s0x : (void*)d->finx, LINATTN_DTYPE_F32, 4,
+                               (int64_t[]){c->B, Hv, c->dv, c->dk});
+  t->su = linattn_make_tensor(d->sux, LINATTN_DTYPE_F32, 2, (int64_t[]){c->B, d->su_row});
+}
+
+static linattn_status call(linattn_context* ctx, const gcase* c, gdata* d, const gtensors* t) {
+  linattn_gated_delta_net_desc desc;
+  linattn_gated_delta_net_desc_init(&desc);
+  desc.update_rule = c->rule;
+  desc.gate_activation = c->gate;
+  desc.beta_activation = c->beta_sigmoid ? LINATTN_GDN_BETA_SIGMOID : LINATTN_GDN_BETA_NONE;
+  desc.qk_l2_norm = c->l2;
+  desc.state_update_capacity = c->cap;
+  return linattn_gated_delta_net(ctx, &desc, &t->q, &t->k, &t->v, d->cu, c->B + 1, gated(c->rule) ? &t->g : NULL,
+                                 delta(c->rule) ? &t->b : NULL, c->state_mode ? &t->s0 : NULL,
+                                 c->gate != LINATTN_GDN_GATE_NONE ? &t->al : NULL, c->gate != LINATTN_GDN_GATE_NONE ? &t->db : NULL,
+                                 c->cap ? d->capc : NULL, &t->o, &t->fin, c->cap ? &t->su : NULL, NULL, 0);
+}
+
+static double get_out(const gcase* c, const gdata* d, int64_t i) {
+  if (c->dt == LINATTN_DTYPE_F32) return ((const float*)d->ox)[i];
+  return tk_decode(((const uint16_t*)d->ox)[i], c->dt);
+}
+
+static void random_case(tk_rng* r, gcase* c) {
+  memset(c, 0, sizeof *c);
+  c->B = 1 + tk_below(r, 4);
+  for (int64_t b = 0; b < c->B; b++) {
+    const int64_t kind = tk_below(r, 4);
+    c->lens[b] = kind == 0 ? tk_below(r, 2) : kind == 1 ? 1 + tk_below(r, 9) : kind == 2 ? 8 + tk_below(r, 40) : 64 + tk_below(r, 20);
+  }
+  c->Hq = 1 + tk_below(r, 2);
+  c->grp = 1 + tk_below(r, 2);
+  const int64_t dks[] = {1, 5, 16, 32, 64}, dvs[] = {1, 7, 16, 33, 64};
+  c->dk = dks[tk_below(r, 5)];
+  c->dv = dvs[tk_below(r, 5)];
+  c->rule = (linattn_update_rule)(1 + tk_below(r, 4));
+  c->per_key = gated(c->rule) ? (int)tk_below(r, 2) : 0;
+  c->gate = gated(c->rule) ? (linattn_gdn_gate)(1 + tk_below(r, 3)) : LINATTN_GDN_GATE_NONE;
+  c->dt_bias_per_key = c->per_key && c->gate != LINATTN_GDN_GATE_NONE && tk_below(r, 2);
+  c->beta_sigmoid = (int)tk_below(r, 2);
+  c->l2 = (int)tk_below(r, 2);
+  c->cap = tk_below(r, 2) ? (int)tk_below(r, 9) : 0;
+  c->state_mode = (int)tk_below(r, 3);
+  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  c->dt = dts[tk_below(r, 3)];
+  c->gdt = tk_below(r, 2) ? LINATTN_DTYPE_F32 : c->dt;
+}
+
+/* 1. against the oracle */
+static void check_case(linattn_context* ctx, const char* isa, const gcase* c, tk_rng* r) {
+  gdata d;
+  make_data(r, c, &d);
+  gtensors t;
+  tensors(c, &d, &t);
+  const int64_t no = d.T * d.Hv * c->dv, ns = c->B * d.Hv * c->dv * c->dk, nu = c->B * d.su_row;
+  double *eo = xcalloc((size_t)no, 8), *es = xcalloc((size_t)ns, 8), *eu = xcalloc((size_t)nu, 8);
+  oracle(c, &d, eo, es, eu);
+  for (int64_t i = 0; i < no; i++) {
+    if (c->dt == LINATTN_DTYPE_F32) ((float*)d.ox)[i] = NAN;
+    else ((uint16_t*)d.ox)[i] = 0x7e00;
+  }
+  for (int64_t i = 0; i < ns; i++) d.finx[i] = NAN;
+  for (int64_t i = 0; i < nu; i++) d.sux[i] = NAN;
+  tk_context("%s B=%lld lens=%lld,%lld,%lld,%lld Hq=%lld grp=%lld dk=%lld dv=%lld rule=%d gate=%d bsig=%d l2=%d per_key=%d "
+             "dtb_key=%d cap=%d state=%d dt=%s gdt=%s",
+             isa, (long long)c->B, (long long)c->lens[0], (long long)c->lens[1], (long long)c->lens[2], (long long)c->lens[3],
+             (long long)c->Hq, (long long)c->grp, (long long)c->dk, (long long)c->dv, (int)c->rule, (int)c->gate,
+             c->beta_sigmoid, c->l2, c->per_key, c->dt_bias_per_key, c->cap, c->state_mode, tk_dtype_str(c->dt),
+             tk_dtype_str(c->gdt));
+  const linattn_status st = call(ctx, c, &d, &t);
+  if (tk_check(st == LINATTN_SUCCESS, "status %s: %s", linattn_status_string(st), linattn_last_error())) {
+    const double tol = c->dt == LINATTN_DTYPE_F32 ? 2e-4 : c->dt == LINATTN_DTYPE_F16 ? 2e-2 : 8e-2;
+    double mo = 1, ms = 1, eo_max = 0, es_max = 0, eu_max = 0;
+    for (int64_t i = 0; i < no; i++) mo = tk_max(mo, fabs(eo[i]));
+    for (int64_t i = 0; i < ns; i++) ms = tk_max(ms, fabs(es[i]));
+    int unwritten = 0;
+    for (int64_t i = 0; i < no; i++) {
+      const double a = get_out(c, &d, i);
+      unwritten += !isfinite(a);
+      eo_max = tk_max(eo_max, fabs(a - eo[i]));
+    }
+    const float* fs = c->state_mode == 2 ? d.s0x : d.finx;
+    for (int64_t i = 0; i < ns; i++) {
+      unwritten += !isfinite(fs[i]);
+      es_max = tk_max(es_max, fabs(fs[i] - es[i]));
+    }
+    for (int64_t i = 0; i < nu; i++) {
+      if (isnan(eu[i])) unwritten += d.sux[i] != 0.0f; /* slots past the captured prefix: 0 */
+      else eu_max = tk_max(eu_max, fabs(d.sux[i] - eu[i]));
+    }
+    tk_check(unwritten == 0, "%d elements unwritten or not zeroed", unwritten);
+    tk_check(eo_max <= tol * mo, "output: max err %.3e > %.3e", eo_max, tol * mo);
+    tk_check(es_max <= tol * ms, "final_state: max err %.3e > %.3e", es_max, tol * ms);
+    tk_check(eu_max <= tol * ms, "state_update: max err %.3e", eu_max);
+  }
+  free(eo), free(es), free(eu);
+  free_data(&d);
+}
+
+/* 2. threads: the same bits */
+static void check_threads(tk_rng* r) {
+  gcase c = {.B = 3, .lens = {70, 1, 9}, .Hq = 2, .grp = 2, .dk = 32, .dv = 40, .rule = LINATTN_UPDATE_GATED_DELTA,
+             .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .cap = 3, .state_mode = 1,
+             .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
+  gdata d;
+  make_data(r, &c, &d);
+  gtensors t;
+  tensors(&c, &d, &t);
+  const size_t no = (size_t)(d.T * d.Hv * c.dv) * 4, ns = (size_t)(c.B * d.Hv * c.dv * c.dk) * 4, nu = (size_t)(c.B * d.su_row) * 4;
+  char* ref = xcalloc(no + ns + nu, 1);
+  tk_context("threads");
+  for (int threads = 1; threads <= 3; threads += 2) {
+    linattn_context_options o;
+    linattn_context_options_init(&o);
+    o.num_threads = threads;
+    linattn_context* ctx;
+    if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());
+    tk_check(call(ctx, &c, &d, &t) == LINATTN_SUCCESS, "status: %s", linattn_last_error());
+    if (threads == 1) {
+      memcpy(ref, d.ox, no), memcpy(ref + no, d.finx, ns), memcpy(ref + no + ns, d.sux, nu);
+    } else {
+      tk_check(!memcmp(ref, d.ox, no) && !memcmp(ref + no, d.finx, ns) && !memcmp(ref + no + ns, d.sux, nu),
+               "3 threads differ from 1 thread");
+    }
+    linattn_context_destroy(ctx);
+  }
+  free(ref);
+  free_data(&d);
+}
+
+/* 3. bad input */
+static void expect_bad(linattn_context* ctx, const gcase* c, gdata* d, const gtensors* t, const char* needle,
+                       const char* what) {
+  const size_t no = (size_t)(d->T * d->Hv * c->dv) * 4, ns = (size_t)(c->B * d->Hv * c->dv * c->dk) * 4;
+  memset(d->ox, 0x5a, no);
+  memset(d->finx, 0x5a, ns);
+  tk_context("bad input: %s", what);
+  const linattn_status st = call(ctx, c, d, t);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT, "status %s", linattn_status_string(st));
+  tk_check(strstr(linattn_last_error(), needle) != NULL, "message '%s' does not name '%s'", linattn_last_error(), needle);
+  int touched = 0;
+  for (size_t i = 0; i < no; i++) touched |= ((unsigned char*)d->ox)[i] != 0x5a;
+  for (size_t i = 0; i < ns; i++) touched |= ((unsigned char*)d->finx)[i] != 0x5a;
+  tk_check(!touched, "outputs written on error");
+}
+
+static void check_bad_input(linattn_context* ctx, tk_rng* r) {
+  gcase c = {.B = 2, .lens = {3, 4}, .Hq = 1, .grp = 2, .dk = 8, .dv = 4, .rule = LINATTN_UPDATE_GATED_DELTA,
+             .gate = LINATTN_GDN_GATE_NONE, .cap = 2, .state_mode = 1, .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
+  gdata d;
+  make_data(r, &c, &d);
+  gtensors t;
+  tensors(&c, &d, &t);
+  d.cu[0] = 1;
+  expect_bad(ctx, &c, &d, &t, "cu_seqlens", "cu_seqlens[0] != 0");
+  d.cu[0] = 0, d.cu[2] = 6;
+  expect_bad(ctx, &c, &d, &t, "cu_seqlens", "cu_seqlens[B] != T");
+  d.cu[2] = 7, d.cu[1] = 8;
+  expect_bad(ctx, &c, &d, &t, "cu_seqlens", "decreasing cu_seqlens");
+  d.cu[1] = 3;
+  gcase c2 = c;
+  c2.cap = 9;
+  expect_bad(ctx, &c2, &d, &t, "state_update_capacity", "capacity 9");
+  linattn_gated_delta_net_desc desc;
+  linattn_gated_delta_net_desc_init(&desc);
+  desc.state_update_capacity = 0;
+  tk_context("bad input: capture_count without capacity");
+  tk_check(linattn_gated_delta_net(ctx, &desc, &t.q, &t.k, &t.v, d.cu, 3, &t.g, &t.b, &t.s0, NULL, NULL, d.capc, &t.o, &t.fin,
+                                   NULL, NULL, 0) == LINATTN_ERROR_INVALID_ARGUMENT &&
+               strstr(linattn_last_error(), "capture_count"),
+           "capture_count without capacity: %s", linattn_last_error());
+  desc.state_update_capacity = 2;
+  tk_check(linattn_gated_delta_net(ctx, &desc, &t.q, &t.k, &t.v, d.cu, 3, &t.g, &t.b, &t.s0, NULL, NULL, NULL, &t.o, &t.fin,
+                                   &t.su, NULL, 0) == LINATTN_ERROR_INVALID_ARGUMENT &&
+               strstr(linattn_last_error(), "capture_count"),
+           "capacity without capture_count: %s", linattn_last_error());
+  /* a K-major (B, H_v, d_k, d_v) state */
+  gtensors t2 = t;
+  t2.s0 = linattn_make_tensor(d.s0x, LINATTN_DTYPE_F32, 4, (int64_t[]){c.B, d.Hv, c.dk, c.dv});
+  expect_bad(ctx, &c, &d, &t2, "V-major", "K-major initial_state");
+  free_data(&d);
+}
+
+/* 4. replay of the capture: the state after the first kept tokens of a request */
+static void check_replay(linattn_context* ctx, tk_rng* r) {
+  for (int per_key = 0; per_key < 2; per_key++) {
+    gcase c = {.B = 1, .lens = {6}, .Hq = 2, .grp = 2, .dk = 8, .dv = 5, .rule = LINATTN_UPDATE_GATED_DELTA,
+               .gate = LINATTN_GDN_GATE_NONE, .per_key = per_key, .cap = 4, .state_mode = 1, .dt = LINATTN_DTYPE_F32,
+               .gdt = LINATTN_DTYPE_F32};
+    gdata d;
+    make_data(r, &c, &d);
+    d.capc[0] = 4;
+    gtensors t;
+    tensors(&c, &d, &t);
+    tk_context("replay per_key=%d", per_key);
+    tk_check(call(ctx, &c, &d, &t) == LINATTN_SUCCESS, "status: %s", linattn_last_error());
+    for (int keep = 1; keep <= 4; keep++) {
+      gcase ck = c;
+      ck.lens[0] = keep;
+      ck.cap = 0;
+      const int64_t ns = d.Hv * c.dv * c.dk, no = 6 * d.Hv * c.dv;
+      double *eo = xcalloc((size_t)no, 8), *es = xcalloc((size_t)ns, 8), *eu = xcalloc(1, 8);
+      gdata dd = d;
+      dd.cu[1] = keep;
+      dd.su_row = 0;
+      oracle(&ck, &dd, eo, es, eu);
+      float* dst = xcalloc((size_t)ns, 4);
+      const linattn_tensor src = linattn_make_tensor(d.s0x, LINATTN_DTYPE_F32, 3, (int64_t[]){d.Hv, c.dv, c.dk});
+      const linattn_tensor cap = linattn_make_tensor(d.sux, LINATTN_DTYPE_F32, 1, (int64_t[]){d.su_row});
+      const linattn_tensor out = linattn_make_tensor(dst, LINATTN_DTYPE_F32, 3, (int64_t[]){d.Hv, c.dv, c.dk});
+      tk_check(linattn_gated_delta_net_state_replay(&src, &cap, c.Hq, 4, keep, &out) == LINATTN_SUCCESS, "replay: %s",
+               linattn_last_error());
+      double err = 0;
+      for (int64_t i = 0; i < ns; i++) err = tk_max(err, fabs(dst[i] - es[i]));
+      tk_check(err < 1e-4, "replay keep=%d: max err %.3e", keep, err);
+      free(eo), free(es), free(eu), free(dst);
+    }
+    free_data(&d);
+  }
+}
+
+/* 5. shape inference agrees with the shapes the call accepts */
+static void check_infer_shapes(void) {
+  linattn_gated_delta_net_desc desc;
+  linattn_gated_delta_net_desc_init(&desc);
+  desc.state_update_capacity = 3;
+  int32_t orank;
+  int64_t od[4], fd[4], ud[2];
+  tk_context("infer_shapes");
+  const int64_t q[3] = {10, 2, 16}, v[3] = {10, 4, 8}, s0[4] = {3, 4, 8, 16};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 3, q, q, v, NULL, 4, 1, &orank, od, fd, ud) == LINATTN_SUCCESS,
+           "separate: %s", linattn_last_error());
+  tk_check(orank == 3 && od[0] == 10 && od[1] == 4 && od[2] == 8, "output dims");
+  tk_check(fd[0] == 3 && fd[1] == 4 && fd[2] == 8 && fd[3] == 16, "final_state dims");
+  tk_check(ud[0] == 3 && ud[1] == 3 * (4 * 16 + 2 * 16 + 4 * 8), "state_update dims (per-key decay)");
+  const int64_t qp[2] = {10, 2 * 2 * 16 + 4 * 8};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 2, qp, NULL, NULL, s0, 0, 0, &orank, od, fd, ud) == LINATTN_SUCCESS,
+           "packed: %s", linattn_last_error());
+  tk_check(orank == 3 && od[0] == 10 && od[1] == 4 && od[2] == 8 && fd[0] == 3 && ud[1] == 3 * (4 + 32 + 32), "packed dims");
+  const int64_t vbad[3] = {10, 3, 8};
+  tk_check(linattn_gated_delta_net_infer_shapes(&desc, 3, q, q, vbad, NULL, 4, 0, &orank, od, fd, ud) ==
+                   LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "num_heads_v"),
+           "H_v not a multiple of H_q: %s", linattn_last_error());
+}
+
+int main(void) {
+  tk_begin("test_gated_delta_net");
+  tk_rng r;
+  tk_rng_init(&r, tk_seed());
+  const linattn_isa isas[] = {LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512, LINATTN_ISA_NEON};
+  const int cases = tk_case_count(150, 25);
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    if (!linattn_isa_available(isas[i])) continue;
+    linattn_context_options o;
+    linattn_context_options_init(&o);
+    o.num_threads = 1;
+    o.isa = isas[i];
+    linattn_context* ctx;
+    if (linattn_context_create(&o, &ctx)) tk_fatal("context: %s", linattn_last_error());
+    for (int n = 0; n < cases; n++) {
+      gcase c;
+      random_case(&r, &c);
+      check_case(ctx, linattn_isa_name(isas[i]), &c, &r);
+    }
+    if (isas[i] == LINATTN_ISA_REFERENCE) {
+      check_bad_input(ctx, &r);
+      check_replay(ctx, &r);
+    }
+    linattn_context_destroy(ctx);
+  }
+  check_threads(&r);
+  check_infer_shapes();
+  return tk_finish();
+}
