@@ -35,6 +35,7 @@ typedef struct la_params {
                             * float64 1/sqrt(d_k) and the product is rounded once to fp32 */
   bool stream_state;       /* T == 1 into a separate state_out: non-temporal stores allowed
                             * (chosen by the operator layer from linattn_state_stores) */
+  int sweep_tokens;        /* prefill tokens per state sweep (la_tuning.sweep_tokens) */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -191,6 +192,32 @@ extern const gates_kernel linattn_gates_reference;
 void linattn_la_gate_ref(linattn_dtype dtype, int64_t H, const void* a, const float* dt_bias,
                          const float* decay_scale, const void* b, void* decay, void* beta, int64_t rows);
 
+/* ------------------------------------------------------------------ tuning (src/tuning.c) */
+
+/* LinearAttention kernel parameters that depend on the microarchitecture (docs/tuning.md). */
+typedef struct la_tuning {
+  int sweep_tokens;            /* prefill tokens per state sweep: 1, or 2 (kernels with two-token
+                                * panels: AVX-512); 2 sums p and s in another order (other bits) */
+  int lockstep_units;          /* units per lock-step group, 1 .. LA_LOCKSTEP_UNITS_MAX */
+  int64_t lockstep_min_tokens; /* T from which a task's units advance in lock-step */
+} la_tuning;
+
+/* One entry of the tuning table: a parameter set per kernel family. */
+typedef struct linattn_tuning {
+  const char* name;
+  la_tuning la;
+} linattn_tuning;
+
+/* The entry for this CPU (deterministic: CPUID vendor, family, model, features). */
+const linattn_tuning* linattn_tuning_for_cpu(void);
+/* The entry named name, or NULL. */
+const linattn_tuning* linattn_tuning_by_name(const char* name);
+/* LINATTN_TUNE when set (NULL and *bad_env = its value when it names no entry), else
+ * linattn_tuning_for_cpu(). */
+const linattn_tuning* linattn_auto_tuning(const char** bad_env);
+/* The accepted LINATTN_TUNE values, for messages. */
+const char* linattn_tuning_names(void);
+
 /* ------------------------------------------------------------------ context, errors */
 
 struct linattn_pool;
@@ -206,6 +233,7 @@ struct linattn_context {
   struct linattn_pool* pool; /* NULL when num_threads == 1 or a host parallel_for is used */
   linattn_state_stores state_stores;
   size_t llc_bytes;          /* last-level cache, detected at creation (for linattn_state_stores) */
+  const linattn_tuning* tuning; /* never NULL: the CPU's entry or LINATTN_TUNE's */
 };
 
 /* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
