@@ -207,6 +207,12 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
                              linattn_isa_name(isa));
   }
 
+  const char* bad_tune = NULL;
+  const linattn_tuning* tuning = linattn_auto_tuning(&bad_tune);
+  if (!tuning)
+    return linattn_set_error(LINATTN_ERROR_UNSUPPORTED, "environment LINATTN_TUNE=%s: expected one of %s",
+                             bad_tune ? bad_tune : "?", linattn_tuning_names());
+
   int32_t threads = o->num_threads;
   if (threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -227,6 +233,7 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   ctx->alloc_user = o->alloc_user;
   ctx->state_stores = o->state_stores;
   ctx->llc_bytes = detect_llc_bytes();
+  ctx->tuning = tuning;
   ctx->kernels = linattn_kernels_for_isa(isa);
   if (!ctx->kernels) {
     ff(o->alloc_user, ctx);

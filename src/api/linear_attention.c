@@ -11,22 +11,18 @@
 #include "convert.h"
 #include "internal.h"
 
-/* Lock-step (a task's units advance token tile by token tile together, each staging a tile
- * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
- * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
- * token rows together, and each unit's step prefetches the next one's rows into L2. Decode
- * and very short calls stay one unit after the other. */
-#ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
-#define LA_LOCKSTEP_MIN_TOKENS 64
-#endif
+/* Lock-step: a task's units advance token tile by token tile together, each staging a tile
+ * just before it runs, so the units read their token rows together and each unit's step
+ * prefetches the next one's rows into L2. From la_tuning.lockstep_min_tokens tokens on, in
+ * groups of la_tuning.lockstep_units (docs/tuning.md); decode and very short calls stay one
+ * unit after the other. LA_LOCKSTEP_MIN_TOKENS at build time (e.g. 1) overrides the tuning,
+ * to test the path everywhere. */
+#define LA_LOCKSTEP_UNITS_MAX 16
 /* An fp32 state updated in place is copied (per unit, before the fast kernel runs) so that a
  * unit with non-finite outputs can be recomputed from it, in calls of at least this many tokens:
  * the copy reads and writes the state once more, about the cost of a decode step (figures in
  * docs/reliability.md), so decode and short calls go without. */
 #define LA_KEEP_ENTRY_MIN_TOKENS 256
-/* Units per lock-step group: with tiles staged at use, 8 measured 1-2% faster than 16 (H = 16..80,
- * T = 512 and 4096), 4 no faster, 1 or 2 much slower (the rows are then read a head at a time). */
-#define LA_LOCKSTEP_UNITS 8
 
 typedef struct la_call {
   la_params p;
@@ -145,6 +141,7 @@ static linattn_status la_check_aliasing(la_call* c) {
 static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
+  c->p.sweep_tokens = ctx->tuning->la.sweep_tokens;
   if (T == 0) return LINATTN_SUCCESS; /* no token: no unit runs, no workspace (no token: present_state = past_state, or zeros) */
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > dv) bc = dv;
@@ -188,8 +185,15 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-  if (c->kern->step && c->kern->step_tokens > 0 && T >= LA_LOCKSTEP_MIN_TOKENS && per_task > 1) {
-    c->lockstep_units = per_task < LA_LOCKSTEP_UNITS ? per_task : LA_LOCKSTEP_UNITS;
+#ifdef LA_LOCKSTEP_MIN_TOKENS
+  const int64_t lockstep_min = LA_LOCKSTEP_MIN_TOKENS;
+#else
+  const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
+#endif
+  int64_t group = ctx->tuning->la.lockstep_units;
+  group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
+  if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
+    c->lockstep_units = per_task < group ? per_task : group;
     c->step_chunk = c->kern->step_tokens;
   }
   if (!linattn_mul_size(unit_bytes, (size_t)c->lockstep_units, &c->task_bytes))
@@ -409,9 +413,9 @@ static void la_task(void* arg, size_t task) {
   /* Groups of lockstep_units units; each round advances every unit of the group over the
    * same tokens. The kernel's step gives the bits of run, so the split cannot show. */
   const size_t unit_bytes = c->task_bytes / (size_t)c->lockstep_units;
-  la_unit units[LA_LOCKSTEP_UNITS];
-  char* kscr[LA_LOCKSTEP_UNITS];
-  bool finite[LA_LOCKSTEP_UNITS]; /* outputs checked step by step, while still in cache */
+  la_unit units[LA_LOCKSTEP_UNITS_MAX];
+  char* kscr[LA_LOCKSTEP_UNITS_MAX];
+  bool finite[LA_LOCKSTEP_UNITS_MAX]; /* outputs checked step by step, while still in cache */
   for (int64_t g0 = begin; g0 < end; g0 += c->lockstep_units) {
     const int64_t g1 = end - g0 < c->lockstep_units ? end : g0 + c->lockstep_units;
     for (int64_t i = 0; i < g1 - g0; i++) {
