@@ -132,7 +132,11 @@ void bench_machine_refresh(bench_machine* m, double seconds_per_roof);
 /* 1-minute load average (-1 if unknown): how busy the shared machine was. */
 double bench_loadavg(void);
 
-/* Bandwidth roof for a working set (cold calls always use DRAM). */
-double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold, const char** level);
+/* Bandwidth roof for a working set (cold calls always use DRAM). A cache level cannot be slower
+ * than the levels beyond it (data it holds could always come from there): a level whose measured
+ * copy bandwidth is below that of a level further out (a measurement artefact, e.g. an L3 that a
+ * VM reports but shares) gets the larger figure. *raw: the level's own measurement; the return
+ * value differs from it exactly when the roof was raised. */
+double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold, const char** level, double* raw);
 
 #endif /* LINATTN_BENCH_H */

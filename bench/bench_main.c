@@ -444,6 +444,9 @@ static const char* preset_name(const bench_case* c) { return c->op == BENCH_OP_L
 
 typedef struct row_metrics {
   double tokens_per_s, gflops, gbs, roof_pct, ratio;
+  double roof_bw, roof_bw_raw; /* bandwidth roof used (GB/s) and the level's own measurement */
+  int roof_raised;             /* the level measured slower than a level further out */
+  double roof_pct_raw;         /* %roof against the raw figure */
   const char* bound;
   const char* level;
 } row_metrics;
@@ -455,10 +458,14 @@ static row_metrics compute_metrics(const bench_case* c, const bench_instance* in
   r.tokens_per_s = (double)(c->B * c->T) / t;
   r.gflops = inst->flops / t * 1e-9;
   r.gbs = inst->bytes / t * 1e-9;
-  double bw = bench_roof_bandwidth(m, inst->working_set, c->cold, &r.level);
+  double bw = bench_roof_bandwidth(m, inst->working_set, c->cold, &r.level, &r.roof_bw_raw);
+  r.roof_bw = bw;
+  r.roof_raised = bw != r.roof_bw_raw;
   double t_fp = inst->flops / (m->fma_gflops * 1e9), t_mem = inst->bytes / (bw * 1e9);
+  double t_mem_raw = r.roof_bw_raw > 0 ? inst->bytes / (r.roof_bw_raw * 1e9) : t_mem;
   r.bound = t_fp >= t_mem ? "fp" : "mem";
   r.roof_pct = 100.0 * (t_fp > t_mem ? t_fp : t_mem) / t;
+  r.roof_pct_raw = 100.0 * (t_fp > t_mem_raw ? t_fp : t_mem_raw) / t;
   r.ratio = ref && !ref->error && ref->median > 0 ? t / ref->median : NAN;
   return r;
 }
@@ -481,8 +488,10 @@ static void print_row(const bench_case* c, const char* isa, const stats* s, cons
     printf("ERROR %s\n", s->error);
     return;
   }
-  printf("%10.1f %10.1f %10.1f %9.3g %8.2f %7.2f %5.1f%c ", s->median * 1e6, s->min * 1e6, s->max * 1e6,
-         r->tokens_per_s, r->gflops, r->gbs, r->roof_pct, r->bound[0] == 'f' ? 'F' : 'M');
+  /* '!': the memory level's roof was raised to that of a level further out (raw figure in the JSON) */
+  printf("%10.1f %10.1f %10.1f %9.3g %8.2f %7.2f %5.1f%c%s", s->median * 1e6, s->min * 1e6, s->max * 1e6,
+         r->tokens_per_s, r->gflops, r->gbs, r->roof_pct, r->bound[0] == 'f' ? 'F' : 'M',
+         r->bound[0] == 'm' && r->roof_raised ? "!" : " ");
   if (ref && !ref->error) printf("%10.1f %7.3f\n", ref->median * 1e6, r->ratio);
   else printf("%10s %7s\n", "-", "-");
   fflush(stdout);
@@ -529,6 +538,12 @@ static void json_row(FILE* f, int first, const bench_case* c, const bench_instan
   fprintf(f, ", \"roof_pct\": ");
   json_number(f, r->roof_pct);
   fprintf(f, ", \"roof_bound\": \"%s\", \"roof_level\": \"%s\"", r->bound, r->level);
+  fprintf(f, ", \"roof_bw_gbs\": ");
+  json_number(f, r->roof_bw);
+  fprintf(f, ", \"roof_bw_raw_gbs\": ");
+  json_number(f, r->roof_bw_raw);
+  fprintf(f, ", \"roof_raised\": %s, \"roof_pct_raw\": ", r->roof_raised ? "true" : "false");
+  json_number(f, r->roof_pct_raw);
   if (ref && !ref->error) {
     fprintf(f, ", \"ref_us\": ");
     json_number(f, ref->median * 1e6);
@@ -647,7 +662,8 @@ int main(int argc, char** argv) {
          m.threads, m.threads > 1 ? "s" : "", m.fma_gflops, m.fma_isa, m.fma_gflops_1t, m.bw_l2, m.bw_l3, m.bw_dram);
   printf("# st: w/c = decode state warm/cold, CF/CL = conv channels first/last, V = packed ragged batch "
          "(VarlenCausalConvWithState; its ref = the dense channels-last conv on the same tokens); %%roof: F = "
-         "flop-bound, M = memory-bound; t/ref = time / reference time (same run)\n");
+         "flop-bound, M = memory-bound (M!: that cache level measured slower than a level further out, so its "
+         "roof is the faster level's); t/ref = time / reference time (same run)\n");
 
   size_t ncases = enumerate_cases(&o, NULL);
   bench_case* cases = (bench_case*)calloc(ncases ? ncases : 1, sizeof(bench_case));

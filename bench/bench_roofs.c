@@ -267,17 +267,21 @@ void bench_machine_measure(bench_machine* m, int threads, double seconds_per_roo
   m->bw_dram = measure_copy_bw(threads, dram_ws, seconds_per_roof);
 }
 
-double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold, const char** level) {
+double bench_roof_bandwidth(const bench_machine* m, double working_set, int cold, const char** level, double* raw) {
+  const double dram = m->bw_dram, l3 = m->bw_l3 > dram ? m->bw_l3 : dram, l2 = m->bw_l2 > l3 ? m->bw_l2 : l3;
   if (!cold && working_set <= (double)m->l2_bytes * m->threads) {
     *level = "L2";
-    return m->bw_l2;
+    *raw = m->bw_l2;
+    return l2;
   }
   if (!cold && working_set <= (double)m->l3_bytes) {
     *level = "L3";
-    return m->bw_l3;
+    *raw = m->bw_l3;
+    return l3;
   }
   *level = "DRAM";
-  return m->bw_dram;
+  *raw = dram;
+  return dram;
 }
 
 void bench_machine_refresh(bench_machine* m, double seconds_per_roof) {

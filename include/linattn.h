@@ -170,9 +170,20 @@ LINATTN_API void linattn_context_options_init(linattn_context_options* options);
  * linattn_isa_name) forces a kernel family; forcing one the CPU lacks is
  * LINATTN_ERROR_UNSUPPORTED.
  * Thread safety: a context may be used by several threads at once; calls that find the
- * built-in pool busy run on their calling thread alone (same results, bit for bit). */
+ * built-in pool busy run on their calling thread alone (same results, bit for bit).
+ * Lifetime with several threads: see linattn_context_close. */
 LINATTN_API linattn_status linattn_context_create(const linattn_context_options* options,
                                                   linattn_context** context);
+/* Stops the context: calls in flight on other threads finish normally (close waits for them),
+ * every later call on it fails with LINATTN_ERROR_INVALID_ARGUMENT ("context: closed"), and the
+ * pool threads are joined. The memory stays valid until linattn_context_destroy, so a thread
+ * that races with close gets that error, never a crash. Idempotent; may run on any thread, but
+ * not from inside a call on the same context (an allocator hook or parallel_for callback):
+ * it would wait for itself. */
+LINATTN_API void linattn_context_close(linattn_context* context);
+/* Closes (as linattn_context_close: waits for calls in flight, refuses calls that start
+ * meanwhile) and frees the context. No use of the context may start after destroy returns: the
+ * caller makes sure, or closes first and destroys once no thread can reach it. */
 LINATTN_API void linattn_context_destroy(linattn_context* context);
 LINATTN_API int32_t linattn_context_num_threads(const linattn_context* context);
 LINATTN_API linattn_isa linattn_context_isa(const linattn_context* context);
@@ -360,6 +371,61 @@ LINATTN_API linattn_status linattn_linear_attention_gate(linattn_context* contex
                                                          const linattn_tensor* decay_scale, const linattn_tensor* b,
                                                          const linattn_tensor* decay, const linattn_tensor* beta);
 
+/* ---------------------------------------------------------------- packed (varlen) CausalConvWithState */
+
+/* Attributes of a packed causal conv call: ONNX Runtime's com.microsoft VarlenCausalConvWithState
+ * (v1), extended with state pools and the channels-last state layout. */
+typedef struct linattn_varlen_conv_desc {
+  linattn_activation activation;
+  int64_t dilation;              /* >= 1 (0 is read as 1) */
+  int64_t state_update_capacity; /* 0..8; > 0 requires batch->capture_count */
+  int32_t state_channels_last;   /* 0: states (N, C, S) as VarlenCausalConvWithState;
+                                  * 1: (N, S, C) as CausalConvWithState channels_last */
+} linattn_varlen_conv_desc;
+
+/* activation none, dilation 1, no capture, states (N, C, S). */
+LINATTN_API void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc);
+
+/* The sequences of a packed batch, as host int32 arrays (read during the call only). */
+typedef struct linattn_varlen_batch {
+  int64_t batch_size;               /* B >= 0 sequences */
+  const int32_t* cu_seqlens;        /* B + 1 offsets (ORT: cumulative_sequence_length): sequence i is
+                                     * tokens [cu[i], cu[i + 1]); cu[0] = 0, non-decreasing,
+                                     * cu[B] = total_tokens. Length-0 sequences pass their state through. */
+  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 */
+  const int32_t* state_indices;     /* NULL: sequence i uses state i (N = B). Else sequence i reads and
+                                     * writes slot idx[i] of a pool of N states; distinct, in [0, N) */
+  const uint8_t* has_initial_state; /* NULL: every sequence reads its state; else 0 = start from zeros */
+} linattn_varlen_batch;
+
+/* Shapes (S = (k - 1) * dilation, N = B without state_indices, else the pool size):
+ *   input          (total_tokens, C)  T-type, any row stride
+ *   weight         (C, 1, k), packed;  bias (C), optional, packed
+ *   initial_state  (N, C, S) [state_channels_last: (N, S, C)]  required, packed
+ *   output         (total_tokens, C)  any row stride
+ *   final_state    like initial_state; may be NULL (not wanted) or the initial_state buffer itself
+ *                  (in place). Slots no sequence names are not written.
+ *   state_update   (B, state_update_capacity, C), optional when the capacity is > 0: row j of
+ *                  sequence i is input token cu[i] + j for j < clamp(capture_count[i], 0,
+ *                  min(capacity, length i)), zeros after.
+ *   kernel_delta, previous_mask: ORT's dynamic grouped mode (CUDA only in ONNX Runtime): must be
+ *                  NULL, else LINATTN_ERROR_UNSUPPORTED.
+ * All tensors share one dtype. Each sequence is convolved exactly as linattn_causal_conv_with_state
+ * would convolve it alone (same arithmetic; never reading across a sequence boundary). */
+LINATTN_API linattn_status linattn_varlen_causal_conv_with_state(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
+    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
+    const linattn_tensor* state_update, void* workspace, size_t workspace_size);
+
+LINATTN_API linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
+    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
+    const linattn_tensor* state_update, size_t* workspace_size);
+
 /* ---------------------------------------------------------------- GatedDeltaNet (ORT contrib) */
 
 /* ONNX Runtime's com.microsoft GatedDeltaNet (version 1): token-major packed batches with a
@@ -469,61 +535,6 @@ LINATTN_API linattn_status linattn_gated_delta_net_infer_shapes(
 LINATTN_API linattn_status linattn_gated_delta_net_state_replay(
     const linattn_tensor* source, const linattn_tensor* capsule, int64_t num_heads_k, int64_t capacity,
     int64_t kept_count, const linattn_tensor* destination);
-
-/* ---------------------------------------------------------------- packed (varlen) CausalConvWithState */
-
-/* Attributes of a packed causal conv call: ONNX Runtime's com.microsoft VarlenCausalConvWithState
- * (v1), extended with state pools and the channels-last state layout. */
-typedef struct linattn_varlen_conv_desc {
-  linattn_activation activation;
-  int64_t dilation;              /* >= 1 (0 is read as 1) */
-  int64_t state_update_capacity; /* 0..8; > 0 requires batch->capture_count */
-  int32_t state_channels_last;   /* 0: states (N, C, S) as VarlenCausalConvWithState;
-                                  * 1: (N, S, C) as CausalConvWithState channels_last */
-} linattn_varlen_conv_desc;
-
-/* activation none, dilation 1, no capture, states (N, C, S). */
-LINATTN_API void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc);
-
-/* The sequences of a packed batch, as host int32 arrays (read during the call only). */
-typedef struct linattn_varlen_batch {
-  int64_t batch_size;               /* B >= 0 sequences */
-  const int32_t* cu_seqlens;        /* B + 1 offsets (ORT: cumulative_sequence_length): sequence i is
-                                     * tokens [cu[i], cu[i + 1]); cu[0] = 0, non-decreasing,
-                                     * cu[B] = total_tokens. Length-0 sequences pass their state through. */
-  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 */
-  const int32_t* state_indices;     /* NULL: sequence i uses state i (N = B). Else sequence i reads and
-                                     * writes slot idx[i] of a pool of N states; distinct, in [0, N) */
-  const uint8_t* has_initial_state; /* NULL: every sequence reads its state; else 0 = start from zeros */
-} linattn_varlen_batch;
-
-/* Shapes (S = (k - 1) * dilation, N = B without state_indices, else the pool size):
- *   input          (total_tokens, C)  T-type, any row stride
- *   weight         (C, 1, k), packed;  bias (C), optional, packed
- *   initial_state  (N, C, S) [state_channels_last: (N, S, C)]  required, packed
- *   output         (total_tokens, C)  any row stride
- *   final_state    like initial_state; may be NULL (not wanted) or the initial_state buffer itself
- *                  (in place). Slots no sequence names are not written.
- *   state_update   (B, state_update_capacity, C), optional when the capacity is > 0: row j of
- *                  sequence i is input token cu[i] + j for j < clamp(capture_count[i], 0,
- *                  min(capacity, length i)), zeros after.
- *   kernel_delta, previous_mask: ORT's dynamic grouped mode (CUDA only in ONNX Runtime): must be
- *                  NULL, else LINATTN_ERROR_UNSUPPORTED.
- * All tensors share one dtype. Each sequence is convolved exactly as linattn_causal_conv_with_state
- * would convolve it alone (same arithmetic; never reading across a sequence boundary). */
-LINATTN_API linattn_status linattn_varlen_causal_conv_with_state(
-    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
-    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
-    const linattn_tensor* state_update, void* workspace, size_t workspace_size);
-
-LINATTN_API linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
-    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
-    const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
-    const linattn_tensor* state_update, size_t* workspace_size);
 
 #ifdef __cplusplus
 }

@@ -95,6 +95,9 @@ def c_table(run: dict) -> list[str]:
             continue
         roof = f"{r['roof_pct']:.1f} ({r['roof_bound']}, {r['roof_level']})" if r["roof_bound"] == "mem" else \
             f"{r['roof_pct']:.1f} (fp)"
+        if r["roof_bound"] == "mem" and r.get("roof_raised"):
+            # the level measured slower than a level further out: its roof is raised to that one
+            roof += f" ⚑ raw {r['roof_pct_raw']:.1f}"
         lines.append(
             f"| {_short_op(r['op'])} | {r['preset']} | {r['mode']} | {_state(r)} | {r['B']} | {r['T']} | {r['dtype']} "
             f"| {r['isa']} | {_f(r['linattn_us'], '.1f')} | {_f(r['min_us'], '.0f')}–{_f(r['max_us'], '.0f')} "

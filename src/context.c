@@ -1,5 +1,6 @@
 /* Context, errors, version, small public helpers. */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,6 +207,12 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
                              linattn_isa_name(isa));
   }
 
+  const char* bad_tune = NULL;
+  const linattn_tuning* tuning = linattn_auto_tuning(&bad_tune);
+  if (!tuning)
+    return linattn_set_error(LINATTN_ERROR_UNSUPPORTED, "environment LINATTN_TUNE=%s: expected one of %s",
+                             bad_tune ? bad_tune : "?", linattn_tuning_names());
+
   int32_t threads = o->num_threads;
   if (threads == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -217,6 +224,7 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   linattn_context* ctx = (linattn_context*)af(o->alloc_user, sizeof *ctx, 64);
   if (!ctx) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "context: allocation of %zu bytes failed", sizeof *ctx);
   memset(ctx, 0, sizeof *ctx);
+  atomic_init(&ctx->lifetime, 0);
   ctx->num_threads = threads;
   ctx->parallel_for = o->parallel_for;
   ctx->parallel_for_data = o->parallel_for_data;
@@ -225,6 +233,7 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   ctx->alloc_user = o->alloc_user;
   ctx->state_stores = o->state_stores;
   ctx->llc_bytes = detect_llc_bytes();
+  ctx->tuning = tuning;
   ctx->kernels = linattn_kernels_for_isa(isa);
   if (!ctx->kernels) {
     ff(o->alloc_user, ctx);
@@ -241,9 +250,54 @@ linattn_status linattn_context_create(const linattn_context_options* options, li
   return LINATTN_SUCCESS;
 }
 
+/* ------------------------------------------------------------------ lifetime */
+
+#define LA_CTX_CLOSING ((uint_fast64_t)1)
+#define LA_CTX_CALL ((uint_fast64_t)2)
+
+/* Closers wait here for the last call in flight on their context. Process-wide: the call that
+ * leaves last cannot touch its context after its decrement, so it signals through these. */
+static pthread_mutex_t g_close_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_close_cond = PTHREAD_COND_INITIALIZER;
+
+linattn_status linattn_ctx_enter(linattn_context* ctx) {
+  if (!ctx) return LINATTN_SUCCESS;
+  const uint_fast64_t s = atomic_fetch_add_explicit(&ctx->lifetime, LA_CTX_CALL, memory_order_acquire);
+  if (!(s & LA_CTX_CLOSING)) return LINATTN_SUCCESS;
+  linattn_ctx_leave(ctx);
+  return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT,
+                           "context: closed (linattn_context_close or linattn_context_destroy began before this "
+                           "call); create a new context");
+}
+
+void linattn_ctx_leave(linattn_context* ctx) {
+  if (!ctx) return;
+  const uint_fast64_t s = atomic_fetch_sub_explicit(&ctx->lifetime, LA_CTX_CALL, memory_order_acq_rel);
+  if (s == (LA_CTX_CLOSING | LA_CTX_CALL)) { /* last call out and a closer waits: ctx may be freed now */
+    pthread_mutex_lock(&g_close_lock);
+    pthread_cond_broadcast(&g_close_cond);
+    pthread_mutex_unlock(&g_close_lock);
+  }
+}
+
+void linattn_context_close(linattn_context* context) {
+  if (!context) return;
+  pthread_mutex_lock(&g_close_lock);
+  atomic_fetch_or_explicit(&context->lifetime, LA_CTX_CLOSING, memory_order_acq_rel);
+  while (atomic_load_explicit(&context->lifetime, memory_order_acquire) != LA_CTX_CLOSING)
+    pthread_cond_wait(&g_close_cond, &g_close_lock);
+  const bool stop_pool = !context->pool_stopped;
+  context->pool_stopped = true;
+  pthread_mutex_unlock(&g_close_lock);
+  if (stop_pool && context->pool) {
+    linattn_pool_destroy(context, context->pool);
+    context->pool = NULL;
+  }
+}
+
 void linattn_context_destroy(linattn_context* context) {
   if (!context) return;
-  if (context->pool) linattn_pool_destroy(context, context->pool);
+  linattn_context_close(context);
   context->free(context->alloc_user, context);
 }
 
@@ -274,6 +328,9 @@ void linattn_run_parallel(linattn_context* ctx, linattn_task_fn task, void* arg,
 void linattn_fpenv_enter_ftz(linattn_fpenv* env) {
 #if defined(__x86_64__) || defined(_M_X64)
   env->saved = _mm_getcsr();
+  /* A state decaying through the subnormal range would take a microcode assist per vector
+   * operation without FTZ (docs/reliability.md). DAZ as well: with FTZ alone a subnormal input
+   * still becomes 0 at its first scaling (scale * q, beta * v), so it buys no clear rule. */
   _mm_setcsr(env->saved | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
 #elif defined(__aarch64__)
   uint64_t fpcr;

@@ -6,6 +6,7 @@
 #ifndef LINATTN_INTERNAL_H
 #define LINATTN_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,6 +51,7 @@ typedef struct la_params {
   bool beta_sigmoid;        /* beta = sigmoid(beta element) */
   bool qk_l2_norm;          /* q and k divided by sqrt(|x|^2 + LA_L2_NORM_EPS) */
   bool state_v_major;       /* state blocks are V-major: element (i, j) at j * ld_state + i */
+  int sweep_tokens;        /* prefill tokens per state sweep (la_tuning.sweep_tokens) */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -243,6 +245,32 @@ extern const gates_kernel linattn_gates_reference;
 void linattn_la_gate_ref(linattn_dtype dtype, int64_t H, const void* a, const float* dt_bias,
                          const float* decay_scale, const void* b, void* decay, void* beta, int64_t rows);
 
+/* ------------------------------------------------------------------ tuning (src/tuning.c) */
+
+/* LinearAttention kernel parameters that depend on the microarchitecture (docs/tuning.md). */
+typedef struct la_tuning {
+  int sweep_tokens;            /* prefill tokens per state sweep: 1, or 2 (kernels with two-token
+                                * panels: AVX-512); 2 sums p and s in another order (other bits) */
+  int lockstep_units;          /* units per lock-step group, 1 .. LA_LOCKSTEP_UNITS_MAX */
+  int64_t lockstep_min_tokens; /* T from which a task's units advance in lock-step */
+} la_tuning;
+
+/* One entry of the tuning table: a parameter set per kernel family. */
+typedef struct linattn_tuning {
+  const char* name;
+  la_tuning la;
+} linattn_tuning;
+
+/* The entry for this CPU (deterministic: CPUID vendor, family, model, features). */
+const linattn_tuning* linattn_tuning_for_cpu(void);
+/* The entry named name, or NULL. */
+const linattn_tuning* linattn_tuning_by_name(const char* name);
+/* LINATTN_TUNE when set (NULL and *bad_env = its value when it names no entry), else
+ * linattn_tuning_for_cpu(). */
+const linattn_tuning* linattn_auto_tuning(const char** bad_env);
+/* The accepted LINATTN_TUNE values, for messages. */
+const char* linattn_tuning_names(void);
+
 /* ------------------------------------------------------------------ context, errors */
 
 struct linattn_pool;
@@ -258,7 +286,20 @@ struct linattn_context {
   struct linattn_pool* pool; /* NULL when num_threads == 1 or a host parallel_for is used */
   linattn_state_stores state_stores;
   size_t llc_bytes;          /* last-level cache, detected at creation (for linattn_state_stores) */
+  /* Lifetime: LA_CTX_CALL per call in flight (linattn_ctx_enter .. linattn_ctx_leave), plus
+   * LA_CTX_CLOSING once linattn_context_close or _destroy began. One word, so that the call that
+   * leaves last learns from its own decrement that a closer waits, and never reads the context
+   * after it (the closer may free it at once). */
+  atomic_uint_fast64_t lifetime;
+  bool pool_stopped;         /* written by the first closer, under the closers' mutex */
+  const linattn_tuning* tuning; /* never NULL: the CPU's entry or LINATTN_TUNE's */
 };
+
+/* Every entry point that uses a context brackets its work with these. enter: LINATTN_SUCCESS
+ * (ctx may be NULL: the caller reports that), or an error with a message when the context is
+ * closed; leave only after a successful enter. */
+linattn_status linattn_ctx_enter(linattn_context* ctx);
+void linattn_ctx_leave(linattn_context* ctx);
 
 /* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
  * inline). Any n works: pool threads claim task indices from a shared counter; the operators

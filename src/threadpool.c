@@ -81,11 +81,15 @@ struct linattn_pool* linattn_pool_create(linattn_context* ctx, int32_t num_threa
 
 void linattn_pool_destroy(linattn_context* ctx, struct linattn_pool* p) {
   if (!p) return;
+  /* No region may be running (the context waits for its calls first); taking the caller lock
+   * makes the pool itself wait for one rather than strand its caller on joined workers. */
+  pthread_mutex_lock(&p->caller);
   pthread_mutex_lock(&p->lock);
   p->stop = 1;
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->lock);
   for (int32_t i = 0; i < p->num_workers; i++) pthread_join(p->threads[i], NULL);
+  pthread_mutex_unlock(&p->caller);
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done);
   pthread_mutex_destroy(&p->lock);

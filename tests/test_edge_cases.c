@@ -14,8 +14,11 @@
  *  4. More threads than work units: the same bits as one thread.
  *  5. Infinite inputs: every ISA gives NaN / +-inf exactly where the reference ISA does (units
  *     with non-finite outputs are recomputed by the reference kernel), with the library's or a
- *     caller workspace of the reported size, on 1 and 2 threads, and with an f16 state updated
- *     in place.
+ *     caller workspace of the reported size, on 1 and 2 threads, with an f16 state updated in
+ *     place, and with an fp32 state updated in place by a call of 256 tokens (shorter in-place
+ *     fp32 calls keep the fast result of a flagged unit: docs/reliability.md).
+ *  6. q . S overflowing fp32 while scale * q . S would not (state 4.25e37, d = 16, q = 1,
+ *     k = v = 0): +-inf where the reference ISA has it, every rule, separate and in place.
  */
 #include <math.h>
 #include <stdio.h>
@@ -490,10 +493,11 @@ static void test_infinite_inputs(linattn_isa isa, tk_rng* r) {
   const int64_t B = 2, Hq = 4, Hkv = 2, dk = 8, dv = 20;
   linattn_context* ref = tk_context_create(LINATTN_ISA_REFERENCE, 1);
   linattn_context* ctxs[2] = {tk_context_create(isa, 1), tk_context_create(isa, 2)};
-  /* T = 100: the units advance in lock-step and their outputs are checked tile by tile */
-  for (int ti = 0; ti < 2; ti++)
+  /* T = 100: the units advance in lock-step and their outputs are checked tile by tile;
+   * T = 256: an in-place fp32 state is kept for the recompute */
+  for (int ti = 0; ti < 3; ti++)
   for (int di = 0; di < 2; di++) {
-    const int64_t T = ti == 0 ? 9 : 100;
+    const int64_t T = ti == 0 ? 9 : ti == 1 ? 100 : 256;
     const linattn_dtype dt = dtypes[di];
     for (int where = 0; where < 3; where++) { /* inf in q, v, past_state */
       for (int sdi = 0; sdi < 2; sdi++) {
@@ -543,7 +547,7 @@ static void test_infinite_inputs(linattn_isa isa, tk_rng* r) {
             ws = tk_aligned_alloc(64, ws_size + 64);
           }
           if (run == 3) {
-            if (sdt == LINATTN_DTYPE_F32) continue; /* documented: an in-place fp32 state cannot be recomputed */
+            if (sdt == LINATTN_DTYPE_F32 && T < 256) continue; /* documented: not recomputed below 256 tokens */
             tk_copy(&as, &past);
             tip = tk_desc(&as);
             present = pastp = &tip;
@@ -574,6 +578,69 @@ static void test_infinite_inputs(linattn_isa isa, tk_rng* r) {
   linattn_context_destroy(ctxs[1]);
 }
 
+/* Item 6 of the header: the fast kernels fold the scale into q, so the overflow of the unscaled
+ * sum must be noticed by the recompute check. */
+static void test_overflow_hidden_by_scale(linattn_isa isa) {
+  if (isa == LINATTN_ISA_REFERENCE) return;
+  const int64_t H = 2, d = 16;
+  linattn_context* ref = tk_context_create(LINATTN_ISA_REFERENCE, 1);
+  linattn_context* ctx = tk_context_create(isa, 1);
+  const linattn_update_rule rules[4] = {LINATTN_UPDATE_LINEAR, LINATTN_UPDATE_GATED, LINATTN_UPDATE_DELTA,
+                                        LINATTN_UPDATE_GATED_DELTA};
+  for (int ri = 0; ri < 4; ri++)
+    for (int mode = 0; mode < 2; mode++) { /* separate present_state, in place (T = 256) */
+      const int64_t T = mode == 0 ? 3 : 256;
+      tk_context("overflow hidden by the scale isa=%s rule=%d %s", linattn_isa_name(isa), (int)rules[ri],
+                 mode ? "in place" : "separate");
+      linattn_linear_attention_desc desc;
+      linattn_linear_attention_desc_init(&desc);
+      desc.update_rule = rules[ri];
+      desc.q_num_heads = desc.kv_num_heads = H;
+      const bool gated = ri == 1 || ri == 3, delta = ri >= 2;
+      const int64_t io[3] = {1, T, H * d}, hd[3] = {1, T, H}, sd[4] = {1, H, d, d};
+      tk_tensor q = tk_alloc(LINATTN_DTYPE_F32, 3, io), k = tk_alloc(LINATTN_DTYPE_F32, 3, io);
+      tk_tensor v = tk_alloc(LINATTN_DTYPE_F32, 3, io), g = tk_alloc(LINATTN_DTYPE_F32, 3, hd);
+      tk_tensor be = tk_alloc(LINATTN_DTYPE_F32, 3, hd), past = tk_alloc(LINATTN_DTYPE_F32, 4, sd);
+      for (int64_t i = 0; i < tk_numel(&q); i++) {
+        tk_set(&q, i, (i / d) % H == 0 && (i / (H * d)) % 2 ? -1.0 : 1.0); /* head 0: +inf and -inf tokens */
+        tk_set(&k, i, 0.0);
+        tk_set(&v, i, 0.0);
+      }
+      for (int64_t i = 0; i < tk_numel(&g); i++) tk_set(&g, i, 0.0), tk_set(&be, i, 0.5);
+      for (int64_t i = 0; i < tk_numel(&past); i++) tk_set(&past, i, i < d * d ? 4.25e37 : 1.0);
+      tk_tensor eo = tk_alloc(LINATTN_DTYPE_F32, 3, io), es = tk_alloc(LINATTN_DTYPE_F32, 4, sd);
+      tk_tensor ao = tk_alloc(LINATTN_DTYPE_F32, 3, io), as = tk_alloc(LINATTN_DTYPE_F32, 4, sd);
+      linattn_tensor tq = tk_desc(&q), tkk = tk_desc(&k), tv = tk_desc(&v), tg = tk_desc(&g), tb = tk_desc(&be);
+      linattn_tensor tp = tk_desc(&past), teo = tk_desc(&eo), tes = tk_desc(&es), tao = tk_desc(&ao);
+      tk_poison(&eo);
+      tk_poison(&es);
+      tk_poison(&ao);
+      tk_copy(&as, &past);
+      linattn_tensor tas = tk_desc(&as);
+      const linattn_tensor* pg = gated ? &tg : NULL;
+      const linattn_tensor* pb = delta ? &tb : NULL;
+      if (status_ok(linattn_linear_attention(ref, &desc, &tq, &tkk, &tv, &tp, pg, pb, &teo, &tes, NULL, 0), "reference") &&
+          status_ok(linattn_linear_attention(ctx, &desc, &tq, &tkk, &tv, mode ? &tas : &tp, pg, pb, &tao, &tas, NULL, 0),
+                    "linear_attention")) {
+        int64_t bad = 0, first = -1, infs = 0;
+        for (int64_t i = 0; i < tk_numel(&ao); i++) {
+          infs += isinf(tk_get(&eo, i)) != 0;
+          if (!same_class(tk_get(&ao, i), tk_get(&eo, i)) && bad++ == 0) first = i;
+        }
+        tk_check(infs == T * d && bad == 0, "%lld of %lld reference infinities; %lld outputs differ, first #%lld: %g vs %g",
+                 (long long)infs, (long long)(T * d), (long long)bad, (long long)first,
+                 first >= 0 ? tk_get(&ao, first) : 0.0, first >= 0 ? tk_get(&eo, first) : 0.0);
+        int64_t first_s = -1;
+        tk_check(tk_bits_differ(&as, &es, &first_s) == 0, "present_state differs from the reference ISA at #%lld",
+                 (long long)first_s);
+      }
+      tk_tensor* all[10] = {&q, &k, &v, &g, &be, &past, &eo, &es, &ao, &as};
+      for (int i = 0; i < 10; i++) tk_free(all[i]);
+    }
+  linattn_context_destroy(ref);
+  linattn_context_destroy(ctx);
+}
+
 int main(void) {
   tk_begin("test_edge_cases");
   tk_rng r;
@@ -590,6 +657,7 @@ int main(void) {
     linattn_context_destroy(ctx);
     test_more_threads_than_units(isas[i], &r);
     test_infinite_inputs(isas[i], &r);
+    test_overflow_hidden_by_scale(isas[i]);
   }
   return tk_finish();
 }

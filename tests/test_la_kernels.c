@@ -399,6 +399,23 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
     compare(what, &in, &got, oout, ostate, true);
     snprintf(what, sizeof what, "%s gaps", k->name);
     check_gaps(what, &in, &got);
+
+    /* two tokens per sweep (la_tuning.sweep_tokens = 2, the intel-avx512 tuning; families
+     * without two-token panels run one token per sweep): other summation order, same bounds */
+    if (T > 1) {
+      la_params p2 = p;
+      p2.sweep_tokens = 2;
+      la_result pr;
+      result_alloc(&in, &pr);
+      run_units(k, &p2, &in, c->st, whole, 1, &pr);
+      snprintf(what, sizeof what, "%s 2-token vs reference", k->name);
+      compare(what, &in, &pr, rout, rstate, false);
+      snprintf(what, sizeof what, "%s 2-token vs float64", k->name);
+      compare(what, &in, &pr, oout, ostate, true);
+      snprintf(what, sizeof what, "%s 2-token gaps", k->name);
+      check_gaps(what, &in, &pr);
+      result_free(&pr);
+    }
     if (c->st == ST_SEPARATE) {
       int64_t changed = 0;
       for (int64_t i = 0; i < dk; i++)

@@ -169,6 +169,7 @@ _PROTOTYPES = {
     "linattn_isa_available": (ctypes.c_int, [ctypes.c_int]),
     "linattn_context_options_init": (None, [_P(ContextOptions)]),
     "linattn_context_create": (ctypes.c_int, [_P(ContextOptions), _P(_VOIDP)]),
+    "linattn_context_close": (None, [_VOIDP]),
     "linattn_context_destroy": (None, [_VOIDP]),
     "linattn_context_num_threads": (ctypes.c_int32, [_VOIDP]),
     "linattn_context_isa": (ctypes.c_int, [_VOIDP]),

@@ -53,14 +53,20 @@ class Context:
     decode writes a separate present_state, `state_stores` ("auto", "cached", "streaming"; see
     linattn_state_stores in include/linattn.h).
 
-    A context may be shared by several Python threads. It is released by close(), by leaving a
-    `with` block, or when garbage collected.
+    A context may be shared by several Python threads. close() (or leaving a `with` block) stops
+    it: calls in flight on other threads finish normally (close waits for them), every later call
+    raises (ValueError, or LinattnError "context: closed" for a call that raced with close), and
+    the worker threads are joined. The library's small context record is freed when the Context
+    is garbage collected, which no thread still using it allows: so no interleaving of calls and
+    close() can touch freed memory.
     """
 
     STATE_STORES = {"auto": 0, "cached": 1, "streaming": 2}
 
     def __init__(self, threads: int = 0, isa: str = "auto", state_stores: str = "auto"):
         self._handle = ctypes.c_void_p()
+        self._closed = False
+        self._close_lock = threading.Lock()
         options = _lib.ContextOptions()
         lib = _lib.lib()
         lib.linattn_context_options_init(ctypes.byref(options))
@@ -74,7 +80,7 @@ class Context:
 
     @property
     def handle(self) -> ctypes.c_void_p:
-        if not self._handle:
+        if self._closed or not self._handle:
             raise ValueError("linattn context is closed")
         return self._handle
 
@@ -89,9 +95,17 @@ class Context:
         return self._lib.linattn_isa_name(code).decode()
 
     def close(self) -> None:
+        """Stops the context (see the class docstring); idempotent, from any thread."""
+        with self._close_lock:
+            if self._handle and not self._closed:
+                self._closed = True
+                self._lib.linattn_context_close(self._handle)
+
+    def _destroy(self) -> None:
+        # Only from __del__: no other thread can hold this Context, so none can be in a call.
         if self._handle:
-            self._lib.linattn_context_destroy(self._handle)
-            self._handle = ctypes.c_void_p()
+            handle, self._handle = self._handle, ctypes.c_void_p()
+            self._lib.linattn_context_destroy(handle)
 
     def __enter__(self) -> Context:
         return self
@@ -101,12 +115,12 @@ class Context:
 
     def __del__(self) -> None:
         try:
-            self.close()
+            self._destroy()
         except Exception:  # interpreter shutdown: the library may already be gone
             pass
 
     def __repr__(self) -> str:
-        if not self._handle:
+        if self._closed or not self._handle:
             return "Context(closed)"
         return f"Context(threads={self.num_threads}, isa={self.isa!r})"
 

@@ -206,12 +206,11 @@ static void conv_task(void* arg, size_t task) {
   }
 }
 
-linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                                             const linattn_tensor* input, const linattn_tensor* weight,
-                                                             const linattn_tensor* bias, const linattn_tensor* past_state,
-                                                             const linattn_tensor* output,
-                                                             const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
+static linattn_status conv_workspace_size_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                                  const linattn_tensor* input, const linattn_tensor* weight,
+                                                  const linattn_tensor* bias, const linattn_tensor* past_state,
+                                                  const linattn_tensor* output,
+                                                  const linattn_tensor* present_state, size_t* workspace_size) {
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   if (context && desc && desc->state_window != 0)
     return linattn_conv_window_workspace_size(context, desc, input, weight, bias, past_state, output, present_state,
@@ -225,12 +224,25 @@ linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* co
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_causal_conv_with_state(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                              const linattn_tensor* input, const linattn_tensor* weight,
-                                              const linattn_tensor* bias, const linattn_tensor* past_state,
-                                              const linattn_tensor* output, const linattn_tensor* present_state,
-                                              void* workspace, size_t workspace_size) {
+linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                                             const linattn_tensor* input, const linattn_tensor* weight,
+                                                             const linattn_tensor* bias, const linattn_tensor* past_state,
+                                                             const linattn_tensor* output,
+                                                             const linattn_tensor* present_state, size_t* workspace_size) {
   linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = conv_workspace_size_entered(context, desc, input, weight, bias, past_state, output,
+                                                        present_state, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
+}
+
+static linattn_status conv_compute_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                           const linattn_tensor* input, const linattn_tensor* weight,
+                                           const linattn_tensor* bias, const linattn_tensor* past_state,
+                                           const linattn_tensor* output, const linattn_tensor* present_state,
+                                           void* workspace, size_t workspace_size) {
   if (context && desc && desc->state_window != 0)
     return linattn_conv_window_run(context, desc, input, weight, bias, past_state, output, present_state, workspace,
                                    workspace_size);
@@ -260,6 +272,20 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
   if (c.num_units > 0) linattn_run_parallel(context, conv_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_causal_conv_with_state(linattn_context* context, const linattn_causal_conv_desc* desc,
+                                              const linattn_tensor* input, const linattn_tensor* weight,
+                                              const linattn_tensor* bias, const linattn_tensor* past_state,
+                                              const linattn_tensor* output, const linattn_tensor* present_state,
+                                              void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = conv_compute_entered(context, desc, input, weight, bias, past_state, output,
+                                                 present_state, workspace, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
 }
 
 linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* desc, const int64_t input_dims[3],

@@ -1,6 +1,7 @@
 /* LinearAttention operator: validation, shape resolution, work split, workspace, threading.
  * No arithmetic on tensor data happens here except the fp32 <-> S state conversion of a unit
  * (and the constant output of the degenerate d_k == 0 case). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -10,17 +11,18 @@
 #include "convert.h"
 #include "internal.h"
 
-/* Lock-step (a task's units advance token tile by token tile together, each staging a tile
- * just before it runs) measured faster than unit after unit from T = 64 on (H = 16..80,
- * fp32, Zen 4: T = 64 -1.5%..+7%, 256 +5..10%, 512 +9..15%, 4096 +30%): the units read their
- * token rows together, and each unit's step prefetches the next one's rows into L2. Decode
- * and very short calls stay one unit after the other. */
-#ifndef LA_LOCKSTEP_MIN_TOKENS /* overridable at build time, e.g. 1 to test the path everywhere */
-#define LA_LOCKSTEP_MIN_TOKENS 64
-#endif
-/* Units per lock-step group: with tiles staged at use, 8 measured 1-2% faster than 16 (H = 16..80,
- * T = 512 and 4096), 4 no faster, 1 or 2 much slower (the rows are then read a head at a time). */
-#define LA_LOCKSTEP_UNITS 8
+/* Lock-step: a task's units advance token tile by token tile together, each staging a tile
+ * just before it runs, so the units read their token rows together and each unit's step
+ * prefetches the next one's rows into L2. From la_tuning.lockstep_min_tokens tokens on, in
+ * groups of la_tuning.lockstep_units (docs/tuning.md); decode and very short calls stay one
+ * unit after the other. LA_LOCKSTEP_MIN_TOKENS at build time (e.g. 1) overrides the tuning,
+ * to test the path everywhere. */
+#define LA_LOCKSTEP_UNITS_MAX 16
+/* An fp32 state updated in place is copied (per unit, before the fast kernel runs) so that a
+ * unit with non-finite outputs can be recomputed from it, in calls of at least this many tokens:
+ * the copy reads and writes the state once more, about the cost of a decode step (figures in
+ * docs/reliability.md), so decode and short calls go without. */
+#define LA_KEEP_ENTRY_MIN_TOKENS 256
 
 typedef struct la_call {
   la_params p;
@@ -31,9 +33,12 @@ typedef struct la_call {
   /* work split */
   const la_kernel* kern;
   bool refine;                /* non-finite unit results are recomputed by the reference kernel */
+  uint32_t refine_limit;      /* bits of |output| (in T) from which a unit is recomputed */
   int64_t block_cols, blocks_per_head, num_units;
   size_t num_tasks;
   size_t state_scratch_bytes; /* per unit in flight: fp32 state block when S != f32 or no present */
+  size_t entry_copy_bytes;    /* per unit in flight: the entering state of an in-place fp32 state,
+                               * kept for the reference kernel's recompute (0 otherwise) */
   size_t kernel_scratch_bytes;
   int64_t lockstep_units;     /* > 1: units of a task advance together (see la_task); else 1 */
   int64_t step_chunk;         /* tokens per lock-step round */
@@ -136,6 +141,7 @@ static linattn_status la_check_aliasing(la_call* c) {
 static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
+  c->p.sweep_tokens = ctx->tuning->la.sweep_tokens;
   if (T == 0) return LINATTN_SUCCESS; /* no token: no unit runs, no workspace (no token: present_state = past_state, or zeros) */
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > dv) bc = dv;
@@ -157,15 +163,20 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
    * whose outputs are not all finite (or sit at T's largest finite value, see
    * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
    * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
-   * state intact, which an in-place fp32 state (updated directly in past_state) does not keep. */
-  c->refine = c->kern != &linattn_la_reference && !(c->in_place && c->state_scratch_bytes == 0);
+   * state intact: an fp32 state updated in place (in past_state itself) is copied first when the
+   * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
+   * keep the fast kernel's result (docs/reliability.md states what then holds). */
+  const bool in_place_f32 = c->in_place && c->state_scratch_bytes == 0;
+  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS);
+  c->entry_copy_bytes = c->refine && in_place_f32 ? linattn_round_up(sblock, 64) : 0;
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
     if (rbytes > kbytes) kbytes = rbytes;
   }
   c->kernel_scratch_bytes = linattn_round_up(kbytes, 64);
   size_t unit_bytes;
-  if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &unit_bytes))
+  if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &unit_bytes) ||
+      !linattn_add_size(unit_bytes, c->entry_copy_bytes, &unit_bytes))
     return ERR("workspace size overflows");
   /* Lock-step: a task's units advance token tile by token tile together, so the rows of
    * consecutive heads of the same tokens are read together (one contiguous row of the
@@ -174,8 +185,15 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-  if (c->kern->step && c->kern->step_tokens > 0 && T >= LA_LOCKSTEP_MIN_TOKENS && per_task > 1) {
-    c->lockstep_units = per_task < LA_LOCKSTEP_UNITS ? per_task : LA_LOCKSTEP_UNITS;
+#ifdef LA_LOCKSTEP_MIN_TOKENS
+  const int64_t lockstep_min = LA_LOCKSTEP_MIN_TOKENS;
+#else
+  const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
+#endif
+  int64_t group = ctx->tuning->la.lockstep_units;
+  group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
+  if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
+    c->lockstep_units = per_task < group ? per_task : group;
     c->step_chunk = c->kern->step_tokens;
   }
   if (!linattn_mul_size(unit_bytes, (size_t)c->lockstep_units, &c->task_bytes))
@@ -228,9 +246,10 @@ static void state_narrow(const float* src, void* dst, linattn_dtype dt, int64_t 
  * a null pointer is undefined behaviour even by 0 (UBSan, found by fuzz/): NULL stays NULL. */
 static inline char* la_at(char* base, int64_t off, size_t esz) { return base ? base + (size_t)off * esz : NULL; }
 
-/* Builds unit `unit` (its fp32 state block, when one is needed, at the head of scratch) and
- * returns the kernel's scratch. */
-static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_unit* up) {
+/* Builds unit `unit` (its fp32 state block, when one is needed, at the head of scratch, then the
+ * copy of an entering in-place state) and returns the kernel's scratch. recompute: for the
+ * reference kernel after a fast one ran the unit; an in-place state then evolves in its copy. */
+static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_unit* up, bool recompute) {
   const int64_t blk = unit % c->blocks_per_head;
   const int64_t bh = unit / c->blocks_per_head;
   const int64_t h = bh % c->s.H_kv, b = bh / c->s.H_kv;
@@ -276,13 +295,20 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
 
   const int64_t sbase = (b * c->s.H_kv + h) * dk * dv; /* element offset of this head's state */
   float* block = (float*)scratch;
-  char* kscratch = scratch + c->state_scratch_bytes;
+  float* entry = (float*)(scratch + c->state_scratch_bytes);
+  char* kscratch = scratch + c->state_scratch_bytes + c->entry_copy_bytes;
   if (c->state_scratch_bytes == 0) {
     /* fp32 state, present wanted: work directly in present_state (row stride d_v). */
     float* present = (float*)la_at(c->present.data, sbase + col0, sizeof(float));
     u.state_in = c->has_past ? (const float*)la_at(c->past.data, sbase + col0, sizeof(float)) : NULL;
     u.state_out = present;
     u.ld_state = dv;
+    if (c->entry_copy_bytes > 0 && recompute) {
+      u.state_in = u.state_out = entry; /* rows of ncols; la_refine_unit copies the result back */
+      u.ld_state = ncols;
+    } else if (c->entry_copy_bytes > 0) {
+      for (int64_t i = 0; i < dk; i++) memcpy(entry + i * ncols, present + i * dv, sizeof(float) * (size_t)ncols);
+    }
   } else {
     if (c->has_past) {
       state_widen(c->past.data, c->past.dtype, sbase, dv, dk, col0, ncols, block);
@@ -306,24 +332,37 @@ static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
   state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
-/* True when every output element of tokens [t0, t1) of the unit is finite and below the
- * largest finite T value (checked on the stored T values: an output that overflowed to inf when
- * rounded to fp16/bf16 counts, and one rounded to the largest finite value may sit at the
- * overflow boundary, where the reference's own rounding decides between it and inf). The row
- * loops have no early exit, so they vectorise. */
+/* c->refine_limit: T's largest finite value (an output rounded to it may sit at the overflow
+ * boundary, where the reference's own rounding decides between it and inf), or less when
+ * |scale| < 1: the fast kernels fold the scale into q, so a q . S that overflows fp32 (+-inf in
+ * the reference, which scales the finished sum) shows only as an output near |scale| * FLT_MAX.
+ * The margin covers the fast kernels' rounding of that sum. */
+static uint32_t la_refine_limit(const la_params* p) {
+  const double s = fabs(p->scale_f64);
+  const float lim = s < 1.0 ? (float)(s * FLT_MAX * (1.0 - 1.0 / 1024)) : FLT_MAX;
+  if (p->io_dtype == LINATTN_DTYPE_F32) return linattn_f32_bits(lim);
+  const uint16_t top = p->io_dtype == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
+  const uint16_t bits = p->io_dtype == LINATTN_DTYPE_F16 ? linattn_f32_to_f16(lim) : linattn_f32_to_bf16(lim);
+  return bits < top ? bits : top;
+}
+
+/* True when every output element of tokens [t0, t1) of the unit is finite and below
+ * c->refine_limit (checked on the stored T values: an output that overflowed to inf when rounded
+ * to fp16/bf16 counts). The row loops have no early exit, so they vectorise. */
 static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t0, int64_t t1) {
   const linattn_dtype dt = c->p.io_dtype;
-  const uint16_t top = dt == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
+  const uint32_t lim32 = c->refine_limit;
+  const uint16_t lim16 = (uint16_t)c->refine_limit;
   for (int64_t t = t0; t < t1; t++)
     for (int32_t h = 0; h < u->n_q; h++) {
       const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
       int bad = 0;
       if (dt == LINATTN_DTYPE_F32) {
         const uint32_t* o = (const uint32_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= 0x7f7fffffu; /* FLT_MAX, inf, NaN */
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= lim32; /* also inf, NaN */
       } else {
         const uint16_t* o = (const uint16_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= top;
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= lim16;
       }
       if (bad) return false;
     }
@@ -334,13 +373,18 @@ static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t
  * kernel unless its outputs were all finite (see c->refine). */
 static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u, bool finite) {
   if (!c->refine || c->p.T == 0 || finite) return;
-  char* kscratch = la_prepare_unit(c, unit, scratch, u);
+  char* kscratch = la_prepare_unit(c, unit, scratch, u, true);
   linattn_la_reference.run(&c->p, u, kscratch);
+  if (c->entry_copy_bytes > 0) { /* the in-place state evolved in its copy: back to past_state */
+    const int64_t bh = unit / c->blocks_per_head;
+    const int64_t sbase = bh * c->p.d_k * c->p.d_v; /* bh = b * H_kv + h */
+    state_narrow(u->state_out, c->present.data, LINATTN_DTYPE_F32, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
+  }
 }
 
 static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
   la_unit u;
-  char* kscratch = la_prepare_unit(c, unit, scratch, &u);
+  char* kscratch = la_prepare_unit(c, unit, scratch, &u, false);
   c->kern->run(&c->p, &u, kscratch);
   la_refine_unit(c, unit, scratch, &u, !c->refine || la_unit_outputs_finite(c, &u, 0, c->p.T));
   la_finish_unit(c, &u, unit);
@@ -369,13 +413,13 @@ static void la_task(void* arg, size_t task) {
   /* Groups of lockstep_units units; each round advances every unit of the group over the
    * same tokens. The kernel's step gives the bits of run, so the split cannot show. */
   const size_t unit_bytes = c->task_bytes / (size_t)c->lockstep_units;
-  la_unit units[LA_LOCKSTEP_UNITS];
-  char* kscr[LA_LOCKSTEP_UNITS];
-  bool finite[LA_LOCKSTEP_UNITS]; /* outputs checked step by step, while still in cache */
+  la_unit units[LA_LOCKSTEP_UNITS_MAX];
+  char* kscr[LA_LOCKSTEP_UNITS_MAX];
+  bool finite[LA_LOCKSTEP_UNITS_MAX]; /* outputs checked step by step, while still in cache */
   for (int64_t g0 = begin; g0 < end; g0 += c->lockstep_units) {
     const int64_t g1 = end - g0 < c->lockstep_units ? end : g0 + c->lockstep_units;
     for (int64_t i = 0; i < g1 - g0; i++) {
-      kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i]);
+      kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], false);
       finite[i] = true;
     }
     for (int64_t t0 = 0; t0 < c->p.T;) {
@@ -400,12 +444,11 @@ static void la_task(void* arg, size_t task) {
   }
 }
 
-linattn_status linattn_linear_attention_workspace_size(
+static linattn_status la_workspace_size_entered(
     linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
     const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
     const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
     const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   if (context && desc && desc->state_window != 0)
     return linattn_la_window_workspace_size(context, desc, query, key, value, past_state, decay, beta, output,
@@ -419,13 +462,26 @@ linattn_status linattn_linear_attention_workspace_size(
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
-                                        const linattn_tensor* query, const linattn_tensor* key,
-                                        const linattn_tensor* value, const linattn_tensor* past_state,
-                                        const linattn_tensor* decay, const linattn_tensor* beta,
-                                        const linattn_tensor* output, const linattn_tensor* present_state,
-                                        void* workspace, size_t workspace_size) {
+linattn_status linattn_linear_attention_workspace_size(
+    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
+    const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
+    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
+    const linattn_tensor* present_state, size_t* workspace_size) {
   linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = la_workspace_size_entered(context, desc, query, key, value, past_state, decay, beta,
+                                                      output, present_state, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
+}
+
+static linattn_status la_compute_entered(linattn_context* context, const linattn_linear_attention_desc* desc,
+                                         const linattn_tensor* query, const linattn_tensor* key,
+                                         const linattn_tensor* value, const linattn_tensor* past_state,
+                                         const linattn_tensor* decay, const linattn_tensor* beta,
+                                         const linattn_tensor* output, const linattn_tensor* present_state,
+                                         void* workspace, size_t workspace_size) {
   if (desc && desc->state_window != 0 && context)
     return linattn_la_window_run(context, desc, query, key, value, past_state, decay, beta, output, present_state,
                                  workspace, workspace_size);
@@ -446,11 +502,27 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
     if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
     c.workspace = (char*)owned;
   }
+  c.refine_limit = la_refine_limit(&c.p);
   if (c.p.T == 0) tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
   else if (c.p.d_k == 0) la_fill_zero_width_keys(&c);
   else if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
+                                        const linattn_tensor* query, const linattn_tensor* key,
+                                        const linattn_tensor* value, const linattn_tensor* past_state,
+                                        const linattn_tensor* decay, const linattn_tensor* beta,
+                                        const linattn_tensor* output, const linattn_tensor* present_state,
+                                        void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = la_compute_entered(context, desc, query, key, value, past_state, decay, beta, output,
+                                               present_state, workspace, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
 }
 
 linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attention_desc* desc,

@@ -52,6 +52,9 @@ static inline int la_group_heads(int32_t n_q) {
 #define LA_PANEL_WIDTH(left, wmax, decode) \
   ((left) >= (wmax) ? (wmax) : (decode) && (left) >= 4 && (wmax) > 4 ? 4 : (left) >= 2 && (wmax) >= 2 ? 2 : 1)
 
+/* Two tokens per state sweep in prefill (la_simd_body.h, la_panel_pairs). */
+static inline int la_pair_tokens(const la_params* p) { return p->sweep_tokens == 2; }
+
 /* Address of element idx of an io_dtype array. */
 static inline const void* la_io_at(const void* base, int64_t idx, linattn_dtype dt) {
   return (const char*)base + idx * (int64_t)(dt == LINATTN_DTYPE_F32 ? 4 : 2);

@@ -40,6 +40,10 @@
 #define LA_WCAP 8     /* most vectors per panel (LA_WMAX, LA_WMAX_DECODE <= LA_WCAP) */
 #define LA_PACK_MIN_T 8 /* tokens from which panels work on a packed copy of their state */
 #define LA_KQ_STRIDE 16
+#define LA_PAIR_GMAX 2 /* most heads per group of the two-token sweep (registers) */
+#ifndef LA_WMAX_PAIR
+#define LA_WMAX_PAIR(G) LA_WMAX(G) /* vectors per two-token panel */
+#endif
 #define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
@@ -69,6 +73,12 @@ typedef struct LA_FN(la_tile) {
   float *kq, *beta; /* k . scale q_h; beta */
   float* v;         /* slots x ncp values of the unit's columns */
   int* seg_end;     /* token ends a segment: direct update with a = C */
+  /* Two-token sweeps (la_job.pair): weights and corrections of a slot j run as the second
+   * token of a pair, whose sweep reads the state X before slot j - 1's update:
+   *   p_j = X^T akx_j + cx_j u_{j-1},  s_j,h = X^T aqx_j,h + dx_j,h u_{j-1}
+   * with akx = f .* ak, aqx = f .* aq, f = slot j - 1's decay factor a when it ends a segment
+   * (else 1), cx = k_{j-1} . ak_j and dx = k_{j-1} . aq_j,h (k_{j-1}: the update key). */
+  float *akx, *aqx, *cx, *dx;
 } LA_FN(la_tile);
 
 /* Staging in progress: the next tile is staged one token at a time between the first
@@ -92,6 +102,8 @@ typedef struct LA_FN(la_job) {
   float *xaq, *xkq; /* an extra head group (n_q > 8) of one token */
   float* pack;      /* d_k x ncp: panels copied to contiguous blocks (see la_run_unit) */
   float* carry;     /* per panel */
+  float* ones;      /* dkp ones: the decay factor of a token inside a segment */
+  int pair;         /* run tokens two per sweep (la_panel_pairs) */
   LA_FN(la_panel) * panels;
   int npanels;
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
@@ -131,7 +143,13 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
     Tl->kq = la_arena_floats(&ar, slots * LA_KQ_STRIDE);
     Tl->beta = la_arena_floats(&ar, slots);
     Tl->v = la_arena_floats(&ar, slots * J->ncp);
+    const int64_t pslots = la_pair_tokens(p) ? slots : 0;
+    Tl->akx = la_arena_floats(&ar, pslots * dkp);
+    Tl->aqx = la_arena_floats(&ar, pslots * LA_PAIR_GMAX * dkp);
+    Tl->cx = la_arena_floats(&ar, pslots);
+    Tl->dx = la_arena_floats(&ar, pslots * LA_KQ_STRIDE);
   }
+  J->ones = la_arena_floats(&ar, dkp);
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
   J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
   J->pack = la_arena_floats(&ar, p->d_k * J->ncp);
@@ -247,6 +265,33 @@ static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
   }
 }
 
+/* The two-token values of slot sl (la_tile.akx), from slots sl - 1 and sl. */
+static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
+  const int64_t dkp = J->dkp;
+  const float* kp = Tl->k + (sl - 1) * dkp; /* update key of slot sl - 1 */
+  const float* fp = J->p->gated && Tl->seg_end[sl - 1] ? Tl->a + (sl - 1) * dkp : J->ones;
+  const float* ak = Tl->ak + sl * dkp;
+  float* akx = Tl->akx + sl * dkp;
+  vf c = v_zero();
+  for (int64_t i = 0; i < dkp; i += LA_VL) {
+    const vf a = v_load(ak + i);
+    c = v_fma(v_load(kp + i), a, c);
+    v_store(akx + i, v_mul(v_load(fp + i), a));
+  }
+  Tl->cx[sl] = v_hsum(c);
+  for (int h = 0; h < J->G; h++) {
+    const float* aq = Tl->aq + (sl * J->G + h) * dkp;
+    float* aqx = Tl->aqx + (sl * J->G + h) * dkp;
+    vf d = v_zero();
+    for (int64_t i = 0; i < dkp; i += LA_VL) {
+      const vf a = v_load(aq + i);
+      d = v_fma(v_load(kp + i), a, d);
+      v_store(aqx + i, v_mul(v_load(fp + i), a));
+    }
+    Tl->dx[sl * LA_KQ_STRIDE + h] = v_hsum(d);
+  }
+}
+
 /* Starts staging tokens t0 .. t0 + nst - 1 into slots 0 .. nst - 1 of buf; n = tokens of the
  * tile (nst is n, or n + 1 with the next tile's first token, whose weights the tile's last
  * sweep accumulates). */
@@ -330,6 +375,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   }
   st->seg_start = end;
   Tl->beta[sl] = la_beta_at(p, u, t);
+  if (J->pair && sl > 0) LA_FN(la_stage_pair)(J, Tl, sl);
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
    * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
@@ -397,6 +443,72 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
   }
 }
 
+/* One pass over the d_k rows of a panel that applies the update of NU (1 or 2) tokens and
+ * accumulates from the rows it writes:
+ *   x = row; x = a1_i x + k1_i u1 (a1_i x is x when D1 is 0); NU == 2: x = a2_i x + k2_i u2;
+ *   dst = x;  ACC: p += x ak_i, s_h += x aq_h,i;  LOOK: pb += x akx_i, sb_h += x aqx_h,i
+ * The arithmetic of x is that of NU consecutive la_sweep updates: only where the state is
+ * kept between them differs (a register instead of the panel). */
+static inline __attribute__((always_inline)) void LA_FN(la_sweep_multi)(
+    const float* src, float* dst, int64_t ld, int64_t dk, const float* a1, const float* k1, const vf* u1,
+    const float* a2, const float* k2, const vf* u2, const float* ak, const float* aq, const float* akx,
+    const float* aqx, int64_t aq_stride, vf* p, vf s[][LA_WCAP], vf* pb, vf sb[][LA_WCAP], const int NQ,
+    const int W, const int NU, const int D1, const int D2, const int DELTA, const int ACC, const int LOOK) {
+  for (int64_t i = 0; i < dk; i++) {
+    const float* sr = src + i * ld;
+    float* dr = dst + i * ld;
+    vf x[LA_WCAP];
+    const vf kb1 = v_set1(k1[i]);
+    if (D1) {
+      const vf ab = v_set1(a1[i]);
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) x[j] = v_fma(kb1, u1[j], v_mul(v_load(sr + j * LA_VL), ab));
+    } else {
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) x[j] = v_fma(kb1, u1[j], v_load(sr + j * LA_VL));
+    }
+    if (NU == 2) {
+      const vf kb2 = v_set1(k2[i]);
+      if (D2) {
+        const vf ab = v_set1(a2[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb2, u2[j], v_mul(x[j], ab));
+      } else {
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb2, u2[j], x[j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < W; j++) v_store(dr + j * LA_VL, x[j]);
+    if (ACC) {
+      if (DELTA) {
+        const vf b = v_set1(ak[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) p[j] = v_fma(x[j], b, p[j]);
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < NQ; h++) {
+        const vf b = v_set1(aq[h * aq_stride + i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) s[h][j] = v_fma(x[j], b, s[h][j]);
+      }
+    }
+    if (LOOK) {
+      if (DELTA) {
+        const vf b = v_set1(akx[i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) pb[j] = v_fma(x[j], b, pb[j]);
+      }
+#pragma GCC unroll 8
+      for (int h = 0; h < NQ; h++) {
+        const vf b = v_set1(aqx[h * aq_stride + i]);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) sb[h][j] = v_fma(x[j], b, sb[h][j]);
+      }
+    }
+  }
+}
+
 static inline int LA_FN(la_lanes)(const la_panel_t* P, int j) {
   const int n = P->valid - j * LA_VL;
   return n < LA_VL ? n : LA_VL;
@@ -416,6 +528,32 @@ static inline __attribute__((always_inline)) void LA_FN(la_write_out)(const la_j
     const vf kb = v_set1(kq[h]);
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) v_store_io(la_io_at_mut(ot, j * LA_VL, dt), dt, v_fma(kb, u[j], s[h][j]), LA_FN(la_lanes)(P, j));
+  }
+}
+
+/* The prefetches a panel issues at token t (slot tl of n) of its tile. */
+static inline void LA_FN(la_token_prefetch)(const la_job_t* J, const la_panel_t* P, int64_t tl, int64_t n,
+                                            int64_t t) {
+  const int64_t T = J->T;
+  if (P->prefetches && J->pf.n > 0) {
+    /* The next step's input rows, two tokens' per token: the same prefetches issued at once
+     * (~1000 lines) fill the miss queues, and the loads behind them wait (measured ~10% slower
+     * at T = 4096 on kimi-kda). By the last panel, so that the rows are fetched shortly before
+     * they are staged (~1% faster than by the first panel: fewer are evicted meanwhile); two
+     * per token (done by the panel's middle) measured 2-3% faster than one on rwkv6-7b and
+     * mamba2-2.7b at T = 512, the same on kimi-kda at T = 4096. */
+    for (int64_t i = 2 * tl; i < 2 * tl + 2 && i < J->pf.n; i++)
+      la_prefetch_unit_rows(J->p, J->pf.u, J->pf.t0 + i);
+    if (tl + 1 == n)
+      for (int64_t i = 2 * n; i < J->pf.n; i++) la_prefetch_unit_rows(J->p, J->pf.u, J->pf.t0 + i);
+  }
+  if (P->stages && T > 1) {
+    /* The first panel prefetches whole output rows (its lines and the other panels'), for
+     * writing, within the tile like the inputs: written lines no longer wait for their reads
+     * in the store queue, behind which the state stores pile up. */
+    if (tl == 0)
+      for (int64_t i = 0; i < LA_PREFETCH_TOKENS && i < n; i++) LA_FN(la_prefetch_out)(J, t + i);
+    if (tl + LA_PREFETCH_TOKENS < n) LA_FN(la_prefetch_out)(J, t + LA_PREFETCH_TOKENS);
   }
 }
 
@@ -455,26 +593,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
     }
     if (t < J->u->cap_tokens && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, t, u, W); /* GatedDeltaNet */
-    if (P->prefetches && J->pf.n > 0) {
-      /* The next step's input rows, two tokens' per token: the same prefetches issued at once
-       * (~1000 lines) fill the miss queues, and the loads behind them wait (measured ~10% slower
-       * at T = 4096 on kimi-kda). By the last panel, so that the rows are fetched shortly before
-       * they are staged (~1% faster than by the first panel: fewer are evicted meanwhile); two
-       * per token (done by the panel's middle) measured 2-3% faster than one on rwkv6-7b and
-       * mamba2-2.7b at T = 512, the same on kimi-kda at T = 4096. */
-      for (int64_t i = 2 * tl; i < 2 * tl + 2 && i < J->pf.n; i++)
-        la_prefetch_unit_rows(J->p, J->pf.u, J->pf.t0 + i);
-      if (tl + 1 == n)
-        for (int64_t i = 2 * n; i < J->pf.n; i++) la_prefetch_unit_rows(J->p, J->pf.u, J->pf.t0 + i);
-    }
-    if (P->stages && T > 1) {
-      /* The first panel prefetches whole output rows (its lines and the other panels'), for
-       * writing, within the tile like the inputs: written lines no longer wait for their reads
-       * in the store queue, behind which the state stores pile up. */
-      if (tl == 0)
-        for (int64_t i = 0; i < LA_PREFETCH_TOKENS && i < n; i++) LA_FN(la_prefetch_out)(J, t + i);
-      if (tl + LA_PREFETCH_TOKENS < n) LA_FN(la_prefetch_out)(J, t + LA_PREFETCH_TOKENS);
-    }
+    LA_FN(la_token_prefetch)(J, P, tl, n, t);
     LA_FN(la_write_out)(J, P, t, 0, Tl->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
     if (P->stages) LA_FN(la_stage_next)(J);
     if (NQ == LA_GMAX && J->nq > LA_GMAX) {
@@ -584,6 +703,149 @@ static void LA_FN(la_vmajor_tokens)(const la_job_t* J, int64_t t0, int64_t n) {
   }
 }
 
+/* u of slot tl: beta (v - p) for delta rules, else v. */
+static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job_t* J, const la_panel_t* P,
+                                                                    int64_t tl, const vf* p, vf* u, const int W,
+                                                                    const int DELTA) {
+  const la_tile_t* Tl = J->cur;
+  const float* vt = Tl->v + tl * J->ncp + P->col;
+  const vf bb = v_set1(Tl->beta[tl]);
+#pragma GCC unroll 8
+  for (int j = 0; j < W; j++) {
+    const vf vv = v_load(vt + j * LA_VL);
+    u[j] = DELTA ? v_mul(bb, v_sub(vv, p[j])) : vv;
+  }
+}
+
+#define LA_ZERO_ACC(p, s)                                \
+  do {                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) { \
+      p[j] = v_zero();                                   \
+      _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++) s[h][j] = v_zero(); \
+    }                                                    \
+  } while (0)
+
+/* la_panel_tokens with two tokens per sweep where it can (la_job.pair): the first token of
+ * the tile runs alone and also accumulates the second token of the first pair; then pairs
+ * (each also accumulating the second token of the next pair); a token left over runs alone.
+ * Half the state loads and stores of one sweep per token: the stores bound the one-token
+ * sweep on cores with two FMA pipes. p and s of a pair's second token are those of the
+ * state before the pair plus the first token's rank-1 term (la_tile.akx): the same value as
+ * one sweep per token gives, summed in another order. */
+static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la_job_t* J, la_panel_t* P,
+                                                                        int64_t t0, int64_t n, const int NQ,
+                                                                        const int W, const int DECAY,
+                                                                        const int DELTA) {
+  const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
+  const int64_t aqs = dkp; /* head stride within a slot's aq, aqx */
+  const la_tile_t* Tl = J->cur;
+  vf p[LA_WCAP], s[LA_PAIR_GMAX][LA_WCAP], pb[LA_WCAP], sb[LA_PAIR_GMAX][LA_WCAP], u[LA_WCAP], u2[LA_WCAP];
+  if (t0 == 0) {
+    LA_ZERO_ACC(p, s);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
+  } else {
+#pragma GCC unroll 8
+    for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL);
+  }
+  int64_t tl = 0;
+  while (tl < n) {
+    const int64_t t = t0 + tl;
+    LA_FN(la_token_u)(J, P, tl, p, u, W, DELTA);
+    LA_FN(la_token_prefetch)(J, P, tl, n, t);
+    LA_FN(la_write_out)(J, P, t, 0, Tl->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
+    if (P->stages) LA_FN(la_stage_next)(J);
+    const float* a1 = Tl->a + tl * dkp;
+    const float* k1 = Tl->k + tl * dkp;
+    const int d1 = DECAY && Tl->seg_end[tl];
+    if (tl == 0 || tl + 1 >= n) {
+      /* one token; with a pair next, also its second token's partial sums */
+      const float* akn = Tl->ak + (tl + 1) * dkp;
+      const float* aqn = Tl->aq + (tl + 1) * NQ * dkp;
+      const float* akx = Tl->akx + (tl + 2) * dkp;
+      const float* aqx = Tl->aqx + (tl + 2) * NQ * dkp;
+      if (tl + 2 < n) {
+        LA_ZERO_ACC(p, s);
+        LA_ZERO_ACC(pb, sb);
+        if (d1)
+          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, akx, aqx, aqs, p, s,
+                                pb, sb, NQ, W, 1, 1, 0, DELTA, 1, 1);
+        else
+          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, akx, aqx, aqs, p, s,
+                                pb, sb, NQ, W, 1, 0, 0, DELTA, 1, 1);
+      } else if (t + 1 < T) {
+        LA_ZERO_ACC(p, s);
+        if (d1)
+          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, NULL, NULL, aqs, p, s,
+                                pb, sb, NQ, W, 1, 1, 0, DELTA, 1, 0);
+        else
+          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, NULL, NULL, aqs, p, s,
+                                pb, sb, NQ, W, 1, 0, 0, DELTA, 1, 0);
+      } else {
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, d1 ? a1 : J->ones, k1, u, NULL, NULL, NULL, NULL, NULL, NULL,
+                              NULL, aqs, p, s, pb, sb, NQ, W, 1, 1, 0, DELTA, 0, 0);
+      }
+      P->src = P->dst;
+      tl += 1;
+      continue;
+    }
+    /* a pair: complete the second token from its partial sums and the first token's u */
+    const vf cb = v_set1(Tl->cx[tl + 1]);
+#pragma GCC unroll 8
+    for (int j = 0; j < W; j++) p[j] = v_fma(cb, u[j], pb[j]);
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++) {
+      const vf db = v_set1(Tl->dx[(tl + 1) * LA_KQ_STRIDE + h]);
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) s[h][j] = v_fma(db, u[j], sb[h][j]);
+    }
+    LA_FN(la_token_u)(J, P, tl + 1, p, u2, W, DELTA);
+    LA_FN(la_token_prefetch)(J, P, tl + 1, n, t + 1);
+    LA_FN(la_write_out)(J, P, t + 1, 0, Tl->kq + (tl + 1) * LA_KQ_STRIDE, u2, s, NQ, W);
+    if (P->stages) LA_FN(la_stage_next)(J);
+    /* inside a segment both updates skip the decay; otherwise each multiplies by its factor
+     * (J->ones inside the segment: x * 1 is exact) */
+    const int dec = d1 || (DECAY && Tl->seg_end[tl + 1]);
+    const float* a2 = DECAY && Tl->seg_end[tl + 1] ? Tl->a + (tl + 1) * dkp : J->ones;
+    if (DECAY && !d1) a1 = J->ones;
+    const float* k2 = Tl->k + (tl + 1) * dkp;
+    const float* akn = Tl->ak + (tl + 2) * dkp;
+    const float* aqn = Tl->aq + (tl + 2) * NQ * dkp;
+    const float* akx = Tl->akx + (tl + 3) * dkp;
+    const float* aqx = Tl->aqx + (tl + 3) * NQ * dkp;
+    if (tl + 3 < n) {
+      LA_ZERO_ACC(p, s);
+      LA_ZERO_ACC(pb, sb);
+      if (dec)
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, sb,
+                              NQ, W, 2, 1, 1, DELTA, 1, 1);
+      else
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, sb,
+                              NQ, W, 2, 0, 0, DELTA, 1, 1);
+    } else if (t + 2 < T) {
+      LA_ZERO_ACC(p, s);
+      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
+                            NQ, W, 2, DECAY, DECAY, DELTA, 1, 0);
+    } else {
+      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, s, pb,
+                            sb, NQ, W, 2, DECAY, DECAY, DELTA, 0, 0);
+    }
+    P->src = P->dst;
+    tl += 2;
+  }
+  if (t0 + n < T) {
+#pragma GCC unroll 8
+    for (int j = 0; j < W; j++) v_store(P->carry + j * LA_VL, p[j]);
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++)
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL, s[h][j]);
+  }
+}
+
 /* ------------------------------------------------------------------ instantiation */
 
 typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
@@ -595,6 +857,24 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   }
 #define LA_DEFINE_PANELS(NQ, W) \
   LA_DEFINE_PANEL(NQ, W, 0, 0) LA_DEFINE_PANEL(NQ, W, 0, 1) LA_DEFINE_PANEL(NQ, W, 1, 0) LA_DEFINE_PANEL(NQ, W, 1, 1)
+#define LA_PAIR_NAME(NQ, W, DC, DL) LA_FN(la_pair_##NQ##_##W##_##DC##_##DL)
+#define LA_DEFINE_PAIR(NQ, W, DC, DL)                                                                  \
+  static void LA_PAIR_NAME(NQ, W, DC, DL)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
+    LA_FN(la_panel_pairs)(J, P, t0, n, NQ, W, DC, DL);                                               \
+  }
+#define LA_DEFINE_PAIRS(NQ, W) \
+  LA_DEFINE_PAIR(NQ, W, 0, 0) LA_DEFINE_PAIR(NQ, W, 0, 1) LA_DEFINE_PAIR(NQ, W, 1, 0) LA_DEFINE_PAIR(NQ, W, 1, 1)
+#define LA_PAIR_ENTRY(NQ, W)                                                      \
+  [(NQ) - 1][W] = {{LA_PAIR_NAME(NQ, W, 0, 0), LA_PAIR_NAME(NQ, W, 0, 1)},           \
+                   {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)}},
+/* The panel functions of an ISA file: one token per sweep, [group index][W][decay][delta];
+ * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated). */
+typedef struct LA_FN(la_tables) {
+  LA_FN(la_panel_fn) const (*one)[LA_WCAP + 1][2][2];
+  LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][2][2];
+} LA_FN(la_tables);
+typedef LA_FN(la_tables) la_tables_t;
+
 
 /* ------------------------------------------------------------------ the unit */
 
@@ -611,7 +891,7 @@ static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int6
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), and with stage_ahead the first tile staged (see la_tiles). */
 static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R,
-                            const int stage_ahead) {
+                            const int stage_ahead, const la_tables_t* tb) {
   la_job_t* Jp = &R->J;
   LA_FN(la_layout)(p, u->ncols, scratch, Jp);
 #define J (*Jp)
@@ -629,7 +909,11 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * panel's rows are copied in, and back in la_finish. */
   const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major;
   J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
-  const int wmax = pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
+  /* two tokens per sweep where the tuning asks for it and the panels exist (prefill only; the
+   * transition capture is written by the one-token sweep) */
+  J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
+           tb->pair != NULL && !(u->cap_tokens > 0 && u->cap_delta);
+  const int wmax = J.pair ? LA_WMAX_PAIR(J.G) : pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
   /* Panels: full vectors in widths wmax, then 2, then 1; the partial vector last. For prefill
@@ -685,6 +969,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   }
   J.npanels = np;
   if (np > 0) J.panels[np - 1].prefetches = 1;
+  for (int64_t i = 0; i < J.dkp; i += LA_VL) v_store(J.ones + i, v_set1(1.0f));
 
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
@@ -707,7 +992,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
  * the four presets; the rows are in L2 by then, prefetched during the previous step). Staged
  * values are the same either way. */
 static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, const int stage_ahead,
-                            const la_step_next* next, LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+                            const la_step_next* next, const la_tables_t* tb) {
   la_job_t* Jp = &R->J;
   la_stager_t* st = &R->st;
   const int np = Jp->npanels, gi = R->gi, dc = R->dc, dl = R->dl;
@@ -729,7 +1014,11 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       else st->next = st->nst = 0;
     }
     if (Jp->vdirect) LA_FN(la_vmajor_tokens)(Jp, t0, n);
-    for (int i = 0; i < np; i++) table[gi][Jp->panels[i].W][dc][dl](Jp, &Jp->panels[i], t0, n);
+    for (int i = 0; i < np; i++) {
+      la_panel_t* P = &Jp->panels[i];
+      if (Jp->pair) tb->pair[Jp->G - 1][P->W][dc][dl](Jp, P, t0, n);
+      else tb->one[gi][P->W][dc][dl](Jp, P, t0, n);
+    }
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
   }
   Jp->pf = (la_step_next){NULL, 0, 0};
@@ -753,7 +1042,7 @@ static void LA_FN(la_finish)(const la_resume_t* R) {
 }
 
 static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scratch,
-                               LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+                               const la_tables_t* tb) {
   if (p->T <= 0) {
     la_copy_state_only(p, u);
     return;
@@ -761,8 +1050,8 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   linattn_fpenv env;
   linattn_fpenv_enter_ftz(&env);
   la_resume_t R;
-  LA_FN(la_setup)(p, u, scratch, &R, 1);
-  LA_FN(la_tiles)(&R, 0, p->T, 1, NULL, table);
+  LA_FN(la_setup)(p, u, scratch, &R, 1, tb);
+  LA_FN(la_tiles)(&R, 0, p->T, 1, NULL, tb);
   LA_FN(la_finish)(&R);
   linattn_fpenv_leave(&env);
 }
@@ -771,7 +1060,7 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
  * (t0 == 0 sets it up, t1 == T writes the final state), prefetching next's rows. p and u may
  * be fresh copies with the same contents at each call. */
 static void LA_FN(la_step_unit)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
-                                const la_step_next* next, LA_FN(la_panel_fn) const (*table)[LA_WCAP + 1][2][2]) {
+                                const la_step_next* next, const la_tables_t* tb) {
   if (p->T <= 0) {
     la_copy_state_only(p, u);
     return;
@@ -780,11 +1069,11 @@ static void LA_FN(la_step_unit)(const la_params* p, const la_unit* u, void* scra
   linattn_fpenv_enter_ftz(&env);
   const size_t rbytes = (sizeof(la_resume_t) + 63u) & ~(size_t)63u;
   la_resume_t* R = (la_resume_t*)((char*)scratch + LA_FN(la_scratch)(p, u->ncols) - rbytes);
-  if (t0 == 0) LA_FN(la_setup)(p, u, scratch, R, 0);
+  if (t0 == 0) LA_FN(la_setup)(p, u, scratch, R, 0, tb);
   R->J.p = p;
   R->J.u = u;
   R->J.st = &R->st;
-  LA_FN(la_tiles)(R, t0, t1, 0, next, table);
+  LA_FN(la_tiles)(R, t0, t1, 0, next, tb);
   if (t1 >= p->T) LA_FN(la_finish)(R);
   linattn_fpenv_leave(&env);
 }

@@ -5,6 +5,9 @@
  *
  *   LA_PANELS(X)   X(NQ, W) for every panel to instantiate: NQ heads per group (1, 2, 3, 4, 8),
  *                  W vectors of columns
+ *   LA_PAIR_PANELS(X)  optional: X(NQ, W) for every two-token panel (la_panel_pairs; NQ 1 or
+ *                  2, the widths la_setup picks with LA_WMAX_PAIR). Without it the family runs
+ *                  one token per sweep whatever la_tuning.sweep_tokens says.
  *
  * Compile-time check: for each group size the list holds exactly the widths la_setup can pick
  * (LA_PANEL_WIDTH over LA_WMAX and LA_WMAX_DECODE), so a width the planner can choose cannot
@@ -48,11 +51,28 @@ LA_PANELS(LA_PANEL_DEFINE)
                              {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
 static LA_FN(la_panel_fn) const LA_FN(la_table)[5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_PANEL_ENTRY)};
 
+#ifdef LA_PAIR_PANELS
+#define LA_WIDTHS_PAIR(G) LA_WIDTHS_FROM(LA_WMAX_PAIR(G), 0)
+#define LA_CHECK_PAIR_GROUP(G)                                                                  \
+  _Static_assert(LA_WIDTHS_PAIR(G) == (0u LA_PAIR_PANELS(LA_LISTED_##G)),                        \
+                 "LA_PAIR_PANELS must list exactly the widths la_setup can pick for " #G         \
+                 " head(s) per group (LA_WMAX_PAIR, LA_PANEL_WIDTH)");
+LA_CHECK_PAIR_GROUP(1)
+LA_CHECK_PAIR_GROUP(2)
+#define LA_PAIR_DEFINE(NQ, W) LA_DEFINE_PAIRS(NQ, W)
+LA_PAIR_PANELS(LA_PAIR_DEFINE)
+static LA_FN(la_panel_fn) const LA_FN(la_pair_table)[LA_PAIR_GMAX][LA_WCAP + 1][2][2] = {
+    LA_PAIR_PANELS(LA_PAIR_ENTRY)};
+static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), LA_FN(la_pair_table)};
+#else
+static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), NULL};
+#endif
+
 static void LA_FN(la_run)(const la_params* p, const la_unit* u, void* scratch) {
-  LA_FN(la_run_unit)(p, u, scratch, LA_FN(la_table));
+  LA_FN(la_run_unit)(p, u, scratch, &LA_FN(la_tables_of));
 }
 
 static void LA_FN(la_step)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
                            const la_step_next* next) {
-  LA_FN(la_step_unit)(p, u, scratch, t0, t1, next, LA_FN(la_table));
+  LA_FN(la_step_unit)(p, u, scratch, t0, t1, next, &LA_FN(la_tables_of));
 }

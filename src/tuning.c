@@ -1,0 +1,91 @@
+/*
+ * Per-microarchitecture tuning (docs/tuning.md): one table of parameter sets, one chosen per
+ * process from the CPU's identification (CPUID vendor, family, model), never from a timing,
+ * so a CPU always runs the same code and gets the same bits. LINATTN_TUNE=<name> picks an
+ * entry by name instead (any entry runs on any CPU that has the ISA: the entries differ in
+ * speed, and in the bits of prefill where la.sweep_tokens differs).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#if LINATTN_HAVE_X86 && defined(__GNUC__)
+#include <cpuid.h>
+#endif
+#include <pthread.h>
+
+static const linattn_tuning g_tunings[] = {
+    /* The parameters the kernels were first tuned with (AMD Zen 4: one 512-bit FMA per cycle,
+     * 32 KiB L1D); also the entry for CPUs not listed below. */
+    {"zen4", {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64}},
+    /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
+     * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
+     * bound the one-token sweep there. */
+    {"intel-avx512", {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64}},
+};
+enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
+
+typedef struct cpu_id {
+  char vendor[13];
+  unsigned family, model;
+  int avx512f;
+} cpu_id;
+
+static cpu_id read_cpu_id(void) {
+  cpu_id id;
+  memset(&id, 0, sizeof id);
+#if LINATTN_HAVE_X86 && defined(__GNUC__)
+  unsigned a, b, c, d;
+  if (__get_cpuid(0, &a, &b, &c, &d)) {
+    memcpy(id.vendor, &b, 4);
+    memcpy(id.vendor + 4, &d, 4);
+    memcpy(id.vendor + 8, &c, 4);
+  }
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    const unsigned base_family = (a >> 8) & 0xf, ext_family = (a >> 20) & 0xff;
+    const unsigned base_model = (a >> 4) & 0xf, ext_model = (a >> 16) & 0xf;
+    id.family = base_family == 0xf ? base_family + ext_family : base_family;
+    id.model = base_family == 0x6 || base_family == 0xf ? (ext_model << 4) + base_model : base_model;
+  }
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) id.avx512f = (b >> 16) & 1;
+#endif
+  return id;
+}
+
+/* The entry for a CPU identification: Intel family 6 with AVX-512 -> intel-avx512; anything
+ * else (AMD Zen 4 / Zen 5, other vendors, no AVX-512) -> zen4. */
+static int tuning_index_for(const cpu_id* id) {
+  if (!strcmp(id->vendor, "GenuineIntel") && id->family == 6 && id->avx512f) return TUNING_INTEL_AVX512;
+  return TUNING_DEFAULT;
+}
+
+static int g_cpu_tuning;
+static pthread_once_t g_tuning_once = PTHREAD_ONCE_INIT;
+static void detect_tuning(void) {
+  const cpu_id id = read_cpu_id();
+  g_cpu_tuning = tuning_index_for(&id);
+}
+
+const linattn_tuning* linattn_tuning_by_name(const char* name) {
+  for (size_t i = 0; i < sizeof g_tunings / sizeof g_tunings[0]; i++)
+    if (name && !strcmp(name, g_tunings[i].name)) return &g_tunings[i];
+  return NULL;
+}
+
+const linattn_tuning* linattn_tuning_for_cpu(void) {
+  pthread_once(&g_tuning_once, detect_tuning);
+  return &g_tunings[g_cpu_tuning];
+}
+
+const linattn_tuning* linattn_auto_tuning(const char** bad_env) {
+  const char* env = getenv("LINATTN_TUNE");
+  if (env && *env && strcmp(env, "auto") != 0) {
+    const linattn_tuning* t = linattn_tuning_by_name(env);
+    if (!t && bad_env) *bad_env = env;
+    return t;
+  }
+  return linattn_tuning_for_cpu();
+}
+
+const char* linattn_tuning_names(void) { return "auto, zen4, intel-avx512"; }

@@ -1,0 +1,212 @@
+/*
+ * Per-microarchitecture tuning (src/tuning.c, docs/tuning.md):
+ *  - the entry for this CPU is chosen from its identification, the same in every process: two
+ *    child processes running the same LinearAttention prefill give identical bits;
+ *  - every named entry (LINATTN_TUNE) agrees with the float64 oracle within the bounds the
+ *    kernel tests use, on fresh random inputs (the entries differ in summation order);
+ *  - an unknown LINATTN_TUNE is refused by linattn_context_create with a message naming it.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "linattn.h"
+#include "oracle.h"
+#include "testkit.h"
+
+enum { B = 1, T = 83, H = 3, DK = 128, DV = 112 }; /* T: whole tiles, a partial one, odd counts */
+
+typedef struct problem {
+  float *q, *k, *v, *g, *beta, *state0;
+  double *dq, *dk, *dv, *dg, *dbeta, *dstate0;
+} problem;
+
+static float* fill(tk_rng* r, double* d, int64_t n, double lo, double hi, int unit_rows, int64_t row) {
+  float* f = (float*)malloc(sizeof(float) * (size_t)n);
+  for (int64_t i = 0; i < n; i++) f[i] = (float)tk_uniform_range(r, lo, hi);
+  if (unit_rows)
+    for (int64_t i0 = 0; i0 < n; i0 += row) {
+      double s = 0;
+      for (int64_t j = 0; j < row; j++) s += (double)f[i0 + j] * f[i0 + j];
+      for (int64_t j = 0; j < row; j++) f[i0 + j] = (float)(f[i0 + j] / sqrt(s));
+    }
+  for (int64_t i = 0; i < n; i++) d[i] = f[i];
+  return f;
+}
+
+static void make_problem(problem* P, uint64_t seed) {
+  tk_rng r;
+  tk_rng_init(&r, seed);
+  const int64_t nq = (int64_t)B * T * H * DK, nv = (int64_t)B * T * H * DV, ng = (int64_t)B * T * H * DK;
+  const int64_t nb = (int64_t)B * T * H, ns = (int64_t)B * H * DK * DV;
+  P->dq = tk_dalloc(nq); P->dk = tk_dalloc(nq); P->dv = tk_dalloc(nv); P->dg = tk_dalloc(ng);
+  P->dbeta = tk_dalloc(nb); P->dstate0 = tk_dalloc(ns);
+  P->q = fill(&r, P->dq, nq, -1, 1, 1, DK);
+  P->k = fill(&r, P->dk, nq, -1, 1, 1, DK);
+  P->v = fill(&r, P->dv, nv, -1, 1, 0, 1);
+  /* per-key log-decay; a few strongly decaying keys end folded segments mid-tile */
+  P->g = fill(&r, P->dg, ng, -0.3, -0.01, 0, 1);
+  for (int64_t i = 0; i < ng; i += 97) { P->g[i] = -9.0f; P->dg[i] = -9.0; }
+  P->beta = fill(&r, P->dbeta, nb, 0.1, 0.9, 0, 1);
+  P->state0 = fill(&r, P->dstate0, ns, -0.05, 0.05, 0, 1);
+}
+
+/* Runs kimi-style gated_delta with per-key decay under the context's tuning; out and state are
+ * written (state starts from state0). */
+static linattn_status run_la(const problem* P, float* out, float* state) {
+  linattn_context* ctx = NULL;
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.num_threads = 1;
+  linattn_status st = linattn_context_create(&o, &ctx);
+  if (st != LINATTN_SUCCESS) return st;
+  memcpy(state, P->state0, sizeof(float) * B * H * DK * DV);
+  const int64_t qd[3] = {B, T, H * DK}, vd[3] = {B, T, H * DV}, bd[3] = {B, T, H}, sd[4] = {B, H, DK, DV};
+  linattn_tensor q = linattn_make_tensor(P->q, LINATTN_DTYPE_F32, 3, qd);
+  linattn_tensor k = linattn_make_tensor(P->k, LINATTN_DTYPE_F32, 3, qd);
+  linattn_tensor v = linattn_make_tensor(P->v, LINATTN_DTYPE_F32, 3, vd);
+  linattn_tensor g = linattn_make_tensor(P->g, LINATTN_DTYPE_F32, 3, qd);
+  linattn_tensor b = linattn_make_tensor(P->beta, LINATTN_DTYPE_F32, 3, bd);
+  linattn_tensor y = linattn_make_tensor(out, LINATTN_DTYPE_F32, 3, vd);
+  linattn_tensor s = linattn_make_tensor(state, LINATTN_DTYPE_F32, 4, sd);
+  linattn_linear_attention_desc d;
+  linattn_linear_attention_desc_init(&d);
+  d.q_num_heads = H;
+  d.kv_num_heads = H;
+  st = linattn_linear_attention(ctx, &d, &q, &k, &v, &s, &g, &b, &y, &s, NULL, 0);
+  linattn_context_destroy(ctx);
+  return st;
+}
+
+enum { NOUT = B * T * H * DV, NSTATE = B * H * DK * DV };
+
+/* Runs the problem in a child process (a fresh tuning choice) and returns its bytes. */
+static int run_in_child(const problem* P, float* out, float* state) {
+  int fd[2];
+  if (pipe(fd) != 0) return -1;
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    close(fd[0]);
+    float* o = (float*)malloc(sizeof(float) * NOUT);
+    float* s = (float*)malloc(sizeof(float) * NSTATE);
+    const int ok = run_la(P, o, s) == LINATTN_SUCCESS;
+    const char* tune = linattn_tuning_for_cpu()->name;
+    size_t len = strlen(tune);
+    int good = write(fd[1], &ok, sizeof ok) == (ssize_t)sizeof ok &&
+               write(fd[1], &len, sizeof len) == (ssize_t)sizeof len &&
+               write(fd[1], tune, len) == (ssize_t)len &&
+               write(fd[1], o, sizeof(float) * NOUT) == (ssize_t)(sizeof(float) * NOUT) &&
+               write(fd[1], s, sizeof(float) * NSTATE) == (ssize_t)(sizeof(float) * NSTATE);
+    _exit(good && ok ? 0 : 1);
+  }
+  close(fd[1]);
+  int ok = 0;
+  size_t len = 0;
+  char name[64] = {0};
+  size_t got = 0;
+  got += (size_t)read(fd[0], &ok, sizeof ok);
+  got += (size_t)read(fd[0], &len, sizeof len);
+  if (len < sizeof name) got += (size_t)read(fd[0], name, len);
+  for (size_t want = sizeof(float) * NOUT, n = 0; n < want;) {
+    ssize_t r = read(fd[0], (char*)out + n, want - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  for (size_t want = sizeof(float) * NSTATE, n = 0; n < want;) {
+    ssize_t r = read(fd[0], (char*)state + n, want - n);
+    if (r <= 0) break;
+    n += (size_t)r;
+  }
+  close(fd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  tk_note("child process tuning: %s", name);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 && ok ? 0 : -1;
+}
+
+/* max |got - ref| / max |ref| over outputs and over the state */
+static void check_vs_oracle(const char* what, const float* out, const float* state, const double* oout,
+                            const double* ostate) {
+  double eo = 0, mo = 0, es = 0, ms = 0;
+  for (int64_t i = 0; i < NOUT; i++) {
+    eo = fmax(eo, fabs(out[i] - oout[i]));
+    mo = fmax(mo, fabs(oout[i]));
+  }
+  for (int64_t i = 0; i < NSTATE; i++) {
+    es = fmax(es, fabs(state[i] - ostate[i]));
+    ms = fmax(ms, fabs(ostate[i]));
+  }
+  /* the fp32 bound of test_la_kernels (a few ulp of max|ref| per d_k-term sum) */
+  tk_check(eo <= 1e-5 * mo && es <= 1e-5 * ms, "%s: vs float64 output %.3g, state %.3g of max|ref|", what, eo / mo,
+           es / ms);
+}
+
+int main(void) {
+  tk_begin("tuning");
+  const linattn_tuning* cpu = linattn_tuning_for_cpu();
+  tk_check(cpu != NULL && cpu == linattn_tuning_for_cpu(), "the CPU's entry is chosen once, the same each time");
+  tk_note("this CPU's tuning: %s", cpu ? cpu->name : "?");
+  const char* names[] = {"zen4", "intel-avx512"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const linattn_tuning* t = linattn_tuning_by_name(names[i]);
+    tk_check(t && !strcmp(t->name, names[i]), "entry %s exists", names[i]);
+  }
+  tk_check(linattn_tuning_by_name("no-such-core") == NULL, "an unknown name has no entry");
+
+  /* unknown LINATTN_TUNE: refused, message names the variable and the value */
+  setenv("LINATTN_TUNE", "no-such-core", 1);
+  linattn_context* ctx = NULL;
+  const linattn_status st = linattn_context_create(NULL, &ctx);
+  tk_check(st == LINATTN_ERROR_UNSUPPORTED && ctx == NULL && strstr(linattn_last_error(), "LINATTN_TUNE") &&
+               strstr(linattn_last_error(), "no-such-core"),
+           "LINATTN_TUNE=no-such-core refused (%d: %s)", (int)st, linattn_last_error());
+  if (ctx) linattn_context_destroy(ctx);
+  unsetenv("LINATTN_TUNE");
+
+  problem P;
+  make_problem(&P, tk_seed());
+  double* oout = tk_dalloc(NOUT);
+  double* ostate = tk_dalloc(NSTATE);
+  oracle_la o;
+  memset(&o, 0, sizeof o);
+  o.rule = LINATTN_UPDATE_GATED_DELTA;
+  o.B = B; o.T = T; o.Hq = H; o.Hkv = H; o.Nk = H; o.dk = DK; o.dv = DV;
+  o.scale = 1.0 / sqrt((double)DK);
+  o.decay_kind = ORACLE_DECAY_PER_KEY;
+  o.beta_kind = ORACLE_BETA_PER_HEAD;
+  o.q = P.dq; o.k = P.dk; o.v = P.dv; o.past = P.dstate0; o.decay = P.dg; o.beta = P.dbeta;
+  o.out = oout; o.state = ostate;
+  oracle_linear_attention(&o);
+
+  /* two processes, default tuning: the same bits */
+  float* out_a = (float*)malloc(sizeof(float) * NOUT);
+  float* out_b = (float*)malloc(sizeof(float) * NOUT);
+  float* st_a = (float*)malloc(sizeof(float) * NSTATE);
+  float* st_b = (float*)malloc(sizeof(float) * NSTATE);
+  for (int64_t i = 0; i < NOUT; i++) out_a[i] = out_b[i] = NAN;
+  const int ra = run_in_child(&P, out_a, st_a), rb = run_in_child(&P, out_b, st_b);
+  tk_check(ra == 0 && rb == 0, "child processes ran");
+  if (ra == 0 && rb == 0) {
+    tk_check(!memcmp(out_a, out_b, sizeof(float) * NOUT) && !memcmp(st_a, st_b, sizeof(float) * NSTATE),
+             "two processes give the same bits");
+    check_vs_oracle("child process", out_a, st_a, oout, ostate);
+  }
+
+  /* every entry, by LINATTN_TUNE, against the oracle; and repeatable within the process */
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    setenv("LINATTN_TUNE", names[i], 1);
+    for (int64_t j = 0; j < NOUT; j++) out_a[j] = out_b[j] = NAN;
+    const linattn_status s1 = run_la(&P, out_a, st_a), s2 = run_la(&P, out_b, st_b);
+    tk_check(s1 == LINATTN_SUCCESS && s2 == LINATTN_SUCCESS, "%s: runs (%s)", names[i], linattn_last_error());
+    check_vs_oracle(names[i], out_a, st_a, oout, ostate);
+    tk_check(!memcmp(out_a, out_b, sizeof(float) * NOUT) && !memcmp(st_a, st_b, sizeof(float) * NSTATE),
+             "%s: two calls give the same bits", names[i]);
+  }
+  unsetenv("LINATTN_TUNE");
+  free(out_a); free(out_b); free(st_a); free(st_b);
+  return tk_finish();
+}
