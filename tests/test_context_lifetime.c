@@ -325,6 +325,41 @@ static void closed_context_refuses(const problem* p) {
   st = linattn_causal_conv_with_state_workspace_size(ctx, &cd, &xt, &wt, NULL, NULL, &yt, NULL, &ws);
   tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ws == 12345,
            "causal_conv_with_state_workspace_size on a closed context: status %d", (int)st);
+  /* the other operators: the closed context is reported before their arguments are looked at */
+  linattn_gated_rms_norm_desc nd;
+  linattn_gated_rms_norm_desc_init(&nd);
+  st = linattn_gated_rms_norm(ctx, &nd, &xt, &wt, &xt, &yt);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context: closed"),
+           "gated_rms_norm on a closed context: status %d, message '%s'", (int)st, linattn_last_error());
+  st = linattn_linear_attention_gate(ctx, &xt, NULL, NULL, &xt, &yt, &yt);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context: closed"),
+           "linear_attention_gate on a closed context: status %d, message '%s'", (int)st, linattn_last_error());
+  linattn_varlen_conv_desc vd;
+  linattn_varlen_conv_desc_init(&vd);
+  const int32_t cu[2] = {0, 8};
+  linattn_varlen_batch vb = {1, cu, NULL, NULL, NULL};
+  st = linattn_varlen_causal_conv_with_state(ctx, &vd, &vb, &xt, &wt, NULL, &xt, NULL, NULL, &yt, NULL, NULL, NULL, 0);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context: closed"),
+           "varlen_causal_conv_with_state on a closed context: status %d, message '%s'", (int)st, linattn_last_error());
+  ws = 12345;
+  st = linattn_varlen_causal_conv_with_state_workspace_size(ctx, &vd, &vb, &xt, &wt, NULL, &xt, NULL, NULL, &yt, NULL,
+                                                            NULL, &ws);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ws == 12345,
+           "varlen_causal_conv_with_state_workspace_size on a closed context: status %d", (int)st);
+  linattn_gated_delta_net_desc gd;
+  linattn_gated_delta_net_desc_init(&gd);
+  st = linattn_gated_delta_net(ctx, &gd, &xt, &xt, &xt, cu, 2, NULL, NULL, NULL, NULL, NULL, NULL, &yt, NULL, NULL,
+                               NULL, 0);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context: closed"),
+           "gated_delta_net on a closed context: status %d, message '%s'", (int)st, linattn_last_error());
+  ws = 12345;
+  st = linattn_gated_delta_net_workspace_size(ctx, &gd, &xt, &xt, &xt, cu, 2, NULL, NULL, NULL, NULL, NULL, NULL, &yt,
+                                              NULL, NULL, &ws);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ws == 12345,
+           "gated_delta_net_workspace_size on a closed context: status %d", (int)st);
+  y_untouched = true;
+  for (int i = 0; i < 32; i++) y_untouched &= y[i] == -7.0f;
+  tk_check(y_untouched, "an operator on a closed context wrote its output");
   /* the same conv on an open context succeeds (the refusal above is the closed context's) */
   linattn_context* open_ctx = NULL;
   if (linattn_context_create(NULL, &open_ctx) != LINATTN_SUCCESS) tk_fatal("context: %s", linattn_last_error());

@@ -539,7 +539,7 @@ static void gdn_task(void* arg, size_t task) {
   context, desc, query, key, value, cu_seqlens, num_cu_seqlens, decay, beta, initial_state, a_log, dt_bias,     \
       capture_count, output, final_state, state_update
 
-linattn_status linattn_gated_delta_net_workspace_size(GDN_ARGS_DECL, size_t* workspace_size) {
+static linattn_status linattn_gated_delta_net_workspace_size_entered(GDN_ARGS_DECL, size_t* workspace_size) {
   linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   gdn_call c;
@@ -549,7 +549,16 @@ linattn_status linattn_gated_delta_net_workspace_size(GDN_ARGS_DECL, size_t* wor
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_gated_delta_net(GDN_ARGS_DECL, void* workspace, size_t workspace_size) {
+linattn_status linattn_gated_delta_net_workspace_size(GDN_ARGS_DECL, size_t* workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = linattn_gated_delta_net_workspace_size_entered(GDN_ARGS, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
+}
+
+static linattn_status linattn_gated_delta_net_entered(GDN_ARGS_DECL, void* workspace, size_t workspace_size) {
   linattn_clear_error();
   gdn_call c;
   linattn_status st = gdn_resolve(GDN_ARGS, &c);
@@ -571,6 +580,15 @@ linattn_status linattn_gated_delta_net(GDN_ARGS_DECL, void* workspace, size_t wo
   if (c.num_units > 0) linattn_run_parallel(context, gdn_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_gated_delta_net(GDN_ARGS_DECL, void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = linattn_gated_delta_net_entered(GDN_ARGS, workspace, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
 }
 
 linattn_status linattn_gated_delta_net_infer_shapes(const linattn_gated_delta_net_desc* desc, int32_t query_rank,

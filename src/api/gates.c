@@ -80,7 +80,7 @@ static void rms_task(void* arg, size_t i) {
   c->fn(&c->p, c->x + off, c->scale, c->gate + off, c->y + off, r1 - r0);
 }
 
-linattn_status linattn_gated_rms_norm(linattn_context* ctx, const linattn_gated_rms_norm_desc* d,
+static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const linattn_gated_rms_norm_desc* d,
                                       const linattn_tensor* x, const linattn_tensor* scale,
                                       const linattn_tensor* gate, const linattn_tensor* y) {
   linattn_status st;
@@ -124,6 +124,16 @@ linattn_status linattn_gated_rms_norm(linattn_context* ctx, const linattn_gated_
   return LINATTN_SUCCESS;
 }
 
+linattn_status linattn_gated_rms_norm(linattn_context* ctx, const linattn_gated_rms_norm_desc* d, const linattn_tensor* x,
+                                      const linattn_tensor* scale, const linattn_tensor* gate, const linattn_tensor* y) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(ctx);
+  if (entered) return entered;
+  const linattn_status st = linattn_gated_rms_norm_entered(ctx, d, x, scale, gate, y);
+  linattn_ctx_leave(ctx);
+  return st;
+}
+
 /* ------------------------------------------------------------------ LinearAttentionGate */
 
 typedef struct gate_call {
@@ -153,7 +163,7 @@ static linattn_status head_vector(tview* v, const char* name, const linattn_tens
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_linear_attention_gate(linattn_context* ctx, const linattn_tensor* a,
+static linattn_status linattn_linear_attention_gate_entered(linattn_context* ctx, const linattn_tensor* a,
                                              const linattn_tensor* dt_bias, const linattn_tensor* decay_scale,
                                              const linattn_tensor* b, const linattn_tensor* decay,
                                              const linattn_tensor* beta) {
@@ -197,4 +207,15 @@ linattn_status linattn_linear_attention_gate(linattn_context* ctx, const linattn
   linattn_clear_error();
   linattn_run_parallel(ctx, gate_task, &c, c.tasks);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_linear_attention_gate(linattn_context* ctx, const linattn_tensor* a, const linattn_tensor* dt_bias,
+                                             const linattn_tensor* decay_scale, const linattn_tensor* b,
+                                             const linattn_tensor* decay, const linattn_tensor* beta) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(ctx);
+  if (entered) return entered;
+  const linattn_status st = linattn_linear_attention_gate_entered(ctx, a, dt_bias, decay_scale, b, decay, beta);
+  linattn_ctx_leave(ctx);
+  return st;
 }

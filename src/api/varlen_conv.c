@@ -359,7 +359,7 @@ static size_t varlen_workspace_bytes(const varlen_call* c) {
   return total;
 }
 
-linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
+static linattn_status linattn_varlen_causal_conv_with_state_workspace_size_entered(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
     const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
@@ -377,7 +377,21 @@ linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
   return LINATTN_SUCCESS;
 }
 
-linattn_status linattn_varlen_causal_conv_with_state(
+linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    size_t* workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = linattn_varlen_causal_conv_with_state_workspace_size_entered(context, desc, batch, input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
+}
+
+static linattn_status linattn_varlen_causal_conv_with_state_entered(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
     const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
@@ -404,4 +418,18 @@ linattn_status linattn_varlen_causal_conv_with_state(
   if (c.num_units > 0) linattn_run_parallel(context, varlen_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_varlen_causal_conv_with_state(
+    linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
+    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
+    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
+    void* workspace, size_t workspace_size) {
+  linattn_clear_error();
+  const linattn_status entered = linattn_ctx_enter(context);
+  if (entered) return entered;
+  const linattn_status st = linattn_varlen_causal_conv_with_state_entered(context, desc, batch, input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update, workspace, workspace_size);
+  linattn_ctx_leave(context);
+  return st;
 }
