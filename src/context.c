@@ -120,6 +120,25 @@ static void default_free(void* user, void* ptr) {
   free(ptr);
 }
 
+linattn_status linattn_take_workspace(linattn_context* ctx, void* given, size_t given_size, size_t need, bool allocate,
+                                      char** workspace, void** owned) {
+  *owned = NULL;
+  if (given) {
+    if (given_size < need)
+      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", given_size,
+                               need);
+    if (((uintptr_t)given & 63u) != 0)
+      return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "workspace: must be 64-byte aligned");
+    *workspace = (char*)given;
+  } else if (need > 0 && allocate) {
+    *owned = linattn_ctx_alloc(ctx, need);
+    if (!*owned)
+      return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
+    *workspace = (char*)*owned;
+  }
+  return LINATTN_SUCCESS;
+}
+
 void* linattn_ctx_alloc(linattn_context* ctx, size_t size) { return ctx->alloc(ctx->alloc_user, size, 64); }
 
 void linattn_ctx_free(linattn_context* ctx, void* ptr) {

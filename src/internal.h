@@ -312,6 +312,11 @@ void linattn_pool_destroy(linattn_context* ctx, struct linattn_pool* pool);
 bool linattn_pool_try_run(struct linattn_pool* pool, linattn_task_fn task, void* arg, size_t n);
 
 void* linattn_ctx_alloc(linattn_context* ctx, size_t size);
+/* A call's workspace: the caller's (given, at least need bytes, 64-byte aligned) or, when the caller
+ * gave none and allocate is true, need bytes from the context, also stored in *owned for
+ * linattn_ctx_free (*owned is NULL otherwise). Sets the error message on failure. */
+linattn_status linattn_take_workspace(linattn_context* ctx, void* given, size_t given_size, size_t need, bool allocate,
+                                      char** workspace, void** owned);
 void linattn_ctx_free(linattn_context* ctx, void* ptr);
 
 /* Records a printf-style message for linattn_last_error() and returns status. */

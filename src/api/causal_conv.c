@@ -251,17 +251,9 @@ static linattn_status conv_compute_entered(linattn_context* context, const linat
   if (st) return st;
   const size_t need = conv_workspace_bytes(&c);
   if (need == SIZE_MAX) return ERR("workspace size overflows");
-  void* owned = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
-    c.workspace = (char*)workspace;
-  } else if (need > 0 && c.p.L > 0) {
-    owned = linattn_ctx_alloc(context, need);
-    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-    c.workspace = (char*)owned;
-  }
+  void* owned;
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.L > 0, &c.workspace, &owned)))
+    return st;
   if (c.p.L == 0) {
     /* Empty sequence: nothing to convolve and present_state = past_state (zeros without one).
      * Kernels never see L = 0: input/output data may then be NULL, and their row pointers

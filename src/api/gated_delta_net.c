@@ -564,17 +564,9 @@ static linattn_status linattn_gated_delta_net_entered(GDN_ARGS_DECL, void* works
   linattn_status st = gdn_resolve(GDN_ARGS, &c);
   if (st) return st;
   const size_t need = c.task_bytes * c.num_tasks;
-  void* owned = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
-    c.workspace = (char*)workspace;
-  } else if (need > 0) {
-    owned = linattn_ctx_alloc(context, need);
-    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-    c.workspace = (char*)owned;
-  }
+  void* owned;
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, true, &c.workspace, &owned)))
+    return st;
   /* Slots past each request's captured prefix are defined as zero. */
   if (c.has_su && c.su.numel > 0) memset(c.su.data, 0, (size_t)c.su.numel * sizeof(float));
   if (c.num_units > 0) linattn_run_parallel(context, gdn_task, &c, c.num_tasks);

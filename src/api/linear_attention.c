@@ -490,18 +490,10 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
   if (st) return st;
   const size_t need = la_workspace_bytes(&c);
   if (need == SIZE_MAX) return ERR("workspace size overflows");
-  void* owned = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0)
-      return ERR("workspace: must be 64-byte aligned");
-    c.workspace = (char*)workspace;
-  } else if (need > 0 && c.p.d_k > 0) { /* need is 0 when T == 0 */
-    owned = linattn_ctx_alloc(context, need);
-    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-    c.workspace = (char*)owned;
-  }
+  void* owned;
+  /* need is 0 when T == 0 */
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0, &c.workspace, &owned)))
+    return st;
   c.refine_limit = la_refine_limit(&c.p);
   if (c.p.T == 0) tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
   else if (c.p.d_k == 0) la_fill_zero_width_keys(&c);

@@ -404,17 +404,9 @@ static linattn_status linattn_varlen_causal_conv_with_state_entered(
   if (st) return st;
   const size_t need = varlen_workspace_bytes(&c);
   if (need == SIZE_MAX) return ERR("workspace size overflows");
-  void* owned = NULL;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
-    c.workspace = (char*)workspace;
-  } else if (need > 0 && c.num_units > 0) {
-    owned = linattn_ctx_alloc(context, need);
-    if (!owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-    c.workspace = (char*)owned;
-  }
+  void* owned;
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.num_units > 0, &c.workspace, &owned)))
+    return st;
   if (c.num_units > 0) linattn_run_parallel(context, varlen_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;
