@@ -63,12 +63,14 @@ OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window) {
   if (window < 0 || window > 8)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_window must be in [0, 8], got %lld", op->label,
                              (long long)window);
-  if (window != 0)
-    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
-                             "%s: attribute state_window=%lld (per-token state history for speculative decoding) is "
-                             "not implemented by linattn; only state_window=0 is supported",
-                             op->label, (long long)window);
   return NULL;
+}
+
+OrtStatus* linattn_ort_conv_window_rank(const ort_op* op, size_t rank) {
+  return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                           "%s: attribute state_window > 0 with a rank-%zu input (more than one channel axis) is not "
+                           "implemented by linattn; only (B, C, L) or (B, L, C) inputs",
+                           op->label, rank);
 }
 
 OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want, const char* shape_doc) {
@@ -107,6 +109,8 @@ const char* linattn_ort_kind_name(ort_op_kind kind) {
     case ORT_OP_CAUSAL_CONV: return "CausalConvWithState";
     case ORT_OP_GATED_RMS_NORM: return "GatedRMSNorm";
     case ORT_OP_LINEAR_ATTENTION_GATE: return "LinearAttentionGate";
+    case ORT_OP_GATED_DELTA_NET: return "GatedDeltaNet";
+    case ORT_OP_VARLEN_CONV: return "VarlenCausalConvWithState";
     default: return "";
   }
 }
@@ -119,8 +123,8 @@ static const char* ORT_API_CALL op_provider(const OrtCustomOp* op) {
 }
 
 /* Inputs, of which the first `required` are required. */
-static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4};
-static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3};
+static const size_t op_inputs[ORT_OP_KINDS] = {6, 4, 3, 4, 11, 8};
+static const size_t op_required_inputs[ORT_OP_KINDS] = {3, 2, 3, 3, 1, 3};
 
 static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inputs[as_op(op)->kind]; }
 
@@ -130,6 +134,7 @@ static size_t ORT_API_CALL op_input_count(const OrtCustomOp* op) { return op_inp
 static size_t ORT_API_CALL op_output_count(const OrtCustomOp* op) {
   const ort_op* o = as_op(op);
   if (o->kind == ORT_OP_GATED_RMS_NORM) return 1;
+  if (o->kind == ORT_OP_GATED_DELTA_NET || o->kind == ORT_OP_VARLEN_CONV) return 3;
   return (o->kind == ORT_OP_CAUSAL_CONV && o->contrib) ? 3 : 2;
 }
 
@@ -142,16 +147,20 @@ static ONNXTensorElementDataType ORT_API_CALL op_io_type(const OrtCustomOp* op, 
 /* LinearAttention: query, key, value required; past_state, decay, beta optional.
  * CausalConvWithState: input, weight required; bias, past_state optional.
  * GatedRMSNorm: X, scale, gate required. LinearAttentionGate: a, dt_bias, decay_scale required,
- * b optional. */
+ * b optional. GatedDeltaNet: query required, the other ten optional. VarlenCausalConvWithState:
+ * input, weight, cumulative_sequence_length and initial_state (index 4) required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_input_characteristic(const OrtCustomOp* op,
                                                                                    size_t index) {
+  if (as_op(op)->kind == ORT_OP_VARLEN_CONV && index == 4) return INPUT_OUTPUT_REQUIRED;
   return index < op_required_inputs[as_op(op)->kind] ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
-/* LinearAttentionGate's beta is optional; the others' first two outputs are required. */
+/* LinearAttentionGate's beta, GatedDeltaNet's final_state and state_update and the varlen conv's
+ * state_update are optional; the others' first two outputs are required. */
 static OrtCustomOpInputOutputCharacteristic ORT_API_CALL op_output_characteristic(const OrtCustomOp* op,
                                                                                     size_t index) {
-  size_t required = as_op(op)->kind == ORT_OP_LINEAR_ATTENTION_GATE ? 1 : 2;
+  const ort_op_kind kind = as_op(op)->kind;
+  size_t required = kind == ORT_OP_LINEAR_ATTENTION_GATE || kind == ORT_OP_GATED_DELTA_NET ? 1 : 2;
   return index < required ? INPUT_OUTPUT_REQUIRED : INPUT_OUTPUT_OPTIONAL;
 }
 
@@ -375,11 +384,12 @@ static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeIn
   infer_dim out[3] = {dim_of(&in[0], 0), dim_of(&in[0], 1), dim_unknown()};
   char batch_name[40];
   name_if_unknown(&out[0], batch_name, sizeof batch_name);
-  infer_dim state[4] = {out[0], dim_known(hkv), dim_unknown(), dim_unknown()};
-  if ((st = la_infer_dims(op, in, hq, hkv, out, state))) return st;
-  /* the ONNX rule: output has query's type, present_state past_state's (else query's) */
+  infer_dim state[5] = {dim_known(window), out[0], dim_known(hkv), dim_unknown(), dim_unknown()};
+  if ((st = la_infer_dims(op, in, hq, hkv, out, state + 1))) return st;
+  /* the ONNX rule: output has query's type, present_state past_state's (else query's); a state
+   * window leads with its W axis */
   if ((st = set_output(ic, 0, in[0].type, 3, out))) return st;
-  return set_output(ic, 1, in[3].present ? in[3].type : in[0].type, 4, state);
+  return set_output(ic, 1, in[3].present ? in[3].type : in[0].type, window > 0 ? 5 : 4, window > 0 ? state : state + 1);
 }
 
 /* ------------------------------------------------------------------ CausalConvWithState inference */
@@ -417,6 +427,7 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
   if (!typed) return NULL; /* an attribute of the wrong type: the kernel reports it at session creation */
   if ((st = linattn_ort_check_state_window(op, window))) return st;
   if (x.rank != 0 && (st = linattn_ort_check_conv_input_rank(op, channels_last != 0, x.rank))) return st;
+  if (window > 0 && x.rank > 3) return linattn_ort_conv_window_rank(op, x.rank);
 
   /* With channels_last the rank is 2 + the number of channel axes: unknown with the input's. */
   if (x.rank == 0 && channels_last) return NULL;
@@ -439,10 +450,12 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
     desc.channels_last = channels_last ? 1 : 0;
     if ((st = linattn_ort_conv_state_length(op, &desc, w.dims[2], &len.value))) return st;
   }
-  infer_dim state[INFER_MAX_RANK];
+  infer_dim state[INFER_MAX_RANK + 1];
   size_t seq_axis = channels_last ? 1 : rank - 1;
-  for (size_t i = 0; i < rank; i++) state[i] = i == seq_axis ? len : out[i];
-  return set_output(ic, 1, x.type, rank, state);
+  const size_t lead = window > 0 ? 1 : 0; /* a state window leads with its W axis */
+  state[0] = dim_known(window);
+  for (size_t i = 0; i < rank; i++) state[lead + i] = i == seq_axis ? len : out[i];
+  return set_output(ic, 1, x.type, rank + lead, state);
 }
 
 /* ------------------------------------------------------------------ gates inference */
@@ -483,9 +496,117 @@ static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShap
   return NULL;
 }
 
+/* ------------------------------------------------------------------ GatedDeltaNet inference */
+
+static int dims_known(const infer_input* in) {
+  if (!in->present) return 1;
+  if (in->rank == 0) return 0;
+  for (size_t i = 0; i < in->rank; i++)
+    if (in->dims[i] < 0) return 0;
+  return 1;
+}
+
+/* Unknown ranks (or a mistyped attribute, which the kernel reports at session creation): the
+ * output types only (output 0 `first`, the others `rest`), else ORT would take them from an
+ * input (the last given, an int32 one for these ops). */
+static OrtStatus* linattn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorElementDataType first,
+                                           ONNXTensorElementDataType rest, size_t outputs) {
+  const OrtApi* api = linattn_ort_api;
+  OrtStatus* st = NULL;
+  for (size_t o = 0; o < outputs && !st; o++) {
+    OrtTensorTypeAndShapeInfo* info = NULL;
+    if ((st = api->CreateTensorTypeAndShapeInfo(&info))) return st;
+    st = api->SetTensorElementType(info, o == 0 ? first : rest);
+    if (!st) st = api->ShapeInferContext_SetOutputTypeShape(ic, o, info);
+    api->ReleaseTensorTypeAndShapeInfo(info);
+  }
+  return st;
+}
+
+/* output: query's type; final_state and state_update: float. With every shape known the
+ * library's inference gives the dims (and its rules and messages); otherwise the ranks and what
+ * passes through (token axes, a given initial_state's shape). */
+static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  enum { Q, K, V, CU, DECAY, STATE, N };
+  static const size_t index[N] = {0, 1, 2, 3, 4, 6};
+  infer_input in[N];
+  for (size_t i = 0; i < N; i++)
+    if ((st = read_input(ic, count, index[i], &in[i]))) return st;
+  if (!in[Q].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
+  int64_t capacity = 0;
+  int typed = 1;
+  if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
+  if (!typed || in[Q].rank == 0) return linattn_infer_types_only(ic, in[Q].type, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, 3);
+  const int packed = !in[K].present && !in[V].present;
+  if (in[Q].rank < 2 || in[Q].rank > 4)
+    return linattn_ort_invalid(op, "query: expected rank 3 (T, H, d), 4 (B, S, H, d) or, packed QKV, 2 or 3, got rank %zu",
+                               in[Q].rank);
+  const size_t lead = packed ? in[Q].rank - 1 : in[Q].rank - 2;
+  const int per_key = in[DECAY].present && in[DECAY].rank == lead + 2;
+  const ONNXTensorElementDataType f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  const size_t out_rank = lead + 2;
+  infer_dim out[4], state[4], su[2];
+  char names[4][40];
+  for (size_t i = 0; i < out_rank; i++) out[i] = i < lead ? dim_of(&in[Q], i) : dim_unknown();
+  for (size_t i = 0; i < 4; i++) state[i] = dim_of(&in[STATE], i);
+  name_if_unknown(&state[0], names[0], sizeof names[0]);
+  su[0] = state[0];
+  su[1] = capacity == 0 ? dim_known(0) : dim_unknown();
+  int known = 1;
+  for (size_t i = 0; i < N; i++) known &= i == CU ? (!in[CU].present || (in[CU].rank == 1 && in[CU].dims[0] >= 0))
+                                                  : dims_known(&in[i]);
+  if (known) {
+    linattn_gated_delta_net_desc desc;
+    linattn_gated_delta_net_desc_init(&desc);
+    desc.state_update_capacity = capacity;
+    int32_t rank = 0;
+    int64_t od[4], sd[4], ud[2];
+    linattn_status ls = linattn_gated_delta_net_infer_shapes(
+        &desc, (int32_t)in[Q].rank, in[Q].dims, in[K].present ? in[K].dims : NULL, in[V].present ? in[V].dims : NULL,
+        in[STATE].present ? in[STATE].dims : NULL, in[CU].present ? in[CU].dims[0] : 0, per_key, &rank, od, sd, ud);
+    if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+    for (int32_t i = 0; i < rank && i < 4; i++) out[i] = dim_known(od[i]);
+    for (size_t i = 0; i < 4; i++) state[i] = dim_known(sd[i]);
+    for (size_t i = 0; i < 2; i++) su[i] = dim_known(ud[i]);
+  }
+  if ((st = set_output(ic, 0, in[Q].type, out_rank, out)) || (st = set_output(ic, 1, f32, 4, state))) return st;
+  return set_output(ic, 2, f32, 2, su);
+}
+
+/* ------------------------------------------------------------------ VarlenCausalConvWithState inference */
+
+/* output: input's type and shape; final_state: initial_state's; state_update: (batch_size,
+ * state_update_capacity, channels) of the input's type. */
+static OrtStatus* ORT_API_CALL varlen_conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
+  const ort_op* op = as_op(custom_op);
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  infer_input x, cu, state;
+  if ((st = read_input(ic, count, 0, &x)) || (st = read_input(ic, count, 2, &cu)) ||
+      (st = read_input(ic, count, 4, &state)))
+    return st;
+  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
+  int64_t capacity = 0;
+  int typed = 1;
+  if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
+  if (!typed || x.rank != 2 || (state.present && state.rank != 3)) return linattn_infer_types_only(ic, x.type, x.type, 3);
+  if ((st = set_output(ic, 0, x.type, 2, (infer_dim[2]){dim_of(&x, 0), dim_of(&x, 1)}))) return st;
+  infer_dim sd[3] = {dim_of(&state, 0), dim_of(&x, 1), dim_of(&state, 2)};
+  if ((st = set_output(ic, 1, x.type, 3, sd))) return st;
+  infer_dim batch = cu.present && cu.rank == 1 && cu.dims[0] >= 1 ? dim_known(cu.dims[0] - 1) : sd[0];
+  return set_output(ic, 2, x.type, 3, (infer_dim[3]){batch, dim_known(capacity), dim_of(&x, 1)});
+}
+
 /* ------------------------------------------------------------------ registration */
 
-static ort_op g_ops[6];
+static ort_op g_ops[8];
 static OrtCustomOpDomain* g_domain_contrib = NULL;
 static OrtCustomOpDomain* g_domain_onnx = NULL;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -499,6 +620,8 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
     case ORT_OP_LINEAR_ATTENTION: o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27"; break;
     case ORT_OP_CAUSAL_CONV: o->label = contrib ? "com.microsoft.CausalConvWithState" : "CausalConvWithState-27"; break;
     case ORT_OP_GATED_RMS_NORM: o->label = "com.microsoft.GatedRMSNorm"; break;
+    case ORT_OP_GATED_DELTA_NET: o->label = "com.microsoft.GatedDeltaNet"; break;
+    case ORT_OP_VARLEN_CONV: o->label = "com.microsoft.VarlenCausalConvWithState"; break;
     default: o->label = "com.microsoft.LinearAttentionGate"; break;
   }
   OrtCustomOp* b = &o->base;
@@ -515,8 +638,11 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   b->GetInputMemoryType = op_input_memory_type;
   b->CreateKernelV2 = linattn_ort_create_kernel;
   b->KernelComputeV2 = linattn_ort_compute;
-  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION ? la_infer : kind == ORT_OP_CAUSAL_CONV ? conv_infer
-                                                                                             : gates_infer;
+  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION  ? la_infer
+                          : kind == ORT_OP_CAUSAL_CONV     ? conv_infer
+                          : kind == ORT_OP_GATED_DELTA_NET ? gdn_infer
+                          : kind == ORT_OP_VARLEN_CONV     ? varlen_conv_infer
+                                                           : gates_infer;
   b->GetStartVersion = op_start_version;
   b->GetEndVersion = op_end_version;
 }
@@ -531,6 +657,8 @@ static OrtStatus* make_domains(const OrtApi* api) {
   init_op(&g_ops[3], ORT_OP_CAUSAL_CONV, 0);
   init_op(&g_ops[4], ORT_OP_GATED_RMS_NORM, 1);
   init_op(&g_ops[5], ORT_OP_LINEAR_ATTENTION_GATE, 1);
+  init_op(&g_ops[6], ORT_OP_GATED_DELTA_NET, 1);
+  init_op(&g_ops[7], ORT_OP_VARLEN_CONV, 1);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
@@ -539,6 +667,8 @@ static OrtStatus* make_domains(const OrtApi* api) {
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[1].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[4].base);
   if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[5].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[6].base);
+  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[7].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
   if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
   if (st) {

@@ -3,7 +3,8 @@
  *
  * The library registers LinearAttention and CausalConvWithState twice: for ONNX Runtime's
  * contrib domain "com.microsoft" (version 1, with its extensions) and for the standard domain
- * "" from opset 27; GatedRMSNorm and LinearAttentionGate for "com.microsoft" only. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
+ * "" from opset 27; GatedRMSNorm, LinearAttentionGate, GatedDeltaNet and VarlenCausalConvWithState for
+ * "com.microsoft" only. Each registration is an ort_op: the OrtCustomOp ORT sees plus what kind of
  * op it is. linattn_ort.c holds the schemas, the type/shape inference and the registration;
  * linattn_ort_kernels.c holds the kernels (attribute parsing and Compute).
  */
@@ -23,7 +24,9 @@ typedef enum ort_op_kind {
   ORT_OP_CAUSAL_CONV = 1,
   ORT_OP_GATED_RMS_NORM = 2,        /* com.microsoft only */
   ORT_OP_LINEAR_ATTENTION_GATE = 3, /* com.microsoft only */
-  ORT_OP_KINDS = 4
+  ORT_OP_GATED_DELTA_NET = 4,       /* com.microsoft only */
+  ORT_OP_VARLEN_CONV = 5,           /* com.microsoft only */
+  ORT_OP_KINDS = 6
 } ort_op_kind;
 
 typedef struct ort_op {
@@ -47,8 +50,10 @@ LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_from_linattn(const ort_op* op, linattn
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_invalid(const ort_op* op, const char* fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* com.microsoft state_window: ORT's range is [0, 8]; linattn implements only 0. */
+/* com.microsoft state_window: ORT's range is [0, 8]. */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_state_window(const ort_op* op, int64_t window);
+/* state_window > 0 on a conv input with several channel axes (not implemented). */
+LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_conv_window_rank(const ort_op* op, size_t rank);
 /* Input `name` has `rank` dims, as `shape_doc` says. */
 LINATTN_ORT_HIDDEN OrtStatus* linattn_ort_check_rank(const ort_op* op, const char* name, size_t rank, size_t want,
                                                      const char* shape_doc);

@@ -22,6 +22,8 @@ typedef struct ort_kernel {
   linattn_linear_attention_desc la;
   linattn_causal_conv_desc conv;
   linattn_gated_rms_norm_desc rms_norm;
+  linattn_gated_delta_net_desc gdn;
+  linattn_varlen_conv_desc varlen;
   int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
 } ort_kernel;
 
@@ -146,6 +148,7 @@ static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernel
     d->flags = LINATTN_LA_ORT_CONTRIB;
     if ((st = attr_int(op, api, info, "state_window", 0, &window, NULL))) return st;
     if ((st = linattn_ort_check_state_window(op, window))) return st;
+    d->state_window = window;
   }
   return NULL;
 }
@@ -253,6 +256,7 @@ static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKern
     return linattn_ort_error(ORT_NOT_IMPLEMENTED,
                              "%s: output state_update (CUDA-only extension) is not produced by linattn", op->label);
   k->conv.dilation = a.dilation;
+  k->conv.state_window = a.window;
   k->conv.channels_last = (int32_t)a.channels_last;
   k->conv_state_length = a.state_len;
   return check_state_length_at_creation(op, api, info, k);
@@ -271,6 +275,76 @@ static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const Ort
   if (!(k->rms_norm.epsilon >= 0.0f))
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute epsilon must be >= 0, got %g", op->label,
                              (double)k->rms_norm.epsilon);
+  return NULL;
+}
+
+/* com.microsoft GatedDeltaNet: every attribute of the schema, typed as ORT's schema types them. */
+static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char rule[64], gate[64], beta[64];
+  int64_t l2 = 0;
+  linattn_gated_delta_net_desc* d = &k->gdn;
+  linattn_gated_delta_net_desc_init(d);
+  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule)) ||
+      (st = attr_string(op, api, info, "gate_activation", "none", gate, sizeof gate)) ||
+      (st = attr_string(op, api, info, "beta_activation", "none", beta, sizeof beta)) ||
+      (st = attr_int(op, api, info, "qk_l2_norm", 0, &l2, NULL)) ||
+      (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
+      (st = attr_float(op, api, info, "gate_lower_bound", -5.0f, &d->gate_lower_bound)) ||
+      (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
+      (st = attr_int(op, api, info, "chunk_size", 64, &d->chunk_size, NULL)))
+    return st;
+  d->update_rule = linattn_update_rule_from_string(rule);
+  if (d->update_rule == LINATTN_UPDATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
+                             op->label, rule);
+  d->gate_activation = linattn_gdn_gate_from_string(gate);
+  if (d->gate_activation == LINATTN_GDN_GATE_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT,
+                             "%s: attribute gate_activation '%s' is not one of none, softplus, qwen, sigmoid, kda",
+                             op->label, gate);
+  d->beta_activation = linattn_gdn_beta_from_string(beta);
+  if (d->beta_activation == LINATTN_GDN_BETA_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute beta_activation '%s' is not one of none, sigmoid",
+                             op->label, beta);
+  if (l2 != 0 && l2 != 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute qk_l2_norm must be 0 or 1, got %lld", op->label,
+                             (long long)l2);
+  d->qk_l2_norm = (int32_t)l2;
+  if (d->state_update_capacity < 0 || d->state_update_capacity > LINATTN_GDN_MAX_CAPTURE)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_update_capacity must be in [0, %d], got %lld",
+                             op->label, LINATTN_GDN_MAX_CAPTURE, (long long)d->state_update_capacity);
+  return NULL;
+}
+
+/* com.microsoft VarlenCausalConvWithState: the static-weight mode (the dynamic grouped mode's
+ * delta_offset and group_size are read and checked for their type only: its inputs are refused). */
+static OrtStatus* create_varlen_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st;
+  char act[64];
+  int64_t delta_offset = 0, group_size = 1;
+  linattn_varlen_conv_desc* d = &k->varlen;
+  linattn_varlen_conv_desc_init(d);
+  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act)) ||
+      (st = attr_int(op, api, info, "dilation", 1, &d->dilation, NULL)) ||
+      (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
+      (st = attr_int(op, api, info, "delta_offset", 0, &delta_offset, NULL)) ||
+      (st = attr_int(op, api, info, "group_size", 1, &group_size, NULL)))
+    return st;
+  d->activation = linattn_activation_from_string(act);
+  if (d->activation == LINATTN_ACTIVATION_INVALID)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
+                             op->label, act);
+  if (d->dilation < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
+                             (long long)d->dilation);
+  if (d->state_update_capacity < 0 || d->state_update_capacity > 8)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute state_update_capacity must be in [0, 8], got %lld",
+                             op->label, (long long)d->state_update_capacity);
+  if (group_size < 1)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute group_size must be >= 1, got %lld", op->label,
+                             (long long)group_size);
   return NULL;
 }
 
@@ -356,6 +430,8 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
     case ORT_OP_LINEAR_ATTENTION: st = create_la(op, api, info, k); break;
     case ORT_OP_CAUSAL_CONV: st = create_conv(op, api, info, k); break;
     case ORT_OP_GATED_RMS_NORM: st = create_rms_norm(op, api, info, k); break;
+    case ORT_OP_GATED_DELTA_NET: st = create_gdn(op, api, info, k); break;
+    case ORT_OP_VARLEN_CONV: st = create_varlen_conv(op, api, info, k); break;
     default: break; /* LinearAttentionGate has no attributes */
   }
   if (!st) st = make_context(op, api, info, k);
@@ -410,12 +486,18 @@ static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char
 }
 
 /* A packed linattn descriptor of t. With merge_channels, axes 2.. are multiplied into one
- * (channels_last tensors (B, L, d_1, ..., d_n) are (B, L, C) for linattn). */
+ * (channels_last tensors (B, L, d_1, ..., d_n) are (B, L, C) for linattn); with merge_leading
+ * the first two axes are (a state window's (W, B) is W * B rows for linattn). */
 static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* name, int merge_channels,
-                             linattn_tensor* out) {
+                             int merge_leading, linattn_tensor* out) {
   int64_t dims[VALUE_MAX_RANK];
   size_t rank = t->rank;
   memcpy(dims, t->dims, sizeof dims);
+  if (merge_leading && rank >= 2) { /* (W, B, ...) -> (W * B, ...) */
+    dims[0] *= dims[1];
+    memmove(dims + 1, dims + 2, (VALUE_MAX_RANK - 2) * sizeof dims[0]);
+    rank--;
+  }
   if (merge_channels && rank > 3) {
     for (size_t i = 3; i < rank; i++) dims[2] *= dims[i]; /* a real tensor's element count fits */
     rank = 3;
@@ -480,22 +562,29 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
       linattn_linear_attention_infer_shapes(&k->la, in[0].dims, in[1].dims, in[2].dims, out_dims, state_dims);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
 
+  /* a state window (W, B, H_kv, d_k, d_v) is (W * B, H_kv, d_k, d_v) for linattn */
+  const int64_t window = k->la.state_window;
+  if (window > 0 && present[3] && (st = linattn_ort_check_rank(op, "past_state", in[3].rank, 5, "(state_window, B, kv_num_heads, d_k, d_v)")))
+    return st;
   linattn_tensor t[6];
   const linattn_tensor* tp[6];
   for (size_t i = 0; i < 6; i++) {
     tp[i] = NULL;
     if (!present[i]) continue;
-    if ((st = to_linattn(op, &in[i], names[i], 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in[i], names[i], 0, i == 3 && window > 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
+  int64_t window_dims[5] = {window, state_dims[0], state_dims[1], state_dims[2], state_dims[3]};
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
   if ((st = get_output(op, ctx, 0, "output", out_dims, 3, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", state_dims, 4, &state, &has_state))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", window > 0 ? window_dims : state_dims, window > 0 ? 5 : 4, &state,
+                       &has_state)))
+    return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
-  if ((st = to_linattn(op, &out, "output", 0, &ot))) return st;
-  if (has_state && (st = to_linattn(op, &state, "present_state", 0, &stt))) return st;
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", 0, window > 0, &stt))) return st;
 
   ls = linattn_linear_attention(k->context, &k->la, tp[0], tp[1], tp[2], tp[3], tp[4], tp[5], &ot,
                                 has_state ? &stt : NULL, NULL, 0);
@@ -533,13 +622,15 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_tensor* x = &in[0];
   if ((st = linattn_ort_check_conv_input_rank(op, cl, x->rank))) return st;
   if ((st = linattn_ort_check_rank(op, "weight", in[1].rank, 3, "(C, 1, k)"))) return st;
+  const int64_t window = k->conv.state_window; /* states (W, B, ...): linattn takes them as they are */
+  if (window > 0 && x->rank > 3) return linattn_ort_conv_window_rank(op, x->rank);
 
   /* channels_last: (B, L, d_1..d_n) and states (B, S, d_1..d_n) are (B, L, C) for linattn */
   linattn_tensor t[4];
   const linattn_tensor* tp[4] = {NULL, NULL, NULL, NULL};
   for (size_t i = 0; i < 4; i++) {
     if (!present[i]) continue;
-    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || i == 3) ? cl : 0, &t[i]))) return st;
+    if ((st = to_linattn(op, &in[i], names[i], (i == 0 || (i == 3 && window == 0)) ? cl : 0, 0, &t[i]))) return st;
     tp[i] = &t[i];
   }
   int64_t out3[3], state3[3];
@@ -547,19 +638,21 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
   const int64_t state_len = state3[cl ? 1 : 2];
   if ((st = check_state_length(op, k->conv_state_length, state_len))) return st;
-  int64_t state_dims[VALUE_MAX_RANK];
-  memcpy(state_dims, x->dims, sizeof state_dims);
-  state_dims[cl ? 1 : 2] = state_len;
-  if (cl && present[3] && (st = check_channels_last_state(op, &in[3], state_dims, x->rank))) return st;
+  int64_t state_dims[VALUE_MAX_RANK + 1];
+  const size_t lead = window > 0 ? 1 : 0;
+  state_dims[0] = window;
+  memcpy(state_dims + lead, x->dims, x->rank * sizeof state_dims[0]);
+  state_dims[lead + (cl ? 1 : 2)] = state_len;
+  if (cl && !lead && present[3] && (st = check_channels_last_state(op, &in[3], state_dims, x->rank))) return st;
 
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
   if ((st = get_output(op, ctx, 0, "output", x->dims, x->rank, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank, &state, &has_state))) return st;
+  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank + lead, &state, &has_state))) return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
-  if ((st = to_linattn(op, &out, "output", cl, &ot))) return st;
-  if (has_state && (st = to_linattn(op, &state, "present_state", cl, &stt))) return st;
+  if ((st = to_linattn(op, &out, "output", cl, 0, &ot))) return st;
+  if (has_state && (st = to_linattn(op, &state, "present_state", lead ? 0 : cl, 0, &stt))) return st;
 
   ls = linattn_causal_conv_with_state(k->context, &k->conv, tp[0], tp[1], tp[2], tp[3], &ot,
                                                      has_state ? &stt : NULL, NULL, 0);
@@ -638,6 +731,233 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+/* ------------------------------------------------------------------ GatedDeltaNet */
+
+enum { GDN_QUERY, GDN_KEY, GDN_VALUE, GDN_CU_SEQLENS, GDN_DECAY, GDN_BETA, GDN_INITIAL_STATE, GDN_A_LOG, GDN_DT_BIAS,
+       GDN_CAPTURE_COUNT, GDN_STATE_UPDATE_ACTIVE, GDN_INPUTS };
+
+static int gdn_int_input(size_t i) {
+  return i == GDN_CU_SEQLENS || i == GDN_CAPTURE_COUNT || i == GDN_STATE_UPDATE_ACTIVE;
+}
+
+/* An int32 rank-1 input (cu_seqlens, capture_count, state_update_active): data and length. */
+static OrtStatus* read_int32_vector(const ort_op* op, const OrtValue* value, const char* name, const int32_t** data,
+                                    int64_t* length) {
+  const OrtApi* api = linattn_ort_api;
+  OrtTensorTypeAndShapeInfo* info = NULL;
+  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
+  if (st) return st;
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  size_t rank = 0;
+  int64_t dims[1] = {0};
+  if (!(st = api->GetTensorElementType(info, &type)) && !(st = api->GetDimensionsCount(info, &rank)) && rank == 1)
+    st = api->GetDimensions(info, dims, 1);
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  if (st) return st;
+  if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
+    return linattn_ort_invalid(op, "%s: expected int32, got ONNX element type %d", name, (int)type);
+  if (rank != 1) return linattn_ort_invalid(op, "%s: expected rank 1, got rank %zu", name, rank);
+  *length = dims[0];
+  return api->GetTensorMutableData((OrtValue*)value, (void**)data);
+}
+
+/* A node's inputs: float tensors, and int32 vectors (ints, int_lengths) where the schema has them. */
+typedef struct node_inputs {
+  ort_tensor t[GDN_INPUTS];
+  int present[GDN_INPUTS];
+  const int32_t* ints[GDN_INPUTS];
+  int64_t int_lengths[GDN_INPUTS];
+} node_inputs;
+
+static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+  static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
+                                                "decay",   "beta",   "initial_state", "a_log",
+                                                "dt_bias", "capture_count", "state_update_active"};
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  if (st) return st;
+  for (size_t i = 0; i < GDN_INPUTS; i++) {
+    in->present[i] = 0;
+    in->ints[i] = NULL;
+    in->int_lengths[i] = 0;
+    if (i >= count) continue;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
+    if (!v) continue;
+    st = gdn_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                          : read_value(op, v, names[i], &in->t[i]);
+    if (st) return st;
+    in->present[i] = 1;
+  }
+  if (!in->present[GDN_QUERY]) return linattn_ort_invalid(op, "query: input is required");
+  if (in->present[GDN_STATE_UPDATE_ACTIVE] && in->int_lengths[GDN_STATE_UPDATE_ACTIVE] != 1)
+    return linattn_ort_invalid(op, "state_update_active: expected shape (1), got (%lld)",
+                               (long long)in->int_lengths[GDN_STATE_UPDATE_ACTIVE]);
+  return NULL;
+}
+
+/* query/key/value/decay/beta as linattn tensors (they are rank <= 4 for a valid call). */
+static OrtStatus* gdn_tensors(const ort_op* op, const node_inputs* in, linattn_tensor* t, const linattn_tensor** tp) {
+  static const char* const names[GDN_INPUTS] = {"query", "key", "value", "", "decay", "beta", "initial_state",
+                                                "a_log", "dt_bias", "", ""};
+  OrtStatus* st;
+  for (size_t i = 0; i < GDN_INPUTS; i++) {
+    tp[i] = NULL;
+    if (!in->present[i] || gdn_int_input(i)) continue;
+    if ((st = to_linattn(op, &in->t[i], names[i], 0, 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  return NULL;
+}
+
+static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
+  const ort_op* op = k->op;
+  node_inputs in;
+  OrtStatus* st = gdn_read_inputs(op, ctx, &in);
+  if (st) return st;
+  linattn_tensor t[GDN_INPUTS];
+  const linattn_tensor* tp[GDN_INPUTS];
+  if ((st = gdn_tensors(op, &in, t, tp))) return st;
+
+  /* state_update_active = 0: no capture, a zero state_update (ORT's CPU control input) */
+  linattn_gated_delta_net_desc desc = k->gdn;
+  const int capture = desc.state_update_capacity > 0 &&
+                      !(in.present[GDN_STATE_UPDATE_ACTIVE] && in.ints[GDN_STATE_UPDATE_ACTIVE][0] == 0);
+  const ort_tensor* q = &in.t[GDN_QUERY];
+  if (q->rank < 2 || q->rank > 4) return linattn_ort_invalid(op, "query: expected rank 2 to 4, got rank %zu", q->rank);
+  const int packed = !in.present[GDN_KEY] && !in.present[GDN_VALUE];
+  const size_t lead = packed ? q->rank - 1 : q->rank - 2;
+  const int per_key = in.present[GDN_DECAY] && in.t[GDN_DECAY].rank == lead + 2;
+  int32_t out_rank = 0;
+  int64_t out_dims[4], state_dims[4], su_dims[2];
+  linattn_status ls = linattn_gated_delta_net_infer_shapes(
+      &desc, (int32_t)q->rank, q->dims, tp[GDN_KEY] ? in.t[GDN_KEY].dims : NULL,
+      tp[GDN_VALUE] ? in.t[GDN_VALUE].dims : NULL, tp[GDN_INITIAL_STATE] ? in.t[GDN_INITIAL_STATE].dims : NULL,
+      in.present[GDN_CU_SEQLENS] ? in.int_lengths[GDN_CU_SEQLENS] : 0, per_key, &out_rank, out_dims, state_dims,
+      su_dims);
+  if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
+
+  ort_tensor out, state, su;
+  int has_out = 0, has_state = 0, has_su = 0;
+  if ((st = get_output(op, ctx, 0, "output", out_dims, (size_t)out_rank, &out, &has_out)) ||
+      (st = get_output(op, ctx, 1, "final_state", state_dims, 4, &state, &has_state)) ||
+      (st = get_output(op, ctx, 2, "state_update", su_dims, 2, &su, &has_su)))
+    return st;
+  if (!has_out) return linattn_ort_invalid(op, "output: required");
+  /* linattn takes capture_count as a pointer: its (B) length is checked here */
+  const int32_t* capture_count = in.ints[GDN_CAPTURE_COUNT];
+  if (capture_count && capture && in.int_lengths[GDN_CAPTURE_COUNT] != state_dims[0])
+    return linattn_ort_invalid(op, "capture_count: expected shape (B) = (%lld), got (%lld)", (long long)state_dims[0],
+                               (long long)in.int_lengths[GDN_CAPTURE_COUNT]);
+  if (desc.state_update_capacity > 0 && !capture) capture_count = NULL; /* ignored when capture is off */
+  linattn_tensor ot, stt, sut;
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
+    return st;
+  if (has_su && su.dtype != LINATTN_DTYPE_F32)
+    return linattn_ort_invalid(op, "state_update: expected float32, got ONNX element type %d", (int)su.onnx_type);
+  if (!capture) {
+    if (has_su) memset(su.data, 0, (size_t)numel(&su) * sizeof(float));
+    if (desc.state_update_capacity > 0) desc.state_update_capacity = 0;
+  }
+  ls = linattn_gated_delta_net(k->context, &desc, tp[GDN_QUERY], tp[GDN_KEY], tp[GDN_VALUE], in.ints[GDN_CU_SEQLENS],
+                               in.present[GDN_CU_SEQLENS] ? in.int_lengths[GDN_CU_SEQLENS] : 0, tp[GDN_DECAY],
+                               tp[GDN_BETA], tp[GDN_INITIAL_STATE], tp[GDN_A_LOG], tp[GDN_DT_BIAS],
+                               capture_count, &ot, has_state ? &stt : NULL,
+                               capture && has_su ? &sut : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
+/* ------------------------------------------------------------------ VarlenCausalConvWithState */
+
+enum { VC_INPUT, VC_WEIGHT, VC_CU, VC_BIAS, VC_INITIAL_STATE, VC_CAPTURE_COUNT, VC_KERNEL_DELTA, VC_PREVIOUS_MASK,
+       VC_INPUTS };
+
+static int vc_int_input(size_t i) { return i == VC_CU || i == VC_CAPTURE_COUNT; }
+
+static OrtStatus* vc_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+  static const char* const names[VC_INPUTS] = {"input",         "weight",        "cumulative_sequence_length",
+                                               "bias",          "initial_state", "capture_count",
+                                               "kernel_delta",  "previous_mask"};
+  const OrtApi* api = linattn_ort_api;
+  size_t count = 0;
+  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  if (st) return st;
+  for (size_t i = 0; i < VC_INPUTS; i++) {
+    in->present[i] = 0;
+    in->ints[i] = NULL;
+    in->int_lengths[i] = 0;
+    if (i >= count) continue;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
+    if (!v) continue;
+    st = vc_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                         : read_value(op, v, names[i], &in->t[i]);
+    if (st) return st;
+    in->present[i] = 1;
+  }
+  /* ONNX Runtime's CPU kernel refuses the CUDA-only dynamic mode rather than ignoring its operands */
+  if (in->present[VC_KERNEL_DELTA] || in->present[VC_PREVIOUS_MASK])
+    return linattn_ort_error(ORT_NOT_IMPLEMENTED,
+                             "%s: CPU VarlenCausalConvWithState does not support dynamic grouped convolution (CUDA only)",
+                             op->label);
+  static const size_t required[4] = {VC_INPUT, VC_WEIGHT, VC_CU, VC_INITIAL_STATE};
+  for (size_t i = 0; i < 4; i++)
+    if (!in->present[required[i]]) return linattn_ort_invalid(op, "%s: input is required", names[required[i]]);
+  if (in->int_lengths[VC_CU] < 1)
+    return linattn_ort_invalid(op, "cumulative_sequence_length: expected shape (batch_size + 1), got (%lld)",
+                               (long long)in->int_lengths[VC_CU]);
+  return NULL;
+}
+
+static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx) {
+  const ort_op* op = k->op;
+  node_inputs in;
+  OrtStatus* st = vc_read_inputs(op, ctx, &in);
+  if (st) return st;
+  const ort_tensor* x = &in.t[VC_INPUT];
+  const ort_tensor* state0 = &in.t[VC_INITIAL_STATE];
+  if ((st = linattn_ort_check_rank(op, "input", x->rank, 2, "(total_tokens, channels)")) ||
+      (st = linattn_ort_check_rank(op, "initial_state", state0->rank, 3, "(batch_size, channels, (k - 1) * dilation)")))
+    return st;
+  linattn_varlen_batch batch = {0};
+  batch.batch_size = in.int_lengths[VC_CU] - 1;
+  batch.cu_seqlens = in.ints[VC_CU];
+  batch.capture_count = in.ints[VC_CAPTURE_COUNT];
+  if (batch.capture_count && k->varlen.state_update_capacity == 0)
+    return linattn_ort_invalid(op, "capture_count: given while state_update_capacity is 0");
+  if (batch.capture_count && in.int_lengths[VC_CAPTURE_COUNT] != batch.batch_size)
+    return linattn_ort_invalid(op, "capture_count: expected shape (batch_size) = (%lld), got (%lld)",
+                               (long long)batch.batch_size, (long long)in.int_lengths[VC_CAPTURE_COUNT]);
+  linattn_tensor t[VC_INPUTS];
+  const linattn_tensor* tp[VC_INPUTS] = {NULL};
+  static const char* const names[5] = {"input", "weight", "", "bias", "initial_state"};
+  for (size_t i = 0; i <= VC_INITIAL_STATE; i++) {
+    if (!in.present[i] || vc_int_input(i)) continue;
+    if ((st = to_linattn(op, &in.t[i], names[i], 0, 0, &t[i]))) return st;
+    tp[i] = &t[i];
+  }
+  const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x->dims[1]};
+  ort_tensor out, state, su;
+  int has_out = 0, has_state = 0, has_su = 0;
+  if ((st = get_output(op, ctx, 0, "output", x->dims, 2, &out, &has_out)) ||
+      (st = get_output(op, ctx, 1, "final_state", state0->dims, 3, &state, &has_state)) ||
+      (st = get_output(op, ctx, 2, "state_update", su_dims, 3, &su, &has_su)))
+    return st;
+  if (!has_out) return linattn_ort_invalid(op, "output: required");
+  linattn_tensor ot, stt, sut;
+  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
+      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
+      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
+    return st;
+  linattn_status ls = linattn_varlen_causal_conv_with_state(
+      k->context, &k->varlen, &batch, tp[VC_INPUT], tp[VC_WEIGHT], tp[VC_BIAS], tp[VC_INITIAL_STATE], NULL, NULL, &ot,
+      has_state ? &stt : NULL, has_su && k->varlen.state_update_capacity > 0 ? &sut : NULL, NULL, 0);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+}
+
 /* ------------------------------------------------------------------ entry */
 
 /* Compute calls per op kind since the library was loaded (read by tests through
@@ -661,6 +981,8 @@ OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* cont
     case ORT_OP_LINEAR_ATTENTION: st = compute_la(k, context); break;
     case ORT_OP_CAUSAL_CONV: st = compute_conv(k, context); break;
     case ORT_OP_GATED_RMS_NORM: st = compute_rms_norm(k, context); break;
+    case ORT_OP_GATED_DELTA_NET: st = compute_gdn(k, context); break;
+    case ORT_OP_VARLEN_CONV: st = compute_varlen_conv(k, context); break;
     default: st = compute_la_gate(k, context); break;
   }
   tls_kernel_context = outer;

@@ -311,7 +311,7 @@ def linear_attention_gate_model(*, a_shape, dtype="float32", with_b=True, with_b
     return _make_model([node], inputs, [_vi(o, dtype, None) for o in outs], CONTRIB)
 
 GDN_INPUTS = ("query", "key", "value", "cu_seqlens", "decay", "beta", "initial_state", "a_log", "dt_bias",
-              "capture_count")
+              "capture_count", "state_update_active")
 
 
 def gated_delta_net_model(feeds, *, dtype="float32", outputs=("output", "final_state", "state_update"), **attrs):
