@@ -54,6 +54,11 @@ static void make_problem(problem* P, uint64_t seed) {
   P->state0 = fill(&r, P->dstate0, ns, -0.05, 0.05, 0, 1);
 }
 
+static void free_problem(problem* P) {
+  free(P->q); free(P->k); free(P->v); free(P->g); free(P->beta); free(P->state0);
+  free(P->dq); free(P->dk); free(P->dv); free(P->dg); free(P->dbeta); free(P->dstate0);
+}
+
 /* Runs kimi-style gated_delta with per-key decay under the context's tuning; out and state are
  * written (state starts from state0). */
 static linattn_status run_la(const problem* P, float* out, float* state) {
@@ -208,5 +213,7 @@ int main(void) {
   }
   unsetenv("LINATTN_TUNE");
   free(out_a); free(out_b); free(st_a); free(st_b);
+  free(oout); free(ostate);
+  free_problem(&P);
   return tk_finish();
 }
