@@ -270,7 +270,8 @@ def library_path() -> str:
     raise OSError(
         "linattn shared library not found; tried "
         + ", ".join(str(p) for p in tried)
-        + " (build it with `make build` or set LINATTN_LIBRARY)"
+        + " (build it with `make build` in the checkout, install the package with `pip install .` from the"
+        " repository top, or set LINATTN_LIBRARY)"
     )
 
 

@@ -49,8 +49,9 @@ def library_path() -> str:
             return str(path.resolve())
     tried = ", ".join(str(p) for p in candidates)
     raise FileNotFoundError(
-        f"{LIBRARY_NAME} not found (looked at {tried}); build it with `make` (it needs the ONNX Runtime "
-        f"C API header, see the README section 'ONNX Runtime plugin') or set {ENV_VAR}"
+        f"{LIBRARY_NAME} not found (looked at {tried}); build it with `make` or install the package "
+        f"with `pip install .` from the repository top (both need the ONNX Runtime C API header, see the README "
+        f"section 'ONNX Runtime plugin') or set {ENV_VAR}"
     )
 
 
