@@ -18,9 +18,6 @@
 
 #include "testkit.h"
 
-/* max without fmax: the AArch64 cross compiler (gcc 12) crashes vectorising fmax reductions here */
-static __attribute__((noinline)) double tk_max(double a, double b) { return b > a ? b : a; }
-
 typedef struct gcase {
   int64_t B, lens[4], Hq, grp, dk, dv;
   linattn_update_rule rule;

@@ -138,12 +138,12 @@ static void check_vs_oracle(const char* what, const float* out, const float* sta
                             const double* ostate) {
   double eo = 0, mo = 0, es = 0, ms = 0;
   for (int64_t i = 0; i < NOUT; i++) {
-    eo = fmax(eo, fabs(out[i] - oout[i]));
-    mo = fmax(mo, fabs(oout[i]));
+    eo = tk_max(eo, fabs(out[i] - oout[i]));
+    mo = tk_max(mo, fabs(oout[i]));
   }
   for (int64_t i = 0; i < NSTATE; i++) {
-    es = fmax(es, fabs(state[i] - ostate[i]));
-    ms = fmax(ms, fabs(ostate[i]));
+    es = tk_max(es, fabs(state[i] - ostate[i]));
+    ms = tk_max(ms, fabs(ostate[i]));
   }
   /* the fp32 bound of test_la_kernels (a few ulp of max|ref| per d_k-term sum) */
   tk_check(eo <= 1e-5 * mo && es <= 1e-5 * ms, "%s: vs float64 output %.3g, state %.3g of max|ref|", what, eo / mo,

@@ -110,3 +110,5 @@ uint32_t tk_poison_bits(linattn_dtype dt) {
     default: return 0x7fc0dead;
   }
 }
+
+double tk_max(double a, double b) { return b > a ? b : a; }

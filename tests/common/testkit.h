@@ -67,6 +67,9 @@ uint64_t tk_next(tk_rng* r);
 double tk_uniform(tk_rng* r);                      /* [0, 1) */
 double tk_uniform_range(tk_rng* r, double lo, double hi);
 double tk_normal(tk_rng* r);
+/* The larger of a and b, out of line: gcc 12's AArch64 cross compiler crashes vectorising
+ * fmax reductions in the tests' error loops. */
+double tk_max(double a, double b);
 int64_t tk_below(tk_rng* r, int64_t n);            /* [0, n) */
 void tk_shuffle(tk_rng* r, int* a, int n);
 
