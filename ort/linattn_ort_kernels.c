@@ -769,15 +769,15 @@ typedef struct node_inputs {
   int64_t int_lengths[GDN_INPUTS];
 } node_inputs;
 
-static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
-  static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
-                                                "decay",   "beta",   "initial_state", "a_log",
-                                                "dt_bias", "capture_count", "state_update_active"};
+/* Inputs 0..n-1 of a node into in: absent optional inputs are marked not present; inputs for which
+ * is_int(i) holds are read as int32 vectors, the others as tensors. */
+static OrtStatus* read_node_inputs(const ort_op* op, OrtKernelContext* ctx, const char* const* names, size_t n,
+                                   int (*is_int)(size_t), node_inputs* in) {
   const OrtApi* api = linattn_ort_api;
   size_t count = 0;
   OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
   if (st) return st;
-  for (size_t i = 0; i < GDN_INPUTS; i++) {
+  for (size_t i = 0; i < n; i++) {
     in->present[i] = 0;
     in->ints[i] = NULL;
     in->int_lengths[i] = 0;
@@ -785,11 +785,20 @@ static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_
     const OrtValue* v = NULL;
     if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
     if (!v) continue;
-    st = gdn_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
-                          : read_value(op, v, names[i], &in->t[i]);
+    st = is_int(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                   : read_value(op, v, names[i], &in->t[i]);
     if (st) return st;
     in->present[i] = 1;
   }
+  return NULL;
+}
+
+static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+  static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
+                                                "decay",   "beta",   "initial_state", "a_log",
+                                                "dt_bias", "capture_count", "state_update_active"};
+  OrtStatus* st = read_node_inputs(op, ctx, names, GDN_INPUTS, gdn_int_input, in);
+  if (st) return st;
   if (!in->present[GDN_QUERY]) return linattn_ort_invalid(op, "query: input is required");
   if (in->present[GDN_STATE_UPDATE_ACTIVE] && in->int_lengths[GDN_STATE_UPDATE_ACTIVE] != 1)
     return linattn_ort_invalid(op, "state_update_active: expected shape (1), got (%lld)",
@@ -881,23 +890,8 @@ static OrtStatus* vc_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_i
   static const char* const names[VC_INPUTS] = {"input",         "weight",        "cumulative_sequence_length",
                                                "bias",          "initial_state", "capture_count",
                                                "kernel_delta",  "previous_mask"};
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
+  OrtStatus* st = read_node_inputs(op, ctx, names, VC_INPUTS, vc_int_input, in);
   if (st) return st;
-  for (size_t i = 0; i < VC_INPUTS; i++) {
-    in->present[i] = 0;
-    in->ints[i] = NULL;
-    in->int_lengths[i] = 0;
-    if (i >= count) continue;
-    const OrtValue* v = NULL;
-    if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
-    if (!v) continue;
-    st = vc_int_input(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
-                         : read_value(op, v, names[i], &in->t[i]);
-    if (st) return st;
-    in->present[i] = 1;
-  }
   /* ONNX Runtime's CPU kernel refuses the CUDA-only dynamic mode rather than ignoring its operands */
   if (in->present[VC_KERNEL_DELTA] || in->present[VC_PREVIOUS_MASK])
     return linattn_ort_error(ORT_NOT_IMPLEMENTED,
