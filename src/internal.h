@@ -300,6 +300,17 @@ struct linattn_context {
  * closed; leave only after a successful enter. */
 linattn_status linattn_ctx_enter(linattn_context* ctx);
 void linattn_ctx_leave(linattn_context* ctx);
+/* The body of a public entry point: clear the error, count the call into the context, evaluate
+ * call (a linattn_status expression), count it out and return its status. */
+#define LINATTN_RETURN_ENTERED(ctx, call)                   \
+  do {                                                      \
+    linattn_clear_error();                                  \
+    const linattn_status entered_ = linattn_ctx_enter(ctx); \
+    if (entered_) return entered_;                          \
+    const linattn_status status_ = (call);                  \
+    linattn_ctx_leave(ctx);                                 \
+    return status_;                                         \
+  } while (0)
 
 /* Runs task(arg, i) for i in [0, n) on the context's threads (host parallel-for, pool, or
  * inline). Any n works: pool threads claim task indices from a shared counter; the operators

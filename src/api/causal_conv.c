@@ -229,13 +229,8 @@ linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* co
                                                              const linattn_tensor* bias, const linattn_tensor* past_state,
                                                              const linattn_tensor* output,
                                                              const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = conv_workspace_size_entered(context, desc, input, weight, bias, past_state, output,
-                                                        present_state, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, conv_workspace_size_entered(context, desc, input, weight, bias, past_state,
+                         output, present_state, workspace_size));
 }
 
 static linattn_status conv_compute_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
@@ -271,13 +266,8 @@ linattn_status linattn_causal_conv_with_state(linattn_context* context, const li
                                               const linattn_tensor* bias, const linattn_tensor* past_state,
                                               const linattn_tensor* output, const linattn_tensor* present_state,
                                               void* workspace, size_t workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = conv_compute_entered(context, desc, input, weight, bias, past_state, output,
-                                                 present_state, workspace, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, conv_compute_entered(context, desc, input, weight, bias, past_state, output,
+                         present_state, workspace, workspace_size));
 }
 
 linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* desc, const int64_t input_dims[3],

@@ -550,12 +550,7 @@ static linattn_status linattn_gated_delta_net_workspace_size_entered(GDN_ARGS_DE
 }
 
 linattn_status linattn_gated_delta_net_workspace_size(GDN_ARGS_DECL, size_t* workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = linattn_gated_delta_net_workspace_size_entered(GDN_ARGS, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, linattn_gated_delta_net_workspace_size_entered(GDN_ARGS, workspace_size));
 }
 
 static linattn_status linattn_gated_delta_net_entered(GDN_ARGS_DECL, void* workspace, size_t workspace_size) {
@@ -575,12 +570,7 @@ static linattn_status linattn_gated_delta_net_entered(GDN_ARGS_DECL, void* works
 }
 
 linattn_status linattn_gated_delta_net(GDN_ARGS_DECL, void* workspace, size_t workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = linattn_gated_delta_net_entered(GDN_ARGS, workspace, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, linattn_gated_delta_net_entered(GDN_ARGS, workspace, workspace_size));
 }
 
 linattn_status linattn_gated_delta_net_infer_shapes(const linattn_gated_delta_net_desc* desc, int32_t query_rank,

@@ -126,12 +126,7 @@ static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const
 
 linattn_status linattn_gated_rms_norm(linattn_context* ctx, const linattn_gated_rms_norm_desc* d, const linattn_tensor* x,
                                       const linattn_tensor* scale, const linattn_tensor* gate, const linattn_tensor* y) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(ctx);
-  if (entered) return entered;
-  const linattn_status st = linattn_gated_rms_norm_entered(ctx, d, x, scale, gate, y);
-  linattn_ctx_leave(ctx);
-  return st;
+  LINATTN_RETURN_ENTERED(ctx, linattn_gated_rms_norm_entered(ctx, d, x, scale, gate, y));
 }
 
 /* ------------------------------------------------------------------ LinearAttentionGate */
@@ -212,10 +207,5 @@ static linattn_status linattn_linear_attention_gate_entered(linattn_context* ctx
 linattn_status linattn_linear_attention_gate(linattn_context* ctx, const linattn_tensor* a, const linattn_tensor* dt_bias,
                                              const linattn_tensor* decay_scale, const linattn_tensor* b,
                                              const linattn_tensor* decay, const linattn_tensor* beta) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(ctx);
-  if (entered) return entered;
-  const linattn_status st = linattn_linear_attention_gate_entered(ctx, a, dt_bias, decay_scale, b, decay, beta);
-  linattn_ctx_leave(ctx);
-  return st;
+  LINATTN_RETURN_ENTERED(ctx, linattn_linear_attention_gate_entered(ctx, a, dt_bias, decay_scale, b, decay, beta));
 }

@@ -467,13 +467,8 @@ linattn_status linattn_linear_attention_workspace_size(
     const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
     const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
     const linattn_tensor* present_state, size_t* workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = la_workspace_size_entered(context, desc, query, key, value, past_state, decay, beta,
-                                                      output, present_state, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, la_workspace_size_entered(context, desc, query, key, value, past_state, decay,
+                         beta, output, present_state, workspace_size));
 }
 
 static linattn_status la_compute_entered(linattn_context* context, const linattn_linear_attention_desc* desc,
@@ -508,13 +503,8 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
                                         const linattn_tensor* decay, const linattn_tensor* beta,
                                         const linattn_tensor* output, const linattn_tensor* present_state,
                                         void* workspace, size_t workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = la_compute_entered(context, desc, query, key, value, past_state, decay, beta, output,
-                                               present_state, workspace, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, la_compute_entered(context, desc, query, key, value, past_state, decay, beta,
+                         output, present_state, workspace, workspace_size));
 }
 
 linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attention_desc* desc,

@@ -383,12 +383,9 @@ linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
     const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
     size_t* workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = linattn_varlen_causal_conv_with_state_workspace_size_entered(context, desc, batch, input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, linattn_varlen_causal_conv_with_state_workspace_size_entered(context, desc, batch,
+                         input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state,
+                         state_update, workspace_size));
 }
 
 static linattn_status linattn_varlen_causal_conv_with_state_entered(
@@ -418,10 +415,7 @@ linattn_status linattn_varlen_causal_conv_with_state(
     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
     const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
     void* workspace, size_t workspace_size) {
-  linattn_clear_error();
-  const linattn_status entered = linattn_ctx_enter(context);
-  if (entered) return entered;
-  const linattn_status st = linattn_varlen_causal_conv_with_state_entered(context, desc, batch, input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update, workspace, workspace_size);
-  linattn_ctx_leave(context);
-  return st;
+  LINATTN_RETURN_ENTERED(context, linattn_varlen_causal_conv_with_state_entered(context, desc, batch, input, weight,
+                         bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update,
+                         workspace, workspace_size));
 }
