@@ -60,7 +60,7 @@ typedef struct la_case {
 typedef struct la_data {
   tk_tensor q, k, v, past, decay, beta, out, present;
   double *qd, *kd, *vd, *pastd, *decayd, *betad;
-  double *out_ref, *state_ref;
+  double *out_ref, *out_mag, *state_ref;
 } la_data;
 
 static bool is_gated(linattn_update_rule r) { return r == LINATTN_UPDATE_GATED || r == LINATTN_UPDATE_GATED_DELTA; }
@@ -180,6 +180,7 @@ static void make_data(const la_case* c, tk_rng* r, la_data* d) {
   d->kd = tk_dalloc(tk_numel(&d->k));
   d->vd = tk_dalloc(tk_numel(&d->v));
   d->out_ref = tk_dalloc(tk_numel(&d->out));
+  d->out_mag = tk_dalloc(tk_numel(&d->out));
   d->state_ref = tk_dalloc(tk_numel(&d->present));
   tk_fill_normal(r, d->qd, tk_numel(&d->q), 1.0);
   tk_fill_normal(r, d->kd, tk_numel(&d->k), 1.0);
@@ -222,7 +223,7 @@ static void free_data(la_data* d) {
   tk_free(&d->q); tk_free(&d->k); tk_free(&d->v); tk_free(&d->past); tk_free(&d->decay);
   tk_free(&d->beta); tk_free(&d->out); tk_free(&d->present);
   free(d->qd); free(d->kd); free(d->vd); free(d->pastd); free(d->decayd); free(d->betad);
-  free(d->out_ref); free(d->state_ref);
+  free(d->out_ref); free(d->out_mag); free(d->state_ref);
 }
 
 static double resolved_scale(const la_case* c) {
@@ -231,7 +232,7 @@ static double resolved_scale(const la_case* c) {
 
 /* Oracle over tokens [t0, t0 + n) of the case's data, from the given past (NULL = zeros). */
 static void run_oracle(const la_case* c, const la_data* d, int64_t t0, int64_t n, const double* past,
-                       double* out, double* state) {
+                       double* out, double* out_mag, double* state) {
   const int64_t B = c->B, T = c->T;
   const int64_t w[5] = {c->Hq * c->dk, c->Nk * c->dk, c->Hkv * c->dv, decay_width(c), beta_width(c)};
   const double* src[5] = {d->qd, d->kd, d->vd, d->decayd, d->betad};
@@ -245,14 +246,16 @@ static void run_oracle(const la_case* c, const la_data* d, int64_t t0, int64_t n
   oracle_la p = {.rule = c->rule, .B = B, .T = n, .Hq = c->Hq, .Hkv = c->Hkv, .Nk = c->Nk, .dk = c->dk,
                  .dv = c->dv, .scale = resolved_scale(c), .decay_kind = c->decay_kind,
                  .beta_kind = c->beta_kind, .q = sl[0], .k = sl[1], .v = sl[2], .past = past,
-                 .decay = sl[3], .beta = sl[4], .out = out, .state = state};
+                 .decay = sl[3], .beta = sl[4], .out = out, .state = state, .out_mag = out_mag};
   oracle_linear_attention(&p);
   for (int a = 0; a < 5; a++) free(sl[a]);
 }
 
-/* One tk_check for a whole tensor: err <= ulps * ulp_dt(|ref|) + rel * max|ref|. */
-static void check_close(const char* what, const tk_tensor* got, const double* ref, linattn_dtype dt,
-                        double ulps, double rel) {
+/* One tk_check for a whole tensor: err <= ulps * ulp_dt(|ref|) + rel * (max|ref| + mag), where
+ * mag (NULL: 0) is the element's sum of |terms|: an output far below the magnitude of its terms
+ * (q.k cancelling) carries the rounding of those terms, not of its own size. */
+static void check_close(const char* what, const tk_tensor* got, const double* ref, const double* mag,
+                        linattn_dtype dt, double ulps, double rel) {
   int64_t n = tk_numel(got);
   double maxref = 0;
   for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(ref[i]));
@@ -260,7 +263,7 @@ static void check_close(const char* what, const tk_tensor* got, const double* re
   double worst_ratio = 0, worst_got = 0;
   for (int64_t i = 0; i < n; i++) {
     double g = tk_get(got, i);
-    double bound = ulps * tk_ulp(ref[i], dt) + rel * maxref + 1e-30;
+    double bound = ulps * tk_ulp(ref[i], dt) + rel * (maxref + (mag ? mag[i] : 0.0)) + 1e-30;
     double err = fabs(g - ref[i]);
     double ratio = isnan(err) ? INFINITY : err / bound;
     if (ratio > worst_ratio) {
@@ -274,12 +277,13 @@ static void check_close(const char* what, const tk_tensor* got, const double* re
            worst >= 0 ? fabs(worst_got - ref[worst]) : 0.0, worst_ratio, maxref);
 }
 
-static void check_output(const char* what, const la_case* c, const tk_tensor* out, const double* ref) {
-  check_close(what, out, ref, c->tdt, c->tdt == LINATTN_DTYPE_F32 ? 0.0 : 2.0, 1e-5);
+static void check_output(const char* what, const la_case* c, const tk_tensor* out, const double* ref,
+                         const double* mag) {
+  check_close(what, out, ref, mag, c->tdt, c->tdt == LINATTN_DTYPE_F32 ? 0.0 : 2.0, 1e-5);
 }
 
 static void check_state(const char* what, const la_case* c, const tk_tensor* st, const double* ref) {
-  check_close(what, st, ref, c->sdt, c->sdt == LINATTN_DTYPE_F32 ? 0.0 : 1.0, 1e-5);
+  check_close(what, st, ref, NULL, c->sdt, c->sdt == LINATTN_DTYPE_F32 ? 0.0 : 1.0, 1e-5);
 }
 
 static linattn_tensor desc_of(const la_case* c, const tk_tensor* t) {
@@ -363,27 +367,30 @@ static void variant_split(linattn_context* ctx, const la_case* c, la_data* d, tk
   if (ok) {
     int64_t ow = d->out.dims[2], ns = tk_numel(&mid);
     double *o1 = tk_dalloc(B * T1 * ow), *o2 = tk_dalloc(B * T2 * ow), *s1 = tk_dalloc(ns), *s2 = tk_dalloc(ns);
-    double* oref = tk_dalloc(B * T * ow);
+    double *oref = tk_dalloc(B * T * ow), *m1 = tk_dalloc(B * T1 * ow), *m2 = tk_dalloc(B * T2 * ow);
+    double* mref = tk_dalloc(B * T * ow);
     /* split oracle: part 2 starts from the state the library actually stored (rounded to S;
      * checked separately against the oracle's part-1 state), so both parts get the
      * one-rounding bounds */
     double* mid_got = tk_dalloc(ns);
-    run_oracle(c, d, 0, T1, d->pastd, o1, s1);
+    run_oracle(c, d, 0, T1, d->pastd, o1, m1, s1);
     tk_read(&mid, mid_got);
-    run_oracle(c, d, T1, T2, mid_got, o2, s2);
+    run_oracle(c, d, T1, T2, mid_got, o2, m2, s2);
     free(mid_got);
     for (int64_t b = 0; b < B; b++) {
       if (T1) memcpy(oref + b * T * ow, o1 + b * T1 * ow, sizeof(double) * (size_t)(T1 * ow));
       if (T2) memcpy(oref + (b * T + T1) * ow, o2 + b * T2 * ow, sizeof(double) * (size_t)(T2 * ow));
+      if (T1) memcpy(mref + b * T * ow, m1 + b * T1 * ow, sizeof(double) * (size_t)(T1 * ow));
+      if (T2) memcpy(mref + (b * T + T1) * ow, m2 + b * T2 * ow, sizeof(double) * (size_t)(T2 * ow));
     }
     char what[64];
     snprintf(what, sizeof what, "split output (T1=%lld)", (long long)T1);
     tk_check(tk_count_nan(&out) == 0 && tk_count_nan(&mid) == 0 && tk_count_nan(&fin) == 0,
              "split: outputs not fully written");
-    check_output(what, c, &out, oref);
+    check_output(what, c, &out, oref, mref);
     check_state("split intermediate state", c, &mid, s1);
     check_state("split final state", c, &fin, s2);
-    free(o1); free(o2); free(s1); free(s2); free(oref);
+    free(o1); free(o2); free(s1); free(s2); free(oref); free(m1); free(m2); free(mref);
   }
   tk_free(&mid);
   tk_free(&fin);
@@ -524,7 +531,7 @@ static void run_case(linattn_context* ctx, linattn_isa isa, int threads, const l
   count_coverage(c);
   la_data d;
   make_data(c, r, &d);
-  run_oracle(c, &d, 0, c->T, d.pastd, d.out_ref, d.state_ref);
+  run_oracle(c, &d, 0, c->T, d.pastd, d.out_ref, d.out_mag, d.state_ref);
 
   /* shape inference agrees */
   {
@@ -552,7 +559,7 @@ static void run_case(linattn_context* ctx, linattn_isa isa, int threads, const l
     tk_check(tk_count_nan(&d.present) == 0, "present_state: %lld elements not written (NaN)",
              (long long)tk_count_nan(&d.present));
     if (c->past) tk_check(memcmp(past_snapshot, d.past.data, past_bytes) == 0, "past_state was modified");
-    check_output("output", c, &d.out, d.out_ref);
+    check_output("output", c, &d.out, d.out_ref, d.out_mag);
     check_state("present_state", c, &d.present, d.state_ref);
     if (c->T == 0) { /* the state passes through unchanged: exact bits, or zeros */
       int64_t bad = 0;

@@ -67,10 +67,15 @@ void oracle_linear_attention(const oracle_la* p) {
           if (kvh != h) continue;
           const double* q = p->q + bt * qw + qh * dk;
           double* o = p->out + bt * ow + oh * dv;
+          double* m = p->out_mag ? p->out_mag + bt * ow + oh * dv : NULL;
           for (int64_t j = 0; j < dv; j++) {
-            double acc = 0;
-            for (int64_t i = 0; i < dk; i++) acc += q[i] * S[i * dv + j];
+            double acc = 0, mag = 0;
+            for (int64_t i = 0; i < dk; i++) {
+              acc += q[i] * S[i * dv + j];
+              mag += fabs(q[i] * S[i * dv + j]);
+            }
             o[j] = p->scale * acc;
+            if (m) m[j] = fabs(p->scale) * mag;
           }
         }
       }

@@ -34,6 +34,8 @@ typedef struct oracle_la {
   const double* beta;  /* (B, T, Hkv) or (B, T, 1) */
   double* out;         /* (B, T, max(Hq, Hkv)*dv) */
   double* state;       /* (B, Hkv, dk, dv) */
+  double* out_mag;     /* (B, T, max(Hq, Hkv)*dv) or NULL: |scale| * sum_i |q_i S_ij|, the readout's
+                        * magnitude (an output much smaller than it is cancellation, for error bounds) */
 } oracle_la;
 
 /* Output heads: max(Hq, Hkv). */
