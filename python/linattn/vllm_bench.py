@@ -19,6 +19,8 @@ Rows (one request, 1 thread: torch.set_num_threads(1) and a 1-thread linattn Con
   conv-prefill  linattn.causal_conv_with_state, channels-last, SiLU  vs _C.causal_conv1d_fwd_cpu
                 (channels-last memory seen as (C, T), packed weight, as vLLM calls it)
   conv-decode   the same with T = 1  vs _C.causal_conv1d_update_cpu
+  tiny, tiny-conv  the decode rows on 2 heads of 16 / 64 channels: the fixed cost of one call on
+                each side (Python, the binding or torch's dispatcher, argument checks)
 Both sides are called through Python, alternating call by call (the order swapped every repetition);
 reported: the median and the 10th-90th percentile of the per-call times. linattn writes into
 preallocated outputs; vLLM's ops allocate their output (their API has no output argument); a
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import time
 
@@ -319,6 +322,10 @@ def markdown(rows) -> str:
                      f"{r['vllm_us'] / 1e3:.4g} ({_spread(r, 'vllm')}) | {r['vllm_over_linattn']:.2f}x | "
                      f"{r['linattn_out_err']:.1e} / {r['linattn_state_err']:.1e} | "
                      f"{r['vllm_out_err']:.1e} / {r['vllm_state_err']:.1e} |")
+    la = [r for r in rows if r.get("linattn_la_us")]
+    if la:
+        lines += ["", "la-decode rows, linattn.linear_attention's decode step on precomputed gates: " + ", ".join(
+            f"{r['preset']} {r['linattn_la_us'] / 1e3:.4g} ms" for r in la)]
     return "\n".join(lines)
 
 
@@ -330,6 +337,7 @@ def main(argv=None) -> int:
     p.add_argument("--T", default="512,4096", help="prefill lengths")
     p.add_argument("--conv-T", type=int, default=4096)
     p.add_argument("--budget", type=float, default=2.0, help="seconds per row (at least 7 calls per side)")
+    p.add_argument("--no-floors", action="store_true", help="skip the tiny-shape decode rows (per-call fixed cost)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
@@ -340,19 +348,22 @@ def main(argv=None) -> int:
     meta = {"tool": "python -m linattn.vllm_bench",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "cpu": _cpu_name(), "cpu_flags": _cpu_flags(), "threads": 1, "torch": vl.torch.__version__,
-            "torch_amx": vl.amx, "linattn_version": linattn.library_version()}
+            "torch_amx": vl.amx, "linattn_version": linattn.library_version(), "loadavg_start": os.getloadavg()[0]}
     print(f"linattn vs vLLM CPU kernels, bf16, 1 thread; {meta['cpu']}; torch {meta['torch']}, AMX tiles: {vl.amx}")
     rows = []
     jobs = [(la_prefill, (pr, int(T))) for pr in a.preset.split(",") for T in a.T.split(",")]
     jobs += [(la_decode, (pr,)) for pr in a.preset.split(",")]
     jobs += [(conv, (pr, a.conv_T)) for pr in a.conv_preset.split(",")]
     jobs += [(conv, (pr, 1)) for pr in a.conv_preset.split(",")]
+    if not a.no_floors:  # the fixed cost of one call on each side: the same calls on tiny shapes
+        jobs += [(la_decode, ("tiny",)), (conv, ("tiny-conv", 1))]
     for fn, args in jobs:
         r = fn(vl, ctx, *args, a.budget)
         rows.append(r)
-        print(markdown([r]).splitlines()[-1], flush=True)
+        print(markdown([r]).splitlines()[2], flush=True)
     ctx.close()
-    print()
+    meta["loadavg_end"] = os.getloadavg()[0]
+    print(f"\nload average {meta['loadavg_start']:.1f} at the start, {meta['loadavg_end']:.1f} at the end")
     print(markdown(rows))
     if a.json:
         with open(a.json, "w") as f:
