@@ -145,7 +145,8 @@ def gdn_table(run: dict) -> list[str]:
     m = run.get("meta", {})
     lines = [
         f"**GatedDeltaNet: linattn vs ONNX Runtime {m.get('onnxruntime_version', '?')} (com.microsoft CPU kernel) "
-        f"and vs linattn's LinearAttention**, {m.get('date', '?')}, {m.get('cpu', '?')}, threads {m.get('threads', '?')}; "
+        f"and vs linattn's LinearAttention**, {m.get('date', '?')}, {m.get('cpu', '?')}, "
+        f"threads {m.get('threads', '?')}; "
         f"{m.get('shape', '')}. Minimum µs over repetitions, the three calls interleaved, all through Python. "
         f"GDN / LA: linattn.gated_delta_net over linattn.linear_attention on pre-normalised inputs (target <= 1.1); "
         f"ORT / GDN: ORT's time over linattn's (target >= 10, >= 3 at T = 1).",

@@ -116,7 +116,8 @@ def _row(kind, preset, T, timing, errs, extra=None) -> dict:
     row = {"kind": kind, "preset": preset, "T": T, "dtype": "bf16",
            "linattn_us": lt["median_us"], "linattn_p10_us": lt["p10_us"], "linattn_p90_us": lt["p90_us"],
            "vllm_us": vt["median_us"], "vllm_p10_us": vt["p10_us"], "vllm_p90_us": vt["p90_us"],
-           "linattn_min_us": lt["min_us"], "vllm_min_us": vt["min_us"], "vllm_over_linattn_min": vt["min_us"] / lt["min_us"],
+           "linattn_min_us": lt["min_us"], "vllm_min_us": vt["min_us"],
+           "vllm_over_linattn_min": vt["min_us"] / lt["min_us"],
            "reps": lt["reps"], "vllm_over_linattn": vt["median_us"] / lt["median_us"], **errs}
     row.update(extra or {})
     return row
@@ -163,11 +164,13 @@ def la_prefill(vl: Vllm, ctx, preset: str, T: int, budget: float) -> dict:
     result = {}
 
     def run_vllm():
-        result["out"], _ = vl.ops.chunk_gated_delta_rule_cpu(vq, vk, vv, vg, vb, pool, True, cu, False, False, idx, 1e-5)
+        result["out"], _ = vl.ops.chunk_gated_delta_rule_cpu(vq, vk, vv, vg, vb, pool, True, cu, False, False, idx,
+                                                             1e-5)
 
     run_linattn()
     run_vllm()
-    errs = {"linattn_out_err": _rel_err(out_la.reshape(T, H, d), ref_out), "linattn_state_err": _rel_err(st_la, ref_state),
+    errs = {"linattn_out_err": _rel_err(out_la.reshape(T, H, d), ref_out),
+            "linattn_state_err": _rel_err(st_la, ref_state),
             "vllm_out_err": _rel_err(result["out"].float().numpy()[0], ref_out),
             "vllm_state_err": _rel_err(pool.numpy(), ref_state)}
     timing = _time_alternating({"linattn": run_linattn, "vllm": run_vllm}, budget, 7,
@@ -288,7 +291,8 @@ def conv(vl: Vllm, ctx, preset: str, T: int, budget: float) -> dict:
     run_vllm()
     v_out = result["out"].float().numpy()
     v_out = v_out.reshape(T, C) if T == 1 else v_out.T
-    errs = {"linattn_out_err": _rel_err(out_la.reshape(T, C), ref_out), "linattn_state_err": _rel_err(st_la[0], ref_state),
+    errs = {"linattn_out_err": _rel_err(out_la.reshape(T, C), ref_out),
+            "linattn_state_err": _rel_err(st_la[0], ref_state),
             "vllm_out_err": _rel_err(v_out, ref_out), "vllm_state_err": _rel_err(pool.float().numpy()[0], ref_state)}
     timing = _time_alternating({"linattn": run_linattn, "vllm": run_vllm}, budget, 7 if T > 1 else 50,
                                {"vllm": lambda: pool.copy_(pool0)})
@@ -315,10 +319,11 @@ def _spread(r, side):
 
 
 def markdown(rows) -> str:
-    lines = ["| row | preset | T | linattn ms (p10-p90) | vLLM ms (p10-p90) | vLLM / linattn | linattn err out / state | "
-             "vLLM err out / state |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| row | preset | T | linattn ms (p10-p90) | vLLM ms (p10-p90) | vLLM / linattn "
+             "| linattn err out / state | vLLM err out / state |", "|---|---|--:|--:|--:|--:|--:|--:|"]
     for r in rows:
-        lines.append(f"| {r['kind']} | {r['preset']} | {r['T']} | {r['linattn_us'] / 1e3:.4g} ({_spread(r, 'linattn')}) | "
+        lines.append(f"| {r['kind']} | {r['preset']} | {r['T']} "
+                     f"| {r['linattn_us'] / 1e3:.4g} ({_spread(r, 'linattn')}) | "
                      f"{r['vllm_us'] / 1e3:.4g} ({_spread(r, 'vllm')}) | {r['vllm_over_linattn']:.2f}x | "
                      f"{r['linattn_out_err']:.1e} / {r['linattn_state_err']:.1e} | "
                      f"{r['vllm_out_err']:.1e} / {r['vllm_state_err']:.1e} |")
