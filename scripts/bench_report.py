@@ -3,7 +3,7 @@
 
     # merge the two benchmarks' JSON into one results file (what scripts/bench does)
     scripts/bench_report.py --c build/bench/linattn-bench.json --ort build/bench/ort-compare.json \
-        --results build/bench/results.json
+        --gdn build/bench/gdn-bench.json --results build/bench/results.json
     # tables (Markdown) and the plot from a results file
     scripts/bench_report.py --results build/bench/results.json --markdown build/bench/results.md \
         --plot build/bench/summary.png
@@ -27,14 +27,17 @@ END = "<!-- bench-results:end -->"
 # ---------------------------------------------------------------- merge
 
 
-def merge(c_paths: list[str], ort_paths: list[str]) -> dict:
-    """One results document: {"linattn_bench": [run, ...], "ort_compare": [run, ...]}."""
-    doc = {"schema": 1, "linattn_bench": [], "ort_compare": []}
+def merge(c_paths: list[str], ort_paths: list[str], gdn_paths: list[str] = ()) -> dict:
+    """One results document: {"linattn_bench": [run, ...], "ort_compare": [run, ...],
+    "gdn_compare": [run, ...]}."""
+    doc = {"schema": 1, "linattn_bench": [], "ort_compare": [], "gdn_compare": []}
     for p in c_paths:
         doc["linattn_bench"].append(json.loads(Path(p).read_text()))
     for p in ort_paths:
         doc["ort_compare"].append(json.loads(Path(p).read_text()))
-    runs = doc["linattn_bench"] + [r["meta"] for r in doc["ort_compare"]]
+    for p in gdn_paths:
+        doc["gdn_compare"].append(json.loads(Path(p).read_text()))
+    runs = doc["linattn_bench"] + [r["meta"] for r in doc["ort_compare"] + doc["gdn_compare"] if "meta" in r]
     dates = sorted(r.get("date", "") for r in runs if r.get("date"))
     doc["date"] = dates[-1] if dates else None
     cpus = {(r.get("machine") or {}).get("cpu") or r.get("cpu") for r in runs} - {None}
@@ -138,6 +141,29 @@ def ort_table(run: dict) -> list[str]:
     return lines
 
 
+def gdn_table(run: dict) -> list[str]:
+    m = run.get("meta", {})
+    lines = [
+        f"**GatedDeltaNet: linattn vs ONNX Runtime {m.get('onnxruntime_version', '?')} (com.microsoft CPU kernel) "
+        f"and vs linattn's LinearAttention**, {m.get('date', '?')}, {m.get('cpu', '?')}, "
+        f"threads {m.get('threads', '?')}; "
+        f"{m.get('shape', '')}. Minimum µs over repetitions, the three calls interleaved, all through Python. "
+        f"GDN / LA: linattn.gated_delta_net over linattn.linear_attention on pre-normalised inputs (target <= 1.1); "
+        f"ORT / GDN: ORT's time over linattn's (target >= 10, >= 3 at T = 1).",
+        "",
+        "| dtype | T | linattn GDN µs | linattn LA µs | ORT GDN µs | GDN / LA | ORT / GDN | rel. diff vs ORT |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in run["rows"]:
+        ort = r.get("ort_s")
+        err = r.get("rel_err_vs_ort")
+        lines.append(
+            f"| {r['dtype']} | {r['T']} | {_f(r['gdn_s'] * 1e6, '.1f')} | {_f(r['la_s'] * 1e6, '.1f')} "
+            f"| {_f(ort * 1e6 if ort else None, '.1f')} | {_f(r['gdn_s'] / r['la_s'], '.3f')} "
+            f"| {_f(ort / r['gdn_s'] if ort else None, '.1f')} | {err if isinstance(err, str) else _f(err, '.1e')} |")
+    return lines
+
+
 def _geomean(xs):
     import math
 
@@ -175,6 +201,8 @@ def markdown(doc: dict) -> str:
         out += c_table(run) + [""]
     for run in doc.get("ort_compare", []):
         out += ort_table(run) + [""]
+    for run in doc.get("gdn_compare", []):
+        out += gdn_table(run) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -286,14 +314,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--c", action="append", default=[], help="linattn-bench --json output (repeatable)")
     p.add_argument("--ort", action="append", default=[], help="python -m linattn.bench --json output (repeatable)")
+    p.add_argument("--gdn", action="append", default=[], help="python -m linattn.gdn_bench --json output (repeatable)")
     p.add_argument("--results", required=True, help="merged results file (written when --c/--ort are given)")
     p.add_argument("--markdown", help="write the result tables here")
     p.add_argument("--plot", help="write the summary plot (PNG) here")
     p.add_argument("--doc", help="replace the results section of this Markdown file (docs/benchmarks.md)")
     args = p.parse_args(argv)
 
-    if args.c or args.ort:
-        doc = merge(args.c, args.ort)
+    if args.c or args.ort or args.gdn:
+        doc = merge(args.c, args.ort, args.gdn)
         Path(args.results).write_text(json.dumps(doc, indent=1) + "\n")
     else:
         doc = json.loads(Path(args.results).read_text())

@@ -1,6 +1,7 @@
 """Side-by-side benchmark of linattn and ONNX Runtime's CPU kernels.
 
     python -m linattn.bench --compare-ort [--threads N] [--quick] [--json FILE]
+    python -m linattn.bench --compare-vllm --vllm-lib PATH   (linattn.vllm_bench; `make bench-peers`)
 
 For every case (real-model presets, the same as linattn-bench's) it builds a single-node model
 with ONNX Runtime's com.microsoft LinearAttention or CausalConvWithState, feeds the same numpy
@@ -515,6 +516,11 @@ def format_row(r: dict) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--compare-vllm" in argv:  # the vLLM comparison needs torch: its own module and venv
+        from . import vllm_bench
+
+        return vllm_bench.main([x for x in argv if x != "--compare-vllm"])
     p = argparse.ArgumentParser(prog="python -m linattn.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--compare-ort", action="store_true", help="time linattn next to ONNX Runtime (required)")
     p.add_argument("--threads", type=int, default=1, help="linattn context threads = ORT intra_op_num_threads")

@@ -14,6 +14,7 @@ three are called through Python, every output preallocated."""
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ import time
 import numpy as np
 
 from . import ort_models as M
+from .bench import _cpu_name
 
 DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
 
@@ -105,6 +107,15 @@ def measure(T, H, d, dtype, threads, budget, with_ort=True):
             "gdn_s": med["gdn"], "la_s": med["la"], "ort_s": med.get("ort"), "rel_err_vs_ort": err}
 
 
+def _ort_version():
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return None
+
+
 def _us(x):
     return "-" if x is None else f"{x * 1e6:10.1f}"
 
@@ -133,8 +144,12 @@ def main(argv=None) -> int:
                   f"{r['gdn_s'] / r['la_s']:7.3f} {ratio_ort}  {err if isinstance(err, str) or err is None else f'{err:.1e}'}",
                   flush=True)
     if a.json:
+        meta = {"tool": "python -m linattn.gdn_bench",
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "cpu": _cpu_name(), "threads": a.threads, "onnxruntime_version": _ort_version(),
+                "shape": f"{a.heads} heads of {a.d}, softplus gate, beta sigmoid, qk_l2_norm"}
         with open(a.json, "w") as f:
-            json.dump({"rows": rows}, f, indent=1)
+            json.dump({"meta": meta, "rows": rows}, f, indent=1)
     return 0
 
 
