@@ -15,6 +15,18 @@
 
 #include "linattn_ort.h"
 
+#define KERNEL_MAX_OUTPUTS 3
+#define KERNEL_MAX_INPUTS 11 /* GatedDeltaNet's */
+#define VALUE_MAX_RANK 16
+
+typedef struct ort_tensor {
+  void* data;
+  linattn_dtype dtype;
+  ONNXTensorElementDataType onnx_type;
+  size_t rank;
+  int64_t dims[VALUE_MAX_RANK];
+} ort_tensor;
+
 typedef struct ort_kernel {
   const ort_op* op;
   OrtAllocator* allocator;  /* the session's CPU allocator (arena): context and workspaces */
@@ -25,7 +37,17 @@ typedef struct ort_kernel {
   linattn_gated_delta_net_desc gdn;
   linattn_varlen_conv_desc varlen;
   int64_t conv_state_length; /* com.microsoft state_length attribute (0 = (k - 1) * dilation) */
+  /* The node's outputs: their count and element types are fixed for the session, so they are
+   * read once at creation rather than asked of ORT on every call (UNDEFINED: ask when run). */
+  size_t num_outputs;
+  ONNXTensorElementDataType output_types[KERNEL_MAX_OUTPUTS];
+  /* Float inputs that are constant initializers (weights, a_log, dt_bias, scales): the same
+   * tensor on every call, read once at creation. */
+  int input_is_constant[KERNEL_MAX_INPUTS];
+  ort_tensor constant_inputs[KERNEL_MAX_INPUTS];
 } ort_kernel;
+
+static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name, ort_tensor* t);
 
 /* ------------------------------------------------------------------ attributes */
 
@@ -412,6 +434,49 @@ static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKer
   return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
 }
 
+/* The element type of output `index` as the session typed it; UNDEFINED when ORT cannot say. */
+static ONNXTensorElementDataType static_output_type(const OrtApi* api, const OrtKernelInfo* info, size_t index) {
+  ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  OrtTypeInfo* ti = NULL;
+  OrtStatus* st = api->KernelInfo_GetOutputTypeInfo(info, index, &ti);
+  const OrtTensorTypeAndShapeInfo* tensor = NULL; /* owned by ti */
+  if (!st && !(st = api->CastTypeInfoToTensorInfo(ti, &tensor)) && tensor) st = api->GetTensorElementType(tensor, &type);
+  if (st) {
+    api->ReleaseStatus(st);
+    type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  }
+  if (ti) api->ReleaseTypeInfo(ti);
+  return linattn_ort_dtype(type) == LINATTN_DTYPE_INVALID ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : type;
+}
+
+static OrtStatus* read_output_types(const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  OrtStatus* st = api->KernelInfo_GetOutputCount(info, &k->num_outputs);
+  if (st) return st;
+  for (size_t i = 0; i < KERNEL_MAX_OUTPUTS; i++)
+    k->output_types[i] = i < k->num_outputs ? static_output_type(api, info, i) : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  return NULL;
+}
+
+/* Caches the float inputs that are constant initializers (int32 ones are read when run). */
+static void read_constant_inputs(const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  size_t count = 0;
+  OrtStatus* st = api->KernelInfo_GetInputCount(info, &count);
+  if (st) {
+    api->ReleaseStatus(st);
+    return;
+  }
+  for (size_t i = 0; i < count && i < KERNEL_MAX_INPUTS; i++) {
+    int constant = 0;
+    const OrtValue* v = NULL;
+    if ((st = api->KernelInfoGetConstantInput_tensor(info, i, &constant, &v)) ||
+        (constant && v && (st = read_value(k->op, v, "constant input", &k->constant_inputs[i])))) {
+      api->ReleaseStatus(st); /* not a float tensor, or ORT cannot say: read when run */
+      continue;
+    }
+    k->input_is_constant[i] = constant && v;
+  }
+}
+
 static void free_kernel(ort_kernel* k) {
   linattn_context_destroy(k->context);
   if (k->allocator) linattn_ort_api->ReleaseAllocator(k->allocator);
@@ -434,6 +499,8 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
     case ORT_OP_VARLEN_CONV: st = create_varlen_conv(op, api, info, k); break;
     default: break; /* LinearAttentionGate has no attributes */
   }
+  if (!st) st = read_output_types(api, info, k);
+  if (!st) read_constant_inputs(api, info, k);
   if (!st) st = make_context(op, api, info, k);
   if (st) {
     free_kernel(k);
@@ -449,16 +516,6 @@ void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel) {
 }
 
 /* ------------------------------------------------------------------ tensors */
-
-#define VALUE_MAX_RANK 16
-
-typedef struct ort_tensor {
-  void* data;
-  linattn_dtype dtype;
-  ONNXTensorElementDataType onnx_type;
-  size_t rank;
-  int64_t dims[VALUE_MAX_RANK];
-} ort_tensor;
 
 static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name, ort_tensor* t) {
   const OrtApi* api = linattn_ort_api;
@@ -509,7 +566,7 @@ static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* 
   return NULL;
 }
 
-static OrtStatus* get_inputs(const ort_op* op, OrtKernelContext* ctx, size_t max, const char* const* names,
+static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t max, const char* const* names,
                              ort_tensor* tensors, int* present) {
   const OrtApi* api = linattn_ort_api;
   size_t count = 0;
@@ -518,28 +575,44 @@ static OrtStatus* get_inputs(const ort_op* op, OrtKernelContext* ctx, size_t max
   for (size_t i = 0; i < max; i++) {
     present[i] = 0;
     if (i >= count) continue;
+    if (i < KERNEL_MAX_INPUTS && k->input_is_constant[i]) {
+      tensors[i] = k->constant_inputs[i];
+      present[i] = 1;
+      continue;
+    }
     const OrtValue* v = NULL;
     if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
     if (!v) continue; /* absent optional input */
-    if ((st = read_value(op, v, names[i], &tensors[i]))) return st;
+    if ((st = read_value(k->op, v, names[i], &tensors[i]))) return st;
     present[i] = 1;
   }
   return NULL;
 }
 
-/* Allocates output `index` with the given dims; *present = 0 when the node leaves it unnamed. */
-static OrtStatus* get_output(const ort_op* op, OrtKernelContext* ctx, size_t index, const char* name,
+/* Allocates output `index` with the given dims; *present = 0 when the node leaves it unnamed.
+ * The dims are the ones just given and the type is the node's, known since creation: only the
+ * data pointer is asked of ORT (GetTensorTypeAndShape allocates an info object on each call). */
+static OrtStatus* get_output(const ort_kernel* k, OrtKernelContext* ctx, size_t index, const char* name,
                              const int64_t* dims, size_t rank, ort_tensor* t, int* present) {
   const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
   *present = 0;
-  OrtStatus* st = api->KernelContext_GetOutputCount(ctx, &count);
-  if (st) return st;
-  if (index >= count) return NULL;
+  if (index >= k->num_outputs) return NULL;
   OrtValue* v = NULL;
-  if ((st = api->KernelContext_GetOutput(ctx, index, dims, rank, &v))) return st;
+  OrtStatus* st = api->KernelContext_GetOutput(ctx, index, dims, rank, &v);
+  if (st) return st;
   if (!v) return NULL;
-  if ((st = read_value(op, v, name, t))) return st;
+  const ONNXTensorElementDataType type = index < KERNEL_MAX_OUTPUTS ? k->output_types[index]
+                                                                    : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  if (type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || rank > VALUE_MAX_RANK) {
+    if ((st = read_value(k->op, v, name, t))) return st;
+  } else {
+    memset(t, 0, sizeof *t);
+    t->onnx_type = type;
+    t->dtype = linattn_ort_dtype(type);
+    t->rank = rank;
+    memcpy(t->dims, dims, rank * sizeof dims[0]);
+    if ((st = api->GetTensorMutableData(v, &t->data))) return st;
+  }
   *present = 1;
   return NULL;
 }
@@ -551,7 +624,7 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[6];
   int present[6];
-  OrtStatus* st = get_inputs(op, ctx, 6, names, in, present);
+  OrtStatus* st = get_inputs(k, ctx, 6, names, in, present);
   if (st) return st;
   for (size_t i = 0; i < 3; i++) {
     if (!present[i]) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input %s is required", op->label, names[i]);
@@ -577,8 +650,8 @@ static OrtStatus* compute_la(const ort_kernel* k, OrtKernelContext* ctx) {
   int64_t window_dims[5] = {window, state_dims[0], state_dims[1], state_dims[2], state_dims[3]};
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
-  if ((st = get_output(op, ctx, 0, "output", out_dims, 3, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", window > 0 ? window_dims : state_dims, window > 0 ? 5 : 4, &state,
+  if ((st = get_output(k, ctx, 0, "output", out_dims, 3, &out, &has_out))) return st;
+  if ((st = get_output(k, ctx, 1, "present_state", window > 0 ? window_dims : state_dims, window > 0 ? 5 : 4, &state,
                        &has_state)))
     return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
@@ -614,7 +687,7 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[4];
   int present[4];
-  OrtStatus* st = get_inputs(op, ctx, 4, names, in, present);
+  OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
   if (st) return st;
   if (!present[0] || !present[1])
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs input and weight are required", op->label);
@@ -647,8 +720,8 @@ static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
 
   ort_tensor out, state;
   int has_out = 0, has_state = 0;
-  if ((st = get_output(op, ctx, 0, "output", x->dims, x->rank, &out, &has_out))) return st;
-  if ((st = get_output(op, ctx, 1, "present_state", state_dims, x->rank + lead, &state, &has_state))) return st;
+  if ((st = get_output(k, ctx, 0, "output", x->dims, x->rank, &out, &has_out))) return st;
+  if ((st = get_output(k, ctx, 1, "present_state", state_dims, x->rank + lead, &state, &has_state))) return st;
   if (!has_out) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output is required", op->label);
   linattn_tensor ot, stt;
   if ((st = to_linattn(op, &out, "output", cl, 0, &ot))) return st;
@@ -688,7 +761,7 @@ static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[3];
   int present[3];
-  OrtStatus* st = get_inputs(op, ctx, 3, names, in, present);
+  OrtStatus* st = get_inputs(k, ctx, 3, names, in, present);
   if (st) return st;
   if (!present[0] || !present[1] || !present[2])
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs X, scale and gate are required", op->label);
@@ -697,7 +770,7 @@ static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: gate must have the same shape as X", op->label);
   ort_tensor out;
   int has_out = 0;
-  if ((st = get_output(op, ctx, 0, "Y", in[0].dims, in[0].rank, &out, &has_out))) return st;
+  if ((st = get_output(k, ctx, 0, "Y", in[0].dims, in[0].rank, &out, &has_out))) return st;
   if (!has_out) return NULL;
   linattn_tensor x = as_rows(&in[0], 0), scale = as_rows(&in[1], 1), gate = as_rows(&in[2], 0), y = as_rows(&out, 0);
   linattn_status ls = linattn_gated_rms_norm(k->context, &k->rms_norm, &x, &scale, &gate, &y);
@@ -709,15 +782,15 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[4];
   int present[4];
-  OrtStatus* st = get_inputs(op, ctx, 4, names, in, present);
+  OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
   if (st) return st;
   if (!present[0] || !present[1] || !present[2])
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs a, dt_bias and decay_scale are required", op->label);
   if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: a must have rank >= 1", op->label);
   ort_tensor decay, beta;
   int has_decay = 0, has_beta = 0;
-  if ((st = get_output(op, ctx, 0, "decay", in[0].dims, in[0].rank, &decay, &has_decay))) return st;
-  if ((st = get_output(op, ctx, 1, "beta", in[0].dims, in[0].rank, &beta, &has_beta))) return st;
+  if ((st = get_output(k, ctx, 0, "decay", in[0].dims, in[0].rank, &decay, &has_decay))) return st;
+  if ((st = get_output(k, ctx, 1, "beta", in[0].dims, in[0].rank, &beta, &has_beta))) return st;
   if (has_beta && !present[3])
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: The b input is required when the beta output is requested",
                              op->label);
@@ -771,7 +844,7 @@ typedef struct node_inputs {
 
 /* Inputs 0..n-1 of a node into in: absent optional inputs are marked not present; inputs for which
  * is_int(i) holds are read as int32 vectors, the others as tensors. */
-static OrtStatus* read_node_inputs(const ort_op* op, OrtKernelContext* ctx, const char* const* names, size_t n,
+static OrtStatus* read_node_inputs(const ort_kernel* k, OrtKernelContext* ctx, const char* const* names, size_t n,
                                    int (*is_int)(size_t), node_inputs* in) {
   const OrtApi* api = linattn_ort_api;
   size_t count = 0;
@@ -782,22 +855,28 @@ static OrtStatus* read_node_inputs(const ort_op* op, OrtKernelContext* ctx, cons
     in->ints[i] = NULL;
     in->int_lengths[i] = 0;
     if (i >= count) continue;
+    if (i < KERNEL_MAX_INPUTS && k->input_is_constant[i] && !is_int(i)) {
+      in->t[i] = k->constant_inputs[i];
+      in->present[i] = 1;
+      continue;
+    }
     const OrtValue* v = NULL;
     if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
     if (!v) continue;
-    st = is_int(i) ? read_int32_vector(op, v, names[i], &in->ints[i], &in->int_lengths[i])
-                   : read_value(op, v, names[i], &in->t[i]);
+    st = is_int(i) ? read_int32_vector(k->op, v, names[i], &in->ints[i], &in->int_lengths[i])
+                   : read_value(k->op, v, names[i], &in->t[i]);
     if (st) return st;
     in->present[i] = 1;
   }
   return NULL;
 }
 
-static OrtStatus* gdn_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+static OrtStatus* gdn_read_inputs(const ort_kernel* k, OrtKernelContext* ctx, node_inputs* in) {
+  const ort_op* op = k->op;
   static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
                                                 "decay",   "beta",   "initial_state", "a_log",
                                                 "dt_bias", "capture_count", "state_update_active"};
-  OrtStatus* st = read_node_inputs(op, ctx, names, GDN_INPUTS, gdn_int_input, in);
+  OrtStatus* st = read_node_inputs(k, ctx, names, GDN_INPUTS, gdn_int_input, in);
   if (st) return st;
   if (!in->present[GDN_QUERY]) return linattn_ort_invalid(op, "query: input is required");
   if (in->present[GDN_STATE_UPDATE_ACTIVE] && in->int_lengths[GDN_STATE_UPDATE_ACTIVE] != 1)
@@ -823,7 +902,7 @@ static OrtStatus* gdn_tensors(const ort_op* op, const node_inputs* in, linattn_t
 static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   node_inputs in;
-  OrtStatus* st = gdn_read_inputs(op, ctx, &in);
+  OrtStatus* st = gdn_read_inputs(k, ctx, &in);
   if (st) return st;
   linattn_tensor t[GDN_INPUTS];
   const linattn_tensor* tp[GDN_INPUTS];
@@ -849,9 +928,9 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
 
   ort_tensor out, state, su;
   int has_out = 0, has_state = 0, has_su = 0;
-  if ((st = get_output(op, ctx, 0, "output", out_dims, (size_t)out_rank, &out, &has_out)) ||
-      (st = get_output(op, ctx, 1, "final_state", state_dims, 4, &state, &has_state)) ||
-      (st = get_output(op, ctx, 2, "state_update", su_dims, 2, &su, &has_su)))
+  if ((st = get_output(k, ctx, 0, "output", out_dims, (size_t)out_rank, &out, &has_out)) ||
+      (st = get_output(k, ctx, 1, "final_state", state_dims, 4, &state, &has_state)) ||
+      (st = get_output(k, ctx, 2, "state_update", su_dims, 2, &su, &has_su)))
     return st;
   if (!has_out) return linattn_ort_invalid(op, "output: required");
   /* linattn takes capture_count as a pointer: its (B) length is checked here */
@@ -886,11 +965,12 @@ enum { VC_INPUT, VC_WEIGHT, VC_CU, VC_BIAS, VC_INITIAL_STATE, VC_CAPTURE_COUNT, 
 
 static int vc_int_input(size_t i) { return i == VC_CU || i == VC_CAPTURE_COUNT; }
 
-static OrtStatus* vc_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_inputs* in) {
+static OrtStatus* vc_read_inputs(const ort_kernel* k, OrtKernelContext* ctx, node_inputs* in) {
+  const ort_op* op = k->op;
   static const char* const names[VC_INPUTS] = {"input",         "weight",        "cumulative_sequence_length",
                                                "bias",          "initial_state", "capture_count",
                                                "kernel_delta",  "previous_mask"};
-  OrtStatus* st = read_node_inputs(op, ctx, names, VC_INPUTS, vc_int_input, in);
+  OrtStatus* st = read_node_inputs(k, ctx, names, VC_INPUTS, vc_int_input, in);
   if (st) return st;
   /* ONNX Runtime's CPU kernel refuses the CUDA-only dynamic mode rather than ignoring its operands */
   if (in->present[VC_KERNEL_DELTA] || in->present[VC_PREVIOUS_MASK])
@@ -909,7 +989,7 @@ static OrtStatus* vc_read_inputs(const ort_op* op, OrtKernelContext* ctx, node_i
 static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   node_inputs in;
-  OrtStatus* st = vc_read_inputs(op, ctx, &in);
+  OrtStatus* st = vc_read_inputs(k, ctx, &in);
   if (st) return st;
   const ort_tensor* x = &in.t[VC_INPUT];
   const ort_tensor* state0 = &in.t[VC_INITIAL_STATE];
@@ -936,9 +1016,9 @@ static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx
   const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x->dims[1]};
   ort_tensor out, state, su;
   int has_out = 0, has_state = 0, has_su = 0;
-  if ((st = get_output(op, ctx, 0, "output", x->dims, 2, &out, &has_out)) ||
-      (st = get_output(op, ctx, 1, "final_state", state0->dims, 3, &state, &has_state)) ||
-      (st = get_output(op, ctx, 2, "state_update", su_dims, 3, &su, &has_su)))
+  if ((st = get_output(k, ctx, 0, "output", x->dims, 2, &out, &has_out)) ||
+      (st = get_output(k, ctx, 1, "final_state", state0->dims, 3, &state, &has_state)) ||
+      (st = get_output(k, ctx, 2, "state_update", su_dims, 3, &su, &has_su)))
     return st;
   if (!has_out) return linattn_ort_invalid(op, "output: required");
   linattn_tensor ot, stt, sut;

@@ -190,3 +190,42 @@ def test_inferred_types_and_shapes():
     gate = M.linear_attention_gate_model(a_shape=["batch", "seq", 4], dtype="bfloat16")
     outs = M.session(gate).get_outputs()
     assert [(o.type, o.shape) for o in outs] == [("tensor(bfloat16)", ["batch", "seq", 4])] * 2, outs
+
+
+# ---------------------------------------------------------------- initializers
+
+def _rms_model_with_scale_initializer(c, scale, overridable):
+    """GatedRMSNorm with `scale` a graph initializer; also a graph input when overridable (a feed
+    then replaces it, so it is not a constant for the kernel)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = [1, 3, 2 * c]
+    node = helper.make_node("GatedRMSNorm", ["X", "scale", "gate"], ["Y"], domain="com.microsoft", epsilon=1e-5)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("X", "gate")]
+    if overridable:
+        inputs.append(helper.make_tensor_value_info("scale", TensorProto.FLOAT, [c]))
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, shape)],
+                              initializer=[numpy_helper.from_array(scale, "scale")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)],
+                             ir_version=10)
+
+
+@pytest.mark.parametrize("overridable", [False, True])
+def test_scale_initializer_constant_or_overridden(overridable):
+    """The kernel reads a constant initializer once at creation; an initializer that is also a
+    graph input is read on every call, so a feed that overrides it is what the node uses."""
+    rng, seed = fresh_rng()
+    c = 16
+    init = rng.standard_normal(c).astype(np.float32)
+    sess = M.session(_rms_model_with_scale_initializer(c, init, overridable), plugin=True)
+    for _ in range(2):  # the second call runs on what the first left cached, if anything
+        x = rng.standard_normal((1, 3, 2 * c)).astype(np.float32)
+        gate = rng.standard_normal((1, 3, 2 * c)).astype(np.float32)
+        feeds = {"X": x, "gate": gate}
+        scale = init
+        if overridable:
+            scale = rng.standard_normal(c).astype(np.float32)
+            feeds["scale"] = scale
+        (y,) = M.run(sess, feeds, {"Y": (1, 3, 2 * c)})
+        assert_close(y, rms_reference(x, scale, gate, 1e-5, True), "float32",
+                     f"Y (overridable={overridable}, seed {seed})")

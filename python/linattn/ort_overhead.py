@@ -1,0 +1,170 @@
+"""What the ONNX Runtime plugin adds to a decode-sized node: the node's time inside ONNX Runtime
+(its profiler's kernel time for the node) with the plugin and with ORT alone, next to the bare
+library call on the same shape (build/linattn-node-call, C, no ONNX Runtime). One intra-op
+thread, float32, batch 1, one token.
+
+    python -m linattn.ort_overhead                  # tiny genai shapes and Qwen3.5-0.8B's 16x128
+    python -m linattn.ort_overhead --runs 4000 --json out.json
+    python -m linattn.ort_overhead --gdn-T 1,64,512,4096   # GatedDeltaNet node time against T
+
+Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
+fixture's 2/4 x 64 and 16/16 x 128) and GatedDeltaNet (qwen gate, beta sigmoid, qk_l2_norm).
+Sessions alternate run by run; figures are medians (the profiler's resolution is 1 us, so the
+mean of the runs below the 90th percentile is printed beside it). The node time includes what
+ORT's profiler itself costs per node and the cache misses of a fresh run (the state was evicted
+since the last one), for ORT alone as for the plugin; the bare call runs back to back, caches warm.
+"node - bare" is therefore an upper bound of what the plugin adds, not the plugin's own code."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from . import ort_models as M
+
+CASES = [("LinearAttention", "la", 2, 4, 64), ("LinearAttention", "la", 16, 16, 128),
+         ("GatedDeltaNet", "gdn", 2, 4, 64), ("GatedDeltaNet", "gdn", 16, 16, 128)]
+
+
+def la_node(hq, hkv, d, rng):
+    feeds = {"query": rng.standard_normal((1, 1, hq * d)).astype(np.float32),
+             "key": (rng.standard_normal((1, 1, hq * d)) / 8).astype(np.float32),
+             "value": rng.standard_normal((1, 1, hkv * d)).astype(np.float32),
+             "past_state": (0.1 * rng.standard_normal((1, hkv, d, d))).astype(np.float32),
+             "decay": (-0.1 * np.abs(rng.standard_normal((1, 1, hkv)))).astype(np.float32),
+             "beta": rng.uniform(0, 1, (1, 1, hkv)).astype(np.float32)}
+    model = M.linear_attention_model(M.CONTRIB, q_num_heads=hq, kv_num_heads=hkv, dtype="float32",
+                                     state_dtype="float32", scale=1.0,
+                                     shapes={k: list(v.shape) for k, v in feeds.items()})
+    return model, feeds
+
+
+def gdn_node(hq, hkv, d, rng, T=1):
+    feeds = {"query": rng.standard_normal((1, T, hq, d)).astype(np.float32),
+             "key": rng.standard_normal((1, T, hq, d)).astype(np.float32),
+             "value": rng.standard_normal((1, T, hkv, d)).astype(np.float32),
+             "decay": rng.standard_normal((1, T, hkv)).astype(np.float32),
+             "beta": rng.standard_normal((1, T, hkv)).astype(np.float32),
+             "initial_state": (0.1 * rng.standard_normal((1, hkv, d, d))).astype(np.float32),
+             "a_log": (0.5 * rng.standard_normal(hkv)).astype(np.float32),
+             "dt_bias": rng.standard_normal(hkv).astype(np.float32)}
+    model = M.gated_delta_net_model(feeds, dtype="float32", outputs=("output", "final_state"),
+                                    update_rule="gated_delta", gate_activation="qwen", beta_activation="sigmoid",
+                                    qk_l2_norm=1)
+    return model, feeds
+
+
+def node_times(profile_path, op_type):
+    """Kernel times (us) of the op_type nodes in an ORT profile, in run order."""
+    with open(profile_path) as f:
+        events = json.load(f)
+    return [e["dur"] for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")
+            and e.get("args", {}).get("op_name") == op_type]
+
+
+def summary(times_us):
+    t = sorted(times_us)
+    low = t[: max(1, int(len(t) * 0.9))]
+    return {"median_us": statistics.median(t), "mean_p90_us": sum(low) / len(low)}
+
+
+def bare_call(binary, kind, hq, hkv, d, reps):
+    out = subprocess.run([binary, kind, str(hq), str(hkv), str(d), str(reps)], check=True, capture_output=True,
+                         text=True).stdout
+    r = json.loads(out)
+    return {"median_us": r["median_ns"] / 1e3, "min_us": r["min_ns"] / 1e3}
+
+
+def profiled(op, model, feeds, runs):
+    """Node kernel times (us) of op in sessions with and without the plugin, alternating runs;
+    the outputs of both are checked against each other first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {label: M.session(model, plugin=plugin, threads=1, profile_prefix=os.path.join(tmp, label))
+                    for label, plugin in (("plugin", True), ("ort", False))}
+        outs = {label: M.run(s, feeds) for label, s in sessions.items()}
+        for a, b in zip(outs["plugin"], outs["ort"]):  # the same node both ways
+            err = float(np.abs(a.astype(np.float64) - b).max() / max(1e-30, float(np.abs(b).max())))
+            if not err < 1e-3:
+                raise AssertionError(f"{op}: plugin and ORT alone differ (max error {err:.1e} of max |ORT|)")
+        for _ in range(runs):
+            for s in sessions.values():
+                M.run(s, feeds)
+        res = {}
+        for label, s in sessions.items():
+            s.end_profiling()
+            path = glob.glob(os.path.join(tmp, label + "*.json"))[0]
+            res[label] = node_times(path, op)[1:]
+    return res
+
+
+def measure(op, kind, hq, hkv, d, runs, binary):
+    rng = np.random.default_rng(7)
+    model, feeds = (la_node if kind == "la" else gdn_node)(hq, hkv, d, rng)
+    res = {label: summary(t) for label, t in profiled(op, model, feeds, runs).items()}
+    res["bare"] = bare_call(binary, kind, hq, hkv, d, max(2000, runs))
+    return res
+
+
+def gdn_scaling(lengths, heads, d, budget):
+    """GatedDeltaNet node time (minimum and median, us) at each T, with the plugin and ORT alone.
+    The minimum is the uncontended time: on a shared machine a call longer than a scheduler time
+    slice is preempted in most runs, which moves its median far more than a short call's."""
+    print(f"GatedDeltaNet node, {heads} heads of {d}, float32, 1 thread; us (profiler's node time, min / median)")
+    print(f"{'T':>5} | {'plugin':>17} {'ORT alone':>19} {'ORT/plugin (min)':>16} | runs")
+    rows = []
+    for T in lengths:
+        model, feeds = gdn_node(heads, heads, d, np.random.default_rng(T), T)
+        runs = max(5, min(300, int(budget / (2e-3 * T + 1e-3))))
+        t = profiled("GatedDeltaNet", model, feeds, runs)
+        lo = {k: min(v) for k, v in t.items()}
+        med = {k: statistics.median(v) for k, v in t.items()}
+        print(f"{T:5d} | {lo['plugin']:8.0f} /{med['plugin']:8.0f} {lo['ort']:9.0f} /{med['ort']:9.0f} "
+              f"{lo['ort'] / lo['plugin']:15.1f}x | {runs}", flush=True)
+        rows.append({"T": T, "heads": heads, "d": d, "runs": runs, "plugin_min_us": lo["plugin"],
+                     "ort_min_us": lo["ort"], "plugin_median_us": med["plugin"], "ort_median_us": med["ort"]})
+    return rows
+
+
+def main(argv=None) -> int:
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    p = argparse.ArgumentParser(prog="python -m linattn.ort_overhead", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=3000)
+    p.add_argument("--node-call", default=os.path.join(root, "build", "linattn-node-call"))
+    p.add_argument("--gdn-T", default=None, help="instead: GatedDeltaNet node time at these T (comma-separated)")
+    p.add_argument("--heads", type=int, default=16, help="--gdn-T: heads (query, key and value)")
+    p.add_argument("--d", type=int, default=128, help="--gdn-T: head size")
+    p.add_argument("--budget", type=float, default=3.0, help="--gdn-T: rough seconds per T")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    if a.gdn_T:
+        rows = gdn_scaling([int(t) for t in a.gdn_T.split(",")], a.heads, a.d, a.budget)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"gdn_scaling": rows}, f, indent=1)
+        return 0
+    print("decode node, float32, 1 thread; us (median / mean of the fastest 90%)")
+    print(f"{'node':16} {'heads':>7} {'d':>4} | {'bare call':>9} | {'plugin':>15} {'node - bare':>11} | {'ORT alone':>15}")
+    rows = []
+    for op, kind, hq, hkv, d in CASES:
+        r = measure(op, kind, hq, hkv, d, a.runs, a.node_call)
+        pl, o, b = r["plugin"], r["ort"], r["bare"]
+        print(f"{op:16} {f'{hq}/{hkv}':>7} {d:4d} | {b['median_us']:9.2f} | {pl['median_us']:6.1f} / "
+              f"{pl['mean_p90_us']:6.2f} {pl['mean_p90_us'] - b['median_us']:11.2f} | {o['median_us']:6.1f} / "
+              f"{o['mean_p90_us']:6.2f}", flush=True)
+        rows.append({"op": op, "H_q": hq, "H_kv": hkv, "d": d, **r})
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
