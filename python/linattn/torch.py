@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _DTYPES = {torch.float32: _lib.DTYPE_F32, torch.float16: _lib.DTYPE_F16, torch.bfloat16: _lib.DTYPE_BF16}
+_FLA_L2_NORM_EPS = 1e-6  # fla's (and transformers') q/k L2 norm epsilon
 _I32P = ctypes.POINTER(ctypes.c_int32)
 _NO_WORKSPACE = ctypes.c_size_t(0)
 _NO_GRAD = ("linattn.torch ops have no backward (inference only): run under torch.no_grad() / "
@@ -341,6 +342,11 @@ def _v_major_state(state: torch.Tensor | None) -> torch.Tensor | None:
     return v_major
 
 
+def _l2norm(x):
+    x = x.to(torch.float32)
+    return x * torch.rsqrt((x * x).sum(dim=-1, keepdim=True) + _FLA_L2_NORM_EPS)
+
+
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, output_final_state=False,
                            cu_seqlens=None, use_qk_l2norm_in_kernel=False, **kwargs):
     """flash-linear-attention's chunk_gated_delta_rule on CPU tensors: q, k (B, T, H, d_k), v
@@ -348,19 +354,25 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     (B, T, H_v) log decay, beta (B, T, H_v), initial_state (N, H_v, d_k, d_v); with cu_seqlens
     (N + 1 offsets) B must be 1. Returns (o (B, T, H_v, d_v) in q's dtype, final state fp32
     (N, H_v, d_k, d_v) or None). The final state is a transposed view of a V-major buffer (see
-    the module docstring). use_qk_l2norm_in_kernel normalises q and k in fp32 inside the kernel
-    (x / sqrt(|x|^2 + 1e-12), where fla adds 1e-6). Other keyword arguments (chunk_size, ...) are
+    the module docstring). use_qk_l2norm_in_kernel normalises q and k in fp32 with fla's epsilon
+    (1e-6) before the call, not in the kernel (whose epsilon is ONNX Runtime's 1e-12), and then
+    passes q, k and v in fp32. Other keyword arguments (chunk_size, ...) are
     accepted and ignored."""
     if cu_seqlens is not None:
         if q.shape[0] != 1:
             raise _err(f"q: with cu_seqlens the batch must be 1 (packed sequences), got shape {tuple(q.shape)}")
         q, k, v, g, beta = (x[0] for x in (q, k, v, g, beta))
+    dtype = q.dtype
+    if use_qk_l2norm_in_kernel:
+        # fla normalises with eps 1e-6, the library's in-kernel norm (ONNX Runtime's) with 1e-12:
+        # the norm is done here in fp32, and v joins q and k in fp32 (the library takes one dtype).
+        q, k, v = _l2norm(q), _l2norm(k), v.to(torch.float32)
     # The library takes decay and beta in one dtype, fp32 or q's: fp32 keeps the gates exact.
     g32 = g.to(torch.float32)
     beta32 = beta.to(torch.float32)
     o, final = gated_delta_net(q, k, v, g32, beta32, _v_major_state(initial_state), cu_seqlens,
-                               qk_l2_norm=bool(use_qk_l2norm_in_kernel), scale=float(scale or 0.0),
-                               output_final_state=bool(output_final_state))
+                               scale=float(scale or 0.0), output_final_state=bool(output_final_state))
+    o = o.to(dtype)
     if cu_seqlens is not None:
         o = o.unsqueeze(0)
     return o, (final.transpose(-1, -2) if output_final_state else None)
