@@ -5,6 +5,8 @@ import torch
 
 # transformers warns once per function that it falls back to its PyTorch implementation.
 warnings.filterwarnings("ignore", message=".*falling back to its reference PyTorch implementation.*")
+# One thread: CI machines are small and shared; the ops' results do not depend on threads.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
