@@ -25,6 +25,7 @@ Threads: each call runs on a linattn context of torch.get_num_threads() threads.
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Optional
 
 import torch
@@ -91,6 +92,12 @@ def _describe(t: torch.Tensor | None, name: str, strided: bool):
     return t, d
 
 
+@functools.lru_cache(maxsize=64)
+def _cached_desc(make, *attrs):
+    """A descriptor per attribute set: the calls only read it."""
+    return make(*attrs)
+
+
 def _ref(d):
     return None if d is None else ctypes.byref(d)
 
@@ -116,6 +123,27 @@ def _no_setup(ctx, inputs, output):
     pass
 
 
+_EAGER = {}  # op -> its Python implementation
+
+
+def _custom_op(name, mutates_args):
+    def wrap(fn):
+        op = torch.library.custom_op(name, fn, mutates_args=mutates_args)
+        _EAGER[op] = fn
+        return op
+
+    return wrap
+
+
+def _run(op, *args, **kwargs):
+    """Calls `op`; in eager mode without autograd the implementation directly: the dispatcher
+    adds a fixed cost per call that decode steps notice, and nothing to do."""
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(
+            isinstance(a, torch.Tensor) and a.requires_grad for a in (*args, *kwargs.values()))):
+        return op(*args, **kwargs)
+    return _EAGER[op](*args, **kwargs)
+
+
 def _register(op, fake):
     op.register_fake(fake)
     op.register_autograd(_no_backward, setup_context=_no_setup)
@@ -132,7 +160,7 @@ def _la_out_shapes(query, key, value, q_num_heads, kv_num_heads):
     return (B, T, max(q_num_heads, kv_num_heads) * dv), (B, kv_num_heads, dk, dv)
 
 
-@torch.library.custom_op("linattn::linear_attention", mutates_args=())
+@_custom_op("linattn::linear_attention", mutates_args=())
 def linear_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, past_state: Optional[torch.Tensor],
                      decay: Optional[torch.Tensor], beta: Optional[torch.Tensor], q_num_heads: int, kv_num_heads: int,
                      update_rule: str = "gated_delta", scale: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,7 +168,7 @@ def linear_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     past_state (B, H_kv, d_k, d_v), decay (B, T, H_kv[*d_k]), beta (B, T, H_kv or 1).
     Returns (output (B, T, max(H_q, H_kv)*d_v), present_state like past_state, query's dtype
     without one)."""
-    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale)
+    desc = _cached_desc(linear_attention_desc, q_num_heads, kv_num_heads, update_rule, scale)
     out_shape, state_shape = _la_out_shapes(query, key, value, q_num_heads, kv_num_heads)
     keep = [_describe(x, n, s) for x, n, s in ((query, "query", True), (key, "key", True), (value, "value", True),
                                               (past_state, "past_state", False), (decay, "decay", True),
@@ -185,13 +213,13 @@ def _conv_call(desc, input, weight, bias, past_state, out, present):
         _ctx(), ctypes.byref(desc), *t, ctypes.byref(t_out), _ref(t_present), None, _NO_WORKSPACE))
 
 
-@torch.library.custom_op("linattn::causal_conv_with_state", mutates_args=())
+@_custom_op("linattn::causal_conv_with_state", mutates_args=())
 def causal_conv_with_state(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                            past_state: Optional[torch.Tensor], activation: str = "none",
                            channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """ONNX CausalConvWithState: input (B, C, L) [channels_last: (B, L, C)], weight (C, 1, k),
     bias (C), past_state (B, C, k-1) [(B, k-1, C)]. Returns (output like input, present_state)."""
-    desc = causal_conv_desc(activation, 1, channels_last)
+    desc = _cached_desc(causal_conv_desc, activation, 1, channels_last)
     out = torch.empty(input.shape, dtype=input.dtype)
     present = torch.empty(_conv_state_shape(input, weight, channels_last), dtype=input.dtype)
     _conv_call(desc, input, weight, bias, past_state, out, present)
@@ -205,7 +233,7 @@ def _conv_fake(input, weight, bias, past_state, activation="none", channels_last
 _register(causal_conv_with_state, _conv_fake)
 
 
-@torch.library.custom_op("linattn::causal_conv_update", mutates_args=("conv_state",))
+@_custom_op("linattn::causal_conv_update", mutates_args=("conv_state",))
 def causal_conv_update(input: torch.Tensor, conv_state: torch.Tensor, weight: torch.Tensor,
                        bias: Optional[torch.Tensor], activation: str = "none") -> torch.Tensor:
     """causal-conv1d's causal_conv1d_update: input (B, C, L), conv_state (B, C, W) with W >= k-1
@@ -220,7 +248,7 @@ def causal_conv_update(input: torch.Tensor, conv_state: torch.Tensor, weight: to
     # a strided view, so they are copied (B*C*(k-1) elements).
     past = conv_state[..., W - (k - 1):].contiguous()
     out = torch.empty(input.shape, dtype=input.dtype)
-    _conv_call(causal_conv_desc(activation), input, weight.reshape(weight.shape[0], 1, k), bias, past, out, None)
+    _conv_call(_cached_desc(causal_conv_desc, activation), input, weight.reshape(weight.shape[0], 1, k), bias, past, out, None)
     if L >= W:
         conv_state.copy_(input[..., L - W:])
     else:
@@ -238,7 +266,7 @@ def _conv_update_fake(input, conv_state, weight, bias, activation="none"):
 # ---------------------------------------------------------------- packed (varlen) conv
 
 
-@torch.library.custom_op("linattn::varlen_causal_conv", mutates_args=())
+@_custom_op("linattn::varlen_causal_conv", mutates_args=())
 def varlen_causal_conv(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                        initial_state: torch.Tensor, cu_seqlens: torch.Tensor,
                        activation: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
@@ -289,7 +317,7 @@ def _gdn_shapes(query, value, initial_state, cu_seqlens):
     return tuple(query.shape[:-2]) + (max(Hq, Hv), dv), (B, Hv, dv, dk)
 
 
-@torch.library.custom_op("linattn::gated_delta_net", mutates_args=())
+@_custom_op("linattn::gated_delta_net", mutates_args=())
 def gated_delta_net(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, decay: torch.Tensor,
                     beta: torch.Tensor, initial_state: Optional[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
                     a_log: Optional[torch.Tensor] = None, dt_bias: Optional[torch.Tensor] = None,
@@ -300,7 +328,8 @@ def gated_delta_net(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     same), initial_state V-major fp32 (B, H_v, d_v, d_k), a_log / dt_bias (H_v) fp32 for the fused
     gates. Returns (output (.., max(H_k, H_v), d_v), final_state V-major fp32, or an empty tensor
     when output_final_state is False)."""
-    desc = gated_delta_net_desc("gated_delta", gate_activation, beta_activation, int(qk_l2_norm), scale)
+    desc = _cached_desc(gated_delta_net_desc, "gated_delta", gate_activation, beta_activation, int(qk_l2_norm),
+                        float(scale))
     out_shape, state_shape = _gdn_shapes(query, value, initial_state, cu_seqlens)
     keep = [_describe(x, n, s) for x, n, s in ((query, "query", True), (key, "key", True), (value, "value", True),
                                               (decay, "decay", False), (beta, "beta", False),
@@ -370,7 +399,7 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     # The library takes decay and beta in one dtype, fp32 or q's: fp32 keeps the gates exact.
     g32 = g.to(torch.float32)
     beta32 = beta.to(torch.float32)
-    o, final = gated_delta_net(q, k, v, g32, beta32, _v_major_state(initial_state), cu_seqlens,
+    o, final = _run(gated_delta_net, q, k, v, g32, beta32, _v_major_state(initial_state), cu_seqlens,
                                scale=float(scale or 0.0), output_final_state=bool(output_final_state))
     o = o.to(dtype)
     if cu_seqlens is not None:
@@ -419,16 +448,16 @@ def causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None, re
             raise _err("initial_states: not supported together with seq_idx")
         cu = _seq_idx_to_cu_seqlens(seq_idx, x.shape[-1])
         init = x.new_zeros((cu.shape[0] - 1, x.shape[1], w.shape[-1] - 1))
-        out, final = varlen_causal_conv(x[0].transpose(0, 1), w, bias, init, cu, act)
+        out, final = _run(varlen_causal_conv, x[0].transpose(0, 1), w, bias, init, cu, act)
         out = out.transpose(0, 1).unsqueeze(0)
         return (out, final) if return_final_states else out
     # (B, C, L) with unit channel stride is a (B, L, C) tensor: run channels-last on it.
     channels_last = x.shape[1] > 1 and x.stride(1) == 1 and initial_states is None and not return_final_states
     if channels_last:
-        out, final = causal_conv_with_state(x.transpose(1, 2), w, bias, None, act, True)
+        out, final = _run(causal_conv_with_state, x.transpose(1, 2), w, bias, None, act, True)
         out = out.transpose(1, 2)
     else:
-        out, final = causal_conv_with_state(x, w, bias, initial_states, act, False)
+        out, final = _run(causal_conv_with_state, x, w, bias, initial_states, act, False)
     return (out, final) if return_final_states else out
 
 
@@ -443,7 +472,7 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None, cach
         x = x.unsqueeze(-1)
     if x.dtype != weight.dtype:
         x = x.to(weight.dtype)
-    out = causal_conv_update(x, conv_state, weight, bias, activation or "none")
+    out = _run(causal_conv_update, x, conv_state, weight, bias, activation or "none")
     return out.squeeze(-1) if squeeze else out
 
 
