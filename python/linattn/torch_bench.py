@@ -2,8 +2,10 @@
 
     python -m linattn.bench --torch [--threads 1] [--dtype f32,bf16] [--reps 5]
 
-Needs torch and transformers (scripts/test-torch's venv has them). Two measurements, each run
+Needs torch and transformers (scripts/test-torch's venv has them). Three measurements, each run
 unpatched and patched alternately in the same process (medians of --reps):
+  rule    transformers' torch_chunk_gated_delta_rule (T tokens) then torch_recurrent_gated_delta_rule
+          (one token per call), as the patch leaves them or replaces them, on the layer's shapes
   layer   one Qwen3.5-0.8B-shaped Qwen3_5GatedDeltaNet layer (hidden 1024, 16 key and 16 value
           heads of 128, conv kernel 4, random weights): prefill of T tokens into a DynamicCache,
           then decode steps of one token; tokens/s of each
@@ -54,6 +56,33 @@ def _time_layer(config, layer, x, steps):
         layer(x[:, i:i + 1], cache=cache)
     t2 = time.perf_counter()
     return t1 - t0, t2 - t1
+
+
+def _time_rule(config, T, steps, dtype):
+    """The gated delta rule alone on the layer's shapes (what the patch replaces): the chunked
+    rule over T tokens, then `steps` calls of the recurrent rule on one token, state carried."""
+    import torch
+    import transformers.models.qwen3_5.modeling_qwen3_5 as m
+
+    H, d = config.linear_num_value_heads, config.linear_key_head_dim
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(1, T + steps, H, d, generator=g).to(dtype) for _ in range(3))
+    decay = -torch.rand(1, T + steps, H, generator=g)
+    beta = torch.rand(1, T + steps, H, generator=g).to(dtype)
+
+    def run(patched):
+        t0 = time.perf_counter()
+        _, s = m.torch_chunk_gated_delta_rule(q[:, :T], k[:, :T], v[:, :T], g=decay[:, :T], beta=beta[:, :T],
+                                              output_final_state=True, use_qk_l2norm_in_kernel=True)
+        t1 = time.perf_counter()
+        for i in range(T, T + steps):
+            sl = slice(i, i + 1)
+            _, s = m.torch_recurrent_gated_delta_rule(q[:, sl], k[:, sl], v[:, sl], g=decay[:, sl], beta=beta[:, sl],
+                                                      initial_state=s, output_final_state=True,
+                                                      use_qk_l2norm_in_kernel=True)
+        return t1 - t0, time.perf_counter() - t1, None
+
+    return run
 
 
 def _tiny_model(dtype):
@@ -138,6 +167,9 @@ def main(argv=None) -> int:
         for name in args.dtype.split(","):
             dtype = dtypes[name]
             config, layer = _layer(dtype)
+            t, _ = _alternate(_time_rule(config, args.T, args.steps, dtype), args.reps)
+            print(_row(f"gated delta rule alone (16 heads of 128), T={args.T} + {args.steps} steps", name, args.T,
+                       args.steps, t), flush=True)
             x = torch.randn(1, args.T + args.steps, config.hidden_size).to(dtype)
             t, _ = _alternate(lambda patched: (*_time_layer(config, layer, x, args.steps), None), args.reps)
             print(_row(f"Qwen3.5-0.8B GDN layer, T={args.T} + {args.steps} steps", name, args.T, args.steps, t),
