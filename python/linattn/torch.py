@@ -244,11 +244,16 @@ def causal_conv_update(input: torch.Tensor, conv_state: torch.Tensor, weight: to
     L = input.shape[-1]
     if W < k - 1:
         raise _err(f"conv_state: expected (B, C, W) with W >= k - 1 = {k - 1}, got shape {tuple(conv_state.shape)}")
+    desc = _cached_desc(causal_conv_desc, activation)
+    w = weight.reshape(weight.shape[0], 1, k)
+    out = torch.empty(input.shape, dtype=input.dtype)
+    if W == k - 1 and conv_state.is_contiguous() and conv_state.dtype == input.dtype:
+        _conv_call(desc, input, w, bias, conv_state, out, conv_state)  # the library updates it in place
+        return out
     # The library reads a packed (B, C, k-1) past state: the last k-1 columns of a wider cache are
     # a strided view, so they are copied (B*C*(k-1) elements).
-    past = conv_state[..., W - (k - 1):].contiguous()
-    out = torch.empty(input.shape, dtype=input.dtype)
-    _conv_call(_cached_desc(causal_conv_desc, activation), input, weight.reshape(weight.shape[0], 1, k), bias, past, out, None)
+    past = conv_state[..., W - (k - 1):].to(input.dtype).contiguous()
+    _conv_call(desc, input, w, bias, past, out, None)
     if L >= W:
         conv_state.copy_(input[..., L - W:])
     else:
