@@ -140,3 +140,17 @@ def _count_calls():
             counted.linattn_original = fn.linattn_original
             setattr(m, attr, counted)
     return calls
+
+
+def test_patch_leaves_other_devices_to_transformers():
+    """The patched functions send non-CPU tensors (here: meta) to transformers' own functions."""
+    import transformers.models.qwen3_5.modeling_qwen3_5 as m
+
+    lt.patch_transformers()
+    q = torch.empty(1, 3, 2, 16, device="meta")
+    v = torch.empty(1, 3, 2, 16, device="meta")
+    g = torch.empty(1, 3, 2, device="meta")
+    o, s = m.torch_chunk_gated_delta_rule(q, q, v, g=g, beta=g, output_final_state=True, use_qk_l2norm_in_kernel=True)
+    assert o.device.type == "meta" and s.shape == (1, 2, 16, 16)
+    with pytest.raises(Exception, match="CPU tensor"):
+        lt.chunk_gated_delta_rule(q, q, v, g, g)
