@@ -390,8 +390,8 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     (N, H_v, d_k, d_v) or None). The final state is a transposed view of a V-major buffer (see
     the module docstring). use_qk_l2norm_in_kernel normalises q and k in fp32 with fla's epsilon
     (1e-6) before the call, not in the kernel (whose epsilon is ONNX Runtime's 1e-12), and then
-    passes q, k and v in fp32. Other keyword arguments (chunk_size, ...) are
-    accepted and ignored."""
+    passes q, k and v in fp32. Other keyword arguments (chunk_size, ...) are accepted and
+    ignored."""
     if cu_seqlens is not None:
         if q.shape[0] != 1:
             raise _err(f"q: with cu_seqlens the batch must be 1 (packed sequences), got shape {tuple(q.shape)}")
@@ -405,7 +405,7 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None, out
     g32 = g.to(torch.float32)
     beta32 = beta.to(torch.float32)
     o, final = _run(gated_delta_net, q, k, v, g32, beta32, _v_major_state(initial_state), cu_seqlens,
-                               scale=float(scale or 0.0), output_final_state=bool(output_final_state))
+                    scale=float(scale or 0.0), output_final_state=bool(output_final_state))
     o = o.to(dtype)
     if cu_seqlens is not None:
         o = o.unsqueeze(0)

@@ -175,7 +175,8 @@ def main(argv=None) -> int:
             print(_row(f"Qwen3.5-0.8B GDN layer, T={args.T} + {args.steps} steps", name, args.T, args.steps, t),
                   flush=True)
             model = _tiny_model(dtype)
-            ids = torch.randint(0, model.config.vocab_size, (1, args.prompt), generator=torch.Generator().manual_seed(1))
+            seed = torch.Generator().manual_seed(1)
+            ids = torch.randint(0, model.config.vocab_size, (1, args.prompt), generator=seed)
             t, res = _alternate(lambda patched: _time_generate(model, ids, args.new), args.reps)
             same = torch.equal(res[False], res[True])
             print(_row(f"tiny Qwen3.5 generate, {args.prompt} + {args.new} tokens"
