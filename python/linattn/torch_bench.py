@@ -45,7 +45,6 @@ def _layer(dtype):
 
 
 def _time_layer(config, layer, x, steps):
-    import torch
     from transformers import DynamicCache
 
     cache = DynamicCache(config=config)
