@@ -445,6 +445,7 @@ def causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None, re
     if final_states_out is not None:
         raise _err("final_states_out: not supported (the final states are returned)")
     act = activation or "none"
+    dtype = x.dtype  # as transformers: computed in the weight's dtype, returned in x's
     if x.dtype != weight.dtype:
         x = x.to(weight.dtype)
     w = _conv_weight(weight)
@@ -454,7 +455,7 @@ def causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None, re
         cu = _seq_idx_to_cu_seqlens(seq_idx, x.shape[-1])
         init = x.new_zeros((cu.shape[0] - 1, x.shape[1], w.shape[-1] - 1))
         out, final = _run(varlen_causal_conv, x[0].transpose(0, 1), w, bias, init, cu, act)
-        out = out.transpose(0, 1).unsqueeze(0)
+        out = out.transpose(0, 1).unsqueeze(0).to(dtype)
         return (out, final) if return_final_states else out
     # (B, C, L) with unit channel stride is a (B, L, C) tensor: run channels-last on it.
     channels_last = x.shape[1] > 1 and x.stride(1) == 1 and initial_states is None and not return_final_states
@@ -463,6 +464,7 @@ def causal_conv1d_fn(x, weight, bias=None, seq_idx=None, initial_states=None, re
         out = out.transpose(1, 2)
     else:
         out, final = _run(causal_conv_with_state, x, w, bias, initial_states, act, False)
+    out = out.to(dtype)
     return (out, final) if return_final_states else out
 
 
@@ -475,9 +477,10 @@ def causal_conv1d_update(x, conv_state, weight, bias=None, activation=None, cach
     squeeze = x.dim() == 2
     if squeeze:
         x = x.unsqueeze(-1)
+    dtype = x.dtype
     if x.dtype != weight.dtype:
         x = x.to(weight.dtype)
-    out = _run(causal_conv_update, x, conv_state, weight, bias, activation or "none")
+    out = _run(causal_conv_update, x, conv_state, weight, bias, activation or "none").to(dtype)
     return out.squeeze(-1) if squeeze else out
 
 

@@ -162,6 +162,21 @@ def test_causal_conv1d_fn(gen, dtype, layout, act):
     assert _rel(out, ref) <= TOL[dtype]
 
 
+def test_conv_input_of_another_dtype(gen):
+    """As transformers: computed in the weight's dtype, returned in the input's."""
+    x = torch.randn(1, 4, 8, generator=gen).to(torch.bfloat16)
+    w = torch.randn(8, 4, generator=gen)
+    state, ref_state = torch.randn(1, 8, 4, generator=gen), None
+    ref_state = state.clone()
+    x = x.transpose(1, 2)
+    out, ref = lt.causal_conv1d_fn(x, w, activation="silu"), tf.causal_conv1d_fn(x, w, activation="silu")
+    assert out.dtype == ref.dtype == torch.bfloat16 and _rel(out, ref) <= TOL[torch.bfloat16]
+    out = lt.causal_conv1d_update(x[..., -1:], state, w, None, "silu")
+    ref = tf.causal_conv1d_update(x[..., -1:], ref_state, w, None, "silu")
+    assert out.dtype == ref.dtype == torch.bfloat16 and _rel(out, ref) <= TOL[torch.bfloat16]
+    assert torch.equal(state, ref_state)
+
+
 def test_causal_conv1d_fn_states_and_seq_idx(gen):
     B, C, L, k = 2, 8, 10, 4
     x, w, b = torch.randn(B, C, L, generator=gen), torch.randn(C, k, generator=gen), torch.randn(C, generator=gen)
