@@ -2,6 +2,8 @@
 
     python -m linattn.bench --compare-ort [--threads N] [--quick] [--json FILE]
     python -m linattn.bench --compare-vllm --vllm-lib PATH   (linattn.vllm_bench; `make bench-peers`)
+    python -m linattn.bench --torch   transformers' Qwen3.5 layers with and without
+                                      linattn.torch (linattn/torch_bench.py)
 
 For every case (real-model presets, the same as linattn-bench's) it builds a single-node model
 with ONNX Runtime's com.microsoft LinearAttention or CausalConvWithState, feeds the same numpy
@@ -521,6 +523,10 @@ def main(argv=None) -> int:
         from . import vllm_bench
 
         return vllm_bench.main([x for x in argv if x != "--compare-vllm"])
+    if "--torch" in argv:  # transformers with and without linattn.torch: needs torch and transformers
+        from . import torch_bench
+
+        return torch_bench.main(argv)
     p = argparse.ArgumentParser(prog="python -m linattn.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--compare-ort", action="store_true", help="time linattn next to ONNX Runtime (required)")
     p.add_argument("--threads", type=int, default=1, help="linattn context threads = ORT intra_op_num_threads")
