@@ -35,18 +35,24 @@ static linattn_status packed_check_slots(linattn_context* ctx, const linattn_var
   return st;
 }
 
+linattn_status packed_check_offsets(const int32_t* cu, int64_t B, int64_t total, const char* name,
+                                    const char* total_name) {
+  if (!cu) return ERR("%s: NULL, expected batch_size + 1 = %lld offsets", name, (long long)B + 1);
+  if (cu[0] != 0) return ERR("%s: cu_seqlens[0] must be 0, got %d", name, (int)cu[0]);
+  for (int64_t i = 0; i < B; i++)
+    if (cu[i + 1] < cu[i])
+      return ERR("%s: must be non-decreasing, cu_seqlens[%lld] = %d < cu_seqlens[%lld] = %d", name, (long long)i + 1,
+                 (int)cu[i + 1], (long long)i, (int)cu[i]);
+  if (cu[B] != total)
+    return ERR("%s: cu_seqlens[batch_size = %lld] = %d must equal total_tokens = %s = %lld", name, (long long)B,
+               (int)cu[B], total_name, (long long)total);
+  return LINATTN_SUCCESS;
+}
+
 linattn_status packed_check_batch(linattn_context* ctx, const linattn_varlen_batch* q, int64_t total,
                                   const char* total_name, int64_t N, const char* pool_name, int64_t capacity) {
-  const int64_t B = q->batch_size;
-  if (!q->cu_seqlens) return ERR("batch.cu_seqlens: NULL, expected batch_size + 1 = %lld offsets", (long long)B + 1);
-  if (q->cu_seqlens[0] != 0) return ERR("batch.cu_seqlens: cu_seqlens[0] must be 0, got %d", (int)q->cu_seqlens[0]);
-  for (int64_t i = 0; i < B; i++)
-    if (q->cu_seqlens[i + 1] < q->cu_seqlens[i])
-      return ERR("batch.cu_seqlens: must be non-decreasing, cu_seqlens[%lld] = %d < cu_seqlens[%lld] = %d",
-                 (long long)i + 1, (int)q->cu_seqlens[i + 1], (long long)i, (int)q->cu_seqlens[i]);
-  if (q->cu_seqlens[B] != total)
-    return ERR("batch.cu_seqlens: cu_seqlens[batch_size = %lld] = %d must equal total_tokens = %s = %lld",
-               (long long)B, (int)q->cu_seqlens[B], total_name, (long long)total);
+  linattn_status st = packed_check_offsets(q->cu_seqlens, q->batch_size, total, "batch.cu_seqlens", total_name);
+  if (st) return st;
   if (capacity > 0 && !q->capture_count)
     return ERR("batch.capture_count: required (batch_size entries) when desc.state_update_capacity = %lld > 0",
                (long long)capacity);
