@@ -165,6 +165,7 @@ typedef struct lcase {
   linattn_linear_attention_desc desc;
   int64_t Hkv, dk, dv, nk, B, N, total, Wo;
   bool per_key, beta_one, pool, has_flags, has_past, in_place, want_present, fused;
+  bool nan_equal; /* any NaN matches any NaN (non-finite inputs: payloads may differ) */
   int32_t *cu, *idx;
   uint8_t* has;
   tk_tensor fused_buf, sep[3], decay, beta, past;
@@ -203,6 +204,8 @@ static void make_heads(tk_rng* r, lcase* v) {
   v->Wo = (h[0] > h[1] ? h[0] : h[1]) * v->dv;
 }
 
+static void alloc_case(tk_rng* r, lcase* v);
+
 static void make_case(tk_rng* r, lcase* v, linattn_dtype dt) {
   memset(v, 0, sizeof *v);
   static const int64_t lens[] = {0, 1, 1, 2, 5, 17, 64, 70, 1, 300};
@@ -233,6 +236,12 @@ static void make_case(tk_rng* r, lcase* v, linattn_dtype dt) {
   for (int i = 0; i < (int)v->N; i++) perm[i] = i;
   tk_shuffle(r, perm, (int)v->N);
   for (int64_t i = 0; i < v->B; i++) v->idx[i] = perm[i];
+  alloc_case(r, v);
+}
+
+/* Inputs and the state pool of a case whose shape and batch are set, filled at random. */
+static void alloc_case(tk_rng* r, lcase* v) {
+  const linattn_dtype dt = v->dt;
   const int64_t W[3] = {v->desc.q_num_heads * v->dk, v->nk * v->dk, v->Hkv * v->dv};
   lin* ins[3] = {&v->q, &v->k, &v->v};
   if (v->fused) {
@@ -319,22 +328,28 @@ static void check_sequence(linattn_context* ctx, const lcase* v, int64_t i, cons
   const size_t ses = tk_dtype_size(v->sdt), es = tk_dtype_size(v->dt);
   tk_tensor st_in = tk_alloc(v->sdt, 4, sd), st_out = tk_alloc(v->sdt, 4, sd), y = tk_alloc(v->dt, 3, od);
   memcpy(st_in.data, (const char*)v->past.data + slot * slot_elems * ses, (size_t)slot_elems * ses);
+  const bool in_place = v->in_place && reads; /* the dense call updates the state in place too */
+  if (in_place) tk_copy(&st_out, &st_in);
   tk_tensor q = rows_of(&v->q, t0, len, 3), k = rows_of(&v->k, t0, len, 3), vv = rows_of(&v->v, t0, len, 3);
   const lin g = {(tk_tensor*)&v->decay, 0, v->decay.dims[1], v->decay.dims[1]};
   const lin b = {(tk_tensor*)&v->beta, 0, v->beta.dims[1], v->beta.dims[1]};
   tk_tensor gt = rows_of(&g, t0, len, 3), bt = rows_of(&b, t0, len, 3);
   linattn_tensor tq = tk_desc(&q), tk = tk_desc(&k), tv = tk_desc(&vv), tg = tk_desc(&gt), tb = tk_desc(&bt);
   linattn_tensor tsi = tk_desc(&st_in), tso = tk_desc(&st_out), ty = tk_desc(&y);
-  if (linattn_linear_attention(ctx, &v->desc, &tq, &tk, &tv, reads ? &tsi : NULL, gated(v) ? &tg : NULL,
+  if (linattn_linear_attention(ctx, &v->desc, &tq, &tk, &tv, in_place ? &tso : reads ? &tsi : NULL, gated(v) ? &tg : NULL,
                                delta(v) ? &tb : NULL, &ty, &tso, NULL, 0))
     tk_fatal("dense call failed: %s", linattn_last_error());
   for (int64_t t = 0; t < len; t++)
     for (int64_t j = 0; j < v->Wo; j++)
-      if (memcmp((const char*)y.data + (t * v->Wo + j) * es, (const char*)out->data + ((t0 + t) * v->Wo + j) * es, es))
+      if (memcmp((const char*)y.data + (t * v->Wo + j) * es, (const char*)out->data + ((t0 + t) * v->Wo + j) * es, es) &&
+          !(v->nan_equal && tk_load(y.data, t * v->Wo + j, v->dt) != tk_load(y.data, t * v->Wo + j, v->dt) &&
+            tk_load(out->data, (t0 + t) * v->Wo + j, v->dt) != tk_load(out->data, (t0 + t) * v->Wo + j, v->dt)))
         (*bad_out)++;
   if (v->want_present)
     for (int64_t e = 0; e < slot_elems; e++)
-      if (memcmp((const char*)st_out.data + e * ses, (const char*)present->data + (slot * slot_elems + e) * ses, ses))
+      if (memcmp((const char*)st_out.data + e * ses, (const char*)present->data + (slot * slot_elems + e) * ses, ses) &&
+          !(v->nan_equal && tk_load(st_out.data, e, v->sdt) != tk_load(st_out.data, e, v->sdt) &&
+            tk_load(present->data, slot * slot_elems + e, v->sdt) != tk_load(present->data, slot * slot_elems + e, v->sdt)))
         (*bad_state)++;
   tk_free(&st_in); tk_free(&st_out); tk_free(&y);
 }
@@ -394,6 +409,50 @@ static void test_sequential(tk_rng* r) {
   }
 }
 
+/* Infinities in the inputs: the fast kernels' units with non-finite outputs are recomputed by the
+ * reference kernel under the dense operator's rules (an in-place fp32 state a unit reads is copied
+ * first in calls of 256 tokens or more; below that the fast result stands; a unit starting from
+ * zeros is always recomputed). The packed call must follow them per sequence: in place and not,
+ * sequences of 300 / 260 tokens and short ones, with and without an initial state. */
+static void test_non_finite(tk_rng* r) {
+  linattn_isa isas[8];
+  const int n_isa = tk_available_isas(isas, 8);
+  static const int32_t lens[4] = {300, 5, 7, 260};
+  static const uint8_t has[4] = {1, 1, 0, 0};
+  for (int k = 0; k < n_isa; k++) {
+    linattn_context* ctx = tk_context_create(isas[k], 1);
+    for (int in_place = 0; in_place < 2; in_place++) {
+      lcase v;
+      memset(&v, 0, sizeof v);
+      v.dt = v.sdt = LINATTN_DTYPE_F32;
+      linattn_linear_attention_desc_init(&v.desc);
+      v.desc.q_num_heads = v.desc.kv_num_heads = 2;
+      v.Hkv = v.nk = 2;
+      v.dk = 16, v.dv = 16, v.Wo = 32;
+      v.B = 4, v.N = 6;
+      v.pool = v.has_flags = v.has_past = v.want_present = true;
+      v.in_place = in_place;
+      v.nan_equal = true;
+      v.cu = tk_xcalloc(5, sizeof(int32_t));
+      v.idx = tk_xcalloc(6, sizeof(int32_t));
+      v.has = tk_xcalloc(4, 1);
+      static const int32_t slots[4] = {4, 0, 5, 2};
+      for (int i = 0; i < 4; i++) v.cu[i + 1] = v.cu[i] + lens[i], v.idx[i] = slots[i], v.has[i] = has[i];
+      v.total = v.cu[4];
+      alloc_case(r, &v);
+      for (int i = 0; i < 4; i++) /* an infinite value in each sequence */
+        tk_store(v.sep[2].data, (v.cu[i] + lens[i] / 2) * v.v.ld + 3, v.dt, INFINITY);
+      tk_context("%s non-finite inputs, in_place=%d", linattn_isa_name(isas[k]), in_place);
+      tk_tensor out, present;
+      if (run_packed(ctx, &v, &out, &present)) tk_fatal("packed call failed: %s", linattn_last_error());
+      check_sequential(ctx, &v, &out, &present);
+      tk_free(&out); tk_free(&present);
+      free_case(&v);
+    }
+    linattn_context_destroy(ctx);
+  }
+}
+
 int main(void) {
   tk_begin("varlen_la");
   tk_rng r;
@@ -404,5 +463,6 @@ int main(void) {
   linattn_context_destroy(ctx);
   ec_free();
   test_sequential(&r);
+  test_non_finite(&r);
   return tk_finish();
 }

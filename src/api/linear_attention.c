@@ -71,8 +71,15 @@ static inline int64_t la_state_base(const la_call* c, int64_t b, int64_t h) {
 static inline bool la_seq_reads_state(const la_call* c, int64_t b) {
   return c->has_past && (!c->has_initial || c->has_initial[b] != 0);
 }
-/* Does a fast kernel's unit of len tokens get recomputed when its outputs are not finite? */
-static inline bool la_unit_refines(const la_call* c, int64_t len) { return c->refine && len >= c->refine_min_tokens; }
+/* Is a fast kernel's unit of sequence b (len tokens) recomputed when its outputs are not finite?
+ * An in-place fp32 state it reads must then have been copied first (la_unit_keeps_entry), which
+ * only calls of refine_min_tokens or more do; a unit that starts from zeros needs no copy. */
+static inline bool la_unit_refines(const la_call* c, int64_t b, int64_t len) {
+  return c->refine && (len >= c->refine_min_tokens || !la_seq_reads_state(c, b));
+}
+static inline bool la_unit_keeps_entry(const la_call* c, int64_t b, int64_t len) {
+  return c->entry_copy_bytes > 0 && len >= c->refine_min_tokens && la_seq_reads_state(c, b);
+}
 
 /* Non-temporal stores for the state of this call (decode into a separate fp32 present)? */
 static bool la_stream_state(const linattn_context* ctx, const la_call* c) {
@@ -195,9 +202,10 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
    * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
    * keep the fast kernel's result (docs/reliability.md states what then holds). */
   const bool in_place_f32 = c->in_place && c->state_scratch_bytes == 0;
-  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS);
   c->refine_min_tokens = in_place_f32 ? LA_KEEP_ENTRY_MIN_TOKENS : 0;
-  c->entry_copy_bytes = c->refine && in_place_f32 ? linattn_round_up(sblock, 64) : 0;
+  /* packed: decided per unit (la_unit_refines), the longest sequence sizes the copy */
+  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS || c->cu);
+  c->entry_copy_bytes = c->refine && in_place_f32 && T >= LA_KEEP_ENTRY_MIN_TOKENS ? linattn_round_up(sblock, 64) : 0;
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
     if (rbytes > kbytes) kbytes = rbytes;
@@ -449,7 +457,7 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
 
   const int64_t sbase = la_state_base(c, b, h); /* element offset of this head's state */
   const bool reads = la_seq_reads_state(c, b);
-  const bool keeps_entry = c->entry_copy_bytes > 0 && la_unit_refines(c, la_seq_len(c, b));
+  const bool keeps_entry = la_unit_keeps_entry(c, b, la_seq_len(c, b));
   float* block = (float*)scratch;
   float* entry = (float*)(scratch + c->state_scratch_bytes);
   char* kscratch = scratch + c->state_scratch_bytes + c->entry_copy_bytes;
@@ -528,10 +536,11 @@ static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t
 /* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
  * kernel unless its outputs were all finite (see c->refine). */
 static void la_refine_unit(const la_call* c, const la_params* p, int64_t unit, char* scratch, la_unit* u, bool finite) {
-  if (!la_unit_refines(c, p->T) || p->T == 0 || finite) return;
+  const int64_t b = la_unit_seq(c, unit);
+  if (!la_unit_refines(c, b, p->T) || p->T == 0 || finite) return;
   char* kscratch = la_prepare_unit(c, unit, scratch, u, true);
   linattn_la_reference.run(p, u, kscratch);
-  if (c->entry_copy_bytes > 0) { /* the in-place state evolved in its copy: back to past_state */
+  if (la_unit_keeps_entry(c, b, p->T)) { /* the in-place state evolved in its copy: back to past_state */
     const int64_t bh = unit / c->blocks_per_head;
     const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
     state_narrow(u->state_out, c->present.data, LINATTN_DTYPE_F32, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
@@ -544,7 +553,8 @@ static void la_run_unit(const la_call* c, const la_params* p, int64_t unit, char
   la_unit u;
   char* kscratch = la_prepare_unit(c, unit, scratch, &u, false);
   c->kern->run(p, &u, kscratch);
-  la_refine_unit(c, p, unit, scratch, &u, !la_unit_refines(c, p->T) || la_unit_outputs_finite(c, &u, 0, p->T));
+  const bool refines = la_unit_refines(c, la_unit_seq(c, unit), p->T);
+  la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(c, &u, 0, p->T));
   la_finish_unit(c, &u, unit);
 }
 
@@ -567,7 +577,7 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
   la_unit units[LA_LOCKSTEP_UNITS_MAX];
   char* kscr[LA_LOCKSTEP_UNITS_MAX];
   bool finite[LA_LOCKSTEP_UNITS_MAX]; /* outputs checked step by step, while still in cache */
-  const bool refines = la_unit_refines(c, p->T);
+  const bool refines = la_unit_refines(c, la_unit_seq(c, g0), p->T); /* one sequence (packed), or all alike */
   for (int64_t i = 0; i < g1 - g0; i++) {
     kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], false);
     finite[i] = true;
