@@ -386,13 +386,15 @@ typedef struct linattn_varlen_conv_desc {
 /* activation none, dilation 1, no capture, states (N, C, S). */
 LINATTN_API void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc);
 
-/* The sequences of a packed batch, as host int32 arrays (read during the call only). */
+/* The sequences of a packed batch, as host int32 arrays (read during the call only); used by
+ * linattn_varlen_causal_conv_with_state and linattn_varlen_linear_attention. */
 typedef struct linattn_varlen_batch {
   int64_t batch_size;               /* B >= 0 sequences */
   const int32_t* cu_seqlens;        /* B + 1 offsets (ORT: cumulative_sequence_length): sequence i is
                                      * tokens [cu[i], cu[i + 1]); cu[0] = 0, non-decreasing,
                                      * cu[B] = total_tokens. Length-0 sequences pass their state through. */
-  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 */
+  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 (conv only;
+                                     * NULL for LinearAttention) */
   const int32_t* state_indices;     /* NULL: sequence i uses state i (N = B). Else sequence i reads and
                                      * writes slot idx[i] of a pool of N states; distinct, in [0, N) */
   const uint8_t* has_initial_state; /* NULL: every sequence reads its state; else 0 = start from zeros */
