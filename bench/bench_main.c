@@ -531,7 +531,8 @@ static void json_row(FILE* f, int first, const bench_case* c, const bench_instan
   json_string(f, isa);
   if (c->varlen)
     fprintf(f, ", \"ref\": \"%s\"",
-            c->op == BENCH_OP_CONV ? "dense channels-last conv, same tokens" : "one dense call per sequence, same slots");
+            c->op == BENCH_OP_CONV ? "dense channels-last conv, same tokens"
+                                   : "one dense call per sequence, same slots");
   fprintf(f, ", \"slots\": %d, \"flops\": ", inst->num_slots);
   json_number(f, inst->flops);
   fprintf(f, ", \"bytes\": ");

@@ -89,7 +89,9 @@ static void vla_sequences(vla_impl* K, const bench_case* c) {
   const int64_t B = K->B, total = decode ? B : c->T;
   static const int share[4] = {40, 30, 20, 10};
   for (int64_t i = 0; i < B; i++)
-    K->cu[i + 1] = decode ? (int32_t)(i + 1) : i == B - 1 ? (int32_t)total : K->cu[i] + (int32_t)(total * share[i] / 100);
+    K->cu[i + 1] = decode       ? (int32_t)(i + 1)
+                   : i == B - 1 ? (int32_t)total
+                                : K->cu[i] + (int32_t)(total * share[i] / 100);
   for (int64_t i = 0; i < 2 * B; i++) K->idx[i] = (int32_t)i;
   bench_rng r = {0x5eed};
   for (int64_t i = 2 * B - 1; i > 0; i--) { /* a fixed shuffle: slots out of order */

@@ -60,7 +60,9 @@ typedef struct la_call {
 /* Sequence (batch row) of a unit, its tokens, the element offset of its first token in a
  * token-major view, its state slot's element offset for kv head h, and whether it reads a state. */
 static inline int64_t la_unit_seq(const la_call* c, int64_t unit) { return unit / c->blocks_per_head / c->s.H_kv; }
-static inline int64_t la_seq_len(const la_call* c, int64_t b) { return c->cu ? (int64_t)c->cu[b + 1] - c->cu[b] : c->p.T; }
+static inline int64_t la_seq_len(const la_call* c, int64_t b) {
+  return c->cu ? (int64_t)c->cu[b + 1] - c->cu[b] : c->p.T;
+}
 static inline int64_t la_seq_off(const la_call* c, const tview* t, int64_t b) {
   return c->cu ? (int64_t)c->cu[b] * t->strides[1] : b * t->strides[0];
 }
@@ -299,14 +301,15 @@ static linattn_status la_bind_packed_inputs(la_call* c, const linattn_tensor* qu
   c->p.d_v = c->s.d_v;
   if (decay) {
     c->has_decay = true;
-    if ((st = la_bind_packed(&c->decay, "decay", decay, "(total_tokens, kv_num_heads) or (total_tokens, kv_num_heads*d_k)",
-                             T_dt, total)) ||
+    if ((st = la_bind_packed(&c->decay, "decay", decay,
+                             "(total_tokens, kv_num_heads) or (total_tokens, kv_num_heads*d_k)", T_dt, total)) ||
         (st = la_check_decay(&c->s, c->decay.dims, &c->p.decay_kind)))
       return st;
   }
   if (beta) {
     c->has_beta = true;
-    if ((st = la_bind_packed(&c->beta, "beta", beta, "(total_tokens, kv_num_heads) or (total_tokens, 1)", T_dt, total)) ||
+    if ((st = la_bind_packed(&c->beta, "beta", beta, "(total_tokens, kv_num_heads) or (total_tokens, 1)", T_dt,
+                             total)) ||
         (st = la_check_beta(&c->s, c->beta.dims, &c->p.beta_kind)))
       return st;
   }
@@ -369,7 +372,8 @@ static linattn_status la_resolve_packed(linattn_context* ctx, const linattn_line
   c->has_initial = batch->has_initial_state;
   if ((st = la_bind_packed_inputs(c, query, key, value, decay, beta))) return st;
   const int64_t total = c->q.dims[1];
-  if (total > INT32_MAX) return ERR("query: total_tokens = %lld exceeds the int32 range of cu_seqlens", (long long)total);
+  if (total > INT32_MAX)
+    return ERR("query: total_tokens = %lld exceeds the int32 range of cu_seqlens", (long long)total);
   c->s.B = batch->batch_size;
   int64_t N = 0;
   if ((st = la_bind_packed_states(c, past_state, output, present_state, &N))) return st;
