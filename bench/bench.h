@@ -61,9 +61,11 @@ typedef struct bench_case {
   int cold;                /* 1: rotate among states/buffers larger than 2x the last-level cache */
   int channels_last;       /* conv only */
   int separate_present;    /* LA only: present_state a buffer of its own (else past == present) */
-  int varlen;              /* conv only: B packed sequences of T tokens in all through
-                            * linattn_varlen_causal_conv_with_state (ORT's (B, C, S) states),
-                            * timed against the dense channels-last conv on the same tokens */
+  int varlen;              /* B packed sequences of T tokens in all, timed against the same work
+                            * through the dense operator. conv: linattn_varlen_causal_conv_with_state
+                            * (ORT's (B, C, S) states) against the dense channels-last conv on the
+                            * same tokens; LA: linattn_varlen_linear_attention on a state pool
+                            * against one dense call per sequence */
 } bench_case;
 
 /* A prepared case: buffers allocated and filled; call() runs one operator call on rotation
@@ -88,6 +90,7 @@ typedef struct bench_instance {
 int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
 int bench_conv_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
 int bench_varlen_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
+int bench_varlen_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench_instance* out);
 
 /* Rotation slots so that the slots together exceed twice the last-level cache. */
 int bench_cold_slots(double slot_bytes, size_t llc_bytes);

@@ -268,6 +268,10 @@ static int quick_keeps(const options* o, const bench_case* c) {
   if (!o->quick) return 1;
   if (c->op == BENCH_OP_LA) {
     if (o->num_presets == 0 && !strcmp(c->la->name, "qwen3.5-27b-std")) return 0;
+    /* packed rows: one preset, f32, up to T = 512 (the per-call overhead they measure shrinks with T) */
+    if (c->varlen && ((o->num_presets == 0 && strcmp(c->la->name, "qwen3.5-0.8b")) || c->dtype != LINATTN_DTYPE_F32 ||
+                      c->T > 512))
+      return 0;
     if (c->mode == BENCH_PREFILL && c->T >= 4096 && c->dtype != LINATTN_DTYPE_F32) return 0;
     if (c->mode == BENCH_DECODE && c->B > 1 && c->cold && c->dtype != LINATTN_DTYPE_F32) return 0;
     return 1;
@@ -296,6 +300,17 @@ static size_t enumerate_cases(const options* o, bench_case* out) {
           for (int ti = 0; ti < o->num_T; ti++)
             EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_PREFILL, .B = 1, .T = o->Ts[ti], .dtype = dt,
                  .separate_present = o->separate_present);
+      }
+      /* packed ragged batches on a state pool against one dense call per sequence */
+      for (int di = 0; di < o->num_dtypes; di++) {
+        linattn_dtype dt = o->dtypes[di];
+        if (o->modes & 1)
+          for (int bi = 0; bi < o->num_B; bi++)
+            if (o->Bs[bi] > 1)
+              EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt, .varlen = 1);
+        if (o->modes & 2)
+          for (int ti = 0; ti < o->num_T; ti++)
+            EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_PREFILL, .B = 4, .T = o->Ts[ti], .dtype = dt, .varlen = 1);
       }
     }
   }
@@ -438,7 +453,8 @@ static void json_number(FILE* f, double x) {
 }
 
 static const char* op_name(const bench_case* c) {
-  return c->op == BENCH_OP_LA ? "LinearAttention" : c->varlen ? "VarlenCausalConvWithState" : "CausalConvWithState";
+  if (c->op == BENCH_OP_LA) return c->varlen ? "VarlenLinearAttention" : "LinearAttention";
+  return c->varlen ? "VarlenCausalConvWithState" : "CausalConvWithState";
 }
 static const char* preset_name(const bench_case* c) { return c->op == BENCH_OP_LA ? c->la->name : c->conv->name; }
 
@@ -455,7 +471,8 @@ static row_metrics compute_metrics(const bench_case* c, const bench_instance* in
                                    const stats* main, const stats* ref) {
   row_metrics r;
   double t = main->median;
-  r.tokens_per_s = (double)(c->B * c->T) / t;
+  /* packed prefill rows: T is the batch's total token count */
+  r.tokens_per_s = (double)(c->varlen && c->mode == BENCH_PREFILL ? c->T : c->B * c->T) / t;
   r.gflops = inst->flops / t * 1e-9;
   r.gbs = inst->bytes / t * 1e-9;
   double bw = bench_roof_bandwidth(m, inst->working_set, c->cold, &r.level, &r.roof_bw_raw);
@@ -479,7 +496,7 @@ static void print_header(void) {
 static void print_row(const bench_case* c, const char* isa, const stats* s, const stats* ref, const row_metrics* r) {
   char mode[16];
   snprintf(mode, sizeof mode, "%s", c->mode == BENCH_DECODE ? "decode" : "prefill");
-  const char* st = c->op == BENCH_OP_CONV ? (c->varlen ? "V" : c->channels_last ? "CL" : "CF") : "";
+  const char* st = c->varlen ? "V" : c->op == BENCH_OP_CONV ? (c->channels_last ? "CL" : "CF") : "";
   char stbuf[8];
   snprintf(stbuf, sizeof stbuf, "%s%s", st, c->mode == BENCH_DECODE ? (c->cold ? "c" : "w") : "");
   printf("%-19s %-17s %-7s %-4s %3lld %5lld %-4s %-9s ", op_name(c), preset_name(c), mode, stbuf,
@@ -512,7 +529,10 @@ static void json_row(FILE* f, int first, const bench_case* c, const bench_instan
           c->op == BENCH_OP_CONV ? (c->channels_last ? "\"channels_last\"" : "\"channels_first\"") : "null",
           threads);
   json_string(f, isa);
-  if (c->varlen) fprintf(f, ", \"ref\": \"dense channels-last conv, same tokens\"");
+  if (c->varlen)
+    fprintf(f, ", \"ref\": \"%s\"",
+            c->op == BENCH_OP_CONV ? "dense channels-last conv, same tokens"
+                                   : "one dense call per sequence, same slots");
   fprintf(f, ", \"slots\": %d, \"flops\": ", inst->num_slots);
   json_number(f, inst->flops);
   fprintf(f, ", \"bytes\": ");
@@ -661,7 +681,8 @@ int main(int argc, char** argv) {
          "%.1f GB/s DRAM\n",
          m.threads, m.threads > 1 ? "s" : "", m.fma_gflops, m.fma_isa, m.fma_gflops_1t, m.bw_l2, m.bw_l3, m.bw_dram);
   printf("# st: w/c = decode state warm/cold, CF/CL = conv channels first/last, V = packed ragged batch "
-         "(VarlenCausalConvWithState; its ref = the dense channels-last conv on the same tokens); %%roof: F = "
+         "(VarlenCausalConvWithState: its ref = the dense channels-last conv on the same tokens; "
+         "VarlenLinearAttention on a state pool: its ref = one dense call per sequence); %%roof: F = "
          "flop-bound, M = memory-bound (M!: that cache level measured slower than a level further out, so its "
          "roof is the faster level's); t/ref = time / reference time (same run)\n");
 
@@ -697,7 +718,8 @@ int main(int argc, char** argv) {
     result* R = &res[ci];
     R->c = *c;
     uint64_t seed = o.seed + ci * 7919u;
-    int rc = c->op == BENCH_OP_LA ? bench_la_prepare(c, m.l3_bytes, seed, &R->inst)
+    int rc = c->op == BENCH_OP_LA ? (c->varlen ? bench_varlen_la_prepare(c, m.l3_bytes, seed, &R->inst)
+                                               : bench_la_prepare(c, m.l3_bytes, seed, &R->inst))
              : c->varlen          ? bench_varlen_prepare(c, m.l3_bytes, seed, &R->inst)
                                   : bench_conv_prepare(c, m.l3_bytes, seed, &R->inst);
     if (rc) {

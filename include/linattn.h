@@ -386,13 +386,15 @@ typedef struct linattn_varlen_conv_desc {
 /* activation none, dilation 1, no capture, states (N, C, S). */
 LINATTN_API void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc);
 
-/* The sequences of a packed batch, as host int32 arrays (read during the call only). */
+/* The sequences of a packed batch, as host int32 arrays (read during the call only); used by
+ * linattn_varlen_causal_conv_with_state and linattn_varlen_linear_attention. */
 typedef struct linattn_varlen_batch {
   int64_t batch_size;               /* B >= 0 sequences */
   const int32_t* cu_seqlens;        /* B + 1 offsets (ORT: cumulative_sequence_length): sequence i is
                                      * tokens [cu[i], cu[i + 1]); cu[0] = 0, non-decreasing,
                                      * cu[B] = total_tokens. Length-0 sequences pass their state through. */
-  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 */
+  const int32_t* capture_count;     /* B entries, required iff state_update_capacity > 0 (conv only;
+                                     * NULL for LinearAttention) */
   const int32_t* state_indices;     /* NULL: sequence i uses state i (N = B). Else sequence i reads and
                                      * writes slot idx[i] of a pool of N states; distinct, in [0, N) */
   const uint8_t* has_initial_state; /* NULL: every sequence reads its state; else 0 = start from zeros */
@@ -425,6 +427,42 @@ LINATTN_API linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
     const linattn_tensor* previous_mask, const linattn_tensor* output, const linattn_tensor* final_state,
     const linattn_tensor* state_update, size_t* workspace_size);
+
+/* ---------------------------------------------------------------- packed (varlen) LinearAttention */
+
+/* LinearAttention on a packed ragged batch, for engines doing continuous batching: the
+ * sequences' tokens are rows of token-major tensors (the dense operator's (B, T, H*d) with the
+ * batch folded into the token axis, as a fused projection produces them), and each sequence
+ * reads and writes its own state, optionally a slot of a state pool (batch->state_indices), from
+ * zeros when batch->has_initial_state says so. Each sequence gets exactly the dense operator's
+ * arithmetic (same kernels, same bits as linattn_linear_attention on that sequence alone with
+ * B = 1). desc as for linattn_linear_attention (every update rule, decay kind, head layout and
+ * flag); desc->state_window must be 0; batch->capture_count must be NULL.
+ * Shapes (total_tokens = batch->cu_seqlens[B]; N = B without state_indices, else the pool size):
+ *   query  (total_tokens, q_num_heads*d_k)      T-type (f32/f16/bf16), any row stride
+ *   key    (total_tokens, kv_num_heads*d_k)     [ORT_CONTRIB: or (total_tokens, n_k*d_k)]
+ *   value  (total_tokens, kv_num_heads*d_v)
+ *   decay  (total_tokens, kv_num_heads) or (total_tokens, kv_num_heads*d_k); gated rules only
+ *   beta   (total_tokens, kv_num_heads) or (total_tokens, 1); delta rules only
+ *   past_state    (N, kv_num_heads, d_k, d_v) S-type, packed; optional (absent = every sequence
+ *                 starts from zeros)
+ *   output (total_tokens, max(q_num_heads, kv_num_heads)*d_v)  T-type, any row stride
+ *   present_state like past_state; may be NULL (not wanted) or the past_state buffer itself (in
+ *                 place). Slots no sequence names are not written. With state_indices, at least
+ *                 one of past_state / present_state is given and gives N.
+ * A length-0 sequence passes its state through (zeros if it has no initial state). */
+LINATTN_API linattn_status linattn_varlen_linear_attention(
+    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const linattn_tensor* past_state, const linattn_tensor* decay, const linattn_tensor* beta,
+    const linattn_tensor* output, const linattn_tensor* present_state, void* workspace, size_t workspace_size);
+
+/* Same arguments (validated the same way); stores the workspace bytes the call needs. */
+LINATTN_API linattn_status linattn_varlen_linear_attention_workspace_size(
+    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_varlen_batch* batch,
+    const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
+    const linattn_tensor* past_state, const linattn_tensor* decay, const linattn_tensor* beta,
+    const linattn_tensor* output, const linattn_tensor* present_state, size_t* workspace_size);
 
 /* ---------------------------------------------------------------- GatedDeltaNet (ORT contrib) */
 

@@ -69,9 +69,10 @@ def _state(r: dict) -> str:
 
 
 def _short_op(op: str) -> str:
-    # packed conv rows: their ref is the dense channels-last conv on the same tokens
+    # packed rows: their ref is the same work through the dense operator
     return {"LinearAttention": "LA", "CausalConvWithState": "Conv",
-            "VarlenCausalConvWithState": "VarlenConv (ref = dense CL conv)"}.get(op, op)
+            "VarlenCausalConvWithState": "VarlenConv (ref = dense CL conv)",
+            "VarlenLinearAttention": "VarlenLA (ref = a dense call per sequence)"}.get(op, op)
 
 
 def c_table(run: dict) -> list[str]:

@@ -357,6 +357,15 @@ static void closed_context_refuses(const problem* p) {
                                               NULL, NULL, &ws);
   tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ws == 12345,
            "gated_delta_net_workspace_size on a closed context: status %d", (int)st);
+  linattn_varlen_batch lb = {1, cu, NULL, NULL, NULL};
+  st = linattn_varlen_linear_attention(ctx, &p->desc, &lb, &xt, &xt, &xt, NULL, NULL, NULL, &yt, NULL, NULL, 0);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context: closed"),
+           "varlen_linear_attention on a closed context: status %d, message '%s'", (int)st, linattn_last_error());
+  ws = 12345;
+  st = linattn_varlen_linear_attention_workspace_size(ctx, &p->desc, &lb, &xt, &xt, &xt, NULL, NULL, NULL, &yt, NULL,
+                                                      &ws);
+  tk_check(st == LINATTN_ERROR_INVALID_ARGUMENT && ws == 12345,
+           "varlen_linear_attention_workspace_size on a closed context: status %d", (int)st);
   y_untouched = true;
   for (int i = 0; i < 32; i++) y_untouched &= y[i] == -7.0f;
   tk_check(y_untouched, "an operator on a closed context wrote its output");

@@ -15,7 +15,7 @@ from .context import Context, available_isas, isa_available, shared_context
 from .gates import GATE_ACTIVATIONS, gated_rms_norm, linear_attention_gate
 from .gdn import GDN_BETA_ACTIVATIONS, GDN_GATE_ACTIVATIONS, gated_delta_net, gated_delta_net_state_replay
 from .ops import (ACTIVATIONS, UPDATE_RULES, causal_conv_with_state, linear_attention, linear_attention_shapes,
-                  varlen_causal_conv_with_state)
+                  varlen_causal_conv_with_state, varlen_linear_attention)
 
 __version__ = "0.1.0"
 
@@ -51,4 +51,5 @@ __all__ = [
     "linear_attention_shapes",
     "shared_context",
     "varlen_causal_conv_with_state",
+    "varlen_linear_attention",
 ]

@@ -220,6 +220,11 @@ _PROTOTYPES = {
         ctypes.c_int,
         [_P(CausalConvDesc), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64), _P(ctypes.c_int64)],
     ),
+    "linattn_varlen_linear_attention": (
+        ctypes.c_int,
+        [_VOIDP, _P(LinearAttentionDesc), _P(VarlenBatch), _TP, _TP, _TP, _TP, _TP, _TP, _TP, _TP, _VOIDP,
+         ctypes.c_size_t],
+    ),
     "linattn_varlen_conv_desc_init": (None, [_P(VarlenConvDesc)]),
     "linattn_varlen_causal_conv_with_state": (
         ctypes.c_int,

@@ -759,6 +759,96 @@ def varlen_causal_conv_with_state(
     return output.finish(), final.finish(), (update.finish() if update is not None else None)
 
 
+def varlen_linear_attention(
+    query,
+    key,
+    value,
+    cu_seqlens,
+    past_state=None,
+    decay=None,
+    beta=None,
+    *,
+    q_num_heads: int,
+    kv_num_heads: int,
+    update_rule: str | None = "gated_delta",
+    scale: float | None = 0.0,
+    chunk_size: int | None = 64,
+    ort_contrib: bool = False,
+    state_indices=None,
+    has_initial_state=None,
+    state_dtype=None,
+    out=None,
+    return_state: bool = True,
+    threads: int | None = None,
+    context: Context | None = None,
+):
+    """LinearAttention on a packed ragged batch. Returns (output, present_state).
+
+    query (total_tokens, H_q*d_k), key (total_tokens, H_kv*d_k), value (total_tokens, H_kv*d_v),
+    decay (total_tokens, H_kv) or (total_tokens, H_kv*d_k), beta (total_tokens, H_kv) or
+    (total_tokens, 1): the dense operator's (B, T, H*d) tensors with the batch folded into the
+    token axis (strided views, e.g. column slices of one fused projection, pass without a copy).
+    cu_seqlens (B + 1) integers: sequence i is tokens [cu[i], cu[i + 1]) (0 = cu[0] <= ... <=
+    cu[B] = total_tokens; length 0 passes the state through). past_state (N, H_kv, d_k, d_v),
+    optional (absent: zeros). Each sequence gets the bits linear_attention gives it alone.
+
+    state_indices (B) integers: sequence i reads and writes slot state_indices[i] of the pool of N
+    states (distinct, in [0, N)); without them N = B. has_initial_state (B) bools: False = the
+    sequence starts from zeros. out: output, or a pair (output, present_state); present_state may
+    be past_state itself (in place). Pool slots no sequence names keep their values in place, are
+    not written in a given present_state, and are copies of past_state (zeros without one) in a
+    fresh one. Other arguments as linear_attention's.
+    """
+    ctx = _context(context, threads)
+    q, t_q = input_tensor(_required(query, "query", "(total_tokens, q_num_heads*d_k)"), "query", strided=True)
+    k, t_k = input_tensor(_required(key, "key", "(total_tokens, kv_num_heads*d_k)"), "key", strided=True)
+    v, t_v = input_tensor(_required(value, "value", "(total_tokens, kv_num_heads*d_v)"), "value", strided=True)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
+    _, t_g = input_tensor(decay, "decay", strided=True)
+    _, t_b = input_tensor(beta, "beta", strided=True)
+    for name, a in (("query", q), ("key", k), ("value", v)):
+        if a.ndim != 2:
+            raise _rank_error(name, a, 2, "(total_tokens, heads*dim)")
+    cu = _int32_array(_required(cu_seqlens, "cu_seqlens", "(B + 1)"), "cu_seqlens", None, "(B + 1)")
+    if cu.shape[0] < 1:
+        raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, "cu_seqlens: expected shape (B + 1), got (0,)")
+    batch = cu.shape[0] - 1
+    idx = _int32_array(state_indices, "state_indices", batch, f"({batch})")
+    has = _int32_array(has_initial_state, "has_initial_state", batch, f"({batch})")
+    has = None if has is None else (has != 0).astype(np.uint8)
+    desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
+    hq, hkv = desc.q_num_heads, desc.kv_num_heads
+    if hq <= 0 or hkv <= 0:  # the library's message
+        _infer_shapes(desc, (1,) + q.shape, (1,) + k.shape, (1,) + v.shape)
+    # shapes that fit a valid call; the library checks them against the inputs with its messages
+    d_k, d_v = q.shape[1] // hq, v.shape[1] // hkv
+    out_width, state_shape = max(hq, hkv) * d_v, (hkv, d_k, d_v)
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    if past is not None:
+        n_states, s_dtype = past.shape[0] if past.ndim == 4 else batch, past.dtype
+    else:
+        n_states = state_given.shape[0] if state_given is not None and state_given.ndim == 4 else batch
+        s_dtype = resolve_dtype(state_dtype) if state_dtype is not None else (
+            state_given.dtype if state_given is not None else q.dtype)
+    output = OutputSlot("output", (q.shape[0], out_width), q.dtype, out_given, strided=True)
+    present = None
+    if return_state or state_given is not None:
+        present = OutputSlot("present_state", (n_states,) + state_shape, s_dtype, state_given, strided=False)
+        if state_given is None and idx is not None:  # a fresh pool: unnamed slots keep past_state's values
+            if past is not None and past.shape == present.array.shape:
+                present.array[...] = past
+            else:
+                present.array[...] = 0
+    seqs = _lib.VarlenBatch(batch, _addr(cu), None, _addr(idx), _addr(has))
+    t_out = output.describe()
+    t_present = present.describe() if present is not None else None
+    status = _lib.lib().linattn_varlen_linear_attention(
+        ctx.handle, ctypes.byref(desc), ctypes.byref(seqs), ctypes.byref(t_q), ctypes.byref(t_k), ctypes.byref(t_v),
+        _ptr(t_past), _ptr(t_g), _ptr(t_b), ctypes.byref(t_out), _ptr(t_present), None, 0)
+    _lib.check(status)
+    return output.finish(), (present.finish() if present is not None else None)
+
+
 # ---------------------------------------------------------------- state_window (general path only)
 
 

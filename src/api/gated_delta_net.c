@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "api/packed_batch.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
@@ -189,14 +190,8 @@ static linattn_status gdn_resolve_batch(gdn_call* c, const int32_t* cu, int64_t 
   }
   if (cu) {
     if (ncu < 1) return ERR("cu_seqlens: length %lld, expected batch_size + 1 >= 1", (long long)ncu);
-    if (cu[0] != 0) return ERR("cu_seqlens: must start at 0, got cu_seqlens[0] = %d", (int)cu[0]);
-    for (int64_t i = 1; i < ncu; i++)
-      if (cu[i] < cu[i - 1])
-        return ERR("cu_seqlens: must be non-decreasing, got cu_seqlens[%lld] = %d < cu_seqlens[%lld] = %d", (long long)i,
-                   (int)cu[i], (long long)(i - 1), (int)cu[i - 1]);
-    if ((int64_t)cu[ncu - 1] != c->T)
-      return ERR("cu_seqlens: must end at total_tokens %lld, got cu_seqlens[%lld] = %d", (long long)c->T, (long long)(ncu - 1),
-                 (int)cu[ncu - 1]);
+    linattn_status st = packed_check_offsets(cu, ncu - 1, c->T, "cu_seqlens", "query.dims[0]");
+    if (st) return st;
     c->cu = cu;
     c->B = ncu - 1;
     return LINATTN_SUCCESS;

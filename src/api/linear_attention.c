@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/state_window.h"
 #include "api/tensor_check.h"
@@ -42,11 +43,45 @@ typedef struct la_call {
   size_t kernel_scratch_bytes;
   int64_t lockstep_units;     /* > 1: units of a task advance together (see la_task); else 1 */
   int64_t step_chunk;         /* tokens per lock-step round */
+  int64_t lockstep_min;       /* tokens from which a unit runs in lock-step */
+  int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in-place fp32: its entry copied) */
   size_t task_bytes;
   char* workspace;
+  /* packed batch (linattn_varlen_linear_attention); cu == NULL for the dense operator. Tensors
+   * are then (1, total_tokens, width) views, sequence b is tokens [cu[b], cu[b + 1]), p.T is the
+   * longest sequence and s.B the number of sequences. */
+  const int32_t* cu;
+  const int32_t* slots;       /* state slot of sequence b (NULL: slot b) */
+  const uint8_t* has_initial; /* NULL: every sequence reads its state; else 0 = zeros */
 } la_call;
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
+
+/* Sequence (batch row) of a unit, its tokens, the element offset of its first token in a
+ * token-major view, its state slot's element offset for kv head h, and whether it reads a state. */
+static inline int64_t la_unit_seq(const la_call* c, int64_t unit) { return unit / c->blocks_per_head / c->s.H_kv; }
+static inline int64_t la_seq_len(const la_call* c, int64_t b) {
+  return c->cu ? (int64_t)c->cu[b + 1] - c->cu[b] : c->p.T;
+}
+static inline int64_t la_seq_off(const la_call* c, const tview* t, int64_t b) {
+  return c->cu ? (int64_t)c->cu[b] * t->strides[1] : b * t->strides[0];
+}
+static inline int64_t la_state_base(const la_call* c, int64_t b, int64_t h) {
+  const int64_t slot = c->slots ? c->slots[b] : b;
+  return (slot * c->s.H_kv + h) * c->p.d_k * c->p.d_v;
+}
+static inline bool la_seq_reads_state(const la_call* c, int64_t b) {
+  return c->has_past && (!c->has_initial || c->has_initial[b] != 0);
+}
+/* Is a fast kernel's unit of sequence b (len tokens) recomputed when its outputs are not finite?
+ * An in-place fp32 state it reads must then have been copied first (la_unit_keeps_entry), which
+ * only calls of refine_min_tokens or more do; a unit that starts from zeros needs no copy. */
+static inline bool la_unit_refines(const la_call* c, int64_t b, int64_t len) {
+  return c->refine && (len >= c->refine_min_tokens || !la_seq_reads_state(c, b));
+}
+static inline bool la_unit_keeps_entry(const la_call* c, int64_t b, int64_t len) {
+  return c->entry_copy_bytes > 0 && len >= c->refine_min_tokens && la_seq_reads_state(c, b);
+}
 
 /* Non-temporal stores for the state of this call (decode into a separate fp32 present)? */
 static bool la_stream_state(const linattn_context* ctx, const la_call* c) {
@@ -142,7 +177,9 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
   c->p.sweep_tokens = ctx->tuning->la.sweep_tokens;
-  if (T == 0) return LINATTN_SUCCESS; /* no token: no unit runs, no workspace (no token: present_state = past_state, or zeros) */
+  /* dense, no token: no unit runs, no workspace (present_state = past_state, or zeros); a packed
+   * batch runs its units even then (each passes its state through) */
+  if (T == 0 && !c->cu) return LINATTN_SUCCESS;
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > dv) bc = dv;
   c->block_cols = bc;
@@ -167,8 +204,10 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
    * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
    * keep the fast kernel's result (docs/reliability.md states what then holds). */
   const bool in_place_f32 = c->in_place && c->state_scratch_bytes == 0;
-  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS);
-  c->entry_copy_bytes = c->refine && in_place_f32 ? linattn_round_up(sblock, 64) : 0;
+  c->refine_min_tokens = in_place_f32 ? LA_KEEP_ENTRY_MIN_TOKENS : 0;
+  /* packed: decided per unit (la_unit_refines), the longest sequence sizes the copy */
+  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS || c->cu);
+  c->entry_copy_bytes = c->refine && in_place_f32 && T >= LA_KEEP_ENTRY_MIN_TOKENS ? linattn_round_up(sblock, 64) : 0;
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
     if (rbytes > kbytes) kbytes = rbytes;
@@ -190,6 +229,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
 #else
   const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
 #endif
+  c->lockstep_min = lockstep_min;
   int64_t group = ctx->tuning->la.lockstep_units;
   group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
   if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
@@ -217,6 +257,132 @@ static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_atte
   if ((st = la_bind_inputs(c, query, key, value, decay, beta))) return st;
   if ((st = la_bind_state_output(c, past_state, output, present_state))) return st;
   if ((st = la_check_aliasing(c))) return st;
+  c->p.scale_f64 = d->scale == 0.0f ? 1.0 / sqrt((double)c->p.d_k) : (double)d->scale;
+  c->p.scale = (float)c->p.scale_f64;
+  return la_plan(ctx, c);
+}
+
+/* ------------------------------------------------------------------ packed batch */
+
+#define LA_PACKED_STATE_DOC "(N, kv_num_heads, d_k, d_v), N = batch_size without batch.state_indices"
+
+/* A token-major (total_tokens, width) tensor of dtype T_dt (LINATTN_DTYPE_INVALID: query itself)
+ * with total_tokens rows, as the (1, total_tokens, width) view the units read. */
+static linattn_status la_bind_packed(tview* v, const char* name, const linattn_tensor* t, const char* doc,
+                                     linattn_dtype T_dt, int64_t total) {
+  linattn_status st = tview_init(v, name, t, 2, false, doc);
+  if (st) return st;
+  if (T_dt != LINATTN_DTYPE_INVALID && v->dtype != T_dt)
+    return ERR("%s: dtype %s differs from query's %s", name, linattn_dtype_name(v->dtype), linattn_dtype_name(T_dt));
+  if (total >= 0 && v->dims[0] != total)
+    return ERR("%s: expected shape %s with total_tokens = %lld (query's), got %lld rows", name, doc, (long long)total,
+               (long long)v->dims[0]);
+  const int64_t rows = v->dims[0], width = v->dims[1], row_stride = v->strides[0];
+  v->rank = 3;
+  v->dims[0] = 1, v->dims[1] = rows, v->dims[2] = width;
+  v->strides[0] = 0, v->strides[1] = row_stride, v->strides[2] = 1;
+  return LINATTN_SUCCESS;
+}
+
+static linattn_status la_bind_packed_inputs(la_call* c, const linattn_tensor* query, const linattn_tensor* key,
+                                            const linattn_tensor* value, const linattn_tensor* decay,
+                                            const linattn_tensor* beta) {
+  linattn_status st;
+  if ((st = la_bind_packed(&c->q, "query", query, "(total_tokens, q_num_heads*d_k)", LINATTN_DTYPE_INVALID, -1)))
+    return st;
+  const linattn_dtype T_dt = c->q.dtype;
+  const int64_t total = c->q.dims[1];
+  if ((st = la_bind_packed(&c->k, "key", key, "(total_tokens, kv_num_heads*d_k)", T_dt, total)) ||
+      (st = la_bind_packed(&c->v, "value", value, "(total_tokens, kv_num_heads*d_v)", T_dt, total)) ||
+      (st = la_check_qkv(&c->s, c->q.dims, c->k.dims, c->v.dims)))
+    return st;
+  c->p.io_dtype = T_dt;
+  c->p.d_k = c->s.d_k;
+  c->p.d_v = c->s.d_v;
+  if (decay) {
+    c->has_decay = true;
+    if ((st = la_bind_packed(&c->decay, "decay", decay,
+                             "(total_tokens, kv_num_heads) or (total_tokens, kv_num_heads*d_k)", T_dt, total)) ||
+        (st = la_check_decay(&c->s, c->decay.dims, &c->p.decay_kind)))
+      return st;
+  }
+  if (beta) {
+    c->has_beta = true;
+    if ((st = la_bind_packed(&c->beta, "beta", beta, "(total_tokens, kv_num_heads) or (total_tokens, 1)", T_dt,
+                             total)) ||
+        (st = la_check_beta(&c->s, c->beta.dims, &c->p.beta_kind)))
+      return st;
+  }
+  return LINATTN_SUCCESS;
+}
+
+/* past_state / present_state: the pool (N states; N = B without slot indices), output. */
+static linattn_status la_bind_packed_states(la_call* c, const linattn_tensor* past_state, const linattn_tensor* output,
+                                            const linattn_tensor* present_state, int64_t* N) {
+  linattn_status st;
+  int64_t sd[4] = {c->s.B, c->s.H_kv, c->p.d_k, c->p.d_v};
+  if (past_state) {
+    c->has_past = true;
+    if ((st = tview_init(&c->past, "past_state", past_state, 4, true, LA_PACKED_STATE_DOC))) return st;
+    if (c->slots) sd[0] = c->past.dims[0];
+    if ((st = tview_expect_dims(&c->past, sd, LA_PACKED_STATE_DOC))) return st;
+  }
+  int64_t od[3] = {1, c->q.dims[1], c->s.out_width};
+  if ((st = la_bind_packed(&c->out, "output", output, "(total_tokens, max(q_num_heads, kv_num_heads)*d_v)",
+                           c->p.io_dtype, c->q.dims[1])) ||
+      (st = tview_expect_dims(&c->out, od, "(total_tokens, max(q_num_heads, kv_num_heads)*d_v)")))
+    return st;
+  c->state_dtype = c->has_past ? c->past.dtype : c->p.io_dtype;
+  if (present_state) {
+    c->has_present = true;
+    if ((st = tview_init(&c->present, "present_state", present_state, 4, true, LA_PACKED_STATE_DOC))) return st;
+    if (c->slots && !c->has_past) sd[0] = c->present.dims[0];
+    if ((st = tview_expect_dims(&c->present, sd, LA_PACKED_STATE_DOC))) return st;
+    if (c->has_past && c->present.dtype != c->past.dtype)
+      return ERR("present_state: dtype %s differs from past_state's %s", linattn_dtype_name(c->present.dtype),
+                 linattn_dtype_name(c->past.dtype));
+    c->state_dtype = c->present.dtype;
+  }
+  if (c->slots && !past_state && !present_state)
+    return ERR("batch.state_indices: given without a state pool (past_state or present_state)");
+  *N = sd[0];
+  return LINATTN_SUCCESS;
+}
+
+static linattn_status la_resolve_packed(linattn_context* ctx, const linattn_linear_attention_desc* d,
+                                        const linattn_varlen_batch* batch, const linattn_tensor* query,
+                                        const linattn_tensor* key, const linattn_tensor* value,
+                                        const linattn_tensor* past_state, const linattn_tensor* decay,
+                                        const linattn_tensor* beta, const linattn_tensor* output,
+                                        const linattn_tensor* present_state, la_call* c) {
+  linattn_status st;
+  memset(c, 0, sizeof *c);
+  if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
+  if ((st = la_check_desc(d, &c->s))) return st;
+  if (d->state_window != 0)
+    return ERR("desc.state_window: must be 0 for a packed batch, got %lld", (long long)d->state_window);
+  if ((st = la_check_gate_presence(&c->s, decay != NULL, beta != NULL))) return st;
+  if (!batch) return ERR("batch: NULL");
+  if ((st = packed_check_batch_size(batch))) return st;
+  if (batch->capture_count) return ERR("batch.capture_count: must be NULL (LinearAttention captures no transitions)");
+  c->p.gated = c->s.gated;
+  c->p.delta = c->s.delta;
+  c->cu = batch->cu_seqlens;
+  c->slots = batch->state_indices;
+  c->has_initial = batch->has_initial_state;
+  if ((st = la_bind_packed_inputs(c, query, key, value, decay, beta))) return st;
+  const int64_t total = c->q.dims[1];
+  if (total > INT32_MAX)
+    return ERR("query: total_tokens = %lld exceeds the int32 range of cu_seqlens", (long long)total);
+  c->s.B = batch->batch_size;
+  int64_t N = 0;
+  if ((st = la_bind_packed_states(c, past_state, output, present_state, &N))) return st;
+  if ((st = la_check_aliasing(c))) return st;
+  if ((st = packed_check_batch(ctx, batch, total, "query.dims[0]", N, past_state ? "past_state" : "present_state", 0)))
+    return st;
+  int64_t longest = 0;
+  for (int64_t b = 0; b < c->s.B; b++) longest = la_seq_len(c, b) > longest ? la_seq_len(c, b) : longest;
+  c->p.T = longest;
   c->p.scale_f64 = d->scale == 0.0f ? 1.0 / sqrt((double)c->p.d_k) : (double)d->scale;
   c->p.scale = (float)c->p.scale_f64;
   return la_plan(ctx, c);
@@ -270,47 +436,50 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
     oh0 = qh0;
   }
   const int64_t kh = h / (c->s.H_kv / c->s.n_k);
-  u.q = la_at(c->q.data, b * c->q.strides[0] + qh0 * dk, esz);
+  u.q = la_at(c->q.data, la_seq_off(c, &c->q, b) + qh0 * dk, esz);
   u.q_token_stride = c->q.strides[1];
   u.q_head_stride = dk;
-  u.k = la_at(c->k.data, b * c->k.strides[0] + kh * dk, esz);
+  u.k = la_at(c->k.data, la_seq_off(c, &c->k, b) + kh * dk, esz);
   u.k_token_stride = c->k.strides[1];
-  u.v = la_at(c->v.data, b * c->v.strides[0] + h * dv + col0, esz);
+  u.v = la_at(c->v.data, la_seq_off(c, &c->v, b) + h * dv + col0, esz);
   u.v_token_stride = c->v.strides[1];
   if (c->has_decay) {
     const int64_t off = c->p.decay_kind == LA_DECAY_PER_KEY ? h * dk : h;
-    u.decay = la_at(c->decay.data, b * c->decay.strides[0] + off, esz);
+    u.decay = la_at(c->decay.data, la_seq_off(c, &c->decay, b) + off, esz);
     u.decay_token_stride = c->decay.strides[1];
   }
   if (c->has_beta) {
     const int64_t off = c->p.beta_kind == LA_BETA_PER_HEAD ? h : 0;
-    u.beta = la_at(c->beta.data, b * c->beta.strides[0] + off, esz);
+    u.beta = la_at(c->beta.data, la_seq_off(c, &c->beta, b) + off, esz);
     u.beta_token_stride = c->beta.strides[1];
   }
-  u.out = la_at(c->out.data, b * c->out.strides[0] + oh0 * dv + col0, esz);
+  u.out = la_at(c->out.data, la_seq_off(c, &c->out, b) + oh0 * dv + col0, esz);
   u.out_token_stride = c->out.strides[1];
   u.out_head_stride = dv;
   u.col0 = col0;
   u.ncols = ncols;
 
-  const int64_t sbase = (b * c->s.H_kv + h) * dk * dv; /* element offset of this head's state */
+  const int64_t sbase = la_state_base(c, b, h); /* element offset of this head's state */
+  const bool reads = la_seq_reads_state(c, b);
+  const bool keeps_entry = la_unit_keeps_entry(c, b, la_seq_len(c, b));
   float* block = (float*)scratch;
   float* entry = (float*)(scratch + c->state_scratch_bytes);
   char* kscratch = scratch + c->state_scratch_bytes + c->entry_copy_bytes;
   if (c->state_scratch_bytes == 0) {
     /* fp32 state, present wanted: work directly in present_state (row stride d_v). */
     float* present = (float*)la_at(c->present.data, sbase + col0, sizeof(float));
-    u.state_in = c->has_past ? (const float*)la_at(c->past.data, sbase + col0, sizeof(float)) : NULL;
+    u.state_in = reads ? (const float*)la_at(c->past.data, sbase + col0, sizeof(float)) : NULL;
     u.state_out = present;
     u.ld_state = dv;
-    if (c->entry_copy_bytes > 0 && recompute) {
-      u.state_in = u.state_out = entry; /* rows of ncols; la_refine_unit copies the result back */
+    if (keeps_entry && recompute) {
+      u.state_out = entry; /* rows of ncols; la_refine_unit copies the result back */
+      u.state_in = reads ? entry : NULL;
       u.ld_state = ncols;
-    } else if (c->entry_copy_bytes > 0) {
+    } else if (keeps_entry && reads) {
       for (int64_t i = 0; i < dk; i++) memcpy(entry + i * ncols, present + i * dv, sizeof(float) * (size_t)ncols);
     }
   } else {
-    if (c->has_past) {
+    if (reads) {
       state_widen(c->past.data, c->past.dtype, sbase, dv, dk, col0, ncols, block);
       u.state_in = block;
     } else {
@@ -327,8 +496,7 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
 static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
   if (c->state_scratch_bytes == 0 || !c->has_present) return;
   const int64_t bh = unit / c->blocks_per_head;
-  const int64_t h = bh % c->s.H_kv, b = bh / c->s.H_kv;
-  const int64_t sbase = (b * c->s.H_kv + h) * c->p.d_k * c->p.d_v;
+  const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
   state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
@@ -371,22 +539,26 @@ static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t
 
 /* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
  * kernel unless its outputs were all finite (see c->refine). */
-static void la_refine_unit(const la_call* c, int64_t unit, char* scratch, la_unit* u, bool finite) {
-  if (!c->refine || c->p.T == 0 || finite) return;
+static void la_refine_unit(const la_call* c, const la_params* p, int64_t unit, char* scratch, la_unit* u, bool finite) {
+  const int64_t b = la_unit_seq(c, unit);
+  if (!la_unit_refines(c, b, p->T) || p->T == 0 || finite) return;
   char* kscratch = la_prepare_unit(c, unit, scratch, u, true);
-  linattn_la_reference.run(&c->p, u, kscratch);
-  if (c->entry_copy_bytes > 0) { /* the in-place state evolved in its copy: back to past_state */
+  linattn_la_reference.run(p, u, kscratch);
+  if (la_unit_keeps_entry(c, b, p->T)) { /* the in-place state evolved in its copy: back to past_state */
     const int64_t bh = unit / c->blocks_per_head;
-    const int64_t sbase = bh * c->p.d_k * c->p.d_v; /* bh = b * H_kv + h */
+    const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
     state_narrow(u->state_out, c->present.data, LINATTN_DTYPE_F32, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
   }
 }
 
-static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
+/* p: c->p, or for a packed batch a copy whose T is the unit's sequence length (0 passes the
+ * state through: the kernels copy it). */
+static void la_run_unit(const la_call* c, const la_params* p, int64_t unit, char* scratch) {
   la_unit u;
   char* kscratch = la_prepare_unit(c, unit, scratch, &u, false);
-  c->kern->run(&c->p, &u, kscratch);
-  la_refine_unit(c, unit, scratch, &u, !c->refine || la_unit_outputs_finite(c, &u, 0, c->p.T));
+  c->kern->run(p, &u, kscratch);
+  const bool refines = la_unit_refines(c, la_unit_seq(c, unit), p->T);
+  la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(c, &u, 0, p->T));
   la_finish_unit(c, &u, unit);
 }
 
@@ -395,52 +567,99 @@ static void la_run_unit(const la_call* c, int64_t unit, char* scratch) {
  * scale into q (an empty vector) and would write 0, so this case never reaches a kernel. */
 static void la_fill_zero_width_keys(const la_call* c) {
   const float val = c->p.scale * 0.0f;
-  for (int64_t b = 0; b < c->s.B; b++)
-    for (int64_t t = 0; t < c->p.T; t++)
+  for (int64_t b = 0; b < c->out.dims[0]; b++)
+    for (int64_t t = 0; t < c->out.dims[1]; t++)
       for (int64_t j = 0; j < c->out.dims[2]; j++)
         linattn_store_f32(c->out.data, b * c->out.strides[0] + t * c->out.strides[1] + j, c->p.io_dtype, val);
 }
 
-static void la_task(void* arg, size_t task) {
-  const la_call* c = (const la_call*)arg;
-  const int64_t U = c->num_units, n = (int64_t)c->num_tasks;
-  const int64_t begin = (int64_t)task * U / n, end = ((int64_t)task + 1) * U / n;
-  char* scratch = c->workspace + task * c->task_bytes;
-  if (c->lockstep_units <= 1) {
-    for (int64_t u = begin; u < end; u++) la_run_unit(c, u, scratch);
-    return;
-  }
-  /* Groups of lockstep_units units; each round advances every unit of the group over the
-   * same tokens. The kernel's step gives the bits of run, so the split cannot show. */
+/* Units [g0, g1) advance together token tile by token tile (p->T tokens each); each round
+ * advances every unit of the group over the same tokens. The kernel's step gives the bits of
+ * run, so the grouping cannot show. */
+static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64_t g1, char* scratch) {
   const size_t unit_bytes = c->task_bytes / (size_t)c->lockstep_units;
   la_unit units[LA_LOCKSTEP_UNITS_MAX];
   char* kscr[LA_LOCKSTEP_UNITS_MAX];
   bool finite[LA_LOCKSTEP_UNITS_MAX]; /* outputs checked step by step, while still in cache */
-  for (int64_t g0 = begin; g0 < end; g0 += c->lockstep_units) {
-    const int64_t g1 = end - g0 < c->lockstep_units ? end : g0 + c->lockstep_units;
+  const bool refines = la_unit_refines(c, la_unit_seq(c, g0), p->T); /* one sequence (packed), or all alike */
+  for (int64_t i = 0; i < g1 - g0; i++) {
+    kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], false);
+    finite[i] = true;
+  }
+  for (int64_t t0 = 0; t0 < p->T;) {
+    const int64_t t1 = p->T - t0 < c->step_chunk ? p->T : t0 + c->step_chunk;
     for (int64_t i = 0; i < g1 - g0; i++) {
-      kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], false);
-      finite[i] = true;
+      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
+       * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
+       * them in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's);
+       * the last unit's turn prefetches for the first unit's turn of the next round. */
+      la_step_next next = {NULL, 0, 0};
+      if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
+      else if (g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
+      c->kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
+      if (refines && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
     }
-    for (int64_t t0 = 0; t0 < c->p.T;) {
-      const int64_t t1 = c->p.T - t0 < c->step_chunk ? c->p.T : t0 + c->step_chunk;
-      for (int64_t i = 0; i < g1 - g0; i++) {
-        /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
-         * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
-         * them in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's);
-         * the last unit's turn prefetches for the first unit's turn of the next round. */
-        la_step_next next = {NULL, 0, 0};
-        if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
-        else if (g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
-        c->kern->step(&c->p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
-        if (c->refine && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
-      }
-      t0 = t1;
+    t0 = t1;
+  }
+  for (int64_t i = 0; i < g1 - g0; i++) {
+    la_refine_unit(c, p, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
+    la_finish_unit(c, &units[i], g0 + i);
+  }
+}
+
+/* Units [*begin, *end) of a task. Dense: equal counts (every unit has T tokens). Packed: ranges
+ * of about equal cost, a unit costing its sequence's tokens plus one (its state's load and
+ * store); every task computes the same split, so the ranges tile [0, num_units). */
+static void la_task_range(const la_call* c, size_t task, int64_t* begin, int64_t* end) {
+  const int64_t U = c->num_units, n = (int64_t)c->num_tasks, t = (int64_t)task;
+  if (!c->cu || n == 1) {
+    *begin = t * U / n;
+    *end = (t + 1) * U / n;
+    return;
+  }
+  const int64_t per_seq = c->blocks_per_head * c->s.H_kv;
+  const double total = ((double)c->cu[c->s.B] + (double)c->s.B) * (double)per_seq;
+  *begin = *end = U;
+  for (int64_t u = 0; u < U; u++) {
+    const int64_t b = u / per_seq;
+    const double before = ((double)c->cu[b] + (double)b) * (double)per_seq +
+                          (double)(u - b * per_seq) * ((double)la_seq_len(c, b) + 1.0);
+    int64_t owner = (int64_t)(before * (double)n / total);
+    if (owner > n - 1) owner = n - 1;
+    if (owner >= t && *begin == U) *begin = u;
+    if (owner > t) {
+      *end = u;
+      break;
     }
-    for (int64_t i = 0; i < g1 - g0; i++) {
-      la_refine_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
-      la_finish_unit(c, &units[i], g0 + i);
+  }
+}
+
+static void la_task(void* arg, size_t task) {
+  const la_call* c = (const la_call*)arg;
+  int64_t begin, end;
+  la_task_range(c, task, &begin, &end);
+  char* scratch = c->workspace + task * c->task_bytes;
+  if (!c->cu) {
+    if (c->lockstep_units <= 1) {
+      for (int64_t u = begin; u < end; u++) la_run_unit(c, &c->p, u, scratch);
+      return;
     }
+    for (int64_t g0 = begin; g0 < end; g0 += c->lockstep_units)
+      la_run_group(c, &c->p, g0, end - g0 < c->lockstep_units ? end : g0 + c->lockstep_units, scratch);
+    return;
+  }
+  /* packed: a group never spans two sequences (its units share T) */
+  const int64_t per_seq = c->blocks_per_head * c->s.H_kv;
+  la_params p = c->p;
+  for (int64_t g0 = begin; g0 < end;) {
+    const int64_t b = la_unit_seq(c, g0), seq_end = (b + 1) * per_seq;
+    p.T = la_seq_len(c, b);
+    int64_t g1 = g0 + (c->lockstep_units > 1 && p.T >= c->lockstep_min ? c->lockstep_units : 1);
+    if (g1 > end) g1 = end;
+    if (g1 > seq_end) g1 = seq_end;
+    if (g1 - g0 > 1) la_run_group(c, &p, g0, g1, scratch);
+    else la_run_unit(c, &p, g0, scratch);
+    g0 = g1;
   }
 }
 
@@ -505,6 +724,49 @@ linattn_status linattn_linear_attention(linattn_context* context, const linattn_
                                         void* workspace, size_t workspace_size) {
   LINATTN_RETURN_ENTERED(context, la_compute_entered(context, desc, query, key, value, past_state, decay, beta,
                          output, present_state, workspace, workspace_size));
+}
+
+#define LA_PACKED_ARGS_DECL                                                                                      \
+  linattn_context *context, const linattn_linear_attention_desc *desc, const linattn_varlen_batch *batch,          \
+      const linattn_tensor *query, const linattn_tensor *key, const linattn_tensor *value,                          \
+      const linattn_tensor *past_state, const linattn_tensor *decay, const linattn_tensor *beta,                    \
+      const linattn_tensor *output, const linattn_tensor *present_state
+#define LA_PACKED_ARGS context, desc, batch, query, key, value, past_state, decay, beta, output, present_state
+
+static linattn_status la_packed_workspace_size_entered(LA_PACKED_ARGS_DECL, size_t* workspace_size) {
+  if (!workspace_size) return ERR("workspace_size: NULL output pointer");
+  la_call c;
+  linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
+  if (st) return st;
+  const size_t bytes = la_workspace_bytes(&c);
+  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
+  *workspace_size = bytes;
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_varlen_linear_attention_workspace_size(LA_PACKED_ARGS_DECL, size_t* workspace_size) {
+  LINATTN_RETURN_ENTERED(context, la_packed_workspace_size_entered(LA_PACKED_ARGS, workspace_size));
+}
+
+static linattn_status la_packed_entered(LA_PACKED_ARGS_DECL, void* workspace, size_t workspace_size) {
+  la_call c;
+  linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
+  if (st) return st;
+  const size_t need = la_workspace_bytes(&c);
+  if (need == SIZE_MAX) return ERR("workspace size overflows");
+  void* owned;
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0 && c.num_units > 0,
+                                   &c.workspace, &owned)))
+    return st;
+  c.refine_limit = la_refine_limit(&c.p);
+  if (c.p.d_k == 0) la_fill_zero_width_keys(&c); /* the states are empty */
+  else if (c.num_units > 0) linattn_run_parallel(context, la_task, &c, c.num_tasks);
+  linattn_ctx_free(context, owned);
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_varlen_linear_attention(LA_PACKED_ARGS_DECL, void* workspace, size_t workspace_size) {
+  LINATTN_RETURN_ENTERED(context, la_packed_entered(LA_PACKED_ARGS, workspace, workspace_size));
 }
 
 linattn_status linattn_linear_attention_infer_shapes(const linattn_linear_attention_desc* desc,

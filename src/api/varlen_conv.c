@@ -3,6 +3,7 @@
  * on the context's channels-last conv kernels, one (sequence, channel block) unit at a time. */
 #include <string.h>
 
+#include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/tensor_check.h"
 #include "internal.h"
@@ -54,45 +55,6 @@ static linattn_status varlen_check_attrs(const linattn_varlen_conv_desc* d) {
   if (d->state_channels_last != 0 && d->state_channels_last != 1)
     return ERR("desc.state_channels_last: must be 0 or 1, got %d", (int)d->state_channels_last);
   return LINATTN_SUCCESS;
-}
-
-/* cu_seqlens, capture_count, state_indices against the shapes. Reads every entry once. */
-static linattn_status varlen_check_batch(linattn_context* ctx, const linattn_varlen_batch* q, int64_t total,
-                                         int64_t N, int64_t capacity) {
-  const int64_t B = q->batch_size;
-  if (!q->cu_seqlens) return ERR("batch.cu_seqlens: NULL, expected batch_size + 1 = %lld offsets", (long long)B + 1);
-  if (q->cu_seqlens[0] != 0) return ERR("batch.cu_seqlens: cu_seqlens[0] must be 0, got %d", (int)q->cu_seqlens[0]);
-  for (int64_t i = 0; i < B; i++)
-    if (q->cu_seqlens[i + 1] < q->cu_seqlens[i])
-      return ERR("batch.cu_seqlens: must be non-decreasing, cu_seqlens[%lld] = %d < cu_seqlens[%lld] = %d",
-                 (long long)i + 1, (int)q->cu_seqlens[i + 1], (long long)i, (int)q->cu_seqlens[i]);
-  if (q->cu_seqlens[B] != total)
-    return ERR("batch.cu_seqlens: cu_seqlens[batch_size = %lld] = %d must equal total_tokens = input.dims[0] = %lld",
-               (long long)B, (int)q->cu_seqlens[B], (long long)total);
-  if (capacity > 0 && !q->capture_count)
-    return ERR("batch.capture_count: required (batch_size entries) when desc.state_update_capacity = %lld > 0",
-               (long long)capacity);
-  if (capacity == 0 && q->capture_count)
-    return ERR("batch.capture_count: must be NULL when desc.state_update_capacity is 0");
-  if (!q->state_indices) return LINATTN_SUCCESS;
-  if (N == 0 && B > 0) return ERR("batch.state_indices: the state pool (initial_state.dims[0]) is empty");
-  uint8_t* seen = (uint8_t*)linattn_ctx_alloc(ctx, (size_t)(N + 7) / 8);
-  if (!seen) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "batch.state_indices: no memory for the check");
-  memset(seen, 0, (size_t)(N + 7) / 8);
-  linattn_status st = LINATTN_SUCCESS;
-  for (int64_t i = 0; i < B && !st; i++) {
-    const int32_t s = q->state_indices[i];
-    if (s < 0 || s >= N)
-      st = ERR("batch.state_indices: state_indices[%lld] = %d is outside the pool [0, %lld) (initial_state.dims[0])",
-               (long long)i, (int)s, (long long)N);
-    else if (seen[s / 8] & (1u << (s % 8)))
-      st = ERR("batch.state_indices: slot %d appears twice (state_indices[%lld]); slots must be distinct", (int)s,
-               (long long)i);
-    else
-      seen[s / 8] |= (uint8_t)(1u << (s % 8));
-  }
-  linattn_ctx_free(ctx, seen);
-  return st;
 }
 
 static linattn_status varlen_check_tensors(varlen_call* c, const linattn_tensor* input, const linattn_tensor* weight,
@@ -214,8 +176,7 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
                              "Runtime's VarlenCausalConvWithState; CPU kernels reject it",
                              kernel_delta ? "kernel_delta" : "previous_mask");
   if ((st = varlen_check_attrs(d))) return st;
-  if (batch->batch_size < 0 || batch->batch_size > INT32_MAX)
-    return ERR("batch.batch_size: must be in [0, 2^31), got %lld", (long long)batch->batch_size);
+  if ((st = packed_check_batch_size(batch))) return st;
   c->seqs = *batch;
   c->B = batch->batch_size;
   c->capacity = d->state_update_capacity;
@@ -223,7 +184,8 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
   const int64_t dil = d->dilation == 0 ? 1 : d->dilation;
   if ((st = varlen_check_tensors(c, input, weight, bias, initial_state, output, final_state, state_update, dil))) return st;
   if (c->total > INT32_MAX) return ERR("input: total_tokens = %lld exceeds the int32 range of cu_seqlens", (long long)c->total);
-  if ((st = varlen_check_batch(ctx, batch, c->total, c->N, c->capacity))) return st;
+  if ((st = packed_check_batch(ctx, batch, c->total, "input.dims[0]", c->N, "initial_state", c->capacity)))
+    return st;
 
   conv_params* p = &c->base;
   p->dtype = c->x.dtype;
