@@ -112,14 +112,20 @@ class _FastPath:
         self.plans.clear()
         self.last = ((), None)
 
-    def call(self, attrs: tuple, inputs: tuple, o, s, threads, context):
-        """A call with these attributes (exact built-in types: the caller checks) and arrays ->
-        (result, key): result the (output, present_state) when a plan ran the call, else None;
-        key, when result is None, the plan key for remember() after the general path (None when
-        the general path must not leave a plan). o / s: the given output / present_state or None
-        (False: a form of out= the fast path does not take)."""
-        if not _FAST:
-            return None, None
+    def call(self, attrs: tuple, inputs: tuple, out, threads, context):
+        """A call with these attributes (exact built-in types: the caller checks), input arrays and
+        out= -> (result, key): result the (output, present_state) when a plan ran the call, else
+        None; key, when result is None, the plan key for remember() after the general path (None
+        when the general path must not leave a plan)."""
+        if out is None:
+            o = s = None
+        elif type(out) is _ndarray:
+            o = out
+            s = None
+        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
+            o, s = out
+        else:
+            return _NO_PLAN  # not a form the fast path takes
         key = [attrs]
         heads = []
         flags = _IN_FLAGS
@@ -132,12 +138,12 @@ class _FastPath:
                 heads.append(h)
                 key.append((a.shape, a.dtype))
             else:
-                return None, None
+                return _NO_PLAN
         ho = hs = None
         out_flags = _OUT_FLAGS
         if o is not None:
             if type(o) is not _ndarray:
-                return None, None
+                return _NO_PLAN
             ho = _head(_id(o))
             out_flags &= ho.flags
             key.append((o.shape, o.dtype))
@@ -145,14 +151,14 @@ class _FastPath:
             key.append(None)
         if s is not None:
             if type(s) is not _ndarray:
-                return None, None
+                return _NO_PLAN
             hs = _head(_id(s))
             out_flags &= hs.flags
             key.append((s.shape, s.dtype))
         else:
             key.append(None)
         if flags != _IN_FLAGS or out_flags != _OUT_FLAGS:
-            return None, None
+            return _NO_PLAN
         key = tuple(key)
         last_key, plan = self.last
         if key != last_key:  # a decode loop repeats one key: one comparison instead of a hash
@@ -160,7 +166,7 @@ class _FastPath:
             if plan:
                 self.last = (key, plan)
         if plan is False:  # no plan can describe this key
-            return None, None
+            return _NO_PLAN
         if context is None:  # the shared context, unless this call would create it
             ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
         else:
@@ -176,7 +182,7 @@ class _FastPath:
                 s = _empty(*plan.state_spec)
                 hs = _head(_id(s))
         except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
-            return None, None
+            return _NO_PLAN
         heads.append(ho)
         if hs is not None:
             heads.append(hs)
@@ -193,12 +199,12 @@ class _FastPath:
             _lib.check(status)
         return (o, s), None
 
-    def remember(self, key, make_desc, inputs, o, s, result) -> None:
-        """After a general call with fast-path key `key` succeeded (o and s the given output and
-        present_state): a plan for the next calls with that key, or False when no plan can describe
-        its arrays."""
+    def remember(self, key, make_desc, inputs, out, result) -> None:
+        """After a general call with fast-path key `key` succeeded (out: its out=): a plan for the
+        next calls with that key, or False when no plan can describe its arrays."""
         if key is None or key in self.plans:
             return
+        o, s = (None, None) if out is None else (out, None) if type(out) is _ndarray else out
         arrays = (*inputs, result[0], result[1])
         plan = False
         if _plan_arrays_ok(arrays):
@@ -208,20 +214,9 @@ class _FastPath:
         _cache_put(self.plans, key, plan)
 
 
+_NO_PLAN = (None, None)
 _la_fast = _FastPath("linattn_linear_attention")
 _conv_fast = _FastPath("linattn_causal_conv_with_state")
-
-
-def _given_outputs(out):
-    """out= as (output, present_state) for the fast path, each None when not given; output False
-    when out= has a form the fast path leaves to the general path."""
-    if out is None:
-        return None, None
-    if type(out) is _ndarray:
-        return out, None
-    if (type(out) is tuple or type(out) is list) and len(out) == 2:
-        return out[0], out[1]
-    return False, None
 
 
 def _plan_arrays_ok(arrays) -> bool:
@@ -547,15 +542,15 @@ def linear_attention(
                          q_num_heads=q_num_heads, kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale,
                          chunk_size=chunk_size, ort_contrib=ort_contrib, state_dtype=state_dtype, out=out,
                          return_state=return_state, threads=threads, context=context)
-    o, s = _given_outputs(out)
     key_ = None
-    if (type(q_num_heads) is int and type(kv_num_heads) is int and (update_rule is None or type(update_rule) is str)
+    if (_FAST and type(q_num_heads) is int and type(kv_num_heads) is int
+            and (update_rule is None or type(update_rule) is str)
             and (scale is None or type(scale) is float or type(scale) is int)
             and (chunk_size is None or type(chunk_size) is int) and type(ort_contrib) is bool
             and (return_state is True or return_state is False)
             and (state_dtype is None or past_state is not None)):  # else state_dtype decides present's dtype
         result, key_ = _la_fast.call((q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib,
-                                      return_state), (query, key, value, past_state, decay, beta), o, s, threads,
+                                      return_state), (query, key, value, past_state, decay, beta), out, threads,
                                      context)
         if result is not None:
             return result
@@ -565,7 +560,7 @@ def linear_attention(
                                threads=threads, context=context)
     _la_fast.remember(key_, lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
                                                           ort_contrib),
-                      (query, key, value, past_state, decay, beta), o, s, result)
+                      (query, key, value, past_state, decay, beta), out, result)
     return result
 
 
@@ -599,19 +594,18 @@ def causal_conv_with_state(
         return _windowed(_conv_window_call, state_window, input, weight, bias, past_state, activation=activation,
                          dilation=dilation, channels_last=channels_last, out=out, return_state=return_state,
                          threads=threads, context=context)
-    o, s = _given_outputs(out)
     key_ = None
-    if ((activation is None or type(activation) is str) and type(dilation) is int and type(channels_last) is bool
-            and (return_state is True or return_state is False)):
+    if (_FAST and (activation is None or type(activation) is str) and type(dilation) is int
+            and type(channels_last) is bool and (return_state is True or return_state is False)):
         result, key_ = _conv_fast.call((activation, dilation, channels_last, return_state),
-                                       (input, weight, bias, past_state), o, s, threads, context)
+                                       (input, weight, bias, past_state), out, threads, context)
         if result is not None:
             return result
     result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
                                      channels_last=channels_last, out=out, return_state=return_state,
                                      threads=threads, context=context)
     _conv_fast.remember(key_, lambda: causal_conv_desc(activation, dilation, channels_last),
-                        (input, weight, bias, past_state), o, s, result)
+                        (input, weight, bias, past_state), out, result)
     return result
 
 
