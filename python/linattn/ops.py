@@ -56,7 +56,7 @@ _id = id
 _head = _tensor.array_head
 _FAST = _tensor.FIELD_ADDRESS_WORKS
 _IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
-_OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
+_WRITEABLE = _tensor.FLAG_WRITEABLE  # and outputs, written directly
 _TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
 # A plan keeps its descriptors as 64-bit words, slot i's data address at word i * _SLOT_WORDS
 # (the descriptor's first field, which this checks).
@@ -71,14 +71,14 @@ class _Plan:
     slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
-    __slots__ = ("fn", "desc", "template", "used", "address_words", "free", "out_spec", "state_spec")
+    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "out_spec", "state_spec")
 
     def __init__(self, fn, desc, arrays, out_spec, state_spec):
         self.fn = fn
         self.desc = desc
         self.used = tuple(a is not None for a in arrays)
-        # the words of the data addresses of the given arrays, in slot order
-        self.address_words = tuple(i * _SLOT_WORDS for i, a in enumerate(arrays) if a is not None)
+        # (word of the data address, slot) of each given array
+        self.address_slots = tuple((i * _SLOT_WORDS, i) for i, a in enumerate(arrays) if a is not None)
         template = bytearray(_TENSOR_SIZE * len(arrays))
         for i, a in enumerate(arrays):
             if a is not None:
@@ -127,37 +127,23 @@ class _FastPath:
         else:
             return _NO_PLAN  # not a form the fast path takes
         key = [attrs]
-        heads = []
+        heads = []  # per slot: inputs, output, present_state (None where absent)
         flags = _IN_FLAGS
-        for a in inputs:
+        for a in (*inputs, o, s):
             if a is None:
+                h = None
                 key.append(None)
             elif type(a) is _ndarray:
                 h = _head(_id(a))
                 flags &= h.flags
-                heads.append(h)
                 key.append((a.shape, a.dtype))
             else:
                 return _NO_PLAN
-        ho = hs = None
-        out_flags = _OUT_FLAGS
-        if o is not None:
-            if type(o) is not _ndarray:
-                return _NO_PLAN
-            ho = _head(_id(o))
-            out_flags &= ho.flags
-            key.append((o.shape, o.dtype))
-        else:
-            key.append(None)
-        if s is not None:
-            if type(s) is not _ndarray:
-                return _NO_PLAN
-            hs = _head(_id(s))
-            out_flags &= hs.flags
-            key.append((s.shape, s.dtype))
-        else:
-            key.append(None)
-        if flags != _IN_FLAGS or out_flags != _OUT_FLAGS:
+            heads.append(h)
+        ho = heads[-2]
+        hs = heads[-1]
+        if (flags != _IN_FLAGS or (ho is not None and not ho.flags & _WRITEABLE)
+                or (hs is not None and not hs.flags & _WRITEABLE)):
             return _NO_PLAN
         key = tuple(key)
         last_key, plan = self.last
@@ -177,22 +163,19 @@ class _FastPath:
         try:
             if ho is None:
                 o = _empty(*plan.out_spec)
-                ho = _head(_id(o))
+                heads[-2] = _head(_id(o))
             if hs is None and plan.state_spec is not None:
                 s = _empty(*plan.state_spec)
-                hs = _head(_id(s))
+                heads[-1] = _head(_id(s))
         except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
             return _NO_PLAN
-        heads.append(ho)
-        if hs is not None:
-            heads.append(hs)
         try:
             entry = plan.free.pop()
         except IndexError:
             entry = plan.entry()
         words, args = entry
-        for w, h in zip(plan.address_words, heads):
-            words[w] = h.data
+        for w, i in plan.address_slots:
+            words[w] = heads[i].data
         status = plan.fn(handle, *args)
         plan.free.append(entry)
         if status:
