@@ -130,9 +130,8 @@ typedef struct la_kernel {
 
 /* Store policy of a decode step into a separate fp32 present_state (linattn_state_stores):
  * true = non-temporal stores. footprint = past + present bytes of the call. AUTO streams when
- * that exceeds half the last-level cache: measured on Zen 4 (32 MiB L3, 1 thread), ordinary
- * stores win 1.25-1.45x in a warm loop up to a 16 MiB footprint and lose 1.5x at 32 MiB;
- * streaming wins 1.3-1.45x at every size when the state comes from DRAM. */
+ * that exceeds half the last-level cache: below it a warm loop keeps the state cached and
+ * ordinary stores win, above it streaming wins (docs/tuning.md, la_stream_choice). */
 static inline bool la_stream_choice(linattn_state_stores policy, double footprint, size_t llc_bytes) {
   if (policy == LINATTN_STATE_STORES_CACHED) return false;
   if (policy == LINATTN_STATE_STORES_STREAMING) return true;

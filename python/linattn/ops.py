@@ -41,6 +41,8 @@ def _cache_put(cache: dict, key, value) -> None:
 # often with packed native arrays. Such a call's descriptors differ from the previous one's only
 # in the data addresses, so a _Plan, cached per (attributes, shapes, dtypes, which arrays are
 # given) key, keeps them packed in one buffer and a call patches the addresses in and calls C.
+# One _FastPath object per operator holds its plans; both operators share its code, and differ
+# only in the attribute types they accept and the slot order of their arrays.
 # A plan is made only after the general path (_linear_attention, _causal_conv_with_state) has
 # succeeded on a call with that key, so every check of the general path that depends on the key
 # alone is known to pass; the fast path itself checks the rest (exact ndarray types, C-contiguous
@@ -54,16 +56,12 @@ _id = id
 _head = _tensor.array_head
 _FAST = _tensor.FIELD_ADDRESS_WORKS
 _IN_FLAGS = _tensor.FLAG_C_CONTIGUOUS | _tensor.FLAG_ALIGNED  # passed as they are, packed
-_OUT_FLAGS = _IN_FLAGS | _tensor.FLAG_WRITEABLE  # written directly
+_WRITEABLE = _tensor.FLAG_WRITEABLE  # and outputs, written directly
 _TENSOR_SIZE = ctypes.sizeof(_lib.Tensor)
-# A plan keeps its descriptors as 64-bit words, slot i's data address at word i * _SLOT_WORDS; the
-# fast paths write those words as literals (words[0], words[10], ...: a constant costs less than a
-# lookup on a path measured in instructions), which this checks.
+# A plan keeps its descriptors as 64-bit words, slot i's data address at word i * _SLOT_WORDS
+# (the descriptor's first field, which this checks).
 _SLOT_WORDS = _TENSOR_SIZE // 8
-assert _SLOT_WORDS == 10 and _TENSOR_SIZE % 8 == 0 and _lib.Tensor.data.offset == 0
-_la_plans: dict = {}
-_conv_plans: dict = {}
-_la_last = _conv_last = ((), None)  # the key and plan of the last fast call
+assert _TENSOR_SIZE % 8 == 0 and _lib.Tensor.data.offset == 0
 
 
 class _Plan:
@@ -73,12 +71,14 @@ class _Plan:
     slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
-    __slots__ = ("fn", "desc", "template", "used", "free", "out_spec", "state_spec")
+    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "out_spec", "state_spec")
 
     def __init__(self, fn, desc, arrays, out_spec, state_spec):
         self.fn = fn
         self.desc = desc
         self.used = tuple(a is not None for a in arrays)
+        # (word of the data address, slot) of each given array
+        self.address_slots = tuple((i * _SLOT_WORDS, i) for i, a in enumerate(arrays) if a is not None)
         template = bytearray(_TENSOR_SIZE * len(arrays))
         for i, a in enumerate(arrays):
             if a is not None:
@@ -96,19 +96,110 @@ class _Plan:
         return words, (_byref(self.desc), *refs, None, _NO_WORKSPACE)
 
 
-def _remember_plan(plans: dict, key, c_name: str, make_desc, arrays, o, s, result) -> None:
-    """After a general call with fast-path key `key` succeeded (arrays: its inputs in slot order, o
-    and s the given output and present_state): a plan for the next calls with that key, or False
-    when no plan can describe its arrays."""
-    if key in plans:
-        return
-    arrays = (*arrays, result[0], result[1])
-    plan = False
-    if _plan_arrays_ok(arrays):
-        plan = _Plan(_lib.unchecked(c_name), make_desc(), arrays,
-                     None if o is not None else (result[0].shape, result[0].dtype),
-                     None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
-    _cache_put(plans, key, plan)
+class _FastPath:
+    """The per-call fast path of one operator whose C entry point takes (context, descriptor, one
+    tensor per input slot, output, present_state, workspace, size): its plans, keyed by the
+    attributes and the shapes and dtypes of the arrays given, and the last plan used."""
+
+    __slots__ = ("c_name", "plans", "last")
+
+    def __init__(self, c_name: str):
+        self.c_name = c_name
+        self.plans: dict = {}
+        self.last = ((), None)  # the key and plan of the last fast call
+
+    def reset(self) -> None:
+        self.plans.clear()
+        self.last = ((), None)
+
+    def call(self, attrs: tuple, inputs: tuple, out, threads, context):
+        """A call with these attributes (exact built-in types: the caller checks), input arrays and
+        out= -> (result, key): result the (output, present_state) when a plan ran the call, else
+        None; key, when result is None, the plan key for remember() after the general path (None
+        when the general path must not leave a plan)."""
+        if out is None:
+            o = s = None
+        elif type(out) is _ndarray:
+            o = out
+            s = None
+        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
+            o, s = out
+        else:
+            return _NO_PLAN  # not a form the fast path takes
+        key = [attrs]
+        heads = []  # per slot: inputs, output, present_state (None where absent)
+        flags = _IN_FLAGS
+        for a in (*inputs, o, s):
+            if a is None:
+                h = None
+                key.append(None)
+            elif type(a) is _ndarray:
+                h = _head(_id(a))
+                flags &= h.flags
+                key.append((a.shape, a.dtype))
+            else:
+                return _NO_PLAN
+            heads.append(h)
+        ho = heads[-2]
+        hs = heads[-1]
+        if (flags != _IN_FLAGS or (ho is not None and not ho.flags & _WRITEABLE)
+                or (hs is not None and not hs.flags & _WRITEABLE)):
+            return _NO_PLAN
+        key = tuple(key)
+        last_key, plan = self.last
+        if key != last_key:  # a decode loop repeats one key: one comparison instead of a hash
+            plan = self.plans.get(key)
+            if plan:
+                self.last = (key, plan)
+        if plan is False:  # no plan can describe this key
+            return _NO_PLAN
+        if context is None:  # the shared context, unless this call would create it
+            ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
+        else:
+            ctx = context if threads is None else None
+        if plan is None or ctx is None:
+            return None, key
+        handle = ctx.handle
+        try:
+            if ho is None:
+                o = _empty(*plan.out_spec)
+                heads[-2] = _head(_id(o))
+            if hs is None and plan.state_spec is not None:
+                s = _empty(*plan.state_spec)
+                heads[-1] = _head(_id(s))
+        except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
+            return _NO_PLAN
+        try:
+            entry = plan.free.pop()
+        except IndexError:
+            entry = plan.entry()
+        words, args = entry
+        for w, i in plan.address_slots:
+            words[w] = heads[i].data
+        status = plan.fn(handle, *args)
+        plan.free.append(entry)
+        if status:
+            _lib.check(status)
+        return (o, s), None
+
+    def remember(self, key, make_desc, inputs, out, result) -> None:
+        """After a general call with fast-path key `key` succeeded (out: its out=): a plan for the
+        next calls with that key, or False when no plan can describe its arrays."""
+        if key is None or key in self.plans:
+            return
+        o, s = (None, None) if out is None else (out, None) if type(out) is _ndarray else out
+        arrays = (*inputs, result[0], result[1])
+        plan = False
+        if _plan_arrays_ok(arrays):
+            plan = _Plan(_lib.unchecked(self.c_name), make_desc(), arrays,
+                         None if o is not None else (result[0].shape, result[0].dtype),
+                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+        _cache_put(self.plans, key, plan)
+
+
+_NO_PLAN = (None, None)
+_la_fast = _FastPath("linattn_linear_attention")
+_conv_fast = _FastPath("linattn_causal_conv_with_state")
 
 
 def _plan_arrays_ok(arrays) -> bool:
@@ -429,108 +520,30 @@ def linear_attention(
     is the W = 0 state), slots j < W - T are zeros; only slot W - 1 of past_state is read.
     Errors from the library raise LinattnError carrying its message.
     """
-    global _la_last
     if state_window:
         return _windowed(_la_window_call, state_window, query, key, value, past_state, decay, beta,
                          q_num_heads=q_num_heads, kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale,
                          chunk_size=chunk_size, ort_contrib=ort_contrib, state_dtype=state_dtype, out=out,
                          return_state=return_state, threads=threads, context=context)
-    o = s = None  # the given output / present_state
-    if out is not None:
-        if type(out) is _ndarray:
-            o = out
-        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
-            o, s = out
-        else:
-            o = False  # not a form the fast path takes
     key_ = None
-    if (_FAST and type(query) is _ndarray and type(key) is _ndarray and type(value) is _ndarray
-            and (past_state is None or type(past_state) is _ndarray) and (decay is None or type(decay) is _ndarray)
-            and (beta is None or type(beta) is _ndarray) and (o is None or type(o) is _ndarray)
-            and (s is None or type(s) is _ndarray)
-            and type(q_num_heads) is int and type(kv_num_heads) is int
+    if (_FAST and type(q_num_heads) is int and type(kv_num_heads) is int
             and (update_rule is None or type(update_rule) is str)
             and (scale is None or type(scale) is float or type(scale) is int)
             and (chunk_size is None or type(chunk_size) is int) and type(ort_contrib) is bool
             and (return_state is True or return_state is False)
             and (state_dtype is None or past_state is not None)):  # else state_dtype decides present's dtype
-        hq, hk, hv = _head(_id(query)), _head(_id(key)), _head(_id(value))
-        flags = hq.flags & hk.flags & hv.flags
-        hp = hg = hb = ho = hs = None
-        if past_state is not None:
-            hp = _head(_id(past_state))
-            flags &= hp.flags
-        if decay is not None:
-            hg = _head(_id(decay))
-            flags &= hg.flags
-        if beta is not None:
-            hb = _head(_id(beta))
-            flags &= hb.flags
-        out_flags = _OUT_FLAGS
-        if o is not None:
-            ho = _head(_id(o))
-            out_flags &= ho.flags
-        if s is not None:
-            hs = hp if s is past_state else _head(_id(s))  # in place
-            out_flags &= hs.flags
-        if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
-            key_ = (q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib, return_state,
-                    query.shape, key.shape, value.shape, query.dtype, key.dtype, value.dtype,
-                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
-                    None if hg is None else decay.shape, None if hg is None else decay.dtype,
-                    None if hb is None else beta.shape, None if hb is None else beta.dtype,
-                    None if ho is None else o.shape, None if ho is None else o.dtype,
-                    None if hs is None else s.shape, None if hs is None else s.dtype)
-            last_key, plan = _la_last
-            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
-                plan = _la_plans.get(key_)
-                if plan:
-                    _la_last = (key_, plan)
-            if context is None:  # the shared context, unless this call would create it
-                ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
-            else:
-                ctx = context if threads is None else None
-            if plan and ctx is not None:
-                handle = ctx.handle
-                if ho is None:
-                    o = _empty(*plan.out_spec)
-                    ho = _head(_id(o))
-                if hs is None and plan.state_spec is not None:
-                    s = _empty(*plan.state_spec)
-                    hs = _head(_id(s))
-                try:
-                    entry = plan.free.pop()
-                except IndexError:
-                    entry = plan.entry()
-                words, args = entry
-                words[0] = hq.data
-                words[10] = hk.data
-                words[20] = hv.data
-                if hp is not None:
-                    words[30] = hp.data
-                if hg is not None:
-                    words[40] = hg.data
-                if hb is not None:
-                    words[50] = hb.data
-                words[60] = ho.data
-                if hs is not None:
-                    words[70] = hs.data
-                status = plan.fn(handle, *args)
-                plan.free.append(entry)
-                if status:
-                    _lib.check(status)
-                return o, s
-            if plan is False:  # no plan can describe this key
-                key_ = None
+        result, key_ = _la_fast.call((q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib,
+                                      return_state), (query, key, value, past_state, decay, beta), out, threads,
+                                     context)
+        if result is not None:
+            return result
     result = _linear_attention(query, key, value, past_state, decay, beta, q_num_heads=q_num_heads,
                                kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale, chunk_size=chunk_size,
                                ort_contrib=ort_contrib, state_dtype=state_dtype, out=out, return_state=return_state,
                                threads=threads, context=context)
-    if key_ is not None:
-        _remember_plan(_la_plans, key_, "linattn_linear_attention",
-                       lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
-                                                     ort_contrib),
-                       (query, key, value, past_state, decay, beta), o, s, result)
+    _la_fast.remember(key_, lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
+                                                          ort_contrib),
+                      (query, key, value, past_state, decay, beta), out, result)
     return result
 
 
@@ -560,97 +573,22 @@ def causal_conv_with_state(
     [channels_last: (W, B, S, C)]; slot j of present_state is the state after position L - W + j
     (slot W - 1 is the W = 0 state), slots j < W - L are zeros; only slot W - 1 of past_state is read.
     """
-    global _conv_last
     if state_window:
         return _windowed(_conv_window_call, state_window, input, weight, bias, past_state, activation=activation,
                          dilation=dilation, channels_last=channels_last, out=out, return_state=return_state,
                          threads=threads, context=context)
-    o = s = None  # the given output / present_state
-    if out is not None:
-        if type(out) is _ndarray:
-            o = out
-        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
-            o, s = out
-        else:
-            o = False  # not a form the fast path takes
     key_ = None
-    if (_FAST and type(input) is _ndarray and type(weight) is _ndarray
-            and (bias is None or type(bias) is _ndarray) and (past_state is None or type(past_state) is _ndarray)
-            and (o is None or type(o) is _ndarray) and (s is None or type(s) is _ndarray)
-            and (activation is None or type(activation) is str) and type(dilation) is int
+    if (_FAST and (activation is None or type(activation) is str) and type(dilation) is int
             and type(channels_last) is bool and (return_state is True or return_state is False)):
-        hx, hw = _head(_id(input)), _head(_id(weight))
-        flags = hx.flags & hw.flags
-        hb = hp = ho = hs = None
-        if bias is not None:
-            hb = _head(_id(bias))
-            flags &= hb.flags
-        if past_state is not None:
-            hp = _head(_id(past_state))
-            flags &= hp.flags
-        out_flags = _OUT_FLAGS
-        if o is not None:
-            ho = _head(_id(o))
-            out_flags &= ho.flags
-        if s is not None:
-            hs = hp if s is past_state else _head(_id(s))  # in place
-            out_flags &= hs.flags
-        if flags & _IN_FLAGS == _IN_FLAGS and out_flags == _OUT_FLAGS:
-            key_ = (activation, dilation, channels_last, return_state, input.shape, weight.shape, input.dtype,
-                    weight.dtype, None if hb is None else bias.shape, None if hb is None else bias.dtype,
-                    None if hp is None else past_state.shape, None if hp is None else past_state.dtype,
-                    None if ho is None else o.shape, None if ho is None else o.dtype,
-                    None if hs is None else s.shape, None if hs is None else s.dtype)
-            last_key, plan = _conv_last
-            if key_ != last_key:  # a decode loop repeats one key: one comparison instead of a hash
-                plan = _conv_plans.get(key_)
-                if plan:
-                    _conv_last = (key_, plan)
-            if context is None:  # the shared context, unless this call would create it
-                ctx = _shared_contexts.get(0 if threads is None else threads if type(threads) is int else None)
-            else:
-                ctx = context if threads is None else None
-            if plan and ctx is not None:
-                handle = ctx.handle
-                try:
-                    if ho is None:
-                        o = _empty(*plan.out_spec)
-                        ho = _head(_id(o))
-                    if hs is None and plan.state_spec is not None:
-                        s = _empty(*plan.state_spec)
-                        hs = _head(_id(s))
-                except (ValueError, MemoryError, OverflowError):  # the general path's error
-                    return _causal_conv_with_state(input, weight, bias, past_state, activation=activation,
-                                                   dilation=dilation, channels_last=channels_last, out=out,
-                                                   return_state=return_state, threads=threads, context=context)
-                try:
-                    entry = plan.free.pop()
-                except IndexError:
-                    entry = plan.entry()
-                words, args = entry
-                words[0] = hx.data
-                words[10] = hw.data
-                if hb is not None:
-                    words[20] = hb.data
-                if hp is not None:
-                    words[30] = hp.data
-                words[40] = ho.data
-                if hs is not None:
-                    words[50] = hs.data
-                status = plan.fn(handle, *args)
-                plan.free.append(entry)
-                if status:
-                    _lib.check(status)
-                return o, s
-            if plan is False:  # no plan can describe this key
-                key_ = None
+        result, key_ = _conv_fast.call((activation, dilation, channels_last, return_state),
+                                       (input, weight, bias, past_state), out, threads, context)
+        if result is not None:
+            return result
     result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
                                      channels_last=channels_last, out=out, return_state=return_state,
                                      threads=threads, context=context)
-    if key_ is not None:
-        _remember_plan(_conv_plans, key_, "linattn_causal_conv_with_state",
-                       lambda: causal_conv_desc(activation, dilation, channels_last), (input, weight, bias, past_state),
-                       o, s, result)
+    _conv_fast.remember(key_, lambda: causal_conv_desc(activation, dilation, channels_last),
+                        (input, weight, bias, past_state), out, result)
     return result
 
 

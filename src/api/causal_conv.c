@@ -20,11 +20,9 @@ typedef struct conv_call {
 #define CONV_SERIAL_MAX_ELEMS ((int64_t)1 << 16)
 /* Output bytes from which the kernels may stream the output past the caches: above about half
  * a server L3 the output cannot stay cached next to the input anyway, and streaming saves the
- * read for ownership of every output line (measured, AVX-512 fp32 at L = 4096: channels-last
- * 13% faster; 16-bit outputs gained nothing and stream nothing). Channels-first rows stream
- * only from the last-level cache's size up (conv_params.stream_rows; at C = 8192, L = 4096
- * 0.87x the time, but at L = 512, a 16.8 MB output under a 32 MiB L3, 1.2x, as repeated calls
- * find the output cached). */
+ * read for ownership of every output line; 16-bit outputs gained nothing and stream nothing.
+ * Channels-first rows stream only from the last-level cache's size up (conv_params.stream_rows):
+ * below it repeated calls find the output cached (figures: docs/tuning.md, CONV_STREAM_MIN_BYTES). */
 #define CONV_STREAM_MIN_BYTES ((int64_t)16 << 20)
 
 /* Widest channels-last prefill unit: 64 KiB fp32 rows stream well, and a unit's scratch
@@ -141,8 +139,8 @@ static linattn_status conv_plan(const linattn_context* ctx, conv_call* c) {
   if (p->channels_last && L > 1 && c->kern->cl_whole_rows && bc > 0 && bc < C) {
     /* Units as wide as the threads allow (never narrower than block_channels, at most
      * CONV_CL_MAX_UNIT): a unit sweeps its channels row by row, and long rows stream from
-     * memory much faster than 4 KiB pieces of rows 24 KiB apart (measured, AVX-512 fp32
-     * C = 6144, L = 4096, 1 thread: whole rows about 15% faster than 1024-channel units).
+     * memory much faster than 4 KiB pieces of rows 24 KiB apart (docs/tuning.md,
+     * CONV_CL_MAX_UNIT).
      * threads / gcd(B, threads) units per batch make the unit count a multiple of the thread
      * count, so every thread gets the same share. */
     const int64_t threads = ctx->num_threads > 0 ? ctx->num_threads : 1;

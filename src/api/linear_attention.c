@@ -591,7 +591,7 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
     for (int64_t i = 0; i < g1 - g0; i++) {
       /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
        * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
-       * them in L2 (measured +6% at H = 16, T = 4096; per-key decay rows are as long as k's);
+       * them in L2 (docs/tuning.md, next-unit prefetch; per-key decay rows are as long as k's);
        * the last unit's turn prefetches for the first unit's turn of the next round. */
       la_step_next next = {NULL, 0, 0};
       if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};

@@ -98,8 +98,8 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
   const __m256 bias = _mm256_set1_ps(has_bias ? linattn_load_f32(p->bias, c, dt) : 0.0f);
   /* The first vector ends where the output's vectors are aligned (as in conv_avx512.c), so no
    * store splits a line. No stream (conv_avx512.c streams fp32 rows above the LLC size): this
-   * family is bound by arithmetic there, and streaming measured 1.05x the time (C = 6144,
-   * L = 4096). */
+   * family is bound by arithmetic there, and streaming did not pay (docs/tuning.md, AVX2
+   * channels-first prefill). */
   const int64_t lead = conv_lead_to_boundary(yrow, es, 8u * es);
   int64_t t0 = 0;
   for (int64_t w; t0 < L && t0 < S; t0 += w) { /* head: taps may read past_state; gather lane by lane */
@@ -124,7 +124,7 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     const __m256 w2 = _mm256_set1_ps(wf[2]), w3 = _mm256_set1_ps(wf[3]);
     const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
     /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap
-     * (CF_BATCH of conv_avx512.c; measured at C = 6144, L = 4096: fp32 3-6%, fp16 5-10% faster) */
+     * (CF_BATCH of conv_avx512.c; docs/tuning.md, CF_BATCH) */
     for (; t0 + 8 * CF_BATCH <= L; t0 += 8 * CF_BATCH) {
       __m256 u[CF_BATCH];
       for (int i = 0; i < CF_BATCH; ++i) {
@@ -164,9 +164,87 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
   conv_cf_write_present(p, b, c);
 }
 
-/* Decode across channels: packed (B, C, 1) input/output, packed (B, C, S) state, S <= tile. */
-AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
-                              dtype_t dt, linattn_activation act) {
+/* K = 4, dilation 1 with a past state: whole 8-channel groups without gathers (the scheme
+ * of decode_k4 in conv_avx512.c): the weights and bias read in place (16-bit T converted
+ * per group) and transposed in registers, taps taken from the state's three registers by
+ * permutes and blends, the present by shifts and blends of the raw state; same bits.
+ * Channels [0, nfast) of the block at c0, nfast a multiple of 8. */
+
+/* The group's present: new flat f = old f + 1, except f = 3c + 2 <- x[c]; sv the group's 24 past
+ * values (S2 its third register as fp32), xv its 8 inputs, X those as fp32. Called after the
+ * group's reads, so in-place safe. */
+AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, __m256 X, size_t es) {
+  if (es == 4) {
+    /* present lanes taking x: flat 3c + 2 -> N0 lanes 2, 5 (x 0, 1); N1 lanes 0, 3, 6 (x 2-4); N2 lanes 1, 4, 7 (x 5-7) */
+    const __m256i xs0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
+    const __m256i xs1 = _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0);
+    const __m256i xs2 = _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7);
+    const __m256i up1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+    const float* sf = (const float*)sv;
+    const __m256 N0 = _mm256_blend_ps(_mm256_loadu_ps(sf + 1), _mm256_permutevar8x32_ps(X, xs0), 0x24);
+    const __m256 N1 = _mm256_blend_ps(_mm256_loadu_ps(sf + 9), _mm256_permutevar8x32_ps(X, xs1), 0x49);
+    const __m256 N2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(S2, up1), _mm256_permutevar8x32_ps(X, xs2), 0x92);
+    _mm256_storeu_ps((float*)pv, N0);
+    _mm256_storeu_ps((float*)pv + 8, N1);
+    _mm256_storeu_ps((float*)pv + 16, N2);
+  } else { /* raw 16-bit values: shifted by one element across the three 8-value chunks */
+    /* 16-bit present: x[c] of the group's raw x lands in flat 3c + 2 (the same lanes) */
+    const __m128i xh0 = _mm_setr_epi8(0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0);
+    const __m128i xh1 = _mm_setr_epi8(4, 5, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 8, 9, 0, 0);
+    const __m128i xh2 = _mm_setr_epi8(0, 0, 10, 11, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 14, 15);
+    const __m128i Q0 = _mm_loadu_si128((const __m128i*)sv), Q1 = _mm_loadu_si128((const __m128i*)(sv + 16));
+    const __m128i Q2 = _mm_loadu_si128((const __m128i*)(sv + 32));
+    const __m128i XR = _mm_loadu_si128((const __m128i*)xv);
+    const __m128i N0 = _mm_blend_epi16(_mm_alignr_epi8(Q1, Q0, 2), _mm_shuffle_epi8(XR, xh0), 0x24);
+    const __m128i N1 = _mm_blend_epi16(_mm_alignr_epi8(Q2, Q1, 2), _mm_shuffle_epi8(XR, xh1), 0x49);
+    const __m128i N2 = _mm_blend_epi16(_mm_srli_si128(Q2, 2), _mm_shuffle_epi8(XR, xh2), 0x92);
+    _mm_storeu_si128((__m128i*)pv, N0);
+    _mm_storeu_si128((__m128i*)(pv + 16), N1);
+    _mm_storeu_si128((__m128i*)(pv + 32), N2);
+  }
+}
+
+AI void decode_k4_groups(const conv_params* p, int64_t b, int64_t c0, int64_t nfast, dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
+  char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
+  const char* past = conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es);
+  const char* wk = conv_at(p->w, c0 * 4, es);
+  const char* bk = p->bias ? conv_at(p->bias, c0, es) : NULL;
+  char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
+  /* tap q of channel c is flat 3c + q of the group's 24 values: register (3c + q) / 8, lane (3c + q) % 8 */
+  const __m256i sq0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
+  const __m256i sq1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
+  const __m256i sq2 = _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
+  for (int64_t v = 0; v < nfast; v += 8) {
+    __m256 w0, w1, w2, w3;
+    weights8x4_tap_major(wk + 4 * v * (int64_t)es, dt, &w0, &w1, &w2, &w3);
+    const char* sv = past + 3 * v * (int64_t)es;
+    const __m256 S0 = load8(sv, dt), S1 = load8(sv + 8 * es, dt), S2 = load8(sv + 16 * es, dt);
+    /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
+    const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
+                                        _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
+    /* q = 1: flats 1 4 7 | 10 13 | 16 19 22 -> S0 0-2, S1 3-4, S2 5-7 */
+    const __m256 tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq1), _mm256_permutevar8x32_ps(S1, sq1), 0x18),
+                                        _mm256_permutevar8x32_ps(S2, sq1), 0xe0);
+    /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
+    const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
+                                        _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
+    const __m256 X = load8(x + v * (int64_t)es, dt);
+    __m256 acc = _mm256_fmadd_ps(w0, tap0, _mm256_setzero_ps());
+    acc = _mm256_fmadd_ps(w1, tap1, acc);
+    acc = _mm256_fmadd_ps(w2, tap2, acc);
+    acc = _mm256_fmadd_ps(w3, X, acc);
+    if (bk) acc = add_bias8(acc, load8(bk + v * (int64_t)es, dt), dt);
+    if (pres) decode_k4_present8(pres + 3 * v * (int64_t)es, sv, x + v * (int64_t)es, S2, X, es);
+    finish_store8(y + v * (int64_t)es, 8, acc, dt, act);
+  }
+}
+
+/* Any K and dilation: channels [v0, nc) of the block at c0, gathering taps from fp32 copies of the
+ * weights (s->wc), bias (s->bias) and, for 16-bit states, of each group's state (s->tile). */
+AI void decode_gather(const conv_params* p, int64_t b, int64_t c0, int64_t nc, int64_t v0, const conv_scratch_layout* s,
+                      dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   const int64_t K = p->K, d = p->dilation, S = p->S;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
@@ -175,81 +253,12 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i widx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)K));
   const __m256i sidx = _mm256_mullo_epi32(lane, _mm256_set1_epi32((int)S));
-  /* K = 4, dilation 1 with a past state: whole 8-channel groups without gathers (the scheme
-   * of decode_k4 in conv_avx512.c): the weights and bias read in place (16-bit T converted
-   * per group) and transposed in registers, taps taken from the state's three registers by
-   * permutes and blends, the present by shifts and blends of the raw state; same bits */
-  const bool k4 = K == 4 && d == 1 && past != NULL;
-  const int64_t nfast = k4 ? (nc & ~(int64_t)7) : 0;
-  if (k4) {
-    const char* wk = conv_at(p->w, c0 * 4, es);
-    const char* bk = p->bias ? conv_at(p->bias, c0, es) : NULL;
-    char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
-    /* tap q of channel c is flat 3c + q of the group's 24 values: register (3c + q) / 8, lane (3c + q) % 8 */
-    const __m256i sq0 = _mm256_setr_epi32(0, 3, 6, 1, 4, 7, 2, 5);
-    const __m256i sq1 = _mm256_setr_epi32(1, 4, 7, 2, 5, 0, 3, 6);
-    const __m256i sq2 = _mm256_setr_epi32(2, 5, 0, 3, 6, 1, 4, 7);
-    /* present lanes taking x: flat 3c + 2 -> N0 lanes 2, 5 (x 0, 1); N1 lanes 0, 3, 6 (x 2-4); N2 lanes 1, 4, 7 (x 5-7) */
-    const __m256i xs0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
-    const __m256i xs1 = _mm256_setr_epi32(2, 0, 0, 3, 0, 0, 4, 0);
-    const __m256i xs2 = _mm256_setr_epi32(0, 5, 0, 0, 6, 0, 0, 7);
-    const __m256i up1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
-    /* 16-bit present: x[c] of the group's raw x lands in flat 3c + 2 (the same lanes) */
-    const __m128i xh0 = _mm_setr_epi8(0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0);
-    const __m128i xh1 = _mm_setr_epi8(4, 5, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 8, 9, 0, 0);
-    const __m128i xh2 = _mm_setr_epi8(0, 0, 10, 11, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 14, 15);
-    for (int64_t v = 0; v < nfast; v += 8) {
-      __m256 w0, w1, w2, w3;
-      weights8x4_tap_major(wk + 4 * v * (int64_t)es, dt, &w0, &w1, &w2, &w3);
-      const char* sv = past + 3 * v * (int64_t)es;
-      const __m256 S0 = load8(sv, dt), S1 = load8(sv + 8 * es, dt), S2 = load8(sv + 16 * es, dt);
-      /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
-      const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
-                                          _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
-      /* q = 1: flats 1 4 7 | 10 13 | 16 19 22 -> S0 0-2, S1 3-4, S2 5-7 */
-      const __m256 tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq1), _mm256_permutevar8x32_ps(S1, sq1), 0x18),
-                                          _mm256_permutevar8x32_ps(S2, sq1), 0xe0);
-      /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
-      const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
-                                          _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
-      const __m256 X = load8(x + v * (int64_t)es, dt);
-      __m256 acc = _mm256_fmadd_ps(w0, tap0, _mm256_setzero_ps());
-      acc = _mm256_fmadd_ps(w1, tap1, acc);
-      acc = _mm256_fmadd_ps(w2, tap2, acc);
-      acc = _mm256_fmadd_ps(w3, X, acc);
-      if (bk) acc = add_bias8(acc, load8(bk + v * (int64_t)es, dt), dt);
-      /* new flat f = old f + 1, except f = 3c + 2 <- x[c]; after this group's reads (in-place safe) */
-      if (pres && es == 4) {
-        const float* sf = (const float*)sv;
-        const __m256 N0 = _mm256_blend_ps(_mm256_loadu_ps(sf + 1), _mm256_permutevar8x32_ps(X, xs0), 0x24);
-        const __m256 N1 = _mm256_blend_ps(_mm256_loadu_ps(sf + 9), _mm256_permutevar8x32_ps(X, xs1), 0x49);
-        const __m256 N2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(S2, up1), _mm256_permutevar8x32_ps(X, xs2), 0x92);
-        float* pv = (float*)pres + 3 * v;
-        _mm256_storeu_ps(pv, N0);
-        _mm256_storeu_ps(pv + 8, N1);
-        _mm256_storeu_ps(pv + 16, N2);
-      } else if (pres) { /* raw 16-bit values: shifted by one element across the three 8-value chunks */
-        const __m128i Q0 = _mm_loadu_si128((const __m128i*)sv), Q1 = _mm_loadu_si128((const __m128i*)(sv + 16));
-        const __m128i Q2 = _mm_loadu_si128((const __m128i*)(sv + 32));
-        const __m128i XR = _mm_loadu_si128((const __m128i*)(x + v * 2));
-        const __m128i N0 = _mm_blend_epi16(_mm_alignr_epi8(Q1, Q0, 2), _mm_shuffle_epi8(XR, xh0), 0x24);
-        const __m128i N1 = _mm_blend_epi16(_mm_alignr_epi8(Q2, Q1, 2), _mm_shuffle_epi8(XR, xh1), 0x49);
-        const __m128i N2 = _mm_blend_epi16(_mm_srli_si128(Q2, 2), _mm_shuffle_epi8(XR, xh2), 0x92);
-        char* pv = pres + 3 * v * 2;
-        _mm_storeu_si128((__m128i*)pv, N0);
-        _mm_storeu_si128((__m128i*)(pv + 16), N1);
-        _mm_storeu_si128((__m128i*)(pv + 32), N2);
-      }
-      finish_store8(y + v * (int64_t)es, 8, acc, dt, act);
-    }
-  }
-  /* the rest (all channels unless the K = 4 path ran) gathers from fp32 copies */
-  const float* wrest = nfast < nc ? weights_f32(p, c0 + nfast, nc - nfast, s->wc) : NULL; /* from channel nfast */
-  if (nfast < nc) bias_f32(p, c0 + nfast, nc - nfast, s->bias + nfast);
-  for (int64_t v = nfast; v < nc; v += 8) {
+  const float* wrest = weights_f32(p, c0 + v0, nc - v0, s->wc); /* from channel v0 */
+  bias_f32(p, c0 + v0, nc - v0, s->bias + v0);
+  for (int64_t v = v0; v < nc; v += 8) {
     const int64_t n = nc - v < 8 ? nc - v : 8;
     const __m256 m = _mm256_castsi256_ps(lanes8(n));
-    const float* wv = wrest + (v - nfast) * K;
+    const float* wv = wrest + (v - v0) * K;
     const float* pv = NULL;
     if (past && S > 0) {
       if (dt == LINATTN_DTYPE_F32) {
@@ -273,14 +282,15 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
     if (p->bias) acc = add_bias8(acc, _mm256_loadu_ps(s->bias + v), dt);
     finish_store8(y + v * (int64_t)es, n, acc, dt, act);
   }
-  if (!p->present || S == 0) return;
-  char* pres = (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es;
-  if (nfast == nc) return; /* written group by group above */
-  /* the channels from nfast on (all of them unless the fast path ran) */
-  pres += nfast * S * (int64_t)es;
-  if (past) past += nfast * S * (int64_t)es;
-  x += nfast * (int64_t)es;
-  const int64_t nr = nc - nfast;
+}
+
+/* The present of channels [v0, nc) of the block at c0: the state shifted by one, x last. */
+AI void decode_present_rest(const conv_params* p, int64_t b, int64_t c0, int64_t nc, int64_t v0, size_t es) {
+  const int64_t S = p->S;
+  char* pres = (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es + v0 * S * (int64_t)es;
+  const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) + v0 * S * (int64_t)es : NULL;
+  const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es) + v0 * (int64_t)es;
+  const int64_t nr = nc - v0;
   const size_t ne = (size_t)(nr * S);
   if (past)
     memmove(pres, past + es, (ne - 1) * es);
@@ -293,10 +303,22 @@ AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64
   }
 }
 
+/* Decode across channels: packed (B, C, 1) input/output, packed (B, C, S) state, S <= tile.
+ * Whole 8-channel groups of the K = 4 case first, then the rest (all channels otherwise). */
+AI void channels_first_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                              dtype_t dt, linattn_activation act) {
+  const bool k4 = p->K == 4 && p->dilation == 1 && p->past != NULL;
+  const int64_t nfast = k4 ? (nc & ~(int64_t)7) : 0;
+  if (k4) decode_k4_groups(p, b, c0, nfast, dt, act);
+  if (nfast == nc) return; /* present written group by group */
+  decode_gather(p, b, c0, nc, nfast, s, dt, act);
+  if (p->present && p->S > 0) decode_present_rest(p, b, c0, nc, nfast, conv_esize(dt));
+}
+
 /* ------------------------------------------------------------------ channels-last */
 
 /* Time steps per column tile of channels_last_k4: 4 keeps weights, bias, history and
- * accumulators near the 16 ymm registers (measured at C = 6144, L = 4096: 8 steps 8-15% slower). */
+ * accumulators within the 16 ymm registers, which 8 steps spill (docs/tuning.md, CL_ROWS). */
 #define CL_ROWS 4
 
 /* fp32 result of a full 8-lane group, activation applied, streamed to an aligned dst
@@ -361,8 +383,8 @@ AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, con
  * lanes (tiles of time steps swept over the unit's channels, whole rows from the driver, in
  * 8-channel columns; weights and the three previous inputs in registers; a column's outputs
  * finished together). fp32 outputs larger than the caches (conv_params.stream_output) leave
- * with non-temporal stores when the rows keep the columns 32-byte aligned (measured at
- * C = 6144, L = 4096: 3% faster); the first column takes the channels up to that boundary. */
+ * with non-temporal stores when the rows keep the columns 32-byte aligned (docs/tuning.md, AVX2
+ * channels_last_k4); the first column takes the channels up to that boundary. */
 AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
                          dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);

@@ -94,8 +94,8 @@ static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) 
 
 /* Non-temporal stores for a streamed output (conv_params.stream_output; channels-first rows
  * also need stream_rows), in fp32 only, where a 16-lane vector is a whole cache line. 16-bit
- * vectors are half lines, and streaming them was slower in both layouts (channels-first
- * +10-20%, channels-last +12%). */
+ * vectors are half lines, and streaming them was slower in both layouts (docs/tuning.md,
+ * stream_full_lines). */
 AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
 /* ------------------------------------------------------------------ channels-first */
@@ -142,8 +142,8 @@ AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const flo
     const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
     const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
     __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
-    /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap
-     * (16-bit T is bound by that arithmetic: measured 15% faster at L = 4096, fp32 4%) */
+    /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap,
+     * which 16-bit T, bound by that arithmetic, gains most from (docs/tuning.md, CF_BATCH) */
     for (; t0 + 16 * CF_BATCH <= L; t0 += 16 * CF_BATCH) {
       __m512 u[CF_BATCH];
       for (int i = 0; i < CF_BATCH; ++i) {
@@ -322,15 +322,140 @@ AI void storef_n(void* p, __m512 v, int64_t n) {
   if (n >= 16) _mm512_storeu_ps(p, v); else _mm512_mask_storeu_ps(p, lanes16(n), v);
 }
 
-/* Groups whose SiLU and store decode_k4 defers (measured on Zen 4, C = 6144: 1 -> 16 groups
- * cuts the f32 decode by about a third; 8 gets most of it). */
+/* Groups whose SiLU and store decode_k4 defers, so that their long dependency chains overlap
+ * (docs/tuning.md, DECODE_DEFER). */
 #define DECODE_DEFER 16
 
 /* Decode for K = 4, dilation 1 (S = 3), the common case, with every table a constant:
  * weights: 16 channels x 4 taps = W0..W3, tap j of channel c at flat 4c + j;
  * state (channels-first): 16 x 3 = P0..P2, entry s of channel c at flat 3c + s;
  * present (channels-first): new flat f = old flat f + 1, except f = 3c + 2 which takes x[c].
- * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy. */
+ * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy.
+ * The steps below are one loop body split by what they move; all inline into decode_k4_range. */
+
+/* Step 1: the caller's (C, 4) weights of a 16-channel group, converted in registers (no scratch,
+ * no allocation) and transposed to tap-major in two rounds of two-source permutes: A/B hold
+ * channels 0-7, Cw/D channels 8-15, (tap 0 | tap 1) and (tap 2 | tap 3). */
+AI void decode_k4_weights(const char* wv, int64_t nv, dtype_t dt, __m512 wj[4]) {
+  const size_t es = conv_esize(dt);
+  const __m512i tp_even = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+  const __m512i tp_odd = _mm512_add_epi32(tp_even, _mm512_set1_epi32(2));
+  const __m512i tp_lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+  const __m512i tp_hi = _mm512_add_epi32(tp_lo, _mm512_set1_epi32(8));
+  const __m512 W0 = load16_m(wv, lanes16(4 * nv), dt), W1 = load16_m(wv + 16 * (int64_t)es, lanes16(4 * nv - 16), dt);
+  const __m512 W2 = load16_m(wv + 32 * (int64_t)es, lanes16(4 * nv - 32), dt);
+  const __m512 W3 = load16_m(wv + 48 * (int64_t)es, lanes16(4 * nv - 48), dt);
+  const __m512 A = _mm512_permutex2var_ps(W0, tp_even, W1), B = _mm512_permutex2var_ps(W0, tp_odd, W1);
+  const __m512 Cw = _mm512_permutex2var_ps(W2, tp_even, W3), D = _mm512_permutex2var_ps(W2, tp_odd, W3);
+  wj[0] = _mm512_permutex2var_ps(A, tp_lo, Cw);
+  wj[1] = _mm512_permutex2var_ps(A, tp_hi, Cw);
+  wj[2] = _mm512_permutex2var_ps(B, tp_lo, D);
+  wj[3] = _mm512_permutex2var_ps(B, tp_hi, D);
+}
+
+/* The 16-bit lane masks of a channels-first state group's 3 * nv entries, in two 32-lane halves. */
+AI __mmask32 decode_k4_state_mask16(int64_t nv, int half) {
+  if (half == 0) return 3 * nv >= 32 ? 0xffffffffu : (__mmask32)((1u << (3 * nv)) - 1u);
+  return 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
+}
+
+/* Step 2, channels-first: the group's 3 * nv state entries as fp32 (P[0..2], flat 16r + e) and,
+ * for 16-bit states, raw (Q[0..1], flat 32r + e, kept for the bit-exact present); then the three
+ * taps gathered from P. A missing past leaves P and Q as they are (zero). */
+AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], __m512i Q[2], __m512 tap[3]) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
+  if (sv && conv_esize(dt) == 4) {
+    P[0] = loadf_n(sv, 3 * nv);
+    P[1] = loadf_n(sv + 64, 3 * nv - 16);
+    P[2] = loadf_n(sv + 128, 3 * nv - 32);
+  } else if (sv) {
+    Q[0] = _mm512_maskz_loadu_epi16(decode_k4_state_mask16(nv, 0), sv);
+    Q[1] = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16((__mmask16)decode_k4_state_mask16(nv, 1), sv + 64));
+    if (dt == LINATTN_DTYPE_F16) {
+      P[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(Q[0]));
+      P[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(Q[0], 1));
+      P[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(Q[1]));
+    } else {
+      P[0] = bf16_widen(_mm512_castsi512_si256(Q[0]));
+      P[1] = bf16_widen(_mm512_extracti64x4_epi64(Q[0], 1));
+      P[2] = bf16_widen(_mm512_castsi512_si256(Q[1]));
+    }
+  }
+  for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2, merged into the P0/P1 permute */
+    const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
+    const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
+    tap[q] = _mm512_mask_permutex2var_ps(_mm512_permutex2var_ps(P[0], idx, P[1]), hi,
+                                         _mm512_or_si512(idx, _mm512_set1_epi32(16)), P[2]);
+  }
+}
+
+/* Step 3, channels-last: present rows 0 <- 1, 1 <- 2, 2 <- x, moved raw. */
+AI void decode_k4_present_cl(char* pv, const char* sv, const char* xv, int64_t rs, int64_t nv, __mmask16 m, size_t es) {
+  if (es == 4) { /* full-width unless the group is partial (see loadf_n) */
+    const __m512 r1 = sv ? loadf_n(sv + rs, nv) : _mm512_setzero_ps();
+    const __m512 r2 = sv ? loadf_n(sv + 2 * rs, nv) : _mm512_setzero_ps();
+    const __m512 rx = loadf_n(xv, nv);
+    storef_n(pv, r1, nv);
+    storef_n(pv + rs, r2, nv);
+    storef_n(pv + 2 * rs, rx, nv);
+  } else if (nv == 16) {
+    const __m256i r1 = sv ? _mm256_loadu_si256((const __m256i*)(sv + rs)) : _mm256_setzero_si256();
+    const __m256i r2 = sv ? _mm256_loadu_si256((const __m256i*)(sv + 2 * rs)) : _mm256_setzero_si256();
+    const __m256i rx = _mm256_loadu_si256((const __m256i*)xv);
+    _mm256_storeu_si256((__m256i*)pv, r1);
+    _mm256_storeu_si256((__m256i*)(pv + rs), r2);
+    _mm256_storeu_si256((__m256i*)(pv + 2 * rs), rx);
+  } else {
+    const __m256i r1 = sv ? _mm256_maskz_loadu_epi16(m, sv + rs) : _mm256_setzero_si256();
+    const __m256i r2 = sv ? _mm256_maskz_loadu_epi16(m, sv + 2 * rs) : _mm256_setzero_si256();
+    const __m256i rx = _mm256_maskz_loadu_epi16(m, xv);
+    _mm256_mask_storeu_epi16(pv, m, r1);
+    _mm256_mask_storeu_epi16(pv + rs, m, r2);
+    _mm256_mask_storeu_epi16(pv + 2 * rs, m, rx);
+  }
+}
+
+/* Step 3, channels-first fp32: each entry moves one flat slot down, x lands where flat % 3 == 2.
+ * Output register r, lane e -> flat 16r + e. */
+AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int64_t nv) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
+  const __m512i xsel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4);
+  const __m512i xsel1 = _mm512_setr_epi32(5, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10);
+  const __m512i xsel2 = _mm512_setr_epi32(10, 10, 11, 11, 11, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15);
+  const __mmask16 xm0 = 0x4924, xm1 = 0x2492, xm2 = 0x9249; /* flat % 3 == 2 */
+  const __m512 X = loadf_n(xv, nv);
+  const __m512 Z = _mm512_setzero_ps();
+  const __m512 N0 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P[0], inc, P[1]), xm0, xsel0, X);
+  const __m512 N1 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P[1], inc, P[2]), xm1, xsel1, X);
+  const __m512 N2 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P[2], inc, Z), xm2, xsel2, X);
+  storef_n(pv, N0, 3 * nv);
+  storef_n(pv + 64, N1, 3 * nv - 16);
+  storef_n(pv + 128, N2, 3 * nv - 32);
+}
+
+/* Step 3, channels-first 16-bit: the same move on the raw lanes; output lane e of register r
+ * holds flat 32r + e, x index (32r + e) / 3. */
+AI void decode_k4_present_cf16(char* pv, const char* xv, const __m512i Q[2], int64_t nv, __mmask16 m) {
+  const __m512i lane16 = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  const __m512i inc16 = _mm512_add_epi16(lane16, _mm512_set1_epi16(1));
+  const __m512i xsel16_0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
+                                            1, 1, 1, 0, 0, 0);
+  const __m512i xsel16_1 = _mm512_set_epi16(21, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 17, 16, 16, 16, 15, 15, 15,
+                                            14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
+  const __mmask32 xm16_0 = 0x24924924u, xm16_1 = 0x49249249u;
+  const __m512i X = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(m, xv));
+  const __m512i N0 = _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q[0], inc16, Q[1]), xm16_0, xsel16_0, X);
+  const __m512i N1 =
+      _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q[1], inc16, _mm512_setzero_si512()), xm16_1, xsel16_1, X);
+  _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), N0);
+  /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
+   * read next and would wait for this store to complete */
+  _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1), _mm512_castsi512_si256(N1));
+}
+
 AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
                         int64_t vbeg, int64_t vend, bool full, __m512* pend, int64_t* pend_v, int* npend_io) {
   const size_t es = conv_esize(dt);
@@ -339,80 +464,25 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
   char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
   const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
   char* pres = p->present ? (char*)p->present + (b * p->s_sb + c0 * p->s_sc) * (int64_t)es : NULL;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
-  /* weight transpose tables: flat 4c + j of a register pair; then halves of two registers */
-  const __m512i tp_even = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
-  const __m512i tp_odd = _mm512_add_epi32(tp_even, _mm512_set1_epi32(2));
-  const __m512i tp_lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-  const __m512i tp_hi = _mm512_add_epi32(tp_lo, _mm512_set1_epi32(8));
   const char* wbase = conv_at(p->w, c0 * 4, es);
   const char* bbase = has_bias ? conv_at(p->bias, c0, es) : NULL;
   int npend = *npend_io;
-  const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
-  /* present insert tables: output register r, lane e -> flat 16r + e; x lanes where flat % 3 == 2 */
-  const __m512i xsel0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4);
-  const __m512i xsel1 = _mm512_setr_epi32(5, 5, 5, 6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10);
-  const __m512i xsel2 = _mm512_setr_epi32(10, 10, 11, 11, 11, 12, 12, 12, 13, 13, 13, 14, 14, 14, 15, 15);
-  const __mmask16 xm0 = 0x4924, xm1 = 0x2492, xm2 = 0x9249; /* flat % 3 == 2 */
-  const __m512i lane16 = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
-                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512i inc16 = _mm512_add_epi16(lane16, _mm512_set1_epi16(1));
-  /* 16-bit: output lane e of register r holds flat 32r + e; x index (32r + e) / 3 */
-  const __m512i xsel16_0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
-                                            1, 1, 1, 0, 0, 0);
-  const __m512i xsel16_1 = _mm512_set_epi16(21, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 17, 16, 16, 16, 15, 15, 15,
-                                            14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
-  const __mmask32 xm16_0 = 0x24924924u, xm16_1 = 0x49249249u;
   for (int64_t v = vbeg; v < vend; v += 16) {
     const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16; /* full: every mask a constant */
     const __mmask16 m = lanes16(nv);
-    /* the caller's (C, 4) weights, converted in registers: no scratch, no allocation */
-    const char* wv = wbase + 4 * v * (int64_t)es;
-    const __m512 W0 = load16_m(wv, lanes16(4 * nv), dt), W1 = load16_m(wv + 16 * (int64_t)es, lanes16(4 * nv - 16), dt);
-    const __m512 W2 = load16_m(wv + 32 * (int64_t)es, lanes16(4 * nv - 32), dt);
-    const __m512 W3 = load16_m(wv + 48 * (int64_t)es, lanes16(4 * nv - 48), dt);
-    /* transpose to tap-major in two rounds of two-source permutes: A/B hold channels 0-7,
-     * Cw/D channels 8-15, (tap 0 | tap 1) and (tap 2 | tap 3) */
-    const __m512 A = _mm512_permutex2var_ps(W0, tp_even, W1), B = _mm512_permutex2var_ps(W0, tp_odd, W1);
-    const __m512 Cw = _mm512_permutex2var_ps(W2, tp_even, W3), D = _mm512_permutex2var_ps(W2, tp_odd, W3);
-    const __m512 wj[4] = {_mm512_permutex2var_ps(A, tp_lo, Cw), _mm512_permutex2var_ps(A, tp_hi, Cw),
-                          _mm512_permutex2var_ps(B, tp_lo, D), _mm512_permutex2var_ps(B, tp_hi, D)};
-    __m512 tap[3];
-    __m512i Q0 = _mm512_setzero_si512(), Q1 = _mm512_setzero_si512(); /* raw state, 16-bit */
-    __m512 P0 = _mm512_setzero_ps(), P1 = P0, P2 = P0;               /* state as fp32 */
+    const char* xv = x + v * (int64_t)es;
+    __m512 wj[4], tap[3];
+    __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; /* state as fp32 */
+    __m512i Q[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};             /* raw state, 16-bit */
+    decode_k4_weights(wbase + 4 * v * (int64_t)es, nv, dt, wj);
     const char* sv = past ? past + (cl ? v : 3 * v) * (int64_t)es : NULL;
     if (cl) {
       for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_m(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
     } else {
-      if (sv && es == 4) {
-        P0 = loadf_n(sv, 3 * nv);
-        P1 = loadf_n(sv + 64, 3 * nv - 16);
-        P2 = loadf_n(sv + 128, 3 * nv - 32);
-      } else if (sv) {
-        const __mmask32 q0 = 3 * nv >= 32 ? 0xffffffffu : (__mmask32)((1u << (3 * nv)) - 1u);
-        const __mmask32 q1 = 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
-        Q0 = _mm512_maskz_loadu_epi16(q0, sv);
-        Q1 = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16((__mmask16)q1, sv + 64));
-        if (dt == LINATTN_DTYPE_F16) {
-          P0 = _mm512_cvtph_ps(_mm512_castsi512_si256(Q0));
-          P1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(Q0, 1));
-          P2 = _mm512_cvtph_ps(_mm512_castsi512_si256(Q1));
-        } else {
-          P0 = bf16_widen(_mm512_castsi512_si256(Q0));
-          P1 = bf16_widen(_mm512_extracti64x4_epi64(Q0, 1));
-          P2 = bf16_widen(_mm512_castsi512_si256(Q1));
-        }
-      }
-      for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2, merged into the P0/P1 permute */
-        const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
-        const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
-        tap[q] = _mm512_mask_permutex2var_ps(_mm512_permutex2var_ps(P0, idx, P1), hi,
-                                             _mm512_or_si512(idx, _mm512_set1_epi32(16)), P2);
-      }
+      decode_k4_state_cf(sv, nv, dt, P, Q, tap);
     }
     __m512 acc = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(x + v * (int64_t)es, m, dt), acc);
+    for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
     if (has_bias) acc = add_bias16(acc, load16_maskz(bbase + v * (int64_t)es, m, dt), dt);
     /* the rounding, SiLU and store wait until DECODE_DEFER groups are summed: their long
      * dependency chains then overlap instead of stalling each group (same bits) */
@@ -424,54 +494,12 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
       npend = 0;
     }
     if (!pres) continue;
-    if (cl) { /* rows 0 <- 1, 1 <- 2, 2 <- x, raw */
-      const int64_t rs = p->s_st * (int64_t)es;
-      char* pv = pres + v * (int64_t)es;
-      if (es == 4) { /* full-width unless the group is partial (see loadf_n) */
-        const __m512 r1 = sv ? loadf_n(sv + rs, nv) : _mm512_setzero_ps();
-        const __m512 r2 = sv ? loadf_n(sv + 2 * rs, nv) : _mm512_setzero_ps();
-        const __m512 rx = loadf_n(x + v * 4, nv);
-        storef_n(pv, r1, nv);
-        storef_n(pv + rs, r2, nv);
-        storef_n(pv + 2 * rs, rx, nv);
-      } else if (nv == 16) {
-        const __m256i r1 = sv ? _mm256_loadu_si256((const __m256i*)(sv + rs)) : _mm256_setzero_si256();
-        const __m256i r2 = sv ? _mm256_loadu_si256((const __m256i*)(sv + 2 * rs)) : _mm256_setzero_si256();
-        const __m256i rx = _mm256_loadu_si256((const __m256i*)(x + v * 2));
-        _mm256_storeu_si256((__m256i*)pv, r1);
-        _mm256_storeu_si256((__m256i*)(pv + rs), r2);
-        _mm256_storeu_si256((__m256i*)(pv + 2 * rs), rx);
-      } else {
-        const __m256i r1 = sv ? _mm256_maskz_loadu_epi16(m, sv + rs) : _mm256_setzero_si256();
-        const __m256i r2 = sv ? _mm256_maskz_loadu_epi16(m, sv + 2 * rs) : _mm256_setzero_si256();
-        const __m256i rx = _mm256_maskz_loadu_epi16(m, x + v * 2);
-        _mm256_mask_storeu_epi16(pv, m, r1);
-        _mm256_mask_storeu_epi16(pv + rs, m, r2);
-        _mm256_mask_storeu_epi16(pv + 2 * rs, m, rx);
-      }
-    } else if (es == 4) {
-      const __m512 X = loadf_n(x + v * 4, nv);
-      const __m512 Z = _mm512_setzero_ps();
-      const __m512 N0 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P0, inc, P1), xm0, xsel0, X);
-      const __m512 N1 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P1, inc, P2), xm1, xsel1, X);
-      const __m512 N2 = _mm512_mask_permutexvar_ps(_mm512_permutex2var_ps(P2, inc, Z), xm2, xsel2, X);
-      char* pv = pres + 3 * v * 4;
-      storef_n(pv, N0, 3 * nv);
-      storef_n(pv + 64, N1, 3 * nv - 16);
-      storef_n(pv + 128, N2, 3 * nv - 32);
-    } else {
-      const __m512i X = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(m, x + v * 2));
-      const __m512i N0 = _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q0, inc16, Q1), xm16_0, xsel16_0, X);
-      const __m512i N1 =
-          _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q1, inc16, _mm512_setzero_si512()), xm16_1, xsel16_1, X);
-      const __mmask32 q0 = 3 * nv >= 32 ? 0xffffffffu : (__mmask32)((1u << (3 * nv)) - 1u);
-      const __mmask32 q1 = 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
-      char* pv = pres + 3 * v * 2;
-      _mm512_mask_storeu_epi16(pv, q0, N0);
-      /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
-       * read next and would wait for this store to complete */
-      _mm256_mask_storeu_epi16(pv + 64, (__mmask16)q1, _mm512_castsi512_si256(N1));
-    }
+    if (cl)
+      decode_k4_present_cl(pres + v * (int64_t)es, sv, xv, p->s_st * (int64_t)es, nv, m, es);
+    else if (es == 4)
+      decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
+    else
+      decode_k4_present_cf16(pres + 3 * v * 2, xv, Q, nv, m);
   }
   *npend_io = npend;
 }
@@ -493,8 +521,7 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
 
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (measured C = 6144, L = 4096: fp32 4, 5 and 12-16 steps slower than 8; f16 6 steps 0.90x
- * and bf16 0.95x the time of 8, 4 steps 0.94x / 0.94x, 10 steps 1.02x / 1.01x). */
+ * (docs/tuning.md, CL_ROWS_MAX). */
 #define CL_ROWS_MAX 8
 AI int cl_rows(dtype_t dt) { return dt == LINATTN_DTYPE_F32 ? 8 : 6; }
 
@@ -552,8 +579,8 @@ AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, con
  * each input loaded and converted once, the output stored directly. The driver gives this
  * family whole rows (conv_kernel.cl_whole_rows): each tile then reads cl_rows(dt) long
  * contiguous row streams, which the hardware prefetchers follow; 4 KiB row pieces (the old
- * 1024-channel units) and software prefetches of the next tile were measured slower
- * (fp32 C = 6144, L = 4096: about 20% in all). */
+ * 1024-channel units) and software prefetches of the next tile were slower (docs/tuning.md,
+ * channels_last_k4 whole rows). */
 AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
                          dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);

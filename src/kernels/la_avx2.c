@@ -72,7 +72,7 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
 static inline vf v_exp(vf x) { return exp8(x); }
 
 /* Register budget (16 ymm): p W + u W + s NQ*W + 3-4 broadcasts. One head: 4 ymm (32
- * columns, a 16 KiB state panel) measured best (1.09 us/token/head vs 1.16 for 3, 1.28 for 2). */
+ * columns, a 16 KiB state panel), the fastest of 2, 3 and 4 (docs/tuning.md, LA_WMAX (la_avx2.c)). */
 #define LA_WMAX(G) ((G) == 1 ? 4 : (G) <= 3 ? 2 : 1)
 /* Decode (no packed copy): one head reads whole 64-column rows (8 ymm; p and s partly spill,
  * but the state streams as contiguous rows): cold-state decode, H = 16, 110 -> 74 us. */

@@ -65,8 +65,8 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
 static inline vf v_exp(vf x) { return exp16(x); }
 
 /* Panels of 2 zmm (32 columns): with the 128 x 32 fp32 state block (16 KiB) the panel, its
- * staged tokens and the outputs fit Zen 4's 32 KiB L1D; 64-column panels (32 KiB) measured
- * 30% slower. Registers: p 2 + u 2 + s 2*NQ (<= 16) + broadcasts, within 32 zmm. */
+ * staged tokens and the outputs fit Zen 4's 32 KiB L1D, which 64-column panels (32 KiB) do not
+ * (docs/tuning.md, LA_WMAX (la_avx512.c)). Registers: p 2 + u 2 + s 2*NQ (<= 16) + broadcasts, within 32 zmm. */
 #define LA_WMAX(G) 2
 /* Decode (no packed copy): one or two heads take whole 128-column rows (8 zmm) or 64
  * columns, so the state streams from memory as contiguous rows. */
@@ -90,8 +90,8 @@ const la_kernel linattn_la_avx512 = {
     .run = la_run_avx512,
     .scratch_bytes = la_scratch_avx512,
     /* whole 128-column heads: the tile staging (q, k, v conversion, decay products, k.q) is
-     * then done once per head and tile instead of once per 64 columns (measured 1.9 vs
-     * 2.35 us/token/head at H=16, T=4096); panels inside the unit keep the L1 working set. */
+     * then done once per head and tile instead of once per 64 columns (docs/tuning.md,
+     * block_cols); panels inside the unit keep the L1 working set. */
     .block_cols = 128,
     .step = la_step_avx512,
     .step_tokens = LA_TILE_TOKENS,

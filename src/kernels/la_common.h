@@ -79,8 +79,8 @@ static inline float* la_arena_floats(la_arena* a, int64_t n) {
 
 /* First and end cache-line addresses of the bytes [p, p + bytes), for prefetching: a row need
  * not start on a line (arrays from malloc's mmap start 16 bytes past a page), and a row of
- * whole lines then spans one line more (its last line, missed, measured ~20% slower at
- * T = 4096 on kimi-kda). */
+ * whole lines then spans one line more (its last line, missed, costs: docs/tuning.md,
+ * la_line_first). */
 static inline uintptr_t la_line_first(const void* p) { return (uintptr_t)p & ~(uintptr_t)63; }
 static inline uintptr_t la_line_end(const void* p, int64_t bytes) { return (uintptr_t)p + (uintptr_t)bytes; }
 

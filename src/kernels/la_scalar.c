@@ -4,8 +4,8 @@
  * the compiler maps the vectors to whatever the target has (SSE2 on baseline x86-64, Advanced
  * SIMD on AArch64, two-lane or scalar code elsewhere), so this is the fast path on CPUs without
  * AVX2 and the same algorithm as the SIMD families, with the same tests. A plain-loop version
- * of the same kernel measured 2.5x slower (6.9 vs 2.7 us/token/head, d = 128, x86-64 SSE2):
- * its per-column accumulators lived in memory instead of registers.
+ * of the same kernel was much slower: its per-column accumulators lived in memory instead of
+ * registers (docs/tuning.md, LA_WMAX (la_scalar.c)).
  *
  * fp16 / bf16 go through the scalar conversions of src/convert.h (round to nearest even, NaN
  * kept), exp through expf.
@@ -64,8 +64,8 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
   for (int l = 0; l < n; l++) linattn_store_f32(p, l, dt, x[l]);
 }
 
-/* 16 columns (4 vectors) per panel for one head: best measured on x86-64 SSE2 (2.7 vs 3.0
- * us/token/head for 8 columns); fewer for GQA groups so the accumulators stay in registers. */
+/* 16 columns (4 vectors) per panel for one head, the fastest on x86-64 SSE2 (docs/tuning.md,
+ * LA_WMAX (la_scalar.c)); fewer for GQA groups so the accumulators stay in registers. */
 #define LA_WMAX(G) ((G) == 1 ? 4 : (G) <= 3 ? 2 : 1)
 #define LA_WMAX_DECODE(G) LA_WMAX(G)
 

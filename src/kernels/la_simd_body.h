@@ -48,7 +48,7 @@
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
-#define LA_PREFETCH_TOKENS 4 /* 4 measured ~1% faster than 8 or 12, 8 to 32 alike */
+#define LA_PREFETCH_TOKENS 4 /* the least that covers the latency (docs/tuning.md, LA_PREFETCH_TOKENS) */
 
 typedef struct LA_FN(la_panel) {
   const float* src; /* state rows entering the next token (state_in, then dst) */
@@ -537,11 +537,10 @@ static inline void LA_FN(la_token_prefetch)(const la_job_t* J, const la_panel_t*
   const int64_t T = J->T;
   if (P->prefetches && J->pf.n > 0) {
     /* The next step's input rows, two tokens' per token: the same prefetches issued at once
-     * (~1000 lines) fill the miss queues, and the loads behind them wait (measured ~10% slower
-     * at T = 4096 on kimi-kda). By the last panel, so that the rows are fetched shortly before
-     * they are staged (~1% faster than by the first panel: fewer are evicted meanwhile); two
-     * per token (done by the panel's middle) measured 2-3% faster than one on rwkv6-7b and
-     * mamba2-2.7b at T = 512, the same on kimi-kda at T = 4096. */
+     * (~1000 lines) fill the miss queues, and the loads behind them wait. By the last panel, so
+     * that the rows are fetched shortly before they are staged (fewer are evicted meanwhile);
+     * two per token, so that they are done by the panel's middle (figures: docs/tuning.md,
+     * la_token_prefetch). */
     for (int64_t i = 2 * tl; i < 2 * tl + 2 && i < J->pf.n; i++)
       la_prefetch_unit_rows(J->p, J->pf.u, J->pf.t0 + i);
     if (tl + 1 == n)
@@ -929,7 +928,8 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   while (!J.vdirect && (left > 0 || (tail && col < J.nc))) {
     /* widths LA_WMAX(G), 2 and 1, and for decode LA_WMAX_DECODE(G) and 4 when that is wider
      * (la_simd_panels.h checks that the ISA file instantiates each): d_v = 64 heads (RWKV-6, Mamba-2) then read whole 256-byte
-     * rows instead of two interleaved half-row panels (cold state: measured 1.4-1.7x faster) */
+     * rows instead of two interleaved half-row panels, which a cold state pays for (docs/tuning.md,
+     * LA_WMAX_DECODE) */
     const int w = LA_PANEL_WIDTH(left, wmax, !pack_all);
     la_panel_t* P = &J.panels[np];
     P->col = col;
@@ -988,9 +988,8 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
  * stage_ahead (one pass, la_run_unit): the first panel stages the next tile while it runs the
  * current one, overlapping the staging's cache misses with the sweeps. Otherwise (lock-step,
  * la_step_unit) each tile is staged just before its panels run: a tile staged ahead would wait
- * through every other unit's turn and come back from L3 (measured 2-9% slower at T = 4096 on
- * the four presets; the rows are in L2 by then, prefetched during the previous step). Staged
- * values are the same either way. */
+ * through every other unit's turn and come back from L3 (docs/tuning.md, la_tiles); the rows
+ * are in L2 by then, prefetched during the previous step. Staged values are the same either way. */
 static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, const int stage_ahead,
                             const la_step_next* next, const la_tables_t* tb) {
   la_job_t* Jp = &R->J;

@@ -621,9 +621,8 @@ class GeneralPath:
     def __init__(self, monkeypatch, name):
         from linattn import ops
 
-        ops._la_plans.clear()
-        ops._conv_plans.clear()
-        ops._la_last = ops._conv_last = ((), None)
+        ops._la_fast.reset()
+        ops._conv_fast.reset()
         self.real = getattr(ops, name)
         self.calls = 0
 
@@ -759,7 +758,7 @@ def test_calls_the_fast_path_leaves_to_the_general_path(rng, monkeypatch):
     general = GeneralPath(monkeypatch, "_linear_attention")
     inputs, heads = la_data(rng, b=1, t=1)
     expected = linattn.linear_attention(**inputs, **heads)
-    assert any(ops._la_plans.values())
+    assert any(ops._la_fast.plans.values())
     q = inputs["query"]
     strided = np.repeat(q, 2, axis=-1)[..., ::2]
     fortran = np.asfortranarray(q.reshape(q.shape[2], 1, 1)).reshape(q.shape, order="F")
@@ -916,7 +915,7 @@ def test_empty_arrays_stay_on_the_general_path(rng, monkeypatch):
     inputs, heads = la_data(rng, t=0)
     first = linattn.linear_attention(**inputs, **heads)
     again = linattn.linear_attention(**inputs, **heads)
-    assert general.calls == 2 and list(ops._la_plans.values()) == [False]
+    assert general.calls == 2 and list(ops._la_fast.plans.values()) == [False]
     for a, e in zip(again, first):
         same_bits(a, e)
     x = rng.standard_normal((1, 4, 3), dtype=np.float32)
@@ -924,7 +923,7 @@ def test_empty_arrays_stay_on_the_general_path(rng, monkeypatch):
     general = GeneralPath(monkeypatch, "_causal_conv_with_state")
     first = linattn.causal_conv_with_state(x, w)
     again = linattn.causal_conv_with_state(x, w)
-    assert general.calls == 2 and again[1].shape == (1, 4, 0) and list(ops._conv_plans.values()) == [False]
+    assert general.calls == 2 and again[1].shape == (1, 4, 0) and list(ops._conv_fast.plans.values()) == [False]
     same_bits(again[0], first[0])
 
 
