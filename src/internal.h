@@ -251,6 +251,8 @@ typedef struct la_tuning {
   int sweep_tokens;            /* prefill tokens per state sweep: 1, or 2 (kernels with two-token
                                 * panels: AVX-512); 2 sums p and s in another order (other bits) */
   int lockstep_units;          /* units per lock-step group, 1 .. LA_LOCKSTEP_UNITS_MAX */
+  int64_t lockstep_state_bytes; /* > 0: fewer units per group where their state blocks together
+                                 * exceed this (at least 2); 0: lockstep_units whatever the size */
   int64_t lockstep_min_tokens; /* T from which a task's units advance in lock-step */
 } la_tuning;
 

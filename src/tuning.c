@@ -21,8 +21,10 @@ static const linattn_tuning g_tunings[] = {
     {"zen4", {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
-     * bound the one-token sweep there. */
-    {"intel-avx512", {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64}},
+     * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
+     * four units, so the group's scratch stays in the 2 MiB L2. */
+    {"intel-avx512",
+     {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -232,6 +232,12 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->lockstep_min = lockstep_min;
   int64_t group = ctx->tuning->la.lockstep_units;
   group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
+  /* large state blocks: fewer units per group, so that the group's scratch stays in L2 */
+  const int64_t group_state = ctx->tuning->la.lockstep_state_bytes;
+  if (group > 2 && group_state > 0 && (size_t)group * sblock > (size_t)group_state) {
+    const int64_t fit = (int64_t)((size_t)group_state / sblock);
+    group = fit < 2 ? 2 : fit;
+  }
   if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
     c->lockstep_units = per_task < group ? per_task : group;
     c->step_chunk = c->kern->step_tokens;

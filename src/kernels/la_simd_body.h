@@ -826,8 +826,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
                               NQ, W, 2, 0, 0, DELTA, 1, 1);
     } else if (t + 2 < T) {
       LA_ZERO_ACC(p, s);
-      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
-                            NQ, W, 2, DECAY, DECAY, DELTA, 1, 0);
+      if (dec)
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
+                              NQ, W, 2, 1, 1, DELTA, 1, 0);
+      else
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
+                              NQ, W, 2, 0, 0, DELTA, 1, 0);
     } else {
       LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, s, pb,
                             sb, NQ, W, 2, DECAY, DECAY, DELTA, 0, 0);
