@@ -190,8 +190,8 @@ FZ_NOCOV static double fz_ulp(double x, linattn_dtype dt) {
 
 /* ------------------------------------------------------------------ tensors and regions */
 
-#define FZ_MAX_TENSORS 8
-#define FZ_MAX_REGIONS 8
+#define FZ_MAX_TENSORS 12
+#define FZ_MAX_REGIONS 12
 #define FZ_HUGE_REGION_BYTES 64          /* region given to descriptors too large to back */
 #define FZ_MAX_REGION_BYTES (4u << 20)   /* larger extents are treated as "huge" */
 /* A valid case is shrunk (sequence first, then batch, then widths) until its tensors fit in this
