@@ -244,7 +244,9 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
     case 6: {
       const int i = fz_chance(r, 50) || !c->has_final ? INIT : FINAL;
       unshare(t, i);
-      t[i].d.dims[fz_pick(r, 3)] += 1;
+      int a = fz_pick(r, 3);
+      if (a == 0 && c->pool) a = 1 + fz_pick(r, 2); /* a pool may have any size */
+      t[i].d.dims[a] += 1;
       return "state shape wrong";
     }
     case 7:
