@@ -253,19 +253,33 @@ static linattn_status conv_window_resolve(linattn_context* ctx, const linattn_ca
   w->sdims[2] = cl ? C : S;
   if (!linattn_mul_i64(w->B * C, S, &w->slot_elems)) return ERR("past_state: size overflows");
   const int64_t dims[4] = {w->W, w->sdims[0], w->sdims[1], w->sdims[2]};
+  const linattn_tensor* inputs[] = {input, weight, bias, output};
+  if ((st = window_states(past_state, present_state, 4, dims,
+                          cl ? "(state_window, B, (k-1)*dilation, C)" : "(state_window, B, C, (k-1)*dilation)", inputs, 4,
+                          &w->past, &w->present)))
+    return st;
+  /* the workspace of the ranges as linattn_conv_window_run calls them, states included (the
+   * kernels' scratch depends on them): the first range from past slot W - 1 (or none), then
+   * single tokens from one present slot to the next; without present_state one range */
   const int64_t first = w->W > w->L ? w->W - w->L : 0, first_len = w->L - w->W + first + 1;
+  linattn_tensor last_past = past_state ? state_slot(&w->past, w->W - 1, 3, w->sdims, w->slot_elems) : (linattn_tensor){0};
+  linattn_tensor slot_a = {0}, slot_b = {0};
+  if (present_state && w->L > 0) {
+    slot_a = state_slot(&w->present, first, 3, w->sdims, w->slot_elems);
+    slot_b = state_slot(&w->present, first + 1 < w->W ? first + 1 : first, 3, w->sdims, w->slot_elems);
+  }
   for (int r = 0; r < 2 && w->L > 0; r++) {
-    const int64_t n = r ? 1 : first_len;
+    if (r == 1 && (!present_state || first + 1 >= w->W)) break;
+    const int64_t n = r ? 1 : (present_state ? first_len : w->L);
     linattn_tensor sx = token_slice(input, w->axis, 0, n), so = token_slice(output, w->axis, 0, n);
+    const linattn_tensor* in_state = r ? &slot_a : past_state ? &last_past : NULL;
+    const linattn_tensor* out_state = !present_state ? NULL : r ? &slot_b : &slot_a;
     size_t bytes = 0;
-    if ((st = linattn_causal_conv_with_state_workspace_size(ctx, &w->d0, &sx, weight, bias, NULL, &so, NULL, &bytes)))
+    if ((st = linattn_causal_conv_with_state_workspace_size(ctx, &w->d0, &sx, weight, bias, in_state, &so, out_state, &bytes)))
       return st;
     if (bytes > w->inner_bytes) w->inner_bytes = bytes;
   }
-  const linattn_tensor* inputs[] = {input, weight, bias, output};
-  return window_states(past_state, present_state, 4, dims,
-                       cl ? "(state_window, B, (k-1)*dilation, C)" : "(state_window, B, C, (k-1)*dilation)", inputs, 4,
-                       &w->past, &w->present);
+  return LINATTN_SUCCESS;
 }
 
 linattn_status linattn_conv_window_workspace_size(linattn_context* ctx, const linattn_causal_conv_desc* d,
