@@ -365,7 +365,8 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 14:
       if (!t[ALOG].passed) return NULL;
       if (fz_chance(r, 50)) t[ALOG].d.dims[0] += 1;
-      else t[DTB].d.dims[0] += 1;
+      else if (t[DTB].d.rank == 2) t[DTB].d.dims[1] += 1;
+      else t[DTB].d.dims[0] = c->Hv * c->dk + c->Hv + 1; /* neither (H_v) nor (H_v*d_k) */
       return "a_log or dt_bias shape wrong";
     case 15:
       if (!c->has_su) return NULL;
