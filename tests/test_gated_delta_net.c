@@ -464,6 +464,15 @@ int main(void) {
       random_case(&r, &c);
       check_case(ctx, linattn_isa_name(isas[i]), &c, &r);
     }
+    /* d_v = 0: no value columns, but the capture still holds the decay factors and the keys
+     * (found by fuzz_gated_delta_net: no unit ran, and both stayed 0) */
+    for (int rule = 1; rule <= 4; rule++) {
+      gcase z = {.B = 2, .lens = {5, 3}, .Hq = 1, .grp = 2, .dk = 16, .dv = 0, .rule = (linattn_update_rule)rule,
+                 .gate = gated((linattn_update_rule)rule) ? LINATTN_GDN_GATE_SOFTPLUS : LINATTN_GDN_GATE_NONE,
+                 .per_key = rule == 2, .l2 = 1, .cap = 4, .state_mode = rule % 3, .dt = LINATTN_DTYPE_BF16,
+                 .gdt = LINATTN_DTYPE_F32};
+      check_case(ctx, linattn_isa_name(isas[i]), &z, &r);
+    }
     if (isas[i] == LINATTN_ISA_REFERENCE) {
       check_bad_input(ctx, &r);
       check_replay(ctx, &r);
