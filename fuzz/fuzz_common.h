@@ -299,7 +299,9 @@ FZ_NOCOV static void fz_place(fz_call* c, int i, bool* placed) {
   }
   const fz_tensor* o = t->share_with >= 0 ? &c->t[t->share_with] : NULL;
   if (o && o->region >= 0) {
-    int64_t off = (int64_t)o->byte_offset + t->share_offset * (int64_t)(fz_esize(t->d.dtype) ? fz_esize(t->d.dtype) : 4);
+    const int64_t es = (int64_t)(fz_esize(t->d.dtype) ? fz_esize(t->d.dtype) : 4);
+    int64_t off = (int64_t)o->byte_offset + t->share_offset * es;
+    if (off % es) off += es - off % es; /* data aligned to its element size, as C requires (an fp32 view of a 16-bit tensor's buffer) */
     if (off + lo < 0) off = -lo;
     t->region = o->region;
     t->byte_offset = (size_t)off;
