@@ -423,6 +423,15 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_case_describe = describe_case;
   fz_verbose_case();
   fz_layout(k);
+  /* Raw mutations may lay an input over another's bytes: a 16-bit view of fp32 data holds NaNs
+   * of any payload, and an elementwise op carries the payload to its output, which may then
+   * equal the "unwritten" poison (found after 573,042 executions). Such outputs are not checked
+   * for poison (they are still compared with the reference kernels and checked for stray writes). */
+  for (int i = 0; i < NT; i++)
+    for (int j = 0; j < NT; j++)
+      if (i != j && !k->t[i].is_output && !k->t[j].is_output && k->t[i].region >= 0 && k->t[i].region == k->t[j].region)
+        for (int o = 0; o < NT; o++)
+          if (k->t[o].is_output) k->t[o].aliased = true;
   if (make_values(&c)) {
     fz_make_template(k, value_of, &c);
     fz_target t = {.c = &c, .call = k, .expect = c.expect, .isa = c.isa, .threads = c.threads, .host = c.host,
