@@ -17,6 +17,7 @@ static const char* const cv_names[NT] = {"input", "weight", "bias", "past_state"
 typedef struct cv_case {
   linattn_causal_conv_desc desc;
   int64_t B, C, L, K, dil, S;
+  int64_t W; /* desc.state_window of a valid case (apply_window) */
   bool cl;
   linattn_dtype dt;
   bool has_bias, has_past, has_present, in_place;
@@ -300,6 +301,37 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
 }
 #define NUM_PERTURBATIONS 22
 
+/* state_window (ORT contrib): read after the mode, from bytes that older (shorter) corpus inputs
+ * do not have, so they keep W = 0. A valid case gets W in [1, 8] (states (W, B, C, S)
+ * [channels_last (W, B, S, C)], packed), or one window error: W outside [0, 8], or rank-3
+ * states without the window axis. */
+static void apply_window(cv_case* c, fz_reader* r) {
+  if (!fz_chance(r, 35) || c->expect != EXPECT_VALID) return;
+  const int64_t W = 1 + fz_pick(r, 8);
+  if ((W - 1) * 2 * (int64_t)fz_esize(c->dt) * c->B * c->C * c->S > 2 * FZ_BYTE_BUDGET) return;
+  fz_tensor* t = c->call.t;
+  c->W = W;
+  c->desc.state_window = W;
+  for (int i = PAST; i <= PRESENT; i += PRESENT - PAST) {
+    fz_tensor* st = &t[i];
+    const int64_t d0 = st->d.dims[0], d1 = st->d.dims[1], d2 = st->d.dims[2];
+    st->d.rank = 4;
+    st->d.dims[0] = W, st->d.dims[1] = d0, st->d.dims[2] = d1, st->d.dims[3] = d2;
+    memset(st->d.strides, 0, sizeof st->d.strides);
+  }
+  const int bad = fz_pick(r, 8);
+  if (bad == 0) {
+    c->desc.state_window = fz_chance(r, 50) ? 9 + fz_pick(r, 3) : -1;
+    c->expect = EXPECT_INVALID, c->what = "state_window outside [0, 8]";
+  } else if (bad == 1 && (c->has_past || c->has_present)) {
+    const int i = c->has_past && (!c->has_present || fz_chance(r, 50)) ? PAST : PRESENT;
+    if (c->in_place) t[PRESENT].share_with = -1;
+    state_dims(c, &t[i]);
+    t[i].null_data = false;
+    c->expect = EXPECT_INVALID, c->what = "windowed state without the window axis";
+  }
+}
+
 static void mutate(cv_case* c, fz_reader* r) {
   fz_tensor* t = c->call.t;
   const int n = 1 + fz_pick(r, 3);
@@ -363,6 +395,8 @@ FZ_NOCOV static double round_to(double x, linattn_dtype dt) {
 /* float64 oracle, checked element by element against an instance of a valid call */
 FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* in, const char* what) {
   const int64_t B = c->B, C = c->C, L = c->L, K = c->K, S = c->S, dil = c->dil;
+  /* state_window W: states are W slots of (B, C, S) [channels_last (B, S, C)]; slot W - 1 is read */
+  const int64_t Wn = c->W > 0 ? c->W : 1, past0 = (Wn - 1) * B * C * S;
   fz_instance pristine; /* inputs before the call (past_state may be updated in place) */
   fz_instance_make(k, &pristine);
   /* logical (b, ch, pos) -> linear index of a (B, C, X) or channels-last (B, X, C) tensor */
@@ -371,7 +405,7 @@ FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_i
     for (int64_t ch = 0; ch < C; ch++) {
       /* x at position p of the virtual sequence concat(past, input), p in [-S, L) */
 #define XAT(p) ((p) >= 0 ? fz_get(k, &pristine, IN, LIN(L, b, ch, (p))) \
-                         : ((p) >= -S && c->has_past ? fz_get(k, &pristine, PAST, LIN(S, b, ch, S + (p))) : 0.0))
+                         : ((p) >= -S && c->has_past ? fz_get(k, &pristine, PAST, past0 + LIN(S, b, ch, S + (p))) : 0.0))
       for (int64_t t = 0; t < L; t++) {
         const double bias = c->has_bias ? fz_get(k, &pristine, BIAS, ch) : 0.0;
         double acc = 0.0, sumabs = fabs(bias);
@@ -403,9 +437,11 @@ FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_i
                  (long long)b, (long long)ch, (long long)t, got, ref, tol);
       }
       if (c->has_present) {
-        for (int64_t s = 0; s < S; s++) {
-          const double want = XAT(L - S + s);
-          const double got = fz_get(k, in, PRESENT, LIN(S, b, ch, s));
+        /* slot j: the S positions up to position L - W + j; slots below W - L zeros (W - 1 never) */
+        for (int64_t s = 0; s < S * Wn; s++) {
+          const int64_t j = s / S, end = L - Wn + j, pos = end + 1 - S + s % S;
+          const double want = j < Wn - 1 && j < Wn - L ? 0.0 : XAT(pos);
+          const double got = fz_get(k, in, PRESENT, j * B * C * S + LIN(S, b, ch, s % S));
           FZ_CHECK(got == want || (isnan(got) && isnan(want)),
                    "%s: present_state[b=%lld, c=%lld, s=%lld] = %.9g, expected %.9g", what, (long long)b, (long long)ch,
                    (long long)s, got, want);
@@ -453,9 +489,9 @@ static const cv_case* current_case;
 FZ_NOCOV static void describe_case(char* buf, size_t size) {
   const cv_case* c = current_case;
   snprintf(buf, size,
-           "act %d dil %lld cl %d B %lld C %lld L %lld K %lld bias %d past %d present %d inplace %d isa %s threads %d host %d "
+           "window %lld act %d dil %lld cl %d B %lld C %lld L %lld K %lld bias %d past %d present %d inplace %d isa %s threads %d host %d "
            "ws %d xmode %d seed %llu |",
-           (int)c->desc.activation, (long long)c->desc.dilation, c->desc.channels_last, (long long)c->B, (long long)c->C,
+           (long long)c->desc.state_window, (int)c->desc.activation, (long long)c->desc.dilation, c->desc.channels_last, (long long)c->B, (long long)c->C,
            (long long)c->L, (long long)c->K, (int)c->has_bias, (int)c->has_past, (int)c->has_present, (int)c->in_place,
            linattn_isa_name((linattn_isa)c->isa), c->threads, c->host, c->ws_mode, c->xmode, (unsigned long long)c->seed);
   for (int i = 0; i < NT; i++)
@@ -467,6 +503,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cv_case c;
   build_valid(&c, &r);
   fz_choose_mode(&c, &r, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
+  apply_window(&c, &r);
   fz_case_name = c.what;
   fz_call* k = &c.call;
   current_case = &c;

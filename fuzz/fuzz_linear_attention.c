@@ -28,6 +28,7 @@ static const char* const la_names[NT] = {"query", "key", "value", "past_state", 
 typedef struct la_case {
   linattn_linear_attention_desc desc;
   int64_t B, T, Hq, Hkv, nk, dk, dv, out_heads;
+  int64_t W; /* desc.state_window of a valid case (apply_window) */
   bool contrib, inverse;
   int decay_kind, beta_kind; /* 0 absent, 1 per head, 2 per key / shared */
   linattn_dtype tdt, sdt;
@@ -436,6 +437,32 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
 #define NUM_PERTURBATIONS 30
 
 /* Raw mutations: anything goes, within sizes that stay cheap to back with memory. */
+/* state_window (ORT contrib): read after the mode, from bytes that older (shorter) corpus inputs
+ * do not have, so they keep W = 0. A valid case gets W in [1, 8] (states (W * B, H_kv, d_k, d_v),
+ * packed), or one window error: W outside [0, 8], or states without the window axis. */
+static void apply_window(la_case* c, fz_reader* r) {
+  if (!fz_chance(r, 35) || c->expect != EXPECT_VALID) return;
+  const int64_t W = 1 + fz_pick(r, 8), se = (int64_t)fz_esize(c->sdt);
+  if ((W - 1) * 2 * se * c->B * c->Hkv * c->dk * c->dv > 2 * FZ_BYTE_BUDGET) return;
+  fz_tensor* t = c->call.t;
+  c->W = W;
+  c->desc.state_window = W;
+  for (int i = PAST; i <= PRESENT; i += PRESENT - PAST) {
+    t[i].d.dims[0] = W * c->B;
+    memset(t[i].d.strides, 0, sizeof t[i].d.strides);
+  }
+  const int bad = fz_pick(r, 8);
+  if (bad == 0) {
+    c->desc.state_window = fz_chance(r, 50) ? 9 + fz_pick(r, 3) : -1;
+    c->expect = EXPECT_INVALID, c->what = "state_window outside [0, 8]";
+  } else if (bad == 1 && W > 1 && c->B > 0 && (c->has_past || c->has_present)) {
+    const int i = c->has_past && (!c->has_present || fz_chance(r, 50)) ? PAST : PRESENT;
+    if (c->in_place) t[PRESENT].share_with = -1;
+    t[i].d.dims[0] = c->B;
+    c->expect = EXPECT_INVALID, c->what = "windowed state without the window axis";
+  }
+}
+
 static void mutate(la_case* c, fz_reader* r) {
   fz_tensor* t = c->call.t;
   const int n = 1 + fz_pick(r, 3);
@@ -554,6 +581,7 @@ FZ_NOCOV static void oracle(const la_case* c, const fz_call* k, const fz_instanc
   double* kk = read_all(k, in, K);
   double* v = read_all(k, in, V);
   double* past = c->has_past ? read_all(k, in, PAST) : NULL;
+  const int64_t Wn = c->W > 0 ? c->W : 1; /* state slots */
   double* decay = c->decay_kind ? read_all(k, in, DECAY) : NULL;
   double* beta = c->beta_kind ? read_all(k, in, BETA) : NULL;
   double* S = (double*)calloc((size_t)(dk * dv) + 1, sizeof(double));
@@ -561,7 +589,8 @@ FZ_NOCOV static void oracle(const la_case* c, const fz_call* k, const fz_instanc
   for (int64_t b = 0; b < B; b++) {
     for (int64_t h = 0; h < Hkv; h++) {
       const int64_t kh = h / (Hkv / c->nk);
-      for (int64_t e = 0; e < dk * dv; e++) S[e] = past ? past[((b * Hkv + h) * dk) * dv + e] : 0.0;
+      /* state_window W: states are W slots of (B, H_kv, d_k, d_v); slot W - 1 is read */
+      for (int64_t e = 0; e < dk * dv; e++) S[e] = past ? past[(((Wn - 1) * B + b) * Hkv + h) * dk * dv + e] : 0.0;
       int64_t q0, nq, o0;
       if (c->inverse) q0 = h / (Hkv / Hq), nq = 1, o0 = h;
       else nq = Hq / Hkv, q0 = h * nq, o0 = q0;
@@ -594,8 +623,11 @@ FZ_NOCOV static void oracle(const la_case* c, const fz_call* k, const fz_instanc
             if (allowance > la_output_atol) la_output_atol = allowance;
           }
         }
+        /* slot j of a window holds the state after token T - W + j (lower slots stay zero) */
+        if (c->W > 0 && t >= T - c->W)
+          for (int64_t e = 0; e < dk * dv; e++) state[(((t - (T - c->W)) * B + b) * Hkv + h) * dk * dv + e] = S[e];
       }
-      for (int64_t e = 0; e < dk * dv; e++) state[((b * Hkv + h) * dk) * dv + e] = S[e];
+      for (int64_t e = 0; e < dk * dv; e++) state[(((Wn - 1) * B + b) * Hkv + h) * dk * dv + e] = S[e];
     }
   }
   free(S);
@@ -609,7 +641,7 @@ FZ_NOCOV static void oracle(const la_case* c, const fz_call* k, const fz_instanc
 }
 
 FZ_NOCOV static void check_oracle(const la_case* c, const fz_call* k, const fz_instance* in, const char* what) {
-  const int64_t no = fz_numel(&k->t[OUT].d), ns = c->B * c->Hkv * c->dk * c->dv;
+  const int64_t no = fz_numel(&k->t[OUT].d), ns = (c->W > 0 ? c->W : 1) * c->B * c->Hkv * c->dk * c->dv;
   double* out = (double*)calloc((size_t)no + 1, sizeof(double));
   double* st = (double*)calloc((size_t)ns + 1, sizeof(double));
   fz_instance inputs; /* the inputs as they were before the call (past_state may be updated in place) */
@@ -670,9 +702,9 @@ static const la_case* current_case;
 FZ_NOCOV static void describe_case(char* buf, size_t size) {
   const la_case* c = current_case;
   snprintf(buf, size,
-           "rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
+           "window %lld rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
            "kmode %d dmode %d bmode %d inplace %d seed %llu |",
-           (int)c->desc.update_rule, (long long)c->desc.q_num_heads, (long long)c->desc.kv_num_heads, (long long)c->nk,
+           (long long)c->desc.state_window, (int)c->desc.update_rule, (long long)c->desc.q_num_heads, (long long)c->desc.kv_num_heads, (long long)c->nk,
            (long long)c->dk, (long long)c->dv, (long long)c->B, (long long)c->T, c->desc.flags, (double)c->desc.scale,
            linattn_isa_name((linattn_isa)c->isa), c->threads, c->host, c->ws_mode, c->kmode, c->dmode, c->bmode, (int)c->in_place,
            (unsigned long long)c->seed);
@@ -685,6 +717,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   la_case c;
   build_valid(&c, &r);
   fz_choose_mode(&c, &r, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
+  apply_window(&c, &r);
   fz_case_name = c.what;
   fz_call* k = &c.call;
   current_case = &c;

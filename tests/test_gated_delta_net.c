@@ -367,6 +367,19 @@ static void check_bad_input(linattn_context* ctx, tk_rng* r) {
   gtensors t2 = t;
   t2.s0 = linattn_make_tensor(d.s0x, LINATTN_DTYPE_F32, 4, (int64_t[]){c.B, d.Hv, c.dk, c.dv});
   expect_bad(ctx, &c, &d, &t2, "V-major", "K-major initial_state");
+  /* a_log / dt_bias descriptors of a rank outside [0, 4] (found by fuzz_gated_delta_net: their
+   * own rank was trusted, and rank 5 read past dims[]) */
+  gcase c3 = c;
+  c3.gate = LINATTN_GDN_GATE_SOFTPLUS;
+  const int32_t bad_ranks[] = {5, -1, 1000};
+  for (int i = 0; i < 3; i++) {
+    t2 = t;
+    t2.al.rank = bad_ranks[i];
+    expect_bad(ctx, &c3, &d, &t2, "a_log: rank", "a_log of an invalid rank");
+    t2 = t;
+    t2.db.rank = bad_ranks[i];
+    expect_bad(ctx, &c3, &d, &t2, "dt_bias: rank", "dt_bias of an invalid rank");
+  }
   free_data(&d);
 }
 
@@ -450,6 +463,15 @@ int main(void) {
       gcase c;
       random_case(&r, &c);
       check_case(ctx, linattn_isa_name(isas[i]), &c, &r);
+    }
+    /* d_v = 0: no value columns, but the capture still holds the decay factors and the keys
+     * (found by fuzz_gated_delta_net: no unit ran, and both stayed 0) */
+    for (int rule = 1; rule <= 4; rule++) {
+      gcase z = {.B = 2, .lens = {5, 3}, .Hq = 1, .grp = 2, .dk = 16, .dv = 0, .rule = (linattn_update_rule)rule,
+                 .gate = gated((linattn_update_rule)rule) ? LINATTN_GDN_GATE_SOFTPLUS : LINATTN_GDN_GATE_NONE,
+                 .per_key = rule == 2, .l2 = 1, .cap = 4, .state_mode = rule % 3, .dt = LINATTN_DTYPE_BF16,
+                 .gdt = LINATTN_DTYPE_F32};
+      check_case(ctx, linattn_isa_name(isas[i]), &z, &r);
     }
     if (isas[i] == LINATTN_ISA_REFERENCE) {
       check_bad_input(ctx, &r);

@@ -223,6 +223,14 @@ static void error_cases(linattn_context* ctx) {
   tk_check(expect_error(linattn_linear_attention_gate(ctx, &tx, &tv8, &tv8, &tgh, &ty, NULL), "b"), "b dtype: %s",
            linattn_last_error());
   tk_check(tk_count_nan(&y) == 24, "outputs written by a failed call");
+  /* empty tensors with data == NULL are not "the same buffer" (found by fuzz_gates: a valid
+   * call with a, b, decay and beta all (0, 8) and NULL was refused as beta sharing a's buffer) */
+  const int64_t ed[2] = {0, 8};
+  const linattn_tensor e0 = linattn_make_tensor(NULL, LINATTN_DTYPE_F32, 2, ed);
+  tk_check(linattn_linear_attention_gate(ctx, &e0, &tv8, &tv8, &e0, &e0, &e0) == LINATTN_SUCCESS,
+           "empty gate call with NULL buffers: %s", linattn_last_error());
+  tk_check(linattn_gated_rms_norm(ctx, &d, &e0, &ts4, &e0, &e0) == LINATTN_SUCCESS, "empty GatedRMSNorm with NULL buffers: %s",
+           linattn_last_error());
   tk_check(linattn_gate_activation_from_string("swish") == LINATTN_GATE_SILU &&
                linattn_gate_activation_from_string("silu") == LINATTN_GATE_SILU &&
                linattn_gate_activation_from_string("sigmoid") == LINATTN_GATE_SIGMOID &&

@@ -334,7 +334,22 @@ static void fill_random(tk_rng* r, tk_tensor* t, double sigma) {
   free(v);
 }
 
-static void test_conv_window(linattn_context* ctx, tk_rng* r, int W, int64_t L, bool cl, bool in_place) {
+/* The windowed call, with the library's own workspace or (caller_ws) one of exactly the size its
+ * query gives: the window driver must fit its inner calls into what it asked for (a conv whose
+ * window-0 query was taken without the states needed more, found by fuzz_causal_conv). */
+static linattn_status conv_window_call(linattn_context* ctx, const linattn_causal_conv_desc* d, const linattn_tensor* x,
+                                       const linattn_tensor* w, const linattn_tensor* past, const linattn_tensor* y,
+                                       const linattn_tensor* pres, bool caller_ws) {
+  size_t need = 0;
+  linattn_status st = linattn_causal_conv_with_state_workspace_size(ctx, d, x, w, NULL, past, y, pres, &need);
+  if (st || !caller_ws) return st ? st : linattn_causal_conv_with_state(ctx, d, x, w, NULL, past, y, pres, NULL, 0);
+  void* ws = tk_aligned_alloc(64, need ? need : 1);
+  st = linattn_causal_conv_with_state(ctx, d, x, w, NULL, past, y, pres, ws, need);
+  tk_aligned_free(ws);
+  return st;
+}
+
+static void test_conv_window(linattn_context* ctx, tk_rng* r, int W, int64_t L, bool cl, bool in_place, bool caller_ws) {
   const int64_t B = 2, C = 21, K = 4, S = 3;
   const linattn_dtype dt = LINATTN_DTYPE_BF16;
   int64_t xd[3] = {B, cl ? L : C, cl ? C : L}, wd[3] = {C, 1, K}, sd[3] = {B, cl ? S : C, cl ? C : S};
@@ -358,7 +373,7 @@ static void test_conv_window(linattn_context* ctx, tk_rng* r, int W, int64_t L, 
     tk_fatal("conv: %s", linattn_last_error());
   d.state_window = W;
   linattn_tensor tp = tk_desc(&past), tq = tk_desc(&pres);
-  if (linattn_causal_conv_with_state(ctx, &d, &tx, &tw, NULL, in_place ? &tq : &tp, &ty1, &tq, NULL, 0))
+  if (conv_window_call(ctx, &d, &tx, &tw, in_place ? &tq : &tp, &ty1, &tq, caller_ws))
     tk_fatal("windowed conv: %s", linattn_last_error());
   int64_t first;
   tk_check(tk_bits_differ(&y0, &y1, &first) == 0, "conv window: output differs from the window-0 call");
@@ -371,7 +386,54 @@ static void test_conv_window(linattn_context* ctx, tk_rng* r, int W, int64_t L, 
   tk_free(&x); tk_free(&w); tk_free(&past); tk_free(&pres); tk_free(&y0); tk_free(&y1); tk_free(&s0);
 }
 
-static void test_la_window(linattn_context* ctx, tk_rng* r, int W, int64_t T, bool in_place) {
+/* The fuzz case: no past_state, W = 8 > L = 1, dilation 2, a caller workspace of exactly the
+ * queried size; the output and slot W - 1 must be those of the window-0 call. */
+static void test_conv_window_no_past(linattn_context* ctx, tk_rng* r, bool cl) {
+  const int64_t W = 8, B = 1, C = 16, K = 4, L = 1, S = 6;
+  const linattn_dtype dt = LINATTN_DTYPE_BF16;
+  int64_t xd[3] = {B, cl ? L : C, cl ? C : L}, wd[3] = {C, 1, K}, sd[3] = {B, cl ? S : C, cl ? C : S};
+  int64_t pd[4] = {W, sd[0], sd[1], sd[2]};
+  tk_tensor x = tk_alloc(dt, 3, xd), w = tk_alloc(dt, 3, wd), pres = tk_alloc(dt, 4, pd);
+  tk_tensor y0 = tk_alloc(dt, 3, xd), y1 = tk_alloc(dt, 3, xd), s0 = tk_alloc(dt, 3, sd);
+  fill_random(r, &x, 1.0);
+  fill_random(r, &w, 0.5);
+  tk_poison(&y1);
+  tk_poison(&pres);
+  linattn_causal_conv_desc d;
+  linattn_causal_conv_desc_init(&d);
+  d.dilation = 2;
+  d.channels_last = cl;
+  linattn_tensor tx = tk_desc(&x), tw = tk_desc(&w), ty0 = tk_desc(&y0), ty1 = tk_desc(&y1), ts0 = tk_desc(&s0);
+  if (linattn_causal_conv_with_state(ctx, &d, &tx, &tw, NULL, NULL, &ty0, &ts0, NULL, 0))
+    tk_fatal("conv: %s", linattn_last_error());
+  d.state_window = W;
+  linattn_tensor tq = tk_desc(&pres);
+  const linattn_status st = conv_window_call(ctx, &d, &tx, &tw, NULL, &ty1, &tq, true);
+  tk_check(st == LINATTN_SUCCESS, "windowed conv without past_state, caller workspace: %s", linattn_last_error());
+  int64_t first;
+  if (st == LINATTN_SUCCESS) {
+    tk_check(tk_bits_differ(&y0, &y1, &first) == 0, "conv window without past: output differs from the window-0 call");
+    const int64_t slot = B * C * S;
+    tk_check(memcmp((char*)pres.data + (W - 1) * slot * (int64_t)tk_dtype_size(dt), s0.data, (size_t)slot * tk_dtype_size(dt)) == 0,
+             "conv window without past: slot W-1 differs from the window-0 state");
+  }
+  tk_free(&x); tk_free(&w); tk_free(&pres); tk_free(&y0); tk_free(&y1); tk_free(&s0);
+}
+
+static linattn_status la_window_call(linattn_context* ctx, const linattn_linear_attention_desc* d, const linattn_tensor* q,
+                                     const linattn_tensor* k, const linattn_tensor* v, const linattn_tensor* past,
+                                     const linattn_tensor* g, const linattn_tensor* b, const linattn_tensor* o,
+                                     const linattn_tensor* pres, bool caller_ws) {
+  size_t need = 0;
+  linattn_status st = linattn_linear_attention_workspace_size(ctx, d, q, k, v, past, g, b, o, pres, &need);
+  if (st || !caller_ws) return st ? st : linattn_linear_attention(ctx, d, q, k, v, past, g, b, o, pres, NULL, 0);
+  void* ws = tk_aligned_alloc(64, need ? need : 1);
+  st = linattn_linear_attention(ctx, d, q, k, v, past, g, b, o, pres, ws, need);
+  tk_aligned_free(ws);
+  return st;
+}
+
+static void test_la_window(linattn_context* ctx, tk_rng* r, int W, int64_t T, bool in_place, bool caller_ws) {
   const int64_t B = 2, H = 2, dk = 16, dv = 16;
   const linattn_dtype dt = LINATTN_DTYPE_F16;
   int64_t qd[3] = {B, T, H * dk}, gd[3] = {B, T, H}, sd[4] = {B, H, dk, dv}, wd[4] = {W * B, H, dk, dv};
@@ -403,7 +465,7 @@ static void test_la_window(linattn_context* ctx, tk_rng* r, int W, int64_t T, bo
     tk_fatal("LA: %s", linattn_last_error());
   d.state_window = W;
   linattn_tensor tp = tk_desc(&past), tr = tk_desc(&pres);
-  if (linattn_linear_attention(ctx, &d, &tq, &tk_, &tv, in_place ? &tr : &tp, &tg, &tb, &to1, &tr, NULL, 0))
+  if (la_window_call(ctx, &d, &tq, &tk_, &tv, in_place ? &tr : &tp, &tg, &tb, &to1, &tr, caller_ws))
     tk_fatal("windowed LA: %s", linattn_last_error());
   int64_t bad_o = 0, bad_s = 0, nonzero = 0;
   for (int64_t e = 0; e < tk_numel(&o0); e++) {
@@ -432,12 +494,15 @@ static void test_windows(tk_rng* r) {
     linattn_context* ctx = tk_context_create(isas[k], 2);
     for (int wi = 0; wi < 3; wi++)
       for (int li = 0; li < 5; li++)
-        for (int m = 0; m < 4; m++) {
-          tk_context("%s window W=%d T=%lld %s%s", linattn_isa_name(isas[k]), Ws[wi], (long long)Ls[li],
-                     m & 1 ? "channels-last" : "channels-first", m & 2 ? " in place" : "");
-          test_conv_window(ctx, r, Ws[wi], Ls[li], m & 1, m & 2);
-          if (!(m & 1)) test_la_window(ctx, r, Ws[wi], Ls[li], m & 2);
+        for (int m = 0; m < 8; m++) {
+          tk_context("%s window W=%d T=%lld %s%s%s", linattn_isa_name(isas[k]), Ws[wi], (long long)Ls[li],
+                     m & 1 ? "channels-last" : "channels-first", m & 2 ? " in place" : "", m & 4 ? " caller workspace" : "");
+          test_conv_window(ctx, r, Ws[wi], Ls[li], m & 1, m & 2, m & 4);
+          if (!(m & 1)) test_la_window(ctx, r, Ws[wi], Ls[li], m & 2, m & 4);
         }
+    tk_context("%s window without past_state, caller workspace", linattn_isa_name(isas[k]));
+    test_conv_window_no_past(ctx, r, false);
+    test_conv_window_no_past(ctx, r, true);
     linattn_context_destroy(ctx);
   }
 }

@@ -347,6 +347,14 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   if (bc <= 0 || bc > c->dv) bc = c->dv;
   c->block_cols = bc;
   c->blocks_per_head = bc > 0 ? (c->dv + bc - 1) / bc : 0;
+  if (c->dv == 0) {
+    /* no value columns, but the capture still takes each token's decay factors and keys: one
+     * unit of no columns per (request, head), on the reference kernel (nothing else to compute;
+     * the fast kernels assume at least one column) */
+    c->kern = &linattn_la_reference;
+    c->block_cols = 0;
+    c->blocks_per_head = 1;
+  }
   int64_t units;
   if (!linattn_mul_i64(c->B, c->Hv, &units) || !linattn_mul_i64(units, c->blocks_per_head, &units))
     return ERR("problem size overflows");
@@ -452,6 +460,10 @@ static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la
   u.out = gdn_at(c->outr.data, gdn_rows_off(c, &c->outr, r, s0, h) + col0, esz);
   u.out_token_stride = c->outr.ts;
   u.out_head_stride = dv;
+  if (dv == 0) { /* never dereferenced, but offset per token: a valid pointer, no stride (v and output may be NULL) */
+    u.v = u.out = scratch + c->state_block_bytes;
+    u.v_token_stride = u.out_token_stride = 0;
+  }
   u.col0 = col0;
   u.ncols = ncols;
   const int64_t sbase = ((r * c->Hv + h) * dv + col0) * dk;

@@ -53,6 +53,9 @@ static linattn_status check_output(const tview* out, const tview* const* ins, si
   return LINATTN_SUCCESS;
 }
 
+/* The same (non-empty) buffer: empty tensors, which may all be NULL, alias nothing. */
+static bool same_nonempty_buffer(const tview* a, const tview* b) { return a->numel > 0 && tview_same_buffer(a, b); }
+
 static size_t gates_tasks(const linattn_context* ctx, int64_t rows, int64_t elems) {
   if (elems <= GATES_SERIAL_MAX_ELEMS || ctx->num_threads <= 1) return rows > 0 ? 1 : 0;
   return (size_t)(rows < ctx->num_threads ? rows : ctx->num_threads);
@@ -103,7 +106,7 @@ static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const
   if ((st = view_like(&vy, "y", y, &vx, "like x"))) return st;
   const tview* ins[3] = {&vx, &vs, &vg};
   if ((st = check_output(&vy, ins, 3))) return st;
-  if (tview_same_buffer(&vy, &vs)) return ERR("y: output memory overlaps scale");
+  if (same_nonempty_buffer(&vy, &vs)) return ERR("y: output memory overlaps scale");
 
   rms_call c;
   memset(&c, 0, sizeof c);
@@ -180,10 +183,10 @@ static linattn_status linattn_linear_attention_gate_entered(linattn_context* ctx
     const tview* ins_beta[5] = {&va, &vbias, &vscale, &vb, &vdecay};
     if ((st = check_output(&vbeta, ins_beta, 5))) return st;
     /* beta = a's buffer would be read after decay has overwritten it (or the reverse) */
-    if (tview_same_buffer(&vbeta, &va) || tview_same_buffer(&vbeta, &vdecay))
+    if (same_nonempty_buffer(&vbeta, &va) || same_nonempty_buffer(&vbeta, &vdecay))
       return ERR("beta: may share only b's buffer");
   }
-  if (b && tview_same_buffer(&vdecay, &vb)) return ERR("decay: may share only a's buffer");
+  if (b && same_nonempty_buffer(&vdecay, &vb)) return ERR("decay: may share only a's buffer");
 
   gate_call c;
   memset(&c, 0, sizeof c);

@@ -166,6 +166,7 @@ linattn_status linattn_la_window_workspace_size(linattn_context* ctx, const lina
 }
 
 static void la_slot_store(const la_window* w, const float* state, int64_t j) {
+  if (w->slot_elems == 0) return; /* an empty state may have a NULL buffer: no offsets, no memset on it */
   void* dst = w->present.data + j * w->slot_elems * (int64_t)linattn_dtype_size(w->present.dtype);
   if (!state) {
     memset(dst, 0, (size_t)w->slot_elems * linattn_dtype_size(w->present.dtype));
@@ -187,13 +188,15 @@ linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_
   if ((st = window_workspace(ctx, w.state_bytes + w.inner_bytes, workspace, workspace_size, &owned, &ws))) return st;
   float* state = (float*)ws;
   /* the fp32 state entering the call: past slot W - 1 (read before any slot is written) */
-  if (past) {
+  if (w.slot_elems == 0) { /* B, d_k or d_v 0: the buffers may be NULL */
+  } else if (past) {
     const char* src = w.past.data + (w.W - 1) * w.slot_elems * (int64_t)linattn_dtype_size(w.past.dtype);
     for (int64_t e = 0; e < w.slot_elems; e++) state[e] = linattn_load_f32(src, e, w.past.dtype);
   } else {
     memset(state, 0, (size_t)w.slot_elems * sizeof(float));
   }
   const linattn_tensor fstate = linattn_make_tensor(state, LINATTN_DTYPE_F32, 4, w.sdims);
+  char* inner_ws = ws ? ws + w.state_bytes : NULL; /* no workspace at all for an empty problem */
   const int64_t first = w.W > w.T ? w.W - w.T : 0;
   int64_t t = 0;
   for (int64_t j = first; j < w.W && w.T > 0 && !st; j++) {
@@ -201,7 +204,7 @@ linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_
     linattn_tensor sq = token_slice(q, 1, t, end - t), sk = token_slice(k, 1, t, end - t);
     linattn_tensor sv = token_slice(v, 1, t, end - t), so = token_slice(output, 1, t, end - t), sd, sb;
     st = linattn_linear_attention(ctx, &w.d0, &sq, &sk, &sv, &fstate, opt_slice(decay, 1, t, end - t, &sd),
-                                  opt_slice(beta, 1, t, end - t, &sb), &so, &fstate, ws + w.state_bytes, w.inner_bytes);
+                                  opt_slice(beta, 1, t, end - t, &sb), &so, &fstate, inner_ws, w.inner_bytes);
     if (!st && present) la_slot_store(&w, state, j);
     t = end;
   }
@@ -250,19 +253,33 @@ static linattn_status conv_window_resolve(linattn_context* ctx, const linattn_ca
   w->sdims[2] = cl ? C : S;
   if (!linattn_mul_i64(w->B * C, S, &w->slot_elems)) return ERR("past_state: size overflows");
   const int64_t dims[4] = {w->W, w->sdims[0], w->sdims[1], w->sdims[2]};
+  const linattn_tensor* inputs[] = {input, weight, bias, output};
+  if ((st = window_states(past_state, present_state, 4, dims,
+                          cl ? "(state_window, B, (k-1)*dilation, C)" : "(state_window, B, C, (k-1)*dilation)", inputs, 4,
+                          &w->past, &w->present)))
+    return st;
+  /* the workspace of the ranges as linattn_conv_window_run calls them, states included (the
+   * kernels' scratch depends on them): the first range from past slot W - 1 (or none), then
+   * single tokens from one present slot to the next; without present_state one range */
   const int64_t first = w->W > w->L ? w->W - w->L : 0, first_len = w->L - w->W + first + 1;
+  linattn_tensor last_past = past_state ? state_slot(&w->past, w->W - 1, 3, w->sdims, w->slot_elems) : (linattn_tensor){0};
+  linattn_tensor slot_a = {0}, slot_b = {0};
+  if (present_state && w->L > 0) {
+    slot_a = state_slot(&w->present, first, 3, w->sdims, w->slot_elems);
+    slot_b = state_slot(&w->present, first + 1 < w->W ? first + 1 : first, 3, w->sdims, w->slot_elems);
+  }
   for (int r = 0; r < 2 && w->L > 0; r++) {
-    const int64_t n = r ? 1 : first_len;
+    if (r == 1 && (!present_state || first + 1 >= w->W)) break;
+    const int64_t n = r ? 1 : (present_state ? first_len : w->L);
     linattn_tensor sx = token_slice(input, w->axis, 0, n), so = token_slice(output, w->axis, 0, n);
+    const linattn_tensor* in_state = r ? &slot_a : past_state ? &last_past : NULL;
+    const linattn_tensor* out_state = !present_state ? NULL : r ? &slot_b : &slot_a;
     size_t bytes = 0;
-    if ((st = linattn_causal_conv_with_state_workspace_size(ctx, &w->d0, &sx, weight, bias, NULL, &so, NULL, &bytes)))
+    if ((st = linattn_causal_conv_with_state_workspace_size(ctx, &w->d0, &sx, weight, bias, in_state, &so, out_state, &bytes)))
       return st;
     if (bytes > w->inner_bytes) w->inner_bytes = bytes;
   }
-  const linattn_tensor* inputs[] = {input, weight, bias, output};
-  return window_states(past_state, present_state, 4, dims,
-                       cl ? "(state_window, B, (k-1)*dilation, C)" : "(state_window, B, C, (k-1)*dilation)", inputs, 4,
-                       &w->past, &w->present);
+  return LINATTN_SUCCESS;
 }
 
 linattn_status linattn_conv_window_workspace_size(linattn_context* ctx, const linattn_causal_conv_desc* d,
@@ -305,12 +322,13 @@ linattn_status linattn_conv_window_run(linattn_context* ctx, const linattn_causa
                                           ws, w.inner_bytes);
       t = end;
     }
-    if (!st && w.L == 0) { /* slot W - 1 is the past state */
+    /* empty slots (S = 0) may have a NULL buffer: no offsets on it */
+    if (!st && w.L == 0 && w.slot_elems > 0) { /* slot W - 1 is the past state */
       char* dst = w.present.data + (w.W - 1) * w.slot_elems * (int64_t)es;
       if (!past) memset(dst, 0, (size_t)w.slot_elems * es);
       else if (dst != (char*)last_past.data) memcpy(dst, last_past.data, (size_t)w.slot_elems * es);
     }
-    if (!st)
+    if (!st && w.slot_elems > 0)
       for (int64_t j = 0; j < first && j < w.W - 1; j++)
         memset(w.present.data + j * w.slot_elems * (int64_t)es, 0, (size_t)w.slot_elems * es);
   }

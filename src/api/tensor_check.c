@@ -63,6 +63,10 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
   if (t->rank != rank)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: expected rank %d %s, got rank %d", name, (int)rank,
                              shape_doc, (int)t->rank);
+  /* callers that accept several ranks pass the tensor's own */
+  if (rank < 0 || rank > LINATTN_MAX_RANK)
+    return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: rank %d outside [0, %d], expected shape %s", name, (int)rank,
+                             LINATTN_MAX_RANK, shape_doc);
   if (linattn_dtype_size(t->dtype) == 0)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: invalid dtype %d (expected float32, float16 or bfloat16)",
                              name, (int)t->dtype);

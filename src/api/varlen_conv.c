@@ -250,8 +250,9 @@ static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc,
   varlen_seq q = {
       .dtype = c->base.dtype, .C = c->C, .S = c->S, .L = L, .state_channels_last = c->state_cl,
       .x = L > 0 ? c->x.data + t0 * c->x.strides[0] * (int64_t)es : NULL, .x_token_stride = c->x.strides[0],
-      .state_in = c->s_in.data + slot * slot_elems * (int64_t)es,
-      .state_out = c->has_out ? c->s_out.data + slot * slot_elems * (int64_t)es : NULL,
+      /* an empty state (S = 0) may have a NULL buffer: no offset on NULL (undefined behaviour) */
+      .state_in = c->s_in.data ? c->s_in.data + slot * slot_elems * (int64_t)es : NULL,
+      .state_out = c->has_out && c->s_out.data ? c->s_out.data + slot * slot_elems * (int64_t)es : NULL,
       .has_initial = !c->seqs.has_initial_state || c->seqs.has_initial_state[i] != 0,
   };
   if (c->has_update && c->capacity > 0) {

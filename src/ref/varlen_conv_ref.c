@@ -18,7 +18,8 @@ void linattn_varlen_capture(const varlen_seq* q, int64_t c0, int64_t nc) {
 }
 
 void linattn_varlen_pass_state(const varlen_seq* q, int64_t c0, int64_t nc) {
-  if (!q->state_out || (q->state_out == q->state_in && q->has_initial)) return;
+  /* S = 0: nothing to pass, and the state buffers may be NULL (no offsets on them) */
+  if (!q->state_out || q->S == 0 || (q->state_out == q->state_in && q->has_initial)) return;
   const size_t es = linattn_dtype_size(q->dtype);
   /* channels-first: one block of nc * S; channels-last: S rows of nc, C apart */
   const int64_t rows = q->state_channels_last ? q->S : 1;
