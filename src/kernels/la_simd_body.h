@@ -391,16 +391,23 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2 };
 
-/* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype).
- * A half-precision state is converted as its rows are loaded, and rounded to nearest even as
- * they are stored. */
+/* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
+ * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
+ * converted as its rows are loaded, and rounded to nearest even as they are stored. */
 #define LA_SD_SIZE(SD) ((SD) ? 2 : 4)
-#define LA_SD_DTYPE(SD) ((SD) == 1 ? LINATTN_DTYPE_F16 : (SD) == 2 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32)
+#define LA_SD_DTYPE(SD) ((SD) == 1 ? LINATTN_DTYPE_F16 : (SD) >= 2 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32)
+#ifdef LA_BF16_STORE_NATIVE
+#define LA_SD_KINDS 3
+#else
+#define LA_SD_KINDS 2
+#define v_store_bf16_native(p, x) v_store_io(p, LINATTN_DTYPE_BF16, x, LA_VL) /* never instantiated */
+#endif
 static inline __attribute__((always_inline)) vf LA_FN(la_load_state)(const char* p, const int SD) {
   return SD ? v_load_io(p, LA_SD_DTYPE(SD), LA_VL) : v_load((const float*)(const void*)p);
 }
 static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p, vf x, const int SD) {
-  if (SD) v_store_io(p, LA_SD_DTYPE(SD), x, LA_VL);
+  if (SD == 3) v_store_bf16_native(p, x);
+  else if (SD) v_store_io(p, LA_SD_DTYPE(SD), x, LA_VL);
   else v_store((float*)(void*)p, x);
 }
 
@@ -921,18 +928,24 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 #define LA_DEFINE_DECODES_SD(NQ, W, SD)                                                               \
   LA_DEFINE_DECODE(NQ, W, 0, 0, SD) LA_DEFINE_DECODE(NQ, W, 0, 1, SD) LA_DEFINE_DECODE(NQ, W, 1, 0, SD) \
   LA_DEFINE_DECODE(NQ, W, 1, 1, SD)
+#ifdef LA_BF16_STORE_NATIVE
+#define LA_DEFINE_DECODES(NQ, W) \
+  LA_DEFINE_DECODES_SD(NQ, W, 1) LA_DEFINE_DECODES_SD(NQ, W, 2) LA_DEFINE_DECODES_SD(NQ, W, 3)
+#define LA_DECODE_ENTRY(NQ, W) LA_DECODE_ENTRY_SD(NQ, W, 1) LA_DECODE_ENTRY_SD(NQ, W, 2) LA_DECODE_ENTRY_SD(NQ, W, 3)
+#else
 #define LA_DEFINE_DECODES(NQ, W) LA_DEFINE_DECODES_SD(NQ, W, 1) LA_DEFINE_DECODES_SD(NQ, W, 2)
+#define LA_DECODE_ENTRY(NQ, W) LA_DECODE_ENTRY_SD(NQ, W, 1) LA_DECODE_ENTRY_SD(NQ, W, 2)
+#endif
 #define LA_DECODE_ENTRY_SD(NQ, W, SD)                                                             \
   [(SD) - 1][LA_GROUP_INDEX(NQ)][W] = {{LA_DECODE_NAME(NQ, W, 0, 0, SD), LA_DECODE_NAME(NQ, W, 0, 1, SD)}, \
                                       {LA_DECODE_NAME(NQ, W, 1, 0, SD), LA_DECODE_NAME(NQ, W, 1, 1, SD)}},
-#define LA_DECODE_ENTRY(NQ, W) LA_DECODE_ENTRY_SD(NQ, W, 1) LA_DECODE_ENTRY_SD(NQ, W, 2)
 /* The panel functions of an ISA file: one token per sweep, [group index][W][decay][delta];
  * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated);
  * the decode of a half-precision state in place, [SD - 1][group index][W][decay][delta]. */
 typedef struct LA_FN(la_tables) {
   LA_FN(la_panel_fn) const (*one)[LA_WCAP + 1][2][2];
   LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][2][2];
-  LA_FN(la_panel_fn) const (*decode)[5][LA_WCAP + 1][2][2];
+  LA_FN(la_panel_fn) const (*decode)[5][LA_WCAP + 1][2][2]; /* [LA_SD_KINDS] */
 } LA_FN(la_tables);
 typedef LA_FN(la_tables) la_tables_t;
 
@@ -1054,6 +1067,9 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   for (int64_t i = 0; i < J.dkp; i += LA_VL) v_store(J.ones + i, v_set1(1.0f));
 
   R->sd = p->state_dtype == LINATTN_DTYPE_F16 ? 1 : p->state_dtype == LINATTN_DTYPE_BF16 ? 2 : 0;
+#ifdef LA_BF16_STORE_NATIVE
+  if (R->sd == 2 && la_bf16_store_native()) R->sd = 3;
+#endif
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
   J.st = &R->st;

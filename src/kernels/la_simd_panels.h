@@ -52,7 +52,7 @@ LA_PANELS(LA_PANEL_DEFINE)
 static LA_FN(la_panel_fn) const LA_FN(la_table)[5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_PANEL_ENTRY)};
 /* T == 1 on a half-precision state: the same widths (the unpacked ones are among them) */
 LA_PANELS(LA_DEFINE_DECODES)
-static LA_FN(la_panel_fn) const LA_FN(la_decode_table)[2][5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_DECODE_ENTRY)};
+static LA_FN(la_panel_fn) const LA_FN(la_decode_table)[LA_SD_KINDS][5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_DECODE_ENTRY)};
 
 #ifdef LA_PAIR_PANELS
 #define LA_WIDTHS_PAIR(G) LA_WIDTHS_FROM(LA_WMAX_PAIR(G), 0)
