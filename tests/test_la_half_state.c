@@ -185,6 +185,7 @@ int main(void) {
       {4, 2, 64, 40},   /* GQA 2, partial vectors */
       {10, 1, 32, 48},  /* more than 8 query heads per state */
       {3, 1, 16, 7},    /* GQA 3, fewer columns than a vector */
+      {2, 2, 16, 160},  /* heads split into column blocks (d_v above the kernels' block) */
   };
   /* decode, a short call (no packed copy for an fp32 state), prefill over two tiles, and on the
    * first shape long enough for the lock-step split */

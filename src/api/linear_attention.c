@@ -472,11 +472,17 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
   const size_t ssz = linattn_dtype_size(c->state_dtype);
   char* entry = scratch + c->state_scratch_bytes;
   char* kscratch = scratch + c->state_scratch_bytes + c->entry_copy_bytes;
-  /* the state in its own dtype: past_state in, present_state (row stride d_v) or the scratch
-   * block (row stride ncols) out */
-  la_set_state(&u, c->state_dtype, reads ? la_at(c->past.data, sbase + col0, ssz) : NULL,
-               c->has_present ? la_at(c->present.data, sbase + col0, ssz) : scratch);
-  u.ld_state = c->has_present ? dv : ncols;
+  /* the state in its own dtype: past_state in, present_state out (row stride d_v); without
+   * present_state, a copy of past_state's block in scratch (row stride ncols) updated in place */
+  const void* past = reads ? la_at(c->past.data, sbase + col0, ssz) : NULL;
+  if (c->has_present) {
+    la_set_state(&u, c->state_dtype, past, la_at(c->present.data, sbase + col0, ssz));
+    u.ld_state = dv;
+  } else {
+    if (past) state_copy_rows(scratch, ncols, past, dv, dk, ncols, ssz);
+    la_set_state(&u, c->state_dtype, past ? scratch : NULL, scratch);
+    u.ld_state = ncols;
+  }
   if (keeps_entry && recompute) {
     la_set_state(&u, c->state_dtype, reads ? entry : NULL, entry); /* rows of ncols; la_refine_unit copies back */
     u.ld_state = ncols;
