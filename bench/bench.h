@@ -57,7 +57,8 @@ typedef struct bench_case {
   const conv_preset* conv; /* op == CONV */
   bench_mode mode;
   int64_t B, T;            /* T = tokens (conv: L) */
-  linattn_dtype dtype;     /* activations; LA state is always f32 */
+  linattn_dtype dtype;     /* activations */
+  linattn_dtype state_dtype; /* LA only: past / present state (0 = f32) */
   int cold;                /* 1: rotate among states/buffers larger than 2x the last-level cache */
   int channels_last;       /* conv only */
   int separate_present;    /* LA only: present_state a buffer of its own (else past == present) */

@@ -1,6 +1,6 @@
 /*
  * LinearAttention cases: buffers, realistic random data (unit-norm q/k per head, negative
- * log-decay, beta in (0,1)), one fp32 state updated in place per rotation slot (the usual decode
+ * log-decay, beta in (0,1)), one state (fp32, or the case's state_dtype) updated in place per rotation slot (the usual decode
  * loop), or with --present separate read from past and written to a present_state of the slot's
  * own (as ONNX Runtime does; past then stays the same every call). Cold cases rotate among enough slots that a slot's state has left the caches by the time
  * it is used again.
@@ -86,6 +86,8 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   const int64_t out_heads = p->q_heads > p->kv_heads ? p->q_heads : p->kv_heads;
   const int64_t decay_w = p->decay_per_key ? p->kv_heads * p->d_k : p->kv_heads;
   const size_t es = linattn_dtype_size(c->dtype);
+  const linattn_dtype sdt = c->state_dtype ? c->state_dtype : LINATTN_DTYPE_F32;
+  const size_t ss = linattn_dtype_size(sdt);
   int64_t qd[3] = {B, T, p->q_heads * p->d_k}, kd[3] = {B, T, p->key_heads * p->d_k};
   int64_t vd[3] = {B, T, p->kv_heads * p->d_v}, dd[3] = {B, T, decay_w}, bd[3] = {B, T, p->kv_heads};
   int64_t od[3] = {B, T, out_heads * p->d_v}, sd[4] = {B, p->kv_heads, p->d_k, p->d_v};
@@ -96,10 +98,10 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   size_t off_q = 0, off_k = off_q + align64(nq * es), off_v = off_k + align64(nk * es);
   size_t off_d = off_v + align64(nv * es), off_b = off_d + align64(nd * es);
   size_t off_o = off_b + align64(nb * es), off_s = off_o + align64(no * es);
-  size_t off_p = off_s + align64(ns * sizeof(float));
-  size_t slot_bytes = off_p + (c->separate_present ? align64(ns * sizeof(float)) : 0);
+  size_t off_p = off_s + align64(ns * ss);
+  size_t slot_bytes = off_p + (c->separate_present ? align64(ns * ss) : 0);
   double io_bytes = (double)(nq + nk + nv + nd + nb + no) * (double)es;
-  double state_bytes = (double)ns * sizeof(float);
+  double state_bytes = (double)ns * (double)ss;
 
   L->num_slots = c->cold ? bench_cold_slots((double)slot_bytes, llc_bytes) : 1;
   L->slots = (la_slot*)calloc((size_t)L->num_slots, sizeof(la_slot));
@@ -113,8 +115,7 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
   for (size_t i = 0; i < nv; i++) bench_store(s0 + off_v, i, c->dtype, (float)bench_normal(&r));
   for (size_t i = 0; i < nd; i++) bench_store(s0 + off_d, i, c->dtype, (float)-(0.02 + 0.3 * bench_uniform(&r)));
   for (size_t i = 0; i < nb; i++) bench_store(s0 + off_b, i, c->dtype, (float)(0.1 + 0.8 * bench_uniform(&r)));
-  float* st = (float*)(s0 + off_s);
-  for (size_t i = 0; i < ns; i++) st[i] = (float)(0.05 * bench_normal(&r));
+  for (size_t i = 0; i < ns; i++) bench_store(s0 + off_s, i, sdt, (float)(0.05 * bench_normal(&r)));
   for (int s = 1; s < L->num_slots; s++) memcpy(L->arena + (size_t)s * slot_bytes, s0, slot_bytes);
 
   int* pos = bench_slot_positions(L->num_slots, seed);
@@ -127,8 +128,8 @@ int bench_la_prepare(const bench_case* c, size_t llc_bytes, uint64_t seed, bench
     sl->decay = linattn_make_tensor(base + off_d, c->dtype, 3, dd);
     sl->beta = linattn_make_tensor(base + off_b, c->dtype, 3, bd);
     sl->out = linattn_make_tensor(base + off_o, c->dtype, 3, od);
-    sl->state = linattn_make_tensor(base + off_s, LINATTN_DTYPE_F32, 4, sd);
-    sl->present = c->separate_present ? linattn_make_tensor(base + off_p, LINATTN_DTYPE_F32, 4, sd) : sl->state;
+    sl->state = linattn_make_tensor(base + off_s, sdt, 4, sd);
+    sl->present = c->separate_present ? linattn_make_tensor(base + off_p, sdt, 4, sd) : sl->state;
   }
   free(pos);
 

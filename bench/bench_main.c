@@ -64,7 +64,8 @@ static void usage(FILE* f) {
           "  --state warm|cold|all        decode state cache temperature (default all)\n"
           "  --layout first|last|all      conv layout (default all)\n"
           "  --preset NAME[,NAME...]      presets (see --list; default: every model preset)\n"
-          "  --dtype f32,f16,bf16         activation dtypes (LA state is always f32)\n"
+          "  --dtype f32,f16,bf16         activation dtypes (LA decode with f16/bf16 also runs an\n"
+          "                               f16/bf16 state; otherwise the LA state is f32)\n"
           "  --isa auto,reference         kernel families timed side by side (default auto,reference;\n"
           "                               the ratio column is time / reference time)\n"
           "  --T N[,N...]        prefill lengths (default 64,512,4096)\n"
@@ -294,8 +295,10 @@ static size_t enumerate_cases(const options* o, bench_case* out) {
           for (int bi = 0; bi < o->num_B; bi++)
             for (int cold = 0; cold < 2; cold++)
               if (o->states & (1 << cold))
-                EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt, .cold = cold,
-                     .separate_present = o->separate_present);
+                for (int half = 0; half < (dt == LINATTN_DTYPE_F32 ? 1 : 2); half++) /* and an S = T state */
+                  EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_DECODE, .B = o->Bs[bi], .T = 1, .dtype = dt,
+                       .state_dtype = half ? dt : LINATTN_DTYPE_F32, .cold = cold,
+                       .separate_present = o->separate_present);
         if (o->modes & 2)
           for (int ti = 0; ti < o->num_T; ti++)
             EMIT(.op = BENCH_OP_LA, .la = p, .mode = BENCH_PREFILL, .B = 1, .T = o->Ts[ti], .dtype = dt,
@@ -497,8 +500,11 @@ static void print_row(const bench_case* c, const char* isa, const stats* s, cons
   char mode[16];
   snprintf(mode, sizeof mode, "%s", c->mode == BENCH_DECODE ? "decode" : "prefill");
   const char* st = c->varlen ? "V" : c->op == BENCH_OP_CONV ? (c->channels_last ? "CL" : "CF") : "";
+  const char* sdt = c->op == BENCH_OP_LA && c->state_dtype == LINATTN_DTYPE_F16    ? "f16"
+                    : c->op == BENCH_OP_LA && c->state_dtype == LINATTN_DTYPE_BF16 ? "b16"
+                                                                                     : "";
   char stbuf[8];
-  snprintf(stbuf, sizeof stbuf, "%s%s", st, c->mode == BENCH_DECODE ? (c->cold ? "c" : "w") : "");
+  snprintf(stbuf, sizeof stbuf, "%s%s%s", st, c->mode == BENCH_DECODE ? (c->cold ? "c" : "w") : "", sdt);
   printf("%-19s %-17s %-7s %-4s %3lld %5lld %-4s %-9s ", op_name(c), preset_name(c), mode, stbuf,
          (long long)c->B, (long long)c->T, bench_dtype_name(c->dtype), isa);
   if (s->error) {
@@ -525,7 +531,8 @@ static void json_row(FILE* f, int first, const bench_case* c, const bench_instan
           c->mode == BENCH_DECODE ? (c->cold ? "cold" : "warm") : "warm", (long long)c->B, (long long)c->T,
           bench_dtype_name(c->dtype));
   fprintf(f, ", \"state_dtype\": \"%s\", \"layout\": %s, \"threads\": %d, \"isa\": ",
-          c->op == BENCH_OP_LA ? "f32" : bench_dtype_name(c->dtype),
+          c->op == BENCH_OP_LA ? bench_dtype_name(c->state_dtype ? c->state_dtype : LINATTN_DTYPE_F32)
+                               : bench_dtype_name(c->dtype),
           c->op == BENCH_OP_CONV ? (c->channels_last ? "\"channels_last\"" : "\"channels_first\"") : "null",
           threads);
   json_string(f, isa);
@@ -680,7 +687,8 @@ int main(int argc, char** argv) {
   printf("# roofs (%d thread%s): FMA fp32 %.1f GFLOP/s (%s, %.1f per thread); copy %.1f GB/s L2, %.1f GB/s L3, "
          "%.1f GB/s DRAM\n",
          m.threads, m.threads > 1 ? "s" : "", m.fma_gflops, m.fma_isa, m.fma_gflops_1t, m.bw_l2, m.bw_l3, m.bw_dram);
-  printf("# st: w/c = decode state warm/cold, CF/CL = conv channels first/last, V = packed ragged batch "
+  printf("# st: w/c = decode state warm/cold (f32 state; wf16/wb16, cf16/cb16: an f16/bf16 state), "
+         "CF/CL = conv channels first/last, V = packed ragged batch "
          "(VarlenCausalConvWithState: its ref = the dense channels-last conv on the same tokens; "
          "VarlenLinearAttention on a state pool: its ref = one dense call per sequence); %%roof: F = "
          "flop-bound, M = memory-bound (M!: that cache level measured slower than a level further out, so its "

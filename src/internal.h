@@ -50,7 +50,10 @@ typedef struct la_params {
   float gate_lower_bound;
   bool beta_sigmoid;        /* beta = sigmoid(beta element) */
   bool qk_l2_norm;          /* q and k divided by sqrt(|x|^2 + LA_L2_NORM_EPS) */
-  bool state_v_major;       /* state blocks are V-major: element (i, j) at j * ld_state + i */
+  bool state_v_major;       /* state blocks are V-major: element (i, j) at j * ld_state + i (fp32 only) */
+  linattn_dtype state_dtype; /* elements of the unit's state blocks: F32 (or 0), F16 or BF16; a
+                             * half-precision state is read and written by the kernel itself,
+                             * which works in fp32 between the load and one rounded store */
   int sweep_tokens;        /* prefill tokens per state sweep (la_tuning.sweep_tokens) */
 } la_params;
 
@@ -74,11 +77,18 @@ typedef struct la_unit {
   void* out;              /* output head oh0 at token 0, offset by col0 */
   int64_t out_token_stride;
   int64_t out_head_stride; /* distance between consecutive output heads of the group (= d_v) */
-  /* fp32 state block of d_k rows x ncols, row stride ld_state floats.
+  /* state block of d_k rows x ncols, row stride ld_state elements of la_params.state_dtype
+   * (state_in / state_out for fp32, state_in_h / state_out_h for F16 / BF16 bits).
    * state_in: the state entering the call (NULL = zeros). state_out: where the state leaves.
    * state_in may equal state_out (in place). They never partially overlap. */
-  const float* state_in;
-  float* state_out;
+  union {
+    const float* state_in;
+    const uint16_t* state_in_h;
+  };
+  union {
+    float* state_out;
+    uint16_t* state_out_h;
+  };
   int64_t ld_state;
   int64_t col0, ncols;
   /* GatedDeltaNet: gate constants of this head (la_params.gate != NONE) */

@@ -1,6 +1,6 @@
 /* LinearAttention operator: validation, shape resolution, work split, workspace, threading.
- * No arithmetic on tensor data happens here except the fp32 <-> S state conversion of a unit
- * (and the constant output of the degenerate d_k == 0 case). */
+ * No arithmetic on tensor data happens here (except the constant output of the degenerate
+ * d_k == 0 case): the kernels read and write the state in its own dtype S. */
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -19,7 +19,7 @@
  * unit after the other. LA_LOCKSTEP_MIN_TOKENS at build time (e.g. 1) overrides the tuning,
  * to test the path everywhere. */
 #define LA_LOCKSTEP_UNITS_MAX 16
-/* An fp32 state updated in place is copied (per unit, before the fast kernel runs) so that a
+/* A state updated in place is copied (per unit, before the fast kernel runs) so that a
  * unit with non-finite outputs can be recomputed from it, in calls of at least this many tokens:
  * the copy reads and writes the state once more, about the cost of a decode step (figures in
  * docs/reliability.md), so decode and short calls go without. */
@@ -37,14 +37,14 @@ typedef struct la_call {
   uint32_t refine_limit;      /* bits of |output| (in T) from which a unit is recomputed */
   int64_t block_cols, blocks_per_head, num_units;
   size_t num_tasks;
-  size_t state_scratch_bytes; /* per unit in flight: fp32 state block when S != f32 or no present */
-  size_t entry_copy_bytes;    /* per unit in flight: the entering state of an in-place fp32 state,
-                               * kept for the reference kernel's recompute (0 otherwise) */
+  size_t state_scratch_bytes; /* per unit in flight: an S-typed state block when no present is wanted */
+  size_t entry_copy_bytes;    /* per unit in flight: the entering state of an in-place state, kept
+                               * for the reference kernel's recompute (0 otherwise) */
   size_t kernel_scratch_bytes;
   int64_t lockstep_units;     /* > 1: units of a task advance together (see la_task); else 1 */
   int64_t step_chunk;         /* tokens per lock-step round */
   int64_t lockstep_min;       /* tokens from which a unit runs in lock-step */
-  int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in-place fp32: its entry copied) */
+  int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in place: its entry copied) */
   size_t task_bytes;
   char* workspace;
   /* packed batch (linattn_varlen_linear_attention); cu == NULL for the dense operator. Tensors
@@ -74,7 +74,7 @@ static inline bool la_seq_reads_state(const la_call* c, int64_t b) {
   return c->has_past && (!c->has_initial || c->has_initial[b] != 0);
 }
 /* Is a fast kernel's unit of sequence b (len tokens) recomputed when its outputs are not finite?
- * An in-place fp32 state it reads must then have been copied first (la_unit_keeps_entry), which
+ * An in-place state it reads must then have been copied first (la_unit_keeps_entry), which
  * only calls of refine_min_tokens or more do; a unit that starts from zeros needs no copy. */
 static inline bool la_unit_refines(const la_call* c, int64_t b, int64_t len) {
   return c->refine && (len >= c->refine_min_tokens || !la_seq_reads_state(c, b));
@@ -190,9 +190,11 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->num_units = units;
   c->num_tasks = (size_t)(units < ctx->num_threads ? units : ctx->num_threads);
   size_t sblock;
-  if (!linattn_mul_size((size_t)dk, (size_t)bc, &sblock) || !linattn_mul_size(sblock, sizeof(float), &sblock))
+  if (!linattn_mul_size((size_t)dk, (size_t)bc, &sblock) ||
+      !linattn_mul_size(sblock, linattn_dtype_size(c->state_dtype), &sblock))
     return ERR("state block size overflows");
-  c->state_scratch_bytes = (c->state_dtype != LINATTN_DTYPE_F32 || !c->has_present) ? linattn_round_up(sblock, 64) : 0;
+  c->p.state_dtype = c->state_dtype;
+  c->state_scratch_bytes = c->has_present ? 0 : linattn_round_up(sblock, 64);
   size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
   /* The fused kernels read out from the old state plus a rank-1 term, which is the reference's
    * o = scale * S_t^T q only up to rounding: with infinities (inf inputs, or exp(decay) or a
@@ -200,14 +202,14 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
    * whose outputs are not all finite (or sit at T's largest finite value, see
    * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
    * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
-   * state intact: an fp32 state updated in place (in past_state itself) is copied first when the
+   * state intact: a state updated in place (in past_state itself) is copied first when the
    * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
    * keep the fast kernel's result (docs/reliability.md states what then holds). */
-  const bool in_place_f32 = c->in_place && c->state_scratch_bytes == 0;
-  c->refine_min_tokens = in_place_f32 ? LA_KEEP_ENTRY_MIN_TOKENS : 0;
+  const bool in_place = c->in_place;
+  c->refine_min_tokens = in_place ? LA_KEEP_ENTRY_MIN_TOKENS : 0;
   /* packed: decided per unit (la_unit_refines), the longest sequence sizes the copy */
-  c->refine = c->kern != &linattn_la_reference && (!in_place_f32 || T >= LA_KEEP_ENTRY_MIN_TOKENS || c->cu);
-  c->entry_copy_bytes = c->refine && in_place_f32 && T >= LA_KEEP_ENTRY_MIN_TOKENS ? linattn_round_up(sblock, 64) : 0;
+  c->refine = c->kern != &linattn_la_reference && (!in_place || T >= LA_KEEP_ENTRY_MIN_TOKENS || c->cu);
+  c->entry_copy_bytes = c->refine && in_place && T >= LA_KEEP_ENTRY_MIN_TOKENS ? linattn_round_up(sblock, 64) : 0;
   if (c->refine) {
     const size_t rbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
     if (rbytes > kbytes) kbytes = rbytes;
@@ -400,26 +402,31 @@ static size_t la_workspace_bytes(const la_call* c) {
   return total;
 }
 
-/* Converts state rows [0, d_k) x cols [col0, col0+n) between an S-typed (B,H,d_k,d_v) buffer and
- * an fp32 block with row stride n. */
-static void state_widen(const void* src, linattn_dtype dt, int64_t base, int64_t dv, int64_t dk, int64_t col0,
-                        int64_t n, float* dst) {
+/* Copies state rows [0, d_k) x cols [0, n) of S-typed elements between blocks of row strides
+ * ld_src and ld_dst (the entering in-place state kept for a recompute, and back). */
+static void state_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, int64_t dk, int64_t n,
+                            size_t esz) {
   for (int64_t i = 0; i < dk; i++)
-    for (int64_t j = 0; j < n; j++) dst[i * n + j] = linattn_load_f32(src, base + i * dv + col0 + j, dt);
+    memcpy((char*)dst + (size_t)(i * ld_dst) * esz, (const char*)src + (size_t)(i * ld_src) * esz, esz * (size_t)n);
 }
 
-static void state_narrow(const float* src, void* dst, linattn_dtype dt, int64_t base, int64_t dv, int64_t dk,
-                         int64_t col0, int64_t n) {
-  for (int64_t i = 0; i < dk; i++)
-    for (int64_t j = 0; j < n; j++) linattn_store_f32(dst, base + i * dv + col0 + j, dt, src[i * n + j]);
+/* The unit's state pointers, typed by the state's dtype (la_unit's unions). */
+static void la_set_state(la_unit* u, linattn_dtype dt, const void* in, void* out) {
+  if (dt == LINATTN_DTYPE_F32) {
+    u->state_in = in;
+    u->state_out = out;
+  } else {
+    u->state_in_h = in;
+    u->state_out_h = out;
+  }
 }
 
 /* base + off elements of esz bytes. A zero-element tensor may have data == NULL, and offsetting
  * a null pointer is undefined behaviour even by 0 (UBSan, found by fuzz/): NULL stays NULL. */
 static inline char* la_at(char* base, int64_t off, size_t esz) { return base ? base + (size_t)off * esz : NULL; }
 
-/* Builds unit `unit` (its fp32 state block, when one is needed, at the head of scratch, then the
- * copy of an entering in-place state) and returns the kernel's scratch. recompute: for the
+/* Builds unit `unit` (its state block, when no present is wanted, at the head of scratch, then
+ * the copy of an entering in-place state) and returns the kernel's scratch. recompute: for the
  * reference kernel after a fast one ran the unit; an in-place state then evolves in its copy. */
 static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_unit* up, bool recompute) {
   const int64_t blk = unit % c->blocks_per_head;
@@ -468,42 +475,28 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
   const int64_t sbase = la_state_base(c, b, h); /* element offset of this head's state */
   const bool reads = la_seq_reads_state(c, b);
   const bool keeps_entry = la_unit_keeps_entry(c, b, la_seq_len(c, b));
-  float* block = (float*)scratch;
-  float* entry = (float*)(scratch + c->state_scratch_bytes);
+  const size_t ssz = linattn_dtype_size(c->state_dtype);
+  char* entry = scratch + c->state_scratch_bytes;
   char* kscratch = scratch + c->state_scratch_bytes + c->entry_copy_bytes;
-  if (c->state_scratch_bytes == 0) {
-    /* fp32 state, present wanted: work directly in present_state (row stride d_v). */
-    float* present = (float*)la_at(c->present.data, sbase + col0, sizeof(float));
-    u.state_in = reads ? (const float*)la_at(c->past.data, sbase + col0, sizeof(float)) : NULL;
-    u.state_out = present;
+  /* the state in its own dtype: past_state in, present_state out (row stride d_v); without
+   * present_state, a copy of past_state's block in scratch (row stride ncols) updated in place */
+  const void* past = reads ? la_at(c->past.data, sbase + col0, ssz) : NULL;
+  if (c->has_present) {
+    la_set_state(&u, c->state_dtype, past, la_at(c->present.data, sbase + col0, ssz));
     u.ld_state = dv;
-    if (keeps_entry && recompute) {
-      u.state_out = entry; /* rows of ncols; la_refine_unit copies the result back */
-      u.state_in = reads ? entry : NULL;
-      u.ld_state = ncols;
-    } else if (keeps_entry && reads) {
-      for (int64_t i = 0; i < dk; i++) memcpy(entry + i * ncols, present + i * dv, sizeof(float) * (size_t)ncols);
-    }
   } else {
-    if (reads) {
-      state_widen(c->past.data, c->past.dtype, sbase, dv, dk, col0, ncols, block);
-      u.state_in = block;
-    } else {
-      u.state_in = NULL;
-    }
-    u.state_out = block;
+    if (past) state_copy_rows(scratch, ncols, past, dv, dk, ncols, ssz);
+    la_set_state(&u, c->state_dtype, past ? scratch : NULL, scratch);
     u.ld_state = ncols;
+  }
+  if (keeps_entry && recompute) {
+    la_set_state(&u, c->state_dtype, reads ? entry : NULL, entry); /* rows of ncols; la_refine_unit copies back */
+    u.ld_state = ncols;
+  } else if (keeps_entry && reads) {
+    state_copy_rows(entry, ncols, u.state_out, dv, dk, ncols, ssz);
   }
   *up = u;
   return kscratch;
-}
-
-/* After the unit's last token: the fp32 block back to present_state when it is not in place. */
-static void la_finish_unit(const la_call* c, const la_unit* u, int64_t unit) {
-  if (c->state_scratch_bytes == 0 || !c->has_present) return;
-  const int64_t bh = unit / c->blocks_per_head;
-  const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
-  state_narrow(u->state_out, c->present.data, c->present.dtype, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
 }
 
 /* c->refine_limit: T's largest finite value (an output rounded to it may sit at the overflow
@@ -543,7 +536,7 @@ static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t
   return true;
 }
 
-/* After a fast kernel ran unit `unit` (before la_finish_unit): recomputes it with the reference
+/* After a fast kernel ran unit `unit`: recomputes it with the reference
  * kernel unless its outputs were all finite (see c->refine). */
 static void la_refine_unit(const la_call* c, const la_params* p, int64_t unit, char* scratch, la_unit* u, bool finite) {
   const int64_t b = la_unit_seq(c, unit);
@@ -553,7 +546,9 @@ static void la_refine_unit(const la_call* c, const la_params* p, int64_t unit, c
   if (la_unit_keeps_entry(c, b, p->T)) { /* the in-place state evolved in its copy: back to past_state */
     const int64_t bh = unit / c->blocks_per_head;
     const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
-    state_narrow(u->state_out, c->present.data, LINATTN_DTYPE_F32, sbase, c->p.d_v, c->p.d_k, u->col0, u->ncols);
+    const size_t ssz = linattn_dtype_size(c->state_dtype);
+    state_copy_rows(la_at(c->present.data, sbase + u->col0, ssz), c->p.d_v, u->state_out, u->ncols, c->p.d_k,
+                    u->ncols, ssz);
   }
 }
 
@@ -565,7 +560,6 @@ static void la_run_unit(const la_call* c, const la_params* p, int64_t unit, char
   c->kern->run(p, &u, kscratch);
   const bool refines = la_unit_refines(c, la_unit_seq(c, unit), p->T);
   la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(c, &u, 0, p->T));
-  la_finish_unit(c, &u, unit);
 }
 
 /* d_k == 0: the state is empty and every readout is scale * (empty sum) = scale * 0, which is
@@ -607,10 +601,8 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
     }
     t0 = t1;
   }
-  for (int64_t i = 0; i < g1 - g0; i++) {
+  for (int64_t i = 0; i < g1 - g0; i++)
     la_refine_unit(c, p, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
-    la_finish_unit(c, &units[i], g0 + i);
-  }
 }
 
 /* Units [*begin, *end) of a task. Dense: equal counts (every unit has T tokens). Packed: ranges

@@ -82,6 +82,20 @@ static inline vf v_exp(vf x) { return exp16(x); }
 #define LA_WMAX_PAIR(G) ((G) == 1 ? 4 : 2)
 #define LA_PAIR_PANELS(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2)
 
+/* bf16 state rows of the decode sweep (la_panel_decode) stored through vcvtneps2bf16 where the
+ * CPU has AVX512-BF16 (la_bf16_store_native): one conversion instead of the integer rounding,
+ * the same bits as src/convert.h for every value the sweep stores (round to nearest even, NaN
+ * to (bits >> 16) | 0x40); it reads fp32 subnormals as zero, and the kernels store none (they
+ * run with FTZ, and every stored row is an FMA result). Inline asm: the file is compiled without
+ * -mavx512bf16, the instruction runs only after the CPUID check. */
+#define LA_BF16_STORE_NATIVE 1
+static inline __attribute__((always_inline)) void v_store_bf16_native(void* p, vf x) {
+  __m256i h;
+  __asm__("vcvtneps2bf16 %1, %0" : "=v"(h) : "v"(x));
+  _mm256_storeu_si256((__m256i*)p, h);
+}
+static int la_bf16_store_native(void) { return __builtin_cpu_supports("avx512bf16"); }
+
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 

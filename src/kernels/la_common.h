@@ -170,23 +170,36 @@ static inline int64_t la_state_idx(const la_params* p, const la_unit* u, int64_t
   return p->state_v_major ? j * u->ld_state + i : i * u->ld_state + j;
 }
 
+/* A half-precision (F16 / BF16) state block (la_params.state_dtype)? */
+static inline int la_state_half(const la_params* p) {
+  return p->state_dtype == LINATTN_DTYPE_F16 || p->state_dtype == LINATTN_DTYPE_BF16;
+}
+/* Bytes of a state element. */
+static inline size_t la_state_esz(const la_params* p) { return la_state_half(p) ? 2u : 4u; }
+
 /* T == 0: the state leaves unchanged (zeros when absent). */
 static inline void la_copy_state_only(const la_params* p, const la_unit* u) {
-  if (p->state_v_major) { /* rows of the block are value columns */
-    for (int64_t j = 0; j < u->ncols; j++) {
-      float* dst = u->state_out + j * u->ld_state;
-      if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)p->d_k);
-      else if (u->state_in != u->state_out)
-        memcpy(dst, u->state_in + j * u->ld_state, sizeof(float) * (size_t)p->d_k);
-    }
-    return;
+  const size_t esz = la_state_esz(p);
+  const int64_t rows = p->state_v_major ? u->ncols : p->d_k, len = p->state_v_major ? p->d_k : u->ncols;
+  for (int64_t r = 0; r < rows; r++) { /* V-major: rows of the block are value columns */
+    char* dst = (char*)u->state_out + (size_t)(r * u->ld_state) * esz;
+    const char* src = u->state_in ? (const char*)u->state_in + (size_t)(r * u->ld_state) * esz : NULL;
+    if (!src) memset(dst, 0, esz * (size_t)len);
+    else if (src != dst) memcpy(dst, src, esz * (size_t)len);
   }
-  for (int64_t i = 0; i < p->d_k; i++) {
-    float* dst = u->state_out + i * u->ld_state;
-    if (!u->state_in) memset(dst, 0, sizeof(float) * (size_t)u->ncols);
-    else if (u->state_in != u->state_out)
-      memcpy(dst, u->state_in + i * u->ld_state, sizeof(float) * (size_t)u->ncols);
-  }
+}
+
+/* Half-precision state rows (d_k x ncols, row stride ld) to / from an fp32 block with row
+ * stride ncols, element by element (the reference kernel's load and store of its state). */
+static inline void la_state_widen(const la_params* p, const la_unit* u, float* dst) {
+  for (int64_t i = 0; i < p->d_k; i++)
+    for (int64_t j = 0; j < u->ncols; j++)
+      dst[i * u->ncols + j] = linattn_load_f32(u->state_in_h, i * u->ld_state + j, p->state_dtype);
+}
+static inline void la_state_narrow(const la_params* p, const la_unit* u, const float* src) {
+  for (int64_t i = 0; i < p->d_k; i++)
+    for (int64_t j = 0; j < u->ncols; j++)
+      linattn_store_f32(u->state_out_h, i * u->ld_state + j, p->state_dtype, src[i * u->ncols + j]);
 }
 
 #endif /* LINATTN_LA_COMMON_H */

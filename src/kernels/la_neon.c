@@ -199,10 +199,14 @@ static size_t la_neon_layout_make(const la_params* p, int32_t n_q, void* scratch
   return a.used;
 }
 
+/* Bytes of the fp32 copy of a half-precision state block (after the layout). */
+static size_t la_neon_half_bytes(const la_params* p, int64_t ncols) {
+  return la_state_half(p) ? ((sizeof(float) * (size_t)(p->d_k * ncols) + 63u) & ~(size_t)63u) : 0;
+}
+
 static size_t la_neon_scratch(const la_params* p, int64_t ncols) {
-  (void)ncols;
   la_neon_layout L;
-  return la_neon_layout_make(p, 1, NULL, &L);
+  return la_neon_layout_make(p, 1, NULL, &L) + la_neon_half_bytes(p, ncols);
 }
 
 /* n io-dtype elements -> fp32 dst[0, n), zeros up to n_pad. */
@@ -403,7 +407,7 @@ static void la_panel_run_tile(const la_params* p, const la_unit* u, la_neon_layo
 
 /* ------------------------------------------------------------------ unit */
 
-static void la_neon_run(const la_params* p, const la_unit* u, void* scratch) {
+static void la_neon_run_f32(const la_params* p, const la_unit* u, void* scratch) {
   if (p->T <= 0) {
     la_copy_state_only(p, u);
     return;
@@ -457,6 +461,26 @@ static void la_neon_run(const la_params* p, const la_unit* u, void* scratch) {
     }
   }
   linattn_fpenv_leave(&env);
+}
+
+/* A half-precision state is widened into an fp32 block at the end of the scratch when the unit
+ * loads it and rounded once when it stores it (the sweeps here are fp32 only). */
+static void la_neon_run(const la_params* p, const la_unit* u, void* scratch) {
+  if (!la_state_half(p)) {
+    la_neon_run_f32(p, u, scratch);
+    return;
+  }
+  la_neon_layout L;
+  float* block = (float*)((char*)scratch + la_neon_layout_make(p, 1, NULL, &L));
+  la_params pf = *p;
+  pf.state_dtype = LINATTN_DTYPE_F32;
+  la_unit uf = *u;
+  uf.state_in = u->state_in ? block : NULL;
+  uf.state_out = block;
+  uf.ld_state = u->ncols;
+  if (u->state_in) la_state_widen(p, u, block);
+  la_neon_run_f32(&pf, &uf, scratch);
+  la_state_narrow(p, u, block);
 }
 
 const la_kernel linattn_la_neon = {

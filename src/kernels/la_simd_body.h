@@ -51,8 +51,9 @@
 #define LA_PREFETCH_TOKENS 4 /* the least that covers the latency (docs/tuning.md, LA_PREFETCH_TOKENS) */
 
 typedef struct LA_FN(la_panel) {
-  const float* src; /* state rows entering the next token (state_in, then dst) */
-  float* dst;       /* state rows written (state_out, or a packed copy in scratch) */
+  const void* src;  /* state rows entering the next token (state_in, then dst) */
+  void* dst;        /* state rows written (state_out, or a packed fp32 copy in scratch); in the
+                     * state's own dtype when not packed */
   int64_t ld;
   int64_t col;      /* first column within the unit */
   int W;            /* vectors */
@@ -121,7 +122,7 @@ typedef LA_FN(la_stager) la_stager_t;
 typedef struct LA_FN(la_resume) {
   la_job_t J;
   la_stager_t st;
-  int gi, dc, dl, can_stream;
+  int gi, dc, dl, sd, can_stream;
 } LA_FN(la_resume);
 typedef LA_FN(la_resume) la_resume_t;
 
@@ -390,41 +391,63 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2 };
 
+/* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
+ * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
+ * converted as its rows are loaded, and rounded to nearest even as they are stored. */
+#define LA_SD_SIZE(SD) ((SD) ? 2 : 4)
+#define LA_SD_DTYPE(SD) ((SD) == 1 ? LINATTN_DTYPE_F16 : (SD) >= 2 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32)
+#ifdef LA_BF16_STORE_NATIVE
+#define LA_SD_KINDS 3
+#else
+#define LA_SD_KINDS 2
+#define v_store_bf16_native(p, x) v_store_io(p, LINATTN_DTYPE_BF16, x, LA_VL) /* never instantiated */
+#endif
+static inline __attribute__((always_inline)) vf LA_FN(la_load_state)(const char* p, const int SD) {
+  return SD ? v_load_io(p, LA_SD_DTYPE(SD), LA_VL) : v_load((const float*)(const void*)p);
+}
+static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p, vf x, const int SD) {
+  if (SD == 3) v_store_bf16_native(p, x);
+  else if (SD) v_store_io(p, LA_SD_DTYPE(SD), x, LA_VL);
+  else v_store((float*)(void*)p, x);
+}
+
 /* One pass over the d_k rows of a panel.
  *   LA_ACC:     x = src row;                        p += x ak_i, s_h += x aq_h,i
  *   LA_UPD_ACC: x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
  *   LA_UPD:     x = a_i src row + k_i u, dst = x (streamed when STREAM)
  * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
+ * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
-    const float* src, float* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
+    const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
     const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
-    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH) {
+    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD) {
+  const int64_t esz = LA_SD_SIZE(SD);
   for (int64_t i = 0; i < dk; i++) {
-    const float* sr = src + i * ld;
-    float* dr = dst + i * ld;
+    const char* sr = (const char*)src + i * ld * esz;
+    char* dr = (char*)dst + i * ld * esz;
     vf x[LA_WCAP];
     if (MODE == LA_ACC) {
 #pragma GCC unroll 8
-      for (int j = 0; j < W; j++) x[j] = v_load(sr + j * LA_VL);
+      for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_state)(sr + j * LA_VL * esz, SD);
       if (PREFETCH) {
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) v_prefetch(sr + 8 * ld + j * LA_VL);
+        for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
       }
     } else {
       const vf kb = v_set1(k[i]);
       if (DECAY) {
         const vf ab = v_set1(a[i]);
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_mul(v_load(sr + j * LA_VL), ab));
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
       } else {
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_load(sr + j * LA_VL));
+        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], LA_FN(la_load_state)(sr + j * LA_VL * esz, SD));
       }
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) {
-        if (STREAM) v_stream(dr + j * LA_VL, x[j]);
-        else v_store(dr + j * LA_VL, x[j]);
+        if (STREAM) v_stream((float*)(void*)(dr + j * LA_VL * esz), x[j]);
+        else LA_FN(la_store_state)(dr + j * LA_VL * esz, x[j], SD);
       }
     }
     if (MODE != LA_UPD) {
@@ -556,6 +579,26 @@ static inline void LA_FN(la_token_prefetch)(const la_job_t* J, const la_panel_t*
   }
 }
 
+/* Query heads beyond the first group of 8 (n_q > 8) at token t (slot tl): each further group
+ * reads the old state S_{t-1} before the update overwrites it. */
+static inline __attribute__((always_inline)) void LA_FN(la_extra_heads)(const la_job_t* J, const la_panel_t* P,
+                                                                        int64_t t, int64_t tl, const vf* u, vf* p,
+                                                                        const int W, const int DECAY, const int SD) {
+  const la_tile_t* Tl = J->cur;
+  const int64_t dkp = J->dkp;
+  for (int h0 = LA_GMAX; h0 < J->nq; h0 += LA_GMAX) {
+    vf xs[LA_GMAX][LA_WCAP];
+    LA_FN(la_stage_heads)(J, t, Tl->a + tl * dkp, Tl->kt + tl * dkp, h0, J->xaq, J->xkq);
+#pragma GCC unroll 8
+    for (int h = 0; h < LA_GMAX; h++)
+#pragma GCC unroll 8
+      for (int j = 0; j < W; j++) xs[h][j] = v_zero();
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, NULL, J->xaq, dkp, u, p, xs, LA_GMAX, W, DECAY, 0,
+                    LA_ACC, 0, 0, SD);
+    LA_FN(la_write_out)(J, P, t, h0, J->xkq, u, xs, LA_GMAX, W);
+  }
+}
+
 /* Runs tokens t0 .. t0 + n - 1 (staged in slots 0 .. n, slot n = token t0 + n if it exists)
  * over one panel. */
 static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const la_job_t* J, la_panel_t* P,
@@ -573,7 +616,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
     for (int h = 0; h < NQ; h++)
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) s[h][j] = v_zero();
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
   } else {
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
@@ -595,20 +638,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
     LA_FN(la_token_prefetch)(J, P, tl, n, t);
     LA_FN(la_write_out)(J, P, t, 0, Tl->kq + tl * LA_KQ_STRIDE, u, s, NQ, W);
     if (P->stages) LA_FN(la_stage_next)(J);
-    if (NQ == LA_GMAX && J->nq > LA_GMAX) {
-      /* Extra head groups read the old state S_{t-1} before the update overwrites it. */
-      for (int h0 = LA_GMAX; h0 < J->nq; h0 += LA_GMAX) {
-        vf xs[LA_GMAX][LA_WCAP];
-        LA_FN(la_stage_heads)(J, t, Tl->a + tl * dkp, Tl->kt + tl * dkp, h0, J->xaq, J->xkq);
-#pragma GCC unroll 8
-        for (int h = 0; h < LA_GMAX; h++)
-#pragma GCC unroll 8
-          for (int j = 0; j < W; j++) xs[h][j] = v_zero();
-        LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, NULL, J->xaq, dkp, u, p, xs, LA_GMAX, W, DECAY, 0,
-                        LA_ACC, 0, 0);
-        LA_FN(la_write_out)(J, P, t, h0, J->xkq, u, xs, LA_GMAX, W);
-      }
-    }
+    if (NQ == LA_GMAX && J->nq > LA_GMAX) LA_FN(la_extra_heads)(J, P, t, tl, u, p, W, DECAY, 0);
     const float* a = Tl->a + tl * dkp;
     const float* k = Tl->k + tl * dkp;
     if (t + 1 < T) {
@@ -621,13 +651,13 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       const float* akn = Tl->ak + (tl + 1) * dkp;
       const float* aqn = Tl->aq + (tl + 1) * aqs;
       if (DECAY && Tl->seg_end[tl])
-        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 1, DELTA, LA_UPD_ACC, 0, 0);
+        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 1, DELTA, LA_UPD_ACC, 0, 0, 0);
       else
-        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 0, DELTA, LA_UPD_ACC, 0, 0);
+        LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 0, DELTA, LA_UPD_ACC, 0, 0, 0);
     } else if (P->stream) {
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0);
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, 0);
     } else {
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0);
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, 0);
     }
     P->src = P->dst;
   }
@@ -741,7 +771,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
   vf p[LA_WCAP], s[LA_PAIR_GMAX][LA_WCAP], pb[LA_WCAP], sb[LA_PAIR_GMAX][LA_WCAP], u[LA_WCAP], u2[LA_WCAP];
   if (t0 == 0) {
     LA_ZERO_ACC(p, s);
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
   } else {
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
@@ -849,6 +879,27 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
   }
 }
 
+/* The one token of a decode call (T == 1) over an unpacked panel of a half-precision state
+ * (SD 1 fp16, 2 bf16): the sweeps load the rows in that dtype straight into fp32 registers and
+ * store the new rows rounded once, with the arithmetic of la_panel_tokens at T == 1. */
+static inline __attribute__((always_inline)) void LA_FN(la_panel_decode)(const la_job_t* J, la_panel_t* P,
+                                                                         const int NQ, const int W, const int DECAY,
+                                                                         const int DELTA, const int SD) {
+  const int64_t dk = J->dk, dkp = J->dkp, ld = P->ld;
+  const la_tile_t* Tl = J->cur;
+  vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
+  LA_ZERO_ACC(p, s);
+  LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, SD);
+  LA_FN(la_token_u)(J, P, 0, p, u, W, DELTA);
+  if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, u, W);
+  LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
+  LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, u, s, NQ, W);
+  if (P->stages) LA_FN(la_stage_next)(J);
+  if (NQ == LA_GMAX && J->nq > LA_GMAX) LA_FN(la_extra_heads)(J, P, 0, 0, u, p, W, DECAY, SD);
+  LA_FN(la_sweep)(P->src, P->dst, ld, dk, Tl->a, Tl->k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
+  P->src = P->dst;
+}
+
 /* ------------------------------------------------------------------ instantiation */
 
 typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
@@ -870,11 +921,34 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
 #define LA_PAIR_ENTRY(NQ, W)                                                      \
   [(NQ) - 1][W] = {{LA_PAIR_NAME(NQ, W, 0, 0), LA_PAIR_NAME(NQ, W, 0, 1)},           \
                    {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)}},
+#define LA_DECODE_NAME(NQ, W, DC, DL, SD) LA_FN(la_decode_##NQ##_##W##_##DC##_##DL##_##SD)
+#define LA_DEFINE_DECODE(NQ, W, DC, DL, SD)                                                                 \
+  static void LA_DECODE_NAME(NQ, W, DC, DL, SD)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
+    (void)t0;                                                                                             \
+    (void)n;                                                                                              \
+    LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, SD);                                                      \
+  }
+#define LA_DEFINE_DECODES_SD(NQ, W, SD)                                                               \
+  LA_DEFINE_DECODE(NQ, W, 0, 0, SD) LA_DEFINE_DECODE(NQ, W, 0, 1, SD) LA_DEFINE_DECODE(NQ, W, 1, 0, SD) \
+  LA_DEFINE_DECODE(NQ, W, 1, 1, SD)
+#ifdef LA_BF16_STORE_NATIVE
+#define LA_DEFINE_DECODES(NQ, W) \
+  LA_DEFINE_DECODES_SD(NQ, W, 1) LA_DEFINE_DECODES_SD(NQ, W, 2) LA_DEFINE_DECODES_SD(NQ, W, 3)
+#define LA_DECODE_ENTRY(NQ, W) LA_DECODE_ENTRY_SD(NQ, W, 1) LA_DECODE_ENTRY_SD(NQ, W, 2) LA_DECODE_ENTRY_SD(NQ, W, 3)
+#else
+#define LA_DEFINE_DECODES(NQ, W) LA_DEFINE_DECODES_SD(NQ, W, 1) LA_DEFINE_DECODES_SD(NQ, W, 2)
+#define LA_DECODE_ENTRY(NQ, W) LA_DECODE_ENTRY_SD(NQ, W, 1) LA_DECODE_ENTRY_SD(NQ, W, 2)
+#endif
+#define LA_DECODE_ENTRY_SD(NQ, W, SD)                                                             \
+  [(SD) - 1][LA_GROUP_INDEX(NQ)][W] = {{LA_DECODE_NAME(NQ, W, 0, 0, SD), LA_DECODE_NAME(NQ, W, 0, 1, SD)}, \
+                                      {LA_DECODE_NAME(NQ, W, 1, 0, SD), LA_DECODE_NAME(NQ, W, 1, 1, SD)}},
 /* The panel functions of an ISA file: one token per sweep, [group index][W][decay][delta];
- * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated). */
+ * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated);
+ * the decode of a half-precision state in place, [SD - 1][group index][W][decay][delta]. */
 typedef struct LA_FN(la_tables) {
   LA_FN(la_panel_fn) const (*one)[LA_WCAP + 1][2][2];
   LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][2][2];
+  LA_FN(la_panel_fn) const (*decode)[5][LA_WCAP + 1][2][2]; /* [LA_SD_KINDS] */
 } LA_FN(la_tables);
 typedef LA_FN(la_tables) la_tables_t;
 
@@ -889,6 +963,34 @@ static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
 static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int64_t ld, int64_t dk, int valid) {
   for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
   la_transpose(dst, width, src, ld, valid, dk);
+}
+
+/* Copies the entering state of panel P (zeros when absent) into its packed fp32 block, widening
+ * a half-precision state as it is loaded; columns valid .. width stay zero. */
+static void LA_FN(la_pack_panel)(const la_params* p, const la_unit* u, la_panel_t* P) {
+  const int width = P->W * LA_VL;
+  const int64_t dk = p->d_k, ld = u->ld_state;
+  float* dst = (float*)P->dst;
+  if (p->state_v_major && u->state_in) {
+    LA_FN(la_pack_v_major)(dst, width, u->state_in + P->col * ld, ld, dk, P->valid);
+    return;
+  }
+  const linattn_dtype sd = p->state_dtype;
+  for (int64_t i = 0; i < dk; i++) {
+    float* row = dst + i * width;
+    if (!u->state_in) {
+      memset(row, 0, sizeof(float) * (size_t)width);
+    } else if (la_state_half(p)) {
+      const uint16_t* src = u->state_in_h + i * ld + P->col;
+      for (int c = 0; c < width; c += LA_VL) {
+        const int n = P->valid - c;
+        v_store(row + c, n <= 0 ? v_zero() : v_load_io(src + c, sd, n < LA_VL ? n : LA_VL));
+      }
+    } else {
+      memcpy(row, u->state_in + i * ld + P->col, sizeof(float) * (size_t)P->valid);
+      if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
+    }
+  }
 }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
@@ -910,7 +1012,9 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * state is read as long contiguous rows (DRAM streams) rather than narrow strided columns. */
   /* A V-major state (GatedDeltaNet) is always worked on in packed panels: transposed as each
    * panel's rows are copied in, and back in la_finish. */
-  const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major;
+  /* A half-precision state is converted into the packed copy whenever a token's state feeds
+   * another token's (T > 1): the state stays fp32 within the call. */
+  const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major || (la_state_half(p) && J.T > 1);
   J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
   /* two tokens per sweep where the tuning asks for it and the panels exist (prefill only; the
    * transition capture is written by the one-token sweep) */
@@ -926,7 +1030,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   const int64_t nfull = J.nc / LA_VL, tail = J.nc % LA_VL;
   int64_t col = 0, left = nfull;
   int np = 0;
-  const int can_stream = p->stream_state && p->T == 1 && u->state_in && u->state_in != u->state_out &&
+  const int can_stream = p->stream_state && !la_state_half(p) && p->T == 1 && u->state_in && u->state_in != u->state_out &&
                          ((uintptr_t)u->state_out % (LA_VL * 4)) == 0 && (ld * 4) % (LA_VL * 4) == 0;
   R->can_stream = can_stream;
   while (!J.vdirect && (left > 0 || (tail && col < J.nc))) {
@@ -944,28 +1048,19 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
     P->stages = np == 0;
     P->prefetches = 0;
     if (P->packed) {
-      const int width = w * LA_VL;
-      P->ld = width;
+      P->ld = w * LA_VL;
       P->dst = J.pack + dk * col;
       P->src = P->dst;
       P->stream = 0;
-      if (p->state_v_major && u->state_in) {
-        LA_FN(la_pack_v_major)(P->dst, width, u->state_in + col * ld, ld, dk, P->valid);
-      } else {
-        for (int64_t i = 0; i < dk; i++) {
-          float* row = P->dst + i * width;
-          if (u->state_in) memcpy(row, u->state_in + i * ld + col, sizeof(float) * (size_t)P->valid);
-          else memset(row, 0, sizeof(float) * (size_t)P->valid);
-          if (P->valid < width) memset(row + P->valid, 0, sizeof(float) * (size_t)(width - P->valid));
-        }
-      }
+      LA_FN(la_pack_panel)(p, u, P);
     } else {
+      const size_t esz = la_state_esz(p);
       P->ld = ld;
-      P->dst = u->state_out + col;
-      P->src = u->state_in ? u->state_in + col : P->dst;
+      P->dst = (char*)u->state_out + (size_t)col * esz;
+      P->src = u->state_in ? (const char*)u->state_in + (size_t)col * esz : P->dst;
       P->stream = can_stream;
       if (!u->state_in)
-        for (int64_t i = 0; i < dk; i++) memset(P->dst + i * ld, 0, sizeof(float) * (size_t)(w * LA_VL));
+        for (int64_t i = 0; i < dk; i++) memset((char*)P->dst + (size_t)(i * ld) * esz, 0, esz * (size_t)(w * LA_VL));
     }
     col += P->valid;
     left -= left > 0 ? w : 0;
@@ -975,6 +1070,10 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   if (np > 0) J.panels[np - 1].prefetches = 1;
   for (int64_t i = 0; i < J.dkp; i += LA_VL) v_store(J.ones + i, v_set1(1.0f));
 
+  R->sd = p->state_dtype == LINATTN_DTYPE_F16 ? 1 : p->state_dtype == LINATTN_DTYPE_BF16 ? 2 : 0;
+#ifdef LA_BF16_STORE_NATIVE
+  if (R->sd == 2 && la_bf16_store_native()) R->sd = 3;
+#endif
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
   J.st = &R->st;
@@ -1020,6 +1119,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
     for (int i = 0; i < np; i++) {
       la_panel_t* P = &Jp->panels[i];
       if (Jp->pair) tb->pair[Jp->G - 1][P->W][dc][dl](Jp, P, t0, n);
+      else if (!P->packed && la_state_half(Jp->p)) tb->decode[R->sd - 1][gi][P->W][dc][dl](Jp, P, t0, n);
       else tb->one[gi][P->W][dc][dl](Jp, P, t0, n);
     }
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
@@ -1027,20 +1127,30 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
   Jp->pf = (la_step_next){NULL, 0, 0};
 }
 
+/* Writes the rows of a packed panel to state_out, rounding once to a half-precision state. */
+static void LA_FN(la_unpack_panel)(const la_params* p, const la_unit* u, const la_panel_t* P) {
+  const float* src = (const float*)P->dst;
+  const int64_t ld = u->ld_state;
+  if (p->state_v_major) {
+    la_transpose(u->state_out + P->col * ld, ld, src, P->ld, p->d_k, P->valid);
+    return;
+  }
+  for (int64_t r = 0; r < p->d_k; r++) {
+    if (!la_state_half(p)) {
+      memcpy(u->state_out + r * ld + P->col, src + r * P->ld, sizeof(float) * (size_t)P->valid);
+      continue;
+    }
+    uint16_t* dst = u->state_out_h + r * ld + P->col;
+    for (int c = 0; c < P->valid; c += LA_VL)
+      v_store_io(dst + c, p->state_dtype, v_load(src + r * P->ld + c), P->valid - c < LA_VL ? P->valid - c : LA_VL);
+  }
+}
+
 /* Writes the packed panels back to state_out. */
 static void LA_FN(la_finish)(const la_resume_t* R) {
   const la_job_t* Jp = &R->J;
-  const la_unit* u = Jp->u;
-  for (int i = 0; i < Jp->npanels; i++) {
-    const la_panel_t* P = &Jp->panels[i];
-    if (!P->packed) continue;
-    if (Jp->p->state_v_major) {
-      la_transpose(u->state_out + P->col * u->ld_state, u->ld_state, P->dst, P->ld, Jp->dk, P->valid);
-      continue;
-    }
-    for (int64_t r = 0; r < Jp->dk; r++)
-      memcpy(u->state_out + r * u->ld_state + P->col, P->dst + r * P->ld, sizeof(float) * (size_t)P->valid);
-  }
+  for (int i = 0; i < Jp->npanels; i++)
+    if (Jp->panels[i].packed) LA_FN(la_unpack_panel)(Jp->p, Jp->u, &Jp->panels[i]);
   if (R->can_stream) v_sfence();
 }
 

@@ -50,6 +50,9 @@ LA_PANELS(LA_PANEL_DEFINE)
   [LA_GROUP_INDEX(NQ)][W] = {{LA_PANEL_NAME(NQ, W, 0, 0), LA_PANEL_NAME(NQ, W, 0, 1)}, \
                              {LA_PANEL_NAME(NQ, W, 1, 0), LA_PANEL_NAME(NQ, W, 1, 1)}},
 static LA_FN(la_panel_fn) const LA_FN(la_table)[5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_PANEL_ENTRY)};
+/* T == 1 on a half-precision state: the same widths (the unpacked ones are among them) */
+LA_PANELS(LA_DEFINE_DECODES)
+static LA_FN(la_panel_fn) const LA_FN(la_decode_table)[LA_SD_KINDS][5][LA_WCAP + 1][2][2] = {LA_PANELS(LA_DECODE_ENTRY)};
 
 #ifdef LA_PAIR_PANELS
 #define LA_WIDTHS_PAIR(G) LA_WIDTHS_FROM(LA_WMAX_PAIR(G), 0)
@@ -63,9 +66,9 @@ LA_CHECK_PAIR_GROUP(2)
 LA_PAIR_PANELS(LA_PAIR_DEFINE)
 static LA_FN(la_panel_fn) const LA_FN(la_pair_table)[LA_PAIR_GMAX][LA_WCAP + 1][2][2] = {
     LA_PAIR_PANELS(LA_PAIR_ENTRY)};
-static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), LA_FN(la_pair_table)};
+static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), LA_FN(la_pair_table), LA_FN(la_decode_table)};
 #else
-static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), NULL};
+static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), NULL, LA_FN(la_decode_table)};
 #endif
 
 static void LA_FN(la_run)(const la_params* p, const la_unit* u, void* scratch) {

@@ -11,7 +11,9 @@
  * Slow on purpose: four plain passes over the state per token.
  * GatedDeltaNet (la_params extensions): q and k L2-normalised, g through the fused gate, beta
  * through the sigmoid when asked, all in fp32 before step 1; V-major state blocks indexed as
- * such; the capture (la_unit.cap_*) takes exp(g), k and u of its tokens. */
+ * such; the capture (la_unit.cap_*) takes exp(g), k and u of its tokens.
+ * A half-precision state (la_params.state_dtype) is widened into an fp32 block of the scratch
+ * when loaded and rounded once (to nearest even) when stored: fp32 in between. */
 #include <math.h>
 #include <string.h>
 
@@ -19,9 +21,14 @@
 #include "internal.h"
 #include "kernels/la_common.h"
 
+/* Floats of the scratch before the fp32 copy of a half-precision state. */
+static int64_t la_ref_work_floats(const la_params* p, int64_t ncols) { return 3 * p->d_k + 2 * ncols + 16; }
+
 static size_t la_ref_scratch(const la_params* p, int64_t ncols) {
-  /* q rows are converted per head on the fly; k, g (d_k each), u, acc (ncols each). */
-  return sizeof(float) * (size_t)(3 * p->d_k + 2 * ncols + 16);
+  /* q rows are converted per head on the fly; k, g (d_k each), u, acc (ncols each); the fp32
+   * copy of a half-precision state. */
+  const int64_t state = la_state_half(p) ? p->d_k * ncols : 0;
+  return sizeof(float) * (size_t)(la_ref_work_floats(p, ncols) + state);
 }
 
 /* Row x (d_k io elements) to fp32 in dst, L2-normalised when the call asks for it. */
@@ -49,7 +56,7 @@ static void la_ref_capture(const la_params* p, const la_unit* u, int64_t t, cons
   if (u->cap_delta) memcpy(u->cap_delta + t * u->cap_delta_stride, uf, sizeof(float) * (size_t)u->ncols);
 }
 
-static void la_ref_run(const la_params* p, const la_unit* u, void* scratch) {
+static void la_ref_run_f32(const la_params* p, const la_unit* u, void* scratch) {
   const int64_t dk = p->d_k, n = u->ncols;
   const linattn_dtype dt = p->io_dtype, gdt = la_gate_dtype(p);
   const size_t esz = linattn_dtype_size(dt), gsz = linattn_dtype_size(gdt);
@@ -108,6 +115,23 @@ static void la_ref_run(const la_params* p, const la_unit* u, void* scratch) {
     }
   }
 #undef SX
+}
+
+static void la_ref_run(const la_params* p, const la_unit* u, void* scratch) {
+  if (!la_state_half(p)) {
+    la_ref_run_f32(p, u, scratch);
+    return;
+  }
+  float* block = (float*)scratch + la_ref_work_floats(p, u->ncols);
+  la_params pf = *p;
+  pf.state_dtype = LINATTN_DTYPE_F32;
+  la_unit uf = *u;
+  uf.state_in = u->state_in ? block : NULL;
+  uf.state_out = block;
+  uf.ld_state = u->ncols;
+  if (u->state_in) la_state_widen(p, u, block);
+  la_ref_run_f32(&pf, &uf, scratch);
+  la_state_narrow(p, u, block);
 }
 
 const la_kernel linattn_la_reference = {
