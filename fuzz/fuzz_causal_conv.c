@@ -86,16 +86,7 @@ static void build_valid(cv_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = cv_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == PRESENT;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, cv_names, 1u << OUT | 1u << PRESENT, c->dt);
   for (int i = IN; i <= OUT; i += OUT - IN) {
     if (c->cl) fz_set_dims(&k->t[i], 3, c->B, c->L, c->C, 0);
     else fz_set_dims(&k->t[i], 3, c->B, c->C, c->L, 0);

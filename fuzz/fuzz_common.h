@@ -234,6 +234,21 @@ typedef struct fz_call {
 
 static const linattn_dtype fz_dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
 
+/* Starts a call of nt tensors: each passed, of dtype dt, in its own region, zero rank; those
+ * whose bit is set in outputs (1u << index) are outputs. */
+FZ_DECODE static void fz_init_tensors(fz_call* k, int nt, const char* const* names, unsigned outputs, linattn_dtype dt) {
+  k->nt = nt;
+  for (int i = 0; i < nt; i++) {
+    fz_tensor* t = &k->t[i];
+    memset(t, 0, sizeof *t);
+    t->name = names[i];
+    t->share_with = -1;
+    t->is_output = (outputs >> i) & 1u;
+    t->passed = true;
+    t->d.dtype = dt;
+  }
+}
+
 /* Sets rank and dims (unused dims 0) and clears the strides (packed). */
 FZ_DECODE static void fz_set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
   t->d.rank = rank;

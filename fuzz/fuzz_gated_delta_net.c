@@ -106,18 +106,9 @@ static void qkv_strides(fz_tensor* t, fz_reader* r) {
 
 static void build_tensors(gd_case* c, fz_reader* r) {
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = gd_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == FIN || i == SU;
-    t->passed = true;
-    t->d.dtype = i == Q || i == K || i == V || i == OUT ? c->dt
-                 : i == DECAY || i == BETA              ? (c->gates_f32 ? LINATTN_DTYPE_F32 : c->dt)
-                                                        : LINATTN_DTYPE_F32;
-  }
+  fz_init_tensors(k, NT, gd_names, 1u << OUT | 1u << FIN | 1u << SU, LINATTN_DTYPE_F32);
+  for (int i = 0; i < NT; i++)
+    if (i == Q || i == K || i == V || i == OUT || ((i == DECAY || i == BETA) && !c->gates_f32)) k->t[i].d.dtype = c->dt;
   const bool l2 = lead2(c);
   const int64_t a0 = l2 ? c->B : c->T, a1 = c->S;
   if (packed_qkv(c)) {

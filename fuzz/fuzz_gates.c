@@ -88,16 +88,7 @@ static void build_valid(gt_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = c->lag ? lag_names[i] : rms_names[i];
-    t->share_with = -1;
-    t->is_output = i == Y || i == Z;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, c->lag ? lag_names : rms_names, 1u << Y | 1u << Z, c->dt);
   set_like(&k->t[X], c->rank, c->dims);
   set_like(&k->t[Y], c->rank, c->dims);
   if (c->lag) {

@@ -127,16 +127,7 @@ static void build_valid(la_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = la_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == PRESENT;
-    t->passed = true;
-    t->d.dtype = c->tdt;
-  }
+  fz_init_tensors(k, NT, la_names, 1u << OUT | 1u << PRESENT, c->tdt);
   set_rank3(&k->t[Q], c->B, c->T, c->Hq * c->dk);
   set_rank3(&k->t[K], c->B, c->T, c->nk * c->dk);
   set_rank3(&k->t[V], c->B, c->T, c->Hkv * c->dv);

@@ -142,16 +142,7 @@ static void build_valid(vc_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = vc_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == FINAL || i == UPDATE;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, vc_names, 1u << OUT | 1u << FINAL | 1u << UPDATE, c->dt);
   for (int i = IN; i <= OUT; i += OUT - IN) {
     fz_set_dims(&k->t[i], 2, c->total, c->C, 0, 0);
     const int mode = fz_pick(r, 3);
