@@ -319,17 +319,11 @@ FZ_NOCOV static bool make_values(cv_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0; /* backed tensors only */
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     for (int64_t e = 0; e < n; e++) {
-      double v;
-      if (c->xmode == 1) v = fz_uniform(&g, -8.0, 8.0); /* wide range: SiLU tails */
-      else if (c->xmode == 2) v = (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(&g) % 6];
-      else v = fz_uniform(&g, -1.0, 1.0);
+      double v = fz_xmode_value(&g, c->xmode, 8.0, 1.0); /* wide range: SiLU tails */
       c->vals[i][e] = v;
     }
   }

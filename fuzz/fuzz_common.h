@@ -441,6 +441,24 @@ FZ_NOCOV static void fz_layout(fz_call* c) {
 
 /* Fills the template: region bytes 0xA5 (gaps), output elements poison, then input elements
  * from value(tensor index, linear index) rounded to the tensor's dtype. */
+/* A zeroed array for the values of tensor t: one per logical element if t is backed (placed in a
+ * region, not huge), else none; *n of them. NULL when there are more than a region may hold
+ * (zero strides over huge dims: too many to fill and check) or the allocation fails. */
+FZ_NOCOV static double* fz_values_alloc(const fz_tensor* t, int64_t* n) {
+  *n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0;
+  if (*n < 0) *n = 0;
+  if (*n > (int64_t)FZ_MAX_REGION_BYTES) return NULL;
+  return (double*)calloc((size_t)*n + 1, sizeof(double));
+}
+
+/* A value for a target's xmode: 1 uniform in [-wide, wide] (function tails), 2 from a few special
+ * values, else uniform in [-normal, normal]. */
+FZ_NOCOV static double fz_xmode_value(fz_rng* g, int xmode, double wide, double normal) {
+  if (xmode == 1) return fz_uniform(g, -wide, wide);
+  if (xmode == 2) return (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(g) % 6];
+  return fz_uniform(g, -normal, normal);
+}
+
 typedef double (*fz_value_fn)(void* user, int tensor, int64_t index);
 
 FZ_NOCOV static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
