@@ -403,11 +403,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
   const linattn_status qs = linattn_causal_conv_with_state_workspace_size(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS),
                                                                      fz_arg(k, in, PAST), fz_arg(k, in, OUT),
                                                                      fz_arg(k, in, PRESENT), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_causal_conv_with_state(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS),

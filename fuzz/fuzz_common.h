@@ -736,6 +736,15 @@ FZ_NOCOV static void fz_choose_mode(void* c, fz_reader* r, int nperturb, fz_pert
  * validates exactly like the call) when it succeeds, and sets fz_call_skipped. */
 static bool fz_query_only, fz_call_skipped;
 
+/* For a target's run after its size query qs (need bytes): true when the call must be skipped
+ * (fz_query_only and the query succeeded); then need is reported and fz_call_skipped set. */
+FZ_NOCOV static bool fz_stop_after_query(linattn_status qs, size_t need, size_t* need_out) {
+  if (!fz_query_only || qs != LINATTN_SUCCESS) return false;
+  fz_call_skipped = true;
+  if (need_out) *need_out = need;
+  return true;
+}
+
 FZ_NOCOV static bool fz_has_unbacked(const fz_call* c) {
   for (int i = 0; i < c->nt; i++)
     if (c->t[i].passed && !c->t[i].null_data && c->t[i].huge) return true;

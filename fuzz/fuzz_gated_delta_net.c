@@ -713,11 +713,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
       ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V), c->cu, c->ncu, fz_arg(k, in, DECAY),
       fz_arg(k, in, BETA), fz_arg(k, in, INIT), fz_arg(k, in, ALOG), fz_arg(k, in, DTB), c->count, fz_arg(k, in, OUT),
       fz_arg(k, in, FIN), fz_arg(k, in, SU), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_gated_delta_net(

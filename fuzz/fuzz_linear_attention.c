@@ -638,11 +638,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
                                                               fz_arg(k, in, PAST), fz_arg(k, in, DECAY),
                                                               fz_arg(k, in, BETA), fz_arg(k, in, OUT),
                                                               fz_arg(k, in, PRESENT), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_linear_attention(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),
