@@ -101,10 +101,7 @@ static void build_valid(cv_case* c, fz_reader* r) {
   k->t[PAST].passed = c->has_past;
   k->t[PRESENT].passed = c->has_present;
   if (c->in_place) k->t[PRESENT].share_with = PAST;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[PAST].null_data && c->in_place) k->t[PRESENT].null_data = true;
 }
 
@@ -184,11 +181,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
       const int i = (int[]){IN, W, BIAS, PAST, OUT, PRESENT}[fz_pick(r, 6)];
       if (i == o || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0) return NULL;
       if (o == PRESENT && i == PAST) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 14:

@@ -153,10 +153,7 @@ static void build_tensors(gd_case* c, fz_reader* r) {
   const int64_t D = c->per_key ? c->Hv * c->dk : c->Hv;
   fz_set_dims(&k->t[SU], 2, c->B, c->cap * (D + c->Hq * c->dk + c->Hv * c->dv), 0, 0);
   k->t[SU].passed = c->has_su;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[INIT].null_data && c->in_place) k->t[FIN].null_data = true;
 }
 
@@ -309,11 +306,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       if (i == o || !t[o].passed || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0)
         return NULL;
       if (o == FIN && i == INIT) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 12:

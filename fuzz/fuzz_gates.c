@@ -107,10 +107,7 @@ static void build_valid(gt_case* c, fz_reader* r) {
     k->t[B].passed = k->t[Z].passed = false;
     if (c->alias) k->t[Y].share_with = c->alias == 1 ? X : G;
   }
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (t->passed && fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, true, r);
 }
 
 static const char* perturb(gt_case* c, fz_reader* r, int id) {

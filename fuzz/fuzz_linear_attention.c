@@ -182,10 +182,7 @@ static void build_valid(la_case* c, fz_reader* r) {
     k->t[V].share_offset = qw + kw;
   }
   /* zero-element tensors may have data == NULL */
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[PAST].null_data) k->t[PRESENT].null_data = k->t[PRESENT].null_data || c->in_place;
 }
 
@@ -326,11 +323,7 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
       const int i = (int[]){Q, K, V, DECAY, BETA, PAST, OUT, PRESENT}[fz_pick(r, 8)];
       if (i == o || !t[i].passed || t[i].null_data || total_numel(&t[i]) <= 0 || total_numel(&t[o]) <= 0) return NULL;
       if (o == PRESENT && i == PAST) return NULL; /* handled by 21 */
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       /* same element size keeps the start aligned; different dtypes still overlap at byte 0 */
       return "output overlaps another tensor";
     }

@@ -158,10 +158,7 @@ static void build_valid(vc_case* c, fz_reader* r) {
   k->t[FINAL].passed = c->has_final;
   k->t[UPDATE].passed = c->has_update;
   if (c->in_place) k->t[FINAL].share_with = INIT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[INIT].null_data && c->in_place) k->t[FINAL].null_data = true;
 }
 
@@ -245,11 +242,7 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
       if (i == o || !t[o].passed || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0)
         return NULL;
       if (o == FINAL && i == INIT) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 12:
