@@ -32,26 +32,10 @@ typedef struct cv_case {
   fz_call call;
 } cv_case;
 
-static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
-
-static void set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2) {
-  t->d.rank = rank;
-  t->d.dims[0] = d0;
-  t->d.dims[1] = d1;
-  t->d.dims[2] = d2;
-  t->d.dims[3] = 0;
-  memset(t->d.strides, 0, sizeof t->d.strides);
-}
-
-static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const int64_t* rare, int nrare) {
-  if (fz_chance(r, 8)) return rare[fz_pick(r, nrare)];
-  return common[fz_pick(r, ncommon)];
-}
-
 /* state dims for the layout: (B, C, S) or channels-last (B, S, C) */
 static void state_dims(const cv_case* c, fz_tensor* t) {
-  if (c->cl) set_dims(t, 3, c->B, c->S, c->C);
-  else set_dims(t, 3, c->B, c->C, c->S);
+  if (c->cl) fz_set_dims(t, 3, c->B, c->S, c->C, 0);
+  else fz_set_dims(t, 3, c->B, c->C, c->S, 0);
 }
 
 /* Bytes of all tensors of the valid call (the state twice: past and present). */
@@ -68,12 +52,12 @@ static void build_valid(cv_case* c, fz_reader* r) {
   linattn_causal_conv_desc_init(&c->desc);
   c->desc.activation = fz_chance(r, 50) ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
   c->B = Bc[fz_pick(r, 4)];
-  c->C = pick_dim(r, Cc, 8, Cr, 6);
-  c->L = pick_dim(r, Lc, 8, Lr, 5);
-  c->K = pick_dim(r, Kc, 6, Kr, 2);
+  c->C = fz_pick_dim(r, Cc, 8, Cr, 6);
+  c->L = fz_pick_dim(r, Lc, 8, Lr, 5);
+  c->K = fz_pick_dim(r, Kc, 6, Kr, 2);
   c->cl = fz_chance(r, 35);
   c->desc.channels_last = c->cl ? 1 : 0;
-  c->dt = dtypes[fz_pick(r, 3)];
+  c->dt = fz_dtypes[fz_pick(r, 3)];
   c->has_bias = fz_chance(r, 50);
   c->has_past = fz_chance(r, 55);
   c->has_present = !fz_chance(r, 15);
@@ -102,47 +86,23 @@ static void build_valid(cv_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = cv_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == PRESENT;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, cv_names, 1u << OUT | 1u << PRESENT, c->dt);
   for (int i = IN; i <= OUT; i += OUT - IN) {
-    if (c->cl) set_dims(&k->t[i], 3, c->B, c->L, c->C);
-    else set_dims(&k->t[i], 3, c->B, c->C, c->L);
+    if (c->cl) fz_set_dims(&k->t[i], 3, c->B, c->L, c->C, 0);
+    else fz_set_dims(&k->t[i], 3, c->B, c->C, c->L, 0);
     const int mode = fz_pick(r, 5), pad1 = fz_pick(r, 3), pad0 = fz_pick(r, 5); /* in this order */
     fz_strides3(mode, k->t[i].d.dims, pad1, pad0, k->t[i].d.strides);
   }
-  set_dims(&k->t[W], 3, c->C, 1, c->K);
-  set_dims(&k->t[BIAS], 1, c->C, 0, 0);
+  fz_set_dims(&k->t[W], 3, c->C, 1, c->K, 0);
+  fz_set_dims(&k->t[BIAS], 1, c->C, 0, 0, 0);
   state_dims(c, &k->t[PAST]);
   state_dims(c, &k->t[PRESENT]);
   k->t[BIAS].passed = c->has_bias;
   k->t[PAST].passed = c->has_past;
   k->t[PRESENT].passed = c->has_present;
   if (c->in_place) k->t[PRESENT].share_with = PAST;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[PAST].null_data && c->in_place) k->t[PRESENT].null_data = true;
-}
-
-static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
-  linattn_dtype o = dtypes[fz_pick(r, 3)];
-  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32;
-  return o;
-}
-
-static void unshare(fz_tensor* t, int i) {
-  t[i].share_with = -1;
-  for (int j = 0; j < NT; j++)
-    if (t[j].share_with == i) t[j].share_with = -1;
 }
 
 /* axis of the state length in the state dims, and of L / C in input dims */
@@ -158,9 +118,9 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     case 2: {
       const int i = (int[]){IN, OUT, W, BIAS, PAST, PRESENT}[fz_pick(r, 6)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      if (i == BIAS) set_dims(&t[i], 2, c->C, 1, 0);
-      else if (fz_chance(r, 50)) set_dims(&t[i], 2, t[i].d.dims[0], t[i].d.dims[1] * t[i].d.dims[2], 0);
+      fz_unshare(t, NT, i);
+      if (i == BIAS) fz_set_dims(&t[i], 2, c->C, 1, 0, 0);
+      else if (fz_chance(r, 50)) fz_set_dims(&t[i], 2, t[i].d.dims[0], t[i].d.dims[1] * t[i].d.dims[2], 0, 0);
       else t[i].d.rank = 4, t[i].d.dims[3] = 1, memset(t[i].d.strides, 0, sizeof t[i].d.strides);
       return "wrong rank";
     }
@@ -181,7 +141,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     case 7: {
       const int i = fz_chance(r, 50) ? PAST : PRESENT;
       if (!t[i].passed) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.dims[fz_pick(r, 3)] += 1;
       return "state shape wrong";
     }
@@ -192,27 +152,27 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     case 9: {
       const int i = (int[]){W, BIAS, PAST, OUT, PRESENT}[fz_pick(r, 5)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      t[i].d.dtype = other_dtype(c->dt, r);
+      fz_unshare(t, NT, i);
+      t[i].d.dtype = fz_other_dtype(c->dt, r, LINATTN_DTYPE_F16);
       return "dtype differs from input";
     }
     case 10: {
       const int i = fz_pick(r, NT);
       if (!t[i].passed) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.dtype = (linattn_dtype)(fz_chance(r, 50) ? 0 : 4 + fz_pick(r, 3));
       return "invalid dtype value";
     }
     case 11: {
       const int i = fz_pick(r, NT);
       if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].null_data = true;
       return "NULL data with elements";
     }
     case 12: {
       const int i = (int[]){IN, W, OUT}[fz_pick(r, 3)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].passed = false;
       return "required tensor NULL";
     }
@@ -221,11 +181,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
       const int i = (int[]){IN, W, BIAS, PAST, OUT, PRESENT}[fz_pick(r, 6)];
       if (i == o || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0) return NULL;
       if (o == PRESENT && i == PAST) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 14:
@@ -237,7 +193,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     case 15: {
       const int i = fz_chance(r, 50) ? IN : OUT;
       if (t[i].d.dims[2] < 2 || fz_numel(&t[i].d) <= 0) return NULL; /* empty: strides do not matter */
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.strides[2] = 2;
       t[i].d.strides[1] = 2 * t[i].d.dims[2];
       t[i].d.strides[0] = t[i].d.strides[1] * (t[i].d.dims[1] > 0 ? t[i].d.dims[1] : 1);
@@ -251,7 +207,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
         if (t[i].d.dims[a] > 1) ax = a;
       if (t[i].d.rank == 1 && t[i].d.dims[0] > 1) ax = 0;
       if (ax < 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       int64_t s = 1;
       for (int a = t[i].d.rank - 1; a >= 0; a--) {
         t[i].d.strides[a] = s * (a == ax ? 2 : 1);
@@ -263,7 +219,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     case 17: {
       const int i = fz_chance(r, 50) ? IN : OUT;
       if (t[i].d.dims[2] < 2 || t[i].d.dims[1] < 2 || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.strides[2] = 1;
       t[i].d.strides[1] = t[i].d.dims[2] - 1;
       t[i].d.strides[0] = t[i].d.dims[1] * t[i].d.dims[2];
@@ -277,7 +233,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
       const int64_t huge = (int64_t)1 << 62;
       const int la = c->cl ? 1 : 2;
       for (int i = IN; i <= OUT; i += OUT - IN) {
-        unshare(t, i);
+        fz_unshare(t, NT, i);
         t[i].d.dims[la] = huge;
         memset(t[i].d.strides, 0, sizeof t[i].d.strides);
       }
@@ -285,7 +241,7 @@ static const char* perturb(cv_case* c, fz_reader* r, int id) {
     }
     case 20:
       if (c->B < 1 || fz_numel(&t[IN].d) < 2 || (t[IN].d.dims[1] < 2 && t[IN].d.dims[0] < 2)) return NULL;
-      unshare(t, IN);
+      fz_unshare(t, NT, IN);
       t[IN].d.strides[2] = 1;
       t[IN].d.strides[1] = (int64_t)1 << 61;
       t[IN].d.strides[0] = (int64_t)1 << 62;
@@ -346,19 +302,7 @@ static void mutate(cv_case* c, fz_reader* r) {
       }
       continue;
     }
-    const int a = fz_pick(r, 4);
-    switch (fz_pick(r, 7)) {
-      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
-      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
-      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
-      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
-      case 4: t[i].passed = !t[i].passed; break;
-      case 5: t[i].null_data = !t[i].null_data; break;
-      default:
-        t[i].share_with = fz_pick(r, NT);
-        t[i].share_offset = fz_pick(r, 9);
-        break;
-    }
+    fz_mutate_tensor(t, NT, i, r);
   }
 }
 
@@ -368,17 +312,11 @@ FZ_NOCOV static bool make_values(cv_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0; /* backed tensors only */
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     for (int64_t e = 0; e < n; e++) {
-      double v;
-      if (c->xmode == 1) v = fz_uniform(&g, -8.0, 8.0); /* wide range: SiLU tails */
-      else if (c->xmode == 2) v = (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(&g) % 6];
-      else v = fz_uniform(&g, -1.0, 1.0);
+      double v = fz_xmode_value(&g, c->xmode, 8.0, 1.0); /* wide range: SiLU tails */
       c->vals[i][e] = v;
     }
   }
@@ -386,11 +324,6 @@ FZ_NOCOV static bool make_values(cv_case* c) {
 }
 
 FZ_NOCOV static double value_of(void* user, int tensor, int64_t index) { return ((cv_case*)user)->vals[tensor][index]; }
-
-FZ_NOCOV static double round_to(double x, linattn_dtype dt) {
-  unsigned char tmp[4];
-  return fz_store(tmp, dt, x);
-}
 
 /* float64 oracle, checked element by element against an instance of a valid call */
 FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_instance* in, const char* what) {
@@ -420,11 +353,11 @@ FZ_NOCOV static void check_oracle(const cv_case* c, const fz_call* k, const fz_i
          * (in fp16); other dtypes round once. See src/ref/causal_conv_ref.c. */
         double pre, tol;
         if (c->has_bias && c->dt == LINATTN_DTYPE_F16) {
-          const double conv = round_to(acc, c->dt);
-          pre = round_to(conv + bias, c->dt);
+          const double conv = fz_round_to(acc, c->dt);
+          pre = fz_round_to(conv + bias, c->dt);
           tol = 1e-5 * sumabs + fz_ulp(conv, c->dt) + fz_ulp(pre, c->dt);
         } else {
-          pre = round_to(acc + bias, c->dt);
+          pre = fz_round_to(acc + bias, c->dt);
           tol = 1e-5 * sumabs + fz_ulp(pre, c->dt);
         }
         double ref = pre;
@@ -463,11 +396,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
   const linattn_status qs = linattn_causal_conv_with_state_workspace_size(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS),
                                                                      fz_arg(k, in, PAST), fz_arg(k, in, OUT),
                                                                      fz_arg(k, in, PRESENT), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_causal_conv_with_state(ctx, desc, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS),

@@ -355,6 +355,131 @@ FZ_NOCOV static void fz_layout(fz_call* c) {
 
 /* Fills the template: region bytes 0xA5 (gaps), output elements poison, then input elements
  * from value(tensor index, linear index) rounded to the tensor's dtype. */
+/* ------------------------------------------------------------------ case building */
+
+/* Unlike the helpers above, these take part in decoding the input into a case, and keep their
+ * coverage instrumentation like the targets' own case builders. Not every target uses each. */
+#define FZ_DECODE __attribute__((unused))
+
+static const linattn_dtype fz_dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+
+/* Starts a call of nt tensors: each passed, of dtype dt, in its own region, zero rank; those
+ * whose bit is set in outputs (1u << index) are outputs. */
+FZ_DECODE static void fz_init_tensors(fz_call* k, int nt, const char* const* names, unsigned outputs, linattn_dtype dt) {
+  k->nt = nt;
+  for (int i = 0; i < nt; i++) {
+    fz_tensor* t = &k->t[i];
+    memset(t, 0, sizeof *t);
+    t->name = names[i];
+    t->share_with = -1;
+    t->is_output = (outputs >> i) & 1u;
+    t->passed = true;
+    t->d.dtype = dt;
+  }
+}
+
+/* Sets rank and dims (unused dims 0) and clears the strides (packed). */
+FZ_DECODE static void fz_set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+  t->d.rank = rank;
+  t->d.dims[0] = d0;
+  t->d.dims[1] = d1;
+  t->d.dims[2] = d2;
+  t->d.dims[3] = d3;
+  memset(t->d.strides, 0, sizeof t->d.strides);
+}
+
+FZ_DECODE static int64_t fz_pick_dim(fz_reader* r, const int64_t* common, int ncommon, const int64_t* rare, int nrare) {
+  if (fz_chance(r, 8)) return rare[fz_pick(r, nrare)];
+  return common[fz_pick(r, ncommon)];
+}
+
+/* A dtype other than dt: a pick from fz_dtypes, else f32_alt when dt is F32, else F32. */
+FZ_DECODE static linattn_dtype fz_other_dtype(linattn_dtype dt, fz_reader* r, linattn_dtype f32_alt) {
+  linattn_dtype o = fz_dtypes[fz_pick(r, 3)];
+  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? f32_alt : LINATTN_DTYPE_F32;
+  return o;
+}
+
+/* Gives tensor i of t[0..nt) its own region, and the tensors placed in its region theirs. */
+FZ_DECODE static void fz_unshare(fz_tensor* t, int nt, int i) {
+  t[i].share_with = -1;
+  for (int j = 0; j < nt; j++)
+    if (t[j].share_with == i) t[j].share_with = -1;
+}
+
+/* Zero-element tensors may have data == NULL: each in its own region gets it at random (with
+ * passed_only, only the passed ones, and absent ones read no decision). */
+FZ_DECODE static void fz_null_empty(fz_call* k, bool passed_only, fz_reader* r) {
+  for (int i = 0; i < k->nt; i++) {
+    fz_tensor* t = &k->t[i];
+    if ((!passed_only || t->passed) && fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
+  }
+}
+
+/* Places output o at the start of tensor i's region (with data), after giving the tensors placed
+ * in o's region their own. */
+FZ_DECODE static void fz_overlap(fz_tensor* t, int nt, int o, int i) {
+  for (int j = 0; j < nt; j++)
+    if (t[j].share_with == o) t[j].share_with = -1;
+  t[o].share_with = i;
+  t[o].share_offset = 0;
+  t[o].null_data = false;
+}
+
+/* One random change to tensor i of t[0..nt): rank, a dim, a stride, dtype, passed, NULL data, or
+ * its placement. Returns true when it placed the tensor in another's region (share_with is any
+ * of 0..nt-1, i included: the caller drops what it does not want). */
+FZ_DECODE static bool fz_mutate_tensor(fz_tensor* t, int nt, int i, fz_reader* r) {
+  const int a = fz_pick(r, 4);
+  switch (fz_pick(r, 7)) {
+    case 0: t[i].d.rank = fz_pick(r, 7) - 1; return false;
+    case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; return false;
+    case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; return false;
+    case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); return false;
+    case 4: t[i].passed = !t[i].passed; return false;
+    case 5: t[i].null_data = !t[i].null_data; return false;
+    default:
+      t[i].share_with = fz_pick(r, nt);
+      t[i].share_offset = fz_pick(r, 9);
+      return true;
+  }
+}
+
+/* A case of some targets reads more bytes than libFuzzer's first inputs hold (it grows the length
+ * slowly): their mode and perturbation decisions read the input backwards from its end, so that
+ * short inputs reach every mode too. */
+FZ_NOCOV static fz_reader fz_tail_reader(const uint8_t* data, size_t size, uint8_t* buf, size_t cap) {
+  const size_t n = size < cap ? size : cap;
+  for (size_t i = 0; i < n; i++) buf[i] = data[size - 1 - i];
+  return (fz_reader){buf, n, 0};
+}
+
+/* x rounded to dt's precision. */
+FZ_NOCOV static double fz_round_to(double x, linattn_dtype dt) {
+  unsigned char tmp[4];
+  return fz_store(tmp, dt, x);
+}
+
+/* A zeroed array for the values of tensor t: one per logical element if t is backed (placed in a
+ * region, not huge), else none; *n of them. NULL when there are more than a region may hold
+ * (zero strides over huge dims: too many to fill and check) or the allocation fails. */
+FZ_NOCOV static double* fz_values_alloc(const fz_tensor* t, int64_t* n) {
+  *n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0;
+  if (*n < 0) *n = 0;
+  if (*n > (int64_t)FZ_MAX_REGION_BYTES) return NULL;
+  return (double*)calloc((size_t)*n + 1, sizeof(double));
+}
+
+/* A value for a target's xmode: 1 uniform in [-wide, wide] (function tails), 2 from a few special
+ * values, else uniform in [-normal, normal]. */
+FZ_NOCOV static double fz_xmode_value(fz_rng* g, int xmode, double wide, double normal) {
+  if (xmode == 1) return fz_uniform(g, -wide, wide);
+  if (xmode == 2) return (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(g) % 6];
+  return fz_uniform(g, -normal, normal);
+}
+
+/* ------------------------------------------------------------------ templates and instances */
+
 typedef double (*fz_value_fn)(void* user, int tensor, int64_t index);
 
 FZ_NOCOV static void fz_make_template(fz_call* c, fz_value_fn value, void* user) {
@@ -631,6 +756,15 @@ FZ_NOCOV static void fz_choose_mode(void* c, fz_reader* r, int nperturb, fz_pert
  * For such a case fz_query_only is set, and a target's run makes only the size query (which
  * validates exactly like the call) when it succeeds, and sets fz_call_skipped. */
 static bool fz_query_only, fz_call_skipped;
+
+/* For a target's run after its size query qs (need bytes): true when the call must be skipped
+ * (fz_query_only and the query succeeded); then need is reported and fz_call_skipped set. */
+FZ_NOCOV static bool fz_stop_after_query(linattn_status qs, size_t need, size_t* need_out) {
+  if (!fz_query_only || qs != LINATTN_SUCCESS) return false;
+  fz_call_skipped = true;
+  if (need_out) *need_out = need;
+  return true;
+}
 
 FZ_NOCOV static bool fz_has_unbacked(const fz_call* c) {
   for (int i = 0; i < c->nt; i++)

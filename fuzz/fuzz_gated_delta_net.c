@@ -44,17 +44,6 @@ typedef struct gd_case {
   fz_call call;
 } gd_case;
 
-static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
-
-static void set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-  t->d.rank = rank;
-  t->d.dims[0] = d0;
-  t->d.dims[1] = d1;
-  t->d.dims[2] = d2;
-  t->d.dims[3] = d3;
-  memset(t->d.strides, 0, sizeof t->d.strides);
-}
-
 static bool packed_qkv(const gd_case* c) { return c->spelling == SP_PACKED2 || c->spelling == SP_PACKED3; }
 static bool lead2(const gd_case* c) { return c->spelling == SP_RANK4 || c->spelling == SP_PACKED3; } /* (B, S, ...) */
 
@@ -117,66 +106,54 @@ static void qkv_strides(fz_tensor* t, fz_reader* r) {
 
 static void build_tensors(gd_case* c, fz_reader* r) {
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = gd_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == FIN || i == SU;
-    t->passed = true;
-    t->d.dtype = i == Q || i == K || i == V || i == OUT ? c->dt
-                 : i == DECAY || i == BETA              ? (c->gates_f32 ? LINATTN_DTYPE_F32 : c->dt)
-                                                        : LINATTN_DTYPE_F32;
-  }
+  fz_init_tensors(k, NT, gd_names, 1u << OUT | 1u << FIN | 1u << SU, LINATTN_DTYPE_F32);
+  for (int i = 0; i < NT; i++)
+    if (i == Q || i == K || i == V || i == OUT || ((i == DECAY || i == BETA) && !c->gates_f32)) k->t[i].d.dtype = c->dt;
   const bool l2 = lead2(c);
   const int64_t a0 = l2 ? c->B : c->T, a1 = c->S;
   if (packed_qkv(c)) {
-    if (l2) set_dims(&k->t[Q], 3, a0, a1, c->pw, 0);
-    else set_dims(&k->t[Q], 2, a0, c->pw, 0, 0);
+    if (l2) fz_set_dims(&k->t[Q], 3, a0, a1, c->pw, 0);
+    else fz_set_dims(&k->t[Q], 2, a0, c->pw, 0, 0);
     k->t[K].passed = k->t[V].passed = false;
   } else if (l2) {
-    set_dims(&k->t[Q], 4, a0, a1, c->Hq, c->dk);
-    set_dims(&k->t[K], 4, a0, a1, c->Hq, c->dk);
-    set_dims(&k->t[V], 4, a0, a1, c->Hv, c->dv);
+    fz_set_dims(&k->t[Q], 4, a0, a1, c->Hq, c->dk);
+    fz_set_dims(&k->t[K], 4, a0, a1, c->Hq, c->dk);
+    fz_set_dims(&k->t[V], 4, a0, a1, c->Hv, c->dv);
   } else {
-    set_dims(&k->t[Q], 3, a0, c->Hq, c->dk, 0);
-    set_dims(&k->t[K], 3, a0, c->Hq, c->dk, 0);
-    set_dims(&k->t[V], 3, a0, c->Hv, c->dv, 0);
+    fz_set_dims(&k->t[Q], 3, a0, c->Hq, c->dk, 0);
+    fz_set_dims(&k->t[K], 3, a0, c->Hq, c->dk, 0);
+    fz_set_dims(&k->t[V], 3, a0, c->Hv, c->dv, 0);
   }
-  if (l2) set_dims(&k->t[OUT], 4, a0, a1, c->Hv, c->dv);
-  else set_dims(&k->t[OUT], 3, a0, c->Hv, c->dv, 0);
+  if (l2) fz_set_dims(&k->t[OUT], 4, a0, a1, c->Hv, c->dv);
+  else fz_set_dims(&k->t[OUT], 3, a0, c->Hv, c->dv, 0);
   for (int i = Q; i <= OUT; i++)
     if ((i <= V || i == OUT) && k->t[i].passed) qkv_strides(&k->t[i], r);
   if (l2) {
-    if (c->per_key) set_dims(&k->t[DECAY], 4, a0, a1, c->Hv, c->dk);
-    else set_dims(&k->t[DECAY], 3, a0, a1, c->Hv, 0);
-    set_dims(&k->t[BETA], 3, a0, a1, c->Hv, 0);
+    if (c->per_key) fz_set_dims(&k->t[DECAY], 4, a0, a1, c->Hv, c->dk);
+    else fz_set_dims(&k->t[DECAY], 3, a0, a1, c->Hv, 0);
+    fz_set_dims(&k->t[BETA], 3, a0, a1, c->Hv, 0);
   } else {
-    if (c->per_key) set_dims(&k->t[DECAY], 3, a0, c->Hv, c->dk, 0);
-    else set_dims(&k->t[DECAY], 2, a0, c->Hv, 0, 0);
-    set_dims(&k->t[BETA], 2, a0, c->Hv, 0, 0);
+    if (c->per_key) fz_set_dims(&k->t[DECAY], 3, a0, c->Hv, c->dk, 0);
+    else fz_set_dims(&k->t[DECAY], 2, a0, c->Hv, 0, 0);
+    fz_set_dims(&k->t[BETA], 2, a0, c->Hv, 0, 0);
   }
   k->t[DECAY].passed = c->gated;
   k->t[BETA].passed = c->delta;
-  set_dims(&k->t[INIT], 4, c->B, c->Hv, c->dv, c->dk);
-  set_dims(&k->t[FIN], 4, c->B, c->Hv, c->dv, c->dk);
+  fz_set_dims(&k->t[INIT], 4, c->B, c->Hv, c->dv, c->dk);
+  fz_set_dims(&k->t[FIN], 4, c->B, c->Hv, c->dv, c->dk);
   k->t[INIT].passed = c->has_init;
   k->t[FIN].passed = c->has_fin;
   if (c->in_place) k->t[FIN].share_with = INIT;
   const bool gates = c->desc.gate_activation != LINATTN_GDN_GATE_NONE;
-  set_dims(&k->t[ALOG], 1, c->Hv, 0, 0, 0);
-  if (!c->dtb_per_key) set_dims(&k->t[DTB], 1, c->Hv, 0, 0, 0);
-  else if (fz_chance(r, 50)) set_dims(&k->t[DTB], 2, c->Hv, c->dk, 0, 0);
-  else set_dims(&k->t[DTB], 1, c->Hv * c->dk, 0, 0, 0);
+  fz_set_dims(&k->t[ALOG], 1, c->Hv, 0, 0, 0);
+  if (!c->dtb_per_key) fz_set_dims(&k->t[DTB], 1, c->Hv, 0, 0, 0);
+  else if (fz_chance(r, 50)) fz_set_dims(&k->t[DTB], 2, c->Hv, c->dk, 0, 0);
+  else fz_set_dims(&k->t[DTB], 1, c->Hv * c->dk, 0, 0, 0);
   k->t[ALOG].passed = k->t[DTB].passed = gates;
   const int64_t D = c->per_key ? c->Hv * c->dk : c->Hv;
-  set_dims(&k->t[SU], 2, c->B, c->cap * (D + c->Hq * c->dk + c->Hv * c->dv), 0, 0);
+  fz_set_dims(&k->t[SU], 2, c->B, c->cap * (D + c->Hq * c->dk + c->Hv * c->dv), 0, 0);
   k->t[SU].passed = c->has_su;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[INIT].null_data && c->in_place) k->t[FIN].null_data = true;
 }
 
@@ -202,7 +179,7 @@ static void build_valid(gd_case* c, fz_reader* r) {
   c->dv = fz_chance(r, 8) ? dvr[fz_pick(r, 6)] : dc[fz_pick(r, 8)];
   c->per_key = c->gated && fz_chance(r, 40);
   c->dtb_per_key = c->per_key && fz_chance(r, 50);
-  c->dt = dtypes[fz_pick(r, 3)];
+  c->dt = fz_dtypes[fz_pick(r, 3)];
   c->gates_f32 = c->dt == LINATTN_DTYPE_F32 || fz_chance(r, 50);
   c->cap = fz_chance(r, 40) ? 1 + fz_pick(r, 8) : 0;
   c->desc.state_update_capacity = c->cap;
@@ -238,18 +215,6 @@ static void build_valid(gd_case* c, fz_reader* r) {
   build_tensors(c, r);
 }
 
-static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
-  linattn_dtype o = dtypes[fz_pick(r, 3)];
-  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32;
-  return o;
-}
-
-static void unshare(fz_tensor* t, int i) {
-  t[i].share_with = -1;
-  for (int j = 0; j < NT; j++)
-    if (t[j].share_with == i) t[j].share_with = -1;
-}
-
 static const char* perturb(gd_case* c, fz_reader* r, int id) {
   fz_tensor* t = c->call.t;
   switch (id) {
@@ -281,7 +246,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 5: {
       const int i = fz_chance(r, 50) || !c->has_fin ? INIT : FIN;
       if (!t[i].passed) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       const int a = fz_pick(r, 4);
       if (a == 0 && !c->has_cu && i == INIT) return NULL; /* B from the state: may be consistent */
       if (fz_chance(r, 30)) { /* K-major (B, H_v, d_k, d_v): wrong unless square */
@@ -295,15 +260,15 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 6: {
       const int i = (int[]){INIT, FIN, SU, ALOG, DTB}[fz_pick(r, 5)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      t[i].d.dtype = other_dtype(LINATTN_DTYPE_F32, r);
+      fz_unshare(t, NT, i);
+      t[i].d.dtype = fz_other_dtype(LINATTN_DTYPE_F32, r, LINATTN_DTYPE_F16);
       return "float32 tensor of another dtype";
     }
     case 7: {
       const int i = (int[]){K, V, OUT, DECAY, BETA}[fz_pick(r, 5)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      linattn_dtype o = other_dtype(c->dt, r);
+      fz_unshare(t, NT, i);
+      linattn_dtype o = fz_other_dtype(c->dt, r, LINATTN_DTYPE_F16);
       if ((i == DECAY || i == BETA) && (o == LINATTN_DTYPE_F32 || o == c->dt)) {
         if (!c->gated || !c->delta) return NULL; /* alone, f32 or T is fine */
         o = t[i].d.dtype == LINATTN_DTYPE_F32 ? (c->dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : c->dt) : LINATTN_DTYPE_F32;
@@ -315,7 +280,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 8: {
       const int i = fz_pick(r, NT);
       if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].null_data = true;
       return "NULL data with elements";
     }
@@ -324,14 +289,14 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       if (!t[i].passed) return NULL;
       /* initial_state is required by packed QKV and uniform packing only */
       if (i == INIT && !packed_qkv(c) && (c->has_cu || c->spelling == SP_RANK4)) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].passed = false;
       return "required tensor NULL";
     }
     case 10: {
       if (packed_qkv(c)) return NULL;
       const int i = fz_chance(r, 50) ? K : V;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].passed = false;
       return "key or value alone";
     }
@@ -341,11 +306,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       if (i == o || !t[o].passed || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0)
         return NULL;
       if (o == FIN && i == INIT) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 12:
@@ -382,13 +343,13 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       }
     case 17:
       if (packed_qkv(c)) return NULL;
-      unshare(t, V);
+      fz_unshare(t, NT, V);
       t[V].d.dims[t[V].d.rank - 2] = c->Hq + 1 == c->Hv * 1 ? c->Hq + 2 : (c->Hq > 1 ? c->Hq + 1 : 0);
       if (t[V].d.dims[t[V].d.rank - 2] % c->Hq == 0 && t[V].d.dims[t[V].d.rank - 2] > 0) return NULL;
       return "num_heads_v not a multiple of num_heads_q";
     case 18:
       if (packed_qkv(c)) return NULL;
-      unshare(t, K);
+      fz_unshare(t, NT, K);
       t[K].d.dims[t[K].d.rank - 1] += 1;
       return "key width differs";
     case 19:
@@ -400,7 +361,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       if (!c->has_cu && c->B > 1 && c->T > 0 && !lead2(c)) { /* T not a multiple of B */
         for (int i = Q; i <= OUT; i++)
           if (t[i].passed && (i <= BETA || i == OUT)) {
-            unshare(t, i);
+            fz_unshare(t, NT, i);
             t[i].d.dims[0] += 1;
             memset(t[i].d.strides, 0, sizeof t[i].d.strides);
           }
@@ -420,7 +381,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 22: { /* element count overflows */
       if (packed_qkv(c) || c->Hq < 1 || c->T < 1) return NULL;
       for (int i = Q; i <= V; i++) {
-        unshare(t, i);
+        fz_unshare(t, NT, i);
         t[i].d.dims[t[i].d.rank - 1] = (int64_t)1 << 62;
         memset(t[i].d.strides, 0, sizeof t[i].d.strides);
       }
@@ -429,7 +390,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
     case 23: {
       const int i = (int[]){Q, OUT}[fz_pick(r, 2)];
       if (c->T < 2 || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       const int rk = t[i].d.rank;
       int64_t s = 1;
       for (int a = rk - 1; a >= 0; a--) t[i].d.strides[a] = s, s *= t[i].d.dims[a] > 0 ? t[i].d.dims[a] : 1;
@@ -443,7 +404,7 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       return "workspace too small or misaligned";
     case 25: {
       const int i = (int[]){Q, OUT}[fz_pick(r, 2)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.rank = t[i].d.rank == 4 || t[i].d.rank == 2 ? 1 : 5;
       return "wrong rank";
     }
@@ -486,20 +447,7 @@ static void mutate(gd_case* c, fz_reader* r) {
       }
       continue;
     }
-    const int a = fz_pick(r, 4);
-    switch (fz_pick(r, 7)) {
-      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
-      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
-      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
-      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
-      case 4: t[i].passed = !t[i].passed; break;
-      case 5: t[i].null_data = !t[i].null_data; break;
-      default:
-        t[i].share_with = fz_pick(r, NT);
-        if (t[i].share_with == i) t[i].share_with = -1;
-        t[i].share_offset = fz_pick(r, 9);
-        break;
-    }
+    if (fz_mutate_tensor(t, NT, i, r) && t[i].share_with == i) t[i].share_with = -1;
   }
 }
 
@@ -518,11 +466,8 @@ FZ_NOCOV static bool make_values(gd_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0;
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     double* v = c->vals[i];
     const bool gates = c->desc.gate_activation != LINATTN_GDN_GATE_NONE;
@@ -761,11 +706,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
       ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V), c->cu, c->ncu, fz_arg(k, in, DECAY),
       fz_arg(k, in, BETA), fz_arg(k, in, INIT), fz_arg(k, in, ALOG), fz_arg(k, in, DTB), c->count, fz_arg(k, in, OUT),
       fz_arg(k, in, FIN), fz_arg(k, in, SU), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_gated_delta_net(
@@ -824,21 +765,12 @@ FZ_NOCOV static void describe_case(char* buf, size_t size) {
   for (int i = 0; i < NT; i++) fz_describe_tensor(buf, size, gd_names[i], c->call.t[i].passed, &c->call.t[i].d);
 }
 
-/* A case of this target reads more bytes than libFuzzer's first inputs hold (it grows the length
- * slowly): the mode and perturbation decisions read the input backwards from its end, so that
- * short inputs reach every mode too. */
-FZ_NOCOV static fz_reader tail_reader(const uint8_t* data, size_t size, uint8_t* buf, size_t cap) {
-  const size_t n = size < cap ? size : cap;
-  for (size_t i = 0; i < n; i++) buf[i] = data[size - 1 - i];
-  return (fz_reader){buf, n, 0};
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   gd_case c;
   build_valid(&c, &r);
   uint8_t tail[64];
-  fz_reader rm = tail_reader(data, size, tail, sizeof tail);
+  fz_reader rm = fz_tail_reader(data, size, tail, sizeof tail);
   fz_choose_mode(&c, &rm, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   fz_case_name = c.what;
   fz_call* k = &c.call;

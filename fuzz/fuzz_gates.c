@@ -36,8 +36,6 @@ typedef struct gt_case {
   fz_call call;
 } gt_case;
 
-static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
-
 static void set_like(fz_tensor* t, int rank, const int64_t* dims) {
   t->d.rank = rank;
   for (int i = 0; i < 4; i++) t->d.dims[i] = i < rank ? dims[i] : 0;
@@ -77,7 +75,7 @@ static void build_valid(gt_case* c, fz_reader* r) {
     if (c->rank > 1 && c->dims[big] > 1) c->dims[big] = (c->dims[big] + 1) / 2;
     else break;
   }
-  c->dt = dtypes[fz_pick(r, 3)];
+  c->dt = fz_dtypes[fz_pick(r, 3)];
   c->has_beta = c->lag && fz_chance(r, 70);
   c->alias = fz_pick(r, 3);
   if (c->alias == 2 && c->lag && !c->has_beta) c->alias = 0;
@@ -90,16 +88,7 @@ static void build_valid(gt_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = c->lag ? lag_names[i] : rms_names[i];
-    t->share_with = -1;
-    t->is_output = i == Y || i == Z;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, c->lag ? lag_names : rms_names, 1u << Y | 1u << Z, c->dt);
   set_like(&k->t[X], c->rank, c->dims);
   set_like(&k->t[Y], c->rank, c->dims);
   if (c->lag) {
@@ -118,22 +107,7 @@ static void build_valid(gt_case* c, fz_reader* r) {
     k->t[B].passed = k->t[Z].passed = false;
     if (c->alias) k->t[Y].share_with = c->alias == 1 ? X : G;
   }
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (t->passed && fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
-}
-
-static void unshare(fz_tensor* t, int i) {
-  t[i].share_with = -1;
-  for (int j = 0; j < NT; j++)
-    if (t[j].share_with == i) t[j].share_with = -1;
-}
-
-static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
-  linattn_dtype o = dtypes[fz_pick(r, 3)];
-  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32;
-  return o;
+  fz_null_empty(k, true, r);
 }
 
 static const char* perturb(gt_case* c, fz_reader* r, int id) {
@@ -142,21 +116,21 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
   switch (id) {
     case 0: {
       const int i = (int[]){X, S, G, Y}[fz_pick(r, 4)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].passed = false;
       return "required tensor NULL";
     }
     case 1: {
       const int i = (int[]){S, G, B, Y, Z}[fz_pick(r, 5)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      t[i].d.dtype = other_dtype(t[i].d.dtype, r);
+      fz_unshare(t, NT, i);
+      t[i].d.dtype = fz_other_dtype(t[i].d.dtype, r, LINATTN_DTYPE_F16);
       return "dtype differs";
     }
     case 2: {
       const int i = (int[]){G, B, Y, Z}[fz_pick(r, 4)];
       if (!t[i].passed || (c->lag && i == G)) return NULL; /* decay_scale: case 3 */
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.dims[fz_pick(r, c->rank)] += 1;
       return "shape differs from x / a";
     }
@@ -165,7 +139,7 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
       const bool longer = fz_chance(r, 50) || c->lag; /* dt_bias / decay_scale may have any rank */
       /* a longer scale that still divides the width is valid */
       if (!c->lag && longer && c->dims[last] % (c->C + 1) == 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       if (longer) t[i].d.dims[0] += 1;
       else set_like(&t[i], 2, (int64_t[]){1, c->C});
       return "scale / dt_bias / decay_scale shape wrong";
@@ -173,15 +147,15 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
     case 4:
       if (c->lag) {
         for (int i = X; i < NT; i++)
-          if (i != S && i != G) unshare(t, i), t[i].d.dims[last] = 0, memset(t[i].d.strides, 0, sizeof t[i].d.strides);
+          if (i != S && i != G) fz_unshare(t, NT, i), t[i].d.dims[last] = 0, memset(t[i].d.strides, 0, sizeof t[i].d.strides);
         return "H = 0";
       }
-      unshare(t, S);
+      fz_unshare(t, NT, S);
       t[S].d.dims[0] = 0;
       return "scale empty";
     case 5: {
       const int i = (int[]){X, Y, G}[fz_pick(r, 3)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.rank = fz_chance(r, 50) ? 0 : 5;
       return "rank outside 1..4";
     }
@@ -194,7 +168,7 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
       const int i = (int[]){X, G, Y}[fz_pick(r, 3)];
       if (c->lag && i == G) return NULL;
       if (fz_numel(&t[i].d) < 2) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       const bool inner = c->rank == 1 || t[i].d.dims[0] < 2 || fz_chance(r, 50);
       int64_t s = 1;
       for (int a = c->rank - 1; a >= 0; a--) {
@@ -220,8 +194,8 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
         if (!c->has_beta || fz_numel(&t[Z].d) < 1) return NULL;
         const int which = fz_pick(r, 3);
         if (which == 0) t[Z].share_with = X;
-        else if (which == 1) unshare(t, Y), t[Z].share_with = Y;
-        else t[Y].share_with = B, unshare(t, Z);
+        else if (which == 1) fz_unshare(t, NT, Y), t[Z].share_with = Y;
+        else t[Y].share_with = B, fz_unshare(t, NT, Z);
         t[which == 2 ? Y : Z].share_offset = 0;
         t[which == 2 ? Y : Z].null_data = false;
         if (which == 1) t[Y].null_data = false;
@@ -234,14 +208,14 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
       return "y on scale's buffer";
     case 10:
       if (!c->lag || !c->has_beta) return NULL;
-      unshare(t, B);
+      fz_unshare(t, NT, B);
       t[B].passed = false;
       return "beta without b";
     case 11: {
       if (rows_of(c) < 1 || c->dims[last] < 1) return NULL;
       for (int i = X; i < NT; i++) {
         if (i == S || (i == G && c->lag) || !t[i].passed) continue;
-        unshare(t, i);
+        fz_unshare(t, NT, i);
         t[i].d.dims[0] = (int64_t)1 << 62;
         memset(t[i].d.strides, 0, sizeof t[i].d.strides);
       }
@@ -254,7 +228,7 @@ static const char* perturb(gt_case* c, fz_reader* r, int id) {
     case 13: {
       const int i = fz_pick(r, NT);
       if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].null_data = true;
       return "NULL data with elements";
     }
@@ -275,20 +249,8 @@ static void mutate(gt_case* c, fz_reader* r) {
       continue;
     }
     if (!c->lag && (i == B || i == Z)) continue; /* not arguments of GatedRMSNorm */
-    const int a = fz_pick(r, 4);
-    switch (fz_pick(r, 7)) {
-      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
-      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
-      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
-      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
-      case 4: t[i].passed = !t[i].passed; break;
-      case 5: t[i].null_data = !t[i].null_data; break;
-      default:
-        t[i].share_with = fz_pick(r, NT);
-        if (t[i].share_with == i || (!c->lag && (t[i].share_with == B || t[i].share_with == Z))) t[i].share_with = -1;
-        t[i].share_offset = fz_pick(r, 9);
-        break;
-    }
+    if (fz_mutate_tensor(t, NT, i, r) && (t[i].share_with == i || (!c->lag && (t[i].share_with == B || t[i].share_with == Z))))
+      t[i].share_with = -1;
   }
 }
 
@@ -296,17 +258,11 @@ FZ_NOCOV static bool make_values(gt_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0;
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     for (int64_t e = 0; e < n; e++) {
-      double v;
-      if (c->xmode == 1) v = fz_uniform(&g, -30.0, 30.0); /* softplus and sigmoid tails */
-      else if (c->xmode == 2) v = (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(&g) % 6];
-      else v = fz_uniform(&g, -2.0, 2.0);
+      double v = fz_xmode_value(&g, c->xmode, 30.0, 2.0); /* softplus and sigmoid tails */
       if (c->lag && i == G) v = -fabs(v) - 0.01; /* decay_scale = -exp(A_log) < 0 */
       c->vals[i][e] = v;
     }
@@ -401,20 +357,12 @@ FZ_NOCOV static void describe_case(char* buf, size_t size) {
     fz_describe_tensor(buf, size, c->lag ? lag_names[i] : rms_names[i], c->call.t[i].passed, &c->call.t[i].d);
 }
 
-/* A case reads more bytes than libFuzzer's first inputs hold: the mode is read backwards from
- * the input's end, so that short inputs reach every mode too. */
-FZ_NOCOV static fz_reader tail_reader(const uint8_t* data, size_t size, uint8_t* buf, size_t cap) {
-  const size_t n = size < cap ? size : cap;
-  for (size_t i = 0; i < n; i++) buf[i] = data[size - 1 - i];
-  return (fz_reader){buf, n, 0};
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   gt_case c;
   build_valid(&c, &r);
   uint8_t tail[64];
-  fz_reader rm = tail_reader(data, size, tail, sizeof tail);
+  fz_reader rm = fz_tail_reader(data, size, tail, sizeof tail);
   fz_choose_mode(&c, &rm, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   gt_expect = c.expect;
   fz_case_name = c.what;

@@ -44,19 +44,12 @@ typedef struct la_case {
   fz_call call;
 } la_case;
 
-static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
-
 static void set_rank3(fz_tensor* t, int64_t d0, int64_t d1, int64_t d2) {
   t->d.rank = 3;
   t->d.dims[0] = d0;
   t->d.dims[1] = d1;
   t->d.dims[2] = d2;
   t->d.dims[3] = 0;
-}
-
-static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const int64_t* rare, int nrare) {
-  if (fz_chance(r, 8)) return rare[fz_pick(r, nrare)];
-  return common[fz_pick(r, ncommon)];
 }
 
 /* ------------------------------------------------------------------ building a valid call */
@@ -78,9 +71,9 @@ static void build_valid(la_case* c, fz_reader* r) {
   linattn_linear_attention_desc_init(&c->desc);
   c->desc.update_rule = (linattn_update_rule)(1 + fz_pick(r, 4));
   c->B = Bc[fz_pick(r, 4)];
-  c->T = pick_dim(r, Tc, 8, Tr, 6);
-  c->dk = pick_dim(r, dc, 8, dkr, 5);
-  c->dv = pick_dim(r, dc, 8, dvr, 8);
+  c->T = fz_pick_dim(r, Tc, 8, Tr, 6);
+  c->dk = fz_pick_dim(r, dc, 8, dkr, 5);
+  c->dv = fz_pick_dim(r, dc, 8, dvr, 8);
   c->contrib = fz_chance(r, 25);
   c->desc.flags = c->contrib ? LINATTN_LA_ORT_CONTRIB : 0;
   const int heads_kind = fz_pick(r, 6);
@@ -112,10 +105,10 @@ static void build_valid(la_case* c, fz_reader* r) {
   const bool delta = c->desc.update_rule == LINATTN_UPDATE_DELTA || c->desc.update_rule == LINATTN_UPDATE_GATED_DELTA;
   c->decay_kind = gated ? 1 + fz_pick(r, 2) : 0;
   c->beta_kind = delta ? 1 + fz_pick(r, 2) : 0;
-  c->tdt = dtypes[fz_pick(r, 3)];
+  c->tdt = fz_dtypes[fz_pick(r, 3)];
   c->has_past = fz_chance(r, 55);
   c->has_present = !fz_chance(r, 15);
-  c->sdt = c->has_past || fz_chance(r, 50) ? dtypes[fz_pick(r, 3)] : c->tdt;
+  c->sdt = c->has_past || fz_chance(r, 50) ? fz_dtypes[fz_pick(r, 3)] : c->tdt;
   c->in_place = c->has_past && c->has_present && fz_chance(r, 40);
   /* large rare dims come with small others */
   while (case_bytes(c) > FZ_BYTE_BUDGET && c->T > 1) c->T = (c->T + 1) / 2;
@@ -134,16 +127,7 @@ static void build_valid(la_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = la_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == PRESENT;
-    t->passed = true;
-    t->d.dtype = c->tdt;
-  }
+  fz_init_tensors(k, NT, la_names, 1u << OUT | 1u << PRESENT, c->tdt);
   set_rank3(&k->t[Q], c->B, c->T, c->Hq * c->dk);
   set_rank3(&k->t[K], c->B, c->T, c->nk * c->dk);
   set_rank3(&k->t[V], c->B, c->T, c->Hkv * c->dv);
@@ -198,22 +182,13 @@ static void build_valid(la_case* c, fz_reader* r) {
     k->t[V].share_offset = qw + kw;
   }
   /* zero-element tensors may have data == NULL */
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[PAST].null_data) k->t[PRESENT].null_data = k->t[PRESENT].null_data || c->in_place;
 }
 
 /* ------------------------------------------------------------------ perturbations */
 
 static int64_t total_numel(const fz_tensor* t) { return fz_numel(&t->d); }
-
-static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
-  linattn_dtype o = dtypes[fz_pick(r, 3)];
-  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32;
-  return o;
-}
 
 /* Applies perturbation `id`; returns its name, or NULL when it does not apply to this call. */
 static const char* perturb(la_case* c, fz_reader* r, int id) {
@@ -310,13 +285,13 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
     case 15: {
       const int i = (int[]){K, V, DECAY, BETA, OUT}[fz_pick(r, 5)];
       if (!t[i].passed) return NULL;
-      t[i].d.dtype = other_dtype(t[i].d.dtype, r);
+      t[i].d.dtype = fz_other_dtype(t[i].d.dtype, r, LINATTN_DTYPE_BF16);
       t[i].share_with = -1;
       return "dtype differs from query";
     }
     case 16:
       if (!c->has_past || !c->has_present) return NULL;
-      t[PRESENT].d.dtype = other_dtype(t[PAST].d.dtype, r);
+      t[PRESENT].d.dtype = fz_other_dtype(t[PAST].d.dtype, r, LINATTN_DTYPE_BF16);
       t[PRESENT].share_with = -1;
       return "present dtype differs from past";
     case 17: {
@@ -348,11 +323,7 @@ static const char* perturb(la_case* c, fz_reader* r, int id) {
       const int i = (int[]){Q, K, V, DECAY, BETA, PAST, OUT, PRESENT}[fz_pick(r, 8)];
       if (i == o || !t[i].passed || t[i].null_data || total_numel(&t[i]) <= 0 || total_numel(&t[o]) <= 0) return NULL;
       if (o == PRESENT && i == PAST) return NULL; /* handled by 21 */
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       /* same element size keeps the start aligned; different dtypes still overlap at byte 0 */
       return "output overlaps another tensor";
     }
@@ -477,20 +448,7 @@ static void mutate(la_case* c, fz_reader* r) {
       }
       continue;
     }
-    const int a = fz_pick(r, 4);
-    switch (fz_pick(r, 7)) {
-      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
-      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
-      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
-      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
-      case 4: t[i].passed = !t[i].passed; break;
-      case 5: t[i].null_data = !t[i].null_data; break;
-      default:
-        t[i].share_with = fz_pick(r, NT);
-        if (t[i].share_with == i) t[i].share_with = -1;
-        t[i].share_offset = fz_pick(r, 9);
-        break;
-    }
+    if (fz_mutate_tensor(t, NT, i, r) && t[i].share_with == i) t[i].share_with = -1;
   }
 }
 
@@ -502,11 +460,8 @@ FZ_NOCOV static bool make_values(la_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0; /* backed tensors only */
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     double* v = c->vals[i];
     for (int64_t e = 0; e < n; e++) {
@@ -676,11 +631,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
                                                               fz_arg(k, in, PAST), fz_arg(k, in, DECAY),
                                                               fz_arg(k, in, BETA), fz_arg(k, in, OUT),
                                                               fz_arg(k, in, PRESENT), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_linear_attention(ctx, desc, fz_arg(k, in, Q), fz_arg(k, in, K), fz_arg(k, in, V),

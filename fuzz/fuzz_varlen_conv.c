@@ -42,25 +42,9 @@ typedef struct vc_case {
   fz_call call;
 } vc_case;
 
-static const linattn_dtype dtypes[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
-
-static void set_dims(fz_tensor* t, int rank, int64_t d0, int64_t d1, int64_t d2) {
-  t->d.rank = rank;
-  t->d.dims[0] = d0;
-  t->d.dims[1] = d1;
-  t->d.dims[2] = d2;
-  t->d.dims[3] = 0;
-  memset(t->d.strides, 0, sizeof t->d.strides);
-}
-
-static int64_t pick_dim(fz_reader* r, const int64_t* common, int ncommon, const int64_t* rare, int nrare) {
-  if (fz_chance(r, 8)) return rare[fz_pick(r, nrare)];
-  return common[fz_pick(r, ncommon)];
-}
-
 static void state_dims(const vc_case* c, fz_tensor* t) {
-  if (c->scl) set_dims(t, 3, c->N, c->S, c->C);
-  else set_dims(t, 3, c->N, c->C, c->S);
+  if (c->scl) fz_set_dims(t, 3, c->N, c->S, c->C, 0);
+  else fz_set_dims(t, 3, c->N, c->C, c->S, 0);
 }
 
 static int64_t case_bytes(const vc_case* c) {
@@ -95,16 +79,16 @@ static void build_valid(vc_case* c, fz_reader* r) {
   c->desc.activation = fz_chance(r, 50) ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
   c->B = fz_pick(r, 5);
   c->total = 0;
-  for (int64_t i = 0; i < c->B; i++) c->len[i] = pick_dim(r, Lc, 8, Lr, 5);
-  c->C = pick_dim(r, Cc, 8, Cr, 6);
-  c->K = pick_dim(r, Kc, 6, Kr, 2);
+  for (int64_t i = 0; i < c->B; i++) c->len[i] = fz_pick_dim(r, Lc, 8, Lr, 5);
+  c->C = fz_pick_dim(r, Cc, 8, Cr, 6);
+  c->K = fz_pick_dim(r, Kc, 6, Kr, 2);
   static const int64_t dils[] = {1, 1, 2, 3, 0};
   c->desc.dilation = dils[fz_pick(r, 5)];
   c->dil = c->desc.dilation == 0 ? 1 : c->desc.dilation;
   c->S = (c->K - 1) * c->dil;
   c->scl = fz_chance(r, 40);
   c->desc.state_channels_last = c->scl;
-  c->dt = dtypes[fz_pick(r, 3)];
+  c->dt = fz_dtypes[fz_pick(r, 3)];
   c->has_bias = fz_chance(r, 50);
   c->has_final = !fz_chance(r, 15);
   c->in_place = c->has_final && fz_chance(r, 40);
@@ -158,48 +142,24 @@ static void build_valid(vc_case* c, fz_reader* r) {
   c->what = "valid";
 
   fz_call* k = &c->call;
-  k->nt = NT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    memset(t, 0, sizeof *t);
-    t->name = vc_names[i];
-    t->share_with = -1;
-    t->is_output = i == OUT || i == FINAL || i == UPDATE;
-    t->passed = true;
-    t->d.dtype = c->dt;
-  }
+  fz_init_tensors(k, NT, vc_names, 1u << OUT | 1u << FINAL | 1u << UPDATE, c->dt);
   for (int i = IN; i <= OUT; i += OUT - IN) {
-    set_dims(&k->t[i], 2, c->total, c->C, 0);
+    fz_set_dims(&k->t[i], 2, c->total, c->C, 0, 0);
     const int mode = fz_pick(r, 3);
     if (mode == 1) k->t[i].d.strides[0] = c->C, k->t[i].d.strides[1] = 1;
     if (mode == 2) k->t[i].d.strides[0] = c->C + 1 + fz_pick(r, 3), k->t[i].d.strides[1] = 1;
   }
-  set_dims(&k->t[W], 3, c->C, 1, c->K);
-  set_dims(&k->t[BIAS], 1, c->C, 0, 0);
+  fz_set_dims(&k->t[W], 3, c->C, 1, c->K, 0);
+  fz_set_dims(&k->t[BIAS], 1, c->C, 0, 0, 0);
   state_dims(c, &k->t[INIT]);
   state_dims(c, &k->t[FINAL]);
-  set_dims(&k->t[UPDATE], 3, c->B, c->cap, c->C);
+  fz_set_dims(&k->t[UPDATE], 3, c->B, c->cap, c->C, 0);
   k->t[BIAS].passed = c->has_bias;
   k->t[FINAL].passed = c->has_final;
   k->t[UPDATE].passed = c->has_update;
   if (c->in_place) k->t[FINAL].share_with = INIT;
-  for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &k->t[i];
-    if (fz_numel(&t->d) == 0 && t->share_with < 0 && fz_chance(r, 50)) t->null_data = true;
-  }
+  fz_null_empty(k, false, r);
   if (k->t[INIT].null_data && c->in_place) k->t[FINAL].null_data = true;
-}
-
-static linattn_dtype other_dtype(linattn_dtype dt, fz_reader* r) {
-  linattn_dtype o = dtypes[fz_pick(r, 3)];
-  if (o == dt) o = dt == LINATTN_DTYPE_F32 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_F32;
-  return o;
-}
-
-static void unshare(fz_tensor* t, int i) {
-  t[i].share_with = -1;
-  for (int j = 0; j < NT; j++)
-    if (t[j].share_with == i) t[j].share_with = -1;
 }
 
 static const char* perturb(vc_case* c, fz_reader* r, int id) {
@@ -243,7 +203,7 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
     }
     case 6: {
       const int i = fz_chance(r, 50) || !c->has_final ? INIT : FINAL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       int a = fz_pick(r, 3);
       if (a == 0 && c->pool) a = 1 + fz_pick(r, 2); /* a pool may have any size */
       t[i].d.dims[a] += 1;
@@ -251,28 +211,28 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
     }
     case 7:
       if (c->pool || c->B == 0) return NULL;
-      unshare(t, INIT);
-      unshare(t, FINAL);
+      fz_unshare(t, NT, INIT);
+      fz_unshare(t, NT, FINAL);
       t[INIT].d.dims[0] += 1;
       t[FINAL].d.dims[0] += 1;
       return "state count differs from batch_size without a pool";
     case 8: {
       const int i = (int[]){W, BIAS, INIT, OUT, FINAL, UPDATE}[fz_pick(r, 6)];
       if (!t[i].passed) return NULL;
-      unshare(t, i);
-      t[i].d.dtype = other_dtype(c->dt, r);
+      fz_unshare(t, NT, i);
+      t[i].d.dtype = fz_other_dtype(c->dt, r, LINATTN_DTYPE_F16);
       return "dtype differs from input";
     }
     case 9: {
       const int i = fz_pick(r, NT);
       if (!t[i].passed || fz_numel(&t[i].d) <= 0) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].null_data = true;
       return "NULL data with elements";
     }
     case 10: {
       const int i = (int[]){IN, W, INIT, OUT}[fz_pick(r, 4)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].passed = false;
       return "required tensor NULL";
     }
@@ -282,11 +242,7 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
       if (i == o || !t[o].passed || !t[i].passed || t[i].null_data || fz_numel(&t[i].d) <= 0 || fz_numel(&t[o].d) <= 0)
         return NULL;
       if (o == FINAL && i == INIT) return NULL;
-      for (int j = 0; j < NT; j++)
-        if (t[j].share_with == o) t[j].share_with = -1;
-      t[o].share_with = i;
-      t[o].share_offset = 0;
-      t[o].null_data = false;
+      fz_overlap(t, NT, o, i);
       return "output overlaps another tensor";
     }
     case 12:
@@ -314,7 +270,7 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
     case 17: { /* element count overflows */
       if (c->C < 1) return NULL;
       for (int i = IN; i <= OUT; i += OUT - IN) {
-        unshare(t, i);
+        fz_unshare(t, NT, i);
         t[i].d.dims[1] = (int64_t)1 << 62;
         t[i].d.dims[0] = c->total > 2 ? c->total : 2;
         memset(t[i].d.strides, 0, sizeof t[i].d.strides);
@@ -324,21 +280,21 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
     case 18: {
       const int i = fz_chance(r, 50) ? IN : OUT;
       if (c->total < 2 || c->C < 1) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.strides[1] = 1;
       t[i].d.strides[0] = (int64_t)1 << 62;
       return "memory extent overflows";
     }
     case 19:
       if (c->total < 2 || c->C < 1) return NULL;
-      unshare(t, OUT);
+      fz_unshare(t, NT, OUT);
       t[OUT].d.strides[1] = 1;
       t[OUT].d.strides[0] = 0;
       return "output rows overlap (zero row stride)";
     case 20: {
       const int i = fz_chance(r, 50) ? IN : OUT;
       if (c->C < 2 || c->total < 1) return NULL;
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.strides[1] = 2;
       t[i].d.strides[0] = 2 * c->C;
       return "innermost stride 2";
@@ -352,7 +308,7 @@ static const char* perturb(vc_case* c, fz_reader* r, int id) {
       return "batch_size negative";
     case 23: {
       const int i = (int[]){IN, OUT, INIT, W}[fz_pick(r, 4)];
-      unshare(t, i);
+      fz_unshare(t, NT, i);
       t[i].d.rank += fz_chance(r, 50) ? 1 : -1;
       return "wrong rank";
     }
@@ -392,19 +348,7 @@ static void mutate(vc_case* c, fz_reader* r) {
       sync_batch(c);
       continue;
     }
-    const int a = fz_pick(r, 4);
-    switch (fz_pick(r, 7)) {
-      case 0: t[i].d.rank = fz_pick(r, 7) - 1; break;
-      case 1: t[i].d.dims[a] = fz_pick(r, 11) - 1; break;
-      case 2: t[i].d.strides[a] = fz_pick(r, 72) - 2; break;
-      case 3: t[i].d.dtype = (linattn_dtype)fz_pick(r, 5); break;
-      case 4: t[i].passed = !t[i].passed; break;
-      case 5: t[i].null_data = !t[i].null_data; break;
-      default:
-        t[i].share_with = fz_pick(r, NT);
-        t[i].share_offset = fz_pick(r, 9);
-        break;
-    }
+    fz_mutate_tensor(t, NT, i, r);
   }
 }
 
@@ -412,17 +356,11 @@ FZ_NOCOV static bool make_values(vc_case* c) {
   fz_rng g = {c->seed};
   for (int i = 0; i < NT; i++) c->vals[i] = NULL;
   for (int i = 0; i < NT; i++) {
-    fz_tensor* t = &c->call.t[i];
-    int64_t n = t->region >= 0 && !t->huge ? fz_numel(&t->d) : 0;
-    if (n < 0) n = 0;
-    if (n > (int64_t)FZ_MAX_REGION_BYTES) return false;
-    c->vals[i] = (double*)calloc((size_t)n + 1, sizeof(double));
+    int64_t n;
+    c->vals[i] = fz_values_alloc(&c->call.t[i], &n);
     if (!c->vals[i]) return false;
     for (int64_t e = 0; e < n; e++) {
-      double v;
-      if (c->xmode == 1) v = fz_uniform(&g, -8.0, 8.0);
-      else if (c->xmode == 2) v = (double[]){0.0, 1.0, -1.0, 0.5, -20.0, 20.0}[fz_next(&g) % 6];
-      else v = fz_uniform(&g, -1.0, 1.0);
+      double v = fz_xmode_value(&g, c->xmode, 8.0, 1.0);
       c->vals[i][e] = v;
     }
   }
@@ -431,21 +369,16 @@ FZ_NOCOV static bool make_values(vc_case* c) {
 
 FZ_NOCOV static double value_of(void* user, int tensor, int64_t index) { return ((vc_case*)user)->vals[tensor][index]; }
 
-FZ_NOCOV static double round_to(double x, linattn_dtype dt) {
-  unsigned char tmp[4];
-  return fz_store(tmp, dt, x);
-}
-
 /* The conv's output numerics (src/ref/causal_conv_ref.c, the ONNX reference): fp16 with a bias
  * rounds the sum before adding the bias. Returns the expected value and its tolerance. */
 FZ_NOCOV static double conv_expect(const vc_case* c, double acc, double sumabs, double bias, double* tol) {
   double pre;
   if (c->has_bias && c->dt == LINATTN_DTYPE_F16) {
-    const double conv = round_to(acc, c->dt);
-    pre = round_to(conv + bias, c->dt);
+    const double conv = fz_round_to(acc, c->dt);
+    pre = fz_round_to(conv + bias, c->dt);
     *tol = 1e-5 * sumabs + fz_ulp(conv, c->dt) + fz_ulp(pre, c->dt);
   } else {
-    pre = round_to(acc + bias, c->dt);
+    pre = fz_round_to(acc + bias, c->dt);
     *tol = 1e-5 * sumabs + fz_ulp(pre, c->dt);
   }
   if (c->desc.activation != LINATTN_ACTIVATION_SILU) return pre;
@@ -534,11 +467,7 @@ FZ_NOCOV static linattn_status run(const void* user, linattn_context* ctx, const
   const linattn_status qs = linattn_varlen_causal_conv_with_state_workspace_size(
       ctx, desc, batch, fz_arg(k, in, IN), fz_arg(k, in, W), fz_arg(k, in, BIAS), fz_arg(k, in, INIT), NULL, NULL,
       fz_arg(k, in, OUT), fz_arg(k, in, FINAL), fz_arg(k, in, UPDATE), &need);
-  if (fz_query_only && qs == LINATTN_SUCCESS) {
-    fz_call_skipped = true;
-    if (need_out) *need_out = need;
-    return qs;
-  }
+  if (fz_stop_after_query(qs, need, need_out)) return qs;
   fz_workspace ws;
   fz_workspace_make(&ws, ws_mode, qs, need);
   const linattn_status st = linattn_varlen_causal_conv_with_state(
@@ -590,21 +519,12 @@ FZ_NOCOV static void describe_case(char* buf, size_t size) {
   for (int i = 0; i < NT; i++) fz_describe_tensor(buf, size, vc_names[i], c->call.t[i].passed, &c->call.t[i].d);
 }
 
-/* A case of this target reads more bytes than libFuzzer's first inputs hold (it grows the length
- * slowly): the mode and perturbation decisions read the input backwards from its end, so that
- * short inputs reach every mode too. */
-FZ_NOCOV static fz_reader tail_reader(const uint8_t* data, size_t size, uint8_t* buf, size_t cap) {
-  const size_t n = size < cap ? size : cap;
-  for (size_t i = 0; i < n; i++) buf[i] = data[size - 1 - i];
-  return (fz_reader){buf, n, 0};
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   vc_case c;
   build_valid(&c, &r);
   uint8_t tail[64];
-  fz_reader rm = tail_reader(data, size, tail, sizeof tail);
+  fz_reader rm = fz_tail_reader(data, size, tail, sizeof tail);
   fz_choose_mode(&c, &rm, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   const bool try_dynamic = c.expect == EXPECT_VALID && fz_chance(&rm, 5);
   c.kernel_delta = fz_chance(&rm, 50);
