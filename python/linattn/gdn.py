@@ -74,7 +74,7 @@ def _f32(value, name):
 # The per-call fast path (see ops._FastPath): slots query, key, value, cu_seqlens, decay, beta,
 # initial_state, a_log, dt_bias, capture_count, then the outputs output, final_state, state_update;
 # the C call takes cu_seqlens and capture_count as int32 pointers and cu_seqlens' length after it.
-_gdn_fast = _FastPath("linattn_gated_delta_net", n_outputs=3,
+_gdn_fast = _FastPath("linattn_gated_delta_net", 10, n_outputs=3,
                       c_args=(0, 1, 2, 3, _CountOf(3), 4, 5, 6, 7, 8, 9, 10, 11, 12), pointer_slots=(3, 9))
 
 

@@ -81,9 +81,9 @@ class _Plan:
     slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
-    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "alloc_specs", "c_args", "pointer_slots")
+    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "alloc", "c_args", "pointer_slots")
 
-    def __init__(self, fn, desc, arrays, alloc_specs, c_args, pointer_slots):
+    def __init__(self, fn, desc, arrays, alloc, c_args, pointer_slots):
         self.fn = fn
         self.desc = desc
         self.used = tuple(a is not None for a in arrays)
@@ -96,7 +96,7 @@ class _Plan:
                                                          a.ndim, *a.shape)
         self.template = bytes(template)
         self.free = []
-        self.alloc_specs = alloc_specs  # per output: (shape, dtype) when the call allocates it, else None
+        self.alloc = alloc  # (slot, shape, dtype) of each output the call allocates
         self.pointer_slots = pointer_slots
         # the C arguments after the descriptor: a slot index, or a _CountOf (fixed by the key)
         self.c_args = tuple(ctypes.c_int64(arrays[c.slot].size if arrays[c.slot] is not None else 0)
@@ -115,19 +115,22 @@ class _Plan:
 class _FastPath:
     """The per-call fast path of one operator whose C entry point takes (context, descriptor, the
     arrays' arguments, workspace, size): its plans, keyed by the attributes and the shapes and
-    dtypes of the arrays given, and the last plan used. The arrays are the inputs then the
-    outputs (`n_outputs` of them), each in a slot; `c_args` orders the C arguments between the
+    dtypes of the arrays given, and the last plan used. The arrays are the `n_inputs` inputs then
+    the `n_outputs` outputs, each in a slot; `c_args` orders the C arguments between the
     descriptor and the workspace (slot indices and _CountOf; default: the slots in order), and
     `pointer_slots` are int32 arrays passed as a plain pointer rather than a tensor."""
 
-    __slots__ = ("c_name", "plans", "last", "n_outputs", "c_args", "pointer_slots")
+    __slots__ = ("c_name", "plans", "last", "n_inputs", "need_flags", "c_args", "pointer_slots")
 
-    def __init__(self, c_name: str, n_outputs: int = 2, c_args: tuple | None = None, pointer_slots=frozenset()):
+    def __init__(self, c_name: str, n_inputs: int, n_outputs: int = 2, c_args: tuple | None = None,
+                 pointer_slots=()):
         self.c_name = c_name
         self.plans: dict = {}
         self.last = ((), None)  # the key and plan of the last fast call
-        self.n_outputs = n_outputs
-        self.c_args = c_args
+        self.n_inputs = n_inputs
+        # the array flags each slot needs: inputs passed as they are, packed; outputs written directly
+        self.need_flags = (_IN_FLAGS,) * n_inputs + (_IN_FLAGS | _WRITEABLE,) * n_outputs
+        self.c_args = c_args if c_args is not None else tuple(range(n_inputs + n_outputs))
         self.pointer_slots = frozenset(pointer_slots)
 
     def reset(self) -> None:
@@ -141,23 +144,17 @@ class _FastPath:
         for remember() after the general path (None when the general path must not leave a plan)."""
         key = [attrs]
         heads = []  # per slot (None where absent)
-        flags = _IN_FLAGS
-        for a in arrays:
+        for a, need in zip(arrays, self.need_flags):  # one pass: the key, the heads, the flags checked
             if a is None:
                 heads.append(None)
                 key.append(None)
             elif type(a) is _ndarray:
                 h = _head(_id(a))
-                flags &= h.flags
+                if h.flags & need != need:
+                    return _NO_PLAN
                 heads.append(h)
                 key.append((a.shape, a.dtype))
             else:
-                return _NO_PLAN
-        if flags != _IN_FLAGS:
-            return _NO_PLAN
-        n_in = len(arrays) - self.n_outputs
-        for h in heads[n_in:]:
-            if h is not None and not h.flags & _WRITEABLE:
                 return _NO_PLAN
         key = tuple(key)
         last_key, plan = self.last
@@ -174,14 +171,18 @@ class _FastPath:
         if plan is None or ctx is None:
             return None, key
         handle = ctx.handle
-        outputs = list(arrays[n_in:])
-        try:
-            for j, spec in enumerate(plan.alloc_specs):
-                if spec is not None:
-                    outputs[j] = o = _empty(*spec)
-                    heads[n_in + j] = _head(_id(o))
-        except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
-            return _NO_PLAN
+        n_in = self.n_inputs
+        if plan.alloc:
+            outputs = list(arrays[n_in:])
+            try:
+                for i, shape, dtype in plan.alloc:
+                    outputs[i - n_in] = o = _empty(shape, dtype)
+                    heads[i] = _head(_id(o))
+            except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
+                return _NO_PLAN
+            outputs = tuple(outputs)
+        else:
+            outputs = arrays[n_in:]
         try:
             entry = plan.free.pop()
         except IndexError:
@@ -193,7 +194,7 @@ class _FastPath:
         plan.free.append(entry)
         if status:
             _lib.check(status)
-        return tuple(outputs), None
+        return outputs, None
 
     def remember(self, key, make_desc, arrays, result) -> None:
         """After a general call with fast-path key `key` succeeded (arrays: the inputs and outputs
@@ -201,15 +202,13 @@ class _FastPath:
         with that key, or False when no plan can describe its arrays."""
         if key is None or key in self.plans:
             return
-        n_in = len(arrays) - self.n_outputs
-        given = arrays[n_in:]
+        n_in = self.n_inputs
         slots = (*arrays[:n_in], *result)
         plan = False
         if _plan_arrays_ok(slots, self.pointer_slots):
-            c_args = self.c_args if self.c_args is not None else tuple(range(len(slots)))
-            plan = _Plan(_lib.unchecked(self.c_name), make_desc(), slots,
-                         tuple(None if g is not None or r is None else (r.shape, r.dtype)
-                               for g, r in zip(given, result)), c_args, self.pointer_slots)
+            alloc = tuple((i, r.shape, r.dtype) for i, (g, r) in enumerate(zip(arrays[n_in:], result), n_in)
+                          if g is None and r is not None)
+            plan = _Plan(_lib.unchecked(self.c_name), make_desc(), slots, alloc, self.c_args, self.pointer_slots)
         _cache_put(self.plans, key, plan)
 
 
@@ -226,8 +225,8 @@ def _given_pair(out):
 
 
 _NO_PLAN = (None, None)
-_la_fast = _FastPath("linattn_linear_attention")
-_conv_fast = _FastPath("linattn_causal_conv_with_state")
+_la_fast = _FastPath("linattn_linear_attention", 6)
+_conv_fast = _FastPath("linattn_causal_conv_with_state", 4)
 
 
 def _plan_arrays_ok(arrays, pointer_slots=frozenset()) -> bool:
