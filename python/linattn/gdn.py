@@ -9,7 +9,7 @@ import numpy as np
 from . import _lib
 from ._tensor import OutputSlot, input_tensor
 from .context import Context
-from .ops import _context, _int_attr, _ptr
+from .ops import _FAST, _CountOf, _FastPath, _context, _int_attr, _ptr
 
 GDN_GATE_ACTIVATIONS = ("none", "softplus", "qwen", "sigmoid", "kda")
 GDN_BETA_ACTIVATIONS = ("none", "sigmoid")
@@ -71,6 +71,13 @@ def _f32(value, name):
     return input_tensor(a, name, strided=False)
 
 
+# The per-call fast path (see ops._FastPath): slots query, key, value, cu_seqlens, decay, beta,
+# initial_state, a_log, dt_bias, capture_count, then the outputs output, final_state, state_update;
+# the C call takes cu_seqlens and capture_count as int32 pointers and cu_seqlens' length after it.
+_gdn_fast = _FastPath("linattn_gated_delta_net", 10, n_outputs=3,
+                      c_args=(0, 1, 2, 3, _CountOf(3), 4, 5, 6, 7, 8, 9, 10, 11, 12), pointer_slots=(3, 9))
+
+
 def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, beta=None, initial_state=None,
                     a_log=None, dt_bias=None, capture_count=None, *, update_rule: str = "gated_delta",
                     gate_activation: str = "none", beta_activation: str = "none", qk_l2_norm: int = 0,
@@ -85,6 +92,30 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
     a_log (H_v), dt_bias (H_v) or (H_v, d_k) float32; capture_count int32 (B).
     out: an array to write the output into; final_state_out: one for the final state (may be
     initial_state itself, for an in-place update). state_update is None when state_update_capacity is 0."""
+    key_ = arrays = None
+    if (_FAST and type(update_rule) is str and type(gate_activation) is str and type(beta_activation) is str
+            and type(qk_l2_norm) is int and (type(scale) is float or type(scale) is int)
+            and (type(gate_lower_bound) is float or type(gate_lower_bound) is int)
+            and type(state_update_capacity) is int and type(chunk_size) is int):
+        attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound,
+                 state_update_capacity, chunk_size)
+        arrays = (query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias, capture_count, out,
+                  final_state_out, None)
+        result, key_ = _gdn_fast.call(attrs, arrays, threads, context)
+        if result is not None:
+            return result
+    result = _gated_delta_net(query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias,
+                              capture_count, update_rule, gate_activation, beta_activation, qk_l2_norm, scale,
+                              gate_lower_bound, state_update_capacity, chunk_size, out, final_state_out, threads,
+                              context)
+    _gdn_fast.remember(key_, lambda: gated_delta_net_desc(*attrs), arrays, result)
+    return result
+
+
+def _gated_delta_net(query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias, capture_count,
+                     update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound,
+                     state_update_capacity, chunk_size, out, final_state_out, threads, context):
+    """gated_delta_net's general path: every argument checked and converted."""
     ctx = _context(context, threads)
     attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound, state_update_capacity,
              chunk_size)

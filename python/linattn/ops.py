@@ -51,6 +51,7 @@ def _cache_put(cache: dict, key, value) -> None:
 # the same arrays the general path would pass.
 
 _ndarray = np.ndarray
+_INT32 = np.dtype(np.int32)
 _empty = np.empty
 _id = id
 _head = _tensor.array_head
@@ -64,16 +65,25 @@ _SLOT_WORDS = _TENSOR_SIZE // 8
 assert _TENSOR_SIZE % 8 == 0 and _lib.Tensor.data.offset == 0
 
 
+class _CountOf:
+    """A C argument that is the element count (int64) of a slot's array, 0 when absent."""
+
+    __slots__ = ("slot",)
+
+    def __init__(self, slot: int):
+        self.slot = slot
+
+
 class _Plan:
     """A call's descriptors without their data addresses, and the shapes and dtypes of the outputs
-    it allocates. Each argument of the C call has a fixed slot (None where absent). A call takes
+    it allocates. Each array of the C call has a fixed slot (None where absent). A call takes
     one (words, args) entry from `free`: `words` the slots as 64-bit words (the data address of
     slot i at word i * _SLOT_WORDS), `args` the C arguments after the context; it puts the entry
     back after the call, so concurrent calls (ctypes releases the GIL) never share one."""
 
-    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "out_spec", "state_spec")
+    __slots__ = ("fn", "desc", "template", "used", "address_slots", "free", "alloc", "c_args", "pointer_slots")
 
-    def __init__(self, fn, desc, arrays, out_spec, state_spec):
+    def __init__(self, fn, desc, arrays, alloc, c_args, pointer_slots):
         self.fn = fn
         self.desc = desc
         self.used = tuple(a is not None for a in arrays)
@@ -81,70 +91,71 @@ class _Plan:
         self.address_slots = tuple((i * _SLOT_WORDS, i) for i, a in enumerate(arrays) if a is not None)
         template = bytearray(_TENSOR_SIZE * len(arrays))
         for i, a in enumerate(arrays):
-            if a is not None:
+            if a is not None and i not in pointer_slots:
                 _tensor._PACKED_LAYOUT[a.ndim].pack_into(template, i * _TENSOR_SIZE, 0, _tensor.DTYPE_CODES[a.dtype],
                                                          a.ndim, *a.shape)
         self.template = bytes(template)
         self.free = []
-        self.out_spec = out_spec  # (shape, dtype) of an allocated output, else None
-        self.state_spec = state_spec  # the same for present_state
+        self.alloc = alloc  # (slot, shape, dtype) of each output the call allocates
+        self.pointer_slots = pointer_slots
+        # the C arguments after the descriptor: a slot index, or a _CountOf (fixed by the key)
+        self.c_args = tuple(ctypes.c_int64(arrays[c.slot].size if arrays[c.slot] is not None else 0)
+                            if type(c) is _CountOf else c for c in c_args)
 
     def entry(self):
         buf = (ctypes.c_char * len(self.template)).from_buffer_copy(self.template)
         words = memoryview(buf).cast("B").cast("Q")
-        refs = [_byref(buf, i * _TENSOR_SIZE) if used else None for i, used in enumerate(self.used)]
-        return words, (_byref(self.desc), *refs, None, _NO_WORKSPACE)
+        # a pointer slot passes its data address itself (a void* read from the slot's first word)
+        args = tuple((None if not self.used[c] else ctypes.c_void_p.from_buffer(buf, c * _TENSOR_SIZE)
+                      if c in self.pointer_slots else _byref(buf, c * _TENSOR_SIZE)) if type(c) is int else c
+                     for c in self.c_args)
+        return words, (_byref(self.desc), *args, None, _NO_WORKSPACE)
 
 
 class _FastPath:
-    """The per-call fast path of one operator whose C entry point takes (context, descriptor, one
-    tensor per input slot, output, present_state, workspace, size): its plans, keyed by the
-    attributes and the shapes and dtypes of the arrays given, and the last plan used."""
+    """The per-call fast path of one operator whose C entry point takes (context, descriptor, the
+    arrays' arguments, workspace, size): its plans, keyed by the attributes and the shapes and
+    dtypes of the arrays given, and the last plan used. The arrays are the `n_inputs` inputs then
+    the `n_outputs` outputs, each in a slot; `c_args` orders the C arguments between the
+    descriptor and the workspace (slot indices and _CountOf; default: the slots in order), and
+    `pointer_slots` are int32 arrays passed as a plain pointer rather than a tensor."""
 
-    __slots__ = ("c_name", "plans", "last")
+    __slots__ = ("c_name", "plans", "last", "n_inputs", "need_flags", "c_args", "pointer_slots")
 
-    def __init__(self, c_name: str):
+    def __init__(self, c_name: str, n_inputs: int, n_outputs: int = 2, c_args: tuple | None = None,
+                 pointer_slots=()):
         self.c_name = c_name
         self.plans: dict = {}
         self.last = ((), None)  # the key and plan of the last fast call
+        self.n_inputs = n_inputs
+        # the array flags each slot needs: inputs passed as they are, packed; outputs written directly
+        self.need_flags = (_IN_FLAGS,) * n_inputs + (_IN_FLAGS | _WRITEABLE,) * n_outputs
+        self.c_args = c_args if c_args is not None else tuple(range(n_inputs + n_outputs))
+        self.pointer_slots = frozenset(pointer_slots)
 
     def reset(self) -> None:
         self.plans.clear()
         self.last = ((), None)
 
-    def call(self, attrs: tuple, inputs: tuple, out, threads, context):
-        """A call with these attributes (exact built-in types: the caller checks), input arrays and
-        out= -> (result, key): result the (output, present_state) when a plan ran the call, else
-        None; key, when result is None, the plan key for remember() after the general path (None
-        when the general path must not leave a plan)."""
-        if out is None:
-            o = s = None
-        elif type(out) is _ndarray:
-            o = out
-            s = None
-        elif (type(out) is tuple or type(out) is list) and len(out) == 2:
-            o, s = out
-        else:
-            return _NO_PLAN  # not a form the fast path takes
+    def call(self, attrs: tuple, arrays: tuple, threads, context):
+        """A call with these attributes (exact built-in types: the caller checks) and arrays (the
+        inputs, then the outputs given, None where absent or to allocate) -> (result, key): result
+        the outputs when a plan ran the call, else None; key, when result is None, the plan key
+        for remember() after the general path (None when the general path must not leave a plan)."""
         key = [attrs]
-        heads = []  # per slot: inputs, output, present_state (None where absent)
-        flags = _IN_FLAGS
-        for a in (*inputs, o, s):
+        heads = []  # per slot (None where absent)
+        for a, need in zip(arrays, self.need_flags):  # one pass: the key, the heads, the flags checked
             if a is None:
-                h = None
+                heads.append(None)
                 key.append(None)
             elif type(a) is _ndarray:
                 h = _head(_id(a))
-                flags &= h.flags
+                if h.flags & need != need:
+                    return _NO_PLAN
+                heads.append(h)
                 key.append((a.shape, a.dtype))
             else:
                 return _NO_PLAN
-            heads.append(h)
-        ho = heads[-2]
-        hs = heads[-1]
-        if (flags != _IN_FLAGS or (ho is not None and not ho.flags & _WRITEABLE)
-                or (hs is not None and not hs.flags & _WRITEABLE)):
-            return _NO_PLAN
         key = tuple(key)
         last_key, plan = self.last
         if key != last_key:  # a decode loop repeats one key: one comparison instead of a hash
@@ -160,15 +171,18 @@ class _FastPath:
         if plan is None or ctx is None:
             return None, key
         handle = ctx.handle
-        try:
-            if ho is None:
-                o = _empty(*plan.out_spec)
-                heads[-2] = _head(_id(o))
-            if hs is None and plan.state_spec is not None:
-                s = _empty(*plan.state_spec)
-                heads[-1] = _head(_id(s))
-        except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
-            return _NO_PLAN
+        n_in = self.n_inputs
+        if plan.alloc:
+            outputs = list(arrays[n_in:])
+            try:
+                for i, shape, dtype in plan.alloc:
+                    outputs[i - n_in] = o = _empty(shape, dtype)
+                    heads[i] = _head(_id(o))
+            except (ValueError, MemoryError, OverflowError):  # the general path gives its own error
+                return _NO_PLAN
+            outputs = tuple(outputs)
+        else:
+            outputs = arrays[n_in:]
         try:
             entry = plan.free.pop()
         except IndexError:
@@ -180,34 +194,53 @@ class _FastPath:
         plan.free.append(entry)
         if status:
             _lib.check(status)
-        return (o, s), None
+        return outputs, None
 
-    def remember(self, key, make_desc, inputs, out, result) -> None:
-        """After a general call with fast-path key `key` succeeded (out: its out=): a plan for the
-        next calls with that key, or False when no plan can describe its arrays."""
+    def remember(self, key, make_desc, arrays, result) -> None:
+        """After a general call with fast-path key `key` succeeded (arrays: the inputs and outputs
+        given, as passed to call(); result: the outputs it returned): a plan for the next calls
+        with that key, or False when no plan can describe its arrays."""
         if key is None or key in self.plans:
             return
-        o, s = (None, None) if out is None else (out, None) if type(out) is _ndarray else out
-        arrays = (*inputs, result[0], result[1])
+        n_in = self.n_inputs
+        slots = (*arrays[:n_in], *result)
         plan = False
-        if _plan_arrays_ok(arrays):
-            plan = _Plan(_lib.unchecked(self.c_name), make_desc(), arrays,
-                         None if o is not None else (result[0].shape, result[0].dtype),
-                         None if s is not None or result[1] is None else (result[1].shape, result[1].dtype))
+        if _plan_arrays_ok(slots, self.pointer_slots):
+            alloc = tuple((i, r.shape, r.dtype) for i, (g, r) in enumerate(zip(arrays[n_in:], result), n_in)
+                          if g is None and r is not None)
+            plan = _Plan(_lib.unchecked(self.c_name), make_desc(), slots, alloc, self.c_args, self.pointer_slots)
         _cache_put(self.plans, key, plan)
 
 
+def _given_pair(out):
+    """out= of the two opset-27 operators as (output, present_state) given, or None when it is
+    not a form the fast path takes."""
+    if out is None:
+        return None, None
+    if type(out) is _ndarray:
+        return out, None
+    if (type(out) is tuple or type(out) is list) and len(out) == 2:
+        return out
+    return None
+
+
 _NO_PLAN = (None, None)
-_la_fast = _FastPath("linattn_linear_attention")
-_conv_fast = _FastPath("linattn_causal_conv_with_state")
+_la_fast = _FastPath("linattn_linear_attention", 6)
+_conv_fast = _FastPath("linattn_causal_conv_with_state", 4)
 
 
-def _plan_arrays_ok(arrays) -> bool:
+def _plan_arrays_ok(arrays, pointer_slots=frozenset()) -> bool:
     """Whether a plan can describe these arrays (the key alone decides): each of a linattn dtype
     in native byte order (the general path converts others), rank <= MAX_RANK and non-empty (the
-    general path passes a null address for an empty one)."""
-    for a in arrays:
-        if a is not None and (a.dtype not in _tensor.DTYPE_CODES or a.ndim > _lib.MAX_RANK or a.size == 0):
+    general path passes a null address for an empty one); a pointer slot's a native int32 vector
+    (the general path passes its address even when empty)."""
+    for i, a in enumerate(arrays):
+        if a is None:
+            continue
+        if i in pointer_slots:
+            if a.dtype != _INT32 or a.ndim != 1:
+                return False
+        elif a.dtype not in _tensor.DTYPE_CODES or a.ndim > _lib.MAX_RANK or a.size == 0:
             return False
     return True
 
@@ -525,25 +558,26 @@ def linear_attention(
                          q_num_heads=q_num_heads, kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale,
                          chunk_size=chunk_size, ort_contrib=ort_contrib, state_dtype=state_dtype, out=out,
                          return_state=return_state, threads=threads, context=context)
-    key_ = None
+    key_ = arrays = None
     if (_FAST and type(q_num_heads) is int and type(kv_num_heads) is int
             and (update_rule is None or type(update_rule) is str)
             and (scale is None or type(scale) is float or type(scale) is int)
             and (chunk_size is None or type(chunk_size) is int) and type(ort_contrib) is bool
             and (return_state is True or return_state is False)
             and (state_dtype is None or past_state is not None)):  # else state_dtype decides present's dtype
-        result, key_ = _la_fast.call((q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib,
-                                      return_state), (query, key, value, past_state, decay, beta), out, threads,
-                                     context)
-        if result is not None:
-            return result
+        given = _given_pair(out)
+        if given is not None:
+            arrays = (query, key, value, past_state, decay, beta, *given)
+            result, key_ = _la_fast.call((q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib,
+                                          return_state), arrays, threads, context)
+            if result is not None:
+                return result
     result = _linear_attention(query, key, value, past_state, decay, beta, q_num_heads=q_num_heads,
                                kv_num_heads=kv_num_heads, update_rule=update_rule, scale=scale, chunk_size=chunk_size,
                                ort_contrib=ort_contrib, state_dtype=state_dtype, out=out, return_state=return_state,
                                threads=threads, context=context)
     _la_fast.remember(key_, lambda: linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size,
-                                                          ort_contrib),
-                      (query, key, value, past_state, decay, beta), out, result)
+                                                          ort_contrib), arrays, result)
     return result
 
 
@@ -577,18 +611,20 @@ def causal_conv_with_state(
         return _windowed(_conv_window_call, state_window, input, weight, bias, past_state, activation=activation,
                          dilation=dilation, channels_last=channels_last, out=out, return_state=return_state,
                          threads=threads, context=context)
-    key_ = None
+    key_ = arrays = None
     if (_FAST and (activation is None or type(activation) is str) and type(dilation) is int
             and type(channels_last) is bool and (return_state is True or return_state is False)):
-        result, key_ = _conv_fast.call((activation, dilation, channels_last, return_state),
-                                       (input, weight, bias, past_state), out, threads, context)
-        if result is not None:
-            return result
+        given = _given_pair(out)
+        if given is not None:
+            arrays = (input, weight, bias, past_state, *given)
+            result, key_ = _conv_fast.call((activation, dilation, channels_last, return_state), arrays, threads,
+                                           context)
+            if result is not None:
+                return result
     result = _causal_conv_with_state(input, weight, bias, past_state, activation=activation, dilation=dilation,
                                      channels_last=channels_last, out=out, return_state=return_state,
                                      threads=threads, context=context)
-    _conv_fast.remember(key_, lambda: causal_conv_desc(activation, dilation, channels_last),
-                        (input, weight, bias, past_state), out, result)
+    _conv_fast.remember(key_, lambda: causal_conv_desc(activation, dilation, channels_last), arrays, result)
     return result
 
 

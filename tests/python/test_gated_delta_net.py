@@ -272,3 +272,160 @@ def test_ort_rejects_what_linattn_rejects():
             run_ort(f, attrs, "float32")
         with pytest.raises(linattn.LinattnError):
             run_linattn(f, attrs)
+
+
+# ---------------------------------------------------------------- repeated calls: the plan fast path
+
+
+def _general(feeds, attrs, monkeypatch, **kw):
+    """The general path's result for these arguments (on copies: it never sees the caller's arrays)."""
+    from linattn import gdn
+
+    with monkeypatch.context() as m:
+        m.setattr(gdn, "_FAST", False)
+        copies = {n: (v.copy() if isinstance(v, np.ndarray) else v) for n, v in feeds.items()}
+        return linattn.gated_delta_net(**copies, **attrs, **kw)
+
+
+class _CountGeneral:
+    """Counts the calls that reach gated_delta_net's general path, starting without plans."""
+
+    def __init__(self, monkeypatch):
+        from linattn import gdn
+
+        gdn._gdn_fast.reset()
+        real = gdn._gated_delta_net
+        self.calls = 0
+
+        def counted(*args):
+            self.calls += 1
+            return real(*args)
+
+        monkeypatch.setattr(gdn, "_gated_delta_net", counted)
+
+
+def _same_bits(actual, expected, what):
+    assert (actual is None) == (expected is None), what
+    if actual is not None:
+        assert actual.dtype == expected.dtype and actual.shape == expected.shape, what
+        assert np.array_equal(actual.view(np.uint8), expected.view(np.uint8)), what
+
+
+GDN_CASE = dict(lens=[3, 2], Hq=1, grp=2, dk=8, dv=4, rule="gated_delta", gate="none", beta_act="none", l2=True,
+                per_key=False, dt_bias_kind=1, cap=0, dtype="float32", gate_dtype="float32")
+GDN_FORMS = {  # name: (make_case options, extra call arguments from (feeds, output shape) -> kwargs)
+    "alloc": ({}, None),
+    "decode": ({"lens": [1, 1, 1]}, None),
+    "out": ({}, "out"),
+    "final-state-out": ({}, "final"),
+    "in-place": ({}, "in-place"),
+    "out-and-in-place": ({}, "out+in-place"),
+    "packed": ({"packed": True}, None),
+    "rank4": ({"rank4": True, "lens": [2, 2]}, "out"),
+    "capture": ({"cap": 3}, None),
+    "qwen-gates-per-key": ({"gate": "qwen", "beta_act": "sigmoid", "per_key": True, "dt_bias_kind": 2}, None),
+    "f16": ({"dtype": "float16", "gate_dtype": "float16"}, "out"),
+    "bf16-f32-gates": ({"dtype": "bfloat16"}, None),
+    "no-state": ({"with_state": False}, None),
+    "delta-rule": ({"rule": "delta"}, None),
+    "context": ({}, "context"),
+    "threads": ({}, "threads"),
+}
+
+
+def _form_kwargs(form, feeds, attrs, ctx, monkeypatch):
+    kw = {}
+    if form in ("out", "out+in-place"):
+        shape = _general(feeds, attrs, monkeypatch)[0]
+        kw["out"] = np.full(shape.shape, np.nan, shape.dtype)
+    if form == "final":
+        kw["final_state_out"] = np.full(feeds["initial_state"].shape, np.nan, np.float32)
+    if form in ("in-place", "out+in-place"):
+        kw["final_state_out"] = feeds["initial_state"]
+    if form == "context":
+        kw["context"] = ctx
+    if form == "threads":
+        kw["threads"] = 1
+    return kw
+
+
+@pytest.mark.parametrize("name", list(GDN_FORMS))
+def test_repeated_calls_take_the_fast_path_with_the_general_paths_bits(monkeypatch, name):
+    """Three calls of one kind on fresh random inputs: the first goes through the general path and
+    leaves a plan, the next ones take the fast path; each gives the general path's bits, in the
+    arrays given as out= / final_state_out=."""
+    options, form = GDN_FORMS[name]
+    general = _CountGeneral(monkeypatch)
+    rng, seed = fresh_rng()
+    with linattn.Context(threads=1) as ctx:
+        for i in range(3):
+            feeds, attrs = make_case(rng, **{**GDN_CASE, **options})
+            kw = _form_kwargs(form, feeds, attrs, ctx, monkeypatch)
+            expected = _general(feeds, {**attrs, "context": kw.get("context"), "threads": kw.get("threads")},
+                                monkeypatch)
+            calls = general.calls
+            result = linattn.gated_delta_net(**feeds, **attrs, **kw)
+            assert general.calls == calls + (i == 0), f"call {i} took the wrong path (seed {seed})"
+            for n, r, e in zip(("output", "final_state", "state_update"), result, expected):
+                _same_bits(r, e, f"{name}: {n} of call {i} (seed {seed})")
+            if "out" in kw:
+                assert result[0] is kw["out"]
+            if "final_state_out" in kw:
+                assert result[1] is kw["final_state_out"]
+
+
+def test_fast_path_follows_changing_shapes_attributes_dtypes_and_offsets(monkeypatch):
+    """Calls alternating between kinds (shapes, attributes, dtypes), and calls of one kind whose
+    cu_seqlens / capture_count values change between calls: each gives the general path's bits,
+    so a plan caches no array contents."""
+    general = _CountGeneral(monkeypatch)
+    rng, seed = fresh_rng()
+    kinds = [
+        {},
+        {"lens": [4, 1]},  # same total, other offsets: the same plan
+        {"lens": [2, 3, 1]},
+        {"gate": "softplus", "beta_act": "sigmoid"},
+        {"dtype": "float16", "gate_dtype": "float16"},
+        {"cap": 2, "lens": [1, 4]},
+        {"cap": 2, "lens": [3, 2]},
+        {"l2": False},
+    ]
+    seen = set()
+    for step in range(3 * len(kinds)):
+        options = kinds[(step * 5) % len(kinds)]
+        feeds, attrs = make_case(rng, **{**GDN_CASE, **options})
+        if "capture_count" in feeds:
+            feeds["capture_count"] = rng.integers(-1, 3, len(feeds["cu_seqlens"]) - 1).astype(np.int32)
+        plan_key = (tuple(sorted(attrs.items())), tuple((n, v.shape, v.dtype.str) for n, v in sorted(feeds.items())))
+        expected = _general(feeds, attrs, monkeypatch)
+        calls = general.calls
+        result = linattn.gated_delta_net(**feeds, **attrs)
+        assert general.calls == calls + (plan_key not in seen), f"step {step} took the wrong path (seed {seed})"
+        seen.add(plan_key)
+        for n, r, e in zip(("output", "final_state", "state_update"), result, expected):
+            _same_bits(r, e, f"step {step} {options}: {n} (seed {seed})")
+
+
+def test_error_after_a_cached_plan_names_the_argument(monkeypatch):
+    """With a plan for the shapes, bad values (cu_seqlens contents, which only the library sees) and
+    bad shapes or arrays fail as on the general path, naming the argument, outputs untouched."""
+    general = _CountGeneral(monkeypatch)
+    rng, _ = fresh_rng()
+    feeds, attrs = make_case(rng, **{**GDN_CASE, "lens": [3, 4]})
+    for _ in range(2):
+        linattn.gated_delta_net(**feeds, **attrs, final_state_out=np.empty_like(feeds["initial_state"]))
+    assert general.calls == 1
+    for bad in ([1, 3, 7], [0, 5, 3], [0, 3, 8]):
+        calls = general.calls
+        assert "cu_seqlens" in _bad_call(feeds, attrs, cu_seqlens=np.array(bad, np.int32))
+        assert general.calls == calls, "a call with the plan's shapes left the fast path"
+    assert "key" in _bad_call(feeds, attrs, key=feeds["key"][:, :, :4].copy())
+    with pytest.raises(TypeError, match="initial_state"):
+        linattn.gated_delta_net(**dict(feeds, initial_state=feeds["initial_state"].astype(np.float64)), **attrs)
+    read_only = np.empty_like(feeds["initial_state"])
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="final_state"):
+        linattn.gated_delta_net(**feeds, **attrs, final_state_out=read_only)
+    out = linattn.gated_delta_net(**feeds, **attrs)[0]
+    with pytest.raises(linattn.LinattnError, match="output"):
+        linattn.gated_delta_net(**feeds, **attrs, out=np.empty(out.shape[:-1] + (out.shape[-1] + 1,), np.float32))
