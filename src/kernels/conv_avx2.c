@@ -34,6 +34,7 @@ typedef linattn_dtype dtype_t;
 /* No taps shifted in registers: vpalignr works within 128-bit lanes, so taps are unaligned
  * loads. */
 #define CONV_CF_SHIFT 0
+#define CONV_FN(name) name##_avx2
 
 /* fp32 outputs larger than the caches (conv_params.stream_output) leave with non-temporal
  * stores when the rows keep the columns 32-byte aligned (docs/tuning.md, AVX2 channels_last_k4). */
@@ -299,33 +300,23 @@ AI void channels_last_decode_k4(const conv_params* p, int64_t b, int64_t c0, int
 
 /* ------------------------------------------------------------------ entry */
 
-static inline bool cl_decode_k4_applies(const conv_params* p) {
+/* channels_last_decode_k4 reads weights and bias in place: no scratch, a decode call allocates nothing */
+AI bool conv_decode_in_place(const conv_params* p) {
   return p->channels_last && p->L == 1 && p->K == 4 && p->dilation == 1 && p->past;
 }
 
-AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
-                  linattn_activation act) {
-  if (cl_decode_k4_applies(p)) {
-    channels_last_decode_k4(p, b, c0, nc, dt, act); /* weights and bias read in place */
-    return;
+AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
+                    linattn_activation act) {
+  if (conv_decode_in_place(p)) {
+    channels_last_decode_k4(p, b, c0, nc, dt, act);
+    return true;
   }
   if (!p->channels_last && p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 &&
       p->s_sc == p->S) {
     channels_first_decode(p, b, c0, nc, s, dt, act); /* converts the weights it needs itself */
-    return;
+    return true;
   }
-  conv_prefill(p, b, c0, nc, s, conv_weights_f32(p, c0, nc, s->wc), dt, act);
-}
-static void conv_run_avx2(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
-  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  CONV_RUN_TYPED(run_typed, p, b, c0, nc, &s);
-  if (p->stream_output && p->channels_last && p->dtype == LINATTN_DTYPE_F32)
-    _mm_sfence(); /* order the non-temporal stores before the caller's next access */
-}
-
-/* channels_last_decode_k4 reads weights and bias in place: no scratch, a decode call allocates nothing */
-static size_t conv_scratch_avx2(const conv_params* p, int64_t nc) {
-  return cl_decode_k4_applies(p) ? 0 : conv_vector_scratch_bytes(p, nc);
+  return false;
 }
 
 const conv_kernel linattn_conv_avx2 = {

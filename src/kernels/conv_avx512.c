@@ -36,6 +36,7 @@ typedef linattn_dtype dtype_t;
 #define CONV_CF_STREAM 1
 #define CONV_CL_LEAD_ALWAYS 1
 #define CONV_CF_SHIFT 1
+#define CONV_FN(name) name##_avx512
 
 /* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
  * 16-lane vector is a whole cache line (docs/tuning.md, stream_full_lines). */
@@ -427,30 +428,19 @@ static inline bool decode_applies(const conv_params* p) {
 }
 static inline bool decode_k4_applies(const conv_params* p) { return decode_applies(p) && p->K == 4 && p->dilation == 1; }
 
-AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
-                  linattn_activation act) {
+/* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
+AI bool conv_decode_in_place(const conv_params* p) { return decode_k4_applies(p); }
+
+AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
+                    linattn_activation act) {
   if (decode_k4_applies(p)) {
     decode_k4(p, b, c0, nc, dt, act);
-    return;
+    return true;
   }
-  const float* wsrc = conv_weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
-  if (decode_applies(p)) {
-    conv_bias_f32(p, c0, nc, s->bias);
-    decode_block(p, b, c0, nc, wsrc, s, dt, act);
-    return;
-  }
-  conv_prefill(p, b, c0, nc, s, wsrc, dt, act);
-}
-
-static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
-  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  CONV_RUN_TYPED(run_typed, p, b, c0, nc, &s);
-  if (conv_stream_full_lines(p, p->dtype)) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
-}
-
-/* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
-static size_t conv_scratch_avx512(const conv_params* p, int64_t nc) {
-  return decode_k4_applies(p) ? 0 : conv_vector_scratch_bytes(p, nc);
+  if (!decode_applies(p)) return false;
+  conv_bias_f32(p, c0, nc, s->bias);
+  decode_block(p, b, c0, nc, conv_weights_f32(p, c0, nc, s->wc), s, dt, act);
+  return true;
 }
 
 const conv_kernel linattn_conv_avx512 = {

@@ -12,9 +12,10 @@
  *   CONV_CF_SHIFT        1: the ISA file defines conv_cf_k4_shifted (channels-first K = 4,
  *                        dilation 1 with each input converted once, taps shifted in registers)
  *   conv_cl_stream(p, dt)  channels-last fp32 outputs leave with non-temporal stores
+ *   CONV_FN(name)        the ISA suffix of the entry points conv_run_<isa>, conv_scratch_<isa>
  * and define, after the include, the hooks declared below (conv_load_padded,
- * conv_weights_tap_major). Decode (L = 1) is ISA-specific (docs/algorithms.md, conv kernels):
- * each ISA file has its own and calls conv_prefill for everything else.
+ * conv_weights_tap_major, conv_decode, conv_decode_in_place) and their conv_kernel. Decode
+ * (L = 1) is ISA-specific (docs/algorithms.md, 5.1): each ISA file has its own.
  *
  * Bound by memory traffic (2K flops per element), so: one pass, each input loaded and converted
  * once where possible, bias / rounding to T / SiLU / conversion fused before the single store.
@@ -41,6 +42,11 @@ VEC_INLINE vxf conv_load_padded(const char* prow, const char* xrow, int64_t pos,
                                 linattn_dtype dt);
 /* wt[j * ncp + c] = wsrc[c * K + j] for c < nc, 0 for nc <= c < ncp: */
 VEC_INLINE void conv_weights_tap_major(const conv_params* p, const float* wsrc, int64_t nc, float* wt);
+/* The ISA's decode: runs the unit and returns true where it applies, else false: */
+VEC_INLINE bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                            linattn_dtype dt, linattn_activation act);
+/* The unit is a decode that reads weights and bias in place (needs no scratch): */
+VEC_INLINE bool conv_decode_in_place(const conv_params* p);
 
 /* acc + bias. For fp16 the ONNX reference's conv is an fp16 matmul followed by an fp16 bias
  * add, so the sum is rounded to fp16 first (the fp32 add of two fp16 values is exact and is
@@ -309,13 +315,14 @@ VEC_INLINE void channels_last_block(const conv_params* p, int64_t b, int64_t c0,
   conv_cl_write_present(p, b, c0, nc);
 }
 
-/* ------------------------------------------------------------------ prefill entry */
+/* ------------------------------------------------------------------ entry */
 
-/* Everything but the ISA's decode paths: wsrc = the unit's (C, K) fp32 weights
- * (conv_weights_f32). */
-VEC_INLINE void conv_prefill(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
-                             const float* wsrc, linattn_dtype dt, linattn_activation act) {
+/* The ISA's decode where it applies, else the prefill paths above. */
+VEC_INLINE void conv_run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
+                               linattn_dtype dt, linattn_activation act) {
+  if (conv_decode(p, b, c0, nc, s, dt, act)) return;
   const int64_t K = p->K;
+  const float* wsrc = conv_weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   if (!p->channels_last) {
     for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
     return;
@@ -327,4 +334,14 @@ VEC_INLINE void conv_prefill(const conv_params* p, int64_t b, int64_t c0, int64_
     channels_last_k4(p, b, c0, nc, s, dt, act);
   else
     channels_last_block(p, b, c0, nc, s, dt, act);
+}
+
+static void CONV_FN(conv_run)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
+  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
+  CONV_RUN_TYPED(conv_run_typed, p, b, c0, nc, &s);
+  if (conv_stream_full_lines(p, p->dtype)) vx_sfence(); /* order the non-temporal stores before the caller's next access */
+}
+
+static size_t CONV_FN(conv_scratch)(const conv_params* p, int64_t nc) {
+  return conv_decode_in_place(p) ? 0 : conv_vector_scratch_bytes(p, nc);
 }

@@ -158,6 +158,7 @@ VEC_INLINE vxf vx_loadf_padded(const float* p, int64_t n) {
   return _mm256_loadu_ps(p);
 }
 VEC_INLINE void vx_storef(float* p, vxf x) { _mm256_storeu_ps(p, x); }
+VEC_INLINE void vx_sfence(void) { _mm_sfence(); }
 VEC_INLINE void vx_streamf(float* p, vxf x) { _mm256_stream_ps(p, x); }
 VEC_INLINE float vx_hsum(vxf v) { /* fixed pairwise order: 8 -> 4 -> 2 -> 1 */
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

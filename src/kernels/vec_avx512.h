@@ -172,6 +172,7 @@ VEC_INLINE vxf vx_loadf_padded(const float* p, int64_t n) {
   return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes16(n), p);
 }
 VEC_INLINE void vx_storef(float* p, vxf x) { _mm512_storeu_ps(p, x); }
+VEC_INLINE void vx_sfence(void) { _mm_sfence(); }
 VEC_INLINE void vx_streamf(float* p, vxf x) { _mm512_stream_ps(p, x); }
 VEC_INLINE float vx_hsum(vxf v) { return _mm512_reduce_add_ps(v); }
 VEC_INLINE vxf vx_exp(vxf x) { return exp16(x); }
