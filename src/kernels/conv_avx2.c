@@ -19,14 +19,14 @@ typedef linattn_dtype dtype_t;
 /* ------------------------------------------------------------------ configuration */
 
 /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap
- * (docs/tuning.md, CF_BATCH) */
+ * (docs/tuning.md, CONV_CF_BATCH) */
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 4 keeps weights, bias, history and
- * accumulators within the 16 ymm registers, which 8 steps spill (docs/tuning.md, CL_ROWS). */
+ * accumulators within the 16 ymm registers, which 8 steps spill (docs/tuning.md, CONV_CL_ROWS). */
 #define CONV_CL_ROWS(dt) 4
 #define CONV_CL_ROWS_MAX 4
 /* No stream of channels-first rows: this family is bound by arithmetic there, and streaming
- * did not pay (docs/tuning.md, AVX2 channels-first prefill). */
+ * did not pay (docs/tuning.md, CONV_CF_STREAM). */
 #define CONV_CF_STREAM 0
 /* Channels-last columns aligned only for a streamed output: partial vectors cost a stack
  * buffer round trip here. */
@@ -37,7 +37,7 @@ typedef linattn_dtype dtype_t;
 #define CONV_FN(name) name##_avx2
 
 /* fp32 outputs larger than the caches (conv_params.stream_output) leave with non-temporal
- * stores when the rows keep the columns 32-byte aligned (docs/tuning.md, AVX2 channels_last_k4). */
+ * stores when the rows keep the columns 32-byte aligned (docs/tuning.md, conv_cl_stream). */
 AI bool conv_cl_stream(const conv_params* p, dtype_t dt) {
   return dt == LINATTN_DTYPE_F32 && p->stream_output && (p->y_st * 4) % 32 == 0;
 }

@@ -26,20 +26,23 @@ typedef linattn_dtype dtype_t;
 /* ------------------------------------------------------------------ configuration */
 
 /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap, which
- * 16-bit T, bound by that arithmetic, gains most from (docs/tuning.md, CF_BATCH) */
+ * 16-bit T, bound by that arithmetic, gains most from (docs/tuning.md, CONV_CF_BATCH) */
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (docs/tuning.md, CL_ROWS_MAX). */
+ * (docs/tuning.md, CONV_CL_ROWS). */
 #define CONV_CL_ROWS(dt) ((dt) == LINATTN_DTYPE_F32 ? 8 : 6)
 #define CONV_CL_ROWS_MAX 8
+/* channels-first fp32 rows of an output larger than the LLC (conv_params.stream_rows) streamed */
 #define CONV_CF_STREAM 1
+/* channels-last columns always from an output vector boundary: full columns are whole lines */
 #define CONV_CL_LEAD_ALWAYS 1
+/* channels-first K = 4, dilation 1 through conv_cf_k4_shifted (docs/tuning.md, CONV_CF_SHIFT) */
 #define CONV_CF_SHIFT 1
 #define CONV_FN(name) name##_avx512
 
 /* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
- * 16-lane vector is a whole cache line (docs/tuning.md, stream_full_lines). */
+ * 16-lane vector is a whole cache line (docs/tuning.md, conv_stream_full_lines). */
 AI bool conv_cl_stream(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
 #include "conv_simd_body.h"

@@ -76,7 +76,7 @@ VEC_INLINE void conv_finish_store(char* dst, int64_t n, vxf acc, linattn_dtype d
 }
 
 /* Non-temporal stores for a streamed output, in fp32 only: 16-bit vectors are half lines, and
- * streaming them was slower in both layouts (docs/tuning.md, stream_full_lines). */
+ * streaming them was slower in both layouts (docs/tuning.md, conv_stream_full_lines). */
 VEC_INLINE bool conv_stream_full_lines(const conv_params* p, linattn_dtype dt) {
   return dt == LINATTN_DTYPE_F32 && p->stream_output;
 }

@@ -1,7 +1,9 @@
 /*
- * AVX2 + FMA + F16C vector math shared by la_avx2.c and conv_avx2.c (private; include only
- * from files compiled with the avx2 flags of registry.inc): 8 fp32 lanes per __m256. io-dtype
- * loads, bf16 rounding, exp and SiLU (the polynomials of vec_poly.h, as in vec_avx512.h).
+ * AVX2 + FMA + F16C vector math shared by la_avx2.c, conv_avx2.c and gates_avx2.c (private;
+ * include only from files compiled with the avx2 flags of registry.inc): 8 fp32 lanes per
+ * __m256. io-dtype loads, bf16 rounding, exp and SiLU (the polynomials of vec_poly.h, as in
+ * vec_avx512.h), and the vx_* vocabulary that conv_simd_body.h and gates_simd_body.h are
+ * written in.
  * AVX2 has no 16-bit masked loads: partial vectors go through a small zeroed stack buffer.
  */
 #ifndef LINATTN_VEC_AVX2_H

@@ -1,7 +1,8 @@
 /*
- * AVX-512 (F/BW/VL/DQ + F16C + FMA) vector math shared by la_avx512.c and conv_avx512.c
- * (private; include only from files compiled with the avx512 flags of registry.inc): 16 fp32
- * lanes per __m512. io-dtype loads, bf16 rounding, exp and SiLU.
+ * AVX-512 (F/BW/VL/DQ + F16C + FMA) vector math shared by la_avx512.c, conv_avx512.c and
+ * gates_avx512.c (private; include only from files compiled with the avx512 flags of
+ * registry.inc): 16 fp32 lanes per __m512. io-dtype loads, bf16 rounding, exp and SiLU, and the
+ * vx_* vocabulary that conv_simd_body.h and gates_simd_body.h are written in.
  *
  * bf16 is rounded with integer round-to-nearest-even, bit-identical to src/convert.h, not with
  * vcvtneps2bf16: that needs AVX512-BF16 and flushes fp32 subnormal inputs to zero.
