@@ -1,25 +1,16 @@
 /*
- * CausalConvWithState, AVX-512 (F/BW/VL/DQ + F16C + FMA) family. Bound by memory traffic
- * (2K flops per element), so: one pass, each input loaded and converted once where possible,
- * bias / rounding to T / SiLU / conversion fused before the single store.
+ * CausalConvWithState, AVX-512 (F/BW/VL/DQ + F16C + FMA) family: conv_simd_body.h over
+ * vec_avx512.h's 16 lanes (the prefill paths, shared with conv_avx2.c; tails and taps reaching
+ * into past_state are k-masked loads and stores), plus what only this ISA has:
  *
- * channels-first (B, C, L): one channel row at a time, 16 time steps per zmm. The first
- *   ceil(S/16) vectors take their early taps from past_state with masked loads, the last one
- *   is masked. K = 4, dilation 1: taps 0..2 are the current vector shifted in from the
- *   previous one (valignd), so each input is converted once. The first vector ends where the
- *   output's vectors are aligned, so no store splits a line, and fp32 outputs larger than the
- *   last-level cache (conv_params.stream_rows) leave with non-temporal stores.
- * channels-last (B, L, C): K = 4, dilation 1: tiles of 8 (fp32) or 6 time steps swept over whole rows in
- *   16-channel columns, weights and history in registers, a column's 8 outputs finished
- *   together (channels_last_k4). Other K / dilation: one time row at a time with
- *   row pointers into input, past_state or a zero row (channels_last_block). Outputs larger
- *   than the caches (conv_params.stream_output) leave with non-temporal stores in fp32.
+ * channels-first K = 4, dilation 1 (conv_cf_k4_shifted): taps 0..2 are the current vector
+ *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
+ *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
  *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
- * The per-element arithmetic is the same in every path (conv_common.h), so results do not
- * depend on the channel split, the thread count, or how a sequence is cut into calls.
+ * Both rest on two-source cross-lane permutes that AVX2 lacks (docs/algorithms.md, conv kernels).
  * bf16 is rounded with integer RNE (like src/convert.h), not vcvtneps2bf16, which flushes
  * subnormals and needs AVX512-BF16.
  */
@@ -32,178 +23,75 @@
 
 typedef linattn_dtype dtype_t;
 
-/* acc + bias. For fp16 the ONNX reference's conv is an fp16 matmul followed by an fp16 bias
- * add, so the sum is rounded to fp16 first (the fp32 add of two fp16 values is exact and is
- * rounded again by the caller); bf16 and fp32 round once. */
-AI __m512 add_bias16(__m512 acc, __m512 bias, dtype_t dt) {
-  if (dt == LINATTN_DTYPE_F16) acc = _mm512_cvtph_ps(_mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  return _mm512_add_ps(acc, bias);
-}
+/* ------------------------------------------------------------------ configuration */
 
-/* Rounds the fp32 conv result to T, applies the activation, stores the masked lanes as T.
- * nt: a full vector at an aligned address goes out with a non-temporal store (large outputs,
- * conv_params.stream_output: no read for ownership of the output lines); any other store is
- * a normal one. */
-AI void finish_store16x(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_activation act, bool nt) {
-  const bool silu = act == LINATTN_ACTIVATION_SILU;
-  if (dt == LINATTN_DTYPE_F32) {
-    if (silu) acc = silu16(acc);
-    if (nt && m == 0xffff && ((uintptr_t)dst & 63) == 0) _mm512_stream_ps((float*)dst, acc);
-    else if (m == 0xffff) _mm512_storeu_ps(dst, acc);
-    else _mm512_mask_storeu_ps(dst, m, acc);
-    return;
-  }
-  __m256i h;
-  if (dt == LINATTN_DTYPE_F16) {
-    h = _mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    if (silu) h = _mm512_cvtps_ph(silu_t16(_mm512_cvtph_ps(h)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  } else {
-    if (silu) acc = silu_t16(bf16_round(acc));
-    h = bf16_high_words(bf16_round_bits(acc));
-  }
-  if (nt && m == 0xffff && ((uintptr_t)dst & 31) == 0) _mm256_stream_si256((__m256i*)dst, h);
-  else if (m == 0xffff) _mm256_storeu_si256((__m256i*)dst, h);
-  else _mm256_mask_storeu_epi16(dst, m, h);
-}
-AI void finish_store16(char* dst, __mmask16 m, __m512 acc, dtype_t dt, linattn_activation act) {
-  finish_store16x(dst, m, acc, dt, act, false);
-}
+/* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap, which
+ * 16-bit T, bound by that arithmetic, gains most from (docs/tuning.md, CONV_CF_BATCH) */
+#define CONV_CF_BATCH 8
+/* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
+ * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
+ * (docs/tuning.md, CONV_CL_ROWS). */
+#define CONV_CL_ROWS(dt) ((dt) == LINATTN_DTYPE_F32 ? 8 : 6)
+#define CONV_CL_ROWS_MAX 8
+/* channels-first fp32 rows of an output larger than the LLC (conv_params.stream_rows) streamed */
+#define CONV_CF_STREAM 1
+/* channels-last columns always from an output vector boundary: full columns are whole lines */
+#define CONV_CL_LEAD_ALWAYS 1
+/* channels-first K = 4, dilation 1 through conv_cf_k4_shifted (docs/tuning.md, CONV_CF_SHIFT) */
+#define CONV_CF_SHIFT 1
+#define CONV_FN(name) name##_avx512
 
-/* ------------------------------------------------------------------ weights */
+/* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
+ * 16-lane vector is a whole cache line (docs/tuning.md, conv_stream_full_lines). */
+AI bool conv_cl_stream(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
 
-/* fp32 weights of channels [c0, c0 + nc) in the (C, K) layout: the caller's array for fp32,
- * else converted into buf (nc * K floats). */
-static const float* weights_f32(const conv_params* p, int64_t c0, int64_t nc, float* buf) {
-  const int64_t K = p->K;
-  if (p->dtype == LINATTN_DTYPE_F32) return (const float*)p->w + c0 * K;
-  const size_t es = 2;
-  const char* src = conv_at(p->w, c0 * K, es);
-  int64_t n = nc * K, i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(buf + i, load16(src + i * es, p->dtype));
-  if (i < n) _mm512_mask_storeu_ps(buf + i, lanes16(n - i), load16_maskz(src + i * es, lanes16(n - i), p->dtype));
-  return buf;
-}
+#include "conv_simd_body.h"
 
-static void bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* bias) {
-  const size_t es = conv_esize(p->dtype);
-  for (int64_t c = 0; c < nc; c += 16) {
-    __m512 v = p->bias ? load16_maskz(conv_at(p->bias, c0 + c, es), lanes16(nc - c), p->dtype) : _mm512_setzero_ps();
-    _mm512_storeu_ps(bias + c, v); /* bias has ncp floats */
-  }
-}
+/* ------------------------------------------------------------------ hooks of the body */
 
-/* Non-temporal stores for a streamed output (conv_params.stream_output; channels-first rows
- * also need stream_rows), in fp32 only, where a 16-lane vector is a whole cache line. 16-bit
- * vectors are half lines, and streaming them was slower in both layouts (docs/tuning.md,
- * stream_full_lines). */
-AI bool stream_full_lines(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
-
-/* ------------------------------------------------------------------ channels-first */
-
-#define CF_BATCH 8 /* vectors per round of the K = 4, dilation 1 row loop */
-
-AI void channels_first_row(const conv_params* p, int64_t b, int64_t c, const float* wf, dtype_t dt,
-                           linattn_activation act) {
+/* padded[pos + i]: the lanes before S from past_state, the others from the input, each by a
+ * masked load (masked-off lanes are never touched, so a base outside the row is harmless) */
+AI __m512 conv_load_padded(const char* prow, const char* xrow, int64_t pos, int64_t S, int64_t n, dtype_t dt) {
   const size_t es = conv_esize(dt);
-  const int64_t K = p->K, d = p->dilation, S = p->S, L = p->L;
-  const char* xrow = conv_at(p->x, b * p->x_sb + c * p->x_sc, es);
-  char* yrow = (char*)p->y + (b * p->y_sb + c * p->y_sc) * (int64_t)es;
-  const char* prow = p->past ? conv_at(p->past, b * p->s_sb + c * p->s_sc, es) : NULL;
-  const bool has_bias = p->bias != NULL;
-  const __m512 bias = _mm512_set1_ps(has_bias ? linattn_load_f32(p->bias, c, dt) : 0.0f);
-  const bool k4 = K == 4 && d == 1;
-  /* Output vectors start at a vector boundary of y (numpy buffers start 16 bytes into a cache
-   * line): the first head vector takes the `lead` steps up to it, so the later stores are whole
-   * lines (fp32) or halves, never split, and a streamed output can leave with non-temporal
-   * stores. The K = 4 row loop also needs t0 >= 16 (it reads the previous 16 inputs). */
-  const int64_t lead = conv_lead_to_boundary(yrow, es, 16u * es);
-  const bool nt = stream_full_lines(p, dt) && p->stream_rows;
-  int64_t t0 = 0;
-  for (int64_t w; t0 < L && (t0 < S || (k4 && t0 < 16)); t0 += w) { /* head: lanes with t + j*d < S read past_state */
-    w = t0 == 0 && lead > 0 ? lead : 16;
-    __mmask16 m = lanes16(L - t0) & lanes16(w);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K; ++j) {
-      int64_t pos = t0 + j * d;
-      __mmask16 mp = lanes16(S - pos) & m, mx = m & (__mmask16)~lanes16(S - pos);
-      /* masked-off lanes are never touched, so the (possibly out-of-row) base is harmless */
-      __m512 tap = prow ? load16_maskz((const char*)((uintptr_t)prow + (uintptr_t)(pos * (int64_t)es)), mp, dt)
-                        : _mm512_setzero_ps();
-      __m512 tx = load16_maskz((const char*)((uintptr_t)xrow + (uintptr_t)((pos - S) * (int64_t)es)), mx, dt);
-      tap = _mm512_mask_mov_ps(tap, mx, tx);
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), tap, acc);
-    }
-    if (has_bias) acc = add_bias16(acc, bias, dt);
-    finish_store16(yrow + t0 * (int64_t)es, m, acc, dt, act);
-  }
-  const char* xs = xrow - S * (int64_t)es; /* padded position t + j*d is xs[t + j*d] for t >= S */
-  if (k4 && t0 >= 16 && t0 + 16 <= L) {
-    /* each input converted once: taps 0..2 are the current vector shifted in from the previous */
-    const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
-    const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
-    __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
-    /* eight vectors summed, then finished: their rounding / SiLU / conversion chains overlap,
-     * which 16-bit T, bound by that arithmetic, gains most from (docs/tuning.md, CF_BATCH) */
-    for (; t0 + 16 * CF_BATCH <= L; t0 += 16 * CF_BATCH) {
-      __m512 u[CF_BATCH];
-      for (int i = 0; i < CF_BATCH; ++i) {
-        __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * (int64_t)es, dt));
-        u[i] = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-        u[i] = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u[i]);
-        u[i] = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u[i]);
-        u[i] = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u[i]);
-        if (has_bias) u[i] = add_bias16(u[i], bias, dt);
-        prev = cur;
-      }
-      for (int i = 0; i < CF_BATCH; ++i) finish_store16x(yrow + (t0 + 16 * i) * (int64_t)es, 0xffff, u[i], dt, act, nt);
-    }
-    for (; t0 + 16 <= L; t0 += 16) {
-      __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
-      __m512 u = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-      u = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
-      u = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
-      u = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u);
-      if (has_bias) u = add_bias16(u, bias, dt);
-      finish_store16(yrow + t0 * (int64_t)es, 0xffff, u, dt, act);
+  const __mmask16 m = lanes16(n), mp = lanes16(S - pos) & m, mx = m & (__mmask16)~lanes16(S - pos);
+  __m512 tap = prow ? load16_maskz((const char*)((uintptr_t)prow + (uintptr_t)(pos * (int64_t)es)), mp, dt)
+                    : _mm512_setzero_ps();
+  __m512 tx = load16_maskz((const char*)((uintptr_t)xrow + (uintptr_t)((pos - S) * (int64_t)es)), mx, dt);
+  return _mm512_mask_mov_ps(tap, mx, tx);
+}
+
+/* Channels-first K = 4, dilation 1: each input converted once, taps 0..2 the current vector
+ * shifted in from the previous one; CONV_CF_BATCH vectors summed, then finished. */
+AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
+                              bool has_bias, bool nt, dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
+  const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
+  __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
+  for (; t0 + 16 * CONV_CF_BATCH <= L; t0 += 16 * CONV_CF_BATCH) {
+    __m512 u[CONV_CF_BATCH];
+    for (int i = 0; i < CONV_CF_BATCH; ++i) {
+      __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * (int64_t)es, dt));
+      u[i] = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+      u[i] = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u[i]);
+      u[i] = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u[i]);
+      u[i] = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u[i]);
+      if (has_bias) u[i] = conv_add_bias(u[i], bias, dt);
       prev = cur;
     }
-  }
-  if (K == 4) { /* the common kernel size: taps in registers, two vectors per iteration */
-    const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
-    const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
-    const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
-    for (; t0 + 32 <= L; t0 += 32) {
-      const char* a = xs + t0 * (int64_t)es;
-      const char* a2 = a + 16 * (int64_t)es;
-      __m512 u = _mm512_fmadd_ps(w0, load16(a, dt), _mm512_setzero_ps());
-      __m512 v = _mm512_fmadd_ps(w0, load16(a2, dt), _mm512_setzero_ps());
-      u = _mm512_fmadd_ps(w1, load16(a + e1, dt), u);
-      v = _mm512_fmadd_ps(w1, load16(a2 + e1, dt), v);
-      u = _mm512_fmadd_ps(w2, load16(a + e2, dt), u);
-      v = _mm512_fmadd_ps(w2, load16(a2 + e2, dt), v);
-      u = _mm512_fmadd_ps(w3, load16(a + e3, dt), u);
-      v = _mm512_fmadd_ps(w3, load16(a2 + e3, dt), v);
-      if (has_bias) u = add_bias16(u, bias, dt), v = add_bias16(v, bias, dt);
-      finish_store16(yrow + t0 * (int64_t)es, 0xffff, u, dt, act);
-      finish_store16(yrow + (t0 + 16) * (int64_t)es, 0xffff, v, dt, act);
-    }
+    for (int i = 0; i < CONV_CF_BATCH; ++i) conv_finish_store(yrow + (t0 + 16 * i) * (int64_t)es, 16, u[i], dt, act, nt);
   }
   for (; t0 + 16 <= L; t0 += 16) {
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), load16(xs + (t0 + j * d) * (int64_t)es, dt), acc);
-    if (has_bias) acc = add_bias16(acc, bias, dt);
-    finish_store16(yrow + t0 * (int64_t)es, 0xffff, acc, dt, act);
+    __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
+    __m512 u = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+    u = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
+    u = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
+    u = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u);
+    if (has_bias) u = conv_add_bias(u, bias, dt);
+    conv_finish_store(yrow + t0 * (int64_t)es, 16, u, dt, act, false);
+    prev = cur;
   }
-  if (t0 < L) {
-    __mmask16 m = lanes16(L - t0);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t j = 0; j < K; ++j)
-      acc = _mm512_fmadd_ps(_mm512_set1_ps(wf[j]), load16_maskz(xs + (t0 + j * d) * (int64_t)es, m, dt), acc);
-    if (has_bias) acc = add_bias16(acc, bias, dt);
-    finish_store16(yrow + t0 * (int64_t)es, m, acc, dt, act);
-  }
-  conv_cf_write_present(p, b, c);
+  return t0;
 }
 
 /* ------------------------------------------------------------------ decode (L = 1) */
@@ -281,8 +169,8 @@ AI void decode_block(const conv_params* p, int64_t b, int64_t c0, int64_t nc, co
       acc = _mm512_fmadd_ps(deint_apply(&wplan[j], W), tap, acc);
     }
     acc = _mm512_fmadd_ps(deint_apply(&wplan[K - 1], W), load16_maskz(x + v * (int64_t)es, m, dt), acc);
-    if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
-    finish_store16(y + v * (int64_t)es, m, acc, dt, act);
+    if (has_bias) acc = conv_add_bias(acc, _mm512_loadu_ps(s->bias + v), dt);
+    conv_finish_store(y + v * (int64_t)es, nv, acc, dt, act, false);
     if (cl && p->present && S > 0) { /* raw copies: rows s <- s + 1, last row <- x */
       char* pr = (char*)p->present + (b * p->s_sb + c0 + v) * (int64_t)es;
       const int64_t rs = p->s_st * (int64_t)es;
@@ -483,14 +371,14 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     }
     __m512 acc = _mm512_setzero_ps();
     for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
-    if (has_bias) acc = add_bias16(acc, load16_maskz(bbase + v * (int64_t)es, m, dt), dt);
+    if (has_bias) acc = conv_add_bias(acc, load16_maskz(bbase + v * (int64_t)es, m, dt), dt);
     /* the rounding, SiLU and store wait until DECODE_DEFER groups are summed: their long
      * dependency chains then overlap instead of stalling each group (same bits) */
     pend[npend] = acc;
     pend_v[npend++] = v;
     if (npend == DECODE_DEFER) {
       for (int g = 0; g < npend; ++g)
-        finish_store16(y + pend_v[g] * (int64_t)es, full ? (__mmask16)0xffff : lanes16(nc - pend_v[g]), pend[g], dt, act);
+        conv_finish_store(y + pend_v[g] * (int64_t)es, full ? 16 : nc - pend_v[g], pend[g], dt, act, false);
       npend = 0;
     }
     if (!pres) continue;
@@ -514,133 +402,24 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
   if (nfull < nc) decode_k4_range(p, b, c0, nc, dt, act, nfull, nc, false, pend, pend_v, &npend);
   const size_t es = conv_esize(dt);
   char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
-  for (int g = 0; g < npend; ++g) finish_store16(y + pend_v[g] * (int64_t)es, lanes16(nc - pend_v[g]), pend[g], dt, act);
+  for (int g = 0; g < npend; ++g) conv_finish_store(y + pend_v[g] * (int64_t)es, nc - pend_v[g], pend[g], dt, act, false);
 }
 
-/* ------------------------------------------------------------------ channels-last */
-
-/* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
- * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (docs/tuning.md, CL_ROWS_MAX). */
-#define CL_ROWS_MAX 8
-AI int cl_rows(dtype_t dt) { return dt == LINATTN_DTYPE_F32 ? 8 : 6; }
-
-/* One column tile of channels_last_k4: channels [v, v + 16) (lanes m; all 16 when full, a
- * constant) of the n <= cl_rows(dt) rows from t0. The inputs are loaded first, then the
- * accumulators summed, then all finished and stored: the rows' rounding / SiLU chains overlap
- * (as CF_BATCH does for channels-first), and every load of the column precedes its stores, so
- * no load waits behind a store to an aliasing address (rows 4 KiB apart). */
-AI void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
-                                int64_t ncp, int64_t t0, int64_t n, int64_t v, __mmask16 m, bool full, bool nt,
-                                dtype_t dt, linattn_activation act) {
-  if (full) m = 0xffff;
-  const size_t es = conv_esize(dt);
-  const int64_t xst = p->x_st * (int64_t)es, yst = p->y_st * (int64_t)es, o = v * (int64_t)es;
-  const bool has_bias = p->bias != NULL;
-  const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, es);
-  char* yp = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0 + v) * (int64_t)es;
-  const __m512 w0 = _mm512_maskz_loadu_ps(m, s->wt + v), w1 = _mm512_maskz_loadu_ps(m, s->wt + ncp + v);
-  const __m512 w2 = _mm512_maskz_loadu_ps(m, s->wt + 2 * ncp + v), w3 = _mm512_maskz_loadu_ps(m, s->wt + 3 * ncp + v);
-  const __m512 bias = has_bias ? _mm512_maskz_loadu_ps(m, s->bias + v) : _mm512_setzero_ps();
-  const int rows = cl_rows(dt);
-  __m512 h[CL_ROWS_MAX + 3]; /* h[i] = padded row t0 + i */
-  if (t0 >= p->S) { /* the three previous rows are input rows */
-    for (int i = 0; i < 3; ++i) h[i] = load16_m(xp - (3 - i) * xst, m, dt);
-  } else {
-    for (int i = 0; i < 3; ++i) h[i] = load16_m(conv_cl_padded_row(p, b, c0, t0 + i, s->zero) + o, m, dt);
-  }
-  if (n == rows) {
-    __m512 acc[CL_ROWS_MAX];
-    for (int i = 0; i < rows; ++i) h[i + 3] = load16_m(xp + i * xst, m, dt);
-    for (int i = 0; i < rows; ++i) {
-      acc[i] = _mm512_fmadd_ps(w0, h[i], _mm512_setzero_ps());
-      acc[i] = _mm512_fmadd_ps(w1, h[i + 1], acc[i]);
-      acc[i] = _mm512_fmadd_ps(w2, h[i + 2], acc[i]);
-      acc[i] = _mm512_fmadd_ps(w3, h[i + 3], acc[i]);
-      if (has_bias) acc[i] = add_bias16(acc[i], bias, dt);
-    }
-    for (int i = 0; i < rows; ++i) finish_store16x(yp + i * yst, m, acc[i], dt, act, nt);
+/* tap-major [K][ncp], 16 channels at a time (de-interleaved in registers for K <= DECODE_MAX_K) */
+AI void conv_weights_tap_major(const conv_params* p, const float* wsrc, int64_t nc, float* wt) {
+  const int64_t K = p->K, ncp = conv_ncp(nc);
+  if (K > DECODE_MAX_K) {
+    for (int64_t j = 0; j < K; ++j)
+      for (int64_t c = 0; c < ncp; ++c) wt[j * ncp + c] = c < nc ? wsrc[c * K + j] : 0.0f;
     return;
   }
-  for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
-    const __m512 x3 = load16_m(xp + i * xst, m, dt);
-    __m512 acc = _mm512_fmadd_ps(w0, h[0], _mm512_setzero_ps());
-    acc = _mm512_fmadd_ps(w1, h[1], acc);
-    acc = _mm512_fmadd_ps(w2, h[2], acc);
-    acc = _mm512_fmadd_ps(w3, x3, acc);
-    if (has_bias) acc = add_bias16(acc, bias, dt);
-    finish_store16x(yp + i * yst, m, acc, dt, act, nt);
-    h[0] = h[1], h[1] = h[2], h[2] = x3;
+  deint_plan plan[DECODE_MAX_K];
+  __m512 W[DECODE_MAX_K + 2];
+  for (int64_t j = 0; j < K; ++j) deint_make(&plan[j], K, j);
+  for (int64_t v = 0; v < ncp; v += 16) {
+    load_block(W, K, (const char*)(wsrc + v * K), (nc - v < 16 ? nc - v : 16) * K, LINATTN_DTYPE_F32);
+    for (int64_t j = 0; j < K; ++j) _mm512_storeu_ps(wt + j * ncp + v, deint_apply(&plan[j], W));
   }
-}
-
-/* Channels-last, K = 4, dilation 1. Per tile of cl_rows(dt) time steps, a sweep over the unit's
- * channels in 16-channel columns: weights, bias and the three previous inputs in registers,
- * each input loaded and converted once, the output stored directly. The driver gives this
- * family whole rows (conv_kernel.cl_whole_rows): each tile then reads cl_rows(dt) long
- * contiguous row streams, which the hardware prefetchers follow; 4 KiB row pieces (the old
- * 1024-channel units) and software prefetches of the next tile were slower (docs/tuning.md,
- * channels_last_k4 whole rows). */
-AI void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
-                         dtype_t dt, linattn_activation act) {
-  const size_t es = conv_esize(dt);
-  const int64_t L = p->L, ncp = conv_ncp(nc);
-  const bool nt = stream_full_lines(p, dt);
-  /* Columns start where output vectors are aligned: the first one takes the channels up to
-   * that boundary (numpy buffers start 16 bytes into a cache line), so that the others store
-   * whole lines (fp32) and may stream them. */
-  const uintptr_t vbytes = 16u * es, y0 = (uintptr_t)p->y + (uintptr_t)((b * p->y_sb + c0) * (int64_t)es);
-  const int64_t lead0 = (int64_t)((vbytes - y0 % vbytes) % vbytes / es);
-  const int64_t lead = lead0 < nc ? lead0 : nc;
-  const int64_t full_end = lead + (nc - lead) / 16 * 16;
-  const int64_t rows = cl_rows(dt);
-  for (int64_t t0 = 0; t0 < L; t0 += rows) {
-    const int64_t n = L - t0 < rows ? L - t0 : rows;
-    if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lanes16(lead), false, nt, dt, act);
-    for (int64_t v = lead; v < full_end; v += 16)
-      channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, 0xffff, true, nt, dt, act);
-    if (full_end < nc) channels_last_k4_column(p, b, c0, s, ncp, t0, n, full_end, lanes16(nc - full_end), false, nt, dt, act);
-  }
-  conv_cl_write_present(p, b, c0, nc);
-}
-
-AI void channels_last_block(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
-                            dtype_t dt, linattn_activation act) {
-  const size_t es = conv_esize(dt);
-  const int64_t K = p->K, d = p->dilation, L = p->L, ncp = conv_ncp(nc);
-  const char* rows[16];
-  const bool has_bias = p->bias != NULL;
-  const int64_t kmax = K <= 16 ? K : 16; /* taps beyond 16 take the generic row lookup */
-  for (int64_t t = 0; t < L; ++t) {
-    char* yrow = (char*)p->y + (b * p->y_sb + t * p->y_st + c0) * (int64_t)es;
-    for (int64_t j = 0; j < kmax; ++j) rows[j] = conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
-    int64_t v = 0;
-    if (K == 4) {
-      const char *r0 = rows[0], *r1 = rows[1], *r2 = rows[2], *r3 = rows[3];
-      const float* w = s->wt;
-      for (; v + 16 <= nc; v += 16) {
-        const int64_t o = v * (int64_t)es;
-        __m512 acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + v), load16(r0 + o, dt), _mm512_setzero_ps());
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + ncp + v), load16(r1 + o, dt), acc);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 2 * ncp + v), load16(r2 + o, dt), acc);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + 3 * ncp + v), load16(r3 + o, dt), acc);
-        if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
-        finish_store16x(yrow + o, 0xffff, acc, dt, act, stream_full_lines(p, dt));
-      }
-    }
-    for (; v < nc; v += 16) {
-      const __mmask16 m = lanes16(nc - v);
-      const int64_t o = v * (int64_t)es;
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t j = 0; j < K; ++j) {
-        const char* r = j < 16 ? rows[j] : conv_cl_padded_row(p, b, c0, t + j * d, s->zero);
-        acc = _mm512_fmadd_ps(_mm512_loadu_ps(s->wt + j * ncp + v), load16_maskz(r + o, m, dt), acc);
-      }
-      if (has_bias) acc = add_bias16(acc, _mm512_loadu_ps(s->bias + v), dt);
-      finish_store16(yrow + o, m, acc, dt, act);
-    }
-  }
-  conv_cl_write_present(p, b, c0, nc);
 }
 
 /* ------------------------------------------------------------------ entry */
@@ -652,53 +431,19 @@ static inline bool decode_applies(const conv_params* p) {
 }
 static inline bool decode_k4_applies(const conv_params* p) { return decode_applies(p) && p->K == 4 && p->dilation == 1; }
 
-AI void run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
-                  linattn_activation act) {
-  const int64_t K = p->K;
+/* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
+AI bool conv_decode_in_place(const conv_params* p) { return decode_k4_applies(p); }
+
+AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
+                    linattn_activation act) {
   if (decode_k4_applies(p)) {
     decode_k4(p, b, c0, nc, dt, act);
-    return;
+    return true;
   }
-  const float* wsrc = weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
-  if (decode_applies(p)) {
-    bias_f32(p, c0, nc, s->bias);
-    decode_block(p, b, c0, nc, wsrc, s, dt, act);
-    return;
-  }
-  if (p->channels_last) { /* transpose to tap-major [K][ncp], 16 channels at a time */
-    bias_f32(p, c0, nc, s->bias);
-    const int64_t ncp = conv_ncp(nc);
-    if (K <= DECODE_MAX_K) {
-      deint_plan plan[DECODE_MAX_K];
-      __m512 W[DECODE_MAX_K + 2];
-      for (int64_t j = 0; j < K; ++j) deint_make(&plan[j], K, j);
-      for (int64_t v = 0; v < ncp; v += 16) {
-        load_block(W, K, (const char*)(wsrc + v * K), (nc - v < 16 ? nc - v : 16) * K, LINATTN_DTYPE_F32);
-        for (int64_t j = 0; j < K; ++j) _mm512_storeu_ps(s->wt + j * ncp + v, deint_apply(&plan[j], W));
-      }
-    } else {
-      for (int64_t j = 0; j < K; ++j)
-        for (int64_t c = 0; c < ncp; ++c) s->wt[j * ncp + c] = c < nc ? wsrc[c * K + j] : 0.0f;
-    }
-    if (!p->past) memset(s->zero, 0, (size_t)nc * conv_esize(dt));
-    if (K == 4 && p->dilation == 1)
-      channels_last_k4(p, b, c0, nc, s, dt, act);
-    else
-      channels_last_block(p, b, c0, nc, s, dt, act);
-    return;
-  }
-  for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
-}
-
-static void conv_run_avx512(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
-  conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  CONV_RUN_TYPED(run_typed, p, b, c0, nc, &s);
-  if (stream_full_lines(p, p->dtype)) _mm_sfence(); /* order the non-temporal stores before the caller's next access */
-}
-
-/* decode_k4 reads weights and bias in place: it needs no scratch, so a decode call allocates nothing */
-static size_t conv_scratch_avx512(const conv_params* p, int64_t nc) {
-  return decode_k4_applies(p) ? 0 : conv_vector_scratch_bytes(p, nc);
+  if (!decode_applies(p)) return false;
+  conv_bias_f32(p, c0, nc, s->bias);
+  decode_block(p, b, c0, nc, conv_weights_f32(p, c0, nc, s->wc), s, dt, act);
+  return true;
 }
 
 const conv_kernel linattn_conv_avx512 = {

@@ -1,7 +1,9 @@
 /*
- * AVX2 + FMA + F16C vector math shared by la_avx2.c and conv_avx2.c (private; include only
- * from files compiled with the avx2 flags of registry.inc): 8 fp32 lanes per __m256. io-dtype
- * loads, bf16 rounding, exp and SiLU (the polynomials of vec_poly.h, as in vec_avx512.h).
+ * AVX2 + FMA + F16C vector math shared by la_avx2.c, conv_avx2.c and gates_avx2.c (private;
+ * include only from files compiled with the avx2 flags of registry.inc): 8 fp32 lanes per
+ * __m256. io-dtype loads, bf16 rounding, exp and SiLU (the polynomials of vec_poly.h, as in
+ * vec_avx512.h), and the vx_* vocabulary that conv_simd_body.h and gates_simd_body.h are
+ * written in.
  * AVX2 has no 16-bit masked loads: partial vectors go through a small zeroed stack buffer.
  */
 #ifndef LINATTN_VEC_AVX2_H
@@ -133,6 +135,83 @@ VEC_INLINE __m256 silu8_t16(__m256 v) {
   b = _mm256_min_epi32(b, _mm256_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
   const __m256 half_pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
   return _mm256_div_ps(v, _mm256_fmadd_ps(q, half_pow2n, _mm256_set1_ps(1.0f)));
+}
+
+/* ------------------------------------------------------------------ vocabulary of the bodies */
+
+/* The names conv_simd_body.h and gates_simd_body.h are written in (vec_avx512.h defines the
+ * same with 16 lanes). *_n forms take n valid lanes (n >= VX_LANES: all); partial loads read
+ * only the first n elements and give 0 beyond, partial stores write only the first n. */
+#define VX_LANES 8
+typedef __m256 vxf;
+VEC_INLINE vxf vx_zero(void) { return _mm256_setzero_ps(); }
+VEC_INLINE vxf vx_set1(float x) { return _mm256_set1_ps(x); }
+VEC_INLINE vxf vx_fma(vxf a, vxf b, vxf c) { return _mm256_fmadd_ps(a, b, c); }
+VEC_INLINE vxf vx_add(vxf a, vxf b) { return _mm256_add_ps(a, b); }
+VEC_INLINE vxf vx_sub(vxf a, vxf b) { return _mm256_sub_ps(a, b); }
+VEC_INLINE vxf vx_mul(vxf a, vxf b) { return _mm256_mul_ps(a, b); }
+VEC_INLINE vxf vx_div(vxf a, vxf b) { return _mm256_div_ps(a, b); }
+VEC_INLINE vxf vx_load(const void* p, linattn_dtype dt) { return load8(p, dt); }
+VEC_INLINE vxf vx_load_n(const void* p, int64_t n, linattn_dtype dt) { return load8_part((const char*)p, n, dt); }
+/* fp32 from a scratch array padded so that a whole vector is in bounds: lanes from n on are
+ * whatever follows (only the lanes below n are used) */
+VEC_INLINE vxf vx_loadf_padded(const float* p, int64_t n) {
+  (void)n;
+  return _mm256_loadu_ps(p);
+}
+VEC_INLINE void vx_storef(float* p, vxf x) { _mm256_storeu_ps(p, x); }
+VEC_INLINE void vx_sfence(void) { _mm_sfence(); }
+VEC_INLINE void vx_streamf(float* p, vxf x) { _mm256_stream_ps(p, x); }
+VEC_INLINE float vx_hsum(vxf v) { /* fixed pairwise order: 8 -> 4 -> 2 -> 1 */
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+VEC_INLINE vxf vx_exp(vxf x) { return exp8(x); }
+VEC_INLINE vxf vx_silu(vxf x) { return silu8(x); }
+VEC_INLINE vxf vx_silu_t16(vxf x) { return silu8_t16(x); }
+/* the value of round_f16(x) / of round_bf16(x) (no NaN case, see bf16_round_bits8) as fp32 */
+VEC_INLINE vxf vx_round_f16(vxf x) { return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); }
+VEC_INLINE vxf vx_round_bf16(vxf x) {
+  return _mm256_castsi256_ps(_mm256_and_si256(bf16_round_bits8(x), _mm256_set1_epi32((int)0xffff0000u)));
+}
+
+/* Stores the first n of 16-bit lanes h (n >= 8: all 8). */
+VEC_INLINE void vx_store16_n(void* p, int64_t n, __m128i h) {
+  if (n >= 8) {
+    _mm_storeu_si128((__m128i*)p, h);
+    return;
+  }
+  _Alignas(16) uint16_t buf[8];
+  _mm_store_si128((__m128i*)buf, h);
+  memcpy(p, buf, (size_t)n * 2u);
+}
+VEC_INLINE void vx_storef_n(float* p, int64_t n, vxf x) {
+  if (n >= 8) {
+    _mm256_storeu_ps(p, x);
+    return;
+  }
+  _Alignas(32) float buf[8];
+  _mm256_store_ps(buf, x);
+  memcpy(p, buf, (size_t)n * 4u);
+}
+/* x rounded to fp16 (nearest even) */
+VEC_INLINE void vx_store_f16_n(void* p, int64_t n, vxf x) {
+  vx_store16_n(p, n, _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+/* x rounded to bf16 with src/convert.h's NaN rule */
+VEC_INLINE void vx_store_bf16_n(void* p, int64_t n, vxf x) { vx_store16_n(p, n, f32_to_bf16_8(x)); }
+/* x rounded to bf16 without the NaN case (bf16_round_bits8: for values computed from 16-bit
+ * inputs) */
+VEC_INLINE void vx_store_bf16_rne_n(void* p, int64_t n, vxf x) {
+  vx_store16_n(p, n, pack16(_mm256_srli_epi32(bf16_round_bits8(x), 16)));
+}
+/* x rounded to T (bf16: convert.h's NaN rule) */
+VEC_INLINE void vx_store_n(void* p, int64_t n, vxf x, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) vx_storef_n((float*)p, n, x);
+  else if (dt == LINATTN_DTYPE_F16) vx_store_f16_n(p, n, x);
+  else vx_store_bf16_n(p, n, x);
 }
 
 #endif /* LINATTN_VEC_AVX2_H */

@@ -1,7 +1,8 @@
 /*
- * AVX-512 (F/BW/VL/DQ + F16C + FMA) vector math shared by la_avx512.c and conv_avx512.c
- * (private; include only from files compiled with the avx512 flags of registry.inc): 16 fp32
- * lanes per __m512. io-dtype loads, bf16 rounding, exp and SiLU.
+ * AVX-512 (F/BW/VL/DQ + F16C + FMA) vector math shared by la_avx512.c, conv_avx512.c and
+ * gates_avx512.c (private; include only from files compiled with the avx512 flags of
+ * registry.inc): 16 fp32 lanes per __m512. io-dtype loads, bf16 rounding, exp and SiLU, and the
+ * vx_* vocabulary that conv_simd_body.h and gates_simd_body.h are written in.
  *
  * bf16 is rounded with integer round-to-nearest-even, bit-identical to src/convert.h, not with
  * vcvtneps2bf16: that needs AVX512-BF16 and flushes fp32 subnormal inputs to zero.
@@ -147,6 +148,58 @@ VEC_INLINE __m512 silu_t16(__m512 v) {
   b = _mm512_min_epi32(b, _mm512_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
   const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
   return _mm512_div_ps(v, _mm512_fmadd_ps(q, half_pow2n, _mm512_set1_ps(1.0f)));
+}
+
+/* ------------------------------------------------------------------ vocabulary of the bodies */
+
+/* The names conv_simd_body.h and gates_simd_body.h are written in (vec_avx2.h defines the same
+ * with 8 lanes). *_n forms take n valid lanes (n >= VX_LANES: all) as a k-mask: partial loads
+ * read only the first n elements and give 0 beyond, partial stores write only the first n. */
+#define VX_LANES 16
+typedef __m512 vxf;
+VEC_INLINE vxf vx_zero(void) { return _mm512_setzero_ps(); }
+VEC_INLINE vxf vx_set1(float x) { return _mm512_set1_ps(x); }
+VEC_INLINE vxf vx_fma(vxf a, vxf b, vxf c) { return _mm512_fmadd_ps(a, b, c); }
+VEC_INLINE vxf vx_add(vxf a, vxf b) { return _mm512_add_ps(a, b); }
+VEC_INLINE vxf vx_sub(vxf a, vxf b) { return _mm512_sub_ps(a, b); }
+VEC_INLINE vxf vx_mul(vxf a, vxf b) { return _mm512_mul_ps(a, b); }
+VEC_INLINE vxf vx_div(vxf a, vxf b) { return _mm512_div_ps(a, b); }
+VEC_INLINE vxf vx_load(const void* p, linattn_dtype dt) { return load16(p, dt); }
+VEC_INLINE vxf vx_load_n(const void* p, int64_t n, linattn_dtype dt) {
+  return n >= 16 ? load16(p, dt) : load16_maskz(p, lanes16(n), dt);
+}
+/* fp32 from a padded scratch array: masked all the same (lanes from n on are 0) */
+VEC_INLINE vxf vx_loadf_padded(const float* p, int64_t n) {
+  return n >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(lanes16(n), p);
+}
+VEC_INLINE void vx_storef(float* p, vxf x) { _mm512_storeu_ps(p, x); }
+VEC_INLINE void vx_sfence(void) { _mm_sfence(); }
+VEC_INLINE void vx_streamf(float* p, vxf x) { _mm512_stream_ps(p, x); }
+VEC_INLINE float vx_hsum(vxf v) { return _mm512_reduce_add_ps(v); }
+VEC_INLINE vxf vx_exp(vxf x) { return exp16(x); }
+VEC_INLINE vxf vx_silu(vxf x) { return silu16(x); }
+VEC_INLINE vxf vx_silu_t16(vxf x) { return silu_t16(x); }
+/* the value of round_f16(x) / of round_bf16(x) (no NaN case, see bf16_round_bits) as fp32 */
+VEC_INLINE vxf vx_round_f16(vxf x) { return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)); }
+VEC_INLINE vxf vx_round_bf16(vxf x) { return bf16_round(x); }
+
+VEC_INLINE void vx_store16_n(void* p, int64_t n, __m256i h) {
+  if (n >= 16) _mm256_storeu_si256((__m256i*)p, h);
+  else _mm256_mask_storeu_epi16(p, lanes16(n), h);
+}
+VEC_INLINE void vx_storef_n(float* p, int64_t n, vxf x) {
+  if (n >= 16) _mm512_storeu_ps(p, x);
+  else _mm512_mask_storeu_ps(p, lanes16(n), x);
+}
+VEC_INLINE void vx_store_f16_n(void* p, int64_t n, vxf x) {
+  vx_store16_n(p, n, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+VEC_INLINE void vx_store_bf16_n(void* p, int64_t n, vxf x) { vx_store16_n(p, n, f32_to_bf16_16(x)); }
+VEC_INLINE void vx_store_bf16_rne_n(void* p, int64_t n, vxf x) { vx_store16_n(p, n, bf16_high_words(bf16_round_bits(x))); }
+VEC_INLINE void vx_store_n(void* p, int64_t n, vxf x, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) vx_storef_n((float*)p, n, x);
+  else if (dt == LINATTN_DTYPE_F16) vx_store_f16_n(p, n, x);
+  else vx_store_bf16_n(p, n, x);
 }
 
 #endif /* LINATTN_VEC_AVX512_H */
