@@ -44,6 +44,7 @@ typedef struct la_call {
   int64_t lockstep_units;     /* > 1: units of a task advance together (see la_task); else 1 */
   int64_t step_chunk;         /* tokens per lock-step round */
   int64_t lockstep_min;       /* tokens from which a unit runs in lock-step */
+  bool prefetch_next;         /* a lock-step step prefetches the next unit's rows (la_tuning) */
   int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in place: its entry copied) */
   size_t task_bytes;
   char* workspace;
@@ -177,6 +178,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
   c->p.sweep_tokens = ctx->tuning->la.sweep_tokens;
+  c->p.stage_plain = ctx->tuning->la.stage_plain;
   /* dense, no token: no unit runs, no workspace (present_state = past_state, or zeros); a packed
    * batch runs its units even then (each passes its state through) */
   if (T == 0 && !c->cu) return LINATTN_SUCCESS;
@@ -232,6 +234,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
 #endif
   c->lockstep_min = lockstep_min;
+  c->prefetch_next = ctx->tuning->la.lockstep_prefetch_next != 0;
   int64_t group = ctx->tuning->la.lockstep_units;
   group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
   /* large state blocks: fewer units per group, so that the group's scratch stays in L2 */
@@ -589,13 +592,14 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
   for (int64_t t0 = 0; t0 < p->T;) {
     const int64_t t1 = p->T - t0 < c->step_chunk ? p->T : t0 + c->step_chunk;
     for (int64_t i = 0; i < g1 - g0; i++) {
-      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
-       * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
-       * them in L2 (docs/tuning.md, next-unit prefetch; per-key decay rows are as long as k's);
-       * the last unit's turn prefetches for the first unit's turn of the next round. */
+      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). With
+       * la_tuning.lockstep_prefetch_next each step prefetches (to L2) the input rows the next
+       * unit's step stages, so that staging finds them in L2 (docs/tuning.md, next-unit
+       * prefetch; per-key decay rows are as long as k's); the last unit's turn prefetches for
+       * the first unit's turn of the next round. */
       la_step_next next = {NULL, 0, 0};
-      if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
-      else if (g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
+      if (c->prefetch_next && i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
+      else if (c->prefetch_next && g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
       c->kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
       if (refines && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
     }
