@@ -521,18 +521,25 @@ static uint32_t la_refine_limit(const la_params* p) {
  * to fp16/bf16 counts). The row loops have no early exit, so they vectorise. */
 static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t0, int64_t t1) {
   const linattn_dtype dt = c->p.io_dtype;
-  const uint32_t lim32 = c->refine_limit;
-  const uint16_t lim16 = (uint16_t)c->refine_limit;
+  /* |x| >= lim (magnitude bits, also inf and NaN) as the sign of (lim - 1) - |x|: both in
+   * [0, 2^31) (2^15 for 16-bit T), so the difference cannot overflow, and the loops are an
+   * and, a subtraction and an or per element (SSE2 has no unsigned compare) */
+  const int32_t lim32_m1 = (int32_t)c->refine_limit - 1;
+  const int16_t lim16_m1 = (int16_t)((int32_t)(uint16_t)c->refine_limit - 1);
   for (int64_t t = t0; t < t1; t++)
     for (int32_t h = 0; h < u->n_q; h++) {
       const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
-      int bad = 0;
+      bool bad;
       if (dt == LINATTN_DTYPE_F32) {
         const uint32_t* o = (const uint32_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= lim32; /* also inf, NaN */
+        int32_t acc = 0;
+        for (int64_t j = 0; j < u->ncols; j++) acc |= lim32_m1 - (int32_t)(o[j] & 0x7fffffffu);
+        bad = acc < 0;
       } else {
         const uint16_t* o = (const uint16_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= lim16;
+        int16_t acc = 0;
+        for (int64_t j = 0; j < u->ncols; j++) acc |= (int16_t)(lim16_m1 - (int16_t)(o[j] & 0x7fffu));
+        bad = acc < 0;
       }
       if (bad) return false;
     }
