@@ -55,6 +55,7 @@ typedef struct la_params {
                              * half-precision state is read and written by the kernel itself,
                              * which works in fp32 between the load and one rounded store */
   int sweep_tokens;        /* prefill tokens per state sweep (la_tuning.sweep_tokens) */
+  int stage_plain;         /* specialised staging of plain fp32 inputs (la_tuning.stage_plain) */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -264,6 +265,11 @@ typedef struct la_tuning {
   int64_t lockstep_state_bytes; /* > 0: fewer units per group where their state blocks together
                                  * exceed this (at least 2); 0: lockstep_units whatever the size */
   int64_t lockstep_min_tokens; /* T from which a task's units advance in lock-step */
+  int lockstep_prefetch_next;  /* 1: each lock-step step prefetches (to L2) the input rows of the
+                                * next unit's step; 0: left to the hardware prefetchers */
+  int stage_plain;             /* 1: tokens with fp32 inputs and no fused gate, key normalisation
+                                * or capture are staged by a copy specialised for them (the same
+                                * arithmetic, the same bits) */
 } la_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

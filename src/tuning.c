@@ -18,13 +18,17 @@
 static const linattn_tuning g_tunings[] = {
     /* The parameters the kernels were first tuned with (AMD Zen 4: one 512-bit FMA per cycle,
      * 32 KiB L1D); also the entry for CPUs not listed below. */
-    {"zen4", {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64}},
+    {"zen4",
+     {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
      * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
-     * four units, so the group's scratch stays in the 2 MiB L2. */
+     * four units, so the group's scratch stays in the 2 MiB L2; the next unit's input rows are
+     * left to the hardware prefetchers; plain fp32 inputs are staged by a specialised copy
+     * (same bits), which the small d = 64 heads feel most. */
     {"intel-avx512",
-     {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10}},
+     {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
+      .lockstep_prefetch_next = 0, .stage_plain = 1}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -44,6 +44,7 @@ typedef struct la_call {
   int64_t lockstep_units;     /* > 1: units of a task advance together (see la_task); else 1 */
   int64_t step_chunk;         /* tokens per lock-step round */
   int64_t lockstep_min;       /* tokens from which a unit runs in lock-step */
+  bool prefetch_next;         /* a lock-step step prefetches the next unit's rows (la_tuning) */
   int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in place: its entry copied) */
   size_t task_bytes;
   char* workspace;
@@ -177,6 +178,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t T = c->p.T, dk = c->p.d_k, dv = c->p.d_v;
   c->kern = ctx->kernels->la;
   c->p.sweep_tokens = ctx->tuning->la.sweep_tokens;
+  c->p.stage_plain = ctx->tuning->la.stage_plain;
   /* dense, no token: no unit runs, no workspace (present_state = past_state, or zeros); a packed
    * batch runs its units even then (each passes its state through) */
   if (T == 0 && !c->cu) return LINATTN_SUCCESS;
@@ -232,6 +234,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
 #endif
   c->lockstep_min = lockstep_min;
+  c->prefetch_next = ctx->tuning->la.lockstep_prefetch_next != 0;
   int64_t group = ctx->tuning->la.lockstep_units;
   group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
   /* large state blocks: fewer units per group, so that the group's scratch stays in L2 */
@@ -518,18 +521,25 @@ static uint32_t la_refine_limit(const la_params* p) {
  * to fp16/bf16 counts). The row loops have no early exit, so they vectorise. */
 static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t0, int64_t t1) {
   const linattn_dtype dt = c->p.io_dtype;
-  const uint32_t lim32 = c->refine_limit;
-  const uint16_t lim16 = (uint16_t)c->refine_limit;
+  /* |x| >= lim (magnitude bits, also inf and NaN) as the sign of (lim - 1) - |x|: both in
+   * [0, 2^31) (2^15 for 16-bit T), so the difference cannot overflow, and the loops are an
+   * and, a subtraction and an or per element (SSE2 has no unsigned compare) */
+  const int32_t lim32_m1 = (int32_t)c->refine_limit - 1;
+  const int16_t lim16_m1 = (int16_t)((int32_t)(uint16_t)c->refine_limit - 1);
   for (int64_t t = t0; t < t1; t++)
     for (int32_t h = 0; h < u->n_q; h++) {
       const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
-      int bad = 0;
+      bool bad;
       if (dt == LINATTN_DTYPE_F32) {
         const uint32_t* o = (const uint32_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= lim32; /* also inf, NaN */
+        int32_t acc = 0;
+        for (int64_t j = 0; j < u->ncols; j++) acc |= lim32_m1 - (int32_t)(o[j] & 0x7fffffffu);
+        bad = acc < 0;
       } else {
         const uint16_t* o = (const uint16_t*)u->out + base;
-        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= lim16;
+        int16_t acc = 0;
+        for (int64_t j = 0; j < u->ncols; j++) acc |= (int16_t)(lim16_m1 - (int16_t)(o[j] & 0x7fffu));
+        bad = acc < 0;
       }
       if (bad) return false;
     }
@@ -589,13 +599,14 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
   for (int64_t t0 = 0; t0 < p->T;) {
     const int64_t t1 = p->T - t0 < c->step_chunk ? p->T : t0 + c->step_chunk;
     for (int64_t i = 0; i < g1 - g0; i++) {
-      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
-       * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
-       * them in L2 (docs/tuning.md, next-unit prefetch; per-key decay rows are as long as k's);
-       * the last unit's turn prefetches for the first unit's turn of the next round. */
+      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). With
+       * la_tuning.lockstep_prefetch_next each step prefetches (to L2) the input rows the next
+       * unit's step stages, so that staging finds them in L2 (docs/tuning.md, next-unit
+       * prefetch; per-key decay rows are as long as k's); the last unit's turn prefetches for
+       * the first unit's turn of the next round. */
       la_step_next next = {NULL, 0, 0};
-      if (i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
-      else if (g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
+      if (c->prefetch_next && i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
+      else if (c->prefetch_next && g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
       c->kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
       if (refines && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
     }

@@ -109,6 +109,7 @@ typedef struct LA_FN(la_job) {
   int npanels;
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
   int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
+  int stage_plain; /* la_stage_slot's PLAIN case applies */
 } LA_FN(la_job);
 
 typedef LA_FN(la_panel) la_panel_t;
@@ -207,11 +208,13 @@ static void LA_FN(la_capture_delta)(const la_job_t* J, const la_panel_t* P, int6
 
 /* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
  * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
-static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, const float* k, int h0,
-                                  float* aq, float* kq) {
+static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const la_job_t* J, int64_t t, const float* a,
+                                                                          const float* k, int h0, float* aq, float* kq,
+                                                                          const int PLAIN) {
   const la_params* p = J->p;
   const la_unit* u = J->u;
-  const linattn_dtype dt = p->io_dtype;
+  const linattn_dtype dt = PLAIN ? LINATTN_DTYPE_F32 : p->io_dtype;
+  const int l2 = PLAIN ? 0 : p->qk_l2_norm;
   const vf sc_plain = v_set1(p->scale);
   for (int h = 0; h < J->G; h++) {
     float* aqh = aq + (int64_t)h * J->dkp;
@@ -222,15 +225,20 @@ static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, 
     }
     const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
     vf acc = v_zero();
-    const vf sc = p->qk_l2_norm ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt)) : sc_plain;
+    const vf sc = l2 ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt)) : sc_plain;
     for (int64_t i = 0; i < J->dkp; i += LA_VL) {
-      const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+      const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
       const vf qs = v_mul(sc, v_load_io(la_io_at(qt, i, dt), dt, n));
       acc = v_fma(v_load(k + i), qs, acc);
       v_store(aqh + i, p->gated ? v_mul(v_load(a + i), qs) : qs);
     }
     kq[h] = v_hsum(acc);
   }
+}
+
+static void LA_FN(la_stage_heads)(const la_job_t* J, int64_t t, const float* a, const float* k, int h0,
+                                  float* aq, float* kq) {
+  LA_FN(la_stage_heads_as)(J, t, a, k, h0, aq, kq, 0);
 }
 
 /* Prefetches the lines of [p, p + bytes) (la_line_first: rows need not start on a line). */
@@ -306,16 +314,17 @@ static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, i
   st->c_head = 1.0f;
 }
 
-/* Stages the next slot of the tile in progress, if any. */
-static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
+/* Stages the next slot of the tile in progress. PLAIN (la_job.stage_plain): fp32 inputs, decay
+ * and beta, d_k a multiple of LA_VL, no fused gate, key normalisation or capture, so the dtype
+ * and lane choices fold away (2: per-key decay, 1: not); the same arithmetic either way. */
+static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN) {
   la_stager_t* st = J->st;
-  if (st->next >= st->nst) return;
   const la_params* p = J->p;
   const la_unit* u = J->u;
-  const linattn_dtype dt = p->io_dtype;
+  const linattn_dtype dt = PLAIN ? LINATTN_DTYPE_F32 : p->io_dtype;
   const int64_t dkp = J->dkp, sl = st->next++, t = st->t0 + sl;
   la_tile_t* Tl = st->buf;
-  const int per_key = p->gated && p->decay_kind == LA_DECAY_PER_KEY;
+  const int per_key = PLAIN ? PLAIN == 2 : p->gated && p->decay_kind == LA_DECAY_PER_KEY;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
   /* Only within the tile being staged: in lock-step the next tile is staged after every other
    * unit's turn, by when the lines would be evicted. */
@@ -327,14 +336,15 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   float* kts = Tl->kt + sl * dkp;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
-  const linattn_dtype gd = la_gate_dtype(p);
+  const linattn_dtype gd = PLAIN ? LINATTN_DTYPE_F32 : la_gate_dtype(p);
   const void* gt = p->gated ? la_io_at(u->decay, t * u->decay_token_stride, gd) : NULL;
   /* GatedDeltaNet: fused gate (per-key log-decays through aks as a temporary, overwritten
    * below), key normalisation, capture of this token's decay and key */
-  const int gate_row = per_key && p->gate != LA_GATE_NONE;
+  const int gate_row = !PLAIN && per_key && p->gate != LA_GATE_NONE;
+  const int l2 = PLAIN ? 0 : p->qk_l2_norm;
   if (gate_row) LA_FN(la_gate_row)(J, gt, aks);
-  const vf kscale = v_set1(p->qk_l2_norm ? LA_FN(la_l2_inv_row)(J, kt) : 1.0f);
-  const int cap = t < u->cap_tokens;
+  const vf kscale = v_set1(l2 ? LA_FN(la_l2_inv_row)(J, kt) : 1.0f);
+  const int cap = !PLAIN && t < u->cap_tokens;
   float* cap_decay = cap && u->cap_decay ? u->cap_decay + t * u->cap_decay_stride : NULL;
   int in_range = 1;
   float a_head = 1.0f;
@@ -346,9 +356,9 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   if (cap_decay && !per_key) cap_decay[0] = a_head;
   const vf ch = v_set1(st->c_head);
   for (int64_t i = 0; i < dkp; i += LA_VL) {
-    const int nv = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+    const int nv = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
     vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
-    if (p->qk_l2_norm) kv = v_mul(kv, kscale);
+    if (l2) kv = v_mul(kv, kscale);
     vf cv = ch;
     if (per_key) {
       /* padding lanes: exp(0) = 1 */
@@ -362,7 +372,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
     v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
   }
   if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
-  LA_FN(la_stage_heads)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE);
+  LA_FN(la_stage_heads_as)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE, PLAIN);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
   const int end = !p->gated || !in_range || sl + 1 >= st->n || J->vdirect;
   Tl->seg_end[sl] = end;
@@ -385,6 +395,14 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
     const int nv = J->nc - c < LA_VL ? (int)(J->nc - c) : LA_VL;
     v_store(vs + c, v_load_io(la_io_at(vt, c, dt), dt, nv));
   }
+}
+
+/* Stages the next slot of the tile in progress, if any. */
+static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
+  if (J->st->next >= J->st->nst) return;
+  if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0);
+  else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2);
+  else LA_FN(la_stage_slot)(J, 1);
 }
 
 /* ------------------------------------------------------------------ the sweep */
@@ -1016,6 +1034,8 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * another token's (T > 1): the state stays fp32 within the call. */
   const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major || (la_state_half(p) && J.T > 1);
   J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
+  J.stage_plain = p->stage_plain && p->io_dtype == LINATTN_DTYPE_F32 && la_gate_dtype(p) == LINATTN_DTYPE_F32 &&
+                  !p->qk_l2_norm && p->gate == LA_GATE_NONE && J.dk % LA_VL == 0 && u->cap_tokens <= 0;
   /* two tokens per sweep where the tuning asks for it and the panels exist (prefill only; the
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
