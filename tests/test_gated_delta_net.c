@@ -9,7 +9,11 @@
  *     element fails;
  *  2. 1 and 3 threads give the same bits;
  *  3. bad input: a status naming the argument, outputs untouched;
- *  4. state replay of the captured transitions equals the state after those tokens.
+ *  4. state replay of the captured transitions equals the state after those tokens;
+ *  5. shape inference;
+ *  6. non-finite values (infinities in any input, overflowing keys, decays or states, NaN
+ *     betas): NaN / +-inf exactly where the reference ISA has them, every ISA, 1 and 2 threads,
+ *     separate state and in place (300 tokens).
  */
 #include <math.h>
 #include <stdio.h>
@@ -445,6 +449,124 @@ static void check_infer_shapes(void) {
            "H_v not a multiple of H_q: %s", linattn_last_error());
 }
 
+/* 6. non-finite values: every ISA gives NaN / +-inf exactly where the reference kernel family
+ * does (the spec: onnx.reference's order of operations), finite values close to it. */
+
+/* a and e are both NaN, the same infinity, or finite and close (e from the reference ISA). */
+static bool same_class(double a, double e) {
+  if (isnan(e) || isnan(a)) return isnan(e) && isnan(a);
+  if (isinf(e) || isinf(a)) return a == e;
+  return fabs(a - e) <= 1e-2 * fabs(e) + 1e-2;
+}
+
+static void set_value(void* buf, linattn_dtype dt, int64_t i, double x) {
+  if (dt == LINATTN_DTYPE_F32) ((float*)buf)[i] = (float)x;
+  else ((uint16_t*)buf)[i] = (uint16_t)tk_encode(x, dt);
+}
+
+static double get_value(const void* buf, linattn_dtype dt, int64_t i) {
+  if (dt == LINATTN_DTYPE_F32) return ((const float*)buf)[i];
+  return tk_decode(((const uint16_t*)buf)[i], dt);
+}
+
+/* Makes request r's values non-finite or overflowing the way `where` says (token t of it):
+ * 0 +-inf in q, 1 +-inf in k, 2 +-inf in v, 3 +-inf in initial_state, 4 a log-decay of +inf
+ * (gate none), 5 keys of 1e20 without the L2 norm (the state overflows), 6 a state of 4.25e37
+ * whose q . S overflows fp32 before the scale (the fast kernels scale q first), 7 NaN in beta. */
+static void poison_inputs(tk_rng* r, const gcase* c, gdata* d, int where, int64_t req) {
+  const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv;
+  const int64_t t = d->cu[req] + tk_below(r, c->lens[req]);
+  const double inf = tk_below(r, 2) ? INFINITY : -INFINITY;
+  switch (where) {
+    case 0: set_value(d->qx, c->dt, t * Hq * dk + tk_below(r, Hq * dk), inf); break;
+    case 1: set_value(d->kx, c->dt, t * Hq * dk + tk_below(r, Hq * dk), inf); break;
+    case 2: set_value(d->vx, c->dt, t * Hv * dv + tk_below(r, Hv * dv), inf); break;
+    case 3: d->s0x[req * Hv * dv * dk + tk_below(r, Hv * dv * dk)] = (float)inf; break;
+    case 4: set_value(d->gx, c->gdt, t * d->dw + tk_below(r, d->dw), INFINITY); break;
+    case 5:
+      for (int64_t i = 0; i < Hq * dk; i++) set_value(d->kx, c->dt, t * Hq * dk + i, 1e20);
+      break;
+    case 6:
+      for (int64_t i = 0; i < Hv * dv * dk; i++) d->s0x[req * Hv * dv * dk + i] = i < dv * dk ? 4.25e37f : 1.0f;
+      for (int64_t i = d->cu[req] * Hq * dk; i < d->cu[req + 1] * Hq * dk; i++) set_value(d->qx, c->dt, i, 1.0);
+      break;
+    default: set_value(d->bx, c->gdt, t * Hv + tk_below(r, Hv), NAN); break;
+  }
+}
+
+static void check_non_finite(tk_rng* r) {
+  linattn_isa isas[8];
+  const int n_isa = tk_available_isas(isas, 8);
+  linattn_context* ref = tk_context_create(LINATTN_ISA_REFERENCE, 1);
+  static const int64_t long_lens[3] = {9, 100, 300}; /* decode-like, lock-step prefill, entry copy in place */
+  for (int k = 0; k < n_isa; k++) {
+    if (isas[k] == LINATTN_ISA_REFERENCE) continue;
+    linattn_context* ctxs[2] = {tk_context_create(isas[k], 1), tk_context_create(isas[k], 2)};
+    for (int li = 0; li < 3; li++)
+      for (int where = 0; where < 8; where++)
+        for (int di = 0; di < 2; di++)
+          for (int in_place = 0; in_place < 2; in_place++) {
+            if (in_place && long_lens[li] < 256) continue; /* as LinearAttention: in place, from 256 tokens */
+            gcase c = {.B = 2, .lens = {long_lens[li], 5}, .Hq = 2, .grp = 2, .dk = 16, .dv = 20,
+                       .rule = LINATTN_UPDATE_GATED_DELTA, .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1,
+                       .l2 = 1, .cap = 3, .state_mode = in_place ? 2 : 1,
+                       .dt = di ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
+            if (where == 4) c.gate = LINATTN_GDN_GATE_NONE;
+            if (where == 5 || where == 6) c.l2 = 0;
+            if (where == 6) c.rule = LINATTN_UPDATE_LINEAR, c.gate = LINATTN_GDN_GATE_NONE;
+            gdata d;
+            make_data(r, &c, &d);
+            d.capc[0] = d.capc[1] = 3;
+            poison_inputs(r, &c, &d, where, 0);
+            if (!in_place) poison_inputs(r, &c, &d, where, 1); /* a short request in place keeps the fast result */
+            gtensors t;
+            tensors(&c, &d, &t);
+            const int64_t no = d.T * d.Hv * c.dv, ns = c.B * d.Hv * c.dv * c.dk, nu = c.B * d.su_row;
+            const size_t osz = (size_t)no * tk_dtype_size(c.dt);
+            float* s0 = xcalloc((size_t)ns, 4);
+            memcpy(s0, d.s0x, (size_t)ns * 4);
+            void* eo = xcalloc((size_t)no, tk_dtype_size(c.dt));
+            float *es = xcalloc((size_t)ns, 4), *eu = xcalloc((size_t)nu, 4);
+            tk_context("non-finite %s T=%lld where=%d dt=%s in_place=%d", linattn_isa_name(isas[k]), (long long)d.T,
+                       where, tk_dtype_str(c.dt), in_place);
+            if (!tk_check(call(ref, &c, &d, &t) == LINATTN_SUCCESS, "reference: %s", linattn_last_error())) goto next;
+            memcpy(eo, d.ox, osz);
+            memcpy(es, in_place ? d.s0x : d.finx, (size_t)ns * 4);
+            memcpy(eu, d.sux, (size_t)nu * 4);
+            for (int run = 0; run < 2; run++) { /* 1 and 2 threads */
+              memcpy(d.s0x, s0, (size_t)ns * 4);
+              memset(d.ox, 0xff, osz);
+              memset(d.finx, 0xff, (size_t)ns * 4);
+              memset(d.sux, 0xff, (size_t)nu * 4);
+              if (!tk_check(call(ctxs[run], &c, &d, &t) == LINATTN_SUCCESS, "status: %s", linattn_last_error())) continue;
+              const float* fs = in_place ? d.s0x : d.finx;
+              int64_t bad[3] = {0, 0, 0}, first[3] = {-1, -1, -1};
+              for (int64_t i = 0; i < no; i++)
+                if (!same_class(get_value(d.ox, c.dt, i), get_value(eo, c.dt, i)) && bad[0]++ == 0) first[0] = i;
+              for (int64_t i = 0; i < ns; i++)
+                if (!same_class(fs[i], es[i]) && bad[1]++ == 0) first[1] = i;
+              for (int64_t i = 0; i < nu; i++)
+                if (!same_class(d.sux[i], eu[i]) && bad[2]++ == 0) first[2] = i;
+              tk_check(bad[0] == 0, "%d threads: %lld outputs differ from the reference ISA in NaN/inf/value, first #%lld: %g vs %g",
+                       run + 1, (long long)bad[0], (long long)first[0], first[0] >= 0 ? get_value(d.ox, c.dt, first[0]) : 0.0,
+                       first[0] >= 0 ? get_value(eo, c.dt, first[0]) : 0.0);
+              tk_check(bad[1] == 0, "%d threads: %lld final_state elements differ, first #%lld: %g vs %g", run + 1,
+                       (long long)bad[1], (long long)first[1], first[1] >= 0 ? fs[first[1]] : 0.0,
+                       first[1] >= 0 ? es[first[1]] : 0.0);
+              tk_check(bad[2] == 0, "%d threads: %lld state_update elements differ, first #%lld: %g vs %g", run + 1,
+                       (long long)bad[2], (long long)first[2], first[2] >= 0 ? d.sux[first[2]] : 0.0,
+                       first[2] >= 0 ? eu[first[2]] : 0.0);
+            }
+          next:
+            free(s0), free(eo), free(es), free(eu);
+            free_data(&d);
+          }
+    linattn_context_destroy(ctxs[0]);
+    linattn_context_destroy(ctxs[1]);
+  }
+  linattn_context_destroy(ref);
+}
+
 int main(void) {
   tk_begin("test_gated_delta_net");
   tk_rng r;
@@ -481,5 +603,6 @@ int main(void) {
   }
   check_threads(&r);
   check_infer_shapes();
+  check_non_finite(&r);
   return tk_finish();
 }
