@@ -471,7 +471,7 @@ static double get_value(const void* buf, linattn_dtype dt, int64_t i) {
 
 /* Makes request r's values non-finite or overflowing the way `where` says (token t of it):
  * 0 +-inf in q, 1 +-inf in k, 2 +-inf in v, 3 +-inf in initial_state, 4 a log-decay of +inf
- * (gate none), 5 keys of 1e20 without the L2 norm (the state overflows), 6 a state of 4.25e37
+ * (gate none), 5 keys of 1e30 without the L2 norm (k u^T overflows fp32), 6 a state of 4.25e37
  * whose q . S overflows fp32 before the scale (the fast kernels scale q first), 7 NaN in beta. */
 static void poison_inputs(tk_rng* r, const gcase* c, gdata* d, int where, int64_t req) {
   const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv;
@@ -484,7 +484,7 @@ static void poison_inputs(tk_rng* r, const gcase* c, gdata* d, int where, int64_
     case 3: d->s0x[req * Hv * dv * dk + tk_below(r, Hv * dv * dk)] = (float)inf; break;
     case 4: set_value(d->gx, c->gdt, t * d->dw + tk_below(r, d->dw), INFINITY); break;
     case 5:
-      for (int64_t i = 0; i < Hq * dk; i++) set_value(d->kx, c->dt, t * Hq * dk + i, 1e20);
+      for (int64_t i = 0; i < Hq * dk; i++) set_value(d->kx, c->dt, t * Hq * dk + i, 1e30);
       break;
     case 6:
       for (int64_t i = 0; i < Hv * dv * dk; i++) d->s0x[req * Hv * dv * dk + i] = i < dv * dk ? 4.25e37f : 1.0f;

@@ -1,0 +1,67 @@
+/* Lock-step of LinearAttention-kernel units and the non-finite recompute check (la_refine.h). */
+#include "api/la_refine.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "convert.h"
+
+/* Below T's largest finite value (an output rounded to it may sit at the overflow boundary,
+ * where the reference's own rounding decides between it and inf) when |scale| < 1: the fast
+ * kernels fold the scale into q, so a q . S that overflows fp32 (+-inf in the reference, which
+ * scales the finished sum) shows only as an output near |scale| * FLT_MAX. The margin covers
+ * the fast kernels' rounding of that sum. */
+uint32_t la_refine_limit(const la_params* p) {
+  const double s = fabs(p->scale_f64);
+  const float lim = s < 1.0 ? (float)(s * FLT_MAX * (1.0 - 1.0 / 1024)) : FLT_MAX;
+  if (p->io_dtype == LINATTN_DTYPE_F32) return linattn_f32_bits(lim);
+  const uint16_t top = p->io_dtype == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
+  const uint16_t bits = p->io_dtype == LINATTN_DTYPE_F16 ? linattn_f32_to_f16(lim) : linattn_f32_to_bf16(lim);
+  return bits < top ? bits : top;
+}
+
+/* Checked on the stored T values (an output that overflowed to inf when rounded to fp16/bf16
+ * counts). The row loops have no early exit, so they vectorise. */
+bool la_unit_outputs_finite(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0, int64_t t1) {
+  const uint32_t lim32 = limit;
+  const uint16_t lim16 = (uint16_t)limit;
+  for (int64_t t = t0; t < t1; t++)
+    for (int32_t h = 0; h < u->n_q; h++) {
+      const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
+      int bad = 0;
+      if (io_dtype == LINATTN_DTYPE_F32) {
+        const uint32_t* o = (const uint32_t*)u->out + base;
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (o[j] & 0x7fffffffu) >= lim32; /* also inf, NaN */
+      } else {
+        const uint16_t* o = (const uint16_t*)u->out + base;
+        for (int64_t j = 0; j < u->ncols; j++) bad |= (uint16_t)(o[j] & 0x7fffu) >= lim16;
+      }
+      if (bad) return false;
+    }
+  return true;
+}
+
+void la_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, int64_t rows, int64_t n, size_t esz) {
+  for (int64_t i = 0; i < rows; i++)
+    memcpy((char*)dst + (size_t)(i * ld_dst) * esz, (const char*)src + (size_t)(i * ld_src) * esz, esz * (size_t)n);
+}
+
+void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, char* const* kscr, int64_t n,
+                   int64_t chunk, bool* finite, uint32_t limit) {
+  for (int64_t t0 = 0; t0 < p->T;) {
+    const int64_t t1 = p->T - t0 < chunk ? p->T : t0 + chunk;
+    for (int64_t i = 0; i < n; i++) {
+      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). Each step
+       * prefetches (to L2) the input rows the next unit's step stages, so that staging finds
+       * them in L2 (docs/tuning.md, next-unit prefetch; per-key decay rows are as long as k's);
+       * the last unit's turn prefetches for the first unit's turn of the next round. */
+      la_step_next next = {NULL, 0, 0};
+      if (i + 1 < n) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
+      else if (n > 1) next = (la_step_next){&units[0], t1, chunk + 1};
+      kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
+      if (finite && finite[i]) finite[i] = la_unit_outputs_finite(p->io_dtype, limit, &units[i], t0, t1);
+    }
+    t0 = t1;
+  }
+}
