@@ -6,22 +6,17 @@
  * (la_params.state_v_major) and writes the transition capture. Kernel families without the
  * GatedDeltaNet staging (handles_gdn false: NEON) run the portable fused kernel instead. Units
  * whose outputs are not finite are recomputed by the reference kernel, as LinearAttention's
- * (la_refine.h). */
+ * (la_units.h). */
 #include <math.h>
 #include <string.h>
 
-#include "api/la_refine.h"
+#include "api/la_units.h"
 #include "api/packed_batch.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
-
-/* Lock-step of a request's units from this many tokens on (as LinearAttention, whose kernels
- * these are; see src/api/linear_attention.c). */
-#define GDN_LOCKSTEP_MIN_TOKENS 64
-#define GDN_LOCKSTEP_UNITS 8
 
 /* A token-major activation: element offset of (request r starting at token s0, head h, 0) is
  * off + (rank4 ? r * rs : s0 * ts) + h * hs; tokens ts apart. */
@@ -44,7 +39,8 @@ typedef struct gdn_call {
   int64_t C, dw, su_row;
   /* work split */
   const la_kernel* kern;
-  int64_t block_cols, blocks_per_head, num_units, lockstep_units;
+  int64_t block_cols, blocks_per_head, num_units;
+  int64_t lockstep_units, lockstep_min; /* lock-step groups of a request's units (la_units.h) */
   bool refine;          /* non-finite unit results are recomputed by the reference kernel */
   uint32_t refine_limit; /* la_refine_limit */
   size_t num_tasks, state_block_bytes, entry_copy_bytes, kernel_scratch_bytes, unit_bytes, task_bytes;
@@ -350,6 +346,7 @@ static linattn_status gdn_resolve_io(gdn_call* c, const linattn_gated_delta_net_
 /* Units, scratch, lock-step. */
 static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   c->kern = ctx->kernels->la->handles_gdn ? ctx->kernels->la : &linattn_la_scalar;
+  c->p.sweep_tokens = ctx->tuning->la.sweep_tokens; /* as LinearAttention: the same kernels, tuned alike */
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > c->dv) bc = c->dv;
   c->block_cols = bc;
@@ -375,7 +372,7 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
     for (int64_t b = 0; b < c->B; b++) longest = c->cu[b + 1] - c->cu[b] > longest ? c->cu[b + 1] - c->cu[b] : longest;
   c->state_block_bytes = c->has_fin ? 0 : linattn_round_up(sblock, 64);
   size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
-  /* non-finite recompute (la_refine.h): an in-place state is copied per unit first in requests
+  /* non-finite recompute (la_units.h): an in-place state is copied per unit first in requests
    * of LA_KEEP_ENTRY_MIN_TOKENS tokens or more, shorter in-place requests are not recomputed */
   c->refine = c->kern != &linattn_la_reference && (!c->in_place || longest >= LA_KEEP_ENTRY_MIN_TOKENS);
   c->entry_copy_bytes = c->refine && c->in_place ? linattn_round_up(sblock, 64) : 0;
@@ -386,8 +383,10 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
     return ERR("workspace size overflows");
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
-  if (c->kern->step && c->kern->step_tokens > 0 && longest >= GDN_LOCKSTEP_MIN_TOKENS && per_task > 1)
-    c->lockstep_units = per_task < GDN_LOCKSTEP_UNITS ? per_task : GDN_LOCKSTEP_UNITS;
+  c->lockstep_min = la_lockstep_min_tokens(ctx);
+  const int64_t group = la_lockstep_group(ctx, sblock);
+  if (c->kern->step && c->kern->step_tokens > 0 && longest >= c->lockstep_min && per_task > 1 && group > 1)
+    c->lockstep_units = per_task < group ? per_task : group;
   if (!linattn_mul_size(c->unit_bytes, (size_t)c->lockstep_units, &c->task_bytes)) return ERR("workspace size overflows");
   size_t total;
   if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return ERR("workspace size overflows");
@@ -519,7 +518,7 @@ static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la
   return scratch + c->state_block_bytes + c->entry_copy_bytes;
 }
 
-/* After a fast kernel ran unit `unit` (finite: its outputs were all finite, la_refine.h):
+/* After a fast kernel ran unit `unit` (finite: its outputs were all finite, la_units.h):
  * otherwise runs it again with the reference kernel, from the entering state. */
 static void gdn_refine_unit(const gdn_call* c, const la_params* p, int64_t unit, char* scratch, bool finite) {
   if (finite || p->T == 0 || !gdn_unit_refines(c, p->T)) return;
@@ -533,9 +532,9 @@ static int64_t gdn_unit_request(const gdn_call* c, int64_t unit) { return unit /
 /* Units [g0, g1) of one request advance token tile by token tile together (la_step_units);
  * the kernel's step gives the bits of run. */
 static void gdn_run_lockstep(const gdn_call* c, const la_params* p, int64_t g0, int64_t g1, char* scratch) {
-  la_unit units[GDN_LOCKSTEP_UNITS];
-  char* kscr[GDN_LOCKSTEP_UNITS] = {NULL};
-  bool finite[GDN_LOCKSTEP_UNITS];
+  la_unit units[LA_LOCKSTEP_UNITS_MAX];
+  char* kscr[LA_LOCKSTEP_UNITS_MAX] = {NULL};
+  bool finite[LA_LOCKSTEP_UNITS_MAX];
   const int64_t n = g1 - g0;
   const bool refines = gdn_unit_refines(c, p->T);
   for (int64_t i = 0; i < n; i++) {
@@ -557,7 +556,7 @@ static void gdn_task(void* arg, size_t task) {
     gdn_request(c, r, &s0, &len);
     la_params p = c->p;
     p.T = len;
-    if (c->lockstep_units > 1 && len >= GDN_LOCKSTEP_MIN_TOKENS)
+    if (c->lockstep_units > 1 && len >= c->lockstep_min)
       while (g1 < end && g1 - g0 < c->lockstep_units && gdn_unit_request(c, g1) == r) g1++;
     if (g1 - g0 > 1) {
       gdn_run_lockstep(c, &p, g0, g1, scratch);

@@ -4,21 +4,13 @@
 #include <math.h>
 #include <string.h>
 
-#include "api/la_refine.h"
+#include "api/la_units.h"
 #include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/state_window.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
-
-/* Lock-step: a task's units advance token tile by token tile together, each staging a tile
- * just before it runs, so the units read their token rows together and each unit's step
- * prefetches the next one's rows into L2. From la_tuning.lockstep_min_tokens tokens on, in
- * groups of la_tuning.lockstep_units (docs/tuning.md); decode and very short calls stay one
- * unit after the other. LA_LOCKSTEP_MIN_TOKENS at build time (e.g. 1) overrides the tuning,
- * to test the path everywhere. */
-#define LA_LOCKSTEP_UNITS_MAX 16
 
 typedef struct la_call {
   la_params p;
@@ -191,7 +183,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.state_dtype = c->state_dtype;
   c->state_scratch_bytes = c->has_present ? 0 : linattn_round_up(sblock, 64);
   size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
-  /* Units with non-finite outputs are recomputed by the reference kernel (la_refine.h); an
+  /* Units with non-finite outputs are recomputed by the reference kernel (la_units.h); an
    * in-place state is copied first only from LA_KEEP_ENTRY_MIN_TOKENS tokens on, shorter calls
    * keep the fast kernel's result (docs/reliability.md states what then holds). */
   const bool in_place = c->in_place;
@@ -208,27 +200,13 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &unit_bytes) ||
       !linattn_add_size(unit_bytes, c->entry_copy_bytes, &unit_bytes))
     return ERR("workspace size overflows");
-  /* Lock-step: a task's units advance token tile by token tile together, so the rows of
-   * consecutive heads of the same tokens are read together (one contiguous row of the
-   * (B, T, H*d) inputs instead of a new page per token and head); each unit then keeps its
-   * own scratch between rounds. */
+  /* lock-step groups (la_units.h) */
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-#ifdef LA_LOCKSTEP_MIN_TOKENS
-  const int64_t lockstep_min = LA_LOCKSTEP_MIN_TOKENS;
-#else
-  const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
-#endif
+  const int64_t lockstep_min = la_lockstep_min_tokens(ctx);
   c->lockstep_min = lockstep_min;
-  int64_t group = ctx->tuning->la.lockstep_units;
-  group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
-  /* large state blocks: fewer units per group, so that the group's scratch stays in L2 */
-  const int64_t group_state = ctx->tuning->la.lockstep_state_bytes;
-  if (group > 2 && group_state > 0 && (size_t)group * sblock > (size_t)group_state) {
-    const int64_t fit = (int64_t)((size_t)group_state / sblock);
-    group = fit < 2 ? 2 : fit;
-  }
+  const int64_t group = la_lockstep_group(ctx, sblock);
   if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
     c->lockstep_units = per_task < group ? per_task : group;
     c->step_chunk = c->kern->step_tokens;

@@ -12,16 +12,29 @@
  * The recompute needs the entering state: a state updated in place is copied first, in calls of
  * at least LA_KEEP_ENTRY_MIN_TOKENS tokens (the copy costs about a decode step); shorter in-place
  * calls keep the fast kernel's result. */
-#ifndef LINATTN_LA_REFINE_H
-#define LINATTN_LA_REFINE_H
+#ifndef LINATTN_LA_UNITS_H
+#define LINATTN_LA_UNITS_H
 
 #include "internal.h"
+
+/* Most units of a lock-step group. */
+#define LA_LOCKSTEP_UNITS_MAX 16
+
+/* Lock-step (la_step_units): a task's units advance token tile by token tile together, so the
+ * rows of consecutive heads of the same tokens are read together (one contiguous row of
+ * token-major inputs instead of a new page per token and head); each unit keeps its own scratch
+ * between rounds. From la_lockstep_min_tokens tokens on, in groups of at most
+ * la_lockstep_group units (the context's tuning, docs/tuning.md; fewer where the group's state
+ * blocks of state_block_bytes each would not stay in L2). LA_LOCKSTEP_MIN_TOKENS at build time
+ * (e.g. 1) overrides the tuning, to test the path everywhere. */
+int64_t la_lockstep_min_tokens(const linattn_context* ctx);
+int64_t la_lockstep_group(const linattn_context* ctx, size_t state_block_bytes);
 
 /* Tokens from which an in-place state is copied so that its unit can be recomputed. */
 #define LA_KEEP_ENTRY_MIN_TOKENS 256
 
 /* The bits of |output| (in p->io_dtype) from which a unit is recomputed: T's largest finite
- * value, or less when |scale| < 1 (see la_refine.c). */
+ * value, or less when |scale| < 1 (see la_units.c). */
 uint32_t la_refine_limit(const la_params* p);
 
 /* True when every output element of tokens [t0, t1) of the unit is finite and its bits are below

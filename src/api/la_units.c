@@ -1,11 +1,31 @@
-/* Lock-step of LinearAttention-kernel units and the non-finite recompute check (la_refine.h). */
-#include "api/la_refine.h"
+/* Lock-step of LinearAttention-kernel units and the non-finite recompute check (la_units.h). */
+#include "api/la_units.h"
 
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "convert.h"
+
+int64_t la_lockstep_min_tokens(const linattn_context* ctx) {
+#ifdef LA_LOCKSTEP_MIN_TOKENS
+  (void)ctx;
+  return LA_LOCKSTEP_MIN_TOKENS;
+#else
+  return ctx->tuning->la.lockstep_min_tokens;
+#endif
+}
+
+int64_t la_lockstep_group(const linattn_context* ctx, size_t state_block_bytes) {
+  int64_t group = ctx->tuning->la.lockstep_units;
+  group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
+  const int64_t group_state = ctx->tuning->la.lockstep_state_bytes;
+  if (group > 2 && group_state > 0 && (size_t)group * state_block_bytes > (size_t)group_state) {
+    const int64_t fit = (int64_t)((size_t)group_state / state_block_bytes);
+    group = fit < 2 ? 2 : fit;
+  }
+  return group;
+}
 
 /* Below T's largest finite value (an output rounded to it may sit at the overflow boundary,
  * where the reference's own rounding decides between it and inf) when |scale| < 1: the fast
