@@ -11,6 +11,7 @@
  *  3. bad input: a status naming the argument, outputs untouched;
  *  4. state replay of the captured transitions equals the state after those tokens;
  *  5. shape inference;
+ *  1b. qk_l2_norm_eps (ORT's 1e-12, fla's 1e-6, 0) on rows small enough for it to matter;
  *  6. non-finite values (infinities in any input, overflowing keys, decays or states, NaN
  *     betas): NaN / +-inf exactly where the reference ISA has them, every ISA, 1 and 2 threads,
  *     separate state and in place (300 tokens).
@@ -28,6 +29,9 @@ typedef struct gcase {
   linattn_gdn_gate gate;
   int beta_sigmoid, l2, per_key, dt_bias_per_key, cap, state_mode; /* 0 none, 1 separate, 2 in place */
   linattn_dtype dt, gdt;
+  int has_eps;     /* desc.qk_l2_norm_eps = eps, else desc_init's (ORT's 1e-12) */
+  float eps;
+  double qk_scale; /* > 0: q and k drawn at this scale */
 } gcase;
 
 typedef struct gdata {
@@ -78,8 +82,9 @@ static void make_data(tk_rng* r, const gcase* c, gdata* d) {
   d->al = xcalloc((size_t)Hv, 8);
   d->db = xcalloc((size_t)(Hv * dk), 8);
   /* without the L2 norm the delta rules need short keys to stay bounded */
-  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->q, &d->qx);
-  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->k, &d->kx);
+  const double qks = c->qk_scale > 0 ? c->qk_scale : c->l2 ? 1.0 : 1.0 / sqrt((double)dk);
+  fill(r, c->dt, T * Hq * dk, qks, 0.0, d->q, &d->qx);
+  fill(r, c->dt, T * Hq * dk, qks, 0.0, d->k, &d->kx);
   fill(r, c->dt, T * Hv * dv, 1.0, 0.0, d->v, &d->vx);
   if (c->gate == LINATTN_GDN_GATE_NONE) fill(r, c->gdt, T * d->dw, 0.1, -0.2, d->g, &d->gx);
   else fill(r, c->gdt, T * d->dw, 1.5, 0.0, d->g, &d->gx);
@@ -107,6 +112,7 @@ static void free_data(gdata* d) {
 static void oracle(const gcase* c, const gdata* d, double* out, double* fin, double* su) {
   const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv, grp = c->grp;
   const double scale = 1.0 / sqrt((double)dk);
+  const double eps = c->has_eps ? (double)c->eps : 1e-12;
   double* S = xcalloc((size_t)(dk * dv), 8);
   double *qn = xcalloc((size_t)dk, 8), *kn = xcalloc((size_t)dk, 8), *a = xcalloc((size_t)dk, 8), *u = xcalloc((size_t)dv, 8);
   for (int64_t i = 0; i < c->B * d->su_row; i++) su[i] = NAN;
@@ -128,7 +134,7 @@ static void oracle(const gcase* c, const gdata* d, double* out, double* fin, dou
           nk += kn[i] * kn[i];
         }
         if (c->l2)
-          for (int64_t i = 0; i < dk; i++) qn[i] /= sqrt(nq + 1e-12), kn[i] /= sqrt(nk + 1e-12);
+          for (int64_t i = 0; i < dk; i++) qn[i] /= sqrt(nq + eps), kn[i] /= sqrt(nk + eps);
         for (int64_t i = 0; i < dk; i++) {
           double g = 0.0;
           if (gated(c->rule)) {
@@ -203,6 +209,7 @@ static linattn_status call(linattn_context* ctx, const gcase* c, gdata* d, const
   desc.beta_activation = c->beta_sigmoid ? LINATTN_GDN_BETA_SIGMOID : LINATTN_GDN_BETA_NONE;
   desc.qk_l2_norm = c->l2;
   desc.state_update_capacity = c->cap;
+  if (c->has_eps) desc.qk_l2_norm_eps = c->eps;
   return linattn_gated_delta_net(ctx, &desc, &t->q, &t->k, &t->v, d->cu, c->B + 1, gated(c->rule) ? &t->g : NULL,
                                  delta(c->rule) ? &t->b : NULL, c->state_mode ? &t->s0 : NULL,
                                  c->gate != LINATTN_GDN_GATE_NONE ? &t->al : NULL, c->gate != LINATTN_GDN_GATE_NONE ? &t->db : NULL,
@@ -367,6 +374,13 @@ static void check_bad_input(linattn_context* ctx, tk_rng* r) {
                                    &t.su, NULL, 0) == LINATTN_ERROR_INVALID_ARGUMENT &&
                strstr(linattn_last_error(), "capture_count"),
            "capacity without capture_count: %s", linattn_last_error());
+  gcase c4 = c;
+  c4.l2 = 1, c4.has_eps = 1, c4.eps = -1e-6f;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "negative qk_l2_norm_eps");
+  c4.eps = NAN;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "NaN qk_l2_norm_eps");
+  c4.eps = INFINITY;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "infinite qk_l2_norm_eps");
   /* a K-major (B, H_v, d_k, d_v) state */
   gtensors t2 = t;
   t2.s0 = linattn_make_tensor(d.s0x, LINATTN_DTYPE_F32, 4, (int64_t[]){c.B, d.Hv, c.dk, c.dv});
@@ -594,6 +608,15 @@ int main(void) {
                  .per_key = rule == 2, .l2 = 1, .cap = 4, .state_mode = rule % 3, .dt = LINATTN_DTYPE_BF16,
                  .gdt = LINATTN_DTYPE_F32};
       check_case(ctx, linattn_isa_name(isas[i]), &z, &r);
+    }
+    /* qk_l2_norm_eps: q and k rows of |x|^2 ~ 1.6e-7, where fla's 1e-6, ORT's 1e-12 and 0 give
+     * different norms (and outputs several times apart) */
+    static const float epss[3] = {1e-12f, 1e-6f, 0.0f};
+    for (int e = 0; e < 3; e++) {
+      gcase ce = {.B = 2, .lens = {70, 3}, .Hq = 2, .grp = 2, .dk = 16, .dv = 24, .rule = LINATTN_UPDATE_GATED_DELTA,
+                  .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .cap = 2, .state_mode = 1,
+                  .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32, .has_eps = 1, .eps = epss[e], .qk_scale = 1e-4};
+      check_case(ctx, linattn_isa_name(isas[i]), &ce, &r);
     }
     if (isas[i] == LINATTN_ISA_REFERENCE) {
       check_bad_input(ctx, &r);

@@ -7,6 +7,7 @@
  * GatedDeltaNet staging (handles_gdn false: NEON) run the portable fused kernel instead. Units
  * whose outputs are not finite are recomputed by the reference kernel, as LinearAttention's
  * (la_units.h). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -55,6 +56,7 @@ void linattn_gated_delta_net_desc_init(linattn_gated_delta_net_desc* desc) {
   desc->beta_activation = LINATTN_GDN_BETA_NONE;
   desc->gate_lower_bound = -5.0f;
   desc->chunk_size = 64;
+  desc->qk_l2_norm_eps = LA_L2_NORM_EPS;
 }
 
 linattn_gdn_gate linattn_gdn_gate_from_string(const char* name) {
@@ -86,6 +88,8 @@ static linattn_status gdn_check_desc(const linattn_gated_delta_net_desc* d) {
     return ERR("desc.gate_activation: unknown value %d (expected none, softplus or sigmoid)", (int)d->gate_activation);
   if (d->beta_activation != LINATTN_GDN_BETA_NONE && d->beta_activation != LINATTN_GDN_BETA_SIGMOID)
     return ERR("desc.beta_activation: unknown value %d (expected none or sigmoid)", (int)d->beta_activation);
+  if (!(d->qk_l2_norm_eps >= 0.0f && d->qk_l2_norm_eps <= FLT_MAX))
+    return ERR("desc.qk_l2_norm_eps: %g must be finite and >= 0 (ORT: 1e-12, fla: 1e-6)", (double)d->qk_l2_norm_eps);
   if (d->state_update_capacity < 0 || d->state_update_capacity > LINATTN_GDN_MAX_CAPTURE)
     return ERR("desc.state_update_capacity: %lld outside [0, %d]", (long long)d->state_update_capacity,
                LINATTN_GDN_MAX_CAPTURE);
@@ -423,6 +427,7 @@ static linattn_status gdn_resolve(linattn_context* ctx, const linattn_gated_delt
   p->gate_lower_bound = d->gate_lower_bound;
   p->beta_sigmoid = d->beta_activation == LINATTN_GDN_BETA_SIGMOID;
   p->qk_l2_norm = d->qk_l2_norm != 0;
+  p->l2_eps = d->qk_l2_norm_eps;
   p->state_v_major = true;
   return gdn_plan(ctx, c);
 }

@@ -126,8 +126,8 @@ static inline float la_beta_at(const la_params* p, const la_unit* u, int64_t t) 
   return p->beta_sigmoid ? 1.0f / (1.0f + expf(-b)) : b;
 }
 
-/* 1 / |x| for the fused L2 normalisation, from sum x^2 (LA_L2_NORM_EPS under the root). */
-static inline float la_l2_inv(float sumsq) { return 1.0f / sqrtf(sumsq + LA_L2_NORM_EPS); }
+/* 1 / |x| for the fused L2 normalisation, from sum x^2 (la_params.l2_eps under the root). */
+static inline float la_l2_inv(const la_params* p, float sumsq) { return 1.0f / sqrtf(sumsq + p->l2_eps); }
 
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (the V-major state <-> packed panel
  * copies): 8 x 8 blocks through 256-bit generic vectors (on AVX2 / AVX-512 one register per
