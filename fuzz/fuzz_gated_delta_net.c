@@ -167,6 +167,7 @@ static void build_valid(gd_case* c, fz_reader* r) {
   c->desc.gate_activation = (linattn_gdn_gate)(1 + fz_pick(r, 3));
   c->desc.beta_activation = (linattn_gdn_beta)(1 + fz_pick(r, 2));
   c->desc.qk_l2_norm = fz_chance(r, 50);
+  if (fz_chance(r, 30)) c->desc.qk_l2_norm_eps = (float[]){1e-6f, 0.0f, 1e-3f}[fz_pick(r, 3)];
   static const float scales[] = {0.0f, 0.0f, 0.25f, -0.5f, 1.0f};
   c->desc.scale = scales[fz_pick(r, 5)];
   c->desc.gate_lower_bound = (float[]){-5.0f, -1.0f, -0.5f}[fz_pick(r, 3)];
@@ -335,8 +336,9 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       t[SU].d.dims[fz_pick(r, 2)] += 1;
       return "state_update shape wrong";
     case 16:
-      switch (fz_pick(r, 4)) {
+      switch (fz_pick(r, 5)) {
         case 0: c->desc.update_rule = (linattn_update_rule)(fz_chance(r, 50) ? 0 : 5 + fz_pick(r, 3)); return "rule invalid";
+        case 3: c->desc.qk_l2_norm_eps = (float[]){-1e-6f, NAN, INFINITY}[fz_pick(r, 3)]; return "qk_l2_norm_eps invalid";
         case 1: c->desc.gate_activation = (linattn_gdn_gate)(fz_chance(r, 50) ? 0 : 4); return "gate invalid";
         case 2: c->desc.beta_activation = (linattn_gdn_beta)(fz_chance(r, 50) ? 0 : 3); return "beta activation invalid";
         default: if (fz_chance(r, 50)) c->desc_null = true; else c->ctx_null = true; return "desc or context NULL";
@@ -526,7 +528,7 @@ FZ_NOCOV static void load_row(const gd_case* c, const fz_call* k, const fz_insta
     ss += dst[i] * dst[i];
   }
   if (c->desc.qk_l2_norm)
-    for (int64_t i = 0; i < c->dk; i++) dst[i] /= sqrt(ss + 1e-12);
+    for (int64_t i = 0; i < c->dk; i++) dst[i] /= sqrt(ss + (double)c->desc.qk_l2_norm_eps);
 }
 
 /* exp(g) of (token, head, key i) through the gate */

@@ -498,15 +498,17 @@ typedef struct linattn_gated_delta_net_desc {
   linattn_update_rule update_rule;
   linattn_gdn_gate gate_activation;
   linattn_gdn_beta beta_activation;
-  int32_t qk_l2_norm;            /* 1: q and k divided by sqrt(sum x^2 + 1e-12) per head */
+  int32_t qk_l2_norm;            /* 1: q and k divided by sqrt(sum x^2 + qk_l2_norm_eps) per head */
   float scale;                   /* 0 = 1/sqrt(d_k) */
   float gate_lower_bound;        /* sigmoid gate only */
   int64_t state_update_capacity; /* C in [0, 8]; 0 = no capture */
   int64_t chunk_size;            /* tuning hint only */
+  float qk_l2_norm_eps;          /* added under the root of the q/k L2 norm, finite and >= 0: ONNX
+                                  * Runtime's kernel uses 1e-12, fla's l2norm 1e-6 */
 } linattn_gated_delta_net_desc;
 
 /* ORT's defaults: gated_delta, gate none, beta none, qk_l2_norm 0, scale 0, gate_lower_bound -5,
- * capacity 0, chunk_size 64. */
+ * capacity 0, chunk_size 64, qk_l2_norm_eps 1e-12 (ORT's kernel; its schema has no attribute). */
 LINATTN_API void linattn_gated_delta_net_desc_init(linattn_gated_delta_net_desc* desc);
 
 /* Shapes (T = total tokens, B = requests, H_q = H_k query/key heads, H_v value heads, a positive

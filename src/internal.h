@@ -27,7 +27,7 @@ typedef enum la_beta_kind { LA_BETA_NONE = 0, LA_BETA_PER_HEAD = 1, LA_BETA_SHAR
 typedef enum la_gate_kind { LA_GATE_NONE = 0, LA_GATE_SOFTPLUS = 1, LA_GATE_SIGMOID = 2 } la_gate_kind;
 /* Epsilon of the fused q/k L2 normalisation: x / sqrt(sum x^2 + eps), as ONNX Runtime's CPU
  * GatedDeltaNet computes it. */
-#define LA_L2_NORM_EPS 1e-12f
+#define LA_L2_NORM_EPS 1e-12f /* ONNX Runtime's, the default of la_params.l2_eps */
 
 /* Problem-wide constants of one LinearAttention call, resolved by the operator layer. */
 typedef struct la_params {
@@ -49,7 +49,8 @@ typedef struct la_params {
   la_gate_kind gate;        /* decay holds the raw gate projection (see la_gate_kind) */
   float gate_lower_bound;
   bool beta_sigmoid;        /* beta = sigmoid(beta element) */
-  bool qk_l2_norm;          /* q and k divided by sqrt(|x|^2 + LA_L2_NORM_EPS) */
+  bool qk_l2_norm;          /* q and k divided by sqrt(|x|^2 + l2_eps) */
+  float l2_eps;             /* GatedDeltaNet's qk_l2_norm_eps */
   bool state_v_major;       /* state blocks are V-major: element (i, j) at j * ld_state + i (fp32 only) */
   linattn_dtype state_dtype; /* elements of the unit's state blocks: F32 (or 0), F16 or BF16; a
                              * half-precision state is read and written by the kernel itself,

@@ -9,7 +9,12 @@
  *     element fails;
  *  2. 1 and 3 threads give the same bits;
  *  3. bad input: a status naming the argument, outputs untouched;
- *  4. state replay of the captured transitions equals the state after those tokens.
+ *  4. state replay of the captured transitions equals the state after those tokens;
+ *  5. shape inference;
+ *  1b. qk_l2_norm_eps (ORT's 1e-12, fla's 1e-6, 0) on rows small enough for it to matter;
+ *  6. non-finite values (infinities in any input, overflowing keys, decays or states, NaN
+ *     betas): NaN / +-inf exactly where the reference ISA has them, every ISA, 1 and 2 threads,
+ *     separate state and in place (300 tokens).
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,6 +29,9 @@ typedef struct gcase {
   linattn_gdn_gate gate;
   int beta_sigmoid, l2, per_key, dt_bias_per_key, cap, state_mode; /* 0 none, 1 separate, 2 in place */
   linattn_dtype dt, gdt;
+  int has_eps;     /* desc.qk_l2_norm_eps = eps, else desc_init's (ORT's 1e-12) */
+  float eps;
+  double qk_scale; /* > 0: q and k drawn at this scale */
 } gcase;
 
 typedef struct gdata {
@@ -74,8 +82,9 @@ static void make_data(tk_rng* r, const gcase* c, gdata* d) {
   d->al = xcalloc((size_t)Hv, 8);
   d->db = xcalloc((size_t)(Hv * dk), 8);
   /* without the L2 norm the delta rules need short keys to stay bounded */
-  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->q, &d->qx);
-  fill(r, c->dt, T * Hq * dk, c->l2 ? 1.0 : 1.0 / sqrt((double)dk), 0.0, d->k, &d->kx);
+  const double qks = c->qk_scale > 0 ? c->qk_scale : c->l2 ? 1.0 : 1.0 / sqrt((double)dk);
+  fill(r, c->dt, T * Hq * dk, qks, 0.0, d->q, &d->qx);
+  fill(r, c->dt, T * Hq * dk, qks, 0.0, d->k, &d->kx);
   fill(r, c->dt, T * Hv * dv, 1.0, 0.0, d->v, &d->vx);
   if (c->gate == LINATTN_GDN_GATE_NONE) fill(r, c->gdt, T * d->dw, 0.1, -0.2, d->g, &d->gx);
   else fill(r, c->gdt, T * d->dw, 1.5, 0.0, d->g, &d->gx);
@@ -103,6 +112,7 @@ static void free_data(gdata* d) {
 static void oracle(const gcase* c, const gdata* d, double* out, double* fin, double* su) {
   const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv, grp = c->grp;
   const double scale = 1.0 / sqrt((double)dk);
+  const double eps = c->has_eps ? (double)c->eps : 1e-12;
   double* S = xcalloc((size_t)(dk * dv), 8);
   double *qn = xcalloc((size_t)dk, 8), *kn = xcalloc((size_t)dk, 8), *a = xcalloc((size_t)dk, 8), *u = xcalloc((size_t)dv, 8);
   for (int64_t i = 0; i < c->B * d->su_row; i++) su[i] = NAN;
@@ -124,7 +134,7 @@ static void oracle(const gcase* c, const gdata* d, double* out, double* fin, dou
           nk += kn[i] * kn[i];
         }
         if (c->l2)
-          for (int64_t i = 0; i < dk; i++) qn[i] /= sqrt(nq + 1e-12), kn[i] /= sqrt(nk + 1e-12);
+          for (int64_t i = 0; i < dk; i++) qn[i] /= sqrt(nq + eps), kn[i] /= sqrt(nk + eps);
         for (int64_t i = 0; i < dk; i++) {
           double g = 0.0;
           if (gated(c->rule)) {
@@ -199,6 +209,7 @@ static linattn_status call(linattn_context* ctx, const gcase* c, gdata* d, const
   desc.beta_activation = c->beta_sigmoid ? LINATTN_GDN_BETA_SIGMOID : LINATTN_GDN_BETA_NONE;
   desc.qk_l2_norm = c->l2;
   desc.state_update_capacity = c->cap;
+  if (c->has_eps) desc.qk_l2_norm_eps = c->eps;
   return linattn_gated_delta_net(ctx, &desc, &t->q, &t->k, &t->v, d->cu, c->B + 1, gated(c->rule) ? &t->g : NULL,
                                  delta(c->rule) ? &t->b : NULL, c->state_mode ? &t->s0 : NULL,
                                  c->gate != LINATTN_GDN_GATE_NONE ? &t->al : NULL, c->gate != LINATTN_GDN_GATE_NONE ? &t->db : NULL,
@@ -363,6 +374,13 @@ static void check_bad_input(linattn_context* ctx, tk_rng* r) {
                                    &t.su, NULL, 0) == LINATTN_ERROR_INVALID_ARGUMENT &&
                strstr(linattn_last_error(), "capture_count"),
            "capacity without capture_count: %s", linattn_last_error());
+  gcase c4 = c;
+  c4.l2 = 1, c4.has_eps = 1, c4.eps = -1e-6f;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "negative qk_l2_norm_eps");
+  c4.eps = NAN;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "NaN qk_l2_norm_eps");
+  c4.eps = INFINITY;
+  expect_bad(ctx, &c4, &d, &t, "qk_l2_norm_eps", "infinite qk_l2_norm_eps");
   /* a K-major (B, H_v, d_k, d_v) state */
   gtensors t2 = t;
   t2.s0 = linattn_make_tensor(d.s0x, LINATTN_DTYPE_F32, 4, (int64_t[]){c.B, d.Hv, c.dk, c.dv});
@@ -445,6 +463,124 @@ static void check_infer_shapes(void) {
            "H_v not a multiple of H_q: %s", linattn_last_error());
 }
 
+/* 6. non-finite values: every ISA gives NaN / +-inf exactly where the reference kernel family
+ * does (the spec: onnx.reference's order of operations), finite values close to it. */
+
+/* a and e are both NaN, the same infinity, or finite and close (e from the reference ISA). */
+static bool same_class(double a, double e) {
+  if (isnan(e) || isnan(a)) return isnan(e) && isnan(a);
+  if (isinf(e) || isinf(a)) return a == e;
+  return fabs(a - e) <= 1e-2 * fabs(e) + 1e-2;
+}
+
+static void set_value(void* buf, linattn_dtype dt, int64_t i, double x) {
+  if (dt == LINATTN_DTYPE_F32) ((float*)buf)[i] = (float)x;
+  else ((uint16_t*)buf)[i] = (uint16_t)tk_encode(x, dt);
+}
+
+static double get_value(const void* buf, linattn_dtype dt, int64_t i) {
+  if (dt == LINATTN_DTYPE_F32) return ((const float*)buf)[i];
+  return tk_decode(((const uint16_t*)buf)[i], dt);
+}
+
+/* Makes request r's values non-finite or overflowing the way `where` says (token t of it):
+ * 0 +-inf in q, 1 +-inf in k, 2 +-inf in v, 3 +-inf in initial_state, 4 a log-decay of +inf
+ * (gate none), 5 keys of 1e30 without the L2 norm (k u^T overflows fp32), 6 a state of 4.25e37
+ * whose q . S overflows fp32 before the scale (the fast kernels scale q first), 7 NaN in beta. */
+static void poison_inputs(tk_rng* r, const gcase* c, gdata* d, int where, int64_t req) {
+  const int64_t Hq = c->Hq, Hv = d->Hv, dk = c->dk, dv = c->dv;
+  const int64_t t = d->cu[req] + tk_below(r, c->lens[req]);
+  const double inf = tk_below(r, 2) ? INFINITY : -INFINITY;
+  switch (where) {
+    case 0: set_value(d->qx, c->dt, t * Hq * dk + tk_below(r, Hq * dk), inf); break;
+    case 1: set_value(d->kx, c->dt, t * Hq * dk + tk_below(r, Hq * dk), inf); break;
+    case 2: set_value(d->vx, c->dt, t * Hv * dv + tk_below(r, Hv * dv), inf); break;
+    case 3: d->s0x[req * Hv * dv * dk + tk_below(r, Hv * dv * dk)] = (float)inf; break;
+    case 4: set_value(d->gx, c->gdt, t * d->dw + tk_below(r, d->dw), INFINITY); break;
+    case 5:
+      for (int64_t i = 0; i < Hq * dk; i++) set_value(d->kx, c->dt, t * Hq * dk + i, 1e30);
+      break;
+    case 6:
+      for (int64_t i = 0; i < Hv * dv * dk; i++) d->s0x[req * Hv * dv * dk + i] = i < dv * dk ? 4.25e37f : 1.0f;
+      for (int64_t i = d->cu[req] * Hq * dk; i < d->cu[req + 1] * Hq * dk; i++) set_value(d->qx, c->dt, i, 1.0);
+      break;
+    default: set_value(d->bx, c->gdt, t * Hv + tk_below(r, Hv), NAN); break;
+  }
+}
+
+static void check_non_finite(tk_rng* r) {
+  linattn_isa isas[8];
+  const int n_isa = tk_available_isas(isas, 8);
+  linattn_context* ref = tk_context_create(LINATTN_ISA_REFERENCE, 1);
+  static const int64_t long_lens[3] = {9, 100, 300}; /* decode-like, lock-step prefill, entry copy in place */
+  for (int k = 0; k < n_isa; k++) {
+    if (isas[k] == LINATTN_ISA_REFERENCE) continue;
+    linattn_context* ctxs[2] = {tk_context_create(isas[k], 1), tk_context_create(isas[k], 2)};
+    for (int li = 0; li < 3; li++)
+      for (int where = 0; where < 8; where++)
+        for (int di = 0; di < 2; di++)
+          for (int in_place = 0; in_place < 2; in_place++) {
+            if (in_place && long_lens[li] < 256) continue; /* as LinearAttention: in place, from 256 tokens */
+            gcase c = {.B = 2, .lens = {long_lens[li], 5}, .Hq = 2, .grp = 2, .dk = 16, .dv = 20,
+                       .rule = LINATTN_UPDATE_GATED_DELTA, .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1,
+                       .l2 = 1, .cap = 3, .state_mode = in_place ? 2 : 1,
+                       .dt = di ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32};
+            if (where == 4) c.gate = LINATTN_GDN_GATE_NONE;
+            if (where == 5 || where == 6) c.l2 = 0;
+            if (where == 6) c.rule = LINATTN_UPDATE_LINEAR, c.gate = LINATTN_GDN_GATE_NONE;
+            gdata d;
+            make_data(r, &c, &d);
+            d.capc[0] = d.capc[1] = 3;
+            poison_inputs(r, &c, &d, where, 0);
+            if (!in_place) poison_inputs(r, &c, &d, where, 1); /* a short request in place keeps the fast result */
+            gtensors t;
+            tensors(&c, &d, &t);
+            const int64_t no = d.T * d.Hv * c.dv, ns = c.B * d.Hv * c.dv * c.dk, nu = c.B * d.su_row;
+            const size_t osz = (size_t)no * tk_dtype_size(c.dt);
+            float* s0 = xcalloc((size_t)ns, 4);
+            memcpy(s0, d.s0x, (size_t)ns * 4);
+            void* eo = xcalloc((size_t)no, tk_dtype_size(c.dt));
+            float *es = xcalloc((size_t)ns, 4), *eu = xcalloc((size_t)nu, 4);
+            tk_context("non-finite %s T=%lld where=%d dt=%s in_place=%d", linattn_isa_name(isas[k]), (long long)d.T,
+                       where, tk_dtype_str(c.dt), in_place);
+            if (!tk_check(call(ref, &c, &d, &t) == LINATTN_SUCCESS, "reference: %s", linattn_last_error())) goto next;
+            memcpy(eo, d.ox, osz);
+            memcpy(es, in_place ? d.s0x : d.finx, (size_t)ns * 4);
+            memcpy(eu, d.sux, (size_t)nu * 4);
+            for (int run = 0; run < 2; run++) { /* 1 and 2 threads */
+              memcpy(d.s0x, s0, (size_t)ns * 4);
+              memset(d.ox, 0xff, osz);
+              memset(d.finx, 0xff, (size_t)ns * 4);
+              memset(d.sux, 0xff, (size_t)nu * 4);
+              if (!tk_check(call(ctxs[run], &c, &d, &t) == LINATTN_SUCCESS, "status: %s", linattn_last_error())) continue;
+              const float* fs = in_place ? d.s0x : d.finx;
+              int64_t bad[3] = {0, 0, 0}, first[3] = {-1, -1, -1};
+              for (int64_t i = 0; i < no; i++)
+                if (!same_class(get_value(d.ox, c.dt, i), get_value(eo, c.dt, i)) && bad[0]++ == 0) first[0] = i;
+              for (int64_t i = 0; i < ns; i++)
+                if (!same_class(fs[i], es[i]) && bad[1]++ == 0) first[1] = i;
+              for (int64_t i = 0; i < nu; i++)
+                if (!same_class(d.sux[i], eu[i]) && bad[2]++ == 0) first[2] = i;
+              tk_check(bad[0] == 0, "%d threads: %lld outputs differ from the reference ISA in NaN/inf/value, first #%lld: %g vs %g",
+                       run + 1, (long long)bad[0], (long long)first[0], first[0] >= 0 ? get_value(d.ox, c.dt, first[0]) : 0.0,
+                       first[0] >= 0 ? get_value(eo, c.dt, first[0]) : 0.0);
+              tk_check(bad[1] == 0, "%d threads: %lld final_state elements differ, first #%lld: %g vs %g", run + 1,
+                       (long long)bad[1], (long long)first[1], first[1] >= 0 ? fs[first[1]] : 0.0,
+                       first[1] >= 0 ? es[first[1]] : 0.0);
+              tk_check(bad[2] == 0, "%d threads: %lld state_update elements differ, first #%lld: %g vs %g", run + 1,
+                       (long long)bad[2], (long long)first[2], first[2] >= 0 ? d.sux[first[2]] : 0.0,
+                       first[2] >= 0 ? eu[first[2]] : 0.0);
+            }
+          next:
+            free(s0), free(eo), free(es), free(eu);
+            free_data(&d);
+          }
+    linattn_context_destroy(ctxs[0]);
+    linattn_context_destroy(ctxs[1]);
+  }
+  linattn_context_destroy(ref);
+}
+
 int main(void) {
   tk_begin("test_gated_delta_net");
   tk_rng r;
@@ -473,6 +609,15 @@ int main(void) {
                  .gdt = LINATTN_DTYPE_F32};
       check_case(ctx, linattn_isa_name(isas[i]), &z, &r);
     }
+    /* qk_l2_norm_eps: q and k rows of |x|^2 ~ 1.6e-7, where fla's 1e-6, ORT's 1e-12 and 0 give
+     * different norms (and outputs several times apart) */
+    static const float epss[3] = {1e-12f, 1e-6f, 0.0f};
+    for (int e = 0; e < 3; e++) {
+      gcase ce = {.B = 2, .lens = {70, 3}, .Hq = 2, .grp = 2, .dk = 16, .dv = 24, .rule = LINATTN_UPDATE_GATED_DELTA,
+                  .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .cap = 2, .state_mode = 1,
+                  .dt = LINATTN_DTYPE_F32, .gdt = LINATTN_DTYPE_F32, .has_eps = 1, .eps = epss[e], .qk_scale = 1e-4};
+      check_case(ctx, linattn_isa_name(isas[i]), &ce, &r);
+    }
     if (isas[i] == LINATTN_ISA_REFERENCE) {
       check_bad_input(ctx, &r);
       check_replay(ctx, &r);
@@ -481,5 +626,6 @@ int main(void) {
   }
   check_threads(&r);
   check_infer_shapes();
+  check_non_finite(&r);
   return tk_finish();
 }

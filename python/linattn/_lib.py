@@ -120,6 +120,7 @@ class GatedDeltaNetDesc(ctypes.Structure):
         ("gate_lower_bound", ctypes.c_float),
         ("state_update_capacity", ctypes.c_int64),
         ("chunk_size", ctypes.c_int64),
+        ("qk_l2_norm_eps", ctypes.c_float),
     ]
 
 

@@ -20,7 +20,7 @@ def _err(msg: str) -> _lib.LinattnError:
 
 
 def gated_delta_net_desc(update_rule="gated_delta", gate_activation="none", beta_activation="none", qk_l2_norm=0,
-                         scale=0.0, gate_lower_bound=-5.0, state_update_capacity=0, chunk_size=64):
+                         scale=0.0, gate_lower_bound=-5.0, state_update_capacity=0, chunk_size=64, qk_l2_norm_eps=1e-12):
     lib = _lib.lib()
     d = _lib.GatedDeltaNetDesc()
     lib.linattn_gated_delta_net_desc_init(ctypes.byref(d))
@@ -38,6 +38,7 @@ def gated_delta_net_desc(update_rule="gated_delta", gate_activation="none", beta
     d.gate_lower_bound = float(gate_lower_bound)
     d.state_update_capacity = _int_attr(state_update_capacity, "state_update_capacity")
     d.chunk_size = _int_attr(chunk_size, "chunk_size")
+    d.qk_l2_norm_eps = float(qk_l2_norm_eps)
     return d
 
 
@@ -82,8 +83,8 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
                     a_log=None, dt_bias=None, capture_count=None, *, update_rule: str = "gated_delta",
                     gate_activation: str = "none", beta_activation: str = "none", qk_l2_norm: int = 0,
                     scale: float = 0.0, gate_lower_bound: float = -5.0, state_update_capacity: int = 0,
-                    chunk_size: int = 64, out=None, final_state_out=None, threads: int | None = None,
-                    context: Context | None = None):
+                    chunk_size: int = 64, qk_l2_norm_eps: float = 1e-12, out=None, final_state_out=None,
+                    threads: int | None = None, context: Context | None = None):
     """ONNX Runtime's com.microsoft GatedDeltaNet: returns (output, final_state, state_update).
 
     query (T, H_q, d_k) / (B, S, H_q, d_k), or packed QKV (T, 2*H_q*d_k + H_v*d_v) with key and
@@ -91,14 +92,17 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
     beta (T, H_v) in float32 or query's dtype; initial_state float32 V-major (B, H_v, d_v, d_k);
     a_log (H_v), dt_bias (H_v) or (H_v, d_k) float32; capture_count int32 (B).
     out: an array to write the output into; final_state_out: one for the final state (may be
-    initial_state itself, for an in-place update). state_update is None when state_update_capacity is 0."""
+    initial_state itself, for an in-place update). state_update is None when state_update_capacity is 0.
+    qk_l2_norm_eps: added under the root of the q/k L2 norm (ONNX Runtime's kernel: 1e-12, the
+    default; fla's l2norm: 1e-6)."""
     key_ = arrays = None
     if (_FAST and type(update_rule) is str and type(gate_activation) is str and type(beta_activation) is str
             and type(qk_l2_norm) is int and (type(scale) is float or type(scale) is int)
             and (type(gate_lower_bound) is float or type(gate_lower_bound) is int)
-            and type(state_update_capacity) is int and type(chunk_size) is int):
+            and type(state_update_capacity) is int and type(chunk_size) is int
+            and (type(qk_l2_norm_eps) is float or type(qk_l2_norm_eps) is int)):
         attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound,
-                 state_update_capacity, chunk_size)
+                 state_update_capacity, chunk_size, qk_l2_norm_eps)
         arrays = (query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias, capture_count, out,
                   final_state_out, None)
         result, key_ = _gdn_fast.call(attrs, arrays, threads, context)
@@ -106,19 +110,19 @@ def gated_delta_net(query, key=None, value=None, cu_seqlens=None, decay=None, be
             return result
     result = _gated_delta_net(query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias,
                               capture_count, update_rule, gate_activation, beta_activation, qk_l2_norm, scale,
-                              gate_lower_bound, state_update_capacity, chunk_size, out, final_state_out, threads,
-                              context)
+                              gate_lower_bound, state_update_capacity, chunk_size, qk_l2_norm_eps, out,
+                              final_state_out, threads, context)
     _gdn_fast.remember(key_, lambda: gated_delta_net_desc(*attrs), arrays, result)
     return result
 
 
 def _gated_delta_net(query, key, value, cu_seqlens, decay, beta, initial_state, a_log, dt_bias, capture_count,
                      update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound,
-                     state_update_capacity, chunk_size, out, final_state_out, threads, context):
+                     state_update_capacity, chunk_size, qk_l2_norm_eps, out, final_state_out, threads, context):
     """gated_delta_net's general path: every argument checked and converted."""
     ctx = _context(context, threads)
     attrs = (update_rule, gate_activation, beta_activation, qk_l2_norm, scale, gate_lower_bound, state_update_capacity,
-             chunk_size)
+             chunk_size, qk_l2_norm_eps)
     ckey = (attrs, tuple(type(x) for x in attrs))  # 1 == True == 1.0 stay apart
     cacheable = all(type(x) in (str, int, float) for x in attrs)
     desc = _desc_cache.get(ckey) if cacheable else None

@@ -22,7 +22,8 @@ def _sigmoid(x):
 def gated_delta_net_ref(query, key=None, value=None, cu_seqlens=None, decay=None, beta=None,
                         initial_state=None, a_log=None, dt_bias=None, capture_count=None, *,
                         update_rule="gated_delta", gate_activation="none", beta_activation="none",
-                        qk_l2_norm=0, scale=0.0, gate_lower_bound=-5.0, state_update_capacity=0):
+                        qk_l2_norm=0, scale=0.0, gate_lower_bound=-5.0, state_update_capacity=0,
+                        qk_l2_norm_eps=L2_NORM_EPS):
     """Returns (output, final_state, state_update) in float64 (state_update None when the capacity
     is 0; entries past each request's captured prefix are NaN: unspecified)."""
     f = lambda a: None if a is None else np.asarray(a, dtype=np.float64)
@@ -65,8 +66,8 @@ def gated_delta_net_ref(query, key=None, value=None, cu_seqlens=None, decay=None
     sc = 1.0 / np.sqrt(dk) if scale == 0.0 else float(np.float32(scale))
     per_key = gated and g.ndim == 3
     if qk_l2_norm:
-        q = q / np.sqrt((q * q).sum(-1, keepdims=True) + L2_NORM_EPS)
-        k = k / np.sqrt((k * k).sum(-1, keepdims=True) + L2_NORM_EPS)
+        q = q / np.sqrt((q * q).sum(-1, keepdims=True) + qk_l2_norm_eps)
+        k = k / np.sqrt((k * k).sum(-1, keepdims=True) + qk_l2_norm_eps)
     if gated and gate_activation != "none":
         al = f(a_log).reshape(Hv)
         db = f(dt_bias)

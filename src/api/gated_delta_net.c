@@ -4,21 +4,20 @@
  * column block) over the request's tokens; the kernels' staging applies the fused gates, the beta
  * sigmoid and the q/k L2 norm as they convert each token, works on the V-major state directly
  * (la_params.state_v_major) and writes the transition capture. Kernel families without the
- * GatedDeltaNet staging (handles_gdn false: NEON) run the portable fused kernel instead. */
+ * GatedDeltaNet staging (handles_gdn false: NEON) run the portable fused kernel instead. Units
+ * whose outputs are not finite are recomputed by the reference kernel, as LinearAttention's
+ * (la_units.h). */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "api/la_units.h"
 #include "api/packed_batch.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
-
-/* Lock-step of a request's units from this many tokens on (as LinearAttention, whose kernels
- * these are; see src/api/linear_attention.c). */
-#define GDN_LOCKSTEP_MIN_TOKENS 64
-#define GDN_LOCKSTEP_UNITS 8
 
 /* A token-major activation: element offset of (request r starting at token s0, head h, 0) is
  * off + (rank4 ? r * rs : s0 * ts) + h * hs; tokens ts apart. */
@@ -36,12 +35,17 @@ typedef struct gdn_call {
   const int32_t* capture_count;
   tview q, k, v, decay, beta, init, a_log, dt_bias, out, fin, su;
   bool has_decay, has_beta, has_init, has_fin, has_su, has_gate_inputs;
+  bool in_place; /* final_state is initial_state */
   gdn_rows qr, kr, vr, outr;
   int64_t C, dw, su_row;
   /* work split */
   const la_kernel* kern;
-  int64_t block_cols, blocks_per_head, num_units, lockstep_units;
-  size_t num_tasks, state_block_bytes, kernel_scratch_bytes, unit_bytes, task_bytes;
+  int64_t block_cols, blocks_per_head, num_units;
+  int64_t lockstep_units, lockstep_min; /* lock-step groups of a request's units (la_units.h) */
+  bool prefetch_next;   /* a lock-step step prefetches the next unit's rows (la_tuning) */
+  bool refine;          /* non-finite unit results are recomputed by the reference kernel */
+  uint32_t refine_limit; /* la_refine_limit */
+  size_t num_tasks, state_block_bytes, entry_copy_bytes, kernel_scratch_bytes, unit_bytes, task_bytes;
   char* workspace;
 } gdn_call;
 
@@ -53,6 +57,7 @@ void linattn_gated_delta_net_desc_init(linattn_gated_delta_net_desc* desc) {
   desc->beta_activation = LINATTN_GDN_BETA_NONE;
   desc->gate_lower_bound = -5.0f;
   desc->chunk_size = 64;
+  desc->qk_l2_norm_eps = LA_L2_NORM_EPS;
 }
 
 linattn_gdn_gate linattn_gdn_gate_from_string(const char* name) {
@@ -84,6 +89,8 @@ static linattn_status gdn_check_desc(const linattn_gated_delta_net_desc* d) {
     return ERR("desc.gate_activation: unknown value %d (expected none, softplus or sigmoid)", (int)d->gate_activation);
   if (d->beta_activation != LINATTN_GDN_BETA_NONE && d->beta_activation != LINATTN_GDN_BETA_SIGMOID)
     return ERR("desc.beta_activation: unknown value %d (expected none or sigmoid)", (int)d->beta_activation);
+  if (!(d->qk_l2_norm_eps >= 0.0f && d->qk_l2_norm_eps <= FLT_MAX))
+    return ERR("desc.qk_l2_norm_eps: %g must be finite and >= 0 (ORT: 1e-12, fla: 1e-6)", (double)d->qk_l2_norm_eps);
   if (d->state_update_capacity < 0 || d->state_update_capacity > LINATTN_GDN_MAX_CAPTURE)
     return ERR("desc.state_update_capacity: %lld outside [0, %d]", (long long)d->state_update_capacity,
                LINATTN_GDN_MAX_CAPTURE);
@@ -327,9 +334,10 @@ static linattn_status gdn_resolve_io(gdn_call* c, const linattn_gated_delta_net_
     if ((st = tview_check_no_overlap(&c->fin, &c->out))) return st;
     for (size_t i = 0; i + 1 < nin; i++)
       if ((st = tview_check_no_overlap(&c->fin, ins[i]))) return st;
-    if (c->has_init && c->fin.lo != c->fin.hi && !tview_same_buffer(&c->fin, &c->init) &&
-        (st = tview_check_no_overlap(&c->fin, &c->init)))
-      return st;
+    if (c->has_init && c->fin.lo != c->fin.hi) {
+      if (tview_same_buffer(&c->fin, &c->init)) c->in_place = true;
+      else if ((st = tview_check_no_overlap(&c->fin, &c->init))) return st;
+    }
   }
   if (c->has_su) {
     for (size_t i = 0; i < nin; i++)
@@ -343,6 +351,7 @@ static linattn_status gdn_resolve_io(gdn_call* c, const linattn_gated_delta_net_
 /* Units, scratch, lock-step. */
 static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   c->kern = ctx->kernels->la->handles_gdn ? ctx->kernels->la : &linattn_la_scalar;
+  c->p.sweep_tokens = ctx->tuning->la.sweep_tokens; /* as LinearAttention: the same kernels, tuned alike */
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > c->dv) bc = c->dv;
   c->block_cols = bc;
@@ -363,16 +372,27 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   size_t sblock;
   if (!linattn_mul_size((size_t)c->dk, (size_t)bc, &sblock) || !linattn_mul_size(sblock, sizeof(float), &sblock))
     return ERR("state block size overflows");
-  c->state_block_bytes = c->has_fin ? 0 : linattn_round_up(sblock, 64);
-  c->kernel_scratch_bytes = linattn_round_up(c->kern->scratch_bytes(&c->p, bc), 64);
-  if (!linattn_add_size(c->state_block_bytes, c->kernel_scratch_bytes, &c->unit_bytes)) return ERR("workspace size overflows");
   int64_t longest = c->S;
   if (c->cu)
     for (int64_t b = 0; b < c->B; b++) longest = c->cu[b + 1] - c->cu[b] > longest ? c->cu[b + 1] - c->cu[b] : longest;
+  c->state_block_bytes = c->has_fin ? 0 : linattn_round_up(sblock, 64);
+  size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
+  /* non-finite recompute (la_units.h): an in-place state is copied per unit first in requests
+   * of LA_KEEP_ENTRY_MIN_TOKENS tokens or more, shorter in-place requests are not recomputed */
+  c->refine = c->kern != &linattn_la_reference && (!c->in_place || longest >= LA_KEEP_ENTRY_MIN_TOKENS);
+  c->entry_copy_bytes = c->refine && c->in_place ? linattn_round_up(sblock, 64) : 0;
+  if (c->refine && linattn_la_reference.scratch_bytes(&c->p, bc) > kbytes) kbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
+  c->kernel_scratch_bytes = linattn_round_up(kbytes, 64);
+  if (!linattn_add_size(c->state_block_bytes, c->kernel_scratch_bytes, &c->unit_bytes) ||
+      !linattn_add_size(c->unit_bytes, c->entry_copy_bytes, &c->unit_bytes))
+    return ERR("workspace size overflows");
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
-  if (c->kern->step && c->kern->step_tokens > 0 && longest >= GDN_LOCKSTEP_MIN_TOKENS && per_task > 1)
-    c->lockstep_units = per_task < GDN_LOCKSTEP_UNITS ? per_task : GDN_LOCKSTEP_UNITS;
+  c->lockstep_min = la_lockstep_min_tokens(ctx);
+  c->prefetch_next = ctx->tuning->la.lockstep_prefetch_next != 0;
+  const int64_t group = la_lockstep_group(ctx, sblock);
+  if (c->kern->step && c->kern->step_tokens > 0 && longest >= c->lockstep_min && per_task > 1 && group > 1)
+    c->lockstep_units = per_task < group ? per_task : group;
   if (!linattn_mul_size(c->unit_bytes, (size_t)c->lockstep_units, &c->task_bytes)) return ERR("workspace size overflows");
   size_t total;
   if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return ERR("workspace size overflows");
@@ -409,6 +429,7 @@ static linattn_status gdn_resolve(linattn_context* ctx, const linattn_gated_delt
   p->gate_lower_bound = d->gate_lower_bound;
   p->beta_sigmoid = d->beta_activation == LINATTN_GDN_BETA_SIGMOID;
   p->qk_l2_norm = d->qk_l2_norm != 0;
+  p->l2_eps = d->qk_l2_norm_eps;
   p->state_v_major = true;
   return gdn_plan(ctx, c);
 }
@@ -430,8 +451,16 @@ static int64_t gdn_rows_off(const gdn_call* c, const gdn_rows* g, int64_t r, int
   return g->off + (c->rank4 ? r * g->rs : s0 * g->ts) + h * g->hs;
 }
 
-/* Builds unit `unit` (request r): la_unit over the request's tokens; returns the kernel scratch. */
-static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la_unit* up) {
+/* Is a fast kernel's unit of a request of len tokens recomputed when its outputs are not finite
+ * (an in-place state then copied first)? */
+static bool gdn_unit_refines(const gdn_call* c, int64_t len) {
+  return c->refine && (!c->in_place || len >= LA_KEEP_ENTRY_MIN_TOKENS);
+}
+
+/* Builds unit `unit` (request r): la_unit over the request's tokens; returns the kernel scratch.
+ * Scratch: the state block (without final_state), the entering in-place state's copy (made
+ * unless recompute: the reference kernel then runs from it), the kernel's scratch. */
+static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la_unit* up, bool recompute) {
   const int64_t blk = unit % c->blocks_per_head, rh = unit / c->blocks_per_head;
   const int64_t h = rh % c->Hv, r = rh / c->Hv, hq = h / c->grp;
   const int64_t dk = c->dk, dv = c->dv, col0 = blk * c->block_cols;
@@ -461,7 +490,7 @@ static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la
   u.out_token_stride = c->outr.ts;
   u.out_head_stride = dv;
   if (dv == 0) { /* never dereferenced, but offset per token: a valid pointer, no stride (v and output may be NULL) */
-    u.v = u.out = scratch + c->state_block_bytes;
+    u.v = u.out = scratch + c->state_block_bytes + c->entry_copy_bytes;
     u.v_token_stride = u.out_token_stride = 0;
   }
   u.col0 = col0;
@@ -487,29 +516,41 @@ static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la
     u.cap_delta = row + c->C * (c->dw + c->Hq * dk) + h * dv + col0;
     u.cap_delta_stride = c->Hv * dv;
   }
+  if (c->in_place && gdn_unit_refines(c, len)) { /* the state rows are value columns */
+    char* entry = scratch + c->state_block_bytes;
+    if (recompute) la_copy_rows(u.state_out, dk, entry, dk, ncols, dk, sizeof(float));
+    else la_copy_rows(entry, dk, u.state_out, dk, ncols, dk, sizeof(float));
+  }
   *up = u;
-  return scratch + c->state_block_bytes;
+  return scratch + c->state_block_bytes + c->entry_copy_bytes;
+}
+
+/* After a fast kernel ran unit `unit` (finite: its outputs were all finite, la_units.h):
+ * otherwise runs it again with the reference kernel, from the entering state. */
+static void gdn_refine_unit(const gdn_call* c, const la_params* p, int64_t unit, char* scratch, bool finite) {
+  if (finite || p->T == 0 || !gdn_unit_refines(c, p->T)) return;
+  la_unit u;
+  char* kscratch = gdn_prepare_unit(c, unit, scratch, &u, true);
+  linattn_la_reference.run(p, &u, kscratch);
 }
 
 static int64_t gdn_unit_request(const gdn_call* c, int64_t unit) { return unit / c->blocks_per_head / c->Hv; }
 
-/* Units [g0, g1) of one request advance token tile by token tile together (see
- * linear_attention.c's lock-step); the kernel's step gives the bits of run. */
+/* Units [g0, g1) of one request advance token tile by token tile together (la_step_units);
+ * the kernel's step gives the bits of run. */
 static void gdn_run_lockstep(const gdn_call* c, const la_params* p, int64_t g0, int64_t g1, char* scratch) {
-  la_unit units[GDN_LOCKSTEP_UNITS];
-  char* kscr[GDN_LOCKSTEP_UNITS];
-  const int64_t n = g1 - g0, chunk = c->kern->step_tokens;
-  for (int64_t i = 0; i < n; i++) kscr[i] = gdn_prepare_unit(c, g0 + i, scratch + (size_t)i * c->unit_bytes, &units[i]);
-  for (int64_t t0 = 0; t0 < p->T;) {
-    const int64_t t1 = p->T - t0 < chunk ? p->T : t0 + chunk;
-    for (int64_t i = 0; i < n; i++) {
-      la_step_next next = {NULL, 0, 0};
-      if (i + 1 < n) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
-      else if (n > 1) next = (la_step_next){&units[0], t1, chunk + 1};
-      c->kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
-    }
-    t0 = t1;
+  la_unit units[LA_LOCKSTEP_UNITS_MAX];
+  char* kscr[LA_LOCKSTEP_UNITS_MAX] = {NULL};
+  bool finite[LA_LOCKSTEP_UNITS_MAX];
+  const int64_t n = g1 - g0;
+  const bool refines = gdn_unit_refines(c, p->T);
+  for (int64_t i = 0; i < n; i++) {
+    kscr[i] = gdn_prepare_unit(c, g0 + i, scratch + (size_t)i * c->unit_bytes, &units[i], false);
+    finite[i] = true;
   }
+  la_step_units(c->kern, p, units, kscr, n, c->kern->step_tokens, refines ? finite : NULL, c->refine_limit,
+                c->prefetch_next);
+  for (int64_t i = 0; i < n; i++) gdn_refine_unit(c, p, g0 + i, scratch + (size_t)i * c->unit_bytes, finite[i]);
 }
 
 static void gdn_task(void* arg, size_t task) {
@@ -523,14 +564,16 @@ static void gdn_task(void* arg, size_t task) {
     gdn_request(c, r, &s0, &len);
     la_params p = c->p;
     p.T = len;
-    if (c->lockstep_units > 1 && len >= GDN_LOCKSTEP_MIN_TOKENS)
+    if (c->lockstep_units > 1 && len >= c->lockstep_min)
       while (g1 < end && g1 - g0 < c->lockstep_units && gdn_unit_request(c, g1) == r) g1++;
     if (g1 - g0 > 1) {
       gdn_run_lockstep(c, &p, g0, g1, scratch);
     } else {
       la_unit u;
-      char* kscratch = gdn_prepare_unit(c, g0, scratch, &u);
+      char* kscratch = gdn_prepare_unit(c, g0, scratch, &u, false);
       c->kern->run(&p, &u, kscratch);
+      gdn_refine_unit(c, &p, g0, scratch,
+                      !gdn_unit_refines(c, len) || la_unit_outputs_finite(p.io_dtype, c->refine_limit, &u, 0, len));
     }
     g0 = g1;
   }
@@ -571,6 +614,7 @@ static linattn_status linattn_gated_delta_net_entered(GDN_ARGS_DECL, void* works
     return st;
   /* Slots past each request's captured prefix are defined as zero. */
   if (c.has_su && c.su.numel > 0) memset(c.su.data, 0, (size_t)c.su.numel * sizeof(float));
+  c.refine_limit = la_refine_limit(&c.p);
   if (c.num_units > 0) linattn_run_parallel(context, gdn_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
   return LINATTN_SUCCESS;

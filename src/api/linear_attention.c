@@ -1,29 +1,16 @@
 /* LinearAttention operator: validation, shape resolution, work split, workspace, threading.
  * No arithmetic on tensor data happens here (except the constant output of the degenerate
  * d_k == 0 case): the kernels read and write the state in its own dtype S. */
-#include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "api/la_units.h"
 #include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/state_window.h"
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
-
-/* Lock-step: a task's units advance token tile by token tile together, each staging a tile
- * just before it runs, so the units read their token rows together and each unit's step
- * prefetches the next one's rows into L2. From la_tuning.lockstep_min_tokens tokens on, in
- * groups of la_tuning.lockstep_units (docs/tuning.md); decode and very short calls stay one
- * unit after the other. LA_LOCKSTEP_MIN_TOKENS at build time (e.g. 1) overrides the tuning,
- * to test the path everywhere. */
-#define LA_LOCKSTEP_UNITS_MAX 16
-/* A state updated in place is copied (per unit, before the fast kernel runs) so that a
- * unit with non-finite outputs can be recomputed from it, in calls of at least this many tokens:
- * the copy reads and writes the state once more, about the cost of a decode step (figures in
- * docs/reliability.md), so decode and short calls go without. */
-#define LA_KEEP_ENTRY_MIN_TOKENS 256
 
 typedef struct la_call {
   la_params p;
@@ -198,14 +185,8 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.state_dtype = c->state_dtype;
   c->state_scratch_bytes = c->has_present ? 0 : linattn_round_up(sblock, 64);
   size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
-  /* The fused kernels read out from the old state plus a rank-1 term, which is the reference's
-   * o = scale * S_t^T q only up to rounding: with infinities (inf inputs, or exp(decay) or a
-   * product overflowing) they can give inf where the reference gives NaN or the reverse. A unit
-   * whose outputs are not all finite (or sit at T's largest finite value, see
-   * la_unit_outputs_finite) is therefore recomputed by the reference kernel; a non-finite state
-   * always shows in the last token's outputs (q . S with an inf or NaN term). Needs the entering
-   * state intact: a state updated in place (in past_state itself) is copied first when the
-   * call is long enough for the copy not to show (see LA_KEEP_ENTRY_MIN_TOKENS); shorter calls
+  /* Units with non-finite outputs are recomputed by the reference kernel (la_units.h); an
+   * in-place state is copied first only from LA_KEEP_ENTRY_MIN_TOKENS tokens on, shorter calls
    * keep the fast kernel's result (docs/reliability.md states what then holds). */
   const bool in_place = c->in_place;
   c->refine_min_tokens = in_place ? LA_KEEP_ENTRY_MIN_TOKENS : 0;
@@ -221,28 +202,14 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   if (!linattn_add_size(c->state_scratch_bytes, c->kernel_scratch_bytes, &unit_bytes) ||
       !linattn_add_size(unit_bytes, c->entry_copy_bytes, &unit_bytes))
     return ERR("workspace size overflows");
-  /* Lock-step: a task's units advance token tile by token tile together, so the rows of
-   * consecutive heads of the same tokens are read together (one contiguous row of the
-   * (B, T, H*d) inputs instead of a new page per token and head); each unit then keeps its
-   * own scratch between rounds. */
+  /* lock-step groups (la_units.h) */
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
   c->step_chunk = 0;
-#ifdef LA_LOCKSTEP_MIN_TOKENS
-  const int64_t lockstep_min = LA_LOCKSTEP_MIN_TOKENS;
-#else
-  const int64_t lockstep_min = ctx->tuning->la.lockstep_min_tokens;
-#endif
+  const int64_t lockstep_min = la_lockstep_min_tokens(ctx);
   c->lockstep_min = lockstep_min;
   c->prefetch_next = ctx->tuning->la.lockstep_prefetch_next != 0;
-  int64_t group = ctx->tuning->la.lockstep_units;
-  group = group < 1 ? 1 : group > LA_LOCKSTEP_UNITS_MAX ? LA_LOCKSTEP_UNITS_MAX : group;
-  /* large state blocks: fewer units per group, so that the group's scratch stays in L2 */
-  const int64_t group_state = ctx->tuning->la.lockstep_state_bytes;
-  if (group > 2 && group_state > 0 && (size_t)group * sblock > (size_t)group_state) {
-    const int64_t fit = (int64_t)((size_t)group_state / sblock);
-    group = fit < 2 ? 2 : fit;
-  }
+  const int64_t group = la_lockstep_group(ctx, sblock);
   if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
     c->lockstep_units = per_task < group ? per_task : group;
     c->step_chunk = c->kern->step_tokens;
@@ -405,13 +372,6 @@ static size_t la_workspace_bytes(const la_call* c) {
   return total;
 }
 
-/* Copies state rows [0, d_k) x cols [0, n) of S-typed elements between blocks of row strides
- * ld_src and ld_dst (the entering in-place state kept for a recompute, and back). */
-static void state_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, int64_t dk, int64_t n,
-                            size_t esz) {
-  for (int64_t i = 0; i < dk; i++)
-    memcpy((char*)dst + (size_t)(i * ld_dst) * esz, (const char*)src + (size_t)(i * ld_src) * esz, esz * (size_t)n);
-}
 
 /* The unit's state pointers, typed by the state's dtype (la_unit's unions). */
 static void la_set_state(la_unit* u, linattn_dtype dt, const void* in, void* out) {
@@ -488,7 +448,7 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
     la_set_state(&u, c->state_dtype, past, la_at(c->present.data, sbase + col0, ssz));
     u.ld_state = dv;
   } else {
-    if (past) state_copy_rows(scratch, ncols, past, dv, dk, ncols, ssz);
+    if (past) la_copy_rows(scratch, ncols, past, dv, dk, ncols, ssz);
     la_set_state(&u, c->state_dtype, past ? scratch : NULL, scratch);
     u.ld_state = ncols;
   }
@@ -496,55 +456,13 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
     la_set_state(&u, c->state_dtype, reads ? entry : NULL, entry); /* rows of ncols; la_refine_unit copies back */
     u.ld_state = ncols;
   } else if (keeps_entry && reads) {
-    state_copy_rows(entry, ncols, u.state_out, dv, dk, ncols, ssz);
+    la_copy_rows(entry, ncols, u.state_out, dv, dk, ncols, ssz);
   }
   *up = u;
   return kscratch;
 }
 
-/* c->refine_limit: T's largest finite value (an output rounded to it may sit at the overflow
- * boundary, where the reference's own rounding decides between it and inf), or less when
- * |scale| < 1: the fast kernels fold the scale into q, so a q . S that overflows fp32 (+-inf in
- * the reference, which scales the finished sum) shows only as an output near |scale| * FLT_MAX.
- * The margin covers the fast kernels' rounding of that sum. */
-static uint32_t la_refine_limit(const la_params* p) {
-  const double s = fabs(p->scale_f64);
-  const float lim = s < 1.0 ? (float)(s * FLT_MAX * (1.0 - 1.0 / 1024)) : FLT_MAX;
-  if (p->io_dtype == LINATTN_DTYPE_F32) return linattn_f32_bits(lim);
-  const uint16_t top = p->io_dtype == LINATTN_DTYPE_F16 ? 0x7bffu : 0x7f7fu; /* 65504 / bf16 max */
-  const uint16_t bits = p->io_dtype == LINATTN_DTYPE_F16 ? linattn_f32_to_f16(lim) : linattn_f32_to_bf16(lim);
-  return bits < top ? bits : top;
-}
 
-/* True when every output element of tokens [t0, t1) of the unit is finite and below
- * c->refine_limit (checked on the stored T values: an output that overflowed to inf when rounded
- * to fp16/bf16 counts). The row loops have no early exit, so they vectorise. */
-static bool la_unit_outputs_finite(const la_call* c, const la_unit* u, int64_t t0, int64_t t1) {
-  const linattn_dtype dt = c->p.io_dtype;
-  /* |x| >= lim (magnitude bits, also inf and NaN) as the sign of (lim - 1) - |x|: both in
-   * [0, 2^31) (2^15 for 16-bit T), so the difference cannot overflow, and the loops are an
-   * and, a subtraction and an or per element (SSE2 has no unsigned compare) */
-  const int32_t lim32_m1 = (int32_t)c->refine_limit - 1;
-  const int16_t lim16_m1 = (int16_t)((int32_t)(uint16_t)c->refine_limit - 1);
-  for (int64_t t = t0; t < t1; t++)
-    for (int32_t h = 0; h < u->n_q; h++) {
-      const int64_t base = t * u->out_token_stride + h * u->out_head_stride;
-      bool bad;
-      if (dt == LINATTN_DTYPE_F32) {
-        const uint32_t* o = (const uint32_t*)u->out + base;
-        int32_t acc = 0;
-        for (int64_t j = 0; j < u->ncols; j++) acc |= lim32_m1 - (int32_t)(o[j] & 0x7fffffffu);
-        bad = acc < 0;
-      } else {
-        const uint16_t* o = (const uint16_t*)u->out + base;
-        int16_t acc = 0;
-        for (int64_t j = 0; j < u->ncols; j++) acc |= (int16_t)(lim16_m1 - (int16_t)(o[j] & 0x7fffu));
-        bad = acc < 0;
-      }
-      if (bad) return false;
-    }
-  return true;
-}
 
 /* After a fast kernel ran unit `unit`: recomputes it with the reference
  * kernel unless its outputs were all finite (see c->refine). */
@@ -557,7 +475,7 @@ static void la_refine_unit(const la_call* c, const la_params* p, int64_t unit, c
     const int64_t bh = unit / c->blocks_per_head;
     const int64_t sbase = la_state_base(c, bh / c->s.H_kv, bh % c->s.H_kv);
     const size_t ssz = linattn_dtype_size(c->state_dtype);
-    state_copy_rows(la_at(c->present.data, sbase + u->col0, ssz), c->p.d_v, u->state_out, u->ncols, c->p.d_k,
+    la_copy_rows(la_at(c->present.data, sbase + u->col0, ssz), c->p.d_v, u->state_out, u->ncols, c->p.d_k,
                     u->ncols, ssz);
   }
 }
@@ -569,7 +487,7 @@ static void la_run_unit(const la_call* c, const la_params* p, int64_t unit, char
   char* kscratch = la_prepare_unit(c, unit, scratch, &u, false);
   c->kern->run(p, &u, kscratch);
   const bool refines = la_unit_refines(c, la_unit_seq(c, unit), p->T);
-  la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(c, &u, 0, p->T));
+  la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(p->io_dtype, c->refine_limit, &u, 0, p->T));
 }
 
 /* d_k == 0: the state is empty and every readout is scale * (empty sum) = scale * 0, which is
@@ -589,29 +507,15 @@ static void la_fill_zero_width_keys(const la_call* c) {
 static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64_t g1, char* scratch) {
   const size_t unit_bytes = c->task_bytes / (size_t)c->lockstep_units;
   la_unit units[LA_LOCKSTEP_UNITS_MAX];
-  char* kscr[LA_LOCKSTEP_UNITS_MAX];
+  char* kscr[LA_LOCKSTEP_UNITS_MAX] = {NULL};
   bool finite[LA_LOCKSTEP_UNITS_MAX]; /* outputs checked step by step, while still in cache */
   const bool refines = la_unit_refines(c, la_unit_seq(c, g0), p->T); /* one sequence (packed), or all alike */
   for (int64_t i = 0; i < g1 - g0; i++) {
     kscr[i] = la_prepare_unit(c, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], false);
     finite[i] = true;
   }
-  for (int64_t t0 = 0; t0 < p->T;) {
-    const int64_t t1 = p->T - t0 < c->step_chunk ? p->T : t0 + c->step_chunk;
-    for (int64_t i = 0; i < g1 - g0; i++) {
-      /* A step stages the tokens it runs, t0 .. t1 (t1: the last sweep's weights). With
-       * la_tuning.lockstep_prefetch_next each step prefetches (to L2) the input rows the next
-       * unit's step stages, so that staging finds them in L2 (docs/tuning.md, next-unit
-       * prefetch; per-key decay rows are as long as k's); the last unit's turn prefetches for
-       * the first unit's turn of the next round. */
-      la_step_next next = {NULL, 0, 0};
-      if (c->prefetch_next && i + 1 < g1 - g0) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1};
-      else if (c->prefetch_next && g1 - g0 > 1) next = (la_step_next){&units[0], t1, c->step_chunk + 1};
-      c->kern->step(p, &units[i], kscr[i], t0, t1, next.u ? &next : NULL);
-      if (refines && finite[i]) finite[i] = la_unit_outputs_finite(c, &units[i], t0, t1);
-    }
-    t0 = t1;
-  }
+  la_step_units(c->kern, p, units, kscr, g1 - g0, c->step_chunk, refines ? finite : NULL, c->refine_limit,
+                c->prefetch_next);
   for (int64_t i = 0; i < g1 - g0; i++)
     la_refine_unit(c, p, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
 }

@@ -126,20 +126,25 @@ static inline float la_beta_at(const la_params* p, const la_unit* u, int64_t t) 
   return p->beta_sigmoid ? 1.0f / (1.0f + expf(-b)) : b;
 }
 
-/* 1 / |x| for the fused L2 normalisation, from sum x^2 (LA_L2_NORM_EPS under the root). */
-static inline float la_l2_inv(float sumsq) { return 1.0f / sqrtf(sumsq + LA_L2_NORM_EPS); }
+/* 1 / |x| for the fused L2 normalisation, from sum x^2 (la_params.l2_eps under the root). */
+static inline float la_l2_inv(const la_params* p, float sumsq) { return 1.0f / sqrtf(sumsq + p->l2_eps); }
 
 /* dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (the V-major state <-> packed panel
- * copies): 4 x 4 blocks through 128-bit generic vectors (shuffles on every target), the edges
- * element by element. */
+ * copies): 8 x 8 blocks through 256-bit generic vectors (on AVX2 / AVX-512 one register per
+ * row, 24 in-lane and lane-crossing shuffles per block; two 128-bit halves elsewhere), the rest
+ * in 4 x 4 blocks through 128-bit ones, the edges element by element. */
 typedef float la_v4 __attribute__((vector_size(16)));
+typedef float la_v8 __attribute__((vector_size(32)));
 #if defined(__clang__)
 #define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shufflevector(a, b, i0, i1, i2, i3)
+#define LA_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shufflevector(a, b, i0, i1, i2, i3, i4, i5, i6, i7)
 #else
 typedef int32_t la_i4 __attribute__((vector_size(16)));
+typedef int32_t la_i8 __attribute__((vector_size(32)));
 #define LA_SHUF4(a, b, i0, i1, i2, i3) __builtin_shuffle(a, b, (la_i4){i0, i1, i2, i3})
+#define LA_SHUF8(a, b, i0, i1, i2, i3, i4, i5, i6, i7) __builtin_shuffle(a, b, (la_i8){i0, i1, i2, i3, i4, i5, i6, i7})
 #endif
-static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+static inline void la_transpose4(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {
     int64_t c = 0;
@@ -163,6 +168,40 @@ static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64
   }
   for (; r < rows; r++)
     for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];
+}
+/* One 8 x 8 block: rows interleaved in pairs (unpack), then in fours (within 128-bit lanes),
+ * then the 128-bit lanes exchanged. */
+#define LA_LOAD8(v, p) memcpy(&(v), (p), 32)
+#define LA_STORE8(p, v) memcpy((p), &(v), 32)
+static inline __attribute__((always_inline)) void la_transpose8x8(float* dst, int64_t ldd, const float* src,
+                                                                  int64_t lds) {
+  la_v8 a, b, c, d, e, f, g, h;
+  LA_LOAD8(a, src), LA_LOAD8(b, src + lds), LA_LOAD8(c, src + 2 * lds), LA_LOAD8(d, src + 3 * lds);
+  LA_LOAD8(e, src + 4 * lds), LA_LOAD8(f, src + 5 * lds), LA_LOAD8(g, src + 6 * lds), LA_LOAD8(h, src + 7 * lds);
+  const la_v8 ab0 = LA_SHUF8(a, b, 0, 8, 1, 9, 4, 12, 5, 13), ab1 = LA_SHUF8(a, b, 2, 10, 3, 11, 6, 14, 7, 15);
+  const la_v8 cd0 = LA_SHUF8(c, d, 0, 8, 1, 9, 4, 12, 5, 13), cd1 = LA_SHUF8(c, d, 2, 10, 3, 11, 6, 14, 7, 15);
+  const la_v8 ef0 = LA_SHUF8(e, f, 0, 8, 1, 9, 4, 12, 5, 13), ef1 = LA_SHUF8(e, f, 2, 10, 3, 11, 6, 14, 7, 15);
+  const la_v8 gh0 = LA_SHUF8(g, h, 0, 8, 1, 9, 4, 12, 5, 13), gh1 = LA_SHUF8(g, h, 2, 10, 3, 11, 6, 14, 7, 15);
+  /* columns k and k + 4 of rows a-d (s*) and e-h (u*) */
+  const la_v8 s0 = LA_SHUF8(ab0, cd0, 0, 1, 8, 9, 4, 5, 12, 13), s1 = LA_SHUF8(ab0, cd0, 2, 3, 10, 11, 6, 7, 14, 15);
+  const la_v8 s2 = LA_SHUF8(ab1, cd1, 0, 1, 8, 9, 4, 5, 12, 13), s3 = LA_SHUF8(ab1, cd1, 2, 3, 10, 11, 6, 7, 14, 15);
+  const la_v8 u0 = LA_SHUF8(ef0, gh0, 0, 1, 8, 9, 4, 5, 12, 13), u1 = LA_SHUF8(ef0, gh0, 2, 3, 10, 11, 6, 7, 14, 15);
+  const la_v8 u2 = LA_SHUF8(ef1, gh1, 0, 1, 8, 9, 4, 5, 12, 13), u3 = LA_SHUF8(ef1, gh1, 2, 3, 10, 11, 6, 7, 14, 15);
+  const la_v8 o0 = LA_SHUF8(s0, u0, 0, 1, 2, 3, 8, 9, 10, 11), o4 = LA_SHUF8(s0, u0, 4, 5, 6, 7, 12, 13, 14, 15);
+  const la_v8 o1 = LA_SHUF8(s1, u1, 0, 1, 2, 3, 8, 9, 10, 11), o5 = LA_SHUF8(s1, u1, 4, 5, 6, 7, 12, 13, 14, 15);
+  const la_v8 o2 = LA_SHUF8(s2, u2, 0, 1, 2, 3, 8, 9, 10, 11), o6 = LA_SHUF8(s2, u2, 4, 5, 6, 7, 12, 13, 14, 15);
+  const la_v8 o3 = LA_SHUF8(s3, u3, 0, 1, 2, 3, 8, 9, 10, 11), o7 = LA_SHUF8(s3, u3, 4, 5, 6, 7, 12, 13, 14, 15);
+  LA_STORE8(dst, o0), LA_STORE8(dst + ldd, o1), LA_STORE8(dst + 2 * ldd, o2), LA_STORE8(dst + 3 * ldd, o3);
+  LA_STORE8(dst + 4 * ldd, o4), LA_STORE8(dst + 5 * ldd, o5), LA_STORE8(dst + 6 * ldd, o6), LA_STORE8(dst + 7 * ldd, o7);
+}
+#undef LA_LOAD8
+#undef LA_STORE8
+static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
+  const int64_t rows8 = rows & ~(int64_t)7, cols8 = cols & ~(int64_t)7;
+  for (int64_t r = 0; r < rows8; r += 8)
+    for (int64_t c = 0; c < cols8; c += 8) la_transpose8x8(dst + c * ldd + r, ldd, src + r * lds + c, lds);
+  la_transpose4(dst + cols8 * ldd, ldd, src + cols8, lds, rows8, cols - cols8); /* rows [0, rows8), cols [cols8, cols) */
+  la_transpose4(dst + rows8, ldd, src + rows8 * lds, lds, rows - rows8, cols);  /* rows [rows8, rows) */
 }
 
 /* Element offset of state entry (key row i, value column j) within a unit's block. */

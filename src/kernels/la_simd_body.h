@@ -170,7 +170,7 @@ static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
 
 /* ---- GatedDeltaNet staging (q/k L2 norm, fused gates, beta sigmoid, transition capture) ---- */
 
-/* 1 / |x| (LA_L2_NORM_EPS under the root) of a d_k row of io_dtype elements. */
+/* 1 / |x| (la_params.l2_eps under the root) of a d_k row of io_dtype elements. */
 static float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row) {
   const linattn_dtype dt = J->p->io_dtype;
   vf acc = v_zero();
@@ -179,7 +179,7 @@ static float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row) {
     const vf x = v_load_io(la_io_at(row, i, dt), dt, n);
     acc = v_fma(x, x, acc);
   }
-  return la_l2_inv(v_hsum(acc));
+  return la_l2_inv(J->p, v_hsum(acc));
 }
 
 /* Per-key decay of token t through the fused gate: the log-space g of the d_k rows into g

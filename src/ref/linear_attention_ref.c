@@ -39,7 +39,7 @@ static void la_ref_load_row(const la_params* p, const void* x, float* dst) {
     ss += dst[i] * dst[i];
   }
   if (!p->qk_l2_norm) return;
-  const float inv = la_l2_inv(ss);
+  const float inv = la_l2_inv(p, ss);
   for (int64_t i = 0; i < p->d_k; i++) dst[i] = dst[i] * inv;
 }
 

@@ -179,6 +179,28 @@ def test_every_kernel_family_same_as_reference(rule, dtype, contexts):
         check_capture(su, ref[2], tol, f"{label} state_update seed {seed}")
 
 
+@pytest.mark.parametrize("eps", [1e-12, 1e-6, 0.0])
+def test_qk_l2_norm_eps_against_the_oracle(eps, contexts):
+    """q and k rows of |x|^2 ~ 1e-7, where ORT's 1e-12, fla's 1e-6 and 0 give different norms; the
+    second call of each eps goes through the cached fast path."""
+    rng, seed = fresh_rng()
+    feeds, attrs = make_case(rng, lens=[70, 3], Hq=2, grp=2, dk=16, dv=24, rule="gated_delta", gate="softplus",
+                             beta_act="sigmoid", l2=True, per_key=False, dt_bias_kind=1, cap=0, dtype="float32",
+                             gate_dtype="float32")
+    feeds["query"] = (feeds["query"] * 1e-4).astype(np.float32)
+    feeds["key"] = (feeds["key"] * 1e-4).astype(np.float32)
+    ref = oracle(feeds, dict(attrs, qk_l2_norm_eps=eps))
+    other = oracle(feeds, dict(attrs, qk_l2_norm_eps=1e-6 if eps != 1e-6 else 1e-12))
+    assert np.abs(ref[0] - other[0]).max() > 0.1 * np.abs(ref[0]).max(), "the case does not tell the epsilons apart"
+    for label, ctx in contexts.items():
+        for _ in range(2):
+            out, fin, _ = run_linattn(feeds, dict(attrs, qk_l2_norm_eps=eps), context=ctx)
+            check(out, ref[0], 2e-4, f"{label} output eps {eps} seed {seed}")
+            check(fin, ref[1], 2e-4, f"{label} final_state eps {eps} seed {seed}")
+    out, _, _ = run_linattn(feeds, attrs)  # the default is ORT's 1e-12
+    check(out, oracle(feeds, attrs)[0], 2e-4, f"default eps seed {seed}")
+
+
 def test_in_place_state_and_threads_bitwise():
     rng, seed = fresh_rng()
     feeds, attrs = make_case(rng, lens=[130, 5, 64, 1], Hq=2, grp=2, dk=64, dv=64, rule="gated_delta", gate="qwen",
@@ -256,6 +278,8 @@ def test_bad_input_names_the_argument():
     assert "key" in _bad_call(feeds, attrs, key=feeds["key"][:, :, :4].copy())
     assert "output" not in _bad_call(feeds, attrs, value=None)
     assert "gate_activation" in _bad_call(feeds, attrs, gate_activation="tanh")
+    for eps in (-1e-6, float("nan"), float("inf")):
+        assert "qk_l2_norm_eps" in _bad_call(feeds, attrs, qk_l2_norm_eps=eps)
 
 
 def test_ort_rejects_what_linattn_rejects():
