@@ -118,9 +118,10 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
   if (!v->data)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: data is NULL but the tensor has %lld elements", name,
                              (long long)numel);
-  int64_t maxoff = 0;
-  for (int32_t i = 0; i < rank; i++) {
+  int64_t maxoff = numel - 1; /* packed (the strides given were checked to be): sum (d_i - 1) * packed_i */
+  for (int32_t i = 0; i < rank && !all_zero && !require_packed; i++) {
     int64_t term;
+    if (i == 0) maxoff = 0;
     if (!linattn_mul_i64(v->dims[i] - 1, v->strides[i], &term) || !linattn_add_i64(maxoff, term, &maxoff))
       return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: memory extent overflows", name);
   }
