@@ -9,6 +9,8 @@
  * calls the host parallel-for on the thread that called it, so the OrtKernelContext of the
  * running Compute reaches it through a thread-local variable.
  */
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +29,20 @@ typedef struct ort_tensor {
   int64_t dims[VALUE_MAX_RANK];
 } ort_tensor;
 
+/* linattn's memory hooks (ort_alloc) keep the last block freed for the next request it fits:
+ * a decode-sized call then reuses its workspace instead of a round trip through ORT's arena,
+ * whose lock and bin search cost a visible part of a decode node. One slot, taken and given
+ * back by atomic exchange, so concurrent Compute calls of one kernel stay safe (the slower one
+ * allocates). The block is freed with the kernel; the arena would have kept it anyway. */
+typedef struct ort_block_cache {
+  OrtAllocator* allocator;
+  void* _Atomic block; /* an aligned block of ort_alloc, or NULL */
+} ort_block_cache;
+
 typedef struct ort_kernel {
   const ort_op* op;
   OrtAllocator* allocator;  /* the session's CPU allocator (arena): context and workspaces */
+  ort_block_cache blocks;   /* the hooks' user data: allocator plus the last freed block */
   linattn_context* context; /* parallel regions on ORT's pool (see ort_parallel_for) */
   linattn_linear_attention_desc la;
   linattn_causal_conv_desc conv;
@@ -403,21 +416,45 @@ static void ort_parallel_for(void* host_data, linattn_task_fn task, void* task_a
 /* linattn's memory hooks on ORT's allocator. A LinearAttention call's workspace is hundreds of
  * KiB even at decode; from malloc a block that size may be a fresh mmap with its page faults
  * on every call (glibc's mmap threshold decides), from ORT's arena it is a reused block. The
- * hooks over-allocate to honour any alignment (the arena promises only its own). */
+ * hooks over-allocate to honour any alignment (the arena promises only its own); the block
+ * ORT gave and the usable size are kept just below the aligned pointer. */
+typedef struct ort_block_header {
+  void* raw;
+  size_t usable; /* bytes from the aligned pointer to the end of the block */
+  size_t alignment;
+} ort_block_header;
+
+static ort_block_header* block_header(void* p) { return (ort_block_header*)p - 1; }
+
+static void ort_release_block(ort_block_cache* c, void* p) {
+  if (p) c->allocator->Free(c->allocator, block_header(p)->raw);
+}
+
 static void* ort_alloc(void* user, size_t size, size_t alignment) {
-  OrtAllocator* a = (OrtAllocator*)user;
+  ort_block_cache* c = (ort_block_cache*)user;
+  void* cached = atomic_exchange(&c->block, NULL);
+  if (cached) {
+    const ort_block_header* h = block_header(cached);
+    if (h->usable >= size && h->alignment >= alignment) return cached;
+    ort_release_block(c, cached);
+  }
+  if (alignment < _Alignof(ort_block_header)) alignment = _Alignof(ort_block_header);
   size_t total;
-  if (__builtin_add_overflow(size, alignment + sizeof(void*), &total)) return NULL;
-  char* raw = (char*)a->Alloc(a, total);
+  if (__builtin_add_overflow(size, alignment + sizeof(ort_block_header), &total)) return NULL;
+  char* raw = (char*)c->allocator->Alloc(c->allocator, total);
   if (!raw) return NULL;
-  uintptr_t p = ((uintptr_t)raw + sizeof(void*) + alignment - 1) & ~(uintptr_t)(alignment - 1);
-  ((void**)p)[-1] = raw;
+  const uintptr_t p = ((uintptr_t)raw + sizeof(ort_block_header) + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  ort_block_header* h = block_header((void*)p);
+  h->raw = raw;
+  h->usable = (size_t)(raw + total - (char*)p);
+  h->alignment = alignment;
   return (void*)p;
 }
 
 static void ort_free(void* user, void* ptr) {
-  OrtAllocator* a = (OrtAllocator*)user;
-  if (ptr) a->Free(a, ((void**)ptr)[-1]);
+  ort_block_cache* c = (ort_block_cache*)user;
+  if (!ptr) return;
+  ort_release_block(c, atomic_exchange(&c->block, ptr)); /* keep the newest, free the one it replaces */
 }
 
 static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
@@ -429,7 +466,9 @@ static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKer
   o.num_threads = 0; /* task count; ORT's pool decides how many run at once */
   o.alloc = ort_alloc;
   o.free = ort_free;
-  o.alloc_user = k->allocator;
+  k->blocks.allocator = k->allocator;
+  atomic_init(&k->blocks.block, NULL);
+  o.alloc_user = &k->blocks;
   linattn_status s = linattn_context_create(&o, &k->context);
   return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
 }
@@ -479,6 +518,7 @@ static void read_constant_inputs(const OrtApi* api, const OrtKernelInfo* info, o
 
 static void free_kernel(ort_kernel* k) {
   linattn_context_destroy(k->context);
+  if (k->allocator) ort_release_block(&k->blocks, atomic_exchange(&k->blocks.block, NULL));
   if (k->allocator) linattn_ort_api->ReleaseAllocator(k->allocator);
   free(k);
 }

@@ -63,6 +63,7 @@ typedef struct la_params {
  * reads or writes, as pointers already offset to token 0 of this unit, strides in ELEMENTS of
  * io_dtype. State columns evolve independently, so units never share writable memory and the
  * result of a unit does not depend on how the columns were split. */
+/* Every field is set by the operators that build units (la_prepare_unit sets them one by one). */
 typedef struct la_unit {
   const void* q;          /* query head qh0 at token 0: d_k elements per head */
   int64_t q_token_stride;
@@ -112,8 +113,9 @@ typedef struct la_unit {
 
 /* A LinearAttention micro-kernel family: advance one unit over all T tokens, writing the
  * unit's output columns for every query head and token, and the final state to state_out.
- * scratch: la_kernel.scratch_bytes(params, ncols) bytes, 64-byte aligned, private to the caller.
- * Must give the same bits for a unit whatever the other units are (thread-count independence). */
+ * scratch: la_kernel.scratch_bytes(params, ncols) bytes, 64-byte aligned, private to the caller;
+ * it may grow with params->T (a decode call needs less), never shrink: a scratch sized for T
+ * tokens serves any call of fewer. Must give the same bits for a unit whatever the other units are (thread-count independence). */
 typedef void (*la_unit_fn)(const la_params* p, const la_unit* u, void* scratch);
 typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
 /* Input rows (q, k, v, decay, beta) of tokens [t0, t0 + n) of unit u: those the caller's next

@@ -8,7 +8,10 @@ thread, float32, batch 1, one token.
     python -m linattn.ort_overhead --gdn-T 1,64,512,4096   # GatedDeltaNet node time against T
 
 Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
-fixture's 2/4 x 64 and 16/16 x 128) and GatedDeltaNet (qwen gate, beta sigmoid, qk_l2_norm).
+fixture's 2/4 x 64 and 16/16 x 128), LinearAttentionGate over the same kv heads (dt_bias and
+decay_scale constant initializers, as exported; no bare call) and GatedDeltaNet (qwen gate, beta
+sigmoid, qk_l2_norm). --baseline-plugin PATH adds a third session with another build of the
+plugin, alternating with the others (A/B in one process).
 Sessions alternate run by run; figures are medians (the profiler's resolution is 1 us, so the
 mean of the runs below the 90th percentile is printed beside it). The node time includes what
 ORT's profiler itself costs per node and the cache misses of a fresh run (the state was evicted
@@ -31,6 +34,7 @@ import numpy as np
 from . import ort_models as M
 
 CASES = [("LinearAttention", "la", 2, 4, 64), ("LinearAttention", "la", 16, 16, 128),
+         ("LinearAttentionGate", "gate", 2, 4, 64), ("LinearAttentionGate", "gate", 16, 16, 128),
          ("GatedDeltaNet", "gdn", 2, 4, 64), ("GatedDeltaNet", "gdn", 16, 16, 128)]
 
 
@@ -62,6 +66,23 @@ def gdn_node(hq, hkv, d, rng, T=1):
     return model, feeds
 
 
+def gate_node(hq, hkv, d, rng):
+    """LinearAttentionGate of one decode token over the kv heads, dt_bias and decay_scale constant
+    initializers as the genai export has them (hq and d only name the case)."""
+    from onnx import numpy_helper
+
+    feeds = {"a": rng.standard_normal((1, 1, hkv)).astype(np.float32),
+             "b": rng.standard_normal((1, 1, hkv)).astype(np.float32)}
+    model = M.linear_attention_gate_model(a_shape=[1, 1, hkv])
+    consts = {"dt_bias": rng.standard_normal(hkv).astype(np.float32),
+              "decay_scale": (-np.exp(0.5 * rng.standard_normal(hkv))).astype(np.float32)}
+    kept = [i for i in model.graph.input if i.name not in consts]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    return model, feeds
+
+
 def node_times(profile_path, op_type):
     """Kernel times (us) of the op_type nodes in an ORT profile, in run order."""
     with open(profile_path) as f:
@@ -83,17 +104,37 @@ def bare_call(binary, kind, hq, hkv, d, reps):
     return {"median_us": r["median_ns"] / 1e3, "min_us": r["min_ns"] / 1e3}
 
 
-def profiled(op, model, feeds, runs):
-    """Node kernel times (us) of op in sessions with and without the plugin, alternating runs;
-    the outputs of both are checked against each other first."""
+def plugin_session(model, path, profile_prefix):
+    """A one-thread session of model with the plugin at `path` (another build of it, for A/B)."""
+    import onnxruntime as ort
+
+    from . import ort as linattn_ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 4
+    so.enable_profiling = True
+    so.profile_file_prefix = profile_prefix
+    linattn_ort.register(so, path, model=model)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def profiled(op, model, feeds, runs, baseline=None):
+    """Node kernel times (us) of op in sessions with and without the plugin (and with the plugin
+    build at `baseline`, when given), alternating runs; the outputs are checked against each other
+    first."""
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {label: M.session(model, plugin=plugin, threads=1, profile_prefix=os.path.join(tmp, label))
                     for label, plugin in (("plugin", True), ("ort", False))}
+        if baseline:
+            sessions["baseline"] = plugin_session(model, baseline, os.path.join(tmp, "baseline"))
         outs = {label: M.run(s, feeds) for label, s in sessions.items()}
-        for a, b in zip(outs["plugin"], outs["ort"]):  # the same node both ways
-            err = float(np.abs(a.astype(np.float64) - b).max() / max(1e-30, float(np.abs(b).max())))
-            if not err < 1e-3:
-                raise AssertionError(f"{op}: plugin and ORT alone differ (max error {err:.1e} of max |ORT|)")
+        for label in outs:
+            for a, b in zip(outs[label], outs["ort"]):  # the same node every way
+                err = float(np.abs(a.astype(np.float64) - b).max() / max(1e-30, float(np.abs(b).max())))
+                if not err < 1e-3:
+                    raise AssertionError(f"{op}: {label} and ORT alone differ (max error {err:.1e} of max |ORT|)")
         for _ in range(runs):
             for s in sessions.values():
                 M.run(s, feeds)
@@ -105,11 +146,12 @@ def profiled(op, model, feeds, runs):
     return res
 
 
-def measure(op, kind, hq, hkv, d, runs, binary):
+def measure(op, kind, hq, hkv, d, runs, binary, baseline=None):
     rng = np.random.default_rng(7)
-    model, feeds = (la_node if kind == "la" else gdn_node)(hq, hkv, d, rng)
-    res = {label: summary(t) for label, t in profiled(op, model, feeds, runs).items()}
-    res["bare"] = bare_call(binary, kind, hq, hkv, d, max(2000, runs))
+    model, feeds = {"la": la_node, "gdn": gdn_node, "gate": gate_node}[kind](hq, hkv, d, rng)
+    res = {label: summary(t) for label, t in profiled(op, model, feeds, runs, baseline).items()}
+    if kind != "gate":
+        res["bare"] = bare_call(binary, kind, hq, hkv, d, max(2000, runs))
     return res
 
 
@@ -143,6 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, default=128, help="--gdn-T: head size")
     p.add_argument("--budget", type=float, default=3.0, help="--gdn-T: rough seconds per T")
     p.add_argument("--json", default=None)
+    p.add_argument("--baseline-plugin", default=None,
+                   help="another build of liblinattn_ort.so, run as a third session (A/B in one process)")
+    p.add_argument("--ops", default=None, help="only these node types (comma-separated)")
     a = p.parse_args(argv)
     if a.gdn_T:
         rows = gdn_scaling([int(t) for t in a.gdn_T.split(",")], a.heads, a.d, a.budget)
@@ -151,14 +196,22 @@ def main(argv=None) -> int:
                 json.dump({"gdn_scaling": rows}, f, indent=1)
         return 0
     print("decode node, float32, 1 thread; us (median / mean of the fastest 90%)")
-    print(f"{'node':16} {'heads':>7} {'d':>4} | {'bare call':>9} | {'plugin':>15} {'node - bare':>11} | {'ORT alone':>15}")
+    base_col = f" | {'baseline plugin':>15}" if a.baseline_plugin else ""
+    print(f"{'node':19} {'heads':>7} {'d':>4} | {'bare call':>9} | {'plugin':>15} {'node - bare':>11} | "
+          f"{'ORT alone':>15}{base_col}")
     rows = []
+    ops = set(a.ops.split(",")) if a.ops else None
     for op, kind, hq, hkv, d in CASES:
-        r = measure(op, kind, hq, hkv, d, a.runs, a.node_call)
-        pl, o, b = r["plugin"], r["ort"], r["bare"]
-        print(f"{op:16} {f'{hq}/{hkv}':>7} {d:4d} | {b['median_us']:9.2f} | {pl['median_us']:6.1f} / "
+        if ops and op not in ops:
+            continue
+        r = measure(op, kind, hq, hkv, d, a.runs, a.node_call, a.baseline_plugin)
+        pl, o = r["plugin"], r["ort"]
+        b = r.get("bare", {"median_us": float("nan")})
+        base = r.get("baseline")
+        base_txt = f" | {base['median_us']:6.1f} / {base['mean_p90_us']:6.2f}" if base else ""
+        print(f"{op:19} {f'{hq}/{hkv}':>7} {d:4d} | {b['median_us']:9.2f} | {pl['median_us']:6.1f} / "
               f"{pl['mean_p90_us']:6.2f} {pl['mean_p90_us'] - b['median_us']:11.2f} | {o['median_us']:6.1f} / "
-              f"{o['mean_p90_us']:6.2f}", flush=True)
+              f"{o['mean_p90_us']:6.2f}{base_txt}", flush=True)
         rows.append({"op": op, "H_q": hq, "H_kv": hkv, "d": d, **r})
     if a.json:
         with open(a.json, "w") as f:

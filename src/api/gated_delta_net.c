@@ -376,12 +376,16 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   if (c->cu)
     for (int64_t b = 0; b < c->B; b++) longest = c->cu[b + 1] - c->cu[b] > longest ? c->cu[b + 1] - c->cu[b] : longest;
   c->state_block_bytes = c->has_fin ? 0 : linattn_round_up(sblock, 64);
-  size_t kbytes = c->kern->scratch_bytes(&c->p, bc);
+  /* a kernel's scratch grows with the tokens of a call up to a tile: sized for the longest request */
+  la_params longest_p = c->p;
+  longest_p.T = longest;
+  size_t kbytes = c->kern->scratch_bytes(&longest_p, bc);
   /* non-finite recompute (la_units.h): an in-place state is copied per unit first in requests
    * of LA_KEEP_ENTRY_MIN_TOKENS tokens or more, shorter in-place requests are not recomputed */
   c->refine = c->kern != &linattn_la_reference && (!c->in_place || longest >= LA_KEEP_ENTRY_MIN_TOKENS);
   c->entry_copy_bytes = c->refine && c->in_place ? linattn_round_up(sblock, 64) : 0;
-  if (c->refine && linattn_la_reference.scratch_bytes(&c->p, bc) > kbytes) kbytes = linattn_la_reference.scratch_bytes(&c->p, bc);
+  if (c->refine && linattn_la_reference.scratch_bytes(&longest_p, bc) > kbytes)
+    kbytes = linattn_la_reference.scratch_bytes(&longest_p, bc);
   c->kernel_scratch_bytes = linattn_round_up(kbytes, 64);
   if (!linattn_add_size(c->state_block_bytes, c->kernel_scratch_bytes, &c->unit_bytes) ||
       !linattn_add_size(c->unit_bytes, c->entry_copy_bytes, &c->unit_bytes))

@@ -399,41 +399,50 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
   const int64_t col0 = blk * c->block_cols;
   const int64_t ncols = (dv - col0) < c->block_cols ? (dv - col0) : c->block_cols;
   const size_t esz = linattn_dtype_size(c->p.io_dtype);
-  la_unit u;
-  memset(&u, 0, sizeof u);
+  /* Written in place, field by field: a local copy assigned at the end is read back before its
+   * scalar stores have drained (a store-forwarding stall), and zeroing the whole struct first
+   * compiles to a string store; both cost more than the rest of the function. */
+  la_unit* const u = up;
+  u->decay = u->beta = NULL;
+  u->decay_token_stride = u->beta_token_stride = 0;
+  u->gate_coef = 0.0f;
+  u->dt_bias = NULL;
+  u->dt_bias_per_key = false;
+  u->cap_tokens = u->cap_decay_stride = u->cap_key_stride = u->cap_delta_stride = 0;
+  u->cap_decay = u->cap_key = u->cap_delta = NULL;
   int64_t qh0, oh0;
   if (c->s.inverse_gqa) {
-    u.n_q = 1;
+    u->n_q = 1;
     qh0 = h / (c->s.H_kv / c->s.H_q);
     oh0 = h;
   } else {
-    u.n_q = (int32_t)(c->s.H_q / c->s.H_kv);
-    qh0 = h * u.n_q;
+    u->n_q = (int32_t)(c->s.H_q / c->s.H_kv);
+    qh0 = h * u->n_q;
     oh0 = qh0;
   }
   const int64_t kh = h / (c->s.H_kv / c->s.n_k);
-  u.q = la_at(c->q.data, la_seq_off(c, &c->q, b) + qh0 * dk, esz);
-  u.q_token_stride = c->q.strides[1];
-  u.q_head_stride = dk;
-  u.k = la_at(c->k.data, la_seq_off(c, &c->k, b) + kh * dk, esz);
-  u.k_token_stride = c->k.strides[1];
-  u.v = la_at(c->v.data, la_seq_off(c, &c->v, b) + h * dv + col0, esz);
-  u.v_token_stride = c->v.strides[1];
+  u->q = la_at(c->q.data, la_seq_off(c, &c->q, b) + qh0 * dk, esz);
+  u->q_token_stride = c->q.strides[1];
+  u->q_head_stride = dk;
+  u->k = la_at(c->k.data, la_seq_off(c, &c->k, b) + kh * dk, esz);
+  u->k_token_stride = c->k.strides[1];
+  u->v = la_at(c->v.data, la_seq_off(c, &c->v, b) + h * dv + col0, esz);
+  u->v_token_stride = c->v.strides[1];
   if (c->has_decay) {
     const int64_t off = c->p.decay_kind == LA_DECAY_PER_KEY ? h * dk : h;
-    u.decay = la_at(c->decay.data, la_seq_off(c, &c->decay, b) + off, esz);
-    u.decay_token_stride = c->decay.strides[1];
+    u->decay = la_at(c->decay.data, la_seq_off(c, &c->decay, b) + off, esz);
+    u->decay_token_stride = c->decay.strides[1];
   }
   if (c->has_beta) {
     const int64_t off = c->p.beta_kind == LA_BETA_PER_HEAD ? h : 0;
-    u.beta = la_at(c->beta.data, la_seq_off(c, &c->beta, b) + off, esz);
-    u.beta_token_stride = c->beta.strides[1];
+    u->beta = la_at(c->beta.data, la_seq_off(c, &c->beta, b) + off, esz);
+    u->beta_token_stride = c->beta.strides[1];
   }
-  u.out = la_at(c->out.data, la_seq_off(c, &c->out, b) + oh0 * dv + col0, esz);
-  u.out_token_stride = c->out.strides[1];
-  u.out_head_stride = dv;
-  u.col0 = col0;
-  u.ncols = ncols;
+  u->out = la_at(c->out.data, la_seq_off(c, &c->out, b) + oh0 * dv + col0, esz);
+  u->out_token_stride = c->out.strides[1];
+  u->out_head_stride = dv;
+  u->col0 = col0;
+  u->ncols = ncols;
 
   const int64_t sbase = la_state_base(c, b, h); /* element offset of this head's state */
   const bool reads = la_seq_reads_state(c, b);
@@ -445,20 +454,19 @@ static char* la_prepare_unit(const la_call* c, int64_t unit, char* scratch, la_u
    * present_state, a copy of past_state's block in scratch (row stride ncols) updated in place */
   const void* past = reads ? la_at(c->past.data, sbase + col0, ssz) : NULL;
   if (c->has_present) {
-    la_set_state(&u, c->state_dtype, past, la_at(c->present.data, sbase + col0, ssz));
-    u.ld_state = dv;
+    la_set_state(u, c->state_dtype, past, la_at(c->present.data, sbase + col0, ssz));
+    u->ld_state = dv;
   } else {
     if (past) la_copy_rows(scratch, ncols, past, dv, dk, ncols, ssz);
-    la_set_state(&u, c->state_dtype, past ? scratch : NULL, scratch);
-    u.ld_state = ncols;
+    la_set_state(u, c->state_dtype, past ? scratch : NULL, scratch);
+    u->ld_state = ncols;
   }
   if (keeps_entry && recompute) {
-    la_set_state(&u, c->state_dtype, reads ? entry : NULL, entry); /* rows of ncols; la_refine_unit copies back */
-    u.ld_state = ncols;
+    la_set_state(u, c->state_dtype, reads ? entry : NULL, entry); /* rows of ncols; la_refine_unit copies back */
+    u->ld_state = ncols;
   } else if (keeps_entry && reads) {
-    la_copy_rows(entry, ncols, u.state_out, dv, dk, ncols, ssz);
+    la_copy_rows(entry, ncols, u->state_out, dv, dk, ncols, ssz);
   }
-  *up = u;
   return kscratch;
 }
 

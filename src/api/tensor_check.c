@@ -57,8 +57,15 @@ static linattn_status tview_check_strided(const tview* v) {
 
 linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, int32_t rank, bool require_packed,
                           const char* shape_doc) {
-  memset(v, 0, sizeof *v);
+  /* field by field: a memset of the struct compiles to a string store, whose start-up costs
+   * more than the rest of a decode-sized call's check of a tensor */
   v->name = name;
+  v->data = NULL;
+  v->dtype = LINATTN_DTYPE_INVALID;
+  v->rank = 0;
+  for (int32_t i = 0; i < LINATTN_MAX_RANK; i++) v->dims[i] = v->strides[i] = 0;
+  v->numel = 0;
+  v->lo = v->hi = 0;
   if (!t) return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: required tensor is NULL, expected shape %s", name, shape_doc);
   if (t->rank != rank)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: expected rank %d %s, got rank %d", name, (int)rank,
@@ -98,7 +105,7 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
   }
   if (all_zero || numel == 0) { /* an empty tensor touches no memory: its strides do not matter
                                   * (numpy gives zero-size arrays strides like (0, 0, 0, 4)) */
-    memcpy(v->strides, packed, sizeof packed);
+    for (int32_t i = 0; i < rank; i++) v->strides[i] = packed[i]; /* only the entries written */
   } else {
     for (int32_t i = 0; i < rank; i++) v->strides[i] = t->strides[i];
     linattn_status st = require_packed ? tview_check_packed(v, packed) : tview_check_strided(v);
@@ -111,9 +118,10 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
   if (!v->data)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: data is NULL but the tensor has %lld elements", name,
                              (long long)numel);
-  int64_t maxoff = 0;
-  for (int32_t i = 0; i < rank; i++) {
+  int64_t maxoff = numel - 1; /* packed (the strides given were checked to be): sum (d_i - 1) * packed_i */
+  for (int32_t i = 0; i < rank && !all_zero && !require_packed; i++) {
     int64_t term;
+    if (i == 0) maxoff = 0;
     if (!linattn_mul_i64(v->dims[i] - 1, v->strides[i], &term) || !linattn_add_i64(maxoff, term, &maxoff))
       return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: memory extent overflows", name);
   }

@@ -127,14 +127,23 @@ typedef struct LA_FN(la_resume) {
 } LA_FN(la_resume);
 typedef LA_FN(la_resume) la_resume_t;
 
+/* Whether every panel of a unit works on a packed fp32 copy of its state (see la_setup). */
+static inline int LA_FN(la_packs_all)(const la_params* p) {
+  return p->T >= LA_PACK_MIN_T || p->state_v_major || (la_state_half(p) && p->T > 1);
+}
+
+/* The scratch holds only what a call of p->T tokens uses: a call of one tile (decode) stages at
+ * most T slots into one tile and parks no carry; without packed copies of every panel only the
+ * tail panel is packed. */
 static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch, la_job_t* J) {
   la_arena ar = {(char*)scratch, 0};
   const int64_t dkp = (p->d_k + LA_VL - 1) / LA_VL * LA_VL;
-  const int64_t slots = LA_TILE_TOKENS + 1;
+  const int one_tile = p->T <= LA_TILE_TOKENS;
+  const int64_t slots = one_tile ? p->T : LA_TILE_TOKENS + 1;
   const int64_t maxpanels = ncols / LA_VL + 2;
   J->dkp = dkp;
   J->ncp = (ncols + LA_VL - 1) / LA_VL * LA_VL;
-  for (int b = 0; b < 2; b++) {
+  for (int b = 0; b < 2 - one_tile; b++) { /* one tile: tiles[1] is never staged */
     la_tile_t* Tl = &J->tiles[b];
     Tl->k = la_arena_floats(&ar, slots * dkp);
     Tl->a = la_arena_floats(&ar, slots * dkp);
@@ -154,8 +163,8 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
   J->ones = la_arena_floats(&ar, dkp);
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
   J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
-  J->pack = la_arena_floats(&ar, p->d_k * J->ncp);
-  J->carry = la_arena_floats(&ar, maxpanels * (1 + LA_GMAX) * LA_WCAP * LA_VL);
+  J->pack = la_arena_floats(&ar, p->d_k * (LA_FN(la_packs_all)(p) ? J->ncp : LA_VL));
+  J->carry = la_arena_floats(&ar, one_tile ? 0 : maxpanels * (1 + LA_GMAX) * LA_WCAP * LA_VL);
   J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
   la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* la_step's resume record, last */
   return ar.used;
@@ -1032,7 +1041,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * panel's rows are copied in, and back in la_finish. */
   /* A half-precision state is converted into the packed copy whenever a token's state feeds
    * another token's (T > 1): the state stays fp32 within the call. */
-  const int pack_all = J.T >= LA_PACK_MIN_T || p->state_v_major || (la_state_half(p) && J.T > 1);
+  const int pack_all = LA_FN(la_packs_all)(p);
   J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
   J.stage_plain = p->stage_plain && p->io_dtype == LINATTN_DTYPE_F32 && la_gate_dtype(p) == LINATTN_DTYPE_F32 &&
                   !p->qk_l2_norm && p->gate == LA_GATE_NONE && J.dk % LA_VL == 0 && u->cap_tokens <= 0;
@@ -1069,7 +1078,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
     P->prefetches = 0;
     if (P->packed) {
       P->ld = w * LA_VL;
-      P->dst = J.pack + dk * col;
+      P->dst = J.pack + (pack_all ? dk * col : 0); /* else the one packed panel: the tail */
       P->src = P->dst;
       P->stream = 0;
       LA_FN(la_pack_panel)(p, u, P);
