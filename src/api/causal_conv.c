@@ -216,10 +216,7 @@ static linattn_status conv_workspace_size_entered(linattn_context* context, cons
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;
-  size_t bytes = conv_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(conv_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* context, const linattn_causal_conv_desc* desc,
@@ -242,10 +239,9 @@ static linattn_status conv_compute_entered(linattn_context* context, const linat
   conv_call c;
   linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
   if (st) return st;
-  const size_t need = conv_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.L > 0, &c.workspace, &owned)))
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, conv_workspace_bytes(&c), c.p.L > 0,
+                                   &c.workspace, &owned)))
     return st;
   if (c.p.L == 0) {
     /* Empty sequence: nothing to convolve and present_state = past_state (zeros without one).

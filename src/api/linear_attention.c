@@ -588,10 +588,7 @@ static linattn_status la_workspace_size_entered(
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
   if (st) return st;
-  size_t bytes = la_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(la_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_linear_attention_workspace_size(
@@ -615,11 +612,10 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
   la_call c;
   linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
   if (st) return st;
-  const size_t need = la_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  /* need is 0 when T == 0 */
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0, &c.workspace, &owned)))
+  /* the workspace is empty when T == 0 */
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0,
+                                   &c.workspace, &owned)))
     return st;
   c.refine_limit = la_refine_limit(&c.p);
   if (c.p.T == 0) tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
@@ -651,10 +647,7 @@ static linattn_status la_packed_workspace_size_entered(LA_PACKED_ARGS_DECL, size
   la_call c;
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
-  const size_t bytes = la_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(la_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_varlen_linear_attention_workspace_size(LA_PACKED_ARGS_DECL, size_t* workspace_size) {
@@ -665,10 +658,8 @@ static linattn_status la_packed_entered(LA_PACKED_ARGS_DECL, void* workspace, si
   la_call c;
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
-  const size_t need = la_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0 && c.num_units > 0,
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0 && c.num_units > 0,
                                    &c.workspace, &owned)))
     return st;
   c.refine_limit = la_refine_limit(&c.p);

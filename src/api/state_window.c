@@ -46,8 +46,11 @@ static linattn_tensor state_slot(const tview* v, int64_t j, int32_t rank, const 
   return s;
 }
 
-static linattn_status window_check(int64_t W) {
-  if (W < 0 || W > WINDOW_MAX) return ERR("desc.state_window: must be in [0, %d], got %lld", WINDOW_MAX, (long long)W);
+/* *W = window, checked */
+static linattn_status window_take(int64_t window, int64_t* W) {
+  if (window < 0 || window > WINDOW_MAX)
+    return ERR("desc.state_window: must be in [0, %d], got %lld", WINDOW_MAX, (long long)window);
+  *W = window;
   return LINATTN_SUCCESS;
 }
 
@@ -80,23 +83,6 @@ static linattn_status window_states(const linattn_tensor* past_state, const lina
   return LINATTN_SUCCESS;
 }
 
-static linattn_status window_workspace(linattn_context* ctx, size_t need, void* workspace, size_t workspace_size,
-                                       void** owned, char** ws) {
-  *owned = NULL;
-  *ws = (char*)workspace;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
-    return LINATTN_SUCCESS;
-  }
-  if (need == 0) return LINATTN_SUCCESS;
-  *owned = linattn_ctx_alloc(ctx, need);
-  if (!*owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-  *ws = (char*)*owned;
-  return LINATTN_SUCCESS;
-}
-
 /* ------------------------------------------------------------------ LinearAttention */
 
 typedef struct la_window {
@@ -114,8 +100,7 @@ static linattn_status la_window_resolve(linattn_context* ctx, const linattn_line
                                         const linattn_tensor* present_state, la_window* w) {
   linattn_status st;
   memset(w, 0, sizeof *w);
-  if ((st = window_check(d->state_window))) return st;
-  w->W = d->state_window;
+  if ((st = window_take(d->state_window, &w->W))) return st;
   w->d0 = *d;
   w->d0.state_window = 0;
   if (!q || !k || !v || q->rank != 3 || k->rank != 3 || v->rank != 3) { /* the operator's own messages */
@@ -184,8 +169,9 @@ linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_
   linattn_status st = la_window_resolve(ctx, d, q, k, v, past, decay, beta, output, present, &w);
   if (st) return st;
   void* owned;
-  char* ws;
-  if ((st = window_workspace(ctx, w.state_bytes + w.inner_bytes, workspace, workspace_size, &owned, &ws))) return st;
+  char* ws = NULL;
+  if ((st = linattn_take_workspace(ctx, workspace, workspace_size, w.state_bytes + w.inner_bytes, true, &ws, &owned)))
+    return st;
   float* state = (float*)ws;
   /* the fp32 state entering the call: past slot W - 1 (read before any slot is written) */
   if (w.slot_elems == 0) { /* B, d_k or d_v 0: the buffers may be NULL */
@@ -234,8 +220,7 @@ static linattn_status conv_window_resolve(linattn_context* ctx, const linattn_ca
                                           conv_window* w) {
   linattn_status st;
   memset(w, 0, sizeof *w);
-  if ((st = window_check(d->state_window))) return st;
-  w->W = d->state_window;
+  if ((st = window_take(d->state_window, &w->W))) return st;
   w->d0 = *d;
   w->d0.state_window = 0;
   const bool cl = d->channels_last == 1;
@@ -303,8 +288,8 @@ linattn_status linattn_conv_window_run(linattn_context* ctx, const linattn_causa
   linattn_status st = conv_window_resolve(ctx, d, input, weight, bias, past, output, present, &w);
   if (st) return st;
   void* owned;
-  char* ws;
-  if ((st = window_workspace(ctx, w.inner_bytes, workspace, workspace_size, &owned, &ws))) return st;
+  char* ws = NULL;
+  if ((st = linattn_take_workspace(ctx, workspace, workspace_size, w.inner_bytes, true, &ws, &owned))) return st;
   const size_t es = linattn_dtype_size(input->dtype);
   linattn_tensor last_past = past ? state_slot(&w.past, w.W - 1, 3, w.sdims, w.slot_elems) : (linattn_tensor){0};
   const int64_t first = w.W > w.L ? w.W - w.L : 0;

@@ -334,10 +334,7 @@ static linattn_status linattn_varlen_causal_conv_with_state_workspace_size_enter
   linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
                                      previous_mask, output, final_state, state_update, &c);
   if (st) return st;
-  const size_t bytes = varlen_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(varlen_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
@@ -362,10 +359,9 @@ static linattn_status linattn_varlen_causal_conv_with_state_entered(
   linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
                                      previous_mask, output, final_state, state_update, &c);
   if (st) return st;
-  const size_t need = varlen_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.num_units > 0, &c.workspace, &owned)))
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, varlen_workspace_bytes(&c), c.num_units > 0,
+                                   &c.workspace, &owned)))
     return st;
   if (c.num_units > 0) linattn_run_parallel(context, varlen_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
