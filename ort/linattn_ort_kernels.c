@@ -145,18 +145,39 @@ static OrtStatus* attr_string(const ort_op* op, const OrtApi* api, const OrtKern
   return NULL;
 }
 
+/* The library's name parsers as one type for attr_enum */
+typedef int (*enum_parse_fn)(const char* name);
+static int parse_update_rule(const char* name) { return (int)linattn_update_rule_from_string(name); }
+static int parse_activation(const char* name) { return (int)linattn_activation_from_string(name); }
+static int parse_gdn_gate(const char* name) { return (int)linattn_gdn_gate_from_string(name); }
+static int parse_gdn_beta(const char* name) { return (int)linattn_gdn_beta_from_string(name); }
+
+/* A string attribute naming an enum value (`def` when absent): parse gives `invalid` for a name
+ * it does not know, which is reported with the accepted names `choices`. */
+static OrtStatus* attr_enum(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                            const char* def, enum_parse_fn parse, int invalid, const char* choices, int* value) {
+  char buf[64];
+  OrtStatus* st = attr_string(op, api, info, name, def, buf, sizeof buf);
+  if (st) return st;
+  *value = parse(buf);
+  if (*value == invalid)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s '%s' is not one of %s", op->label, name, buf,
+                             choices);
+  return NULL;
+}
+
+#define UPDATE_RULES "linear, gated, delta, gated_delta"
+#define CONV_ACTIVATIONS "none, silu, swish"
+
 static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char rule[64];
-  int has_q = 0, has_kv = 0;
+  int rule, has_q = 0, has_kv = 0;
   linattn_linear_attention_desc* d = &k->la;
   linattn_linear_attention_desc_init(d);
-  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule))) return st;
-  d->update_rule = linattn_update_rule_from_string(rule);
-  if (d->update_rule == LINATTN_UPDATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
-                             op->label, rule);
+  if ((st = attr_enum(op, api, info, "update_rule", "gated_delta", parse_update_rule, LINATTN_UPDATE_INVALID,
+                      UPDATE_RULES, &rule)))
+    return st;
+  d->update_rule = (linattn_update_rule)rule;
   if ((st = attr_int(op, api, info, "q_num_heads", 0, &d->q_num_heads, &has_q)) ||
       (st = attr_int(op, api, info, "kv_num_heads", 0, &d->kv_num_heads, &has_kv)) ||
       (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
@@ -258,13 +279,12 @@ static OrtStatus* check_state_length_at_creation(const ort_op* op, const OrtApi*
 
 static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char act[64];
+  int act;
   linattn_causal_conv_desc_init(&k->conv);
-  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act))) return st;
-  k->conv.activation = linattn_activation_from_string(act);
-  if (k->conv.activation == LINATTN_ACTIVATION_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
-                             op->label, act);
+  if ((st = attr_enum(op, api, info, "activation", "none", parse_activation, LINATTN_ACTIVATION_INVALID,
+                      CONV_ACTIVATIONS, &act)))
+    return st;
+  k->conv.activation = (linattn_activation)act;
   if (!op->contrib) return NULL;
   conv_contrib_attrs a;
   if ((st = read_conv_contrib_attrs(op, api, info, &a)) || (st = check_conv_contrib_attrs(op, &a))) return st;
@@ -303,33 +323,25 @@ static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const Ort
 /* com.microsoft GatedDeltaNet: every attribute of the schema, typed as ORT's schema types them. */
 static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char rule[64], gate[64], beta[64];
+  int rule, gate, beta;
   int64_t l2 = 0;
   linattn_gated_delta_net_desc* d = &k->gdn;
   linattn_gated_delta_net_desc_init(d);
-  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule)) ||
-      (st = attr_string(op, api, info, "gate_activation", "none", gate, sizeof gate)) ||
-      (st = attr_string(op, api, info, "beta_activation", "none", beta, sizeof beta)) ||
+  if ((st = attr_enum(op, api, info, "update_rule", "gated_delta", parse_update_rule, LINATTN_UPDATE_INVALID,
+                      UPDATE_RULES, &rule)) ||
+      (st = attr_enum(op, api, info, "gate_activation", "none", parse_gdn_gate, LINATTN_GDN_GATE_INVALID,
+                      "none, softplus, qwen, sigmoid, kda", &gate)) ||
+      (st = attr_enum(op, api, info, "beta_activation", "none", parse_gdn_beta, LINATTN_GDN_BETA_INVALID,
+                      "none, sigmoid", &beta)) ||
       (st = attr_int(op, api, info, "qk_l2_norm", 0, &l2, NULL)) ||
       (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
       (st = attr_float(op, api, info, "gate_lower_bound", -5.0f, &d->gate_lower_bound)) ||
       (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
       (st = attr_int(op, api, info, "chunk_size", 64, &d->chunk_size, NULL)))
     return st;
-  d->update_rule = linattn_update_rule_from_string(rule);
-  if (d->update_rule == LINATTN_UPDATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
-                             op->label, rule);
-  d->gate_activation = linattn_gdn_gate_from_string(gate);
-  if (d->gate_activation == LINATTN_GDN_GATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute gate_activation '%s' is not one of none, softplus, qwen, sigmoid, kda",
-                             op->label, gate);
-  d->beta_activation = linattn_gdn_beta_from_string(beta);
-  if (d->beta_activation == LINATTN_GDN_BETA_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute beta_activation '%s' is not one of none, sigmoid",
-                             op->label, beta);
+  d->update_rule = (linattn_update_rule)rule;
+  d->gate_activation = (linattn_gdn_gate)gate;
+  d->beta_activation = (linattn_gdn_beta)beta;
   if (l2 != 0 && l2 != 1)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute qk_l2_norm must be 0 or 1, got %lld", op->label,
                              (long long)l2);
@@ -344,20 +356,18 @@ static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKerne
  * delta_offset and group_size are read and checked for their type only: its inputs are refused). */
 static OrtStatus* create_varlen_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char act[64];
+  int act;
   int64_t delta_offset = 0, group_size = 1;
   linattn_varlen_conv_desc* d = &k->varlen;
   linattn_varlen_conv_desc_init(d);
-  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act)) ||
+  if ((st = attr_enum(op, api, info, "activation", "none", parse_activation, LINATTN_ACTIVATION_INVALID,
+                      CONV_ACTIVATIONS, &act)) ||
       (st = attr_int(op, api, info, "dilation", 1, &d->dilation, NULL)) ||
       (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
       (st = attr_int(op, api, info, "delta_offset", 0, &delta_offset, NULL)) ||
       (st = attr_int(op, api, info, "group_size", 1, &group_size, NULL)))
     return st;
-  d->activation = linattn_activation_from_string(act);
-  if (d->activation == LINATTN_ACTIVATION_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
-                             op->label, act);
+  d->activation = (linattn_activation)act;
   if (d->dilation < 1)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
                              (long long)d->dilation);
@@ -756,16 +766,26 @@ static linattn_tensor as_rows(const ort_tensor* t, int flat) {
   return linattn_make_tensor(t->data, t->dtype, flat ? 1 : 2, dims);
 }
 
+/* The gate ops' n inputs: the first three required, the first of rank >= 1. */
+static OrtStatus* get_gate_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t n, const char* const* names,
+                                  ort_tensor* in, int* present) {
+  const ort_op* op = k->op;
+  OrtStatus* st = get_inputs(k, ctx, n, names, in, present);
+  if (st) return st;
+  if (!present[0] || !present[1] || !present[2])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs %s, %s and %s are required", op->label, names[0],
+                             names[1], names[2]);
+  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must have rank >= 1", op->label, names[0]);
+  return NULL;
+}
+
 static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
   static const char* const names[3] = {"X", "scale", "gate"};
   const ort_op* op = k->op;
   ort_tensor in[3];
   int present[3];
-  OrtStatus* st = get_inputs(k, ctx, 3, names, in, present);
+  OrtStatus* st = get_gate_inputs(k, ctx, 3, names, in, present);
   if (st) return st;
-  if (!present[0] || !present[1] || !present[2])
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs X, scale and gate are required", op->label);
-  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: X must have rank >= 1", op->label);
   if (!same_shape(&in[0], &in[2]))
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: gate must have the same shape as X", op->label);
   ort_tensor out;
@@ -782,11 +802,8 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[4];
   int present[4];
-  OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
+  OrtStatus* st = get_gate_inputs(k, ctx, 4, names, in, present);
   if (st) return st;
-  if (!present[0] || !present[1] || !present[2])
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs a, dt_bias and decay_scale are required", op->label);
-  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: a must have rank >= 1", op->label);
   ort_tensor decay, beta;
   int has_decay = 0, has_beta = 0;
   if ((st = get_output(k, ctx, 0, "decay", in[0].dims, in[0].rank, &decay, &has_decay))) return st;
