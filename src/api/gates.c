@@ -73,11 +73,16 @@ static int64_t task_first_row(const row_split* s, size_t i) {
   return (int64_t)((__int128)s->rows * (int64_t)i / (int64_t)s->tasks);
 }
 
-/* Task i's rows: their count, and in *offset the byte offset of the first. */
-static int64_t task_rows(const row_split* s, size_t i, size_t* offset) {
+/* Task i's rows: the byte offset of the first, and how many. */
+typedef struct row_range {
+  size_t offset;
+  int64_t rows;
+} row_range;
+
+static row_range task_rows(const row_split* s, size_t i) {
   const int64_t r0 = task_first_row(s, i);
-  *offset = (size_t)r0 * s->row_bytes;
-  return task_first_row(s, i + 1) - r0;
+  const row_range r = {(size_t)r0 * s->row_bytes, task_first_row(s, i + 1) - r0};
+  return r;
 }
 
 /* ------------------------------------------------------------------ GatedRMSNorm */
@@ -87,14 +92,13 @@ typedef struct rms_call {
   gated_rms_norm_fn fn;
   const char *x, *scale, *gate;
   char* y;
-  row_split split;
+  row_split split; /* rows of C elements */
 } rms_call;
 
 static void rms_task(void* arg, size_t i) {
   const rms_call* c = (const rms_call*)arg;
-  size_t off;
-  const int64_t rows = task_rows(&c->split, i, &off);
-  c->fn(&c->p, c->x + off, c->scale, c->gate + off, c->y + off, rows);
+  const row_range r = task_rows(&c->split, i);
+  c->fn(&c->p, c->x + r.offset, c->scale, c->gate + r.offset, c->y + r.offset, r.rows);
 }
 
 static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const linattn_gated_rms_norm_desc* d,
@@ -153,15 +157,14 @@ typedef struct gate_call {
   const char *a, *b;
   const float *dt_bias, *decay_scale;
   char *decay, *beta;
-  row_split split;
+  row_split split; /* rows of H elements */
 } gate_call;
 
 static void gate_task(void* arg, size_t i) {
   const gate_call* c = (const gate_call*)arg;
-  size_t off;
-  const int64_t rows = task_rows(&c->split, i, &off);
-  c->fn(c->dtype, c->H, c->a + off, c->dt_bias, c->decay_scale, c->b ? c->b + off : NULL, c->decay + off,
-        c->beta ? c->beta + off : NULL, rows);
+  const row_range r = task_rows(&c->split, i);
+  c->fn(c->dtype, c->H, c->a + r.offset, c->dt_bias, c->decay_scale, c->b ? c->b + r.offset : NULL,
+        c->decay + r.offset, c->beta ? c->beta + r.offset : NULL, r.rows);
 }
 
 static linattn_status head_vector(tview* v, const char* name, const linattn_tensor* t, int64_t H) {
