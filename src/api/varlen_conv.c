@@ -20,6 +20,13 @@
 #define VARLEN_MAX_UNIT ((int64_t)16384)
 #define VARLEN_STREAM_MIN_BYTES ((int64_t)16 << 20)
 
+void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->activation = LINATTN_ACTIVATION_NONE;
+  desc->dilation = 1;
+}
+
 typedef struct varlen_call {
   linattn_varlen_batch seqs;
   conv_params base; /* shared fields of every unit's problem */
@@ -33,13 +40,6 @@ typedef struct varlen_call {
   int64_t task_begin[VARLEN_MAX_TASKS + 1]; /* unit ranges of the tasks */
   char* workspace;
 } varlen_call;
-
-void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
-  if (!desc) return;
-  memset(desc, 0, sizeof *desc);
-  desc->activation = LINATTN_ACTIVATION_NONE;
-  desc->dilation = 1;
-}
 
 static linattn_status varlen_check_attrs(const linattn_varlen_conv_desc* d) {
   /* activation and dilation as the dense operator checks them */
