@@ -203,10 +203,10 @@ static void conv_task(void* arg, size_t task) {
 
 static linattn_status conv_workspace_size_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
                                                   CONV_TENSOR_PARAMS, size_t* workspace_size) {
+  conv_call c;
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   if (context && desc && desc->state_window != 0)
     return linattn_conv_window_workspace_size(context, desc, CONV_TENSOR_ARGS, workspace_size);
-  conv_call c;
   linattn_status st = conv_resolve(context, desc, CONV_TENSOR_ARGS, &c);
   if (st) return st;
   return linattn_answer_workspace_size(conv_workspace_bytes(&c), workspace_size);
@@ -219,12 +219,12 @@ linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* co
 
 static linattn_status conv_compute_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
                                            CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
+  void* owned;
   if (context && desc && desc->state_window != 0)
     return linattn_conv_window_run(context, desc, CONV_TENSOR_ARGS, workspace, workspace_size);
   conv_call c;
   linattn_status st = conv_resolve(context, desc, CONV_TENSOR_ARGS, &c);
   if (st) return st;
-  void* owned;
   if ((st = linattn_take_workspace(context, workspace, workspace_size, conv_workspace_bytes(&c), c.p.L > 0,
                                    &c.workspace, &owned)))
     return st;
@@ -250,8 +250,8 @@ linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* 
                                                 int64_t state_dims[3]) {
   linattn_clear_error();
   conv_dims s;
-  linattn_status st;
-  if ((st = conv_check_desc(desc, &s))) return st;
+  linattn_status st = conv_check_desc(desc, &s);
+  if (st) return st;
   if (!input_dims || !weight_dims || !output_dims || !state_dims)
     return ERR("infer_shapes: NULL dims array (input_dims, weight_dims, output_dims, state_dims)");
   if ((st = check_dims_nonnegative("input", input_dims, 3, conv_input_doc(&s))) ||
