@@ -695,8 +695,8 @@ static OrtStatus* check_channels_last_state(const ort_op* op, const ort_tensor* 
 }
 
 static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
-  static const char* const names[4] = {"input", "weight", "bias", "past_state"};
   const ort_op* op = k->op;
+  static const char* const names[4] = {"input", "weight", "bias", "past_state"};
   ort_tensor in[4];
   int present[4];
   OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
