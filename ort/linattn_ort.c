@@ -245,6 +245,19 @@ static OrtStatus* read_input(OrtShapeInferContext* ic, size_t count, size_t inde
   return NULL;
 }
 
+/* The node's inputs index[0..n) into in[] (absent ones not present). Input index[0] is required:
+ * its absence is reported as "<op>: <first> missing". */
+static OrtStatus* read_node_inputs(OrtShapeInferContext* ic, const ort_op* op, const size_t* index, size_t n,
+                                   const char* first, infer_input* in) {
+  size_t count = 0;
+  OrtStatus* st = linattn_ort_api->ShapeInferContext_GetInputCount(ic, &count);
+  if (st) return st;
+  for (size_t i = 0; i < n; i++)
+    if ((st = read_input(ic, count, index[i], &in[i]))) return st;
+  if (!in[0].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s missing", op->label, first);
+  return NULL;
+}
+
 /* An INT attribute (`def` when absent). One of another type leaves *typed = 0 and `def`: the
  * kernel, made at session creation, reports it in ORT's wording (see linattn_ort_kernels.c). */
 static OrtStatus* read_int_attr(OrtShapeInferContext* ic, const char* name, int64_t def, int64_t* value, int* typed) {
@@ -362,14 +375,9 @@ static OrtStatus* la_infer_dims(const ort_op* op, const infer_input* in, int64_t
 
 static OrtStatus* ORT_API_CALL la_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
-  if (st) return st;
   infer_input in[4]; /* query, key, value, past_state */
-  for (size_t i = 0; i < 4; i++)
-    if ((st = read_input(ic, count, i, &in[i]))) return st;
-  if (!in[0].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
+  OrtStatus* st = read_node_inputs(ic, op, (const size_t[]){0, 1, 2, 3}, 4, "query input", in);
+  if (st) return st;
 
   int64_t hq = 0, hkv = 0, window = 0;
   int typed = 1;
@@ -408,13 +416,10 @@ OrtStatus* linattn_ort_conv_state_length(const ort_op* op, const linattn_causal_
 
 static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  infer_input in[2]; /* input, weight */
+  OrtStatus* st = read_node_inputs(ic, op, (const size_t[]){0, 1}, 2, "input", in);
   if (st) return st;
-  infer_input x, w;
-  if ((st = read_input(ic, count, 0, &x)) || (st = read_input(ic, count, 1, &w))) return st;
-  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
+  const infer_input x = in[0], w = in[1];
 
   int64_t channels_last = 0, dilation = 1, window = 0;
   int typed = 1;
@@ -463,18 +468,15 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
 /* GatedRMSNorm Y and LinearAttentionGate decay / beta: the type and shape of input 0. */
 static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  const int la_gate = op->kind == ORT_OP_LINEAR_ATTENTION_GATE;
+  infer_input in[3]; /* x or a; LinearAttentionGate's dt_bias, decay_scale */
+  OrtStatus* st = read_node_inputs(ic, op, (const size_t[]){0, 1, 2}, la_gate ? 3 : 1, "input 0", in);
   if (st) return st;
-  infer_input x;
-  if ((st = read_input(ic, count, 0, &x))) return st;
-  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input 0 missing", op->label);
-  if (op->kind == ORT_OP_LINEAR_ATTENTION_GATE) {
+  const infer_input x = in[0];
+  if (la_gate) {
     /* dt_bias and decay_scale are float32 whatever T is (type constraint TF) */
     for (size_t i = 1; i < 3; i++) {
-      infer_input v;
-      if ((st = read_input(ic, count, i, &v))) return st;
+      const infer_input v = in[i];
       if (v.present && v.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT)
         return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must be float32 (type constraint TF)", op->label,
                                  i == 1 ? "dt_bias" : "decay_scale");
@@ -490,7 +492,7 @@ static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShap
     dims[i] = dim_of(&x, i);
     name_if_unknown(&dims[i], names[i], sizeof names[i]);
   }
-  size_t outputs = op->kind == ORT_OP_LINEAR_ATTENTION_GATE ? 2 : 1;
+  size_t outputs = la_gate ? 2 : 1;
   for (size_t o = 0; o < outputs; o++)
     if ((st = set_output(ic, o, x.type, x.rank, dims))) return st;
   return NULL;
@@ -528,16 +530,11 @@ static OrtStatus* linattn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorE
  * passes through (token axes, a given initial_state's shape). */
 static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
-  if (st) return st;
   enum { Q, K, V, CU, DECAY, STATE, N };
   static const size_t index[N] = {0, 1, 2, 3, 4, 6};
   infer_input in[N];
-  for (size_t i = 0; i < N; i++)
-    if ((st = read_input(ic, count, index[i], &in[i]))) return st;
-  if (!in[Q].present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: query input missing", op->label);
+  OrtStatus* st = read_node_inputs(ic, op, index, N, "query input", in);
+  if (st) return st;
   int64_t capacity = 0;
   int typed = 1;
   if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
@@ -584,15 +581,10 @@ static OrtStatus* ORT_API_CALL gdn_infer(const OrtCustomOp* custom_op, OrtShapeI
  * state_update_capacity, channels) of the input's type. */
 static OrtStatus* ORT_API_CALL varlen_conv_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
-  const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->ShapeInferContext_GetInputCount(ic, &count);
+  infer_input in[3]; /* input, cu_seqlens, initial_state */
+  OrtStatus* st = read_node_inputs(ic, op, (const size_t[]){0, 2, 4}, 3, "input", in);
   if (st) return st;
-  infer_input x, cu, state;
-  if ((st = read_input(ic, count, 0, &x)) || (st = read_input(ic, count, 2, &cu)) ||
-      (st = read_input(ic, count, 4, &state)))
-    return st;
-  if (!x.present) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: input missing", op->label);
+  const infer_input x = in[0], cu = in[1], state = in[2];
   int64_t capacity = 0;
   int typed = 1;
   if ((st = read_int_attr(ic, "state_update_capacity", 0, &capacity, &typed))) return st;
@@ -624,53 +616,45 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
     case ORT_OP_VARLEN_CONV: o->label = "com.microsoft.VarlenCausalConvWithState"; break;
     default: o->label = "com.microsoft.LinearAttentionGate"; break;
   }
-  OrtCustomOp* b = &o->base;
-  b->version = ORT_API_VERSION;
-  b->GetName = op_name;
-  b->GetExecutionProviderType = op_provider;
-  b->GetInputType = op_io_type;
-  b->GetInputTypeCount = op_input_count;
-  b->GetOutputType = op_io_type;
-  b->GetOutputTypeCount = op_output_count;
-  b->KernelDestroy = linattn_ort_destroy_kernel;
-  b->GetInputCharacteristic = op_input_characteristic;
-  b->GetOutputCharacteristic = op_output_characteristic;
-  b->GetInputMemoryType = op_input_memory_type;
-  b->CreateKernelV2 = linattn_ort_create_kernel;
-  b->KernelComputeV2 = linattn_ort_compute;
-  b->InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION  ? la_infer
-                          : kind == ORT_OP_CAUSAL_CONV     ? conv_infer
-                          : kind == ORT_OP_GATED_DELTA_NET ? gdn_infer
-                          : kind == ORT_OP_VARLEN_CONV     ? varlen_conv_infer
-                                                           : gates_infer;
-  b->GetStartVersion = op_start_version;
-  b->GetEndVersion = op_end_version;
+  o->base = (OrtCustomOp){
+      .version = ORT_API_VERSION,
+      .GetName = op_name,
+      .GetExecutionProviderType = op_provider,
+      .GetInputType = op_io_type, .GetInputTypeCount = op_input_count,
+      .GetOutputType = op_io_type, .GetOutputTypeCount = op_output_count,
+      .GetInputCharacteristic = op_input_characteristic, .GetOutputCharacteristic = op_output_characteristic,
+      .GetInputMemoryType = op_input_memory_type,
+      .CreateKernelV2 = linattn_ort_create_kernel, .KernelComputeV2 = linattn_ort_compute,
+      .KernelDestroy = linattn_ort_destroy_kernel,
+      .InferOutputShapeFn = kind == ORT_OP_LINEAR_ATTENTION  ? la_infer
+                            : kind == ORT_OP_CAUSAL_CONV     ? conv_infer
+                            : kind == ORT_OP_GATED_DELTA_NET ? gdn_infer
+                            : kind == ORT_OP_VARLEN_CONV     ? varlen_conv_infer
+                                                             : gates_infer,
+      .GetStartVersion = op_start_version,
+      .GetEndVersion = op_end_version,
+  };
 }
 
 /* The domains are made once and kept for the life of the process: ORT requires them to outlive
  * every session options object and session that uses them, which the library cannot track. */
 static OrtStatus* make_domains(const OrtApi* api) {
   if (g_domain_contrib && g_domain_onnx) return NULL;
-  init_op(&g_ops[0], ORT_OP_LINEAR_ATTENTION, 1);
-  init_op(&g_ops[1], ORT_OP_CAUSAL_CONV, 1);
-  init_op(&g_ops[2], ORT_OP_LINEAR_ATTENTION, 0);
-  init_op(&g_ops[3], ORT_OP_CAUSAL_CONV, 0);
-  init_op(&g_ops[4], ORT_OP_GATED_RMS_NORM, 1);
-  init_op(&g_ops[5], ORT_OP_LINEAR_ATTENTION_GATE, 1);
-  init_op(&g_ops[6], ORT_OP_GATED_DELTA_NET, 1);
-  init_op(&g_ops[7], ORT_OP_VARLEN_CONV, 1);
+  static const struct {
+    ort_op_kind kind;
+    int contrib;
+  } list[sizeof g_ops / sizeof g_ops[0]] = {
+      {ORT_OP_LINEAR_ATTENTION, 1}, {ORT_OP_CAUSAL_CONV, 1},          {ORT_OP_LINEAR_ATTENTION, 0},
+      {ORT_OP_CAUSAL_CONV, 0},      {ORT_OP_GATED_RMS_NORM, 1},       {ORT_OP_LINEAR_ATTENTION_GATE, 1},
+      {ORT_OP_GATED_DELTA_NET, 1},  {ORT_OP_VARLEN_CONV, 1},
+  };
+  for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) init_op(&g_ops[i], list[i].kind, list[i].contrib);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
   if (!st) st = api->CreateCustomOpDomain("", &onnx);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[0].base);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[1].base);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[4].base);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[5].base);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[6].base);
-  if (!st) st = api->CustomOpDomain_Add(contrib, &g_ops[7].base);
-  if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[2].base);
-  if (!st) st = api->CustomOpDomain_Add(onnx, &g_ops[3].base);
+  for (size_t i = 0; i < sizeof list / sizeof list[0] && !st; i++)
+    st = api->CustomOpDomain_Add(list[i].contrib ? contrib : onnx, &g_ops[i].base);
   if (st) {
     if (contrib) api->ReleaseCustomOpDomain(contrib);
     if (onnx) api->ReleaseCustomOpDomain(onnx);

@@ -158,18 +158,39 @@ static OrtStatus* attr_string(const ort_op* op, const OrtApi* api, const OrtKern
   return NULL;
 }
 
+/* The library's name parsers as one type for attr_enum */
+typedef int (*enum_parse_fn)(const char* name);
+static int parse_update_rule(const char* name) { return (int)linattn_update_rule_from_string(name); }
+static int parse_activation(const char* name) { return (int)linattn_activation_from_string(name); }
+static int parse_gdn_gate(const char* name) { return (int)linattn_gdn_gate_from_string(name); }
+static int parse_gdn_beta(const char* name) { return (int)linattn_gdn_beta_from_string(name); }
+
+/* A string attribute naming an enum value (`def` when absent): parse gives `invalid` for a name
+ * it does not know, which is reported with the accepted names `choices`. */
+static OrtStatus* attr_enum(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, const char* name,
+                            const char* def, enum_parse_fn parse, int invalid, const char* choices, int* value) {
+  char buf[64];
+  OrtStatus* st = attr_string(op, api, info, name, def, buf, sizeof buf);
+  if (st) return st;
+  *value = parse(buf);
+  if (*value == invalid)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute %s '%s' is not one of %s", op->label, name, buf,
+                             choices);
+  return NULL;
+}
+
+#define UPDATE_RULES "linear, gated, delta, gated_delta"
+#define CONV_ACTIVATIONS "none, silu, swish"
+
 static OrtStatus* create_la(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char rule[64];
-  int has_q = 0, has_kv = 0;
+  int rule, has_q = 0, has_kv = 0;
   linattn_linear_attention_desc* d = &k->la;
   linattn_linear_attention_desc_init(d);
-  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule))) return st;
-  d->update_rule = linattn_update_rule_from_string(rule);
-  if (d->update_rule == LINATTN_UPDATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
-                             op->label, rule);
+  if ((st = attr_enum(op, api, info, "update_rule", "gated_delta", parse_update_rule, LINATTN_UPDATE_INVALID,
+                      UPDATE_RULES, &rule)))
+    return st;
+  d->update_rule = (linattn_update_rule)rule;
   if ((st = attr_int(op, api, info, "q_num_heads", 0, &d->q_num_heads, &has_q)) ||
       (st = attr_int(op, api, info, "kv_num_heads", 0, &d->kv_num_heads, &has_kv)) ||
       (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
@@ -271,13 +292,12 @@ static OrtStatus* check_state_length_at_creation(const ort_op* op, const OrtApi*
 
 static OrtStatus* create_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char act[64];
+  int act;
   linattn_causal_conv_desc_init(&k->conv);
-  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act))) return st;
-  k->conv.activation = linattn_activation_from_string(act);
-  if (k->conv.activation == LINATTN_ACTIVATION_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
-                             op->label, act);
+  if ((st = attr_enum(op, api, info, "activation", "none", parse_activation, LINATTN_ACTIVATION_INVALID,
+                      CONV_ACTIVATIONS, &act)))
+    return st;
+  k->conv.activation = (linattn_activation)act;
   if (!op->contrib) return NULL;
   conv_contrib_attrs a;
   if ((st = read_conv_contrib_attrs(op, api, info, &a)) || (st = check_conv_contrib_attrs(op, &a))) return st;
@@ -316,33 +336,25 @@ static OrtStatus* create_rms_norm(const ort_op* op, const OrtApi* api, const Ort
 /* com.microsoft GatedDeltaNet: every attribute of the schema, typed as ORT's schema types them. */
 static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char rule[64], gate[64], beta[64];
+  int rule, gate, beta;
   int64_t l2 = 0;
   linattn_gated_delta_net_desc* d = &k->gdn;
   linattn_gated_delta_net_desc_init(d);
-  if ((st = attr_string(op, api, info, "update_rule", "gated_delta", rule, sizeof rule)) ||
-      (st = attr_string(op, api, info, "gate_activation", "none", gate, sizeof gate)) ||
-      (st = attr_string(op, api, info, "beta_activation", "none", beta, sizeof beta)) ||
+  if ((st = attr_enum(op, api, info, "update_rule", "gated_delta", parse_update_rule, LINATTN_UPDATE_INVALID,
+                      UPDATE_RULES, &rule)) ||
+      (st = attr_enum(op, api, info, "gate_activation", "none", parse_gdn_gate, LINATTN_GDN_GATE_INVALID,
+                      "none, softplus, qwen, sigmoid, kda", &gate)) ||
+      (st = attr_enum(op, api, info, "beta_activation", "none", parse_gdn_beta, LINATTN_GDN_BETA_INVALID,
+                      "none, sigmoid", &beta)) ||
       (st = attr_int(op, api, info, "qk_l2_norm", 0, &l2, NULL)) ||
       (st = attr_float(op, api, info, "scale", 0.0f, &d->scale)) ||
       (st = attr_float(op, api, info, "gate_lower_bound", -5.0f, &d->gate_lower_bound)) ||
       (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
       (st = attr_int(op, api, info, "chunk_size", 64, &d->chunk_size, NULL)))
     return st;
-  d->update_rule = linattn_update_rule_from_string(rule);
-  if (d->update_rule == LINATTN_UPDATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute update_rule '%s' is not one of linear, gated, delta, gated_delta",
-                             op->label, rule);
-  d->gate_activation = linattn_gdn_gate_from_string(gate);
-  if (d->gate_activation == LINATTN_GDN_GATE_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT,
-                             "%s: attribute gate_activation '%s' is not one of none, softplus, qwen, sigmoid, kda",
-                             op->label, gate);
-  d->beta_activation = linattn_gdn_beta_from_string(beta);
-  if (d->beta_activation == LINATTN_GDN_BETA_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute beta_activation '%s' is not one of none, sigmoid",
-                             op->label, beta);
+  d->update_rule = (linattn_update_rule)rule;
+  d->gate_activation = (linattn_gdn_gate)gate;
+  d->beta_activation = (linattn_gdn_beta)beta;
   if (l2 != 0 && l2 != 1)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute qk_l2_norm must be 0 or 1, got %lld", op->label,
                              (long long)l2);
@@ -357,20 +369,18 @@ static OrtStatus* create_gdn(const ort_op* op, const OrtApi* api, const OrtKerne
  * delta_offset and group_size are read and checked for their type only: its inputs are refused). */
 static OrtStatus* create_varlen_conv(const ort_op* op, const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
   OrtStatus* st;
-  char act[64];
+  int act;
   int64_t delta_offset = 0, group_size = 1;
   linattn_varlen_conv_desc* d = &k->varlen;
   linattn_varlen_conv_desc_init(d);
-  if ((st = attr_string(op, api, info, "activation", "none", act, sizeof act)) ||
+  if ((st = attr_enum(op, api, info, "activation", "none", parse_activation, LINATTN_ACTIVATION_INVALID,
+                      CONV_ACTIVATIONS, &act)) ||
       (st = attr_int(op, api, info, "dilation", 1, &d->dilation, NULL)) ||
       (st = attr_int(op, api, info, "state_update_capacity", 0, &d->state_update_capacity, NULL)) ||
       (st = attr_int(op, api, info, "delta_offset", 0, &delta_offset, NULL)) ||
       (st = attr_int(op, api, info, "group_size", 1, &group_size, NULL)))
     return st;
-  d->activation = linattn_activation_from_string(act);
-  if (d->activation == LINATTN_ACTIVATION_INVALID)
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute activation '%s' is not one of none, silu, swish",
-                             op->label, act);
+  d->activation = (linattn_activation)act;
   if (d->dilation < 1)
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: attribute dilation must be >= 1, got %lld", op->label,
                              (long long)d->dilation);
@@ -635,6 +645,8 @@ static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t 
 static OrtStatus* get_output(const ort_kernel* k, OrtKernelContext* ctx, size_t index, const char* name,
                              const int64_t* dims, size_t rank, ort_tensor* t, int* present) {
   const OrtApi* api = linattn_ort_api;
+  /* as every ort_tensor is: lets the compiler clear it with whole aligned words */
+  t = (ort_tensor*)__builtin_assume_aligned(t, _Alignof(ort_tensor));
   *present = 0;
   if (index >= k->num_outputs) return NULL;
   OrtValue* v = NULL;
@@ -723,8 +735,8 @@ static OrtStatus* check_channels_last_state(const ort_op* op, const ort_tensor* 
 }
 
 static OrtStatus* compute_conv(const ort_kernel* k, OrtKernelContext* ctx) {
-  static const char* const names[4] = {"input", "weight", "bias", "past_state"};
   const ort_op* op = k->op;
+  static const char* const names[4] = {"input", "weight", "bias", "past_state"};
   ort_tensor in[4];
   int present[4];
   OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
@@ -796,16 +808,26 @@ static linattn_tensor as_rows(const ort_tensor* t, int flat) {
   return linattn_make_tensor(t->data, t->dtype, flat ? 1 : 2, dims);
 }
 
+/* The gate ops' n inputs: the first three required, the first of rank >= 1. */
+static OrtStatus* get_gate_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t n, const char* const* names,
+                                  ort_tensor* in, int* present) {
+  const ort_op* op = k->op;
+  OrtStatus* st = get_inputs(k, ctx, n, names, in, present);
+  if (st) return st;
+  if (!present[0] || !present[1] || !present[2])
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs %s, %s and %s are required", op->label, names[0],
+                             names[1], names[2]);
+  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s must have rank >= 1", op->label, names[0]);
+  return NULL;
+}
+
 static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
   static const char* const names[3] = {"X", "scale", "gate"};
   const ort_op* op = k->op;
   ort_tensor in[3];
   int present[3];
-  OrtStatus* st = get_inputs(k, ctx, 3, names, in, present);
+  OrtStatus* st = get_gate_inputs(k, ctx, 3, names, in, present);
   if (st) return st;
-  if (!present[0] || !present[1] || !present[2])
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs X, scale and gate are required", op->label);
-  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: X must have rank >= 1", op->label);
   if (!same_shape(&in[0], &in[2]))
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: gate must have the same shape as X", op->label);
   ort_tensor out;
@@ -822,11 +844,8 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   const ort_op* op = k->op;
   ort_tensor in[4];
   int present[4];
-  OrtStatus* st = get_inputs(k, ctx, 4, names, in, present);
+  OrtStatus* st = get_gate_inputs(k, ctx, 4, names, in, present);
   if (st) return st;
-  if (!present[0] || !present[1] || !present[2])
-    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: inputs a, dt_bias and decay_scale are required", op->label);
-  if (in[0].rank < 1) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: a must have rank >= 1", op->label);
   ort_tensor decay, beta;
   int has_decay = 0, has_beta = 0;
   if ((st = get_output(k, ctx, 0, "decay", in[0].dims, in[0].rank, &decay, &has_decay))) return st;
@@ -911,31 +930,55 @@ static OrtStatus* read_node_inputs(const ort_kernel* k, OrtKernelContext* ctx, c
   return NULL;
 }
 
+/* The tensor inputs of in (not the int32 vectors) as linattn tensors: tp[i] = &t[i] for a
+ * present one, else NULL. */
+static OrtStatus* node_tensors(const ort_op* op, const node_inputs* in, const char* const* names, size_t n,
+                               int (*is_int)(size_t), linattn_tensor* t, const linattn_tensor** tp) {
+  for (size_t i = 0; i < n; i++) {
+    tp[i] = NULL;
+    if (!in->present[i] || is_int(i)) continue;
+    OrtStatus* st = to_linattn(op, &in->t[i], names[i], 0, 0, &t[i]);
+    if (st) return st;
+    tp[i] = &t[i];
+  }
+  return NULL;
+}
+
+/* The varlen ops' outputs: output (required), final_state and state_update, as linattn tensors
+ * in lt (has[i] = 0 for one not requested). */
+enum { OUT_OUTPUT, OUT_FINAL_STATE, OUT_STATE_UPDATE, STATE_OUTPUTS };
+typedef struct state_outputs {
+  ort_tensor t[STATE_OUTPUTS];
+  int has[STATE_OUTPUTS];
+  linattn_tensor lt[STATE_OUTPUTS];
+} state_outputs;
+
+static OrtStatus* get_state_outputs(const ort_kernel* k, OrtKernelContext* ctx, const int64_t* const* dims,
+                                    const size_t* ranks, state_outputs* o) {
+  static const char* const names[STATE_OUTPUTS] = {"output", "final_state", "state_update"};
+  OrtStatus* st;
+  for (size_t i = 0; i < STATE_OUTPUTS; i++) {
+    o->has[i] = 0;
+    if ((st = get_output(k, ctx, i, names[i], dims[i], ranks[i], &o->t[i], &o->has[i]))) return st;
+  }
+  if (!o->has[OUT_OUTPUT]) return linattn_ort_invalid(k->op, "output: required");
+  for (size_t i = 0; i < STATE_OUTPUTS; i++)
+    if (o->has[i] && (st = to_linattn(k->op, &o->t[i], names[i], 0, 0, &o->lt[i]))) return st;
+  return NULL;
+}
+
+static const char* const gdn_input_names[GDN_INPUTS] = {
+    "query", "key", "value", "cu_seqlens", "decay", "beta", "initial_state", "a_log", "dt_bias", "capture_count",
+    "state_update_active"};
+
 static OrtStatus* gdn_read_inputs(const ort_kernel* k, OrtKernelContext* ctx, node_inputs* in) {
   const ort_op* op = k->op;
-  static const char* const names[GDN_INPUTS] = {"query",   "key",    "value",         "cu_seqlens",
-                                                "decay",   "beta",   "initial_state", "a_log",
-                                                "dt_bias", "capture_count", "state_update_active"};
-  OrtStatus* st = read_node_inputs(k, ctx, names, GDN_INPUTS, gdn_int_input, in);
+  OrtStatus* st = read_node_inputs(k, ctx, gdn_input_names, GDN_INPUTS, gdn_int_input, in);
   if (st) return st;
   if (!in->present[GDN_QUERY]) return linattn_ort_invalid(op, "query: input is required");
   if (in->present[GDN_STATE_UPDATE_ACTIVE] && in->int_lengths[GDN_STATE_UPDATE_ACTIVE] != 1)
     return linattn_ort_invalid(op, "state_update_active: expected shape (1), got (%lld)",
                                (long long)in->int_lengths[GDN_STATE_UPDATE_ACTIVE]);
-  return NULL;
-}
-
-/* query/key/value/decay/beta as linattn tensors (they are rank <= 4 for a valid call). */
-static OrtStatus* gdn_tensors(const ort_op* op, const node_inputs* in, linattn_tensor* t, const linattn_tensor** tp) {
-  static const char* const names[GDN_INPUTS] = {"query", "key", "value", "", "decay", "beta", "initial_state",
-                                                "a_log", "dt_bias", "", ""};
-  OrtStatus* st;
-  for (size_t i = 0; i < GDN_INPUTS; i++) {
-    tp[i] = NULL;
-    if (!in->present[i] || gdn_int_input(i)) continue;
-    if ((st = to_linattn(op, &in->t[i], names[i], 0, 0, &t[i]))) return st;
-    tp[i] = &t[i];
-  }
   return NULL;
 }
 
@@ -946,7 +989,8 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
   if (st) return st;
   linattn_tensor t[GDN_INPUTS];
   const linattn_tensor* tp[GDN_INPUTS];
-  if ((st = gdn_tensors(op, &in, t, tp))) return st;
+  /* query/key/value/decay/beta are rank <= 4 for a valid call */
+  if ((st = node_tensors(op, &in, gdn_input_names, GDN_INPUTS, gdn_int_input, t, tp))) return st;
 
   /* state_update_active = 0: no capture, a zero state_update (ORT's CPU control input) */
   linattn_gated_delta_net_desc desc = k->gdn;
@@ -966,35 +1010,29 @@ static OrtStatus* compute_gdn(const ort_kernel* k, OrtKernelContext* ctx) {
       su_dims);
   if (ls != LINATTN_SUCCESS) return linattn_ort_from_linattn(op, ls);
 
-  ort_tensor out, state, su;
-  int has_out = 0, has_state = 0, has_su = 0;
-  if ((st = get_output(k, ctx, 0, "output", out_dims, (size_t)out_rank, &out, &has_out)) ||
-      (st = get_output(k, ctx, 1, "final_state", state_dims, 4, &state, &has_state)) ||
-      (st = get_output(k, ctx, 2, "state_update", su_dims, 2, &su, &has_su)))
-    return st;
-  if (!has_out) return linattn_ort_invalid(op, "output: required");
   /* linattn takes capture_count as a pointer: its (B) length is checked here */
   const int32_t* capture_count = in.ints[GDN_CAPTURE_COUNT];
   if (capture_count && capture && in.int_lengths[GDN_CAPTURE_COUNT] != state_dims[0])
     return linattn_ort_invalid(op, "capture_count: expected shape (B) = (%lld), got (%lld)", (long long)state_dims[0],
                                (long long)in.int_lengths[GDN_CAPTURE_COUNT]);
   if (desc.state_update_capacity > 0 && !capture) capture_count = NULL; /* ignored when capture is off */
-  linattn_tensor ot, stt, sut;
-  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
-      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
-      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
+  state_outputs o;
+  if ((st = get_state_outputs(k, ctx, (const int64_t* const[]){out_dims, state_dims, su_dims},
+                              (const size_t[]){(size_t)out_rank, 4, 2}, &o)))
     return st;
-  if (has_su && su.dtype != LINATTN_DTYPE_F32)
-    return linattn_ort_invalid(op, "state_update: expected float32, got ONNX element type %d", (int)su.onnx_type);
+  const ort_tensor* su = &o.t[OUT_STATE_UPDATE];
+  const int has_su = o.has[OUT_STATE_UPDATE];
+  if (has_su && su->dtype != LINATTN_DTYPE_F32)
+    return linattn_ort_invalid(op, "state_update: expected float32, got ONNX element type %d", (int)su->onnx_type);
   if (!capture) {
-    if (has_su) memset(su.data, 0, (size_t)numel(&su) * sizeof(float));
+    if (has_su) memset(su->data, 0, (size_t)numel(su) * sizeof(float));
     if (desc.state_update_capacity > 0) desc.state_update_capacity = 0;
   }
   ls = linattn_gated_delta_net(k->context, &desc, tp[GDN_QUERY], tp[GDN_KEY], tp[GDN_VALUE], in.ints[GDN_CU_SEQLENS],
                                in.present[GDN_CU_SEQLENS] ? in.int_lengths[GDN_CU_SEQLENS] : 0, tp[GDN_DECAY],
-                               tp[GDN_BETA], tp[GDN_INITIAL_STATE], tp[GDN_A_LOG], tp[GDN_DT_BIAS],
-                               capture_count, &ot, has_state ? &stt : NULL,
-                               capture && has_su ? &sut : NULL, NULL, 0);
+                               tp[GDN_BETA], tp[GDN_INITIAL_STATE], tp[GDN_A_LOG], tp[GDN_DT_BIAS], capture_count,
+                               &o.lt[OUT_OUTPUT], o.has[OUT_FINAL_STATE] ? &o.lt[OUT_FINAL_STATE] : NULL,
+                               capture && has_su ? &o.lt[OUT_STATE_UPDATE] : NULL, NULL, 0);
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
@@ -1005,12 +1043,13 @@ enum { VC_INPUT, VC_WEIGHT, VC_CU, VC_BIAS, VC_INITIAL_STATE, VC_CAPTURE_COUNT, 
 
 static int vc_int_input(size_t i) { return i == VC_CU || i == VC_CAPTURE_COUNT; }
 
+static const char* const vc_input_names[VC_INPUTS] = {
+    "input", "weight", "cumulative_sequence_length", "bias", "initial_state", "capture_count", "kernel_delta",
+    "previous_mask"};
+
 static OrtStatus* vc_read_inputs(const ort_kernel* k, OrtKernelContext* ctx, node_inputs* in) {
   const ort_op* op = k->op;
-  static const char* const names[VC_INPUTS] = {"input",         "weight",        "cumulative_sequence_length",
-                                               "bias",          "initial_state", "capture_count",
-                                               "kernel_delta",  "previous_mask"};
-  OrtStatus* st = read_node_inputs(k, ctx, names, VC_INPUTS, vc_int_input, in);
+  OrtStatus* st = read_node_inputs(k, ctx, vc_input_names, VC_INPUTS, vc_int_input, in);
   if (st) return st;
   /* ONNX Runtime's CPU kernel refuses the CUDA-only dynamic mode rather than ignoring its operands */
   if (in->present[VC_KERNEL_DELTA] || in->present[VC_PREVIOUS_MASK])
@@ -1019,23 +1058,21 @@ static OrtStatus* vc_read_inputs(const ort_kernel* k, OrtKernelContext* ctx, nod
                              op->label);
   static const size_t required[4] = {VC_INPUT, VC_WEIGHT, VC_CU, VC_INITIAL_STATE};
   for (size_t i = 0; i < 4; i++)
-    if (!in->present[required[i]]) return linattn_ort_invalid(op, "%s: input is required", names[required[i]]);
+    if (!in->present[required[i]])
+      return linattn_ort_invalid(op, "%s: input is required", vc_input_names[required[i]]);
   if (in->int_lengths[VC_CU] < 1)
     return linattn_ort_invalid(op, "cumulative_sequence_length: expected shape (batch_size + 1), got (%lld)",
                                (long long)in->int_lengths[VC_CU]);
-  return NULL;
+  if ((st = linattn_ort_check_rank(op, "input", in->t[VC_INPUT].rank, 2, "(total_tokens, channels)"))) return st;
+  return linattn_ort_check_rank(op, "initial_state", in->t[VC_INITIAL_STATE].rank, 3,
+                                "(batch_size, channels, (k - 1) * dilation)");
 }
 
 static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx) {
-  const ort_op* op = k->op;
   node_inputs in;
   OrtStatus* st = vc_read_inputs(k, ctx, &in);
   if (st) return st;
-  const ort_tensor* x = &in.t[VC_INPUT];
-  const ort_tensor* state0 = &in.t[VC_INITIAL_STATE];
-  if ((st = linattn_ort_check_rank(op, "input", x->rank, 2, "(total_tokens, channels)")) ||
-      (st = linattn_ort_check_rank(op, "initial_state", state0->rank, 3, "(batch_size, channels, (k - 1) * dilation)")))
-    return st;
+  const ort_op* op = k->op;
   linattn_varlen_batch batch = {0};
   batch.batch_size = in.int_lengths[VC_CU] - 1;
   batch.cu_seqlens = in.ints[VC_CU];
@@ -1046,29 +1083,18 @@ static OrtStatus* compute_varlen_conv(const ort_kernel* k, OrtKernelContext* ctx
     return linattn_ort_invalid(op, "capture_count: expected shape (batch_size) = (%lld), got (%lld)",
                                (long long)batch.batch_size, (long long)in.int_lengths[VC_CAPTURE_COUNT]);
   linattn_tensor t[VC_INPUTS];
-  const linattn_tensor* tp[VC_INPUTS] = {NULL};
-  static const char* const names[5] = {"input", "weight", "", "bias", "initial_state"};
-  for (size_t i = 0; i <= VC_INITIAL_STATE; i++) {
-    if (!in.present[i] || vc_int_input(i)) continue;
-    if ((st = to_linattn(op, &in.t[i], names[i], 0, 0, &t[i]))) return st;
-    tp[i] = &t[i];
-  }
-  const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x->dims[1]};
-  ort_tensor out, state, su;
-  int has_out = 0, has_state = 0, has_su = 0;
-  if ((st = get_output(k, ctx, 0, "output", x->dims, 2, &out, &has_out)) ||
-      (st = get_output(k, ctx, 1, "final_state", state0->dims, 3, &state, &has_state)) ||
-      (st = get_output(k, ctx, 2, "state_update", su_dims, 3, &su, &has_su)))
-    return st;
-  if (!has_out) return linattn_ort_invalid(op, "output: required");
-  linattn_tensor ot, stt, sut;
-  if ((st = to_linattn(op, &out, "output", 0, 0, &ot)) ||
-      (has_state && (st = to_linattn(op, &state, "final_state", 0, 0, &stt))) ||
-      (has_su && (st = to_linattn(op, &su, "state_update", 0, 0, &sut))))
+  const linattn_tensor* tp[VC_INPUTS];
+  if ((st = node_tensors(op, &in, vc_input_names, VC_INPUTS, vc_int_input, t, tp))) return st;
+  const int64_t* x_dims = in.t[VC_INPUT].dims;
+  const int64_t su_dims[3] = {batch.batch_size, k->varlen.state_update_capacity, x_dims[1]};
+  state_outputs o;
+  if ((st = get_state_outputs(k, ctx, (const int64_t* const[]){x_dims, in.t[VC_INITIAL_STATE].dims, su_dims},
+                              (const size_t[]){2, 3, 3}, &o)))
     return st;
   linattn_status ls = linattn_varlen_causal_conv_with_state(
-      k->context, &k->varlen, &batch, tp[VC_INPUT], tp[VC_WEIGHT], tp[VC_BIAS], tp[VC_INITIAL_STATE], NULL, NULL, &ot,
-      has_state ? &stt : NULL, has_su && k->varlen.state_update_capacity > 0 ? &sut : NULL, NULL, 0);
+      k->context, &k->varlen, &batch, tp[VC_INPUT], tp[VC_WEIGHT], tp[VC_BIAS], tp[VC_INITIAL_STATE], NULL, NULL,
+      &o.lt[OUT_OUTPUT], o.has[OUT_FINAL_STATE] ? &o.lt[OUT_FINAL_STATE] : NULL,
+      o.has[OUT_STATE_UPDATE] && k->varlen.state_update_capacity > 0 ? &o.lt[OUT_STATE_UPDATE] : NULL, NULL, 0);
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 

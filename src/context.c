@@ -131,6 +131,7 @@ static void default_free(void* user, void* ptr) {
 linattn_status linattn_take_workspace(linattn_context* ctx, void* given, size_t given_size, size_t need, bool allocate,
                                       char** workspace, void** owned) {
   *owned = NULL;
+  if (need == SIZE_MAX) return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "workspace size overflows");
   if (given) {
     if (given_size < need)
       return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", given_size,
@@ -144,6 +145,12 @@ linattn_status linattn_take_workspace(linattn_context* ctx, void* given, size_t 
       return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
     *workspace = (char*)*owned;
   }
+  return LINATTN_SUCCESS;
+}
+
+linattn_status linattn_answer_workspace_size(size_t bytes, size_t* workspace_size) {
+  if (bytes == SIZE_MAX) return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "workspace size overflows");
+  *workspace_size = bytes;
   return LINATTN_SUCCESS;
 }
 

@@ -345,10 +345,14 @@ bool linattn_pool_try_run(struct linattn_pool* pool, linattn_task_fn task, void*
 void* linattn_ctx_alloc(linattn_context* ctx, size_t size);
 /* A call's workspace: the caller's (given, at least need bytes, 64-byte aligned) or, when the caller
  * gave none and allocate is true, need bytes from the context, also stored in *owned for
- * linattn_ctx_free (*owned is NULL otherwise). Sets the error message on failure. */
+ * linattn_ctx_free (*owned is NULL otherwise). need == SIZE_MAX (the planners' mark for a size
+ * that overflows) is an error. Sets the error message on failure. */
 linattn_status linattn_take_workspace(linattn_context* ctx, void* given, size_t given_size, size_t need, bool allocate,
                                       char** workspace, void** owned);
 void linattn_ctx_free(linattn_context* ctx, void* ptr);
+/* A workspace-size query's answer: *workspace_size = bytes, or the overflow error when bytes is
+ * SIZE_MAX (the planners' mark). */
+linattn_status linattn_answer_workspace_size(size_t bytes, size_t* workspace_size);
 
 /* Records a printf-style message for linattn_last_error() and returns status. */
 linattn_status linattn_set_error(linattn_status status, const char* fmt, ...)

@@ -300,6 +300,65 @@ def _required(value, name: str, shape_doc: str):
     return value
 
 
+def _la_inputs(query, key, value, past_state, decay, beta, tokens: str):
+    """LinearAttention's inputs as (array, descriptor) pairs, flattened: q, t_q, k, t_k, v, t_v,
+    past, t_past, t_decay, t_beta. tokens names the token axes ("B, T": rank 3; "total_tokens":
+    rank 2) in the messages."""
+    q, t_q = input_tensor(_required(query, "query", f"({tokens}, q_num_heads*d_k)"), "query", strided=True)
+    k, t_k = input_tensor(_required(key, "key", f"({tokens}, kv_num_heads*d_k)"), "key", strided=True)
+    v, t_v = input_tensor(_required(value, "value", f"({tokens}, kv_num_heads*d_v)"), "value", strided=True)
+    past, t_past = input_tensor(past_state, "past_state", strided=False)
+    _, t_g = input_tensor(decay, "decay", strided=True)
+    _, t_b = input_tensor(beta, "beta", strided=True)
+    rank = 2 + tokens.count(",")
+    for name, a in (("query", q), ("key", k), ("value", v)):
+        if a.ndim != rank:
+            raise _rank_error(name, a, rank, f"({tokens}, heads*dim)")
+    return q, t_q, k, t_k, v, t_v, past, t_past, t_g, t_b
+
+
+def _state_dtype(past, state_dtype, state_given, default):
+    """present_state's dtype: past_state's, else state_dtype if given, else a given present_state's,
+    else default (the ONNX rule, with a given output array standing for the caller's choice)."""
+    if past is not None:
+        return past.dtype
+    if state_dtype is not None:
+        return resolve_dtype(state_dtype)
+    return state_given.dtype if state_given is not None else default
+
+
+def _la_outputs(out, out_shape, state_shape, dtype, past, state_dtype, return_state):
+    """(output, present_state) OutputSlots of a LinearAttention call, present None when neither
+    asked for nor given."""
+    out_given, state_given = _split_out(out, ("output", "present_state"))
+    s_dtype = _state_dtype(past, state_dtype, state_given, dtype)
+    output = OutputSlot("output", out_shape, dtype, out_given, strided=True)
+    present = None
+    if return_state or state_given is not None:
+        present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
+    return output, present
+
+
+def _conv_inputs(input, weight, bias, past_state, channels_last: bool):
+    """CausalConvWithState's inputs as (array, descriptor) pairs, flattened: x, t_x, w, t_w, t_bias,
+    t_past."""
+    input_doc = "(B, L, C)" if channels_last else "(B, C, L)"
+    x, t_x = input_tensor(_required(input, "input", input_doc), "input", strided=True)
+    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
+    _, t_b = input_tensor(bias, "bias", strided=False)
+    _, t_past = input_tensor(past_state, "past_state", strided=False)
+    if x.ndim != 3:
+        raise _rank_error("input", x, 3, input_doc)
+    if w.ndim != 3:
+        raise _rank_error("weight", w, 3, "(C, 1, k)")
+    return x, t_x, w, t_w, t_b, t_past
+
+
+def _finish(output, present):
+    """(output, present_state) of a call: present None when not made."""
+    return output.finish(), (present.finish() if present is not None else None)
+
+
 def linear_attention_desc(
     q_num_heads: int,
     kv_num_heads: int,
@@ -355,37 +414,13 @@ def linear_attention_shapes(query_shape, key_shape, value_shape, *, q_num_heads:
     return _infer_shapes(desc, query_shape, key_shape, value_shape)
 
 
-def _linear_attention(
-    query,
-    key,
-    value,
-    past_state=None,
-    decay=None,
-    beta=None,
-    *,
-    q_num_heads: int,
-    kv_num_heads: int,
-    update_rule: str | None = "gated_delta",
-    scale: float | None = 0.0,
-    chunk_size: int | None = 64,
-    ort_contrib: bool = False,
-    state_dtype=None,
-    out=None,
-    return_state: bool = True,
-    threads: int | None = None,
-    context: Context | None = None,
-):
+def _linear_attention(query, key, value, past_state=None, decay=None, beta=None, *, q_num_heads: int,
+                      kv_num_heads: int, update_rule: str | None = "gated_delta", scale: float | None = 0.0,
+                      chunk_size: int | None = 64, ort_contrib: bool = False, state_dtype=None, out=None,
+                      return_state: bool = True, threads: int | None = None, context: Context | None = None):
     """linear_attention through the general path: every argument normalised and checked."""
     ctx = _context(context, threads)
-    q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
-    k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
-    v, t_v = input_tensor(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
-    past, t_past = input_tensor(past_state, "past_state", strided=False)
-    g, t_g = input_tensor(decay, "decay", strided=True)
-    b, t_b = input_tensor(beta, "beta", strided=True)
-    for name, a in (("query", q), ("key", k), ("value", v)):
-        if a.ndim != 3:
-            raise _rank_error(name, a, 3, "(B, T, heads*dim)")
+    q, t_q, k, t_k, v, t_v, past, t_past, t_g, t_b = _la_inputs(query, key, value, past_state, decay, beta, "B, T")
 
     attrs = None  # cache key of the attributes (see _la_desc_cache)
     if (type(q_num_heads) is int and type(kv_num_heads) is int and (update_rule is None or type(update_rule) is str)
@@ -405,19 +440,7 @@ def _linear_attention(
             _cache_put(_la_shape_cache, shape_key, shapes)
     out_shape, state_shape = shapes
 
-    out_given, state_given = _split_out(out, ("output", "present_state"))
-    if past is not None:
-        s_dtype = past.dtype
-    elif state_dtype is not None:
-        s_dtype = resolve_dtype(state_dtype)
-    else:
-        s_dtype = q.dtype
-    output = OutputSlot("output", out_shape, q.dtype, out_given, strided=True)
-    present = None
-    if return_state or state_given is not None:
-        if state_given is not None and state_dtype is None and past is None:
-            s_dtype = state_given.dtype
-        present = OutputSlot("present_state", state_shape, s_dtype, state_given, strided=False)
+    output, present = _la_outputs(out, out_shape, state_shape, q.dtype, past, state_dtype, return_state)
 
     t_out = output.describe()
     t_present = present.describe() if present is not None else None
@@ -426,7 +449,7 @@ def _linear_attention(
         _byref(t_out), _ptr(t_present), None, _NO_WORKSPACE,
     )
     _lib.check(status)
-    return output.finish(), (present.finish() if present is not None else None)
+    return _finish(output, present)
 
 
 def causal_conv_desc(activation: str | None = "none", dilation: int = 1, channels_last: bool = False):
@@ -455,31 +478,12 @@ def _conv_state_shape(desc: _lib.CausalConvDesc, input_shape, weight_shape):
     return tuple(state_dims)
 
 
-def _causal_conv_with_state(
-    input,
-    weight,
-    bias=None,
-    past_state=None,
-    *,
-    activation: str | None = "none",
-    dilation: int = 1,
-    channels_last: bool = False,
-    out=None,
-    return_state: bool = True,
-    threads: int | None = None,
-    context: Context | None = None,
-):
+def _causal_conv_with_state(input, weight, bias=None, past_state=None, *, activation: str | None = "none",
+                            dilation: int = 1, channels_last: bool = False, out=None, return_state: bool = True,
+                            threads: int | None = None, context: Context | None = None):
     """causal_conv_with_state through the general path: every argument normalised and checked."""
     ctx = _context(context, threads)
-    x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
-                          strided=True)
-    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
-    bias_a, t_b = input_tensor(bias, "bias", strided=False)
-    past, t_past = input_tensor(past_state, "past_state", strided=False)
-    if x.ndim != 3:
-        raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
-    if w.ndim != 3:
-        raise _rank_error("weight", w, 3, "(C, 1, k)")
+    x, t_x, w, t_w, t_b, t_past = _conv_inputs(input, weight, bias, past_state, channels_last)
     attrs = None  # cache key of the attributes (see _la_desc_cache)
     if (activation is None or type(activation) is str) and type(dilation) is int and type(channels_last) is bool:
         attrs = (activation, dilation, channels_last)
@@ -511,30 +515,14 @@ def _causal_conv_with_state(
         None, _NO_WORKSPACE,
     )
     _lib.check(status)
-    return output.finish(), (present.finish() if present is not None else None)
+    return _finish(output, present)
 
 
-def linear_attention(
-    query,
-    key,
-    value,
-    past_state=None,
-    decay=None,
-    beta=None,
-    *,
-    q_num_heads: int,
-    kv_num_heads: int,
-    update_rule: str | None = "gated_delta",
-    scale: float | None = 0.0,
-    chunk_size: int | None = 64,
-    ort_contrib: bool = False,
-    state_dtype=None,
-    out=None,
-    return_state: bool = True,
-    threads: int | None = None,
-    context: Context | None = None,
-    state_window: int = 0,
-):
+def linear_attention(query, key, value, past_state=None, decay=None, beta=None, *, q_num_heads: int,
+                     kv_num_heads: int, update_rule: str | None = "gated_delta", scale: float | None = 0.0,
+                     chunk_size: int | None = 64, ort_contrib: bool = False, state_dtype=None, out=None,
+                     return_state: bool = True, threads: int | None = None, context: Context | None = None,
+                     state_window: int = 0):
     """ONNX LinearAttention-27. Returns (output, present_state).
 
     query (B, T, H_q*d_k), key (B, T, H_kv*d_k), value (B, T, H_kv*d_v), decay (B, T, H_kv) or
@@ -733,29 +721,11 @@ def varlen_causal_conv_with_state(
     return output.finish(), final.finish(), (update.finish() if update is not None else None)
 
 
-def varlen_linear_attention(
-    query,
-    key,
-    value,
-    cu_seqlens,
-    past_state=None,
-    decay=None,
-    beta=None,
-    *,
-    q_num_heads: int,
-    kv_num_heads: int,
-    update_rule: str | None = "gated_delta",
-    scale: float | None = 0.0,
-    chunk_size: int | None = 64,
-    ort_contrib: bool = False,
-    state_indices=None,
-    has_initial_state=None,
-    state_dtype=None,
-    out=None,
-    return_state: bool = True,
-    threads: int | None = None,
-    context: Context | None = None,
-):
+def varlen_linear_attention(query, key, value, cu_seqlens, past_state=None, decay=None, beta=None, *,
+                            q_num_heads: int, kv_num_heads: int, update_rule: str | None = "gated_delta",
+                            scale: float | None = 0.0, chunk_size: int | None = 64, ort_contrib: bool = False,
+                            state_indices=None, has_initial_state=None, state_dtype=None, out=None,
+                            return_state: bool = True, threads: int | None = None, context: Context | None = None):
     """LinearAttention on a packed ragged batch. Returns (output, present_state).
 
     query (total_tokens, H_q*d_k), key (total_tokens, H_kv*d_k), value (total_tokens, H_kv*d_v),
@@ -774,15 +744,8 @@ def varlen_linear_attention(
     fresh one. Other arguments as linear_attention's.
     """
     ctx = _context(context, threads)
-    q, t_q = input_tensor(_required(query, "query", "(total_tokens, q_num_heads*d_k)"), "query", strided=True)
-    k, t_k = input_tensor(_required(key, "key", "(total_tokens, kv_num_heads*d_k)"), "key", strided=True)
-    v, t_v = input_tensor(_required(value, "value", "(total_tokens, kv_num_heads*d_v)"), "value", strided=True)
-    past, t_past = input_tensor(past_state, "past_state", strided=False)
-    _, t_g = input_tensor(decay, "decay", strided=True)
-    _, t_b = input_tensor(beta, "beta", strided=True)
-    for name, a in (("query", q), ("key", k), ("value", v)):
-        if a.ndim != 2:
-            raise _rank_error(name, a, 2, "(total_tokens, heads*dim)")
+    q, t_q, k, t_k, v, t_v, past, t_past, t_g, t_b = _la_inputs(query, key, value, past_state, decay, beta,
+                                                                "total_tokens")
     cu = _int32_array(_required(cu_seqlens, "cu_seqlens", "(B + 1)"), "cu_seqlens", None, "(B + 1)")
     if cu.shape[0] < 1:
         raise _lib.LinattnError(_lib.ERROR_INVALID_ARGUMENT, "cu_seqlens: expected shape (B + 1), got (0,)")
@@ -799,11 +762,10 @@ def varlen_linear_attention(
     out_width, state_shape = max(hq, hkv) * d_v, (hkv, d_k, d_v)
     out_given, state_given = _split_out(out, ("output", "present_state"))
     if past is not None:
-        n_states, s_dtype = past.shape[0] if past.ndim == 4 else batch, past.dtype
+        n_states = past.shape[0] if past.ndim == 4 else batch
     else:
         n_states = state_given.shape[0] if state_given is not None and state_given.ndim == 4 else batch
-        s_dtype = resolve_dtype(state_dtype) if state_dtype is not None else (
-            state_given.dtype if state_given is not None else q.dtype)
+    s_dtype = _state_dtype(past, state_dtype, state_given, q.dtype)
     output = OutputSlot("output", (q.shape[0], out_width), q.dtype, out_given, strided=True)
     present = None
     if return_state or state_given is not None:
@@ -820,7 +782,7 @@ def varlen_linear_attention(
         ctx.handle, ctypes.byref(desc), ctypes.byref(seqs), ctypes.byref(t_q), ctypes.byref(t_k), ctypes.byref(t_v),
         _ptr(t_past), _ptr(t_g), _ptr(t_b), ctypes.byref(t_out), _ptr(t_present), None, 0)
     _lib.check(status)
-    return output.finish(), (present.finish() if present is not None else None)
+    return _finish(output, present)
 
 
 # ---------------------------------------------------------------- state_window (general path only)
@@ -836,14 +798,8 @@ def _windowed(call, window, *args, **kw):
 def _la_window_call(window, query, key, value, past_state, decay, beta, *, q_num_heads, kv_num_heads, update_rule,
                     scale, chunk_size, ort_contrib, state_dtype, out, return_state, threads, context):
     ctx = _context(context, threads)
-    q, t_q = input_tensor(_required(query, "query", "(B, T, q_num_heads*d_k)"), "query", strided=True)
-    k, t_k = input_tensor(_required(key, "key", "(B, T, kv_num_heads*d_k)"), "key", strided=True)
-    v, t_v = input_tensor(_required(value, "value", "(B, T, kv_num_heads*d_v)"), "value", strided=True)
-    _, t_g = input_tensor(decay, "decay", strided=True)
-    _, t_b = input_tensor(beta, "beta", strided=True)
-    for name, a in (("query", q), ("key", k), ("value", v)):
-        if a.ndim != 3:
-            raise _rank_error(name, a, 3, "(B, T, heads*dim)")
+    # past_state (rank 5) is checked below
+    q, t_q, k, t_k, v, t_v, _, _, t_g, t_b = _la_inputs(query, key, value, None, decay, beta, "B, T")
     desc = linear_attention_desc(q_num_heads, kv_num_heads, update_rule, scale, chunk_size, ort_contrib)
     out_shape, slot = _infer_shapes(desc, q.shape, k.shape, v.shape)
     desc.state_window = window
@@ -857,14 +813,7 @@ def _la_window_call(window, query, key, value, past_state, decay, beta, *, q_num
                                     f"past_state: expected shape {doc} = {shape5}, got {a.shape}")
         past = _tensor.prepare_input(a.reshape((window * slot[0],) + tuple(slot[1:])), "past_state", False)
         t_past = _tensor.describe(past, strided=False)
-    s_dtype = past.dtype if past is not None else resolve_dtype(state_dtype) if state_dtype is not None else q.dtype
-    out_given, state_given = _split_out(out, ("output", "present_state"))
-    output = OutputSlot("output", out_shape, q.dtype, out_given, strided=True)
-    present = None
-    if return_state or state_given is not None:
-        if state_given is not None and state_dtype is None and past is None:
-            s_dtype = state_given.dtype
-        present = OutputSlot("present_state", shape5, s_dtype, state_given, strided=False)
+    output, present = _la_outputs(out, out_shape, shape5, q.dtype, past, state_dtype, return_state)
     t_out = output.describe()
     t_present = None
     if present is not None:
@@ -872,21 +821,13 @@ def _la_window_call(window, query, key, value, past_state, decay, beta, *, q_num
     _lib.check(_lib.lib().linattn_linear_attention(
         ctx.handle, ctypes.byref(desc), ctypes.byref(t_q), ctypes.byref(t_k), ctypes.byref(t_v), _ptr(t_past),
         _ptr(t_g), _ptr(t_b), ctypes.byref(t_out), _ptr(t_present), None, 0))
-    return output.finish(), (present.finish() if present is not None else None)
+    return _finish(output, present)
 
 
 def _conv_window_call(window, input, weight, bias, past_state, *, activation, dilation, channels_last, out,
                       return_state, threads, context):
     ctx = _context(context, threads)
-    x, t_x = input_tensor(_required(input, "input", "(B, L, C)" if channels_last else "(B, C, L)"), "input",
-                          strided=True)
-    w, t_w = input_tensor(_required(weight, "weight", "(C, 1, k)"), "weight", strided=False)
-    _, t_b = input_tensor(bias, "bias", strided=False)
-    _, t_past = input_tensor(past_state, "past_state", strided=False)
-    if x.ndim != 3:
-        raise _rank_error("input", x, 3, "(B, L, C)" if channels_last else "(B, C, L)")
-    if w.ndim != 3:
-        raise _rank_error("weight", w, 3, "(C, 1, k)")
+    x, t_x, w, t_w, t_b, t_past = _conv_inputs(input, weight, bias, past_state, channels_last)
     desc = causal_conv_desc(activation, dilation, channels_last)
     desc.state_window = window
     S = max(w.shape[2] - 1, 0) * max(int(dilation), 1)
@@ -901,4 +842,4 @@ def _conv_window_call(window, input, weight, bias, past_state, *, activation, di
     _lib.check(_lib.lib().linattn_causal_conv_with_state(
         ctx.handle, ctypes.byref(desc), ctypes.byref(t_x), ctypes.byref(t_w), _ptr(t_b), _ptr(t_past),
         ctypes.byref(t_out), _ptr(t_present), None, 0))
-    return output.finish(), (present.finish() if present is not None else None)
+    return _finish(output, present)

@@ -1,6 +1,7 @@
 /* CausalConvWithState operator: validation, shape resolution, work split, threading. */
 #include <string.h>
 
+#include "api/op_params.h"
 #include "api/shape_rules.h"
 #include "api/state_window.h"
 #include "api/tensor_check.h"
@@ -41,9 +42,7 @@ static linattn_status conv_bind_packed(tview* v, const char* name, const linattn
 }
 
 /* Views, dtypes and the shape rules of every tensor. */
-static linattn_status conv_bind(conv_call* c, conv_dims* s, const linattn_tensor* input, const linattn_tensor* weight,
-                                const linattn_tensor* bias, const linattn_tensor* past_state,
-                                const linattn_tensor* output, const linattn_tensor* present_state) {
+static linattn_status conv_bind(conv_call* c, conv_dims* s, CONV_TENSOR_PARAMS) {
   linattn_status st;
   const char* xdoc = conv_input_doc(s);
   const char* sdoc = conv_state_doc(s);
@@ -170,15 +169,13 @@ static linattn_status conv_plan(const linattn_context* ctx, conv_call* c) {
 }
 
 static linattn_status conv_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                   const linattn_tensor* input, const linattn_tensor* weight,
-                                   const linattn_tensor* bias, const linattn_tensor* past_state,
-                                   const linattn_tensor* output, const linattn_tensor* present_state, conv_call* c) {
+                                   CONV_TENSOR_PARAMS, conv_call* c) {
   linattn_status st;
   conv_dims s;
   memset(c, 0, sizeof *c);
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
   if ((st = conv_check_desc(d, &s))) return st;
-  if ((st = conv_bind(c, &s, input, weight, bias, past_state, output, present_state))) return st;
+  if ((st = conv_bind(c, &s, CONV_TENSOR_ARGS))) return st;
   if ((st = conv_check_aliasing(c))) return st;
   if ((st = conv_params_from(ctx, c, &s))) return st;
   return conv_plan(ctx, c);
@@ -205,47 +202,31 @@ static void conv_task(void* arg, size_t task) {
 }
 
 static linattn_status conv_workspace_size_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                                  const linattn_tensor* input, const linattn_tensor* weight,
-                                                  const linattn_tensor* bias, const linattn_tensor* past_state,
-                                                  const linattn_tensor* output,
-                                                  const linattn_tensor* present_state, size_t* workspace_size) {
+                                                  CONV_TENSOR_PARAMS, size_t* workspace_size) {
+  conv_call c;
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   if (context && desc && desc->state_window != 0)
-    return linattn_conv_window_workspace_size(context, desc, input, weight, bias, past_state, output, present_state,
-                                              workspace_size);
-  conv_call c;
-  linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
+    return linattn_conv_window_workspace_size(context, desc, CONV_TENSOR_ARGS, workspace_size);
+  linattn_status st = conv_resolve(context, desc, CONV_TENSOR_ARGS, &c);
   if (st) return st;
-  size_t bytes = conv_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(conv_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_causal_conv_with_state_workspace_size(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                                             const linattn_tensor* input, const linattn_tensor* weight,
-                                                             const linattn_tensor* bias, const linattn_tensor* past_state,
-                                                             const linattn_tensor* output,
-                                                             const linattn_tensor* present_state, size_t* workspace_size) {
-  LINATTN_RETURN_ENTERED(context, conv_workspace_size_entered(context, desc, input, weight, bias, past_state,
-                         output, present_state, workspace_size));
+                                                             CONV_TENSOR_PARAMS, size_t* workspace_size) {
+  LINATTN_RETURN_ENTERED(context, conv_workspace_size_entered(context, desc, CONV_TENSOR_ARGS, workspace_size));
 }
 
 static linattn_status conv_compute_entered(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                           const linattn_tensor* input, const linattn_tensor* weight,
-                                           const linattn_tensor* bias, const linattn_tensor* past_state,
-                                           const linattn_tensor* output, const linattn_tensor* present_state,
-                                           void* workspace, size_t workspace_size) {
-  if (context && desc && desc->state_window != 0)
-    return linattn_conv_window_run(context, desc, input, weight, bias, past_state, output, present_state, workspace,
-                                   workspace_size);
-  conv_call c;
-  linattn_status st = conv_resolve(context, desc, input, weight, bias, past_state, output, present_state, &c);
-  if (st) return st;
-  const size_t need = conv_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
+                                           CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.L > 0, &c.workspace, &owned)))
+  if (context && desc && desc->state_window != 0)
+    return linattn_conv_window_run(context, desc, CONV_TENSOR_ARGS, workspace, workspace_size);
+  conv_call c;
+  linattn_status st = conv_resolve(context, desc, CONV_TENSOR_ARGS, &c);
+  if (st) return st;
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, conv_workspace_bytes(&c), c.p.L > 0,
+                                   &c.workspace, &owned)))
     return st;
   if (c.p.L == 0) {
     /* Empty sequence: nothing to convolve and present_state = past_state (zeros without one).
@@ -260,12 +241,8 @@ static linattn_status conv_compute_entered(linattn_context* context, const linat
 }
 
 linattn_status linattn_causal_conv_with_state(linattn_context* context, const linattn_causal_conv_desc* desc,
-                                              const linattn_tensor* input, const linattn_tensor* weight,
-                                              const linattn_tensor* bias, const linattn_tensor* past_state,
-                                              const linattn_tensor* output, const linattn_tensor* present_state,
-                                              void* workspace, size_t workspace_size) {
-  LINATTN_RETURN_ENTERED(context, conv_compute_entered(context, desc, input, weight, bias, past_state, output,
-                         present_state, workspace, workspace_size));
+                                              CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
+  LINATTN_RETURN_ENTERED(context, conv_compute_entered(context, desc, CONV_TENSOR_ARGS, workspace, workspace_size));
 }
 
 linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* desc, const int64_t input_dims[3],
@@ -273,8 +250,8 @@ linattn_status linattn_causal_conv_infer_shapes(const linattn_causal_conv_desc* 
                                                 int64_t state_dims[3]) {
   linattn_clear_error();
   conv_dims s;
-  linattn_status st;
-  if ((st = conv_check_desc(desc, &s))) return st;
+  linattn_status st = conv_check_desc(desc, &s);
+  if (st) return st;
   if (!input_dims || !weight_dims || !output_dims || !state_dims)
     return ERR("infer_shapes: NULL dims array (input_dims, weight_dims, output_dims, state_dims)");
   if ((st = check_dims_nonnegative("input", input_dims, 3, conv_input_doc(&s))) ||

@@ -56,13 +56,33 @@ static linattn_status check_output(const tview* out, const tview* const* ins, si
 /* The same (non-empty) buffer: empty tensors, which may all be NULL, alias nothing. */
 static bool same_nonempty_buffer(const tview* a, const tview* b) { return a->numel > 0 && tview_same_buffer(a, b); }
 
-static size_t gates_tasks(const linattn_context* ctx, int64_t rows, int64_t elems) {
-  if (elems <= GATES_SERIAL_MAX_ELEMS || ctx->num_threads <= 1) return rows > 0 ? 1 : 0;
-  return (size_t)(rows < ctx->num_threads ? rows : ctx->num_threads);
+/* rows rows of row_bytes bytes each, split evenly over tasks tasks */
+typedef struct row_split {
+  int64_t rows;
+  size_t tasks, row_bytes;
+} row_split;
+
+static row_split gates_split(const linattn_context* ctx, int64_t rows, size_t row_bytes, int64_t elems) {
+  row_split s = {rows, 0, row_bytes};
+  if (elems <= GATES_SERIAL_MAX_ELEMS || ctx->num_threads <= 1) s.tasks = rows > 0 ? 1 : 0;
+  else s.tasks = (size_t)(rows < ctx->num_threads ? rows : ctx->num_threads);
+  return s;
 }
 
-static int64_t task_first_row(int64_t rows, size_t tasks, size_t i) {
-  return (int64_t)((__int128)rows * (int64_t)i / (int64_t)tasks);
+static int64_t task_first_row(const row_split* s, size_t i) {
+  return (int64_t)((__int128)s->rows * (int64_t)i / (int64_t)s->tasks);
+}
+
+/* Task i's rows: the byte offset of the first, and how many. */
+typedef struct row_range {
+  size_t offset;
+  int64_t rows;
+} row_range;
+
+static row_range task_rows(const row_split* s, size_t i) {
+  const int64_t r0 = task_first_row(s, i);
+  const row_range r = {(size_t)r0 * s->row_bytes, task_first_row(s, i + 1) - r0};
+  return r;
 }
 
 /* ------------------------------------------------------------------ GatedRMSNorm */
@@ -72,15 +92,13 @@ typedef struct rms_call {
   gated_rms_norm_fn fn;
   const char *x, *scale, *gate;
   char* y;
-  int64_t rows;
-  size_t tasks, row_bytes;
+  row_split split; /* rows of C elements */
 } rms_call;
 
 static void rms_task(void* arg, size_t i) {
   const rms_call* c = (const rms_call*)arg;
-  const int64_t r0 = task_first_row(c->rows, c->tasks, i), r1 = task_first_row(c->rows, c->tasks, i + 1);
-  const size_t off = (size_t)r0 * c->row_bytes;
-  c->fn(&c->p, c->x + off, c->scale, c->gate + off, c->y + off, r1 - r0);
+  const row_range r = task_rows(&c->split, i);
+  c->fn(&c->p, c->x + r.offset, c->scale, c->gate + r.offset, c->y + r.offset, r.rows);
 }
 
 static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const linattn_gated_rms_norm_desc* d,
@@ -119,11 +137,9 @@ static linattn_status linattn_gated_rms_norm_entered(linattn_context* ctx, const
   c.scale = vs.data;
   c.gate = vg.data;
   c.y = vy.data;
-  c.rows = vx.numel / C;
-  c.row_bytes = (size_t)C * linattn_dtype_size(vx.dtype);
-  c.tasks = gates_tasks(ctx, c.rows, vx.numel);
+  c.split = gates_split(ctx, vx.numel / C, (size_t)C * linattn_dtype_size(vx.dtype), vx.numel);
   linattn_clear_error();
-  linattn_run_parallel(ctx, rms_task, &c, c.tasks);
+  linattn_run_parallel(ctx, rms_task, &c, c.split.tasks);
   return LINATTN_SUCCESS;
 }
 
@@ -137,19 +153,18 @@ linattn_status linattn_gated_rms_norm(linattn_context* ctx, const linattn_gated_
 typedef struct gate_call {
   la_gate_fn fn;
   linattn_dtype dtype;
-  int64_t H, rows;
+  int64_t H;
   const char *a, *b;
   const float *dt_bias, *decay_scale;
   char *decay, *beta;
-  size_t tasks, row_bytes;
+  row_split split; /* rows of H elements */
 } gate_call;
 
 static void gate_task(void* arg, size_t i) {
   const gate_call* c = (const gate_call*)arg;
-  const int64_t r0 = task_first_row(c->rows, c->tasks, i), r1 = task_first_row(c->rows, c->tasks, i + 1);
-  const size_t off = (size_t)r0 * c->row_bytes;
-  c->fn(c->dtype, c->H, c->a + off, c->dt_bias, c->decay_scale, c->b ? c->b + off : NULL, c->decay + off,
-        c->beta ? c->beta + off : NULL, r1 - r0);
+  const row_range r = task_rows(&c->split, i);
+  c->fn(c->dtype, c->H, c->a + r.offset, c->dt_bias, c->decay_scale, c->b ? c->b + r.offset : NULL,
+        c->decay + r.offset, c->beta ? c->beta + r.offset : NULL, r.rows);
 }
 
 static linattn_status head_vector(tview* v, const char* name, const linattn_tensor* t, int64_t H) {
@@ -193,17 +208,16 @@ static linattn_status linattn_linear_attention_gate_entered(linattn_context* ctx
   c.fn = ctx->kernels->gates->la_gate;
   c.dtype = va.dtype;
   c.H = H;
-  c.rows = va.numel / H;
   c.a = va.data;
   c.b = beta ? vb.data : NULL;
   c.dt_bias = (const float*)vbias.data;
   c.decay_scale = (const float*)vscale.data;
   c.decay = vdecay.data;
   c.beta = beta ? vbeta.data : NULL;
-  c.row_bytes = (size_t)H * linattn_dtype_size(va.dtype);
-  c.tasks = gates_tasks(ctx, c.rows, va.numel * 16); /* softplus costs ~16 element loads' time */
+  /* softplus costs ~16 element loads' time */
+  c.split = gates_split(ctx, va.numel / H, (size_t)H * linattn_dtype_size(va.dtype), va.numel * 16);
   linattn_clear_error();
-  linattn_run_parallel(ctx, gate_task, &c, c.tasks);
+  linattn_run_parallel(ctx, gate_task, &c, c.split.tasks);
   return LINATTN_SUCCESS;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/la_units.h"
+#include "api/op_params.h"
 #include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/state_window.h"
@@ -221,10 +222,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
 }
 
 static linattn_status la_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                 const linattn_tensor* query, const linattn_tensor* key, const linattn_tensor* value,
-                                 const linattn_tensor* past_state, const linattn_tensor* decay,
-                                 const linattn_tensor* beta, const linattn_tensor* output,
-                                 const linattn_tensor* present_state, la_call* c) {
+                                 LA_TENSOR_PARAMS, la_call* c) {
   linattn_status st;
   memset(c, 0, sizeof *c);
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
@@ -328,11 +326,7 @@ static linattn_status la_bind_packed_states(la_call* c, const linattn_tensor* pa
 }
 
 static linattn_status la_resolve_packed(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                        const linattn_varlen_batch* batch, const linattn_tensor* query,
-                                        const linattn_tensor* key, const linattn_tensor* value,
-                                        const linattn_tensor* past_state, const linattn_tensor* decay,
-                                        const linattn_tensor* beta, const linattn_tensor* output,
-                                        const linattn_tensor* present_state, la_call* c) {
+                                        const linattn_varlen_batch* batch, LA_TENSOR_PARAMS, la_call* c) {
   linattn_status st;
   memset(c, 0, sizeof *c);
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
@@ -585,49 +579,32 @@ static void la_task(void* arg, size_t task) {
 }
 
 static linattn_status la_workspace_size_entered(
-    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
-    const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
-    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
-    const linattn_tensor* present_state, size_t* workspace_size) {
+    linattn_context* context, const linattn_linear_attention_desc* desc, LA_TENSOR_PARAMS, size_t* workspace_size) {
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   if (context && desc && desc->state_window != 0)
-    return linattn_la_window_workspace_size(context, desc, query, key, value, past_state, decay, beta, output,
-                                            present_state, workspace_size);
+    return linattn_la_window_workspace_size(context, desc, LA_TENSOR_ARGS, workspace_size);
   la_call c;
-  linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
+  linattn_status st = la_resolve(context, desc, LA_TENSOR_ARGS, &c);
   if (st) return st;
-  size_t bytes = la_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(la_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_linear_attention_workspace_size(
-    linattn_context* context, const linattn_linear_attention_desc* desc, const linattn_tensor* query,
-    const linattn_tensor* key, const linattn_tensor* value, const linattn_tensor* past_state,
-    const linattn_tensor* decay, const linattn_tensor* beta, const linattn_tensor* output,
-    const linattn_tensor* present_state, size_t* workspace_size) {
-  LINATTN_RETURN_ENTERED(context, la_workspace_size_entered(context, desc, query, key, value, past_state, decay,
-                         beta, output, present_state, workspace_size));
+    linattn_context* context, const linattn_linear_attention_desc* desc, LA_TENSOR_PARAMS, size_t* workspace_size) {
+  LINATTN_RETURN_ENTERED(context, la_workspace_size_entered(context, desc, LA_TENSOR_ARGS, workspace_size));
 }
 
 static linattn_status la_compute_entered(linattn_context* context, const linattn_linear_attention_desc* desc,
-                                         const linattn_tensor* query, const linattn_tensor* key,
-                                         const linattn_tensor* value, const linattn_tensor* past_state,
-                                         const linattn_tensor* decay, const linattn_tensor* beta,
-                                         const linattn_tensor* output, const linattn_tensor* present_state,
-                                         void* workspace, size_t workspace_size) {
+                                         LA_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   if (desc && desc->state_window != 0 && context)
-    return linattn_la_window_run(context, desc, query, key, value, past_state, decay, beta, output, present_state,
-                                 workspace, workspace_size);
+    return linattn_la_window_run(context, desc, LA_TENSOR_ARGS, workspace, workspace_size);
   la_call c;
-  linattn_status st = la_resolve(context, desc, query, key, value, past_state, decay, beta, output, present_state, &c);
+  linattn_status st = la_resolve(context, desc, LA_TENSOR_ARGS, &c);
   if (st) return st;
-  const size_t need = la_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  /* need is 0 when T == 0 */
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0, &c.workspace, &owned)))
+  /* the workspace is empty when T == 0 */
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0,
+                                   &c.workspace, &owned)))
     return st;
   c.refine_limit = la_refine_limit(&c.p);
   if (c.p.T == 0) tview_copy_or_zero(c.has_present ? &c.present : NULL, c.has_past ? &c.past : NULL);
@@ -638,31 +615,21 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
 }
 
 linattn_status linattn_linear_attention(linattn_context* context, const linattn_linear_attention_desc* desc,
-                                        const linattn_tensor* query, const linattn_tensor* key,
-                                        const linattn_tensor* value, const linattn_tensor* past_state,
-                                        const linattn_tensor* decay, const linattn_tensor* beta,
-                                        const linattn_tensor* output, const linattn_tensor* present_state,
-                                        void* workspace, size_t workspace_size) {
-  LINATTN_RETURN_ENTERED(context, la_compute_entered(context, desc, query, key, value, past_state, decay, beta,
-                         output, present_state, workspace, workspace_size));
+                                        LA_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
+  LINATTN_RETURN_ENTERED(context, la_compute_entered(context, desc, LA_TENSOR_ARGS, workspace, workspace_size));
 }
 
-#define LA_PACKED_ARGS_DECL                                                                                      \
-  linattn_context *context, const linattn_linear_attention_desc *desc, const linattn_varlen_batch *batch,          \
-      const linattn_tensor *query, const linattn_tensor *key, const linattn_tensor *value,                          \
-      const linattn_tensor *past_state, const linattn_tensor *decay, const linattn_tensor *beta,                    \
-      const linattn_tensor *output, const linattn_tensor *present_state
-#define LA_PACKED_ARGS context, desc, batch, query, key, value, past_state, decay, beta, output, present_state
+#define LA_PACKED_ARGS_DECL                                                                              \
+  linattn_context *context, const linattn_linear_attention_desc *desc, const linattn_varlen_batch *batch, \
+      LA_TENSOR_PARAMS
+#define LA_PACKED_ARGS context, desc, batch, LA_TENSOR_ARGS
 
 static linattn_status la_packed_workspace_size_entered(LA_PACKED_ARGS_DECL, size_t* workspace_size) {
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   la_call c;
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
-  const size_t bytes = la_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(la_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_varlen_linear_attention_workspace_size(LA_PACKED_ARGS_DECL, size_t* workspace_size) {
@@ -673,10 +640,8 @@ static linattn_status la_packed_entered(LA_PACKED_ARGS_DECL, void* workspace, si
   la_call c;
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
-  const size_t need = la_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.p.d_k > 0 && c.num_units > 0,
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0 && c.num_units > 0,
                                    &c.workspace, &owned)))
     return st;
   c.refine_limit = la_refine_limit(&c.p);

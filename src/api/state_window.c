@@ -46,8 +46,11 @@ static linattn_tensor state_slot(const tview* v, int64_t j, int32_t rank, const 
   return s;
 }
 
-static linattn_status window_check(int64_t W) {
-  if (W < 0 || W > WINDOW_MAX) return ERR("desc.state_window: must be in [0, %d], got %lld", WINDOW_MAX, (long long)W);
+/* *W = window, checked */
+static linattn_status window_take(int64_t window, int64_t* W) {
+  if (window < 0 || window > WINDOW_MAX)
+    return ERR("desc.state_window: must be in [0, %d], got %lld", WINDOW_MAX, (long long)window);
+  *W = window;
   return LINATTN_SUCCESS;
 }
 
@@ -80,23 +83,6 @@ static linattn_status window_states(const linattn_tensor* past_state, const lina
   return LINATTN_SUCCESS;
 }
 
-static linattn_status window_workspace(linattn_context* ctx, size_t need, void* workspace, size_t workspace_size,
-                                       void** owned, char** ws) {
-  *owned = NULL;
-  *ws = (char*)workspace;
-  if (workspace) {
-    if (workspace_size < need)
-      return linattn_set_error(LINATTN_ERROR_WORKSPACE_TOO_SMALL, "workspace: %zu bytes given, %zu needed", workspace_size, need);
-    if (((uintptr_t)workspace & 63u) != 0) return ERR("workspace: must be 64-byte aligned");
-    return LINATTN_SUCCESS;
-  }
-  if (need == 0) return LINATTN_SUCCESS;
-  *owned = linattn_ctx_alloc(ctx, need);
-  if (!*owned) return linattn_set_error(LINATTN_ERROR_OUT_OF_MEMORY, "workspace: allocation of %zu bytes failed", need);
-  *ws = (char*)*owned;
-  return LINATTN_SUCCESS;
-}
-
 /* ------------------------------------------------------------------ LinearAttention */
 
 typedef struct la_window {
@@ -108,40 +94,40 @@ typedef struct la_window {
 } la_window;
 
 static linattn_status la_window_resolve(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                        const linattn_tensor* q, const linattn_tensor* k, const linattn_tensor* v,
-                                        const linattn_tensor* past_state, const linattn_tensor* decay,
-                                        const linattn_tensor* beta, const linattn_tensor* output,
-                                        const linattn_tensor* present_state, la_window* w) {
+                                        LA_TENSOR_PARAMS, la_window* w) {
   linattn_status st;
   memset(w, 0, sizeof *w);
-  if ((st = window_check(d->state_window))) return st;
-  w->W = d->state_window;
+  if ((st = window_take(d->state_window, &w->W))) return st;
   w->d0 = *d;
   w->d0.state_window = 0;
-  if (!q || !k || !v || q->rank != 3 || k->rank != 3 || v->rank != 3) { /* the operator's own messages */
-    st = linattn_linear_attention_workspace_size(ctx, &w->d0, q, k, v, NULL, decay, beta, output, NULL, &w->inner_bytes);
+  if (!query || !key || !value || query->rank != 3 || key->rank != 3 || value->rank != 3) {
+    /* the operator's own messages */
+    st = linattn_linear_attention_workspace_size(ctx, &w->d0, query, key, value, NULL, decay, beta, output, NULL,
+                                                 &w->inner_bytes);
     return st ? st : ERR("query, key, value: expected rank 3");
   }
   int64_t odims[3];
-  if ((st = linattn_linear_attention_infer_shapes(&w->d0, q->dims, k->dims, v->dims, odims, w->sdims))) return st;
+  if ((st = linattn_linear_attention_infer_shapes(&w->d0, query->dims, key->dims, value->dims, odims, w->sdims)))
+    return st;
   w->B = w->sdims[0];
-  w->T = q->dims[1];
+  w->T = query->dims[1];
   int64_t dims[4] = {w->W * w->B, w->sdims[1], w->sdims[2], w->sdims[3]};
   if (!linattn_mul_i64(w->sdims[0] * w->sdims[1], w->sdims[2] * w->sdims[3], &w->slot_elems) ||
       !linattn_mul_i64(w->W, w->B, &dims[0]))
     return ERR("past_state: size overflows");
   /* validates the whole token range; then the workspace of the ranges that will run (the first
    * one and single tokens; no states passed: an upper bound) */
-  if ((st = linattn_linear_attention_workspace_size(ctx, &w->d0, q, k, v, NULL, decay, beta, output, NULL, &w->inner_bytes)))
+  if ((st = linattn_linear_attention_workspace_size(ctx, &w->d0, query, key, value, NULL, decay, beta, output, NULL,
+                                                    &w->inner_bytes)))
     return st;
-  const linattn_tensor* inputs[] = {q, k, v, decay, beta, output};
+  const linattn_tensor* inputs[] = {query, key, value, decay, beta, output};
   if ((st = window_states(past_state, present_state, 4, dims, "(state_window * B, kv_num_heads, d_k, d_v)", inputs, 6,
                           &w->past, &w->present)))
     return st;
   const int64_t first = w->W > w->T ? w->W - w->T : 0, first_len = w->T - w->W + first + 1;
   for (int r = 0; r < 2 && w->T > 0; r++) {
     const int64_t n = r ? 1 : first_len;
-    linattn_tensor sq = token_slice(q, 1, 0, n), sk = token_slice(k, 1, 0, n), sv = token_slice(v, 1, 0, n);
+    linattn_tensor sq = token_slice(query, 1, 0, n), sk = token_slice(key, 1, 0, n), sv = token_slice(value, 1, 0, n);
     linattn_tensor so = token_slice(output, 1, 0, n), sd, sb;
     size_t bytes = 0;
     if ((st = linattn_linear_attention_workspace_size(ctx, &w->d0, &sq, &sk, &sv, NULL, opt_slice(decay, 1, 0, n, &sd),
@@ -154,15 +140,10 @@ static linattn_status la_window_resolve(linattn_context* ctx, const linattn_line
 }
 
 linattn_status linattn_la_window_workspace_size(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                                const linattn_tensor* q, const linattn_tensor* k, const linattn_tensor* v,
-                                                const linattn_tensor* past, const linattn_tensor* decay,
-                                                const linattn_tensor* beta, const linattn_tensor* output,
-                                                const linattn_tensor* present, size_t* bytes) {
+                                                LA_TENSOR_PARAMS, size_t* bytes) {
   la_window w;
-  linattn_status st = la_window_resolve(ctx, d, q, k, v, past, decay, beta, output, present, &w);
-  if (st) return st;
-  *bytes = w.state_bytes + w.inner_bytes;
-  return LINATTN_SUCCESS;
+  const linattn_status st = la_window_resolve(ctx, d, LA_TENSOR_ARGS, &w);
+  return st ? st : linattn_answer_workspace_size(w.state_bytes + w.inner_bytes, bytes);
 }
 
 static void la_slot_store(const la_window* w, const float* state, int64_t j) {
@@ -176,20 +157,18 @@ static void la_slot_store(const la_window* w, const float* state, int64_t j) {
 }
 
 linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                     const linattn_tensor* q, const linattn_tensor* k, const linattn_tensor* v,
-                                     const linattn_tensor* past, const linattn_tensor* decay,
-                                     const linattn_tensor* beta, const linattn_tensor* output,
-                                     const linattn_tensor* present, void* workspace, size_t workspace_size) {
+                                     LA_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   la_window w;
-  linattn_status st = la_window_resolve(ctx, d, q, k, v, past, decay, beta, output, present, &w);
+  linattn_status st = la_window_resolve(ctx, d, LA_TENSOR_ARGS, &w);
   if (st) return st;
   void* owned;
-  char* ws;
-  if ((st = window_workspace(ctx, w.state_bytes + w.inner_bytes, workspace, workspace_size, &owned, &ws))) return st;
+  char* ws = NULL;
+  if ((st = linattn_take_workspace(ctx, workspace, workspace_size, w.state_bytes + w.inner_bytes, true, &ws, &owned)))
+    return st;
   float* state = (float*)ws;
   /* the fp32 state entering the call: past slot W - 1 (read before any slot is written) */
   if (w.slot_elems == 0) { /* B, d_k or d_v 0: the buffers may be NULL */
-  } else if (past) {
+  } else if (past_state) {
     const char* src = w.past.data + (w.W - 1) * w.slot_elems * (int64_t)linattn_dtype_size(w.past.dtype);
     for (int64_t e = 0; e < w.slot_elems; e++) state[e] = linattn_load_f32(src, e, w.past.dtype);
   } else {
@@ -201,16 +180,16 @@ linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_
   int64_t t = 0;
   for (int64_t j = first; j < w.W && w.T > 0 && !st; j++) {
     const int64_t end = w.T - w.W + j + 1;
-    linattn_tensor sq = token_slice(q, 1, t, end - t), sk = token_slice(k, 1, t, end - t);
-    linattn_tensor sv = token_slice(v, 1, t, end - t), so = token_slice(output, 1, t, end - t), sd, sb;
+    linattn_tensor sq = token_slice(query, 1, t, end - t), sk = token_slice(key, 1, t, end - t);
+    linattn_tensor sv = token_slice(value, 1, t, end - t), so = token_slice(output, 1, t, end - t), sd, sb;
     st = linattn_linear_attention(ctx, &w.d0, &sq, &sk, &sv, &fstate, opt_slice(decay, 1, t, end - t, &sd),
                                   opt_slice(beta, 1, t, end - t, &sb), &so, &fstate, inner_ws, w.inner_bytes);
-    if (!st && present) la_slot_store(&w, state, j);
+    if (!st && present_state) la_slot_store(&w, state, j);
     t = end;
   }
-  if (!st && present) {
+  if (!st && present_state) {
     for (int64_t j = 0; j < first && j < w.W - 1; j++) la_slot_store(&w, NULL, j);
-    if (w.T == 0) la_slot_store(&w, past ? state : NULL, w.W - 1);
+    if (w.T == 0) la_slot_store(&w, past_state ? state : NULL, w.W - 1);
   }
   linattn_ctx_free(ctx, owned);
   return st;
@@ -228,17 +207,13 @@ typedef struct conv_window {
 } conv_window;
 
 static linattn_status conv_window_resolve(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                          const linattn_tensor* input, const linattn_tensor* weight,
-                                          const linattn_tensor* bias, const linattn_tensor* past_state,
-                                          const linattn_tensor* output, const linattn_tensor* present_state,
-                                          conv_window* w) {
+                                          CONV_TENSOR_PARAMS, conv_window* w) {
+  const bool cl = d->channels_last == 1;
   linattn_status st;
   memset(w, 0, sizeof *w);
-  if ((st = window_check(d->state_window))) return st;
-  w->W = d->state_window;
+  if ((st = window_take(d->state_window, &w->W))) return st;
   w->d0 = *d;
   w->d0.state_window = 0;
-  const bool cl = d->channels_last == 1;
   /* the operator validates input, weight, bias and output (and the attributes) */
   if ((st = linattn_causal_conv_with_state_workspace_size(ctx, &w->d0, input, weight, bias, NULL, output, NULL,
                                                           &w->inner_bytes)))
@@ -283,34 +258,26 @@ static linattn_status conv_window_resolve(linattn_context* ctx, const linattn_ca
 }
 
 linattn_status linattn_conv_window_workspace_size(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                                  const linattn_tensor* input, const linattn_tensor* weight,
-                                                  const linattn_tensor* bias, const linattn_tensor* past,
-                                                  const linattn_tensor* output, const linattn_tensor* present,
-                                                  size_t* bytes) {
+                                                  CONV_TENSOR_PARAMS, size_t* bytes) {
   conv_window w;
-  linattn_status st = conv_window_resolve(ctx, d, input, weight, bias, past, output, present, &w);
-  if (st) return st;
-  *bytes = w.inner_bytes;
-  return LINATTN_SUCCESS;
+  const linattn_status st = conv_window_resolve(ctx, d, CONV_TENSOR_ARGS, &w);
+  return st ? st : linattn_answer_workspace_size(w.inner_bytes, bytes);
 }
 
 linattn_status linattn_conv_window_run(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                       const linattn_tensor* input, const linattn_tensor* weight,
-                                       const linattn_tensor* bias, const linattn_tensor* past,
-                                       const linattn_tensor* output, const linattn_tensor* present, void* workspace,
-                                       size_t workspace_size) {
-  conv_window w;
-  linattn_status st = conv_window_resolve(ctx, d, input, weight, bias, past, output, present, &w);
-  if (st) return st;
+                                       CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   void* owned;
-  char* ws;
-  if ((st = window_workspace(ctx, w.inner_bytes, workspace, workspace_size, &owned, &ws))) return st;
+  char* ws = NULL;
+  conv_window w;
+  linattn_status st = conv_window_resolve(ctx, d, CONV_TENSOR_ARGS, &w);
+  if (st) return st;
+  if ((st = linattn_take_workspace(ctx, workspace, workspace_size, w.inner_bytes, true, &ws, &owned))) return st;
   const size_t es = linattn_dtype_size(input->dtype);
-  linattn_tensor last_past = past ? state_slot(&w.past, w.W - 1, 3, w.sdims, w.slot_elems) : (linattn_tensor){0};
+  linattn_tensor last_past = past_state ? state_slot(&w.past, w.W - 1, 3, w.sdims, w.slot_elems) : (linattn_tensor){0};
   const int64_t first = w.W > w.L ? w.W - w.L : 0;
-  if (!present) { /* outputs only: one range */
-    st = linattn_causal_conv_with_state(ctx, &w.d0, input, weight, bias, past ? &last_past : NULL, output, NULL, ws,
-                                        w.inner_bytes);
+  if (!present_state) { /* outputs only: one range */
+    st = linattn_causal_conv_with_state(ctx, &w.d0, input, weight, bias, past_state ? &last_past : NULL, output, NULL,
+                                        ws, w.inner_bytes);
   } else {
     int64_t t = 0;
     for (int64_t j = first; j < w.W && w.L > 0 && !st; j++) {
@@ -318,14 +285,14 @@ linattn_status linattn_conv_window_run(linattn_context* ctx, const linattn_causa
       linattn_tensor sx = token_slice(input, w.axis, t, end - t), so = token_slice(output, w.axis, t, end - t);
       linattn_tensor prev = j == first ? last_past : state_slot(&w.present, j - 1, 3, w.sdims, w.slot_elems);
       linattn_tensor slot = state_slot(&w.present, j, 3, w.sdims, w.slot_elems);
-      st = linattn_causal_conv_with_state(ctx, &w.d0, &sx, weight, bias, j == first && !past ? NULL : &prev, &so, &slot,
-                                          ws, w.inner_bytes);
+      st = linattn_causal_conv_with_state(ctx, &w.d0, &sx, weight, bias, j == first && !past_state ? NULL : &prev, &so,
+                                          &slot, ws, w.inner_bytes);
       t = end;
     }
     /* empty slots (S = 0) may have a NULL buffer: no offsets on it */
     if (!st && w.L == 0 && w.slot_elems > 0) { /* slot W - 1 is the past state */
       char* dst = w.present.data + (w.W - 1) * w.slot_elems * (int64_t)es;
-      if (!past) memset(dst, 0, (size_t)w.slot_elems * es);
+      if (!past_state) memset(dst, 0, (size_t)w.slot_elems * es);
       else if (dst != (char*)last_past.data) memcpy(dst, last_past.data, (size_t)w.slot_elems * es);
     }
     if (!st && w.slot_elems > 0)

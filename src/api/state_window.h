@@ -3,27 +3,16 @@
 #ifndef LINATTN_STATE_WINDOW_H
 #define LINATTN_STATE_WINDOW_H
 
-#include "internal.h"
+#include "api/op_params.h"
 
 linattn_status linattn_la_window_run(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                     const linattn_tensor* q, const linattn_tensor* k, const linattn_tensor* v,
-                                     const linattn_tensor* past, const linattn_tensor* decay,
-                                     const linattn_tensor* beta, const linattn_tensor* output,
-                                     const linattn_tensor* present, void* workspace, size_t workspace_size);
+                                     LA_TENSOR_PARAMS, void* workspace, size_t workspace_size);
 linattn_status linattn_la_window_workspace_size(linattn_context* ctx, const linattn_linear_attention_desc* d,
-                                                const linattn_tensor* q, const linattn_tensor* k, const linattn_tensor* v,
-                                                const linattn_tensor* past, const linattn_tensor* decay,
-                                                const linattn_tensor* beta, const linattn_tensor* output,
-                                                const linattn_tensor* present, size_t* bytes);
+                                                LA_TENSOR_PARAMS, size_t* bytes);
 linattn_status linattn_conv_window_run(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                       const linattn_tensor* input, const linattn_tensor* weight,
-                                       const linattn_tensor* bias, const linattn_tensor* past,
-                                       const linattn_tensor* output, const linattn_tensor* present, void* workspace,
+                                       CONV_TENSOR_PARAMS, void* workspace,
                                        size_t workspace_size);
 linattn_status linattn_conv_window_workspace_size(linattn_context* ctx, const linattn_causal_conv_desc* d,
-                                                  const linattn_tensor* input, const linattn_tensor* weight,
-                                                  const linattn_tensor* bias, const linattn_tensor* past,
-                                                  const linattn_tensor* output, const linattn_tensor* present,
-                                                  size_t* bytes);
+                                                  CONV_TENSOR_PARAMS, size_t* bytes);
 
 #endif

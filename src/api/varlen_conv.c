@@ -3,6 +3,7 @@
  * on the context's channels-last conv kernels, one (sequence, channel block) unit at a time. */
 #include <string.h>
 
+#include "api/op_params.h"
 #include "api/packed_batch.h"
 #include "api/shape_rules.h"
 #include "api/tensor_check.h"
@@ -19,6 +20,13 @@
 #define VARLEN_MAX_UNIT ((int64_t)16384)
 #define VARLEN_STREAM_MIN_BYTES ((int64_t)16 << 20)
 
+void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
+  if (!desc) return;
+  memset(desc, 0, sizeof *desc);
+  desc->activation = LINATTN_ACTIVATION_NONE;
+  desc->dilation = 1;
+}
+
 typedef struct varlen_call {
   linattn_varlen_batch seqs;
   conv_params base; /* shared fields of every unit's problem */
@@ -32,13 +40,6 @@ typedef struct varlen_call {
   int64_t task_begin[VARLEN_MAX_TASKS + 1]; /* unit ranges of the tasks */
   char* workspace;
 } varlen_call;
-
-void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
-  if (!desc) return;
-  memset(desc, 0, sizeof *desc);
-  desc->activation = LINATTN_ACTIVATION_NONE;
-  desc->dilation = 1;
-}
 
 static linattn_status varlen_check_attrs(const linattn_varlen_conv_desc* d) {
   /* activation and dilation as the dense operator checks them */
@@ -159,12 +160,7 @@ static void varlen_plan(linattn_context* ctx, varlen_call* c) {
 }
 
 static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_conv_desc* d,
-                                     const linattn_varlen_batch* batch, const linattn_tensor* input,
-                                     const linattn_tensor* weight, const linattn_tensor* bias,
-                                     const linattn_tensor* initial_state, const linattn_tensor* kernel_delta,
-                                     const linattn_tensor* previous_mask, const linattn_tensor* output,
-                                     const linattn_tensor* final_state, const linattn_tensor* state_update,
-                                     varlen_call* c) {
+                                     const linattn_varlen_batch* batch, VARLEN_CONV_TENSOR_PARAMS, varlen_call* c) {
   linattn_status st;
   memset(c, 0, sizeof *c);
   if (!ctx) return ERR("context: NULL (create one with linattn_context_create)");
@@ -324,48 +320,32 @@ static size_t varlen_workspace_bytes(const varlen_call* c) {
 
 static linattn_status linattn_varlen_causal_conv_with_state_workspace_size_entered(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
-    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
-    size_t* workspace_size) {
+    VARLEN_CONV_TENSOR_PARAMS, size_t* workspace_size) {
   linattn_clear_error();
   if (!workspace_size) return ERR("workspace_size: NULL output pointer");
   varlen_call c;
-  linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
-                                     previous_mask, output, final_state, state_update, &c);
+  linattn_status st = varlen_resolve(context, desc, batch, VARLEN_CONV_TENSOR_ARGS, &c);
   if (st) return st;
-  const size_t bytes = varlen_workspace_bytes(&c);
-  if (bytes == SIZE_MAX) return ERR("workspace size overflows");
-  *workspace_size = bytes;
-  return LINATTN_SUCCESS;
+  return linattn_answer_workspace_size(varlen_workspace_bytes(&c), workspace_size);
 }
 
 linattn_status linattn_varlen_causal_conv_with_state_workspace_size(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
-    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
-    size_t* workspace_size) {
+    VARLEN_CONV_TENSOR_PARAMS, size_t* workspace_size) {
   LINATTN_RETURN_ENTERED(context, linattn_varlen_causal_conv_with_state_workspace_size_entered(context, desc, batch,
-                         input, weight, bias, initial_state, kernel_delta, previous_mask, output, final_state,
-                         state_update, workspace_size));
+                         VARLEN_CONV_TENSOR_ARGS, workspace_size));
 }
 
 static linattn_status linattn_varlen_causal_conv_with_state_entered(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
-    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
-    void* workspace, size_t workspace_size) {
+    VARLEN_CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   linattn_clear_error();
   varlen_call c;
-  linattn_status st = varlen_resolve(context, desc, batch, input, weight, bias, initial_state, kernel_delta,
-                                     previous_mask, output, final_state, state_update, &c);
+  linattn_status st = varlen_resolve(context, desc, batch, VARLEN_CONV_TENSOR_ARGS, &c);
   if (st) return st;
-  const size_t need = varlen_workspace_bytes(&c);
-  if (need == SIZE_MAX) return ERR("workspace size overflows");
   void* owned;
-  if ((st = linattn_take_workspace(context, workspace, workspace_size, need, c.num_units > 0, &c.workspace, &owned)))
+  if ((st = linattn_take_workspace(context, workspace, workspace_size, varlen_workspace_bytes(&c), c.num_units > 0,
+                                   &c.workspace, &owned)))
     return st;
   if (c.num_units > 0) linattn_run_parallel(context, varlen_task, &c, c.num_tasks);
   linattn_ctx_free(context, owned);
@@ -374,11 +354,7 @@ static linattn_status linattn_varlen_causal_conv_with_state_entered(
 
 linattn_status linattn_varlen_causal_conv_with_state(
     linattn_context* context, const linattn_varlen_conv_desc* desc, const linattn_varlen_batch* batch,
-    const linattn_tensor* input, const linattn_tensor* weight, const linattn_tensor* bias,
-    const linattn_tensor* initial_state, const linattn_tensor* kernel_delta, const linattn_tensor* previous_mask,
-    const linattn_tensor* output, const linattn_tensor* final_state, const linattn_tensor* state_update,
-    void* workspace, size_t workspace_size) {
-  LINATTN_RETURN_ENTERED(context, linattn_varlen_causal_conv_with_state_entered(context, desc, batch, input, weight,
-                         bias, initial_state, kernel_delta, previous_mask, output, final_state, state_update,
-                         workspace, workspace_size));
+    VARLEN_CONV_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
+  LINATTN_RETURN_ENTERED(context, linattn_varlen_causal_conv_with_state_entered(
+                                      context, desc, batch, VARLEN_CONV_TENSOR_ARGS, workspace, workspace_size));
 }

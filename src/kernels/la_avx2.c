@@ -85,12 +85,4 @@ static inline vf v_exp(vf x) { return exp8(x); }
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 
-const la_kernel linattn_la_avx2 = {
-    .name = "avx2",
-    .run = la_run_avx2,
-    .scratch_bytes = la_scratch_avx2,
-    .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .step = la_step_avx2,
-    .step_tokens = LA_TILE_TOKENS,
-    .handles_gdn = true,
-};
+const la_kernel linattn_la_avx2 = LA_SIMD_KERNEL("avx2");

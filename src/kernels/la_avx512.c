@@ -99,15 +99,4 @@ static int la_bf16_store_native(void) { return __builtin_cpu_supports("avx512bf1
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 
-const la_kernel linattn_la_avx512 = {
-    .name = "avx512",
-    .run = la_run_avx512,
-    .scratch_bytes = la_scratch_avx512,
-    /* whole 128-column heads: the tile staging (q, k, v conversion, decay products, k.q) is
-     * then done once per head and tile instead of once per 64 columns (docs/tuning.md,
-     * block_cols); panels inside the unit keep the L1 working set. */
-    .block_cols = 128,
-    .step = la_step_avx512,
-    .step_tokens = LA_TILE_TOKENS,
-    .handles_gdn = true,
-};
+const la_kernel linattn_la_avx512 = LA_SIMD_KERNEL("avx512");

@@ -76,12 +76,4 @@ static inline void v_store_io(void* p, linattn_dtype dt, vf x, int n) {
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 
-const la_kernel linattn_la_scalar = {
-    .name = "scalar",
-    .run = la_run_scalar,
-    .scratch_bytes = la_scratch_scalar,
-    .block_cols = 128, /* whole heads: staging once per head and tile (see la_avx512.c) */
-    .step = la_step_scalar,
-    .step_tokens = LA_TILE_TOKENS,
-    .handles_gdn = true,
-};
+const la_kernel linattn_la_scalar = LA_SIMD_KERNEL("scalar");

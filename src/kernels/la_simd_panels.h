@@ -1,6 +1,7 @@
 /*
  * Instantiates the panel functions of la_simd_body.h that an ISA file lists, builds their
- * table and the family's run and step entry points (LA_FN(la_run), LA_FN(la_step)). Included
+ * table, the family's run and step entry points (LA_FN(la_run), LA_FN(la_step)) and
+ * LA_SIMD_KERNEL, its kernel descriptor. Included
  * after la_simd_body.h by la_avx512.c, la_avx2.c and la_scalar.c, which define
  *
  *   LA_PANELS(X)   X(NQ, W) for every panel to instantiate: NQ heads per group (1, 2, 3, 4, 8),
@@ -79,3 +80,11 @@ static void LA_FN(la_step)(const la_params* p, const la_unit* u, void* scratch, 
                            const la_step_next* next) {
   LA_FN(la_step_unit)(p, u, scratch, t0, t1, next, &LA_FN(la_tables_of));
 }
+
+/* The family's kernel descriptor, named isa_name ("avx512", ...). Units are whole 128-column
+ * heads: the tile staging (q, k, v conversion, decay products, k.q) is then done once per head
+ * and tile instead of once per 64 columns (docs/tuning.md, block_cols); panels inside the unit
+ * keep the L1 working set. */
+#define LA_SIMD_KERNEL(isa_name)                                                                  \
+  {.name = isa_name, .run = LA_FN(la_run), .scratch_bytes = LA_FN(la_scratch), .block_cols = 128, \
+   .step = LA_FN(la_step), .step_tokens = LA_TILE_TOKENS, .handles_gdn = true}
