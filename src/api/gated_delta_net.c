@@ -4,9 +4,9 @@
  * column block) over the request's tokens; the kernels' staging applies the fused gates, the beta
  * sigmoid and the q/k L2 norm as they convert each token, works on the V-major state directly
  * (la_params.state_v_major) and writes the transition capture. Kernel families without the
- * GatedDeltaNet staging (handles_gdn false: NEON) run the portable fused kernel instead. Units
- * whose outputs are not finite are recomputed by the reference kernel, as LinearAttention's
- * (la_units.h). */
+ * GatedDeltaNet staging (handles_gdn false; every built-in family has it) would run the portable
+ * fused kernel instead. Units whose outputs are not finite are recomputed by the reference
+ * kernel, as LinearAttention's (la_units.h). */
 #include <float.h>
 #include <math.h>
 #include <string.h>

@@ -36,6 +36,13 @@ NEON_INLINE float32x4_t conv_neon_finish(float32x4_t acc, const linattn_dtype dt
   return v;
 }
 
+/* 4 outputs [i, i + 4): the bias add (when there is a bias), the finish, the store. */
+NEON_INLINE void conv_neon_store4_out(void* y, int64_t i, const linattn_dtype dt, const int silu, const int has_bias,
+                                      float32x4_t acc, float32x4_t bias) {
+  if (has_bias) acc = conv_neon_add_bias(acc, bias, dt);
+  neon_store4(y, i, dt, conv_neon_finish(acc, dt, silu));
+}
+
 /* One element through the same finish (lane 0), stored with the scalar RNE conversion. */
 NEON_INLINE void conv_neon_store1(void* base, int64_t i, const linattn_dtype dt, const int silu, float acc) {
   const float v = vgetq_lane_f32(conv_neon_finish(vdupq_n_f32(acc), dt, silu), 0);
@@ -80,22 +87,15 @@ NEON_INLINE void conv_neon_cf_channel(const conv_params* p, int64_t b, int64_t c
       a2 = vfmaq_n_f32(a2, neon_load4(x, o + 8, dt), w);
       a3 = vfmaq_n_f32(a3, neon_load4(x, o + 12, dt), w);
     }
-    if (has_bias) {
-      a0 = conv_neon_add_bias(a0, vb, dt);
-      a1 = conv_neon_add_bias(a1, vb, dt);
-      a2 = conv_neon_add_bias(a2, vb, dt);
-      a3 = conv_neon_add_bias(a3, vb, dt);
-    }
-    neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
-    neon_store4(y, t + 4, dt, conv_neon_finish(a1, dt, silu));
-    neon_store4(y, t + 8, dt, conv_neon_finish(a2, dt, silu));
-    neon_store4(y, t + 12, dt, conv_neon_finish(a3, dt, silu));
+    conv_neon_store4_out(y, t, dt, silu, has_bias, a0, vb);
+    conv_neon_store4_out(y, t + 4, dt, silu, has_bias, a1, vb);
+    conv_neon_store4_out(y, t + 8, dt, silu, has_bias, a2, vb);
+    conv_neon_store4_out(y, t + 12, dt, silu, has_bias, a3, vb);
   }
   for (; t + 4 <= L; t += 4) {
     float32x4_t a0 = vz;
     for (int64_t j = 0; j < K; ++j) a0 = vfmaq_n_f32(a0, neon_load4(x, t - S + j * d, dt), wf[j]);
-    if (has_bias) a0 = conv_neon_add_bias(a0, vb, dt);
-    neon_store4(y, t, dt, conv_neon_finish(a0, dt, silu));
+    conv_neon_store4_out(y, t, dt, silu, has_bias, a0, vb);
   }
   for (; t < L; ++t) {
     float acc = 0.0f;
@@ -235,24 +235,18 @@ NEON_INLINE void conv_neon_cl(const conv_params* p, int64_t b, int64_t c0, int64
         a2 = vfmaq_f32(a2, neon_load4(row, c + 8, dt), vld1q_f32(w + 8));
         a3 = vfmaq_f32(a3, neon_load4(row, c + 12, dt), vld1q_f32(w + 12));
       }
-      if (has_bias) {
-        a0 = conv_neon_add_bias(a0, vld1q_f32(s->bias + c), dt);
-        a1 = conv_neon_add_bias(a1, vld1q_f32(s->bias + c + 4), dt);
-        a2 = conv_neon_add_bias(a2, vld1q_f32(s->bias + c + 8), dt);
-        a3 = conv_neon_add_bias(a3, vld1q_f32(s->bias + c + 12), dt);
-      }
-      neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
-      neon_store4(y, c + 4, dt, conv_neon_finish(a1, dt, silu));
-      neon_store4(y, c + 8, dt, conv_neon_finish(a2, dt, silu));
-      neon_store4(y, c + 12, dt, conv_neon_finish(a3, dt, silu));
+      /* s->bias holds zeros when there is no bias (conv_fill_weights_tk) */
+      conv_neon_store4_out(y, c, dt, silu, has_bias, a0, vld1q_f32(s->bias + c));
+      conv_neon_store4_out(y, c + 4, dt, silu, has_bias, a1, vld1q_f32(s->bias + c + 4));
+      conv_neon_store4_out(y, c + 8, dt, silu, has_bias, a2, vld1q_f32(s->bias + c + 8));
+      conv_neon_store4_out(y, c + 12, dt, silu, has_bias, a3, vld1q_f32(s->bias + c + 12));
     }
     for (; c + 4 <= nc; c += 4) {
       float32x4_t a0 = vz;
       for (int64_t j = 0; j < K; ++j)
         a0 = vfmaq_f32(a0, neon_load4(conv_cl_padded_row(p, b, c0, t + j * d, s->zero), c, dt),
                        vld1q_f32(s->wt + j * ncp + c));
-      if (has_bias) a0 = conv_neon_add_bias(a0, vld1q_f32(s->bias + c), dt);
-      neon_store4(y, c, dt, conv_neon_finish(a0, dt, silu));
+      conv_neon_store4_out(y, c, dt, silu, has_bias, a0, vld1q_f32(s->bias + c));
     }
     for (; c < nc; ++c) {
       float acc = 0.0f;
@@ -305,11 +299,9 @@ static void conv_neon_run(const conv_params* p, int64_t b, int64_t c0, int64_t n
   }
 }
 
-static size_t conv_neon_scratch(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
-
 const conv_kernel linattn_conv_neon = {
     .name = "neon",
     .run = conv_neon_run,
-    .scratch_bytes = conv_neon_scratch,
+    .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 256,
 };

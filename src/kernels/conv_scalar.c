@@ -99,11 +99,9 @@ static void conv_run_scalar(const conv_params* p, int64_t b, int64_t c0, int64_t
     conv_channels_first_scalar(p, b, c0, nc, s.wt);
 }
 
-static size_t conv_scratch_scalar(const conv_params* p, int64_t nc) { return conv_vector_scratch_bytes(p, nc); }
-
 const conv_kernel linattn_conv_scalar = {
     .name = "scalar",
     .run = conv_run_scalar,
-    .scratch_bytes = conv_scratch_scalar,
+    .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 1024,
 };

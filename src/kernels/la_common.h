@@ -15,8 +15,7 @@
  * results never depend on the split into units.
  *
  * la_simd_body.h implements this once (tiles, panels, the decay fold that removes the decay
- * multiply from the sweep) for la_avx512.c, la_avx2.c and la_scalar.c; la_neon.c has its own
- * implementation of the same algorithm.
+ * multiply from the sweep) for la_avx512.c, la_avx2.c, la_neon.c and la_scalar.c.
  */
 #ifndef LINATTN_LA_COMMON_H
 #define LINATTN_LA_COMMON_H

@@ -1,7 +1,7 @@
 /*
  * The fused LinearAttention kernel written once over a small vector vocabulary; included by
- * la_avx512.c, la_avx2.c (each compiled with its ISA flags) and la_scalar.c (GNU C generic
- * vectors, no intrinsics) after they define:
+ * la_avx512.c, la_avx2.c (each compiled with its ISA flags), la_neon.c (AArch64 Advanced SIMD)
+ * and la_scalar.c (GNU C generic vectors, no intrinsics) after they define:
  *
  *   LA_VL                       fp32 lanes per vector
  *   vf                          the vector type
@@ -9,7 +9,7 @@
  *   v_exp (<= 2 ulp, 0 below the normal range, inf above, NaN kept), v_prefetch, v_prefetch_w
  *     (for writing), v_sfence,
  *   v_load_io(ptr, dtype, n) / v_store_io(ptr, dtype, x, n): n in [1, LA_VL] valid lanes,
- *     the rest zero / not written; fp16 via F16C, bf16 by shifts, fp32 -> bf16 rounding to
+ *     the rest zero / not written; fp16 via F16C or FCVTL/FCVTN, bf16 by shifts, fp32 -> bf16 rounding to
  *     nearest even with NaN kept (src/convert.h semantics)
  *   LA_WMAX(nq_group)           vectors per column panel for a group of that many heads
  *   LA_FN(name)                 ISA suffix for the file's symbols

@@ -2,7 +2,7 @@
  * Instantiates the panel functions of la_simd_body.h that an ISA file lists, builds their
  * table, the family's run and step entry points (LA_FN(la_run), LA_FN(la_step)) and
  * LA_SIMD_KERNEL, its kernel descriptor. Included
- * after la_simd_body.h by la_avx512.c, la_avx2.c and la_scalar.c, which define
+ * after la_simd_body.h by la_avx512.c, la_avx2.c, la_neon.c and la_scalar.c, which define
  *
  *   LA_PANELS(X)   X(NQ, W) for every panel to instantiate: NQ heads per group (1, 2, 3, 4, 8),
  *                  W vectors of columns
