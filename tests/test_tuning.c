@@ -153,9 +153,10 @@ static void check_vs_oracle(const char* what, const float* out, const float* sta
            es / ms);
 }
 
-/* Channels-first fp32 conv: a 16.8 MB output (at least CONV_STREAM_MIN_BYTES, so the tuning's
- * conv.cf_stream_min_bytes decides ordinary or streamed rows); L odd for partial lines. */
-enum { CONV_C = 1024, CONV_L = 4099, CONV_K = 4, CONV_S = CONV_K - 1 };
+/* Channels-first fp32 conv: a 25.2 MB output (at least CONV_STREAM_MIN_BYTES, so the tuning's
+ * conv.cf_stream_min_bytes decides ordinary or streamed rows: intel-avx512 streams it, zen4 only
+ * under a smaller LLC); L odd for partial lines. */
+enum { CONV_C = 1536, CONV_L = 4099, CONV_K = 4, CONV_S = CONV_K - 1 };
 #define CONV_N ((int64_t)CONV_C * CONV_L)
 
 typedef struct conv_problem {
