@@ -170,8 +170,9 @@ typedef struct conv_params {
   void* present;                                  /* NULL = not wanted; may equal past */
   bool stream_output; /* output too large to stay cached: the AVX-512 channels-last kernels write
                        * fp32 outputs with non-temporal stores (same bits; an sfence ends the unit) */
-  bool stream_rows;   /* stream_output, and the output is at least the last-level cache's size:
-                       * the channels-first kernels stream fp32 rows */
+  bool stream_rows;   /* stream_output, and the output is at least conv_tuning.cf_stream_min_bytes
+                       * (by default the last-level cache's size): the channels-first kernels
+                       * stream fp32 rows */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -275,10 +276,18 @@ typedef struct la_tuning {
                                 * arithmetic, the same bits) */
 } la_tuning;
 
+/* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */
+typedef struct conv_tuning {
+  int64_t cf_stream_min_bytes; /* channels-first outputs of at least this many bytes (and at least
+                                * CONV_STREAM_MIN_BYTES) stream their fp32 rows (conv_params.stream_rows);
+                                * 0: from the last-level cache's size up */
+} conv_tuning;
+
 /* One entry of the tuning table: a parameter set per kernel family. */
 typedef struct linattn_tuning {
   const char* name;
   la_tuning la;
+  conv_tuning conv;
 } linattn_tuning;
 
 /* The entry for this CPU (deterministic: CPUID vendor, family, model, features). */

@@ -19,16 +19,20 @@ static const linattn_tuning g_tunings[] = {
     /* The parameters the kernels were first tuned with (AMD Zen 4: one 512-bit FMA per cycle,
      * 32 KiB L1D); also the entry for CPUs not listed below. */
     {"zen4",
-     {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0}},
+     {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0},
+     {.cf_stream_min_bytes = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
      * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
      * four units, so the group's scratch stays in the 2 MiB L2; the next unit's input rows are
      * left to the hardware prefetchers; plain fp32 inputs are staged by a specialised copy
-     * (same bits), which the small d = 64 heads feel most. */
+     * (same bits), which the small d = 64 heads feel most. Channels-first conv rows stream
+     * from a fixed size, not the reported L3's: a VM reports the whole host's shared L3, and a
+     * core keeps far less of it (docs/tuning.md, conv.cf_stream_min_bytes). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
-      .lockstep_prefetch_next = 0, .stage_plain = 1}},
+      .lockstep_prefetch_next = 0, .stage_plain = 1},
+     {.cf_stream_min_bytes = (int64_t)20 << 20}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -4,7 +4,10 @@
  *    child processes running the same LinearAttention prefill give identical bits;
  *  - every named entry (LINATTN_TUNE) agrees with the float64 oracle within the bounds the
  *    kernel tests use, on fresh random inputs (the entries differ in summation order);
- *  - an unknown LINATTN_TUNE is refused by linattn_context_create with a message naming it.
+ *  - an unknown LINATTN_TUNE is refused by linattn_context_create with a message naming it;
+ *  - every entry, and both store choices of conv.cf_stream_min_bytes, give the same
+ *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
+ *    element written and within the float64 oracle's bound.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -150,6 +153,113 @@ static void check_vs_oracle(const char* what, const float* out, const float* sta
            es / ms);
 }
 
+/* Channels-first fp32 conv: a 25.2 MB output (at least CONV_STREAM_MIN_BYTES, so the tuning's
+ * conv.cf_stream_min_bytes decides ordinary or streamed rows: intel-avx512 streams it, zen4 only
+ * under a smaller LLC); L odd for partial lines. */
+enum { CONV_C = 1536, CONV_L = 4099, CONV_K = 4, CONV_S = CONV_K - 1 };
+#define CONV_N ((int64_t)CONV_C * CONV_L)
+
+typedef struct conv_problem {
+  float *x, *w, *past;
+  double* ref; /* float64 oracle output */
+  double* mag; /* sum of |terms| per output, for the bound */
+} conv_problem;
+
+static void make_conv_problem(conv_problem* P, uint64_t seed) {
+  tk_rng r;
+  tk_rng_init(&r, seed);
+  P->x = (float*)malloc(sizeof(float) * CONV_N);
+  P->w = (float*)malloc(sizeof(float) * CONV_C * CONV_K);
+  P->past = (float*)malloc(sizeof(float) * CONV_C * CONV_S);
+  P->ref = tk_dalloc(CONV_N);
+  P->mag = tk_dalloc(CONV_N);
+  for (int64_t i = 0; i < CONV_N; i++) P->x[i] = (float)tk_uniform_range(&r, -2, 2);
+  for (int64_t i = 0; i < CONV_C * CONV_K; i++) P->w[i] = (float)tk_uniform_range(&r, -1, 1);
+  for (int64_t i = 0; i < CONV_C * CONV_S; i++) P->past[i] = (float)tk_uniform_range(&r, -2, 2);
+  for (int64_t c = 0; c < CONV_C; c++)
+    for (int64_t l = 0; l < CONV_L; l++) {
+      double s = 0, m = 0;
+      for (int64_t j = 0; j < CONV_K; j++) {
+        const int64_t t = l - (CONV_K - 1 - j);
+        const double xv = t >= 0 ? P->x[c * CONV_L + t] : P->past[c * CONV_S + CONV_S + t];
+        s += (double)P->w[c * CONV_K + j] * xv;
+        m += fabs((double)P->w[c * CONV_K + j] * xv);
+      }
+      P->ref[c * CONV_L + l] = s / (1.0 + exp(-s));
+      P->mag[c * CONV_L + l] = m;
+    }
+}
+
+static void free_conv_problem(conv_problem* P) {
+  free(P->x); free(P->w); free(P->past); free(P->ref); free(P->mag);
+}
+
+/* Runs the conv under tuning t (NULL: the context's own); y poisoned first. */
+static linattn_status run_conv(const conv_problem* P, const linattn_tuning* t, float* y) {
+  for (int64_t i = 0; i < CONV_N; i++) y[i] = NAN;
+  linattn_context_options opt;
+  linattn_context_options_init(&opt);
+  opt.num_threads = 2;
+  linattn_context* ctx = NULL;
+  linattn_status st = linattn_context_create(&opt, &ctx);
+  if (st != LINATTN_SUCCESS) return st;
+  if (t) ctx->tuning = t;
+  const int64_t xd[3] = {1, CONV_C, CONV_L}, wd[3] = {CONV_C, 1, CONV_K}, sd[3] = {1, CONV_C, CONV_S};
+  const linattn_tensor x = linattn_make_tensor(P->x, LINATTN_DTYPE_F32, 3, xd);
+  const linattn_tensor w = linattn_make_tensor(P->w, LINATTN_DTYPE_F32, 3, wd);
+  const linattn_tensor past = linattn_make_tensor(P->past, LINATTN_DTYPE_F32, 3, sd);
+  const linattn_tensor out = linattn_make_tensor(y, LINATTN_DTYPE_F32, 3, xd);
+  linattn_causal_conv_desc desc;
+  linattn_causal_conv_desc_init(&desc);
+  desc.activation = LINATTN_ACTIVATION_SILU;
+  size_t ws_size = 0;
+  st = linattn_causal_conv_with_state_workspace_size(ctx, &desc, &x, &w, NULL, &past, &out, NULL, &ws_size);
+  void* ws = ws_size ? aligned_alloc(64, (ws_size + 63) / 64 * 64) : NULL;
+  if (st == LINATTN_SUCCESS)
+    st = linattn_causal_conv_with_state(ctx, &desc, &x, &w, NULL, &past, &out, NULL, ws, ws_size);
+  free(ws);
+  linattn_context_destroy(ctx);
+  return st;
+}
+
+static void check_conv_vs_oracle(const char* what, const conv_problem* P, const float* y) {
+  int64_t bad = 0, first = -1;
+  for (int64_t i = 0; i < CONV_N; i++) {
+    const double bound = 1e-5 * P->mag[i] + 1e-6 * fabs(P->ref[i]) + 1e-30;
+    if (!(fabs((double)y[i] - P->ref[i]) <= bound)) {
+      if (first < 0) first = i;
+      bad++;
+    }
+  }
+  tk_check(bad == 0, "%s: conv output written and within the float64 oracle's bound (%lld bad, first at %lld)", what,
+           (long long)bad, (long long)first);
+}
+
+/* Every entry, and the two store choices forced, give the same conv bits. */
+static void check_conv_tunings(const char* const* names, size_t num_names) {
+  conv_problem P;
+  make_conv_problem(&P, tk_seed() + 7);
+  float* first = (float*)malloc(sizeof(float) * CONV_N);
+  float* y = (float*)malloc(sizeof(float) * CONV_N);
+  linattn_tuning forced[2] = {*linattn_tuning_for_cpu(), *linattn_tuning_for_cpu()};
+  forced[0].conv.cf_stream_min_bytes = INT64_MAX; /* ordinary stores */
+  forced[1].conv.cf_stream_min_bytes = 1;         /* streamed rows (the output exceeds the floor) */
+  const char* forced_names[2] = {"ordinary conv stores", "streamed conv rows"};
+  for (size_t i = 0; i < num_names + 2; i++) {
+    const linattn_tuning* t = i < num_names ? linattn_tuning_by_name(names[i]) : &forced[i - num_names];
+    const char* what = i < num_names ? names[i] : forced_names[i - num_names];
+    const linattn_status st = run_conv(&P, t, i == 0 ? first : y);
+    tk_check(st == LINATTN_SUCCESS, "%s: conv runs (%s)", what, linattn_last_error());
+    if (i == 0) {
+      check_conv_vs_oracle(what, &P, first);
+      continue;
+    }
+    tk_check(!memcmp(first, y, sizeof(float) * CONV_N), "%s: the same conv bits as %s", what, names[0]);
+  }
+  free(first); free(y);
+  free_conv_problem(&P);
+}
+
 int main(void) {
   tk_begin("tuning");
   const linattn_tuning* cpu = linattn_tuning_for_cpu();
@@ -212,6 +322,7 @@ int main(void) {
              "%s: two calls give the same bits", names[i]);
   }
   unsetenv("LINATTN_TUNE");
+  check_conv_tunings(names, sizeof names / sizeof names[0]);
   free(out_a); free(out_b); free(st_a); free(st_b);
   free(oout); free(ostate);
   free_problem(&P);

@@ -22,8 +22,9 @@ typedef struct conv_call {
 /* Output bytes from which the kernels may stream the output past the caches: above about half
  * a server L3 the output cannot stay cached next to the input anyway, and streaming saves the
  * read for ownership of every output line; 16-bit outputs gained nothing and stream nothing.
- * Channels-first rows stream only from the last-level cache's size up (conv_params.stream_rows):
- * below it repeated calls find the output cached (figures: docs/tuning.md, CONV_STREAM_MIN_BYTES). */
+ * Channels-first rows stream from the tuning's conv.cf_stream_min_bytes up (conv_params.stream_rows;
+ * by default the last-level cache's size: below it repeated calls find the output cached; figures:
+ * docs/tuning.md, CONV_STREAM_MIN_BYTES and conv.cf_stream_min_bytes). */
 #define CONV_STREAM_MIN_BYTES ((int64_t)16 << 20)
 
 /* Widest channels-last prefill unit: 64 KiB fp32 rows stream well, and a unit's scratch
@@ -125,7 +126,9 @@ static linattn_status conv_params_from(const linattn_context* ctx, conv_call* c,
   int64_t out_bytes;
   const bool out_bytes_fit = linattn_mul_i64(c->y.numel, (int64_t)linattn_dtype_size(p->dtype), &out_bytes);
   p->stream_output = out_bytes_fit ? out_bytes >= CONV_STREAM_MIN_BYTES : true;
-  p->stream_rows = p->stream_output && (!out_bytes_fit || (uint64_t)out_bytes >= (uint64_t)ctx->llc_bytes);
+  const int64_t rows_min = ctx->tuning->conv.cf_stream_min_bytes;
+  p->stream_rows = p->stream_output && (!out_bytes_fit || (rows_min > 0 ? out_bytes >= rows_min
+                                                                         : (uint64_t)out_bytes >= (uint64_t)ctx->llc_bytes));
   return LINATTN_SUCCESS;
 }
 
