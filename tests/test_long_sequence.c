@@ -5,7 +5,11 @@
  *
  * Error measure: max |x - ref| / max |ref| over the output (and over the final state).
  * Bounds (fp32 I/O):
- *  - normalised keys, forgetting or contractive rules (gated*, delta, gated_delta): 1e-6;
+ *  - normalised keys, forgetting rules (gated, gated_delta with log-decay below 0): 1e-6;
+ *  - the plain delta rule (no decay): it contracts each direction only by beta k_i^2 ~ beta / d
+ *    per token, so rounding walks over ~2 d / beta tokens before it is forgotten, eps *
+ *    sqrt(2 d / beta) ~ 1e-6 for d = 128 (an exact fp32 sequential run reaches 1.08e-6 on some
+ *    seeds, e.g. LINATTN_TEST_SEED=45631188868359): 2e-6;
  *  - rules that never forget (linear, or log-decay exactly 0): fp32 accumulation of T rank-1
  *    updates has a random-walk rounding error ~ eps * sqrt(T) relative to the state, which is
  *    ~3e-6 at T = 16384 even for an exact fp32 sequential implementation; bound
@@ -292,6 +296,7 @@ static double rounding_excess(const double* x, const double* ref, int64_t n, lin
 
 static double bound_for(const ls_case* c) {
   if (c->keys == KEYS_MODERATE) return 1e-5;
+  if (c->rule == LINATTN_UPDATE_DELTA) return 2e-6; /* no decay: see the header comment */
   /* log-decay exactly 0 never forgets, whatever the rule: with it gated_delta is the plain delta
    * rule, which contracts only along each step's key, so rounding in the other directions walks. */
   const int forgets = c->rule != LINATTN_UPDATE_LINEAR && c->decays != DECAY_ZERO;
