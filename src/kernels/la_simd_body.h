@@ -438,6 +438,23 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
   else v_store((float*)(void*)p, x);
 }
 
+/* Retrieval and readout of state row i (x): p += x ak_i (delta rules), s_h += x aq_h,i. A macro,
+ * not an inline function: the three sweeps that use it then compile exactly as when each wrote
+ * it out (an always_inline function changed GCC's register allocation of the sweeps). */
+#define LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA)      \
+  do {                                                              \
+    if (DELTA) {                                                    \
+      const vf b_ = v_set1((ak)[i]);                                \
+      _Pragma("GCC unroll 8") for (int j_ = 0; j_ < (W); j_++)      \
+        (p)[j_] = v_fma((x)[j_], b_, (p)[j_]);                      \
+    }                                                               \
+    _Pragma("GCC unroll 8") for (int h_ = 0; h_ < (NQ); h_++) {     \
+      const vf b_ = v_set1((aq)[h_ * (aq_stride) + (i)]);           \
+      _Pragma("GCC unroll 8") for (int j_ = 0; j_ < (W); j_++)      \
+        (s)[h_][j_] = v_fma((x)[j_], b_, (s)[h_][j_]);              \
+    }                                                               \
+  } while (0)
+
 /* One pass over the d_k rows of a panel.
  *   LA_ACC:     x = src row;                        p += x ak_i, s_h += x aq_h,i
  *   LA_UPD_ACC: x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
@@ -477,19 +494,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
         else LA_FN(la_store_state)(dr + j * LA_VL * esz, x[j], SD);
       }
     }
-    if (MODE != LA_UPD) {
-      if (DELTA) {
-        const vf b = v_set1(ak[i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) p[j] = v_fma(x[j], b, p[j]);
-      }
-#pragma GCC unroll 8
-      for (int h = 0; h < NQ; h++) {
-        const vf b = v_set1(aq[h * aq_stride + i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) s[h][j] = v_fma(x[j], b, s[h][j]);
-      }
-    }
+    if (MODE != LA_UPD) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
   }
 }
 
@@ -530,32 +535,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_multi)(
     }
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) v_store(dr + j * LA_VL, x[j]);
-    if (ACC) {
-      if (DELTA) {
-        const vf b = v_set1(ak[i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) p[j] = v_fma(x[j], b, p[j]);
-      }
-#pragma GCC unroll 8
-      for (int h = 0; h < NQ; h++) {
-        const vf b = v_set1(aq[h * aq_stride + i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) s[h][j] = v_fma(x[j], b, s[h][j]);
-      }
-    }
-    if (LOOK) {
-      if (DELTA) {
-        const vf b = v_set1(akx[i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) pb[j] = v_fma(x[j], b, pb[j]);
-      }
-#pragma GCC unroll 8
-      for (int h = 0; h < NQ; h++) {
-        const vf b = v_set1(aqx[h * aq_stride + i]);
-#pragma GCC unroll 8
-        for (int j = 0; j < W; j++) sb[h][j] = v_fma(x[j], b, sb[h][j]);
-      }
-    }
+    if (ACC) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
+    if (LOOK) LA_ACC_ROW(x, akx, aqx, aq_stride, i, pb, sb, NQ, W, DELTA);
   }
 }
 
@@ -626,6 +607,30 @@ static inline __attribute__((always_inline)) void LA_FN(la_extra_heads)(const la
   }
 }
 
+#define LA_ZERO_ACC(p, s)                                \
+  do {                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) { \
+      p[j] = v_zero();                                   \
+      _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++) s[h][j] = v_zero(); \
+    }                                                    \
+  } while (0)
+
+/* The panel's p and s parked in P->carry between tiles, and taken back. */
+#define LA_STORE_CARRY(P, p, s)                                                             \
+  do {                                                                                      \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) v_store((P)->carry + j * LA_VL, (p)[j]); \
+    _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++)                                    \
+      _Pragma("GCC unroll 8") for (int j = 0; j < W; j++)                                   \
+        v_store((P)->carry + ((h + 1) * LA_WCAP + j) * LA_VL, (s)[h][j]);                    \
+  } while (0)
+#define LA_LOAD_CARRY(P, p, s)                                                              \
+  do {                                                                                      \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) (p)[j] = v_load((P)->carry + j * LA_VL); \
+    _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++)                                    \
+      _Pragma("GCC unroll 8") for (int j = 0; j < W; j++)                                   \
+        (s)[h][j] = v_load((P)->carry + ((h + 1) * LA_WCAP + j) * LA_VL);                    \
+  } while (0)
+
 /* Runs tokens t0 .. t0 + n - 1 (staged in slots 0 .. n, slot n = token t0 + n if it exists)
  * over one panel. */
 static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const la_job_t* J, la_panel_t* P,
@@ -645,12 +650,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
       for (int j = 0; j < W; j++) s[h][j] = v_zero();
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
   } else {
-#pragma GCC unroll 8
-    for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
-#pragma GCC unroll 8
-    for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 8
-      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL);
+    LA_LOAD_CARRY(P, p, s);
   }
   for (int64_t tl = 0; tl < n; tl++) {
     const int64_t t = t0 + tl;
@@ -689,12 +689,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
     P->src = P->dst;
   }
   if (t0 + n < T) {
-#pragma GCC unroll 8
-    for (int j = 0; j < W; j++) v_store(P->carry + j * LA_VL, p[j]);
-#pragma GCC unroll 8
-    for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 8
-      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL, s[h][j]);
+    LA_STORE_CARRY(P, p, s);
   }
 }
 
@@ -773,12 +768,38 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
   }
 }
 
-#define LA_ZERO_ACC(p, s)                                \
-  do {                                                   \
-    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) { \
-      p[j] = v_zero();                                   \
-      _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++) s[h][j] = v_zero(); \
-    }                                                    \
+/* In la_panel_pairs: the sweep of NU tokens (a1, k1, u; then a2, k2, u2) from slot tl that also
+ * accumulates the sums of the token after them (slot tl + NU) and, when a pair follows, that
+ * pair's second token's partial sums (slot tl + NU + 1); dec: the updates multiply by their
+ * decay factors. The tile's last sweep accumulates nothing (last_a1, last_d1, last_d2: its
+ * factors). Each branch is its own specialisation of la_sweep_multi. */
+#define LA_PAIR_SWEEP(NU, dec, a2, k2, u2, last_a1, last_d1, last_d2)                                           \
+  do {                                                                                                        \
+    const float* akn = Tl->ak + (tl + (NU)) * dkp;                                                            \
+    const float* aqn = Tl->aq + (tl + (NU)) * NQ * dkp;                                                       \
+    const float* akx = Tl->akx + (tl + (NU) + 1) * dkp;                                                       \
+    const float* aqx = Tl->aqx + (tl + (NU) + 1) * NQ * dkp;                                                  \
+    if (tl + (NU) + 1 < n) {                                                                                  \
+      LA_ZERO_ACC(p, s);                                                                                      \
+      LA_ZERO_ACC(pb, sb);                                                                                    \
+      if (dec)                                                                                                \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+                              sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 1);                                      \
+      else                                                                                                    \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+                              sb, NQ, W, NU, 0, 0, DELTA, 1, 1);                                              \
+    } else if (t + (NU) < T) {                                                                                \
+      LA_ZERO_ACC(p, s);                                                                                      \
+      if (dec)                                                                                                \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+                              pb, sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 0);                                  \
+      else                                                                                                    \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+                              pb, sb, NQ, W, NU, 0, 0, DELTA, 1, 0);                                          \
+    } else {                                                                                                  \
+      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
+                            s, pb, sb, NQ, W, NU, last_d1, last_d2, DELTA, 0, 0);                             \
+    }                                                                                                         \
   } while (0)
 
 /* la_panel_tokens with two tokens per sweep where it can (la_job.pair): the first token of
@@ -800,12 +821,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
   } else {
-#pragma GCC unroll 8
-    for (int j = 0; j < W; j++) p[j] = v_load(P->carry + j * LA_VL);
-#pragma GCC unroll 8
-    for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 8
-      for (int j = 0; j < W; j++) s[h][j] = v_load(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL);
+    LA_LOAD_CARRY(P, p, s);
   }
   int64_t tl = 0;
   while (tl < n) {
@@ -819,31 +835,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const int d1 = DECAY && Tl->seg_end[tl];
     if (tl == 0 || tl + 1 >= n) {
       /* one token; with a pair next, also its second token's partial sums */
-      const float* akn = Tl->ak + (tl + 1) * dkp;
-      const float* aqn = Tl->aq + (tl + 1) * NQ * dkp;
-      const float* akx = Tl->akx + (tl + 2) * dkp;
-      const float* aqx = Tl->aqx + (tl + 2) * NQ * dkp;
-      if (tl + 2 < n) {
-        LA_ZERO_ACC(p, s);
-        LA_ZERO_ACC(pb, sb);
-        if (d1)
-          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, akx, aqx, aqs, p, s,
-                                pb, sb, NQ, W, 1, 1, 0, DELTA, 1, 1);
-        else
-          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, akx, aqx, aqs, p, s,
-                                pb, sb, NQ, W, 1, 0, 0, DELTA, 1, 1);
-      } else if (t + 1 < T) {
-        LA_ZERO_ACC(p, s);
-        if (d1)
-          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, NULL, NULL, aqs, p, s,
-                                pb, sb, NQ, W, 1, 1, 0, DELTA, 1, 0);
-        else
-          LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, NULL, NULL, NULL, akn, aqn, NULL, NULL, aqs, p, s,
-                                pb, sb, NQ, W, 1, 0, 0, DELTA, 1, 0);
-      } else {
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, d1 ? a1 : J->ones, k1, u, NULL, NULL, NULL, NULL, NULL, NULL,
-                              NULL, aqs, p, s, pb, sb, NQ, W, 1, 1, 0, DELTA, 0, 0);
-      }
+      LA_PAIR_SWEEP(1, d1, NULL, NULL, NULL, d1 ? a1 : J->ones, 1, 0);
       P->src = P->dst;
       tl += 1;
       continue;
@@ -868,41 +860,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const float* a2 = DECAY && Tl->seg_end[tl + 1] ? Tl->a + (tl + 1) * dkp : J->ones;
     if (DECAY && !d1) a1 = J->ones;
     const float* k2 = Tl->k + (tl + 1) * dkp;
-    const float* akn = Tl->ak + (tl + 2) * dkp;
-    const float* aqn = Tl->aq + (tl + 2) * NQ * dkp;
-    const float* akx = Tl->akx + (tl + 3) * dkp;
-    const float* aqx = Tl->aqx + (tl + 3) * NQ * dkp;
-    if (tl + 3 < n) {
-      LA_ZERO_ACC(p, s);
-      LA_ZERO_ACC(pb, sb);
-      if (dec)
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, sb,
-                              NQ, W, 2, 1, 1, DELTA, 1, 1);
-      else
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, sb,
-                              NQ, W, 2, 0, 0, DELTA, 1, 1);
-    } else if (t + 2 < T) {
-      LA_ZERO_ACC(p, s);
-      if (dec)
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
-                              NQ, W, 2, 1, 1, DELTA, 1, 0);
-      else
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s, pb, sb,
-                              NQ, W, 2, 0, 0, DELTA, 1, 0);
-    } else {
-      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, s, pb,
-                            sb, NQ, W, 2, DECAY, DECAY, DELTA, 0, 0);
-    }
+    LA_PAIR_SWEEP(2, dec, a2, k2, u2, a1, DECAY, DECAY);
     P->src = P->dst;
     tl += 2;
   }
   if (t0 + n < T) {
-#pragma GCC unroll 8
-    for (int j = 0; j < W; j++) v_store(P->carry + j * LA_VL, p[j]);
-#pragma GCC unroll 8
-    for (int h = 0; h < NQ; h++)
-#pragma GCC unroll 8
-      for (int j = 0; j < W; j++) v_store(P->carry + ((h + 1) * LA_WCAP + j) * LA_VL, s[h][j]);
+    LA_STORE_CARRY(P, p, s);
   }
 }
 
