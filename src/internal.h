@@ -115,7 +115,8 @@ typedef struct la_unit {
  * unit's output columns for every query head and token, and the final state to state_out.
  * scratch: la_kernel.scratch_bytes(params, ncols) bytes, 64-byte aligned, private to the caller;
  * it may grow with params->T (a decode call needs less), never shrink: a scratch sized for T
- * tokens serves any call of fewer. Must give the same bits for a unit whatever the other units are (thread-count independence). */
+ * tokens serves any call of fewer. Must give the same bits for a unit whatever the other units
+ * are (thread-count independence). */
 typedef void (*la_unit_fn)(const la_params* p, const la_unit* u, void* scratch);
 typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
 /* Input rows (q, k, v, decay, beta) of tokens [t0, t0 + n) of unit u: those the caller's next
