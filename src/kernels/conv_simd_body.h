@@ -336,9 +336,25 @@ VEC_INLINE void conv_run_typed(const conv_params* p, int64_t b, int64_t c0, int6
     channels_last_block(p, b, c0, nc, s, dt, act);
 }
 
+/* One function per (dtype, activation), so that each specialisation has its own register
+ * allocation: inlined together into the entry, the six spilled more in their hot loops
+ * (docs/benchmarks.md, conv on one vector vocabulary). */
+#define CONV_TYPED_FN(DT, ACT)                                                                          \
+  static __attribute__((noinline)) void conv_run_##DT##_##ACT(const conv_params* p, int64_t b, int64_t c0, \
+                                                              int64_t nc, const conv_scratch_layout* s) { \
+    conv_run_typed(p, b, c0, nc, s, DT, ACT);                                                          \
+  }
+CONV_TYPED_FN(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FN(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU)
+CONV_TYPED_FN(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FN(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
+CONV_TYPED_FN(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FN(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+#define CONV_RUN_SPLIT(p, b, c0, nc, s, DT, ACT) conv_run_##DT##_##ACT(p, b, c0, nc, s)
+
 static void CONV_FN(conv_run)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  CONV_RUN_TYPED(conv_run_typed, p, b, c0, nc, &s);
+  CONV_RUN_TYPED(CONV_RUN_SPLIT, p, b, c0, nc, &s);
   if (conv_stream_full_lines(p, p->dtype)) vx_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
