@@ -340,7 +340,7 @@ VEC_INLINE void conv_prefill_typed(const conv_params* p, int64_t b, int64_t c0, 
 #if CONV_SPLIT_TYPED
 /* The decode and the prefill of each (dtype, activation) are functions of their own, so that
  * each is register-allocated alone: all inlined into one entry, they spilled more in their hot
- * loops (docs/benchmarks.md, conv on one vector vocabulary). conv_decode_<DT>_<ACT> runs the
+ * loops (docs/tuning.md, CONV_SPLIT_TYPED). conv_decode_<DT>_<ACT> runs the
  * ISA's decode where it applies and returns whether it did. */
 #define CONV_TYPED_FNS(DT, ACT)                                                                          \
   static __attribute__((noinline)) bool conv_decode_##DT##_##ACT(const conv_params* p, int64_t b, int64_t c0, \
