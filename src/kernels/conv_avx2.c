@@ -34,6 +34,9 @@ typedef linattn_dtype dtype_t;
 /* No taps shifted in registers: vpalignr works within 128-bit lanes, so taps are unaligned
  * loads. */
 #define CONV_CF_SHIFT 0
+/* all six specialisations inlined into the entry: split, the channels-first fp32 decode was
+ * slower and the prefill rows no faster (docs/tuning.md, CONV_SPLIT_TYPED) */
+#define CONV_SPLIT_TYPED 0
 #define CONV_FN(name) name##_avx2
 
 /* fp32 outputs larger than the caches (conv_params.stream_output) leave with non-temporal

@@ -39,6 +39,9 @@ typedef linattn_dtype dtype_t;
 #define CONV_CL_LEAD_ALWAYS 1
 /* channels-first K = 4, dilation 1 through conv_cf_k4_shifted (docs/tuning.md, CONV_CF_SHIFT) */
 #define CONV_CF_SHIFT 1
+/* decode and prefill of each dtype / activation register-allocated alone: inlined into one
+ * entry, the prefill rows spilled more and were slower (docs/tuning.md, CONV_SPLIT_TYPED) */
+#define CONV_SPLIT_TYPED 1
 #define CONV_FN(name) name##_avx512
 
 /* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a

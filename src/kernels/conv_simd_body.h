@@ -11,6 +11,8 @@
  *                        0: only when the output streams
  *   CONV_CF_SHIFT        1: the ISA file defines conv_cf_k4_shifted (channels-first K = 4,
  *                        dilation 1 with each input converted once, taps shifted in registers)
+ *   CONV_SPLIT_TYPED     1: the decode and the prefill of each (dtype, activation) are
+ *                        separate functions; 0: all inlined into the entry point
  *   conv_cl_stream(p, dt)  channels-last fp32 outputs leave with non-temporal stores
  *   CONV_FN(name)        the ISA suffix of the entry points conv_run_<isa>, conv_scratch_<isa>
  * and define, after the include, the hooks declared below (conv_load_padded,
@@ -317,10 +319,9 @@ VEC_INLINE void channels_last_block(const conv_params* p, int64_t b, int64_t c0,
 
 /* ------------------------------------------------------------------ entry */
 
-/* The ISA's decode where it applies, else the prefill paths above. */
-VEC_INLINE void conv_run_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s,
-                               linattn_dtype dt, linattn_activation act) {
-  if (conv_decode(p, b, c0, nc, s, dt, act)) return;
+/* The prefill paths of a unit (the ISA's decode did not apply). */
+VEC_INLINE void conv_prefill_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
+                                   const conv_scratch_layout* s, linattn_dtype dt, linattn_activation act) {
   const int64_t K = p->K;
   const float* wsrc = conv_weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   if (!p->channels_last) {
@@ -336,9 +337,40 @@ VEC_INLINE void conv_run_typed(const conv_params* p, int64_t b, int64_t c0, int6
     channels_last_block(p, b, c0, nc, s, dt, act);
 }
 
+#if CONV_SPLIT_TYPED
+/* The decode and the prefill of each (dtype, activation) are functions of their own, so that
+ * each is register-allocated alone: all inlined into one entry, they spilled more in their hot
+ * loops (docs/tuning.md, CONV_SPLIT_TYPED). conv_decode_<DT>_<ACT> runs the
+ * ISA's decode where it applies and returns whether it did. */
+#define CONV_TYPED_FNS(DT, ACT)                                                                          \
+  static __attribute__((noinline)) bool conv_decode_##DT##_##ACT(const conv_params* p, int64_t b, int64_t c0, \
+                                                                 int64_t nc, const conv_scratch_layout* s) { \
+    return conv_decode(p, b, c0, nc, s, DT, ACT);                                                       \
+  }                                                                                                     \
+  static __attribute__((noinline)) void conv_prefill_##DT##_##ACT(const conv_params* p, int64_t b, int64_t c0, \
+                                                                  int64_t nc, const conv_scratch_layout* s) { \
+    conv_prefill_typed(p, b, c0, nc, s, DT, ACT);                                                       \
+  }
+CONV_TYPED_FNS(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FNS(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU)
+CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
+CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
+CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+#define CONV_RUN_SPLIT(p, b, c0, nc, s, DT, ACT)                                          \
+  do {                                                                                    \
+    if (!conv_decode_##DT##_##ACT(p, b, c0, nc, s)) conv_prefill_##DT##_##ACT(p, b, c0, nc, s); \
+  } while (0)
+#else
+#define CONV_RUN_SPLIT(p, b, c0, nc, s, DT, ACT)                                                  \
+  do {                                                                                            \
+    if (!conv_decode(p, b, c0, nc, s, DT, ACT)) conv_prefill_typed(p, b, c0, nc, s, DT, ACT); \
+  } while (0)
+#endif
+
 static void CONV_FN(conv_run)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
-  CONV_RUN_TYPED(conv_run_typed, p, b, c0, nc, &s);
+  CONV_RUN_TYPED(CONV_RUN_SPLIT, p, b, c0, nc, &s);
   if (conv_stream_full_lines(p, p->dtype)) vx_sfence(); /* order the non-temporal stores before the caller's next access */
 }
 
