@@ -250,10 +250,14 @@ AI __mmask32 decode_k4_state_mask16(int64_t nv, int half) {
   return 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
 }
 
-/* The first n (< 2^31) 16-bit lanes from p, zero beyond (a plain load when all 32 are wanted). */
+/* The first n 16-bit lanes from p, zero beyond (plain loads when all are wanted: a zeroing
+ * masked load costs an extra vector uop). */
 AI __m512i load32x16_n(const char* p, int64_t n) {
   if (n >= 32) return _mm512_loadu_si512(p);
   return _mm512_maskz_loadu_epi16(n <= 0 ? 0u : (__mmask32)((1u << n) - 1u), p);
+}
+AI __m256i load16x16_n(const char* p, int64_t n) {
+  return n >= 16 ? _mm256_loadu_si256((const __m256i*)p) : _mm256_maskz_loadu_epi16(lanes16(n), p);
 }
 
 /* Step 2, channels-first: the three taps of the group's 3 * nv state entries (entry s of channel
@@ -280,7 +284,7 @@ AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], 
     return;
   }
   const __m512i Q0 = load32x16_n(sv, 3 * nv);
-  const __m512i Q1 = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16((__mmask16)decode_k4_state_mask16(nv, 1), sv + 64));
+  const __m512i Q1 = _mm512_castsi256_si512(load16x16_n(sv + 64, 3 * nv - 32)); /* upper half never indexed */
   if (dt == LINATTN_DTYPE_BF16) {
     /* 32-bit lane c = (flat 3c, flat 3c + 1) for taps 0 and 1, (0, flat 3c + 2) for tap 2: a
      * bf16 in a lane's high half is its fp32 value */
@@ -355,14 +359,14 @@ AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int6
 /* 16-bit: the moved part loaded once more, one element on (3 * nv - 1 entries, which stop inside
  * the group, so in place they never meet an earlier group's stores), x put in by one
  * single-source permute per register (flats 0-31, then 32-47); no two-source word permutes. */
-AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv, __mmask16 m) {
+AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv) {
   const __m512i xsel0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
                                          1, 1, 1, 0, 0, 0);
   const __m256i xsel1 = _mm256_set_epi16(15, 15, 15, 14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
   const __mmask32 xm0 = 0x24924924u;
   const __mmask16 xm1 = 0x9249;
   const int64_t n = 3 * nv - 1;
-  const __m256i X = _mm256_maskz_loadu_epi16(m, xv);
+  const __m256i X = load16x16_n(xv, nv);
   const __m512i M0 = sv ? load32x16_n(sv + 2, n) : _mm512_setzero_si512();
   const __m256i M1 = sv ? _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66) : _mm256_setzero_si256();
   _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X)));
@@ -413,7 +417,7 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     else if (es == 4)
       decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
     else
-      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, m);
+      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv);
   }
   *npend_io = npend;
 }
