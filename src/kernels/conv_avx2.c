@@ -105,7 +105,7 @@ AI void weights8x4_tap_major(const void* wv, dtype_t dt, __m256* w0, __m256* w1,
 /* The group's present: new flat f = old f + 1, except f = 3c + 2 <- x[c]; sv the group's 24 past
  * values (S2 its third register as fp32), xv its 8 inputs, X those as fp32. Called after the
  * group's reads, so in-place safe. */
-AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, __m256 X, size_t es) {
+AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, __m256 X, size_t es, bool more) {
   if (es == 4) {
     /* present lanes taking x: flat 3c + 2 -> N0 lanes 2, 5 (x 0, 1); N1 lanes 0, 3, 6 (x 2-4); N2 lanes 1, 4, 7 (x 5-7) */
     const __m256i xs0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
@@ -129,7 +129,9 @@ AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, 
     const __m128i keep2 = _mm_setr_epi16(-1, 0, -1, -1, 0, -1, -1, 0);
     const __m128i XR = _mm_loadu_si128((const __m128i*)xv);
     const __m128i M0 = _mm_loadu_si128((const __m128i*)(sv + 2)), M1 = _mm_loadu_si128((const __m128i*)(sv + 18));
-    const __m128i M2 = _mm_srli_si128(_mm_loadu_si128((const __m128i*)(sv + 32)), 2);
+    /* the last chunk read one element past the group when a next group follows in the unit
+     * (that element, not yet written, is replaced by x), else shifted: no shuffle */
+    const __m128i M2 = more ? _mm_loadu_si128((const __m128i*)(sv + 34)) : _mm_srli_si128(_mm_loadu_si128((const __m128i*)(sv + 32)), 2);
     _mm_storeu_si128((__m128i*)pv, _mm_or_si128(_mm_and_si128(M0, keep0), _mm_shuffle_epi8(XR, xh0)));
     _mm_storeu_si128((__m128i*)(pv + 16), _mm_or_si128(_mm_and_si128(M1, keep1), _mm_shuffle_epi8(XR, xh1)));
     _mm_storeu_si128((__m128i*)(pv + 32), _mm_or_si128(_mm_and_si128(M2, keep2), _mm_shuffle_epi8(XR, xh2)));
@@ -224,7 +226,7 @@ AI void decode_k4_groups(const conv_params* p, int64_t b, int64_t c0, int64_t nf
     acc = _mm256_fmadd_ps(w2, tap2, acc);
     acc = _mm256_fmadd_ps(w3, X, acc);
     if (bk) acc = conv_add_bias(acc, load8(bk + v * (int64_t)es, dt), dt);
-    if (pres) decode_k4_present8(pres + 3 * v * (int64_t)es, sv, x + v * (int64_t)es, S2, X, es);
+    if (pres) decode_k4_present8(pres + 3 * v * (int64_t)es, sv, x + v * (int64_t)es, S2, X, es, v + 8 < nfast);
     conv_finish_store(y + v * (int64_t)es, 8, acc, dt, act, false);
   }
 }

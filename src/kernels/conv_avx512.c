@@ -356,10 +356,11 @@ AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int6
   storef_n(pv + 128, N2, 3 * nv - 32);
 }
 
-/* 16-bit: the moved part loaded once more, one element on (3 * nv - 1 entries, which stop inside
- * the group, so in place they never meet an earlier group's stores), x put in by one
+/* 16-bit: the moved part loaded once more, one element on (3 * nv - 1 entries; with `more`, the
+ * unit's next group follows and its first element is read too, so whole groups need no masked
+ * load; in place these loads never meet an earlier group's stores), x put in by one
  * single-source permute per register (flats 0-31, then 32-47); no two-source word permutes. */
-AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv) {
+AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv, bool more) {
   const __m512i xsel0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
                                          1, 1, 1, 0, 0, 0);
   const __m256i xsel1 = _mm256_set_epi16(15, 15, 15, 14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
@@ -368,7 +369,9 @@ AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t
   const int64_t n = 3 * nv - 1;
   const __m256i X = load16x16_n(xv, nv);
   const __m512i M0 = sv ? load32x16_n(sv + 2, n) : _mm512_setzero_si512();
-  const __m256i M1 = sv ? _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66) : _mm256_setzero_si256();
+  const __m256i M1 = !sv         ? _mm256_setzero_si256()
+                     : more      ? _mm256_loadu_si256((const __m256i*)(sv + 66))
+                                 : _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66);
   _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X)));
   /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
    * read next and would wait for this store to complete */
@@ -417,7 +420,7 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     else if (es == 4)
       decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
     else
-      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv);
+      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc);
   }
   *npend_io = npend;
 }
