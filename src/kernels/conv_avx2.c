@@ -125,13 +125,15 @@ AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, 
     const __m128i xh0 = _mm_setr_epi8(-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, 2, 3, -1, -1, -1, -1);
     const __m128i xh1 = _mm_setr_epi8(4, 5, -1, -1, -1, -1, 6, 7, -1, -1, -1, -1, 8, 9, -1, -1);
     const __m128i xh2 = _mm_setr_epi8(-1, -1, 10, 11, -1, -1, -1, -1, 12, 13, -1, -1, -1, -1, 14, 15);
-    const __m128i keep0 = _mm_setr_epi16(-1, -1, 0, -1, -1, 0, -1, -1), keep1 = _mm_setr_epi16(0, -1, -1, 0, -1, -1, 0, -1);
+    const __m128i keep0 = _mm_setr_epi16(-1, -1, 0, -1, -1, 0, -1, -1);
+    const __m128i keep1 = _mm_setr_epi16(0, -1, -1, 0, -1, -1, 0, -1);
     const __m128i keep2 = _mm_setr_epi16(-1, 0, -1, -1, 0, -1, -1, 0);
     const __m128i XR = _mm_loadu_si128((const __m128i*)xv);
     const __m128i M0 = _mm_loadu_si128((const __m128i*)(sv + 2)), M1 = _mm_loadu_si128((const __m128i*)(sv + 18));
     /* the last chunk read one element past the group when a next group follows in the unit
      * (that element, not yet written, is replaced by x), else shifted: no shuffle */
-    const __m128i M2 = more ? _mm_loadu_si128((const __m128i*)(sv + 34)) : _mm_srli_si128(_mm_loadu_si128((const __m128i*)(sv + 32)), 2);
+    const __m128i M2 = more ? _mm_loadu_si128((const __m128i*)(sv + 34))
+                            : _mm_srli_si128(_mm_loadu_si128((const __m128i*)(sv + 32)), 2);
     _mm_storeu_si128((__m128i*)pv, _mm_or_si128(_mm_and_si128(M0, keep0), _mm_shuffle_epi8(XR, xh0)));
     _mm_storeu_si128((__m128i*)(pv + 16), _mm_or_si128(_mm_and_si128(M1, keep1), _mm_shuffle_epi8(XR, xh1)));
     _mm_storeu_si128((__m128i*)(pv + 32), _mm_or_si128(_mm_and_si128(M2, keep2), _mm_shuffle_epi8(XR, xh2)));

@@ -7,7 +7,8 @@
  *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
  *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
- *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
+ *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1, where
+ *   16-bit states are de-interleaved as raw words before widening);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
  *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
  * Both rest on two-source cross-lane permutes that AVX2 lacks (docs/algorithms.md, conv kernels).
@@ -300,8 +301,8 @@ AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], 
     /* taps 0 | 1 in one register's 256-bit halves, tap 2 in another's low half */
     const __m512i idx01 = _mm512_set_epi16(46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 45, 42, 39, 36,
                                            33, 30, 27, 24, 21, 18, 15, 12, 9, 6, 3, 0);
-    const __m512i idx2 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 47, 44, 41, 38, 35, 32, 29, 26,
-                                          23, 20, 17, 14, 11, 8, 5, 2);
+    const __m512i idx2 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 47, 44, 41, 38, 35, 32, 29,
+                                          26, 23, 20, 17, 14, 11, 8, 5, 2);
     const __m512i T01 = _mm512_permutex2var_epi16(Q0, idx01, Q1);
     tap[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(T01));
     tap[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(T01, 1));
@@ -336,8 +337,8 @@ AI void decode_k4_present_cl(char* pv, const char* sv, const char* xv, int64_t r
 }
 
 /* Step 3, channels-first: present flat f = past flat f + 1 for f % 3 != 2, x[c] at f = 3c + 2.
- * fp32: the state registers P moved one lane (one shift across each register pair, as cheap as
- * a load one element on, which would split cache lines), x put into its lanes by one
+ * fp32: the state registers P moved one lane (one shift per register pair; loading the state
+ * again one element on, as 16-bit does, measured slower), x put into its lanes by one
  * single-source permute per register. */
 AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int64_t nv) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -372,10 +373,12 @@ AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t
   const __m256i M1 = !sv         ? _mm256_setzero_si256()
                      : more      ? _mm256_loadu_si256((const __m256i*)(sv + 66))
                                  : _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66);
-  _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X)));
+  const __m512i N0 = _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X));
+  _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), N0);
   /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
    * read next and would wait for this store to complete */
-  _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1), _mm256_mask_permutexvar_epi16(M1, xm1, xsel1, X));
+  _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1),
+                           _mm256_mask_permutexvar_epi16(M1, xm1, xsel1, X));
 }
 
 AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
