@@ -1,7 +1,8 @@
 /*
  * CausalConvWithState, AVX2 + FMA + F16C family: conv_simd_body.h over vec_avx2.h's 8 lanes
  * (the prefill paths, shared with conv_avx512.c), plus this family's decode (L = 1) across
- * channels: K = 4 / dilation 1 groups by in-register permutes and blends, other K by gathers
+ * channels: K = 4 / dilation 1 groups by in-register permutes and blends (16-bit states by
+ * in-lane byte shuffles of the raw words), other K by gathers
  * (AVX2 has no two-source permute; docs/algorithms.md, conv kernels). AVX2 has no 16-bit
  * masked loads, so partial vectors (tails, taps reaching into past_state) go through a small
  * stack buffer; the arithmetic on them is the same vector code, so every element gets the
