@@ -710,6 +710,15 @@ int main(void) {
       run_case(&cs, fams, nf, &r);
       ncase++;
     }
+  /* channels-first K = 4 decode (the vector families' in-register state move): every group fill
+   * 1..16 and whole groups after it, packed, with and without a past state (run_case adds in
+   * place, present NULL and other channel splits) */
+  for (int di = 0; di < 3; di++)
+    for (int64_t C = 1; C <= 49; C++) {
+      conv_case cs = {dts[di], false, C % 3 == 0, C % 5 != 0, C % 2 == 1, C % 7 == 0, false, 2, C, 1, 4, 1};
+      run_case(&cs, fams, nf, &r);
+      ncase++;
+    }
   tk_note("%lld cases in %.1f s", (long long)ncase, tk_seconds() - t_start);
   return tk_finish();
 }

@@ -1,7 +1,8 @@
 /*
  * CausalConvWithState, AVX2 + FMA + F16C family: conv_simd_body.h over vec_avx2.h's 8 lanes
  * (the prefill paths, shared with conv_avx512.c), plus this family's decode (L = 1) across
- * channels: K = 4 / dilation 1 groups by in-register permutes and blends, other K by gathers
+ * channels: K = 4 / dilation 1 groups by in-register permutes and blends (16-bit states by
+ * in-lane byte shuffles of the raw words), other K by gathers
  * (AVX2 has no two-source permute; docs/algorithms.md, conv kernels). AVX2 has no 16-bit
  * masked loads, so partial vectors (tails, taps reaching into past_state) go through a small
  * stack buffer; the arithmetic on them is the same vector code, so every element gets the
@@ -105,7 +106,7 @@ AI void weights8x4_tap_major(const void* wv, dtype_t dt, __m256* w0, __m256* w1,
 /* The group's present: new flat f = old f + 1, except f = 3c + 2 <- x[c]; sv the group's 24 past
  * values (S2 its third register as fp32), xv its 8 inputs, X those as fp32. Called after the
  * group's reads, so in-place safe. */
-AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, __m256 X, size_t es) {
+AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, __m256 X, size_t es, bool more) {
   if (es == 4) {
     /* present lanes taking x: flat 3c + 2 -> N0 lanes 2, 5 (x 0, 1); N1 lanes 0, 3, 6 (x 2-4); N2 lanes 1, 4, 7 (x 5-7) */
     const __m256i xs0 = _mm256_setr_epi32(0, 0, 0, 0, 0, 1, 0, 0);
@@ -119,20 +120,74 @@ AI void decode_k4_present8(char* pv, const char* sv, const char* xv, __m256 S2, 
     _mm256_storeu_ps((float*)pv, N0);
     _mm256_storeu_ps((float*)pv + 8, N1);
     _mm256_storeu_ps((float*)pv + 16, N2);
-  } else { /* raw 16-bit values: shifted by one element across the three 8-value chunks */
-    /* 16-bit present: x[c] of the group's raw x lands in flat 3c + 2 (the same lanes) */
-    const __m128i xh0 = _mm_setr_epi8(0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 3, 0, 0, 0, 0);
-    const __m128i xh1 = _mm_setr_epi8(4, 5, 0, 0, 0, 0, 6, 7, 0, 0, 0, 0, 8, 9, 0, 0);
-    const __m128i xh2 = _mm_setr_epi8(0, 0, 10, 11, 0, 0, 0, 0, 12, 13, 0, 0, 0, 0, 14, 15);
-    const __m128i Q0 = _mm_loadu_si128((const __m128i*)sv), Q1 = _mm_loadu_si128((const __m128i*)(sv + 16));
-    const __m128i Q2 = _mm_loadu_si128((const __m128i*)(sv + 32));
+  } else { /* raw 16-bit values, loaded one element on (the third chunk shifted: it ends the group) */
+    /* x[c] of the group's raw x to flat 3c + 2 (the other lanes zero), merged by and/or, which
+     * leave the shuffle port to the shuffles */
+    const __m128i xh0 = _mm_setr_epi8(-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, 2, 3, -1, -1, -1, -1);
+    const __m128i xh1 = _mm_setr_epi8(4, 5, -1, -1, -1, -1, 6, 7, -1, -1, -1, -1, 8, 9, -1, -1);
+    const __m128i xh2 = _mm_setr_epi8(-1, -1, 10, 11, -1, -1, -1, -1, 12, 13, -1, -1, -1, -1, 14, 15);
+    const __m128i keep0 = _mm_setr_epi16(-1, -1, 0, -1, -1, 0, -1, -1);
+    const __m128i keep1 = _mm_setr_epi16(0, -1, -1, 0, -1, -1, 0, -1);
+    const __m128i keep2 = _mm_setr_epi16(-1, 0, -1, -1, 0, -1, -1, 0);
     const __m128i XR = _mm_loadu_si128((const __m128i*)xv);
-    const __m128i N0 = _mm_blend_epi16(_mm_alignr_epi8(Q1, Q0, 2), _mm_shuffle_epi8(XR, xh0), 0x24);
-    const __m128i N1 = _mm_blend_epi16(_mm_alignr_epi8(Q2, Q1, 2), _mm_shuffle_epi8(XR, xh1), 0x49);
-    const __m128i N2 = _mm_blend_epi16(_mm_srli_si128(Q2, 2), _mm_shuffle_epi8(XR, xh2), 0x92);
-    _mm_storeu_si128((__m128i*)pv, N0);
-    _mm_storeu_si128((__m128i*)(pv + 16), N1);
-    _mm_storeu_si128((__m128i*)(pv + 32), N2);
+    const __m128i M0 = _mm_loadu_si128((const __m128i*)(sv + 2)), M1 = _mm_loadu_si128((const __m128i*)(sv + 18));
+    /* the last chunk read one element past the group when a next group follows in the unit
+     * (that element, not yet written, is replaced by x), else shifted: no shuffle */
+    const __m128i M2 = more ? _mm_loadu_si128((const __m128i*)(sv + 34))
+                            : _mm_srli_si128(_mm_loadu_si128((const __m128i*)(sv + 32)), 2);
+    _mm_storeu_si128((__m128i*)pv, _mm_or_si128(_mm_and_si128(M0, keep0), _mm_shuffle_epi8(XR, xh0)));
+    _mm_storeu_si128((__m128i*)(pv + 16), _mm_or_si128(_mm_and_si128(M1, keep1), _mm_shuffle_epi8(XR, xh1)));
+    _mm_storeu_si128((__m128i*)(pv + 32), _mm_or_si128(_mm_and_si128(M2, keep2), _mm_shuffle_epi8(XR, xh2)));
+  }
+}
+
+/* The three taps (lane c = flat 3c + q) of a group's 24 raw 16-bit state values at sv, picked by
+ * in-lane byte shuffles from windows that plain loads place in each 128-bit lane, before
+ * widening (fp32 permutes after widening cost three times the shuffles). bf16: 32-bit lane c =
+ * (flat 3c, flat 3c + 1) and (0, flat 3c + 2); a bf16 in a lane's high half is its fp32 value.
+ * f16: taps 0 | 1 in one register's 128-bit halves, tap 2 in another's, then vcvtph2ps. */
+AI void decode_k4_taps16(const char* sv, dtype_t dt, __m256* tap0, __m256* tap1, __m256* tap2) {
+  if (dt == LINATTN_DTYPE_BF16) {
+    /* lane 0 (channels 0-3) from flats 0-7 and 4-11, lane 1 (channels 4-7) from 12-19 and 16-23:
+     * the same byte pattern in both lanes */
+    const __m256i A = _mm256_loadu2_m128i((const __m128i*)(sv + 24), (const __m128i*)sv);
+    const __m256i B = _mm256_loadu2_m128i((const __m128i*)(sv + 32), (const __m128i*)(sv + 8));
+    const __m256i pa = _mm256_setr_epi8(0, 1, 2, 3, 6, 7, 8, 9, 12, 13, 14, 15, -1, -1, -1, -1, 0, 1, 2, 3, 6, 7, 8, 9,
+                                        12, 13, 14, 15, -1, -1, -1, -1);
+    const __m256i pb = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 10, 11, 12, 13, -1, -1, -1, -1,
+                                        -1, -1, -1, -1, -1, -1, -1, -1, 10, 11, 12, 13);
+    const __m256i qa = _mm256_setr_epi8(-1, -1, 4, 5, -1, -1, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 4, 5, -1,
+                                        -1, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i qb = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, -1, -1, 14, 15, -1, -1, -1, -1,
+                                        -1, -1, -1, -1, -1, -1, 8, 9, -1, -1, 14, 15);
+    const __m256i G = _mm256_or_si256(_mm256_shuffle_epi8(A, pa), _mm256_shuffle_epi8(B, pb));
+    *tap0 = _mm256_castsi256_ps(_mm256_slli_epi32(G, 16));
+    *tap1 = _mm256_castsi256_ps(_mm256_and_si256(G, _mm256_set1_epi32((int)0xffff0000u)));
+    *tap2 = _mm256_castsi256_ps(_mm256_or_si256(_mm256_shuffle_epi8(A, qa), _mm256_shuffle_epi8(B, qb)));
+  } else {
+    /* flats 0-7, 8-15, 16-23 in both lanes (broadcast loads) */
+    const __m256i W0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)sv));
+    const __m256i W1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(sv + 16)));
+    const __m256i W2 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(sv + 32)));
+    /* lane 0: tap 0 = flats 0 3 6 | 9 12 15 | 18 21; lane 1: tap 1 = flats 1 4 7 | 10 13 | 16 19 22 */
+    const __m256i s0 = _mm256_setr_epi8(0, 1, 6, 7, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 3, 8, 9, 14, 15,
+                                        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i s1 = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, 2, 3, 8, 9, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        -1, 4, 5, 10, 11, -1, -1, -1, -1, -1, -1);
+    const __m256i s2 = _mm256_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 4, 5, 10, 11, -1, -1, -1, -1,
+                                        -1, -1, -1, -1, -1, -1, 0, 1, 6, 7, 12, 13);
+    /* tap 2 = flats 2 5 | 8 11 14 | 17 20 23 (lane 0; lane 1 unused) */
+    const __m128i r0 = _mm_setr_epi8(4, 5, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m128i r1 = _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 6, 7, 12, 13, -1, -1, -1, -1, -1, -1);
+    const __m128i r2 = _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 3, 8, 9, 14, 15);
+    const __m256i T01 = _mm256_or_si256(_mm256_or_si256(_mm256_shuffle_epi8(W0, s0), _mm256_shuffle_epi8(W1, s1)),
+                                        _mm256_shuffle_epi8(W2, s2));
+    const __m128i T2 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(_mm256_castsi256_si128(W0), r0),
+                                                 _mm_shuffle_epi8(_mm256_castsi256_si128(W1), r1)),
+                                    _mm_shuffle_epi8(_mm256_castsi256_si128(W2), r2));
+    *tap0 = _mm256_cvtph_ps(_mm256_castsi256_si128(T01));
+    *tap1 = _mm256_cvtph_ps(_mm256_extracti128_si256(T01, 1));
+    *tap2 = _mm256_cvtph_ps(T2);
   }
 }
 
@@ -152,23 +207,29 @@ AI void decode_k4_groups(const conv_params* p, int64_t b, int64_t c0, int64_t nf
     __m256 w0, w1, w2, w3;
     weights8x4_tap_major(wk + 4 * v * (int64_t)es, dt, &w0, &w1, &w2, &w3);
     const char* sv = past + 3 * v * (int64_t)es;
-    const __m256 S0 = load8(sv, dt), S1 = load8(sv + 8 * es, dt), S2 = load8(sv + 16 * es, dt);
-    /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
-    const __m256 tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
-                                        _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
-    /* q = 1: flats 1 4 7 | 10 13 | 16 19 22 -> S0 0-2, S1 3-4, S2 5-7 */
-    const __m256 tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq1), _mm256_permutevar8x32_ps(S1, sq1), 0x18),
-                                        _mm256_permutevar8x32_ps(S2, sq1), 0xe0);
-    /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
-    const __m256 tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
-                                        _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
+    __m256 tap0, tap1, tap2, S2 = _mm256_setzero_ps(); /* S2: the fp32 present's third register */
+    if (es == 4) {
+      const __m256 S0 = _mm256_loadu_ps((const float*)sv), S1 = _mm256_loadu_ps((const float*)sv + 8);
+      S2 = _mm256_loadu_ps((const float*)sv + 16);
+      /* q = 0: flats 0 3 6 | 9 12 15 | 18 21 -> S0 lanes 0-2, S1 3-5, S2 6-7 */
+      tap0 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq0), _mm256_permutevar8x32_ps(S1, sq0), 0x38),
+                             _mm256_permutevar8x32_ps(S2, sq0), 0xc0);
+      /* q = 1: flats 1 4 7 | 10 13 | 16 19 22 -> S0 0-2, S1 3-4, S2 5-7 */
+      tap1 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq1), _mm256_permutevar8x32_ps(S1, sq1), 0x18),
+                             _mm256_permutevar8x32_ps(S2, sq1), 0xe0);
+      /* q = 2: flats 2 5 | 8 11 14 | 17 20 23 -> S0 0-1, S1 2-4, S2 5-7 */
+      tap2 = _mm256_blend_ps(_mm256_blend_ps(_mm256_permutevar8x32_ps(S0, sq2), _mm256_permutevar8x32_ps(S1, sq2), 0x1c),
+                             _mm256_permutevar8x32_ps(S2, sq2), 0xe0);
+    } else {
+      decode_k4_taps16(sv, dt, &tap0, &tap1, &tap2);
+    }
     const __m256 X = load8(x + v * (int64_t)es, dt);
     __m256 acc = _mm256_fmadd_ps(w0, tap0, _mm256_setzero_ps());
     acc = _mm256_fmadd_ps(w1, tap1, acc);
     acc = _mm256_fmadd_ps(w2, tap2, acc);
     acc = _mm256_fmadd_ps(w3, X, acc);
     if (bk) acc = conv_add_bias(acc, load8(bk + v * (int64_t)es, dt), dt);
-    if (pres) decode_k4_present8(pres + 3 * v * (int64_t)es, sv, x + v * (int64_t)es, S2, X, es);
+    if (pres) decode_k4_present8(pres + 3 * v * (int64_t)es, sv, x + v * (int64_t)es, S2, X, es, v + 8 < nfast);
     conv_finish_store(y + v * (int64_t)es, 8, acc, dt, act, false);
   }
 }

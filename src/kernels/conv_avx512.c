@@ -7,7 +7,8 @@
  *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
  *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
- *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1);
+ *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1, where
+ *   16-bit states are de-interleaved as raw words before widening);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
  *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
  * Both rest on two-source cross-lane permutes that AVX2 lacks (docs/algorithms.md, conv kernels).
@@ -221,7 +222,7 @@ AI void storef_n(void* p, __m512 v, int64_t n) {
  * weights: 16 channels x 4 taps = W0..W3, tap j of channel c at flat 4c + j;
  * state (channels-first): 16 x 3 = P0..P2, entry s of channel c at flat 3c + s;
  * present (channels-first): new flat f = old flat f + 1, except f = 3c + 2 which takes x[c].
- * 16-bit states are moved as raw 16-bit lanes (vpermt2w), so present is a bit-exact copy.
+ * 16-bit states are moved as raw 16-bit lanes, so present is a bit-exact copy.
  * The steps below are one loop body split by what they move; all inline into decode_k4_range. */
 
 /* Step 1: the caller's (C, 4) weights of a 16-channel group, converted in registers (no scratch,
@@ -250,34 +251,62 @@ AI __mmask32 decode_k4_state_mask16(int64_t nv, int half) {
   return 3 * nv <= 32 ? 0u : (__mmask32)((1u << (3 * nv - 32)) - 1u);
 }
 
-/* Step 2, channels-first: the group's 3 * nv state entries as fp32 (P[0..2], flat 16r + e) and,
- * for 16-bit states, raw (Q[0..1], flat 32r + e, kept for the bit-exact present); then the three
- * taps gathered from P. A missing past leaves P and Q as they are (zero). */
-AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], __m512i Q[2], __m512 tap[3]) {
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
-  if (sv && conv_esize(dt) == 4) {
+/* The first n 16-bit lanes from p, zero beyond (plain loads when all are wanted: a zeroing
+ * masked load costs an extra vector uop). */
+AI __m512i load32x16_n(const char* p, int64_t n) {
+  if (n >= 32) return _mm512_loadu_si512(p);
+  return _mm512_maskz_loadu_epi16(n <= 0 ? 0u : (__mmask32)((1u << n) - 1u), p);
+}
+AI __m256i load16x16_n(const char* p, int64_t n) {
+  return n >= 16 ? _mm256_loadu_si256((const __m256i*)p) : _mm256_maskz_loadu_epi16(lanes16(n), p);
+}
+
+/* Step 2, channels-first: the three taps of the group's 3 * nv state entries (entry s of channel
+ * c at flat 3c + s; a missing past gives zeros). fp32: registers P0..P2 (flat 16r + e), two
+ * vpermt2ps per tap. 16-bit: the raw lanes Q0 (flats 0-31) and Q1 (32-47) de-interleaved
+ * before widening, two word permutes in all (the cross-lane work is what this decode pays over
+ * the channels-last one): bf16 then widens by a shift or a mask within each 32-bit lane, f16
+ * through vcvtph2ps. */
+AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], __m512 tap[3]) {
+  tap[0] = tap[1] = tap[2] = _mm512_setzero_ps();
+  if (!sv) return;
+  if (conv_esize(dt) == 4) {
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i three = _mm512_add_epi32(lane, _mm512_add_epi32(lane, lane));
     P[0] = loadf_n(sv, 3 * nv);
     P[1] = loadf_n(sv + 64, 3 * nv - 16);
     P[2] = loadf_n(sv + 128, 3 * nv - 32);
-  } else if (sv) {
-    Q[0] = _mm512_maskz_loadu_epi16(decode_k4_state_mask16(nv, 0), sv);
-    Q[1] = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16((__mmask16)decode_k4_state_mask16(nv, 1), sv + 64));
-    if (dt == LINATTN_DTYPE_F16) {
-      P[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(Q[0]));
-      P[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(Q[0], 1));
-      P[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(Q[1]));
-    } else {
-      P[0] = bf16_widen(_mm512_castsi512_si256(Q[0]));
-      P[1] = bf16_widen(_mm512_extracti64x4_epi64(Q[0], 1));
-      P[2] = bf16_widen(_mm512_castsi512_si256(Q[1]));
+    for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2, merged into the P0/P1 permute */
+      const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
+      const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
+      tap[q] = _mm512_mask_permutex2var_ps(_mm512_permutex2var_ps(P[0], idx, P[1]), hi,
+                                           _mm512_or_si512(idx, _mm512_set1_epi32(16)), P[2]);
     }
+    return;
   }
-  for (int q = 0; q < 3; ++q) { /* lanes with 3c + q >= 32 come from P2, merged into the P0/P1 permute */
-    const __m512i idx = _mm512_add_epi32(three, _mm512_set1_epi32(q));
-    const __mmask16 hi = q == 2 ? 0xfc00 : 0xf800;
-    tap[q] = _mm512_mask_permutex2var_ps(_mm512_permutex2var_ps(P[0], idx, P[1]), hi,
-                                         _mm512_or_si512(idx, _mm512_set1_epi32(16)), P[2]);
+  const __m512i Q0 = load32x16_n(sv, 3 * nv);
+  const __m512i Q1 = _mm512_castsi256_si512(load16x16_n(sv + 64, 3 * nv - 32)); /* upper half never indexed */
+  if (dt == LINATTN_DTYPE_BF16) {
+    /* 32-bit lane c = (flat 3c, flat 3c + 1) for taps 0 and 1, (0, flat 3c + 2) for tap 2: a
+     * bf16 in a lane's high half is its fp32 value */
+    const __m512i pair01 = _mm512_set_epi16(46, 45, 43, 42, 40, 39, 37, 36, 34, 33, 31, 30, 28, 27, 25, 24, 22, 21, 19,
+                                            18, 16, 15, 13, 12, 10, 9, 7, 6, 4, 3, 1, 0);
+    const __m512i pair2 = _mm512_set_epi16(47, 0, 44, 0, 41, 0, 38, 0, 35, 0, 32, 0, 29, 0, 26, 0, 23, 0, 20, 0, 17, 0,
+                                           14, 0, 11, 0, 8, 0, 5, 0, 2, 0);
+    const __m512i G = _mm512_permutex2var_epi16(Q0, pair01, Q1);
+    tap[0] = _mm512_castsi512_ps(_mm512_slli_epi32(G, 16));
+    tap[1] = _mm512_castsi512_ps(_mm512_and_si512(G, _mm512_set1_epi32((int)0xffff0000u)));
+    tap[2] = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xaaaaaaaau, Q0, pair2, Q1));
+  } else {
+    /* taps 0 | 1 in one register's 256-bit halves, tap 2 in another's low half */
+    const __m512i idx01 = _mm512_set_epi16(46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 45, 42, 39, 36,
+                                           33, 30, 27, 24, 21, 18, 15, 12, 9, 6, 3, 0);
+    const __m512i idx2 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 47, 44, 41, 38, 35, 32, 29,
+                                          26, 23, 20, 17, 14, 11, 8, 5, 2);
+    const __m512i T01 = _mm512_permutex2var_epi16(Q0, idx01, Q1);
+    tap[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(T01));
+    tap[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(T01, 1));
+    tap[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(Q0, idx2, Q1)));
   }
 }
 
@@ -307,8 +336,10 @@ AI void decode_k4_present_cl(char* pv, const char* sv, const char* xv, int64_t r
   }
 }
 
-/* Step 3, channels-first fp32: each entry moves one flat slot down, x lands where flat % 3 == 2.
- * Output register r, lane e -> flat 16r + e. */
+/* Step 3, channels-first: present flat f = past flat f + 1 for f % 3 != 2, x[c] at f = 3c + 2.
+ * fp32: the state registers P moved one lane (one shift per register pair; loading the state
+ * again one element on, as 16-bit does, measured slower), x put into its lanes by one
+ * single-source permute per register. */
 AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int64_t nv) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i inc = _mm512_add_epi32(lane, _mm512_set1_epi32(1));
@@ -326,25 +357,28 @@ AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int6
   storef_n(pv + 128, N2, 3 * nv - 32);
 }
 
-/* Step 3, channels-first 16-bit: the same move on the raw lanes; output lane e of register r
- * holds flat 32r + e, x index (32r + e) / 3. */
-AI void decode_k4_present_cf16(char* pv, const char* xv, const __m512i Q[2], int64_t nv, __mmask16 m) {
-  const __m512i lane16 = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
-                                          13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512i inc16 = _mm512_add_epi16(lane16, _mm512_set1_epi16(1));
-  const __m512i xsel16_0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
-                                            1, 1, 1, 0, 0, 0);
-  const __m512i xsel16_1 = _mm512_set_epi16(21, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 17, 16, 16, 16, 15, 15, 15,
-                                            14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
-  const __mmask32 xm16_0 = 0x24924924u, xm16_1 = 0x49249249u;
-  const __m512i X = _mm512_zextsi256_si512(_mm256_maskz_loadu_epi16(m, xv));
-  const __m512i N0 = _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q[0], inc16, Q[1]), xm16_0, xsel16_0, X);
-  const __m512i N1 =
-      _mm512_mask_permutexvar_epi16(_mm512_permutex2var_epi16(Q[1], inc16, _mm512_setzero_si512()), xm16_1, xsel16_1, X);
+/* 16-bit: the moved part loaded once more, one element on (3 * nv - 1 entries; with `more`, the
+ * unit's next group follows and its first element is read too, so whole groups need no masked
+ * load; in place these loads never meet an earlier group's stores), x put in by one
+ * single-source permute per register (flats 0-31, then 32-47); no two-source word permutes. */
+AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv, bool more) {
+  const __m512i xsel0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
+                                         1, 1, 1, 0, 0, 0);
+  const __m256i xsel1 = _mm256_set_epi16(15, 15, 15, 14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
+  const __mmask32 xm0 = 0x24924924u;
+  const __mmask16 xm1 = 0x9249;
+  const int64_t n = 3 * nv - 1;
+  const __m256i X = load16x16_n(xv, nv);
+  const __m512i M0 = sv ? load32x16_n(sv + 2, n) : _mm512_setzero_si512();
+  const __m256i M1 = !sv         ? _mm256_setzero_si256()
+                     : more      ? _mm256_loadu_si256((const __m256i*)(sv + 66))
+                                 : _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66);
+  const __m512i N0 = _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X));
   _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), N0);
   /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
    * read next and would wait for this store to complete */
-  _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1), _mm512_castsi512_si256(N1));
+  _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1),
+                           _mm256_mask_permutexvar_epi16(M1, xm1, xsel1, X));
 }
 
 AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
@@ -363,14 +397,13 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     const __mmask16 m = lanes16(nv);
     const char* xv = x + v * (int64_t)es;
     __m512 wj[4], tap[3];
-    __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; /* state as fp32 */
-    __m512i Q[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};             /* raw state, 16-bit */
+    __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}; /* fp32 state as loaded */
     decode_k4_weights(wbase + 4 * v * (int64_t)es, nv, dt, wj);
     const char* sv = past ? past + (cl ? v : 3 * v) * (int64_t)es : NULL;
     if (cl) {
       for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_m(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
     } else {
-      decode_k4_state_cf(sv, nv, dt, P, Q, tap);
+      decode_k4_state_cf(sv, nv, dt, P, tap);
     }
     __m512 acc = _mm512_setzero_ps();
     for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
@@ -390,7 +423,7 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     else if (es == 4)
       decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
     else
-      decode_k4_present_cf16(pres + 3 * v * 2, xv, Q, nv, m);
+      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc);
   }
   *npend_io = npend;
 }
