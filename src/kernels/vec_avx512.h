@@ -66,15 +66,17 @@ VEC_INLINE __m256i f32_to_bf16_16(__m512 x) {
   return _mm512_cvtepi32_epi16(r);
 }
 
-/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half.
+/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half (the
+ * lsb as a k-mask and a masked add: one instruction fewer than shift, and, add).
  * No NaN case, unlike f32_to_bf16_16, for values whose NaNs came out of an fp32 operation on
  * 16-bit T inputs (the conv kernels): such a NaN is quiet and carries a payload from a bf16
  * input or the default NaN, whose low 16 bits are zero, so the add cannot carry out of the
  * mantissa and the result is (u >> 16), which equals convert.h's (u >> 16) | 0x40. */
 VEC_INLINE __m512i bf16_round_bits(__m512 v) {
-  __m512i u = _mm512_castps_si512(v);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  const __m512i u = _mm512_castps_si512(v);
+  const __mmask16 odd = _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x10000)); /* lsb of the bf16 */
+  const __m512i r = _mm512_add_epi32(u, _mm512_set1_epi32(0x7fff));
+  return _mm512_mask_add_epi32(r, odd, r, _mm512_set1_epi32(1));
 }
 /* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
  * instead of vpsrld + vpmovdw. */
