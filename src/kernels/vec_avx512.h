@@ -16,6 +16,7 @@
 #include "linattn.h"
 #include "vec_poly.h"
 
+
 #define VEC_INLINE static inline __attribute__((always_inline))
 
 /* The first n lanes (none for n <= 0, all for n >= 16). */
@@ -65,15 +66,17 @@ VEC_INLINE __m256i f32_to_bf16_16(__m512 x) {
   return _mm512_cvtepi32_epi16(r);
 }
 
-/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half.
+/* bf16 round to nearest even, on 32-bit lanes: u + 0x7fff + lsb, then drop the low half (the
+ * lsb as a k-mask and a masked add: one instruction fewer than shift, and, add).
  * No NaN case, unlike f32_to_bf16_16, for values whose NaNs came out of an fp32 operation on
  * 16-bit T inputs (the conv kernels): such a NaN is quiet and carries a payload from a bf16
  * input or the default NaN, whose low 16 bits are zero, so the add cannot carry out of the
  * mantissa and the result is (u >> 16), which equals convert.h's (u >> 16) | 0x40. */
 VEC_INLINE __m512i bf16_round_bits(__m512 v) {
-  __m512i u = _mm512_castps_si512(v);
-  __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  return _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+  const __m512i u = _mm512_castps_si512(v);
+  const __mmask16 odd = _mm512_test_epi32_mask(u, _mm512_set1_epi32(0x10000)); /* lsb of the bf16 */
+  const __m512i r = _mm512_add_epi32(u, _mm512_set1_epi32(0x7fff));
+  return _mm512_mask_add_epi32(r, odd, r, _mm512_set1_epi32(1));
 }
 /* The high words of the 16 lanes (the bf16 bits after bf16_round_bits), in order: one vpermw
  * instead of vpsrld + vpmovdw. */
@@ -131,23 +134,20 @@ VEC_INLINE __m512 silu16(__m512 v) {
 
 /* SiLU of a value rounded to a 16-bit T (fp16 or bf16): the exp polynomial of silu16 with a
  * shorter chain around it. n comes from one FMA with a magic constant whose low bits then hold
- * n, r' = t + n ln2 takes one FMA (ln2 as one fp32 constant), 2^(n-1) is built from the magic's
- * bits (clamped: n <= -127 gives 0, n >= 129 gives inf, as silu16's scalef under/overflows), the
- * polynomial is doubled (exactly: every coefficient times 2) to make up the -1, and 1 + e is one
- * FMA. Not silu16's fp32 bits for every input (the single-constant reduction moves some by an
- * ulp), but after rounding to T it gives silu16's bits for each of the 65,536 fp16 and the
- * 65,536 bf16 inputs (tests/test_conv_kernels.c enumerates them all): only for 16-bit T. */
+ * n, r' = t + n ln2 takes one FMA (ln2 as one fp32 constant), and e = 2^n q is one vscalefps
+ * (overflow to inf, underflow to 0, as in silu16). Not silu16's fp32 bits for every input (the
+ * single-constant reduction moves some by an ulp), but after rounding to T it gives silu16's
+ * bits for each of the 65,536 fp16 and the 65,536 bf16 inputs (tests/test_conv_kernels.c
+ * enumerates them all): only for 16-bit T. The division stays: on the Intel Xeon a reciprocal
+ * (vrcp14ps) with a correction step gives the same T bits but was slower (docs/tuning.md,
+ * silu_t16). */
 VEC_INLINE __m512 silu_t16(__m512 v) {
   __m512 t = _mm512_range_ps(v, _mm512_set1_ps(120.0f), 0x02); /* as in silu16 */
   __m512 nm = _mm512_fmadd_ps(t, _mm512_set1_ps(-VEC_LOG2E), _mm512_set1_ps(VEC_SILU_MAGIC));
   __m512 n = _mm512_sub_ps(nm, _mm512_set1_ps(VEC_SILU_MAGIC));
   __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(VEC_SILU_LN2), t);
-  __m512 q = horner16(r, 2.0f * VEC_SILU_Q0, 2.0f * VEC_SILU_Q1, 2.0f * VEC_SILU_Q2, 2.0f * VEC_SILU_Q3,
-                      2.0f * VEC_SILU_Q4, 2.0f * VEC_SILU_Q5);
-  __m512i b = _mm512_max_epi32(_mm512_castps_si512(nm), _mm512_set1_epi32(VEC_SILU_MAGIC_BITS - 126));
-  b = _mm512_min_epi32(b, _mm512_set1_epi32(VEC_SILU_MAGIC_BITS + 129));
-  const __m512 half_pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(b, 23)); /* 2^(n-1), 0 or inf */
-  return _mm512_div_ps(v, _mm512_fmadd_ps(q, half_pow2n, _mm512_set1_ps(1.0f)));
+  __m512 q = horner16(r, VEC_SILU_Q0, VEC_SILU_Q1, VEC_SILU_Q2, VEC_SILU_Q3, VEC_SILU_Q4, VEC_SILU_Q5);
+  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(q, n)));
 }
 
 /* ------------------------------------------------------------------ vocabulary of the bodies */
