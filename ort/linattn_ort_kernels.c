@@ -54,13 +54,18 @@ typedef struct ort_kernel {
    * read once at creation rather than asked of ORT on every call (UNDEFINED: ask when run). */
   size_t num_outputs;
   ONNXTensorElementDataType output_types[KERNEL_MAX_OUTPUTS];
+  /* The node's input element types, fixed for the session like the outputs' (UNDEFINED: ask
+   * when run, as for a type ORT cannot say or one linattn does not take, which is then refused
+   * by name). */
+  ONNXTensorElementDataType input_types[KERNEL_MAX_INPUTS];
   /* Float inputs that are constant initializers (weights, a_log, dt_bias, scales): the same
    * tensor on every call, read once at creation. */
   int input_is_constant[KERNEL_MAX_INPUTS];
   ort_tensor constant_inputs[KERNEL_MAX_INPUTS];
 } ort_kernel;
 
-static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name, ort_tensor* t);
+static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name,
+                             ONNXTensorElementDataType type, ort_tensor* t);
 
 /* ------------------------------------------------------------------ attributes */
 
@@ -483,11 +488,13 @@ static OrtStatus* make_context(const ort_op* op, const OrtApi* api, const OrtKer
   return s == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, s);
 }
 
-/* The element type of output `index` as the session typed it; UNDEFINED when ORT cannot say. */
-static ONNXTensorElementDataType static_output_type(const OrtApi* api, const OrtKernelInfo* info, size_t index) {
+/* The element type of input or output `index` as the session typed it; UNDEFINED when ORT
+ * cannot say or linattn does not take it. */
+static ONNXTensorElementDataType static_type(const OrtApi* api, const OrtKernelInfo* info, int input, size_t index) {
   ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   OrtTypeInfo* ti = NULL;
-  OrtStatus* st = api->KernelInfo_GetOutputTypeInfo(info, index, &ti);
+  OrtStatus* st = input ? api->KernelInfo_GetInputTypeInfo(info, index, &ti)
+                        : api->KernelInfo_GetOutputTypeInfo(info, index, &ti);
   const OrtTensorTypeAndShapeInfo* tensor = NULL; /* owned by ti */
   if (!st && !(st = api->CastTypeInfoToTensorInfo(ti, &tensor)) && tensor) st = api->GetTensorElementType(tensor, &type);
   if (st) {
@@ -498,11 +505,14 @@ static ONNXTensorElementDataType static_output_type(const OrtApi* api, const Ort
   return linattn_ort_dtype(type) == LINATTN_DTYPE_INVALID ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED : type;
 }
 
-static OrtStatus* read_output_types(const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+static OrtStatus* read_static_types(const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
+  size_t inputs = 0;
   OrtStatus* st = api->KernelInfo_GetOutputCount(info, &k->num_outputs);
-  if (st) return st;
+  if (st || (st = api->KernelInfo_GetInputCount(info, &inputs))) return st;
   for (size_t i = 0; i < KERNEL_MAX_OUTPUTS; i++)
-    k->output_types[i] = i < k->num_outputs ? static_output_type(api, info, i) : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    k->output_types[i] = i < k->num_outputs ? static_type(api, info, 0, i) : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  for (size_t i = 0; i < KERNEL_MAX_INPUTS; i++)
+    k->input_types[i] = i < inputs ? static_type(api, info, 1, i) : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   return NULL;
 }
 
@@ -518,7 +528,8 @@ static void read_constant_inputs(const OrtApi* api, const OrtKernelInfo* info, o
     int constant = 0;
     const OrtValue* v = NULL;
     if ((st = api->KernelInfoGetConstantInput_tensor(info, i, &constant, &v)) ||
-        (constant && v && (st = read_value(k->op, v, "constant input", &k->constant_inputs[i])))) {
+        (constant && v && (st = read_value(k->op, v, "constant input", ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED,
+                                           &k->constant_inputs[i])))) {
       api->ReleaseStatus(st); /* not a float tensor, or ORT cannot say: read when run */
       continue;
     }
@@ -549,7 +560,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
     case ORT_OP_VARLEN_CONV: st = create_varlen_conv(op, api, info, k); break;
     default: break; /* LinearAttentionGate has no attributes */
   }
-  if (!st) st = read_output_types(api, info, k);
+  if (!st) st = read_static_types(api, info, k);
   if (!st) read_constant_inputs(api, info, k);
   if (!st) st = make_context(op, api, info, k);
   if (st) {
@@ -567,14 +578,29 @@ void ORT_API_CALL linattn_ort_destroy_kernel(void* kernel) {
 
 /* ------------------------------------------------------------------ tensors */
 
-static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name, ort_tensor* t) {
+/* Dims past the rank read as 0, as shape checks that compare a fixed number of them expect. A
+ * loop rather than a memset of the struct: the compiler stores whole vectors, where a memset
+ * call's start-up costs more than the rest of reading a decode-sized tensor. */
+static void clear_dims(ort_tensor* t) {
+  for (size_t i = 0; i < VALUE_MAX_RANK; i++) t->dims[i] = 0;
+}
+
+/* One shape query per tensor (GetTensorTypeAndShape allocates an info object: the C API before
+ * version 24 has no other way to the dims), its element type asked only when `type` (the
+ * session's static type) is UNDEFINED. */
+static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name,
+                             ONNXTensorElementDataType type, ort_tensor* t) {
   const OrtApi* api = linattn_ort_api;
-  memset(t, 0, sizeof *t);
+  t->data = NULL;
+  t->rank = 0;
+  t->onnx_type = type;
+  clear_dims(t);
   OrtTensorTypeAndShapeInfo* info = NULL;
   OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
   if (st) return st;
   size_t rank = 0;
-  if (!(st = api->GetTensorElementType(info, &t->onnx_type)) && !(st = api->GetDimensionsCount(info, &rank))) {
+  if ((type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || !(st = api->GetTensorElementType(info, &t->onnx_type))) &&
+      !(st = api->GetDimensionsCount(info, &rank))) {
     if (rank > VALUE_MAX_RANK) {
       st = linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s has rank %zu, expected at most 4", op->label, name, rank);
     } else {
@@ -599,10 +625,10 @@ static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* 
                              int merge_leading, linattn_tensor* out) {
   int64_t dims[VALUE_MAX_RANK];
   size_t rank = t->rank;
-  memcpy(dims, t->dims, sizeof dims);
+  for (size_t i = 0; i < rank; i++) dims[i] = t->dims[i];
   if (merge_leading && rank >= 2) { /* (W, B, ...) -> (W * B, ...) */
     dims[0] *= dims[1];
-    memmove(dims + 1, dims + 2, (VALUE_MAX_RANK - 2) * sizeof dims[0]);
+    for (size_t i = 2; i < rank; i++) dims[i - 1] = dims[i];
     rank--;
   }
   if (merge_channels && rank > 3) {
@@ -614,6 +640,10 @@ static OrtStatus* to_linattn(const ort_op* op, const ort_tensor* t, const char* 
                              t->rank, LINATTN_MAX_RANK);
   *out = linattn_make_tensor(t->data, t->dtype, (int32_t)rank, dims);
   return NULL;
+}
+
+static ONNXTensorElementDataType input_type(const ort_kernel* k, size_t index) {
+  return index < KERNEL_MAX_INPUTS ? k->input_types[index] : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
 }
 
 static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t max, const char* const* names,
@@ -633,7 +663,7 @@ static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t 
     const OrtValue* v = NULL;
     if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
     if (!v) continue; /* absent optional input */
-    if ((st = read_value(k->op, v, names[i], &tensors[i]))) return st;
+    if ((st = read_value(k->op, v, names[i], input_type(k, i), &tensors[i]))) return st;
     present[i] = 1;
   }
   return NULL;
@@ -645,8 +675,6 @@ static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t 
 static OrtStatus* get_output(const ort_kernel* k, OrtKernelContext* ctx, size_t index, const char* name,
                              const int64_t* dims, size_t rank, ort_tensor* t, int* present) {
   const OrtApi* api = linattn_ort_api;
-  /* as every ort_tensor is: lets the compiler clear it with whole aligned words */
-  t = (ort_tensor*)__builtin_assume_aligned(t, _Alignof(ort_tensor));
   *present = 0;
   if (index >= k->num_outputs) return NULL;
   OrtValue* v = NULL;
@@ -656,9 +684,9 @@ static OrtStatus* get_output(const ort_kernel* k, OrtKernelContext* ctx, size_t 
   const ONNXTensorElementDataType type = index < KERNEL_MAX_OUTPUTS ? k->output_types[index]
                                                                     : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   if (type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || rank > VALUE_MAX_RANK) {
-    if ((st = read_value(k->op, v, name, t))) return st;
+    if ((st = read_value(k->op, v, name, type, t))) return st;
   } else {
-    memset(t, 0, sizeof *t);
+    clear_dims(t);
     t->onnx_type = type;
     t->dtype = linattn_ort_dtype(type);
     t->rank = rank;
@@ -923,7 +951,7 @@ static OrtStatus* read_node_inputs(const ort_kernel* k, OrtKernelContext* ctx, c
     if ((st = api->KernelContext_GetInput(ctx, i, &v))) return st;
     if (!v) continue;
     st = is_int(i) ? read_int32_vector(k->op, v, names[i], &in->ints[i], &in->int_lengths[i])
-                   : read_value(k->op, v, names[i], &in->t[i]);
+                   : read_value(k->op, v, names[i], input_type(k, i), &in->t[i]);
     if (st) return st;
     in->present[i] = 1;
   }

@@ -9,8 +9,10 @@ thread, float32, batch 1, one token.
 
 Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
 fixture's 2/4 x 64 and 16/16 x 128), LinearAttentionGate over the same kv heads (dt_bias and
-decay_scale constant initializers, as exported; no bare call) and GatedDeltaNet (qwen gate, beta
-sigmoid, qk_l2_norm). --baseline-plugin PATH adds a third session with another build of the
+decay_scale constant initializers, as exported), GatedDeltaNet (qwen gate, beta sigmoid,
+qk_l2_norm), GatedRMSNorm over the kv heads' output (scale an initializer) and
+CausalConvWithState over the fused q|k|v channels (kernel 4, silu; weight and bias initializers);
+the last three without a bare call. --baseline-plugin PATH adds a third session with another build of the
 plugin, alternating with the others (A/B in one process).
 Sessions alternate run by run; figures are medians (the profiler's resolution is 1 us, so the
 mean of the runs below the 90th percentile is printed beside it). The node time includes what
@@ -35,7 +37,9 @@ from . import ort_models as M
 
 CASES = [("LinearAttention", "la", 2, 4, 64), ("LinearAttention", "la", 16, 16, 128),
          ("LinearAttentionGate", "gate", 2, 4, 64), ("LinearAttentionGate", "gate", 16, 16, 128),
-         ("GatedDeltaNet", "gdn", 2, 4, 64), ("GatedDeltaNet", "gdn", 16, 16, 128)]
+         ("GatedDeltaNet", "gdn", 2, 4, 64), ("GatedDeltaNet", "gdn", 16, 16, 128),
+         ("GatedRMSNorm", "rms", 2, 4, 64), ("GatedRMSNorm", "rms", 16, 16, 128),
+         ("CausalConvWithState", "conv", 2, 4, 64), ("CausalConvWithState", "conv", 16, 16, 128)]
 
 
 def la_node(hq, hkv, d, rng):
@@ -66,21 +70,48 @@ def gdn_node(hq, hkv, d, rng, T=1):
     return model, feeds
 
 
+def _constants(model, consts):
+    """Turns the graph inputs named in consts into initializers (weights, as exported)."""
+    from onnx import numpy_helper
+
+    kept = [i for i in model.graph.input if i.name not in consts]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    return model
+
+
 def gate_node(hq, hkv, d, rng):
     """LinearAttentionGate of one decode token over the kv heads, dt_bias and decay_scale constant
     initializers as the genai export has them (hq and d only name the case)."""
-    from onnx import numpy_helper
-
     feeds = {"a": rng.standard_normal((1, 1, hkv)).astype(np.float32),
              "b": rng.standard_normal((1, 1, hkv)).astype(np.float32)}
     model = M.linear_attention_gate_model(a_shape=[1, 1, hkv])
     consts = {"dt_bias": rng.standard_normal(hkv).astype(np.float32),
               "decay_scale": (-np.exp(0.5 * rng.standard_normal(hkv))).astype(np.float32)}
-    kept = [i for i in model.graph.input if i.name not in consts]
-    del model.graph.input[:]
-    model.graph.input.extend(kept)
-    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    return model, feeds
+    return _constants(model, consts), feeds
+
+
+def rms_node(hq, hkv, d, rng):
+    """GatedRMSNorm of one decode token: the attention output's hkv heads of d, scale (d) a
+    constant initializer, silu gate (hq only names the case)."""
+    x_shape = [1, 1, hkv * d]
+    feeds = {"X": rng.standard_normal(x_shape).astype(np.float32),
+             "gate": rng.standard_normal(x_shape).astype(np.float32)}
+    model = M.gated_rms_norm_model(x_shape=x_shape, scale_len=d, epsilon=1e-6)
+    return _constants(model, {"scale": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)}), feeds
+
+
+def conv_node(hq, hkv, d, rng):
+    """com.microsoft CausalConvWithState of one decode token over the fused q|k|v channels
+    (2 hq d + hkv d), kernel 4, silu, channels first, weight and bias constant initializers."""
+    C, k = 2 * hq * d + hkv * d, 4
+    feeds = {"input": rng.standard_normal((1, C, 1)).astype(np.float32),
+             "past_state": rng.standard_normal((1, C, k - 1)).astype(np.float32)}
+    model = M.causal_conv_model(M.CONTRIB, activation="silu", shapes={
+        "input": [1, C, 1], "weight": [C, 1, k], "bias": [C], "past_state": [1, C, k - 1]})
+    return _constants(model, {"weight": (0.3 * rng.standard_normal((C, 1, k))).astype(np.float32),
+                              "bias": (0.1 * rng.standard_normal(C)).astype(np.float32)}), feeds
 
 
 def node_times(profile_path, op_type):
@@ -148,9 +179,10 @@ def profiled(op, model, feeds, runs, baseline=None):
 
 def measure(op, kind, hq, hkv, d, runs, binary, baseline=None):
     rng = np.random.default_rng(7)
-    model, feeds = {"la": la_node, "gdn": gdn_node, "gate": gate_node}[kind](hq, hkv, d, rng)
+    nodes = {"la": la_node, "gdn": gdn_node, "gate": gate_node, "rms": rms_node, "conv": conv_node}
+    model, feeds = nodes[kind](hq, hkv, d, rng)
     res = {label: summary(t) for label, t in profiled(op, model, feeds, runs, baseline).items()}
-    if kind != "gate":
+    if kind in ("la", "gdn"):
         res["bare"] = bare_call(binary, kind, hq, hkv, d, max(2000, runs))
     return res
 

@@ -70,6 +70,8 @@ static row_split gates_split(const linattn_context* ctx, int64_t rows, size_t ro
 }
 
 static int64_t task_first_row(const row_split* s, size_t i) {
+  if (i == 0) return 0; /* the ends without a 128-bit division (a decode call has one task) */
+  if (i >= s->tasks) return s->rows;
   return (int64_t)((__int128)s->rows * (int64_t)i / (int64_t)s->tasks);
 }
 

@@ -46,6 +46,11 @@ typedef struct la_call {
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
+/* Tokens x state elements below which a call's units all run on the calling thread: a decode
+ * step over a few small heads is done before the host's parallel-for (ORT's pool) would have
+ * handed its tasks out. Any task count gives the same bits. */
+#define LA_SERIAL_MAX_WORK ((int64_t)1 << 15)
+
 /* Sequence (batch row) of a unit, its tokens, the element offset of its first token in a
  * token-major view, its state slot's element offset for kv head h, and whether it reads a state. */
 static inline int64_t la_unit_seq(const la_call* c, int64_t unit) { return unit / c->blocks_per_head / c->s.H_kv; }
@@ -179,6 +184,10 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
     return ERR("problem size overflows");
   c->num_units = units;
   c->num_tasks = (size_t)(units < ctx->num_threads ? units : ctx->num_threads);
+  int64_t work;
+  if (c->num_tasks > 1 && !c->cu && linattn_mul_i64(units, bc, &work) && linattn_mul_i64(work, dk, &work) &&
+      linattn_mul_i64(work, T, &work) && work <= LA_SERIAL_MAX_WORK)
+    c->num_tasks = 1;
   size_t sblock;
   if (!linattn_mul_size((size_t)dk, (size_t)bc, &sblock) ||
       !linattn_mul_size(sblock, linattn_dtype_size(c->state_dtype), &sblock))

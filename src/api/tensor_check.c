@@ -55,6 +55,30 @@ static linattn_status tview_check_strided(const tview* v) {
   return LINATTN_SUCCESS;
 }
 
+/* The common case in one pass: a non-empty packed tensor (strides all 0) of valid dims whose size
+ * fits. false leaves the rest to tview_init's general checks, which also word the errors. */
+static bool tview_init_packed(tview* v, const linattn_tensor* t, int32_t rank) {
+  if (rank < 1 || rank > LINATTN_MAX_RANK || !t->data) return false;
+  int64_t numel = 1;
+  for (int32_t i = rank - 1; i >= 0; i--) {
+    if (t->strides[i] != 0 || t->dims[i] < 1) return false;
+    v->dims[i] = t->dims[i];
+    v->strides[i] = numel;
+    if (!linattn_mul_i64(numel, t->dims[i], &numel)) return false;
+  }
+  int64_t bytes;
+  if (!linattn_mul_i64(numel, (int64_t)linattn_dtype_size(t->dtype), &bytes) || bytes > (int64_t)(PTRDIFF_MAX / 2) ||
+      (uintptr_t)t->data + (uintptr_t)bytes < (uintptr_t)t->data)
+    return false;
+  v->data = (char*)t->data;
+  v->dtype = t->dtype;
+  v->rank = rank;
+  v->numel = numel;
+  v->lo = (uintptr_t)t->data;
+  v->hi = v->lo + (uintptr_t)bytes;
+  return true;
+}
+
 linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, int32_t rank, bool require_packed,
                           const char* shape_doc) {
   /* field by field: a memset of the struct compiles to a string store, whose start-up costs
@@ -77,6 +101,7 @@ linattn_status tview_init(tview* v, const char* name, const linattn_tensor* t, i
   if (linattn_dtype_size(t->dtype) == 0)
     return linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, "%s: invalid dtype %d (expected float32, float16 or bfloat16)",
                              name, (int)t->dtype);
+  if (tview_init_packed(v, t, rank)) return LINATTN_SUCCESS;
   v->data = (char*)t->data;
   v->dtype = t->dtype;
   v->rank = rank;
