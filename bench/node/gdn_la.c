@@ -13,7 +13,8 @@
  * The two calls alternate, each round timed in thread CPU time (CLOCK_THREAD_CPUTIME_ID: a
  * preempted call is not charged the other process's time); prints the medians, the minima and
  * GDN/LA of the medians, and the largest difference of the two outputs relative to the largest
- * output (they compute the same function in a different order of operations).
+ * output (they compute the same function in a different order of operations), and a hash of
+ * GatedDeltaNet's output and final state bits (to tell whether a change kept them).
  * Rounds: max(9, rounds x 64 / T), rounds default 400.
  */
 #include <math.h>
@@ -54,6 +55,11 @@ static void* to_dtype(const double* x, size_t n, linattn_dtype dt) {
   void* p = xmalloc(n * linattn_dtype_size(dt));
   for (size_t i = 0; i < n; i++) linattn_store_f32(p, (int64_t)i, dt, (float)x[i]);
   return p;
+}
+
+static uint64_t fnv1a(uint64_t h, const void* p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char*)p)[i]) * 1099511628211ull;
+  return h;
 }
 
 static int compare_double(const void* a, const void* b) {
@@ -164,8 +170,9 @@ static void run_case(linattn_context* ctx, int64_t T, const char* dts, int64_t H
     amax = fabs(c) > amax ? fabs(c) : amax;
   }
   const double mg = median(tg, rounds), ml = median(tl, rounds);
-  printf("%-5s %5lld %6d %12.1f %12.1f %10.1f %10.1f %7.3f %9.1e\n", dts, (long long)T, rounds, mg / 1e3, ml / 1e3,
-         tg[0] / 1e3, tl[0] / 1e3, mg / ml, diff / (amax > 0 ? amax : 1));
+  const uint64_t bits = fnv1a(fnv1a(14695981039346656037ull, go, nx * linattn_dtype_size(dt)), gfin, ns * 4);
+  printf("%-5s %5lld %6d %12.1f %12.1f %10.1f %10.1f %7.3f %9.1e %016llx\n", dts, (long long)T, rounds, mg / 1e3,
+         ml / 1e3, tg[0] / 1e3, tl[0] / 1e3, mg / ml, diff / (amax > 0 ? amax : 1), (unsigned long long)bits);
   fflush(stdout);
   free(q), free(k), free(v), free(x), free(b), free(s0), free(a_log), free(dt_bias), free(gq), free(gk), free(gv);
   free(gx), free(gb), free(gs), free(nq), free(nk), free(lg), free(lb), free(ks), free(lq), free(lk), free(ldc);
@@ -188,8 +195,8 @@ int main(int argc, char** argv) {
   check(linattn_context_create(&o, &ctx));
   printf("# GatedDeltaNet vs LinearAttention, %lld heads of %lld, 1 thread, thread CPU time in us\n", (long long)H,
          (long long)d);
-  printf("%-5s %5s %6s %12s %12s %10s %10s %7s %9s\n", "dtype", "T", "rounds", "GDN median", "LA median", "GDN min",
-         "LA min", "GDN/LA", "out diff");
+  printf("%-5s %5s %6s %12s %12s %10s %10s %7s %9s %16s\n", "dtype", "T", "rounds", "GDN median", "LA median",
+         "GDN min", "LA min", "GDN/LA", "out diff", "GDN bits");
   char dbuf[64];
   snprintf(dbuf, sizeof dbuf, "%s", dts);
   char* dsave = NULL;
