@@ -2,7 +2,7 @@
  * linattn-gdn-la: GatedDeltaNet against the plain gated_delta LinearAttention it runs on, the
  * library calls alone, one thread.
  *
- *   linattn-gdn-la [T,T,...] [f32,f16,bf16] [H] [d] [rounds x 64 tokens]
+ *   linattn-gdn-la [T,T,...] [f32,f16,bf16] [H] [d] [rounds x 64 tokens] [both|gdn|la]
  *
  * GatedDeltaNet: one request of T tokens, q/k/v (T, H, d), softplus gate with a_log / dt_bias,
  * beta sigmoid, qk_l2_norm, fp32 decay and beta, V-major state (1, H, d, d), separate
@@ -15,7 +15,7 @@
  * GDN/LA of the medians, and the largest difference of the two outputs relative to the largest
  * output (they compute the same function in a different order of operations), and a hash of
  * GatedDeltaNet's output and final state bits (to tell whether a change kept them).
- * Rounds: max(9, rounds x 64 / T), rounds default 400.
+ * Rounds: max(9, rounds x 64 / T), rounds default 400. gdn / la: only that call (for a profiler).
  */
 #include <math.h>
 #include <stdio.h>
@@ -87,7 +87,7 @@ static void check(linattn_status s) {
   }
 }
 
-static void run_case(linattn_context* ctx, int64_t T, const char* dts, int64_t H, int64_t d, int rounds64) {
+static void run_case(linattn_context* ctx, int64_t T, const char* dts, int64_t H, int64_t d, int rounds64, int which) {
   const linattn_dtype dt = dtype_of(dts);
   const size_t nx = (size_t)(T * H * d), ng = (size_t)(T * H), ns = (size_t)(H * d * d);
   unsigned seed = (unsigned)(T * 7919 + (int64_t)dt);
@@ -126,7 +126,8 @@ static void run_case(linattn_context* ctx, int64_t T, const char* dts, int64_t H
       for (int64_t c = 0; c < d; c++) ks[(h * d + c) * d + r] = gs[(h * d + r) * d + c];
   void *lq = to_dtype(nq, nx, dt), *lk = to_dtype(nk, nx, dt), *ldc = to_dtype(lg, ng, dt), *lbt = to_dtype(lb, ng, dt);
   float* lst = to_dtype(ks, ns, LINATTN_DTYPE_F32);
-  void *go = xmalloc(nx * 4), *lo = xmalloc(nx * 4);
+  void *go = calloc(nx, 4), *lo = calloc(nx, 4);
+  if (!go || !lo) exit(2);
   float *gfin = xmalloc(ns * 4), *lpres = xmalloc(ns * 4);
 
   const int32_t cu[2] = {0, (int32_t)T};
@@ -157,9 +158,10 @@ static void run_case(linattn_context* ctx, int64_t T, const char* dts, int64_t H
   double *tg = xmalloc((size_t)rounds * 8), *tl = xmalloc((size_t)rounds * 8);
   for (int r = -2 - rounds / 10; r < rounds; r++) { /* the first tenth warms caches and workspaces */
     double t0 = thread_ns();
-    check(linattn_gated_delta_net(ctx, &g, &tq, &tk, &tv, cu, 2, &tx, &tb, &ts, &ta, &tt, NULL, &to, &tf, NULL, NULL, 0));
+    if (which != 2)
+      check(linattn_gated_delta_net(ctx, &g, &tq, &tk, &tv, cu, 2, &tx, &tb, &ts, &ta, &tt, NULL, &to, &tf, NULL, NULL, 0));
     double t1 = thread_ns();
-    check(linattn_linear_attention(ctx, &la, &uq, &uk, &uv, &us, &ud, &ub, &uo, &up, NULL, 0));
+    if (which != 1) check(linattn_linear_attention(ctx, &la, &uq, &uk, &uv, &us, &ud, &ub, &uo, &up, NULL, 0));
     double t2 = thread_ns();
     if (r >= 0) tg[r] = t1 - t0, tl[r] = t2 - t1;
   }
@@ -184,6 +186,7 @@ int main(int argc, char** argv) {
   const char* dts = argc > 2 ? argv[2] : "f32,f16,bf16";
   const int64_t H = argc > 3 ? atoll(argv[3]) : 16, d = argc > 4 ? atoll(argv[4]) : 128;
   const int rounds64 = argc > 5 ? atoi(argv[5]) : 400;
+  const int which = argc > 6 ? (!strcmp(argv[6], "gdn") ? 1 : !strcmp(argv[6], "la") ? 2 : 0) : 0;
   if (H < 1 || d < 1 || rounds64 < 1) {
     fprintf(stderr, "usage: %s [T,T,...] [f32,f16,bf16] [H] [d] [rounds]\n", argv[0]);
     return 2;
@@ -207,7 +210,7 @@ int main(int argc, char** argv) {
     for (char* t = strtok_r(tbuf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
       const int64_t T = atoll(t);
       if (T < 1) continue;
-      run_case(ctx, T, ds, H, d, rounds64);
+      run_case(ctx, T, ds, H, d, rounds64, which);
     }
   }
   linattn_context_destroy(ctx);
