@@ -230,9 +230,10 @@ static void random_case(tk_rng* r, gcase* c) {
   }
   c->Hq = 1 + tk_below(r, 2);
   c->grp = 1 + tk_below(r, 2);
-  const int64_t dks[] = {1, 5, 16, 32, 64}, dvs[] = {1, 7, 16, 33, 64};
-  c->dk = dks[tk_below(r, 5)];
-  c->dv = dvs[tk_below(r, 5)];
+  /* 40 and 24: 8 mod 16, so the V-major transposes (16 x 16 tiles of 8 x 8 blocks) have half tiles */
+  const int64_t dks[] = {1, 5, 16, 32, 40, 64}, dvs[] = {1, 7, 16, 24, 33, 40, 64};
+  c->dk = dks[tk_below(r, 6)];
+  c->dv = dvs[tk_below(r, 7)];
   c->rule = (linattn_update_rule)(1 + tk_below(r, 4));
   c->per_key = gated(c->rule) ? (int)tk_below(r, 2) : 0;
   c->gate = gated(c->rule) ? (linattn_gdn_gate)(1 + tk_below(r, 3)) : LINATTN_GDN_GATE_NONE;

@@ -16,6 +16,7 @@
 #include "api/tensor_check.h"
 #include "convert.h"
 #include "internal.h"
+#include "kernels/la_common.h"
 
 #define ERR(...) linattn_set_error(LINATTN_ERROR_INVALID_ARGUMENT, __VA_ARGS__)
 
@@ -36,6 +37,12 @@ typedef struct gdn_call {
   tview q, k, v, decay, beta, init, a_log, dt_bias, out, fin, su;
   bool has_decay, has_beta, has_init, has_fin, has_su, has_gate_inputs;
   bool in_place; /* final_state is initial_state */
+  /* Per-head gate and beta activation computed per unit before its kernel runs (gdn_unit_gates):
+   * p then has gate NONE, no beta sigmoid and fp32 gates; these keep the call's own. */
+  bool pre_gates;
+  la_gate_kind gate_in;
+  bool beta_sigmoid_in;
+  linattn_dtype gate_dtype_in;
   gdn_rows qr, kr, vr, outr;
   int64_t C, dw, su_row;
   /* work split */
@@ -45,7 +52,7 @@ typedef struct gdn_call {
   bool prefetch_next;   /* a lock-step step prefetches the next unit's rows (la_tuning) */
   bool refine;          /* non-finite unit results are recomputed by the reference kernel */
   uint32_t refine_limit; /* la_refine_limit */
-  size_t num_tasks, state_block_bytes, entry_copy_bytes, kernel_scratch_bytes, unit_bytes, task_bytes;
+  size_t num_tasks, state_block_bytes, entry_copy_bytes, gate_table_bytes, kernel_scratch_bytes, unit_bytes, task_bytes;
   char* workspace;
 } gdn_call;
 
@@ -376,6 +383,10 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   if (c->cu)
     for (int64_t b = 0; b < c->B; b++) longest = c->cu[b + 1] - c->cu[b] > longest ? c->cu[b + 1] - c->cu[b] : longest;
   c->state_block_bytes = c->has_fin ? 0 : linattn_round_up(sblock, 64);
+  size_t gtab = 0; /* the unit's fp32 decay and beta rows (pre_gates) */
+  if (c->pre_gates && (!linattn_mul_size((size_t)longest, 2 * sizeof(float), &gtab) || gtab > SIZE_MAX - 64))
+    return ERR("workspace size overflows");
+  c->gate_table_bytes = linattn_round_up(gtab, 64);
   /* a kernel's scratch grows with the tokens of a call up to a tile: sized for the longest request */
   la_params longest_p = c->p;
   longest_p.T = longest;
@@ -388,7 +399,8 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
     kbytes = linattn_la_reference.scratch_bytes(&longest_p, bc);
   c->kernel_scratch_bytes = linattn_round_up(kbytes, 64);
   if (!linattn_add_size(c->state_block_bytes, c->kernel_scratch_bytes, &c->unit_bytes) ||
-      !linattn_add_size(c->unit_bytes, c->entry_copy_bytes, &c->unit_bytes))
+      !linattn_add_size(c->unit_bytes, c->entry_copy_bytes, &c->unit_bytes) ||
+      !linattn_add_size(c->unit_bytes, c->gate_table_bytes, &c->unit_bytes))
     return ERR("workspace size overflows");
   const int64_t per_task = c->num_tasks > 0 ? (units + (int64_t)c->num_tasks - 1) / (int64_t)c->num_tasks : 0;
   c->lockstep_units = 1;
@@ -435,6 +447,18 @@ static linattn_status gdn_resolve(linattn_context* ctx, const linattn_gated_delt
   p->qk_l2_norm = d->qk_l2_norm != 0;
   p->l2_eps = d->qk_l2_norm_eps;
   p->state_v_major = true;
+  c->gate_in = p->gate;
+  c->beta_sigmoid_in = p->beta_sigmoid;
+  c->gate_dtype_in = p->gate_dtype;
+  /* Per-head gates: computed once per (token, head) in a loop of independent libm calls before
+   * the unit runs, off the staging's per-token dependency chain (per-key gates stay in the
+   * staging, which has the key row at hand). */
+  c->pre_gates = !c->per_key_decay && (p->gate != LA_GATE_NONE || p->beta_sigmoid) && (c->has_decay || c->has_beta);
+  if (c->pre_gates) {
+    p->gate = LA_GATE_NONE;
+    p->beta_sigmoid = false;
+    p->gate_dtype = LINATTN_DTYPE_F32;
+  }
   return gdn_plan(ctx, c);
 }
 
@@ -461,72 +485,100 @@ static bool gdn_unit_refines(const gdn_call* c, int64_t len) {
   return c->refine && (!c->in_place || len >= LA_KEEP_ENTRY_MIN_TOKENS);
 }
 
+/* The decay (log-space, through the gate) and beta (through its activation) of the unit's len
+ * tokens into table (2 len floats), to which u then points (pre_gates): the staging's own
+ * functions (la_gate_log_decay, la_beta_at), so the same bits as when the staging applies them. */
+static void gdn_unit_gates(const gdn_call* c, la_unit* u, float* table, int64_t len) {
+  la_params gp = c->p;
+  gp.gate = c->gate_in;
+  gp.beta_sigmoid = c->beta_sigmoid_in;
+  gp.gate_dtype = c->gate_dtype_in;
+  float *g = table, *b = table + len;
+  if (u->decay) {
+    const size_t gsz = linattn_dtype_size(c->gate_dtype_in);
+    for (int64_t t = 0; t < len; t++)
+      g[t] = la_gate_log_decay(&gp, u, linattn_load_f32((const char*)u->decay + (size_t)(t * u->decay_token_stride) * gsz, 0, c->gate_dtype_in), 0);
+    u->decay = g;
+    u->decay_token_stride = 1;
+  }
+  if (u->beta) {
+    for (int64_t t = 0; t < len; t++) b[t] = la_beta_at(&gp, u, t);
+    u->beta = b;
+    u->beta_token_stride = 1;
+  }
+}
+
 /* Builds unit `unit` (request r): la_unit over the request's tokens; returns the kernel scratch.
  * Scratch: the state block (without final_state), the entering in-place state's copy (made
- * unless recompute: the reference kernel then runs from it), the kernel's scratch. */
+ * unless recompute: the reference kernel then runs from it), the gate table (pre_gates), the
+ * kernel's scratch. */
 static char* gdn_prepare_unit(const gdn_call* c, int64_t unit, char* scratch, la_unit* up, bool recompute) {
   const int64_t blk = unit % c->blocks_per_head, rh = unit / c->blocks_per_head;
   const int64_t h = rh % c->Hv, r = rh / c->Hv, hq = h / c->grp;
   const int64_t dk = c->dk, dv = c->dv, col0 = blk * c->block_cols;
   const int64_t ncols = dv - col0 < c->block_cols ? dv - col0 : c->block_cols;
-  const size_t esz = linattn_dtype_size(c->p.io_dtype), gsz = linattn_dtype_size(c->p.gate_dtype);
+  const size_t esz = linattn_dtype_size(c->p.io_dtype), gsz = linattn_dtype_size(c->gate_dtype_in);
   int64_t s0, len;
   gdn_request(c, r, &s0, &len);
-  la_unit u;
-  memset(&u, 0, sizeof u);
-  u.n_q = 1;
-  u.q = gdn_at(c->qr.data, gdn_rows_off(c, &c->qr, r, s0, hq), esz);
-  u.q_token_stride = c->qr.ts;
-  u.q_head_stride = dk;
-  u.k = gdn_at(c->kr.data, gdn_rows_off(c, &c->kr, r, s0, hq), esz);
-  u.k_token_stride = c->kr.ts;
-  u.v = gdn_at(c->vr.data, gdn_rows_off(c, &c->vr, r, s0, h) + col0, esz);
-  u.v_token_stride = c->vr.ts;
-  if (c->has_decay) {
-    u.decay_token_stride = c->dw; /* packed (T, H_v[, d_k]) */
-    u.decay = gdn_at(c->decay.data, s0 * c->dw + (c->per_key_decay ? h * dk : h), gsz);
-  }
-  if (c->has_beta) {
-    u.beta_token_stride = c->Hv;
-    u.beta = gdn_at(c->beta.data, s0 * c->Hv + h, gsz);
-  }
-  u.out = gdn_at(c->outr.data, gdn_rows_off(c, &c->outr, r, s0, h) + col0, esz);
-  u.out_token_stride = c->outr.ts;
-  u.out_head_stride = dv;
+  /* Written in place, field by field (as la_prepare_unit): a local copy assigned at the end is
+   * read back before its scalar stores have drained, and zeroing the struct first compiles to a
+   * string store. */
+  la_unit* const u = up;
+  u->n_q = 1;
+  u->q = gdn_at(c->qr.data, gdn_rows_off(c, &c->qr, r, s0, hq), esz);
+  u->q_token_stride = c->qr.ts;
+  u->q_head_stride = dk;
+  u->k = gdn_at(c->kr.data, gdn_rows_off(c, &c->kr, r, s0, hq), esz);
+  u->k_token_stride = c->kr.ts;
+  u->v = gdn_at(c->vr.data, gdn_rows_off(c, &c->vr, r, s0, h) + col0, esz);
+  u->v_token_stride = c->vr.ts;
+  u->decay = c->has_decay ? gdn_at(c->decay.data, s0 * c->dw + (c->per_key_decay ? h * dk : h), gsz) : NULL;
+  u->decay_token_stride = c->has_decay ? c->dw : 0; /* packed (T, H_v[, d_k]) */
+  u->beta = c->has_beta ? gdn_at(c->beta.data, s0 * c->Hv + h, gsz) : NULL;
+  u->beta_token_stride = c->has_beta ? c->Hv : 0;
+  u->out = gdn_at(c->outr.data, gdn_rows_off(c, &c->outr, r, s0, h) + col0, esz);
+  u->out_token_stride = c->outr.ts;
+  u->out_head_stride = dv;
   if (dv == 0) { /* never dereferenced, but offset per token: a valid pointer, no stride (v and output may be NULL) */
-    u.v = u.out = scratch + c->state_block_bytes + c->entry_copy_bytes;
-    u.v_token_stride = u.out_token_stride = 0;
+    u->v = u->out = scratch + c->state_block_bytes + c->entry_copy_bytes;
+    u->v_token_stride = u->out_token_stride = 0;
   }
-  u.col0 = col0;
-  u.ncols = ncols;
+  u->col0 = col0;
+  u->ncols = ncols;
   const int64_t sbase = ((r * c->Hv + h) * dv + col0) * dk;
-  u.state_in = c->has_init ? (const float*)gdn_at(c->init.data, sbase, sizeof(float)) : NULL;
-  u.state_out = c->has_fin ? (float*)gdn_at(c->fin.data, sbase, sizeof(float)) : (float*)scratch;
-  u.ld_state = dk;
-  if (c->p.gate != LA_GATE_NONE) {
+  u->state_in = c->has_init ? (const float*)gdn_at(c->init.data, sbase, sizeof(float)) : NULL;
+  u->state_out = c->has_fin ? (float*)gdn_at(c->fin.data, sbase, sizeof(float)) : (float*)scratch;
+  u->ld_state = dk;
+  u->gate_coef = 0.0f;
+  u->dt_bias = NULL;
+  u->dt_bias_per_key = false;
+  if (c->gate_in != LA_GATE_NONE) {
     const float al = ((const float*)c->a_log.data)[h];
-    u.gate_coef = c->p.gate == LA_GATE_SOFTPLUS ? -expf(al) : expf(al);
-    u.dt_bias = (const float*)c->dt_bias.data + (c->dt_bias_per_key ? h * dk : h);
-    u.dt_bias_per_key = c->dt_bias_per_key;
+    u->gate_coef = c->gate_in == LA_GATE_SOFTPLUS ? -expf(al) : expf(al);
+    u->dt_bias = (const float*)c->dt_bias.data + (c->dt_bias_per_key ? h * dk : h);
+    u->dt_bias_per_key = c->dt_bias_per_key;
   }
+  u->cap_tokens = u->cap_decay_stride = u->cap_key_stride = u->cap_delta_stride = 0;
+  u->cap_decay = u->cap_key = u->cap_delta = NULL;
   if (c->C > 0 && c->has_su) {
     const int64_t want = c->capture_count[r], lim = len < c->C ? len : c->C;
-    u.cap_tokens = want < 0 ? 0 : want > lim ? lim : want;
+    u->cap_tokens = want < 0 ? 0 : want > lim ? lim : want;
     float* row = (float*)c->su.data + r * c->su_row;
-    u.cap_decay = col0 == 0 ? row + (c->per_key_decay ? h * dk : h) : NULL;
-    u.cap_decay_stride = c->dw;
-    u.cap_key = col0 == 0 && h % c->grp == 0 ? row + c->C * c->dw + hq * dk : NULL;
-    u.cap_key_stride = c->Hq * dk;
-    u.cap_delta = row + c->C * (c->dw + c->Hq * dk) + h * dv + col0;
-    u.cap_delta_stride = c->Hv * dv;
+    u->cap_decay = col0 == 0 ? row + (c->per_key_decay ? h * dk : h) : NULL;
+    u->cap_decay_stride = c->dw;
+    u->cap_key = col0 == 0 && h % c->grp == 0 ? row + c->C * c->dw + hq * dk : NULL;
+    u->cap_key_stride = c->Hq * dk;
+    u->cap_delta = row + c->C * (c->dw + c->Hq * dk) + h * dv + col0;
+    u->cap_delta_stride = c->Hv * dv;
   }
   if (c->in_place && gdn_unit_refines(c, len)) { /* the state rows are value columns */
     char* entry = scratch + c->state_block_bytes;
-    if (recompute) la_copy_rows(u.state_out, dk, entry, dk, ncols, dk, sizeof(float));
-    else la_copy_rows(entry, dk, u.state_out, dk, ncols, dk, sizeof(float));
+    if (recompute) la_copy_rows(u->state_out, dk, entry, dk, ncols, dk, sizeof(float));
+    else la_copy_rows(entry, dk, u->state_out, dk, ncols, dk, sizeof(float));
   }
-  *up = u;
-  return scratch + c->state_block_bytes + c->entry_copy_bytes;
+  char* table = scratch + c->state_block_bytes + c->entry_copy_bytes;
+  if (c->pre_gates) gdn_unit_gates(c, u, (float*)table, len);
+  return table + c->gate_table_bytes;
 }
 
 /* After a fast kernel ran unit `unit` (finite: its outputs were all finite, la_units.h):

@@ -197,8 +197,22 @@ static inline __attribute__((always_inline)) void la_transpose8x8(float* dst, in
 #undef LA_STORE8
 static inline void la_transpose(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t rows, int64_t cols) {
   const int64_t rows8 = rows & ~(int64_t)7, cols8 = cols & ~(int64_t)7;
-  for (int64_t r = 0; r < rows8; r += 8)
-    for (int64_t c = 0; c < cols8; c += 8) la_transpose8x8(dst + c * ldd + r, ldd, src + r * lds + c, lds);
+  /* 16 x 16 tiles of four blocks: each row piece read or written is a whole 64-byte line at
+   * once (8 x 8 blocks alone touch half lines, and the panel is larger than L1 by the time the
+   * other half comes) */
+  for (int64_t r0 = 0; r0 < rows8; r0 += 16)
+    for (int64_t c0 = 0; c0 < cols8; c0 += 16) {
+      /* the same tile of the next tile row, a row of tiles ahead: the state comes from L3 or
+       * memory (read) and goes to the caller's buffer (write) in short strided pieces, which
+       * the hardware prefetchers do not follow */
+      if (r0 + 32 <= rows8 && c0 + 16 <= cols8)
+        for (int64_t i = 0; i < 16; i++) {
+          __builtin_prefetch(src + (r0 + 16 + i) * lds + c0, 0, 3);
+          __builtin_prefetch(dst + (c0 + i) * ldd + r0 + 16, 1, 3);
+        }
+      for (int64_t r = r0; r < r0 + 16 && r < rows8; r += 8)
+        for (int64_t c = c0; c < c0 + 16 && c < cols8; c += 8) la_transpose8x8(dst + c * ldd + r, ldd, src + r * lds + c, lds);
+    }
   la_transpose4(dst + cols8 * ldd, ldd, src + cols8, lds, rows8, cols - cols8); /* rows [0, rows8), cols [cols8, cols) */
   la_transpose4(dst + rows8, ldd, src + rows8 * lds, lds, rows - rows8, cols);  /* rows [rows8, rows) */
 }

@@ -179,13 +179,16 @@ static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
 
 /* ---- GatedDeltaNet staging (q/k L2 norm, fused gates, beta sigmoid, transition capture) ---- */
 
-/* 1 / |x| (la_params.l2_eps under the root) of a d_k row of io_dtype elements. */
-static float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row) {
+/* 1 / |x| (la_params.l2_eps under the root) of a d_k row of io_dtype elements; with conv, the
+ * row converted to fp32 into conv (dkp floats, padding 0) on the way, so that a half-precision
+ * row is read and converted once (an fp32 row is cheaper to read twice than to copy). */
+static inline __attribute__((always_inline)) float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row, float* conv) {
   const linattn_dtype dt = J->p->io_dtype;
   vf acc = v_zero();
   for (int64_t i = 0; i < J->dkp; i += LA_VL) {
     const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
     const vf x = v_load_io(la_io_at(row, i, dt), dt, n);
+    if (conv) v_store(conv + i, x);
     acc = v_fma(x, x, acc);
   }
   return la_l2_inv(J->p, v_hsum(acc));
@@ -234,10 +237,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const
     }
     const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
     vf acc = v_zero();
-    const vf sc = l2 ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt)) : sc_plain;
+    const int qconv = l2 && dt != LINATTN_DTYPE_F32; /* q converted into aqh by the norm's pass */
+    const vf sc = l2 ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt, qconv ? aqh : NULL)) : sc_plain;
     for (int64_t i = 0; i < J->dkp; i += LA_VL) {
       const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
-      const vf qs = v_mul(sc, v_load_io(la_io_at(qt, i, dt), dt, n));
+      const vf qs = v_mul(sc, qconv ? v_load(aqh + i) : v_load_io(la_io_at(qt, i, dt), dt, n));
       acc = v_fma(v_load(k + i), qs, acc);
       v_store(aqh + i, p->gated ? v_mul(v_load(a + i), qs) : qs);
     }
@@ -352,7 +356,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   const int gate_row = !PLAIN && per_key && p->gate != LA_GATE_NONE;
   const int l2 = PLAIN ? 0 : p->qk_l2_norm;
   if (gate_row) LA_FN(la_gate_row)(J, gt, aks);
-  const vf kscale = v_set1(l2 ? LA_FN(la_l2_inv_row)(J, kt) : 1.0f);
+  const int kconv = l2 && dt != LINATTN_DTYPE_F32; /* k converted into kts by the norm's pass */
+  const vf kscale = v_set1(l2 ? LA_FN(la_l2_inv_row)(J, kt, kconv ? kts : NULL) : 1.0f);
   const int cap = !PLAIN && t < u->cap_tokens;
   float* cap_decay = cap && u->cap_decay ? u->cap_decay + t * u->cap_decay_stride : NULL;
   int in_range = 1;
@@ -366,7 +371,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   const vf ch = v_set1(st->c_head);
   for (int64_t i = 0; i < dkp; i += LA_VL) {
     const int nv = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
-    vf kv = v_load_io(la_io_at(kt, i, dt), dt, nv);
+    vf kv = kconv ? v_load(kts + i) : v_load_io(la_io_at(kt, i, dt), dt, nv);
     if (l2) kv = v_mul(kv, kscale);
     vf cv = ch;
     if (per_key) {
