@@ -277,11 +277,10 @@ typedef struct la_tuning {
   int stage_plain;             /* 1: tokens with fp32 inputs and no fused gate, key normalisation
                                 * or capture are staged by a copy specialised for them (the same
                                 * arithmetic, the same bits) */
-  int decode_vectors;          /* decode (T == 1) of an fp32 state: most vectors per column panel,
-                                * 2, 4 or 8 (capped by the ISA's LA_WMAX_DECODE); 0: the ISA's */
-  int decode_overlap;          /* 1: decode of an fp32 state updates each panel's rows last to
-                                * first, summing the next panel's p and s from its old rows in the
-                                * same pass (the same arithmetic, the same bits) */
+  int decode_vectors;          /* decode (T == 1) of an fp32 state in place: most vectors per column
+                                * panel, 2, 4 or 8 (capped by the ISA's LA_WMAX_DECODE); 0: the ISA's */
+  int decode_overlap;          /* 1: there, each panel's update sweep also sums the next panel's p
+                                * and s from its old rows (the same arithmetic, the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

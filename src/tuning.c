@@ -29,9 +29,10 @@ static const linattn_tuning g_tunings[] = {
      * left to the hardware prefetchers; plain fp32 inputs are staged by a specialised copy
      * (same bits), which the small d = 64 heads feel most. Channels-first conv rows stream
      * from a fixed size, not the reported L3's: a VM reports the whole host's shared L3, and a
-     * core keeps far less of it (docs/tuning.md, conv.cf_stream_min_bytes). Decode panels of
-     * 64 columns (32 KiB of fp32 rows, within the 48 KiB L1D), each panel's update sweep also
-     * reading the next panel's rows (docs/tuning.md, la.decode_vectors, la.decode_overlap). */
+     * core keeps far less of it (docs/tuning.md, conv.cf_stream_min_bytes). Decode of an fp32
+     * state in place in panels of 64 columns (32 KiB of rows, within the 48 KiB L1D), each
+     * panel's update sweep also reading the next panel's rows (docs/tuning.md,
+     * la.decode_vectors, la.decode_overlap). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1},

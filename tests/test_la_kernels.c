@@ -458,8 +458,9 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
     }
 
     /* decode panels capped at 2 or 4 vectors (la_tuning.decode_vectors), each update sweep
-     * summing the next panel's p and s (la_tuning.decode_overlap), ordinary and streaming
-     * stores: every column's arithmetic is the same, so the bits of the default panels */
+     * summing the next panel's p and s (la_tuning.decode_overlap); they apply in place (a
+     * separate state, also with streaming stores, keeps the default panels): every column's
+     * arithmetic is the same, so the bits of the default panels */
     if (T == 1) {
       for (int cfg = 0; cfg < 6; cfg++) {
         la_params pd = p;

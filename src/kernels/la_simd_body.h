@@ -46,9 +46,13 @@
 #endif
 #define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
 /* Decode panels whose update sweep may also sum the next panel's p and s (la_last_update): the
- * ISA file allows the (NQ, W) whose registers hold u, p, s, the row and the next row. */
-#ifndef LA_DECODE_OVERLAP
+ * ISA file allows the (NQ, W) whose registers hold u, p, s, the row and the next row. Only the
+ * families that define it apply la_tuning.decode_vectors and decode_overlap (measured on them). */
+#ifdef LA_DECODE_OVERLAP
+#define LA_DECODE_TUNED 1
+#else
 #define LA_DECODE_OVERLAP(NQ, W) 0
+#define LA_DECODE_TUNED 0
 #endif
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
@@ -68,7 +72,6 @@ typedef struct LA_FN(la_panel) {
   int packed;       /* dst is the panel's block of the packed copy */
   int stages;       /* first panel: stages one token of the next tile per token it runs */
   int overlap;      /* decode: the update sweep also sums the next panel's p and s (LA_UPD_NEXT) */
-  int reverse;      /* decode: the update sweep runs the rows last to first (LA_UPD_REV) */
   int primed;       /* decode: p and s already summed by the previous panel, in carry */
   int prefetches;   /* last panel: prefetches the rows of the caller's next step (J->pf) */
 } LA_FN(la_panel);
@@ -426,7 +429,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 /* ------------------------------------------------------------------ the sweep */
 
-enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_REV = 3, LA_UPD_NEXT = 4 };
+enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
  * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
@@ -469,14 +472,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  *   LA_ACC:      x = src row;                        p += x ak_i, s_h += x aq_h,i
  *   LA_UPD_ACC:  x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
  *   LA_UPD:      x = a_i src row + k_i u, dst = x (streamed when STREAM)
- *   LA_UPD_REV:  LA_UPD, rows last to first
- *   LA_UPD_NEXT: LA_UPD_REV, and y = the next panel's src row (W vectors further, not yet
- *                updated), first to last: p += y ak_i, s_h += y aq_h,i (that panel's LA_ACC)
+ *   LA_UPD_NEXT: LA_UPD, and y = the next panel's src row (W vectors further, not yet
+ *                updated): p += y ak_i, s_h += y aq_h,i (that panel's LA_ACC sums; decode)
  * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
- * The reversed updates (decode, la_last_update) find in L1 the rows that the panel's LA_ACC
- * sweep loaded last: a panel of 128 rows with the state's row stride puts 16 lines in each L1
- * set it uses, more than its ways, so rows last to first hit where first to last misses every
- * row (least recently used replacement). The order of the updates changes no bits.
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
@@ -501,13 +499,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       }
     }
     if (MODE != LA_ACC) {
-      const int64_t r = MODE == LA_UPD_REV || MODE == LA_UPD_NEXT ? dk - 1 - i : i;
-      const char* sr = (const char*)src + r * ld * esz;
-      char* dr = (char*)dst + r * ld * esz;
+      const char* sr = (const char*)src + i * ld * esz;
+      char* dr = (char*)dst + i * ld * esz;
       vf y[LA_WCAP];
-      const vf kb = v_set1(k[r]);
+      const vf kb = v_set1(k[i]);
       if (DECAY) {
-        const vf ab = v_set1(a[r]);
+        const vf ab = v_set1(a[i]);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
       } else {
@@ -664,7 +661,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_extra_heads)(const la
 /* The update sweep of the call's last token (a, k: its factors and key, u its values). A decode
  * panel with P->overlap also sums the next panel's p and s from that panel's old rows in the same
  * pass, in the order of that panel's own LA_ACC sweep (the same bits), and parks them in the
- * carry for it (P[1].primed): one pass over the state where two followed each other. */
+ * carry for it (P[1].primed): the next panel's reads from L2 overlap this panel's stores. */
 static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la_job_t* J, la_panel_t* P,
                                                                         const float* a, const float* k,
                                                                         const vf* u, vf* p, vf s[][LA_WCAP],
@@ -681,11 +678,6 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
       LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1, SD);
     LA_STORE_CARRY(P + 1, p, s);
     P[1].primed = 1;
-  } else if (P->reverse) {
-    if (SD == 0 && P->stream)
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_REV, 1, 0, SD);
-    else
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_REV, 0, 0, SD);
   } else if (SD == 0 && P->stream) {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, SD);
   } else {
@@ -1050,10 +1042,18 @@ static void LA_FN(la_pack_panel)(const la_params* p, const la_unit* u, la_panel_
   }
 }
 
-/* Most vectors per decode panel: the ISA's LA_WMAX_DECODE, capped by la_params.decode_vectors
- * (2, 4 or 8; rounded down to one of them, whose panels la_simd_panels.h instantiates). */
-static int LA_FN(la_decode_wmax)(const la_params* p, int G) {
-  const int w = LA_WMAX_DECODE(G), cap = la_state_half(p) ? 0 : p->decode_vectors; /* fp32 states */
+/* Whether la_params.decode_vectors and decode_overlap apply: a family that defines
+ * LA_DECODE_OVERLAP, an fp32 state updated in place (or from zeros); a separate present_state
+ * and a half-precision state keep the ISA's panels (docs/tuning.md, la.decode_vectors). */
+static int LA_FN(la_decode_tuned)(const la_params* p, const la_unit* u) {
+  return LA_DECODE_TUNED && !la_state_half(p) && (!u->state_in || u->state_in == u->state_out);
+}
+
+/* Most vectors per decode panel: the ISA's LA_WMAX_DECODE, capped where la_decode_tuned by
+ * la_params.decode_vectors (2, 4 or 8; rounded down to one of them, whose panels
+ * la_simd_panels.h instantiates). */
+static int LA_FN(la_decode_wmax)(const la_params* p, const la_unit* u, int G) {
+  const int w = LA_WMAX_DECODE(G), cap = LA_FN(la_decode_tuned)(p, u) ? p->decode_vectors : 0;
   if (cap <= 0 || cap >= w) return w;
   return cap >= 4 ? 4 : 2;
 }
@@ -1087,7 +1087,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
            tb->pair != NULL && !(u->cap_tokens > 0 && u->cap_delta);
-  const int wmax = J.pair ? LA_WMAX_PAIR(J.G) : pack_all ? LA_WMAX(J.G) : LA_FN(la_decode_wmax)(p, J.G);
+  const int wmax = J.pair ? LA_WMAX_PAIR(J.G) : pack_all ? LA_WMAX(J.G) : LA_FN(la_decode_wmax)(p, u, J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
   /* Panels: full vectors in widths wmax, then 2, then 1; the partial vector last. For prefill
@@ -1137,11 +1137,11 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   if (np > 0) J.panels[np - 1].prefetches = 1;
   /* decode: a panel's update sweep sums the next panel's p and s where both are rows of the
    * state of one width (la_last_update); the heads beyond a group of 8 keep their own sweeps */
+  const int overlap = p->decode_overlap && J.T == 1 && J.nq <= LA_GMAX && LA_FN(la_decode_tuned)(p, u);
   for (int i = 0; i < np; i++) {
     la_panel_t* P = &J.panels[i];
     P->primed = 0;
-    P->reverse = p->decode_overlap && J.T == 1 && !P->packed && !la_state_half(p);
-    P->overlap = P->reverse && J.nq <= LA_GMAX && i + 1 < np && !P[1].packed && P[1].W == P->W;
+    P->overlap = overlap && i + 1 < np && !P->packed && !P[1].packed && P[1].W == P->W;
   }
   for (int64_t i = 0; i < J.dkp; i += LA_VL) v_store(J.ones + i, v_set1(1.0f));
 
