@@ -57,6 +57,8 @@ typedef struct la_params {
                              * which works in fp32 between the load and one rounded store */
   int sweep_tokens;        /* prefill tokens per state sweep (la_tuning.sweep_tokens) */
   int stage_plain;         /* specialised staging of plain fp32 inputs (la_tuning.stage_plain) */
+  int decode_vectors;      /* la_tuning.decode_vectors */
+  int decode_overlap;      /* la_tuning.decode_overlap */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -275,6 +277,10 @@ typedef struct la_tuning {
   int stage_plain;             /* 1: tokens with fp32 inputs and no fused gate, key normalisation
                                 * or capture are staged by a copy specialised for them (the same
                                 * arithmetic, the same bits) */
+  int decode_vectors;          /* decode (T == 1) of an fp32 state in place: most vectors per column
+                                * panel, 2, 4 or 8 (capped by the ISA's LA_WMAX_DECODE); 0: the ISA's */
+  int decode_overlap;          /* 1: there, each panel's update sweep also sums the next panel's p
+                                * and s from its old rows (the same arithmetic, the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -457,6 +457,29 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
       result_free(&sr);
     }
 
+    /* decode panels capped at 2 or 4 vectors (la_tuning.decode_vectors), each update sweep
+     * summing the next panel's p and s (la_tuning.decode_overlap); they apply in place (a
+     * separate state, also with streaming stores, keeps the default panels): every column's
+     * arithmetic is the same, so the bits of the default panels */
+    if (T == 1) {
+      for (int cfg = 0; cfg < 6; cfg++) {
+        la_params pd = p;
+        pd.decode_vectors = cfg & 1 ? 4 : 2;
+        pd.decode_overlap = cfg >> 1 & 1;
+        pd.stream_state = cfg >= 4;
+        if (pd.stream_state && c->st != ST_SEPARATE) continue;
+        la_result dr;
+        result_alloc(&in, &dr);
+        run_units(k, &pd, &in, c->st, whole, 1, &dr);
+        int64_t first;
+        const int64_t nd = bits_differ_out(&in, got.out, dr.out, &first);
+        const int64_t ns = bits_differ_state(&in, got.state, dr.state);
+        tk_check(nd == 0 && ns == 0, "%s: decode panels of %d vectors (overlap %d, streaming %d) differ: %lld outputs, %lld state rows",
+                 k->name, pd.decode_vectors, pd.decode_overlap, (int)pd.stream_state, (long long)nd, (long long)ns);
+        result_free(&dr);
+      }
+    }
+
     /* column splits: bit-identical to the whole unit */
     int64_t splits[4][3];
     int nsplit = 0, ncut[4];
@@ -591,12 +614,16 @@ int main(int argc, char** argv) {
         done++;
       }
   /* Decode with d_v = 64 and 128 (Mamba-2 / RWKV-6 and Qwen heads: one 4- or 8-vector panel
-   * per unit) and 80 (4 + 1 vectors), separate and in place, every rule. */
-  static const int64_t decode_shapes[][2] = {{128, 64}, {64, 64}, {128, 80}, {64, 128}};
+   * per unit), 80 (4 + 1 vectors), 160 and 200 (several panels of one width under
+   * la_tuning.decode_vectors, then a partial vector; one and two query heads per state),
+   * separate and in place, every rule. */
+  static const int64_t decode_shapes[][3] = {{128, 64, 1}, {64, 64, 1}, {128, 80, 1}, {64, 128, 1},
+                                             {128, 160, 1}, {64, 200, 2}};
   for (int rule = 1; rule <= 4; rule++)
-    for (int si = 0; si < 4; si++) {
-      la_case c = {(linattn_update_rule)rule, si & 1 ? LA_DECAY_PER_KEY : LA_DECAY_PER_HEAD, LINATTN_DTYPE_F32, 1,
-                   decode_shapes[si][0], decode_shapes[si][1], 1, si < 2 ? ST_SEPARATE : ST_INPLACE, G_MILD,
+    for (int si = 0; si < 6; si++) {
+      la_case c = {(linattn_update_rule)rule, si & 1 ? LA_DECAY_PER_KEY : LA_DECAY_PER_HEAD, LINATTN_DTYPE_F32,
+                   (int)decode_shapes[si][2],
+                   decode_shapes[si][0], decode_shapes[si][1], 1, si < 2 || si == 5 ? ST_SEPARATE : ST_INPLACE, G_MILD,
                    B_UNIFORM, 1.0};
       describe(&c);
       run_case(&r, fams, nfam, &c);

@@ -71,6 +71,9 @@ static inline vf v_exp(vf x) { return exp16(x); }
 /* Decode (no packed copy): one or two heads take whole 128-column rows (8 zmm) or 64
  * columns, so the state streams from memory as contiguous rows. */
 #define LA_WMAX_DECODE(G) ((G) == 1 ? 8 : (G) == 2 ? 4 : 2)
+/* Decode panels whose update sweep may also sum the next panel's p and s (la_tuning.decode_overlap):
+ * u, p, s (NQ + 2 rows of W) plus the row and the next row, W * (NQ + 4) <= 24 of the 32 zmm. */
+#define LA_DECODE_OVERLAP(NQ, W) ((W) * ((NQ) + 4) <= 24)
 
 /* The panels to instantiate, (heads per group, vectors): la_simd_panels.h checks that these are
  * the widths la_setup picks with the LA_WMAX above. */

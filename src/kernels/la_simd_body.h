@@ -45,6 +45,15 @@
 #define LA_WMAX_PAIR(G) LA_WMAX(G) /* vectors per two-token panel */
 #endif
 #define LA_FOLD_EXP 60 /* segment while 2^-60 <= C <= 2^60 */
+/* Decode panels whose update sweep may also sum the next panel's p and s (la_last_update): the
+ * ISA file allows the (NQ, W) whose registers hold u, p, s, the row and the next row. Only the
+ * families that define it apply la_tuning.decode_vectors and decode_overlap (measured on them). */
+#ifdef LA_DECODE_OVERLAP
+#define LA_DECODE_TUNED 1
+#else
+#define LA_DECODE_OVERLAP(NQ, W) 0
+#define LA_DECODE_TUNED 0
+#endif
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
@@ -62,6 +71,8 @@ typedef struct LA_FN(la_panel) {
   float* carry;     /* p then s, parked between tiles */
   int packed;       /* dst is the panel's block of the packed copy */
   int stages;       /* first panel: stages one token of the next tile per token it runs */
+  int overlap;      /* decode: the update sweep also sums the next panel's p and s (LA_UPD_NEXT) */
+  int primed;       /* decode: p and s already summed by the previous panel, in carry */
   int prefetches;   /* last panel: prefetches the rows of the caller's next step (J->pf) */
 } LA_FN(la_panel);
 
@@ -164,7 +175,9 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
   J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
   J->pack = la_arena_floats(&ar, p->d_k * (LA_FN(la_packs_all)(p) ? J->ncp : LA_VL));
-  J->carry = la_arena_floats(&ar, one_tile ? 0 : maxpanels * (1 + LA_GMAX) * LA_WCAP * LA_VL);
+  /* one tile parks nothing, except decode's next-panel sums (la_last_update): one carry */
+  const int64_t carries = one_tile ? (p->T == 1 && p->decode_overlap ? 1 : 0) : maxpanels;
+  J->carry = la_arena_floats(&ar, carries * (1 + LA_GMAX) * LA_WCAP * LA_VL);
   J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
   la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* la_step's resume record, last */
   return ar.used;
@@ -421,7 +434,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 /* ------------------------------------------------------------------ the sweep */
 
-enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2 };
+enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
  * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
@@ -461,9 +474,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
   } while (0)
 
 /* One pass over the d_k rows of a panel.
- *   LA_ACC:     x = src row;                        p += x ak_i, s_h += x aq_h,i
- *   LA_UPD_ACC: x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
- *   LA_UPD:     x = a_i src row + k_i u, dst = x (streamed when STREAM)
+ *   LA_ACC:      x = src row;                        p += x ak_i, s_h += x aq_h,i
+ *   LA_UPD_ACC:  x = a_i src row + k_i u, dst = x;   p += x ak_i, s_h += x aq_h,i
+ *   LA_UPD:      x = a_i src row + k_i u, dst = x (streamed when STREAM)
+ *   LA_UPD_NEXT: LA_UPD, and y = the next panel's src row (W vectors further, not yet
+ *                updated): p += y ak_i, s_h += y aq_h,i (that panel's LA_ACC sums; decode)
  * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * All arguments that select code are compile-time constants after inlining. */
@@ -473,33 +488,45 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD) {
   const int64_t esz = LA_SD_SIZE(SD);
   for (int64_t i = 0; i < dk; i++) {
-    const char* sr = (const char*)src + i * ld * esz;
-    char* dr = (char*)dst + i * ld * esz;
     vf x[LA_WCAP];
-    if (MODE == LA_ACC) {
+    if (MODE == LA_ACC || MODE == LA_UPD_NEXT) {
+      /* LA_UPD_NEXT: the next panel's row, loaded before the update's stores */
+      const char* sr = (const char*)src + (i * ld + (MODE == LA_UPD_NEXT ? W * LA_VL : 0)) * esz;
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_state)(sr + j * LA_VL * esz, SD);
       if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
       }
-    } else {
+      if (PREFETCH == 2) { /* the next panel's part of the row, to L2: whole rows stream from DRAM */
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) __builtin_prefetch(sr + (8 * ld + (W + j) * LA_VL) * esz, 0, 2);
+      }
+    }
+    if (MODE != LA_ACC) {
+      const char* sr = (const char*)src + i * ld * esz;
+      char* dr = (char*)dst + i * ld * esz;
+      vf y[LA_WCAP];
       const vf kb = v_set1(k[i]);
       if (DECAY) {
         const vf ab = v_set1(a[i]);
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
+        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
       } else {
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) x[j] = v_fma(kb, u[j], LA_FN(la_load_state)(sr + j * LA_VL * esz, SD));
+        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], LA_FN(la_load_state)(sr + j * LA_VL * esz, SD));
       }
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) {
-        if (STREAM) v_stream((float*)(void*)(dr + j * LA_VL * esz), x[j]);
-        else LA_FN(la_store_state)(dr + j * LA_VL * esz, x[j], SD);
+        if (STREAM) v_stream((float*)(void*)(dr + j * LA_VL * esz), y[j]);
+        else LA_FN(la_store_state)(dr + j * LA_VL * esz, y[j], SD);
+      }
+      if (MODE == LA_UPD_ACC) {
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) x[j] = y[j];
       }
     }
-    if (MODE != LA_UPD) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
+    if (MODE == LA_ACC || MODE == LA_UPD_ACC || MODE == LA_UPD_NEXT) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
   }
 }
 
@@ -636,6 +663,33 @@ static inline __attribute__((always_inline)) void LA_FN(la_extra_heads)(const la
         (s)[h][j] = v_load((P)->carry + ((h + 1) * LA_WCAP + j) * LA_VL);                    \
   } while (0)
 
+/* The update sweep of the call's last token (a, k: its factors and key, u its values). A decode
+ * panel with P->overlap also sums the next panel's p and s from that panel's old rows in the same
+ * pass, in the order of that panel's own LA_ACC sweep (the same bits), and parks them in the
+ * carry for it (P[1].primed): the next panel's reads from L2 overlap this panel's stores. */
+static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la_job_t* J, la_panel_t* P,
+                                                                        const float* a, const float* k,
+                                                                        const vf* u, vf* p, vf s[][LA_WCAP],
+                                                                        const int NQ, const int W,
+                                                                        const int DECAY, const int DELTA,
+                                                                        const int SD) {
+  const la_tile_t* Tl = J->cur;
+  const int64_t dk = J->dk, ld = P->ld;
+  if (LA_DECODE_OVERLAP(NQ, W) && P->overlap) {
+    LA_ZERO_ACC(p, s);
+    if (SD == 0 && P->stream)
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 1, 1, SD);
+    else
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1, SD);
+    LA_STORE_CARRY(P + 1, p, s);
+    P[1].primed = 1;
+  } else if (SD == 0 && P->stream) {
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, SD);
+  } else {
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
+  }
+}
+
 /* Runs tokens t0 .. t0 + n - 1 (staged in slots 0 .. n, slot n = token t0 + n if it exists)
  * over one panel. */
 static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const la_job_t* J, la_panel_t* P,
@@ -646,14 +700,17 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
   const int64_t aqs = (int64_t)NQ * dkp; /* aq slot stride (J->G == NQ) */
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
-  if (t0 == 0) {
+  if (t0 == 0 && !P->primed) {
 #pragma GCC unroll 8
     for (int j = 0; j < W; j++) p[j] = v_zero();
 #pragma GCC unroll 8
     for (int h = 0; h < NQ; h++)
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) s[h][j] = v_zero();
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
+    if (LA_DECODE_OVERLAP(NQ, W) && P->overlap) /* decode: whole rows from memory */
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 2, 0);
+    else
+      LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
   } else {
     LA_LOAD_CARRY(P, p, s);
   }
@@ -686,10 +743,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
         LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 1, DELTA, LA_UPD_ACC, 0, 0, 0);
       else
         LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, akn, aqn, dkp, u, p, s, NQ, W, 0, DELTA, LA_UPD_ACC, 0, 0, 0);
-    } else if (P->stream) {
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, 0);
     } else {
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, 0);
+      LA_FN(la_last_update)(J, P, a, k, u, p, s, NQ, W, DECAY, DELTA, 0);
     }
     P->src = P->dst;
   }
@@ -883,15 +938,19 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode)(const l
   const int64_t dk = J->dk, dkp = J->dkp, ld = P->ld;
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
-  LA_ZERO_ACC(p, s);
-  LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, SD);
+  if (P->primed) {
+    LA_LOAD_CARRY(P, p, s);
+  } else {
+    LA_ZERO_ACC(p, s);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, SD);
+  }
   LA_FN(la_token_u)(J, P, 0, p, u, W, DELTA);
   if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, u, W);
   LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
   LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, u, s, NQ, W);
   if (P->stages) LA_FN(la_stage_next)(J);
   if (NQ == LA_GMAX && J->nq > LA_GMAX) LA_FN(la_extra_heads)(J, P, 0, 0, u, p, W, DECAY, SD);
-  LA_FN(la_sweep)(P->src, P->dst, ld, dk, Tl->a, Tl->k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
+  LA_FN(la_last_update)(J, P, Tl->a, Tl->k, u, p, s, NQ, W, DECAY, DELTA, SD);
   P->src = P->dst;
 }
 
@@ -988,6 +1047,22 @@ static void LA_FN(la_pack_panel)(const la_params* p, const la_unit* u, la_panel_
   }
 }
 
+/* Whether la_params.decode_vectors and decode_overlap apply: a family that defines
+ * LA_DECODE_OVERLAP, an fp32 state updated in place (or from zeros); a separate present_state
+ * and a half-precision state keep the ISA's panels (docs/tuning.md, la.decode_vectors). */
+static int LA_FN(la_decode_tuned)(const la_params* p, const la_unit* u) {
+  return LA_DECODE_TUNED && !la_state_half(p) && (!u->state_in || u->state_in == u->state_out);
+}
+
+/* Most vectors per decode panel: the ISA's LA_WMAX_DECODE, capped where la_decode_tuned by
+ * la_params.decode_vectors (2, 4 or 8; rounded down to one of them, whose panels
+ * la_simd_panels.h instantiates). */
+static int LA_FN(la_decode_wmax)(const la_params* p, const la_unit* u, int G) {
+  const int w = LA_WMAX_DECODE(G), cap = LA_FN(la_decode_tuned)(p, u) ? p->decode_vectors : 0;
+  if (cap <= 0 || cap >= w) return w;
+  return cap >= 4 ? 4 : 2;
+}
+
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
  * copies), and with stage_ahead the first tile staged (see la_tiles). */
 static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch, la_resume_t* R,
@@ -1017,7 +1092,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
            tb->pair != NULL && !(u->cap_tokens > 0 && u->cap_delta);
-  const int wmax = J.pair ? LA_WMAX_PAIR(J.G) : pack_all ? LA_WMAX(J.G) : LA_WMAX_DECODE(J.G);
+  const int wmax = J.pair ? LA_WMAX_PAIR(J.G) : pack_all ? LA_WMAX(J.G) : LA_FN(la_decode_wmax)(p, u, J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
 
   /* Panels: full vectors in widths wmax, then 2, then 1; the partial vector last. For prefill
@@ -1040,7 +1115,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
     P->col = col;
     P->W = w;
     P->valid = left > 0 ? w * LA_VL : (int)tail;
-    P->carry = J.carry + (int64_t)np * (1 + LA_GMAX) * LA_WCAP * LA_VL;
+    P->carry = J.carry + (J.T <= LA_TILE_TOKENS ? 0 : (int64_t)np * (1 + LA_GMAX) * LA_WCAP * LA_VL);
     P->packed = pack_all || left == 0;
     P->stages = np == 0;
     P->prefetches = 0;
@@ -1065,6 +1140,14 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   }
   J.npanels = np;
   if (np > 0) J.panels[np - 1].prefetches = 1;
+  /* decode: a panel's update sweep sums the next panel's p and s where both are rows of the
+   * state of one width (la_last_update); the heads beyond a group of 8 keep their own sweeps */
+  const int overlap = p->decode_overlap && J.T == 1 && J.nq <= LA_GMAX && LA_FN(la_decode_tuned)(p, u);
+  for (int i = 0; i < np; i++) {
+    la_panel_t* P = &J.panels[i];
+    P->primed = 0;
+    P->overlap = overlap && i + 1 < np && !P->packed && !P[1].packed && P[1].W == P->W;
+  }
   for (int64_t i = 0; i < J.dkp; i += LA_VL) v_store(J.ones + i, v_set1(1.0f));
 
   R->sd = p->state_dtype == LINATTN_DTYPE_F16 ? 1 : p->state_dtype == LINATTN_DTYPE_BF16 ? 2 : 0;
