@@ -206,19 +206,29 @@ static void make_heads(tk_rng* r, lcase* v) {
 
 static void alloc_case(tk_rng* r, lcase* v);
 
-static void make_case(tk_rng* r, lcase* v, linattn_dtype dt) {
+/* fixed (optional): a decode token beside one-tile requests, fp32 state in place, wide heads:
+ * the kernel scratch is sized for the longest request and must serve the one-token one too. */
+static void make_case_as(tk_rng* r, lcase* v, linattn_dtype dt, bool fixed) {
   memset(v, 0, sizeof *v);
   static const int64_t lens[] = {0, 1, 1, 2, 5, 17, 64, 70, 1, 300};
+  static const int64_t fixed_lens[] = {1, 2, 1, 2};
   v->dt = dt;
-  v->sdt = tk_below(r, 2) ? LINATTN_DTYPE_F32 : dt;
+  v->sdt = fixed || tk_below(r, 2) ? LINATTN_DTYPE_F32 : dt;
   make_heads(r, v);
-  v->B = tk_below(r, 6);
+  if (fixed) {
+    v->desc.q_num_heads = v->desc.kv_num_heads = v->Hkv = v->nk = 2;
+    v->desc.flags = 0;
+    v->dk = 8;
+    v->dv = 160;
+    v->Wo = 2 * v->dv;
+  }
+  v->B = fixed ? 4 : tk_below(r, 6);
   v->per_key = tk_below(r, 2);
   v->beta_one = tk_below(r, 3) == 0;
-  v->pool = tk_below(r, 2);
+  v->pool = !fixed && tk_below(r, 2);
   v->has_flags = tk_below(r, 2);
-  v->has_past = tk_below(r, 5) != 0;
-  v->in_place = v->has_past && tk_below(r, 2);
+  v->has_past = fixed || tk_below(r, 5) != 0;
+  v->in_place = v->has_past && (fixed || tk_below(r, 2));
   v->want_present = v->in_place || tk_below(r, 4) != 0 || (v->pool && !v->has_past);
   v->fused = tk_below(r, 2);
   v->N = v->B + (v->pool ? tk_below(r, 4) : 0);
@@ -226,7 +236,7 @@ static void make_case(tk_rng* r, lcase* v, linattn_dtype dt) {
   v->idx = tk_xcalloc((size_t)v->N + 1, sizeof(int32_t));
   v->has = tk_xcalloc((size_t)v->B + 1, 1);
   for (int64_t i = 0; i < v->B; i++) {
-    int64_t len = lens[tk_below(r, 10)];
+    int64_t len = fixed ? fixed_lens[i] : lens[tk_below(r, 10)];
     if (len == 300 && tk_below(r, 3)) len = 33; /* keep the long sequences rare */
     v->cu[i + 1] = v->cu[i] + (int32_t)len;
     v->has[i] = (uint8_t)tk_below(r, 2);
@@ -387,7 +397,7 @@ static void test_sequential(tk_rng* r) {
     linattn_context* ctx2 = tk_context_create(isas[k], 2);
     for (int n = 0; n < cases; n++) {
       lcase v;
-      make_case(r, &v, dts[n % 3]);
+      make_case_as(r, &v, dts[n % 3], n == 0);
       tk_context("%s case %d: %s state %s rule %d Hq=%lld Hkv=%lld nk=%lld dk=%lld dv=%lld B=%lld total=%lld "
                  "per_key=%d pool=%d N=%lld has=%d past=%d in_place=%d present=%d fused=%d",
                  linattn_isa_name(isas[k]), n, tk_dtype_str(v.dt), tk_dtype_str(v.sdt), (int)v.desc.update_rule,

@@ -175,8 +175,9 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
   J->xkq = la_arena_floats(&ar, LA_KQ_STRIDE);
   J->pack = la_arena_floats(&ar, p->d_k * (LA_FN(la_packs_all)(p) ? J->ncp : LA_VL));
-  /* one tile parks nothing, except decode's next-panel sums (la_last_update): one carry */
-  const int64_t carries = one_tile ? (p->T == 1 && p->decode_overlap ? 1 : 0) : maxpanels;
+  /* one tile parks nothing, except decode's next-panel sums (la_last_update): one carry, kept
+   * for every one-tile T so that a scratch sized for T tokens serves any call of fewer */
+  const int64_t carries = one_tile ? (p->decode_overlap ? 1 : 0) : maxpanels;
   J->carry = la_arena_floats(&ar, carries * (1 + LA_GMAX) * LA_WCAP * LA_VL);
   J->panels = (la_panel_t*)la_arena_floats(&ar, maxpanels * (int64_t)((sizeof(la_panel_t) + 3) / 4));
   la_arena_floats(&ar, (int64_t)((sizeof(la_resume_t) + 3) / 4)); /* la_step's resume record, last */
