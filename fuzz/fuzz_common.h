@@ -528,16 +528,47 @@ FZ_NOCOV static const linattn_tensor* fz_arg(const fz_call* c, const fz_instance
   return c->t[i].passed ? &in->d[i] : NULL;
 }
 
-/* Whether an input's bytes hold dt's poison pattern (at dt's alignment). A NaN carries its
- * payload through the arithmetic, so such an input (a tensor read through another dtype in a
- * shared buffer) can make a written output equal the poison: its "not written" check is void. */
+/* A NaN's sign and payload as fp32 bits, quieted (what a conversion to fp32 or arithmetic on it
+ * yields), or 0 if the bits of dtype dt at p are not a NaN. */
+FZ_NOCOV static uint32_t fz_quiet_nan_f32(const unsigned char* p, linattn_dtype dt) {
+  uint32_t f;
+  uint16_t h;
+  if (dt == LINATTN_DTYPE_F32) {
+    memcpy(&f, p, 4);
+  } else {
+    memcpy(&h, p, 2);
+    if (dt == LINATTN_DTYPE_BF16) f = (uint32_t)h << 16;
+    else if ((h & 0x7c00u) == 0x7c00u) f = ((uint32_t)(h & 0x8000u) << 16) | 0x7f800000u | ((uint32_t)(h & 0x3ffu) << 13);
+    else return 0;
+  }
+  return (f & 0x7f800000u) == 0x7f800000u && (f & 0x7fffffu) ? f | 0x400000u : 0;
+}
+
+/* Whether the quieted NaN q (fp32 bits), narrowed to dt (payload truncated), is dt's poison up
+ * to the sign (a negation flips a NaN's sign). */
+FZ_NOCOV static bool fz_nan_becomes_poison(uint32_t q, linattn_dtype dt) {
+  unsigned char poison[4];
+  memset(poison, 0, sizeof poison);
+  fz_store_poison(poison, dt);
+  const uint32_t want = fz_quiet_nan_f32(poison, dt);
+  const uint32_t keep = dt == LINATTN_DTYPE_F32 ? 0x7fffffffu : dt == LINATTN_DTYPE_F16 ? 0x7fffe000u : 0x7fff0000u;
+  return q && (q & keep) == (want & keep);
+}
+
+/* Whether an input's bytes hold a NaN that can come out as dt's poison pattern: a NaN carries
+ * its payload through the arithmetic and through conversions (quieted, truncated), so
+ * such an input (random bits, or a tensor read through another dtype in a shared buffer) can
+ * make a written output equal the poison: its "not written" check is void. Every input byte
+ * offset is read as each dtype. */
 FZ_NOCOV static bool fz_inputs_hold_poison(const fz_call* c, linattn_dtype dt) {
-  const size_t es = fz_esize(dt);
+  static const linattn_dtype as[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  if (!fz_esize(dt)) return false;
   for (int i = 0; i < c->nt; i++) {
     const fz_tensor* t = &c->t[i];
-    if (t->is_output || !t->passed || t->region < 0 || !es) continue;
-    for (size_t b = 0; b + es <= c->region_bytes[t->region]; b += es)
-      if (fz_is_poison(c->tmpl[t->region] + b, dt)) return true;
+    if (t->is_output || !t->passed || t->region < 0) continue;
+    for (int a = 0; a < 3; a++)
+      for (size_t b = 0; b + fz_esize(as[a]) <= c->region_bytes[t->region]; b += 2)
+        if (fz_nan_becomes_poison(fz_quiet_nan_f32(c->tmpl[t->region] + b, as[a]), dt)) return true;
   }
   return false;
 }
