@@ -176,6 +176,8 @@ typedef struct conv_params {
   bool stream_rows;   /* stream_output, and the output is at least conv_tuning.cf_stream_min_bytes
                        * (by default the last-level cache's size): the channels-first kernels
                        * stream fp32 rows */
+  int64_t cf_prefetch; /* channels-first prefill: software prefetch of the input this many bytes
+                        * ahead, 0 none (conv_tuning.cf_prefetch_bytes; a hint, same bits) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -288,6 +290,8 @@ typedef struct conv_tuning {
   int64_t cf_stream_min_bytes; /* channels-first outputs of at least this many bytes (and at least
                                 * CONV_STREAM_MIN_BYTES) stream their fp32 rows (conv_params.stream_rows);
                                 * 0: from the last-level cache's size up */
+  int64_t cf_prefetch_bytes;   /* channels-first prefill: the K = 4 loops prefetch the input this many
+                                * bytes ahead (0: none; conv_params.cf_prefetch) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

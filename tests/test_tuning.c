@@ -5,7 +5,8 @@
  *  - every named entry (LINATTN_TUNE) agrees with the float64 oracle within the bounds the
  *    kernel tests use, on fresh random inputs (the entries differ in summation order);
  *  - an unknown LINATTN_TUNE is refused by linattn_context_create with a message naming it;
- *  - every entry, and both store choices of conv.cf_stream_min_bytes, give the same
+ *  - every entry, both store choices of conv.cf_stream_min_bytes and the input prefetch
+ *    (conv.cf_prefetch_bytes) on and off give the same
  *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
  *    element written and within the float64 oracle's bound.
  */
@@ -241,11 +242,17 @@ static void check_conv_tunings(const char* const* names, size_t num_names) {
   make_conv_problem(&P, tk_seed() + 7);
   float* first = (float*)malloc(sizeof(float) * CONV_N);
   float* y = (float*)malloc(sizeof(float) * CONV_N);
-  linattn_tuning forced[2] = {*linattn_tuning_for_cpu(), *linattn_tuning_for_cpu()};
-  forced[0].conv.cf_stream_min_bytes = INT64_MAX; /* ordinary stores */
-  forced[1].conv.cf_stream_min_bytes = 1;         /* streamed rows (the output exceeds the floor) */
-  const char* forced_names[2] = {"ordinary conv stores", "streamed conv rows"};
-  for (size_t i = 0; i < num_names + 2; i++) {
+  /* the two store choices, each without and with the input prefetch */
+  enum { NFORCED = 4 };
+  linattn_tuning forced[NFORCED];
+  for (int i = 0; i < NFORCED; i++) {
+    forced[i] = *linattn_tuning_for_cpu();
+    forced[i].conv.cf_stream_min_bytes = i % 2 ? 1 : INT64_MAX; /* streamed rows (the output exceeds the floor) or not */
+    forced[i].conv.cf_prefetch_bytes = i < 2 ? 0 : 4096;
+  }
+  const char* forced_names[NFORCED] = {"ordinary conv stores", "streamed conv rows", "ordinary stores, prefetch",
+                                       "streamed rows, prefetch"};
+  for (size_t i = 0; i < num_names + NFORCED; i++) {
     const linattn_tuning* t = i < num_names ? linattn_tuning_by_name(names[i]) : &forced[i - num_names];
     const char* what = i < num_names ? names[i] : forced_names[i - num_names];
     const linattn_status st = run_conv(&P, t, i == 0 ? first : y);

@@ -67,13 +67,14 @@ AI __m512 conv_load_padded(const char* prow, const char* xrow, int64_t pos, int6
 /* Channels-first K = 4, dilation 1: each input converted once, taps 0..2 the current vector
  * shifted in from the previous one; CONV_CF_BATCH vectors summed, then finished. */
 AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
-                              bool has_bias, bool nt, dtype_t dt, linattn_activation act) {
+                              bool has_bias, bool nt, int64_t pf, dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
   const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
   __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
   for (; t0 + 16 * CONV_CF_BATCH <= L; t0 += 16 * CONV_CF_BATCH) {
     __m512 u[CONV_CF_BATCH];
+    if (pf) conv_cf_prefetch(xrow + t0 * (int64_t)es, pf, es);
     for (int i = 0; i < CONV_CF_BATCH; ++i) {
       __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * (int64_t)es, dt));
       u[i] = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());

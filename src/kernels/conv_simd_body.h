@@ -26,7 +26,9 @@
  *   first vectors take their early taps from past_state (conv_load_padded), the first one ends
  *   where the output's vectors are aligned, so no store splits a line. K = 4: CONV_CF_BATCH
  *   vectors summed, then finished (their rounding / SiLU / conversion chains overlap), then
- *   two vectors per step, then one, then the partial tail.
+ *   two vectors per step, then one, then the partial tail. The input, one contiguous stream, is
+ *   prefetched conv_params.cf_prefetch bytes ahead (past the 4 KiB pages that bound the
+ *   hardware prefetchers; docs/tuning.md, conv.cf_prefetch_bytes).
  * channels-last (B, L, C), K = 4, dilation 1: tiles of CONV_CL_ROWS(dt) time steps swept over
  *   whole rows in VX_LANES-channel columns, weights and history in registers, a column's
  *   outputs finished together (channels_last_k4). Other K / dilation: one time row at a time
@@ -109,18 +111,28 @@ static void conv_bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* b
 /* Channels-first K = 4, dilation 1, from t0 (>= VX_LANES, t0 + VX_LANES <= L) while whole
  * vectors remain; returns the next t0. */
 VEC_INLINE int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, vxf bias,
-                                      bool has_bias, bool nt, linattn_dtype dt, linattn_activation act);
+                                      bool has_bias, bool nt, int64_t pf, linattn_dtype dt, linattn_activation act);
 #endif
 
+/* Prefetches the input lines of CONV_CF_BATCH vectors from p + ahead (conv_params.cf_prefetch):
+ * a hint, which never faults, so the address may lie past the row (computed as an integer). */
+VEC_INLINE void conv_cf_prefetch(const char* p, int64_t ahead, size_t es) {
+  const uintptr_t a = (uintptr_t)p + (uintptr_t)ahead;
+  for (size_t o = 0; o < VX_LANES * CONV_CF_BATCH * es; o += 64) __builtin_prefetch((const void*)(a + o), 0, 3);
+}
+
 /* K = 4 taps in registers from t0 (all taps in the input, t0 >= S): CONV_CF_BATCH vectors per
- * round, then two per step; returns the next t0. */
+ * round (each round prefetching pf bytes ahead when pf > 0), then two per step; returns the
+ * next t0. */
 VEC_INLINE int64_t channels_first_k4(const char* xs, char* yrow, int64_t t0, int64_t L, int64_t d, const float* wf,
-                                     vxf bias, bool has_bias, bool nt, linattn_dtype dt, linattn_activation act) {
+                                     vxf bias, bool has_bias, bool nt, int64_t pf, linattn_dtype dt,
+                                     linattn_activation act) {
   const size_t es = conv_esize(dt);
   const vxf w0 = vx_set1(wf[0]), w1 = vx_set1(wf[1]), w2 = vx_set1(wf[2]), w3 = vx_set1(wf[3]);
   const int64_t e1 = d * (int64_t)es, e2 = 2 * e1, e3 = 3 * e1;
   for (; t0 + VX_LANES * CONV_CF_BATCH <= L; t0 += VX_LANES * CONV_CF_BATCH) {
     vxf u[CONV_CF_BATCH];
+    if (pf) conv_cf_prefetch(xs + e3 + t0 * (int64_t)es, pf, es);
     for (int i = 0; i < CONV_CF_BATCH; ++i) {
       const char* a = xs + (t0 + VX_LANES * i) * (int64_t)es;
       u[i] = vx_fma(w0, vx_load(a, dt), vx_zero());
@@ -178,9 +190,9 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
   const char* xs = xrow - S * (int64_t)es; /* padded position q is xs[q] for q >= S */
 #if CONV_CF_SHIFT
   if (shift && t0 >= VX_LANES && t0 + VX_LANES <= L)
-    t0 = conv_cf_k4_shifted(xrow, yrow, t0, L, wf, bias, has_bias, nt, dt, act);
+    t0 = conv_cf_k4_shifted(xrow, yrow, t0, L, wf, bias, has_bias, nt, p->cf_prefetch, dt, act);
 #endif
-  if (K == 4) t0 = channels_first_k4(xs, yrow, t0, L, d, wf, bias, has_bias, nt, dt, act);
+  if (K == 4) t0 = channels_first_k4(xs, yrow, t0, L, d, wf, bias, has_bias, nt, p->cf_prefetch, dt, act);
   for (; t0 + VX_LANES <= L; t0 += VX_LANES) { /* other K, and the last whole vectors */
     vxf acc = vx_zero();
     for (int64_t j = 0; j < K; ++j) acc = vx_fma(vx_set1(wf[j]), vx_load(xs + (t0 + j * d) * (int64_t)es, dt), acc);
