@@ -736,7 +736,7 @@ FZ_NOCOV static void fz_tunings_init(void) {
   list += strlen("expected one of ");
   while (*list && fz_tune_count <= FZ_MAX_TUNINGS) {
     const size_t n = strcspn(list, ", ");
-    if (n > 0 && n < sizeof fz_tune_names[0] && strncmp(list, "auto", n) != 0) {
+    if (n > 0 && n < sizeof fz_tune_names[0] && !(n == 4 && !strncmp(list, "auto", 4))) {
       memcpy(fz_tune_names[fz_tune_count], list, n);
       fz_tune_names[fz_tune_count++][n] = '\0';
     }
