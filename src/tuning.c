@@ -105,3 +105,7 @@ const linattn_tuning* linattn_auto_tuning(const char** bad_env) {
 }
 
 const char* linattn_tuning_names(void) { return "auto, zen4, intel-avx512"; }
+
+const linattn_tuning* linattn_tuning_at(size_t i) {
+  return i < sizeof g_tunings / sizeof g_tunings[0] ? &g_tunings[i] : NULL;
+}
