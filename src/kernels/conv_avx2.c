@@ -35,8 +35,9 @@ typedef linattn_dtype dtype_t;
 /* No taps shifted in registers: vpalignr works within 128-bit lanes, so taps are unaligned
  * loads. */
 #define CONV_CF_SHIFT 0
-/* all six specialisations inlined into the entry: split, the channels-first fp32 decode was
- * slower and the prefill rows no faster (docs/tuning.md, CONV_SPLIT_TYPED) */
+/* all six specialisations inlined into the entry (but the channels-last fp32 decode, see
+ * channels_last_decode): split, the channels-first fp32 decode was slower and the prefill rows
+ * no faster (docs/tuning.md, CONV_SPLIT_TYPED) */
 #define CONV_SPLIT_TYPED 0
 #define CONV_FN(name) name##_avx2
 
@@ -369,10 +370,28 @@ AI bool conv_decode_in_place(const conv_params* p) {
   return p->channels_last && p->L == 1 && p->K == 4 && p->dilation == 1 && p->past;
 }
 
+/* The channels-last fp32 decode is a function of its own per activation, register-allocated
+ * alone: inlined into the entry with all other paths, its loop reloaded more SiLU constants and
+ * pointers from the stack. The 16-bit ones and the channels-first decode stay inlined: split
+ * out, the entry's other loops were allocated differently and ran slower (docs/tuning.md,
+ * channels_last_decode_k4 fp32 split). */
+static __attribute__((noinline)) void cl_decode_f32(const conv_params* p, int64_t b, int64_t c0, int64_t nc) {
+  channels_last_decode_k4(p, b, c0, nc, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE);
+}
+static __attribute__((noinline)) void cl_decode_f32_silu(const conv_params* p, int64_t b, int64_t c0, int64_t nc) {
+  channels_last_decode_k4(p, b, c0, nc, LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU);
+}
+
+AI void channels_last_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt,
+                             linattn_activation act) {
+  if (dt == LINATTN_DTYPE_F32) (act == LINATTN_ACTIVATION_SILU ? cl_decode_f32_silu : cl_decode_f32)(p, b, c0, nc);
+  else channels_last_decode_k4(p, b, c0, nc, dt, act);
+}
+
 AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, const conv_scratch_layout* s, dtype_t dt,
                     linattn_activation act) {
   if (conv_decode_in_place(p)) {
-    channels_last_decode_k4(p, b, c0, nc, dt, act);
+    channels_last_decode(p, b, c0, nc, dt, act);
     return true;
   }
   if (!p->channels_last && p->L == 1 && p->x_sc == 1 && p->y_sc == 1 && p->S <= CONV_TILE_MAX_S && p->s_st == 1 &&
