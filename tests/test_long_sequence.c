@@ -12,8 +12,10 @@
  *    seeds, e.g. LINATTN_TEST_SEED=45631188868359): 2e-6;
  *  - rules that never forget (linear, or log-decay exactly 0): fp32 accumulation of T rank-1
  *    updates has a random-walk rounding error ~ eps * sqrt(T) relative to the state, which is
- *    ~3e-6 at T = 16384 even for an exact fp32 sequential implementation; bound
- *    max(1e-6, 6e-8 * sqrt(T));
+ *    ~3e-6 at T = 16384 even for an exact fp32 sequential implementation, whose state error
+ *    reaches 1.07 u sqrt(T) (u = 2^-24) on some seeds (LINATTN_TEST_SEED=78321647913554, gated
+ *    per-key with log-decay 0: 8.2e-6 from the reference kernel too); bound
+ *    max(1e-6, 2 u sqrt(T)) = max(1e-6, 1.2e-7 * sqrt(T));
  *  - unnormalised keys with |k|^2 in [0.25, 2] (beta |k|^2 <= 2 keeps delta rules stable): 1e-5.
  * fp16 / bf16 I/O (same quantised inputs as an fp32 run): every output element and the final
  * state within one output rounding (half an ulp of the dtype at the fp32 value) of the fp32
@@ -301,7 +303,7 @@ static double bound_for(const ls_case* c) {
    * rule, which contracts only along each step's key, so rounding in the other directions walks. */
   const int forgets = c->rule != LINATTN_UPDATE_LINEAR && c->decays != DECAY_ZERO;
   if (forgets) return 1e-6;
-  const double b = 6e-8 * sqrt((double)g_T);
+  const double b = 1.2e-7 * sqrt((double)g_T);
   return b > 1e-6 ? b : 1e-6;
 }
 
