@@ -176,6 +176,9 @@ typedef struct conv_params {
   bool stream_rows;   /* stream_output, and the output is at least conv_tuning.cf_stream_min_bytes
                        * (by default the last-level cache's size): the channels-first kernels
                        * stream fp32 rows */
+  bool decode_vbmi;   /* the AVX-512 channels-first K = 4 decode moves 16-bit states with AVX512-VBMI
+                       * byte permutes: the CPU has them and conv_tuning.decode_vbmi asks for them
+                       * (same bits either way) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -244,6 +247,9 @@ typedef struct kernel_table {
 
 /* The families' names, comma-separated, in linattn_isa order (for messages). */
 const char* linattn_isa_names(void);
+/* The CPU runs the AVX-512 family and has AVX512-VBMI (byte permutes). */
+int linattn_cpu_has_avx512vbmi(void);
+
 /* Kernel table for an ISA that is available (see linattn_isa_available), else NULL. */
 const kernel_table* linattn_kernels_for_isa(linattn_isa isa);
 /* The ISA chosen for LINATTN_ISA_AUTO: environment override, else the best available.
@@ -288,6 +294,8 @@ typedef struct conv_tuning {
   int64_t cf_stream_min_bytes; /* channels-first outputs of at least this many bytes (and at least
                                 * CONV_STREAM_MIN_BYTES) stream their fp32 rows (conv_params.stream_rows);
                                 * 0: from the last-level cache's size up */
+  int decode_vbmi;             /* 1: where the CPU has AVX512-VBMI, the AVX-512 channels-first K = 4
+                                * decode moves 16-bit states with byte permutes (conv_params.decode_vbmi) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

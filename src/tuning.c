@@ -36,7 +36,7 @@ static const linattn_tuning g_tunings[] = {
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1},
-     {.cf_stream_min_bytes = (int64_t)20 << 20}},
+     {.cf_stream_min_bytes = (int64_t)20 << 20, .decode_vbmi = 1}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 
