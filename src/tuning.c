@@ -32,7 +32,8 @@ static const linattn_tuning g_tunings[] = {
      * core keeps far less of it (docs/tuning.md, conv.cf_stream_min_bytes). Decode of an fp32
      * state in place in panels of 64 columns (32 KiB of rows, within the 48 KiB L1D), each
      * panel's update sweep also reading the next panel's rows (docs/tuning.md,
-     * la.decode_vectors, la.decode_overlap). */
+     * la.decode_vectors, la.decode_overlap). The channels-first 16-bit conv decode moves its
+     * state with VBMI byte permutes where the CPU has them (docs/tuning.md, conv.decode_vbmi). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1},
