@@ -42,7 +42,7 @@ enum {
 #include <pthread.h>
 
 /* CPU features, detected once per process (CPUID is slow under some hypervisors). */
-static int g_has_avx2, g_has_avx512;
+static int g_has_avx2, g_has_avx512, g_has_avx512vbmi;
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
 
 static void detect_cpu(void) {
@@ -54,6 +54,8 @@ static void detect_cpu(void) {
   g_has_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   g_has_avx512 = g_has_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  /* CPUID.(7,0):ECX bit 1 (clang 14's __builtin_cpu_supports lacks some AVX-512 names) */
+  g_has_avx512vbmi = g_has_avx512 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 1)) != 0;
 #endif
 }
 
@@ -68,6 +70,11 @@ __attribute__((unused)) static int cpu_avx2(void) {
 __attribute__((unused)) static int cpu_avx512(void) {
   pthread_once(&g_cpu_once, detect_cpu);
   return g_has_avx512;
+}
+
+int linattn_cpu_has_avx512vbmi(void) {
+  pthread_once(&g_cpu_once, detect_cpu);
+  return g_has_avx512vbmi;
 }
 
 typedef struct kernel_family {

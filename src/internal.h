@@ -178,6 +178,9 @@ typedef struct conv_params {
                        * stream fp32 rows */
   int64_t cf_prefetch; /* channels-first prefill: software prefetch of the input this many bytes
                         * ahead, 0 none (conv_tuning.cf_prefetch_bytes; a hint, same bits) */
+  bool decode_vbmi;   /* the AVX-512 channels-first K = 4 decode moves 16-bit states with AVX512-VBMI
+                       * byte permutes: the CPU has them and conv_tuning.decode_vbmi asks for them
+                       * (same bits either way) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -246,6 +249,9 @@ typedef struct kernel_table {
 
 /* The families' names, comma-separated, in linattn_isa order (for messages). */
 const char* linattn_isa_names(void);
+/* The CPU runs the AVX-512 family and has AVX512-VBMI (byte permutes). */
+int linattn_cpu_has_avx512vbmi(void);
+
 /* Kernel table for an ISA that is available (see linattn_isa_available), else NULL. */
 const kernel_table* linattn_kernels_for_isa(linattn_isa isa);
 /* The ISA chosen for LINATTN_ISA_AUTO: environment override, else the best available.
@@ -292,6 +298,8 @@ typedef struct conv_tuning {
                                 * 0: from the last-level cache's size up */
   int64_t cf_prefetch_bytes;   /* channels-first prefill: the K = 4 loops prefetch the input this many
                                 * bytes ahead (0: none; conv_params.cf_prefetch) */
+  int decode_vbmi;             /* 1: where the CPU has AVX512-VBMI, the AVX-512 channels-first K = 4
+                                * decode moves 16-bit states with byte permutes (conv_params.decode_vbmi) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

@@ -390,6 +390,14 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
       tk_check(same_bits(&y3, &y) && same_bits(&st, &pres), "%s: in-place state differs", fams[f].name);
       gb_free(&st); gb_free(&y3);
     }
+    if (linattn_cpu_has_avx512vbmi()) { /* AVX-512 16-bit state moves by VBMI byte permutes: the same bits */
+      gbuf yv = fresh(cs->dt, d.yl.n), pv = fresh(cs->dt, d.sl.n);
+      p = make_params(&d, 0, L, past, &yv, pv.data);
+      p.decode_vbmi = true;
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&yv, &y) && same_bits(&pv, &pres), "%s: decode_vbmi changes the bits", fams[f].name);
+      gb_free(&yv); gb_free(&pv);
+    }
     { /* present not wanted */
       gbuf y4 = fresh(cs->dt, d.yl.n);
       p = make_params(&d, 0, L, past, &y4, NULL);

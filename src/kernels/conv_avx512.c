@@ -262,13 +262,45 @@ AI __m256i load16x16_n(const char* p, int64_t n) {
   return n >= 16 ? _mm256_loadu_si256((const __m256i*)p) : _mm256_maskz_loadu_epi16(lanes16(n), p);
 }
 
+/* AVX512-VBMI byte permutes for the 16-bit state moves (conv_params.decode_vbmi: the CPU has
+ * them and the tuning asks for them). Inline assembly, because these helpers are inlined into
+ * functions compiled for the AVX-512 family's baseline (F/BW/VL/DQ), where the VBMI intrinsics
+ * are unavailable; they run only where decode_vbmi is set. A word permute's table becomes a byte
+ * table (word index w -> bytes 2w, 2w + 1) and a word mask a byte mask (each bit twice, written
+ * out as constants). */
+AI __m512i vbmi_bytes_of_words(__m512i w) {
+  return _mm512_add_epi16(_mm512_mullo_epi16(w, _mm512_set1_epi16(514)), _mm512_set1_epi16(256));
+}
+AI __m256i vbmi_bytes_of_words256(__m256i w) {
+  return _mm256_add_epi16(_mm256_mullo_epi16(w, _mm256_set1_epi16(514)), _mm256_set1_epi16(256));
+}
+/* vpermt2b: byte i of the result is byte idx[i] & 127 of (a, b) */
+AI __m512i vbmi_permutex2var(__m512i a, __m512i idx, __m512i b) {
+  __asm__("vpermt2b %2, %1, %0" : "+v"(a) : "v"(idx), "v"(b));
+  return a;
+}
+AI __m512i vbmi_maskz_permutex2var(__mmask64 k, __m512i a, __m512i idx, __m512i b) {
+  __asm__("vpermt2b %2, %1, %0%{%3%}%{z%}" : "+v"(a) : "v"(idx), "v"(b), "Yk"(k));
+  return a;
+}
+/* vpermb merge-masked: lanes in k take table[idx], the others keep src */
+AI __m512i vbmi_mask_permutexvar(__m512i src, __mmask64 k, __m512i idx, __m512i table) {
+  __asm__("vpermb %2, %1, %0%{%3%}" : "+v"(src) : "v"(idx), "v"(table), "Yk"(k));
+  return src;
+}
+AI __m256i vbmi_mask_permutexvar256(__m256i src, __mmask32 k, __m256i idx, __m256i table) {
+  __asm__("vpermb %2, %1, %0%{%3%}" : "+v"(src) : "v"(idx), "v"(table), "Yk"(k));
+  return src;
+}
+
 /* Step 2, channels-first: the three taps of the group's 3 * nv state entries (entry s of channel
  * c at flat 3c + s; a missing past gives zeros). fp32: registers P0..P2 (flat 16r + e), two
  * vpermt2ps per tap. 16-bit: the raw lanes Q0 (flats 0-31) and Q1 (32-47) de-interleaved
  * before widening, two word permutes in all (the cross-lane work is what this decode pays over
  * the channels-last one): bf16 then widens by a shift or a mask within each 32-bit lane, f16
  * through vcvtph2ps. */
-AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], __m512 tap[3]) {
+AI void decode_k4_state_cf(const char* sv, const char* xv, int64_t nv, dtype_t dt, bool vbmi, __m512 P[3],
+                           __m512 tap[3]) {
   tap[0] = tap[1] = tap[2] = _mm512_setzero_ps();
   if (!sv) return;
   if (conv_esize(dt) == 4) {
@@ -294,20 +326,38 @@ AI void decode_k4_state_cf(const char* sv, int64_t nv, dtype_t dt, __m512 P[3], 
                                             18, 16, 15, 13, 12, 10, 9, 7, 6, 4, 3, 1, 0);
     const __m512i pair2 = _mm512_set_epi16(47, 0, 44, 0, 41, 0, 38, 0, 35, 0, 32, 0, 29, 0, 26, 0, 23, 0, 20, 0, 17, 0,
                                            14, 0, 11, 0, 8, 0, 5, 0, 2, 0);
-    const __m512i G = _mm512_permutex2var_epi16(Q0, pair01, Q1);
+    const __m512i G = vbmi ? vbmi_permutex2var(Q0, vbmi_bytes_of_words(pair01), Q1)
+                           : _mm512_permutex2var_epi16(Q0, pair01, Q1);
     tap[0] = _mm512_castsi512_ps(_mm512_slli_epi32(G, 16));
     tap[1] = _mm512_castsi512_ps(_mm512_and_si512(G, _mm512_set1_epi32((int)0xffff0000u)));
-    tap[2] = _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xaaaaaaaau, Q0, pair2, Q1));
+    const __m512i H = vbmi ? vbmi_maskz_permutex2var(0xccccccccccccccccull, Q0, vbmi_bytes_of_words(pair2), Q1)
+                           : _mm512_maskz_permutex2var_epi16(0xaaaaaaaau, Q0, pair2, Q1);
+    tap[2] = _mm512_castsi512_ps(H);
   } else {
     /* taps 0 | 1 in one register's 256-bit halves, tap 2 in another's low half */
     const __m512i idx01 = _mm512_set_epi16(46, 43, 40, 37, 34, 31, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1, 45, 42, 39, 36,
                                            33, 30, 27, 24, 21, 18, 15, 12, 9, 6, 3, 0);
     const __m512i idx2 = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 47, 44, 41, 38, 35, 32, 29,
                                           26, 23, 20, 17, 14, 11, 8, 5, 2);
-    const __m512i T01 = _mm512_permutex2var_epi16(Q0, idx01, Q1);
+    /* VBMI: tap 2 and the present's flats 32-47 (state flat f + 1, x in every third) from one
+     * byte permute, with x in the upper half of Q1 (in P[0] for decode_k4_present_cf16) */
+    const __m512i idx2p = _mm512_set_epi16(63, 47, 46, 62, 44, 43, 61, 41, 40, 60, 38, 37, 59, 35, 34, 58, 47, 44, 41, 38,
+                                           35, 32, 29, 26, 23, 20, 17, 14, 11, 8, 5, 2);
+    const __m512i T01 = vbmi ? vbmi_permutex2var(Q0, vbmi_bytes_of_words(idx01), Q1)
+                             : _mm512_permutex2var_epi16(Q0, idx01, Q1);
+    const __m512i Q1X = _mm512_inserti64x4(Q1, load16x16_n(xv, nv), 1);
+    const __m512i T2 = vbmi ? vbmi_permutex2var(Q0, vbmi_bytes_of_words(idx2p), Q1X)
+                            : _mm512_permutex2var_epi16(Q0, idx2, Q1);
+    if (vbmi) P[0] = _mm512_castsi512_ps(T2);
     tap[0] = _mm512_cvtph_ps(_mm512_castsi512_si256(T01));
-    tap[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(T01, 1));
-    tap[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutex2var_epi16(Q0, idx2, Q1)));
+    if (vbmi) { /* tap 1 converted from a stack copy: a store instead of a shuffle-port extract */
+      __m512i spill;
+      _mm512_store_si512(&spill, T01);
+      __asm__("vcvtph2ps %1, %0" : "=v"(tap[1]) : "m"(*((const __m256i*)&spill + 1)));
+    } else {
+      tap[1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(T01, 1));
+    }
+    tap[2] = _mm512_cvtph_ps(_mm512_castsi512_si256(T2));
   }
 }
 
@@ -362,7 +412,8 @@ AI void decode_k4_present_cf32(char* pv, const char* xv, const __m512 P[3], int6
  * unit's next group follows and its first element is read too, so whole groups need no masked
  * load; in place these loads never meet an earlier group's stores), x put in by one
  * single-source permute per register (flats 0-31, then 32-47); no two-source word permutes. */
-AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv, bool more) {
+AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t nv, bool more, bool vbmi, bool f16,
+                               __m512 t2p) {
   const __m512i xsel0 = _mm512_set_epi16(10, 10, 9, 9, 9, 8, 8, 8, 7, 7, 7, 6, 6, 6, 5, 5, 5, 4, 4, 4, 3, 3, 3, 2, 2, 2,
                                          1, 1, 1, 0, 0, 0);
   const __m256i xsel1 = _mm256_set_epi16(15, 15, 15, 14, 14, 14, 13, 13, 13, 12, 12, 12, 11, 11, 11, 10);
@@ -374,18 +425,26 @@ AI void decode_k4_present_cf16(char* pv, const char* sv, const char* xv, int64_t
   const __m256i M1 = !sv         ? _mm256_setzero_si256()
                      : more      ? _mm256_loadu_si256((const __m256i*)(sv + 66))
                                  : _mm256_maskz_loadu_epi16(lanes16(n - 32), sv + 66);
-  const __m512i N0 = _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, _mm512_zextsi256_si512(X));
+  const __m512i X0 = _mm512_zextsi256_si512(X);
+  const __m512i N0 = vbmi ? vbmi_mask_permutexvar(M0, 0x0c30c30c30c30c30ull, vbmi_bytes_of_words(xsel0), X0)
+                          : _mm512_mask_permutexvar_epi16(M0, xm0, xsel0, X0);
   _mm512_mask_storeu_epi16(pv, decode_k4_state_mask16(nv, 0), N0);
+  if (vbmi && f16 && sv) { /* flats 32-47 from decode_k4_state_cf's permute, its upper half */
+    _mm512_mask_storeu_epi16(pv + 32, decode_k4_state_mask16(nv, 1) << 16, _mm512_castps_si512(t2p));
+    return;
+  }
   /* 256-bit store: a 512-bit one would span the next group's state, which (in place) is
    * read next and would wait for this store to complete */
   _mm256_mask_storeu_epi16(pv + 64, (__mmask16)decode_k4_state_mask16(nv, 1),
-                           _mm256_mask_permutexvar_epi16(M1, xm1, xsel1, X));
+                           vbmi ? vbmi_mask_permutexvar256(M1, 0xc30c30c3u, vbmi_bytes_of_words256(xsel1), X)
+                                : _mm256_mask_permutexvar_epi16(M1, xm1, xsel1, X));
 }
 
 AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
-                        int64_t vbeg, int64_t vend, bool full, __m512* pend, int64_t* pend_v, int* npend_io) {
+                        bool cl, bool vbmi, int64_t vbeg, int64_t vend, bool full, __m512* pend, int64_t* pend_v,
+                        int* npend_io) {
   const size_t es = conv_esize(dt);
-  const bool cl = p->channels_last, has_bias = p->bias != NULL;
+  const bool has_bias = p->bias != NULL;
   const char* x = conv_at(p->x, b * p->x_sb + c0 * p->x_sc, es);
   char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
   const char* past = p->past ? conv_at(p->past, b * p->s_sb + c0 * p->s_sc, es) : NULL;
@@ -404,7 +463,7 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     if (cl) {
       for (int q = 0; q < 3; ++q) tap[q] = sv ? load16_m(sv + q * p->s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
     } else {
-      decode_k4_state_cf(sv, nv, dt, P, tap);
+      decode_k4_state_cf(sv, xv, nv, dt, vbmi, P, tap);
     }
     __m512 acc = _mm512_setzero_ps();
     for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
@@ -424,22 +483,33 @@ AI void decode_k4_range(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
     else if (es == 4)
       decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
     else
-      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc);
+      decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc, vbmi, dt == LINATTN_DTYPE_F16, P[0]);
   }
   *npend_io = npend;
 }
 
 /* Whole 16-channel groups with constant masks (plain loads and stores), then the partial one. */
-AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act) {
+AI void decode_k4_layout(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act,
+                         bool cl, bool vbmi) {
   __m512 pend[DECODE_DEFER];
   int64_t pend_v[DECODE_DEFER];
   int npend = 0;
   const int64_t nfull = nc & ~(int64_t)15;
-  decode_k4_range(p, b, c0, nc, dt, act, 0, nfull, true, pend, pend_v, &npend);
-  if (nfull < nc) decode_k4_range(p, b, c0, nc, dt, act, nfull, nc, false, pend, pend_v, &npend);
+  decode_k4_range(p, b, c0, nc, dt, act, cl, vbmi, 0, nfull, true, pend, pend_v, &npend);
+  if (nfull < nc) decode_k4_range(p, b, c0, nc, dt, act, cl, vbmi, nfull, nc, false, pend, pend_v, &npend);
   const size_t es = conv_esize(dt);
   char* y = (char*)p->y + (b * p->y_sb + c0 * p->y_sc) * (int64_t)es;
   for (int g = 0; g < npend; ++g) conv_finish_store(y + pend_v[g] * (int64_t)es, nc - pend_v[g], pend[g], dt, act, false);
+}
+
+/* Each layout's loop compiled alone (its branches and register use its own). */
+AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype_t dt, linattn_activation act) {
+  if (p->channels_last)
+    decode_k4_layout(p, b, c0, nc, dt, act, true, false);
+  else if (conv_esize(dt) == 2 && p->decode_vbmi)
+    decode_k4_layout(p, b, c0, nc, dt, act, false, true);
+  else
+    decode_k4_layout(p, b, c0, nc, dt, act, false, false);
 }
 
 /* tap-major [K][ncp], 16 channels at a time (de-interleaved in registers for K <= DECODE_MAX_K) */
