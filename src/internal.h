@@ -59,6 +59,8 @@ typedef struct la_params {
   int stage_plain;         /* specialised staging of plain fp32 inputs (la_tuning.stage_plain) */
   int decode_vectors;      /* la_tuning.decode_vectors */
   int decode_overlap;      /* la_tuning.decode_overlap */
+  int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
+                            * apart (the bits of its one pass; tests compare the two) */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel

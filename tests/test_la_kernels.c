@@ -160,6 +160,7 @@ static void free_inputs(la_inputs* in) {
 }
 
 static int g_plain_cases; /* cases whose plain-staging comparison applied */
+static int g_split_cases; /* decodes without the delta rule compared with their split sweeps */
 
 static la_params make_params(const la_case* c) {
   la_params p;
@@ -478,23 +479,33 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
      * summing the next panel's p and s (la_tuning.decode_overlap); they apply in place (a
      * separate state, also with streaming stores, keeps the default panels): every column's
      * arithmetic is the same, so the bits of the default panels */
+    /* Without the delta rule a decode reads each row once (la_decode_one_pass); with
+     * la_params.decode_split the read and update sweeps stay apart: the same bits, under the
+     * default panels and each panel configuration above. */
     if (T == 1) {
-      for (int cfg = 0; cfg < 6; cfg++) {
-        la_params pd = p;
-        pd.decode_vectors = cfg & 1 ? 4 : 2;
-        pd.decode_overlap = cfg >> 1 & 1;
-        pd.stream_state = cfg >= 4;
-        if (pd.stream_state && c->st != ST_SEPARATE) continue;
-        la_result dr;
-        result_alloc(&in, &dr);
-        run_units(k, &pd, &in, c->st, whole, 1, &dr);
-        int64_t first;
-        const int64_t nd = bits_differ_out(&in, got.out, dr.out, &first);
-        const int64_t ns = bits_differ_state(&in, got.state, dr.state);
-        tk_check(nd == 0 && ns == 0, "%s: decode panels of %d vectors (overlap %d, streaming %d) differ: %lld outputs, %lld state rows",
-                 k->name, pd.decode_vectors, pd.decode_overlap, (int)pd.stream_state, (long long)nd, (long long)ns);
-        result_free(&dr);
-      }
+      for (int cfg = -1; cfg < 6; cfg++)
+        for (int split = 0; split < 2; split++) {
+          if (cfg < 0 && split == 0) continue; /* that is got */
+          la_params pd = p;
+          if (cfg >= 0) {
+            pd.decode_vectors = cfg & 1 ? 4 : 2;
+            pd.decode_overlap = cfg >> 1 & 1;
+            pd.stream_state = cfg >= 4;
+          }
+          pd.decode_split = split;
+          if (pd.stream_state && c->st != ST_SEPARATE) continue;
+          la_result dr;
+          result_alloc(&in, &dr);
+          run_units(k, &pd, &in, c->st, whole, 1, &dr);
+          int64_t first;
+          const int64_t nd = bits_differ_out(&in, got.out, dr.out, &first);
+          const int64_t ns = bits_differ_state(&in, got.state, dr.state);
+          tk_check(nd == 0 && ns == 0,
+                   "%s: decode panels of %d vectors (overlap %d, streaming %d, split sweeps %d) differ: %lld outputs, %lld state rows",
+                   k->name, pd.decode_vectors, pd.decode_overlap, (int)pd.stream_state, split, (long long)nd, (long long)ns);
+          if (split && !p.delta) g_split_cases++;
+          result_free(&dr);
+        }
     }
 
     /* column splits: bit-identical to the whole unit */
@@ -677,6 +688,7 @@ int main(int argc, char** argv) {
   /* the plain staging ran (la_setup takes it for fp32 inputs with d_k a multiple of the
    * vector length) */
   tk_check(g_plain_cases > 0, "no case took the plain staging");
+  tk_check(g_split_cases > 0, "no decode without the delta rule compared its one pass with the split sweeps");
   for (int f = 0; f < nfam; f++)
     tk_note("%s: worst fp32 output error vs float64 %.2e of max|ref|", fams[f].k->name, g_worst_f64[f]);
   return tk_finish();

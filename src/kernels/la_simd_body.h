@@ -438,7 +438,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 /* ------------------------------------------------------------------ the sweep */
 
-enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3 };
+enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
  * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
@@ -483,6 +483,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  *   LA_UPD:      x = a_i src row + k_i u, dst = x (streamed when STREAM)
  *   LA_UPD_NEXT: LA_UPD, and y = the next panel's src row (W vectors further, not yet
  *                updated): p += y ak_i, s_h += y aq_h,i (that panel's LA_ACC sums; decode)
+ *   LA_ACC_UPD:  x = src row; dst = a_i x + k_i u;   s_h += x aq_h,i (no delta: u does not
+ *                depend on the sums; LA_ACC then LA_UPD in one pass, decode)
  * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * All arguments that select code are compile-time constants after inlining. */
@@ -493,7 +495,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
   const int64_t esz = LA_SD_SIZE(SD);
   for (int64_t i = 0; i < dk; i++) {
     vf x[LA_WCAP];
-    if (MODE == LA_ACC || MODE == LA_UPD_NEXT) {
+    if (MODE == LA_ACC || MODE == LA_UPD_NEXT || MODE == LA_ACC_UPD) {
       /* LA_UPD_NEXT: the next panel's row, loaded before the update's stores */
       const char* sr = (const char*)src + (i * ld + (MODE == LA_UPD_NEXT ? W * LA_VL : 0)) * esz;
 #pragma GCC unroll 8
@@ -512,7 +514,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       char* dr = (char*)dst + i * ld * esz;
       vf y[LA_WCAP];
       const vf kb = v_set1(k[i]);
-      if (DECAY) {
+      if (MODE == LA_ACC_UPD) { /* the row loaded above */
+        const vf ab = v_set1(DECAY ? a[i] : 1.0f);
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], DECAY ? v_mul(x[j], ab) : x[j]);
+      } else if (DECAY) {
         const vf ab = v_set1(a[i]);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
@@ -530,7 +536,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
         for (int j = 0; j < W; j++) x[j] = y[j];
       }
     }
-    if (MODE == LA_ACC || MODE == LA_UPD_ACC || MODE == LA_UPD_NEXT) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
+    if (MODE != LA_UPD) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
   }
 }
 
@@ -694,6 +700,34 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
   }
 }
 
+/* The one token of a decode call (T == 1) without the delta rule, elements of kind SD: u = v does
+ * not depend on the sums, so one pass reads each row once, sums s from it and writes the updated
+ * row (LA_ACC_UPD): the operations of the read sweep and then the update sweep, in their order.
+ * Not for more than LA_GMAX query heads (la_extra_heads reads the old rows again), nor where
+ * la_params.decode_split asks for the two sweeps. */
+static inline __attribute__((always_inline)) void LA_FN(la_decode_one_pass)(const la_job_t* J, la_panel_t* P,
+                                                                            const int NQ, const int W,
+                                                                            const int DECAY, const int SD) {
+  const la_tile_t* Tl = J->cur;
+  vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
+  LA_ZERO_ACC(p, s);
+#pragma GCC unroll 8
+  for (int j = 0; j < W; j++) u[j] = v_load(Tl->v + P->col + j * LA_VL);
+  if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, u, W);
+  LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
+  if (SD == 0 && P->stream)
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
+                    LA_ACC_UPD, 1, 1, SD);
+  else
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
+                    LA_ACC_UPD, 0, 1, SD);
+  LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, u, s, NQ, W);
+  if (P->stages) LA_FN(la_stage_next)(J);
+  P->src = P->dst;
+}
+#define LA_ONE_PASS(J, DELTA, NQ) \
+  (!(DELTA) && (J)->T == 1 && !(J)->p->decode_split && !((NQ) == LA_GMAX && (J)->nq > LA_GMAX))
+
 /* Runs tokens t0 .. t0 + n - 1 (staged in slots 0 .. n, slot n = token t0 + n if it exists)
  * over one panel. */
 static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const la_job_t* J, la_panel_t* P,
@@ -703,6 +737,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_tokens)(const l
   const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
   const int64_t aqs = (int64_t)NQ * dkp; /* aq slot stride (J->G == NQ) */
   const la_tile_t* Tl = J->cur;
+  if (LA_ONE_PASS(J, DELTA, NQ)) {
+    LA_FN(la_decode_one_pass)(J, P, NQ, W, DECAY, 0);
+    return;
+  }
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
   if (t0 == 0 && !P->primed) {
 #pragma GCC unroll 8
@@ -941,6 +979,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode)(const l
                                                                          const int DELTA, const int SD) {
   const int64_t dk = J->dk, dkp = J->dkp, ld = P->ld;
   const la_tile_t* Tl = J->cur;
+  if (LA_ONE_PASS(J, DELTA, NQ)) {
+    LA_FN(la_decode_one_pass)(J, P, NQ, W, DECAY, SD);
+    return;
+  }
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP];
   if (P->primed) {
     LA_LOAD_CARRY(P, p, s);

@@ -1,0 +1,421 @@
+/*
+ * linattn-la-ab: two builds of the library in one process, LinearAttention decode call by call.
+ *
+ *   linattn-la-ab A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case SPEC]... [--no-time]
+ *
+ * Each .so is dlopen'ed privately (RTLD_LOCAL). Two phases:
+ *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
+ *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
+ *     random inputs; each build writes its own output and present_state; every byte must agree.
+ *  2. time: per case, the two builds alternate on the same buffers (the state updated in place, or
+ *     past -> a separate present), the order flipped every pair; each call timed alone in thread
+ *     CPU time. Prints the medians, the median of the per-pair ratios B / A with its quartiles (above
+ *     1: B slower) and the ratio of the 10th-percentile times. With "cold" in the case, each call
+ *     uses the next of enough state slots (64 MiB in all) that its state comes from DRAM.
+ * SPEC: preset,state dtype,inplace|separate[,cold], e.g. "qwen,f16,inplace". Presets (fp32
+ * activations, B = 1): qwen (H 16, d 128, gated delta, per-head decay), kda (H 32, d 128, per-key
+ * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "linattn.h"
+
+typedef linattn_status (*la_fn)(linattn_context*, const linattn_linear_attention_desc*, const linattn_tensor*,
+                                const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                                const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                                const linattn_tensor*, void*, size_t);
+typedef linattn_status (*la_ws_fn)(linattn_context*, const linattn_linear_attention_desc*, const linattn_tensor*,
+                                   const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                                   const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                                   const linattn_tensor*, size_t*);
+
+typedef struct lib {
+  void* handle;
+  void (*options_init)(linattn_context_options*);
+  linattn_status (*context_create)(const linattn_context_options*, linattn_context**);
+  void (*context_destroy)(linattn_context*);
+  int (*isa_from_name)(const char*);
+  void (*desc_init)(linattn_linear_attention_desc*);
+  la_fn la;
+  la_ws_fn la_ws;
+  const char* (*last_error)(void);
+  linattn_context* ctx;
+} lib;
+
+static void* sym(void* h, const char* path, const char* name) {
+  void* f = dlsym(h, name);
+  if (!f) {
+    fprintf(stderr, "la-ab: %s lacks %s\n", path, name);
+    exit(2);
+  }
+  return f;
+}
+
+static void lib_open(lib* l, const char* path, const char* isa) {
+  l->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!l->handle) {
+    fprintf(stderr, "la-ab: %s\n", dlerror());
+    exit(2);
+  }
+  *(void**)&l->options_init = sym(l->handle, path, "linattn_context_options_init");
+  *(void**)&l->context_create = sym(l->handle, path, "linattn_context_create");
+  *(void**)&l->context_destroy = sym(l->handle, path, "linattn_context_destroy");
+  *(void**)&l->isa_from_name = sym(l->handle, path, "linattn_isa_from_name");
+  *(void**)&l->desc_init = sym(l->handle, path, "linattn_linear_attention_desc_init");
+  *(void**)&l->la = sym(l->handle, path, "linattn_linear_attention");
+  *(void**)&l->la_ws = sym(l->handle, path, "linattn_linear_attention_workspace_size");
+  *(void**)&l->last_error = sym(l->handle, path, "linattn_last_error");
+  linattn_context_options o;
+  l->options_init(&o);
+  o.num_threads = 1;
+  const int id = l->isa_from_name(isa);
+  if (id < 0) {
+    fprintf(stderr, "la-ab: unknown ISA %s\n", isa);
+    exit(2);
+  }
+  o.isa = (linattn_isa)id;
+  if (l->context_create(&o, &l->ctx) != LINATTN_SUCCESS) {
+    fprintf(stderr, "la-ab: %s: context: %s\n", path, l->last_error());
+    exit(2);
+  }
+}
+
+/* ------------------------------------------------------------------ data */
+
+static uint64_t rng_next(uint64_t* s) { /* splitmix64 */
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+static double uni(uint64_t* s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
+
+static uint16_t f32_to_bf16_bits(float f) { /* round to nearest even (no NaN here) */
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void store(void* p, size_t i, linattn_dtype dt, float x) {
+  if (dt == LINATTN_DTYPE_F32) {
+    ((float*)p)[i] = x;
+  } else if (dt == LINATTN_DTYPE_F16) {
+    const _Float16 h = (_Float16)x;
+    memcpy((char*)p + 2 * i, &h, 2);
+  } else {
+    const uint16_t b = f32_to_bf16_bits(x);
+    memcpy((char*)p + 2 * i, &b, 2);
+  }
+}
+
+static void* xalloc(size_t n) {
+  void* p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
+  if (!p) {
+    fprintf(stderr, "la-ab: out of memory\n");
+    exit(2);
+  }
+  return p;
+}
+
+static size_t dtype_size(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : 2; }
+static const char* dtype_name(linattn_dtype dt) {
+  return dt == LINATTN_DTYPE_F32 ? "f32" : dt == LINATTN_DTYPE_F16 ? "f16" : "bf16";
+}
+static linattn_tensor tensor(void* data, linattn_dtype dt, int32_t rank, const int64_t* dims) {
+  linattn_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data, t.dtype = dt, t.rank = rank;
+  for (int i = 0; i < rank; ++i) t.dims[i] = dims[i];
+  return t;
+}
+
+typedef struct la_case {
+  const char* name;
+  linattn_update_rule rule;
+  int64_t hq, hkv, dk, dv, T;
+  int per_key, scale1;
+  linattn_dtype sdt;
+  int mode; /* 0 in place, 1 separate present, 2 no past */
+  int cold;
+} la_case;
+
+typedef struct la_bufs {
+  linattn_tensor q, k, v, decay, beta, out, past, present;
+  void *qb, *kb, *vb, *db, *bb, *ob;
+  void** sb; /* state slots (past), present slots */
+  void** pb;
+  int nslots;
+  size_t ns, no;
+} la_bufs;
+
+static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) {
+  const int64_t B = 1, T = c->T, ho = c->hq > c->hkv ? c->hq : c->hkv;
+  const size_t nq = (size_t)(T * c->hq * c->dk), nk = (size_t)(T * c->hkv * c->dk), nv = (size_t)(T * c->hkv * c->dv);
+  const size_t nd = (size_t)(T * (c->per_key ? c->hkv * c->dk : c->hkv)), nb = (size_t)(T * c->hkv);
+  const size_t no = (size_t)(T * ho * c->dv), ns = (size_t)(c->hkv * c->dk * c->dv), ss = dtype_size(c->sdt);
+  memset(t, 0, sizeof *t);
+  t->ns = ns, t->no = no, t->nslots = nslots;
+  t->qb = xalloc(4 * nq), t->kb = xalloc(4 * nk), t->vb = xalloc(4 * nv), t->db = xalloc(4 * nd);
+  t->bb = xalloc(4 * nb), t->ob = xalloc(4 * no);
+  for (size_t i = 0; i < nq; i++) ((float*)t->qb)[i] = (float)(uni(seed) - 0.5) * 0.2f;
+  for (size_t i = 0; i < nk; i++) ((float*)t->kb)[i] = (float)(uni(seed) - 0.5) * 0.2f;
+  for (size_t i = 0; i < nv; i++) ((float*)t->vb)[i] = (float)(uni(seed) - 0.5) * 2.0f;
+  for (size_t i = 0; i < nd; i++) ((float*)t->db)[i] = (float)-(0.02 + 0.3 * uni(seed));
+  for (size_t i = 0; i < nb; i++) ((float*)t->bb)[i] = (float)(0.1 + 0.8 * uni(seed));
+  memset(t->ob, 0xa5, 4 * no);
+  t->sb = calloc((size_t)nslots, sizeof(void*));
+  t->pb = calloc((size_t)nslots, sizeof(void*));
+  for (int s = 0; s < nslots; s++) {
+    t->sb[s] = xalloc(ss * ns + 16);
+    if (s == 0) memset(t->sb[s], 0x5a, ss * ns + 16);
+    if (s == 0)
+      for (size_t i = 0; i < ns; i++) store((char*)t->sb[s] + 16, i, c->sdt, (float)(uni(seed) - 0.5) * 0.3f);
+    else
+      memcpy(t->sb[s], t->sb[0], ss * ns + 16);
+    t->pb[s] = NULL;
+    if (c->mode == 1) {
+      t->pb[s] = xalloc(ss * ns + 16);
+      memset(t->pb[s], 0xa5, ss * ns + 16);
+    }
+  }
+  int64_t qd[3] = {B, T, c->hq * c->dk}, kd[3] = {B, T, c->hkv * c->dk}, vd[3] = {B, T, c->hkv * c->dv};
+  int64_t dd[3] = {B, T, c->per_key ? c->hkv * c->dk : c->hkv}, bd[3] = {B, T, c->hkv};
+  int64_t od[3] = {B, T, ho * c->dv}, sd[4] = {B, c->hkv, c->dk, c->dv};
+  t->q = tensor(t->qb, LINATTN_DTYPE_F32, 3, qd);
+  t->k = tensor(t->kb, LINATTN_DTYPE_F32, 3, kd);
+  t->v = tensor(t->vb, LINATTN_DTYPE_F32, 3, vd);
+  t->decay = tensor(t->db, LINATTN_DTYPE_F32, 3, dd);
+  t->beta = tensor(t->bb, LINATTN_DTYPE_F32, 3, bd);
+  t->out = tensor(t->ob, LINATTN_DTYPE_F32, 3, od);
+  t->past = tensor((char*)t->sb[0] + 16, c->sdt, 4, sd);
+  t->present = c->mode == 1 ? tensor((char*)t->pb[0] + 16, c->sdt, 4, sd) : t->past;
+}
+
+static void bufs_slot(la_bufs* t, const la_case* c, int s) {
+  t->past.data = (char*)t->sb[s] + 16;
+  t->present.data = c->mode == 1 ? (char*)t->pb[s] + 16 : t->past.data;
+}
+
+static void bufs_free(la_bufs* t) {
+  free(t->qb), free(t->kb), free(t->vb), free(t->db), free(t->bb), free(t->ob);
+  for (int s = 0; s < t->nslots; s++) free(t->sb[s]), free(t->pb[s]);
+  free(t->sb), free(t->pb);
+}
+
+typedef struct call {
+  linattn_linear_attention_desc desc;
+  void* ws;
+  size_t ws_bytes;
+} call;
+
+static int has_decay(const la_case* c) { return c->rule == LINATTN_UPDATE_GATED || c->rule == LINATTN_UPDATE_GATED_DELTA; }
+static int has_beta(const la_case* c) { return c->rule == LINATTN_UPDATE_DELTA || c->rule == LINATTN_UPDATE_GATED_DELTA; }
+
+static void call_make(call* k, lib* l, const la_case* c, const la_bufs* t) {
+  l->desc_init(&k->desc);
+  k->desc.update_rule = c->rule;
+  k->desc.q_num_heads = c->hq;
+  k->desc.kv_num_heads = c->hkv;
+  k->desc.scale = c->scale1 ? 1.0f : 0.0f;
+  k->ws_bytes = 0;
+  if (l->la_ws(l->ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
+               has_beta(c) ? &t->beta : NULL, &t->out, &t->present, &k->ws_bytes) != LINATTN_SUCCESS) {
+    fprintf(stderr, "la-ab: workspace: %s\n", l->last_error());
+    exit(2);
+  }
+  k->ws = xalloc(k->ws_bytes + 64);
+}
+
+static void call_run(const call* k, lib* l, const la_case* c, const la_bufs* t) {
+  if (l->la(l->ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
+            has_beta(c) ? &t->beta : NULL, &t->out, &t->present, k->ws, k->ws_bytes) != LINATTN_SUCCESS) {
+    fprintf(stderr, "la-ab: call: %s\n", l->last_error());
+    exit(2);
+  }
+}
+
+static uint64_t fnv(uint64_t h, const void* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char*)p)[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* ------------------------------------------------------------------ phase 1: bits */
+
+static int bits(lib* a, lib* b) {
+  static const linattn_dtype sdts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  static const linattn_update_rule rules[4] = {LINATTN_UPDATE_LINEAR, LINATTN_UPDATE_GATED, LINATTN_UPDATE_DELTA,
+                                               LINATTN_UPDATE_GATED_DELTA};
+  static const int64_t shapes[][2] = {{128, 128}, {64, 64}, {128, 64}, {32, 200}, {48, 96}, {16, 40}, {128, 256}};
+  static const int64_t heads[][2] = {{1, 1}, {2, 2}, {4, 2}, {2, 4}, {16, 2}, {9, 1}};
+  uint64_t seed = 1, hash = 0xcbf29ce484222325ull;
+  int cases = 0, bad = 0;
+  for (int si = 0; si < 3; si++)
+    for (int ri = 0; ri < 4; ri++)
+      for (size_t hi = 0; hi < sizeof shapes / sizeof shapes[0]; hi++)
+        for (size_t gi = 0; gi < sizeof heads / sizeof heads[0]; gi++)
+          for (int mode = 0; mode < 3; mode++) {
+            const uint64_t r = rng_next(&seed);
+            la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
+                         1 + (int64_t)(r % 3), (int)((r >> 8) & 1), (int)((r >> 9) & 1), sdts[si], mode, 0};
+            if (c.hq > c.hkv && c.hq % c.hkv) continue;
+            if (c.hkv > c.hq && c.hkv % c.hq) continue;
+            if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
+            la_bufs ta, tb;
+            uint64_t sa = r, sb = r;
+            bufs_make(&ta, &c, &sa, 1);
+            bufs_make(&tb, &c, &sb, 1);
+            call ka, kb;
+            call_make(&ka, a, &c, &ta);
+            call_make(&kb, b, &c, &tb);
+            call_run(&ka, a, &c, &ta);
+            call_run(&kb, b, &c, &tb);
+            const size_t ss = dtype_size(c.sdt) * ta.ns + 16;
+            const void* sa_out = c.mode == 1 ? ta.pb[0] : ta.sb[0];
+            const void* sb_out = c.mode == 1 ? tb.pb[0] : tb.sb[0];
+            if (memcmp(ta.ob, tb.ob, 4 * ta.no) != 0 || memcmp(sa_out, sb_out, ss) != 0 ||
+                memcmp(ta.sb[0], tb.sb[0], ss) != 0) {
+              if (bad++ < 10)
+                fprintf(stderr, "la-ab: bits differ: %s rule %d hq %lld hkv %lld dk %lld dv %lld T %lld mode %d\n",
+                        dtype_name(c.sdt), (int)c.rule, (long long)c.hq, (long long)c.hkv, (long long)c.dk,
+                        (long long)c.dv, (long long)c.T, c.mode);
+            }
+            hash = fnv(fnv(hash, ta.ob, 4 * ta.no), sa_out, ss);
+            ++cases;
+            free(ka.ws), free(kb.ws);
+            bufs_free(&ta), bufs_free(&tb);
+          }
+  printf("bits: %d cases, %d differ, hash of A's outputs %016llx\n", cases, bad, (unsigned long long)hash);
+  return bad;
+}
+
+/* ------------------------------------------------------------------ phase 2: time */
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
+}
+static double wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void* x, const void* y) {
+  const double a = *(const double*)x, b = *(const double*)y;
+  return a < b ? -1 : a > b;
+}
+
+static double quantile(double* v, int n, double q) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return v[(int)(q * (n - 1) + 0.5)];
+}
+
+static const char* mode_name(int m) { return m == 0 ? "inplace" : m == 1 ? "separate" : "nopast"; }
+
+static void timed(lib* a, lib* b, const la_case* c, int max_pairs, double budget_s) {
+  uint64_t seed = 7;
+  la_bufs t;
+  const size_t slot = dtype_size(c->sdt) * (size_t)(c->hkv * c->dk * c->dv) * (c->mode == 1 ? 2 : 1);
+  const int nslots = c->cold ? (int)((64u << 20) / slot) + 1 : 1;
+  bufs_make(&t, c, &seed, nslots);
+  call ka, kb;
+  call_make(&ka, a, c, &t);
+  call_make(&kb, b, c, &t);
+  for (int i = 0; i < 3; ++i) call_run(&ka, a, c, &t), call_run(&kb, b, c, &t); /* warm up */
+  double* ta = malloc(sizeof(double) * (size_t)max_pairs * 3);
+  double *tb = ta + max_pairs, *ratio = tb + max_pairs;
+  const double end = wall_ns() + budget_s * 1e9;
+  int n = 0, s = 0;
+  for (; n < max_pairs && (n < 20 || wall_ns() < end); ++n) {
+    double t0, t1;
+    for (int half = 0; half < 2; half++) {
+      const int use_b = (n & 1) ^ half;
+      if (c->cold) bufs_slot(&t, c, s = (s + 1) % nslots);
+      t0 = now_ns();
+      if (use_b) call_run(&kb, b, c, &t);
+      else call_run(&ka, a, c, &t);
+      t1 = now_ns();
+      if (use_b) tb[n] = t1 - t0;
+      else ta[n] = t1 - t0;
+    }
+    ratio[n] = tb[n] / ta[n];
+  }
+  const double q1 = quantile(ratio, n, 0.25), q2 = quantile(ratio, n, 0.5), q3 = quantile(ratio, n, 0.75);
+  const double ma = quantile(ta, n, 0.5) * 1e-3, mb = quantile(tb, n, 0.5) * 1e-3;
+  const double fa = quantile(ta, n, 0.1), fb = quantile(tb, n, 0.1);
+  printf("%-6s %-4s %-8s %-4s %6d pairs  A %8.2f us  B %8.2f us  B/A %.3f (%.3f-%.3f)  p10 %.3f\n", c->name,
+         dtype_name(c->sdt), mode_name(c->mode), c->cold ? "cold" : "warm", n, ma, mb, q2, q1, q3, fb / fa);
+  fflush(stdout);
+  free(ta), free(ka.ws), free(kb.ws);
+  bufs_free(&t);
+}
+
+static int parse_case(const char* s, la_case* c) {
+  char pre[16], dt[8], mode[16], temp[8] = "";
+  const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%7s", pre, dt, mode, temp);
+  if (got < 3) return -1;
+  memset(c, 0, sizeof *c);
+  c->T = 1;
+  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0};
+  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0};
+  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0};
+  else return -1;
+  c->sdt = !strcmp(dt, "f32") ? LINATTN_DTYPE_F32 : !strcmp(dt, "f16") ? LINATTN_DTYPE_F16
+         : !strcmp(dt, "bf16") ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_INVALID;
+  if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
+  c->mode = !strcmp(mode, "inplace") ? 0 : !strcmp(mode, "separate") ? 1 : -1;
+  if (c->mode < 0) return -1;
+  c->cold = !strcmp(temp, "cold");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  static const char* defaults[] = {"qwen,f32,inplace", "qwen,f16,inplace", "qwen,bf16,inplace",
+                                   "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
+  const char* isa = "auto";
+  int max_pairs = 20000, time_it = 1, ncases = 0, check = 1;
+  double budget = 3.0;
+  la_case cases[64];
+  if (argc < 3) {
+    fprintf(stderr, "usage: %s A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case preset,dtype,mode[,cold]]... "
+                    "[--no-time] [--no-bits]\n", argv[0]);
+    return 2;
+  }
+  for (int i = 3; i < argc; ++i) {
+    if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
+    else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) max_pairs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--no-time")) time_it = 0;
+    else if (!strcmp(argv[i], "--no-bits")) check = 0;
+    else if (!strcmp(argv[i], "--case") && i + 1 < argc && ncases < 64) {
+      if (parse_case(argv[++i], &cases[ncases++]) != 0) {
+        fprintf(stderr, "la-ab: bad case %s (want qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold])\n", argv[i]);
+        return 2;
+      }
+    } else {
+      fprintf(stderr, "la-ab: unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  if (max_pairs < 20) max_pairs = 20;
+  if (ncases == 0)
+    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; ++i) parse_case(defaults[i], &cases[ncases++]);
+  lib a, b;
+  lib_open(&a, argv[1], isa);
+  lib_open(&b, argv[2], isa);
+  printf("A %s\nB %s\nISA %s, 1 thread, T = 1, B = 1, fp32 activations, thread CPU time\n", argv[1], argv[2], isa);
+  const int bad = check ? bits(&a, &b) : 0;
+  if (time_it)
+    for (int i = 0; i < ncases; ++i) timed(&a, &b, &cases[i], max_pairs, budget);
+  a.context_destroy(a.ctx), b.context_destroy(b.ctx);
+  return bad ? 1 : 0;
+}
