@@ -17,21 +17,11 @@
  * Without --case: the AVX-512 / AVX2 rows of docs/benchmarks.md's shared-body A/B.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "linattn.h"
+#define AB_PROG "conv-ab"
+#include "ab_common.h"
 
 typedef struct lib {
-  void* handle;
-  void (*options_init)(linattn_context_options*);
-  linattn_status (*context_create)(const linattn_context_options*, linattn_context**);
-  void (*context_destroy)(linattn_context*);
-  int (*isa_from_name)(const char*);
+  ab_lib ab;
   void (*desc_init)(linattn_causal_conv_desc*);
   linattn_status (*conv)(linattn_context*, const linattn_causal_conv_desc*, const linattn_tensor*,
                          const linattn_tensor*, const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
@@ -39,56 +29,16 @@ typedef struct lib {
   linattn_status (*conv_ws)(linattn_context*, const linattn_causal_conv_desc*, const linattn_tensor*,
                             const linattn_tensor*, const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
                             const linattn_tensor*, size_t*);
-  const char* (*last_error)(void);
-  linattn_context* ctx;
 } lib;
 
-static void* sym(void* h, const char* path, const char* name) {
-  void* f = dlsym(h, name);
-  if (!f) {
-    fprintf(stderr, "conv-ab: %s lacks %s\n", path, name);
-    exit(2);
-  }
-  return f;
-}
-
 static void lib_open(lib* l, const char* path, const char* isa) {
-  l->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!l->handle) {
-    fprintf(stderr, "conv-ab: %s\n", dlerror());
-    exit(2);
-  }
-  *(void**)&l->options_init = sym(l->handle, path, "linattn_context_options_init");
-  *(void**)&l->context_create = sym(l->handle, path, "linattn_context_create");
-  *(void**)&l->context_destroy = sym(l->handle, path, "linattn_context_destroy");
-  *(void**)&l->isa_from_name = sym(l->handle, path, "linattn_isa_from_name");
-  *(void**)&l->desc_init = sym(l->handle, path, "linattn_causal_conv_desc_init");
-  *(void**)&l->conv = sym(l->handle, path, "linattn_causal_conv_with_state");
-  *(void**)&l->conv_ws = sym(l->handle, path, "linattn_causal_conv_with_state_workspace_size");
-  *(void**)&l->last_error = sym(l->handle, path, "linattn_last_error");
-  linattn_context_options o;
-  l->options_init(&o);
-  o.num_threads = 1;
-  const int id = l->isa_from_name(isa);
-  if (id < 0) {
-    fprintf(stderr, "conv-ab: unknown ISA %s\n", isa);
-    exit(2);
-  }
-  o.isa = (linattn_isa)id;
-  if (l->context_create(&o, &l->ctx) != LINATTN_SUCCESS) {
-    fprintf(stderr, "conv-ab: %s: context: %s\n", path, l->last_error());
-    exit(2);
-  }
+  ab_open(&l->ab, path, isa);
+  *(void**)&l->desc_init = ab_sym(l->ab.handle, path, "linattn_causal_conv_desc_init");
+  *(void**)&l->conv = ab_sym(l->ab.handle, path, "linattn_causal_conv_with_state");
+  *(void**)&l->conv_ws = ab_sym(l->ab.handle, path, "linattn_causal_conv_with_state_workspace_size");
 }
 
 /* ------------------------------------------------------------------ data */
-
-static uint64_t rng_next(uint64_t* s) { /* splitmix64 */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 /* Values of magnitude 2^-4 .. 2^2 with random sign and mantissa, written directly as T bits. */
 static void fill(void* p, size_t n, linattn_dtype dt, uint64_t* s) {
@@ -106,28 +56,6 @@ static void fill(void* p, size_t n, linattn_dtype dt, uint64_t* s) {
       memcpy((char*)p + 2 * i, &u, 2);
     }
   }
-}
-
-static void* xalloc(size_t n) {
-  void* p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-  if (!p) {
-    fprintf(stderr, "conv-ab: out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-/* The harness links neither build: its own copies of the two header helpers it needs. */
-static size_t dtype_size(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : 2; }
-static const char* dtype_name(linattn_dtype dt) {
-  return dt == LINATTN_DTYPE_F32 ? "f32" : dt == LINATTN_DTYPE_F16 ? "f16" : "bf16";
-}
-static linattn_tensor tensor(void* data, linattn_dtype dt, int32_t rank, const int64_t* dims) {
-  linattn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data, t.dtype = dt, t.rank = rank;
-  for (int i = 0; i < rank; ++i) t.dims[i] = dims[i];
-  return t;
 }
 
 /* One call's tensors: x, w, bias, past, y, present (present == past when in_place). */
@@ -185,25 +113,20 @@ static void call_make(call* k, lib* l, const conv_case* c, const conv_bufs* t) {
   k->desc.channels_last = c->channels_last;
   k->desc.dilation = c->d;
   k->ws_bytes = 0;
-  if (l->conv_ws(l->ctx, &k->desc, &t->x, &t->w, c->has_bias ? &t->bias : NULL, c->has_past ? &t->past : NULL,
+  if (l->conv_ws(l->ab.ctx, &k->desc, &t->x, &t->w, c->has_bias ? &t->bias : NULL, c->has_past ? &t->past : NULL,
                  &t->y, &t->present, &k->ws_bytes) != LINATTN_SUCCESS) {
-    fprintf(stderr, "conv-ab: workspace: %s\n", l->last_error());
+    fprintf(stderr, "conv-ab: workspace: %s\n", l->ab.last_error());
     exit(2);
   }
   k->ws = k->ws_bytes ? xalloc(k->ws_bytes) : NULL;
 }
 
 static void call_run(const call* k, lib* l, const conv_case* c, const conv_bufs* t) {
-  if (l->conv(l->ctx, &k->desc, &t->x, &t->w, c->has_bias ? &t->bias : NULL, c->has_past ? &t->past : NULL, &t->y,
+  if (l->conv(l->ab.ctx, &k->desc, &t->x, &t->w, c->has_bias ? &t->bias : NULL, c->has_past ? &t->past : NULL, &t->y,
               &t->present, k->ws, k->ws_bytes) != LINATTN_SUCCESS) {
-    fprintf(stderr, "conv-ab: call: %s\n", l->last_error());
+    fprintf(stderr, "conv-ab: call: %s\n", l->ab.last_error());
     exit(2);
   }
-}
-
-static uint64_t fnv(uint64_t h, const void* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char*)p)[i]) * 0x100000001b3ull;
-  return h;
 }
 
 /* ------------------------------------------------------------------ phase 1: bits */
@@ -252,54 +175,28 @@ static int bits(lib* a, lib* b, uint64_t* hash_out) {
 
 /* ------------------------------------------------------------------ phase 2: time */
 
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
-}
+typedef struct timed_arg {
+  lib* l[2]; /* A, B */
+  const conv_case* c;
+  conv_bufs t; /* shared by A and B */
+  call k[2];
+} timed_arg;
 
-static int cmp_double(const void* x, const void* y) {
-  const double a = *(const double*)x, b = *(const double*)y;
-  return a < b ? -1 : a > b;
-}
-
-static double quantile(double* v, int n, double q) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return v[(int)(q * (n - 1) + 0.5)];
+static void run_one(void* arg, int use_b) {
+  timed_arg* x = arg;
+  call_run(&x->k[use_b], x->l[use_b], x->c, &x->t);
 }
 
 static void timed(lib* a, lib* b, const conv_case* c, int max_pairs, double budget_s) {
   uint64_t seed = 7;
-  conv_bufs t;
-  bufs_make(&t, c, &seed);
-  call ka, kb;
-  call_make(&ka, a, c, &t);
-  call_make(&kb, b, c, &t);
-  for (int i = 0; i < 3; ++i) call_run(&ka, a, c, &t), call_run(&kb, b, c, &t); /* warm up */
-  double* ta = malloc(sizeof(double) * (size_t)max_pairs * 3);
-  double *tb = ta + max_pairs, *ratio = tb + max_pairs;
-  const double end = now_ns() + budget_s * 1e9;
-  int n = 0;
-  for (; n < max_pairs && (n < 20 || now_ns() < end); ++n) {
-    double t0, t1, t2;
-    if (n & 1) {
-      t0 = now_ns(), call_run(&kb, b, c, &t), t1 = now_ns(), call_run(&ka, a, c, &t), t2 = now_ns();
-      tb[n] = t1 - t0, ta[n] = t2 - t1;
-    } else {
-      t0 = now_ns(), call_run(&ka, a, c, &t), t1 = now_ns(), call_run(&kb, b, c, &t), t2 = now_ns();
-      ta[n] = t1 - t0, tb[n] = t2 - t1;
-    }
-    ratio[n] = tb[n] / ta[n];
-  }
-  const double q1 = quantile(ratio, n, 0.25), q2 = quantile(ratio, n, 0.5), q3 = quantile(ratio, n, 0.75);
-  const double ma = quantile(ta, n, 0.5) * 1e-3, mb = quantile(tb, n, 0.5) * 1e-3;
-  const double fa = quantile(ta, n, 0.1), fb = quantile(tb, n, 0.1);
-  printf("%s %-4s L=%-5lld C=%-5lld %6d pairs  A %10.2f us  B %10.2f us  B/A %.3f (%.3f-%.3f)  p10 %.3f\n",
-         c->channels_last ? "cl" : "cf", dtype_name(c->dt), (long long)c->L, (long long)c->C, n, ma, mb, q2,
-         q1, q3, fb / fa);
-  fflush(stdout);
-  free(ta), free(ka.ws), free(kb.ws);
-  bufs_free(&t);
+  timed_arg x = {.l = {a, b}, .c = c};
+  bufs_make(&x.t, c, &seed);
+  for (int i = 0; i < 2; ++i) call_make(&x.k[i], x.l[i], c, &x.t);
+  printf("%s %-4s L=%-5lld C=%-5lld ", c->channels_last ? "cl" : "cf", dtype_name(c->dt), (long long)c->L,
+         (long long)c->C);
+  ab_alternate(run_one, NULL, wall_ns, &x, max_pairs, budget_s, 10);
+  free(x.k[0].ws), free(x.k[1].ws);
+  bufs_free(&x.t);
 }
 
 static int parse_case(const char* s, conv_case* c) {
@@ -309,53 +206,29 @@ static int parse_case(const char* s, conv_case* c) {
   memset(c, 0, sizeof *c);
   c->channels_last = strcmp(layout, "cl") == 0;
   if (!c->channels_last && strcmp(layout, "cf") != 0) return -1;
-  c->dt = !strcmp(dt, "f32") ? LINATTN_DTYPE_F32 : !strcmp(dt, "f16") ? LINATTN_DTYPE_F16
-        : !strcmp(dt, "bf16") ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_INVALID;
+  c->dt = dtype_parse(dt);
   if (c->dt == LINATTN_DTYPE_INVALID) return -1;
   c->silu = 1, c->has_past = 1, c->in_place = 1, c->B = 1, c->C = C, c->L = L, c->K = 4, c->d = 1;
   return 0;
 }
 
+static int parse_case_at(void* cases, int i, const char* s) { return parse_case(s, (conv_case*)cases + i); }
+
 int main(int argc, char** argv) {
-  static const char* defaults[] = {"cl,f16,1,6144", "cf,f32,512,6144", "cf,bf16,512,6144", "cl,f16,512,6144",
-                                   "cf,f16,512,6144", "cl,f32,512,6144", "cl,bf16,512,6144", "cf,f16,1,6144",
-                                   "cl,f32,1,6144", "cl,bf16,1,6144"};
-  const char* isa = "auto";
-  int max_pairs = 20000, time_it = 1, bits_it = 1, ncases = 0;
-  double budget = 3.0;
-  conv_case cases[64];
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case cf|cl,f32|f16|bf16,L,C]... "
-                    "[--no-time] [--no-bits]\n", argv[0]);
-    return 2;
-  }
-  for (int i = 3; i < argc; ++i) {
-    if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
-    else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) max_pairs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--no-time")) time_it = 0;
-    else if (!strcmp(argv[i], "--no-bits")) bits_it = 0; /* timing only, e.g. repeated rounds */
-    else if (!strcmp(argv[i], "--case") && i + 1 < argc && ncases < 64) {
-      if (parse_case(argv[++i], &cases[ncases++]) != 0) {
-        fprintf(stderr, "conv-ab: bad case %s (want cf|cl,f32|f16|bf16,L,C)\n", argv[i]);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "conv-ab: unknown argument %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (max_pairs < 20) max_pairs = 20;
-  if (ncases == 0)
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; ++i) parse_case(defaults[i], &cases[ncases++]);
+  static const char* const defaults[] = {"cl,f16,1,6144", "cf,f32,512,6144", "cf,bf16,512,6144", "cl,f16,512,6144",
+                                         "cf,f16,512,6144", "cl,f32,512,6144", "cl,bf16,512,6144", "cf,f16,1,6144",
+                                         "cl,f32,1,6144", "cl,bf16,1,6144"};
+  conv_case cases[AB_MAX_CASES];
+  const ab_opts o = ab_parse_args(argc, argv, "cf|cl,f32|f16|bf16,L,C", "cf|cl,f32|f16|bf16,L,C", parse_case_at,
+                                  cases, defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
-  lib_open(&a, argv[1], isa);
-  lib_open(&b, argv[2], isa);
-  printf("A %s\nB %s\nISA %s, 1 thread, K = 4, SiLU, no bias, B = 1, state in place\n", argv[1], argv[2], isa);
+  lib_open(&a, argv[1], o.isa);
+  lib_open(&b, argv[2], o.isa);
+  printf("A %s\nB %s\nISA %s, 1 thread, K = 4, SiLU, no bias, B = 1, state in place\n", argv[1], argv[2], o.isa);
   uint64_t hash;
-  const int bad = bits_it ? bits(&a, &b, &hash) : 0;
-  if (time_it)
-    for (int i = 0; i < ncases; ++i) timed(&a, &b, &cases[i], max_pairs, budget);
-  a.context_destroy(a.ctx), b.context_destroy(b.ctx);
+  const int bad = o.bits_it ? bits(&a, &b, &hash) : 0;
+  if (o.time_it)
+    for (int i = 0; i < o.ncases; ++i) timed(&a, &b, &cases[i], o.max_pairs, o.budget);
+  a.ab.context_destroy(a.ab.ctx), b.ab.context_destroy(b.ab.ctx);
   return bad ? 1 : 0;
 }

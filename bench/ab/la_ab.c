@@ -17,15 +17,8 @@
  * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "linattn.h"
+#define AB_PROG "la-ab"
+#include "ab_common.h"
 
 typedef linattn_status (*la_fn)(linattn_context*, const linattn_linear_attention_desc*, const linattn_tensor*,
                                 const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
@@ -37,64 +30,21 @@ typedef linattn_status (*la_ws_fn)(linattn_context*, const linattn_linear_attent
                                    const linattn_tensor*, size_t*);
 
 typedef struct lib {
-  void* handle;
-  void (*options_init)(linattn_context_options*);
-  linattn_status (*context_create)(const linattn_context_options*, linattn_context**);
-  void (*context_destroy)(linattn_context*);
-  int (*isa_from_name)(const char*);
+  ab_lib ab;
   void (*desc_init)(linattn_linear_attention_desc*);
   la_fn la;
   la_ws_fn la_ws;
-  const char* (*last_error)(void);
-  linattn_context* ctx;
 } lib;
 
-static void* sym(void* h, const char* path, const char* name) {
-  void* f = dlsym(h, name);
-  if (!f) {
-    fprintf(stderr, "la-ab: %s lacks %s\n", path, name);
-    exit(2);
-  }
-  return f;
-}
-
 static void lib_open(lib* l, const char* path, const char* isa) {
-  l->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-  if (!l->handle) {
-    fprintf(stderr, "la-ab: %s\n", dlerror());
-    exit(2);
-  }
-  *(void**)&l->options_init = sym(l->handle, path, "linattn_context_options_init");
-  *(void**)&l->context_create = sym(l->handle, path, "linattn_context_create");
-  *(void**)&l->context_destroy = sym(l->handle, path, "linattn_context_destroy");
-  *(void**)&l->isa_from_name = sym(l->handle, path, "linattn_isa_from_name");
-  *(void**)&l->desc_init = sym(l->handle, path, "linattn_linear_attention_desc_init");
-  *(void**)&l->la = sym(l->handle, path, "linattn_linear_attention");
-  *(void**)&l->la_ws = sym(l->handle, path, "linattn_linear_attention_workspace_size");
-  *(void**)&l->last_error = sym(l->handle, path, "linattn_last_error");
-  linattn_context_options o;
-  l->options_init(&o);
-  o.num_threads = 1;
-  const int id = l->isa_from_name(isa);
-  if (id < 0) {
-    fprintf(stderr, "la-ab: unknown ISA %s\n", isa);
-    exit(2);
-  }
-  o.isa = (linattn_isa)id;
-  if (l->context_create(&o, &l->ctx) != LINATTN_SUCCESS) {
-    fprintf(stderr, "la-ab: %s: context: %s\n", path, l->last_error());
-    exit(2);
-  }
+  ab_open(&l->ab, path, isa);
+  *(void**)&l->desc_init = ab_sym(l->ab.handle, path, "linattn_linear_attention_desc_init");
+  *(void**)&l->la = ab_sym(l->ab.handle, path, "linattn_linear_attention");
+  *(void**)&l->la_ws = ab_sym(l->ab.handle, path, "linattn_linear_attention_workspace_size");
 }
 
 /* ------------------------------------------------------------------ data */
 
-static uint64_t rng_next(uint64_t* s) { /* splitmix64 */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 static double uni(uint64_t* s) { return (double)(rng_next(s) >> 11) * 0x1p-53; }
 
 static uint16_t f32_to_bf16_bits(float f) { /* round to nearest even (no NaN here) */
@@ -113,27 +63,6 @@ static void store(void* p, size_t i, linattn_dtype dt, float x) {
     const uint16_t b = f32_to_bf16_bits(x);
     memcpy((char*)p + 2 * i, &b, 2);
   }
-}
-
-static void* xalloc(size_t n) {
-  void* p = aligned_alloc(64, (n + 63) / 64 * 64 + 64);
-  if (!p) {
-    fprintf(stderr, "la-ab: out of memory\n");
-    exit(2);
-  }
-  return p;
-}
-
-static size_t dtype_size(linattn_dtype dt) { return dt == LINATTN_DTYPE_F32 ? 4 : 2; }
-static const char* dtype_name(linattn_dtype dt) {
-  return dt == LINATTN_DTYPE_F32 ? "f32" : dt == LINATTN_DTYPE_F16 ? "f16" : "bf16";
-}
-static linattn_tensor tensor(void* data, linattn_dtype dt, int32_t rank, const int64_t* dims) {
-  linattn_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data, t.dtype = dt, t.rank = rank;
-  for (int i = 0; i < rank; ++i) t.dims[i] = dims[i];
-  return t;
 }
 
 typedef struct la_case {
@@ -225,25 +154,20 @@ static void call_make(call* k, lib* l, const la_case* c, const la_bufs* t) {
   k->desc.kv_num_heads = c->hkv;
   k->desc.scale = c->scale1 ? 1.0f : 0.0f;
   k->ws_bytes = 0;
-  if (l->la_ws(l->ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
+  if (l->la_ws(l->ab.ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
                has_beta(c) ? &t->beta : NULL, &t->out, &t->present, &k->ws_bytes) != LINATTN_SUCCESS) {
-    fprintf(stderr, "la-ab: workspace: %s\n", l->last_error());
+    fprintf(stderr, "la-ab: workspace: %s\n", l->ab.last_error());
     exit(2);
   }
   k->ws = xalloc(k->ws_bytes + 64);
 }
 
 static void call_run(const call* k, lib* l, const la_case* c, const la_bufs* t) {
-  if (l->la(l->ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
+  if (l->la(l->ab.ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
             has_beta(c) ? &t->beta : NULL, &t->out, &t->present, k->ws, k->ws_bytes) != LINATTN_SUCCESS) {
-    fprintf(stderr, "la-ab: call: %s\n", l->last_error());
+    fprintf(stderr, "la-ab: call: %s\n", l->ab.last_error());
     exit(2);
   }
-}
-
-static uint64_t fnv(uint64_t h, const void* p, size_t n) {
-  for (size_t i = 0; i < n; ++i) h = (h ^ ((const unsigned char*)p)[i]) * 0x100000001b3ull;
-  return h;
 }
 
 /* ------------------------------------------------------------------ phase 1: bits */
@@ -297,65 +221,38 @@ static int bits(lib* a, lib* b) {
 
 /* ------------------------------------------------------------------ phase 2: time */
 
-static double now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
-}
-static double wall_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return 1e9 * (double)ts.tv_sec + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void* x, const void* y) {
-  const double a = *(const double*)x, b = *(const double*)y;
-  return a < b ? -1 : a > b;
-}
-
-static double quantile(double* v, int n, double q) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return v[(int)(q * (n - 1) + 0.5)];
-}
-
 static const char* mode_name(int m) { return m == 0 ? "inplace" : m == 1 ? "separate" : "nopast"; }
+
+typedef struct timed_arg {
+  lib* l[2]; /* A, B */
+  const la_case* c;
+  la_bufs t; /* shared by A and B */
+  call k[2];
+  int slot, nslots; /* cold: the state slot in use, of nslots */
+} timed_arg;
+
+static void run_one(void* arg, int use_b) {
+  timed_arg* x = arg;
+  call_run(&x->k[use_b], x->l[use_b], x->c, &x->t);
+}
+
+/* Cold: each call on the next state slot. */
+static void next_slot(void* arg) {
+  timed_arg* x = arg;
+  x->slot = (x->slot + 1) % x->nslots;
+  bufs_slot(&x->t, x->c, x->slot);
+}
 
 static void timed(lib* a, lib* b, const la_case* c, int max_pairs, double budget_s) {
   uint64_t seed = 7;
-  la_bufs t;
   const size_t slot = dtype_size(c->sdt) * (size_t)(c->hkv * c->dk * c->dv) * (c->mode == 1 ? 2 : 1);
-  const int nslots = c->cold ? (int)((64u << 20) / slot) + 1 : 1;
-  bufs_make(&t, c, &seed, nslots);
-  call ka, kb;
-  call_make(&ka, a, c, &t);
-  call_make(&kb, b, c, &t);
-  for (int i = 0; i < 3; ++i) call_run(&ka, a, c, &t), call_run(&kb, b, c, &t); /* warm up */
-  double* ta = malloc(sizeof(double) * (size_t)max_pairs * 3);
-  double *tb = ta + max_pairs, *ratio = tb + max_pairs;
-  const double end = wall_ns() + budget_s * 1e9;
-  int n = 0, s = 0;
-  for (; n < max_pairs && (n < 20 || wall_ns() < end); ++n) {
-    double t0, t1;
-    for (int half = 0; half < 2; half++) {
-      const int use_b = (n & 1) ^ half;
-      if (c->cold) bufs_slot(&t, c, s = (s + 1) % nslots);
-      t0 = now_ns();
-      if (use_b) call_run(&kb, b, c, &t);
-      else call_run(&ka, a, c, &t);
-      t1 = now_ns();
-      if (use_b) tb[n] = t1 - t0;
-      else ta[n] = t1 - t0;
-    }
-    ratio[n] = tb[n] / ta[n];
-  }
-  const double q1 = quantile(ratio, n, 0.25), q2 = quantile(ratio, n, 0.5), q3 = quantile(ratio, n, 0.75);
-  const double ma = quantile(ta, n, 0.5) * 1e-3, mb = quantile(tb, n, 0.5) * 1e-3;
-  const double fa = quantile(ta, n, 0.1), fb = quantile(tb, n, 0.1);
-  printf("%-6s %-4s %-8s %-4s %6d pairs  A %8.2f us  B %8.2f us  B/A %.3f (%.3f-%.3f)  p10 %.3f\n", c->name,
-         dtype_name(c->sdt), mode_name(c->mode), c->cold ? "cold" : "warm", n, ma, mb, q2, q1, q3, fb / fa);
-  fflush(stdout);
-  free(ta), free(ka.ws), free(kb.ws);
-  bufs_free(&t);
+  timed_arg x = {.l = {a, b}, .c = c, .nslots = c->cold ? (int)((64u << 20) / slot) + 1 : 1};
+  bufs_make(&x.t, c, &seed, x.nslots);
+  for (int i = 0; i < 2; ++i) call_make(&x.k[i], x.l[i], c, &x.t);
+  printf("%-6s %-4s %-8s %-4s ", c->name, dtype_name(c->sdt), mode_name(c->mode), c->cold ? "cold" : "warm");
+  ab_alternate(run_one, c->cold ? next_slot : NULL, thread_ns, &x, max_pairs, budget_s, 8);
+  free(x.k[0].ws), free(x.k[1].ws);
+  bufs_free(&x.t);
 }
 
 static int parse_case(const char* s, la_case* c) {
@@ -369,8 +266,7 @@ static int parse_case(const char* s, la_case* c) {
   else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0};
   else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0};
   else return -1;
-  c->sdt = !strcmp(dt, "f32") ? LINATTN_DTYPE_F32 : !strcmp(dt, "f16") ? LINATTN_DTYPE_F16
-         : !strcmp(dt, "bf16") ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_INVALID;
+  c->sdt = dtype_parse(dt);
   if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
   c->mode = !strcmp(mode, "inplace") ? 0 : !strcmp(mode, "separate") ? 1 : -1;
   if (c->mode < 0) return -1;
@@ -378,44 +274,22 @@ static int parse_case(const char* s, la_case* c) {
   return 0;
 }
 
+static int parse_case_at(void* cases, int i, const char* s) { return parse_case(s, (la_case*)cases + i); }
+
 int main(int argc, char** argv) {
-  static const char* defaults[] = {"qwen,f32,inplace", "qwen,f16,inplace", "qwen,bf16,inplace",
-                                   "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
-  const char* isa = "auto";
-  int max_pairs = 20000, time_it = 1, ncases = 0, check = 1;
-  double budget = 3.0;
-  la_case cases[64];
-  if (argc < 3) {
-    fprintf(stderr, "usage: %s A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case preset,dtype,mode[,cold]]... "
-                    "[--no-time] [--no-bits]\n", argv[0]);
-    return 2;
-  }
-  for (int i = 3; i < argc; ++i) {
-    if (!strcmp(argv[i], "--isa") && i + 1 < argc) isa = argv[++i];
-    else if (!strcmp(argv[i], "--pairs") && i + 1 < argc) max_pairs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--budget") && i + 1 < argc) budget = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--no-time")) time_it = 0;
-    else if (!strcmp(argv[i], "--no-bits")) check = 0;
-    else if (!strcmp(argv[i], "--case") && i + 1 < argc && ncases < 64) {
-      if (parse_case(argv[++i], &cases[ncases++]) != 0) {
-        fprintf(stderr, "la-ab: bad case %s (want qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold])\n", argv[i]);
-        return 2;
-      }
-    } else {
-      fprintf(stderr, "la-ab: unknown argument %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (max_pairs < 20) max_pairs = 20;
-  if (ncases == 0)
-    for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; ++i) parse_case(defaults[i], &cases[ncases++]);
+  static const char* const defaults[] = {"qwen,f32,inplace", "qwen,f16,inplace", "qwen,bf16,inplace",
+                                         "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
+  la_case cases[AB_MAX_CASES];
+  const ab_opts o = ab_parse_args(argc, argv, "preset,dtype,mode[,cold]",
+                                  "qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold]", parse_case_at, cases,
+                                  defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
-  lib_open(&a, argv[1], isa);
-  lib_open(&b, argv[2], isa);
-  printf("A %s\nB %s\nISA %s, 1 thread, T = 1, B = 1, fp32 activations, thread CPU time\n", argv[1], argv[2], isa);
-  const int bad = check ? bits(&a, &b) : 0;
-  if (time_it)
-    for (int i = 0; i < ncases; ++i) timed(&a, &b, &cases[i], max_pairs, budget);
-  a.context_destroy(a.ctx), b.context_destroy(b.ctx);
+  lib_open(&a, argv[1], o.isa);
+  lib_open(&b, argv[2], o.isa);
+  printf("A %s\nB %s\nISA %s, 1 thread, T = 1, B = 1, fp32 activations, thread CPU time\n", argv[1], argv[2], o.isa);
+  const int bad = o.bits_it ? bits(&a, &b) : 0;
+  if (o.time_it)
+    for (int i = 0; i < o.ncases; ++i) timed(&a, &b, &cases[i], o.max_pairs, o.budget);
+  a.ab.context_destroy(a.ab.ctx), b.ab.context_destroy(b.ab.ctx);
   return bad ? 1 : 0;
 }
