@@ -251,6 +251,8 @@ static const char* perturb(gd_case* c, fz_reader* r, int id) {
       fz_unshare(t, NT, i);
       const int a = fz_pick(r, 4);
       if (a == 0 && !c->has_cu && i == INIT) return NULL; /* B from the state: may be consistent */
+      /* packed QKV reads d_k from the state: another d_k may split the packed width as well */
+      if (a == 3 && packed_qkv(c) && i == INIT) return NULL;
       if (fz_chance(r, 30)) { /* K-major (B, H_v, d_k, d_v): wrong unless square */
         if (c->dk == c->dv) return NULL;
         t[i].d.dims[2] = c->dk, t[i].d.dims[3] = c->dv;
