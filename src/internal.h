@@ -183,6 +183,8 @@ typedef struct conv_params {
   bool decode_vbmi;   /* the AVX-512 channels-first K = 4 decode moves 16-bit states with AVX512-VBMI
                        * byte permutes: the CPU has them and conv_tuning.decode_vbmi asks for them
                        * (same bits either way) */
+  bool cf_bf16_pairs; /* the AVX-512 channels-first bf16 K = 4 prefill runs as even and odd steps
+                       * (conv_tuning.cf_bf16_pairs; same bits either way) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -302,6 +304,8 @@ typedef struct conv_tuning {
                                 * bytes ahead (0: none; conv_params.cf_prefetch) */
   int decode_vbmi;             /* 1: where the CPU has AVX512-VBMI, the AVX-512 channels-first K = 4
                                 * decode moves 16-bit states with byte permutes (conv_params.decode_vbmi) */
+  int cf_bf16_pairs;           /* 1: the AVX-512 channels-first bf16 K = 4 prefill widens, sums and narrows
+                                * even and odd steps apart, without shuffles (conv_params.cf_bf16_pairs) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

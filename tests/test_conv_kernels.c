@@ -656,6 +656,96 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
   free(x); free(yref); free(yk); free(spec); free(w);
 }
 
+/* ------------------------------------------------------------------ channels-first K = 4 bit for bit */
+
+/* The x86 vector families' arithmetic per output of a channels-first K = 4, dilation 1 conv:
+ * the four products summed by FMAs in tap order from 0, for fp16 the sum rounded to fp16
+ * before the bias, the bias added in fp32, then for 16-bit T rounded to T, SiLU as
+ * silu_poly_spec, rounded to T. Independent of how a kernel arranges its vectors (the
+ * shifted-register loops, bf16's even / odd streams), so every output must have these bits. */
+static uint32_t cf_k4_spec(const float* xs, const float* w, float bias, bool has_bias, bool silu, linattn_dtype dt) {
+  float acc = fmaf(w[0], xs[0], 0.0f);
+  for (int j = 1; j < 4; j++) acc = fmaf(w[j], xs[j], acc);
+  if (has_bias) {
+    if (dt == LINATTN_DTYPE_F16) acc = linattn_f16_to_f32(linattn_f32_to_f16(acc));
+    acc += bias;
+  }
+  if (dt == LINATTN_DTYPE_F32) {
+    if (silu) acc = silu_poly_spec(acc);
+    uint32_t u;
+    memcpy(&u, &acc, 4);
+    return u;
+  }
+  if (silu) acc = silu_poly_spec(from_t_bits(to_t_bits(acc, dt), dt));
+  return to_t_bits(acc, dt);
+}
+
+/* Channels-first K = 4, dilation 1, long rows at every output alignment of the first 32
+ * elements (row starts 0..31 elements into an aligned buffer) and lengths around the loops'
+ * rounds, random past state, each dtype with and without bias and SiLU, conv.cf_bf16_pairs off
+ * and on: the avx2 and avx512 families must give cf_k4_spec's bits for every output. */
+static void cf_k4_bits(const family* fams, int nf, tk_rng* r) {
+  static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  static const int64_t Ls[] = {150, 161, 290, 1031, 4099};
+  const int64_t C = 4, pad = 40, S = 3;
+  int64_t nchecked = 0;
+  for (int di = 0; di < 3; di++)
+    for (int li = 0; li < 5; li++)
+      for (int flags = 0; flags < 4; flags++) {
+        const linattn_dtype dt = dts[di];
+        const int64_t L = Ls[li], row = L + pad, off = tk_below(r, 32), n = C * row + 64;
+        const bool has_bias = flags & 1, silu = flags & 2;
+        const size_t es = esz(dt);
+        char* xb = tk_aligned_alloc(64, (size_t)n * es);
+        char* yb = tk_aligned_alloc(64, (size_t)n * es);
+        char* past = tk_aligned_alloc(64, (size_t)(C * S) * es);
+        char* w = tk_aligned_alloc(64, (size_t)(C * 4) * es);
+        char* bias = tk_aligned_alloc(64, (size_t)C * es);
+        for (int64_t i = 0; i < n; i++) tk_store(xb, i, dt, tk_uniform_range(r, -6.0, 6.0));
+        for (int64_t i = 0; i < C * S; i++) tk_store(past, i, dt, tk_uniform_range(r, -6.0, 6.0));
+        for (int64_t i = 0; i < C * 4; i++) tk_store(w, i, dt, tk_uniform_range(r, -1.0, 1.0));
+        for (int64_t i = 0; i < C; i++) tk_store(bias, i, dt, tk_uniform_range(r, -1.0, 1.0));
+        conv_params p;
+        memset(&p, 0, sizeof p);
+        p.dtype = dt; p.activation = silu ? LINATTN_ACTIVATION_SILU : LINATTN_ACTIVATION_NONE;
+        p.B = 1; p.C = C; p.L = L; p.K = 4; p.dilation = 1; p.S = S;
+        p.x = xb + off * (int64_t)es; p.x_sb = C * row; p.x_sc = row; p.x_st = 1;
+        p.y = yb + off * (int64_t)es; p.y_sb = C * row; p.y_sc = row; p.y_st = 1;
+        p.w = w; p.bias = has_bias ? bias : NULL;
+        p.past = past; p.s_sb = C * S; p.s_sc = S; p.s_st = 1;
+        p.cf_prefetch = 4096;
+        for (int f = 0; f < nf; f++)
+          for (int pairs = 0; pairs < 2; pairs++) { /* AVX-512 bf16: conv.cf_bf16_pairs off and on */
+            if (strcmp(fams[f].name, "avx2") != 0 && strcmp(fams[f].name, "avx512") != 0) continue;
+            p.cf_bf16_pairs = pairs;
+            memset(yb, 0xff, (size_t)n * es);
+            run_units(fams[f].k, &p, 1 + tk_below(r, C), r);
+            int64_t bad = 0, first = -1;
+            for (int64_t c = 0; c < C; c++) {
+              float wf[4], xs[4];
+              for (int j = 0; j < 4; j++) wf[j] = (float)tk_load(w, c * 4 + j, dt);
+              const float bf = (float)tk_load(bias, c, dt);
+              for (int64_t t = 0; t < L; t++) {
+                for (int j = 0; j < 4; j++) { /* padded position t + j: past for < S, else x[t + j - S] */
+                  const int64_t q = t + j;
+                  xs[j] = (float)(q < S ? tk_load(past, c * S + q, dt) : tk_load(p.x, c * row + q - S, dt));
+                }
+                const uint32_t want = cf_k4_spec(xs, wf, bf, has_bias, silu, dt);
+                const uint32_t got = get_bits(p.y, c * row + t, dt);
+                if (got != want && bad++ == 0) first = c * row + t;
+              }
+            }
+            nchecked += C * L;
+            tk_check(bad == 0, "%s: channels-first K=4 %s L=%lld offset %lld bias=%d %s bf16_pairs=%d: %lld of %lld "
+                     "outputs differ from the spec's bits (first at element %lld)", fams[f].name, tk_dtype_str(dt),
+                     (long long)L, (long long)off, has_bias, silu ? "silu" : "none", pairs, (long long)bad,
+                     (long long)(C * L), (long long)first);
+          }
+        tk_aligned_free(xb); tk_aligned_free(yb); tk_aligned_free(past); tk_aligned_free(w); tk_aligned_free(bias);
+      }
+  tk_note("channels-first K = 4 bit for bit: %lld outputs checked", (long long)nchecked);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void) {
@@ -669,6 +759,7 @@ int main(void) {
   silu_accuracy(fams, nf, &r);
   specials_16bit(fams, nf, &r);
   every_16bit_input(fams, nf, &r);
+  cf_k4_bits(fams, nf, &r);
 
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   static const int64_t Ks[] = {1, 2, 3, 4, 5, 7};

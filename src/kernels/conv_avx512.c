@@ -5,7 +5,8 @@
  *
  * channels-first K = 4, dilation 1 (conv_cf_k4_shifted): taps 0..2 are the current vector
  *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
- *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores.
+ *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores;
+ *   bf16 as even and odd steps without shuffles where conv_params.cf_bf16_pairs asks for it.
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1, where
  *   16-bit states are de-interleaved as raw words before widening);
@@ -64,11 +65,86 @@ AI __m512 conv_load_padded(const char* prow, const char* xrow, int64_t pos, int6
   return _mm512_mask_mov_ps(tap, mx, tx);
 }
 
+/* One vector of conv_cf_k4_shifted from t0, prev holding the 16 inputs before it; returns
+ * this vector's inputs (the next one's prev). */
+AI __m512i conv_cf_k4_one(const char* xrow, char* yrow, int64_t t0, __m512i prev, const float* wf, __m512 bias,
+                          bool has_bias, dtype_t dt, linattn_activation act) {
+  const size_t es = conv_esize(dt);
+  __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
+  __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(wf[0]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[1]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
+  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[2]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
+  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[3]), _mm512_castsi512_ps(cur), u);
+  if (has_bias) u = conv_add_bias(u, bias, dt);
+  conv_finish_store(yrow + t0 * (int64_t)es, 16, u, dt, act, false);
+  return cur;
+}
+
+/* bf16 channels-first K = 4, dilation 1, 32 steps per 64-byte load split into its even and odd
+ * steps (lane i: steps 2i and 2i + 1): a bf16 is the high half of its fp32, so the odd steps
+ * are the dwords with the low half cleared and the even ones the dwords shifted left by 16 (no
+ * shuffle-port uop, where a vpermw widening takes one per 16 steps). Along the stream of even
+ * steps E and odd steps O, y[2i] = w0 O[i-2] + w1 E[i-1] + w2 O[i-1] + w3 E[i] and
+ * y[2i+1] = w0 E[i-1] + w1 O[i-1] + w2 E[i] + w3 O[i]: three valignd per 32 steps instead of
+ * six, the same products summed in the same order as conv_cf_k4_shifted, so the same bits. The
+ * two finished halves are interleaved back by one shift and one vpternlogd (the high words of
+ * the odd lanes, the even lanes' high words moved down). From t0 (t0 >= 16) while whole
+ * rounds remain, from where y is 64-byte aligned; returns the next t0. */
+AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
+                                 bool has_bias, int64_t pf, linattn_activation act) {
+  enum { PAIRS = CONV_CF_BATCH / 2 };
+  if ((((uintptr_t)yrow + (uintptr_t)(t0 * 2)) & 63u) != 0) return t0;
+  const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
+  const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
+  const __m512i hi_half = _mm512_set1_epi32((int)0xffff0000u);
+  /* the 16 steps before t0 in the upper 8 dwords (the lower 8 are neither read nor used) */
+  const __m512i before = _mm512_maskz_loadu_epi32(0xff00, xrow + (t0 - 32) * 2);
+  __m512i ep = _mm512_slli_epi32(before, 16), op = _mm512_and_si512(before, hi_half);
+  for (; t0 + 32 * PAIRS <= L; t0 += 32 * PAIRS) {
+    __m512 ue[PAIRS], uo[PAIRS];
+    if (pf) conv_cf_prefetch(xrow + t0 * 2, pf, 2);
+    for (int i = 0; i < PAIRS; ++i) {
+      const __m512i d = _mm512_loadu_si512(xrow + (t0 + 32 * i) * 2);
+      const __m512i e = _mm512_slli_epi32(d, 16), o = _mm512_and_si512(d, hi_half);
+      const __m512 e1 = _mm512_castsi512_ps(_mm512_alignr_epi32(e, ep, 15));
+      const __m512 o1 = _mm512_castsi512_ps(_mm512_alignr_epi32(o, op, 15));
+      const __m512 o2 = _mm512_castsi512_ps(_mm512_alignr_epi32(o, op, 14));
+      ue[i] = _mm512_fmadd_ps(w0, o2, _mm512_setzero_ps());
+      uo[i] = _mm512_fmadd_ps(w0, e1, _mm512_setzero_ps());
+      ue[i] = _mm512_fmadd_ps(w1, e1, ue[i]);
+      uo[i] = _mm512_fmadd_ps(w1, o1, uo[i]);
+      ue[i] = _mm512_fmadd_ps(w2, o1, ue[i]);
+      uo[i] = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(e), uo[i]);
+      ue[i] = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(e), ue[i]);
+      uo[i] = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(o), uo[i]);
+      if (has_bias) ue[i] = _mm512_add_ps(ue[i], bias), uo[i] = _mm512_add_ps(uo[i], bias);
+      ep = e, op = o;
+    }
+    for (int i = 0; i < PAIRS; ++i) {
+      __m512 ve = ue[i], vo = uo[i];
+      if (act == LINATTN_ACTIVATION_SILU) ve = silu_t16(bf16_round(ve)), vo = silu_t16(bf16_round(vo));
+      const __m512i re = _mm512_srli_epi32(bf16_round_bits(ve), 16), ro = bf16_round_bits(vo);
+      /* (ro & 0xffff0000) | re: bit-select with hi_half as the selector */
+      _mm512_store_si512(yrow + (t0 + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
+    }
+  }
+  return t0;
+}
+
 /* Channels-first K = 4, dilation 1: each input converted once, taps 0..2 the current vector
  * shifted in from the previous one; CONV_CF_BATCH vectors summed, then finished. */
 AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
-                              bool has_bias, bool nt, int64_t pf, dtype_t dt, linattn_activation act) {
+                              bool has_bias, bool nt, int64_t pf, bool pairs, dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
+  if (dt == LINATTN_DTYPE_BF16 && pairs && L - t0 >= 16 * CONV_CF_BATCH + 16) {
+    if ((((uintptr_t)yrow + (uintptr_t)(t0 * 2)) & 63u) != 0) { /* one vector up to a line boundary */
+      (void)conv_cf_k4_one(xrow, yrow, t0, _mm512_castps_si512(load16(xrow + (t0 - 16) * 2, dt)), wf, bias, has_bias,
+                           dt, act);
+      t0 += 16;
+    }
+    t0 = conv_cf_k4_bf16_pairs(xrow, yrow, t0, L, wf, bias, has_bias, pf, act);
+    if (t0 + 16 > L) return t0;
+  }
   const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
   const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
   __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
@@ -86,16 +162,7 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
     }
     for (int i = 0; i < CONV_CF_BATCH; ++i) conv_finish_store(yrow + (t0 + 16 * i) * (int64_t)es, 16, u[i], dt, act, nt);
   }
-  for (; t0 + 16 <= L; t0 += 16) {
-    __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
-    __m512 u = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-    u = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
-    u = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
-    u = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u);
-    if (has_bias) u = conv_add_bias(u, bias, dt);
-    conv_finish_store(yrow + t0 * (int64_t)es, 16, u, dt, act, false);
-    prev = cur;
-  }
+  for (; t0 + 16 <= L; t0 += 16) prev = conv_cf_k4_one(xrow, yrow, t0, prev, wf, bias, has_bias, dt, act);
   return t0;
 }
 

@@ -111,7 +111,8 @@ static void conv_bias_f32(const conv_params* p, int64_t c0, int64_t nc, float* b
 /* Channels-first K = 4, dilation 1, from t0 (>= VX_LANES, t0 + VX_LANES <= L) while whole
  * vectors remain; returns the next t0. */
 VEC_INLINE int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, vxf bias,
-                                      bool has_bias, bool nt, int64_t pf, linattn_dtype dt, linattn_activation act);
+                                      bool has_bias, bool nt, int64_t pf, bool bf16_pairs, linattn_dtype dt,
+                                      linattn_activation act);
 #endif
 
 /* Prefetches the input lines of CONV_CF_BATCH vectors from p + ahead (conv_params.cf_prefetch):
@@ -190,7 +191,7 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
   const char* xs = xrow - S * (int64_t)es; /* padded position q is xs[q] for q >= S */
 #if CONV_CF_SHIFT
   if (shift && t0 >= VX_LANES && t0 + VX_LANES <= L)
-    t0 = conv_cf_k4_shifted(xrow, yrow, t0, L, wf, bias, has_bias, nt, p->cf_prefetch, dt, act);
+    t0 = conv_cf_k4_shifted(xrow, yrow, t0, L, wf, bias, has_bias, nt, p->cf_prefetch, p->cf_bf16_pairs, dt, act);
 #endif
   if (K == 4) t0 = channels_first_k4(xs, yrow, t0, L, d, wf, bias, has_bias, nt, p->cf_prefetch, dt, act);
   for (; t0 + VX_LANES <= L; t0 += VX_LANES) { /* other K, and the last whole vectors */
