@@ -619,9 +619,9 @@ static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* .version is the C API version in use, not the header's: ORT releases before the one that caps
  * it (1.27's header says it does) refuse to make a kernel for an op whose version is above their
- * own ORT_API_VERSION ("Unsupported version"), and
- * every ORT hands CreateKernelV2 the table of that version. The op's callbacks (CreateKernelV2,
- * KernelComputeV2, InferOutputShapeFn, Get{Start,End}Version) are read from version 17 on. */
+ * own ORT_API_VERSION ("Unsupported version"), and every ORT hands CreateKernelV2 the table of
+ * that version. The op's callbacks (CreateKernelV2, KernelComputeV2, InferOutputShapeFn,
+ * Get{Start,End}Version) are read from version 17 on. */
 static void init_op(ort_op* o, ort_op_kind kind, int contrib, const OrtApi* api, uint32_t api_version) {
   memset(o, 0, sizeof *o);
   o->kind = kind;
