@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -598,15 +599,34 @@ static OrtStatus* ORT_API_CALL varlen_conv_infer(const OrtCustomOp* custom_op, O
 
 /* ------------------------------------------------------------------ registration */
 
-static ort_op g_ops[8];
-static OrtCustomOpDomain* g_domain_contrib = NULL;
-static OrtCustomOpDomain* g_domain_onnx = NULL;
+/* The ops and domains for one C API version. Made once per version and kept for the life of the
+ * process: ORT requires the domains to outlive every session options object and session that
+ * uses them, which the library cannot track. A process has one ONNX Runtime, so in practice one
+ * set; LINATTN_ORT_API_VERSION can ask for an older version next to it. */
+#define OP_COUNT 8
+#define MAX_API_SETS 4
+
+typedef struct op_set {
+  uint32_t api_version;
+  ort_op ops[OP_COUNT];
+  OrtCustomOpDomain* contrib;
+  OrtCustomOpDomain* onnx;
+} op_set;
+
+static op_set g_sets[MAX_API_SETS];
+static size_t g_set_count = 0;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
+/* .version is the C API version in use, not the header's: ORT releases before the one that caps
+ * it (1.27's header says it does) refuse to make a kernel for an op whose version is above their
+ * own ORT_API_VERSION ("Unsupported version"), and every ORT hands CreateKernelV2 the table of
+ * that version. The op's callbacks (CreateKernelV2, KernelComputeV2, InferOutputShapeFn,
+ * Get{Start,End}Version) are read from version 17 on. */
+static void init_op(ort_op* o, ort_op_kind kind, int contrib, const OrtApi* api, uint32_t api_version) {
   memset(o, 0, sizeof *o);
   o->kind = kind;
   o->contrib = contrib;
+  o->api = api;
   o->start_version = contrib ? 1 : 27;
   switch (kind) {
     case ORT_OP_LINEAR_ATTENTION: o->label = contrib ? "com.microsoft.LinearAttention" : "LinearAttention-27"; break;
@@ -617,7 +637,7 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
     default: o->label = "com.microsoft.LinearAttentionGate"; break;
   }
   o->base = (OrtCustomOp){
-      .version = ORT_API_VERSION,
+      .version = api_version,
       .GetName = op_name,
       .GetExecutionProviderType = op_provider,
       .GetInputType = op_io_type, .GetInputTypeCount = op_input_count,
@@ -636,32 +656,76 @@ static void init_op(ort_op* o, ort_op_kind kind, int contrib) {
   };
 }
 
-/* The domains are made once and kept for the life of the process: ORT requires them to outlive
- * every session options object and session that uses them, which the library cannot track. */
-static OrtStatus* make_domains(const OrtApi* api) {
-  if (g_domain_contrib && g_domain_onnx) return NULL;
+/* The set for api_version, made on first use (under g_lock). */
+static OrtStatus* op_set_for(const OrtApi* api, uint32_t api_version, const op_set** out) {
+  for (size_t i = 0; i < g_set_count; i++)
+    if (g_sets[i].api_version == api_version) {
+      *out = &g_sets[i];
+      return NULL;
+    }
+  if (g_set_count == MAX_API_SETS)
+    return api->CreateStatus(ORT_FAIL, "liblinattn_ort: too many C API versions requested in one process");
   static const struct {
     ort_op_kind kind;
     int contrib;
-  } list[sizeof g_ops / sizeof g_ops[0]] = {
+  } list[OP_COUNT] = {
       {ORT_OP_LINEAR_ATTENTION, 1}, {ORT_OP_CAUSAL_CONV, 1},          {ORT_OP_LINEAR_ATTENTION, 0},
       {ORT_OP_CAUSAL_CONV, 0},      {ORT_OP_GATED_RMS_NORM, 1},       {ORT_OP_LINEAR_ATTENTION_GATE, 1},
       {ORT_OP_GATED_DELTA_NET, 1},  {ORT_OP_VARLEN_CONV, 1},
   };
-  for (size_t i = 0; i < sizeof list / sizeof list[0]; i++) init_op(&g_ops[i], list[i].kind, list[i].contrib);
+  op_set* set = &g_sets[g_set_count];
+  set->api_version = api_version;
+  for (size_t i = 0; i < OP_COUNT; i++) init_op(&set->ops[i], list[i].kind, list[i].contrib, api, api_version);
   OrtCustomOpDomain* contrib = NULL;
   OrtCustomOpDomain* onnx = NULL;
   OrtStatus* st = api->CreateCustomOpDomain("com.microsoft", &contrib);
   if (!st) st = api->CreateCustomOpDomain("", &onnx);
-  for (size_t i = 0; i < sizeof list / sizeof list[0] && !st; i++)
-    st = api->CustomOpDomain_Add(list[i].contrib ? contrib : onnx, &g_ops[i].base);
+  for (size_t i = 0; i < OP_COUNT && !st; i++)
+    st = api->CustomOpDomain_Add(list[i].contrib ? contrib : onnx, &set->ops[i].base);
   if (st) {
     if (contrib) api->ReleaseCustomOpDomain(contrib);
     if (onnx) api->ReleaseCustomOpDomain(onnx);
     return st;
   }
-  g_domain_contrib = contrib;
-  g_domain_onnx = onnx;
+  set->contrib = contrib;
+  set->onnx = onnx;
+  g_set_count++;
+  *out = set;
+  return NULL;
+}
+
+/* The runtime's C API version from its version string: ONNX Runtime 1.N has C API version N.
+ * 0 when the string says otherwise. */
+static uint32_t runtime_api_version(const OrtApiBase* base) {
+  const char* v = base->GetVersionString ? base->GetVersionString() : NULL;
+  unsigned major = 0, minor = 0;
+  if (!v || sscanf(v, "%u.%u", &major, &minor) != 2 || major != 1) return 0;
+  return minor;
+}
+
+/* The table to use: the header's version, or the runtime's when that is older (its table then
+ * lacks the newer entries), at most LINATTN_ORT_API_VERSION when that environment variable is set
+ * (to run the older-runtime path on a newer ONNX Runtime), at least LINATTN_ORT_MIN_API. Asking
+ * GetApi for the runtime's own version first avoids the message an older ORT prints for every
+ * version it does not have; when the version string cannot be read, lower versions are asked
+ * one by one. */
+static const OrtApi* negotiate_api(const OrtApiBase* base, uint32_t* version) {
+  uint32_t want = ORT_API_VERSION;
+  const uint32_t runtime = runtime_api_version(base);
+  if (runtime >= LINATTN_ORT_MIN_API && runtime < want) want = runtime;
+  const char* cap = getenv("LINATTN_ORT_API_VERSION");
+  if (cap && *cap) {
+    char* end = NULL;
+    const unsigned long c = strtoul(cap, &end, 10);
+    if (*end == 0 && c < want) want = (uint32_t)c;
+  }
+  for (uint32_t v = want; v >= LINATTN_ORT_MIN_API; v--) {
+    const OrtApi* api = base->GetApi(v);
+    if (api) {
+      *version = v;
+      return api;
+    }
+  }
   return NULL;
 }
 
@@ -712,7 +776,8 @@ static OrtStatus* requested_domains(const OrtApi* api, const OrtSessionOptions* 
 __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options,
                                                                                  const OrtApiBase* api_base) {
   if (!api_base) return NULL;
-  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  uint32_t version = 0;
+  const OrtApi* api = negotiate_api(api_base, &version);
   if (!api) {
     /* CreateStatus is the first entry of every API version's table. */
     const OrtApi* v1 = api_base->GetApi(1);
@@ -720,13 +785,14 @@ __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps
               : NULL;
   }
   pthread_mutex_lock(&g_lock);
-  linattn_ort_api = api;
-  OrtStatus* st = make_domains(api);
+  if (!linattn_ort_api) linattn_ort_api = api;
+  const op_set* set = NULL;
+  OrtStatus* st = op_set_for(api, version, &set);
   pthread_mutex_unlock(&g_lock);
   if (st) return st;
   int contrib = 1, onnx = 1;
   if ((st = requested_domains(api, options, &contrib, &onnx))) return st;
-  if (contrib && (st = api->AddCustomOpDomain(options, g_domain_contrib))) return st;
-  if (onnx && (st = api->AddCustomOpDomain(options, g_domain_onnx))) return st;
+  if (contrib && (st = api->AddCustomOpDomain(options, set->contrib))) return st;
+  if (onnx && (st = api->AddCustomOpDomain(options, set->onnx))) return st;
   return NULL;
 }

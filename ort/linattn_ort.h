@@ -30,14 +30,23 @@ typedef enum ort_op_kind {
 } ort_op_kind;
 
 typedef struct ort_op {
-  OrtCustomOp base; /* first member: ORT hands us &base */
+  OrtCustomOp base; /* first member: ORT hands us &base; base.version is the C API version in use */
+  const OrtApi* api; /* the table of that version (the runtime's, see RegisterCustomOps) */
   ort_op_kind kind;
   int contrib;      /* 1 = com.microsoft (ORT extensions), 0 = ai.onnx */
   int start_version;
   const char* label; /* "com.microsoft.LinearAttention", "LinearAttention-27", ... for messages */
 } ort_op;
 
-/* The API table of the ONNX Runtime that loaded us (set by RegisterCustomOps). */
+/* The oldest C API version the plugin runs on: every entry it calls outside
+ * LINATTN_ORT_SHAPE_REF_API is in that version's table. */
+#define LINATTN_ORT_MIN_API 21
+/* The C API version of GetTensorElementTypeAndShapeDataReference (ONNX Runtime 1.24). */
+#define LINATTN_ORT_SHAPE_REF_API 24
+
+/* The API table of the ONNX Runtime that loaded us (set by RegisterCustomOps). Only its entries
+ * up to LINATTN_ORT_MIN_API are called through it; newer ones go through an op's own table after
+ * checking the op's version. */
 LINATTN_ORT_HIDDEN extern const OrtApi* linattn_ort_api;
 
 /* Status helpers: NULL = success. */

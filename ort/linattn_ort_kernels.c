@@ -585,37 +585,58 @@ static void clear_dims(ort_tensor* t) {
   for (size_t i = 0; i < VALUE_MAX_RANK; i++) t->dims[i] = 0;
 }
 
-/* One shape query per tensor (GetTensorTypeAndShape allocates an info object: the C API before
- * version 24 has no other way to the dims), its element type asked only when `type` (the
+/* The element type (asked only when *type is UNDEFINED) and the rank of a tensor value, and its
+ * dims when the rank is at most max. From C API version 24 (when the runtime has it) the dims are
+ * read in place (GetTensorElementTypeAndShapeDataReference); before that the only way is
+ * GetTensorTypeAndShape, which allocates an info object for every query. */
+static OrtStatus* value_shape(const ort_op* op, const OrtValue* value, ONNXTensorElementDataType* type, int64_t* dims,
+                              size_t max, size_t* rank) {
+  const OrtApi* api = op->api;
+  *rank = 0;
+#if ORT_API_VERSION >= LINATTN_ORT_SHAPE_REF_API
+  if (op->base.version >= LINATTN_ORT_SHAPE_REF_API) {
+    ONNXTensorElementDataType actual = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    const int64_t* shape = NULL;
+    size_t n = 0;
+    OrtStatus* st = api->GetTensorElementTypeAndShapeDataReference(value, &actual, &shape, &n);
+    if (st) return st;
+    if (*type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED) *type = actual;
+    *rank = n;
+    if (n <= max)
+      for (size_t i = 0; i < n; i++) dims[i] = shape[i];
+    return NULL;
+  }
+#endif
+  OrtTensorTypeAndShapeInfo* info = NULL;
+  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
+  if (st) return st;
+  if ((*type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || !(st = api->GetTensorElementType(info, type))) &&
+      !(st = api->GetDimensionsCount(info, rank)) && *rank <= max)
+    st = api->GetDimensions(info, dims, *rank);
+  api->ReleaseTensorTypeAndShapeInfo(info);
+  return st;
+}
+
+/* One shape query per tensor (value_shape), its element type asked only when `type` (the
  * session's static type) is UNDEFINED. */
 static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name,
                              ONNXTensorElementDataType type, ort_tensor* t) {
-  const OrtApi* api = linattn_ort_api;
   t->data = NULL;
   t->rank = 0;
   t->onnx_type = type;
   clear_dims(t);
-  OrtTensorTypeAndShapeInfo* info = NULL;
-  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
-  if (st) return st;
   size_t rank = 0;
-  if ((type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || !(st = api->GetTensorElementType(info, &t->onnx_type))) &&
-      !(st = api->GetDimensionsCount(info, &rank))) {
-    if (rank > VALUE_MAX_RANK) {
-      st = linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s has rank %zu, expected at most 4", op->label, name, rank);
-    } else {
-      t->rank = rank;
-      st = api->GetDimensions(info, t->dims, rank);
-    }
-  }
-  api->ReleaseTensorTypeAndShapeInfo(info);
+  OrtStatus* st = value_shape(op, value, &t->onnx_type, t->dims, VALUE_MAX_RANK, &rank);
   if (st) return st;
+  if (rank > VALUE_MAX_RANK)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: %s has rank %zu, expected at most 4", op->label, name, rank);
+  t->rank = rank;
   t->dtype = linattn_ort_dtype(t->onnx_type);
   if (t->dtype == LINATTN_DTYPE_INVALID)
     return linattn_ort_error(ORT_INVALID_ARGUMENT,
                              "%s: %s has ONNX element type %d; expected float, float16 or bfloat16", op->label, name,
                              (int)t->onnx_type);
-  return api->GetTensorMutableData((OrtValue*)value, &t->data);
+  return op->api->GetTensorMutableData((OrtValue*)value, &t->data);
 }
 
 /* A packed linattn descriptor of t. With merge_channels, axes 2.. are multiplied into one
@@ -671,7 +692,7 @@ static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t 
 
 /* Allocates output `index` with the given dims; *present = 0 when the node leaves it unnamed.
  * The dims are the ones just given and the type is the node's, known since creation: only the
- * data pointer is asked of ORT (GetTensorTypeAndShape allocates an info object on each call). */
+ * data pointer is asked of ORT. */
 static OrtStatus* get_output(const ort_kernel* k, OrtKernelContext* ctx, size_t index, const char* name,
                              const int64_t* dims, size_t rank, ort_tensor* t, int* present) {
   const OrtApi* api = linattn_ort_api;
@@ -903,22 +924,16 @@ static int gdn_int_input(size_t i) {
 /* An int32 rank-1 input (cu_seqlens, capture_count, state_update_active): data and length. */
 static OrtStatus* read_int32_vector(const ort_op* op, const OrtValue* value, const char* name, const int32_t** data,
                                     int64_t* length) {
-  const OrtApi* api = linattn_ort_api;
-  OrtTensorTypeAndShapeInfo* info = NULL;
-  OrtStatus* st = api->GetTensorTypeAndShape(value, &info);
-  if (st) return st;
   ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   size_t rank = 0;
   int64_t dims[1] = {0};
-  if (!(st = api->GetTensorElementType(info, &type)) && !(st = api->GetDimensionsCount(info, &rank)) && rank == 1)
-    st = api->GetDimensions(info, dims, 1);
-  api->ReleaseTensorTypeAndShapeInfo(info);
+  OrtStatus* st = value_shape(op, value, &type, dims, 1, &rank);
   if (st) return st;
   if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32)
     return linattn_ort_invalid(op, "%s: expected int32, got ONNX element type %d", name, (int)type);
   if (rank != 1) return linattn_ort_invalid(op, "%s: expected rank 1, got rank %zu", name, rank);
   *length = dims[0];
-  return api->GetTensorMutableData((OrtValue*)value, (void**)data);
+  return op->api->GetTensorMutableData((OrtValue*)value, (void**)data);
 }
 
 /* A node's inputs: float tensors, and int32 vectors (ints, int_lengths) where the schema has them. */

@@ -6,6 +6,14 @@ thread, float32, batch 1, one token.
     python -m linattn.ort_overhead                  # tiny genai shapes and Qwen3.5-0.8B's 16x128
     python -m linattn.ort_overhead --runs 4000 --json out.json
     python -m linattn.ort_overhead --gdn-T 1,64,512,4096   # GatedDeltaNet node time against T
+    python -m linattn.ort_overhead --loop gate --runs 1000  # one case's node run back to back
+
+--loop KIND (la, gate, gdn, rms, conv; the tiny 2/4 x 64 shape unless --loop-shape says otherwise)
+runs only the plugin's session (--plugin PATH: another build; --ort-alone: without the plugin), no
+profiler, for counting instructions per node under callgrind, e.g.
+    LINATTN_ISA=avx2 valgrind --tool=callgrind --toggle-collect=linattn_ort_compute \
+        .venv/bin/python -m linattn.ort_overhead --loop gate --runs 1000
+(the collected Ir divided by the runs + 1 warm-up is the whole Compute per node).
 
 Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
 fixture's 2/4 x 64 and 16/16 x 128), LinearAttentionGate over the same kv heads (dt_bias and
@@ -145,8 +153,9 @@ def plugin_session(model, path, profile_prefix):
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
     so.log_severity_level = 4
-    so.enable_profiling = True
-    so.profile_file_prefix = profile_prefix
+    if profile_prefix:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     linattn_ort.register(so, path, model=model)
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
@@ -207,6 +216,18 @@ def gdn_scaling(lengths, heads, d, budget):
     return rows
 
 
+def loop(kind, hq, hkv, d, runs, plugin_path=None, ort_alone=False):
+    """Runs one node `runs` times (after one warm-up run) in a one-thread session."""
+    nodes = {"la": la_node, "gdn": gdn_node, "gate": gate_node, "rms": rms_node, "conv": conv_node}
+    model, feeds = nodes[kind](hq, hkv, d, np.random.default_rng(7))
+    if plugin_path and not ort_alone:
+        sess = plugin_session(model, plugin_path, None)
+    else:
+        sess = M.session(model, plugin=not ort_alone, threads=1)
+    for _ in range(runs + 1):
+        M.run(sess, feeds)
+
+
 def main(argv=None) -> int:
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     p = argparse.ArgumentParser(prog="python -m linattn.ort_overhead", description=__doc__.split("\n\n")[0])
@@ -220,7 +241,16 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-plugin", default=None,
                    help="another build of liblinattn_ort.so, run as a third session (A/B in one process)")
     p.add_argument("--ops", default=None, help="only these node types (comma-separated)")
+    p.add_argument("--loop", default=None, choices=["la", "gate", "gdn", "rms", "conv"],
+                   help="instead: run this node --runs times without profiling (for callgrind)")
+    p.add_argument("--loop-shape", default="2,4,64", help="--loop: q heads, kv heads, d")
+    p.add_argument("--plugin", default=None, help="--loop: this build of liblinattn_ort.so")
+    p.add_argument("--ort-alone", action="store_true", help="--loop: without the plugin")
     a = p.parse_args(argv)
+    if a.loop:
+        hq, hkv, d = (int(x) for x in a.loop_shape.split(","))
+        loop(a.loop, hq, hkv, d, a.runs, a.plugin, a.ort_alone)
+        return 0
     if a.gdn_T:
         rows = gdn_scaling([int(t) for t in a.gdn_T.split(",")], a.heads, a.d, a.budget)
         if a.json:

@@ -46,6 +46,29 @@ def contexts():
         ctx.close()
 
 
+# The ONNX Runtime plugin's two ways of reading tensor shapes: through the newest C API version
+# the header and the runtime share (from version 24 the allocation-free
+# GetTensorElementTypeAndShapeDataReference), and through version 23, as on ONNX Runtime 1.21-1.23
+# (GetTensorTypeAndShape). LINATTN_ORT_API_VERSION caps the version the plugin asks for when
+# RegisterCustomOps runs, so every session made while it is set uses the older path; the plugin
+# keeps one set of ops per version, so both kinds of session coexist in one process.
+ORT_API_ENV = "LINATTN_ORT_API_VERSION"
+ORT_API_PATHS = {"ort-api-newest": None, "ort-api-23": "23"}
+
+
+@pytest.fixture(scope="module", params=list(ORT_API_PATHS))
+def ort_api_path(request):
+    """Runs a test_ort_* module once per shape-reading path (module-wide: `pytestmark =
+    pytest.mark.usefixtures("ort_api_path")`); the value is the path's name."""
+    with pytest.MonkeyPatch.context() as mp:
+        version = ORT_API_PATHS[request.param]
+        if version is None:
+            mp.delenv(ORT_API_ENV, raising=False)
+        else:
+            mp.setenv(ORT_API_ENV, version)
+        yield request.param
+
+
 _counts = {"passed": 0, "failed": 0}
 
 

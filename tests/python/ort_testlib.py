@@ -155,3 +155,40 @@ def reference_causal_conv(feeds, *, dtype, dilation=1, channels_last=False, acti
         out = out.transpose(0, 2, 1).reshape(out_shape)
         state = state.transpose(0, 2, 1).reshape((b, state.shape[2]) + tuple(out_shape[2:]))
     return out, state
+
+
+# ---------------------------------------------------------------- C programs against ONNX Runtime
+
+
+def ort_header_dir():
+    """The folder holding the onnxruntime_c_api.h the plugin was built against (fetched into
+    <build>/ort-hdr/<suite>/..., newest suite first), or None."""
+    from pathlib import Path
+
+    from linattn import ort as lort
+
+    repo = Path(__file__).resolve().parents[2]
+    builds = [Path(lort.library_path()).parent, repo / "build"]
+    for build in builds:
+        for suite in ("experimental", "sid", "trixie"):
+            candidate = build / "ort-hdr" / suite / "root/usr/include/onnxruntime"
+            if (candidate / "onnxruntime_c_api.h").is_file():
+                return candidate
+    return None
+
+
+def ort_link_dir(tmp_path):
+    """A folder with libonnxruntime.so and .so.1 pointing at the wheel's library (it ships
+    libonnxruntime.so.<version> only; its SONAME is libonnxruntime.so.1)."""
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    libs = sorted((Path(ort.__file__).parent / "capi").glob("libonnxruntime.so*"))
+    assert libs, "no libonnxruntime.so in the onnxruntime wheel"
+    ortlib = Path(tmp_path) / "ortlib"
+    ortlib.mkdir(exist_ok=True)
+    for name in ("libonnxruntime.so", "libonnxruntime.so.1"):
+        if not (ortlib / name).exists():
+            (ortlib / name).symlink_to(libs[0])
+    return ortlib

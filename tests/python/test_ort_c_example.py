@@ -15,6 +15,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 from linattn import ort as lort  # noqa: E402
+from ort_testlib import ort_header_dir, ort_link_dir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "README.md"
@@ -27,29 +28,12 @@ def code_blocks(lang):
     return re.findall(rf"```{lang}\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
-def header_dir():
-    lib = Path(lort.library_path())
-    for candidate in (lib.parent / "ort-hdr/root/usr/include/onnxruntime",
-                      REPO / "build/ort-hdr/root/usr/include/onnxruntime"):
-        if (candidate / "onnxruntime_c_api.h").is_file():
-            return candidate
-    return None
-
-
 def test_c_example_runs_and_matches_reference(tmp_path):
     cc = shutil.which("cc") or shutil.which("gcc")
-    hdr = header_dir()
+    hdr = ort_header_dir()
     if not cc or hdr is None:
         pytest.skip("no C compiler or no fetched ONNX Runtime header")
-    capi = Path(ort.__file__).parent / "capi"
-    libs = sorted(capi.glob("libonnxruntime.so*"))
-    assert libs, f"no libonnxruntime.so in {capi}"
-
-    # the wheel ships libonnxruntime.so.<version> only; its SONAME is libonnxruntime.so.1
-    ortlib = tmp_path / "ortlib"
-    ortlib.mkdir()
-    for name in ("libonnxruntime.so", "libonnxruntime.so.1"):
-        (ortlib / name).symlink_to(libs[0])
+    ortlib = ort_link_dir(tmp_path)
     c_src = next(b for b in code_blocks("c") if "OrtGetApiBase" in b)
     (tmp_path / "la_example.c").write_text(c_src)
     build = subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "la_example.c", f"-I{hdr}", f"-L{ortlib}",

@@ -14,6 +14,8 @@ import pytest
 from hypothesis import given, settings
 
 ort = pytest.importorskip("onnxruntime")
+# every test once per shape-reading path of the plugin (conftest.py, ort_api_path)
+pytestmark = pytest.mark.usefixtures("ort_api_path")
 from linattn import ort as lort  # noqa: E402
 from linattn import ort_models as M  # noqa: E402
 
