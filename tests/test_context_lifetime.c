@@ -389,7 +389,10 @@ int main(void) {
   alarm(alarm_s > 0 ? (unsigned)alarm_s : TK_SLOW_BUILD ? 600 : 120);
   tk_rng r;
   tk_rng_init(&r, tk_seed());
-  problem big = make_problem(&r, TK_SLOW_BUILD ? 512 : 8192, 4, 64);
+  /* sanitizers and reduced runs (qemu, LINATTN_TEST_REDUCED) are 10-30x slower: a shorter call
+   * lasts as long there */
+  const bool slow = TK_SLOW_BUILD || tk_reduced();
+  problem big = make_problem(&r, slow ? 512 : 8192, 4, 64);
   problem small = make_problem(&r, 64, 4, 32);
   const linattn_isa isas[] = {LINATTN_ISA_REFERENCE, LINATTN_ISA_SCALAR, LINATTN_ISA_AVX2, LINATTN_ISA_AVX512,
                               LINATTN_ISA_NEON};
@@ -397,7 +400,7 @@ int main(void) {
     if (!linattn_isa_available(isas[i])) continue;
     baseline(&big, isas[i]);
     baseline(&small, isas[i]);
-    for (int rep = 0; rep < (TK_SLOW_BUILD ? 1 : 3); rep++) destroy_during_call(&big, isas[i], false);
+    for (int rep = 0; rep < (slow ? 1 : 3); rep++) destroy_during_call(&big, isas[i], false);
     destroy_during_call(&big, isas[i], true);
     close_under_load(&small, isas[i], 1);
     close_under_load(&small, isas[i], 3);

@@ -162,15 +162,16 @@ static void run_case(linattn_context* ctx, const hs_case* c, tk_rng* r) {
 static const linattn_update_rule rules[4] = {LINATTN_UPDATE_LINEAR, LINATTN_UPDATE_GATED, LINATTN_UPDATE_DELTA,
                                              LINATTN_UPDATE_GATED_DELTA};
 
-/* Every rule, S, T dtype and state mode over one shape. */
-static void run_shape(linattn_context* ctx, const hs_shape* sh, const int64_t* Ts, int nT, tk_rng* r) {
+/* Every rule, S, T dtype and state mode over one shape; batch 1 and 2 alternate over Ts (bmax 1:
+ * batch 1 only). */
+static void run_shape(linattn_context* ctx, const hs_shape* sh, const int64_t* Ts, int nT, int bmax, tk_rng* r) {
   const linattn_dtype sds[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   for (int ri = 0; ri < 4; ri++)
     for (int si = 0; si < 2; si++)
       for (int io = 0; io < 2; io++)
         for (int ti = 0; ti < nT; ti++)
           for (int m = 0; m < M_COUNT; m++) {
-            hs_case c = {rules[ri], (ri + ti + m) % 2 == 1, *sh, 1 + (ti % 2), Ts[ti],
+            hs_case c = {rules[ri], (ri + ti + m) % 2 == 1, *sh, bmax > 1 ? 1 + (ti % 2) : 1, Ts[ti],
                          io ? sds[si] : LINATTN_DTYPE_F32, sds[si], m};
             run_case(ctx, &c, r);
           }
@@ -188,15 +189,24 @@ int main(void) {
       {2, 2, 16, 160},  /* heads split into column blocks (d_v above the kernels' block) */
   };
   /* decode, a short call (no packed copy for an fp32 state), prefill over two tiles, and on the
-   * first shape long enough for the lock-step split */
-  const int64_t Ts[] = {1, 3, 40, 70};
+   * first shape long enough for the lock-step split; the first shape again with 2 threads.
+   * Most of the time goes to the first shape (128 x 128 states, each element filled, poisoned
+   * and compared), so a reduced run (qemu, LINATTN_TEST_REDUCED) takes T = 1, 3 and 33 (two
+   * tiles) with 1 thread, and T = 1 and the lock-step T = 65 (64 + 1) with batch 1 with 2
+   * threads: the same paths with fewer first-shape states. */
+  const bool reduced = tk_reduced();
+  const int64_t Ts[] = {1, 3, 40, 70}, Ts_reduced[] = {1, 3, 33}, Ts_reduced_mt[] = {1, 65};
   linattn_isa isas[8];
   const int nisa = tk_available_isas(isas, 8);
   for (int ii = 0; ii < nisa; ii++) {
     for (int threads = 1; threads <= 2; threads++) {
       linattn_context* ctx = tk_context_create(isas[ii], threads);
-      for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        if (threads == 1 || s == 0) run_shape(ctx, &shapes[s], Ts, s == 0 ? 4 : 3, &r);
+      for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        if (threads == 2 && s > 0) continue;
+        if (!reduced) run_shape(ctx, &shapes[s], Ts, s == 0 ? 4 : 3, 2, &r);
+        else if (threads == 1) run_shape(ctx, &shapes[s], Ts_reduced, 3, 2, &r);
+        else run_shape(ctx, &shapes[s], Ts_reduced_mt, 2, 1, &r);
+      }
       linattn_context_destroy(ctx);
     }
     tk_note("isa %s done", linattn_isa_name(isas[ii]));

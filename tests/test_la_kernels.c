@@ -13,7 +13,8 @@
  *     every logical element must be written, no gap element touched, state_in untouched;
  *   - error vs the reference kernel and vs float64: err <= E (+ ulp_T(|ref|) for f16/bf16
  *     outputs, one rounding of an fp32 value that is within E), E = 3e-5 max(max|ref|,
- *     0.01 scale max|v|) (see compare() for why). Normalised
+ *     0.01 scale max|v|) + 64 u M, M the largest magnitude of the terms summed (the float64
+ *     recurrence on absolute values, magnitudes(); see compare() for why). Normalised
  *     keys, beta in [0,1], decay <= 0: the recurrence is contractive and fp32 error vs float64
  *     stays near 1e-6 (docs algorithms.md 4.3);
  *   - bit-identity: the same unit split into column ranges (halves, 37 + rest, 64 + rest,
@@ -78,6 +79,7 @@ typedef struct la_inputs {
   int64_t ots, ohs, ld, out_elems;
   float* state_in; /* d_k x ld (NULL when absent) */
   double *dq, *dkey, *dv, *ddecay, *dbeta, *dstate; /* packed, oracle layouts */
+  double mag_out, mag_state; /* largest magnitude of the terms summed into an output / the state */
 } la_inputs;
 
 static size_t esz(linattn_dtype dt) { return tk_dtype_size(dt); }
@@ -256,6 +258,62 @@ static double out_at(const la_inputs* in, const void* out, int64_t t, int64_t h,
   return tk_load(out, t * in->ots + h * in->ohs + j, in->c.dt);
 }
 
+/* Magnitude oracle (float64): the recurrence run on the absolute values of the terms each
+ * state element and output sums, M = a M + |k| m_u^T with m_u = |v| (or beta (|v| + |k|^T |S|)
+ * with the delta rule, |S| the exact decayed state), output magnitude |scale| |q|^T M. The
+ * rounding error of any summation order is a multiple of u times these sums, not of the
+ * result, which can cancel to far below its terms (d_k = 1: s0 + sum k_t v_t close to 0).
+ * With the delta rule the error carried from earlier tokens goes through the contractive
+ * (I - beta k k^T), so it is bounded by the decayed magnitude, not by a growing |k|^T M. */
+static void magnitudes(const la_params* p, la_inputs* in) {
+  const la_case* c = &in->c;
+  const int64_t T = c->T, dk = c->dk, nc = c->nc, nq = c->nq;
+  double* S = tk_dalloc(dk * nc + 1);
+  double* M = tk_dalloc(dk * nc + 1);
+  double* mu = tk_dalloc(nc + 1);
+  double* u = tk_dalloc(nc + 1);
+  for (int64_t i = 0; i < dk * nc; i++) {
+    S[i] = c->st == ST_ABSENT ? 0.0 : in->dstate[i];
+    M[i] = fabs(S[i]);
+  }
+  double mo = 0;
+  for (int64_t t = 0; t < T; t++) {
+    const double* k = in->dkey + t * dk;
+    if (p->gated)
+      for (int64_t i = 0; i < dk; i++) {
+        const double a = exp(in->ddecay[t * (p->decay_kind == LA_DECAY_PER_KEY ? dk : 1) +
+                                        (p->decay_kind == LA_DECAY_PER_KEY ? i : 0)]);
+        for (int64_t j = 0; j < nc; j++) S[i * nc + j] *= a, M[i * nc + j] *= a;
+      }
+    for (int64_t j = 0; j < nc; j++) {
+      const double v = in->dv[t * nc + j];
+      u[j] = v;
+      mu[j] = fabs(v);
+      if (p->delta) {
+        double r = 0, mr = 0;
+        for (int64_t i = 0; i < dk; i++) r += k[i] * S[i * nc + j], mr += fabs(k[i] * S[i * nc + j]);
+        u[j] = in->dbeta[t] * (v - r);
+        mu[j] = in->dbeta[t] * (fabs(v) + mr);
+      }
+    }
+    for (int64_t i = 0; i < dk; i++)
+      for (int64_t j = 0; j < nc; j++) S[i * nc + j] += k[i] * u[j], M[i * nc + j] += fabs(k[i]) * mu[j];
+    for (int64_t h = 0; h < nq; h++) {
+      const double* q = in->dq + (t * nq + h) * dk;
+      for (int64_t j = 0; j < nc; j++) {
+        double m = 0;
+        for (int64_t i = 0; i < dk; i++) m += fabs(q[i]) * M[i * nc + j];
+        mo = fmax(mo, fabs(c->scale) * m);
+      }
+    }
+  }
+  double ms = 0;
+  for (int64_t i = 0; i < dk * nc; i++) ms = fmax(ms, M[i]);
+  in->mag_out = mo;
+  in->mag_state = ms;
+  free(S); free(M); free(mu); free(u);
+}
+
 /* Worst relative error (err / max|oracle|) of fp32-io outputs vs float64, per family, for the
  * closing notes. */
 static double g_worst_f64[MAX_FAMILIES];
@@ -273,11 +331,13 @@ static void compare(const char* what, const la_inputs* in, const la_result* got,
    * (scale * max|v|, keys and queries being unit vectors): outputs that cancel to far below
    * their terms (strong decay, beta 0) carry the absolute fp32 error of those terms. 3e-5 leaves
    * room for the growing-decay regime (log-decay up to +0.05 per token), where the fused
-   * kernels' reassociation is amplified with T. */
+   * kernels' reassociation is amplified with T. Plus 64 u times the largest magnitude of the
+   * summed terms (magnitudes()): a result that cancels (a state element s0 + sum k v close to
+   * 0) carries the rounding of its terms, which max|ref| does not see. */
   double vmax = 0;
   for (int64_t i = 0; i < T * nc; i++) vmax = fmax(vmax, fabs(in->dv[i]));
-  const double floor_o = 1e-2 * fabs(c->scale) * vmax;
-  const double Eo = 3e-5 * fmax(mo, floor_o) + 1e-30, Es = 3e-5 * ms + 1e-30;
+  const double floor_o = 1e-2 * fabs(c->scale) * vmax, u64 = 64 * 0x1p-24;
+  const double Eo = 3e-5 * fmax(mo, floor_o) + u64 * in->mag_out + 1e-30, Es = 3e-5 * ms + u64 * in->mag_state + 1e-30;
   int64_t bad = 0, unwritten = 0;
   double worst = 0;
   for (int64_t t = 0; t < T; t++)
@@ -356,6 +416,7 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
   la_inputs in;
   make_inputs(r, c, &in);
   const la_params p = make_params(c);
+  magnitudes(&p, &in);
   const int64_t T = c->T, nq = c->nq, nc = c->nc, dk = c->dk;
   const int64_t whole[1] = {nc};
 
@@ -595,9 +656,10 @@ int main(int argc, char** argv) {
   const int nfam = find_families(fams, MAX_FAMILIES);
   if (linattn_isa_count() > MAX_FAMILIES) tk_fatal("%d kernel families: raise MAX_FAMILIES", linattn_isa_count());
   for (int f = 0; f < nfam; f++) tk_note("family %s, block_cols %lld", fams[f].k->name, (long long)fams[f].k->block_cols);
-  /* case count: argv[1], else LINATTN_TEST_CASES (qemu runs shrink it), else 700 */
+  /* case count: argv[1], else LINATTN_TEST_CASES, else 700 (150 in a reduced run: the balanced
+   * axes still take every value) */
   const char* env_cases = getenv("LINATTN_TEST_CASES");
-  int ncases = argc > 1 ? atoi(argv[1]) : env_cases && *env_cases ? atoi(env_cases) : 700;
+  int ncases = argc > 1 ? atoi(argv[1]) : env_cases && *env_cases ? atoi(env_cases) : tk_reduced() ? 150 : 700;
 
   static const int nqs[] = {1, 2, 3, 4, 8, 1, 2, 12};
   static const int64_t dks[] = {1, 7, 13, 16, 17, 31, 64, 80, 128};

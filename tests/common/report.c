@@ -84,10 +84,15 @@ void tk_fatal(const char* fmt, ...) {
   exit(1);
 }
 
+int tk_reduced(void) {
+  const char* env = getenv("LINATTN_TEST_REDUCED");
+  return env && *env && strcmp(env, "0") != 0;
+}
+
 int tk_case_count(int fast_default, int slow_default) {
   const char* env = getenv("LINATTN_TEST_CASES");
   if (env && atoi(env) > 0) return atoi(env);
-  return TK_SLOW_BUILD ? slow_default : fast_default;
+  return TK_SLOW_BUILD || tk_reduced() ? slow_default : fast_default;
 }
 
 double tk_seconds(void) {

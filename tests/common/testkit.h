@@ -31,8 +31,13 @@ extern "C" {
 #define TK_SLOW_BUILD 0
 #endif
 
+/* Reduced problem set: LINATTN_TEST_REDUCED=1 (set by scripts/test-neon, whose qemu-user runs
+ * are 10-30x slower than native). Suites then run fewer random cases and smaller sizes while
+ * keeping every code path (rule, dtype, state mode, panel shape) they cover natively. */
+int tk_reduced(void);
+
 /* Number of random cases: LINATTN_TEST_CASES if set, else fast_default (optimised builds) or
- * slow_default (sanitizers / -O0). */
+ * slow_default (sanitizers / -O0, or a reduced run). */
 int tk_case_count(int fast_default, int slow_default);
 
 /* ------------------------------------------------------------------ report */
