@@ -1,18 +1,21 @@
 /*
- * linattn-la-ab: two builds of the library in one process, LinearAttention decode call by call.
+ * linattn-la-ab: two builds of the library in one process, LinearAttention call by call (decode,
+ * or prefill with a tN field in the case).
  *
  *   linattn-la-ab A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case SPEC]... [--no-time]
  *
  * Each .so is dlopen'ed privately (RTLD_LOCAL). Two phases:
  *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
  *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
- *     random inputs; each build writes its own output and present_state; every byte must agree.
+ *     random inputs, then the same with fp32 states at prefill lengths (T = 8 to 135: tiles, pairs,
+ *     a token left over); each build writes its own output and present_state; every byte must agree.
  *  2. time: per case, the two builds alternate on the same buffers (the state updated in place, or
  *     past -> a separate present), the order flipped every pair; each call timed alone in thread
  *     CPU time. Prints the medians, the median of the per-pair ratios B / A with its quartiles (above
  *     1: B slower) and the ratio of the 10th-percentile times. With "cold" in the case, each call
  *     uses the next of enough state slots (64 MiB in all) that its state comes from DRAM.
- * SPEC: preset,state dtype,inplace|separate[,cold], e.g. "qwen,f16,inplace". Presets (fp32
+ * SPEC: preset,state dtype,inplace|separate[,cold][,tN], e.g. "qwen,f16,inplace" or
+ * "qwen,f32,inplace,t4096" (T = 4096 tokens; default 1). Presets (fp32
  * activations, B = 1): qwen (H 16, d 128, gated delta, per-head decay), kda (H 32, d 128, per-key
  * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
  */
@@ -180,14 +183,16 @@ static int bits(lib* a, lib* b) {
   static const int64_t heads[][2] = {{1, 1}, {2, 2}, {4, 2}, {2, 4}, {16, 2}, {9, 1}};
   uint64_t seed = 1, hash = 0xcbf29ce484222325ull;
   int cases = 0, bad = 0;
-  for (int si = 0; si < 3; si++)
+  for (int prefill = 0; prefill < 2; prefill++)
+  for (int si = 0; si < (prefill ? 1 : 3); si++)
     for (int ri = 0; ri < 4; ri++)
       for (size_t hi = 0; hi < sizeof shapes / sizeof shapes[0]; hi++)
         for (size_t gi = 0; gi < sizeof heads / sizeof heads[0]; gi++)
           for (int mode = 0; mode < 3; mode++) {
             const uint64_t r = rng_next(&seed);
             la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
-                         1 + (int64_t)(r % 3), (int)((r >> 8) & 1), (int)((r >> 9) & 1), sdts[si], mode, 0};
+                         prefill ? 8 + (int64_t)(r % 128) : 1 + (int64_t)(r % 3), (int)((r >> 8) & 1),
+                         (int)((r >> 9) & 1), sdts[si], mode, 0};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
             if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
@@ -250,17 +255,17 @@ static void timed(lib* a, lib* b, const la_case* c, int max_pairs, double budget
   bufs_make(&x.t, c, &seed, x.nslots);
   for (int i = 0; i < 2; ++i) call_make(&x.k[i], x.l[i], c, &x.t);
   printf("%-6s %-4s %-8s %-4s ", c->name, dtype_name(c->sdt), mode_name(c->mode), c->cold ? "cold" : "warm");
+  if (c->T > 1) printf("T %lld ", (long long)c->T);
   ab_alternate(run_one, c->cold ? next_slot : NULL, thread_ns, &x, max_pairs, budget_s, 8);
   free(x.k[0].ws), free(x.k[1].ws);
   bufs_free(&x.t);
 }
 
 static int parse_case(const char* s, la_case* c) {
-  char pre[16], dt[8], mode[16], temp[8] = "";
-  const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%7s", pre, dt, mode, temp);
+  char pre[16], dt[8], mode[16], rest[32] = "";
+  const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%31s", pre, dt, mode, rest);
   if (got < 3) return -1;
   memset(c, 0, sizeof *c);
-  c->T = 1;
   if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0};
   else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0};
   else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0};
@@ -270,7 +275,11 @@ static int parse_case(const char* s, la_case* c) {
   if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
   c->mode = !strcmp(mode, "inplace") ? 0 : !strcmp(mode, "separate") ? 1 : -1;
   if (c->mode < 0) return -1;
-  c->cold = !strcmp(temp, "cold");
+  for (char* f = strtok(rest, ","); f; f = strtok(NULL, ",")) {
+    if (!strcmp(f, "cold")) c->cold = 1;
+    else if (f[0] == 't' && atoll(f + 1) > 0) c->T = atoll(f + 1);
+    else return -1;
+  }
   return 0;
 }
 
@@ -280,13 +289,13 @@ int main(int argc, char** argv) {
   static const char* const defaults[] = {"qwen,f32,inplace", "qwen,f16,inplace", "qwen,bf16,inplace",
                                          "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
   la_case cases[AB_MAX_CASES];
-  const ab_opts o = ab_parse_args(argc, argv, "preset,dtype,mode[,cold]",
-                                  "qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold]", parse_case_at, cases,
+  const ab_opts o = ab_parse_args(argc, argv, "preset,dtype,mode[,cold][,tN]",
+                                  "qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold][,tN]", parse_case_at, cases,
                                   defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
   lib_open(&a, argv[1], o.isa);
   lib_open(&b, argv[2], o.isa);
-  printf("A %s\nB %s\nISA %s, 1 thread, T = 1, B = 1, fp32 activations, thread CPU time\n", argv[1], argv[2], o.isa);
+  printf("A %s\nB %s\nISA %s, 1 thread, B = 1, fp32 activations, thread CPU time (T = 1 unless shown)\n", argv[1], argv[2], o.isa);
   const int bad = o.bits_it ? bits(&a, &b) : 0;
   if (o.time_it)
     for (int i = 0; i < o.ncases; ++i) timed(&a, &b, &cases[i], o.max_pairs, o.budget);

@@ -359,8 +359,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
     for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < st->nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
   if (sl + LA_PREFETCH_TOKENS < st->nst) LA_FN(la_prefetch_inputs)(J, t + LA_PREFETCH_TOKENS);
   float* ks = Tl->k + sl * dkp;
+  /* Two-token sweeps without extra head groups read a slot's k as given (kt) only while it is
+   * staged, and C (a) only where the slot ends a segment: such rows go to J->xaq (free then,
+   * and in L1) instead of the tile, which is larger than L1. */
+  const int slot_rows = !J->pair || J->nq > LA_GMAX;
   float* cs = Tl->a + sl * dkp;
-  float* kts = Tl->kt + sl * dkp;
+  float* kts = slot_rows ? Tl->kt + sl * dkp : J->xaq;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
   const linattn_dtype gd = PLAIN ? LINATTN_DTYPE_F32 : la_gate_dtype(p);
@@ -382,6 +386,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
     in_range = st->c_head >= lo && st->c_head <= hi;
   }
   if (cap_decay && !per_key) cap_decay[0] = a_head;
+  if (!slot_rows && !per_key && p->gated && in_range && sl + 1 < st->n && !J->vdirect) cs = J->xaq + dkp;
   const vf ch = v_set1(st->c_head);
   for (int64_t i = 0; i < dkp; i += LA_VL) {
     const int nv = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
