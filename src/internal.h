@@ -59,6 +59,7 @@ typedef struct la_params {
   int stage_plain;         /* specialised staging of plain fp32 inputs (la_tuning.stage_plain) */
   int decode_vectors;      /* la_tuning.decode_vectors */
   int decode_overlap;      /* la_tuning.decode_overlap */
+  int decode_half_convert;   /* la_tuning.decode_half_convert */
   int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
                             * apart (the bits of its one pass; tests compare the two) */
 } la_params;
@@ -293,6 +294,10 @@ typedef struct la_tuning {
                                 * panel, 2, 4 or 8 (capped by the ISA's LA_WMAX_DECODE); 0: the ISA's */
   int decode_overlap;          /* 1: there, each panel's update sweep also sums the next panel's p
                                 * and s from its old rows (the same arithmetic, the same bits) */
+  int decode_half_convert;       /* 1: decode of a 16-bit state with conversions the Intel cores run in
+                                * fewer uops (AVX-512): fp16 stored by vcvtps2ph to memory; bf16
+                                * (delta rule, AVX512-BF16) in column pairs, even and odd columns
+                                * widened by a shift and a masked load (the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -121,6 +121,7 @@ static la_params make_params(const la_cfg* c, const linattn_tuning* t, int64_t T
     p.stage_plain = t->la.stage_plain;
     p.decode_vectors = t->la.decode_vectors;
     p.decode_overlap = t->la.decode_overlap;
+    p.decode_half_convert = t->la.decode_half_convert;
     return p;
   }
   p.state_v_major = true;

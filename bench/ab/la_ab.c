@@ -16,7 +16,8 @@
  *     uses the next of enough state slots (64 MiB in all) that its state comes from DRAM.
  * SPEC: preset,state dtype,inplace|separate[,cold][,tN], e.g. "qwen,f16,inplace" or
  * "qwen,f32,inplace,t4096" (T = 4096 tokens; default 1). Presets (fp32
- * activations, B = 1): qwen (H 16, d 128, gated delta, per-head decay), kda (H 32, d 128, per-key
+ * activations, B = 1): qwen (H 16, d 128, gated delta, per-head decay; Qwen3.5-0.8B), qwen9b (the same
+ * with H 32: Qwen3.5-9B, q and k repeated to the 32 value heads), kda (H 32, d 128, per-key
  * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
  */
 #define _GNU_SOURCE
@@ -267,6 +268,7 @@ static int parse_case(const char* s, la_case* c) {
   if (got < 3) return -1;
   memset(c, 0, sizeof *c);
   if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0};
   else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0};
   else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0};
   else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0};
@@ -290,7 +292,7 @@ int main(int argc, char** argv) {
                                          "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
   la_case cases[AB_MAX_CASES];
   const ab_opts o = ab_parse_args(argc, argv, "preset,dtype,mode[,cold][,tN]",
-                                  "qwen|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold][,tN]", parse_case_at, cases,
+                                  "qwen|qwen9b|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold][,tN]", parse_case_at, cases,
                                   defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
   lib_open(&a, argv[1], o.isa);

@@ -99,6 +99,47 @@ static inline __attribute__((always_inline)) void v_store_bf16_native(void* p, v
 }
 static int la_bf16_store_native(void) { return __builtin_cpu_supports("avx512bf16"); }
 
+/* la_tuning.decode_half_convert: conversion forms that cost fewer uops on the ports of the FMAs
+ * of the Intel cores (docs/tuning.md, la.decode_half_convert); the same rounding, the same bits.
+ * fp16 state rows of the decode sweeps are stored by vcvtps2ph to memory (SD 5): the packing to
+ * 16-bit words then rides the store, one uop fewer than converting to a register. */
+#define LA_F16_STORE_MEM 1
+static inline __attribute__((always_inline)) void v_store_f16_mem(void* p, vf x) {
+  __asm__("vcvtps2ph $8, %1, %0" : "=m"(*(__m256i_u*)p) : "v"(x));
+}
+/* bf16 state rows of the delta-rule decode sweeps in column pairs (where la_bf16_store_native):
+ * the two vectors of each 32-column group hold its even and its odd
+ * columns, so widening 32 elements is one masked load (the odd ones already sit in the high words)
+ * and one shift (the even ones), and storing them is one vcvtne2ps2bf16 (the rounding of
+ * vcvtneps2bf16) and one word permute back to memory order. Every column keeps its arithmetic. */
+#define LA_BF16_PAIRS 1
+static inline __attribute__((always_inline)) vf v_load_bf16_even(const void* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(p), 16));
+}
+static inline __attribute__((always_inline)) vf v_load_bf16_odd(const void* p) {
+  return _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(0xaaaaaaaau, p));
+}
+static inline __attribute__((always_inline)) void v_store_bf16_pair(void* p, vf even, vf odd) {
+  const __m512i to_mem = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  __m512i h; /* words 0..15: the even columns, 16..31: the odd ones */
+  __asm__("vcvtne2ps2bf16 %2, %1, %0" : "=v"(h) : "v"(odd), "v"(even));
+  _mm512_storeu_si512(p, _mm512_permutexvar_epi16(to_mem, h));
+}
+/* columns 0..15 (a) and 16..31 (b) of a group to its even and odd columns, and back */
+static inline __attribute__((always_inline)) void v_to_pair(vf a, vf b, vf* even, vf* odd) {
+  const __m512i e = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i o = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  *even = _mm512_permutex2var_ps(a, e, b);
+  *odd = _mm512_permutex2var_ps(a, o, b);
+}
+static inline __attribute__((always_inline)) void v_from_pair(vf even, vf odd, vf* a, vf* b) {
+  const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+  *a = _mm512_permutex2var_ps(even, lo, odd);
+  *b = _mm512_permutex2var_ps(even, hi, odd);
+}
+
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 

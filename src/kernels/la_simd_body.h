@@ -74,6 +74,8 @@ typedef struct LA_FN(la_panel) {
   int overlap;      /* decode: the update sweep also sums the next panel's p and s (LA_UPD_NEXT) */
   int primed;       /* decode: p and s already summed by the previous panel, in carry */
   int prefetches;   /* last panel: prefetches the rows of the caller's next step (J->pf) */
+  int half_convert; /* decode of a 16-bit state: la_tuning.decode_half_convert's forms apply (f16:
+                     * SD 5; bf16: in column pairs, SD 4, la_panel_decode_pairs) */
 } LA_FN(la_panel);
 
 /* One staged tile, slot-major (slot i = token t0 + i). */
@@ -443,10 +445,12 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
- * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE). A half-precision state is
+ * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE), and where a decode panel has
+ * half_convert, 4 bf16 in column pairs (LA_BF16_PAIRS) and 5 fp16 stored by v_store_f16_mem
+ * (LA_F16_STORE_MEM). A half-precision state is
  * converted as its rows are loaded, and rounded to nearest even as they are stored. */
 #define LA_SD_SIZE(SD) ((SD) ? 2 : 4)
-#define LA_SD_DTYPE(SD) ((SD) == 1 ? LINATTN_DTYPE_F16 : (SD) >= 2 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32)
+#define LA_SD_DTYPE(SD) ((SD) == 1 || (SD) == 5 ? LINATTN_DTYPE_F16 : (SD) >= 2 ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32)
 #ifdef LA_BF16_STORE_NATIVE
 #define LA_SD_KINDS 3
 #else
@@ -456,8 +460,19 @@ enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 }
 static inline __attribute__((always_inline)) vf LA_FN(la_load_state)(const char* p, const int SD) {
   return SD ? v_load_io(p, LA_SD_DTYPE(SD), LA_VL) : v_load((const float*)(const void*)p);
 }
+/* Vector j of a state row. SD 4 (LA_BF16_PAIRS): bf16 in column pairs, vector 2g holding the even
+ * and 2g + 1 the odd columns of the row's 32-column group g. */
+static inline __attribute__((always_inline)) vf LA_FN(la_load_row)(const char* row, int j, const int SD) {
+#ifdef LA_BF16_PAIRS
+  if (SD == 4) return j & 1 ? v_load_bf16_odd(row + (j - 1) * LA_VL * 2) : v_load_bf16_even(row + j * LA_VL * 2);
+#endif
+  return LA_FN(la_load_state)(row + j * LA_VL * LA_SD_SIZE(SD), SD);
+}
 static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p, vf x, const int SD) {
   if (SD == 3) v_store_bf16_native(p, x);
+#ifdef LA_F16_STORE_MEM
+  else if (SD == 5) v_store_f16_mem(p, x);
+#endif
   else if (SD) v_store_io(p, LA_SD_DTYPE(SD), x, LA_VL);
   else v_store((float*)(void*)p, x);
 }
@@ -501,7 +516,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       /* LA_UPD_NEXT: the next panel's row, loaded before the update's stores */
       const char* sr = (const char*)src + (i * ld + (MODE == LA_UPD_NEXT ? W * LA_VL : 0)) * esz;
 #pragma GCC unroll 8
-      for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_state)(sr + j * LA_VL * esz, SD);
+      for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
       if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
@@ -523,14 +538,19 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       } else if (DECAY) {
         const vf ab = v_set1(a[i]);
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_state)(sr + j * LA_VL * esz, SD), ab));
+        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_row)(sr, j, SD), ab));
       } else {
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], LA_FN(la_load_state)(sr + j * LA_VL * esz, SD));
+        for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], LA_FN(la_load_row)(sr, j, SD));
       }
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) {
         if (STREAM) v_stream((float*)(void*)(dr + j * LA_VL * esz), y[j]);
+#ifdef LA_BF16_PAIRS
+        else if (SD == 4) {
+          if (j & 1) v_store_bf16_pair(dr + (j - 1) * LA_VL * 2, y[j - 1], y[j]);
+        }
+#endif
         else LA_FN(la_store_state)(dr + j * LA_VL * esz, y[j], SD);
       }
       if (MODE == LA_UPD_ACC) {
@@ -1002,6 +1022,53 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode)(const l
   P->src = P->dst;
 }
 
+#ifdef LA_BF16_PAIRS
+/* la_panel_decode with the delta rule on a bf16 state in column pairs (SD 4, P->half_convert: W
+ * even, full vectors, at most LA_GMAX query heads, no carried sums): v enters in the sweeps'
+ * column order, and u and s leave in memory order for the outputs. Each column's operations
+ * are those of la_panel_decode, in the same order. */
+#define LA_PAIRS_OK(NQ, W, DL, SD) ((SD) == 3 && (DL) && (W) % 2 == 0)
+static inline __attribute__((always_inline)) void LA_FN(la_panel_decode_pairs)(const la_job_t* J, la_panel_t* P,
+                                                                               const int NQ, const int W,
+                                                                               const int DECAY) {
+  const la_tile_t* Tl = J->cur;
+  vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP], v[LA_WCAP];
+  LA_ZERO_ACC(p, s);
+  LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1, LA_ACC,
+                  0, 1, 4);
+  LA_FN(la_token_u)(J, P, 0, p, v, W, 0); /* v in memory order */
+  const vf bb = v_set1(Tl->beta[0]);
+#pragma GCC unroll 4
+  for (int j = 0; j < W; j += 2) {
+    vf ve, vo;
+    v_to_pair(v[j], v[j + 1], &ve, &vo);
+    u[j] = v_mul(bb, v_sub(ve, p[j]));
+    u[j + 1] = v_mul(bb, v_sub(vo, p[j + 1]));
+    v_from_pair(u[j], u[j + 1], &v[j], &v[j + 1]); /* v: u in memory order */
+#pragma GCC unroll 8
+    for (int h = 0; h < NQ; h++) v_from_pair(s[h][j], s[h][j + 1], &s[h][j], &s[h][j + 1]);
+  }
+  if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, v, W);
+  LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
+  LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, v, s, NQ, W);
+  if (P->stages) LA_FN(la_stage_next)(J);
+  LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, 1, LA_UPD, 0, 0, 4);
+  P->src = P->dst;
+}
+#else
+#define LA_PAIRS_OK(NQ, W, DL, SD) 0
+#endif
+#ifdef LA_F16_STORE_MEM
+#define LA_F16_MEM_OK(SD) ((SD) == 1)
+#else
+#define LA_F16_MEM_OK(SD) 0
+#endif
+#ifdef LA_BF16_PAIRS
+#define LA_DECODE_PAIRS(J, P, NQ, W, DC) LA_FN(la_panel_decode_pairs)(J, P, NQ, (W) & ~1, DC)
+#else
+#define LA_DECODE_PAIRS(J, P, NQ, W, DC) ((void)0)
+#endif
+
 /* ------------------------------------------------------------------ instantiation */
 
 typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n);
@@ -1028,7 +1095,9 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   static void LA_DECODE_NAME(NQ, W, DC, DL, SD)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
     (void)t0;                                                                                             \
     (void)n;                                                                                              \
-    LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, SD);                                                      \
+    if (LA_PAIRS_OK(NQ, W, DL, SD) && P->half_convert) LA_DECODE_PAIRS(J, P, NQ, W, DC);                  \
+    else if (LA_F16_MEM_OK(SD) && P->half_convert) LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, 5);       \
+    else LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, SD);                                                 \
   }
 #define LA_DEFINE_DECODES_SD(NQ, W, SD)                                                               \
   LA_DEFINE_DECODE(NQ, W, 0, 0, SD) LA_DEFINE_DECODE(NQ, W, 0, 1, SD) LA_DEFINE_DECODE(NQ, W, 1, 0, SD) \
@@ -1202,6 +1271,12 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
 #ifdef LA_BF16_STORE_NATIVE
   if (R->sd == 2 && la_bf16_store_native()) R->sd = 3;
 #endif
+  for (int i = 0; i < np; i++) {
+    la_panel_t* P = &J.panels[i];
+    P->half_convert = p->decode_half_convert && J.T == 1 && !P->packed &&
+                      (R->sd == 1 || (R->sd == 3 && p->delta && J.nq <= LA_GMAX && P->W % 2 == 0 &&
+                                      P->valid == P->W * LA_VL));
+  }
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
   J.st = &R->st;
