@@ -264,7 +264,7 @@ static void varlen_transpose(void* restrict dst, const void* restrict src, int64
 /* Sequence i's problem on channels [c0, c0 + nc): its capture, and its pass-through when it is
  * empty (then false: nothing for a kernel), else the kernel's problem in *pp (through the tile
  * in scratch, set in *tile_out, for a channels-first state of a multi-token sequence). */
-static bool varlen_problem(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch, conv_params* pp,
+static inline bool varlen_problem(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch, conv_params* pp,
                            char** tile_out) {
   const size_t es = linattn_dtype_size(c->base.dtype);
   const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
@@ -339,15 +339,24 @@ static void varlen_untile(const varlen_call* c, const conv_params* p, int64_t i,
   varlen_transpose(c->s_out.data + (slot * c->S * c->C + c0 * c->S) * (int64_t)es, tile, c->S, nc, nc, c->S, es);
 }
 
-/* Sequences [i0, i1) on channels [c0, c0 + nc): one by one through run, or (a packed decode)
- * their problems together through run_seqs. */
-static void varlen_unit(const varlen_call* c, int64_t i0, int64_t i1, int64_t c0, int64_t nc, char* scratch) {
+/* Sequence i on channels [c0, c0 + nc) through run. */
+static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
+  conv_params p;
+  char* tile;
+  if (!varlen_problem(c, i, c0, nc, scratch, &p, &tile)) return;
+  c->kern->run(&p, 0, 0, nc, scratch);
+  varlen_untile(c, &p, i, c0, nc, tile);
+}
+
+/* Sequences [i0, i1) of a packed decode on channels [c0, c0 + nc): their problems together
+ * through run_seqs (a sequence through a tile, which a decode plan never has, alone). */
+static void varlen_unit_seqs(const varlen_call* c, int64_t i0, int64_t i1, int64_t c0, int64_t nc, char* scratch) {
   conv_params ps[VARLEN_MAX_SEQS];
   int64_t n = 0;
   for (int64_t i = i0; i < i1; i++) {
     char* tile;
     if (!varlen_problem(c, i, c0, nc, scratch, &ps[n], &tile)) continue;
-    if (c->seqs_per_unit > 1 && !tile) {
+    if (!tile) {
       n++;
       continue;
     }
@@ -364,8 +373,12 @@ static void varlen_task(void* arg, size_t task) {
   for (int64_t u = c->task_begin[task]; u < c->task_begin[task + 1]; u++) {
     const int64_t g = u / c->blocks, c0 = (u % c->blocks) * c->block_channels;
     const int64_t nc = (c->C - c0) < c->block_channels ? (c->C - c0) : c->block_channels;
+    if (c->seqs_per_unit == 1) {
+      varlen_unit(c, g, c0, nc, scratch);
+      continue;
+    }
     const int64_t i0 = g * c->seqs_per_unit, i1 = i0 + c->seqs_per_unit < c->B ? i0 + c->seqs_per_unit : c->B;
-    varlen_unit(c, i0, i1, c0, nc, scratch);
+    varlen_unit_seqs(c, i0, i1, c0, nc, scratch);
   }
 }
 

@@ -522,50 +522,63 @@ typedef struct decode_seq {
   char* pres;
 } decode_seq;
 
+/* Channels per span of decode_k4_seqs_range: its weight groups prepared into a stack buffer (4 KiB
+ * of fp32, in L1), then each sequence runs the whole span, so that each one's rows are read in
+ * runs of this length (interleaving the sequences group by group left too many streams for the
+ * hardware prefetchers once the states outgrow L2). */
+#define DECODE_SEQS_SPAN 256
+
 /* decode_k4_range over n sequences: each 16-channel group's weights (four loads and six
- * two-source permutes, the conversions of 16-bit weights too) and bias are read once for all of
- * them, then each sequence's group runs exactly as decode_k4_range runs it (same bits); the
+ * two-source permutes, the conversions of 16-bit weights too) and bias are prepared once for all
+ * of them, then each sequence's group runs exactly as decode_k4_range runs it (same bits); the
  * finishes are deferred by DECODE_DEFER across sequences and groups alike. */
 AI void decode_k4_seqs_range(const decode_seq* q, int64_t n, const char* wbase, const char* bbase, int64_t s_st,
                              int64_t nc, dtype_t dt, linattn_activation act, bool cl, bool vbmi, int64_t vbeg,
                              int64_t vend, bool full, __m512* pend, char** pend_y, int64_t* pend_n, int* npend_io) {
   const size_t es = conv_esize(dt);
   int npend = *npend_io;
-  for (int64_t v = vbeg; v < vend; v += 16) {
-    const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16;
-    const __mmask16 m = lanes16(nv);
-    __m512 wj[4];
-    decode_k4_weights(wbase + 4 * v * (int64_t)es, nv, dt, wj);
-    const __m512 bias = bbase ? load16_maskz(bbase + v * (int64_t)es, m, dt) : _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; ++i) {
-      const char* xv = q[i].x + v * (int64_t)es;
-      const char* sv = q[i].past ? q[i].past + (cl ? v : 3 * v) * (int64_t)es : NULL;
-      __m512 tap[3];
-      __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-      if (cl) {
-        for (int r = 0; r < 3; ++r) tap[r] = sv ? load16_m(sv + r * s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
-      } else {
-        decode_k4_state_cf(sv, xv, nv, dt, vbmi, P, tap);
-      }
-      __m512 acc = _mm512_setzero_ps();
-      for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
-      if (bbase) acc = conv_add_bias(acc, bias, dt);
-      pend[npend] = acc;
-      pend_y[npend] = q[i].y + v * (int64_t)es;
-      pend_n[npend++] = nv;
-      if (npend == DECODE_DEFER) {
-        for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], pend_n[g], pend[g], dt, act, false);
-        npend = 0;
-      }
-      char* pres = q[i].pres;
-      if (!pres) continue;
-      if (cl)
-        decode_k4_present_cl(pres + v * (int64_t)es, sv, xv, s_st * (int64_t)es, nv, m, es);
-      else if (es == 4)
-        decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
-      else
-        decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc, vbmi, dt == LINATTN_DTYPE_F16, P[0]);
+  __m512 wbuf[DECODE_SEQS_SPAN / 16][5]; /* taps 0-3, bias */
+  for (int64_t v0 = vbeg; v0 < vend; v0 += DECODE_SEQS_SPAN) {
+    const int64_t v1 = vend - v0 < DECODE_SEQS_SPAN ? vend : v0 + DECODE_SEQS_SPAN;
+    for (int64_t v = v0; v < v1; v += 16) {
+      const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16;
+      __m512* wg = wbuf[(v - v0) / 16];
+      decode_k4_weights(wbase + 4 * v * (int64_t)es, nv, dt, wg);
+      wg[4] = bbase ? load16_maskz(bbase + v * (int64_t)es, lanes16(nv), dt) : _mm512_setzero_ps();
     }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t v = v0; v < v1; v += 16) {
+        const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16;
+        const __mmask16 m = lanes16(nv);
+        const __m512* wj = wbuf[(v - v0) / 16];
+        const char* xv = q[i].x + v * (int64_t)es;
+        const char* sv = q[i].past ? q[i].past + (cl ? v : 3 * v) * (int64_t)es : NULL;
+        __m512 tap[3];
+        __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (cl) {
+          for (int r = 0; r < 3; ++r) tap[r] = sv ? load16_m(sv + r * s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
+        } else {
+          decode_k4_state_cf(sv, xv, nv, dt, vbmi, P, tap);
+        }
+        __m512 acc = _mm512_setzero_ps();
+        for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
+        if (bbase) acc = conv_add_bias(acc, wj[4], dt);
+        pend[npend] = acc;
+        pend_y[npend] = q[i].y + v * (int64_t)es;
+        pend_n[npend++] = nv;
+        if (npend == DECODE_DEFER) {
+          for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], pend_n[g], pend[g], dt, act, false);
+          npend = 0;
+        }
+        char* pres = q[i].pres;
+        if (!pres) continue;
+        if (cl)
+          decode_k4_present_cl(pres + v * (int64_t)es, sv, xv, s_st * (int64_t)es, nv, m, es);
+        else if (es == 4)
+          decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
+        else
+          decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc, vbmi, dt == LINATTN_DTYPE_F16, P[0]);
+      }
   }
   *npend_io = npend;
 }
