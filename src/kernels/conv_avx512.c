@@ -566,8 +566,8 @@ AI void decode_k4_seqs_range(const decode_seq* q, int64_t n, const char* wbase, 
         pend[npend] = acc;
         pend_y[npend] = q[i].y + v * (int64_t)es;
         pend_n[npend++] = nv;
-        if (npend == DECODE_DEFER) {
-          for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], pend_n[g], pend[g], dt, act, false);
+        if (npend == DECODE_DEFER) { /* in the whole groups' range every pending group is whole */
+          for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], full ? 16 : pend_n[g], pend[g], dt, act, false);
           npend = 0;
         }
         char* pres = q[i].pres;
