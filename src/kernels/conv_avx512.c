@@ -522,7 +522,7 @@ typedef struct decode_seq {
   char* pres;
 } decode_seq;
 
-/* Channels per span of decode_k4_seqs_range: its weight groups prepared into a stack buffer (4 KiB
+/* Channels per span of decode_k4_seqs_range: its weight groups prepared into a stack buffer (5 KiB
  * of fp32, in L1), then each sequence runs the whole span, so that each one's rows are read in
  * runs of this length (interleaving the sequences group by group left too many streams for the
  * hardware prefetchers once the states outgrow L2). */
