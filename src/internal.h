@@ -192,8 +192,9 @@ typedef size_t (*conv_scratch_fn)(const conv_params* p, int64_t nc);
 /* Advance channels [0, nc) of n problems ps[0..n), each run as run(&ps[i], 0, 0, nc, scratch)
  * would, with the same bits: one-token decodes of a packed batch's sequences, which differ only
  * in x, y, past and present (weights, bias, dtype, activation, layout and strides the same), and
- * no problem's present overlaps another's past or present. The vector families read each weight
- * group once for all of them; any other problem runs alone. scratch: scratch_bytes(&ps[0], nc). */
+ * no problem's present overlaps another's past or present. The AVX-512 family prepares each
+ * K = 4 weight group once for all of them; other problems and families run each alone.
+ * scratch: scratch_bytes(&ps[0], nc). */
 typedef void (*conv_seqs_fn)(const conv_params* ps, int64_t n, int64_t nc, void* scratch);
 /* The conv_seqs_fn of a family without a multi-sequence path: run() on each problem in turn. */
 #define CONV_SEQS_EACH(NAME, RUN)                                                \

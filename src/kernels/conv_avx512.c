@@ -11,6 +11,8 @@
  *   16-bit states are de-interleaved as raw words before widening);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
  *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
+ *   Several sequences of a packed decode (conv_kernel.run_seqs): the weights of 256 channels
+ *   prepared once, then each sequence over them (docs/tuning.md, conv.decode_seqs).
  * Both rest on two-source cross-lane permutes that AVX2 lacks (docs/algorithms.md, conv kernels).
  * bf16 is rounded with integer RNE (like src/convert.h), not vcvtneps2bf16, which flushes
  * subnormals and needs AVX512-BF16.
