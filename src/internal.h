@@ -192,10 +192,23 @@ typedef struct conv_params {
  * any present-state entry of those channels (in-place safety). scratch: scratch_bytes(p, nc). */
 typedef void (*conv_unit_fn)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch);
 typedef size_t (*conv_scratch_fn)(const conv_params* p, int64_t nc);
+/* Advance channels [0, nc) of n problems ps[0..n), each run as run(&ps[i], 0, 0, nc, scratch)
+ * would, with the same bits: one-token decodes of a packed batch's sequences, which differ only
+ * in x, y, past and present (weights, bias, dtype, activation, layout and strides the same), and
+ * no problem's present overlaps another's past or present. The AVX-512 family prepares each
+ * K = 4 weight group once for all of them; other problems and families run each alone.
+ * scratch: scratch_bytes(&ps[0], nc). */
+typedef void (*conv_seqs_fn)(const conv_params* ps, int64_t n, int64_t nc, void* scratch);
+/* The conv_seqs_fn of a family without a multi-sequence path: run() on each problem in turn. */
+#define CONV_SEQS_EACH(NAME, RUN)                                                \
+  static void NAME(const conv_params* ps, int64_t n, int64_t nc, void* scratch) { \
+    for (int64_t i = 0; i < n; ++i) RUN(&ps[i], 0, 0, nc, scratch);               \
+  }
 
 typedef struct conv_kernel {
   const char* name;         /* the family's linattn_isa_name */
   conv_unit_fn run;
+  conv_seqs_fn run_seqs;    /* several sequences' one-token problems (the packed decode) */
   conv_scratch_fn scratch_bytes;
   int64_t block_channels;   /* preferred channels per unit */
   bool cl_whole_rows;       /* channels-last prefill: units as wide as the thread count allows
@@ -311,6 +324,9 @@ typedef struct conv_tuning {
                                 * decode moves 16-bit states with byte permutes (conv_params.decode_vbmi) */
   int cf_bf16_pairs;           /* 1: the AVX-512 channels-first bf16 K = 4 prefill widens, sums and narrows
                                 * even and odd steps apart, without shuffles (conv_params.cf_bf16_pairs) */
+  int decode_seqs;             /* a packed decode (no sequence longer than one token) runs up to this many
+                                * sequences per unit through conv_kernel.run_seqs; 0 or 1: one per
+                                * unit through run (docs/tuning.md, conv.decode_seqs) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

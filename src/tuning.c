@@ -21,7 +21,7 @@ static const linattn_tuning g_tunings[] = {
     {"zen4",
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
       .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0},
-     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0}},
+     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
      * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
@@ -35,14 +35,16 @@ static const linattn_tuning g_tunings[] = {
      * state in place in panels of 64 columns (32 KiB of rows, within the 48 KiB L1D), each
      * panel's update sweep also reading the next panel's rows (docs/tuning.md,
      * la.decode_vectors, la.decode_overlap). The channels-first 16-bit conv decode moves its
-     * state with VBMI byte permutes where the CPU has them (docs/tuning.md, conv.decode_vbmi), and
+     * state with VBMI byte permutes where the CPU has them (docs/tuning.md, conv.decode_vbmi);
      * the channels-first bf16 prefill runs its even and odd steps apart, with fewer shuffle-port
-     * uops (docs/tuning.md, conv.cf_bf16_pairs). */
+     * uops (docs/tuning.md, conv.cf_bf16_pairs); a packed decode runs 16 sequences per unit,
+     * each weight group de-interleaved once for all of them (docs/tuning.md, conv.decode_seqs). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
       .decode_half_convert = 1},
-     {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1}},
+     {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
+      .decode_seqs = 16}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -320,6 +320,54 @@ static void read_output(const conv_data* d, const gbuf* y, double* out) {
 
 /* ------------------------------------------------------------------ one case, every family */
 
+static gbuf fresh(linattn_dtype dt, int64_t n);
+static gbuf copy_of(const gbuf* src);
+
+/* A one-token case's batches as the sequences of a packed decode: each channel block's problems
+ * (one per batch, in a random order) through run_seqs must give the bits run gave (yexp, pexp);
+ * in place (state copied from the past), without present, with VBMI state moves. */
+static void check_run_seqs(const conv_kernel* k, const char* name, const conv_data* d, const void* past, int64_t block,
+                           bool in_place, bool no_present, bool vbmi, const gbuf* yexp, const gbuf* pexp, tk_rng* r) {
+  const conv_case* cs = &d->cs;
+  const size_t es = esz(cs->dt);
+  gbuf y = fresh(cs->dt, d->yl.n), pres = in_place ? copy_of(&d->past) : fresh(cs->dt, d->sl.n);
+  const char* pa = in_place ? (const char*)pres.data : (const char*)past;
+  conv_params base = make_params(d, 0, 1, pa, &y, no_present ? NULL : pres.data);
+  base.decode_vbmi = vbmi;
+  if (block <= 0 || block > cs->C) block = cs->C;
+  const size_t sb = k->scratch_bytes(&base, block);
+  unsigned char* scratch = tk_aligned_alloc(64, sb + 64);
+  conv_params* ps = tk_xmalloc(sizeof(conv_params) * (size_t)cs->B);
+  int* order = tk_xmalloc(sizeof(int) * (size_t)cs->B);
+  for (int i = 0; i < cs->B; i++) order[i] = i;
+  for (int64_t c0 = 0; c0 < cs->C; c0 += block) {
+    const int64_t nc = cs->C - c0 < block ? cs->C - c0 : block;
+    tk_shuffle(r, order, (int)cs->B);
+    for (int64_t i = 0; i < cs->B; i++) {
+      const int64_t b = order[i];
+      conv_params p = base;
+      p.B = 1;
+      p.C = nc;
+      p.x = (const char*)base.x + (b * base.x_sb + c0 * base.x_sc) * (int64_t)es;
+      p.y = (char*)base.y + (b * base.y_sb + c0 * base.y_sc) * (int64_t)es;
+      p.w = (const char*)base.w + c0 * cs->K * (int64_t)es;
+      p.bias = base.bias ? (const char*)base.bias + c0 * (int64_t)es : NULL;
+      p.past = pa ? pa + (b * base.s_sb + c0 * base.s_sc) * (int64_t)es : NULL;
+      p.present = base.present ? (char*)base.present + (b * base.s_sb + c0 * base.s_sc) * (int64_t)es : NULL;
+      p.x_sb = p.y_sb = p.s_sb = 0;
+      ps[i] = p;
+    }
+    memset(scratch, 0xff, sb);
+    k->run_seqs(ps, cs->B, nc, scratch);
+  }
+  tk_check(same_bits(&y, yexp) && (no_present || same_bits(&pres, pexp)),
+           "%s: run_seqs (block %lld%s%s%s) differs from run", name, (long long)block, in_place ? ", in place" : "",
+           no_present ? ", no present" : "", vbmi ? ", vbmi" : "");
+  free(ps); free(order);
+  tk_aligned_free(scratch);
+  gb_free(&y); gb_free(&pres);
+}
+
 static gbuf fresh(linattn_dtype dt, int64_t n) {
   gbuf g = gb_alloc(dt, n);
   gb_poison(&g);
@@ -397,6 +445,14 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
       run_units(k, &p, k->block_channels, r);
       tk_check(same_bits(&yv, &y) && same_bits(&pv, &pres), "%s: decode_vbmi changes the bits", fams[f].name);
       gb_free(&yv); gb_free(&pv);
+    }
+    if (L == 1) { /* the sequences of a packed decode, together */
+      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, false, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, 5, false, false, false, &y, &pres, r);
+      if (cs->past) check_run_seqs(k, fams[f].name, &d, past, 19, true, false, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, true, false, &y, &pres, r);
+      if (linattn_cpu_has_avx512vbmi())
+        check_run_seqs(k, fams[f].name, &d, past, k->block_channels, cs->past, false, true, &y, &pres, r);
     }
     { /* present not wanted */
       gbuf y4 = fresh(cs->dt, d.yl.n);
@@ -814,10 +870,20 @@ int main(void) {
    * place, present NULL and other channel splits) */
   for (int di = 0; di < 3; di++)
     for (int64_t C = 1; C <= 49; C++) {
-      conv_case cs = {dts[di], false, C % 3 == 0, C % 5 != 0, C % 2 == 1, C % 7 == 0, false, 2, C, 1, 4, 1};
+      conv_case cs = {dts[di], false, C % 3 == 0, C % 5 != 0, C % 2 == 1, C % 7 == 0, false, 2 + C % 3, C, 1, 4, 1};
       run_case(&cs, fams, nf, &r);
       ncase++;
     }
+  /* packed decodes of more sequences than the kernels take at once or defer (run_seqs), both
+   * state layouts, a partial group and several */
+  for (int di = 0; di < 3; di++)
+    for (int cl = 0; cl < 2; cl++)
+      for (int ci = 0; ci < 3; ci++) {
+        static const int64_t Cq[3] = {16, 45, 100};
+        conv_case cs = {dts[di], cl, ci != 1, ci != 2, ci != 0, false, false, 37, Cq[ci], 1, 4, 1};
+        run_case(&cs, fams, nf, &r);
+        ncase++;
+      }
   tk_note("%lld cases in %.1f s", (long long)ncase, tk_seconds() - t_start);
   return tk_finish();
 }

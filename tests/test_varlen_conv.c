@@ -156,15 +156,17 @@ typedef struct vcase {
   tk_tensor x, w, b, s_in;
 } vcase;
 
-static void make_case(tk_rng* r, vcase* v, linattn_dtype dt) {
+/* decode: a packed decode (sequences of 0 or 1 tokens, up to 40 of them, mostly K = 4 and
+ * dilation 1: the kernels' multi-sequence path, conv.decode_seqs). */
+static void make_case(tk_rng* r, vcase* v, linattn_dtype dt, bool decode) {
   memset(v, 0, sizeof *v);
   static const int64_t lens[] = {0, 1, 1, 1, 2, 3, 4, 9, 33, 130};
   static const int64_t chans[] = {1, 5, 16, 33, 100, 1100};
   v->dt = dt;
-  v->B = tk_below(r, 6);
+  v->B = decode ? tk_below(r, 41) : tk_below(r, 6);
   v->C = chans[tk_below(r, 6)];
-  v->K = 1 + tk_below(r, 5);
-  v->dil = 1 + tk_below(r, 3);
+  v->K = decode && tk_below(r, 4) ? 4 : 1 + tk_below(r, 5);
+  v->dil = decode && tk_below(r, 4) ? 1 : 1 + tk_below(r, 3);
   v->S = (v->K - 1) * v->dil;
   v->cap = tk_below(r, 3) == 0 ? 0 : 1 + tk_below(r, 8);
   v->bias = tk_below(r, 2);
@@ -179,12 +181,12 @@ static void make_case(tk_rng* r, vcase* v, linattn_dtype dt) {
   v->idx = tk_xcalloc((size_t)v->N + 1, sizeof(int32_t));
   v->has = tk_xcalloc((size_t)v->B + 1, 1);
   for (int64_t i = 0; i < v->B; i++) {
-    v->cu[i + 1] = v->cu[i] + (int32_t)lens[tk_below(r, 10)];
+    v->cu[i + 1] = v->cu[i] + (int32_t)(decode ? tk_below(r, 8) != 0 : lens[tk_below(r, 10)]);
     v->cc[i] = (int32_t)tk_below(r, 12) - 2;
     v->has[i] = (uint8_t)tk_below(r, 2);
   }
   v->total = v->cu[v->B];
-  int perm[64];
+  int perm[64 + 4];
   for (int i = 0; i < (int)v->N; i++) perm[i] = i;
   tk_shuffle(r, perm, (int)v->N);
   for (int64_t i = 0; i < v->B; i++) v->idx[i] = perm[i];
@@ -294,19 +296,19 @@ static void check_sequential(linattn_context* ctx, const vcase* v, const tk_tens
   tk_free(&st); tk_free(&y); tk_free(&xt);
 }
 
-static void test_sequential(tk_rng* r) {
+static void test_sequential(tk_rng* r, const char* tune) {
   linattn_isa isas[8];
   const int n_isa = tk_available_isas(isas, 8);
-  const int cases = tk_case_count(60, 12);
+  const int cases = tk_case_count(60, 12) + tk_case_count(30, 6);
   static const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   for (int k = 0; k < n_isa; k++) {
     linattn_context* ctx = tk_context_create(isas[k], 1);
     linattn_context* ctx3 = tk_context_create(isas[k], 3);
     for (int n = 0; n < cases; n++) {
       vcase v;
-      make_case(r, &v, dts[n % 3]);
-      tk_context("%s case %d: %s B=%lld C=%lld K=%lld dil=%lld cap=%lld pool=%d has=%d state_cl=%d in_place=%d",
-                 linattn_isa_name(isas[k]), n, tk_dtype_str(v.dt), (long long)v.B, (long long)v.C, (long long)v.K,
+      make_case(r, &v, dts[n % 3], n >= tk_case_count(60, 12));
+      tk_context("%s tuning %s case %d: %s B=%lld C=%lld K=%lld dil=%lld cap=%lld pool=%d has=%d state_cl=%d in_place=%d",
+                 linattn_isa_name(isas[k]), tune, n, tk_dtype_str(v.dt), (long long)v.B, (long long)v.C, (long long)v.K,
                  (long long)v.dil, (long long)v.cap, v.pool, v.has_flags, v.state_cl, v.in_place);
       tk_tensor out, s_out, upd, out3, s_out3, upd3;
       if (run_packed(ctx, &v, &out, &s_out, &upd)) tk_fatal("packed call failed: %s", linattn_last_error());
@@ -516,7 +518,18 @@ int main(void) {
   test_bad_input(ctx);
   linattn_context_destroy(ctx);
   ec_free();
-  test_sequential(&r);
+  /* every tuning entry (the packed decode's sequences per unit differ): the same bits as the
+   * dense operator's, sequence by sequence */
+  static const char* const tunes[] = {"zen4", "intel-avx512"};
+  const char* env = getenv("LINATTN_TUNE");
+  char* saved = env ? strdup(env) : NULL;
+  for (int t = 0; t < 2; t++) {
+    setenv("LINATTN_TUNE", tunes[t], 1);
+    test_sequential(&r, tunes[t]);
+  }
+  if (saved) setenv("LINATTN_TUNE", saved, 1);
+  else unsetenv("LINATTN_TUNE");
+  free(saved);
   test_windows(&r);
   return tk_finish();
 }

@@ -15,6 +15,13 @@
  *     sensitive to preemption on a loaded machine, for calls long enough to be interrupted).
  * SPEC: cf|cl, f32|f16|bf16, L, C (K = 4, SiLU, no bias, B = 1), e.g. "cl,f16,1,6144".
  * Without --case: the AVX-512 / AVX2 rows of docs/benchmarks.md's shared-body A/B.
+ * SPEC v, f32|f16|bf16, B, C: a packed decode (VarlenCausalConvWithState, B one-token sequences,
+ * ORT's (B, C, 3) state in place) against the dense channels-last decode of the same tokens
+ * ((B, 1, C), (B, 3, C) state in place), K = 4, SiLU, no bias: first each build's packed output
+ * and state bits compared, then the four calls (A packed, A dense, B packed, B dense) alternated
+ * in a rotating order, each timed alone by thread CPU time; prints the medians, each build's
+ * packed / dense ratio of the medians and of the per-round ratios, and packed B / A
+ * (docs/benchmarks.md, "Packed conv decode").
  */
 #define _GNU_SOURCE
 #define AB_PROG "conv-ab"
@@ -22,6 +29,11 @@
 
 typedef struct lib {
   ab_lib ab;
+  void (*vdesc_init)(linattn_varlen_conv_desc*);
+  linattn_status (*varlen)(linattn_context*, const linattn_varlen_conv_desc*, const linattn_varlen_batch*,
+                           const linattn_tensor*, const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                           const linattn_tensor*, const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
+                           const linattn_tensor*, void*, size_t);
   void (*desc_init)(linattn_causal_conv_desc*);
   linattn_status (*conv)(linattn_context*, const linattn_causal_conv_desc*, const linattn_tensor*,
                          const linattn_tensor*, const linattn_tensor*, const linattn_tensor*, const linattn_tensor*,
@@ -36,6 +48,8 @@ static void lib_open(lib* l, const char* path, const char* isa) {
   *(void**)&l->desc_init = ab_sym(l->ab.handle, path, "linattn_causal_conv_desc_init");
   *(void**)&l->conv = ab_sym(l->ab.handle, path, "linattn_causal_conv_with_state");
   *(void**)&l->conv_ws = ab_sym(l->ab.handle, path, "linattn_causal_conv_with_state_workspace_size");
+  *(void**)&l->vdesc_init = ab_sym(l->ab.handle, path, "linattn_varlen_conv_desc_init");
+  *(void**)&l->varlen = ab_sym(l->ab.handle, path, "linattn_varlen_causal_conv_with_state");
 }
 
 /* ------------------------------------------------------------------ data */
@@ -61,6 +75,7 @@ static void fill(void* p, size_t n, linattn_dtype dt, uint64_t* s) {
 /* One call's tensors: x, w, bias, past, y, present (present == past when in_place). */
 typedef struct conv_case {
   linattn_dtype dt;
+  int packed; /* the packed decode against the dense channels-last one (B sequences, L = 1) */
   int channels_last, silu, has_bias, has_past, in_place;
   int64_t B, C, L, K, d;
 } conv_case;
@@ -144,7 +159,7 @@ static int bits(lib* a, lib* b, uint64_t* hash_out) {
         for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ++ki)
           for (int v = 0; v < 4; ++v) { /* layout x activation; bias and past vary with the seed */
             const uint64_t r = rng_next(&seed);
-            conv_case c = {dts[di], v & 1, v >> 1, (int)(r & 1), (int)((r >> 1) % 4 != 0), 0,
+            conv_case c = {dts[di], 0, v & 1, v >> 1, (int)(r & 1), (int)((r >> 1) % 4 != 0), 0,
                            1 + (int64_t)((r >> 3) % 2), Cs[ci], Ls[li], Ks[ki][0], Ks[ki][1]};
             if (c.C * c.L * c.B > (1 << 20)) c.B = 1;
             conv_bufs ta, tb;
@@ -199,11 +214,118 @@ static void timed(lib* a, lib* b, const conv_case* c, int max_pairs, double budg
   bufs_free(&x.t);
 }
 
+/* ------------------------------------------------------------------ packed decode */
+
+typedef struct packed_arg {
+  lib* l[2];
+  const conv_case* c;
+  linattn_varlen_conv_desc vd;
+  linattn_causal_conv_desc dd;
+  linattn_varlen_batch batch;
+  int32_t* cu;
+  linattn_tensor x, y, w, vs, dx, dy, ds; /* packed (B, C) rows and (B, C, 3) state; dense (B, 1, C), (B, 3, C) */
+  void *xb, *yb, *wb, *vsb, *dsb;
+} packed_arg;
+
+static void packed_make(packed_arg* a, const conv_case* c, uint64_t* seed) {
+  const size_t es = dtype_size(c->dt), n = (size_t)(c->B * c->C);
+  a->c = c;
+  a->cu = malloc(sizeof(int32_t) * (size_t)(c->B + 1));
+  for (int64_t i = 0; i <= c->B; ++i) a->cu[i] = (int32_t)i;
+  a->batch = (linattn_varlen_batch){c->B, a->cu, NULL, NULL, NULL};
+  a->xb = xalloc(n * es), a->yb = xalloc(n * es), a->wb = xalloc((size_t)(4 * c->C) * es);
+  a->vsb = xalloc(3 * n * es), a->dsb = xalloc(3 * n * es);
+  fill(a->xb, n, c->dt, seed), fill(a->wb, (size_t)(4 * c->C), c->dt, seed);
+  fill(a->vsb, 3 * n, c->dt, seed), fill(a->dsb, 3 * n, c->dt, seed);
+  const int64_t xd[2] = {c->B, c->C}, wd[3] = {c->C, 1, 4}, vsd[3] = {c->B, c->C, 3}, dxd[3] = {c->B, 1, c->C},
+                dsd[3] = {c->B, 3, c->C};
+  a->x = tensor(a->xb, c->dt, 2, xd), a->y = tensor(a->yb, c->dt, 2, xd), a->w = tensor(a->wb, c->dt, 3, wd);
+  a->vs = tensor(a->vsb, c->dt, 3, vsd);
+  a->dx = tensor(a->xb, c->dt, 3, dxd), a->dy = tensor(a->yb, c->dt, 3, dxd), a->ds = tensor(a->dsb, c->dt, 3, dsd);
+}
+
+static void packed_free(packed_arg* a) { free(a->cu), free(a->xb), free(a->yb), free(a->wb), free(a->vsb), free(a->dsb); }
+
+/* call 0: A packed, 1: A dense, 2: B packed, 3: B dense (each reads and updates its state in place) */
+static void packed_call(packed_arg* a, int k) {
+  lib* l = a->l[k >> 1];
+  linattn_status st;
+  if (k & 1) {
+    l->desc_init(&a->dd);
+    a->dd.activation = LINATTN_ACTIVATION_SILU, a->dd.channels_last = 1;
+    st = l->conv(l->ab.ctx, &a->dd, &a->dx, &a->w, NULL, &a->ds, &a->dy, &a->ds, NULL, 0);
+  } else {
+    l->vdesc_init(&a->vd);
+    a->vd.activation = LINATTN_ACTIVATION_SILU;
+    st = l->varlen(l->ab.ctx, &a->vd, &a->batch, &a->x, &a->w, NULL, &a->vs, NULL, NULL, &a->y, &a->vs, NULL, NULL, 0);
+  }
+  if (st != LINATTN_SUCCESS) {
+    fprintf(stderr, "conv-ab: packed case: %s\n", l->ab.last_error());
+    exit(2);
+  }
+}
+
+/* Each build's packed output and state from the same inputs, byte for byte. */
+static int packed_bits(packed_arg* a) {
+  const size_t es = dtype_size(a->c->dt), n = (size_t)(a->c->B * a->c->C) * es;
+  unsigned char* keep = malloc(3 * n);
+  unsigned char* ya = malloc(4 * n);
+  unsigned char* sa = ya + n;
+  memcpy(keep, a->vsb, 3 * n);
+  packed_call(a, 0);
+  memcpy(ya, a->yb, n), memcpy(sa, a->vsb, 3 * n);
+  memcpy(a->vsb, keep, 3 * n);
+  memset(a->yb, 0xa5, n);
+  packed_call(a, 2);
+  const int bad = memcmp(ya, a->yb, n) != 0 || memcmp(sa, a->vsb, 3 * n) != 0;
+  free(keep), free(ya);
+  return bad;
+}
+
+static void timed_packed(lib* a, lib* b, const conv_case* c, int max_rounds, double budget_s) {
+  uint64_t seed = 7;
+  packed_arg x = {.l = {a, b}};
+  packed_make(&x, c, &seed);
+  const int bad = packed_bits(&x);
+  for (int i = 0; i < 3; ++i)
+    for (int k = 0; k < 4; ++k) packed_call(&x, k);
+  double* t = malloc(sizeof(double) * (size_t)max_rounds * 7);
+  double *ra = t + 4 * (size_t)max_rounds, *rb = ra + max_rounds, *rp = rb + max_rounds;
+  const double end = wall_ns() + budget_s * 1e9;
+  int n = 0;
+  for (; n < max_rounds && (n < 20 || wall_ns() < end); ++n) {
+    double tk[4];
+    for (int j = 0; j < 4; ++j) { /* rotating order: each call in each position */
+      const int k = (j + n) & 3;
+      const double t0 = thread_ns();
+      packed_call(&x, k);
+      tk[k] = thread_ns() - t0;
+    }
+    for (int k = 0; k < 4; ++k) t[k * (size_t)max_rounds + n] = tk[k];
+    ra[n] = tk[0] / tk[1], rb[n] = tk[2] / tk[3], rp[n] = tk[2] / tk[0];
+  }
+  double med[4];
+  for (int k = 0; k < 4; ++k) med[k] = quantile(t + k * (size_t)max_rounds, n, 0.5) * 1e-3;
+  printf("packed %-4s B=%-3lld C=%-5lld bits %s  %d rounds  A packed %.2f dense-cl %.2f us  B packed %.2f dense-cl %.2f us"
+         "  packed/dense A %.3f B %.3f (per round %.3f, %.3f)  packed B/A %.3f  dense B/A %.3f\n",
+         dtype_name(c->dt), (long long)c->B, (long long)c->C, bad ? "DIFFER" : "same", n, med[0], med[1], med[2], med[3],
+         med[0] / med[1], med[2] / med[3], quantile(ra, n, 0.5), quantile(rb, n, 0.5), quantile(rp, n, 0.5),
+         med[3] / med[1]);
+  fflush(stdout);
+  free(t);
+  packed_free(&x);
+}
+
 static int parse_case(const char* s, conv_case* c) {
   char layout[8], dt[8];
   long long L, C;
   if (sscanf(s, "%7[^,],%7[^,],%lld,%lld", layout, dt, &L, &C) != 4 || L < 1 || C < 1) return -1;
   memset(c, 0, sizeof *c);
+  if (!strcmp(layout, "v")) { /* L is the sequence count */
+    c->dt = dtype_parse(dt);
+    c->packed = 1, c->silu = 1, c->has_past = 1, c->in_place = 1, c->B = L, c->C = C, c->L = 1, c->K = 4, c->d = 1;
+    return c->dt == LINATTN_DTYPE_INVALID ? -1 : 0;
+  }
   c->channels_last = strcmp(layout, "cl") == 0;
   if (!c->channels_last && strcmp(layout, "cf") != 0) return -1;
   c->dt = dtype_parse(dt);
@@ -219,7 +341,7 @@ int main(int argc, char** argv) {
                                          "cf,f16,512,6144", "cl,f32,512,6144", "cl,bf16,512,6144", "cf,f16,1,6144",
                                          "cl,f32,1,6144", "cl,bf16,1,6144"};
   conv_case cases[AB_MAX_CASES];
-  const ab_opts o = ab_parse_args(argc, argv, "cf|cl,f32|f16|bf16,L,C", "cf|cl,f32|f16|bf16,L,C", parse_case_at,
+  const ab_opts o = ab_parse_args(argc, argv, "cf|cl,f32|f16|bf16,L,C", "cf|cl,f32|f16|bf16,L,C or v,DT,B,C", parse_case_at,
                                   cases, defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
   lib_open(&a, argv[1], o.isa);
@@ -228,7 +350,10 @@ int main(int argc, char** argv) {
   uint64_t hash;
   const int bad = o.bits_it ? bits(&a, &b, &hash) : 0;
   if (o.time_it)
-    for (int i = 0; i < o.ncases; ++i) timed(&a, &b, &cases[i], o.max_pairs, o.budget);
+    for (int i = 0; i < o.ncases; ++i) {
+      if (cases[i].packed) timed_packed(&a, &b, &cases[i], o.max_pairs, o.budget);
+      else timed(&a, &b, &cases[i], o.max_pairs, o.budget);
+    }
   a.ab.context_destroy(a.ab.ctx), b.ab.context_destroy(b.ab.ctx);
   return bad ? 1 : 0;
 }

@@ -19,6 +19,8 @@
 #define VARLEN_SERIAL_MAX_ELEMS ((int64_t)1 << 16)
 #define VARLEN_MAX_UNIT ((int64_t)16384)
 #define VARLEN_STREAM_MIN_BYTES ((int64_t)16 << 20)
+/* Most sequences per unit of a packed decode (conv_tuning.decode_seqs is capped to it). */
+#define VARLEN_MAX_SEQS 32
 
 void linattn_varlen_conv_desc_init(linattn_varlen_conv_desc* desc) {
   if (!desc) return;
@@ -36,6 +38,8 @@ typedef struct varlen_call {
   const conv_kernel* kern;
   bool direct_strides; /* the reference kernel reads a (C, S) state next to token-major rows */
   int64_t block_channels, blocks, num_units;
+  int64_t seqs_per_unit; /* > 1: a packed decode, units of that many sequences through run_seqs */
+  int64_t seq_groups;    /* units per channel block: ceil(B / seqs_per_unit) */
   size_t num_tasks, kern_bytes, task_bytes;
   int64_t task_begin[VARLEN_MAX_TASKS + 1]; /* unit ranges of the tasks */
   char* workspace;
@@ -124,7 +128,23 @@ static linattn_status varlen_check_tensors(varlen_call* c, const linattn_tensor*
   return LINATTN_SUCCESS;
 }
 
-/* Channel blocks and a token-weighted static split of the (sequence, block) units. */
+/* Sequences per unit: one, or for a packed decode (no sequence longer than one token, a
+ * channels-first state read in place or a channels-last one) up to conv_tuning.decode_seqs, so
+ * that the kernel reads each weight group once for all of them (run_seqs), fewer where the
+ * threads would otherwise go without a unit. */
+static void varlen_plan_seqs(const linattn_context* ctx, varlen_call* c, int64_t threads) {
+  int64_t per = ctx->tuning->conv.decode_seqs;
+  if (per > VARLEN_MAX_SEQS) per = VARLEN_MAX_SEQS;
+  if (c->direct_strides || c->total > c->B) per = 1;
+  for (int64_t i = 0; per > 1 && i < c->B; i++)
+    if (c->seqs.cu_seqlens[i + 1] - c->seqs.cu_seqlens[i] > 1) per = 1;
+  if (per < 1) per = 1;
+  while (per > 1 && ((c->B + per - 1) / per) * c->blocks < threads) per = (per + 1) / 2;
+  c->seqs_per_unit = per;
+  c->seq_groups = (c->B + per - 1) / per;
+}
+
+/* Channel blocks and a token-weighted static split of the (sequence group, block) units. */
 static void varlen_plan(linattn_context* ctx, varlen_call* c) {
   const int64_t threads = ctx->num_threads > 0 ? ctx->num_threads : 1;
   int64_t bc = c->kern->block_channels;
@@ -139,7 +159,8 @@ static void varlen_plan(linattn_context* ctx, varlen_call* c) {
   if (bc <= 0 || bc > c->C) bc = c->C;
   c->block_channels = bc;
   c->blocks = bc > 0 ? (c->C + bc - 1) / bc : 0;
-  c->num_units = c->B * c->blocks; /* B <= total + ... bounded: both come from int32 offsets and C */
+  varlen_plan_seqs(ctx, c, threads);
+  c->num_units = c->seq_groups * c->blocks; /* B <= total + ... bounded: both come from int32 offsets and C */
   int64_t n = c->num_units < threads ? c->num_units : threads;
   if (n > VARLEN_MAX_TASKS) n = VARLEN_MAX_TASKS;
   /* a unit costs its tokens plus its state, per channel */
@@ -151,9 +172,10 @@ static void varlen_plan(linattn_context* ctx, varlen_call* c) {
   double acc = 0.0;
   int64_t t = 1;
   for (int64_t u = 0; u < c->num_units && t < n; u++) {
-    const int64_t i = u / c->blocks, blk = u % c->blocks;
+    const int64_t g = u / c->blocks, blk = u % c->blocks;
     const int64_t nc = (c->C - blk * bc) < bc ? (c->C - blk * bc) : bc;
-    acc += (double)(c->seqs.cu_seqlens[i + 1] - c->seqs.cu_seqlens[i] + c->S + 1) * (double)nc;
+    const int64_t i0 = g * c->seqs_per_unit, i1 = i0 + c->seqs_per_unit < c->B ? i0 + c->seqs_per_unit : c->B;
+    acc += (double)(c->seqs.cu_seqlens[i1] - c->seqs.cu_seqlens[i0] + (i1 - i0) * (c->S + 1)) * (double)nc;
     while (t < n && acc >= total_cost * (double)t / (double)n) c->task_begin[t++] = u + 1;
   }
   while (t <= n) c->task_begin[t++] = c->num_units;
@@ -239,6 +261,87 @@ static void varlen_transpose(void* restrict dst, const void* restrict src, int64
 #undef VARLEN_TRANSPOSE_T
 #undef VARLEN_TRANSPOSE
 
+/* Sequence i's problem on channels [c0, c0 + nc): its capture, and its pass-through when it is
+ * empty (then false: nothing for a kernel), else the kernel's problem in *pp (through the tile
+ * in scratch, set in *tile_out, for a channels-first state of a multi-token sequence). */
+static inline bool varlen_problem(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch, conv_params* pp,
+                           char** tile_out) {
+  const size_t es = linattn_dtype_size(c->base.dtype);
+  const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
+  const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
+  const int64_t slot_elems = c->S * c->C;
+  varlen_seq q = {
+      .dtype = c->base.dtype, .C = c->C, .S = c->S, .L = L, .state_channels_last = c->state_cl,
+      .x = L > 0 ? c->x.data + t0 * c->x.strides[0] * (int64_t)es : NULL, .x_token_stride = c->x.strides[0],
+      /* an empty state (S = 0) may have a NULL buffer: no offset on NULL (undefined behaviour) */
+      .state_in = c->s_in.data ? c->s_in.data + slot * slot_elems * (int64_t)es : NULL,
+      .state_out = c->has_out && c->s_out.data ? c->s_out.data + slot * slot_elems * (int64_t)es : NULL,
+      .has_initial = !c->seqs.has_initial_state || c->seqs.has_initial_state[i] != 0,
+  };
+  if (c->has_update && c->capacity > 0) {
+    int64_t n = c->seqs.capture_count[i];
+    if (n < 0) n = 0;
+    if (n > c->capacity) n = c->capacity;
+    if (n > L) n = L;
+    q.update = c->update.data + i * c->capacity * c->C * (int64_t)es;
+    q.capacity = c->capacity;
+    q.captured = n;
+    linattn_varlen_capture(&q, c0, nc);
+  }
+  if (L == 0) {
+    linattn_varlen_pass_state(&q, c0, nc);
+    return false;
+  }
+  conv_params p = c->base;
+  p.C = nc;
+  p.L = L;
+  p.x = (const char*)q.x + c0 * (int64_t)es;
+  p.y = c->y.data + (t0 * c->y.strides[0] + c0) * (int64_t)es;
+  p.w = c->w.data + c0 * c->K * (int64_t)es;
+  p.bias = c->has_bias ? c->bias.data + c0 * (int64_t)es : NULL;
+  const char* in = q.has_initial ? (const char*)q.state_in : NULL;
+  char* out = (char*)q.state_out;
+  char* tile = NULL;
+  if (c->state_cl) { /* (S, C) slot: the kernels' own channels-last state */
+    p.past = in ? in + c0 * (int64_t)es : NULL;
+    p.present = out ? out + c0 * (int64_t)es : NULL;
+    p.s_st = c->C;
+    p.s_sc = 1;
+  } else if (c->direct_strides || L == 1) {
+    /* (C, S) slot read in place: the reference kernel takes any strides, and one token is a
+     * channels-first (1, C, 1) problem for every family */
+    p.channels_last = c->direct_strides;
+    if (!c->direct_strides) p.x_st = p.y_st = 1;
+    p.past = in ? in + c0 * c->S * (int64_t)es : NULL;
+    p.present = out ? out + c0 * c->S * (int64_t)es : NULL;
+    p.s_sc = c->S;
+    p.s_st = 1;
+  } else { /* (C, S) slot through an (S, nc) channels-last tile */
+    tile = scratch + c->kern_bytes;
+    if (in && c->S > 0) varlen_transpose(tile, in + c0 * c->S * (int64_t)es, nc, c->S, c->S, nc, es);
+    p.past = in ? tile : NULL;
+    p.present = out ? tile : NULL;
+    p.s_st = nc;
+    p.s_sc = 1;
+  }
+  p.s_sb = 0;
+  *pp = p;
+  *tile_out = tile;
+  return true;
+}
+
+/* The channels-first state back from the tile the kernel wrote. */
+static void varlen_untile(const varlen_call* c, const conv_params* p, int64_t i, int64_t c0, int64_t nc,
+                          const char* tile) {
+  const size_t es = linattn_dtype_size(c->base.dtype);
+  const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
+  if (!tile || !p->present || c->S <= 0) return;
+  varlen_transpose(c->s_out.data + (slot * c->S * c->C + c0 * c->S) * (int64_t)es, tile, c->S, nc, nc, c->S, es);
+}
+
+/* Sequence i on channels [c0, c0 + nc) through run: varlen_problem written out as it was before
+ * the multi-sequence units (through varlen_problem, the one-sequence decode measured 2-3 %
+ * slower on the Intel Xeon; docs/tuning.md, conv.decode_seqs). */
 static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
   const size_t es = linattn_dtype_size(c->base.dtype);
   const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
@@ -303,13 +406,37 @@ static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc,
   if (tile && out && c->S > 0) varlen_transpose(out + c0 * c->S * (int64_t)es, tile, c->S, nc, nc, c->S, es);
 }
 
+/* Sequences [i0, i1) of a packed decode on channels [c0, c0 + nc): their problems together
+ * through run_seqs (a sequence through a tile, which a decode plan never has, alone). */
+static void varlen_unit_seqs(const varlen_call* c, int64_t i0, int64_t i1, int64_t c0, int64_t nc, char* scratch) {
+  conv_params ps[VARLEN_MAX_SEQS];
+  int64_t n = 0;
+  for (int64_t i = i0; i < i1; i++) {
+    char* tile;
+    if (!varlen_problem(c, i, c0, nc, scratch, &ps[n], &tile)) continue;
+    if (!tile) {
+      n++;
+      continue;
+    }
+    c->kern->run(&ps[n], 0, 0, nc, scratch);
+    varlen_untile(c, &ps[n], i, c0, nc, tile);
+  }
+  if (n == 1) c->kern->run(&ps[0], 0, 0, nc, scratch);
+  else if (n > 1) c->kern->run_seqs(ps, n, nc, scratch);
+}
+
 static void varlen_task(void* arg, size_t task) {
   const varlen_call* c = (const varlen_call*)arg;
   char* scratch = c->task_bytes ? c->workspace + task * c->task_bytes : NULL;
   for (int64_t u = c->task_begin[task]; u < c->task_begin[task + 1]; u++) {
-    const int64_t i = u / c->blocks, c0 = (u % c->blocks) * c->block_channels;
+    const int64_t g = u / c->blocks, c0 = (u % c->blocks) * c->block_channels;
     const int64_t nc = (c->C - c0) < c->block_channels ? (c->C - c0) : c->block_channels;
-    varlen_unit(c, i, c0, nc, scratch);
+    if (c->seqs_per_unit == 1) {
+      varlen_unit(c, g, c0, nc, scratch);
+      continue;
+    }
+    const int64_t i0 = g * c->seqs_per_unit, i1 = i0 + c->seqs_per_unit < c->B ? i0 + c->seqs_per_unit : c->B;
+    varlen_unit_seqs(c, i0, i1, c0, nc, scratch);
   }
 }
 

@@ -402,9 +402,12 @@ AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, con
   return false;
 }
 
+CONV_SEQS_EACH(conv_run_seqs_avx2, conv_run_avx2)
+
 const conv_kernel linattn_conv_avx2 = {
     .name = "avx2",
     .run = conv_run_avx2,
+    .run_seqs = conv_run_seqs_avx2,
     .scratch_bytes = conv_scratch_avx2,
     .block_channels = 1024,
     .cl_whole_rows = true,

@@ -12,6 +12,8 @@
  *   16-bit states are de-interleaved as raw words before widening);
  *   present_state is the state moved by one position with the input appended. K = 4 reads
  *   weights and bias in place, so that path needs no scratch (a decode call allocates nothing).
+ *   Several sequences of a packed decode (conv_kernel.run_seqs): the weights of 256 channels
+ *   prepared once, then each sequence over them (docs/tuning.md, conv.decode_seqs).
  * Both rest on two-source cross-lane permutes that AVX2 lacks (docs/algorithms.md, conv kernels).
  * bf16 is rounded with integer RNE (like src/convert.h), not vcvtneps2bf16, which flushes
  * subnormals and needs AVX512-BF16.
@@ -579,6 +581,116 @@ AI void decode_k4(const conv_params* p, int64_t b, int64_t c0, int64_t nc, dtype
     decode_k4_layout(p, b, c0, nc, dt, act, false, false);
 }
 
+/* ------------------------------------------------------------------ several sequences */
+
+/* One problem of conv_run_seqs: its pointers at the unit's channel 0. */
+typedef struct decode_seq {
+  const char* x;
+  char* y;
+  const char* past;
+  char* pres;
+} decode_seq;
+
+/* Channels per span of decode_k4_seqs_range: its weight groups prepared into a stack buffer (5 KiB
+ * of fp32, in L1), then each sequence runs the whole span, so that each one's rows are read in
+ * runs of this length (interleaving the sequences group by group left too many streams for the
+ * hardware prefetchers once the states outgrow L2). */
+#define DECODE_SEQS_SPAN 256
+
+/* decode_k4_range over n sequences: each 16-channel group's weights (four loads and six
+ * two-source permutes, the conversions of 16-bit weights too) and bias are prepared once for all
+ * of them, then each sequence's group runs exactly as decode_k4_range runs it (same bits); the
+ * finishes are deferred by DECODE_DEFER across sequences and groups alike. */
+AI void decode_k4_seqs_range(const decode_seq* q, int64_t n, const char* wbase, const char* bbase, int64_t s_st,
+                             int64_t nc, dtype_t dt, linattn_activation act, bool cl, bool vbmi, int64_t vbeg,
+                             int64_t vend, bool full, __m512* pend, char** pend_y, int64_t* pend_n, int* npend_io) {
+  const size_t es = conv_esize(dt);
+  int npend = *npend_io;
+  __m512 wbuf[DECODE_SEQS_SPAN / 16][5]; /* taps 0-3, bias */
+  for (int64_t v0 = vbeg; v0 < vend; v0 += DECODE_SEQS_SPAN) {
+    const int64_t v1 = vend - v0 < DECODE_SEQS_SPAN ? vend : v0 + DECODE_SEQS_SPAN;
+    for (int64_t v = v0; v < v1; v += 16) {
+      const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16;
+      __m512* wg = wbuf[(v - v0) / 16];
+      decode_k4_weights(wbase + 4 * v * (int64_t)es, nv, dt, wg);
+      wg[4] = bbase ? load16_maskz(bbase + v * (int64_t)es, lanes16(nv), dt) : _mm512_setzero_ps();
+    }
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t v = v0; v < v1; v += 16) {
+        const int64_t nv = full ? 16 : nc - v < 16 ? nc - v : 16;
+        const __mmask16 m = lanes16(nv);
+        const __m512* wj = wbuf[(v - v0) / 16];
+        const char* xv = q[i].x + v * (int64_t)es;
+        const char* sv = q[i].past ? q[i].past + (cl ? v : 3 * v) * (int64_t)es : NULL;
+        __m512 tap[3];
+        __m512 P[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (cl) {
+          for (int r = 0; r < 3; ++r) tap[r] = sv ? load16_m(sv + r * s_st * (int64_t)es, m, dt) : _mm512_setzero_ps();
+        } else {
+          decode_k4_state_cf(sv, xv, nv, dt, vbmi, P, tap);
+        }
+        __m512 acc = _mm512_setzero_ps();
+        for (int j = 0; j < 4; ++j) acc = _mm512_fmadd_ps(wj[j], j < 3 ? tap[j] : load16_m(xv, m, dt), acc);
+        if (bbase) acc = conv_add_bias(acc, wj[4], dt);
+        pend[npend] = acc;
+        pend_y[npend] = q[i].y + v * (int64_t)es;
+        pend_n[npend++] = nv;
+        if (npend == DECODE_DEFER) { /* in the whole groups' range every pending group is whole */
+          for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], full ? 16 : pend_n[g], pend[g], dt, act, false);
+          npend = 0;
+        }
+        char* pres = q[i].pres;
+        if (!pres) continue;
+        if (cl)
+          decode_k4_present_cl(pres + v * (int64_t)es, sv, xv, s_st * (int64_t)es, nv, m, es);
+        else if (es == 4)
+          decode_k4_present_cf32(pres + 3 * v * 4, xv, P, nv);
+        else
+          decode_k4_present_cf16(pres + 3 * v * 2, sv, xv, nv, v + 16 < nc, vbmi, dt == LINATTN_DTYPE_F16, P[0]);
+      }
+  }
+  *npend_io = npend;
+}
+
+/* Whole groups with constant masks, then the partial one. */
+AI void decode_k4_seqs_layout(const conv_params* p, const decode_seq* q, int64_t n, int64_t nc, dtype_t dt,
+                              linattn_activation act, bool cl, bool vbmi) {
+  __m512 pend[DECODE_DEFER];
+  char* pend_y[DECODE_DEFER];
+  int64_t pend_n[DECODE_DEFER];
+  int npend = 0;
+  const int64_t nfull = nc & ~(int64_t)15;
+  const char* bbase = p->bias ? (const char*)p->bias : NULL;
+  decode_k4_seqs_range(q, n, (const char*)p->w, bbase, p->s_st, nc, dt, act, cl, vbmi, 0, nfull, true, pend, pend_y,
+                       pend_n, &npend);
+  if (nfull < nc)
+    decode_k4_seqs_range(q, n, (const char*)p->w, bbase, p->s_st, nc, dt, act, cl, vbmi, nfull, nc, false, pend,
+                         pend_y, pend_n, &npend);
+  for (int g = 0; g < npend; ++g) conv_finish_store(pend_y[g], pend_n[g], pend[g], dt, act, false);
+}
+
+#define DECODE_SEQS_TYPED(DT, ACT)                                                                              \
+  static __attribute__((noinline)) void decode_k4_seqs_##DT##_##ACT(const conv_params* p, const decode_seq* q, \
+                                                                    int64_t n, int64_t nc) {                  \
+    if (p->channels_last)                                                                                     \
+      decode_k4_seqs_layout(p, q, n, nc, DT, ACT, true, false);                                               \
+    else if (conv_esize(DT) == 2 && p->decode_vbmi)                                                           \
+      decode_k4_seqs_layout(p, q, n, nc, DT, ACT, false, true);                                               \
+    else                                                                                                      \
+      decode_k4_seqs_layout(p, q, n, nc, DT, ACT, false, false);                                              \
+  }
+DECODE_SEQS_TYPED(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_NONE)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_F32, LINATTN_ACTIVATION_SILU)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+#undef DECODE_SEQS_TYPED
+#define DECODE_SEQS_RUN(p, q, n, nc, unused, DT, ACT) decode_k4_seqs_##DT##_##ACT(p, q, n, nc)
+
+/* Sequences per decode_k4_seqs call (the pointer table is on the stack). */
+#define DECODE_SEQS_MAX 32
+
 /* tap-major [K][ncp], 16 channels at a time (de-interleaved in registers for K <= DECODE_MAX_K) */
 AI void conv_weights_tap_major(const conv_params* p, const float* wsrc, int64_t nc, float* wt) {
   const int64_t K = p->K, ncp = conv_ncp(nc);
@@ -620,9 +732,40 @@ AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, con
   return true;
 }
 
+/* conv_kernel.run_seqs: the K = 4 decodes through decode_k4_seqs when every problem is one and
+ * they share what that reads once (weights, bias, dtype, activation, layout, state strides) */
+static bool decode_seqs_apply(const conv_params* ps, int64_t n) {
+  if (n < 2) return false;
+  for (int64_t i = 0; i < n; ++i) {
+    const conv_params* p = &ps[i];
+    if (!decode_k4_applies(p) || p->dtype != ps[0].dtype || p->activation != ps[0].activation ||
+        p->channels_last != ps[0].channels_last || p->w != ps[0].w || p->bias != ps[0].bias ||
+        p->s_st != ps[0].s_st || p->decode_vbmi != ps[0].decode_vbmi)
+      return false;
+  }
+  return true;
+}
+
+static void conv_run_seqs_avx512(const conv_params* ps, int64_t n, int64_t nc, void* scratch) {
+  if (!decode_seqs_apply(ps, n)) {
+    for (int64_t i = 0; i < n; ++i) conv_run_avx512(&ps[i], 0, 0, nc, scratch);
+    return;
+  }
+  for (int64_t i0 = 0; i0 < n; i0 += DECODE_SEQS_MAX) {
+    const int64_t m = n - i0 < DECODE_SEQS_MAX ? n - i0 : DECODE_SEQS_MAX;
+    decode_seq q[DECODE_SEQS_MAX];
+    for (int64_t i = 0; i < m; ++i) {
+      const conv_params* p = &ps[i0 + i];
+      q[i] = (decode_seq){(const char*)p->x, (char*)p->y, (const char*)p->past, (char*)p->present};
+    }
+    CONV_RUN_TYPED(DECODE_SEQS_RUN, ps, q, m, nc, NULL);
+  }
+}
+
 const conv_kernel linattn_conv_avx512 = {
     .name = "avx512",
     .run = conv_run_avx512,
+    .run_seqs = conv_run_seqs_avx512,
     .scratch_bytes = conv_scratch_avx512,
     .block_channels = 1024,
     .cl_whole_rows = true,

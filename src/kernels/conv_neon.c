@@ -299,9 +299,12 @@ static void conv_neon_run(const conv_params* p, int64_t b, int64_t c0, int64_t n
   }
 }
 
+CONV_SEQS_EACH(conv_neon_run_seqs, conv_neon_run)
+
 const conv_kernel linattn_conv_neon = {
     .name = "neon",
     .run = conv_neon_run,
+    .run_seqs = conv_neon_run_seqs,
     .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 256,
 };

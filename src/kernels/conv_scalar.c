@@ -99,9 +99,12 @@ static void conv_run_scalar(const conv_params* p, int64_t b, int64_t c0, int64_t
     conv_channels_first_scalar(p, b, c0, nc, s.wt);
 }
 
+CONV_SEQS_EACH(conv_run_seqs_scalar, conv_run_scalar)
+
 const conv_kernel linattn_conv_scalar = {
     .name = "scalar",
     .run = conv_run_scalar,
+    .run_seqs = conv_run_seqs_scalar,
     .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 1024,
 };

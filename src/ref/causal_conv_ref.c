@@ -59,9 +59,12 @@ static void conv_ref_run(const conv_params* p, int64_t b, int64_t c0, int64_t nc
   }
 }
 
+CONV_SEQS_EACH(conv_ref_run_seqs, conv_ref_run)
+
 const conv_kernel linattn_conv_reference = {
     .name = "reference",
     .run = conv_ref_run,
+    .run_seqs = conv_ref_run_seqs,
     .scratch_bytes = conv_ref_scratch,
     .block_channels = 64,
 };
