@@ -300,9 +300,9 @@ typedef struct la_tuning {
   int64_t lockstep_min_tokens; /* T from which a task's units advance in lock-step */
   int lockstep_prefetch_next;  /* 1: each lock-step step prefetches (to L2) the input rows of the
                                 * next unit's step; 0: left to the hardware prefetchers */
-  int stage_plain;             /* 1: tokens with fp32 inputs and no fused gate, key normalisation
-                                * or capture are staged by a copy specialised for them (the same
-                                * arithmetic, the same bits) */
+  int stage_plain;             /* 1: tokens with fp32 inputs and no fused gate or capture (a q/k
+                                * L2 norm only without per-key decay) are staged by a copy
+                                * specialised for them (the same arithmetic, the same bits) */
   int decode_vectors;          /* decode (T == 1) of an fp32 state in place: most vectors per column
                                 * panel, 2, 4 or 8 (capped by the ISA's LA_WMAX_DECODE); 0: the ISA's */
   int decode_overlap;          /* 1: there, each panel's update sweep also sums the next panel's p

@@ -493,6 +493,23 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
         tk_check(nd == 0 && ns == 0, "%s: plain staging (%d-token) differs: %lld outputs, %lld state rows", k->name,
                  sweep, (long long)nd, (long long)ns);
         result_free(&sr);
+        /* with GatedDeltaNet's q/k L2 norm (la_stage_slot's PLAIN 3 case): the general staging's bits */
+        la_params pl = pp;
+        pl.qk_l2_norm = true;
+        pl.l2_eps = LA_L2_NORM_EPS;
+        la_result lg, lp;
+        result_alloc(&in, &lg);
+        result_alloc(&in, &lp);
+        pl.stage_plain = 0;
+        run_units(k, &pl, &in, c->st, whole, 1, &lg);
+        pl.stage_plain = 1;
+        run_units(k, &pl, &in, c->st, whole, 1, &lp);
+        const int64_t nl = bits_differ_out(&in, lg.out, lp.out, &first);
+        const int64_t nls = bits_differ_state(&in, lg.state, lp.state);
+        tk_check(nl == 0 && nls == 0, "%s: plain staging with L2 norm (%d-token) differs: %lld outputs, %lld state rows",
+                 k->name, sweep, (long long)nl, (long long)nls);
+        result_free(&lg);
+        result_free(&lp);
       }
       if (c->dt == LINATTN_DTYPE_F32 && dk % 16 == 0) g_plain_cases++;
       result_free(&pr);

@@ -8,7 +8,9 @@
  * registers (docs/tuning.md, LA_WMAX (la_scalar.c)).
  *
  * fp16 / bf16 go through the scalar conversions of src/convert.h (round to nearest even, NaN
- * kept), exp through expf.
+ * kept), exp through expf. Built with -ffp-contract=off (registry.inc): v_fma is a rounded product
+ * then a sum on every target, so that every inlined copy of the body (the general and the
+ * specialised staging) gives the same bits.
  */
 #include <math.h>
 #include <string.h>

@@ -198,11 +198,12 @@ static size_t LA_FN(la_scratch)(const la_params* p, int64_t ncols) {
 /* 1 / |x| (la_params.l2_eps under the root) of a d_k row of io_dtype elements; with conv, the
  * row converted to fp32 into conv (dkp floats, padding 0) on the way, so that a half-precision
  * row is read and converted once (an fp32 row is cheaper to read twice than to copy). */
-static inline __attribute__((always_inline)) float LA_FN(la_l2_inv_row)(const la_job_t* J, const void* row, float* conv) {
-  const linattn_dtype dt = J->p->io_dtype;
+static inline __attribute__((always_inline)) float LA_FN(la_l2_inv_row_as)(const la_job_t* J, const void* row, float* conv,
+                                                                           const int PLAIN) {
+  const linattn_dtype dt = PLAIN ? LINATTN_DTYPE_F32 : J->p->io_dtype;
   vf acc = v_zero();
   for (int64_t i = 0; i < J->dkp; i += LA_VL) {
-    const int n = J->dk - i < LA_VL ? (int)(J->dk - i) : LA_VL;
+    const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
     const vf x = v_load_io(la_io_at(row, i, dt), dt, n);
     if (conv) v_store(conv + i, x);
     acc = v_fma(x, x, acc);
@@ -242,7 +243,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = PLAIN ? LINATTN_DTYPE_F32 : p->io_dtype;
-  const int l2 = PLAIN ? 0 : p->qk_l2_norm;
+  const int l2 = PLAIN ? PLAIN == 3 : p->qk_l2_norm;
   const vf sc_plain = v_set1(p->scale);
   for (int h = 0; h < J->G; h++) {
     float* aqh = aq + (int64_t)h * J->dkp;
@@ -254,7 +255,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const
     const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)(h0 + h) * u->q_head_stride, dt);
     vf acc = v_zero();
     const int qconv = l2 && dt != LINATTN_DTYPE_F32; /* q converted into aqh by the norm's pass */
-    const vf sc = l2 ? v_set1(p->scale * LA_FN(la_l2_inv_row)(J, qt, qconv ? aqh : NULL)) : sc_plain;
+    const vf sc = l2 ? v_set1(p->scale * LA_FN(la_l2_inv_row_as)(J, qt, qconv ? aqh : NULL, PLAIN)) : sc_plain;
     for (int64_t i = 0; i < J->dkp; i += LA_VL) {
       const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
       const vf qs = v_mul(sc, qconv ? v_load(aqh + i) : v_load_io(la_io_at(qt, i, dt), dt, n));
@@ -344,8 +345,9 @@ static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, i
 }
 
 /* Stages the next slot of the tile in progress. PLAIN (la_job.stage_plain): fp32 inputs, decay
- * and beta, d_k a multiple of LA_VL, no fused gate, key normalisation or capture, so the dtype
- * and lane choices fold away (2: per-key decay, 1: not); the same arithmetic either way. */
+ * and beta, d_k a multiple of LA_VL, no fused gate or capture, so the dtype and lane choices
+ * fold away (2: per-key decay, 1: not, 3: q/k L2 norm and no per-key decay); the same
+ * arithmetic either way. */
 static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
@@ -374,10 +376,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   /* GatedDeltaNet: fused gate (per-key log-decays through aks as a temporary, overwritten
    * below), key normalisation, capture of this token's decay and key */
   const int gate_row = !PLAIN && per_key && p->gate != LA_GATE_NONE;
-  const int l2 = PLAIN ? 0 : p->qk_l2_norm;
+  const int l2 = PLAIN ? PLAIN == 3 : p->qk_l2_norm;
   if (gate_row) LA_FN(la_gate_row)(J, gt, aks);
   const int kconv = l2 && dt != LINATTN_DTYPE_F32; /* k converted into kts by the norm's pass */
-  const vf kscale = v_set1(l2 ? LA_FN(la_l2_inv_row)(J, kt, kconv ? kts : NULL) : 1.0f);
+  const vf kscale = v_set1(l2 ? LA_FN(la_l2_inv_row_as)(J, kt, kconv ? kts : NULL, PLAIN) : 1.0f);
   const int cap = !PLAIN && t < u->cap_tokens;
   float* cap_decay = cap && u->cap_decay ? u->cap_decay + t * u->cap_decay_stride : NULL;
   int in_range = 1;
@@ -437,6 +439,7 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   if (J->st->next >= J->st->nst) return;
   if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0);
   else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2);
+  else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3);
   else LA_FN(la_stage_slot)(J, 1);
 }
 
@@ -1132,7 +1135,8 @@ static int LA_FN(la_group_index)(int G) { return LA_GROUP_INDEX(G); }
  * dst[i * width + j] (columns valid .. width zero): the transposition rides along the copy every
  * prefill panel makes anyway. */
 static void LA_FN(la_pack_v_major)(float* dst, int width, const float* src, int64_t ld, int64_t dk, int valid) {
-  for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
+  if (valid < width)
+    for (int64_t i = 0; i < dk; i++) memset(dst + i * width + valid, 0, sizeof(float) * (size_t)(width - valid));
   la_transpose(dst, width, src, ld, valid, dk);
 }
 
@@ -1204,7 +1208,8 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   const int pack_all = LA_FN(la_packs_all)(p);
   J.vdirect = p->state_v_major && J.T < LA_PACK_MIN_T && J.nq == 1;
   J.stage_plain = p->stage_plain && p->io_dtype == LINATTN_DTYPE_F32 && la_gate_dtype(p) == LINATTN_DTYPE_F32 &&
-                  !p->qk_l2_norm && p->gate == LA_GATE_NONE && J.dk % LA_VL == 0 && u->cap_tokens <= 0;
+                  p->gate == LA_GATE_NONE && J.dk % LA_VL == 0 && u->cap_tokens <= 0 &&
+                  !(p->qk_l2_norm && p->gated && p->decay_kind == LA_DECAY_PER_KEY);
   /* two tokens per sweep where the tuning asks for it and the panels exist (prefill only; the
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
