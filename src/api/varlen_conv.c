@@ -264,8 +264,9 @@ static void varlen_transpose(void* restrict dst, const void* restrict src, int64
 /* Sequence i's problem on channels [c0, c0 + nc): its capture, and its pass-through when it is
  * empty (then false: nothing for a kernel), else the kernel's problem in *pp (through the tile
  * in scratch, set in *tile_out, for a channels-first state of a multi-token sequence). */
-static inline bool varlen_problem(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch, conv_params* pp,
-                           char** tile_out) {
+static inline __attribute__((always_inline)) bool varlen_problem(const varlen_call* c, int64_t i, int64_t c0,
+                                                                 int64_t nc, char* scratch, conv_params* pp,
+                                                                 char** tile_out) {
   const size_t es = linattn_dtype_size(c->base.dtype);
   const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
   const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
@@ -339,71 +340,14 @@ static void varlen_untile(const varlen_call* c, const conv_params* p, int64_t i,
   varlen_transpose(c->s_out.data + (slot * c->S * c->C + c0 * c->S) * (int64_t)es, tile, c->S, nc, nc, c->S, es);
 }
 
-/* Sequence i on channels [c0, c0 + nc) through run: varlen_problem written out as it was before
- * the multi-sequence units (through varlen_problem, the one-sequence decode measured 2-3 %
- * slower on the Intel Xeon; docs/tuning.md, conv.decode_seqs). */
+/* Sequence i on channels [c0, c0 + nc) through run (varlen_problem inlined: through an
+ * out-of-line call the one-sequence decode measured slower, docs/tuning.md, conv.decode_seqs). */
 static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
-  const size_t es = linattn_dtype_size(c->base.dtype);
-  const int64_t t0 = c->seqs.cu_seqlens[i], L = c->seqs.cu_seqlens[i + 1] - t0;
-  const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
-  const int64_t slot_elems = c->S * c->C;
-  varlen_seq q = {
-      .dtype = c->base.dtype, .C = c->C, .S = c->S, .L = L, .state_channels_last = c->state_cl,
-      .x = L > 0 ? c->x.data + t0 * c->x.strides[0] * (int64_t)es : NULL, .x_token_stride = c->x.strides[0],
-      /* an empty state (S = 0) may have a NULL buffer: no offset on NULL (undefined behaviour) */
-      .state_in = c->s_in.data ? c->s_in.data + slot * slot_elems * (int64_t)es : NULL,
-      .state_out = c->has_out && c->s_out.data ? c->s_out.data + slot * slot_elems * (int64_t)es : NULL,
-      .has_initial = !c->seqs.has_initial_state || c->seqs.has_initial_state[i] != 0,
-  };
-  if (c->has_update && c->capacity > 0) {
-    int64_t n = c->seqs.capture_count[i];
-    if (n < 0) n = 0;
-    if (n > c->capacity) n = c->capacity;
-    if (n > L) n = L;
-    q.update = c->update.data + i * c->capacity * c->C * (int64_t)es;
-    q.capacity = c->capacity;
-    q.captured = n;
-    linattn_varlen_capture(&q, c0, nc);
-  }
-  if (L == 0) {
-    linattn_varlen_pass_state(&q, c0, nc);
-    return;
-  }
-  conv_params p = c->base;
-  p.C = nc;
-  p.L = L;
-  p.x = (const char*)q.x + c0 * (int64_t)es;
-  p.y = c->y.data + (t0 * c->y.strides[0] + c0) * (int64_t)es;
-  p.w = c->w.data + c0 * c->K * (int64_t)es;
-  p.bias = c->has_bias ? c->bias.data + c0 * (int64_t)es : NULL;
-  const char* in = q.has_initial ? (const char*)q.state_in : NULL;
-  char* out = (char*)q.state_out;
-  char* tile = NULL;
-  if (c->state_cl) { /* (S, C) slot: the kernels' own channels-last state */
-    p.past = in ? in + c0 * (int64_t)es : NULL;
-    p.present = out ? out + c0 * (int64_t)es : NULL;
-    p.s_st = c->C;
-    p.s_sc = 1;
-  } else if (c->direct_strides || L == 1) {
-    /* (C, S) slot read in place: the reference kernel takes any strides, and one token is a
-     * channels-first (1, C, 1) problem for every family */
-    p.channels_last = c->direct_strides;
-    if (!c->direct_strides) p.x_st = p.y_st = 1;
-    p.past = in ? in + c0 * c->S * (int64_t)es : NULL;
-    p.present = out ? out + c0 * c->S * (int64_t)es : NULL;
-    p.s_sc = c->S;
-    p.s_st = 1;
-  } else { /* (C, S) slot through an (S, nc) channels-last tile */
-    tile = scratch + c->kern_bytes;
-    if (in && c->S > 0) varlen_transpose(tile, in + c0 * c->S * (int64_t)es, nc, c->S, c->S, nc, es);
-    p.past = in ? tile : NULL;
-    p.present = out ? tile : NULL;
-    p.s_st = nc;
-    p.s_sc = 1;
-  }
-  p.s_sb = 0;
+  conv_params p;
+  char* tile;
+  if (!varlen_problem(c, i, c0, nc, scratch, &p, &tile)) return;
   c->kern->run(&p, 0, 0, nc, scratch);
-  if (tile && out && c->S > 0) varlen_transpose(out + c0 * c->S * (int64_t)es, tile, c->S, nc, nc, c->S, es);
+  varlen_untile(c, &p, i, c0, nc, tile);
 }
 
 /* Sequences [i0, i1) of a packed decode on channels [c0, c0 + nc): their problems together
