@@ -13,7 +13,10 @@ runs only the plugin's session (--plugin PATH: another build; --ort-alone: witho
 profiler, for counting instructions per node under callgrind, e.g.
     LINATTN_ISA=avx2 valgrind --tool=callgrind --toggle-collect=linattn_ort_compute \
         .venv/bin/python -m linattn.ort_overhead --loop gate --runs 1000
-(the collected Ir divided by the runs + 1 warm-up is the whole Compute per node).
+(the collected Ir divided by the runs + 1 warm-up is the whole Compute per node). Whole session
+runs, as ORT alone or with the plugin: build bench/node/cg_loop.c and add --cg-loop LIB, with
+    valgrind --tool=callgrind --toggle-collect=ffi_call ... --loop gate --runs 1000 --cg-loop LIB
+(the collected Ir divided by --runs; the Python side of each run is the same either way).
 
 Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
 fixture's 2/4 x 64 and 16/16 x 128), LinearAttentionGate over the same kv heads (dt_bias and
