@@ -198,6 +198,33 @@ def test_linear_attention_gate_io_bound_in_place(shape):
         run("b", "a")
 
 
+def test_linear_attention_gate_concurrent_runs_identical_bits():
+    """Concurrent runs of one session (one kernel instance), decode-sized and long calls
+    alternating in each thread: every run gives the bits of a run made alone."""
+    import threading
+
+    rng, seed = fresh_rng()
+    model = M.linear_attention_gate_model(a_shape=None, with_b=True, with_beta=True)
+    sess = M.session(model)
+    cases = [gate_feeds(rng, shape, "float32", True) for shape in [(1, 1, 4), (1, 700, 4), (2, 3, 4)]]
+    want = [sess.run(None, f) for f in cases]
+    bad = []
+
+    def worker(t):
+        for i in range(60):
+            k = (i + t) % len(cases)
+            got = sess.run(None, cases[k])
+            if not all(np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want[k])):
+                bad.append((t, i))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not bad, f"runs differing from a run made alone: {bad[:5]}, seed={seed}"
+
+
 def test_linear_attention_gate_errors_use_ort_wording():
     rng, _ = fresh_rng()
     feeds = gate_feeds(rng, (2, 3, 4), "float32", True)
