@@ -239,10 +239,9 @@ static bool bytes_disjoint(const void* p, size_t pn, const void* q, size_t qn) {
 }
 
 /* A call the tensor entry would accept and run in one task (gates_split; softplus costs ~16
- * element loads' time): every pointer
- * given, outputs either the input they may be (decay = a, beta = b) or apart from every other
- * argument. Anything else (an empty or large call, NULLs, overlaps) goes through the tensor entry,
- * which gives its result or its message. */
+ * element loads' time): every pointer given, outputs either the input they may be (decay = a,
+ * beta = b) or apart from every other argument. Anything else (an empty or large call, NULLs,
+ * overlaps) goes through the tensor entry, which gives its result or its message. */
 static bool gate_packed_direct(const linattn_context* ctx, linattn_dtype dtype, int64_t rows, int64_t H,
                                const void* a, const float* dt_bias, const float* decay_scale, const void* b,
                                const void* decay, const void* beta) {
