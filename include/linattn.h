@@ -371,6 +371,15 @@ LINATTN_API linattn_status linattn_linear_attention_gate(linattn_context* contex
                                                          const linattn_tensor* decay_scale, const linattn_tensor* b,
                                                          const linattn_tensor* decay, const linattn_tensor* beta);
 
+/* linattn_linear_attention_gate on packed tensors given by pointer: a, b, decay and beta (rows, H)
+ * of dtype, dt_bias and decay_scale (H) float32; b and beta may be NULL as there. Same results
+ * and messages; a small call skips the tensor descriptors' checks, which cost more than its work
+ * (a decode step's few heads: hosts that call it once per node and token). */
+LINATTN_API linattn_status linattn_linear_attention_gate_packed(linattn_context* context, linattn_dtype dtype,
+                                                                int64_t rows, int64_t H, const void* a,
+                                                                const float* dt_bias, const float* decay_scale,
+                                                                const void* b, void* decay, void* beta);
+
 /* ---------------------------------------------------------------- packed (varlen) CausalConvWithState */
 
 /* Attributes of a packed causal conv call: ONNX Runtime's com.microsoft VarlenCausalConvWithState

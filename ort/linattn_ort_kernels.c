@@ -54,6 +54,7 @@ typedef struct ort_kernel {
    * read once at creation rather than asked of ORT on every call (UNDEFINED: ask when run). */
   size_t num_outputs;
   ONNXTensorElementDataType output_types[KERNEL_MAX_OUTPUTS];
+  size_t num_inputs; /* the node's input count: KernelContext_GetInputCount counts the same input defs */
   /* The node's input element types, fixed for the session like the outputs' (UNDEFINED: ask
    * when run, as for a type ORT cannot say or one linattn does not take, which is then refused
    * by name). */
@@ -506,9 +507,9 @@ static ONNXTensorElementDataType static_type(const OrtApi* api, const OrtKernelI
 }
 
 static OrtStatus* read_static_types(const OrtApi* api, const OrtKernelInfo* info, ort_kernel* k) {
-  size_t inputs = 0;
   OrtStatus* st = api->KernelInfo_GetOutputCount(info, &k->num_outputs);
-  if (st || (st = api->KernelInfo_GetInputCount(info, &inputs))) return st;
+  if (st || (st = api->KernelInfo_GetInputCount(info, &k->num_inputs))) return st;
+  const size_t inputs = k->num_inputs;
   for (size_t i = 0; i < KERNEL_MAX_OUTPUTS; i++)
     k->output_types[i] = i < k->num_outputs ? static_type(api, info, 0, i) : ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
   for (size_t i = 0; i < KERNEL_MAX_INPUTS; i++)
@@ -670,9 +671,8 @@ static ONNXTensorElementDataType input_type(const ort_kernel* k, size_t index) {
 static OrtStatus* get_inputs(const ort_kernel* k, OrtKernelContext* ctx, size_t max, const char* const* names,
                              ort_tensor* tensors, int* present) {
   const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
-  if (st) return st;
+  const size_t count = k->num_inputs; /* the node's, as the kernel context would say */
+  OrtStatus* st;
   for (size_t i = 0; i < max; i++) {
     present[i] = 0;
     if (i >= count) continue;
@@ -888,6 +888,17 @@ static OrtStatus* compute_rms_norm(const ort_kernel* k, OrtKernelContext* ctx) {
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
+/* LinearAttentionGate's tensors as linattn_linear_attention_gate_packed takes them: a (..., H)
+ * with H >= 1, dt_bias and decay_scale of H float32s, b (when beta is asked) and the outputs of
+ * a's type (the shapes are a's: checked or allocated so). Otherwise the tensor call, whose
+ * messages name what is wrong. */
+static int gate_is_packed(const ort_tensor* in, const ort_tensor* decay, const ort_tensor* beta) {
+  const int64_t H = in[0].dims[in[0].rank - 1];
+  return H >= 1 && in[1].dtype == LINATTN_DTYPE_F32 && in[2].dtype == LINATTN_DTYPE_F32 && numel(&in[1]) == H &&
+         numel(&in[2]) == H && decay->dtype == in[0].dtype && decay->rank == in[0].rank &&
+         (!beta || (in[3].dtype == in[0].dtype && beta->dtype == in[0].dtype && beta->rank == in[0].rank));
+}
+
 static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   static const char* const names[4] = {"a", "dt_bias", "decay_scale", "b"};
   const ort_op* op = k->op;
@@ -905,10 +916,19 @@ static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   if (has_beta && !same_shape(&in[0], &in[3]))
     return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: b must have the same shape as a", op->label);
   if (!has_decay) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output decay is required", op->label);
-  linattn_tensor a = as_rows(&in[0], 0), bias = as_rows(&in[1], 1), scale = as_rows(&in[2], 1);
-  linattn_tensor b = has_beta ? as_rows(&in[3], 0) : a, d = as_rows(&decay, 0), be = has_beta ? as_rows(&beta, 0) : d;
-  linattn_status ls = linattn_linear_attention_gate(k->context, &a, &bias, &scale, has_beta ? &b : NULL, &d,
-                                                    has_beta ? &be : NULL);
+  linattn_status ls;
+  if (gate_is_packed(in, &decay, has_beta ? &beta : NULL)) {
+    /* the same call by pointer: a decode node's few gates cost less than six tensor descriptors */
+    const int64_t H = in[0].dims[in[0].rank - 1];
+    ls = linattn_linear_attention_gate_packed(k->context, in[0].dtype, numel(&in[0]) / H, H, in[0].data,
+                                              (const float*)in[1].data, (const float*)in[2].data,
+                                              has_beta ? in[3].data : NULL, decay.data, has_beta ? beta.data : NULL);
+  } else {
+    linattn_tensor a = as_rows(&in[0], 0), bias = as_rows(&in[1], 1), scale = as_rows(&in[2], 1);
+    linattn_tensor b = has_beta ? as_rows(&in[3], 0) : a, d = as_rows(&decay, 0),
+                   be = has_beta ? as_rows(&beta, 0) : d;
+    ls = linattn_linear_attention_gate(k->context, &a, &bias, &scale, has_beta ? &b : NULL, &d, has_beta ? &be : NULL);
+  }
   return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
 }
 
@@ -949,9 +969,8 @@ typedef struct node_inputs {
 static OrtStatus* read_node_inputs(const ort_kernel* k, OrtKernelContext* ctx, const char* const* names, size_t n,
                                    int (*is_int)(size_t), node_inputs* in) {
   const OrtApi* api = linattn_ort_api;
-  size_t count = 0;
-  OrtStatus* st = api->KernelContext_GetInputCount(ctx, &count);
-  if (st) return st;
+  const size_t count = k->num_inputs;
+  OrtStatus* st;
   for (size_t i = 0; i < n; i++) {
     in->present[i] = 0;
     in->ints[i] = NULL;

@@ -13,6 +13,7 @@
  * relative, plus one spacing of T.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,36 @@ static void rms_case(linattn_context* ctx, linattn_context* ctx4, tk_rng* r, lin
 
 /* ------------------------------------------------------------------ LinearAttentionGate */
 
+/* linattn_linear_attention_gate_packed on the same call as (rows, H) pointers: the bits of the
+ * tensor entry (want_decay, want_beta), in place too. */
+static void packed_gate_case(linattn_context* ctx, linattn_dtype dt, int64_t n, int64_t H, const tk_tensor* a,
+                             const tk_tensor* b, const tk_tensor* bias, const tk_tensor* scale, bool with_beta,
+                             bool inplace, const tk_tensor* want_decay, const tk_tensor* want_beta) {
+  const int64_t dims[2] = {n / H, H};
+  tk_tensor decay = tk_alloc(dt, 2, dims), beta = tk_alloc(dt, 2, dims);
+  tk_poison(&decay);
+  tk_poison(&beta);
+  const size_t bytes = (size_t)n * linattn_dtype_size(dt);
+  if (inplace && n > 0) {
+    memcpy(decay.data, a->data, bytes);
+    if (with_beta) memcpy(beta.data, b->data, bytes);
+  }
+  const void* in_a = inplace ? decay.data : a->data;
+  const void* in_b = with_beta && inplace ? beta.data : b->data;
+  linattn_status st = linattn_linear_attention_gate_packed(ctx, dt, n / H, H, in_a, (const float*)bias->data,
+                                                           (const float*)scale->data, with_beta ? in_b : NULL,
+                                                           decay.data, with_beta ? beta.data : NULL);
+  tk_check(st == LINATTN_SUCCESS, "packed: status %s: %s", linattn_status_string(st), linattn_last_error());
+  /* the same bytes whatever the shape the tensor call saw */
+  tk_check(n == 0 || memcmp(decay.data, want_decay->data, bytes) == 0, "packed: decay bits differ from the tensor call");
+  if (with_beta)
+    tk_check(n == 0 || memcmp(beta.data, want_beta->data, bytes) == 0, "packed: beta bits differ from the tensor call");
+  else
+    tk_check(tk_count_nan(&beta) == n, "packed: beta written although not requested");
+  tk_free(&decay);
+  tk_free(&beta);
+}
+
 static void gate_case(linattn_context* ctx, linattn_context* ctx4, tk_rng* r, linattn_dtype dt, int32_t rank,
                       const int64_t* dims, bool with_beta, bool inplace) {
   const int64_t H = dims[rank - 1];
@@ -141,6 +172,7 @@ static void gate_case(linattn_context* ctx, linattn_context* ctx4, tk_rng* r, li
   } else {
     tk_check(tk_count_nan(&beta) == n, "beta written although not requested");
   }
+  packed_gate_case(ctx, dt, n, H, &a, &b, &bias, &scale, with_beta, inplace, &decay4, &beta4);
   int64_t bad = 0;
   for (int64_t k = 0; k < n; k++) {
     const int64_t h = k % H;
@@ -175,6 +207,53 @@ static void gate_case(linattn_context* ctx, linattn_context* ctx4, tk_rng* r, li
 
 static bool expect_error(linattn_status st, const char* name) {
   return st == LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), name) != NULL;
+}
+
+/* The packed entry refuses what the tensor entry refuses on the same (rows, H) call, with its
+ * message: the message of each bad call is compared with the tensor call's. */
+static void packed_error_cases(linattn_context* ctx, const tk_tensor* x, const tk_tensor* g, const tk_tensor* y,
+                               const tk_tensor* v8) {
+  char want[512];
+  const int64_t xd[2] = {3, 8}, h8 = 8;
+  float* xf = (float*)x->data;
+  float* yf = (float*)y->data;
+  const float* vf = (const float*)v8->data;
+  struct {
+    const char* what;
+    const void *a, *b;
+    const float *bias, *scale;
+    void *decay, *beta;
+  } cases[] = {
+      {"beta = a", xf, g->data, vf, vf, yf, xf},
+      {"decay = b", xf, g->data, vf, vf, g->data, NULL},
+      {"decay overlaps a", xf, NULL, vf, vf, xf + 1, NULL},
+      {"decay overlaps dt_bias", xf, NULL, (const float*)(yf + 4), vf, yf, NULL},
+      {"beta without b", xf, NULL, vf, vf, yf, g->data},
+      {"a NULL", NULL, NULL, vf, vf, yf, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const linattn_tensor ta = linattn_make_tensor((void*)(uintptr_t)cases[i].a, LINATTN_DTYPE_F32, 2, xd),
+                         tb = linattn_make_tensor((void*)(uintptr_t)cases[i].b, LINATTN_DTYPE_F32, 2, xd),
+                         td = linattn_make_tensor(cases[i].decay, LINATTN_DTYPE_F32, 2, xd),
+                         tbe = linattn_make_tensor(cases[i].beta, LINATTN_DTYPE_F32, 2, xd),
+                         tbias = linattn_make_tensor((void*)(uintptr_t)cases[i].bias, LINATTN_DTYPE_F32, 1, &h8),
+                         tscale = linattn_make_tensor((void*)(uintptr_t)cases[i].scale, LINATTN_DTYPE_F32, 1, &h8);
+    const linattn_status st_t = linattn_linear_attention_gate(ctx, &ta, &tbias, &tscale, cases[i].b ? &tb : NULL, &td,
+                                                              cases[i].beta ? &tbe : NULL);
+    snprintf(want, sizeof want, "%s", linattn_last_error());
+    const linattn_status st_p = linattn_linear_attention_gate_packed(ctx, LINATTN_DTYPE_F32, 3, 8, cases[i].a,
+                                                                     cases[i].bias, cases[i].scale, cases[i].b,
+                                                                     cases[i].decay, cases[i].beta);
+    tk_check(st_t == LINATTN_ERROR_INVALID_ARGUMENT && st_p == st_t && !strcmp(linattn_last_error(), want),
+             "packed, %s: status %d / %d, message '%s' / '%s'", cases[i].what, (int)st_p, (int)st_t,
+             linattn_last_error(), want);
+  }
+  tk_check(linattn_linear_attention_gate_packed(ctx, LINATTN_DTYPE_F32, 3, 0, xf, vf, vf, NULL, yf, NULL) ==
+                   LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "a: last dimension H"),
+           "packed, H = 0: %s", linattn_last_error());
+  tk_check(linattn_linear_attention_gate_packed(NULL, LINATTN_DTYPE_F32, 3, 8, xf, vf, vf, NULL, yf, NULL) ==
+                   LINATTN_ERROR_INVALID_ARGUMENT && strstr(linattn_last_error(), "context"),
+           "packed, context NULL: %s", linattn_last_error());
 }
 
 static void error_cases(linattn_context* ctx) {
@@ -222,6 +301,7 @@ static void error_cases(linattn_context* ctx) {
            "beta without b: %s", linattn_last_error());
   tk_check(expect_error(linattn_linear_attention_gate(ctx, &tx, &tv8, &tv8, &tgh, &ty, NULL), "b"), "b dtype: %s",
            linattn_last_error());
+  packed_error_cases(ctx, &x, &g, &y, &v8);
   tk_check(tk_count_nan(&y) == 24, "outputs written by a failed call");
   /* empty tensors with data == NULL are not "the same buffer" (found by fuzz_gates: a valid
    * call with a, b, decay and beta all (0, 8) and NULL was refused as beta sharing a's buffer) */

@@ -13,7 +13,10 @@ runs only the plugin's session (--plugin PATH: another build; --ort-alone: witho
 profiler, for counting instructions per node under callgrind, e.g.
     LINATTN_ISA=avx2 valgrind --tool=callgrind --toggle-collect=linattn_ort_compute \
         .venv/bin/python -m linattn.ort_overhead --loop gate --runs 1000
-(the collected Ir divided by the runs + 1 warm-up is the whole Compute per node).
+(the collected Ir divided by the runs + 1 warm-up is the whole Compute per node). Whole session
+runs, as ORT alone or with the plugin: build bench/node/cg_loop.c and add --cg-loop LIB, with
+    valgrind --tool=callgrind --toggle-collect=ffi_call ... --loop gate --runs 1000 --cg-loop LIB
+(the collected Ir divided by --runs; the Python side of each run is the same either way).
 
 Cases: com.microsoft LinearAttention (q_num_heads, kv_num_heads, d: the inverse-GQA tiny
 fixture's 2/4 x 64 and 16/16 x 128), LinearAttentionGate over the same kv heads (dt_bias and
@@ -50,13 +53,13 @@ CASES = [("LinearAttention", "la", 2, 4, 64), ("LinearAttention", "la", 16, 16, 
          ("CausalConvWithState", "conv", 2, 4, 64), ("CausalConvWithState", "conv", 16, 16, 128)]
 
 
-def la_node(hq, hkv, d, rng):
-    feeds = {"query": rng.standard_normal((1, 1, hq * d)).astype(np.float32),
-             "key": (rng.standard_normal((1, 1, hq * d)) / 8).astype(np.float32),
-             "value": rng.standard_normal((1, 1, hkv * d)).astype(np.float32),
+def la_node(hq, hkv, d, rng, T=1):
+    feeds = {"query": rng.standard_normal((1, T, hq * d)).astype(np.float32),
+             "key": (rng.standard_normal((1, T, hq * d)) / 8).astype(np.float32),
+             "value": rng.standard_normal((1, T, hkv * d)).astype(np.float32),
              "past_state": (0.1 * rng.standard_normal((1, hkv, d, d))).astype(np.float32),
-             "decay": (-0.1 * np.abs(rng.standard_normal((1, 1, hkv)))).astype(np.float32),
-             "beta": rng.uniform(0, 1, (1, 1, hkv)).astype(np.float32)}
+             "decay": (-0.1 * np.abs(rng.standard_normal((1, T, hkv)))).astype(np.float32),
+             "beta": rng.uniform(0, 1, (1, T, hkv)).astype(np.float32)}
     model = M.linear_attention_model(M.CONTRIB, q_num_heads=hq, kv_num_heads=hkv, dtype="float32",
                                      state_dtype="float32", scale=1.0,
                                      shapes={k: list(v.shape) for k, v in feeds.items()})
@@ -89,35 +92,35 @@ def _constants(model, consts):
     return model
 
 
-def gate_node(hq, hkv, d, rng):
-    """LinearAttentionGate of one decode token over the kv heads, dt_bias and decay_scale constant
+def gate_node(hq, hkv, d, rng, T=1):
+    """LinearAttentionGate of T tokens over the kv heads, dt_bias and decay_scale constant
     initializers as the genai export has them (hq and d only name the case)."""
-    feeds = {"a": rng.standard_normal((1, 1, hkv)).astype(np.float32),
-             "b": rng.standard_normal((1, 1, hkv)).astype(np.float32)}
-    model = M.linear_attention_gate_model(a_shape=[1, 1, hkv])
+    feeds = {"a": rng.standard_normal((1, T, hkv)).astype(np.float32),
+             "b": rng.standard_normal((1, T, hkv)).astype(np.float32)}
+    model = M.linear_attention_gate_model(a_shape=[1, T, hkv])
     consts = {"dt_bias": rng.standard_normal(hkv).astype(np.float32),
               "decay_scale": (-np.exp(0.5 * rng.standard_normal(hkv))).astype(np.float32)}
     return _constants(model, consts), feeds
 
 
-def rms_node(hq, hkv, d, rng):
-    """GatedRMSNorm of one decode token: the attention output's hkv heads of d, scale (d) a
-    constant initializer, silu gate (hq only names the case)."""
-    x_shape = [1, 1, hkv * d]
+def rms_node(hq, hkv, d, rng, T=1):
+    """GatedRMSNorm of T tokens: the attention output's hkv heads of d, scale (d) a constant
+    initializer, silu gate (hq only names the case)."""
+    x_shape = [1, T, hkv * d]
     feeds = {"X": rng.standard_normal(x_shape).astype(np.float32),
              "gate": rng.standard_normal(x_shape).astype(np.float32)}
     model = M.gated_rms_norm_model(x_shape=x_shape, scale_len=d, epsilon=1e-6)
     return _constants(model, {"scale": (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)}), feeds
 
 
-def conv_node(hq, hkv, d, rng):
-    """com.microsoft CausalConvWithState of one decode token over the fused q|k|v channels
+def conv_node(hq, hkv, d, rng, T=1):
+    """com.microsoft CausalConvWithState of T tokens over the fused q|k|v channels
     (2 hq d + hkv d), kernel 4, silu, channels first, weight and bias constant initializers."""
     C, k = 2 * hq * d + hkv * d, 4
-    feeds = {"input": rng.standard_normal((1, C, 1)).astype(np.float32),
+    feeds = {"input": rng.standard_normal((1, C, T)).astype(np.float32),
              "past_state": rng.standard_normal((1, C, k - 1)).astype(np.float32)}
     model = M.causal_conv_model(M.CONTRIB, activation="silu", shapes={
-        "input": [1, C, 1], "weight": [C, 1, k], "bias": [C], "past_state": [1, C, k - 1]})
+        "input": [1, C, T], "weight": [C, 1, k], "bias": [C], "past_state": [1, C, k - 1]})
     return _constants(model, {"weight": (0.3 * rng.standard_normal((C, 1, k))).astype(np.float32),
                               "bias": (0.1 * rng.standard_normal(C)).astype(np.float32)}), feeds
 
@@ -186,12 +189,14 @@ def profiled(op, model, feeds, runs, baseline=None):
     return res
 
 
-def measure(op, kind, hq, hkv, d, runs, binary, baseline=None):
+NODES = {"la": la_node, "gdn": gdn_node, "gate": gate_node, "rms": rms_node, "conv": conv_node}
+
+
+def measure(op, kind, hq, hkv, d, runs, binary, baseline=None, T=1):
     rng = np.random.default_rng(7)
-    nodes = {"la": la_node, "gdn": gdn_node, "gate": gate_node, "rms": rms_node, "conv": conv_node}
-    model, feeds = nodes[kind](hq, hkv, d, rng)
+    model, feeds = NODES[kind](hq, hkv, d, rng, T)
     res = {label: summary(t) for label, t in profiled(op, model, feeds, runs, baseline).items()}
-    if kind in ("la", "gdn"):
+    if kind in ("la", "gdn") and T == 1:
         res["bare"] = bare_call(binary, kind, hq, hkv, d, max(2000, runs))
     return res
 
@@ -216,16 +221,30 @@ def gdn_scaling(lengths, heads, d, budget):
     return rows
 
 
-def loop(kind, hq, hkv, d, runs, plugin_path=None, ort_alone=False):
-    """Runs one node `runs` times (after one warm-up run) in a one-thread session."""
-    nodes = {"la": la_node, "gdn": gdn_node, "gate": gate_node, "rms": rms_node, "conv": conv_node}
-    model, feeds = nodes[kind](hq, hkv, d, np.random.default_rng(7))
+def loop(kind, hq, hkv, d, runs, plugin_path=None, ort_alone=False, T=1, cg_loop=None):
+    """Runs one node `runs` times (after one warm-up run) in a one-thread session: the inputs bound
+    once, the outputs allocated by ORT on every run (as a model's intermediate tensors are), so
+    that little besides InferenceSession::Run runs per iteration."""
+    model, feeds = NODES[kind](hq, hkv, d, np.random.default_rng(7), T)
     if plugin_path and not ort_alone:
         sess = plugin_session(model, plugin_path, None)
     else:
         sess = M.session(model, plugin=not ort_alone, threads=1)
-    for _ in range(runs + 1):
-        M.run(sess, feeds)
+    io = sess.io_binding()
+    values = {name: M._to_ortvalue(value) for name, value in feeds.items()}  # kept alive while bound
+    for name, value in values.items():
+        io.bind_ortvalue_input(name, value)
+    for out in sess.get_outputs():
+        io.bind_output(out.name)
+    sess.run_with_iobinding(io)  # warm-up
+    if cg_loop:  # the runs inside a C function that callgrind can toggle on (bench/node/cg_loop.c)
+        import ctypes
+
+        fn = ctypes.CFUNCTYPE(None)(lambda: sess.run_with_iobinding(io))
+        ctypes.CDLL(cg_loop).linattn_cg_loop(fn, ctypes.c_long(runs))
+        return
+    for _ in range(runs):
+        sess.run_with_iobinding(io)
 
 
 def main(argv=None) -> int:
@@ -246,10 +265,13 @@ def main(argv=None) -> int:
     p.add_argument("--loop-shape", default="2,4,64", help="--loop: q heads, kv heads, d")
     p.add_argument("--plugin", default=None, help="--loop: this build of liblinattn_ort.so")
     p.add_argument("--ort-alone", action="store_true", help="--loop: without the plugin")
+    p.add_argument("--cg-loop", default=None, help="--loop: run inside this build of bench/node/cg_loop.c")
+    p.add_argument("--tokens", type=int, default=1, help="tokens per node (1: decode; e.g. 512: prefill)")
+    p.add_argument("--shapes", default=None, help="only these q/kv heads (e.g. 2/4; comma-separated)")
     a = p.parse_args(argv)
     if a.loop:
         hq, hkv, d = (int(x) for x in a.loop_shape.split(","))
-        loop(a.loop, hq, hkv, d, a.runs, a.plugin, a.ort_alone)
+        loop(a.loop, hq, hkv, d, a.runs, a.plugin, a.ort_alone, a.tokens, a.cg_loop)
         return 0
     if a.gdn_T:
         rows = gdn_scaling([int(t) for t in a.gdn_T.split(",")], a.heads, a.d, a.budget)
@@ -257,16 +279,18 @@ def main(argv=None) -> int:
             with open(a.json, "w") as f:
                 json.dump({"gdn_scaling": rows}, f, indent=1)
         return 0
-    print("decode node, float32, 1 thread; us (median / mean of the fastest 90%)")
+    print(f"{'decode' if a.tokens == 1 else f'{a.tokens}-token'} node, float32, 1 thread; us "
+          "(median / mean of the fastest 90%)")
     base_col = f" | {'baseline plugin':>15}" if a.baseline_plugin else ""
     print(f"{'node':19} {'heads':>7} {'d':>4} | {'bare call':>9} | {'plugin':>15} {'node - bare':>11} | "
           f"{'ORT alone':>15}{base_col}")
     rows = []
     ops = set(a.ops.split(",")) if a.ops else None
+    shapes = set(a.shapes.split(",")) if a.shapes else None
     for op, kind, hq, hkv, d in CASES:
-        if ops and op not in ops:
+        if (ops and op not in ops) or (shapes and f"{hq}/{hkv}" not in shapes):
             continue
-        r = measure(op, kind, hq, hkv, d, a.runs, a.node_call, a.baseline_plugin)
+        r = measure(op, kind, hq, hkv, d, a.runs, a.node_call, a.baseline_plugin, a.tokens)
         pl, o = r["plugin"], r["ort"]
         b = r.get("bare", {"median_us": float("nan")})
         base = r.get("baseline")

@@ -1,6 +1,7 @@
 /* GatedRMSNorm and LinearAttentionGate operators: validation, row split, threading. Both are
  * elementwise over rows (a head of C elements, a token's H gates), so any split gives the same
  * bits; a task takes a contiguous range of rows. */
+#include <stdint.h>
 #include <string.h>
 
 #include "api/tensor_check.h"
@@ -227,4 +228,61 @@ linattn_status linattn_linear_attention_gate(linattn_context* ctx, const linattn
                                              const linattn_tensor* decay_scale, const linattn_tensor* b,
                                              const linattn_tensor* decay, const linattn_tensor* beta) {
   LINATTN_RETURN_ENTERED(ctx, linattn_linear_attention_gate_entered(ctx, a, dt_bias, decay_scale, b, decay, beta));
+}
+
+/* ------------------------------------------------------------------ LinearAttentionGate, packed rows */
+
+/* [p, p + pn) and [q, q + qn) share no byte. */
+static bool bytes_disjoint(const void* p, size_t pn, const void* q, size_t qn) {
+  const uintptr_t a = (uintptr_t)p, b = (uintptr_t)q;
+  return a + pn <= b || b + qn <= a;
+}
+
+/* A call the tensor entry would accept and run in one task (gates_split; softplus costs ~16
+ * element loads' time): every pointer given, outputs either the input they may be (decay = a,
+ * beta = b) or apart from every other argument. Anything else (an empty or large call, NULLs,
+ * overlaps) goes through the tensor entry, which gives its result or its message. */
+static bool gate_packed_direct(const linattn_context* ctx, linattn_dtype dtype, int64_t rows, int64_t H,
+                               const void* a, const float* dt_bias, const float* decay_scale, const void* b,
+                               const void* decay, const void* beta) {
+  const size_t es = linattn_dtype_size(dtype);
+  int64_t n;
+  if (!ctx || !es || rows < 1 || H < 1 || __builtin_mul_overflow(rows, H, &n) ||
+      n > GATES_SERIAL_MAX_ELEMS / 16)
+    return false;
+  if (!a || !dt_bias || !decay_scale || !decay || (beta && !b)) return false;
+  const size_t bytes = (size_t)n * es, hb = (size_t)H * sizeof(float);
+  if ((decay != a && !bytes_disjoint(decay, bytes, a, bytes)) || (b && !bytes_disjoint(decay, bytes, b, bytes)) ||
+      !bytes_disjoint(decay, bytes, dt_bias, hb) || !bytes_disjoint(decay, bytes, decay_scale, hb))
+    return false;
+  return !beta || (bytes_disjoint(beta, bytes, a, bytes) && bytes_disjoint(beta, bytes, decay, bytes) &&
+                   (beta == b || bytes_disjoint(beta, bytes, b, bytes)) && bytes_disjoint(beta, bytes, dt_bias, hb) &&
+                   bytes_disjoint(beta, bytes, decay_scale, hb));
+}
+
+static linattn_status linattn_linear_attention_gate_packed_entered(linattn_context* ctx, linattn_dtype dtype,
+                                                                   int64_t rows, int64_t H, const void* a,
+                                                                   const float* dt_bias, const float* decay_scale,
+                                                                   const void* b, void* decay, void* beta) {
+  if (gate_packed_direct(ctx, dtype, rows, H, a, dt_bias, decay_scale, b, decay, beta)) {
+    /* what gate_task does for the single task of a call this small */
+    ctx->kernels->gates->la_gate(dtype, H, a, dt_bias, decay_scale, beta ? b : NULL, decay, beta, rows);
+    return LINATTN_SUCCESS;
+  }
+  const int64_t dims[2] = {rows, H};
+  const linattn_tensor ta = linattn_make_tensor((void*)(uintptr_t)a, dtype, 2, dims),
+                       tb = linattn_make_tensor((void*)(uintptr_t)b, dtype, 2, dims),
+                       tdecay = linattn_make_tensor(decay, dtype, 2, dims),
+                       tbeta = linattn_make_tensor(beta, dtype, 2, dims),
+                       tbias = linattn_make_tensor((void*)(uintptr_t)dt_bias, LINATTN_DTYPE_F32, 1, &H),
+                       tscale = linattn_make_tensor((void*)(uintptr_t)decay_scale, LINATTN_DTYPE_F32, 1, &H);
+  return linattn_linear_attention_gate_entered(ctx, &ta, &tbias, &tscale, b ? &tb : NULL, &tdecay,
+                                               beta ? &tbeta : NULL);
+}
+
+linattn_status linattn_linear_attention_gate_packed(linattn_context* ctx, linattn_dtype dtype, int64_t rows, int64_t H,
+                                                    const void* a, const float* dt_bias, const float* decay_scale,
+                                                    const void* b, void* decay, void* beta) {
+  LINATTN_RETURN_ENTERED(ctx, linattn_linear_attention_gate_packed_entered(ctx, dtype, rows, H, a, dt_bias,
+                                                                           decay_scale, b, decay, beta));
 }

@@ -123,7 +123,10 @@ def test_gated_rms_norm_errors_use_ort_wording():
 
 # ---------------------------------------------------------------- LinearAttentionGate
 
-GATE_SHAPES = {"prefill": (2, 37, 4), "decode": (1, 1, 32), "rank1": (5,), "rank4": (2, 3, 4, 6), "empty": (0, 4)}
+# "decode" to "rank4" take the plugin's by-pointer call (linattn_linear_attention_gate_packed),
+# "long" (over 2048 gates) and "empty" the tensor call
+GATE_SHAPES = {"prefill": (2, 37, 4), "decode": (1, 1, 32), "rank1": (5,), "rank4": (2, 3, 4, 6), "empty": (0, 4),
+               "long": (1, 700, 4)}
 
 
 def gate_feeds(rng, shape, dtype, with_b):
@@ -166,6 +169,60 @@ def test_linear_attention_gate_matches_ort_kernel(case, dtype, beta):
         refs = run_gate(feeds, shape, dtype, False, with_beta)
     for name, g, r in zip(["decay", "beta"], got, refs):
         assert_close(g, r, dtype, f"{what} {name}", rel_max=1e-6, rel=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4), (1, 700, 4)], ids=["decode", "long"])
+def test_linear_attention_gate_io_bound_in_place(shape):
+    """decay bound to a's buffer and beta to b's (one OrtValue each) give the bits of separate
+    outputs; the buffers swapped are refused with linattn's message."""
+    rng, seed = fresh_rng()
+    feeds = gate_feeds(rng, shape, "float32", True)
+    model = M.linear_attention_gate_model(a_shape=list(shape), with_b=True, with_beta=True)
+    sess = M.session(model)
+    want = sess.run(None, feeds)
+
+    def run(decay_to, beta_to):
+        values = {k: ort.OrtValue.ortvalue_from_numpy(v.copy()) for k, v in feeds.items()}
+        io = sess.io_binding()
+        for k, v in values.items():
+            io.bind_ortvalue_input(k, v)
+        io.bind_ortvalue_output("decay", values[decay_to])
+        io.bind_ortvalue_output("beta", values[beta_to])
+        sess.run_with_iobinding(io)
+        return values
+
+    values = run("a", "b")
+    for name, got, ref in zip(["decay", "beta"], [values["a"].numpy(), values["b"].numpy()], want):
+        assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), f"{name} in place differs, seed={seed}"
+    with pytest.raises(Exception, match="beta: may share only b's buffer"):
+        run("b", "a")
+
+
+def test_linear_attention_gate_concurrent_runs_identical_bits():
+    """Concurrent runs of one session (one kernel instance), decode-sized and long calls
+    alternating in each thread: every run gives the bits of a run made alone."""
+    import threading
+
+    rng, seed = fresh_rng()
+    model = M.linear_attention_gate_model(a_shape=None, with_b=True, with_beta=True)
+    sess = M.session(model)
+    cases = [gate_feeds(rng, shape, "float32", True) for shape in [(1, 1, 4), (1, 700, 4), (2, 3, 4)]]
+    want = [sess.run(None, f) for f in cases]
+    bad = []
+
+    def worker(t):
+        for i in range(60):
+            k = (i + t) % len(cases)
+            got = sess.run(None, cases[k])
+            if not all(np.array_equal(g.view(np.uint32), w.view(np.uint32)) for g, w in zip(got, want[k])):
+                bad.append((t, i))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not bad, f"runs differing from a run made alone: {bad[:5]}, seed={seed}"
 
 
 def test_linear_attention_gate_errors_use_ort_wording():
