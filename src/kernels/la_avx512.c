@@ -45,6 +45,12 @@ static inline void v_prefetch(const void* p) { _mm_prefetch((const char*)p, _MM_
  * when the store comes */
 static inline void v_prefetch_w(const void* p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char*)p)); }
 static inline void v_sfence(void) { _mm_sfence(); }
+/* prefetcht0 by inline asm: GCC 12 -O3 emits none for v_prefetch in the panel sweeps
+ * (docs/tuning.md, la.decode_overlap); used by the overlapped decode sweeps only */
+#define LA_PREFETCH_L1 1
+static inline __attribute__((always_inline)) void v_prefetch_l1(const void* p) {
+  __asm__ volatile("prefetcht0 %0" : : "m"(*(const char*)p));
+}
 
 static inline vf v_load_io(const void* p, linattn_dtype dt, int n) {
   return n == LA_VL ? load16(p, dt) : load16_maskz(p, lanes16(n), dt);

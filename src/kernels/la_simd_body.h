@@ -54,6 +54,9 @@
 #define LA_DECODE_OVERLAP(NQ, W) 0
 #define LA_DECODE_TUNED 0
 #endif
+#ifndef LA_PREFETCH_L1
+#define v_prefetch_l1(p) v_prefetch(p) /* reached only by the overlapped decode (LA_DECODE_OVERLAP) */
+#endif
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
@@ -507,6 +510,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  *                depend on the sums; LA_ACC then LA_UPD in one pass, decode)
  * (a_i src row is just src row when DECAY is 0: not gated, or inside a folded segment)
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
+ * PREFETCH: 1 the loaded rows 8 ahead, to L1; 2 (first panel of an overlapped decode) also the
+ * rest of each row to L2; 3 (LA_UPD, last panel of an overlapped decode) the rows 8 ahead, writable.
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
@@ -520,7 +525,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       const char* sr = (const char*)src + (i * ld + (MODE == LA_UPD_NEXT ? W * LA_VL : 0)) * esz;
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
-      if (PREFETCH) {
+      if (PREFETCH == 2 || MODE == LA_UPD_NEXT) { /* overlapped decode: an L1 prefetch the compiler keeps */
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) v_prefetch_l1(sr + (8 * ld + j * LA_VL) * esz);
+      } else if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
       }
@@ -533,6 +541,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       const char* sr = (const char*)src + i * ld * esz;
       char* dr = (char*)dst + i * ld * esz;
       vf y[LA_WCAP];
+      if (!STREAM && (MODE == LA_UPD_NEXT || PREFETCH == 3)) {
+        /* overlapped decode: this panel's rows 8 ahead, writable (their lines have mostly left
+         * the L1 since the panel's read: 16 rows per L1 set at a 512-byte row stride) */
+#pragma GCC unroll 8
+        for (int j = 0; j < W; j++) v_prefetch_w(dr + (8 * ld + j * LA_VL) * esz);
+      }
       const vf kb = v_set1(k[i]);
       if (MODE == LA_ACC_UPD) { /* the row loaded above */
         const vf ab = v_set1(DECAY ? a[i] : 1.0f);
@@ -720,6 +734,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     P[1].primed = 1;
   } else if (SD == 0 && P->stream) {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, SD);
+  } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && P->primed) { /* the last panel of an overlapped decode */
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD);
   } else {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
   }
