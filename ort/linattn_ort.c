@@ -466,6 +466,9 @@ static OrtStatus* ORT_API_CALL conv_infer(const OrtCustomOp* custom_op, OrtShape
 
 /* ------------------------------------------------------------------ gates inference */
 
+static OrtStatus* linattn_infer_types_only(OrtShapeInferContext* ic, ONNXTensorElementDataType first,
+                                           ONNXTensorElementDataType rest, size_t outputs);
+
 /* GatedRMSNorm Y and LinearAttentionGate decay / beta: the type and shape of input 0. */
 static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShapeInferContext* ic) {
   const ort_op* op = as_op(custom_op);
@@ -483,17 +486,16 @@ static OrtStatus* ORT_API_CALL gates_infer(const OrtCustomOp* custom_op, OrtShap
                                  i == 1 ? "dt_bias" : "decay_scale");
     }
   }
-  if (x.rank == 0 && x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED) {
-    /* unknown shape: only the type is known, which set_output cannot say; leave it to run time */
-    return NULL;
-  }
+  const size_t outputs = la_gate ? 2 : 1;
+  /* unknown shape: the type only (else ORT would take the last given input's, float32 decay_scale) */
+  if (x.rank == 0 && x.type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED)
+    return linattn_infer_types_only(ic, x.type, x.type, outputs);
   infer_dim dims[INFER_MAX_RANK];
   char names[INFER_MAX_RANK][40];
   for (size_t i = 0; i < x.rank; i++) {
     dims[i] = dim_of(&x, i);
     name_if_unknown(&dims[i], names[i], sizeof names[i]);
   }
-  size_t outputs = la_gate ? 2 : 1;
   for (size_t o = 0; o < outputs; o++)
     if ((st = set_output(ic, o, x.type, x.rank, dims))) return st;
   return NULL;

@@ -251,6 +251,35 @@ def test_inferred_types_and_shapes():
     assert [(o.type, o.shape) for o in outs] == [("tensor(bfloat16)", ["batch", "seq", 4])] * 2, outs
 
 
+@pytest.mark.parametrize("with_b", [True, False], ids=["b", "no_b"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_unknown_input_shape_keeps_the_input_type(dtype, with_b):
+    """An input of unknown shape (no rank) still gives outputs of its type at load time (ORT would
+    otherwise take the type of another input, float32 decay_scale without b, and refuse an f16/bf16
+    model), and the node runs with the same bits as with a known shape."""
+    rng, seed = fresh_rng()
+    shape = (2, 3, 4)
+    onnx_type = "tensor(float)" if dtype == "float32" else f"tensor({dtype})"
+    feeds = gate_feeds(rng, shape, dtype, with_b)
+    gate = M.linear_attention_gate_model(a_shape=None, dtype=dtype, with_b=with_b, with_beta=with_b)
+    sess = M.session(gate)
+    assert [o.type for o in sess.get_outputs()] == [onnx_type] * (2 if with_b else 1)
+    outs = {"decay": shape, "beta": shape} if with_b else {"decay": shape}
+    got = M.run(sess, feeds, outs)
+    want = run_gate(feeds, shape, dtype, True, with_b)
+    for name, g, w in zip(["decay", "beta"], got, want):
+        assert np.array_equal(g.view(np.uint8), w.view(np.uint8)), f"{name} {dtype} seed={seed}"
+    x_shape, c = (1, 2, 2 * 16), 16
+    rms = M.gated_rms_norm_model(x_shape=None, scale_len=c, dtype=dtype)
+    sess = M.session(rms)
+    assert sess.get_outputs()[0].type == onnx_type
+    feeds = rms_feeds(rng, x_shape, c, dtype)
+    got = M.run(sess, feeds, {"Y": x_shape})[0]
+    want = M.run(M.session(M.gated_rms_norm_model(x_shape=list(x_shape), scale_len=c, dtype=dtype)), feeds,
+                 {"Y": x_shape})[0]
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), f"GatedRMSNorm {dtype} seed={seed}"
+
+
 # ---------------------------------------------------------------- initializers
 
 def _rms_model_with_scale_initializer(c, scale, overridable):
