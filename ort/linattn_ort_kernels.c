@@ -63,10 +63,16 @@ typedef struct ort_kernel {
    * tensor on every call, read once at creation. */
   int input_is_constant[KERNEL_MAX_INPUTS];
   ort_tensor constant_inputs[KERNEL_MAX_INPUTS];
+  /* LinearAttentionGate's lean path (gate_lean): set at creation when everything but a's and b's
+   * shapes is fixed for the session (see gate_lean_init); gate_H is dt_bias's length. */
+  int gate_lean;
+  linattn_dtype gate_dtype;
+  int64_t gate_H;
 } ort_kernel;
 
 static OrtStatus* read_value(const ort_op* op, const OrtValue* value, const char* name,
                              ONNXTensorElementDataType type, ort_tensor* t);
+static int64_t numel(const ort_tensor* t);
 
 /* ------------------------------------------------------------------ attributes */
 
@@ -538,6 +544,27 @@ static void read_constant_inputs(const OrtApi* api, const OrtKernelInfo* info, o
   }
 }
 
+/* LinearAttentionGate's lean path is for a session that fixes a's element type (a float type
+ * linattn takes), b's and the outputs' as a's, dt_bias and decay_scale as constant float32 vectors
+ * of one length H (as exported), and a C API with the in-place shape getter. */
+static void gate_lean_init(ort_kernel* k) {
+  const ONNXTensorElementDataType t = k->input_types[0];
+  const ort_tensor *bias = &k->constant_inputs[1], *scale = &k->constant_inputs[2];
+  k->gate_lean = 0;
+  if (k->op->kind != ORT_OP_LINEAR_ATTENTION_GATE || k->op->base.version < LINATTN_ORT_SHAPE_REF_API) return;
+  if (t == ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED || k->num_inputs < 3 || k->num_outputs < 1) return;
+  if (k->num_inputs > 3 && k->input_types[3] != t) return;
+  if (k->output_types[0] != t || (k->num_outputs > 1 && k->output_types[1] != t)) return;
+  if (!k->input_is_constant[1] || !k->input_is_constant[2] || bias->dtype != LINATTN_DTYPE_F32 ||
+      scale->dtype != LINATTN_DTYPE_F32)
+    return;
+  const int64_t H = numel(bias);
+  if (H < 1 || numel(scale) != H) return;
+  k->gate_dtype = linattn_ort_dtype(t);
+  k->gate_H = H;
+  k->gate_lean = 1;
+}
+
 static void free_kernel(ort_kernel* k) {
   linattn_context_destroy(k->context);
   if (k->allocator) ort_release_block(&k->blocks, atomic_exchange(&k->blocks.block, NULL));
@@ -563,6 +590,7 @@ OrtStatus* ORT_API_CALL linattn_ort_create_kernel(const OrtCustomOp* custom_op, 
   }
   if (!st) st = read_static_types(api, info, k);
   if (!st) read_constant_inputs(api, info, k);
+  if (!st) gate_lean_init(k);
   if (!st) st = make_context(op, api, info, k);
   if (st) {
     free_kernel(k);
@@ -899,6 +927,69 @@ static int gate_is_packed(const ort_tensor* in, const ort_tensor* decay, const o
          (!beta || (in[3].dtype == in[0].dtype && beta->dtype == in[0].dtype && beta->rank == in[0].rank));
 }
 
+/* The lean path of a LinearAttentionGate call (gate_lean): only the C API calls the call needs,
+ * the outputs allocated straight from a's shape data. It takes the calls whose a has rank 1..16
+ * and last axis gate_H and whose b, when given, has a's shape; any other call (*lean = 0, nothing
+ * allocated yet) goes through compute_la_gate's general path, whose messages name what is wrong.
+ * After the allocation it fails only where the general path fails the same way. */
+static OrtKernelContext* set_kernel_context(OrtKernelContext* ctx);
+
+/* Gates per call above which linattn may run a LinearAttentionGate call as a parallel region
+ * (its serial bound, GATES_SERIAL_MAX_ELEMS / 16); at or below it the lean path skips the
+ * thread-local kernel context (a larger bound would only run such a call serially, same bits). */
+#define GATE_SERIAL_MAX 2048
+
+__attribute__((noinline)) static OrtStatus* compute_la_gate_lean(const ort_kernel* k, OrtKernelContext* ctx,
+                                                                 int* lean) {
+#if ORT_API_VERSION >= LINATTN_ORT_SHAPE_REF_API
+  const OrtApi* api = linattn_ort_api;
+  const ort_op* op = k->op;
+  const OrtValue *va = NULL, *vb = NULL;
+  ONNXTensorElementDataType type;
+  const int64_t *ad = NULL, *bd = NULL;
+  size_t ar = 0, br = 0;
+  OrtStatus* st;
+  *lean = 1;
+  if ((st = api->KernelContext_GetInput(ctx, 0, &va))) return st;
+  if (va && (st = api->GetTensorElementTypeAndShapeDataReference(va, &type, &ad, &ar))) return st;
+  if (!va || ar < 1 || ar > VALUE_MAX_RANK || ad[ar - 1] != k->gate_H) goto general;
+  if (k->num_inputs > 3) {
+    if ((st = api->KernelContext_GetInput(ctx, 3, &vb))) return st;
+    if (vb && (st = api->GetTensorElementTypeAndShapeDataReference(vb, &type, &bd, &br))) return st;
+    if (vb && br != ar) goto general;
+    for (size_t i = 0; vb && i < ar; i++)
+      if (bd[i] != ad[i]) goto general;
+  }
+  OrtValue *vdecay = NULL, *vbeta = NULL;
+  if ((st = api->KernelContext_GetOutput(ctx, 0, ad, ar, &vdecay))) return st;
+  if (k->num_outputs > 1 && (st = api->KernelContext_GetOutput(ctx, 1, ad, ar, &vbeta))) return st;
+  if (vbeta && !vb)
+    return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: The b input is required when the beta output is requested",
+                             op->label);
+  if (!vdecay) return linattn_ort_error(ORT_INVALID_ARGUMENT, "%s: output decay is required", op->label);
+  void *a = NULL, *b = NULL, *decay = NULL, *beta = NULL;
+  if ((st = api->GetTensorMutableData((OrtValue*)va, &a)) || (st = api->GetTensorMutableData(vdecay, &decay)))
+    return st;
+  if (vbeta && ((st = api->GetTensorMutableData((OrtValue*)vb, &b)) || (st = api->GetTensorMutableData(vbeta, &beta))))
+    return st;
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < ar; i++) rows *= ad[i]; /* a real tensor's element count fits */
+  const int parallel = rows > GATE_SERIAL_MAX / k->gate_H;
+  OrtKernelContext* outer = parallel ? set_kernel_context(ctx) : NULL;
+  const linattn_status ls = linattn_linear_attention_gate_packed(
+      k->context, k->gate_dtype, rows, k->gate_H, a, (const float*)k->constant_inputs[1].data,
+      (const float*)k->constant_inputs[2].data, b, decay, beta);
+  if (parallel) set_kernel_context(outer);
+  return ls == LINATTN_SUCCESS ? NULL : linattn_ort_from_linattn(op, ls);
+general:
+#else
+  (void)k;
+  (void)ctx;
+#endif
+  *lean = 0;
+  return NULL;
+}
+
 static OrtStatus* compute_la_gate(const ort_kernel* k, OrtKernelContext* ctx) {
   static const char* const names[4] = {"a", "dt_bias", "decay_scale", "b"};
   const ort_op* op = k->op;
@@ -1174,11 +1265,25 @@ __attribute__((visibility("default"))) uint64_t linattn_ort_kernel_calls(const c
   return total;
 }
 
+/* Makes ctx the running Compute's kernel context on this thread; returns the previous one. */
+static OrtKernelContext* set_kernel_context(OrtKernelContext* ctx) {
+  OrtKernelContext* outer = tls_kernel_context;
+  tls_kernel_context = ctx;
+  return outer;
+}
+
 OrtStatus* ORT_API_CALL linattn_ort_compute(void* kernel, OrtKernelContext* context) {
   const ort_kernel* k = (const ort_kernel*)kernel;
-  OrtKernelContext* outer = tls_kernel_context; /* normally NULL; restored for safety */
-  tls_kernel_context = context;
   OrtStatus* st = NULL;
+  if (k->gate_lean) { /* sets the thread's kernel context itself, when it may be needed */
+    int lean = 0;
+    st = compute_la_gate_lean(k, context, &lean);
+    if (lean) {
+      __atomic_add_fetch(&g_kernel_calls[ORT_OP_LINEAR_ATTENTION_GATE], 1, __ATOMIC_RELAXED);
+      return st;
+    }
+  }
+  OrtKernelContext* outer = set_kernel_context(context); /* normally NULL; restored for safety */
   switch (k->op->kind) {
     case ORT_OP_LINEAR_ATTENTION: st = compute_la(k, context); break;
     case ORT_OP_CAUSAL_CONV: st = compute_conv(k, context); break;

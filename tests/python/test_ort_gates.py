@@ -317,3 +317,63 @@ def test_scale_initializer_constant_or_overridden(overridable):
         (y,) = M.run(sess, feeds, {"Y": (1, 3, 2 * c)})
         assert_close(y, rms_reference(x, scale, gate, 1e-5, True), "float32",
                      f"Y (overridable={overridable}, seed {seed})")
+
+
+# ---------------------------------------------------------------- LinearAttentionGate, constant gates
+
+def _gate_model_with_constants(feeds, a_shape, dtype, with_beta):
+    """LinearAttentionGate with dt_bias and decay_scale constant initializers (as exported): the
+    plugin's lean path when the rest of the call allows it."""
+    from onnx import numpy_helper
+
+    model = M.linear_attention_gate_model(a_shape=a_shape, dtype=dtype, with_b="b" in feeds, with_beta=with_beta)
+    kept = [i for i in model.graph.input if i.name not in ("dt_bias", "decay_scale")]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    model.graph.initializer.extend(numpy_helper.from_array(feeds[n], n) for n in ("dt_bias", "decay_scale"))
+    return model
+
+
+@pytest.mark.parametrize("beta", ["beta", "no_beta", "b_without_beta"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("case", list(GATE_SHAPES))
+def test_linear_attention_gate_constant_gates_same_bits(case, dtype, beta):
+    """dt_bias and decay_scale as constant initializers give the bits of the same node fed them
+    at run time (the general path, checked against ORT's kernel above), for static and dynamic
+    shapes of a."""
+    shape = GATE_SHAPES[case]
+    rng, seed = fresh_rng()
+    with_beta = beta == "beta"
+    feeds = gate_feeds(rng, shape, dtype, beta != "no_beta")
+    outs = {"decay": shape, **({"beta": shape} if with_beta else {})}
+    fed = M.linear_attention_gate_model(a_shape=list(shape), dtype=dtype, with_b="b" in feeds, with_beta=with_beta)
+    want = M.run(M.session(fed, plugin=True), feeds, outs)
+    run_feeds = {k: v for k, v in feeds.items() if k not in ("dt_bias", "decay_scale")}
+    symbolic = [f"n{i}" for i in range(len(shape) - 1)] + [shape[-1]]
+    for a_shape in (list(shape), symbolic):
+        sess = M.session(_gate_model_with_constants(feeds, a_shape, dtype, with_beta), plugin=True)
+        for _ in range(2):  # the second run on what the first left behind, if anything
+            before = kernel_calls("LinearAttentionGate")
+            got = M.run(sess, run_feeds, outs)
+            assert kernel_calls("LinearAttentionGate") == before + 1, "the node did not run on linattn"
+            for name, g, w in zip(["decay", "beta"], got, want):
+                assert g.tobytes() == w.tobytes(), f"{name} {case} {dtype} {beta} a_shape={a_shape} seed={seed}"
+
+
+def test_linear_attention_gate_constant_gates_errors():
+    """With constant dt_bias and decay_scale, bad inputs get the messages of the general path."""
+    rng, _ = fresh_rng()
+    feeds = gate_feeds(rng, (2, 3, 4), "float32", True)
+    sess = M.session(_gate_model_with_constants(feeds, None, "float32", True))
+    good = {"a": feeds["a"], "b": feeds["b"]}
+    M.run(sess, good)
+    cases = [({"a": feeds["a"], "b": feeds["b"][:, :2]}, "b must have the same shape as a"),
+             ({"a": feeds["a"], "b": feeds["b"][..., None]}, "b must have the same shape as a"),
+             ({"a": feeds["a"][..., :3], "b": feeds["b"][..., :3]}, "dt_bias: must have H = 3 elements, got 4")]
+    for bad, message in cases:
+        with pytest.raises(Exception, match=message):
+            M.run(sess, bad)
+        M.run(sess, good)  # a good call after a refused one
+    no_b = M.session(_gate_model_with_constants({k: v for k, v in feeds.items() if k != "b"}, None, "float32", True))
+    with pytest.raises(Exception, match="The b input is required when the beta output is requested"):
+        M.run(no_b, {"a": feeds["a"]})
