@@ -62,6 +62,7 @@ typedef struct la_params {
   int decode_half_convert;   /* la_tuning.decode_half_convert */
   int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
                             * apart (the bits of its one pass; tests compare the two) */
+  int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -129,6 +130,9 @@ typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
 typedef struct la_step_next {
   const la_unit* u;
   int64_t t0, n;
+  int prefetch;  /* 1: prefetch those rows (to L2) while the step runs */
+  void* scratch; /* non-NULL: u's scratch (its job set up): the step also stages u's first tile
+                  * of that step during its own sweeps (la_tuning.narrow_pair_cols) */
 } la_step_next;
 /* Optional resumable form of run: advances the unit over tokens [t0, t1), keeping all it needs
  * between calls (state, carries, staged tokens) in scratch (scratch_bytes, one per unit, kept
@@ -311,6 +315,10 @@ typedef struct la_tuning {
                                 * fewer uops (AVX-512): fp16 stored by vcvtps2ph to memory; bf16
                                 * (delta rule, AVX512-BF16) in column pairs, even and odd columns
                                 * widened by a shift and a masked load (the same bits) */
+  int narrow_pair_cols;        /* units of at most this many value columns (0: none), in prefill with
+                                * two-token sweeps: pair panels of at most 2 vectors (a smaller L1
+                                * footprint), and in lock-step each step stages the next unit's first
+                                * tile during its first panel's sweeps (the same bits either way) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -8,7 +8,8 @@
  *  - every entry, both store choices of conv.cf_stream_min_bytes and the input prefetch
  *    (conv.cf_prefetch_bytes) on and off give the same
  *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
- *    element written and within the float64 oracle's bound.
+ *    element written and within the float64 oracle's bound;
+ *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -267,6 +268,129 @@ static void check_conv_tunings(const char* const* names, size_t num_names) {
   free_conv_problem(&P);
 }
 
+/* la.narrow_pair_cols: units of at most that many columns sweep two tokens in panels of at most
+ * 2 vectors and, in lock-step, stage the next unit's first tile during their own sweeps. The
+ * intel-avx512 entry with the field on (its value) and off must give the same bits on d_v <= 64
+ * shapes over several tiles (a partial last one), lock-step groups of 8 + 1 units (1 thread)
+ * and 5 + 4 (2 threads), fp32 and bf16 activations; both within the reference kernel's bound. */
+typedef struct narrow_case {
+  const char* name;
+  linattn_update_rule rule;
+  int64_t dk, dv;
+  int per_key;
+} narrow_case;
+enum { NW_H = 9, NW_T = 203 };
+
+static void narrow_store(void* p, size_t i, linattn_dtype dt, float x) {
+  if (dt == LINATTN_DTYPE_F32) { ((float*)p)[i] = x; return; }
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  ((uint16_t*)p)[i] = (uint16_t)(u >> 16); /* truncation: every run reads the same values */
+}
+
+static float narrow_load(const void* p, size_t i, linattn_dtype dt) {
+  if (dt == LINATTN_DTYPE_F32) return ((const float*)p)[i];
+  uint32_t u = (uint32_t)((const uint16_t*)p)[i] << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Runs the case under tuning t (NULL: the context's own) on isa; out poisoned first, state from s0. */
+static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* const in[5], const float* s0,
+                                 const linattn_tuning* t, linattn_isa isa, int threads, void* out, float* state) {
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.isa = isa;
+  o.num_threads = threads;
+  linattn_context* ctx = NULL;
+  linattn_status st = linattn_context_create(&o, &ctx);
+  if (st != LINATTN_SUCCESS) return st;
+  if (t) ctx->tuning = t;
+  const size_t nstate = (size_t)NW_H * c->dk * c->dv;
+  memcpy(state, s0, sizeof(float) * nstate);
+  memset(out, 0xff, (size_t)NW_T * NW_H * c->dv * linattn_dtype_size(dt)); /* NaN in fp32 and bf16 */
+  const int64_t gw = c->per_key ? NW_H * c->dk : NW_H;
+  const int64_t qd[3] = {1, NW_T, NW_H * c->dk}, vd[3] = {1, NW_T, NW_H * c->dv}, gd[3] = {1, NW_T, gw},
+                bd[3] = {1, NW_T, NW_H}, sd[4] = {1, NW_H, c->dk, c->dv};
+  linattn_tensor q = linattn_make_tensor(in[0], dt, 3, qd), k = linattn_make_tensor(in[1], dt, 3, qd),
+                 v = linattn_make_tensor(in[2], dt, 3, vd), g = linattn_make_tensor(in[3], dt, 3, gd),
+                 b = linattn_make_tensor(in[4], dt, 3, bd), y = linattn_make_tensor(out, dt, 3, vd),
+                 s = linattn_make_tensor(state, LINATTN_DTYPE_F32, 4, sd);
+  linattn_linear_attention_desc d;
+  linattn_linear_attention_desc_init(&d);
+  d.q_num_heads = NW_H;
+  d.kv_num_heads = NW_H;
+  d.update_rule = c->rule;
+  st = linattn_linear_attention(ctx, &d, &q, &k, &v, &s, &g, c->rule == LINATTN_UPDATE_GATED_DELTA ? &b : NULL, &y,
+                                &s, NULL, 0);
+  linattn_context_destroy(ctx);
+  return st;
+}
+
+static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int threads, tk_rng* r) {
+  const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
+  const int64_t ng = c->per_key ? nq : (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
+  const size_t es = linattn_dtype_size(dt), nstate = (size_t)NW_H * c->dk * c->dv;
+  const int64_t n[5] = {nq, nq, nv, ng, nb};
+  const double lo[5] = {-0.1, -0.1, -1, -0.3, 0.1}, hi[5] = {0.1, 0.1, 1, -0.01, 0.9};
+  void* in[5];
+  for (int i = 0; i < 5; i++) {
+    in[i] = malloc((size_t)n[i] * es);
+    for (int64_t e = 0; e < n[i]; e++) narrow_store(in[i], (size_t)e, dt, (float)tk_uniform_range(r, lo[i], hi[i]));
+  }
+  float* s0 = (float*)malloc(sizeof(float) * nstate);
+  for (size_t e = 0; e < nstate; e++) s0[e] = (float)tk_uniform_range(r, -0.05, 0.05);
+  void *o_on = malloc((size_t)nv * es), *o_off = malloc((size_t)nv * es), *o_ref = malloc((size_t)nv * es);
+  float *s_on = malloc(sizeof(float) * nstate), *s_off = malloc(sizeof(float) * nstate),
+        *s_ref = malloc(sizeof(float) * nstate);
+  linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
+  off.la.narrow_pair_cols = 0;
+  tk_check(on.la.narrow_pair_cols >= c->dv, "intel-avx512 takes %lld columns as narrow", (long long)c->dv);
+  const char* dn = dt == LINATTN_DTYPE_F32 ? "f32" : "bf16";
+  const linattn_status sa = run_narrow(c, dt, in, s0, &on, LINATTN_ISA_AVX512, threads, o_on, s_on);
+  if (sa == LINATTN_ERROR_UNSUPPORTED) {
+    tk_note("%s: no AVX-512 here, skipped", c->name);
+  } else {
+    const linattn_status sb = run_narrow(c, dt, in, s0, &off, LINATTN_ISA_AVX512, threads, o_off, s_off);
+    const linattn_status sr = run_narrow(c, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, threads, o_ref, s_ref);
+    tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS && sr == LINATTN_SUCCESS, "%s %s: runs (%s)", c->name,
+             dn, linattn_last_error());
+    tk_check(!memcmp(o_on, o_off, (size_t)nv * es) && !memcmp(s_on, s_off, sizeof(float) * nstate),
+             "%s %s, %d thread(s): narrow pair panels and staging give the bits of the entry without them", c->name,
+             dn, threads);
+    double eo = 0, mo = 0, es2 = 0, ms = 0;
+    for (int64_t e = 0; e < nv; e++) {
+      const double a = narrow_load(o_on, (size_t)e, dt), b = narrow_load(o_ref, (size_t)e, dt);
+      eo = isnan(a) || isnan(eo) ? NAN : tk_max(eo, fabs(a - b));
+      mo = tk_max(mo, fabs(b));
+    }
+    for (size_t e = 0; e < nstate; e++) {
+      es2 = isnan(s_on[e]) || isnan(es2) ? NAN : tk_max(es2, fabs(s_on[e] - s_ref[e]));
+      ms = tk_max(ms, fabs(s_ref[e]));
+    }
+    const double bound = dt == LINATTN_DTYPE_F32 ? 1e-5 : 1e-2; /* bf16 outputs: a rounding of each */
+    tk_check(eo <= bound * mo && es2 <= 1e-5 * ms, "%s %s: vs reference output %.3g, state %.3g of max|ref|",
+             c->name, dn, eo / mo, es2 / ms);
+  }
+  for (int i = 0; i < 5; i++) free(in[i]);
+  free(s0); free(o_on); free(o_off); free(o_ref); free(s_on); free(s_off); free(s_ref);
+}
+
+static void check_narrow_pairs(void) {
+  const narrow_case cases[] = {
+      {"mamba-like d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
+      {"rwkv-like d 64, per-key", LINATTN_UPDATE_GATED, 64, 64, 1},
+      {"gated delta d_k 64, d_v 48, per-key", LINATTN_UPDATE_GATED_DELTA, 64, 48, 1},
+  };
+  tk_rng r;
+  tk_rng_init(&r, tk_seed() + 11);
+  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int di = 0; di < 2; di++)
+      for (int threads = 1; threads <= 2; threads++) check_narrow_case(&cases[i], dts[di], threads, &r);
+}
+
 int main(void) {
   tk_begin("tuning");
   const linattn_tuning* cpu = linattn_tuning_for_cpu();
@@ -330,6 +454,7 @@ int main(void) {
   }
   unsetenv("LINATTN_TUNE");
   check_conv_tunings(names, sizeof names / sizeof names[0]);
+  check_narrow_pairs();
   free(out_a); free(out_b); free(st_a); free(st_b);
   free(oout); free(ostate);
   free_problem(&P);
