@@ -952,11 +952,11 @@ __attribute__((noinline)) static OrtStatus* compute_la_gate_lean(const ort_kerne
   *lean = 1;
   if ((st = api->KernelContext_GetInput(ctx, 0, &va))) return st;
   if (va && (st = api->GetTensorElementTypeAndShapeDataReference(va, &type, &ad, &ar))) return st;
-  if (!va || ar < 1 || ar > VALUE_MAX_RANK || ad[ar - 1] != k->gate_H) goto general;
+  if (!va || type != k->input_types[0] || ar < 1 || ar > VALUE_MAX_RANK || ad[ar - 1] != k->gate_H) goto general;
   if (k->num_inputs > 3) {
     if ((st = api->KernelContext_GetInput(ctx, 3, &vb))) return st;
     if (vb && (st = api->GetTensorElementTypeAndShapeDataReference(vb, &type, &bd, &br))) return st;
-    if (vb && br != ar) goto general;
+    if (vb && (type != k->input_types[0] || br != ar)) goto general;
     for (size_t i = 0; vb && i < ar; i++)
       if (bd[i] != ad[i]) goto general;
   }
