@@ -296,10 +296,17 @@ static float narrow_load(const void* p, size_t i, linattn_dtype dt) {
   return f;
 }
 
-/* Runs the case under tuning t (NULL: the context's own) on isa; out poisoned first, state from s0. */
+/* Runs the case under tuning t (NULL: the context's own) on isa; out poisoned first, state from s0.
+ * Returns the context's status too: the caller skips an ISA this CPU or build lacks (aarch64). */
 static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* const in[5], const float* s0,
                                  const linattn_tuning* t, linattn_isa isa, int threads, void* out, float* state) {
-  linattn_context* ctx = tk_context_create(isa, threads);
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.isa = isa;
+  o.num_threads = threads;
+  linattn_context* ctx = NULL;
+  linattn_status st = linattn_context_create(&o, &ctx);
+  if (st != LINATTN_SUCCESS) return st;
   if (t) ctx->tuning = t;
   const size_t nstate = (size_t)NW_H * c->dk * c->dv;
   memcpy(state, s0, sizeof(float) * nstate);
@@ -316,8 +323,8 @@ static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* c
   d.q_num_heads = NW_H;
   d.kv_num_heads = NW_H;
   d.update_rule = c->rule;
-  linattn_status st = linattn_linear_attention(ctx, &d, &q, &k, &v, &s, &g,
-                                               c->rule == LINATTN_UPDATE_GATED_DELTA ? &b : NULL, &y, &s, NULL, 0);
+  st = linattn_linear_attention(ctx, &d, &q, &k, &v, &s, &g, c->rule == LINATTN_UPDATE_GATED_DELTA ? &b : NULL, &y,
+                                &s, NULL, 0);
   linattn_context_destroy(ctx);
   return st;
 }
