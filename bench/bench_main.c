@@ -369,21 +369,22 @@ static int cmp_double(const void* a, const void* b) {
 
 /* A variant whose last call ended more than LEAD_IN_GAP seconds ago, and longer ago than its
  * own call takes (the other variants ran meanwhile: a reference call of a long prefill takes
- * 0.1-1 s and moves little memory), first makes untimed calls for LEAD_IN seconds: after such a
- * stretch this machine's memory streams ran up to 1.4x slower for the next ~30 ms (memcpy
- * alike), and the sample would time that ramp instead of the call (docs/benchmarks.md,
- * "Lead-in calls"). */
+ * 0.03-0.5 s and moves little memory), first makes untimed calls until they used the shorter of
+ * that gap and LEAD_IN seconds of thread CPU time: after such a stretch this machine's memory
+ * streams ran up to 1.5x slower for the next 40-80 ms of streaming (memcpy alike), and the
+ * sample would time that ramp instead of the call (docs/benchmarks.md, "Lead-in calls"). */
 #define LEAD_IN_GAP 0.02
-#define LEAD_IN 0.04
+#define LEAD_IN 0.1
 
 static void lead_in(bench_instance* inst, const variant* var, double last_end, double own, int* slot, void* ws,
                     size_t ws_bytes) {
-  const double t0 = bench_now();
-  if (t0 - last_end <= LEAD_IN_GAP || t0 - last_end <= own) return;
+  const double gap = bench_now() - last_end;
+  if (gap <= LEAD_IN_GAP || gap <= own) return;
+  const double want = gap < LEAD_IN ? gap : LEAD_IN, c0 = bench_thread_cpu();
   do {
     CALL_OF(inst, *var)(inst->impl, var->ctx, *slot, ws, ws_bytes);
     *slot = (*slot + 1) % inst->num_slots;
-  } while (bench_now() - t0 < LEAD_IN);
+  } while (bench_thread_cpu() - c0 < want);
 }
 
 static void measure(const options* o, bench_instance* inst, variant* vars, int nv, void* ws,
