@@ -368,13 +368,12 @@ static int cmp_double(const void* a, const void* b) {
 #define CALL_OF(inst, var) ((var).baseline ? (inst)->call_baseline : (inst)->call)
 
 /* A variant that has not run for more than LEAD_IN_GAP seconds of this thread's CPU time, and
- * for longer than its own call takes (the other variants' calls ran meanwhile: a reference call
- * of a long prefill takes 0.03-0.5 s and moves little memory), first makes untimed calls until
- * they used the shorter of that gap and LEAD_IN seconds of thread CPU time: after such a stretch
- * this machine's memory streams ran up to 1.5x slower for the next 40-80 ms of streaming (memcpy
- * alike), and the sample would time that ramp instead of the call (docs/benchmarks.md, "Lead-in
- * calls"). CPU time, so that being preempted on a busy machine is no gap; other variants'
- * lead-in calls are no gap either (they stream memory). */
+ * for longer than its own call takes (the other variants' calls ran meanwhile, e.g. a long
+ * reference call that moves little memory), first makes untimed calls until they used the
+ * shorter of that gap and LEAD_IN seconds of thread CPU time: after such a stretch the memory
+ * streams of a machine may run slower for a while (memcpy alike), and the sample would time
+ * that ramp instead of the call (docs/benchmarks.md, "Lead-in calls"). CPU time, so that being
+ * preempted is no gap; other variants' lead-in calls are no gap either (they stream memory). */
 #define LEAD_IN_GAP 0.02
 #define LEAD_IN 0.1
 
