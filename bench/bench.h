@@ -102,6 +102,7 @@ int* bench_slot_positions(int n, uint64_t seed);
 /* ------------------------------------------------------------------ small helpers (bench_util.c) */
 
 double bench_now(void);                         /* monotonic seconds */
+double bench_thread_cpu(void);                  /* the calling thread's CPU time, seconds */
 void* bench_alloc(size_t bytes);                /* 64-byte aligned, zeroed, pages touched; exits on OOM */
 void bench_free(void* p);
 /* Deterministic random numbers (splitmix64 / xorshift), independent of libc. */

@@ -367,10 +367,49 @@ static int cmp_double(const void* a, const void* b) {
  * machine hit all variants alike. */
 #define CALL_OF(inst, var) ((var).baseline ? (inst)->call_baseline : (inst)->call)
 
+/* A variant that has not run for more than LEAD_IN_GAP seconds of this thread's CPU time, and
+ * for longer than its own call takes (the other variants' calls ran meanwhile, e.g. a long
+ * reference call that moves little memory), first makes untimed calls until they used the
+ * shorter of that gap and LEAD_IN seconds of thread CPU time: after such a stretch the memory
+ * streams of a machine may run slower for a while (memcpy alike), and the sample would time
+ * that ramp instead of the call (docs/benchmarks.md, "Lead-in calls"). CPU time, so that being
+ * preempted is no gap; other variants' lead-in calls are no gap either (they stream memory). */
+#define LEAD_IN_GAP 0.02
+#define LEAD_IN 0.1
+
+typedef struct lead_in_clock {
+  double last_end[MAX_VARIANTS]; /* thread CPU time at the end of each variant's last call */
+  double lead_at[MAX_VARIANTS];  /* `lead` at that moment */
+  double own[MAX_VARIANTS];      /* thread CPU time of each variant's first call */
+  double lead;                   /* thread CPU time spent in lead-in calls so far */
+} lead_in_clock;
+
+static double lead_in_seconds; /* wall time spent in lead-in calls, reported at the end */
+
+static void lead_in_mark(lead_in_clock* k, int v) {
+  k->last_end[v] = bench_thread_cpu();
+  k->lead_at[v] = k->lead;
+}
+
+static void lead_in(bench_instance* inst, const variant* var, lead_in_clock* k, int v, int* slot, void* ws,
+                    size_t ws_bytes) {
+  const double c0 = bench_thread_cpu(), gap = c0 - k->last_end[v] - (k->lead - k->lead_at[v]);
+  if (gap <= LEAD_IN_GAP || gap <= k->own[v]) return;
+  const double want = gap < LEAD_IN ? gap : LEAD_IN, t0 = bench_now();
+  do {
+    CALL_OF(inst, *var)(inst->impl, var->ctx, *slot, ws, ws_bytes);
+    *slot = (*slot + 1) % inst->num_slots;
+  } while (bench_thread_cpu() - c0 < want);
+  k->lead += bench_thread_cpu() - c0;
+  lead_in_seconds += bench_now() - t0;
+}
+
 static void measure(const options* o, bench_instance* inst, variant* vars, int nv, void* ws,
                     size_t ws_bytes, stats* st) {
   double* samples[MAX_VARIANTS];
   int reps[MAX_VARIANTS], done[MAX_VARIANTS], maxreps = 0;
+  lead_in_clock lk;
+  memset(&lk, 0, sizeof lk);
   int slot = 0;
   const double budget = o->budget;
   const int cap_reps = o->quick ? 2000 : 10000;
@@ -379,9 +418,10 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
     memset(&st[v], 0, sizeof st[v]);
     samples[v] = NULL;
     reps[v] = done[v] = 0;
-    double t0 = bench_now();
+    double t0 = bench_now(), c0 = bench_thread_cpu();
     linattn_status s = CALL_OF(inst, vars[v])(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
     double first = bench_now() - t0;
+    lk.own[v] = bench_thread_cpu() - c0;
     slot = (slot + 1) % inst->num_slots;
     if (s != LINATTN_SUCCESS) {
       snprintf(st[v].message, sizeof st[v].message, "%s: %s", linattn_status_string(s), linattn_last_error());
@@ -407,6 +447,7 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
       }
     }
     if (reps[v] > maxreps) maxreps = reps[v];
+    lead_in_mark(&lk, v);
   }
   for (int i = 0; i < maxreps; i++) {
     for (int v = 0; v < nv; v++) {
@@ -414,9 +455,11 @@ static void measure(const options* o, bench_instance* inst, variant* vars, int n
       /* variant v is due when its share of the schedule advances at step i */
       long due_before = (long)i * reps[v] / maxreps, due_after = (long)(i + 1) * reps[v] / maxreps;
       if (due_after == due_before) continue;
+      lead_in(inst, &vars[v], &lk, v, &slot, ws, ws_bytes);
       double t0 = bench_now();
       linattn_status s = CALL_OF(inst, vars[v])(inst->impl, vars[v].ctx, slot, ws, ws_bytes);
       samples[v][done[v]++] = bench_now() - t0;
+      lead_in_mark(&lk, v);
       slot = (slot + 1) % inst->num_slots;
       if (s != LINATTN_SUCCESS) {
         snprintf(st[v].message, sizeof st[v].message, "%s: %s", linattn_status_string(s), linattn_last_error());
@@ -796,8 +839,8 @@ int main(int argc, char** argv) {
   }
   free(res);
   fflush(stdout);
-  fprintf(stderr, "linattn-bench: %zu cases in %.1f s%s\n", ncases, bench_now() - t_start,
-          failures ? " (some failed, see ERROR rows)" : "");
+  fprintf(stderr, "linattn-bench: %zu cases in %.1f s (lead-in calls %.1f s)%s\n", ncases, bench_now() - t_start,
+          lead_in_seconds, failures ? " (some failed, see ERROR rows)" : "");
   for (int v = 0; v < nv; v++) linattn_context_destroy(vars[v].ctx);
   free(cases);
   free_list_copies();
