@@ -94,7 +94,8 @@ typedef struct LA_FN(la_tile) {
    * token of a pair, whose sweep reads the state X before slot j - 1's update:
    *   p_j = X^T akx_j + cx_j u_{j-1},  s_j,h = X^T aqx_j,h + dx_j,h u_{j-1}
    * with akx = f .* ak, aqx = f .* aq, f = slot j - 1's decay factor a when it ends a segment
-   * (else 1), cx = k_{j-1} . ak_j and dx = k_{j-1} . aq_j,h (k_{j-1}: the update key). */
+   * (else 1: akx, aqx are then ak, aq themselves, not stored; la_pair_scaled), cx = k_{j-1} . ak_j
+   * and dx = k_{j-1} . aq_j,h (k_{j-1}: the update key). */
   float *akx, *aqx, *cx, *dx;
 } LA_FN(la_tile);
 
@@ -310,18 +311,27 @@ static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
   }
 }
 
-/* The two-token values of slot sl (la_tile.akx), from slots sl - 1 and sl. */
+/* Whether slot sl (>= 1) has its own la_tile.akx / aqx rows: only where slot sl - 1 ends a
+ * decay segment. Elsewhere its factor is 1 and those rows would be copies of ak / aq (x * 1 is
+ * exact), so the pair sweeps read ak / aq instead. */
+static inline int LA_FN(la_pair_scaled)(const la_job_t* J, const la_tile_t* Tl, int64_t sl) {
+  return J->p->gated && Tl->seg_end[sl - 1];
+}
+
+/* The two-token values of slot sl (la_tile.akx: stored only where la_pair_scaled), from slots
+ * sl - 1 and sl. */
 static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
   const int64_t dkp = J->dkp;
   const float* kp = Tl->k + (sl - 1) * dkp; /* update key of slot sl - 1 */
-  const float* fp = J->p->gated && Tl->seg_end[sl - 1] ? Tl->a + (sl - 1) * dkp : J->ones;
+  const int scaled = LA_FN(la_pair_scaled)(J, Tl, sl);
+  const float* fp = Tl->a + (sl - 1) * dkp;
   const float* ak = Tl->ak + sl * dkp;
   float* akx = Tl->akx + sl * dkp;
   vf c = v_zero();
   for (int64_t i = 0; i < dkp; i += LA_VL) {
     const vf a = v_load(ak + i);
     c = v_fma(v_load(kp + i), a, c);
-    v_store(akx + i, v_mul(v_load(fp + i), a));
+    if (scaled) v_store(akx + i, v_mul(v_load(fp + i), a));
   }
   Tl->cx[sl] = v_hsum(c);
   for (int h = 0; h < J->G; h++) {
@@ -331,7 +341,7 @@ static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
     for (int64_t i = 0; i < dkp; i += LA_VL) {
       const vf a = v_load(aq + i);
       d = v_fma(v_load(kp + i), a, d);
-      v_store(aqx + i, v_mul(v_load(fp + i), a));
+      if (scaled) v_store(aqx + i, v_mul(v_load(fp + i), a));
     }
     Tl->dx[sl * LA_KQ_STRIDE + h] = v_hsum(d);
   }
@@ -924,9 +934,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
   do {                                                                                                        \
     const float* akn = Tl->ak + (tl + (NU)) * dkp;                                                            \
     const float* aqn = Tl->aq + (tl + (NU)) * NQ * dkp;                                                       \
-    const float* akx = Tl->akx + (tl + (NU) + 1) * dkp;                                                       \
-    const float* aqx = Tl->aqx + (tl + (NU) + 1) * NQ * dkp;                                                  \
     if (tl + (NU) + 1 < n) {                                                                                  \
+      const int xs = LA_FN(la_pair_scaled)(J, Tl, tl + (NU) + 1);                                             \
+      const float* akx = (xs ? Tl->akx : Tl->ak) + (tl + (NU) + 1) * dkp;                                     \
+      const float* aqx = (xs ? Tl->aqx : Tl->aq) + (tl + (NU) + 1) * NQ * dkp;                                \
       LA_ZERO_ACC(p, s);                                                                                      \
       LA_ZERO_ACC(pb, sb);                                                                                    \
       if (dec)                                                                                                \
