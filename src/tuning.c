@@ -20,7 +20,8 @@ static const linattn_tuning g_tunings[] = {
      * 32 KiB L1D); also the entry for CPUs not listed below. */
     {"zen4",
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
-      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0},
+      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0,
+      .fold_head_decay = 0},
      {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
@@ -44,7 +45,7 @@ static const linattn_tuning g_tunings[] = {
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
-      .decode_half_convert = 1, .narrow_pair_cols = 64},
+      .decode_half_convert = 1, .narrow_pair_cols = 64, .fold_head_decay = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16}},
 };

@@ -96,6 +96,12 @@ typedef struct LA_FN(la_tile) {
    * with akx = f .* ak, aqx = f .* aq, f = slot j - 1's decay factor a when it ends a segment
    * (else 1), cx = k_{j-1} . ak_j and dx = k_{j-1} . aq_j,h (k_{j-1}: the update key). */
   float *akx, *aqx, *cx, *dx;
+  /* Per-head decay folded out of the rows (la_job.fold): the slot keeps k and scale q as
+   * given, ak, akx alias k and aq, aqx alias aq, and three scalars per slot apply the decay to
+   * the per-token vectors instead: fs[3 sl] = C (p and s summed with k, scale q are scaled by
+   * it), fs[3 sl + 1] = f C (the pair's look-ahead sums: f as in akx), fs[3 sl + 2] = the
+   * factor of u in the update (1 / C inside a segment, 1 at its end); cx, dx as above. */
+  float* fs;
 } LA_FN(la_tile);
 
 /* Staging in progress: the next tile is staged one token at a time between the first
@@ -126,6 +132,7 @@ typedef struct LA_FN(la_job) {
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
   int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
   int stage_plain; /* la_stage_slot's PLAIN case applies */
+  int fold;        /* per-head decay folded out of the staged rows (la_tile.fs; pairs only) */
   const struct LA_FN(la_job) * sj; /* non-NULL: the job whose tile la_stage_next stages (lock-step:
                                     * the next unit's); NULL: this one */
 } LA_FN(la_job);
@@ -178,6 +185,7 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
     Tl->aqx = la_arena_floats(&ar, pslots * LA_PAIR_GMAX * dkp);
     Tl->cx = la_arena_floats(&ar, pslots);
     Tl->dx = la_arena_floats(&ar, pslots * LA_KQ_STRIDE);
+    Tl->fs = la_arena_floats(&ar, pslots * 3);
   }
   J->ones = la_arena_floats(&ar, dkp);
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
@@ -242,7 +250,8 @@ static void LA_FN(la_capture_delta)(const la_job_t* J, const la_panel_t* P, int6
 }
 
 /* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
- * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
+ * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token; a NULL:
+ * aq_h = scale q_t,h (la_job.fold). */
 static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const la_job_t* J, int64_t t, const float* a,
                                                                           const float* k, int h0, float* aq, float* kq,
                                                                           const int PLAIN) {
@@ -266,7 +275,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const
       const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
       const vf qs = v_mul(sc, qconv ? v_load(aqh + i) : v_load_io(la_io_at(qt, i, dt), dt, n));
       acc = v_fma(v_load(k + i), qs, acc);
-      v_store(aqh + i, p->gated ? v_mul(v_load(a + i), qs) : qs);
+      v_store(aqh + i, p->gated && a ? v_mul(v_load(a + i), qs) : qs);
     }
     kq[h] = v_hsum(acc);
   }
@@ -310,9 +319,34 @@ static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
   }
 }
 
+/* la_stage_pair with the decay folded out (la_job.fold): no rows, the scalars cx, dx and the
+ * look-ahead scale fs[3 sl + 1] (the values of la_stage_pair up to rounding:
+ * cx = (1 / C or 1)_{sl-1} C_sl k_{sl-1} . k_sl, likewise dx with scale q). */
+static void LA_FN(la_stage_pair_fold)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
+  const int64_t dkp = J->dkp;
+  const float* kp = Tl->k + (sl - 1) * dkp;
+  const float* kn = Tl->k + sl * dkp;
+  float* fs = Tl->fs;
+  const float w = fs[3 * sl - 1] * fs[3 * sl]; /* u's factor of slot sl - 1, C of slot sl */
+  fs[3 * sl + 1] = (Tl->seg_end[sl - 1] ? fs[3 * sl - 3] : 1.0f) * fs[3 * sl];
+  vf c = v_zero();
+  for (int64_t i = 0; i < dkp; i += LA_VL) c = v_fma(v_load(kp + i), v_load(kn + i), c);
+  Tl->cx[sl] = w * v_hsum(c);
+  for (int h = 0; h < J->G; h++) {
+    const float* aq = Tl->aq + (sl * J->G + h) * dkp;
+    vf d = v_zero();
+    for (int64_t i = 0; i < dkp; i += LA_VL) d = v_fma(v_load(kp + i), v_load(aq + i), d);
+    Tl->dx[sl * LA_KQ_STRIDE + h] = w * v_hsum(d);
+  }
+}
+
 /* The two-token values of slot sl (la_tile.akx), from slots sl - 1 and sl. */
 static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
   const int64_t dkp = J->dkp;
+  if (J->fold) {
+    LA_FN(la_stage_pair_fold)(J, Tl, sl);
+    return;
+  }
   const float* kp = Tl->k + (sl - 1) * dkp; /* update key of slot sl - 1 */
   const float* fp = J->p->gated && Tl->seg_end[sl - 1] ? Tl->a + (sl - 1) * dkp : J->ones;
   const float* ak = Tl->ak + sl * dkp;
@@ -374,7 +408,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
    * and in L1) instead of the tile, which is larger than L1. */
   const int slot_rows = !J->pair || J->nq > LA_GMAX;
   float* cs = Tl->a + sl * dkp;
-  float* kts = slot_rows ? Tl->kt + sl * dkp : J->xaq;
+  /* fold: k as given is the update key row itself (u carries the 1 / C) */
+  const int fold = J->fold;
+  float* kts = fold ? ks : slot_rows ? Tl->kt + sl * dkp : J->xaq;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
   const linattn_dtype gd = PLAIN ? LINATTN_DTYPE_F32 : la_gate_dtype(p);
@@ -412,14 +448,18 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
     }
     v_store(kts + i, kv);
     v_store(cs + i, cv);
-    v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
+    if (!fold) v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
   }
   if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
-  LA_FN(la_stage_heads_as)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE, PLAIN);
+  LA_FN(la_stage_heads_as)(J, t, fold ? NULL : cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE, PLAIN);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
   const int end = !p->gated || !in_range || sl + 1 >= st->n || J->vdirect;
   Tl->seg_end[sl] = end;
-  if (end) {
+  if (fold) {
+    Tl->fs[3 * sl] = st->c_head;
+    Tl->fs[3 * sl + 1] = st->c_head;
+    Tl->fs[3 * sl + 2] = end ? 1.0f : 1.0f / st->c_head;
+  } else if (end) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
   } else if (per_key) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_div(v_load(kts + i), v_load(cs + i)));
@@ -915,6 +955,23 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
   }
 }
 
+/* la_job.fold: the sums of a sweep with the rows k and scale q times their slot's scalar. */
+#define LA_SCALE_ACC(p, s, g)                                                  \
+  do {                                                                         \
+    const vf g_ = v_set1(g);                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) {                      \
+      (p)[j] = v_mul(g_, (p)[j]);                                              \
+      _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++) (s)[h][j] = v_mul(g_, (s)[h][j]); \
+    }                                                                          \
+  } while (0)
+/* The u the update of slot sl applies: u itself, or with la_job.fold u times fs[3 sl + 2]. */
+#define LA_FOLD_U(dst, src, sl)                                                \
+  do {                                                                         \
+    const vf r_ = v_set1(J->fold ? Tl->fs[3 * (sl) + 2] : 1.0f);               \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++)                        \
+      (dst)[j] = J->fold ? v_mul(r_, (src)[j]) : (src)[j];                     \
+  } while (0)
+
 /* In la_panel_pairs: the sweep of NU tokens (a1, k1, u; then a2, k2, u2) from slot tl that also
  * accumulates the sums of the token after them (slot tl + NU) and, when a pair follows, that
  * pair's second token's partial sums (slot tl + NU + 1); dec: the updates multiply by their
@@ -930,21 +987,26 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
       LA_ZERO_ACC(p, s);                                                                                      \
       LA_ZERO_ACC(pb, sb);                                                                                    \
       if (dec)                                                                                                \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
                               sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 1);                                      \
       else                                                                                                    \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
                               sb, NQ, W, NU, 0, 0, DELTA, 1, 1);                                              \
+      if (J->fold) {                                                                                          \
+        LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                                          \
+        LA_SCALE_ACC(pb, sb, Tl->fs[3 * (tl + (NU) + 1) + 1]);                                                \
+      }                                                                                                       \
     } else if (t + (NU) < T) {                                                                                \
       LA_ZERO_ACC(p, s);                                                                                      \
       if (dec)                                                                                                \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
                               pb, sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 0);                                  \
       else                                                                                                    \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
                               pb, sb, NQ, W, NU, 0, 0, DELTA, 1, 0);                                          \
+      if (J->fold) LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                               \
     } else {                                                                                                  \
-      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
+      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, uf, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
                             s, pb, sb, NQ, W, NU, last_d1, last_d2, DELTA, 0, 0);                             \
     }                                                                                                         \
   } while (0)
@@ -964,9 +1026,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
   const int64_t aqs = dkp; /* head stride within a slot's aq, aqx */
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_PAIR_GMAX][LA_WCAP], pb[LA_WCAP], sb[LA_PAIR_GMAX][LA_WCAP], u[LA_WCAP], u2[LA_WCAP];
+  vf uf[LA_WCAP], u2f[LA_WCAP]; /* the u that the updates apply (LA_FOLD_U) */
   if (t0 == 0) {
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
+    if (J->fold) LA_SCALE_ACC(p, s, Tl->fs[0]);
   } else {
     LA_LOAD_CARRY(P, p, s);
   }
@@ -982,6 +1046,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const int d1 = DECAY && Tl->seg_end[tl];
     if (tl == 0 || tl + 1 >= n) {
       /* one token; with a pair next, also its second token's partial sums */
+      LA_FOLD_U(uf, u, tl);
       LA_PAIR_SWEEP(1, d1, NULL, NULL, NULL, d1 ? a1 : J->ones, 1, 0);
       P->src = P->dst;
       tl += 1;
@@ -1007,7 +1072,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const float* a2 = DECAY && Tl->seg_end[tl + 1] ? Tl->a + (tl + 1) * dkp : J->ones;
     if (DECAY && !d1) a1 = J->ones;
     const float* k2 = Tl->k + (tl + 1) * dkp;
-    LA_PAIR_SWEEP(2, dec, a2, k2, u2, a1, DECAY, DECAY);
+    LA_FOLD_U(uf, u, tl);
+    LA_FOLD_U(u2f, u2, tl + 1);
+    LA_PAIR_SWEEP(2, dec, a2, k2, u2f, a1, DECAY, DECAY);
     P->src = P->dst;
     tl += 2;
   }
@@ -1242,6 +1309,14 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
            tb->pair != NULL && !(u->cap_tokens > 0 && u->cap_delta);
+  /* per-head decay folded out of the staged rows (la_tuning.fold_head_decay): two-token
+   * sweeps only; the rows the sweeps would read as C .* k, C .* scale q are k and scale q */
+  J.fold = p->fold_head_decay && J.pair && p->gated && p->decay_kind != LA_DECAY_PER_KEY && !J.vdirect;
+  if (J.fold)
+    for (int b = 0; b < 2; b++) {
+      J.tiles[b].ak = J.tiles[b].akx = J.tiles[b].k;
+      J.tiles[b].aqx = J.tiles[b].aq;
+    }
   const int wmax = J.pair     ? LA_FN(la_pair_wmax)(p, J.nc, J.G)
                    : pack_all ? LA_WMAX(J.G)
                               : LA_FN(la_decode_wmax)(p, u, J.G);
