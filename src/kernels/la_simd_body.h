@@ -343,10 +343,6 @@ static void LA_FN(la_stage_pair_fold)(const la_job_t* J, la_tile_t* Tl, int64_t 
 /* The two-token values of slot sl (la_tile.akx), from slots sl - 1 and sl. */
 static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
   const int64_t dkp = J->dkp;
-  if (J->fold) {
-    LA_FN(la_stage_pair_fold)(J, Tl, sl);
-    return;
-  }
   const float* kp = Tl->k + (sl - 1) * dkp; /* update key of slot sl - 1 */
   const float* fp = J->p->gated && Tl->seg_end[sl - 1] ? Tl->a + (sl - 1) * dkp : J->ones;
   const float* ak = Tl->ak + sl * dkp;
@@ -388,7 +384,8 @@ static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, i
  * and beta, d_k a multiple of LA_VL, no fused gate or capture, so the dtype and lane choices
  * fold away (2: per-key decay, 1: not, 3: q/k L2 norm and no per-key decay); the same
  * arithmetic either way. */
-static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN) {
+static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN,
+                                                                       const int FOLD) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
@@ -409,7 +406,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   const int slot_rows = !J->pair || J->nq > LA_GMAX;
   float* cs = Tl->a + sl * dkp;
   /* fold: k as given is the update key row itself (u carries the 1 / C) */
-  const int fold = J->fold;
+  const int fold = FOLD; /* la_job.fold */
   float* kts = fold ? ks : slot_rows ? Tl->kt + sl * dkp : J->xaq;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
@@ -469,7 +466,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   }
   st->seg_start = end;
   Tl->beta[sl] = la_beta_at(p, u, t);
-  if (J->pair && sl > 0) LA_FN(la_stage_pair)(J, Tl, sl);
+  if (J->pair && sl > 0) {
+    if (fold) LA_FN(la_stage_pair_fold)(J, Tl, sl);
+    else LA_FN(la_stage_pair)(J, Tl, sl);
+  }
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
    * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
@@ -484,10 +484,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
 static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   if (J->sj) J = J->sj;
   if (J->st->next >= J->st->nst) return;
-  if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0);
-  else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2);
-  else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3);
-  else LA_FN(la_stage_slot)(J, 1);
+  if (J->fold) {
+    if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0, 1);
+    else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3, 1);
+    else LA_FN(la_stage_slot)(J, 1, 1);
+  } else if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0, 0);
+  else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2, 0);
+  else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3, 0);
+  else LA_FN(la_stage_slot)(J, 1, 0);
 }
 
 /* ------------------------------------------------------------------ the sweep */
@@ -967,9 +971,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
 /* The u the update of slot sl applies: u itself, or with la_job.fold u times fs[3 sl + 2]. */
 #define LA_FOLD_U(dst, src, sl)                                                \
   do {                                                                         \
-    const vf r_ = v_set1(J->fold ? Tl->fs[3 * (sl) + 2] : 1.0f);               \
+    const vf r_ = v_set1(FOLD ? Tl->fs[3 * (sl) + 2] : 1.0f);                  \
     _Pragma("GCC unroll 8") for (int j = 0; j < W; j++)                        \
-      (dst)[j] = J->fold ? v_mul(r_, (src)[j]) : (src)[j];                     \
+      (dst)[j] = FOLD ? v_mul(r_, (src)[j]) : (src)[j];                        \
   } while (0)
 
 /* In la_panel_pairs: the sweep of NU tokens (a1, k1, u; then a2, k2, u2) from slot tl that also
@@ -992,7 +996,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
       else                                                                                                    \
         LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
                               sb, NQ, W, NU, 0, 0, DELTA, 1, 1);                                              \
-      if (J->fold) {                                                                                          \
+      if (FOLD) {                                                                                             \
         LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                                          \
         LA_SCALE_ACC(pb, sb, Tl->fs[3 * (tl + (NU) + 1) + 1]);                                                \
       }                                                                                                       \
@@ -1004,14 +1008,15 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
       else                                                                                                    \
         LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
                               pb, sb, NQ, W, NU, 0, 0, DELTA, 1, 0);                                          \
-      if (J->fold) LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                               \
+      if (FOLD) LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                                  \
     } else {                                                                                                  \
       LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, uf, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
                             s, pb, sb, NQ, W, NU, last_d1, last_d2, DELTA, 0, 0);                             \
     }                                                                                                         \
   } while (0)
 
-/* la_panel_tokens with two tokens per sweep where it can (la_job.pair): the first token of
+/* la_panel_tokens with two tokens per sweep where it can (la_job.pair; DECAY 2: a per-head
+ * decay folded out of the staged rows, la_job.fold): the first token of
  * the tile runs alone and also accumulates the second token of the first pair; then pairs
  * (each also accumulating the second token of the next pair); a token left over runs alone.
  * Half the state loads and stores of one sweep per token: the stores bound the one-token
@@ -1024,13 +1029,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
                                                                         const int DELTA) {
   const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
   const int64_t aqs = dkp; /* head stride within a slot's aq, aqx */
+  const int FOLD = DECAY == 2; /* per-head decay folded out of the rows (la_job.fold) */
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_PAIR_GMAX][LA_WCAP], pb[LA_WCAP], sb[LA_PAIR_GMAX][LA_WCAP], u[LA_WCAP], u2[LA_WCAP];
   vf uf[LA_WCAP], u2f[LA_WCAP]; /* the u that the updates apply (LA_FOLD_U) */
   if (t0 == 0) {
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
-    if (J->fold) LA_SCALE_ACC(p, s, Tl->fs[0]);
+    if (FOLD) LA_SCALE_ACC(p, s, Tl->fs[0]);
   } else {
     LA_LOAD_CARRY(P, p, s);
   }
@@ -1175,11 +1181,13 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   static void LA_PAIR_NAME(NQ, W, DC, DL)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
     LA_FN(la_panel_pairs)(J, P, t0, n, NQ, W, DC, DL);                                               \
   }
-#define LA_DEFINE_PAIRS(NQ, W) \
-  LA_DEFINE_PAIR(NQ, W, 0, 0) LA_DEFINE_PAIR(NQ, W, 0, 1) LA_DEFINE_PAIR(NQ, W, 1, 0) LA_DEFINE_PAIR(NQ, W, 1, 1)
+#define LA_DEFINE_PAIRS(NQ, W)                                                                          \
+  LA_DEFINE_PAIR(NQ, W, 0, 0) LA_DEFINE_PAIR(NQ, W, 0, 1) LA_DEFINE_PAIR(NQ, W, 1, 0) LA_DEFINE_PAIR(NQ, W, 1, 1) \
+  LA_DEFINE_PAIR(NQ, W, 2, 0) LA_DEFINE_PAIR(NQ, W, 2, 1)
 #define LA_PAIR_ENTRY(NQ, W)                                                      \
   [(NQ) - 1][W] = {{LA_PAIR_NAME(NQ, W, 0, 0), LA_PAIR_NAME(NQ, W, 0, 1)},           \
-                   {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)}},
+                   {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)},           \
+                   {LA_PAIR_NAME(NQ, W, 2, 0), LA_PAIR_NAME(NQ, W, 2, 1)}},
 #define LA_DECODE_NAME(NQ, W, DC, DL, SD) LA_FN(la_decode_##NQ##_##W##_##DC##_##DL##_##SD)
 #define LA_DEFINE_DECODE(NQ, W, DC, DL, SD)                                                                 \
   static void LA_DECODE_NAME(NQ, W, DC, DL, SD)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
@@ -1204,11 +1212,12 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   [(SD) - 1][LA_GROUP_INDEX(NQ)][W] = {{LA_DECODE_NAME(NQ, W, 0, 0, SD), LA_DECODE_NAME(NQ, W, 0, 1, SD)}, \
                                       {LA_DECODE_NAME(NQ, W, 1, 0, SD), LA_DECODE_NAME(NQ, W, 1, 1, SD)}},
 /* The panel functions of an ISA file: one token per sweep, [group index][W][decay][delta];
- * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated);
+ * two tokens per sweep, [heads - 1][W][decay: 0, 1, 2 folded][delta] (NULL pair or entry: not
+ * instantiated);
  * the decode of a half-precision state in place, [SD - 1][group index][W][decay][delta]. */
 typedef struct LA_FN(la_tables) {
   LA_FN(la_panel_fn) const (*one)[LA_WCAP + 1][2][2];
-  LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][2][2];
+  LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][3][2];
   LA_FN(la_panel_fn) const (*decode)[5][LA_WCAP + 1][2][2]; /* [LA_SD_KINDS] */
 } LA_FN(la_tables);
 typedef LA_FN(la_tables) la_tables_t;
@@ -1460,7 +1469,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
     if (Jp->vdirect) LA_FN(la_vmajor_tokens)(Jp, t0, n);
     for (int i = 0; i < np; i++) {
       la_panel_t* P = &Jp->panels[i];
-      if (Jp->pair) tb->pair[Jp->G - 1][P->W][dc][dl](Jp, P, t0, n);
+      if (Jp->pair) tb->pair[Jp->G - 1][P->W][Jp->fold ? 2 : dc][dl](Jp, P, t0, n);
       else if (!P->packed && la_state_half(Jp->p)) tb->decode[R->sd - 1][gi][P->W][dc][dl](Jp, P, t0, n);
       else tb->one[gi][P->W][dc][dl](Jp, P, t0, n);
     }
