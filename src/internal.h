@@ -63,6 +63,7 @@ typedef struct la_params {
   int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
                             * apart (the bits of its one pass; tests compare the two) */
   int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
+  int fold_head_decay;     /* la_tuning.fold_head_decay */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -319,6 +320,9 @@ typedef struct la_tuning {
                                 * two-token sweeps: pair panels of at most 2 vectors (a smaller L1
                                 * footprint), and in lock-step each step stages the next unit's first
                                 * tile during its first panel's sweeps (the same bits either way) */
+  int fold_head_decay;         /* 1: with two-token sweeps and a per-head decay, the tile keeps k and
+                                * scale q as given and the decay scalars scale the per-token sums
+                                * and u instead of the staged rows (other rounding, other bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -20,7 +20,8 @@ static const linattn_tuning g_tunings[] = {
      * 32 KiB L1D); also the entry for CPUs not listed below. */
     {"zen4",
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
-      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0},
+      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0,
+      .fold_head_decay = 0},
      {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
@@ -40,11 +41,14 @@ static const linattn_tuning g_tunings[] = {
      * uops (docs/tuning.md, conv.cf_bf16_pairs); a packed decode runs 16 sequences per unit,
      * each weight group de-interleaved once for all of them (docs/tuning.md, conv.decode_seqs).
      * Units of at most 64 value columns (d_v = 64 heads) sweep two tokens in 32-column panels
-     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols). */
+     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols).
+     * With a per-head decay the two-token sweeps read k and scale q as given and the decay
+     * scalars scale the sums and u instead, so a staged slot writes half the rows (other
+     * bits, within the tests' bounds; docs/tuning.md, la.fold_head_decay). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
-      .decode_half_convert = 1, .narrow_pair_cols = 64},
+      .decode_half_convert = 1, .narrow_pair_cols = 64, .fold_head_decay = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16}},
 };

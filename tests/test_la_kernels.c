@@ -162,6 +162,7 @@ static void free_inputs(la_inputs* in) {
 }
 
 static int g_plain_cases; /* cases whose plain-staging comparison applied */
+static int g_fold_cases;  /* prefill cases with a per-head decay that ran the folded staging */
 static int g_split_cases; /* decodes without the delta rule compared with their split sweeps */
 
 static la_params make_params(const la_case* c) {
@@ -512,6 +513,24 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
         result_free(&lp);
       }
       if (c->dt == LINATTN_DTYPE_F32 && dk % 16 == 0) g_plain_cases++;
+      /* per-head decay folded out of the staged rows (la_tuning.fold_head_decay, two-token
+       * sweeps): other rounding, the same bounds; with the general and the plain staging */
+      for (int plain = 0; plain <= 1; plain++) {
+        la_params pf = p2;
+        pf.fold_head_decay = 1;
+        pf.stage_plain = plain;
+        la_result fr;
+        result_alloc(&in, &fr);
+        run_units(k, &pf, &in, c->st, whole, 1, &fr);
+        snprintf(what, sizeof what, "%s fold%s vs reference", k->name, plain ? " plain" : "");
+        compare(what, &in, &fr, rout, rstate, false);
+        snprintf(what, sizeof what, "%s fold%s vs float64", k->name, plain ? " plain" : "");
+        compare(what, &in, &fr, oout, ostate, true);
+        snprintf(what, sizeof what, "%s fold%s gaps", k->name, plain ? " plain" : "");
+        check_gaps(what, &in, &fr);
+        result_free(&fr);
+      }
+      if (p.gated && c->decay_kind == LA_DECAY_PER_HEAD && T >= 8 && nq <= 2) g_fold_cases++;
       result_free(&pr);
     }
     if (c->st == ST_SEPARATE) {
@@ -750,6 +769,7 @@ int main(int argc, char** argv) {
   /* the plain staging ran (la_setup takes it for fp32 inputs with d_k a multiple of the
    * vector length) */
   tk_check(g_plain_cases > 0, "no case took the plain staging");
+  tk_check(g_fold_cases > 0, "no prefill case with a per-head decay ran the folded staging");
   tk_check(g_split_cases > 0, "no decode without the delta rule compared its one pass with the split sweeps");
   for (int f = 0; f < nfam; f++)
     tk_note("%s: worst fp32 output error vs float64 %.2e of max|ref|", fams[f].k->name, g_worst_f64[f]);

@@ -9,7 +9,9 @@
  *    (conv.cf_prefetch_bytes) on and off give the same
  *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
  *    element written and within the float64 oracle's bound;
- *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs).
+ *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs);
+ *  - la.fold_head_decay on (other bits): within the reference kernel's bound, and the same bits
+ *    on 1 and 2 threads and in two calls (check_fold_head_decay).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -298,8 +300,9 @@ static float narrow_load(const void* p, size_t i, linattn_dtype dt) {
 
 /* Runs the case under tuning t (NULL: the context's own) on isa; out poisoned first, state from s0.
  * Returns the context's status too: the caller skips an ISA this CPU or build lacks (aarch64). */
-static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* const in[5], const float* s0,
-                                 const linattn_tuning* t, linattn_isa isa, int threads, void* out, float* state) {
+static linattn_status run_narrow_t(const narrow_case* c, int64_t nt, linattn_dtype dt, void* const in[5],
+                                   const float* s0, const linattn_tuning* t, linattn_isa isa, int threads, void* out,
+                                   float* state) {
   linattn_context_options o;
   linattn_context_options_init(&o);
   o.isa = isa;
@@ -310,10 +313,10 @@ static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* c
   if (t) ctx->tuning = t;
   const size_t nstate = (size_t)NW_H * c->dk * c->dv;
   memcpy(state, s0, sizeof(float) * nstate);
-  memset(out, 0xff, (size_t)NW_T * NW_H * c->dv * linattn_dtype_size(dt)); /* NaN in fp32 and bf16 */
+  memset(out, 0xff, (size_t)nt * NW_H * c->dv * linattn_dtype_size(dt)); /* NaN in fp32 and bf16 */
   const int64_t gw = c->per_key ? NW_H * c->dk : NW_H;
-  const int64_t qd[3] = {1, NW_T, NW_H * c->dk}, vd[3] = {1, NW_T, NW_H * c->dv}, gd[3] = {1, NW_T, gw},
-                bd[3] = {1, NW_T, NW_H}, sd[4] = {1, NW_H, c->dk, c->dv};
+  const int64_t qd[3] = {1, nt, NW_H * c->dk}, vd[3] = {1, nt, NW_H * c->dv}, gd[3] = {1, nt, gw},
+                bd[3] = {1, nt, NW_H}, sd[4] = {1, NW_H, c->dk, c->dv};
   linattn_tensor q = linattn_make_tensor(in[0], dt, 3, qd), k = linattn_make_tensor(in[1], dt, 3, qd),
                  v = linattn_make_tensor(in[2], dt, 3, vd), g = linattn_make_tensor(in[3], dt, 3, gd),
                  b = linattn_make_tensor(in[4], dt, 3, bd), y = linattn_make_tensor(out, dt, 3, vd),
@@ -327,6 +330,11 @@ static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* c
                                 &s, NULL, 0);
   linattn_context_destroy(ctx);
   return st;
+}
+
+static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* const in[5], const float* s0,
+                                 const linattn_tuning* t, linattn_isa isa, int threads, void* out, float* state) {
+  return run_narrow_t(c, NW_T, dt, in, s0, t, isa, threads, out, state);
 }
 
 static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int threads, tk_rng* r) {
@@ -376,6 +384,81 @@ static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int thread
   }
   for (int i = 0; i < 5; i++) free(in[i]);
   free(s0); free(o_on); free(o_off); free(o_ref); free(s_on); free(s_off); free(s_ref);
+}
+
+/* la.fold_head_decay: with a per-head decay the tile keeps k and scale q as given and the decay
+ * scalars scale the sums and u instead (other rounding). The field on, on the AVX-512 kernel:
+ * every output and state element within the reference kernel's bound (outputs poisoned first),
+ * the same bits on 1 and 2 threads (lock-step groups 8 + 1 and 5 + 4) and in a second call;
+ * mild decays and strong ones (C leaves the fold range within a tile: segment ends mid-tile),
+ * T = 203 (lock-step, a partial last tile) and T = 50 (one pass per unit, no lock-step). */
+static void check_fold_case(const narrow_case* c, int64_t T, double glo, double ghi, tk_rng* r) {
+  const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
+  const int64_t ng = (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
+  const size_t nstate = (size_t)NW_H * c->dk * c->dv;
+  const int64_t n[5] = {nq, nq, nv, ng, nb};
+  const double lo[5] = {-0.1, -0.1, -1, glo, 0.1}, hi[5] = {0.1, 0.1, 1, ghi, 0.9};
+  void* in[5];
+  for (int i = 0; i < 5; i++) {
+    in[i] = malloc((size_t)n[i] * 4);
+    for (int64_t e = 0; e < n[i]; e++)
+      narrow_store(in[i], (size_t)e, LINATTN_DTYPE_F32, (float)tk_uniform_range(r, lo[i], hi[i]));
+  }
+  float* s0 = (float*)malloc(sizeof(float) * nstate);
+  for (size_t e = 0; e < nstate; e++) s0[e] = (float)tk_uniform_range(r, -0.05, 0.05);
+  float *o1 = malloc((size_t)nv * 4), *o2 = malloc((size_t)nv * 4), *o3 = malloc((size_t)nv * 4),
+        *oref = malloc((size_t)nv * 4);
+  float *s1 = malloc(sizeof(float) * nstate), *s2 = malloc(sizeof(float) * nstate),
+        *s3 = malloc(sizeof(float) * nstate), *sref = malloc(sizeof(float) * nstate);
+  linattn_tuning on = *linattn_tuning_by_name("intel-avx512");
+  on.la.fold_head_decay = 1;
+  const linattn_dtype dt = LINATTN_DTYPE_F32;
+  /* T < NW_T: the first T tokens of the same (token-major) inputs */
+  const int64_t nv_t = T * NW_H * c->dv;
+  const linattn_status sa = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o1, s1);
+  if (sa == LINATTN_ERROR_UNSUPPORTED) {
+    tk_note("%s: no AVX-512 here, skipped", c->name);
+  } else {
+    const linattn_status sb = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 2, o2, s2);
+    const linattn_status sc = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o3, s3);
+    const linattn_status sr = run_narrow_t(c, T, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, 1, oref, sref);
+    tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS && sc == LINATTN_SUCCESS && sr == LINATTN_SUCCESS,
+             "fold %s T %lld: runs (%s)", c->name, (long long)T, linattn_last_error());
+    tk_check(!memcmp(o1, o2, (size_t)nv_t * 4) && !memcmp(s1, s2, sizeof(float) * nstate),
+             "fold %s T %lld g [%g, %g]: 1 and 2 threads give the same bits", c->name, (long long)T, glo, ghi);
+    tk_check(!memcmp(o1, o3, (size_t)nv_t * 4) && !memcmp(s1, s3, sizeof(float) * nstate),
+             "fold %s T %lld g [%g, %g]: two calls give the same bits", c->name, (long long)T, glo, ghi);
+    double eo = 0, mo = 0, es = 0, ms = 0;
+    for (int64_t e = 0; e < nv_t; e++) {
+      eo = isnan(o1[e]) || isnan(eo) ? NAN : tk_max(eo, fabs((double)o1[e] - oref[e]));
+      mo = tk_max(mo, fabs(oref[e]));
+    }
+    for (size_t e = 0; e < nstate; e++) {
+      es = isnan(s1[e]) || isnan(es) ? NAN : tk_max(es, fabs((double)s1[e] - sref[e]));
+      ms = tk_max(ms, fabs(sref[e]));
+    }
+    tk_check(eo <= 1e-5 * mo && es <= 1e-5 * ms, "fold %s T %lld g [%g, %g]: vs reference output %.3g, state %.3g of max|ref|",
+             c->name, (long long)T, glo, ghi, eo / mo, es / ms);
+  }
+  for (int i = 0; i < 5; i++) free(in[i]);
+  free(s0); free(o1); free(o2); free(o3); free(oref); free(s1); free(s2); free(s3); free(sref);
+}
+
+static void check_fold_head_decay(void) {
+  const narrow_case cases[] = {
+      {"qwen-like gated delta d 128", LINATTN_UPDATE_GATED_DELTA, 128, 128, 0},
+      {"mamba-like gated d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
+      {"gated delta d_k 64, d_v 48", LINATTN_UPDATE_GATED_DELTA, 64, 48, 0},
+  };
+  tk_check(linattn_tuning_by_name("zen4")->la.fold_head_decay == 0, "zen4 keeps the decay in the staged rows");
+  tk_rng r;
+  tk_rng_init(&r, tk_seed() + 12);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    check_fold_case(&cases[i], NW_T, -0.3, -0.01, &r);
+    check_fold_case(&cases[i], NW_T, -12.0, -4.0, &r); /* C below 2^-60 within 4-15 tokens */
+    check_fold_case(&cases[i], 50, -0.3, -0.01, &r);
+    check_fold_case(&cases[i], 50, -12.0, -4.0, &r);
+  }
 }
 
 static void check_narrow_pairs(void) {
@@ -456,6 +539,7 @@ int main(void) {
   unsetenv("LINATTN_TUNE");
   check_conv_tunings(names, sizeof names / sizeof names[0]);
   check_narrow_pairs();
+  check_fold_head_decay();
   free(out_a); free(out_b); free(st_a); free(st_b);
   free(oout); free(ostate);
   free_problem(&P);

@@ -97,6 +97,12 @@ typedef struct LA_FN(la_tile) {
    * (else 1: akx, aqx are then ak, aq themselves, not stored; la_pair_scaled), cx = k_{j-1} . ak_j
    * and dx = k_{j-1} . aq_j,h (k_{j-1}: the update key). */
   float *akx, *aqx, *cx, *dx;
+  /* Per-head decay folded out of the rows (la_job.fold): the slot keeps k and scale q as
+   * given, ak, akx alias k and aq, aqx alias aq, and three scalars per slot apply the decay to
+   * the per-token vectors instead: fs[3 sl] = C (p and s summed with k, scale q are scaled by
+   * it), fs[3 sl + 1] = f C (the pair's look-ahead sums: f as in akx), fs[3 sl + 2] = the
+   * factor of u in the update (1 / C inside a segment, 1 at its end); cx, dx as above. */
+  float* fs;
 } LA_FN(la_tile);
 
 /* Staging in progress: the next tile is staged one token at a time between the first
@@ -127,6 +133,7 @@ typedef struct LA_FN(la_job) {
   la_step_next pf; /* rows of the caller's next step, prefetched by the last panel (n = 0: none) */
   int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
   int stage_plain; /* la_stage_slot's PLAIN case applies */
+  int fold;        /* per-head decay folded out of the staged rows (la_tile.fs; pairs only) */
   const struct LA_FN(la_job) * sj; /* non-NULL: the job whose tile la_stage_next stages (lock-step:
                                     * the next unit's); NULL: this one */
 } LA_FN(la_job);
@@ -179,6 +186,7 @@ static size_t LA_FN(la_layout)(const la_params* p, int64_t ncols, void* scratch,
     Tl->aqx = la_arena_floats(&ar, pslots * LA_PAIR_GMAX * dkp);
     Tl->cx = la_arena_floats(&ar, pslots);
     Tl->dx = la_arena_floats(&ar, pslots * LA_KQ_STRIDE);
+    Tl->fs = la_arena_floats(&ar, pslots * 3);
   }
   J->ones = la_arena_floats(&ar, dkp);
   J->xaq = la_arena_floats(&ar, LA_GMAX * dkp);
@@ -243,7 +251,8 @@ static void LA_FN(la_capture_delta)(const la_job_t* J, const la_panel_t* P, int6
 }
 
 /* aq_h = C .* scale q_t,h (zero for padding heads) and kq_h = k . scale q_t,h for heads
- * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token. */
+ * h0 .. h0 + G - 1 of token t, given the staged C (a) and k (as given) of that token; a NULL:
+ * aq_h = scale q_t,h (la_job.fold). */
 static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const la_job_t* J, int64_t t, const float* a,
                                                                           const float* k, int h0, float* aq, float* kq,
                                                                           const int PLAIN) {
@@ -267,7 +276,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_heads_as)(const
       const int n = PLAIN || J->dk - i >= LA_VL ? LA_VL : (int)(J->dk - i);
       const vf qs = v_mul(sc, qconv ? v_load(aqh + i) : v_load_io(la_io_at(qt, i, dt), dt, n));
       acc = v_fma(v_load(k + i), qs, acc);
-      v_store(aqh + i, p->gated ? v_mul(v_load(a + i), qs) : qs);
+      v_store(aqh + i, p->gated && a ? v_mul(v_load(a + i), qs) : qs);
     }
     kq[h] = v_hsum(acc);
   }
@@ -318,6 +327,27 @@ static inline int LA_FN(la_pair_scaled)(const la_job_t* J, const la_tile_t* Tl, 
   return J->p->gated && Tl->seg_end[sl - 1];
 }
 
+/* la_stage_pair with the decay folded out (la_job.fold): no rows, the scalars cx, dx and the
+ * look-ahead scale fs[3 sl + 1] (the values of la_stage_pair up to rounding:
+ * cx = (1 / C or 1)_{sl-1} C_sl k_{sl-1} . k_sl, likewise dx with scale q). */
+static void LA_FN(la_stage_pair_fold)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
+  const int64_t dkp = J->dkp;
+  const float* kp = Tl->k + (sl - 1) * dkp;
+  const float* kn = Tl->k + sl * dkp;
+  float* fs = Tl->fs;
+  const float w = fs[3 * sl - 1] * fs[3 * sl]; /* u's factor of slot sl - 1, C of slot sl */
+  fs[3 * sl + 1] = (Tl->seg_end[sl - 1] ? fs[3 * sl - 3] : 1.0f) * fs[3 * sl];
+  vf c = v_zero();
+  for (int64_t i = 0; i < dkp; i += LA_VL) c = v_fma(v_load(kp + i), v_load(kn + i), c);
+  Tl->cx[sl] = w * v_hsum(c);
+  for (int h = 0; h < J->G; h++) {
+    const float* aq = Tl->aq + (sl * J->G + h) * dkp;
+    vf d = v_zero();
+    for (int64_t i = 0; i < dkp; i += LA_VL) d = v_fma(v_load(kp + i), v_load(aq + i), d);
+    Tl->dx[sl * LA_KQ_STRIDE + h] = w * v_hsum(d);
+  }
+}
+
 /* The two-token values of slot sl (la_tile.akx: stored only where la_pair_scaled), from slots
  * sl - 1 and sl. */
 static void LA_FN(la_stage_pair)(const la_job_t* J, la_tile_t* Tl, int64_t sl) {
@@ -364,7 +394,8 @@ static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, i
  * and beta, d_k a multiple of LA_VL, no fused gate or capture, so the dtype and lane choices
  * fold away (2: per-key decay, 1: not, 3: q/k L2 norm and no per-key decay); the same
  * arithmetic either way. */
-static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN) {
+static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_job_t* J, const int PLAIN,
+                                                                       const int FOLD) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
@@ -384,7 +415,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
    * and in L1) instead of the tile, which is larger than L1. */
   const int slot_rows = !J->pair || J->nq > LA_GMAX;
   float* cs = Tl->a + sl * dkp;
-  float* kts = slot_rows ? Tl->kt + sl * dkp : J->xaq;
+  /* fold: k as given is the update key row itself (u carries the 1 / C) */
+  const int fold = FOLD; /* la_job.fold */
+  float* kts = fold ? ks : slot_rows ? Tl->kt + sl * dkp : J->xaq;
   float* aks = Tl->ak + sl * dkp;
   const void* kt = la_io_at(u->k, t * u->k_token_stride, dt);
   const linattn_dtype gd = PLAIN ? LINATTN_DTYPE_F32 : la_gate_dtype(p);
@@ -422,14 +455,18 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
     }
     v_store(kts + i, kv);
     v_store(cs + i, cv);
-    v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
+    if (!fold) v_store(aks + i, p->gated ? v_mul(cv, kv) : kv);
   }
   if (cap && u->cap_key) memcpy(u->cap_key + t * u->cap_key_stride, kts, sizeof(float) * (size_t)J->dk);
-  LA_FN(la_stage_heads_as)(J, t, cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE, PLAIN);
+  LA_FN(la_stage_heads_as)(J, t, fold ? NULL : cs, kts, 0, Tl->aq + sl * J->G * dkp, Tl->kq + sl * LA_KQ_STRIDE, PLAIN);
   /* the tile's last token always ends a segment: the next tile starts from the true state */
   const int end = !p->gated || !in_range || sl + 1 >= st->n || J->vdirect;
   Tl->seg_end[sl] = end;
-  if (end) {
+  if (fold) {
+    Tl->fs[3 * sl] = st->c_head;
+    Tl->fs[3 * sl + 1] = st->c_head;
+    Tl->fs[3 * sl + 2] = end ? 1.0f : 1.0f / st->c_head;
+  } else if (end) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_load(kts + i));
   } else if (per_key) {
     for (int64_t i = 0; i < dkp; i += LA_VL) v_store(ks + i, v_div(v_load(kts + i), v_load(cs + i)));
@@ -439,7 +476,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
   }
   st->seg_start = end;
   Tl->beta[sl] = la_beta_at(p, u, t);
-  if (J->pair && sl > 0) LA_FN(la_stage_pair)(J, Tl, sl);
+  if (J->pair && sl > 0) {
+    if (fold) LA_FN(la_stage_pair_fold)(J, Tl, sl);
+    else LA_FN(la_stage_pair)(J, Tl, sl);
+  }
   /* v of the whole tile up front: no exposed cache miss at the head of each sweep's
    * dependency chain. */
   const void* vt = la_io_at(u->v, t * u->v_token_stride, dt);
@@ -454,10 +494,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
 static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   if (J->sj) J = J->sj;
   if (J->st->next >= J->st->nst) return;
-  if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0);
-  else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2);
-  else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3);
-  else LA_FN(la_stage_slot)(J, 1);
+  if (J->fold) {
+    if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0, 1);
+    else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3, 1);
+    else LA_FN(la_stage_slot)(J, 1, 1);
+  } else if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0, 0);
+  else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2, 0);
+  else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3, 0);
+  else LA_FN(la_stage_slot)(J, 1, 0);
 }
 
 /* ------------------------------------------------------------------ the sweep */
@@ -925,6 +969,23 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
   }
 }
 
+/* la_job.fold: the sums of a sweep with the rows k and scale q times their slot's scalar. */
+#define LA_SCALE_ACC(p, s, g)                                                  \
+  do {                                                                         \
+    const vf g_ = v_set1(g);                                                   \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++) {                      \
+      (p)[j] = v_mul(g_, (p)[j]);                                              \
+      _Pragma("GCC unroll 8") for (int h = 0; h < NQ; h++) (s)[h][j] = v_mul(g_, (s)[h][j]); \
+    }                                                                          \
+  } while (0)
+/* The u the update of slot sl applies: u itself, or with la_job.fold u times fs[3 sl + 2]. */
+#define LA_FOLD_U(dst, src, sl)                                                \
+  do {                                                                         \
+    const vf r_ = v_set1(FOLD ? Tl->fs[3 * (sl) + 2] : 1.0f);                  \
+    _Pragma("GCC unroll 8") for (int j = 0; j < W; j++)                        \
+      (dst)[j] = FOLD ? v_mul(r_, (src)[j]) : (src)[j];                        \
+  } while (0)
+
 /* In la_panel_pairs: the sweep of NU tokens (a1, k1, u; then a2, k2, u2) from slot tl that also
  * accumulates the sums of the token after them (slot tl + NU) and, when a pair follows, that
  * pair's second token's partial sums (slot tl + NU + 1); dec: the updates multiply by their
@@ -941,26 +1002,32 @@ static inline __attribute__((always_inline)) void LA_FN(la_token_u)(const la_job
       LA_ZERO_ACC(p, s);                                                                                      \
       LA_ZERO_ACC(pb, sb);                                                                                    \
       if (dec)                                                                                                \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
                               sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 1);                                      \
       else                                                                                                    \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, akx, aqx, aqs, p, s, pb, \
                               sb, NQ, W, NU, 0, 0, DELTA, 1, 1);                                              \
+      if (FOLD) {                                                                                             \
+        LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                                          \
+        LA_SCALE_ACC(pb, sb, Tl->fs[3 * (tl + (NU) + 1) + 1]);                                                \
+      }                                                                                                       \
     } else if (t + (NU) < T) {                                                                                \
       LA_ZERO_ACC(p, s);                                                                                      \
       if (dec)                                                                                                \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
                               pb, sb, NQ, W, NU, 1, (NU) == 2, DELTA, 1, 0);                                  \
       else                                                                                                    \
-        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, u, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
+        LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, a1, k1, uf, a2, k2, u2, akn, aqn, NULL, NULL, aqs, p, s,   \
                               pb, sb, NQ, W, NU, 0, 0, DELTA, 1, 0);                                          \
+      if (FOLD) LA_SCALE_ACC(p, s, Tl->fs[3 * (tl + (NU))]);                                                  \
     } else {                                                                                                  \
-      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, u, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
+      LA_FN(la_sweep_multi)(P->src, P->dst, ld, dk, last_a1, k1, uf, a2, k2, u2, NULL, NULL, NULL, NULL, aqs, p, \
                             s, pb, sb, NQ, W, NU, last_d1, last_d2, DELTA, 0, 0);                             \
     }                                                                                                         \
   } while (0)
 
-/* la_panel_tokens with two tokens per sweep where it can (la_job.pair): the first token of
+/* la_panel_tokens with two tokens per sweep where it can (la_job.pair; DECAY 2: a per-head
+ * decay folded out of the staged rows, la_job.fold): the first token of
  * the tile runs alone and also accumulates the second token of the first pair; then pairs
  * (each also accumulating the second token of the next pair); a token left over runs alone.
  * Half the state loads and stores of one sweep per token: the stores bound the one-token
@@ -973,11 +1040,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
                                                                         const int DELTA) {
   const int64_t dk = J->dk, dkp = J->dkp, T = J->T, ld = P->ld;
   const int64_t aqs = dkp; /* head stride within a slot's aq, aqx */
+  const int FOLD = DECAY == 2; /* per-head decay folded out of the rows (la_job.fold) */
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_PAIR_GMAX][LA_WCAP], pb[LA_WCAP], sb[LA_PAIR_GMAX][LA_WCAP], u[LA_WCAP], u2[LA_WCAP];
+  vf uf[LA_WCAP], u2f[LA_WCAP]; /* the u that the updates apply (LA_FOLD_U) */
   if (t0 == 0) {
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, 0);
+    if (FOLD) LA_SCALE_ACC(p, s, Tl->fs[0]);
   } else {
     LA_LOAD_CARRY(P, p, s);
   }
@@ -993,6 +1063,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const int d1 = DECAY && Tl->seg_end[tl];
     if (tl == 0 || tl + 1 >= n) {
       /* one token; with a pair next, also its second token's partial sums */
+      LA_FOLD_U(uf, u, tl);
       LA_PAIR_SWEEP(1, d1, NULL, NULL, NULL, d1 ? a1 : J->ones, 1, 0);
       P->src = P->dst;
       tl += 1;
@@ -1018,7 +1089,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_pairs)(const la
     const float* a2 = DECAY && Tl->seg_end[tl + 1] ? Tl->a + (tl + 1) * dkp : J->ones;
     if (DECAY && !d1) a1 = J->ones;
     const float* k2 = Tl->k + (tl + 1) * dkp;
-    LA_PAIR_SWEEP(2, dec, a2, k2, u2, a1, DECAY, DECAY);
+    LA_FOLD_U(uf, u, tl);
+    LA_FOLD_U(u2f, u2, tl + 1);
+    LA_PAIR_SWEEP(2, dec, a2, k2, u2f, a1, DECAY, DECAY);
     P->src = P->dst;
     tl += 2;
   }
@@ -1119,11 +1192,13 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   static void LA_PAIR_NAME(NQ, W, DC, DL)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
     LA_FN(la_panel_pairs)(J, P, t0, n, NQ, W, DC, DL);                                               \
   }
-#define LA_DEFINE_PAIRS(NQ, W) \
-  LA_DEFINE_PAIR(NQ, W, 0, 0) LA_DEFINE_PAIR(NQ, W, 0, 1) LA_DEFINE_PAIR(NQ, W, 1, 0) LA_DEFINE_PAIR(NQ, W, 1, 1)
+#define LA_DEFINE_PAIRS(NQ, W)                                                                          \
+  LA_DEFINE_PAIR(NQ, W, 0, 0) LA_DEFINE_PAIR(NQ, W, 0, 1) LA_DEFINE_PAIR(NQ, W, 1, 0) LA_DEFINE_PAIR(NQ, W, 1, 1) \
+  LA_DEFINE_PAIR(NQ, W, 2, 0) LA_DEFINE_PAIR(NQ, W, 2, 1)
 #define LA_PAIR_ENTRY(NQ, W)                                                      \
   [(NQ) - 1][W] = {{LA_PAIR_NAME(NQ, W, 0, 0), LA_PAIR_NAME(NQ, W, 0, 1)},           \
-                   {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)}},
+                   {LA_PAIR_NAME(NQ, W, 1, 0), LA_PAIR_NAME(NQ, W, 1, 1)},           \
+                   {LA_PAIR_NAME(NQ, W, 2, 0), LA_PAIR_NAME(NQ, W, 2, 1)}},
 #define LA_DECODE_NAME(NQ, W, DC, DL, SD) LA_FN(la_decode_##NQ##_##W##_##DC##_##DL##_##SD)
 #define LA_DEFINE_DECODE(NQ, W, DC, DL, SD)                                                                 \
   static void LA_DECODE_NAME(NQ, W, DC, DL, SD)(const la_job_t* J, la_panel_t* P, int64_t t0, int64_t n) { \
@@ -1148,11 +1223,12 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
   [(SD) - 1][LA_GROUP_INDEX(NQ)][W] = {{LA_DECODE_NAME(NQ, W, 0, 0, SD), LA_DECODE_NAME(NQ, W, 0, 1, SD)}, \
                                       {LA_DECODE_NAME(NQ, W, 1, 0, SD), LA_DECODE_NAME(NQ, W, 1, 1, SD)}},
 /* The panel functions of an ISA file: one token per sweep, [group index][W][decay][delta];
- * two tokens per sweep, [heads - 1][W][decay][delta] (NULL pair or entry: not instantiated);
+ * two tokens per sweep, [heads - 1][W][decay: 0, 1, 2 folded][delta] (NULL pair or entry: not
+ * instantiated);
  * the decode of a half-precision state in place, [SD - 1][group index][W][decay][delta]. */
 typedef struct LA_FN(la_tables) {
   LA_FN(la_panel_fn) const (*one)[LA_WCAP + 1][2][2];
-  LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][2][2];
+  LA_FN(la_panel_fn) const (*pair)[LA_WCAP + 1][3][2];
   LA_FN(la_panel_fn) const (*decode)[5][LA_WCAP + 1][2][2]; /* [LA_SD_KINDS] */
 } LA_FN(la_tables);
 typedef LA_FN(la_tables) la_tables_t;
@@ -1253,6 +1329,14 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
    * transition capture is written by the one-token sweep) */
   J.pair = la_pair_tokens(p) && J.T >= LA_PACK_MIN_T && J.G <= LA_PAIR_GMAX && J.nq <= LA_PAIR_GMAX &&
            tb->pair != NULL && !(u->cap_tokens > 0 && u->cap_delta);
+  /* per-head decay folded out of the staged rows (la_tuning.fold_head_decay): two-token
+   * sweeps only; the rows the sweeps would read as C .* k, C .* scale q are k and scale q */
+  J.fold = p->fold_head_decay && J.pair && p->gated && p->decay_kind != LA_DECAY_PER_KEY && !J.vdirect;
+  if (J.fold)
+    for (int b = 0; b < 2; b++) {
+      J.tiles[b].ak = J.tiles[b].akx = J.tiles[b].k;
+      J.tiles[b].aqx = J.tiles[b].aq;
+    }
   const int wmax = J.pair     ? LA_FN(la_pair_wmax)(p, J.nc, J.G)
                    : pack_all ? LA_WMAX(J.G)
                               : LA_FN(la_decode_wmax)(p, u, J.G);
@@ -1396,7 +1480,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
     if (Jp->vdirect) LA_FN(la_vmajor_tokens)(Jp, t0, n);
     for (int i = 0; i < np; i++) {
       la_panel_t* P = &Jp->panels[i];
-      if (Jp->pair) tb->pair[Jp->G - 1][P->W][dc][dl](Jp, P, t0, n);
+      if (Jp->pair) tb->pair[Jp->G - 1][P->W][Jp->fold ? 2 : dc][dl](Jp, P, t0, n);
       else if (!P->packed && la_state_half(Jp->p)) tb->decode[R->sd - 1][gi][P->W][dc][dl](Jp, P, t0, n);
       else tb->one[gi][P->W][dc][dl](Jp, P, t0, n);
     }

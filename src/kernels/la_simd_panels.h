@@ -65,7 +65,7 @@ LA_CHECK_PAIR_GROUP(1)
 LA_CHECK_PAIR_GROUP(2)
 #define LA_PAIR_DEFINE(NQ, W) LA_DEFINE_PAIRS(NQ, W)
 LA_PAIR_PANELS(LA_PAIR_DEFINE)
-static LA_FN(la_panel_fn) const LA_FN(la_pair_table)[LA_PAIR_GMAX][LA_WCAP + 1][2][2] = {
+static LA_FN(la_panel_fn) const LA_FN(la_pair_table)[LA_PAIR_GMAX][LA_WCAP + 1][3][2] = {
     LA_PAIR_PANELS(LA_PAIR_ENTRY)};
 static const la_tables_t LA_FN(la_tables_of) = {LA_FN(la_table), LA_FN(la_pair_table), LA_FN(la_decode_table)};
 #else
