@@ -21,7 +21,8 @@ static const linattn_tuning g_tunings[] = {
     {"zen4",
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
       .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0},
-     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0}},
+     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0,
+      .silu_table = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
      * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
@@ -46,7 +47,7 @@ static const linattn_tuning g_tunings[] = {
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
       .decode_half_convert = 1, .narrow_pair_cols = 64},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
-      .decode_seqs = 16}},
+      .decode_seqs = 16, .silu_table = 1}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -15,6 +15,10 @@
  *                        separate functions; 0: all inlined into the entry point
  *   conv_cl_stream(p, dt)  channels-last fp32 outputs leave with non-temporal stores
  *   CONV_FN(name)        the ISA suffix of the entry points conv_run_<isa>, conv_scratch_<isa>
+ *   CONV_SILU_TABLE      1: the ISA file defines CONV_ACT_SILU_TABLE (an activation value of
+ *                        its own: SiLU of 16-bit T by table lookup), conv_silu_table_t16(acc, dt)
+ *                        (T bits of the SiLU of round_T(acc)) and conv_silu_table_use(p) (the
+ *                        unit runs with that activation); default 0
  * and define, after the include, the hooks declared below (conv_load_padded,
  * conv_weights_tap_major, conv_decode, conv_decode_in_place) and their conv_kernel. Decode
  * (L = 1) is ISA-specific (docs/algorithms.md, 5.1): each ISA file has its own.
@@ -38,6 +42,22 @@
  */
 #ifndef VX_LANES
 #error "include the ISA's vec header and define the configuration before conv_simd_body.h"
+#endif
+#ifndef CONV_SILU_TABLE
+#define CONV_SILU_TABLE 0
+#endif
+/* The activation of finish i of a batch: under CONV_ACT_SILU_TABLE, one in CONV_SILU_TABLE_MIX
+ * (0: none) takes the vector SiLU instead, with the same bits, so that the vector ports' SiLU and
+ * the load ports' gathers share the batch. */
+#if CONV_SILU_TABLE
+#if CONV_SILU_TABLE_MIX > 0
+#define CONV_BATCH_ACT(act, i) \
+  ((act) == CONV_ACT_SILU_TABLE && (i) % CONV_SILU_TABLE_MIX == 0 ? LINATTN_ACTIVATION_SILU : (act))
+#else
+#define CONV_BATCH_ACT(act, i) (act)
+#endif
+#else
+#define CONV_BATCH_ACT(act, i) (act)
 #endif
 
 /* Hooks of the ISA file. padded[pos + i] for the first n lanes i (0 where the past is absent;
@@ -65,6 +85,12 @@ VEC_INLINE vxf conv_add_bias(vxf acc, vxf bias, linattn_dtype dt) {
  * outputs: no read for ownership of the output lines); any other store is a normal one. bf16
  * rounds without a NaN case (bf16_round_bits: NaNs here come from 16-bit inputs). */
 VEC_INLINE void conv_finish_store(char* dst, int64_t n, vxf acc, linattn_dtype dt, linattn_activation act, bool nt) {
+#if CONV_SILU_TABLE
+  if (act == CONV_ACT_SILU_TABLE) { /* the same T bits, looked up (16-bit T only) */
+    vx_store16_n(dst, n, conv_silu_table_t16(acc, dt));
+    return;
+  }
+#endif
   const bool silu = act == LINATTN_ACTIVATION_SILU;
   if (dt == LINATTN_DTYPE_F32) {
     if (silu) acc = vx_silu(acc);
@@ -143,7 +169,7 @@ VEC_INLINE int64_t channels_first_k4(const char* xs, char* yrow, int64_t t0, int
       if (has_bias) u[i] = conv_add_bias(u[i], bias, dt);
     }
     for (int i = 0; i < CONV_CF_BATCH; ++i)
-      conv_finish_store(yrow + (t0 + VX_LANES * i) * (int64_t)es, VX_LANES, u[i], dt, act, nt);
+      conv_finish_store(yrow + (t0 + VX_LANES * i) * (int64_t)es, VX_LANES, u[i], dt, CONV_BATCH_ACT(act, i), nt);
   }
   for (; t0 + 2 * VX_LANES <= L; t0 += 2 * VX_LANES) {
     const char* a = xs + t0 * (int64_t)es;
@@ -246,7 +272,7 @@ VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t
       acc[i] = vx_fma(w3, h[i + 3], acc[i]);
       if (has_bias) acc[i] = conv_add_bias(acc[i], bias, dt);
     }
-    for (int i = 0; i < rows; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, act, nt);
+    for (int i = 0; i < rows; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, CONV_BATCH_ACT(act, i), nt);
     return;
   }
   for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
@@ -370,6 +396,10 @@ CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
 CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
 CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
 CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+#if CONV_SILU_TABLE
+CONV_TYPED_FNS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE)
+CONV_TYPED_FNS(LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE)
+#endif
 #define CONV_RUN_SPLIT(p, b, c0, nc, s, DT, ACT)                                          \
   do {                                                                                    \
     if (!conv_decode_##DT##_##ACT(p, b, c0, nc, s)) conv_prefill_##DT##_##ACT(p, b, c0, nc, s); \
@@ -383,6 +413,13 @@ CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
 
 static void CONV_FN(conv_run)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
+#if CONV_SILU_TABLE
+  if (conv_silu_table_use(p)) {
+    if (p->dtype == LINATTN_DTYPE_F16) CONV_RUN_SPLIT(p, b, c0, nc, &s, LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE);
+    else CONV_RUN_SPLIT(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE);
+    return; /* 16-bit T: no non-temporal stores to fence */
+  }
+#endif
   CONV_RUN_TYPED(CONV_RUN_SPLIT, p, b, c0, nc, &s);
   if (conv_stream_full_lines(p, p->dtype)) vx_sfence(); /* order the non-temporal stores before the caller's next access */
 }
