@@ -62,9 +62,6 @@ AI bool conv_cl_stream(const conv_params* p, dtype_t dt) { return dt == LINATTN_
  * caller's MXCSR (FTZ, DAZ, rounding mode): the tables are filled under the default control
  * bits and used only under them (conv_silu_table_use), else the vector path runs. */
 #define CONV_SILU_TABLE 1
-#ifndef CONV_SILU_TABLE_MIX
-#define CONV_SILU_TABLE_MIX 0
-#endif
 #define CONV_ACT_SILU_TABLE ((linattn_activation)16) /* not a public activation: SiLU by lookup */
 #define MXCSR_CONTROL 0xe040u /* rounding mode (bits 13-14), FTZ (15), DAZ (6); 0 by default */
 
@@ -170,14 +167,13 @@ AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64
     }
     for (int i = 0; i < PAIRS; ++i) {
       __m512 ve = ue[i], vo = uo[i];
-      const linattn_activation ai = CONV_BATCH_ACT(act, i);
-      if (ai == CONV_ACT_SILU_TABLE) { /* the entries in the low words: the odd ones moved up */
+      if (act == CONV_ACT_SILU_TABLE) { /* the entries in the low words: the odd ones moved up */
         const __m512i re = silu_table_bf16_lanes(ve, g_silu_bf16);
         const __m512i ro = _mm512_slli_epi32(silu_table_bf16_lanes(vo, g_silu_bf16), 16);
         _mm512_store_si512(yrow + (t0 + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
         continue;
       }
-      if (ai == LINATTN_ACTIVATION_SILU) ve = silu_t16(bf16_round(ve)), vo = silu_t16(bf16_round(vo));
+      if (act == LINATTN_ACTIVATION_SILU) ve = silu_t16(bf16_round(ve)), vo = silu_t16(bf16_round(vo));
       const __m512i re = _mm512_srli_epi32(bf16_round_bits(ve), 16), ro = bf16_round_bits(vo);
       /* (ro & 0xffff0000) | re: bit-select with hi_half as the selector */
       _mm512_store_si512(yrow + (t0 + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
@@ -215,8 +211,7 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
       if (has_bias) u[i] = conv_add_bias(u[i], bias, dt);
       prev = cur;
     }
-    for (int i = 0; i < CONV_CF_BATCH; ++i)
-      conv_finish_store(yrow + (t0 + 16 * i) * (int64_t)es, 16, u[i], dt, CONV_BATCH_ACT(act, i), nt);
+    for (int i = 0; i < CONV_CF_BATCH; ++i) conv_finish_store(yrow + (t0 + 16 * i) * (int64_t)es, 16, u[i], dt, act, nt);
   }
   for (; t0 + 16 <= L; t0 += 16) prev = conv_cf_k4_one(xrow, yrow, t0, prev, wf, bias, has_bias, dt, act);
   return t0;

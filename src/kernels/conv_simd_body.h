@@ -46,19 +46,6 @@
 #ifndef CONV_SILU_TABLE
 #define CONV_SILU_TABLE 0
 #endif
-/* The activation of finish i of a batch: under CONV_ACT_SILU_TABLE, one in CONV_SILU_TABLE_MIX
- * (0: none) takes the vector SiLU instead, with the same bits, so that the vector ports' SiLU and
- * the load ports' gathers share the batch. */
-#if CONV_SILU_TABLE
-#if CONV_SILU_TABLE_MIX > 0
-#define CONV_BATCH_ACT(act, i) \
-  ((act) == CONV_ACT_SILU_TABLE && (i) % CONV_SILU_TABLE_MIX == 0 ? LINATTN_ACTIVATION_SILU : (act))
-#else
-#define CONV_BATCH_ACT(act, i) (act)
-#endif
-#else
-#define CONV_BATCH_ACT(act, i) (act)
-#endif
 
 /* Hooks of the ISA file. padded[pos + i] for the first n lanes i (0 where the past is absent;
  * pos + i < S reads prow, else xrow[pos + i - S]), 0 beyond n: */
@@ -169,7 +156,7 @@ VEC_INLINE int64_t channels_first_k4(const char* xs, char* yrow, int64_t t0, int
       if (has_bias) u[i] = conv_add_bias(u[i], bias, dt);
     }
     for (int i = 0; i < CONV_CF_BATCH; ++i)
-      conv_finish_store(yrow + (t0 + VX_LANES * i) * (int64_t)es, VX_LANES, u[i], dt, CONV_BATCH_ACT(act, i), nt);
+      conv_finish_store(yrow + (t0 + VX_LANES * i) * (int64_t)es, VX_LANES, u[i], dt, act, nt);
   }
   for (; t0 + 2 * VX_LANES <= L; t0 += 2 * VX_LANES) {
     const char* a = xs + t0 * (int64_t)es;
@@ -272,7 +259,7 @@ VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t
       acc[i] = vx_fma(w3, h[i + 3], acc[i]);
       if (has_bias) acc[i] = conv_add_bias(acc[i], bias, dt);
     }
-    for (int i = 0; i < rows; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, CONV_BATCH_ACT(act, i), nt);
+    for (int i = 0; i < rows; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, act, nt);
     return;
   }
   for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
