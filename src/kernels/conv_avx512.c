@@ -35,8 +35,9 @@ typedef linattn_dtype dtype_t;
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (docs/tuning.md, CONV_CL_ROWS). */
-#define CONV_CL_ROWS(dt) ((dt) == LINATTN_DTYPE_F32 ? 8 : 6)
+ * (docs/tuning.md, CONV_CL_ROWS); 8 again for 16-bit T with the SiLU by lookup, whose finish is
+ * short (docs/tuning.md, conv.silu_table). */
+#define CONV_CL_ROWS(dt, act) ((dt) == LINATTN_DTYPE_F32 || (act) == CONV_ACT_SILU_TABLE ? 8 : 6)
 #define CONV_CL_ROWS_MAX 8
 /* channels-first fp32 rows of an output larger than the LLC (conv_params.stream_rows) streamed */
 #define CONV_CF_STREAM 1
