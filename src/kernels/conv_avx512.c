@@ -35,10 +35,10 @@ typedef linattn_dtype dtype_t;
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (docs/tuning.md, CONV_CL_ROWS); 8 again for 16-bit T with the SiLU by lookup, whose finish is
+ * (docs/tuning.md, CONV_CL_ROWS); 12 for 16-bit T with the SiLU by lookup, whose finish is
  * short (docs/tuning.md, conv.silu_table). */
-#define CONV_CL_ROWS(dt, act) ((dt) == LINATTN_DTYPE_F32 || (act) == CONV_ACT_SILU_TABLE ? 8 : 6)
-#define CONV_CL_ROWS_MAX 8
+#define CONV_CL_ROWS(dt, act) ((dt) == LINATTN_DTYPE_F32 ? 8 : (act) == CONV_ACT_SILU_TABLE ? 12 : 6)
+#define CONV_CL_ROWS_MAX 12
 /* channels-first fp32 rows of an output larger than the LLC (conv_params.stream_rows) streamed */
 #define CONV_CF_STREAM 1
 /* channels-last columns always from an output vector boundary: full columns are whole lines */
