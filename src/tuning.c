@@ -41,7 +41,9 @@ static const linattn_tuning g_tunings[] = {
      * uops (docs/tuning.md, conv.cf_bf16_pairs); a packed decode runs 16 sequences per unit,
      * each weight group de-interleaved once for all of them (docs/tuning.md, conv.decode_seqs).
      * Units of at most 64 value columns (d_v = 64 heads) sweep two tokens in 32-column panels
-     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols). */
+     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols).
+     * The 16-bit conv SiLU is a gather from a table of its 65,536 results per dtype, the same
+     * bits without the division that bounds it (docs/tuning.md, conv.silu_table). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
