@@ -191,6 +191,8 @@ typedef struct conv_params {
                        * (same bits either way) */
   bool cf_bf16_pairs; /* the AVX-512 channels-first bf16 K = 4 prefill runs as even and odd steps
                        * (conv_tuning.cf_bf16_pairs; same bits either way) */
+  bool silu_table;    /* the AVX-512 family looks the 16-bit SiLU up in a table of all 65,536
+                       * results (conv_tuning.silu_table; same bits either way) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -339,6 +341,9 @@ typedef struct conv_tuning {
   int decode_seqs;             /* a packed decode (no sequence longer than one token) runs up to this many
                                 * sequences per unit through conv_kernel.run_seqs; 0 or 1: one per
                                 * unit through run (docs/tuning.md, conv.decode_seqs) */
+  int silu_table;              /* 1: the AVX-512 family's 16-bit SiLU (prefill, decode, varlen) is a gather
+                                * from a table of all 65,536 results per dtype, built once per process by
+                                * the vector SiLU itself (conv_params.silu_table; same bits) */
 } conv_tuning;
 
 /* One entry of the tuning table: a parameter set per kernel family. */

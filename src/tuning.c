@@ -22,7 +22,8 @@ static const linattn_tuning g_tunings[] = {
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
       .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0,
       .fold_head_decay = 0},
-     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0}},
+     {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0,
+      .silu_table = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
      * L1D from Ice Lake on): one state sweep per two tokens halves the state stores, which
      * bound the one-token sweep there; lock-step groups of 128 x 128 state blocks are kept to
@@ -44,13 +45,15 @@ static const linattn_tuning g_tunings[] = {
      * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols).
      * With a per-head decay the two-token sweeps read k and scale q as given and the decay
      * scalars scale the sums and u instead, so a staged slot writes half the rows (other
-     * bits, within the tests' bounds; docs/tuning.md, la.fold_head_decay). */
+     * bits, within the tests' bounds; docs/tuning.md, la.fold_head_decay).
+     * The 16-bit conv SiLU is a gather from a table of its 65,536 results per dtype, the same
+     * bits without the division that bounds it (docs/tuning.md, conv.silu_table). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
       .decode_half_convert = 1, .narrow_pair_cols = 64, .fold_head_decay = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
-      .decode_seqs = 16}},
+      .decode_seqs = 16, .silu_table = 1}},
 };
 enum { TUNING_DEFAULT = 0, TUNING_INTEL_AVX512 = 1 };
 

@@ -25,6 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr */
+#endif
 
 #include "convert.h"
 #include "internal.h"
@@ -327,13 +330,15 @@ static gbuf copy_of(const gbuf* src);
  * (one per batch, in a random order) through run_seqs must give the bits run gave (yexp, pexp);
  * in place (state copied from the past), without present, with VBMI state moves. */
 static void check_run_seqs(const conv_kernel* k, const char* name, const conv_data* d, const void* past, int64_t block,
-                           bool in_place, bool no_present, bool vbmi, const gbuf* yexp, const gbuf* pexp, tk_rng* r) {
+                           bool in_place, bool no_present, bool vbmi, bool table, const gbuf* yexp, const gbuf* pexp,
+                           tk_rng* r) {
   const conv_case* cs = &d->cs;
   const size_t es = esz(cs->dt);
   gbuf y = fresh(cs->dt, d->yl.n), pres = in_place ? copy_of(&d->past) : fresh(cs->dt, d->sl.n);
   const char* pa = in_place ? (const char*)pres.data : (const char*)past;
   conv_params base = make_params(d, 0, 1, pa, &y, no_present ? NULL : pres.data);
   base.decode_vbmi = vbmi;
+  base.silu_table = table;
   if (block <= 0 || block > cs->C) block = cs->C;
   const size_t sb = k->scratch_bytes(&base, block);
   unsigned char* scratch = tk_aligned_alloc(64, sb + 64);
@@ -361,8 +366,8 @@ static void check_run_seqs(const conv_kernel* k, const char* name, const conv_da
     k->run_seqs(ps, cs->B, nc, scratch);
   }
   tk_check(same_bits(&y, yexp) && (no_present || same_bits(&pres, pexp)),
-           "%s: run_seqs (block %lld%s%s%s) differs from run", name, (long long)block, in_place ? ", in place" : "",
-           no_present ? ", no present" : "", vbmi ? ", vbmi" : "");
+           "%s: run_seqs (block %lld%s%s%s%s) differs from run", name, (long long)block, in_place ? ", in place" : "",
+           no_present ? ", no present" : "", vbmi ? ", vbmi" : "", table ? ", silu_table" : "");
   free(ps); free(order);
   tk_aligned_free(scratch);
   gb_free(&y); gb_free(&pres);
@@ -446,13 +451,23 @@ static void run_case(const conv_case* cs, const family* fams, int nf, tk_rng* r)
       tk_check(same_bits(&yv, &y) && same_bits(&pv, &pres), "%s: decode_vbmi changes the bits", fams[f].name);
       gb_free(&yv); gb_free(&pv);
     }
+    { /* AVX-512 16-bit SiLU by table lookup (conv.silu_table): the same bits */
+      gbuf yt = fresh(cs->dt, d.yl.n), pt = fresh(cs->dt, d.sl.n);
+      p = make_params(&d, 0, L, past, &yt, pt.data);
+      p.silu_table = true;
+      p.cf_bf16_pairs = tk_below(r, 2);
+      run_units(k, &p, k->block_channels, r);
+      tk_check(same_bits(&yt, &y) && same_bits(&pt, &pres), "%s: silu_table changes the bits", fams[f].name);
+      gb_free(&yt); gb_free(&pt);
+    }
     if (L == 1) { /* the sequences of a packed decode, together */
-      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, false, false, &y, &pres, r);
-      check_run_seqs(k, fams[f].name, &d, past, 5, false, false, false, &y, &pres, r);
-      if (cs->past) check_run_seqs(k, fams[f].name, &d, past, 19, true, false, false, &y, &pres, r);
-      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, true, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, false, false, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, 5, false, false, false, false, &y, &pres, r);
+      if (cs->past) check_run_seqs(k, fams[f].name, &d, past, 19, true, false, false, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, k->block_channels, false, true, false, false, &y, &pres, r);
+      check_run_seqs(k, fams[f].name, &d, past, 7, cs->past, false, false, true, &y, &pres, r);
       if (linattn_cpu_has_avx512vbmi())
-        check_run_seqs(k, fams[f].name, &d, past, k->block_channels, cs->past, false, true, &y, &pres, r);
+        check_run_seqs(k, fams[f].name, &d, past, k->block_channels, cs->past, false, true, tk_below(r, 2), &y, &pres, r);
     }
     { /* present not wanted */
       gbuf y4 = fresh(cs->dt, d.yl.n);
@@ -637,7 +652,8 @@ static float from_t_bits(uint32_t h, linattn_dtype dt) {
  * prefill (L = 2, the values as channels) and decode (L = 1). The vector families must give
  * exactly silu_poly_spec's bits, the scalar one (expf, as the reference) the reference's.
  * Without activation (the input's bits back, through each family's conversions) every family
- * must give the reference's bits (any NaN for a NaN).
+ * must give the reference's bits (any NaN for a NaN). The AVX-512 SiLU by table lookup
+ * (conv.silu_table) must give the same bits as its vector path, silu_poly_spec's.
  * Notes how many inputs the polynomial and the reference's expf formula round differently,
  * and each against round_T of the float64 SiLU. */
 static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
@@ -681,15 +697,20 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
         spec_vs_exact += !nan_in && spec[i] != exact;
         ref_vs_exact += !nan_in && yref[i] != exact;
       }
-      for (int f = 0; f < nf; f++) {
+      for (int fv = 0; fv < 2 * nf; fv++) { /* each family; AVX-512 SiLU again by table (conv.silu_table) */
+        const int f = fv / 2;
+        const bool table = fv % 2;
+        if (table && !(silu && strcmp(fams[f].name, "avx512") == 0)) continue;
         /* the x86 families share silu_poly_spec's polynomial; NEON has its own exp (neon_util.h),
          * held to one unit of T's last place of the reference */
         const bool poly = silu && (strcmp(fams[f].name, "avx2") == 0 || strcmp(fams[f].name, "avx512") == 0);
         const bool own_exp = silu && !poly && strcmp(fams[f].name, "scalar") != 0;
         p.y = yk;
+        p.silu_table = table;
         memset(yk, 0xff, sizeof(uint16_t) * 2 * (size_t)n);
         run_units(fams[f].k, &p, layout == 0 ? 1 : 4096, r);
         p.y = yref;
+        p.silu_table = false;
         int64_t bad = 0, first = -1;
         for (int64_t o = 0; o < nout; o++) {
           const uint32_t want = poly ? spec[o % n] : yref[o];
@@ -698,8 +719,8 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
             ok = (yk[o] > want ? yk[o] - want : want - yk[o]) <= 1;
           if (!ok && bad++ == 0) first = o % n;
         }
-        tk_check(bad == 0, "%s: %s %s, %s: %lld of %lld outputs differ from the %s; first x = %.9g got 0x%04x want 0x%04x",
-                 fams[f].name, tk_dtype_str(dt), silu ? "SiLU" : "no activation", layout == 0 ? "channels-first" : layout == 1 ? "channels-last" : "decode",
+        tk_check(bad == 0, "%s%s: %s %s, %s: %lld of %lld outputs differ from the %s; first x = %.9g got 0x%04x want 0x%04x",
+                 fams[f].name, table ? " (silu_table)" : "", tk_dtype_str(dt), silu ? "SiLU" : "no activation", layout == 0 ? "channels-first" : layout == 1 ? "channels-last" : "decode",
                  (long long)bad, (long long)nout, poly ? "polynomial spec" : own_exp ? "reference (1 ulp)" : "reference",
                  first >= 0 ? from_t_bits((uint32_t)first, dt) : 0.0,
                  first >= 0 ? (unsigned)yk[first] : 0u, first >= 0 ? (unsigned)(poly ? spec[first] : yref[first]) : 0u);
@@ -710,6 +731,65 @@ static void every_16bit_input(const family* fams, int nf, tk_rng* r) {
             (long long)spec_vs_ref, (long long)spec_vs_exact, (long long)ref_vs_exact);
   }
   free(x); free(yref); free(yk); free(spec); free(w);
+}
+
+/* The SiLU table holds the vector path's results under the default floating-point mode; under
+ * another (FTZ and DAZ, as the LinearAttention kernels set, or another rounding mode) the
+ * vector path's bits differ for some tiny values, and the kernels must then not use the table:
+ * with conv.silu_table on and off, every 16-bit input must give the same bits in each mode.
+ * Notes how many outputs each mode changes against the default (what a table used in the wrong
+ * mode would get wrong). */
+static void silu_table_fp_modes(const family* fams, int nf, tk_rng* r) {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const linattn_dtype dts[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+  static const unsigned modes[3] = {0x8040u, 0x6000u, 0x2000u}; /* FTZ | DAZ, toward zero, down */
+  const int64_t n = 65536;
+  const family* fam = NULL;
+  for (int f = 0; f < nf; f++)
+    if (strcmp(fams[f].name, "avx512") == 0) fam = &fams[f];
+  if (!fam) return;
+  uint16_t* x = tk_xmalloc(sizeof(uint16_t) * (size_t)n);
+  uint16_t* w = tk_xmalloc(sizeof(uint16_t));
+  uint16_t* y[3];
+  for (int i = 0; i < 3; i++) y[i] = tk_xmalloc(sizeof(uint16_t) * (size_t)n);
+  const unsigned saved = _mm_getcsr();
+  for (int di = 0; di < 2; di++) {
+    const linattn_dtype dt = dts[di];
+    for (int64_t i = 0; i < n; i++) x[i] = (uint16_t)i;
+    tk_store(w, 0, dt, 1.0);
+    conv_params p;
+    memset(&p, 0, sizeof p);
+    p.dtype = dt; p.activation = LINATTN_ACTIVATION_SILU;
+    p.B = 1; p.C = 1; p.L = n; p.K = 1; p.dilation = 1;
+    p.x = x; p.x_sb = p.x_sc = n; p.x_st = 1;
+    p.y_sb = p.y_sc = n; p.y_st = 1;
+    p.w = w;
+    p.y = y[0];
+    memset(y[0], 0xff, sizeof(uint16_t) * (size_t)n);
+    run_units(fam->k, &p, 1, r); /* the default mode */
+    for (int m = 0; m < 3; m++) {
+      for (int table = 0; table < 2; table++) {
+        p.y = y[1 + table];
+        p.silu_table = table;
+        memset(y[1 + table], 0xff, sizeof(uint16_t) * (size_t)n);
+        _mm_setcsr((saved & ~0xe040u) | modes[m]);
+        run_units(fam->k, &p, 1, r);
+        _mm_setcsr(saved);
+      }
+      int64_t bad = 0, moved = 0;
+      for (int64_t i = 0; i < n; i++) bad += y[1][i] != y[2][i], moved += y[1][i] != y[0][i];
+      tk_check(bad == 0, "avx512: %s SiLU under MXCSR control 0x%04x: %lld of %lld outputs differ with silu_table",
+               tk_dtype_str(dt), modes[m], (long long)bad, (long long)n);
+      tk_note("%s SiLU under MXCSR control 0x%04x: %lld of %lld outputs differ from the default mode's",
+              tk_dtype_str(dt), modes[m], (long long)moved, (long long)n);
+    }
+  }
+  _mm_setcsr(saved);
+  free(x); free(w);
+  for (int i = 0; i < 3; i++) free(y[i]);
+#else
+  (void)fams; (void)nf; (void)r;
+#endif
 }
 
 /* ------------------------------------------------------------------ channels-first K = 4 bit for bit */
@@ -738,8 +818,9 @@ static uint32_t cf_k4_spec(const float* xs, const float* w, float bias, bool has
 
 /* Channels-first K = 4, dilation 1, long rows at every output alignment of the first 32
  * elements (row starts 0..31 elements into an aligned buffer) and lengths around the loops'
- * rounds, random past state, each dtype with and without bias and SiLU, conv.cf_bf16_pairs off
- * and on: the avx2 and avx512 families must give cf_k4_spec's bits for every output. */
+ * rounds, random past state, each dtype with and without bias and SiLU, conv.cf_bf16_pairs and
+ * (AVX-512) conv.silu_table off and on: the avx2 and avx512 families must give cf_k4_spec's bits
+ * for every output. */
 static void cf_k4_bits(const family* fams, int nf, tk_rng* r) {
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   static const int64_t Ls[] = {150, 161, 290, 1031, 4099};
@@ -771,9 +852,12 @@ static void cf_k4_bits(const family* fams, int nf, tk_rng* r) {
         p.past = past; p.s_sb = C * S; p.s_sc = S; p.s_st = 1;
         p.cf_prefetch = 4096;
         for (int f = 0; f < nf; f++)
-          for (int pairs = 0; pairs < 2; pairs++) { /* AVX-512 bf16: conv.cf_bf16_pairs off and on */
+          for (int v = 0; v < 4; v++) { /* AVX-512: conv.cf_bf16_pairs (v & 1), conv.silu_table (v >> 1) */
+            const int pairs = v & 1, table = v >> 1;
             if (strcmp(fams[f].name, "avx2") != 0 && strcmp(fams[f].name, "avx512") != 0) continue;
+            if (table && strcmp(fams[f].name, "avx512") != 0) continue;
             p.cf_bf16_pairs = pairs;
+            p.silu_table = table;
             memset(yb, 0xff, (size_t)n * es);
             run_units(fams[f].k, &p, 1 + tk_below(r, C), r);
             int64_t bad = 0, first = -1;
@@ -792,9 +876,10 @@ static void cf_k4_bits(const family* fams, int nf, tk_rng* r) {
               }
             }
             nchecked += C * L;
-            tk_check(bad == 0, "%s: channels-first K=4 %s L=%lld offset %lld bias=%d %s bf16_pairs=%d: %lld of %lld "
-                     "outputs differ from the spec's bits (first at element %lld)", fams[f].name, tk_dtype_str(dt),
-                     (long long)L, (long long)off, has_bias, silu ? "silu" : "none", pairs, (long long)bad,
+            tk_check(bad == 0, "%s: channels-first K=4 %s L=%lld offset %lld bias=%d %s bf16_pairs=%d silu_table=%d: "
+                     "%lld of %lld outputs differ from the spec's bits (first at element %lld)", fams[f].name,
+                     tk_dtype_str(dt), (long long)L, (long long)off, has_bias, silu ? "silu" : "none", pairs, table,
+                     (long long)bad,
                      (long long)(C * L), (long long)first);
           }
         tk_aligned_free(xb); tk_aligned_free(yb); tk_aligned_free(past); tk_aligned_free(w); tk_aligned_free(bias);
@@ -815,6 +900,7 @@ int main(void) {
   silu_accuracy(fams, nf, &r);
   specials_16bit(fams, nf, &r);
   every_16bit_input(fams, nf, &r);
+  silu_table_fp_modes(fams, nf, &r);
   cf_k4_bits(fams, nf, &r);
 
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};

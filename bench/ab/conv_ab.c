@@ -13,6 +13,8 @@
  *     Prints the median time of each, the median of the per-pair ratios B / A with its quartiles
  *     (a ratio above 1: B slower) and the ratio of the two 10th-percentile times (p10: less
  *     sensitive to preemption on a loaded machine, for calls long enough to be interrupted).
+ *     CONV_AB_FLUSH_MIB=N puts an N MiB memcpy before each timed call and prints the byte time at
+ *     its best copy rate; CONV_AB_CPU_TIME=1 times by thread CPU time instead of wall time.
  * SPEC: cf|cl, f32|f16|bf16, L, C (K = 4, SiLU, no bias, B = 1), e.g. "cl,f16,1,6144".
  * Without --case: the AVX-512 / AVX2 rows of docs/benchmarks.md's shared-body A/B.
  * SPEC v, f32|f16|bf16, B, C: a packed decode (VarlenCausalConvWithState, B one-token sequences,
@@ -26,6 +28,8 @@
 #define _GNU_SOURCE
 #define AB_PROG "conv-ab"
 #include "ab_common.h"
+
+#include <stdbool.h>
 
 typedef struct lib {
   ab_lib ab;
@@ -202,14 +206,45 @@ static void run_one(void* arg, int use_b) {
   call_run(&x->k[use_b], x->l[use_b], x->c, &x->t);
 }
 
+/* CONV_AB_FLUSH_MIB=N: a memcpy of N MiB before each timed call (evicts the conv's data; its
+ * best time gives the run's copy rate, bytes read + written); CONV_AB_CPU_TIME=1: each call
+ * timed by thread CPU time instead of wall time (docs/benchmarks.md's L = 4096 conv figures). */
+static struct {
+  char *src, *dst;
+  size_t bytes;
+  double best_ns;
+} g_flush;
+
+static void flush_caches(void* arg) {
+  (void)arg;
+  const double t0 = wall_ns();
+  memcpy(g_flush.dst, g_flush.src, g_flush.bytes);
+  const double dt = wall_ns() - t0;
+  if (g_flush.best_ns == 0 || dt < g_flush.best_ns) g_flush.best_ns = dt;
+}
+
 static void timed(lib* a, lib* b, const conv_case* c, int max_pairs, double budget_s) {
   uint64_t seed = 7;
   timed_arg x = {.l = {a, b}, .c = c};
   bufs_make(&x.t, c, &seed);
   for (int i = 0; i < 2; ++i) call_make(&x.k[i], x.l[i], c, &x.t);
+  const char* fl = getenv("CONV_AB_FLUSH_MIB");
+  const char* cpu = getenv("CONV_AB_CPU_TIME");
+  const bool flush = fl && atoi(fl) > 0, cpu_time = cpu && atoi(cpu) > 0;
+  if (flush && !g_flush.src) {
+    g_flush.bytes = (size_t)atoi(fl) << 20;
+    g_flush.src = malloc(g_flush.bytes), g_flush.dst = malloc(g_flush.bytes);
+    if (!g_flush.src || !g_flush.dst) exit(2);
+    memset(g_flush.src, 1, g_flush.bytes), memset(g_flush.dst, 2, g_flush.bytes);
+  }
   printf("%s %-4s L=%-5lld C=%-5lld ", c->channels_last ? "cl" : "cf", dtype_name(c->dt), (long long)c->L,
          (long long)c->C);
-  ab_alternate(run_one, NULL, wall_ns, &x, max_pairs, budget_s, 10);
+  ab_alternate(run_one, flush ? flush_caches : NULL, cpu_time ? thread_ns : wall_ns, &x, max_pairs, budget_s, 10);
+  if (flush) { /* byte time: input + output + weights + both states at the best copy rate */
+    const double rate = 2.0 * (double)g_flush.bytes / g_flush.best_ns; /* bytes per ns */
+    const double bytes = (double)((x.t.ny * 2 + x.t.ns * 2) * x.t.es) + (double)(c->C * c->K * (int64_t)x.t.es);
+    printf("    copy %.2f GB/s, byte time %.2f us\n", rate, bytes / rate * 1e-3);
+  }
   free(x.k[0].ws), free(x.k[1].ws);
   bufs_free(&x.t);
 }

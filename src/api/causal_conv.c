@@ -131,6 +131,7 @@ static linattn_status conv_params_from(const linattn_context* ctx, conv_call* c,
                                                                          : (uint64_t)out_bytes >= (uint64_t)ctx->llc_bytes));
   p->cf_prefetch = ctx->tuning->conv.cf_prefetch_bytes;
   p->cf_bf16_pairs = ctx->tuning->conv.cf_bf16_pairs != 0;
+  p->silu_table = ctx->tuning->conv.silu_table != 0;
   p->decode_vbmi = ctx->tuning->conv.decode_vbmi && linattn_cpu_has_avx512vbmi();
   return LINATTN_SUCCESS;
 }

@@ -221,6 +221,7 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
   p->stream_output = !linattn_mul_i64(c->y.numel, (int64_t)linattn_dtype_size(p->dtype), &out_bytes) ||
                      out_bytes >= VARLEN_STREAM_MIN_BYTES;
   p->decode_vbmi = ctx->tuning->conv.decode_vbmi && linattn_cpu_has_avx512vbmi();
+  p->silu_table = ctx->tuning->conv.silu_table != 0;
   c->kern = ctx->kernels->conv;
   c->direct_strides = c->kern == &linattn_conv_reference;
   varlen_plan(ctx, c);

@@ -24,7 +24,7 @@ typedef linattn_dtype dtype_t;
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 4 keeps weights, bias, history and
  * accumulators within the 16 ymm registers, which 8 steps spill (docs/tuning.md, CONV_CL_ROWS). */
-#define CONV_CL_ROWS(dt) 4
+#define CONV_CL_ROWS(dt, act) 4
 #define CONV_CL_ROWS_MAX 4
 /* No stream of channels-first rows: this family is bound by arithmetic there, and streaming
  * did not pay (docs/tuning.md, CONV_CF_STREAM). */

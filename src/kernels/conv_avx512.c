@@ -19,6 +19,7 @@
  * subnormals and needs AVX512-BF16.
  */
 #include <immintrin.h>
+#include <pthread.h>
 
 #include "conv_common.h"
 #include "vec_avx512.h"
@@ -34,9 +35,10 @@ typedef linattn_dtype dtype_t;
 #define CONV_CF_BATCH 8
 /* Time steps per column tile of channels_last_k4: 8 for fp32, 6 for 16-bit T, whose longer
  * finish (round trip to T, SiLU, conversion) leaves fewer registers and more time per column
- * (docs/tuning.md, CONV_CL_ROWS). */
-#define CONV_CL_ROWS(dt) ((dt) == LINATTN_DTYPE_F32 ? 8 : 6)
-#define CONV_CL_ROWS_MAX 8
+ * (docs/tuning.md, CONV_CL_ROWS); 12 for 16-bit T with the SiLU by lookup, whose finish is
+ * short (docs/tuning.md, conv.silu_table). */
+#define CONV_CL_ROWS(dt, act) ((dt) == LINATTN_DTYPE_F32 ? 8 : (act) == CONV_ACT_SILU_TABLE ? 12 : 6)
+#define CONV_CL_ROWS_MAX 12
 /* channels-first fp32 rows of an output larger than the LLC (conv_params.stream_rows) streamed */
 #define CONV_CF_STREAM 1
 /* channels-last columns always from an output vector boundary: full columns are whole lines */
@@ -51,6 +53,48 @@ typedef linattn_dtype dtype_t;
 /* Non-temporal stores for a streamed output (conv_params.stream_output), in fp32 only, where a
  * 16-lane vector is a whole cache line (docs/tuning.md, conv_stream_full_lines). */
 AI bool conv_cl_stream(const conv_params* p, dtype_t dt) { return dt == LINATTN_DTYPE_F32 && p->stream_output; }
+
+/* ------------------------------------------------------------------ SiLU table (conv.silu_table) */
+
+/* The SiLU of a 16-bit T takes a value already rounded to T, so its T result is a function of
+ * 16 bits: per dtype a table of all 65,536 results (128 KiB), filled once per process by the
+ * vector path itself (silu_t16 on the value, rounded to T as conv_finish_store rounds), so a
+ * lookup gives its bits by construction. The vector path's bits for tiny values depend on the
+ * caller's MXCSR (FTZ, DAZ, rounding mode): the tables are filled under the default control
+ * bits and used only under them (conv_silu_table_use), else the vector path runs. */
+#define CONV_SILU_TABLE 1
+#define CONV_ACT_SILU_TABLE ((linattn_activation)16) /* not a public activation: SiLU by lookup */
+#define MXCSR_CONTROL 0xe040u /* rounding mode (bits 13-14), FTZ (15), DAZ (6); 0 by default */
+
+static uint16_t g_silu_f16[SILU_TABLE_ENTRIES] __attribute__((aligned(64)));
+static uint16_t g_silu_bf16[SILU_TABLE_ENTRIES] __attribute__((aligned(64)));
+static pthread_once_t g_silu_once = PTHREAD_ONCE_INIT;
+
+static void silu_tables_fill(void) {
+  const unsigned saved = _mm_getcsr();
+  _mm_setcsr(saved & ~MXCSR_CONTROL);
+  for (int h = 0; h < 65536; h += 16) {
+    const __m256i bits = _mm256_add_epi16(_mm256_set1_epi16((short)h),
+                                          _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __m512 sf = silu_t16(_mm512_cvtph_ps(bits)); /* conv_finish_store's fp16 SiLU */
+    _mm256_storeu_si256((__m256i*)(g_silu_f16 + h), _mm512_cvtps_ph(sf, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m512 sb = silu_t16(bf16_widen(bits)); /* and its bf16 one */
+    _mm256_storeu_si256((__m256i*)(g_silu_bf16 + h), bf16_high_words(bf16_round_bits(sb)));
+  }
+  _mm_setcsr(saved);
+}
+
+/* The unit's 16-bit SiLU by lookup: asked for, and the tables' floating-point mode in force. */
+AI bool conv_silu_table_use(const conv_params* p) {
+  if (!p->silu_table || p->activation != LINATTN_ACTIVATION_SILU || p->dtype == LINATTN_DTYPE_F32) return false;
+  if ((_mm_getcsr() & MXCSR_CONTROL) != 0) return false;
+  pthread_once(&g_silu_once, silu_tables_fill);
+  return true;
+}
+
+AI __m256i conv_silu_table_t16(__m512 acc, dtype_t dt) {
+  return dt == LINATTN_DTYPE_F16 ? silu_table_f16(acc, g_silu_f16) : silu_table_bf16(acc, g_silu_bf16);
+}
 
 #include "conv_simd_body.h"
 
@@ -124,6 +168,12 @@ AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64
     }
     for (int i = 0; i < PAIRS; ++i) {
       __m512 ve = ue[i], vo = uo[i];
+      if (act == CONV_ACT_SILU_TABLE) { /* the entries in the low words: the odd ones moved up */
+        const __m512i re = silu_table_bf16_lanes(ve, g_silu_bf16);
+        const __m512i ro = _mm512_slli_epi32(silu_table_bf16_lanes(vo, g_silu_bf16), 16);
+        _mm512_store_si512(yrow + (t0 + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
+        continue;
+      }
       if (act == LINATTN_ACTIVATION_SILU) ve = silu_t16(bf16_round(ve)), vo = silu_t16(bf16_round(vo));
       const __m512i re = _mm512_srli_epi32(bf16_round_bits(ve), 16), ro = bf16_round_bits(vo);
       /* (ro & 0xffff0000) | re: bit-select with hi_half as the selector */
@@ -685,6 +735,8 @@ DECODE_SEQS_TYPED(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
 DECODE_SEQS_TYPED(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
 DECODE_SEQS_TYPED(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
 DECODE_SEQS_TYPED(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE)
+DECODE_SEQS_TYPED(LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE)
 #undef DECODE_SEQS_TYPED
 #define DECODE_SEQS_RUN(p, q, n, nc, unused, DT, ACT) decode_k4_seqs_##DT##_##ACT(p, q, n, nc)
 
@@ -758,7 +810,12 @@ static void conv_run_seqs_avx512(const conv_params* ps, int64_t n, int64_t nc, v
       const conv_params* p = &ps[i0 + i];
       q[i] = (decode_seq){(const char*)p->x, (char*)p->y, (const char*)p->past, (char*)p->present};
     }
-    CONV_RUN_TYPED(DECODE_SEQS_RUN, ps, q, m, nc, NULL);
+    if (!conv_silu_table_use(ps))
+      CONV_RUN_TYPED(DECODE_SEQS_RUN, ps, q, m, nc, NULL);
+    else if (ps->dtype == LINATTN_DTYPE_F16)
+      DECODE_SEQS_RUN(ps, q, m, nc, NULL, LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE);
+    else
+      DECODE_SEQS_RUN(ps, q, m, nc, NULL, LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE);
   }
 }
 

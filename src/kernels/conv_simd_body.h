@@ -4,7 +4,7 @@
  * after they define their configuration:
  *
  *   CONV_CF_BATCH        vectors summed, then finished, per round of the K = 4 row loop
- *   CONV_CL_ROWS(dt)     time steps per column tile of channels_last_k4 (<= CONV_CL_ROWS_MAX)
+ *   CONV_CL_ROWS(dt, act) time steps per column tile of channels_last_k4 (<= CONV_CL_ROWS_MAX)
  *   CONV_CF_STREAM       1: channels-first fp32 rows of a streamed output (conv_params.stream_rows)
  *                        leave with non-temporal stores
  *   CONV_CL_LEAD_ALWAYS  1: channels-last columns always start at an output vector boundary;
@@ -15,6 +15,10 @@
  *                        separate functions; 0: all inlined into the entry point
  *   conv_cl_stream(p, dt)  channels-last fp32 outputs leave with non-temporal stores
  *   CONV_FN(name)        the ISA suffix of the entry points conv_run_<isa>, conv_scratch_<isa>
+ *   CONV_SILU_TABLE      1: the ISA file defines CONV_ACT_SILU_TABLE (an activation value of
+ *                        its own: SiLU of 16-bit T by table lookup), conv_silu_table_t16(acc, dt)
+ *                        (T bits of the SiLU of round_T(acc)) and conv_silu_table_use(p) (the
+ *                        unit runs with that activation); default 0
  * and define, after the include, the hooks declared below (conv_load_padded,
  * conv_weights_tap_major, conv_decode, conv_decode_in_place) and their conv_kernel. Decode
  * (L = 1) is ISA-specific (docs/algorithms.md, 5.1): each ISA file has its own.
@@ -29,7 +33,7 @@
  *   two vectors per step, then one, then the partial tail. The input, one contiguous stream, is
  *   prefetched conv_params.cf_prefetch bytes ahead (past the 4 KiB pages that bound the
  *   hardware prefetchers; docs/tuning.md, conv.cf_prefetch_bytes).
- * channels-last (B, L, C), K = 4, dilation 1: tiles of CONV_CL_ROWS(dt) time steps swept over
+ * channels-last (B, L, C), K = 4, dilation 1: tiles of CONV_CL_ROWS(dt, act) time steps swept over
  *   whole rows in VX_LANES-channel columns, weights and history in registers, a column's
  *   outputs finished together (channels_last_k4). Other K / dilation: one time row at a time
  *   with row pointers into input, past_state or a zero row (channels_last_block).
@@ -38,6 +42,9 @@
  */
 #ifndef VX_LANES
 #error "include the ISA's vec header and define the configuration before conv_simd_body.h"
+#endif
+#ifndef CONV_SILU_TABLE
+#define CONV_SILU_TABLE 0
 #endif
 
 /* Hooks of the ISA file. padded[pos + i] for the first n lanes i (0 where the past is absent;
@@ -65,6 +72,12 @@ VEC_INLINE vxf conv_add_bias(vxf acc, vxf bias, linattn_dtype dt) {
  * outputs: no read for ownership of the output lines); any other store is a normal one. bf16
  * rounds without a NaN case (bf16_round_bits: NaNs here come from 16-bit inputs). */
 VEC_INLINE void conv_finish_store(char* dst, int64_t n, vxf acc, linattn_dtype dt, linattn_activation act, bool nt) {
+#if CONV_SILU_TABLE
+  if (act == CONV_ACT_SILU_TABLE) { /* the same T bits, looked up (16-bit T only) */
+    vx_store16_n(dst, n, conv_silu_table_t16(acc, dt));
+    return;
+  }
+#endif
   const bool silu = act == LINATTN_ACTIVATION_SILU;
   if (dt == LINATTN_DTYPE_F32) {
     if (silu) acc = vx_silu(acc);
@@ -213,7 +226,7 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
 /* ------------------------------------------------------------------ channels-last */
 
 /* One column tile of channels_last_k4: channels [v, v + nv) (nv = VX_LANES when full, a
- * constant) of the n <= CONV_CL_ROWS(dt) time steps from t0. The inputs are loaded first, then
+ * constant) of the n <= CONV_CL_ROWS(dt, act) time steps from t0. The inputs are loaded first, then
  * the accumulators summed, then all finished and stored: the rows' rounding / SiLU chains
  * overlap (as CONV_CF_BATCH does for channels-first), and every load of the column precedes its
  * stores, so no load waits behind a store to an aliasing address (rows 4 KiB apart). */
@@ -229,7 +242,7 @@ VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t
   const vxf w0 = vx_loadf_padded(s->wt + v, nv), w1 = vx_loadf_padded(s->wt + ncp + v, nv);
   const vxf w2 = vx_loadf_padded(s->wt + 2 * ncp + v, nv), w3 = vx_loadf_padded(s->wt + 3 * ncp + v, nv);
   const vxf bias = has_bias ? vx_loadf_padded(s->bias + v, nv) : vx_zero();
-  const int rows = CONV_CL_ROWS(dt);
+  const int rows = CONV_CL_ROWS(dt, act);
   vxf h[CONV_CL_ROWS_MAX + 3]; /* h[i] = padded row t0 + i */
   if (t0 >= p->S) { /* the three previous rows are input rows */
     for (int i = 0; i < 3; ++i) h[i] = vx_load_n(xp - (3 - i) * xst, nv, dt);
@@ -261,10 +274,10 @@ VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t
   }
 }
 
-/* Channels-last, K = 4, dilation 1. Per tile of CONV_CL_ROWS(dt) time steps, a sweep over the
+/* Channels-last, K = 4, dilation 1. Per tile of CONV_CL_ROWS(dt, act) time steps, a sweep over the
  * unit's channels in VX_LANES-channel columns: weights, bias and the three previous inputs in
  * registers, each input loaded and converted once, the output stored directly. The driver gives
- * these families whole rows (conv_kernel.cl_whole_rows): each tile then reads CONV_CL_ROWS(dt)
+ * these families whole rows (conv_kernel.cl_whole_rows): each tile then reads CONV_CL_ROWS(dt, act)
  * long contiguous row streams, which the hardware prefetchers follow; 4 KiB row pieces and
  * software prefetches of the next tile were slower (docs/tuning.md, channels_last_k4 whole
  * rows). Columns start where output vectors are aligned (CONV_CL_LEAD_ALWAYS, or when
@@ -279,7 +292,7 @@ VEC_INLINE void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, in
   const int64_t lead0 = CONV_CL_LEAD_ALWAYS || nt ? (int64_t)((vbytes - y0 % vbytes) % vbytes / es) : 0;
   const int64_t lead = lead0 < nc ? lead0 : nc;
   const int64_t full_end = lead + (nc - lead) / VX_LANES * VX_LANES;
-  const int64_t rows = CONV_CL_ROWS(dt);
+  const int64_t rows = CONV_CL_ROWS(dt, act);
   for (int64_t t0 = 0; t0 < L; t0 += rows) {
     const int64_t n = L - t0 < rows ? L - t0 : rows;
     if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lead, false, nt, dt, act);
@@ -370,6 +383,10 @@ CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_NONE)
 CONV_TYPED_FNS(LINATTN_DTYPE_F16, LINATTN_ACTIVATION_SILU)
 CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_NONE)
 CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
+#if CONV_SILU_TABLE
+CONV_TYPED_FNS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE)
+CONV_TYPED_FNS(LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE)
+#endif
 #define CONV_RUN_SPLIT(p, b, c0, nc, s, DT, ACT)                                          \
   do {                                                                                    \
     if (!conv_decode_##DT##_##ACT(p, b, c0, nc, s)) conv_prefill_##DT##_##ACT(p, b, c0, nc, s); \
@@ -383,6 +400,13 @@ CONV_TYPED_FNS(LINATTN_DTYPE_BF16, LINATTN_ACTIVATION_SILU)
 
 static void CONV_FN(conv_run)(const conv_params* p, int64_t b, int64_t c0, int64_t nc, void* scratch) {
   conv_scratch_layout s = conv_scratch_split(p, nc, scratch);
+#if CONV_SILU_TABLE
+  if (conv_silu_table_use(p)) {
+    if (p->dtype == LINATTN_DTYPE_F16) CONV_RUN_SPLIT(p, b, c0, nc, &s, LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE);
+    else CONV_RUN_SPLIT(p, b, c0, nc, &s, LINATTN_DTYPE_BF16, CONV_ACT_SILU_TABLE);
+    return; /* 16-bit T: no non-temporal stores to fence */
+  }
+#endif
   CONV_RUN_TYPED(CONV_RUN_SPLIT, p, b, c0, nc, &s);
   if (conv_stream_full_lines(p, p->dtype)) vx_sfence(); /* order the non-temporal stores before the caller's next access */
 }

@@ -150,6 +150,31 @@ VEC_INLINE __m512 silu_t16(__m512 v) {
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_scalef_ps(q, n)));
 }
 
+/* SiLU of a 16-bit T by table: tab[h] holds the T bits of silu_t16 of the T value with bits h,
+ * rounded to T, for all 65,536 h, plus one padding entry. The 16 lanes' indices (T bits,
+ * zero-extended) take one vpgatherdd of 32-bit reads at a 2-byte scale: each lane's low word is
+ * its entry (the high word, the next entry, is discarded). */
+#define SILU_TABLE_ENTRIES (65536 + 32)
+VEC_INLINE __m512i silu_table_gather(__m512i idx, const uint16_t* tab) {
+  return _mm512_i32gather_epi32(idx, (const void*)tab, 2);
+}
+/* The low words of the 16 lanes, in order (vpermw: one shuffle uop, where vpmovdw takes two). */
+VEC_INLINE __m256i low_words16(__m512i r) {
+  const __m512i even_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                              30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi16(even_words, r));
+}
+/* The fp16 bits of silu_t16(round_f16(v)) rounded to fp16, from tab (see above). */
+VEC_INLINE __m256i silu_table_f16(__m512 v, const uint16_t* tab) {
+  const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return low_words16(silu_table_gather(_mm512_cvtepu16_epi32(h), tab));
+}
+/* The bf16 bits of silu_t16(round_bf16(v)) rounded to bf16 (bf16_round_bits, no NaN case), from tab. */
+VEC_INLINE __m512i silu_table_bf16_lanes(__m512 v, const uint16_t* tab) { /* the entry in each lane's low word */
+  return silu_table_gather(_mm512_srli_epi32(bf16_round_bits(v), 16), tab);
+}
+VEC_INLINE __m256i silu_table_bf16(__m512 v, const uint16_t* tab) { return low_words16(silu_table_bf16_lanes(v, tab)); }
+
 /* ------------------------------------------------------------------ vocabulary of the bodies */
 
 /* The names conv_simd_body.h and gates_simd_body.h are written in (vec_avx2.h defines the same
