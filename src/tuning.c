@@ -40,11 +40,13 @@ static const linattn_tuning g_tunings[] = {
      * uops (docs/tuning.md, conv.cf_bf16_pairs); a packed decode runs 16 sequences per unit,
      * each weight group de-interleaved once for all of them (docs/tuning.md, conv.decode_seqs).
      * Units of at most 64 value columns (d_v = 64 heads) sweep two tokens in 32-column panels
-     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols). */
+     * and stage the next lock-step unit's tile meanwhile (docs/tuning.md, la.narrow_pair_cols).
+     * A decode's heads run as one chain, each head's last update sweep summing the next head's
+     * first panel (docs/tuning.md, la.decode_chain). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
-      .decode_half_convert = 1, .narrow_pair_cols = 64},
+      .decode_half_convert = 1, .narrow_pair_cols = 64, .decode_chain = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16}},
 };
