@@ -454,6 +454,9 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 /* ------------------------------------------------------------------ the sweep */
 
+#ifndef LA_DECODE_REV
+#define LA_DECODE_REV 1
+#endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
@@ -523,7 +526,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
     const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
     const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD,
-    const int64_t next_off) {
+    const int64_t next_off, const int REV) {
   const int64_t esz = LA_SD_SIZE(SD);
   for (int64_t i = 0; i < dk; i++) {
     vf x[LA_WCAP];
@@ -545,22 +548,24 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
       }
     }
     if (MODE != LA_ACC) {
-      const char* sr = (const char*)src + i * ld * esz;
-      char* dr = (char*)dst + i * ld * esz;
+      /* REV (LA_UPD, LA_UPD_NEXT): rows updated last to first (the sums keep their order) */
+      const int64_t r = REV ? dk - 1 - i : i;
+      const char* sr = (const char*)src + r * ld * esz;
+      char* dr = (char*)dst + r * ld * esz;
       vf y[LA_WCAP];
       if (!STREAM && (MODE == LA_UPD_NEXT || PREFETCH == 3)) {
         /* overlapped decode: this panel's rows 8 ahead, writable (their lines have mostly left
          * the L1 since the panel's read: 16 rows per L1 set at a 512-byte row stride) */
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) v_prefetch_w(dr + (8 * ld + j * LA_VL) * esz);
+        for (int j = 0; j < W; j++) v_prefetch_w(dr + ((REV ? -8 : 8) * ld + j * LA_VL) * esz);
       }
-      const vf kb = v_set1(k[i]);
+      const vf kb = v_set1(k[r]);
       if (MODE == LA_ACC_UPD) { /* the row loaded above */
         const vf ab = v_set1(DECAY ? a[i] : 1.0f);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], DECAY ? v_mul(x[j], ab) : x[j]);
       } else if (DECAY) {
-        const vf ab = v_set1(a[i]);
+        const vf ab = v_set1(a[r]);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_row)(sr, j, SD), ab));
       } else {
@@ -592,7 +597,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
     const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD) {
   LA_FN(la_sweep_at)(src, dst, ld, dk, a, k, ak, aq, aq_stride, u, p, s, NQ, W, DECAY, DELTA, MODE, STREAM, PREFETCH,
-                     SD, (int64_t)W * LA_VL * LA_SD_SIZE(SD));
+                     SD, (int64_t)W * LA_VL * LA_SD_SIZE(SD), 0);
 }
 
 /* One pass over the d_k rows of a panel that applies the update of NU (1 or 2) tokens and
@@ -745,7 +750,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     if (SD == 0 && P->stream)
       LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 1, 1, SD);
     else
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1, SD);
+      LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1,
+                         SD, (int64_t)W * LA_VL * LA_SD_SIZE(SD), LA_DECODE_REV);
     LA_STORE_CARRY(P + 1, p, s);
     P[1].primed = 1;
   } else if (SD == 0 && P->stream) {
@@ -759,11 +765,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     const int64_t off = (int64_t)((uintptr_t)Pn->src - (uintptr_t)P->src);
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tn->ak, Tn->aq, Jn->dkp, u, p, s, NQ, W, DECAY, DELTA,
-                       LA_UPD_NEXT, 0, 1, SD, off);
+                       LA_UPD_NEXT, 0, 1, SD, off, LA_DECODE_REV);
     LA_STORE_CARRY(Pn, p, s);
     Pn->primed = 1;
   } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && P->primed) { /* the last panel of an overlapped decode */
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD);
+    LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD, 0,
+                       LA_DECODE_REV);
   } else {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
   }
