@@ -143,6 +143,14 @@ typedef struct la_step_next {
 typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, int64_t t0, int64_t t1,
                            const la_step_next* next);
 
+/* Optional decode form of run (T == 1) for consecutive units of a call, each with its own
+ * scratch: runs u like run; where primed, u's job was already set up in scratch by the previous
+ * call (which returned 1). Given next (its la_unit kept unchanged until its own call, nscratch its
+ * scratch), it may set up next's job and sum next's first panel during u's sweeps, returning 1
+ * when it did; 0: the next call starts afresh. The bits equal those of run. */
+typedef int (*la_chain_fn)(const la_params* p, const la_unit* u, void* scratch, int primed, const la_unit* next,
+                           void* nscratch);
+
 typedef struct la_kernel {
   const char* name;        /* the family's linattn_isa_name */
   la_unit_fn run;
@@ -151,6 +159,7 @@ typedef struct la_kernel {
   la_step_fn step;         /* NULL = run only */
   int64_t step_tokens;     /* granularity of step's token ranges */
   bool handles_gdn;        /* implements the GatedDeltaNet fields of la_params / la_unit */
+  la_chain_fn run_chain;   /* NULL = run only */
 } la_kernel;
 
 /* Store policy of a decode step into a separate fp32 present_state (linattn_state_stores):
@@ -325,6 +334,9 @@ typedef struct la_tuning {
   int fold_head_decay;         /* 1: with two-token sweeps and a per-head decay, the tile keeps k and
                                 * scale q as given and the decay scalars scale the per-token sums
                                 * and u instead of the staged rows (other rounding, other bits) */
+  int decode_chain;            /* 1: a decode (T == 1) with decode_overlap runs a task's units as one
+                                * chain: each unit's last update sweep also sums the next unit's first
+                                * panel (la_kernel.run_chain; the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -209,14 +209,21 @@ static void result_free(la_result* res) {
 
 /* Runs kernel k over the unit's columns split at the given boundaries (cuts ascending, last =
  * nc). st: state mode; zero_state: pass an explicit all-zero state instead of absent. */
-static void run_units(const la_kernel* k, const la_params* p, const la_inputs* in, int st, const int64_t* cuts,
-                      int ncuts, la_result* res) {
+static int g_chain_primed; /* decode chain (la_kernel.run_chain): units whose first panel the previous one summed */
+
+/* chain: the units run by k->run_chain, each set up (and its first panel summed) during the
+ * previous one, two scratches alternating as the operator does (la_run_chain) */
+static void run_units_as(const la_kernel* k, const la_params* p, const la_inputs* in, int st, const int64_t* cuts,
+                         int ncuts, la_result* res, int chain) {
   const la_case* c = &in->c;
   const linattn_dtype dt = c->dt;
   if (st == ST_INPLACE) {
     for (int64_t i = 0; i < c->dk; i++)
       memcpy(res->state + i * in->ld, in->state_in + i * in->ld, sizeof(float) * (size_t)c->nc);
   }
+  la_unit units[4];
+  unsigned char* scr[2] = {NULL, NULL};
+  int primed = 0;
   int64_t c0 = 0;
   for (int s = 0; s < ncuts; s++) {
     const int64_t c1 = cuts[s];
@@ -247,12 +254,34 @@ static void run_units(const la_kernel* k, const la_params* p, const la_inputs* i
     u.col0 = c0;
     u.ncols = c1 - c0;
     const size_t sb = k->scratch_bytes(p, u.ncols);
+    if (chain) {
+      if (s < 2) { /* sized for the whole head: serves every block */
+        const size_t sw = k->scratch_bytes(p, c->nc);
+        scr[s] = tk_aligned_alloc(64, sw + 64);
+        memset(scr[s], 0xff, sw + 64); /* NaN pattern: reading unwritten scratch shows */
+      }
+      units[s] = u;
+      c0 = c1;
+      continue;
+    }
     unsigned char* scratch = tk_aligned_alloc(64, sb + 64);
     memset(scratch, 0xff, sb + 64); /* NaN pattern: reading unwritten scratch shows */
     k->run(p, &u, scratch);
     tk_aligned_free(scratch);
     c0 = c1;
   }
+  for (int s = 0; chain && s < ncuts; s++) {
+    const int i = s & 1, more = s + 1 < ncuts;
+    primed = k->run_chain(p, &units[s], scr[i], primed, more ? &units[s + 1] : NULL, more ? scr[i ^ 1] : NULL);
+    g_chain_primed += primed;
+  }
+  for (int i = 0; i < 2; i++)
+    if (scr[i]) tk_aligned_free(scr[i]);
+}
+
+static void run_units(const la_kernel* k, const la_params* p, const la_inputs* in, int st, const int64_t* cuts,
+                      int ncuts, la_result* res) {
+  run_units_as(k, p, in, st, cuts, ncuts, res, 0);
 }
 
 static double out_at(const la_inputs* in, const void* out, int64_t t, int64_t h, int64_t j) {
@@ -588,6 +617,34 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
         }
     }
 
+    /* decode chain (la_kernel.run_chain, la_tuning.decode_chain): the column blocks of the head
+     * as consecutive units, each unit's last update sweep summing the next one's first panel
+     * (in place or from zeros, 2- and 4-vector panels with the overlap; separate states and
+     * other widths run unchained): the bits of the whole unit */
+    if (T == 1 && k->run_chain) {
+      int64_t cuts[4][4];
+      int nc_cuts[4], ncs = 0;
+      cuts[ncs][0] = nc, nc_cuts[ncs++] = 1;
+      if (nc >= 2) cuts[ncs][0] = nc / 2, cuts[ncs][1] = nc, nc_cuts[ncs++] = 2;
+      if (nc > 64) cuts[ncs][0] = 64, cuts[ncs][1] = nc, nc_cuts[ncs++] = 2;
+      if (nc > 96) cuts[ncs][0] = 32, cuts[ncs][1] = 64, cuts[ncs][2] = 96, cuts[ncs][3] = nc, nc_cuts[ncs++] = 4;
+      for (int cfg = 0; cfg < 2; cfg++)
+        for (int s = 0; s < ncs; s++) {
+          la_params pc = p;
+          pc.decode_vectors = cfg ? 4 : 2;
+          pc.decode_overlap = 1;
+          la_result cr;
+          result_alloc(&in, &cr);
+          run_units_as(k, &pc, &in, c->st, cuts[s], nc_cuts[s], &cr, 1);
+          int64_t first;
+          const int64_t nd = bits_differ_out(&in, got.out, cr.out, &first);
+          const int64_t ns = bits_differ_state(&in, got.state, cr.state);
+          tk_check(nd == 0 && ns == 0, "%s: decode chain of %d units (%d-vector panels) differs: %lld outputs, %lld state rows",
+                   k->name, nc_cuts[s], pc.decode_vectors, (long long)nd, (long long)ns);
+          result_free(&cr);
+        }
+    }
+
     /* column splits: bit-identical to the whole unit */
     int64_t splits[4][3];
     int nsplit = 0, ncut[4];
@@ -771,6 +828,11 @@ int main(int argc, char** argv) {
   tk_check(g_plain_cases > 0, "no case took the plain staging");
   tk_check(g_fold_cases > 0, "no prefill case with a per-head decay ran the folded staging");
   tk_check(g_split_cases > 0, "no decode without the delta rule compared its one pass with the split sweeps");
+  /* the chain ran where the AVX-512 family (LA_DECODE_OVERLAP) is tested */
+  bool has_avx512 = false;
+  for (int f = 0; f < nfam; f++) has_avx512 |= strcmp(fams[f].k->name, "avx512") == 0;
+  tk_check(!has_avx512 || g_chain_primed > 0, "no decode chain summed a next unit's first panel");
+  tk_note("decode chain: %d units primed by the previous one", g_chain_primed);
   for (int f = 0; f < nfam; f++)
     tk_note("%s: worst fp32 output error vs float64 %.2e of max|ref|", fams[f].k->name, g_worst_f64[f]);
   return tk_finish();

@@ -323,6 +323,8 @@ static void check_bits(const char* what, const tk_tensor* a, const tk_tensor* b)
 
 /* ------------------------------------------------------------------ variants */
 
+static int g_short_workspace_runs; /* in-place calls that ran in a workspace one byte short (unchained) */
+
 static void variant_inplace(linattn_context* ctx, const la_case* c, la_data* d) {
   /* past present: present == past buffer. Past absent: explicit zero past must equal absent. */
   int64_t sdims[4] = {c->B, c->Hkv, c->dk, c->dv};
@@ -337,6 +339,36 @@ static void variant_inplace(linattn_context* ctx, const la_case* c, la_data* d) 
       LINATTN_SUCCESS) {
     check_bits(c->past ? "in-place output" : "explicit-zero-past output", &out, &d->out);
     check_bits(c->past ? "in-place state" : "explicit-zero-past state", &st, &d->present);
+  }
+  /* a caller's workspace one byte short of the queried size: a decode that chains its units
+   * (la_tuning.decode_chain, a second scratch per task) runs them unchained in the workspace it
+   * has, with the same bits; any other call reports the workspace too small */
+  if (c->past) {
+    tk_copy(&st, &d->past);
+    tk_poison(&out);
+    linattn_linear_attention_desc desc = make_desc(c);
+    linattn_tensor tq = desc_of(c, &d->q), tk_ = desc_of(c, &d->k), tv = desc_of(c, &d->v);
+    linattn_tensor tout = desc_of(c, &out), ts = tk_desc(&st), tg, tb;
+    if (c->decay_kind) tg = desc_of(c, &d->decay);
+    if (c->beta_kind) tb = desc_of(c, &d->beta);
+    size_t ws = 0;
+    linattn_status s1 = linattn_linear_attention_workspace_size(ctx, &desc, &tq, &tk_, &tv, &ts,
+                                                                c->decay_kind ? &tg : NULL, c->beta_kind ? &tb : NULL,
+                                                                &tout, &ts, &ws);
+    if (tk_check(s1 == LINATTN_SUCCESS, "in-place workspace_size: %s", linattn_status_string(s1)) && ws > 0) {
+      unsigned char* buf = (unsigned char*)tk_aligned_alloc(64, ws);
+      memset(buf, 0xff, ws);
+      linattn_status s2 = linattn_linear_attention(ctx, &desc, &tq, &tk_, &tv, &ts, c->decay_kind ? &tg : NULL,
+                                                   c->beta_kind ? &tb : NULL, &tout, &ts, buf, ws - 1);
+      tk_check(s2 == LINATTN_SUCCESS || s2 == LINATTN_ERROR_WORKSPACE_TOO_SMALL,
+               "in-place call, workspace one byte short: %s", linattn_status_string(s2));
+      if (s2 == LINATTN_SUCCESS) {
+        g_short_workspace_runs++;
+        check_bits("in-place output, workspace without the decode chain", &out, &d->out);
+        check_bits("in-place state, workspace without the decode chain", &st, &d->present);
+      }
+      tk_aligned_free(buf);
+    }
   }
   tk_free(&st);
   tk_free(&out);
@@ -623,5 +655,6 @@ int main(void) {
             (long long)(tk_failed() - failed_before), tk_seconds() - t0);
   }
   tk_note("total %.2f s", tk_seconds() - t_start);
+  tk_note("in-place calls run unchained in a workspace one byte short: %d", g_short_workspace_runs);
   return tk_finish();
 }

@@ -36,6 +36,7 @@ typedef struct la_call {
   bool stage_next;            /* a lock-step step stages the next unit's first tile (la_tuning.narrow_pair_cols) */
   int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in place: its entry copied) */
   size_t task_bytes;
+  size_t chain_bytes;         /* per task: a second unit's scratch for the decode chain (la_run_chain); 0: none */
   char* workspace;
   /* packed batch (linattn_varlen_linear_attention); cu == NULL for the dense operator. Tensors
    * are then (1, total_tokens, width) views, sequence b is tokens [cu[b], cu[b + 1]), p.T is the
@@ -235,6 +236,13 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   if (!linattn_mul_size(unit_bytes, (size_t)c->lockstep_units, &c->task_bytes))
     return ERR("workspace size overflows");
   c->p.stream_state = la_stream_state(ctx, c);
+  /* decode chain (la_tuning.decode_chain): a task's units of an fp32 state in place run as one
+   * chain (la_run_chain), each unit's scratch alternating with a second one */
+  c->chain_bytes = ctx->tuning->la.decode_chain && c->kern->run_chain && T == 1 && !c->cu && c->in_place &&
+                           c->p.delta && c->p.decode_overlap && c->state_dtype == LINATTN_DTYPE_F32 && !c->refine &&
+                           c->lockstep_units == 1 && per_task > 1
+                       ? unit_bytes
+                       : 0;
   return LINATTN_SUCCESS;
 }
 
@@ -379,7 +387,8 @@ static linattn_status la_resolve_packed(linattn_context* ctx, const linattn_line
 
 static size_t la_workspace_bytes(const la_call* c) {
   size_t total;
-  if (!linattn_mul_size(c->task_bytes, c->num_tasks, &total)) return SIZE_MAX;
+  if (!linattn_add_size(c->task_bytes, c->chain_bytes, &total) || !linattn_mul_size(total, c->num_tasks, &total))
+    return SIZE_MAX;
   return total;
 }
 
@@ -539,6 +548,24 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
     la_refine_unit(c, p, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
 }
 
+/* Units [begin, end) of a decode (la_call.chain_bytes): each unit's run may set up the next one and
+ * sum its first panel (la_kernel.run_chain), so each keeps its own scratch until its run (two
+ * alternate); the bits are those of la_run_unit's. No recompute here (la_plan: !c->refine). */
+static void la_run_chain(const la_call* c, int64_t begin, int64_t end, char* scratch) {
+  la_unit us[2];
+  char* const scr[2] = {scratch, scratch + c->task_bytes};
+  char* kscr[2] = {NULL, NULL};
+  if (begin >= end) return;
+  kscr[0] = la_prepare_unit(c, begin, scr[0], &us[0], false);
+  int primed = 0;
+  for (int64_t u = begin; u < end; u++) {
+    const int i = (int)((u - begin) & 1);
+    const bool more = u + 1 < end;
+    if (more) kscr[i ^ 1] = la_prepare_unit(c, u + 1, scr[i ^ 1], &us[i ^ 1], false);
+    primed = c->kern->run_chain(&c->p, &us[i], kscr[i], primed, more ? &us[i ^ 1] : NULL, more ? kscr[i ^ 1] : NULL);
+  }
+}
+
 /* Units [*begin, *end) of a task. Dense: equal counts (every unit has T tokens). Packed: ranges
  * of about equal cost, a unit costing its sequence's tokens plus one (its state's load and
  * store); every task computes the same split, so the ranges tile [0, num_units). */
@@ -570,8 +597,12 @@ static void la_task(void* arg, size_t task) {
   const la_call* c = (const la_call*)arg;
   int64_t begin, end;
   la_task_range(c, task, &begin, &end);
-  char* scratch = c->workspace + task * c->task_bytes;
+  char* scratch = c->workspace + task * (c->task_bytes + c->chain_bytes);
   if (!c->cu) {
+    if (c->chain_bytes) {
+      la_run_chain(c, begin, end, scratch);
+      return;
+    }
     if (c->lockstep_units <= 1) {
       for (int64_t u = begin; u < end; u++) la_run_unit(c, &c->p, u, scratch);
       return;
@@ -619,6 +650,8 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
   linattn_status st = la_resolve(context, desc, LA_TENSOR_ARGS, &c);
   if (st) return st;
   void* owned;
+  /* a given workspace sized without the decode chain's second scratch (e.g. for more tokens): no chain */
+  if (workspace && c.chain_bytes && workspace_size < la_workspace_bytes(&c)) c.chain_bytes = 0;
   /* the workspace is empty when T == 0 */
   if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0,
                                    &c.workspace, &owned)))

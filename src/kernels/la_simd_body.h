@@ -136,6 +136,8 @@ typedef struct LA_FN(la_job) {
   int fold;        /* per-head decay folded out of the staged rows (la_tile.fs; pairs only) */
   const struct LA_FN(la_job) * sj; /* non-NULL: the job whose tile la_stage_next stages (lock-step:
                                     * the next unit's); NULL: this one */
+  struct LA_FN(la_job) * chain; /* decode chain (la_run_chain): the next unit's job, whose first
+                                 * panel's sums the last panel's update sweep adds up; else NULL */
 } LA_FN(la_job);
 
 typedef LA_FN(la_panel) la_panel_t;
@@ -506,6 +508,9 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 
 /* ------------------------------------------------------------------ the sweep */
 
+#ifndef LA_DECODE_REV
+#define LA_DECODE_REV 1
+#endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
@@ -571,16 +576,17 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  * PREFETCH: 1 the loaded rows 8 ahead, to L1; 2 (first panel of an overlapped decode) also the
  * rest of each row to L2; 3 (LA_UPD, last panel of an overlapped decode) the rows 8 ahead, writable.
  * All arguments that select code are compile-time constants after inlining. */
-static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
+static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
     const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
-    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD) {
+    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD,
+    const int64_t next_off, const int REV) {
   const int64_t esz = LA_SD_SIZE(SD);
   for (int64_t i = 0; i < dk; i++) {
     vf x[LA_WCAP];
     if (MODE == LA_ACC || MODE == LA_UPD_NEXT || MODE == LA_ACC_UPD) {
       /* LA_UPD_NEXT: the next panel's row, loaded before the update's stores */
-      const char* sr = (const char*)src + (i * ld + (MODE == LA_UPD_NEXT ? W * LA_VL : 0)) * esz;
+      const char* sr = (const char*)src + i * ld * esz + (MODE == LA_UPD_NEXT ? next_off : 0);
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
       if (PREFETCH == 2 || MODE == LA_UPD_NEXT) { /* overlapped decode: an L1 prefetch the compiler keeps */
@@ -596,22 +602,24 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
       }
     }
     if (MODE != LA_ACC) {
-      const char* sr = (const char*)src + i * ld * esz;
-      char* dr = (char*)dst + i * ld * esz;
+      /* REV (LA_UPD, LA_UPD_NEXT): rows updated last to first (the sums keep their order) */
+      const int64_t r = REV ? dk - 1 - i : i;
+      const char* sr = (const char*)src + r * ld * esz;
+      char* dr = (char*)dst + r * ld * esz;
       vf y[LA_WCAP];
       if (!STREAM && (MODE == LA_UPD_NEXT || PREFETCH == 3)) {
         /* overlapped decode: this panel's rows 8 ahead, writable (their lines have mostly left
          * the L1 since the panel's read: 16 rows per L1 set at a 512-byte row stride) */
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) v_prefetch_w(dr + (8 * ld + j * LA_VL) * esz);
+        for (int j = 0; j < W; j++) v_prefetch_w(dr + ((REV ? -8 : 8) * ld + j * LA_VL) * esz);
       }
-      const vf kb = v_set1(k[i]);
+      const vf kb = v_set1(k[r]);
       if (MODE == LA_ACC_UPD) { /* the row loaded above */
         const vf ab = v_set1(DECAY ? a[i] : 1.0f);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], DECAY ? v_mul(x[j], ab) : x[j]);
       } else if (DECAY) {
-        const vf ab = v_set1(a[i]);
+        const vf ab = v_set1(a[r]);
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) y[j] = v_fma(kb, u[j], v_mul(LA_FN(la_load_row)(sr, j, SD), ab));
       } else {
@@ -635,6 +643,15 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
     }
     if (MODE != LA_UPD) LA_ACC_ROW(x, ak, aq, aq_stride, i, p, s, NQ, W, DELTA);
   }
+}
+
+/* la_sweep_at whose LA_UPD_NEXT rows are the next panel's (W vectors further). */
+static inline __attribute__((always_inline)) void LA_FN(la_sweep)(
+    const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
+    const float* aq, int64_t aq_stride, const vf* u, vf* p, vf s[][LA_WCAP], const int NQ, const int W,
+    const int DECAY, const int DELTA, const int MODE, const int STREAM, const int PREFETCH, const int SD) {
+  LA_FN(la_sweep_at)(src, dst, ld, dk, a, k, ak, aq, aq_stride, u, p, s, NQ, W, DECAY, DELTA, MODE, STREAM, PREFETCH,
+                     SD, (int64_t)W * LA_VL * LA_SD_SIZE(SD), 0);
 }
 
 /* One pass over the d_k rows of a panel that applies the update of NU (1 or 2) tokens and
@@ -787,13 +804,27 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     if (SD == 0 && P->stream)
       LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 1, 1, SD);
     else
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1, SD);
+      LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, DELTA, LA_UPD_NEXT, 0, 1,
+                         SD, (int64_t)W * LA_VL * LA_SD_SIZE(SD), LA_DECODE_REV);
     LA_STORE_CARRY(P + 1, p, s);
     P[1].primed = 1;
   } else if (SD == 0 && P->stream) {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, SD);
+  } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && J->chain && P == J->panels + J->npanels - 1) {
+    /* decode chain: the next unit's first panel (same width, row stride and heads), summed with
+     * that unit's staged weights, as its own first read sweep would (la_run_chain) */
+    la_job_t* Jn = J->chain;
+    la_panel_t* Pn = &Jn->panels[0];
+    const la_tile_t* Tn = &Jn->tiles[0];
+    const int64_t off = (int64_t)((uintptr_t)Pn->src - (uintptr_t)P->src);
+    LA_ZERO_ACC(p, s);
+    LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tn->ak, Tn->aq, Jn->dkp, u, p, s, NQ, W, DECAY, DELTA,
+                       LA_UPD_NEXT, 0, 1, SD, off, LA_DECODE_REV);
+    LA_STORE_CARRY(Pn, p, s);
+    Pn->primed = 1;
   } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && P->primed) { /* the last panel of an overlapped decode */
-    LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD);
+    LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD, 0,
+                       LA_DECODE_REV);
   } else {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
   }
@@ -1412,6 +1443,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   J.st = &R->st;
   J.pf = (la_step_next){NULL, 0, 0, 0, NULL};
   J.sj = NULL;
+  J.chain = NULL;
   R->staged_t0 = -1;
   if (stage_ahead) {
     int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
@@ -1534,6 +1566,53 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
   LA_FN(la_tiles)(&R, 0, p->T, 1, NULL, tb);
   LA_FN(la_finish)(&R);
   linattn_fpenv_leave(&env);
+}
+
+/* Whether the decode of job J can sum the first panel of job Jn (the next unit, set up) in its
+ * last panel's update sweep: both decodes of an fp32 state in place with the overlap, with the
+ * delta rule (no one-pass decode), the same heads, and panels of the same width and row stride. */
+static int LA_FN(la_chains)(const la_job_t* J, const la_job_t* Jn) {
+  const la_params* p = J->p;
+  if (!p->decode_overlap || J->T != 1 || !p->delta || J->pair || J->vdirect || Jn->vdirect) return 0;
+  if (J->nq > LA_GMAX || J->nq != Jn->nq || J->G != Jn->G || J->dkp != Jn->dkp || J->npanels < 1 || Jn->npanels < 1)
+    return 0;
+  if (!LA_FN(la_decode_tuned)(p, J->u) || !LA_FN(la_decode_tuned)(p, Jn->u)) return 0;
+  const la_panel_t *P = &J->panels[J->npanels - 1], *Pn = &Jn->panels[0];
+  return !P->packed && !Pn->packed && !P->stream && !Pn->stream && P->W == Pn->W && P->ld == Pn->ld &&
+         LA_DECODE_OVERLAP(J->G, P->W);
+}
+
+/* la_kernel.run_chain: la_run_unit for a decode (T == 1), where the unit's job may already be set
+ * up by the previous call (primed: its first panel's sums carried), and, given the next unit
+ * (next, its scratch nscratch), sets that one up too and sums its first panel in this unit's last
+ * update sweep (la_last_update); returns 1 when it did (the next call passes primed = 1). The
+ * sums are those of the next unit's own first read sweep: the same bits as la_run. */
+static int LA_FN(la_run_chain_unit)(const la_params* p, const la_unit* u, void* scratch, int primed,
+                                    const la_unit* next, void* nscratch, const la_tables_t* tb) {
+  if (p->T != 1 || (!primed && !next)) {
+    LA_FN(la_run_unit)(p, u, scratch, tb);
+    return 0;
+  }
+  linattn_fpenv env;
+  linattn_fpenv_enter_ftz(&env);
+  const size_t rbytes = (sizeof(la_resume_t) + 63u) & ~(size_t)63u;
+  la_resume_t* R = (la_resume_t*)((char*)scratch + LA_FN(la_scratch)(p, u->ncols) - rbytes);
+  if (!primed) LA_FN(la_setup)(p, u, scratch, R, 1, tb);
+  R->J.p = p;
+  R->J.u = u;
+  R->J.st = &R->st;
+  R->J.chain = NULL;
+  la_resume_t* Rn = NULL;
+  if (next && LA_DECODE_TUNED && p->decode_overlap && p->delta && !la_state_half(p)) {
+    Rn = (la_resume_t*)((char*)nscratch + LA_FN(la_scratch)(p, next->ncols) - rbytes);
+    LA_FN(la_setup)(p, next, nscratch, Rn, 1, tb);
+    if (LA_FN(la_chains)(&R->J, &Rn->J)) R->J.chain = &Rn->J;
+  }
+  LA_FN(la_tiles)(R, 0, p->T, 1, NULL, tb);
+  LA_FN(la_finish)(R);
+  R->J.chain = NULL;
+  linattn_fpenv_leave(&env);
+  return Rn && Rn->J.panels[0].primed;
 }
 
 /* la_kernel.step: advances a unit over tokens [t0, t1) with its whole job kept in scratch

@@ -81,10 +81,15 @@ static void LA_FN(la_step)(const la_params* p, const la_unit* u, void* scratch, 
   LA_FN(la_step_unit)(p, u, scratch, t0, t1, next, &LA_FN(la_tables_of));
 }
 
+static int LA_FN(la_run_chain)(const la_params* p, const la_unit* u, void* scratch, int primed, const la_unit* next,
+                               void* nscratch) {
+  return LA_FN(la_run_chain_unit)(p, u, scratch, primed, next, nscratch, &LA_FN(la_tables_of));
+}
+
 /* The family's kernel descriptor, named isa_name ("avx512", ...). Units are whole 128-column
  * heads: the tile staging (q, k, v conversion, decay products, k.q) is then done once per head
  * and tile instead of once per 64 columns (docs/tuning.md, block_cols); panels inside the unit
  * keep the L1 working set. */
 #define LA_SIMD_KERNEL(isa_name)                                                                  \
   {.name = isa_name, .run = LA_FN(la_run), .scratch_bytes = LA_FN(la_scratch), .block_cols = 128, \
-   .step = LA_FN(la_step), .step_tokens = LA_TILE_TOKENS, .handles_gdn = true}
+   .step = LA_FN(la_step), .step_tokens = LA_TILE_TOKENS, .handles_gdn = true, .run_chain = LA_FN(la_run_chain)}
