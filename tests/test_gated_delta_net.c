@@ -14,13 +14,15 @@
  *  1b. qk_l2_norm_eps (ORT's 1e-12, fla's 1e-6, 0) on rows small enough for it to matter;
  *  6. non-finite values (infinities in any input, overflowing keys, decays or states, NaN
  *     betas): NaN / +-inf exactly where the reference ISA has them, every ISA, 1 and 2 threads,
- *     separate state and in place (300 tokens).
+ *     separate state and in place (300 tokens);
+ *  7. la.fold_head_decay on the AVX-512 family (check_fold).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "testkit.h"
 
 typedef struct gcase {
@@ -32,6 +34,7 @@ typedef struct gcase {
   int has_eps;     /* desc.qk_l2_norm_eps = eps, else desc_init's (ORT's 1e-12) */
   float eps;
   double qk_scale; /* > 0: q and k drawn at this scale */
+  double al_off;   /* added to every a_log (large: strong gates) */
 } gcase;
 
 typedef struct gdata {
@@ -92,7 +95,7 @@ static void make_data(tk_rng* r, const gcase* c, gdata* d) {
   void* tmp;
   fill(r, LINATTN_DTYPE_F32, c->B * Hv * dv * dk, 0.3, 0.0, d->s0, &tmp);
   d->s0x = tmp;
-  fill(r, LINATTN_DTYPE_F32, Hv, 0.5, 0.0, d->al, &tmp);
+  fill(r, LINATTN_DTYPE_F32, Hv, 0.5, c->al_off, d->al, &tmp);
   d->alx = tmp;
   fill(r, LINATTN_DTYPE_F32, Hv * dk, 1.0, 0.0, d->db, &tmp);
   d->dbx = tmp;
@@ -582,6 +585,91 @@ static void check_non_finite(tk_rng* r) {
   linattn_context_destroy(ref);
 }
 
+/* 7. la.fold_head_decay: prefill with a per-head gate keeps k and scale q in the tile and the
+ * decay scalars scale the sums and u (other rounding). On the AVX-512 family with the field on
+ * and off: against the float64 oracle (check_case: outputs poisoned, every element), mild gates
+ * (segments span the tile) and strong ones (a_log + 3: the decay product leaves the fold range
+ * within a few tokens, segments end mid-tile), ragged requests of 203 / 50 / 9 tokens
+ * (lock-step, one pass, one-token sweeps); 1 and 2 threads and two calls the same bits; on and
+ * off other bits where the fold applies (per-head gate, no capture: shows it ran) and the same
+ * bits where it does not (per-key decay; every request capturing). */
+static int fold_run(linattn_isa isa, int fold, int threads, const gcase* c, gdata* d, const gtensors* t, char* dst) {
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.num_threads = threads;
+  o.isa = isa;
+  linattn_context* ctx;
+  if (linattn_context_create(&o, &ctx)) return 0;
+  linattn_tuning tu = *linattn_tuning_by_name("intel-avx512");
+  tu.la.fold_head_decay = fold;
+  ctx->tuning = &tu;
+  const size_t no = (size_t)(d->T * d->Hv * c->dv) * tk_dtype_size(c->dt), ns = (size_t)(c->B * d->Hv * c->dv * c->dk) * 4,
+               nu = (size_t)(c->B * d->su_row) * 4;
+  float* fin = c->state_mode == 2 ? d->s0x : d->finx;
+  memset(d->ox, 0xff, no), memset(d->sux, 0xff, nu);
+  if (c->state_mode != 2) memset(d->finx, 0xff, ns);
+  tk_check(call(ctx, c, d, t) == LINATTN_SUCCESS, "status: %s", linattn_last_error());
+  memcpy(dst, d->ox, no), memcpy(dst + no, fin, ns), memcpy(dst + no + ns, d->sux, nu);
+  linattn_context_destroy(ctx);
+  return 1;
+}
+
+static void check_fold(tk_rng* r) {
+  const linattn_isa isa = LINATTN_ISA_AVX512;
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.num_threads = 1;
+  o.isa = isa;
+  linattn_context* ctx[2];
+  if (linattn_context_create(&o, &ctx[0])) {
+    tk_note("fold: no AVX-512 here, skipped");
+    return;
+  }
+  if (linattn_context_create(&o, &ctx[1])) tk_fatal("context: %s", linattn_last_error());
+  linattn_tuning tu[2] = {*linattn_tuning_by_name("intel-avx512"), *linattn_tuning_by_name("intel-avx512")};
+  tu[0].la.fold_head_decay = 0;
+  tu[1].la.fold_head_decay = 1;
+  ctx[0]->tuning = &tu[0];
+  ctx[1]->tuning = &tu[1];
+  int folded = 0;
+  for (int kind = 0; kind < 4; kind++) /* 0, 1 per-head gate (mild, strong); 2 per-key; 3 capture */
+    for (int di = 0; di < 2; di++) {
+      const linattn_dtype dt = di ? LINATTN_DTYPE_BF16 : LINATTN_DTYPE_F32;
+      gcase c = {.B = 3, .lens = {203, 50, 9}, .Hq = 2, .grp = 2, .dk = 64, .dv = 48, .rule = LINATTN_UPDATE_GATED_DELTA,
+                 .gate = LINATTN_GDN_GATE_SOFTPLUS, .beta_sigmoid = 1, .l2 = 1, .per_key = kind == 2,
+                 .cap = kind == 3 ? 4 : 0, .state_mode = 1 + di, .dt = dt, .gdt = LINATTN_DTYPE_F32,
+                 .al_off = kind == 1 ? 3.0 : 0.0};
+      if (di && kind == 0) c.rule = LINATTN_UPDATE_GATED, c.dk = 128, c.dv = 128, c.Hq = 1;
+      for (int f = 0; f < 2; f++) check_case(ctx[f], f ? "avx512 fold" : "avx512 no fold", &c, r);
+      gdata d;
+      make_data(r, &c, &d);
+      for (int b = 0; b < 3; b++) d.capc[b] = kind == 3 ? 2 + b : -1;
+      gtensors t;
+      tensors(&c, &d, &t);
+      const size_t n = (size_t)(d.T * d.Hv * c.dv) * tk_dtype_size(dt) + (size_t)(c.B * d.Hv * c.dv * c.dk) * 4 +
+                       (size_t)(c.B * d.su_row) * 4;
+      char *on1 = xcalloc(n, 1), *on2 = xcalloc(n, 1), *on1b = xcalloc(n, 1), *off = xcalloc(n, 1);
+      float* s0 = xcalloc((size_t)(c.B * d.Hv * c.dv * c.dk), 4);
+      memcpy(s0, d.s0x, (size_t)(c.B * d.Hv * c.dv * c.dk) * 4); /* in place (state_mode 2): each run from s0 */
+      char* outs[4] = {on1, on2, on1b, off};
+      const int folds[4] = {1, 1, 1, 0}, threads[4] = {1, 2, 1, 1};
+      tk_context("fold kind %d dt %s", kind, tk_dtype_str(dt));
+      for (int i = 0; i < 4; i++) {
+        memcpy(d.s0x, s0, (size_t)(c.B * d.Hv * c.dv * c.dk) * 4);
+        if (!fold_run(isa, folds[i], threads[i], &c, &d, &t, outs[i])) tk_fatal("context: %s", linattn_last_error());
+      }
+      tk_check(!memcmp(on1, on2, n), "fold on: 1 and 2 threads differ");
+      tk_check(!memcmp(on1, on1b, n), "fold on: two calls differ");
+      if (kind < 2) folded += memcmp(on1, off, n) != 0;
+      else tk_check(!memcmp(on1, off, n), "fold on and off differ where the fold does not apply");
+      free(on1), free(on2), free(on1b), free(off), free(s0);
+      free_data(&d);
+    }
+  tk_check(folded == 4, "fold on and off gave other bits in %d of 4 per-head cases (the fold did not run)", folded);
+  linattn_context_destroy(ctx[0]);
+  linattn_context_destroy(ctx[1]);
+}
+
 int main(void) {
   tk_begin("test_gated_delta_net");
   tk_rng r;
@@ -629,5 +717,6 @@ int main(void) {
   check_threads(&r);
   check_infer_shapes();
   check_non_finite(&r);
+  check_fold(&r);
   return tk_finish();
 }

@@ -360,6 +360,9 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   c->kern = ctx->kernels->la->handles_gdn ? ctx->kernels->la : &linattn_la_scalar;
   c->p.sweep_tokens = ctx->tuning->la.sweep_tokens; /* as LinearAttention: the same kernels, tuned alike */
   c->p.stage_plain = ctx->tuning->la.stage_plain; /* fp32 inputs: the specialised staging (la_stage_slot) */
+  /* per-head decay folded out of the staged rows (two-token sweeps; la_setup leaves it out where
+   * the transition capture or a per-key decay rules those out) */
+  c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > c->dv) bc = c->dv;
   c->block_cols = bc;
