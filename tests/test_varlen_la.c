@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "errcheck.h"
+#include "internal.h"
 #include "testkit.h"
 
 /* ------------------------------------------------------------------ bad input */
@@ -302,8 +303,10 @@ static tk_tensor rows_of(const lin* in, int64_t t0, int64_t rows, int32_t rank) 
   return tk_view(in->owner, in->col + t0 * in->ld, rank, rank == 3 ? d3 : d3 + 1, rank == 3 ? s3 : s3 + 1);
 }
 
-/* The packed call; out and present are allocated here (poisoned, or present = past in place). */
-static linattn_status run_packed(linattn_context* ctx, const lcase* v, tk_tensor* out, tk_tensor* present) {
+/* The packed call; out and present are allocated here (poisoned, or present = past in place).
+ * The workspace given is short_by bytes under the queried size (*ws_out: that size). */
+static linattn_status run_packed_ws(linattn_context* ctx, const lcase* v, tk_tensor* out, tk_tensor* present,
+                                    size_t short_by, size_t* ws_out) {
   const int64_t od[2] = {v->total, v->Wo};
   *out = tk_alloc(v->dt, 2, od);
   tk_poison(out);
@@ -320,11 +323,18 @@ static linattn_status run_packed(linattn_context* ctx, const lcase* v, tk_tensor
                                                                      gated(v) ? &tg : NULL, delta(v) ? &tb : NULL, &to,
                                                                      v->want_present ? &tpr : NULL, &ws);
   if (st) return st;
+  if (ws_out) *ws_out = ws;
   void* work = ws ? tk_aligned_alloc(64, ws) : NULL;
+  if (work) memset(work, 0xff, ws);
   st = linattn_varlen_linear_attention(ctx, &v->desc, &b, &tq, &tk, &tv, past, gated(v) ? &tg : NULL,
-                                       delta(v) ? &tb : NULL, &to, v->want_present ? &tpr : NULL, work, ws);
+                                       delta(v) ? &tb : NULL, &to, v->want_present ? &tpr : NULL, work,
+                                       ws > short_by ? ws - short_by : ws);
   tk_aligned_free(work);
   return st;
+}
+
+static linattn_status run_packed(linattn_context* ctx, const lcase* v, tk_tensor* out, tk_tensor* present) {
+  return run_packed_ws(ctx, v, out, present, 0, NULL);
 }
 
 /* Sequence i alone through the dense operator: its output rows and state must equal the packed
@@ -463,6 +473,93 @@ static void test_non_finite(tk_rng* r) {
   }
 }
 
+/* la.decode_chain on a packed decode (fp32 pool updated in place, delta rules): the units of
+ * consecutive one-token sequences that read their state run as one chain across heads and
+ * sequences; a sequence without a token or starting from zeros runs alone. Chained (1 and 2
+ * threads) against unchained (the tuning's decode_chain off, and a workspace one byte short of
+ * the chain's), bit for bit, and against the dense operator per sequence. */
+static int g_chain_short_runs; /* chained calls run again in a workspace without the chain */
+
+static void test_decode_chain(tk_rng* r) {
+  linattn_isa isas[8];
+  const int n_isa = tk_available_isas(isas, 8);
+  static const int64_t shapes[][3] = {{2, 128, 128}, {3, 64, 64}, {2, 32, 160}, {4, 128, 64}}; /* Hkv, dk, dv */
+  static const int32_t lens[2][6] = {{1, 1, 1, 1, 1, 1}, {1, 1, 0, 1, 1, 1}};
+  static const uint8_t has[2][6] = {{1, 1, 1, 1, 1, 1}, {1, 0, 1, 1, 1, 0}};
+  linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
+  on.la.decode_chain = 1;
+  off.la.decode_chain = 0;
+  for (int k = 0; k < n_isa; k++) {
+    linattn_context* ctx1 = tk_context_create(isas[k], 1);
+    linattn_context* ctx2 = tk_context_create(isas[k], 2);
+    const bool chains = ctx1->kernels->la->run_chain != NULL;
+    const linattn_tuning* const own = ctx1->tuning;
+    for (int n = 0; n < 16; n++) {
+      const int64_t* sh = shapes[n % 4];
+      const int pat = (n / 4) % 2;
+      lcase v;
+      memset(&v, 0, sizeof v);
+      v.dt = v.sdt = LINATTN_DTYPE_F32;
+      linattn_linear_attention_desc_init(&v.desc);
+      v.desc.q_num_heads = v.desc.kv_num_heads = sh[0];
+      v.desc.update_rule = n / 8 ? LINATTN_UPDATE_GATED_DELTA : LINATTN_UPDATE_DELTA;
+      v.Hkv = v.nk = sh[0];
+      v.dk = sh[1], v.dv = sh[2], v.Wo = sh[0] * sh[2];
+      v.B = 6, v.N = 8;
+      v.per_key = tk_below(r, 2);
+      v.fused = tk_below(r, 2);
+      v.pool = v.has_flags = v.has_past = v.in_place = v.want_present = true;
+      v.cu = tk_xcalloc(7, sizeof(int32_t));
+      v.idx = tk_xcalloc(9, sizeof(int32_t));
+      v.has = tk_xcalloc(7, 1);
+      int perm[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+      tk_shuffle(r, perm, 8);
+      for (int i = 0; i < 6; i++) v.cu[i + 1] = v.cu[i] + lens[pat][i], v.idx[i] = perm[i], v.has[i] = has[pat][i];
+      v.total = v.cu[6];
+      alloc_case(r, &v);
+      if (pat == 1 && n % 2) { /* infinite values: the sequence from zeros is recomputed, chained or not */
+        v.nan_equal = true;
+        for (int i = 0; i < 2; i++) tk_store(v.v.owner->data, v.cu[i] * v.v.ld + v.v.col + 3, v.dt, INFINITY);
+      }
+      tk_context("%s decode chain case %d: rule %d Hkv=%lld dk=%lld dv=%lld pattern %d per_key=%d fused=%d",
+                 linattn_isa_name(isas[k]), n, (int)v.desc.update_rule, (long long)v.Hkv, (long long)v.dk,
+                 (long long)v.dv, pat, v.per_key, v.fused);
+      tk_tensor out0, st0, out[3], st[3];
+      size_t ws_off = 0, ws_on = 0;
+      ctx1->tuning = &off;
+      if (run_packed_ws(ctx1, &v, &out0, &st0, 0, &ws_off)) tk_fatal("packed call failed: %s", linattn_last_error());
+      ctx1->tuning = ctx2->tuning = &on;
+      if (run_packed_ws(ctx1, &v, &out[0], &st[0], 0, &ws_on)) tk_fatal("packed call failed: %s", linattn_last_error());
+      if (run_packed_ws(ctx2, &v, &out[1], &st[1], 0, NULL)) tk_fatal("packed call failed: %s", linattn_last_error());
+      /* the chain's second scratch per task is in the queried size where the ISA's kernel chains;
+       * one byte short of it, the units run unchained */
+      tk_check(!chains || ws_on > ws_off, "decode chain not planned: workspace %zu with it, %zu without", ws_on, ws_off);
+      const int runs = ws_on > ws_off ? 3 : 2;
+      if (runs == 3) {
+        const linattn_status s1 = run_packed_ws(ctx1, &v, &out[2], &st[2], 1, NULL);
+        tk_check(s1 == LINATTN_SUCCESS, "workspace one byte short of the chain's: %s", linattn_status_string(s1));
+        g_chain_short_runs++;
+      }
+      static const char* const what[3] = {"chained, 1 thread", "chained, 2 threads", "workspace without the chain"};
+      for (int i = 0; i < runs; i++) {
+        int64_t first = -1;
+        tk_check(tk_bits_differ(&out[i], &out0, &first) == 0, "%s: output differs from unchained (element %lld)",
+                 what[i], (long long)first);
+        tk_check(tk_bits_differ(&st[i], &st0, &first) == 0, "%s: state differs from unchained (element %lld)",
+                 what[i], (long long)first);
+      }
+      check_sequential(ctx1, &v, &out[0], &st[0]);
+      ctx1->tuning = ctx2->tuning = own;
+      tk_free(&out0); tk_free(&st0);
+      for (int i = 0; i < runs; i++) tk_free(&out[i]), tk_free(&st[i]);
+      free_case(&v);
+    }
+    linattn_context_destroy(ctx1);
+    linattn_context_destroy(ctx2);
+  }
+  tk_note("decode chain: %d packed calls chained and checked against a workspace without the chain", g_chain_short_runs);
+}
+
 int main(void) {
   tk_begin("varlen_la");
   tk_rng r;
@@ -474,5 +571,6 @@ int main(void) {
   ec_free();
   test_sequential(&r);
   test_non_finite(&r);
+  test_decode_chain(&r);
   return tk_finish();
 }

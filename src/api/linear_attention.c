@@ -238,8 +238,9 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.stream_state = la_stream_state(ctx, c);
   /* decode chain (la_tuning.decode_chain): a task's units of an fp32 state in place run as one
    * chain (la_run_chain), each unit's scratch alternating with a second one */
-  c->chain_bytes = ctx->tuning->la.decode_chain && c->kern->run_chain && T == 1 && !c->cu && c->in_place &&
-                           c->p.delta && c->p.decode_overlap && c->state_dtype == LINATTN_DTYPE_F32 && !c->refine &&
+  c->chain_bytes = ctx->tuning->la.decode_chain && c->kern->run_chain && T == 1 && c->in_place &&
+                           c->p.delta && c->p.decode_overlap && c->state_dtype == LINATTN_DTYPE_F32 &&
+                           (!c->refine || c->cu) && /* packed: units that may refine run alone (la_task_packed_chain) */
                            c->lockstep_units == 1 && per_task > 1
                        ? unit_bytes
                        : 0;
@@ -566,6 +567,28 @@ static void la_run_chain(const la_call* c, int64_t begin, int64_t end, char* scr
   }
 }
 
+/* A packed decode's units [begin, end) (la_call.chain_bytes): the runs of units whose sequence has
+ * its one token and no recompute (it reads its in-place state) run as chains; the others (no
+ * token, or a sequence starting from zeros, which may be recomputed) run alone, as la_task's. */
+static void la_task_packed_chain(const la_call* c, int64_t begin, int64_t end, char* scratch) {
+  const int64_t per_seq = c->blocks_per_head * c->s.H_kv;
+  la_params p = c->p;
+  for (int64_t u = begin; u < end;) {
+    const int64_t b = la_unit_seq(c, u);
+    p.T = la_seq_len(c, b);
+    if (p.T != 1 || la_unit_refines(c, b, 1)) {
+      la_run_unit(c, &p, u, scratch);
+      u++;
+      continue;
+    }
+    int64_t r = (b + 1) * per_seq; /* the run goes on through the following chaining sequences */
+    for (int64_t bn = b + 1; r < end && la_seq_len(c, bn) == 1 && !la_unit_refines(c, bn, 1); bn++) r += per_seq;
+    if (r > end) r = end;
+    la_run_chain(c, u, r, scratch);
+    u = r;
+  }
+}
+
 /* Units [*begin, *end) of a task. Dense: equal counts (every unit has T tokens). Packed: ranges
  * of about equal cost, a unit costing its sequence's tokens plus one (its state's load and
  * store); every task computes the same split, so the ranges tile [0, num_units). */
@@ -613,6 +636,10 @@ static void la_task(void* arg, size_t task) {
   }
   /* packed: a group never spans two sequences (its units share T) */
   const int64_t per_seq = c->blocks_per_head * c->s.H_kv;
+  if (c->chain_bytes) {
+    la_task_packed_chain(c, begin, end, scratch);
+    return;
+  }
   la_params p = c->p;
   for (int64_t g0 = begin; g0 < end;) {
     const int64_t b = la_unit_seq(c, g0), seq_end = (b + 1) * per_seq;
@@ -691,6 +718,8 @@ static linattn_status la_packed_entered(LA_PACKED_ARGS_DECL, void* workspace, si
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
   void* owned;
+  /* as la_compute_entered: a workspace sized without the decode chain's second scratch, no chain */
+  if (workspace && c.chain_bytes && workspace_size < la_workspace_bytes(&c)) c.chain_bytes = 0;
   if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0 && c.num_units > 0,
                                    &c.workspace, &owned)))
     return st;
