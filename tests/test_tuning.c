@@ -475,6 +475,91 @@ static void check_narrow_pairs(void) {
       for (int threads = 1; threads <= 2; threads++) check_narrow_case(&cases[i], dts[di], threads, &r);
 }
 
+/* la.decode_chain under state_window: the window runs its single-token ranges in place on an fp32
+ * state in its own workspace, so its size query must include the chain's second scratch. Chain on
+ * against off, bit for bit, in the queried workspace; one byte short of it: WORKSPACE_TOO_SMALL
+ * with outputs untouched (the call never runs with less than it reported). */
+enum { WC_H = 4, WC_D = 64, WC_T = 3, WC_W = 4 };
+
+static linattn_status run_window(const linattn_tuning* t, void* const in[5], const float* past, float* out,
+                                 float* present, size_t short_by, size_t* ws_out) {
+  linattn_context_options o;
+  linattn_context_options_init(&o);
+  o.isa = LINATTN_ISA_AVX512;
+  o.num_threads = 1;
+  linattn_context* ctx = NULL;
+  linattn_status st = linattn_context_create(&o, &ctx);
+  if (st != LINATTN_SUCCESS) return st;
+  ctx->tuning = t;
+  memset(out, 0xff, sizeof(float) * WC_T * WC_H * WC_D);
+  memset(present, 0xff, sizeof(float) * WC_W * WC_H * WC_D * WC_D);
+  const int64_t qd[3] = {1, WC_T, WC_H * WC_D}, gd[3] = {1, WC_T, WC_H}, sd[4] = {WC_W, WC_H, WC_D, WC_D};
+  linattn_tensor q = linattn_make_tensor(in[0], LINATTN_DTYPE_F32, 3, qd),
+                 k = linattn_make_tensor(in[1], LINATTN_DTYPE_F32, 3, qd),
+                 v = linattn_make_tensor(in[2], LINATTN_DTYPE_F32, 3, qd),
+                 g = linattn_make_tensor(in[3], LINATTN_DTYPE_F32, 3, gd),
+                 b = linattn_make_tensor(in[4], LINATTN_DTYPE_F32, 3, gd),
+                 y = linattn_make_tensor(out, LINATTN_DTYPE_F32, 3, qd),
+                 ps = linattn_make_tensor((void*)past, LINATTN_DTYPE_F32, 4, sd),
+                 pr = linattn_make_tensor(present, LINATTN_DTYPE_F32, 4, sd);
+  linattn_linear_attention_desc d;
+  linattn_linear_attention_desc_init(&d);
+  d.q_num_heads = d.kv_num_heads = WC_H;
+  d.update_rule = LINATTN_UPDATE_GATED_DELTA;
+  d.state_window = WC_W;
+  size_t ws = 0;
+  st = linattn_linear_attention_workspace_size(ctx, &d, &q, &k, &v, &ps, &g, &b, &y, &pr, &ws);
+  if (st == LINATTN_SUCCESS) {
+    *ws_out = ws;
+    void* work = tk_aligned_alloc(64, ws);
+    st = linattn_linear_attention(ctx, &d, &q, &k, &v, &ps, &g, &b, &y, &pr, work, ws - short_by);
+    tk_aligned_free(work);
+  }
+  linattn_context_destroy(ctx);
+  return st;
+}
+
+static void check_window_chain(void) {
+  tk_rng r;
+  tk_rng_init(&r, tk_seed() + 13);
+  const size_t nq = (size_t)WC_T * WC_H * WC_D, ng = (size_t)WC_T * WC_H, ns = (size_t)WC_W * WC_H * WC_D * WC_D;
+  const size_t n[5] = {nq, nq, nq, ng, ng};
+  const double lo[5] = {-0.1, -0.1, -1, -0.3, 0.1}, hi[5] = {0.1, 0.1, 1, -0.01, 0.9};
+  void* in[5];
+  for (int i = 0; i < 5; i++) {
+    float* a = (float*)malloc(sizeof(float) * n[i]);
+    for (size_t e = 0; e < n[i]; e++) a[e] = (float)tk_uniform_range(&r, lo[i], hi[i]);
+    in[i] = a;
+  }
+  float* past = (float*)malloc(sizeof(float) * ns);
+  for (size_t e = 0; e < ns; e++) past[e] = (float)tk_uniform_range(&r, -0.05, 0.05);
+  float *o_on = malloc(sizeof(float) * nq), *o_off = malloc(sizeof(float) * nq), *o_short = malloc(sizeof(float) * nq);
+  float *s_on = malloc(sizeof(float) * ns), *s_off = malloc(sizeof(float) * ns), *s_short = malloc(sizeof(float) * ns);
+  linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
+  on.la.decode_chain = 1;
+  off.la.decode_chain = 0;
+  size_t ws_on = 0, ws_off = 0, ws_short = 0;
+  const linattn_status sa = run_window(&on, in, past, o_on, s_on, 0, &ws_on);
+  if (sa == LINATTN_ERROR_UNSUPPORTED) {
+    tk_note("window decode chain: no AVX-512 here, skipped");
+  } else {
+    const linattn_status sb = run_window(&off, in, past, o_off, s_off, 0, &ws_off);
+    const linattn_status sc = run_window(&on, in, past, o_short, s_short, 1, &ws_short);
+    tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS, "window runs in its queried workspace (%s)",
+             linattn_last_error());
+    tk_check(ws_on > ws_off, "window workspace holds the decode chain: %zu with it, %zu without", ws_on, ws_off);
+    tk_check(!memcmp(o_on, o_off, sizeof(float) * nq) && !memcmp(s_on, s_off, sizeof(float) * ns),
+             "window: decode chain on and off give the same bits");
+    bool untouched = true;
+    for (size_t e = 0; e < nq; e++) untouched &= ((uint32_t*)o_short)[e] == 0xffffffffu;
+    for (size_t e = 0; e < ns; e++) untouched &= ((uint32_t*)s_short)[e] == 0xffffffffu;
+    tk_check(sc == LINATTN_ERROR_WORKSPACE_TOO_SMALL && untouched,
+             "window, workspace one byte short: %s, outputs untouched %d", linattn_status_string(sc), (int)untouched);
+  }
+  for (int i = 0; i < 5; i++) free(in[i]);
+  free(past); free(o_on); free(o_off); free(o_short); free(s_on); free(s_off); free(s_short);
+}
+
 int main(void) {
   tk_begin("tuning");
   const linattn_tuning* cpu = linattn_tuning_for_cpu();
@@ -540,6 +625,7 @@ int main(void) {
   check_conv_tunings(names, sizeof names / sizeof names[0]);
   check_narrow_pairs();
   check_fold_head_decay();
+  check_window_chain();
   free(out_a); free(out_b); free(st_a); free(st_b);
   free(oout); free(ostate);
   free_problem(&P);

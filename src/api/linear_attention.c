@@ -669,6 +669,22 @@ linattn_status linattn_linear_attention_workspace_size(
   LINATTN_RETURN_ENTERED(context, la_workspace_size_entered(context, desc, LA_TENSOR_ARGS, workspace_size));
 }
 
+linattn_status linattn_la_in_place_workspace_size(linattn_context* ctx, const linattn_linear_attention_desc* d,
+                                                  const linattn_tensor* query, const linattn_tensor* key,
+                                                  const linattn_tensor* value, const linattn_tensor* decay,
+                                                  const linattn_tensor* beta, const linattn_tensor* output,
+                                                  size_t* bytes) {
+  la_call c;
+  linattn_status st = la_resolve(ctx, d, query, key, value, NULL, decay, beta, output, NULL, &c);
+  if (st) return st;
+  /* planned again as if an fp32 state were given and updated in place */
+  c.has_past = c.has_present = c.in_place = true;
+  c.state_dtype = LINATTN_DTYPE_F32;
+  if ((st = la_plan(ctx, &c))) return st;
+  *bytes = la_workspace_bytes(&c);
+  return *bytes == SIZE_MAX ? ERR("workspace size overflows") : LINATTN_SUCCESS;
+}
+
 static linattn_status la_compute_entered(linattn_context* context, const linattn_linear_attention_desc* desc,
                                          LA_TENSOR_PARAMS, void* workspace, size_t workspace_size) {
   if (desc && desc->state_window != 0 && context)
@@ -677,8 +693,6 @@ static linattn_status la_compute_entered(linattn_context* context, const linattn
   linattn_status st = la_resolve(context, desc, LA_TENSOR_ARGS, &c);
   if (st) return st;
   void* owned;
-  /* a given workspace sized without the decode chain's second scratch (e.g. for more tokens): no chain */
-  if (workspace && c.chain_bytes && workspace_size < la_workspace_bytes(&c)) c.chain_bytes = 0;
   /* the workspace is empty when T == 0 */
   if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0,
                                    &c.workspace, &owned)))
@@ -718,8 +732,6 @@ static linattn_status la_packed_entered(LA_PACKED_ARGS_DECL, void* workspace, si
   linattn_status st = la_resolve_packed(LA_PACKED_ARGS, &c);
   if (st) return st;
   void* owned;
-  /* as la_compute_entered: a workspace sized without the decode chain's second scratch, no chain */
-  if (workspace && c.chain_bytes && workspace_size < la_workspace_bytes(&c)) c.chain_bytes = 0;
   if ((st = linattn_take_workspace(context, workspace, workspace_size, la_workspace_bytes(&c), c.p.d_k > 0 && c.num_units > 0,
                                    &c.workspace, &owned)))
     return st;

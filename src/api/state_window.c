@@ -116,9 +116,10 @@ static linattn_status la_window_resolve(linattn_context* ctx, const linattn_line
       !linattn_mul_i64(w->W, w->B, &dims[0]))
     return ERR("past_state: size overflows");
   /* validates the whole token range; then the workspace of the ranges that will run (the first
-   * one and single tokens; no states passed: an upper bound) */
+   * one and single tokens), each on the window's fp32 state in place */
+  size_t whole_bytes;
   if ((st = linattn_linear_attention_workspace_size(ctx, &w->d0, query, key, value, NULL, decay, beta, output, NULL,
-                                                    &w->inner_bytes)))
+                                                    &whole_bytes)))
     return st;
   const linattn_tensor* inputs[] = {query, key, value, decay, beta, output};
   if ((st = window_states(past_state, present_state, 4, dims, "(state_window * B, kv_num_heads, d_k, d_v)", inputs, 6,
@@ -130,8 +131,8 @@ static linattn_status la_window_resolve(linattn_context* ctx, const linattn_line
     linattn_tensor sq = token_slice(query, 1, 0, n), sk = token_slice(key, 1, 0, n), sv = token_slice(value, 1, 0, n);
     linattn_tensor so = token_slice(output, 1, 0, n), sd, sb;
     size_t bytes = 0;
-    if ((st = linattn_linear_attention_workspace_size(ctx, &w->d0, &sq, &sk, &sv, NULL, opt_slice(decay, 1, 0, n, &sd),
-                                                      opt_slice(beta, 1, 0, n, &sb), &so, NULL, &bytes)))
+    if ((st = linattn_la_in_place_workspace_size(ctx, &w->d0, &sq, &sk, &sv, opt_slice(decay, 1, 0, n, &sd),
+                                                 opt_slice(beta, 1, 0, n, &sb), &so, &bytes)))
       return st;
     if (bytes > w->inner_bytes) w->inner_bytes = bytes;
   }
