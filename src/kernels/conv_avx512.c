@@ -332,52 +332,6 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
   return t0;
 }
 
-/* One column of conv_cl_k4_table_columns: channels [v, v + 16) of the tile's rows summed and
- * their table indices formed in idx; with store, the previous column's pending lookups (idx as
- * given, rows at yprev) go out one per row in between. */
-AI void conv_cl_table_column(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
-                             int64_t t0, int64_t v, __m512i* idx, bool store, char* yprev, dtype_t dt) {
-  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
-  const int64_t xst = p->x_st * 2, yst = p->y_st * 2;
-  const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, 2);
-  const __m512 w0 = _mm512_loadu_ps(s->wt + v), w1 = _mm512_loadu_ps(s->wt + ncp + v);
-  const __m512 w2 = _mm512_loadu_ps(s->wt + 2 * ncp + v), w3 = _mm512_loadu_ps(s->wt + 3 * ncp + v);
-  const bool has_bias = p->bias != NULL;
-  const __m512 bias = has_bias ? _mm512_loadu_ps(s->bias + v) : _mm512_setzero_ps();
-  __m512 h0, h1, h2;
-  if (t0 >= p->S) { /* the three previous rows are input rows */
-    h0 = load16(xp - 3 * xst, dt), h1 = load16(xp - 2 * xst, dt), h2 = load16(xp - xst, dt);
-  } else {
-    h0 = load16(conv_cl_padded_row(p, b, c0, t0, s->zero) + v * 2, dt);
-    h1 = load16(conv_cl_padded_row(p, b, c0, t0 + 1, s->zero) + v * 2, dt);
-    h2 = load16(conv_cl_padded_row(p, b, c0, t0 + 2, s->zero) + v * 2, dt);
-  }
-  for (int i = 0; i < ROWS; ++i) {
-    if (store) _mm256_storeu_si256((__m256i*)(yprev + i * yst), conv_table_lookup(idx[i], dt));
-    const __m512 x3 = load16(xp + i * xst, dt);
-    __m512 acc = _mm512_fmadd_ps(w0, h0, _mm512_setzero_ps());
-    acc = _mm512_fmadd_ps(w1, h1, acc);
-    acc = _mm512_fmadd_ps(w2, h2, acc);
-    acc = _mm512_fmadd_ps(w3, x3, acc);
-    if (has_bias) acc = conv_add_bias(acc, bias, dt);
-    idx[i] = conv_table_index(acc, dt);
-    h0 = h1, h1 = h2, h2 = x3;
-  }
-}
-
-/* Whole columns of a full channels-last tile with the SiLU by lookup, software-pipelined as
- * conv_cf_k4_table is: each column's gathers issued during the next column's sums. */
-AI void conv_cl_k4_table_columns(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
-                                 int64_t ncp, int64_t t0, int64_t v0, int64_t v1, dtype_t dt) {
-  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
-  const int64_t yst = p->y_st * 2;
-  char* y = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0) * 2;
-  __m512i idx[ROWS];
-  conv_cl_table_column(p, b, c0, s, ncp, t0, v0, idx, false, NULL, dt);
-  for (int64_t v = v0 + 16; v < v1; v += 16) conv_cl_table_column(p, b, c0, s, ncp, t0, v, idx, true, y + (v - 16) * 2, dt);
-  for (int i = 0; i < ROWS; ++i) _mm256_storeu_si256((__m256i*)(y + (v1 - 16) * 2 + i * yst), conv_table_lookup(idx[i], dt));
-}
-
 /* ------------------------------------------------------------------ decode (L = 1) */
 
 /* De-interleaving 16 channels' values that sit `stride` floats apart (weights (C, K), state

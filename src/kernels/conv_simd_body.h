@@ -225,14 +225,6 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
 
 /* ------------------------------------------------------------------ channels-last */
 
-#if CONV_SILU_TABLE
-/* The ISA file's full tiles of channels_last_k4 with the SiLU by lookup: the whole columns
- * [v0, v1) (VX_LANES channels each, v0 < v1) of the CONV_CL_ROWS(dt, CONV_ACT_SILU_TABLE) steps from t0,
- * the same bits as channels_last_k4_column's. */
-VEC_INLINE void conv_cl_k4_table_columns(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
-                                         int64_t ncp, int64_t t0, int64_t v0, int64_t v1, linattn_dtype dt);
-#endif
-
 /* One column tile of channels_last_k4: channels [v, v + nv) (nv = VX_LANES when full, a
  * constant) of the n <= CONV_CL_ROWS(dt, act) time steps from t0. The inputs are loaded first, then
  * the accumulators summed, then all finished and stored: the rows' rounding / SiLU chains
@@ -304,11 +296,6 @@ VEC_INLINE void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, in
   for (int64_t t0 = 0; t0 < L; t0 += rows) {
     const int64_t n = L - t0 < rows ? L - t0 : rows;
     if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lead, false, nt, dt, act);
-#if CONV_SILU_TABLE
-    if (act == CONV_ACT_SILU_TABLE && n == rows && lead < full_end) {
-      conv_cl_k4_table_columns(p, b, c0, s, ncp, t0, lead, full_end, dt);
-    } else
-#endif
     for (int64_t v = lead; v < full_end; v += VX_LANES)
       channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, VX_LANES, true, nt, dt, act);
     if (full_end < nc) channels_last_k4_column(p, b, c0, s, ncp, t0, n, full_end, nc - full_end, false, nt, dt, act);
