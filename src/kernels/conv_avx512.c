@@ -332,6 +332,53 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
   return t0;
 }
 
+/* Channels [v, v + 32) of a full channels-last tile with the SiLU by lookup (one 64-byte line of
+ * each 16-bit row: both halves of a line are used together, so rows whose stride is a multiple of
+ * 4 KiB, which share one L1 set, are not evicted between the halves): the tile's rows summed and
+ * their table indices formed in idx (row i: idx[2i], idx[2i + 1]); with store, the previous
+ * lines' pending lookups (idx as given, rows at yprev) go out one row per row in between. */
+AI void conv_cl_table_line(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
+                           int64_t t0, int64_t v, __m512i* idx, bool store, char* yprev, dtype_t dt) {
+  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+  const int64_t xst = p->x_st * 2, yst = p->y_st * 2;
+  const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, 2);
+  const bool has_bias = p->bias != NULL;
+  __m512 w[2][4], bias[2], h[2][3];
+  for (int k = 0; k < 2; ++k) {
+    for (int j = 0; j < 4; ++j) w[k][j] = _mm512_loadu_ps(s->wt + j * ncp + v + 16 * k);
+    bias[k] = has_bias ? _mm512_loadu_ps(s->bias + v + 16 * k) : _mm512_setzero_ps();
+    for (int j = 0; j < 3; ++j) /* the three previous rows: input rows, or past / zero rows */
+      h[k][j] = load16((t0 >= p->S ? xp - (3 - j) * xst : conv_cl_padded_row(p, b, c0, t0 + j, s->zero) + v * 2) + 32 * k, dt);
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int k = 0; k < 2; ++k) {
+      if (store) _mm256_storeu_si256((__m256i*)(yprev + i * yst + 32 * k), conv_table_lookup(idx[2 * i + k], dt));
+      const __m512 x3 = load16(xp + i * xst + 32 * k, dt);
+      __m512 acc = _mm512_fmadd_ps(w[k][0], h[k][0], _mm512_setzero_ps());
+      acc = _mm512_fmadd_ps(w[k][1], h[k][1], acc);
+      acc = _mm512_fmadd_ps(w[k][2], h[k][2], acc);
+      acc = _mm512_fmadd_ps(w[k][3], x3, acc);
+      if (has_bias) acc = conv_add_bias(acc, bias[k], dt);
+      idx[2 * i + k] = conv_table_index(acc, dt);
+      h[k][0] = h[k][1], h[k][1] = h[k][2], h[k][2] = x3;
+    }
+}
+
+/* conv_simd_body.h's hook: the lines of a full tile software-pipelined as conv_cf_k4_table is,
+ * each line's gathers issued during the next line's sums. */
+AI void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
+                               int64_t t0, int64_t v0, int64_t v1, dtype_t dt) {
+  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+  const int64_t yst = p->y_st * 2;
+  char* y = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0) * 2;
+  __m512i idx[2 * ROWS];
+  conv_cl_table_line(p, b, c0, s, ncp, t0, v0, idx, false, NULL, dt);
+  for (int64_t v = v0 + 32; v < v1; v += 32) conv_cl_table_line(p, b, c0, s, ncp, t0, v, idx, true, y + (v - 32) * 2, dt);
+  for (int i = 0; i < ROWS; ++i)
+    for (int k = 0; k < 2; ++k)
+      _mm256_storeu_si256((__m256i*)(y + (v1 - 32) * 2 + i * yst + 32 * k), conv_table_lookup(idx[2 * i + k], dt));
+}
+
 /* ------------------------------------------------------------------ decode (L = 1) */
 
 /* De-interleaving 16 channels' values that sit `stride` floats apart (weights (C, K), state
