@@ -7,6 +7,9 @@
  *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
  *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores;
  *   bf16 as even and odd steps without shuffles where conv_params.cf_bf16_pairs asks for it.
+ * 16-bit SiLU by table lookup (conv_params.silu_table): in the channels-first K = 4 loops and the
+ *   channels-last K = 4 full tiles (whole 64-byte lines per row there), each batch's gathers are
+ *   issued during the next batch's sums (conv_cf_k4_table, conv_cl_k4_table_lines).
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1, where
  *   16-bit states are de-interleaved as raw words before widening);
