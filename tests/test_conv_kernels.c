@@ -887,6 +887,67 @@ static void cf_k4_bits(const family* fams, int nf, tk_rng* r) {
   tk_note("channels-first K = 4 bit for bit: %lld outputs checked", (long long)nchecked);
 }
 
+/* Channels-last K = 4, dilation 1, 16-bit T with SiLU: the AVX-512 family with conv.silu_table
+ * (whole tiles as pipelined 64-byte lines, the other columns one by one) must give the bits of
+ * its vector SiLU (which every_16bit_input holds to the spec) for every output, at every output
+ * alignment of the first 32 channels, with rows whose stride is a multiple of 4 KiB too, in
+ * place, with and without bias and past state, L around the 12-step tiles. */
+static void cl_k4_table_bits(const family* fams, int nf, tk_rng* r) {
+  static const int64_t Cs[] = {64, 75, 2048, 2051};
+  static const int64_t Ls[] = {12, 13, 40, 61};
+  int64_t nchecked = 0;
+  for (int f = 0; f < nf; f++) {
+    if (strcmp(fams[f].name, "avx512") != 0) continue;
+    for (int di = 0; di < 2; di++)
+      for (int ci = 0; ci < 4; ci++)
+        for (int li = 0; li < 4; li++) {
+          const linattn_dtype dt = di == 0 ? LINATTN_DTYPE_F16 : LINATTN_DTYPE_BF16;
+          const int64_t C = Cs[ci], L = Ls[li], S = 3, off = tk_below(r, 32), n = (L + 1) * C + 64;
+          const bool has_bias = tk_below(r, 2), has_past = li != 1;
+          char* xb = tk_aligned_alloc(64, (size_t)n * 2);
+          char* w = tk_aligned_alloc(64, (size_t)(C * 4) * 2);
+          char* bias = tk_aligned_alloc(64, (size_t)C * 2);
+          char* ys[2];
+          char* st[2];
+          for (int64_t i = 0; i < n; i++) tk_store(xb, i, dt, tk_uniform_range(r, -6.0, 6.0));
+          for (int64_t i = 0; i < C * 4; i++) tk_store(w, i, dt, tk_uniform_range(r, -1.0, 1.0));
+          for (int64_t i = 0; i < C; i++) tk_store(bias, i, dt, tk_uniform_range(r, -1.0, 1.0));
+          for (int v = 0; v < 2; v++) {
+            ys[v] = tk_aligned_alloc(64, (size_t)n * 2);
+            st[v] = tk_aligned_alloc(64, (size_t)(S * C) * 2);
+            memset(ys[v], 0xff, (size_t)n * 2);
+          }
+          for (int64_t i = 0; i < S * C; i++) tk_store(st[0], i, dt, tk_uniform_range(r, -6.0, 6.0));
+          memcpy(st[1], st[0], (size_t)(S * C) * 2);
+          for (int v = 0; v < 2; v++) { /* v = 1: the table */
+            conv_params p;
+            memset(&p, 0, sizeof p);
+            p.dtype = dt; p.activation = LINATTN_ACTIVATION_SILU; p.channels_last = true;
+            p.B = 1; p.C = C; p.L = L; p.K = 4; p.dilation = 1; p.S = S;
+            p.x = xb + off * 2; p.x_sb = L * C; p.x_sc = 1; p.x_st = C;
+            p.y = ys[v] + off * 2; p.y_sb = L * C; p.y_sc = 1; p.y_st = C;
+            p.w = w; p.bias = has_bias ? bias : NULL;
+            p.past = has_past ? st[v] : NULL; p.present = st[v]; p.s_sb = S * C; p.s_sc = 1; p.s_st = C;
+            p.silu_table = v == 1;
+            run_units(fams[f].k, &p, C, r);
+          }
+          int64_t bad = 0, first = -1;
+          for (int64_t i = 0; i < L * C; i++)
+            if (get_bits(ys[1] + off * 2, i, dt) != get_bits(ys[0] + off * 2, i, dt) && bad++ == 0) first = i;
+          const bool state_same = memcmp(st[0], st[1], (size_t)(S * C) * 2) == 0;
+          nchecked += L * C;
+          tk_check(bad == 0 && state_same,
+                   "avx512: channels-last K=4 %s C=%lld L=%lld offset %lld bias=%d past=%d: %lld of %lld outputs differ "
+                   "with silu_table (first at %lld), present state %s",
+                   tk_dtype_str(dt), (long long)C, (long long)L, (long long)off, has_bias, has_past, (long long)bad,
+                   (long long)(L * C), (long long)first, state_same ? "same" : "differs");
+          for (int v = 0; v < 2; v++) tk_aligned_free(ys[v]), tk_aligned_free(st[v]);
+          tk_aligned_free(xb); tk_aligned_free(w); tk_aligned_free(bias);
+        }
+  }
+  tk_note("channels-last K = 4 with silu_table bit for bit: %lld outputs checked", (long long)nchecked);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(void) {
@@ -902,6 +963,7 @@ int main(void) {
   every_16bit_input(fams, nf, &r);
   silu_table_fp_modes(fams, nf, &r);
   cf_k4_bits(fams, nf, &r);
+  cl_k4_table_bits(fams, nf, &r);
 
   static const linattn_dtype dts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   static const int64_t Ks[] = {1, 2, 3, 4, 5, 7};

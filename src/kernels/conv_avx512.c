@@ -7,6 +7,9 @@
  *   shifted in from the previous one (valignd), so each input is converted once; fp32 outputs
  *   larger than the last-level cache (conv_params.stream_rows) leave with non-temporal stores;
  *   bf16 as even and odd steps without shuffles where conv_params.cf_bf16_pairs asks for it.
+ * 16-bit SiLU by table lookup (conv_params.silu_table): in the channels-first K = 4 loops and the
+ *   channels-last K = 4 full tiles (whole 64-byte lines per row there), each batch's gathers are
+ *   issued during the next batch's sums (conv_cf_k4_table, conv_cl_k4_table_lines).
  * decode (L = 1): 16 channels per zmm. Weights (C, K) and the channels-first state (C, S) are
  *   de-interleaved in registers with vpermt2ps (constant tables for K = 4, dilation 1, where
  *   16-bit states are de-interleaved as raw words before widening);
@@ -136,6 +139,60 @@ AI __m512i conv_cf_k4_one(const char* xrow, char* yrow, int64_t t0, __m512i prev
  * two finished halves are interleaved back by one shift and one vpternlogd (the high words of
  * the odd lanes, the even lanes' high words moved down). From t0 (t0 >= 16) while whole
  * rounds remain, from where y is 64-byte aligned; returns the next t0. */
+/* The even and odd steps' sums of conv_cf_k4_bf16_pairs for the 32 steps of d, ep and op the
+ * previous 32's even and odd steps (then moved on to d's). */
+AI void bf16_pairs_sums(__m512i d, __m512i* ep, __m512i* op, const __m512 w[4], __m512 bias, bool has_bias,
+                        __m512* ue, __m512* uo) {
+  const __m512i hi_half = _mm512_set1_epi32((int)0xffff0000u);
+  const __m512i e = _mm512_slli_epi32(d, 16), o = _mm512_and_si512(d, hi_half);
+  const __m512 e1 = _mm512_castsi512_ps(_mm512_alignr_epi32(e, *ep, 15));
+  const __m512 o1 = _mm512_castsi512_ps(_mm512_alignr_epi32(o, *op, 15));
+  const __m512 o2 = _mm512_castsi512_ps(_mm512_alignr_epi32(o, *op, 14));
+  __m512 a = _mm512_fmadd_ps(w[0], o2, _mm512_setzero_ps()), b = _mm512_fmadd_ps(w[0], e1, _mm512_setzero_ps());
+  a = _mm512_fmadd_ps(w[1], e1, a);
+  b = _mm512_fmadd_ps(w[1], o1, b);
+  a = _mm512_fmadd_ps(w[2], o1, a);
+  b = _mm512_fmadd_ps(w[2], _mm512_castsi512_ps(e), b);
+  a = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(e), a);
+  b = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(o), b);
+  if (has_bias) a = _mm512_add_ps(a, bias), b = _mm512_add_ps(b, bias);
+  *ep = e, *op = o, *ue = a, *uo = b;
+}
+
+/* conv_cf_k4_bf16_pairs with the SiLU by lookup, software-pipelined as conv_cf_k4_table is: each
+ * round's indices formed after its sums, its gathers issued during the next round's sums. */
+AI int64_t conv_cf_k4_bf16_pairs_table(const char* xrow, char* yrow, int64_t t0, int64_t L, const __m512 w[4],
+                                       __m512 bias, bool has_bias, int64_t pf, __m512i ep, __m512i op) {
+  enum { PAIRS = CONV_CF_BATCH / 2 };
+  const __m512i hi_half = _mm512_set1_epi32((int)0xffff0000u);
+  if (t0 + 32 * PAIRS > L) return t0;
+  __m512i ie[PAIRS], io[PAIRS];
+  for (int i = 0; i < PAIRS; ++i) {
+    __m512 ue, uo;
+    bf16_pairs_sums(_mm512_loadu_si512(xrow + (t0 + 32 * i) * 2), &ep, &op, w, bias, has_bias, &ue, &uo);
+    ie[i] = _mm512_srli_epi32(bf16_round_bits(ue), 16), io[i] = _mm512_srli_epi32(bf16_round_bits(uo), 16);
+  }
+  int64_t tp = t0;
+  for (t0 += 32 * PAIRS; t0 + 32 * PAIRS <= L; t0 += 32 * PAIRS) {
+    if (pf) conv_cf_prefetch(xrow + t0 * 2, pf, 2);
+    for (int i = 0; i < PAIRS; ++i) { /* the entries in the low words: the odd ones moved up */
+      const __m512i re = silu_table_gather(ie[i], g_silu_bf16);
+      const __m512i ro = _mm512_slli_epi32(silu_table_gather(io[i], g_silu_bf16), 16);
+      _mm512_store_si512(yrow + (tp + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
+      __m512 ue, uo;
+      bf16_pairs_sums(_mm512_loadu_si512(xrow + (t0 + 32 * i) * 2), &ep, &op, w, bias, has_bias, &ue, &uo);
+      ie[i] = _mm512_srli_epi32(bf16_round_bits(ue), 16), io[i] = _mm512_srli_epi32(bf16_round_bits(uo), 16);
+    }
+    tp = t0;
+  }
+  for (int i = 0; i < PAIRS; ++i) {
+    const __m512i re = silu_table_gather(ie[i], g_silu_bf16);
+    const __m512i ro = _mm512_slli_epi32(silu_table_gather(io[i], g_silu_bf16), 16);
+    _mm512_store_si512(yrow + (tp + 32 * i) * 2, _mm512_ternarylogic_epi32(hi_half, ro, re, 0xca));
+  }
+  return t0;
+}
+
 AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
                                  bool has_bias, int64_t pf, linattn_activation act) {
   enum { PAIRS = CONV_CF_BATCH / 2 };
@@ -146,6 +203,10 @@ AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64
   /* the 16 steps before t0 in the upper 8 dwords (the lower 8 are neither read nor used) */
   const __m512i before = _mm512_maskz_loadu_epi32(0xff00, xrow + (t0 - 32) * 2);
   __m512i ep = _mm512_slli_epi32(before, 16), op = _mm512_and_si512(before, hi_half);
+  if (act == CONV_ACT_SILU_TABLE) {
+    const __m512 w[4] = {w0, w1, w2, w3};
+    return conv_cf_k4_bf16_pairs_table(xrow, yrow, t0, L, w, bias, has_bias, pf, ep, op);
+  }
   for (; t0 + 32 * PAIRS <= L; t0 += 32 * PAIRS) {
     __m512 ue[PAIRS], uo[PAIRS];
     if (pf) conv_cf_prefetch(xrow + t0 * 2, pf, 2);
@@ -183,6 +244,58 @@ AI int64_t conv_cf_k4_bf16_pairs(const char* xrow, char* yrow, int64_t t0, int64
   return t0;
 }
 
+/* The table index of the SiLU by lookup (conv.silu_table): the T bits of acc rounded to T, as
+ * silu_table_f16 / silu_table_bf16_lanes form it, and the T results of 16 such indices. */
+AI __m512i conv_table_index(__m512 acc, dtype_t dt) {
+  return dt == LINATTN_DTYPE_F16 ? _mm512_cvtepu16_epi32(_mm512_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC))
+                                 : _mm512_srli_epi32(bf16_round_bits(acc), 16);
+}
+AI __m256i conv_table_lookup(__m512i idx, dtype_t dt) {
+  return low_words16(silu_table_gather(idx, dt == LINATTN_DTYPE_F16 ? g_silu_f16 : g_silu_bf16));
+}
+
+/* conv_cf_k4_shifted's batches with the SiLU by lookup, software-pipelined: each batch's table
+ * indices are formed right after its sums, and its gathers issued during the next batch's sums,
+ * one per vector. A gather whose indices were just computed stalled the sums around it; one
+ * whose indices are a batch old overlaps them (docs/tuning.md, conv.silu_table, pipelined
+ * lookups). Per element the same operations as conv_finish_store's, so the same bits. From t0
+ * while whole batches remain; returns the next t0 and the last vector's inputs in *prev. */
+AI int64_t conv_cf_k4_table(const char* xrow, char* yrow, int64_t t0, int64_t L, const __m512 w[4], __m512 bias,
+                            bool has_bias, int64_t pf, __m512i* prev_io, dtype_t dt) {
+  enum { NB = CONV_CF_BATCH };
+  if (t0 + 16 * NB > L) return t0;
+  __m512i prev = *prev_io, idx[NB];
+  for (int i = 0; i < NB; ++i) { /* the first batch: sums and indices only */
+    const __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * 2, dt));
+    __m512 u = _mm512_fmadd_ps(w[0], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+    u = _mm512_fmadd_ps(w[1], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
+    u = _mm512_fmadd_ps(w[2], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
+    u = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(cur), u);
+    if (has_bias) u = conv_add_bias(u, bias, dt);
+    idx[i] = conv_table_index(u, dt);
+    prev = cur;
+  }
+  int64_t tp = t0; /* the batch whose indices are pending */
+  for (t0 += 16 * NB; t0 + 16 * NB <= L; t0 += 16 * NB) {
+    if (pf) conv_cf_prefetch(xrow + t0 * 2, pf, 2);
+    for (int i = 0; i < NB; ++i) {
+      _mm256_storeu_si256((__m256i*)(yrow + (tp + 16 * i) * 2), conv_table_lookup(idx[i], dt));
+      const __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * 2, dt));
+      __m512 u = _mm512_fmadd_ps(w[0], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+      u = _mm512_fmadd_ps(w[1], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
+      u = _mm512_fmadd_ps(w[2], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
+      u = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(cur), u);
+      if (has_bias) u = conv_add_bias(u, bias, dt);
+      idx[i] = conv_table_index(u, dt);
+      prev = cur;
+    }
+    tp = t0;
+  }
+  for (int i = 0; i < NB; ++i) _mm256_storeu_si256((__m256i*)(yrow + (tp + 16 * i) * 2), conv_table_lookup(idx[i], dt));
+  *prev_io = prev;
+  return t0;
+}
+
 /* Channels-first K = 4, dilation 1: each input converted once, taps 0..2 the current vector
  * shifted in from the previous one; CONV_CF_BATCH vectors summed, then finished. */
 AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t L, const float* wf, __m512 bias,
@@ -200,6 +313,10 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
   const __m512 w0 = _mm512_set1_ps(wf[0]), w1 = _mm512_set1_ps(wf[1]);
   const __m512 w2 = _mm512_set1_ps(wf[2]), w3 = _mm512_set1_ps(wf[3]);
   __m512i prev = _mm512_castps_si512(load16(xrow + (t0 - 16) * (int64_t)es, dt));
+  if (act == CONV_ACT_SILU_TABLE) {
+    const __m512 w[4] = {w0, w1, w2, w3};
+    t0 = conv_cf_k4_table(xrow, yrow, t0, L, w, bias, has_bias, pf, &prev, dt);
+  }
   for (; t0 + 16 * CONV_CF_BATCH <= L; t0 += 16 * CONV_CF_BATCH) {
     __m512 u[CONV_CF_BATCH];
     if (pf) conv_cf_prefetch(xrow + t0 * (int64_t)es, pf, es);
@@ -216,6 +333,53 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
   }
   for (; t0 + 16 <= L; t0 += 16) prev = conv_cf_k4_one(xrow, yrow, t0, prev, wf, bias, has_bias, dt, act);
   return t0;
+}
+
+/* Channels [v, v + 32) of a full channels-last tile with the SiLU by lookup (one 64-byte line of
+ * each 16-bit row: both halves of a line are used together, so rows whose stride is a multiple of
+ * 4 KiB, which share one L1 set, are not evicted between the halves): the tile's rows summed and
+ * their table indices formed in idx (row i: idx[2i], idx[2i + 1]); with store, the previous
+ * lines' pending lookups (idx as given, rows at yprev) go out one row per row in between. */
+AI void conv_cl_table_line(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
+                           int64_t t0, int64_t v, __m512i* idx, bool store, char* yprev, dtype_t dt) {
+  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+  const int64_t xst = p->x_st * 2, yst = p->y_st * 2;
+  const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, 2);
+  const bool has_bias = p->bias != NULL;
+  __m512 w[2][4], bias[2], h[2][3];
+  for (int k = 0; k < 2; ++k) {
+    for (int j = 0; j < 4; ++j) w[k][j] = _mm512_loadu_ps(s->wt + j * ncp + v + 16 * k);
+    bias[k] = has_bias ? _mm512_loadu_ps(s->bias + v + 16 * k) : _mm512_setzero_ps();
+    for (int j = 0; j < 3; ++j) /* the three previous rows: input rows, or past / zero rows */
+      h[k][j] = load16((t0 >= p->S ? xp - (3 - j) * xst : conv_cl_padded_row(p, b, c0, t0 + j, s->zero) + v * 2) + 32 * k, dt);
+  }
+  for (int i = 0; i < ROWS; ++i)
+    for (int k = 0; k < 2; ++k) {
+      if (store) _mm256_storeu_si256((__m256i*)(yprev + i * yst + 32 * k), conv_table_lookup(idx[2 * i + k], dt));
+      const __m512 x3 = load16(xp + i * xst + 32 * k, dt);
+      __m512 acc = _mm512_fmadd_ps(w[k][0], h[k][0], _mm512_setzero_ps());
+      acc = _mm512_fmadd_ps(w[k][1], h[k][1], acc);
+      acc = _mm512_fmadd_ps(w[k][2], h[k][2], acc);
+      acc = _mm512_fmadd_ps(w[k][3], x3, acc);
+      if (has_bias) acc = conv_add_bias(acc, bias[k], dt);
+      idx[2 * i + k] = conv_table_index(acc, dt);
+      h[k][0] = h[k][1], h[k][1] = h[k][2], h[k][2] = x3;
+    }
+}
+
+/* conv_simd_body.h's hook: the lines of a full tile software-pipelined as conv_cf_k4_table is,
+ * each line's gathers issued during the next line's sums. */
+AI void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
+                               int64_t t0, int64_t v0, int64_t v1, dtype_t dt) {
+  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+  const int64_t yst = p->y_st * 2;
+  char* y = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0) * 2;
+  __m512i idx[2 * ROWS];
+  conv_cl_table_line(p, b, c0, s, ncp, t0, v0, idx, false, NULL, dt);
+  for (int64_t v = v0 + 32; v < v1; v += 32) conv_cl_table_line(p, b, c0, s, ncp, t0, v, idx, true, y + (v - 32) * 2, dt);
+  for (int i = 0; i < ROWS; ++i)
+    for (int k = 0; k < 2; ++k)
+      _mm256_storeu_si256((__m256i*)(y + (v1 - 32) * 2 + i * yst + 32 * k), conv_table_lookup(idx[2 * i + k], dt));
 }
 
 /* ------------------------------------------------------------------ decode (L = 1) */

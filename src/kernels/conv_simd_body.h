@@ -225,6 +225,14 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
 
 /* ------------------------------------------------------------------ channels-last */
 
+#if CONV_SILU_TABLE
+/* The ISA file's full tiles of channels_last_k4 with the SiLU by lookup: channels [v0, v1)
+ * (2 VX_LANES at a time, v0 < v1) of the CONV_CL_ROWS(dt, CONV_ACT_SILU_TABLE) steps from t0,
+ * the same bits as channels_last_k4_column's. */
+VEC_INLINE void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
+                                       int64_t ncp, int64_t t0, int64_t v0, int64_t v1, linattn_dtype dt);
+#endif
+
 /* One column tile of channels_last_k4: channels [v, v + nv) (nv = VX_LANES when full, a
  * constant) of the n <= CONV_CL_ROWS(dt, act) time steps from t0. The inputs are loaded first, then
  * the accumulators summed, then all finished and stored: the rows' rounding / SiLU chains
@@ -296,7 +304,19 @@ VEC_INLINE void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, in
   for (int64_t t0 = 0; t0 < L; t0 += rows) {
     const int64_t n = L - t0 < rows ? L - t0 : rows;
     if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lead, false, nt, dt, act);
-    for (int64_t v = lead; v < full_end; v += VX_LANES)
+    int64_t v = lead;
+#if CONV_SILU_TABLE
+    if (act == CONV_ACT_SILU_TABLE && n == rows) { /* whole lines of 2 VX_LANES channels, pipelined */
+      if (v < full_end && ((y0 + (uintptr_t)(v * (int64_t)es)) & (2 * vbytes - 1)) != 0) {
+        channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, VX_LANES, true, nt, dt, act);
+        v += VX_LANES;
+      }
+      const int64_t vend = v + (full_end - v) / (2 * VX_LANES) * (2 * VX_LANES);
+      if (v < vend) conv_cl_k4_table_lines(p, b, c0, s, ncp, t0, v, vend, dt);
+      v = vend;
+    }
+#endif
+    for (; v < full_end; v += VX_LANES)
       channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, VX_LANES, true, nt, dt, act);
     if (full_end < nc) channels_last_k4_column(p, b, c0, s, ncp, t0, n, full_end, nc - full_end, false, nt, dt, act);
   }
