@@ -831,7 +831,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
                        LA_UPD_NEXT, 0, 1, SD, off, LA_DECODE_REV);
     LA_STORE_CARRY(Pn, p, s);
     Pn->primed = 1;
-  } else if (LA_DECODE_CHAINS(NQ, W, SD) && P->primed) { /* the last panel of an overlapped decode */
+  } else if (LA_DECODE_CHAINS(NQ, W, SD) && P->primed) { /* the last panel of an overlapped or chained decode */
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD, 0,
                        LA_DECODE_REV);
   } else {
@@ -1157,10 +1157,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode)(const l
     LA_LOAD_CARRY(P, p, s);
   } else {
     LA_ZERO_ACC(p, s);
-    if (LA_DECODE_OVERLAP(NQ, W) && P->overlap) /* whole rows from memory */
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 2, SD);
-    else
-      LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, SD);
+    LA_FN(la_sweep)(P->src, P->dst, ld, dk, NULL, NULL, Tl->ak, Tl->aq, dkp, u, p, s, NQ, W, DECAY, DELTA, LA_ACC, 0, 1, SD);
   }
   LA_FN(la_token_u)(J, P, 0, p, u, W, DELTA);
   if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, u, W);
@@ -1183,16 +1180,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode_pairs)(c
                                                                                const int DECAY) {
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP], v[LA_WCAP];
-  if (P->primed) { /* summed in pair order by the previous panel's update sweep (la_last_update) */
+  if (P->primed) { /* summed in pair order by the previous unit's last update sweep (la_last_update) */
     LA_LOAD_CARRY(P, p, s);
   } else {
     LA_ZERO_ACC(p, s);
-    if (LA_DECODE_OVERLAP(NQ, W) && P->overlap)
-      LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1,
-                      LA_ACC, 0, 2, 4);
-    else
-      LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1,
-                      LA_ACC, 0, 1, 4);
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1, LA_ACC,
+                    0, 1, 4);
   }
   LA_FN(la_token_u)(J, P, 0, p, v, W, 0); /* v in memory order */
   const vf bb = v_set1(Tl->beta[0]);
@@ -1595,9 +1588,9 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
 }
 
 /* Whether the decode of job J can sum the first panel of job Jn (the next unit, set up) in its
- * last panel's update sweep: both decodes of a state in place with the overlap (la_decode_tuned),
- * with the delta rule (no one-pass decode), the same heads, and panels of the same width, row
- * stride and element kind (a 16-bit state's half_convert forms). */
+ * last panel's update sweep: both decodes of a state in place (fp32: la_decode_tuned, with the
+ * overlap; 16-bit: la_half_chains), with the delta rule (no one-pass decode), the same heads, and
+ * panels of the same width, row stride and element kind (a 16-bit state's half_convert forms). */
 static int LA_FN(la_chains)(const la_job_t* J, const la_job_t* Jn) {
   const la_params* p = J->p;
   if (!p->decode_overlap || J->T != 1 || !p->delta || J->pair || J->vdirect || Jn->vdirect) return 0;
