@@ -516,6 +516,10 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 #define LA_DECODE_REV 1
 #endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
+/* The chain's update sweeps (and a chained unit's last one): rows last to first for fp32
+ * (LA_DECODE_REV), first to last for a 16-bit state (measured faster: docs/tuning.md,
+ * la.decode_half_chain). Either order gives the same bits. */
+#define LA_CHAIN_REV(SD) ((SD) ? 0 : LA_DECODE_REV)
 /* Vector j of a row of esz-byte elements starts a 64-byte line (or a smaller vector that does):
  * the overlapped decode prefetches once per line (a 16-bit row's vectors are half lines). */
 #define LA_LINE_START(j, esz) ((LA_VL * (esz) >= 64) || ((j) * LA_VL * (esz)) % 64 == 0)
@@ -828,12 +832,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     const int64_t off = (int64_t)((uintptr_t)Pn->src - (uintptr_t)P->src);
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tn->ak, Tn->aq, Jn->dkp, u, p, s, NQ, W, DECAY, DELTA,
-                       LA_UPD_NEXT, 0, 1, SD, off, LA_DECODE_REV);
+                       LA_UPD_NEXT, 0, 1, SD, off, LA_CHAIN_REV(SD));
     LA_STORE_CARRY(Pn, p, s);
     Pn->primed = 1;
   } else if (LA_DECODE_CHAINS(NQ, W, SD) && P->primed) { /* the last panel of an overlapped or chained decode */
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD, 0,
-                       LA_DECODE_REV);
+                       LA_CHAIN_REV(SD));
   } else {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
   }
