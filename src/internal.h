@@ -64,6 +64,7 @@ typedef struct la_params {
                             * apart (the bits of its one pass; tests compare the two) */
   int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
   int fold_head_decay;     /* la_tuning.fold_head_decay */
+  int decode_half_chain;   /* la_tuning.decode_half_chain */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -337,6 +338,9 @@ typedef struct la_tuning {
   int decode_chain;            /* 1: a decode (T == 1) with decode_overlap runs a task's units as one
                                 * chain: each unit's last update sweep also sums the next unit's first
                                 * panel (la_kernel.run_chain; the same bits) */
+  int decode_half_chain;       /* 1: a decode of a 16-bit state updated in place (or from zeros) takes
+                                * decode_vectors and decode_overlap as an fp32 one, and so the chain
+                                * (the state converted in the sweeps; the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -49,12 +49,12 @@ static const linattn_tuning g_tunings[] = {
      * The 16-bit conv SiLU is a gather from a table of its 65,536 results per dtype, the same
      * bits without the division that bounds it (docs/tuning.md, conv.silu_table).
      * A decode's heads run as one chain, each head's last update sweep summing the next head's
-     * first panel (docs/tuning.md, la.decode_chain). */
+     * first panel (docs/tuning.md, la.decode_chain), for a 16-bit state too (la.decode_half_chain). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
       .decode_half_convert = 1, .narrow_pair_cols = 64, .fold_head_decay = 1,
-      .decode_chain = 1},
+      .decode_chain = 1, .decode_half_chain = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16, .silu_table = 1}},
 };

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert.h"
 #include "internal.h"
 #include "oracle.h"
 #include "testkit.h"
@@ -210,6 +211,7 @@ static void result_free(la_result* res) {
 /* Runs kernel k over the unit's columns split at the given boundaries (cuts ascending, last =
  * nc). st: state mode; zero_state: pass an explicit all-zero state instead of absent. */
 static int g_chain_primed; /* decode chain (la_kernel.run_chain): units whose first panel the previous one summed */
+static int g_half_chain_primed; /* the same for 16-bit states (la_params.decode_half_chain) */
 
 /* chain: the units run by k->run_chain, each set up (and its first panel summed) during the
  * previous one, two scratches alternating as the operator does (la_run_chain) */
@@ -217,9 +219,19 @@ static void run_units_as(const la_kernel* k, const la_params* p, const la_inputs
                          int ncuts, la_result* res, int chain) {
   const la_case* c = &in->c;
   const linattn_dtype dt = c->dt;
+  /* a 16-bit state (p->state_dtype): state_in rounded to it by src/convert.h; res->state holds
+   * its rows of 16-bit elements at the same element stride ld */
+  const bool half = p->state_dtype == LINATTN_DTYPE_F16 || p->state_dtype == LINATTN_DTYPE_BF16;
+  uint16_t* hin = NULL;
+  uint16_t* hres = (uint16_t*)(void*)res->state;
+  if (half && st != ST_ABSENT) {
+    hin = tk_aligned_alloc(64, sizeof(uint16_t) * (size_t)(c->dk * in->ld + 16));
+    for (int64_t i = 0; i < c->dk * in->ld; i++) linattn_store_f32(hin, i, p->state_dtype, in->state_in[i]);
+  }
   if (st == ST_INPLACE) {
     for (int64_t i = 0; i < c->dk; i++)
-      memcpy(res->state + i * in->ld, in->state_in + i * in->ld, sizeof(float) * (size_t)c->nc);
+      if (half) memcpy(hres + i * in->ld, hin + i * in->ld, sizeof(uint16_t) * (size_t)c->nc);
+      else memcpy(res->state + i * in->ld, in->state_in + i * in->ld, sizeof(float) * (size_t)c->nc);
   }
   la_unit units[4];
   unsigned char* scr[2] = {NULL, NULL};
@@ -250,6 +262,10 @@ static void run_units_as(const la_kernel* k, const la_params* p, const la_inputs
     u.out_head_stride = in->ohs;
     u.state_in = st == ST_ABSENT ? NULL : st == ST_INPLACE ? res->state + c0 : in->state_in + c0;
     u.state_out = res->state + c0;
+    if (half) {
+      u.state_in_h = st == ST_ABSENT ? NULL : st == ST_INPLACE ? hres + c0 : hin + c0;
+      u.state_out_h = hres + c0;
+    }
     u.ld_state = in->ld;
     u.col0 = c0;
     u.ncols = c1 - c0;
@@ -273,10 +289,12 @@ static void run_units_as(const la_kernel* k, const la_params* p, const la_inputs
   for (int s = 0; chain && s < ncuts; s++) {
     const int i = s & 1, more = s + 1 < ncuts;
     primed = k->run_chain(p, &units[s], scr[i], primed, more ? &units[s + 1] : NULL, more ? scr[i ^ 1] : NULL);
-    g_chain_primed += primed;
+    if (p->state_dtype == LINATTN_DTYPE_F16 || p->state_dtype == LINATTN_DTYPE_BF16) g_half_chain_primed += primed;
+    else g_chain_primed += primed;
   }
   for (int i = 0; i < 2; i++)
     if (scr[i]) tk_aligned_free(scr[i]);
+  if (hin) tk_aligned_free(hin);
 }
 
 static void run_units(const la_kernel* k, const la_params* p, const la_inputs* in, int st, const int64_t* cuts,
@@ -437,6 +455,15 @@ static int64_t bits_differ_state(const la_inputs* in, const float* a, const floa
   int64_t n = 0;
   for (int64_t i = 0; i < in->c.dk; i++)
     n += memcmp(a + i * in->ld, b + i * in->ld, sizeof(float) * (size_t)in->c.nc) != 0;
+  return n;
+}
+
+/* The same for states of 16-bit elements (run_units_as with a half state). */
+static int64_t bits_differ_hstate(const la_inputs* in, const float* a, const float* b) {
+  const uint16_t *ha = (const uint16_t*)(const void*)a, *hb = (const uint16_t*)(const void*)b;
+  int64_t n = 0;
+  for (int64_t i = 0; i < in->c.dk; i++)
+    n += memcmp(ha + i * in->ld, hb + i * in->ld, sizeof(uint16_t) * (size_t)in->c.nc) != 0;
   return n;
 }
 
@@ -645,6 +672,47 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
         }
     }
 
+    /* decode chain of a 16-bit state (la_params.decode_half_chain; in place or from zeros, fp16
+     * and bf16, with and without decode_half_convert's forms): the column blocks of the head as
+     * chained units against the whole unit without the chain, outputs and state bit for bit (a
+     * separate state runs unchained: compared too) */
+    if (T == 1 && k->run_chain) {
+      int64_t cuts[5][4];
+      int nc_cuts[5], ncs = 0;
+      cuts[ncs][0] = nc, nc_cuts[ncs++] = 1;
+      if (nc >= 2) cuts[ncs][0] = nc / 2, cuts[ncs][1] = nc, nc_cuts[ncs++] = 2;
+      if (nc > 64) cuts[ncs][0] = 64, cuts[ncs][1] = nc, nc_cuts[ncs++] = 2;
+      if (nc > 128) cuts[ncs][0] = 128, cuts[ncs][1] = nc, nc_cuts[ncs++] = 2;
+      if (nc > 96) cuts[ncs][0] = 32, cuts[ncs][1] = 64, cuts[ncs][2] = 96, cuts[ncs][3] = nc, nc_cuts[ncs++] = 4;
+      const linattn_dtype sds[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+      for (int si = 0; si < 2; si++)
+        for (int hc = 0; hc < 2; hc++) {
+          la_params ph = p;
+          ph.state_dtype = sds[si];
+          ph.decode_half_convert = hc;
+          ph.decode_vectors = 4;
+          ph.decode_overlap = 1;
+          la_result hw;
+          result_alloc(&in, &hw);
+          run_units(k, &ph, &in, c->st, whole, 1, &hw);
+          for (int s = 0; s < ncs; s++) {
+            la_params pc = ph;
+            pc.decode_half_chain = 1;
+            la_result cr;
+            result_alloc(&in, &cr);
+            run_units_as(k, &pc, &in, c->st, cuts[s], nc_cuts[s], &cr, 1);
+            int64_t first;
+            const int64_t nd = bits_differ_out(&in, hw.out, cr.out, &first);
+            const int64_t ns = bits_differ_hstate(&in, hw.state, cr.state);
+            tk_check(nd == 0 && ns == 0,
+                     "%s: %s-state decode chain of %d units (half_convert %d) differs: %lld outputs, %lld state rows",
+                     k->name, tk_dtype_str(sds[si]), nc_cuts[s], hc, (long long)nd, (long long)ns);
+            result_free(&cr);
+          }
+          result_free(&hw);
+        }
+    }
+
     /* column splits: bit-identical to the whole unit */
     int64_t splits[4][3];
     int nsplit = 0, ncut[4];
@@ -781,12 +849,12 @@ int main(int argc, char** argv) {
       }
   /* Decode with d_v = 64 and 128 (Mamba-2 / RWKV-6 and Qwen heads: one 4- or 8-vector panel
    * per unit), 80 (4 + 1 vectors), 160 and 200 (several panels of one width under
-   * la_tuning.decode_vectors, then a partial vector; one and two query heads per state),
-   * separate and in place, every rule. */
+   * la_tuning.decode_vectors, then a partial vector; one and two query heads per state), 256
+   * (its halves: chained units of 128 columns), separate and in place, every rule. */
   static const int64_t decode_shapes[][3] = {{128, 64, 1}, {64, 64, 1}, {128, 80, 1}, {64, 128, 1},
-                                             {128, 160, 1}, {64, 200, 2}};
+                                             {128, 160, 1}, {64, 200, 2}, {128, 256, 1}};
   for (int rule = 1; rule <= 4; rule++)
-    for (int si = 0; si < 6; si++) {
+    for (int si = 0; si < 7; si++) {
       la_case c = {(linattn_update_rule)rule, si & 1 ? LA_DECAY_PER_KEY : LA_DECAY_PER_HEAD, LINATTN_DTYPE_F32,
                    (int)decode_shapes[si][2],
                    decode_shapes[si][0], decode_shapes[si][1], 1, si < 2 || si == 5 ? ST_SEPARATE : ST_INPLACE, G_MILD,
@@ -832,6 +900,8 @@ int main(int argc, char** argv) {
   bool has_avx512 = false;
   for (int f = 0; f < nfam; f++) has_avx512 |= strcmp(fams[f].k->name, "avx512") == 0;
   tk_check(!has_avx512 || g_chain_primed > 0, "no decode chain summed a next unit's first panel");
+  tk_check(!has_avx512 || g_half_chain_primed > 0, "no decode chain of a 16-bit state summed a next unit's first panel");
+  tk_note("decode chain of 16-bit states: %d units primed by the previous one", g_half_chain_primed);
   tk_note("decode chain: %d units primed by the previous one", g_chain_primed);
   for (int f = 0; f < nfam; f++)
     tk_note("%s: worst fp32 output error vs float64 %.2e of max|ref|", fams[f].k->name, g_worst_f64[f]);

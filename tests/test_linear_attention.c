@@ -647,6 +647,25 @@ int main(void) {
       int threads = (i & 1) ? 2 : 1;
       run_case(threads == 1 ? ctx1 : ctx2, isas[ii], threads, &c, &r);
     }
+    /* decodes that chain their units (la_tuning.decode_chain, decode_half_chain): in place, delta
+     * rules, several heads per task, every state dtype; variant_inplace compares the in-place
+     * (chained) call with the separate present_state (unchained) bit for bit */
+    for (int i = 0; i < 24; i++) {
+      la_case c = draw_case(&a, &r, cases_per_isa + i);
+      c.rule = i % 2 ? LINATTN_UPDATE_GATED_DELTA : LINATTN_UPDATE_DELTA;
+      c.decay_kind = i % 2 ? 1 + (i / 2) % 2 : ORACLE_DECAY_NONE;
+      c.beta_kind = 1 + (i / 4) % 2;
+      c.sdt = dtypes[(i / 8) % 3];
+      c.T = 1;
+      c.past = true;
+      c.variant = V_INPLACE;
+      c.gqa = GQA_EQUAL;
+      c.flags = 0;
+      c.B = 1 + i % 2;
+      c.Hq = c.Hkv = c.Nk = 2 + (i / 3) % 2;
+      c.dk = c.dv = i % 3 ? 128 : 64;
+      run_case(i % 4 < 2 ? ctx1 : ctx2, isas[ii], i % 4 < 2 ? 1 : 2, &c, &r);
+    }
     report_coverage(isas[ii], cases_per_isa);
     linattn_context_destroy(ctx1);
     linattn_context_destroy(ctx2);

@@ -473,11 +473,12 @@ static void test_non_finite(tk_rng* r) {
   }
 }
 
-/* la.decode_chain on a packed decode (fp32 pool updated in place, delta rules): the units of
- * consecutive one-token sequences that read their state run as one chain across heads and
- * sequences; a sequence without a token or starting from zeros runs alone. Chained (1 and 2
- * threads) against unchained (the tuning's decode_chain off), bit for bit, and against the dense
- * operator per sequence; a workspace one byte short of the queried size is refused. */
+/* la.decode_chain on a packed decode (fp32, and with la.decode_half_chain fp16 and bf16 pools
+ * updated in place, delta rules): the units of consecutive one-token sequences that read their
+ * state run as one chain across heads and sequences; a sequence without a token or starting from
+ * zeros runs alone. Chained (1 and 2 threads) against unchained (the tuning's decode_chain and
+ * decode_half_chain off), bit for bit, and against the dense operator per sequence; a workspace
+ * one byte short of the queried size is refused. */
 static int g_chain_short_runs; /* calls refused a workspace one byte short of the chain's */
 
 static void test_decode_chain(tk_rng* r) {
@@ -487,22 +488,24 @@ static void test_decode_chain(tk_rng* r) {
   static const int32_t lens[2][6] = {{1, 1, 1, 1, 1, 1}, {1, 1, 0, 1, 1, 1}};
   static const uint8_t has[2][6] = {{1, 1, 1, 1, 1, 1}, {1, 0, 1, 1, 1, 0}};
   linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
-  on.la.decode_chain = 1;
-  off.la.decode_chain = 0;
+  on.la.decode_chain = on.la.decode_half_chain = 1;
+  off.la.decode_chain = off.la.decode_half_chain = 0;
+  static const linattn_dtype sdts[3] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
   for (int k = 0; k < n_isa; k++) {
     linattn_context* ctx1 = tk_context_create(isas[k], 1);
     linattn_context* ctx2 = tk_context_create(isas[k], 2);
     const bool chains = ctx1->kernels->la->run_chain != NULL;
     const linattn_tuning* const own = ctx1->tuning;
-    for (int n = 0; n < 16; n++) {
+    for (int n = 0; n < 48; n++) {
       const int64_t* sh = shapes[n % 4];
       const int pat = (n / 4) % 2;
       lcase v;
       memset(&v, 0, sizeof v);
-      v.dt = v.sdt = LINATTN_DTYPE_F32;
+      v.dt = LINATTN_DTYPE_F32;
+      v.sdt = sdts[n / 16];
       linattn_linear_attention_desc_init(&v.desc);
       v.desc.q_num_heads = v.desc.kv_num_heads = sh[0];
-      v.desc.update_rule = n / 8 ? LINATTN_UPDATE_GATED_DELTA : LINATTN_UPDATE_DELTA;
+      v.desc.update_rule = n / 8 % 2 ? LINATTN_UPDATE_GATED_DELTA : LINATTN_UPDATE_DELTA;
       v.Hkv = v.nk = sh[0];
       v.dk = sh[1], v.dv = sh[2], v.Wo = sh[0] * sh[2];
       v.B = 6, v.N = 8;
@@ -521,9 +524,9 @@ static void test_decode_chain(tk_rng* r) {
         v.nan_equal = true;
         for (int i = 0; i < 2; i++) tk_store(v.v.owner->data, v.cu[i] * v.v.ld + v.v.col + 3, v.dt, INFINITY);
       }
-      tk_context("%s decode chain case %d: rule %d Hkv=%lld dk=%lld dv=%lld pattern %d per_key=%d fused=%d",
-                 linattn_isa_name(isas[k]), n, (int)v.desc.update_rule, (long long)v.Hkv, (long long)v.dk,
-                 (long long)v.dv, pat, v.per_key, v.fused);
+      tk_context("%s decode chain case %d: state %s rule %d Hkv=%lld dk=%lld dv=%lld pattern %d per_key=%d fused=%d",
+                 linattn_isa_name(isas[k]), n, tk_dtype_str(v.sdt), (int)v.desc.update_rule, (long long)v.Hkv,
+                 (long long)v.dk, (long long)v.dv, pat, v.per_key, v.fused);
       tk_tensor out0, st0, out[2], st[2];
       size_t ws_off = 0, ws_on = 0;
       ctx1->tuning = &off;

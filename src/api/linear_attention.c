@@ -179,6 +179,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.decode_half_convert = ctx->tuning->la.decode_half_convert;
   c->p.narrow_pair_cols = ctx->tuning->la.narrow_pair_cols;
   c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
+  c->p.decode_half_chain = ctx->tuning->la.decode_half_chain;
   /* dense, no token: no unit runs, no workspace (present_state = past_state, or zeros); a packed
    * batch runs its units even then (each passes its state through) */
   if (T == 0 && !c->cu) return LINATTN_SUCCESS;
@@ -236,10 +237,12 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   if (!linattn_mul_size(unit_bytes, (size_t)c->lockstep_units, &c->task_bytes))
     return ERR("workspace size overflows");
   c->p.stream_state = la_stream_state(ctx, c);
-  /* decode chain (la_tuning.decode_chain): a task's units of an fp32 state in place run as one
-   * chain (la_run_chain), each unit's scratch alternating with a second one */
+  /* decode chain (la_tuning.decode_chain): a task's units of a state in place (fp32, or 16-bit
+   * with la_tuning.decode_half_chain) run as one chain (la_run_chain), each unit's scratch
+   * alternating with a second one */
   c->chain_bytes = ctx->tuning->la.decode_chain && c->kern->run_chain && T == 1 && c->in_place &&
-                           c->p.delta && c->p.decode_overlap && c->state_dtype == LINATTN_DTYPE_F32 &&
+                           c->p.delta && c->p.decode_overlap &&
+                           (c->state_dtype == LINATTN_DTYPE_F32 || c->p.decode_half_chain) &&
                            (!c->refine || c->cu) && /* packed: units that may refine run alone (la_task_packed_chain) */
                            c->lockstep_units == 1 && per_task > 1
                        ? unit_bytes

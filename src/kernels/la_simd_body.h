@@ -54,6 +54,10 @@
 #define LA_DECODE_OVERLAP(NQ, W) 0
 #define LA_DECODE_TUNED 0
 #endif
+/* Decode panels whose last update sweep may sum the next unit's first panel (la_run_chain): those
+ * of the overlap, and a 16-bit state's whole 128-column rows of one head (la_tuning.decode_half_chain:
+ * the rows stay 8 vectors wide, u is read from memory by the FMAs) */
+#define LA_DECODE_CHAINS(NQ, W, SD) (LA_DECODE_OVERLAP(NQ, W) || (LA_DECODE_TUNED && (SD) != 0 && (NQ) == 1 && (W) == 8))
 #ifndef LA_PREFETCH_L1
 #define v_prefetch_l1(p) v_prefetch(p) /* reached only by the overlapped decode (LA_DECODE_OVERLAP) */
 #endif
@@ -512,6 +516,13 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 #define LA_DECODE_REV 1
 #endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
+/* The chain's update sweeps (and a chained unit's last one): rows last to first for fp32
+ * (LA_DECODE_REV), first to last for a 16-bit state (measured faster: docs/tuning.md,
+ * la.decode_half_chain). Either order gives the same bits. */
+#define LA_CHAIN_REV(SD) ((SD) ? 0 : LA_DECODE_REV)
+/* Vector j of a row of esz-byte elements starts a 64-byte line (or a smaller vector that does):
+ * the overlapped decode prefetches once per line (a 16-bit row's vectors are half lines). */
+#define LA_LINE_START(j, esz) ((LA_VL * (esz) >= 64) || ((j) * LA_VL * (esz)) % 64 == 0)
 
 /* State element kinds of the sweeps (compile-time SD): 0 fp32, 1 fp16, 2 bf16 (la_params.state_dtype),
  * 3 bf16 stored by the ISA's own conversion (LA_BF16_STORE_NATIVE), and where a decode panel has
@@ -591,7 +602,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
       if (PREFETCH == 2 || MODE == LA_UPD_NEXT) { /* overlapped decode: an L1 prefetch the compiler keeps */
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) v_prefetch_l1(sr + (8 * ld + j * LA_VL) * esz);
+        for (int j = 0; j < W; j++)
+          if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (8 * ld + j * LA_VL) * esz);
       } else if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
@@ -611,7 +623,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
         /* overlapped decode: this panel's rows 8 ahead, writable (their lines have mostly left
          * the L1 since the panel's read: 16 rows per L1 set at a 512-byte row stride) */
 #pragma GCC unroll 8
-        for (int j = 0; j < W; j++) v_prefetch_w(dr + ((REV ? -8 : 8) * ld + j * LA_VL) * esz);
+        for (int j = 0; j < W; j++)
+          if (LA_LINE_START(j, esz)) v_prefetch_w(dr + ((REV ? -8 : 8) * ld + j * LA_VL) * esz);
       }
       const vf kb = v_set1(k[r]);
       if (MODE == LA_ACC_UPD) { /* the row loaded above */
@@ -810,7 +823,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     P[1].primed = 1;
   } else if (SD == 0 && P->stream) {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 1, 0, SD);
-  } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && J->chain && P == J->panels + J->npanels - 1) {
+  } else if (LA_DECODE_CHAINS(NQ, W, SD) && J->chain && P == J->panels + J->npanels - 1) {
     /* decode chain: the next unit's first panel (same width, row stride and heads), summed with
      * that unit's staged weights, as its own first read sweep would (la_run_chain) */
     la_job_t* Jn = J->chain;
@@ -819,12 +832,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
     const int64_t off = (int64_t)((uintptr_t)Pn->src - (uintptr_t)P->src);
     LA_ZERO_ACC(p, s);
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, Tn->ak, Tn->aq, Jn->dkp, u, p, s, NQ, W, DECAY, DELTA,
-                       LA_UPD_NEXT, 0, 1, SD, off, LA_DECODE_REV);
+                       LA_UPD_NEXT, 0, 1, SD, off, LA_CHAIN_REV(SD));
     LA_STORE_CARRY(Pn, p, s);
     Pn->primed = 1;
-  } else if (SD == 0 && LA_DECODE_OVERLAP(NQ, W) && P->primed) { /* the last panel of an overlapped decode */
+  } else if (LA_DECODE_CHAINS(NQ, W, SD) && P->primed) { /* the last panel of an overlapped or chained decode */
     LA_FN(la_sweep_at)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 3, SD, 0,
-                       LA_DECODE_REV);
+                       LA_CHAIN_REV(SD));
   } else {
     LA_FN(la_sweep)(P->src, P->dst, ld, dk, a, k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, DELTA, LA_UPD, 0, 0, SD);
   }
@@ -1171,9 +1184,13 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode_pairs)(c
                                                                                const int DECAY) {
   const la_tile_t* Tl = J->cur;
   vf p[LA_WCAP], s[LA_GMAX][LA_WCAP], u[LA_WCAP], v[LA_WCAP];
-  LA_ZERO_ACC(p, s);
-  LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1, LA_ACC,
-                  0, 1, 4);
+  if (P->primed) { /* summed in pair order by the previous unit's last update sweep (la_last_update) */
+    LA_LOAD_CARRY(P, p, s);
+  } else {
+    LA_ZERO_ACC(p, s);
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, NULL, NULL, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 1, LA_ACC,
+                    0, 1, 4);
+  }
   LA_FN(la_token_u)(J, P, 0, p, v, W, 0); /* v in memory order */
   const vf bb = v_set1(Tl->beta[0]);
 #pragma GCC unroll 4
@@ -1190,7 +1207,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode_pairs)(c
   LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
   LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, v, s, NQ, W);
   if (P->stages) LA_FN(la_stage_next)(J);
-  LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, NULL, NULL, 0, u, p, s, NQ, W, DECAY, 1, LA_UPD, 0, 0, 4);
+  LA_FN(la_last_update)(J, P, Tl->a, Tl->k, u, p, s, NQ, W, DECAY, 1, 4);
   P->src = P->dst;
 }
 #else
@@ -1311,6 +1328,12 @@ static void LA_FN(la_pack_panel)(const la_params* p, const la_unit* u, la_panel_
  * and a half-precision state keep the ISA's panels (docs/tuning.md, la.decode_vectors). */
 static int LA_FN(la_decode_tuned)(const la_params* p, const la_unit* u) {
   return LA_DECODE_TUNED && !la_state_half(p) && (!u->state_in || u->state_in == u->state_out);
+}
+
+/* Whether a decode of a 16-bit state may chain (la_params.decode_half_chain): in place or from
+ * zeros, on a family with the tuned decode. Its panels stay the ISA's (no overlap within a unit). */
+static int LA_FN(la_half_chains)(const la_params* p, const la_unit* u) {
+  return LA_DECODE_TUNED && la_state_half(p) && p->decode_half_chain && (!u->state_in || u->state_in == u->state_out);
 }
 
 /* Most vectors per decode panel: the ISA's LA_WMAX_DECODE, capped where la_decode_tuned by
@@ -1569,17 +1592,22 @@ static void LA_FN(la_run_unit)(const la_params* p, const la_unit* u, void* scrat
 }
 
 /* Whether the decode of job J can sum the first panel of job Jn (the next unit, set up) in its
- * last panel's update sweep: both decodes of an fp32 state in place with the overlap, with the
- * delta rule (no one-pass decode), the same heads, and panels of the same width and row stride. */
+ * last panel's update sweep: both decodes of a state in place (fp32: la_decode_tuned, with the
+ * overlap; 16-bit: la_half_chains), with the delta rule (no one-pass decode), the same heads, and
+ * panels of the same width, row stride and element kind (a 16-bit state's half_convert forms). */
 static int LA_FN(la_chains)(const la_job_t* J, const la_job_t* Jn) {
   const la_params* p = J->p;
   if (!p->decode_overlap || J->T != 1 || !p->delta || J->pair || J->vdirect || Jn->vdirect) return 0;
   if (J->nq > LA_GMAX || J->nq != Jn->nq || J->G != Jn->G || J->dkp != Jn->dkp || J->npanels < 1 || Jn->npanels < 1)
     return 0;
-  if (!LA_FN(la_decode_tuned)(p, J->u) || !LA_FN(la_decode_tuned)(p, Jn->u)) return 0;
+  const int half = la_state_half(p);
+  if (half ? !LA_FN(la_half_chains)(p, J->u) || !LA_FN(la_half_chains)(p, Jn->u)
+           : !LA_FN(la_decode_tuned)(p, J->u) || !LA_FN(la_decode_tuned)(p, Jn->u))
+    return 0;
   const la_panel_t *P = &J->panels[J->npanels - 1], *Pn = &Jn->panels[0];
   return !P->packed && !Pn->packed && !P->stream && !Pn->stream && P->W == Pn->W && P->ld == Pn->ld &&
-         LA_DECODE_OVERLAP(J->G, P->W);
+         P->half_convert == Pn->half_convert &&
+         (half ? LA_DECODE_CHAINS(J->G, P->W, 1) : LA_DECODE_OVERLAP(J->G, P->W));
 }
 
 /* la_kernel.run_chain: la_run_unit for a decode (T == 1), where the unit's job may already be set
@@ -1603,7 +1631,7 @@ static int LA_FN(la_run_chain_unit)(const la_params* p, const la_unit* u, void* 
   R->J.st = &R->st;
   R->J.chain = NULL;
   la_resume_t* Rn = NULL;
-  if (next && LA_DECODE_TUNED && p->decode_overlap && p->delta && !la_state_half(p)) {
+  if (next && LA_DECODE_TUNED && p->decode_overlap && p->delta && (!la_state_half(p) || p->decode_half_chain)) {
     Rn = (la_resume_t*)((char*)nscratch + LA_FN(la_scratch)(p, next->ncols) - rbytes);
     LA_FN(la_setup)(p, next, nscratch, Rn, 1, tb);
     if (LA_FN(la_chains)(&R->J, &Rn->J)) R->J.chain = &Rn->J;
