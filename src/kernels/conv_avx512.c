@@ -114,17 +114,25 @@ AI __m512 conv_load_padded(const char* prow, const char* xrow, int64_t pos, int6
   return _mm512_mask_mov_ps(tap, mx, tx);
 }
 
+/* The K = 4 channels-first sum of one vector (its inputs cur, the 16 before them prev: taps 0..2
+ * are cur shifted in from prev) with the bias, before the activation. */
+AI __m512 conv_cf_k4_sum(__m512i cur, __m512i prev, __m512 w0, __m512 w1, __m512 w2, __m512 w3, __m512 bias,
+                         bool has_bias, dtype_t dt) {
+  __m512 u = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
+  u = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
+  u = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
+  u = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u);
+  return has_bias ? conv_add_bias(u, bias, dt) : u;
+}
+
 /* One vector of conv_cf_k4_shifted from t0, prev holding the 16 inputs before it; returns
  * this vector's inputs (the next one's prev). */
 AI __m512i conv_cf_k4_one(const char* xrow, char* yrow, int64_t t0, __m512i prev, const float* wf, __m512 bias,
                           bool has_bias, dtype_t dt, linattn_activation act) {
   const size_t es = conv_esize(dt);
   __m512i cur = _mm512_castps_si512(load16(xrow + t0 * (int64_t)es, dt));
-  __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(wf[0]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[1]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
-  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[2]), _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
-  u = _mm512_fmadd_ps(_mm512_set1_ps(wf[3]), _mm512_castsi512_ps(cur), u);
-  if (has_bias) u = conv_add_bias(u, bias, dt);
+  const __m512 u = conv_cf_k4_sum(cur, prev, _mm512_set1_ps(wf[0]), _mm512_set1_ps(wf[1]), _mm512_set1_ps(wf[2]),
+                                  _mm512_set1_ps(wf[3]), bias, has_bias, dt);
   conv_finish_store(yrow + t0 * (int64_t)es, 16, u, dt, act, false);
   return cur;
 }
@@ -267,12 +275,7 @@ AI int64_t conv_cf_k4_table(const char* xrow, char* yrow, int64_t t0, int64_t L,
   __m512i prev = *prev_io, idx[NB];
   for (int i = 0; i < NB; ++i) { /* the first batch: sums and indices only */
     const __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * 2, dt));
-    __m512 u = _mm512_fmadd_ps(w[0], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-    u = _mm512_fmadd_ps(w[1], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
-    u = _mm512_fmadd_ps(w[2], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
-    u = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(cur), u);
-    if (has_bias) u = conv_add_bias(u, bias, dt);
-    idx[i] = conv_table_index(u, dt);
+    idx[i] = conv_table_index(conv_cf_k4_sum(cur, prev, w[0], w[1], w[2], w[3], bias, has_bias, dt), dt);
     prev = cur;
   }
   int64_t tp = t0; /* the batch whose indices are pending */
@@ -281,12 +284,7 @@ AI int64_t conv_cf_k4_table(const char* xrow, char* yrow, int64_t t0, int64_t L,
     for (int i = 0; i < NB; ++i) {
       _mm256_storeu_si256((__m256i*)(yrow + (tp + 16 * i) * 2), conv_table_lookup(idx[i], dt));
       const __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * 2, dt));
-      __m512 u = _mm512_fmadd_ps(w[0], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-      u = _mm512_fmadd_ps(w[1], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u);
-      u = _mm512_fmadd_ps(w[2], _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u);
-      u = _mm512_fmadd_ps(w[3], _mm512_castsi512_ps(cur), u);
-      if (has_bias) u = conv_add_bias(u, bias, dt);
-      idx[i] = conv_table_index(u, dt);
+      idx[i] = conv_table_index(conv_cf_k4_sum(cur, prev, w[0], w[1], w[2], w[3], bias, has_bias, dt), dt);
       prev = cur;
     }
     tp = t0;
@@ -322,11 +320,7 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
     if (pf) conv_cf_prefetch(xrow + t0 * (int64_t)es, pf, es);
     for (int i = 0; i < CONV_CF_BATCH; ++i) {
       __m512i cur = _mm512_castps_si512(load16(xrow + (t0 + 16 * i) * (int64_t)es, dt));
-      u[i] = _mm512_fmadd_ps(w0, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 13)), _mm512_setzero_ps());
-      u[i] = _mm512_fmadd_ps(w1, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 14)), u[i]);
-      u[i] = _mm512_fmadd_ps(w2, _mm512_castsi512_ps(_mm512_alignr_epi32(cur, prev, 15)), u[i]);
-      u[i] = _mm512_fmadd_ps(w3, _mm512_castsi512_ps(cur), u[i]);
-      if (has_bias) u[i] = conv_add_bias(u[i], bias, dt);
+      u[i] = conv_cf_k4_sum(cur, prev, w0, w1, w2, w3, bias, has_bias, dt);
       prev = cur;
     }
     for (int i = 0; i < CONV_CF_BATCH; ++i) conv_finish_store(yrow + (t0 + 16 * i) * (int64_t)es, 16, u[i], dt, act, nt);
