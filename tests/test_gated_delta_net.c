@@ -660,12 +660,15 @@ static void check_fold(tk_rng* r) {
       }
       tk_check(!memcmp(on1, on2, n), "fold on: 1 and 2 threads differ");
       tk_check(!memcmp(on1, on1b, n), "fold on: two calls differ");
-      if (kind < 2) folded += memcmp(on1, off, n) != 0;
-      else tk_check(!memcmp(on1, off, n), "fold on and off differ where the fold does not apply");
+      /* A strong gate (kind 1) leaves a state made of the last few tokens, and bf16 output hides
+       * the small differences: there fold on and off can give the same bits (1 seed in ~60), so
+       * that case counts only for its accuracy (check_case). */
+      if (kind == 0 || (kind == 1 && !di)) folded += memcmp(on1, off, n) != 0;
+      else if (kind >= 2) tk_check(!memcmp(on1, off, n), "fold on and off differ where the fold does not apply");
       free(on1), free(on2), free(on1b), free(off), free(s0);
       free_data(&d);
     }
-  tk_check(folded == 4, "fold on and off gave other bits in %d of 4 per-head cases (the fold did not run)", folded);
+  tk_check(folded == 3, "fold on and off gave other bits in %d of 3 per-head cases (the fold did not run)", folded);
   linattn_context_destroy(ctx[0]);
   linattn_context_destroy(ctx[1]);
 }
