@@ -152,6 +152,16 @@ typedef void (*la_step_fn)(const la_params* p, const la_unit* u, void* scratch, 
 typedef int (*la_chain_fn)(const la_params* p, const la_unit* u, void* scratch, int primed, const la_unit* next,
                            void* nscratch);
 
+/* The output scan of the non-finite recompute (src/api/la_units.h): true when every output
+ * element that unit u stored for tokens [t0, t1) (n_q heads of ncols values, at out_token_stride
+ * and out_head_stride) has magnitude bits (the bits of |x| in io_dtype) below limit
+ * (la_refine_limit: at most those of T's largest finite value, so that inf and NaN fail);
+ * limit < 2^31 for f32, < 2^15 for f16 and bf16. No element: true. Reads no other element. */
+typedef bool (*la_finite_fn)(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0, int64_t t1);
+/* The portable scan (src/api/la_units.c, built without ISA flags): the reference of the
+ * families' scans, and the scan of the reference, scalar and NEON families. */
+bool la_unit_outputs_finite(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0, int64_t t1);
+
 typedef struct la_kernel {
   const char* name;        /* the family's linattn_isa_name */
   la_unit_fn run;
@@ -161,6 +171,7 @@ typedef struct la_kernel {
   int64_t step_tokens;     /* granularity of step's token ranges */
   bool handles_gdn;        /* implements the GatedDeltaNet fields of la_params / la_unit */
   la_chain_fn run_chain;   /* NULL = run only */
+  la_finite_fn outputs_finite; /* never NULL: the output scan after a unit's run or step */
 } la_kernel;
 
 /* Store policy of a decode step into a separate fp32 present_state (linattn_state_stores):

@@ -633,7 +633,7 @@ static void gdn_task(void* arg, size_t task) {
       char* kscratch = gdn_prepare_unit(c, g0, scratch, &u, false);
       c->kern->run(&p, &u, kscratch);
       gdn_refine_unit(c, &p, g0, scratch,
-                      !gdn_unit_refines(c, len) || la_unit_outputs_finite(p.io_dtype, c->refine_limit, &u, 0, len));
+                      !gdn_unit_refines(c, len) || c->kern->outputs_finite(p.io_dtype, c->refine_limit, &u, 0, len));
     }
     g0 = g1;
   }

@@ -90,7 +90,7 @@ void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, ch
        * first tile, once that unit has set up its job (its first step) */
       if (stage_next && next.u && (i + 1 >= n || t0 > 0) && next.t0 < p->T) next.scratch = kscr[(i + 1) % n];
       kern->step(p, &units[i], kscr[i], t0, t1, next.u && (next.prefetch || next.scratch) ? &next : NULL);
-      if (finite && finite[i]) finite[i] = la_unit_outputs_finite(p->io_dtype, limit, &units[i], t0, t1);
+      if (finite && finite[i]) finite[i] = kern->outputs_finite(p->io_dtype, limit, &units[i], t0, t1);
     }
     t0 = t1;
   }

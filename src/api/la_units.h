@@ -34,12 +34,9 @@ int64_t la_lockstep_group(const linattn_context* ctx, size_t state_block_bytes);
 #define LA_KEEP_ENTRY_MIN_TOKENS 256
 
 /* The bits of |output| (in p->io_dtype) from which a unit is recomputed: T's largest finite
- * value, or less when |scale| < 1 (see la_units.c). */
+ * value, or less when |scale| < 1 (see la_units.c). The outputs are scanned by the kernel
+ * family's la_kernel.outputs_finite (la_finite_fn, internal.h). */
 uint32_t la_refine_limit(const la_params* p);
-
-/* True when every output element of tokens [t0, t1) of the unit is finite and its bits are below
- * limit (la_refine_limit). */
-bool la_unit_outputs_finite(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0, int64_t t1);
 
 /* Copies rows [0, rows) x elements [0, n) of esz bytes between blocks of row strides ld_src and
  * ld_dst (an entering in-place state kept for the recompute, and back). */
@@ -49,7 +46,7 @@ void la_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, in
  * chunk tokens a round, with kern->step, which gives the bits of kern->run; with prefetch_next
  * each step prefetches the rows of the next unit's step, with stage_next it stages the next
  * unit's first tile of that step (kern->step's next.scratch). finite (NULL: not checked): finite[i] is cleared when a
- * step's outputs of unit i are not (la_unit_outputs_finite), checked while still in cache. */
+ * step's outputs of unit i are not (kern->outputs_finite), checked while still in cache. */
 void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, char* const* kscr, int64_t n,
                    int64_t chunk, bool* finite, uint32_t limit, bool prefetch_next, bool stage_next);
 

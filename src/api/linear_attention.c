@@ -519,7 +519,7 @@ static void la_run_unit(const la_call* c, const la_params* p, int64_t unit, char
   char* kscratch = la_prepare_unit(c, unit, scratch, &u, false);
   c->kern->run(p, &u, kscratch);
   const bool refines = la_unit_refines(c, la_unit_seq(c, unit), p->T);
-  la_refine_unit(c, p, unit, scratch, &u, !refines || la_unit_outputs_finite(p->io_dtype, c->refine_limit, &u, 0, p->T));
+  la_refine_unit(c, p, unit, scratch, &u, !refines || c->kern->outputs_finite(p->io_dtype, c->refine_limit, &u, 0, p->T));
 }
 
 /* d_k == 0: the state is empty and every readout is scale * (empty sum) = scale * 0, which is

@@ -82,6 +82,46 @@ static inline vf v_exp(vf x) { return exp8(x); }
  * the widths la_setup picks with the LA_WMAX above. */
 #define LA_PANELS(X) X(1, 1) X(1, 2) X(1, 4) X(1, 8) X(2, 1) X(2, 2) X(3, 1) X(3, 2) X(4, 1) X(8, 1)
 
+/* The output finiteness scan (la_kernel.outputs_finite): the unsigned maximum of the magnitude
+ * bits (sign cleared) of 8 fp32 or 16 16-bit elements a vector, a row's tail element by element,
+ * one compare with limit at the end (x >= limit: max(x, limit) == x). */
+VEC_INLINE __m256i la_max_mag32(const uint32_t* o, int64_t n, __m256i m, uint32_t* tail) {
+  const __m256i mag = _mm256_set1_epi32(0x7fffffff);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) m = _mm256_max_epu32(m, _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(o + j)), mag));
+  for (; j < n; j++) *tail = *tail > (o[j] & 0x7fffffffu) ? *tail : o[j] & 0x7fffffffu;
+  return m;
+}
+VEC_INLINE __m256i la_max_mag16(const uint16_t* o, int64_t n, __m256i m, uint32_t* tail) {
+  const __m256i mag = _mm256_set1_epi16(0x7fff);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm256_max_epu16(m, _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(o + j)), mag));
+  for (; j < n; j++) *tail = *tail > (o[j] & 0x7fffu) ? *tail : o[j] & 0x7fffu;
+  return m;
+}
+static bool la_outputs_finite_avx2(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0,
+                                   int64_t t1) {
+  if (t1 <= t0 || u->n_q <= 0 || u->ncols <= 0) return true;
+  const la_scan_rows s = la_scan_rows_of(u, t0, t1);
+  __m256i m = _mm256_setzero_si256();
+  uint32_t tail = 0;
+  if (io_dtype == LINATTN_DTYPE_F32) {
+    const uint32_t* o = (const uint32_t*)u->out + t0 * u->out_token_stride;
+    for (int64_t t = 0; t < s.tokens; t++)
+      for (int64_t h = 0; h < s.heads; h++)
+        m = la_max_mag32(o + t * s.token_stride + h * s.head_stride, s.len, m, &tail);
+    const __m256i lim = _mm256_set1_epi32((int32_t)limit);
+    return tail < limit && _mm256_movemask_epi8(_mm256_cmpeq_epi32(_mm256_max_epu32(m, lim), m)) == 0;
+  }
+  const uint16_t* o = (const uint16_t*)u->out + t0 * u->out_token_stride;
+  for (int64_t t = 0; t < s.tokens; t++)
+    for (int64_t h = 0; h < s.heads; h++)
+      m = la_max_mag16(o + t * s.token_stride + h * s.head_stride, s.len, m, &tail);
+  const __m256i lim = _mm256_set1_epi16((int16_t)limit);
+  return tail < limit && _mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_max_epu16(m, lim), m)) == 0;
+}
+#define LA_OUTPUTS_FINITE la_outputs_finite_avx2
+
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 

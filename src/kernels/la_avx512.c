@@ -146,6 +146,45 @@ static inline __attribute__((always_inline)) void v_from_pair(vf even, vf odd, v
   *b = _mm512_permutex2var_ps(even, hi, odd);
 }
 
+/* The output finiteness scan (la_kernel.outputs_finite): the unsigned maximum of the magnitude
+ * bits (sign cleared) of 16 fp32 or 32 16-bit elements a vector, one compare with limit at the
+ * end. A row's tail is a zero-masked load: a zero lane fails only for limit 0, where the
+ * element loaded with it fails too. */
+VEC_INLINE __m512i la_max_mag32(const uint32_t* o, int64_t n, __m512i m) {
+  const __m512i mag = _mm512_set1_epi32(0x7fffffff);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_loadu_si512(o + j), mag));
+  if (j < n) m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_maskz_loadu_epi32(lanes16(n - j), o + j), mag));
+  return m;
+}
+VEC_INLINE __m512i la_max_mag16(const uint16_t* o, int64_t n, __m512i m) {
+  const __m512i mag = _mm512_set1_epi16(0x7fff);
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(o + j), mag));
+  if (j < n) {
+    const __mmask32 tail = (__mmask32)((1ull << (n - j)) - 1u);
+    m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_maskz_loadu_epi16(tail, o + j), mag));
+  }
+  return m;
+}
+static bool la_outputs_finite_avx512(linattn_dtype io_dtype, uint32_t limit, const la_unit* u, int64_t t0,
+                                     int64_t t1) {
+  if (t1 <= t0 || u->n_q <= 0 || u->ncols <= 0) return true;
+  const la_scan_rows s = la_scan_rows_of(u, t0, t1);
+  __m512i m = _mm512_setzero_si512();
+  if (io_dtype == LINATTN_DTYPE_F32) {
+    const uint32_t* o = (const uint32_t*)u->out + t0 * u->out_token_stride;
+    for (int64_t t = 0; t < s.tokens; t++)
+      for (int64_t h = 0; h < s.heads; h++) m = la_max_mag32(o + t * s.token_stride + h * s.head_stride, s.len, m);
+    return _mm512_cmpge_epu32_mask(m, _mm512_set1_epi32((int32_t)limit)) == 0;
+  }
+  const uint16_t* o = (const uint16_t*)u->out + t0 * u->out_token_stride;
+  for (int64_t t = 0; t < s.tokens; t++)
+    for (int64_t h = 0; h < s.heads; h++) m = la_max_mag16(o + t * s.token_stride + h * s.head_stride, s.len, m);
+  return _mm512_cmpge_epu16_mask(m, _mm512_set1_epi16((int16_t)limit)) == 0;
+}
+#define LA_OUTPUTS_FINITE la_outputs_finite_avx512
+
 #include "la_simd_body.h"
 #include "la_simd_panels.h"
 

@@ -90,6 +90,20 @@ static inline void la_prefetch_l2(const void* p, int64_t bytes) {
 }
 
 /* dtype of decay and beta elements (la_params.gate_dtype, 0 meaning io_dtype). */
+/* The rows of the output scan (la_finite_fn) of tokens [t0, t1), t1 > t0: a token's n_q heads
+ * as one row where they are contiguous, the tokens' rows as one where those are. */
+typedef struct la_scan_rows {
+  int64_t len;                  /* elements per row */
+  int64_t heads, head_stride;   /* rows per token */
+  int64_t tokens, token_stride; /* tokens, from t0 */
+} la_scan_rows;
+static inline la_scan_rows la_scan_rows_of(const la_unit* u, int64_t t0, int64_t t1) {
+  la_scan_rows s = {u->ncols, u->n_q, u->out_head_stride, t1 - t0, u->out_token_stride};
+  if (s.heads > 1 && s.head_stride == s.len) s.len *= s.heads, s.heads = 1;
+  if (s.heads == 1 && s.tokens > 1 && s.token_stride == s.len) s.len *= s.tokens, s.tokens = 1;
+  return s;
+}
+
 static inline linattn_dtype la_gate_dtype(const la_params* p) { return p->gate_dtype ? p->gate_dtype : p->io_dtype; }
 
 /* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */

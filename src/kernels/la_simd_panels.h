@@ -86,10 +86,17 @@ static int LA_FN(la_run_chain)(const la_params* p, const la_unit* u, void* scrat
   return LA_FN(la_run_chain_unit)(p, u, scratch, primed, next, nscratch, &LA_FN(la_tables_of));
 }
 
+/* The family's output finiteness scan (la_kernel.outputs_finite): its own where it defines
+ * LA_OUTPUTS_FINITE, else the portable one. */
+#ifndef LA_OUTPUTS_FINITE
+#define LA_OUTPUTS_FINITE la_unit_outputs_finite
+#endif
+
 /* The family's kernel descriptor, named isa_name ("avx512", ...). Units are whole 128-column
  * heads: the tile staging (q, k, v conversion, decay products, k.q) is then done once per head
  * and tile instead of once per 64 columns (docs/tuning.md, block_cols); panels inside the unit
  * keep the L1 working set. */
 #define LA_SIMD_KERNEL(isa_name)                                                                  \
   {.name = isa_name, .run = LA_FN(la_run), .scratch_bytes = LA_FN(la_scratch), .block_cols = 128, \
-   .step = LA_FN(la_step), .step_tokens = LA_TILE_TOKENS, .handles_gdn = true, .run_chain = LA_FN(la_run_chain)}
+   .step = LA_FN(la_step), .step_tokens = LA_TILE_TOKENS, .handles_gdn = true, .run_chain = LA_FN(la_run_chain), \
+   .outputs_finite = LA_OUTPUTS_FINITE}

@@ -140,4 +140,5 @@ const la_kernel linattn_la_reference = {
     .scratch_bytes = la_ref_scratch,
     .block_cols = 0, /* whole head */
     .handles_gdn = true,
+    .outputs_finite = la_unit_outputs_finite,
 };
