@@ -89,7 +89,6 @@ static inline void la_prefetch_l2(const void* p, int64_t bytes) {
     __builtin_prefetch((const void*)a, 0, 2);
 }
 
-/* dtype of decay and beta elements (la_params.gate_dtype, 0 meaning io_dtype). */
 /* The rows of the output scan (la_finite_fn) of tokens [t0, t1), t1 > t0: a token's n_q heads
  * as one row where they are contiguous, the tokens' rows as one where those are. */
 typedef struct la_scan_rows {
@@ -104,6 +103,7 @@ static inline la_scan_rows la_scan_rows_of(const la_unit* u, int64_t t0, int64_t
   return s;
 }
 
+/* dtype of decay and beta elements (la_params.gate_dtype, 0 meaning io_dtype). */
 static inline linattn_dtype la_gate_dtype(const la_params* p) { return p->gate_dtype ? p->gate_dtype : p->io_dtype; }
 
 /* Prefetches (to L2) the q, k, v, decay and beta rows of token t of a unit (none past T). */
