@@ -8,7 +8,8 @@
  *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
  *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
  *     random inputs, then the same with fp32 states at prefill lengths (T = 8 to 135: tiles, pairs,
- *     a token left over); each build writes its own output and present_state; every byte must agree.
+ *     a token left over; in half of them every 97th decay element is -45, so that decay segments
+ *     end mid-tile); each build writes its own output and present_state; every byte must agree.
  *  2. time: per case, the two builds alternate on the same buffers (the state updated in place, or
  *     past -> a separate present), the order flipped every pair; each call timed alone in thread
  *     CPU time. Prints the medians, the median of the per-pair ratios B / A with its quartiles (above
@@ -77,6 +78,7 @@ typedef struct la_case {
   linattn_dtype sdt;
   int mode; /* 0 in place, 1 separate present, 2 no past */
   int cold;
+  int strong; /* every 97th decay element -45 (below 2^-60): C leaves the fold range, segments end mid-tile */
 } la_case;
 
 typedef struct la_bufs {
@@ -101,6 +103,8 @@ static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) 
   for (size_t i = 0; i < nk; i++) ((float*)t->kb)[i] = (float)(uni(seed) - 0.5) * 0.2f;
   for (size_t i = 0; i < nv; i++) ((float*)t->vb)[i] = (float)(uni(seed) - 0.5) * 2.0f;
   for (size_t i = 0; i < nd; i++) ((float*)t->db)[i] = (float)-(0.02 + 0.3 * uni(seed));
+  if (c->strong)
+    for (size_t i = 0; i < nd; i += 97) ((float*)t->db)[i] = -45.0f;
   for (size_t i = 0; i < nb; i++) ((float*)t->bb)[i] = (float)(0.1 + 0.8 * uni(seed));
   memset(t->ob, 0xa5, 4 * no);
   t->sb = calloc((size_t)nslots, sizeof(void*));
@@ -193,7 +197,7 @@ static int bits(lib* a, lib* b) {
             const uint64_t r = rng_next(&seed);
             la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
                          prefill ? 8 + (int64_t)(r % 128) : 1 + (int64_t)(r % 3), (int)((r >> 8) & 1),
-                         (int)((r >> 9) & 1), sdts[si], mode, 0};
+                         (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1)};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
             if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
@@ -267,11 +271,11 @@ static int parse_case(const char* s, la_case* c) {
   const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%31s", pre, dt, mode, rest);
   if (got < 3) return -1;
   memset(c, 0, sizeof *c);
-  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0};
-  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0};
-  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0};
+  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0};
+  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0};
   else return -1;
   c->sdt = dtype_parse(dt);
   if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
