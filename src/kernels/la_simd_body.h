@@ -517,10 +517,12 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 #define LA_DECODE_REV 1
 #endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
-/* The one pass of a bf16 state in column pairs (SD 4, LA_ACC_UPD) prefetches its rows this far
- * ahead to L1, once per line (GCC keeps no v_prefetch there; docs/tuning.md, la.decode_half_convert) */
-#define LA_PAIR_PF_ROWS 16
-#define LA_PF_ROWS(SD, MODE) ((SD) == 4 && (MODE) == LA_ACC_UPD ? LA_PAIR_PF_ROWS : 8)
+/* The one pass of a 16-bit state under decode_half_convert (LA_ACC_UPD of SD 4, bf16 in column
+ * pairs, and SD 5, fp16) prefetches its rows this far ahead to L1, once per line (GCC keeps no
+ * v_prefetch there; docs/tuning.md, la.decode_half_convert) */
+#define LA_HALF_PF_ROWS 16
+#define LA_HALF_PF(SD, MODE) (((SD) == 4 || (SD) == 5) && (MODE) == LA_ACC_UPD)
+#define LA_PF_ROWS(SD, MODE) (LA_HALF_PF(SD, MODE) ? LA_HALF_PF_ROWS : 8)
 /* The chain's update sweeps (and a chained unit's last one): rows last to first for fp32
  * (LA_DECODE_REV), first to last for a 16-bit state (measured faster: docs/tuning.md,
  * la.decode_half_chain). Either order gives the same bits. */
@@ -591,7 +593,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * PREFETCH: 1 the loaded rows 8 ahead, to L1; 2 (first panel of an overlapped decode) also the
  * rest of each row to L2; 3 (LA_UPD, last panel of an overlapped decode) the rows 8 ahead, writable.
- * (LA_ACC_UPD of SD 4 prefetches LA_PAIR_PF_ROWS ahead, by v_prefetch_l1.)
+ * (LA_ACC_UPD of SD 4 and 5 prefetches LA_HALF_PF_ROWS ahead, by v_prefetch_l1.)
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
@@ -606,8 +608,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
       const char* sr = (const char*)src + i * ld * esz + (MODE == LA_UPD_NEXT ? next_off : 0);
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
-      /* overlapped decode, pair one pass: an L1 prefetch the compiler keeps */
-      if (PREFETCH == 2 || MODE == LA_UPD_NEXT || (SD == 4 && MODE == LA_ACC_UPD)) {
+      /* overlapped decode, 16-bit one pass: an L1 prefetch the compiler keeps */
+      if (PREFETCH == 2 || MODE == LA_UPD_NEXT || LA_HALF_PF(SD, MODE)) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++)
           if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (LA_PF_ROWS(SD, MODE) * ld + j * LA_VL) * esz);
