@@ -337,7 +337,7 @@ typedef struct la_tuning {
                                 * and s from its old rows (the same arithmetic, the same bits) */
   int decode_half_convert;       /* 1: decode of a 16-bit state with conversions the Intel cores run in
                                 * fewer uops (AVX-512): fp16 stored by vcvtps2ph to memory; bf16
-                                * (delta rule, AVX512-BF16) in column pairs, even and odd columns
+                                * (AVX512-BF16; delta rule and one-pass decode) in column pairs, even and odd columns
                                 * widened by a shift and a masked load (the same bits) */
   int narrow_pair_cols;        /* units of at most this many value columns (0: none), in prefill with
                                 * two-token sweeps: pair panels of at most 2 vectors (a smaller L1

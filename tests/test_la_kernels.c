@@ -212,6 +212,7 @@ static void result_free(la_result* res) {
  * nc). st: state mode; zero_state: pass an explicit all-zero state instead of absent. */
 static int g_chain_primed; /* decode chain (la_kernel.run_chain): units whose first panel the previous one summed */
 static int g_half_chain_primed; /* the same for 16-bit states (la_params.decode_half_chain) */
+static int g_pair_one_pass_cases; /* AVX-512 decodes without the delta rule whose bf16 state can run in pairs */
 
 /* chain: the units run by k->run_chain, each set up (and its first panel summed) during the
  * previous one, two scratches alternating as the operator does (la_run_chain) */
@@ -713,6 +714,43 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
         }
     }
 
+    /* decode_half_convert's forms on a 16-bit state (bf16 in column pairs where AVX512-BF16
+     * stores it: la_panel_decode_pairs with the delta rule, la_decode_one_pass without it; fp16
+     * stored by vcvtps2ph to memory): the bits of the plain forms (decode_half_convert 0), with
+     * the one pass and with the two sweeps (decode_split), under the ISA's decode panels and
+     * 4-vector ones; outputs and state bit for bit */
+    if (T == 1) {
+      const linattn_dtype sds[2] = {LINATTN_DTYPE_F16, LINATTN_DTYPE_BF16};
+      for (int si = 0; si < 2; si++)
+        for (int dv = 0; dv < 2; dv++) {
+          la_params ph = p;
+          ph.state_dtype = sds[si];
+          ph.decode_vectors = dv ? 4 : 0;
+          la_result plain;
+          result_alloc(&in, &plain);
+          run_units(k, &ph, &in, c->st, whole, 1, &plain);
+          for (int split = 0; split < 2; split++) {
+            la_params pc = ph;
+            pc.decode_half_convert = 1;
+            pc.decode_split = split;
+            la_result hr;
+            result_alloc(&in, &hr);
+            run_units(k, &pc, &in, c->st, whole, 1, &hr);
+            int64_t first;
+            const int64_t nd = bits_differ_out(&in, plain.out, hr.out, &first);
+            const int64_t ns = bits_differ_hstate(&in, plain.state, hr.state);
+            tk_check(nd == 0 && ns == 0,
+                     "%s: %s-state decode with half_convert (%d-vector panels, split sweeps %d) differs: %lld "
+                     "outputs (first %lld), %lld state rows",
+                     k->name, tk_dtype_str(sds[si]), pc.decode_vectors, split, (long long)nd, (long long)first,
+                     (long long)ns);
+            result_free(&hr);
+          }
+          result_free(&plain);
+        }
+      if (!p.delta && nq <= 8 && nc % 32 == 0 && strcmp(k->name, "avx512") == 0) g_pair_one_pass_cases++;
+    }
+
     /* column splits: bit-identical to the whole unit */
     int64_t splits[4][3];
     int nsplit = 0, ncut[4];
@@ -864,6 +902,23 @@ int main(int argc, char** argv) {
       done++;
     }
 
+  /* Decode without the delta rule (one pass) of RWKV-6-like (per-key decay, d_k = 64) and
+   * Mamba-2-like (per-head decay, d_k = 128) heads and the linear rule: d_v = 64 and 128, one, two
+   * and four query heads per state, separate, in place and from zeros (the 16-bit-state forms
+   * above, bf16 in column pairs among them). */
+  for (int rule = 1; rule <= 2; rule++)
+    for (int si = 0; si < 2; si++)
+      for (int nv = 0; nv < 2; nv++)
+        for (int gi = 0; gi < 3; gi++)
+          for (int st = 0; st < ST_KINDS; st++) {
+            la_case c = {(linattn_update_rule)rule, si ? LA_DECAY_PER_HEAD : LA_DECAY_PER_KEY, LINATTN_DTYPE_F32,
+                         1 << gi, si ? 128 : 64, nv ? 128 : 64, 1, st, G_MILD, B_UNIFORM, 1.0 / sqrt(64.0)};
+            if (rule == LINATTN_UPDATE_LINEAR && si) continue; /* no decay: the d_k = 128 shape once */
+            describe(&c);
+            run_case(&r, fams, nfam, &c);
+            done++;
+          }
+
   /* store policy (linattn_state_stores): both sides of AUTO's threshold, half the LLC */
   tk_context("la_stream_choice");
   tk_check(!la_stream_choice(LINATTN_STATE_STORES_AUTO, 16.0 * (1 << 20), (size_t)32 << 20), "auto at LLC/2: cached");
@@ -896,11 +951,13 @@ int main(int argc, char** argv) {
   tk_check(g_plain_cases > 0, "no case took the plain staging");
   tk_check(g_fold_cases > 0, "no prefill case with a per-head decay ran the folded staging");
   tk_check(g_split_cases > 0, "no decode without the delta rule compared its one pass with the split sweeps");
+  tk_note("decodes without the delta rule on the AVX-512 family with whole 32-column groups: %d", g_pair_one_pass_cases);
   /* the chain ran where the AVX-512 family (LA_DECODE_OVERLAP) is tested */
   bool has_avx512 = false;
   for (int f = 0; f < nfam; f++) has_avx512 |= strcmp(fams[f].k->name, "avx512") == 0;
   tk_check(!has_avx512 || g_chain_primed > 0, "no decode chain summed a next unit's first panel");
   tk_check(!has_avx512 || g_half_chain_primed > 0, "no decode chain of a 16-bit state summed a next unit's first panel");
+  tk_check(!has_avx512 || g_pair_one_pass_cases > 0, "no AVX-512 decode without the delta rule compared its 16-bit forms");
   tk_note("decode chain of 16-bit states: %d units primed by the previous one", g_half_chain_primed);
   tk_note("decode chain: %d units primed by the previous one", g_chain_primed);
   for (int f = 0; f < nfam; f++)

@@ -113,7 +113,7 @@ static int la_bf16_store_native(void) { return __builtin_cpu_supports("avx512bf1
 static inline __attribute__((always_inline)) void v_store_f16_mem(void* p, vf x) {
   __asm__("vcvtps2ph $8, %1, %0" : "=m"(*(__m256i_u*)p) : "v"(x));
 }
-/* bf16 state rows of the delta-rule decode sweeps in column pairs (where la_bf16_store_native):
+/* bf16 state rows of the decode sweeps in column pairs (where la_bf16_store_native):
  * the two vectors of each 32-column group hold its even and its odd
  * columns, so widening 32 elements is one masked load (the odd ones already sit in the high words)
  * and one shift (the even ones), and storing them is one vcvtne2ps2bf16 (the rounding of

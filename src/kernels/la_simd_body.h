@@ -82,7 +82,8 @@ typedef struct LA_FN(la_panel) {
   int primed;       /* decode: p and s already summed by the previous panel, in carry */
   int prefetches;   /* last panel: prefetches the rows of the caller's next step (J->pf) */
   int half_convert; /* decode of a 16-bit state: la_tuning.decode_half_convert's forms apply (f16:
-                     * SD 5; bf16: in column pairs, SD 4, la_panel_decode_pairs) */
+                     * SD 5; bf16: in column pairs, SD 4, la_panel_decode_pairs and, without
+                     * the delta rule, la_decode_one_pass) */
 } LA_FN(la_panel);
 
 /* One staged tile, slot-major (slot i = token t0 + i). */
@@ -516,6 +517,12 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 #define LA_DECODE_REV 1
 #endif
 enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 };
+/* The one pass of a 16-bit state under decode_half_convert (LA_ACC_UPD of SD 4, bf16 in column
+ * pairs, and SD 5, fp16) prefetches its rows this far ahead to L1, once per line (GCC keeps no
+ * v_prefetch there; docs/tuning.md, la.decode_half_convert) */
+#define LA_HALF_PF_ROWS 16
+#define LA_HALF_PF(SD, MODE) (((SD) == 4 || (SD) == 5) && (MODE) == LA_ACC_UPD)
+#define LA_PF_ROWS(SD, MODE) (LA_HALF_PF(SD, MODE) ? LA_HALF_PF_ROWS : 8)
 /* The chain's update sweeps (and a chained unit's last one): rows last to first for fp32
  * (LA_DECODE_REV), first to last for a 16-bit state (measured faster: docs/tuning.md,
  * la.decode_half_chain). Either order gives the same bits. */
@@ -586,6 +593,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * PREFETCH: 1 the loaded rows 8 ahead, to L1; 2 (first panel of an overlapped decode) also the
  * rest of each row to L2; 3 (LA_UPD, last panel of an overlapped decode) the rows 8 ahead, writable.
+ * (LA_ACC_UPD of SD 4 and 5 prefetches LA_HALF_PF_ROWS ahead, by v_prefetch_l1.)
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
@@ -600,10 +608,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
       const char* sr = (const char*)src + i * ld * esz + (MODE == LA_UPD_NEXT ? next_off : 0);
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
-      if (PREFETCH == 2 || MODE == LA_UPD_NEXT) { /* overlapped decode: an L1 prefetch the compiler keeps */
+      /* overlapped decode, 16-bit one pass: an L1 prefetch the compiler keeps */
+      if (PREFETCH == 2 || MODE == LA_UPD_NEXT || LA_HALF_PF(SD, MODE)) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++)
-          if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (8 * ld + j * LA_VL) * esz);
+          if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (LA_PF_ROWS(SD, MODE) * ld + j * LA_VL) * esz);
       } else if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
@@ -847,7 +856,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_last_update)(const la
  * not depend on the sums, so one pass reads each row once, sums s from it and writes the updated
  * row (LA_ACC_UPD): the operations of the read sweep and then the update sweep, in their order.
  * Not for more than LA_GMAX query heads (la_extra_heads reads the old rows again), nor where
- * la_params.decode_split asks for the two sweeps. */
+ * la_params.decode_split asks for the two sweeps. SD 4 (bf16 in column pairs, P->half_convert):
+ * u enters in the sweep's column order and s leaves in memory order; the decay and k are per
+ * row, so each column's operations are those of the plain order. */
 static inline __attribute__((always_inline)) void LA_FN(la_decode_one_pass)(const la_job_t* J, la_panel_t* P,
                                                                             const int NQ, const int W,
                                                                             const int DECAY, const int SD) {
@@ -858,12 +869,28 @@ static inline __attribute__((always_inline)) void LA_FN(la_decode_one_pass)(cons
   for (int j = 0; j < W; j++) u[j] = v_load(Tl->v + P->col + j * LA_VL);
   if (J->u->cap_tokens > 0 && J->u->cap_delta) LA_FN(la_capture_delta)(J, P, 0, u, W);
   LA_FN(la_token_prefetch)(J, P, 0, 1, 0);
+#ifdef LA_BF16_PAIRS
+  if (SD == 4) {
+#pragma GCC unroll 4
+    for (int j = 0; j + 1 < W; j += 2) v_to_pair(u[j], u[j + 1], &u[j], &u[j + 1]);
+  }
+#endif
   if (SD == 0 && P->stream)
     LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
                     LA_ACC_UPD, 1, 1, SD);
   else
     LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
                     LA_ACC_UPD, 0, 1, SD);
+#ifdef LA_BF16_PAIRS
+  if (SD == 4) { /* u again in memory order (v itself), s back to it */
+#pragma GCC unroll 8
+    for (int j = 0; j < W; j++) u[j] = v_load(Tl->v + P->col + j * LA_VL);
+#pragma GCC unroll 4
+    for (int j = 0; j + 1 < W; j += 2)
+#pragma GCC unroll 8
+      for (int h = 0; h < NQ; h++) v_from_pair(s[h][j], s[h][j + 1], &s[h][j], &s[h][j + 1]);
+  }
+#endif
   LA_FN(la_write_out)(J, P, 0, 0, Tl->kq, u, s, NQ, W);
   if (P->stages) LA_FN(la_stage_next)(J);
   P->src = P->dst;
@@ -1210,8 +1237,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_panel_decode_pairs)(c
   LA_FN(la_last_update)(J, P, Tl->a, Tl->k, u, p, s, NQ, W, DECAY, 1, 4);
   P->src = P->dst;
 }
+/* the one pass without the delta rule (la_decode_one_pass) in column pairs: the same conditions */
+#define LA_ONE_PASS_PAIRS_OK(NQ, W, DL, SD) ((SD) == 3 && !(DL) && (W) % 2 == 0)
 #else
 #define LA_PAIRS_OK(NQ, W, DL, SD) 0
+#define LA_ONE_PASS_PAIRS_OK(NQ, W, DL, SD) 0
 #endif
 #ifdef LA_F16_STORE_MEM
 #define LA_F16_MEM_OK(SD) ((SD) == 1)
@@ -1253,6 +1283,8 @@ typedef void (*LA_FN(la_panel_fn))(const la_job_t* J, la_panel_t* P, int64_t t0,
     (void)t0;                                                                                             \
     (void)n;                                                                                              \
     if (LA_PAIRS_OK(NQ, W, DL, SD) && P->half_convert) LA_DECODE_PAIRS(J, P, NQ, W, DC);                  \
+    else if (LA_ONE_PASS_PAIRS_OK(NQ, W, DL, SD) && P->half_convert && LA_ONE_PASS(J, DL, NQ))            \
+      LA_FN(la_decode_one_pass)(J, P, NQ, W, DC, 4);                                                      \
     else if (LA_F16_MEM_OK(SD) && P->half_convert) LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, 5);       \
     else LA_FN(la_panel_decode)(J, P, NQ, W, DC, DL, SD);                                                 \
   }
@@ -1458,8 +1490,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   for (int i = 0; i < np; i++) {
     la_panel_t* P = &J.panels[i];
     P->half_convert = p->decode_half_convert && J.T == 1 && !P->packed &&
-                      (R->sd == 1 || (R->sd == 3 && p->delta && J.nq <= LA_GMAX && P->W % 2 == 0 &&
-                                      P->valid == P->W * LA_VL));
+                      (R->sd == 1 || (R->sd == 3 && J.nq <= LA_GMAX && P->W % 2 == 0 && P->valid == P->W * LA_VL));
   }
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
