@@ -214,6 +214,10 @@ typedef struct conv_params {
                        * (conv_tuning.cf_bf16_pairs; same bits either way) */
   bool silu_table;    /* the AVX-512 family looks the 16-bit SiLU up in a table of all 65,536
                        * results (conv_tuning.silu_table; same bits either way) */
+  bool weights_ready; /* a hint for a channels-last prefill (L > 1): the previous run on this scratch
+                       * was a channels-last prefill of the same channels, weights, bias, dtype and
+                       * K, so the scratch already holds its prepared weights and bias; a family
+                       * may skip preparing them again (same bits either way) */
 } conv_params;
 
 /* Advance channels [c0, c0 + nc) of batch b. Reads all of its past-state entries before writing
@@ -233,10 +237,21 @@ typedef void (*conv_seqs_fn)(const conv_params* ps, int64_t n, int64_t nc, void*
     for (int64_t i = 0; i < n; ++i) RUN(&ps[i], 0, 0, nc, scratch);               \
   }
 
+/* dst[k * dst_ld + r] = src[r * src_ld + k] for r < rows, k < cols, elements of es bytes (2 or
+ * 4; moved as bits): an (nc, S) channel block of a channels-first state to an (S, nc) tile of
+ * the channels-last kernels (rows = nc, cols = S, src_ld = S), or back (rows = S, cols = nc,
+ * dst_ld = S). dst and src do not overlap. */
+typedef void (*conv_transpose_fn)(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols,
+                                  int64_t src_ld, int64_t dst_ld, size_t es);
+/* The portable loop: the reference of every family's transpose, and the scalar / NEON one. */
+void linattn_conv_transpose(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols, int64_t src_ld,
+                            int64_t dst_ld, size_t es);
+
 typedef struct conv_kernel {
   const char* name;         /* the family's linattn_isa_name */
   conv_unit_fn run;
   conv_seqs_fn run_seqs;    /* several sequences' one-token problems (the packed decode) */
+  conv_transpose_fn transpose; /* a packed call's channels-first state blocks to tiles and back */
   conv_scratch_fn scratch_bytes;
   int64_t block_channels;   /* preferred channels per unit */
   bool cl_whole_rows;       /* channels-last prefill: units as wide as the thread count allows

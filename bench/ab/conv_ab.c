@@ -24,6 +24,10 @@
  * in a rotating order, each timed alone by thread CPU time; prints the medians, each build's
  * packed / dense ratio of the medians and of the per-round ratios, and packed B / A
  * (docs/benchmarks.md, "Packed conv decode").
+ * SPEC p, f32|f16|bf16, T, C: a packed prefill, as linattn-bench's VarlenConv prefill rows (4
+ * sequences of 40/30/20/10 % of T tokens, ORT's (4, C, 3) state in place) against one dense
+ * channels-last call on the same tokens ((1, T, C), (1, 3, C) state in place), K = 4, SiLU, no
+ * bias; compared and timed as the packed decode (docs/packed-and-windowed-states.md).
  */
 #define _GNU_SOURCE
 #define AB_PROG "conv-ab"
@@ -79,7 +83,8 @@ static void fill(void* p, size_t n, linattn_dtype dt, uint64_t* s) {
 /* One call's tensors: x, w, bias, past, y, present (present == past when in_place). */
 typedef struct conv_case {
   linattn_dtype dt;
-  int packed; /* the packed decode against the dense channels-last one (B sequences, L = 1) */
+  int packed; /* 1: the packed decode against the dense channels-last one (B sequences, L = 1);
+               * 2: the packed prefill (4 sequences, L = T tokens in all) against one dense call */
   int channels_last, silu, has_bias, has_past, in_place;
   int64_t B, C, L, K, d;
 } conv_case;
@@ -258,22 +263,31 @@ typedef struct packed_arg {
   linattn_causal_conv_desc dd;
   linattn_varlen_batch batch;
   int32_t* cu;
-  linattn_tensor x, y, w, vs, dx, dy, ds; /* packed (B, C) rows and (B, C, 3) state; dense (B, 1, C), (B, 3, C) */
+  int64_t nseq, total, dense_B; /* sequences, packed tokens; dense batch (dense tokens: total / dense_B) */
+  /* packed (total, C) rows and (nseq, C, 3) state; dense (dense_B, total / dense_B, C), (dense_B, 3, C) */
+  linattn_tensor x, y, w, vs, dx, dy, ds;
   void *xb, *yb, *wb, *vsb, *dsb;
 } packed_arg;
 
 static void packed_make(packed_arg* a, const conv_case* c, uint64_t* seed) {
-  const size_t es = dtype_size(c->dt), n = (size_t)(c->B * c->C);
+  static const int share[4] = {40, 30, 20, 10}; /* linattn-bench's VarlenConv prefill split */
+  const bool prefill = c->packed == 2;
   a->c = c;
-  a->cu = malloc(sizeof(int32_t) * (size_t)(c->B + 1));
-  for (int64_t i = 0; i <= c->B; ++i) a->cu[i] = (int32_t)i;
-  a->batch = (linattn_varlen_batch){c->B, a->cu, NULL, NULL, NULL};
+  a->nseq = prefill ? 4 : c->B, a->total = prefill ? c->L : c->B, a->dense_B = prefill ? 1 : c->B;
+  const size_t es = dtype_size(c->dt), n = (size_t)(a->total * c->C), ns = (size_t)(a->nseq * c->C);
+  const size_t nds = (size_t)(a->dense_B * c->C);
+  a->cu = malloc(sizeof(int32_t) * (size_t)(a->nseq + 1));
+  a->cu[0] = 0;
+  for (int64_t i = 0; i < a->nseq; ++i)
+    a->cu[i + 1] = !prefill ? (int32_t)(i + 1)
+                 : i == a->nseq - 1 ? (int32_t)a->total : a->cu[i] + (int32_t)(a->total * share[i] / 100);
+  a->batch = (linattn_varlen_batch){a->nseq, a->cu, NULL, NULL, NULL};
   a->xb = xalloc(n * es), a->yb = xalloc(n * es), a->wb = xalloc((size_t)(4 * c->C) * es);
-  a->vsb = xalloc(3 * n * es), a->dsb = xalloc(3 * n * es);
+  a->vsb = xalloc(3 * ns * es), a->dsb = xalloc(3 * nds * es);
   fill(a->xb, n, c->dt, seed), fill(a->wb, (size_t)(4 * c->C), c->dt, seed);
-  fill(a->vsb, 3 * n, c->dt, seed), fill(a->dsb, 3 * n, c->dt, seed);
-  const int64_t xd[2] = {c->B, c->C}, wd[3] = {c->C, 1, 4}, vsd[3] = {c->B, c->C, 3}, dxd[3] = {c->B, 1, c->C},
-                dsd[3] = {c->B, 3, c->C};
+  fill(a->vsb, 3 * ns, c->dt, seed), fill(a->dsb, 3 * nds, c->dt, seed);
+  const int64_t xd[2] = {a->total, c->C}, wd[3] = {c->C, 1, 4}, vsd[3] = {a->nseq, c->C, 3},
+                dxd[3] = {a->dense_B, a->total / a->dense_B, c->C}, dsd[3] = {a->dense_B, 3, c->C};
   a->x = tensor(a->xb, c->dt, 2, xd), a->y = tensor(a->yb, c->dt, 2, xd), a->w = tensor(a->wb, c->dt, 3, wd);
   a->vs = tensor(a->vsb, c->dt, 3, vsd);
   a->dx = tensor(a->xb, c->dt, 3, dxd), a->dy = tensor(a->yb, c->dt, 3, dxd), a->ds = tensor(a->dsb, c->dt, 3, dsd);
@@ -302,17 +316,17 @@ static void packed_call(packed_arg* a, int k) {
 
 /* Each build's packed output and state from the same inputs, byte for byte. */
 static int packed_bits(packed_arg* a) {
-  const size_t es = dtype_size(a->c->dt), n = (size_t)(a->c->B * a->c->C) * es;
-  unsigned char* keep = malloc(3 * n);
-  unsigned char* ya = malloc(4 * n);
+  const size_t es = dtype_size(a->c->dt), n = (size_t)(a->total * a->c->C) * es, ns = (size_t)(a->nseq * a->c->C) * es;
+  unsigned char* keep = malloc(3 * ns);
+  unsigned char* ya = malloc(n + 3 * ns);
   unsigned char* sa = ya + n;
-  memcpy(keep, a->vsb, 3 * n);
+  memcpy(keep, a->vsb, 3 * ns);
   packed_call(a, 0);
-  memcpy(ya, a->yb, n), memcpy(sa, a->vsb, 3 * n);
-  memcpy(a->vsb, keep, 3 * n);
+  memcpy(ya, a->yb, n), memcpy(sa, a->vsb, 3 * ns);
+  memcpy(a->vsb, keep, 3 * ns);
   memset(a->yb, 0xa5, n);
   packed_call(a, 2);
-  const int bad = memcmp(ya, a->yb, n) != 0 || memcmp(sa, a->vsb, 3 * n) != 0;
+  const int bad = memcmp(ya, a->yb, n) != 0 || memcmp(sa, a->vsb, 3 * ns) != 0;
   free(keep), free(ya);
   return bad;
 }
@@ -341,9 +355,10 @@ static void timed_packed(lib* a, lib* b, const conv_case* c, int max_rounds, dou
   }
   double med[4];
   for (int k = 0; k < 4; ++k) med[k] = quantile(t + k * (size_t)max_rounds, n, 0.5) * 1e-3;
-  printf("packed %-4s B=%-3lld C=%-5lld bits %s  %d rounds  A packed %.2f dense-cl %.2f us  B packed %.2f dense-cl %.2f us"
+  printf("packed %-4s %s=%-4lld C=%-5lld bits %s  %d rounds  A packed %.2f dense-cl %.2f us  B packed %.2f dense-cl %.2f us"
          "  packed/dense A %.3f B %.3f (per round %.3f, %.3f)  packed B/A %.3f  dense B/A %.3f\n",
-         dtype_name(c->dt), (long long)c->B, (long long)c->C, bad ? "DIFFER" : "same", n, med[0], med[1], med[2], med[3],
+         dtype_name(c->dt), c->packed == 2 ? "T" : "B", (long long)(c->packed == 2 ? c->L : c->B), (long long)c->C,
+         bad ? "DIFFER" : "same", n, med[0], med[1], med[2], med[3],
          med[0] / med[1], med[2] / med[3], quantile(ra, n, 0.5), quantile(rb, n, 0.5), quantile(rp, n, 0.5),
          med[3] / med[1]);
   fflush(stdout);
@@ -356,9 +371,12 @@ static int parse_case(const char* s, conv_case* c) {
   long long L, C;
   if (sscanf(s, "%7[^,],%7[^,],%lld,%lld", layout, dt, &L, &C) != 4 || L < 1 || C < 1) return -1;
   memset(c, 0, sizeof *c);
-  if (!strcmp(layout, "v")) { /* L is the sequence count */
+  if (!strcmp(layout, "v") || !strcmp(layout, "p")) { /* v: L is the sequence count; p: the token count */
+    const bool prefill = layout[0] == 'p';
+    if (prefill && L < 4) return -1; /* four sequences of at least one token */
     c->dt = dtype_parse(dt);
-    c->packed = 1, c->silu = 1, c->has_past = 1, c->in_place = 1, c->B = L, c->C = C, c->L = 1, c->K = 4, c->d = 1;
+    c->packed = prefill ? 2 : 1, c->silu = 1, c->has_past = 1, c->in_place = 1, c->C = C, c->K = 4, c->d = 1;
+    c->B = prefill ? 4 : L, c->L = prefill ? L : 1;
     return c->dt == LINATTN_DTYPE_INVALID ? -1 : 0;
   }
   c->channels_last = strcmp(layout, "cl") == 0;
@@ -376,7 +394,7 @@ int main(int argc, char** argv) {
                                          "cf,f16,512,6144", "cl,f32,512,6144", "cl,bf16,512,6144", "cf,f16,1,6144",
                                          "cl,f32,1,6144", "cl,bf16,1,6144"};
   conv_case cases[AB_MAX_CASES];
-  const ab_opts o = ab_parse_args(argc, argv, "cf|cl,f32|f16|bf16,L,C", "cf|cl,f32|f16|bf16,L,C or v,DT,B,C", parse_case_at,
+  const ab_opts o = ab_parse_args(argc, argv, "cf|cl,f32|f16|bf16,L,C", "cf|cl,f32|f16|bf16,L,C or v,DT,B,C or p,DT,T,C", parse_case_at,
                                   cases, defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
   lib_open(&a, argv[1], o.isa);

@@ -237,31 +237,6 @@ static linattn_status varlen_resolve(linattn_context* ctx, const linattn_varlen_
   return LINATTN_SUCCESS;
 }
 
-/* dst[k * dst_ld + r] = src[r * src_ld + k] for r < rows, k < cols: an (nc, S) channel block of
- * a channels-first state to an (S, nc) tile, or back. The usual short states (S = 1..4: k up to
- * 5, undilated) get loops with a constant inner count, which compile to straight-line moves. */
-#define VARLEN_TRANSPOSE(T, COLS)                                                    \
-  for (int64_t r = 0; r < rows; r++)                                                 \
-    for (int64_t k = 0; k < (COLS); k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
-#define VARLEN_TRANSPOSE_T(T)                  \
-  switch (cols) {                              \
-    case 1: VARLEN_TRANSPOSE(T, 1); break;     \
-    case 2: VARLEN_TRANSPOSE(T, 2); break;     \
-    case 3: VARLEN_TRANSPOSE(T, 3); break;     \
-    case 4: VARLEN_TRANSPOSE(T, 4); break;     \
-    default: VARLEN_TRANSPOSE(T, cols); break; \
-  }
-static void varlen_transpose(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols, int64_t src_ld,
-                             int64_t dst_ld, size_t es) {
-  if (es == 4) {
-    VARLEN_TRANSPOSE_T(uint32_t)
-  } else {
-    VARLEN_TRANSPOSE_T(uint16_t)
-  }
-}
-#undef VARLEN_TRANSPOSE_T
-#undef VARLEN_TRANSPOSE
-
 /* Sequence i's problem on channels [c0, c0 + nc): its capture, and its pass-through when it is
  * empty (then false: nothing for a kernel), else the kernel's problem in *pp (through the tile
  * in scratch, set in *tile_out, for a channels-first state of a multi-token sequence). */
@@ -320,9 +295,10 @@ static inline __attribute__((always_inline)) bool varlen_problem(const varlen_ca
     p.s_st = 1;
   } else { /* (C, S) slot through an (S, nc) channels-last tile */
     tile = scratch + c->kern_bytes;
-    if (in && c->S > 0) varlen_transpose(tile, in + c0 * c->S * (int64_t)es, nc, c->S, c->S, nc, es);
+    if (in && c->S > 0) c->kern->transpose(tile, in + c0 * c->S * (int64_t)es, nc, c->S, c->S, nc, es);
     p.past = in ? tile : NULL;
-    p.present = out ? tile : NULL;
+    /* L >= S: the new state is the last S input rows, which varlen_untile moves from x */
+    p.present = out && L < c->S ? tile : NULL;
     p.s_st = nc;
     p.s_sc = 1;
   }
@@ -332,22 +308,34 @@ static inline __attribute__((always_inline)) bool varlen_problem(const varlen_ca
   return true;
 }
 
-/* The channels-first state back from the tile the kernel wrote. */
+/* The channels-first state of a sequence that went through a tile: from the tile the kernel
+ * wrote, or (p->present NULL) from the sequence's last S input rows. */
 static void varlen_untile(const varlen_call* c, const conv_params* p, int64_t i, int64_t c0, int64_t nc,
                           const char* tile) {
   const size_t es = linattn_dtype_size(c->base.dtype);
   const int64_t slot = c->seqs.state_indices ? c->seqs.state_indices[i] : i;
-  if (!tile || !p->present || c->S <= 0) return;
-  varlen_transpose(c->s_out.data + (slot * c->S * c->C + c0 * c->S) * (int64_t)es, tile, c->S, nc, nc, c->S, es);
+  if (!tile || !c->has_out || !c->s_out.data || c->S <= 0) return;
+  char* dst = c->s_out.data + (slot * c->S * c->C + c0 * c->S) * (int64_t)es;
+  if (p->present) c->kern->transpose(dst, tile, c->S, nc, nc, c->S, es);
+  else c->kern->transpose(dst, (const char*)p->x + (p->L - c->S) * p->x_st * (int64_t)es, c->S, nc, p->x_st, c->S, es);
 }
+
+/* Channels whose weights a task's scratch holds from its last channels-last prefill run
+ * (conv_params.weights_ready), nc = 0: none. */
+typedef struct varlen_prepared {
+  int64_t c0, nc;
+} varlen_prepared;
 
 /* Sequence i on channels [c0, c0 + nc) through run (varlen_problem inlined: through an
  * out-of-line call the one-sequence decode measured slower, docs/tuning.md, conv.decode_seqs). */
-static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch) {
+static void varlen_unit(const varlen_call* c, int64_t i, int64_t c0, int64_t nc, char* scratch, varlen_prepared* prep) {
   conv_params p;
   char* tile;
   if (!varlen_problem(c, i, c0, nc, scratch, &p, &tile)) return;
+  const bool cl_prefill = p.channels_last && p.L > 1 && !c->direct_strides;
+  p.weights_ready = cl_prefill && prep->nc == nc && prep->c0 == c0;
   c->kern->run(&p, 0, 0, nc, scratch);
+  *prep = cl_prefill ? (varlen_prepared){c0, nc} : (varlen_prepared){0, 0};
   varlen_untile(c, &p, i, c0, nc, tile);
 }
 
@@ -373,11 +361,12 @@ static void varlen_unit_seqs(const varlen_call* c, int64_t i0, int64_t i1, int64
 static void varlen_task(void* arg, size_t task) {
   const varlen_call* c = (const varlen_call*)arg;
   char* scratch = c->task_bytes ? c->workspace + task * c->task_bytes : NULL;
+  varlen_prepared prep = {0, 0};
   for (int64_t u = c->task_begin[task]; u < c->task_begin[task + 1]; u++) {
     const int64_t g = u / c->blocks, c0 = (u % c->blocks) * c->block_channels;
     const int64_t nc = (c->C - c0) < c->block_channels ? (c->C - c0) : c->block_channels;
     if (c->seqs_per_unit == 1) {
-      varlen_unit(c, g, c0, nc, scratch);
+      varlen_unit(c, g, c0, nc, scratch, &prep);
       continue;
     }
     const int64_t i0 = g * c->seqs_per_unit, i1 = i0 + c->seqs_per_unit < c->B ? i0 + c->seqs_per_unit : c->B;

@@ -404,10 +404,74 @@ AI bool conv_decode(const conv_params* p, int64_t b, int64_t c0, int64_t nc, con
 
 CONV_SEQS_EACH(conv_run_seqs_avx2, conv_run_avx2)
 
+/* ------------------------------------------------------------------ state transpose */
+
+/* 8 elements of es bytes as 32-bit lanes / back (whole groups only: no 16-bit masked moves) */
+AI __m256i tr_load8(const char* p, size_t es) {
+  return es == 4 ? _mm256_loadu_si256((const __m256i*)p) : _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p));
+}
+AI void tr_store8(char* p, __m256i v, size_t es) {
+  if (es == 4) _mm256_storeu_si256((__m256i*)p, v);
+  else _mm_storeu_si128((__m128i*)p, _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1)));
+}
+
+/* The whole groups of 8 channels through the plan's permutes and blends; returns how many
+ * channels they covered. S is a constant in the usual cases (1..4). */
+AI int64_t tr_groups(char* restrict d, const char* restrict s, int64_t S, int64_t n_all, int64_t src_ld,
+                     int64_t dst_ld, size_t es, bool deint) {
+  conv_tr_plan pl;
+  conv_tr_plan_make(&pl, S, 8, deint);
+  __m256i idx[CONV_TR_MAX_S], sel[CONV_TR_MAX_S][CONV_TR_MAX_S];
+  for (int64_t o = 0; o < S; ++o) {
+    idx[o] = _mm256_loadu_si256((const __m256i*)pl.lane[o]);
+    const __m256i from = _mm256_loadu_si256((const __m256i*)pl.vec[o]);
+    for (int64_t j = 0; j < S; ++j) sel[o][j] = _mm256_cmpeq_epi32(from, _mm256_set1_epi32((int)j));
+  }
+  const int64_t e = (int64_t)es, n_full = n_all / 8 * 8;
+  for (int64_t c = 0; c < n_full; c += 8) {
+    __m256i in[CONV_TR_MAX_S];
+    for (int64_t j = 0; j < S; ++j) in[j] = tr_load8(deint ? s + (c * S + j * 8) * e : s + (j * src_ld + c) * e, es);
+    for (int64_t o = 0; o < S; ++o) {
+      __m256i v = _mm256_setzero_si256();
+      for (int64_t j = 0; j < S; ++j) v = _mm256_blendv_epi8(v, _mm256_permutevar8x32_epi32(in[j], idx[o]), sel[o][j]);
+      tr_store8(deint ? d + (o * dst_ld + c) * e : d + (c * S + o * 8) * e, v, es);
+    }
+  }
+  return n_full;
+}
+
+/* conv_kernel.transpose: a contiguous (n, S) block to S rows (de-interleave) or back
+ * (interleave) for S <= CONV_TR_MAX_S in groups of 8 channels, the last < 8 channels (and
+ * other shapes) by the portable loop. */
+static void conv_transpose_avx2(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols,
+                                int64_t src_ld, int64_t dst_ld, size_t es) {
+  const bool deint = cols <= CONV_TR_MAX_S && src_ld == cols;
+  if (!deint && !(rows <= CONV_TR_MAX_S && dst_ld == rows)) {
+    linattn_conv_transpose(dst, src, rows, cols, src_ld, dst_ld, es);
+    return;
+  }
+  const int64_t S = deint ? cols : rows, n = deint ? rows : cols, e = (int64_t)es;
+  if (S <= 0 || n <= 0) return;
+  int64_t done;
+  switch (S) {
+    case 1: done = tr_groups(dst, src, 1, n, src_ld, dst_ld, es, deint); break;
+    case 2: done = tr_groups(dst, src, 2, n, src_ld, dst_ld, es, deint); break;
+    case 3: done = tr_groups(dst, src, 3, n, src_ld, dst_ld, es, deint); break;
+    case 4: done = tr_groups(dst, src, 4, n, src_ld, dst_ld, es, deint); break;
+    default: done = tr_groups(dst, src, S, n, src_ld, dst_ld, es, deint); break;
+  }
+  if (done == n) return;
+  if (deint)
+    linattn_conv_transpose((char*)dst + done * e, (const char*)src + done * S * e, n - done, S, src_ld, dst_ld, es);
+  else
+    linattn_conv_transpose((char*)dst + done * S * e, (const char*)src + done * e, S, n - done, src_ld, dst_ld, es);
+}
+
 const conv_kernel linattn_conv_avx2 = {
     .name = "avx2",
     .run = conv_run_avx2,
     .run_seqs = conv_run_seqs_avx2,
+    .transpose = conv_transpose_avx2,
     .scratch_bytes = conv_scratch_avx2,
     .block_channels = 1024,
     .cl_whole_rows = true,

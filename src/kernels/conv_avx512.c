@@ -335,8 +335,7 @@ AI int64_t conv_cf_k4_shifted(const char* xrow, char* yrow, int64_t t0, int64_t 
  * their table indices formed in idx (row i: idx[2i], idx[2i + 1]); with store, the previous
  * lines' pending lookups (idx as given, rows at yprev) go out one row per row in between. */
 AI void conv_cl_table_line(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
-                           int64_t t0, int64_t v, __m512i* idx, bool store, char* yprev, dtype_t dt) {
-  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+                           int64_t t0, int ROWS, int64_t v, __m512i* idx, bool store, char* yprev, dtype_t dt) {
   const int64_t xst = p->x_st * 2, yst = p->y_st * 2;
   const char* xp = conv_at(p->x, b * p->x_sb + t0 * p->x_st + c0 + v, 2);
   const bool has_bias = p->bias != NULL;
@@ -361,19 +360,27 @@ AI void conv_cl_table_line(const conv_params* p, int64_t b, int64_t c0, const co
     }
 }
 
-/* conv_simd_body.h's hook: the lines of a full tile software-pipelined as conv_cf_k4_table is,
- * each line's gathers issued during the next line's sums. */
-AI void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
-                               int64_t t0, int64_t v0, int64_t v1, dtype_t dt) {
-  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+/* The lines of a tile of ROWS (a constant) steps software-pipelined as conv_cf_k4_table is, each
+ * line's gathers issued during the next line's sums. */
+AI void conv_cl_table_lines_rows(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
+                                 int64_t ncp, int64_t t0, int ROWS, int64_t v0, int64_t v1, dtype_t dt) {
   const int64_t yst = p->y_st * 2;
   char* y = (char*)p->y + (b * p->y_sb + t0 * p->y_st + c0) * 2;
-  __m512i idx[2 * ROWS];
-  conv_cl_table_line(p, b, c0, s, ncp, t0, v0, idx, false, NULL, dt);
-  for (int64_t v = v0 + 32; v < v1; v += 32) conv_cl_table_line(p, b, c0, s, ncp, t0, v, idx, true, y + (v - 32) * 2, dt);
+  __m512i idx[2 * CONV_CL_ROWS_MAX];
+  conv_cl_table_line(p, b, c0, s, ncp, t0, ROWS, v0, idx, false, NULL, dt);
+  for (int64_t v = v0 + 32; v < v1; v += 32)
+    conv_cl_table_line(p, b, c0, s, ncp, t0, ROWS, v, idx, true, y + (v - 32) * 2, dt);
   for (int i = 0; i < ROWS; ++i)
     for (int k = 0; k < 2; ++k)
       _mm256_storeu_si256((__m256i*)(y + (v1 - 32) * 2 + i * yst + 32 * k), conv_table_lookup(idx[2 * i + k], dt));
+}
+
+/* conv_simd_body.h's hook: a full tile, or a half one */
+AI void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s, int64_t ncp,
+                               int64_t t0, int64_t n, int64_t v0, int64_t v1, dtype_t dt) {
+  enum { ROWS = CONV_CL_ROWS(LINATTN_DTYPE_F16, CONV_ACT_SILU_TABLE) };
+  if (n == ROWS) conv_cl_table_lines_rows(p, b, c0, s, ncp, t0, ROWS, v0, v1, dt);
+  else conv_cl_table_lines_rows(p, b, c0, s, ncp, t0, ROWS / 2, v0, v1, dt);
 }
 
 /* ------------------------------------------------------------------ decode (L = 1) */
@@ -977,10 +984,122 @@ static void conv_run_seqs_avx512(const conv_params* ps, int64_t n, int64_t nc, v
   }
 }
 
+/* ------------------------------------------------------------------ state transpose */
+
+/* A group is one zmm of elements: 16 fp32 or 32 16-bit channels. Loads and stores of n
+ * elements (clamped to [0, lanes]) k-masked unless full. */
+AI __m512i tr_load(const char* p, int64_t n, size_t es, bool full) {
+  if (full) return _mm512_loadu_si512(p);
+  if (n <= 0) return _mm512_setzero_si512();
+  if (es == 4) return _mm512_maskz_loadu_epi32((__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u), p);
+  return _mm512_maskz_loadu_epi16((__mmask32)(n >= 32 ? 0xffffffffu : (1u << n) - 1u), p);
+}
+AI void tr_store(char* p, int64_t n, __m512i v, size_t es, bool full) {
+  if (full) _mm512_storeu_si512(p, v);
+  else if (n <= 0) return;
+  else if (es == 4) _mm512_mask_storeu_epi32(p, (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u), v);
+  else _mm512_mask_storeu_epi16(p, (__mmask32)(n >= 32 ? 0xffffffffu : (1u << n) - 1u), v);
+}
+
+/* Output vector o from input pairs (2q, 2q + 1) by two-source permutes, pair q > 0 blended in
+ * on the lanes it supplies. */
+typedef struct tr_consts {
+  __m512i idx[CONV_TR_MAX_S][CONV_TR_MAX_S / 2];
+  __mmask32 from[CONV_TR_MAX_S][CONV_TR_MAX_S / 2];
+} tr_consts;
+
+AI void tr_consts_make(tr_consts* t, int64_t S, size_t es, bool deint) {
+  const int lanes = es == 4 ? 16 : 32;
+  conv_tr_plan pl;
+  conv_tr_plan_make(&pl, S, lanes, deint);
+  for (int64_t o = 0; o < S; ++o)
+    for (int64_t q = 0; 2 * q < S; ++q) {
+      _Alignas(64) uint32_t i32[16] = {0};
+      _Alignas(64) uint16_t i16[32] = {0};
+      __mmask32 m = 0;
+      for (int i = 0; i < lanes; ++i) {
+        if (pl.vec[o][i] / 2 != q) continue;
+        const uint32_t x = (uint32_t)(pl.lane[o][i] + (pl.vec[o][i] & 1) * lanes);
+        if (es == 4) i32[i] = x;
+        else i16[i] = (uint16_t)x;
+        m |= (__mmask32)1u << i;
+      }
+      t->idx[o][q] = es == 4 ? _mm512_load_si512(i32) : _mm512_load_si512(i16);
+      t->from[o][q] = m;
+    }
+}
+
+AI __m512i tr_perm2(__m512i a, __m512i idx, __m512i b, size_t es) {
+  return es == 4 ? _mm512_permutex2var_epi32(a, idx, b) : _mm512_permutex2var_epi16(a, idx, b);
+}
+
+/* Channels [c, c + n) (n = lanes when full) of the block. */
+AI void tr_group(char* restrict d, const char* restrict s, int64_t c, int64_t n, int64_t S, int64_t src_ld,
+                 int64_t dst_ld, size_t es, bool deint, bool full, const tr_consts* t) {
+  const int64_t lanes = es == 4 ? 16 : 32, e = (int64_t)es;
+  __m512i in[CONV_TR_MAX_S];
+  for (int64_t j = 0; j < S; ++j)
+    in[j] = deint ? tr_load(s + (c * S + j * lanes) * e, n * S - j * lanes, es, full)
+                  : tr_load(s + (j * src_ld + c) * e, n, es, full);
+  for (int64_t o = 0; o < S; ++o) {
+    __m512i v = tr_perm2(in[0], t->idx[o][0], S > 1 ? in[1] : in[0], es);
+    for (int64_t q = 1; 2 * q < S; ++q) {
+      const __m512i u = tr_perm2(in[2 * q], t->idx[o][q], 2 * q + 1 < S ? in[2 * q + 1] : in[2 * q], es);
+      v = es == 4 ? _mm512_mask_blend_epi32((__mmask16)t->from[o][q], v, u) : _mm512_mask_blend_epi16(t->from[o][q], v, u);
+    }
+    if (deint) tr_store(d + (o * dst_ld + c) * e, n, v, es, full);
+    else tr_store(d + (c * S + o * lanes) * e, n * S - o * lanes, v, es, full);
+  }
+}
+
+AI void tr_block(char* restrict d, const char* restrict s, int64_t S, int64_t n, int64_t src_ld, int64_t dst_ld,
+                 size_t es, bool deint) {
+  tr_consts t;
+  tr_consts_make(&t, S, es, deint);
+  const int64_t lanes = es == 4 ? 16 : 32;
+  int64_t c = 0;
+  for (; c + lanes <= n; c += lanes) tr_group(d, s, c, lanes, S, src_ld, dst_ld, es, deint, true, &t);
+  if (c < n) tr_group(d, s, c, n - c, S, src_ld, dst_ld, es, deint, false, &t);
+}
+
+/* tr_block with constant element size, direction and (in the usual cases, 1..4) S */
+#define TR_BLOCK_S(ES, DEINT)                                                              \
+  static void tr_block_##ES##_##DEINT(char* restrict d, const char* restrict s, int64_t S, int64_t n, \
+                                      int64_t src_ld, int64_t dst_ld) {                   \
+    switch (S) {                                                                           \
+      case 1: tr_block(d, s, 1, n, src_ld, dst_ld, ES, DEINT); break;                      \
+      case 2: tr_block(d, s, 2, n, src_ld, dst_ld, ES, DEINT); break;                      \
+      case 3: tr_block(d, s, 3, n, src_ld, dst_ld, ES, DEINT); break;                      \
+      case 4: tr_block(d, s, 4, n, src_ld, dst_ld, ES, DEINT); break;                      \
+      default: tr_block(d, s, S, n, src_ld, dst_ld, ES, DEINT); break;                     \
+    }                                                                                      \
+  }
+TR_BLOCK_S(4, 1)
+TR_BLOCK_S(4, 0)
+TR_BLOCK_S(2, 1)
+TR_BLOCK_S(2, 0)
+#undef TR_BLOCK_S
+
+/* conv_kernel.transpose: a contiguous (n, S) block to S rows (de-interleave) or back
+ * (interleave) for S <= CONV_TR_MAX_S, else the portable loop. */
+static void conv_transpose_avx512(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols,
+                                  int64_t src_ld, int64_t dst_ld, size_t es) {
+  const bool deint = cols <= CONV_TR_MAX_S && src_ld == cols;
+  if (!deint && !(rows <= CONV_TR_MAX_S && dst_ld == rows)) {
+    linattn_conv_transpose(dst, src, rows, cols, src_ld, dst_ld, es);
+    return;
+  }
+  const int64_t S = deint ? cols : rows, n = deint ? rows : cols;
+  if (S <= 0 || n <= 0) return;
+  if (es == 4) (deint ? tr_block_4_1 : tr_block_4_0)(dst, src, S, n, src_ld, dst_ld);
+  else (deint ? tr_block_2_1 : tr_block_2_0)(dst, src, S, n, src_ld, dst_ld);
+}
+
 const conv_kernel linattn_conv_avx512 = {
     .name = "avx512",
     .run = conv_run_avx512,
     .run_seqs = conv_run_seqs_avx512,
+    .transpose = conv_transpose_avx512,
     .scratch_bytes = conv_scratch_avx512,
     .block_channels = 1024,
     .cl_whole_rows = true,

@@ -138,6 +138,32 @@ static inline void conv_cf_write_present(const conv_params* p, int64_t b, int64_
   if (L > 0) memcpy(dst + keep, xrow, (size_t)L * es);
 }
 
+/* ------------------------------------------------------------------ state transpose */
+
+/* Vector transposes (conv_kernel.transpose) of an (n, S) block with S <= CONV_TR_MAX_S, in
+ * groups of `lanes` channels (<= 32) held as S vectors:
+ *   de-interleave (the n x S block contiguous, to S rows): input vector j lane l is block
+ *     position p = j * lanes + l, element (p / S, p % S); output vector k lane r is (r, k);
+ *   interleave (S rows to the contiguous block): input vector r lane c is (c, r); output
+ *     vector o lane i is block position p = o * lanes + i, element (p / S, p % S).
+ * Output vector o lane i takes lane lane[o][i] of input vector vec[o][i]. Other shapes (and S
+ * above CONV_TR_MAX_S) take the portable loop. */
+#define CONV_TR_MAX_S 8
+
+typedef struct conv_tr_plan {
+  int32_t lane[CONV_TR_MAX_S][32];
+  int32_t vec[CONV_TR_MAX_S][32];
+} conv_tr_plan;
+
+static inline void conv_tr_plan_make(conv_tr_plan* pl, int64_t S, int lanes, bool deint) {
+  for (int64_t o = 0; o < S; ++o)
+    for (int i = 0; i < lanes; ++i) {
+      const int64_t p = deint ? i * S + o : o * lanes + i; /* block position of output lane (o, i) */
+      pl->vec[o][i] = (int32_t)(deint ? p / lanes : p % S);
+      pl->lane[o][i] = (int32_t)(deint ? p % lanes : p / S);
+    }
+}
+
 /* Calls RUN(p, b, c0, nc, s, dtype, activation) with dtype and activation as literal constants,
  * so an always-inline RUN is specialised for each of the six combinations. */
 #define CONV_RUN_TYPED(RUN, p, b, c0, nc, s)                                                           \

@@ -305,6 +305,7 @@ const conv_kernel linattn_conv_neon = {
     .name = "neon",
     .run = conv_neon_run,
     .run_seqs = conv_neon_run_seqs,
+    .transpose = linattn_conv_transpose,
     .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 256,
 };

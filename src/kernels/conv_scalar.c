@@ -105,6 +105,7 @@ const conv_kernel linattn_conv_scalar = {
     .name = "scalar",
     .run = conv_run_scalar,
     .run_seqs = conv_run_seqs_scalar,
+    .transpose = linattn_conv_transpose,
     .scratch_bytes = conv_vector_scratch_bytes,
     .block_channels = 1024,
 };

@@ -226,18 +226,35 @@ VEC_INLINE void channels_first_row(const conv_params* p, int64_t b, int64_t c, c
 /* ------------------------------------------------------------------ channels-last */
 
 #if CONV_SILU_TABLE
-/* The ISA file's full tiles of channels_last_k4 with the SiLU by lookup: channels [v0, v1)
- * (2 VX_LANES at a time, v0 < v1) of the CONV_CL_ROWS(dt, CONV_ACT_SILU_TABLE) steps from t0,
- * the same bits as channels_last_k4_column's. */
+/* The ISA file's full and half tiles of channels_last_k4 with the SiLU by lookup: channels
+ * [v0, v1) (2 VX_LANES at a time, v0 < v1) of the n steps from t0, n = CONV_CL_ROWS(dt,
+ * CONV_ACT_SILU_TABLE) or half of it, the same bits as channels_last_k4_column's. */
 VEC_INLINE void conv_cl_k4_table_lines(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
-                                       int64_t ncp, int64_t t0, int64_t v0, int64_t v1, linattn_dtype dt);
+                                       int64_t ncp, int64_t t0, int64_t n, int64_t v0, int64_t v1, linattn_dtype dt);
 #endif
 
+/* The inputs of R (a constant) time steps loaded first, then the accumulators summed, then all
+ * finished and stored: the rows' rounding / SiLU chains overlap (as CONV_CF_BATCH does for
+ * channels-first), and every load of the column precedes its stores, so no load waits behind a
+ * store to an aliasing address (rows 4 KiB apart). h[0..2]: the three previous rows. */
+VEC_INLINE void channels_last_k4_rows(const char* xp, char* yp, int64_t xst, int64_t yst, vxf* h, vxf w0, vxf w1,
+                                      vxf w2, vxf w3, vxf bias, bool has_bias, int R, int64_t nv, bool nt,
+                                      linattn_dtype dt, linattn_activation act) {
+  vxf acc[CONV_CL_ROWS_MAX];
+  for (int i = 0; i < R; ++i) h[i + 3] = vx_load_n(xp + i * xst, nv, dt);
+  for (int i = 0; i < R; ++i) {
+    acc[i] = vx_fma(w0, h[i], vx_zero());
+    acc[i] = vx_fma(w1, h[i + 1], acc[i]);
+    acc[i] = vx_fma(w2, h[i + 2], acc[i]);
+    acc[i] = vx_fma(w3, h[i + 3], acc[i]);
+    if (has_bias) acc[i] = conv_add_bias(acc[i], bias, dt);
+  }
+  for (int i = 0; i < R; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, act, nt);
+}
+
 /* One column tile of channels_last_k4: channels [v, v + nv) (nv = VX_LANES when full, a
- * constant) of the n <= CONV_CL_ROWS(dt, act) time steps from t0. The inputs are loaded first, then
- * the accumulators summed, then all finished and stored: the rows' rounding / SiLU chains
- * overlap (as CONV_CF_BATCH does for channels-first), and every load of the column precedes its
- * stores, so no load waits behind a store to an aliasing address (rows 4 KiB apart). */
+ * constant) of the n <= CONV_CL_ROWS(dt, act) time steps from t0: a full or a half tile through
+ * channels_last_k4_rows, a shorter one row by row. */
 VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t c0, const conv_scratch_layout* s,
                                         int64_t ncp, int64_t t0, int64_t n, int64_t v, int64_t nv, bool full, bool nt,
                                         linattn_dtype dt, linattn_activation act) {
@@ -258,16 +275,11 @@ VEC_INLINE void channels_last_k4_column(const conv_params* p, int64_t b, int64_t
     for (int i = 0; i < 3; ++i) h[i] = vx_load_n(conv_cl_padded_row(p, b, c0, t0 + i, s->zero) + o, nv, dt);
   }
   if (n == rows) {
-    vxf acc[CONV_CL_ROWS_MAX];
-    for (int i = 0; i < rows; ++i) h[i + 3] = vx_load_n(xp + i * xst, nv, dt);
-    for (int i = 0; i < rows; ++i) {
-      acc[i] = vx_fma(w0, h[i], vx_zero());
-      acc[i] = vx_fma(w1, h[i + 1], acc[i]);
-      acc[i] = vx_fma(w2, h[i + 2], acc[i]);
-      acc[i] = vx_fma(w3, h[i + 3], acc[i]);
-      if (has_bias) acc[i] = conv_add_bias(acc[i], bias, dt);
-    }
-    for (int i = 0; i < rows; ++i) conv_finish_store(yp + i * yst, nv, acc[i], dt, act, nt);
+    channels_last_k4_rows(xp, yp, xst, yst, h, w0, w1, w2, w3, bias, has_bias, rows, nv, nt, dt, act);
+    return;
+  }
+  if (rows >= 4 && n == rows / 2) {
+    channels_last_k4_rows(xp, yp, xst, yst, h, w0, w1, w2, w3, bias, has_bias, rows / 2, nv, nt, dt, act);
     return;
   }
   for (int64_t i = 0; i < n; ++i) { /* the last, partial tile */
@@ -300,19 +312,19 @@ VEC_INLINE void channels_last_k4(const conv_params* p, int64_t b, int64_t c0, in
   const int64_t lead0 = CONV_CL_LEAD_ALWAYS || nt ? (int64_t)((vbytes - y0 % vbytes) % vbytes / es) : 0;
   const int64_t lead = lead0 < nc ? lead0 : nc;
   const int64_t full_end = lead + (nc - lead) / VX_LANES * VX_LANES;
-  const int64_t rows = CONV_CL_ROWS(dt, act);
-  for (int64_t t0 = 0; t0 < L; t0 += rows) {
-    const int64_t n = L - t0 < rows ? L - t0 : rows;
+  const int64_t rows = CONV_CL_ROWS(dt, act), half = rows >= 4 ? rows / 2 : rows;
+  for (int64_t t0 = 0, n; t0 < L; t0 += n) {
+    n = L - t0 >= rows ? rows : L - t0 >= half ? half : L - t0; /* full tiles, a half tile, the rest */
     if (lead > 0) channels_last_k4_column(p, b, c0, s, ncp, t0, n, 0, lead, false, nt, dt, act);
     int64_t v = lead;
 #if CONV_SILU_TABLE
-    if (act == CONV_ACT_SILU_TABLE && n == rows) { /* whole lines of 2 VX_LANES channels, pipelined */
+    if (act == CONV_ACT_SILU_TABLE && (n == rows || n == half)) { /* whole lines of 2 VX_LANES channels, pipelined */
       if (v < full_end && ((y0 + (uintptr_t)(v * (int64_t)es)) & (2 * vbytes - 1)) != 0) {
         channels_last_k4_column(p, b, c0, s, ncp, t0, n, v, VX_LANES, true, nt, dt, act);
         v += VX_LANES;
       }
       const int64_t vend = v + (full_end - v) / (2 * VX_LANES) * (2 * VX_LANES);
-      if (v < vend) conv_cl_k4_table_lines(p, b, c0, s, ncp, t0, v, vend, dt);
+      if (v < vend) conv_cl_k4_table_lines(p, b, c0, s, ncp, t0, n, v, vend, dt);
       v = vend;
     }
 #endif
@@ -369,13 +381,15 @@ VEC_INLINE void channels_last_block(const conv_params* p, int64_t b, int64_t c0,
 VEC_INLINE void conv_prefill_typed(const conv_params* p, int64_t b, int64_t c0, int64_t nc,
                                    const conv_scratch_layout* s, linattn_dtype dt, linattn_activation act) {
   const int64_t K = p->K;
-  const float* wsrc = conv_weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
   if (!p->channels_last) {
+    const float* wsrc = conv_weights_f32(p, c0, nc, s->wc); /* (C, K) fp32 */
     for (int64_t c = c0; c < c0 + nc; ++c) channels_first_row(p, b, c, wsrc + (c - c0) * K, dt, act);
     return;
   }
-  conv_bias_f32(p, c0, nc, s->bias);
-  conv_weights_tap_major(p, wsrc, nc, s->wt);
+  if (!p->weights_ready) { /* a packed call's next sequence on the same channels has them */
+    conv_bias_f32(p, c0, nc, s->bias);
+    conv_weights_tap_major(p, conv_weights_f32(p, c0, nc, s->wc), nc, s->wt);
+  }
   if (!p->past) memset(s->zero, 0, (size_t)nc * conv_esize(dt));
   if (K == 4 && p->dilation == 1)
     channels_last_k4(p, b, c0, nc, s, dt, act);

@@ -65,6 +65,7 @@ const conv_kernel linattn_conv_reference = {
     .name = "reference",
     .run = conv_ref_run,
     .run_seqs = conv_ref_run_seqs,
+    .transpose = linattn_conv_transpose,
     .scratch_bytes = conv_ref_scratch,
     .block_channels = 64,
 };

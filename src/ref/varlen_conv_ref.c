@@ -1,7 +1,7 @@
 /* The data-movement parts of the packed causal conv (linattn_varlen_causal_conv_with_state) that
  * no conv kernel does: the compact state update (ONNX Runtime's VarlenCausalConvWithState
  * state_update output) and the state of a length-0 sequence. Channels [c0, c0 + nc) only, so
- * the operator's units stay disjoint. */
+ * the operator's units stay disjoint. And the portable state transpose (conv_kernel.transpose). */
 #include <string.h>
 
 #include "internal.h"
@@ -35,3 +35,27 @@ void linattn_varlen_pass_state(const varlen_seq* q, int64_t c0, int64_t nc) {
       memset(dst, 0, (size_t)row_elems * es);
   }
 }
+
+/* The usual short states (S = 1..4: k up to 5, undilated) get loops with a constant inner count,
+ * which compile to straight-line moves. */
+#define CONV_TRANSPOSE(T, COLS)                                                      \
+  for (int64_t r = 0; r < rows; r++)                                                 \
+    for (int64_t k = 0; k < (COLS); k++) ((T*)dst)[k * dst_ld + r] = ((const T*)src)[r * src_ld + k]
+#define CONV_TRANSPOSE_T(T)                  \
+  switch (cols) {                            \
+    case 1: CONV_TRANSPOSE(T, 1); break;     \
+    case 2: CONV_TRANSPOSE(T, 2); break;     \
+    case 3: CONV_TRANSPOSE(T, 3); break;     \
+    case 4: CONV_TRANSPOSE(T, 4); break;     \
+    default: CONV_TRANSPOSE(T, cols); break; \
+  }
+void linattn_conv_transpose(void* restrict dst, const void* restrict src, int64_t rows, int64_t cols, int64_t src_ld,
+                            int64_t dst_ld, size_t es) {
+  if (es == 4) {
+    CONV_TRANSPOSE_T(uint32_t)
+  } else {
+    CONV_TRANSPOSE_T(uint16_t)
+  }
+}
+#undef CONV_TRANSPOSE_T
+#undef CONV_TRANSPOSE
