@@ -65,6 +65,7 @@ typedef struct la_params {
   int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
   int fold_head_decay;     /* la_tuning.fold_head_decay */
   int decode_half_chain;   /* la_tuning.decode_half_chain */
+  int decode_one_pass_prefetch; /* la_tuning.decode_one_pass_prefetch */
 } la_params;
 
 /* One work unit: batch b, kv head h, value columns [col0, col0 + ncols). Everything a kernel
@@ -367,6 +368,8 @@ typedef struct la_tuning {
   int decode_half_chain;       /* 1: a decode of a 16-bit state updated in place (or from zeros) takes
                                 * decode_vectors and decode_overlap as an fp32 one, and so the chain
                                 * (the state converted in the sweeps; the same bits) */
+  int decode_one_pass_prefetch; /* 1: the one-pass decode (no delta rule) of an fp32 state prefetches
+                                 * its rows to L1 16 ahead, once per line (AVX-512; the same bits) */
 } la_tuning;
 
 /* CausalConvWithState parameters that depend on the microarchitecture (docs/tuning.md). */

@@ -21,7 +21,7 @@ static const linattn_tuning g_tunings[] = {
     {"zen4",
      {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 0,
       .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 0, .narrow_pair_cols = 0,
-      .fold_head_decay = 0},
+      .fold_head_decay = 0, .decode_one_pass_prefetch = 0},
      {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 0, .decode_seqs = 0,
       .silu_table = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB
@@ -49,12 +49,14 @@ static const linattn_tuning g_tunings[] = {
      * The 16-bit conv SiLU is a gather from a table of its 65,536 results per dtype, the same
      * bits without the division that bounds it (docs/tuning.md, conv.silu_table).
      * A decode's heads run as one chain, each head's last update sweep summing the next head's
-     * first panel (docs/tuning.md, la.decode_chain), for a 16-bit state too (la.decode_half_chain). */
+     * first panel (docs/tuning.md, la.decode_chain), for a 16-bit state too (la.decode_half_chain).
+     * The one-pass decode (no delta rule) of an fp32 state prefetches its rows to L1 by inline
+     * asm, which GCC does not drop (docs/tuning.md, la.decode_one_pass_prefetch). */
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
       .decode_half_convert = 1, .narrow_pair_cols = 64, .fold_head_decay = 1,
-      .decode_chain = 1, .decode_half_chain = 1},
+      .decode_chain = 1, .decode_half_chain = 1, .decode_one_pass_prefetch = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16, .silu_table = 1}},
 };

@@ -122,6 +122,7 @@ static la_params make_params(const la_cfg* c, const linattn_tuning* t, int64_t T
     p.decode_vectors = t->la.decode_vectors;
     p.decode_overlap = t->la.decode_overlap;
     p.decode_half_convert = t->la.decode_half_convert;
+    p.decode_one_pass_prefetch = t->la.decode_one_pass_prefetch;
     return p;
   }
   p.state_v_major = true;

@@ -619,11 +619,15 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
     /* Without the delta rule a decode reads each row once (la_decode_one_pass); with
      * la_params.decode_split the read and update sweeps stay apart: the same bits, under the
      * default panels and each panel configuration above. */
+    /* la_params.decode_one_pass_prefetch (an L1 prefetch in the one pass of an fp32 state) on
+     * and off under each of these: prefetches only, the same bits. */
     if (T == 1) {
       for (int cfg = -1; cfg < 6; cfg++)
-        for (int split = 0; split < 2; split++) {
-          if (cfg < 0 && split == 0) continue; /* that is got */
+        for (int v = 0; v < 4; v++) {
+          const int split = v & 1, pf = v >> 1;
+          if (cfg < 0 && split == 0 && pf == p.decode_one_pass_prefetch) continue; /* that is got */
           la_params pd = p;
+          pd.decode_one_pass_prefetch = pf;
           if (cfg >= 0) {
             pd.decode_vectors = cfg & 1 ? 4 : 2;
             pd.decode_overlap = cfg >> 1 & 1;
@@ -638,9 +642,11 @@ static void run_case(tk_rng* r, const family* fams, int nfam, const la_case* c) 
           const int64_t nd = bits_differ_out(&in, got.out, dr.out, &first);
           const int64_t ns = bits_differ_state(&in, got.state, dr.state);
           tk_check(nd == 0 && ns == 0,
-                   "%s: decode panels of %d vectors (overlap %d, streaming %d, split sweeps %d) differ: %lld outputs, %lld state rows",
-                   k->name, pd.decode_vectors, pd.decode_overlap, (int)pd.stream_state, split, (long long)nd, (long long)ns);
-          if (split && !p.delta) g_split_cases++;
+                   "%s: decode panels of %d vectors (overlap %d, streaming %d, split sweeps %d, one-pass prefetch %d) "
+                   "differ: %lld outputs, %lld state rows",
+                   k->name, pd.decode_vectors, pd.decode_overlap, (int)pd.stream_state, split, pf, (long long)nd,
+                   (long long)ns);
+          if (split && !pf && !p.delta) g_split_cases++;
           result_free(&dr);
         }
     }

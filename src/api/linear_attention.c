@@ -180,6 +180,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.narrow_pair_cols = ctx->tuning->la.narrow_pair_cols;
   c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
   c->p.decode_half_chain = ctx->tuning->la.decode_half_chain;
+  c->p.decode_one_pass_prefetch = ctx->tuning->la.decode_one_pass_prefetch;
   /* dense, no token: no unit runs, no workspace (present_state = past_state, or zeros); a packed
    * batch runs its units even then (each passes its state through) */
   if (T == 0 && !c->cu) return LINATTN_SUCCESS;

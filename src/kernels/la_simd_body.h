@@ -60,6 +60,9 @@
 #define LA_DECODE_CHAINS(NQ, W, SD) (LA_DECODE_OVERLAP(NQ, W) || (LA_DECODE_TUNED && (SD) != 0 && (NQ) == 1 && (W) == 8))
 #ifndef LA_PREFETCH_L1
 #define v_prefetch_l1(p) v_prefetch(p) /* reached only by the overlapped decode (LA_DECODE_OVERLAP) */
+#define LA_HAS_PREFETCH_L1 0
+#else
+#define LA_HAS_PREFETCH_L1 1
 #endif
 /* Prefill prefetches the rows of q, k, v, decay, beta (when staging) and out (when writing)
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
@@ -84,6 +87,8 @@ typedef struct LA_FN(la_panel) {
   int half_convert; /* decode of a 16-bit state: la_tuning.decode_half_convert's forms apply (f16:
                      * SD 5; bf16: in column pairs, SD 4, la_panel_decode_pairs and, without
                      * the delta rule, la_decode_one_pass) */
+  int one_pass_pf;  /* the one pass of an fp32 state, not streamed, prefetches its rows to L1 by
+                     * v_prefetch_l1 (la_tuning.decode_one_pass_prefetch; where LA_PREFETCH_L1) */
 } LA_FN(la_panel);
 
 /* One staged tile, slot-major (slot i = token t0 + i). */
@@ -522,7 +527,10 @@ enum { LA_ACC = 0, LA_UPD_ACC = 1, LA_UPD = 2, LA_UPD_NEXT = 3, LA_ACC_UPD = 4 }
  * v_prefetch there; docs/tuning.md, la.decode_half_convert) */
 #define LA_HALF_PF_ROWS 16
 #define LA_HALF_PF(SD, MODE) (((SD) == 4 || (SD) == 5) && (MODE) == LA_ACC_UPD)
-#define LA_PF_ROWS(SD, MODE) (LA_HALF_PF(SD, MODE) ? LA_HALF_PF_ROWS : 8)
+/* PREFETCH 4 (the one pass of an fp32 state under la_tuning.decode_one_pass_prefetch): the same
+ * L1 prefetch, as far ahead (docs/tuning.md, la.decode_one_pass_prefetch) */
+#define LA_ONE_PASS_PF(SD, MODE, PREFETCH) (LA_HALF_PF(SD, MODE) || ((MODE) == LA_ACC_UPD && (PREFETCH) == 4))
+#define LA_PF_ROWS(SD, MODE, PREFETCH) (LA_ONE_PASS_PF(SD, MODE, PREFETCH) ? LA_HALF_PF_ROWS : 8)
 /* The chain's update sweeps (and a chained unit's last one): rows last to first for fp32
  * (LA_DECODE_REV), first to last for a 16-bit state (measured faster: docs/tuning.md,
  * la.decode_half_chain). Either order gives the same bits. */
@@ -593,7 +601,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_store_state)(char* p,
  * src and dst rows hold elements of kind SD (LA_SD_SIZE); ld counts elements.
  * PREFETCH: 1 the loaded rows 8 ahead, to L1; 2 (first panel of an overlapped decode) also the
  * rest of each row to L2; 3 (LA_UPD, last panel of an overlapped decode) the rows 8 ahead, writable.
- * (LA_ACC_UPD of SD 4 and 5 prefetches LA_HALF_PF_ROWS ahead, by v_prefetch_l1.)
+ * (LA_ACC_UPD of SD 4 and 5, and of SD 0 with PREFETCH 4, prefetches LA_HALF_PF_ROWS ahead, by v_prefetch_l1.)
  * All arguments that select code are compile-time constants after inlining. */
 static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
     const void* src, void* dst, int64_t ld, int64_t dk, const float* a, const float* k, const float* ak,
@@ -609,10 +617,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_sweep_at)(
 #pragma GCC unroll 8
       for (int j = 0; j < W; j++) x[j] = LA_FN(la_load_row)(sr, j, SD);
       /* overlapped decode, 16-bit one pass: an L1 prefetch the compiler keeps */
-      if (PREFETCH == 2 || MODE == LA_UPD_NEXT || LA_HALF_PF(SD, MODE)) {
+      if (PREFETCH == 2 || MODE == LA_UPD_NEXT || LA_ONE_PASS_PF(SD, MODE, PREFETCH)) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++)
-          if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (LA_PF_ROWS(SD, MODE) * ld + j * LA_VL) * esz);
+          if (LA_LINE_START(j, esz)) v_prefetch_l1(sr + (LA_PF_ROWS(SD, MODE, PREFETCH) * ld + j * LA_VL) * esz);
       } else if (PREFETCH) {
 #pragma GCC unroll 8
         for (int j = 0; j < W; j++) v_prefetch(sr + (8 * ld + j * LA_VL) * esz);
@@ -878,6 +886,9 @@ static inline __attribute__((always_inline)) void LA_FN(la_decode_one_pass)(cons
   if (SD == 0 && P->stream)
     LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
                     LA_ACC_UPD, 1, 1, SD);
+  else if (SD == 0 && P->one_pass_pf)
+    LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
+                    LA_ACC_UPD, 0, 4, SD);
   else
     LA_FN(la_sweep)(P->src, P->dst, P->ld, J->dk, Tl->a, Tl->k, Tl->ak, Tl->aq, J->dkp, u, p, s, NQ, W, DECAY, 0,
                     LA_ACC_UPD, 0, 1, SD);
@@ -1491,6 +1502,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
     la_panel_t* P = &J.panels[i];
     P->half_convert = p->decode_half_convert && J.T == 1 && !P->packed &&
                       (R->sd == 1 || (R->sd == 3 && J.nq <= LA_GMAX && P->W % 2 == 0 && P->valid == P->W * LA_VL));
+    P->one_pass_pf = LA_HAS_PREFETCH_L1 && p->decode_one_pass_prefetch && J.T == 1 && R->sd == 0;
   }
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
