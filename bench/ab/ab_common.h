@@ -42,6 +42,13 @@ static void* ab_sym(void* h, const char* path, const char* name) {
   return f;
 }
 
+static int ab_isa_from_enum_name(const char* isa) {
+  static const char* const names[] = {"auto", "reference", "scalar", "avx2", "avx512", "neon"};
+  for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+    if (!strcmp(isa, names[i])) return i;
+  return -1;
+}
+
 /* Private (RTLD_LOCAL), so the two builds' symbols never mix; one thread, the named ISA. */
 static void ab_open(ab_lib* l, const char* path, const char* isa) {
   l->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -52,12 +59,13 @@ static void ab_open(ab_lib* l, const char* path, const char* isa) {
   *(void**)&l->options_init = ab_sym(l->handle, path, "linattn_context_options_init");
   *(void**)&l->context_create = ab_sym(l->handle, path, "linattn_context_create");
   *(void**)&l->context_destroy = ab_sym(l->handle, path, "linattn_context_destroy");
-  *(void**)&l->isa_from_name = ab_sym(l->handle, path, "linattn_isa_from_name");
+  /* Optional: builds older than linattn_isa_from_name take the public enum's names. */
+  *(void**)&l->isa_from_name = dlsym(l->handle, "linattn_isa_from_name");
   *(void**)&l->last_error = ab_sym(l->handle, path, "linattn_last_error");
   linattn_context_options o;
   l->options_init(&o);
   o.num_threads = 1;
-  const int id = l->isa_from_name(isa);
+  const int id = l->isa_from_name ? l->isa_from_name(isa) : ab_isa_from_enum_name(isa);
   if (id < 0) {
     fprintf(stderr, AB_PROG ": unknown ISA %s\n", isa);
     exit(2);

@@ -748,9 +748,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_write_out)(const la_j
   }
 }
 
-/* The prefetches a panel issues at token t (slot tl of n) of its tile. */
-static inline void LA_FN(la_token_prefetch)(const la_job_t* J, const la_panel_t* P, int64_t tl, int64_t n,
-                                            int64_t t) {
+/* The prefetches a panel issues at token t (slot tl of n) of its tile. Always inlined: as a call
+ * it spills the panel's accumulators every token (docs/tuning.md, la.stage_plain on Zen 4). */
+static inline __attribute__((always_inline)) void LA_FN(la_token_prefetch)(const la_job_t* J, const la_panel_t* P,
+                                                                           int64_t tl, int64_t n, int64_t t) {
   const int64_t T = J->T;
   if (P->prefetches && J->pf.n > 0) {
     /* The next step's input rows, two tokens' per token: the same prefetches issued at once
