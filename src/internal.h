@@ -63,6 +63,7 @@ typedef struct la_params {
   int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
                             * apart (the bits of its one pass; tests compare the two) */
   int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
+  int pair_vectors;        /* la_tuning.pair_vectors */
   int fold_head_decay;     /* la_tuning.fold_head_decay */
   int decode_half_chain;   /* la_tuning.decode_half_chain */
   int decode_one_pass_prefetch; /* la_tuning.decode_one_pass_prefetch */
@@ -359,6 +360,9 @@ typedef struct la_tuning {
                                 * two-token sweeps: pair panels of at most 2 vectors (a smaller L1
                                 * footprint), and in lock-step each step stages the next unit's first
                                 * tile during its first panel's sweeps (the same bits either way) */
+  int pair_vectors;            /* 2: two-token panels of at most 2 vectors for every unit (a 16 KiB
+                                * fp32 panel for d_k = 128, within a 32 KiB L1D); 0: the ISA's
+                                * LA_WMAX_PAIR (the same bits either way) */
   int fold_head_decay;         /* 1: with two-token sweeps and a per-head decay, the tile keeps k and
                                 * scale q as given and the decay scalars scale the per-token sums
                                 * and u instead of the staged rows (other rounding, other bits) */

@@ -18,14 +18,16 @@
 static const linattn_tuning g_tunings[] = {
     /* The parameters the kernels were first tuned with (AMD Zen 4: one 512-bit FMA per cycle,
      * 32 KiB L1D); also the entry for CPUs not listed below. Measured on Zen 4 since, and kept
-     * where they helped there (same bits; docs/tuning.md, "Zen 4"): the specialised staging of
+     * where they helped there (docs/tuning.md, "Zen 4"): two tokens per prefill sweep in
+     * panels of 2 vectors, which keep a 128-row fp32 panel in half the L1D, with a per-head decay
+     * folded out of the staged rows (other bits than one token per sweep); the specialised staging of
      * plain fp32 inputs (la.stage_plain), the 16-bit decode conversion forms
      * (la.decode_half_convert), the channels-first bf16 prefill in even and odd steps
      * (conv.cf_bf16_pairs) and the packed conv decode's sequences together (conv.decode_seqs). */
     {"zen4",
-     {.sweep_tokens = 1, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 1,
-      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 1, .narrow_pair_cols = 0,
-      .fold_head_decay = 0, .decode_one_pass_prefetch = 0},
+     {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 1,
+      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 1, .narrow_pair_cols = 0, .pair_vectors = 2,
+      .fold_head_decay = 1, .decode_one_pass_prefetch = 0},
      {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 1, .decode_seqs = 16,
       .silu_table = 0}},
     /* Intel Xeon with AVX-512 (Skylake-SP to Granite Rapids: two 512-bit FMA pipes, 48 KiB

@@ -9,9 +9,11 @@
  *    (conv.cf_prefetch_bytes) on and off give the same
  *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
  *    element written and within the float64 oracle's bound;
- *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs);
- *  - la.fold_head_decay on (other bits): within the reference kernel's bound, and the same bits
- *    on 1 and 2 threads and in two calls (check_fold_head_decay).
+ *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs), and
+ *    so do la.pair_vectors 2 and 0 (check_pair_vectors);
+ *  - la.fold_head_decay on (other bits), in the 4-vector (intel-avx512) and 2-vector (zen4) pair
+ *    panels: within the reference kernel's bound, and the same bits on 1 and 2 threads and in
+ *    two calls (check_fold_head_decay).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -337,7 +339,10 @@ static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* c
   return run_narrow_t(c, NW_T, dt, in, s0, t, isa, threads, out, state);
 }
 
-static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int threads, tk_rng* r) {
+/* A field that only narrows the two-token panels (and moves staging): the entry `on` against `off`
+ * (the same entry with the field cleared) bit for bit, and `on` against the reference kernel. */
+static void check_same_bits_case(const narrow_case* c, const linattn_tuning* on_t, const linattn_tuning* off_t,
+                                 const char* field, linattn_dtype dt, int threads, tk_rng* r) {
   const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
   const int64_t ng = c->per_key ? nq : (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
   const size_t es = linattn_dtype_size(dt), nstate = (size_t)NW_H * c->dk * c->dv;
@@ -353,9 +358,7 @@ static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int thread
   void *o_on = malloc((size_t)nv * es), *o_off = malloc((size_t)nv * es), *o_ref = malloc((size_t)nv * es);
   float *s_on = malloc(sizeof(float) * nstate), *s_off = malloc(sizeof(float) * nstate),
         *s_ref = malloc(sizeof(float) * nstate);
-  linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
-  off.la.narrow_pair_cols = 0;
-  tk_check(on.la.narrow_pair_cols >= c->dv, "intel-avx512 takes %lld columns as narrow", (long long)c->dv);
+  const linattn_tuning on = *on_t, off = *off_t;
   const char* dn = dt == LINATTN_DTYPE_F32 ? "f32" : "bf16";
   const linattn_status sa = run_narrow(c, dt, in, s0, &on, LINATTN_ISA_AVX512, threads, o_on, s_on);
   if (sa == LINATTN_ERROR_UNSUPPORTED) {
@@ -366,8 +369,8 @@ static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int thread
     tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS && sr == LINATTN_SUCCESS, "%s %s: runs (%s)", c->name,
              dn, linattn_last_error());
     tk_check(!memcmp(o_on, o_off, (size_t)nv * es) && !memcmp(s_on, s_off, sizeof(float) * nstate),
-             "%s %s, %d thread(s): narrow pair panels and staging give the bits of the entry without them", c->name,
-             dn, threads);
+             "%s %s, %d thread(s): %s %s gives the bits of the entry without it", c->name, dn, threads, on.name,
+             field);
     double eo = 0, mo = 0, es2 = 0, ms = 0;
     for (int64_t e = 0; e < nv; e++) {
       const double a = narrow_load(o_on, (size_t)e, dt), b = narrow_load(o_ref, (size_t)e, dt);
@@ -392,7 +395,7 @@ static void check_narrow_case(const narrow_case* c, linattn_dtype dt, int thread
  * the same bits on 1 and 2 threads (lock-step groups 8 + 1 and 5 + 4) and in a second call;
  * mild decays and strong ones (C leaves the fold range within a tile: segment ends mid-tile),
  * T = 203 (lock-step, a partial last tile) and T = 50 (one pass per unit, no lock-step). */
-static void check_fold_case(const narrow_case* c, int64_t T, double glo, double ghi, tk_rng* r) {
+static void check_fold_case(const narrow_case* c, const char* entry, int64_t T, double glo, double ghi, tk_rng* r) {
   const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
   const int64_t ng = (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
   const size_t nstate = (size_t)NW_H * c->dk * c->dv;
@@ -410,7 +413,7 @@ static void check_fold_case(const narrow_case* c, int64_t T, double glo, double 
         *oref = malloc((size_t)nv * 4);
   float *s1 = malloc(sizeof(float) * nstate), *s2 = malloc(sizeof(float) * nstate),
         *s3 = malloc(sizeof(float) * nstate), *sref = malloc(sizeof(float) * nstate);
-  linattn_tuning on = *linattn_tuning_by_name("intel-avx512");
+  linattn_tuning on = *linattn_tuning_by_name(entry);
   on.la.fold_head_decay = 1;
   const linattn_dtype dt = LINATTN_DTYPE_F32;
   /* T < NW_T: the first T tokens of the same (token-major) inputs */
@@ -450,15 +453,16 @@ static void check_fold_head_decay(void) {
       {"mamba-like gated d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
       {"gated delta d_k 64, d_v 48", LINATTN_UPDATE_GATED_DELTA, 64, 48, 0},
   };
-  tk_check(linattn_tuning_by_name("zen4")->la.fold_head_decay == 0, "zen4 keeps the decay in the staged rows");
+  const char* entries[] = {"intel-avx512", "zen4"}; /* 4-vector and 2-vector pair panels */
   tk_rng r;
   tk_rng_init(&r, tk_seed() + 12);
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    check_fold_case(&cases[i], NW_T, -0.3, -0.01, &r);
-    check_fold_case(&cases[i], NW_T, -12.0, -4.0, &r); /* C below 2^-60 within 4-15 tokens */
-    check_fold_case(&cases[i], 50, -0.3, -0.01, &r);
-    check_fold_case(&cases[i], 50, -12.0, -4.0, &r);
-  }
+  for (size_t e = 0; e < 2; e++)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      check_fold_case(&cases[i], entries[e], NW_T, -0.3, -0.01, &r);
+      check_fold_case(&cases[i], entries[e], NW_T, -12.0, -4.0, &r); /* C below 2^-60 within 4-15 tokens */
+      check_fold_case(&cases[i], entries[e], 50, -0.3, -0.01, &r);
+      check_fold_case(&cases[i], entries[e], 50, -12.0, -4.0, &r);
+    }
 }
 
 static void check_narrow_pairs(void) {
@@ -472,7 +476,38 @@ static void check_narrow_pairs(void) {
   const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     for (int di = 0; di < 2; di++)
-      for (int threads = 1; threads <= 2; threads++) check_narrow_case(&cases[i], dts[di], threads, &r);
+      for (int threads = 1; threads <= 2; threads++) {
+        linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
+        off.la.narrow_pair_cols = 0;
+        tk_check(on.la.narrow_pair_cols >= cases[i].dv, "intel-avx512 takes %lld columns as narrow",
+                 (long long)cases[i].dv);
+        check_same_bits_case(&cases[i], &on, &off, "la.narrow_pair_cols", dts[di], threads, &r);
+      }
+}
+
+/* la.pair_vectors 2 (zen4): two-token panels of 2 vectors where the ISA takes 4 (one head per
+ * group), the same bits as the ISA's width, on d = 128 heads (two panels instead of one per
+ * 64 columns) and the narrow shapes; with the per-head decay folded (zen4) and not. */
+static void check_pair_vectors(void) {
+  const narrow_case cases[] = {
+      {"qwen-like gated delta d 128", LINATTN_UPDATE_GATED_DELTA, 128, 128, 0},
+      {"kda-like gated delta d 128, per-key", LINATTN_UPDATE_GATED_DELTA, 128, 128, 1},
+      {"mamba-like d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
+      {"rwkv-like d 64, per-key", LINATTN_UPDATE_GATED, 64, 64, 1},
+  };
+  tk_check(linattn_tuning_by_name("zen4")->la.pair_vectors == 2 && linattn_tuning_by_name("zen4")->la.sweep_tokens == 2,
+           "zen4 sweeps two tokens in 2-vector panels");
+  tk_rng r;
+  tk_rng_init(&r, tk_seed() + 13);
+  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (int di = 0; di < 2; di++)
+      for (int fold = 0; fold <= 1; fold++) {
+        linattn_tuning on = *linattn_tuning_by_name("zen4"), off = on;
+        on.la.fold_head_decay = off.la.fold_head_decay = fold;
+        off.la.pair_vectors = 0;
+        check_same_bits_case(&cases[i], &on, &off, "la.pair_vectors", dts[di], 1 + fold, &r);
+      }
 }
 
 /* la.decode_chain under state_window: the window runs its single-token ranges in place on an fp32
@@ -624,6 +659,7 @@ int main(void) {
   unsetenv("LINATTN_TUNE");
   check_conv_tunings(names, sizeof names / sizeof names[0]);
   check_narrow_pairs();
+  check_pair_vectors();
   check_fold_head_decay();
   check_window_chain();
   free(out_a); free(out_b); free(st_a); free(st_b);

@@ -363,6 +363,7 @@ static linattn_status gdn_plan(linattn_context* ctx, gdn_call* c) {
   /* per-head decay folded out of the staged rows (two-token sweeps; la_setup leaves it out where
    * the transition capture or a per-key decay rules those out) */
   c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
+  c->p.pair_vectors = ctx->tuning->la.pair_vectors;
   int64_t bc = c->kern->block_cols;
   if (bc <= 0 || bc > c->dv) bc = c->dv;
   c->block_cols = bc;

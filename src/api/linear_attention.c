@@ -178,6 +178,7 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.decode_overlap = ctx->tuning->la.decode_overlap;
   c->p.decode_half_convert = ctx->tuning->la.decode_half_convert;
   c->p.narrow_pair_cols = ctx->tuning->la.narrow_pair_cols;
+  c->p.pair_vectors = ctx->tuning->la.pair_vectors;
   c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
   c->p.decode_half_chain = ctx->tuning->la.decode_half_chain;
   c->p.decode_one_pass_prefetch = ctx->tuning->la.decode_one_pass_prefetch;

@@ -87,7 +87,7 @@ static inline vf v_exp(vf x) { return exp16(x); }
   X(1, 1) X(1, 2) X(1, 4) X(1, 8) X(2, 1) X(2, 2) X(2, 4) X(3, 1) X(3, 2) X(4, 1) X(4, 2) X(8, 1) X(8, 2)
 
 /* Two-token panels (la_panel_pairs, run where la_tuning.sweep_tokens is 2): 4 zmm for one head
- * (16 accumulators, both tokens' u, the rows), 2 for two. */
+ * (16 accumulators, both tokens' u, the rows), 2 for two; la_tuning.pair_vectors 2 caps both at 2. */
 #define LA_WMAX_PAIR(G) ((G) == 1 ? 4 : 2)
 #define LA_PAIR_PANELS(X) X(1, 1) X(1, 2) X(1, 4) X(2, 1) X(2, 2)
 

@@ -1389,11 +1389,13 @@ static int LA_FN(la_decode_wmax)(const la_params* p, const la_unit* u, int G) {
   return cap >= 4 ? 4 : 2;
 }
 
-/* Vectors per two-token panel: at most 2 for units of at most la_tuning.narrow_pair_cols
- * columns, whose lock-step steps also stage the next unit's tile (la_tiles): a smaller panel
- * leaves that staging room in L1. Either width gives the same bits. */
+/* Vectors per two-token panel: at most 2 with la_tuning.pair_vectors 2 (a 32 KiB L1D), and for
+ * units of at most la_tuning.narrow_pair_cols columns, whose lock-step steps also stage the next
+ * unit's tile (la_tiles): a smaller panel leaves that staging room in L1. Either width gives the
+ * same bits. */
 static int LA_FN(la_pair_wmax)(const la_params* p, int64_t ncols, int G) {
   const int w = LA_WMAX_PAIR(G);
+  if (p->pair_vectors == 2 && w > 2) return 2;
   return p->narrow_pair_cols > 0 && ncols <= p->narrow_pair_cols && w > 2 ? 2 : w;
 }
 
