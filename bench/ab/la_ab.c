@@ -15,9 +15,9 @@
  *     CPU time. Prints the medians, the median of the per-pair ratios B / A with its quartiles (above
  *     1: B slower) and the ratio of the 10th-percentile times. With "cold" in the case, each call
  *     uses the next of enough state slots (64 MiB in all) that its state comes from DRAM.
- * SPEC: preset,state dtype,inplace|separate[,cold][,tN], e.g. "qwen,f16,inplace" or
- * "qwen,f32,inplace,t4096" (T = 4096 tokens; default 1). Presets (fp32
- * activations, B = 1): qwen (H 16, d 128, gated delta, per-head decay; Qwen3.5-0.8B), qwen9b (the same
+ * SPEC: preset,state dtype,inplace|separate[,cold][,tN][,abf16|af16], e.g. "qwen,f16,inplace" or
+ * "qwen,f32,inplace,t4096,abf16" (T = 4096 tokens, default 1; bf16 activations: q, k, v, decay,
+ * beta and the output, default fp32). Presets (B = 1): qwen (H 16, d 128, gated delta, per-head decay; Qwen3.5-0.8B), qwen9b (the same
  * with H 32: Qwen3.5-9B, q and k repeated to the 32 value heads), kda (H 32, d 128, per-key
  * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
  */
@@ -79,7 +79,10 @@ typedef struct la_case {
   int mode; /* 0 in place, 1 separate present, 2 no past */
   int cold;
   int strong; /* every 97th decay element -45 (below 2^-60): C leaves the fold range, segments end mid-tile */
+  linattn_dtype adt; /* activations (0: fp32) */
 } la_case;
+
+static linattn_dtype act_dtype(const la_case* c) { return c->adt ? c->adt : LINATTN_DTYPE_F32; }
 
 typedef struct la_bufs {
   linattn_tensor q, k, v, decay, beta, out, past, present;
@@ -95,18 +98,20 @@ static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) 
   const size_t nq = (size_t)(T * c->hq * c->dk), nk = (size_t)(T * c->hkv * c->dk), nv = (size_t)(T * c->hkv * c->dv);
   const size_t nd = (size_t)(T * (c->per_key ? c->hkv * c->dk : c->hkv)), nb = (size_t)(T * c->hkv);
   const size_t no = (size_t)(T * ho * c->dv), ns = (size_t)(c->hkv * c->dk * c->dv), ss = dtype_size(c->sdt);
+  const linattn_dtype ad = act_dtype(c);
+  const size_t as = dtype_size(ad);
   memset(t, 0, sizeof *t);
   t->ns = ns, t->no = no, t->nslots = nslots;
-  t->qb = xalloc(4 * nq), t->kb = xalloc(4 * nk), t->vb = xalloc(4 * nv), t->db = xalloc(4 * nd);
-  t->bb = xalloc(4 * nb), t->ob = xalloc(4 * no);
-  for (size_t i = 0; i < nq; i++) ((float*)t->qb)[i] = (float)(uni(seed) - 0.5) * 0.2f;
-  for (size_t i = 0; i < nk; i++) ((float*)t->kb)[i] = (float)(uni(seed) - 0.5) * 0.2f;
-  for (size_t i = 0; i < nv; i++) ((float*)t->vb)[i] = (float)(uni(seed) - 0.5) * 2.0f;
-  for (size_t i = 0; i < nd; i++) ((float*)t->db)[i] = (float)-(0.02 + 0.3 * uni(seed));
+  t->qb = xalloc(as * nq), t->kb = xalloc(as * nk), t->vb = xalloc(as * nv), t->db = xalloc(as * nd);
+  t->bb = xalloc(as * nb), t->ob = xalloc(as * no);
+  for (size_t i = 0; i < nq; i++) store(t->qb, i, ad, (float)(uni(seed) - 0.5) * 0.2f);
+  for (size_t i = 0; i < nk; i++) store(t->kb, i, ad, (float)(uni(seed) - 0.5) * 0.2f);
+  for (size_t i = 0; i < nv; i++) store(t->vb, i, ad, (float)(uni(seed) - 0.5) * 2.0f);
+  for (size_t i = 0; i < nd; i++) store(t->db, i, ad, (float)-(0.02 + 0.3 * uni(seed)));
   if (c->strong)
-    for (size_t i = 0; i < nd; i += 97) ((float*)t->db)[i] = -45.0f;
-  for (size_t i = 0; i < nb; i++) ((float*)t->bb)[i] = (float)(0.1 + 0.8 * uni(seed));
-  memset(t->ob, 0xa5, 4 * no);
+    for (size_t i = 0; i < nd; i += 97) store(t->db, i, ad, -45.0f);
+  for (size_t i = 0; i < nb; i++) store(t->bb, i, ad, (float)(0.1 + 0.8 * uni(seed)));
+  memset(t->ob, 0xa5, as * no);
   t->sb = calloc((size_t)nslots, sizeof(void*));
   t->pb = calloc((size_t)nslots, sizeof(void*));
   for (int s = 0; s < nslots; s++) {
@@ -125,12 +130,12 @@ static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) 
   int64_t qd[3] = {B, T, c->hq * c->dk}, kd[3] = {B, T, c->hkv * c->dk}, vd[3] = {B, T, c->hkv * c->dv};
   int64_t dd[3] = {B, T, c->per_key ? c->hkv * c->dk : c->hkv}, bd[3] = {B, T, c->hkv};
   int64_t od[3] = {B, T, ho * c->dv}, sd[4] = {B, c->hkv, c->dk, c->dv};
-  t->q = tensor(t->qb, LINATTN_DTYPE_F32, 3, qd);
-  t->k = tensor(t->kb, LINATTN_DTYPE_F32, 3, kd);
-  t->v = tensor(t->vb, LINATTN_DTYPE_F32, 3, vd);
-  t->decay = tensor(t->db, LINATTN_DTYPE_F32, 3, dd);
-  t->beta = tensor(t->bb, LINATTN_DTYPE_F32, 3, bd);
-  t->out = tensor(t->ob, LINATTN_DTYPE_F32, 3, od);
+  t->q = tensor(t->qb, ad, 3, qd);
+  t->k = tensor(t->kb, ad, 3, kd);
+  t->v = tensor(t->vb, ad, 3, vd);
+  t->decay = tensor(t->db, ad, 3, dd);
+  t->beta = tensor(t->bb, ad, 3, bd);
+  t->out = tensor(t->ob, ad, 3, od);
   t->past = tensor((char*)t->sb[0] + 16, c->sdt, 4, sd);
   t->present = c->mode == 1 ? tensor((char*)t->pb[0] + 16, c->sdt, 4, sd) : t->past;
 }
@@ -197,7 +202,7 @@ static int bits(lib* a, lib* b) {
             const uint64_t r = rng_next(&seed);
             la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
                          prefill ? 8 + (int64_t)(r % 128) : 1 + (int64_t)(r % 3), (int)((r >> 8) & 1),
-                         (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1)};
+                         (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1), 0};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
             if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
@@ -261,6 +266,7 @@ static void timed(lib* a, lib* b, const la_case* c, int max_pairs, double budget
   for (int i = 0; i < 2; ++i) call_make(&x.k[i], x.l[i], c, &x.t);
   printf("%-6s %-4s %-8s %-4s ", c->name, dtype_name(c->sdt), mode_name(c->mode), c->cold ? "cold" : "warm");
   if (c->T > 1) printf("T %lld ", (long long)c->T);
+  if (c->adt) printf("act %s ", dtype_name(c->adt));
   ab_alternate(run_one, c->cold ? next_slot : NULL, thread_ns, &x, max_pairs, budget_s, 8);
   free(x.k[0].ws), free(x.k[1].ws);
   bufs_free(&x.t);
@@ -271,11 +277,11 @@ static int parse_case(const char* s, la_case* c) {
   const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%31s", pre, dt, mode, rest);
   if (got < 3) return -1;
   memset(c, 0, sizeof *c);
-  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0};
-  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0};
+  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0, 0};
   else return -1;
   c->sdt = dtype_parse(dt);
   if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
@@ -284,6 +290,8 @@ static int parse_case(const char* s, la_case* c) {
   for (char* f = strtok(rest, ","); f; f = strtok(NULL, ",")) {
     if (!strcmp(f, "cold")) c->cold = 1;
     else if (f[0] == 't' && atoll(f + 1) > 0) c->T = atoll(f + 1);
+    else if (!strcmp(f, "abf16")) c->adt = LINATTN_DTYPE_BF16;
+    else if (!strcmp(f, "af16")) c->adt = LINATTN_DTYPE_F16;
     else return -1;
   }
   return 0;
@@ -301,7 +309,7 @@ int main(int argc, char** argv) {
   lib a, b;
   lib_open(&a, argv[1], o.isa);
   lib_open(&b, argv[2], o.isa);
-  printf("A %s\nB %s\nISA %s, 1 thread, B = 1, fp32 activations, thread CPU time (T = 1 unless shown)\n", argv[1], argv[2], o.isa);
+  printf("A %s\nB %s\nISA %s, 1 thread, B = 1, fp32 activations unless shown, thread CPU time (T = 1 unless shown)\n", argv[1], argv[2], o.isa);
   const int bad = o.bits_it ? bits(&a, &b) : 0;
   if (o.time_it)
     for (int i = 0; i < o.ncases; ++i) timed(&a, &b, &cases[i], o.max_pairs, o.budget);
