@@ -68,6 +68,9 @@
  * this many tokens ahead: with several heads a head's row is one piece of a token row of
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
 #define LA_PREFETCH_TOKENS 4 /* the least that covers the latency (docs/tuning.md, LA_PREFETCH_TOKENS) */
+#ifndef LA_STAGE_TILE
+#define LA_STAGE_TILE 0 /* lock-step tiles of per-key fp32 inputs staged by la_stage_tile_per_key_nv */
+#endif
 
 typedef struct LA_FN(la_panel) {
   const void* src;  /* state rows entering the next token (state_in, then dst) */
@@ -304,8 +307,9 @@ static inline void LA_FN(la_prefetch_lines)(const void* p, int64_t bytes) {
   for (uintptr_t a = la_line_first(p), e = la_line_end(p, bytes); a < e; a += 64) v_prefetch((const void*)a);
 }
 
-/* Prefetches the input rows of token t (all of the unit's heads and columns). */
-static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
+/* Prefetches the input rows of token t (all of the unit's heads and columns). Inlined where a
+ * call would cost more than the prefetches: every vector register is the caller's to save. */
+static inline __attribute__((always_inline)) void LA_FN(la_prefetch_inputs_as)(const la_job_t* J, int64_t t) {
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const linattn_dtype dt = p->io_dtype;
@@ -320,6 +324,8 @@ static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) {
                              (p->decay_kind == LA_DECAY_PER_KEY ? J->dk : 1) * (gd == LINATTN_DTYPE_F32 ? 4 : 2));
   if (p->delta) v_prefetch(la_io_at(u->beta, t * u->beta_token_stride, gd));
 }
+
+static void LA_FN(la_prefetch_inputs)(const la_job_t* J, int64_t t) { LA_FN(la_prefetch_inputs_as)(J, t); }
 
 /* Prefetches for writing the output rows of token t (all of the unit's heads and columns). */
 static void LA_FN(la_prefetch_out)(const la_job_t* J, int64_t t) {
@@ -514,6 +520,128 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   else if (J->p->gated && J->p->decay_kind == LA_DECAY_PER_KEY) LA_FN(la_stage_slot)(J, 2, 0);
   else if (J->p->qk_l2_norm) LA_FN(la_stage_slot)(J, 3, 0);
   else LA_FN(la_stage_slot)(J, 1, 0);
+}
+
+/* The per-key fp32 case of la_stage_slot (PLAIN 2, not folded) for a whole tile at once, with
+ * d_k = NV vectors: the lock-step burst of la_tiles. Slot by slot as la_stage_next would, but a
+ * slot's decay product C and update key stay in registers for the next slot (its product and
+ * la_stage_pair's sums), k as given is stored only where another head group reads it, and the
+ * rows' addresses are locals (a store through a float pointer could otherwise change any field
+ * of J, so the compiler would reload them after each). The operations and their order are those
+ * of la_stage_slot and la_stage_pair, so are the bits. */
+#if LA_STAGE_TILE
+static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV) {
+  la_stager_t* st = J->st;
+  const la_params* p = J->p;
+  const la_unit* u = J->u;
+  const la_tile_t Tl = *st->buf;
+  const int64_t dkp = J->dkp, ncp = J->ncp, nc = J->nc, t0 = st->t0, n = st->n, nst = st->nst;
+  const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
+  const int slot_rows = !pair || nq > LA_GMAX;
+  const float *kin = (const float*)u->k, *gin = (const float*)u->decay, *qin = (const float*)u->q,
+              *vin = (const float*)u->v;
+  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride, qts = u->q_token_stride,
+                qhs = u->q_head_stride, vts = u->v_token_stride;
+  const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
+  const vf sc = v_set1(p->scale);
+  vf c[8], kp[8]; /* C and the update key of the slot before (NV <= 8; fixed sizes, not VLAs,
+                   * so that they can live in registers) */
+  for (int j = 0; j < NV; j++) c[j] = kp[j] = v_zero();
+  int seg_start = st->seg_start;
+  for (int64_t sl = st->next; sl < nst; sl++) {
+    const int64_t t = t0 + sl;
+    if (sl == 0)
+      for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
+    if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
+    const float* kt = kin + t * kts;
+    const float* gt = gin + t * gts;
+    float* cs = Tl.a + sl * dkp;
+    vf k[8], ak[8];
+    int in_range = 1;
+    for (int j = 0; j < NV; j++) {
+      k[j] = v_load(kt + j * LA_VL);
+      const vf av = v_exp(v_load(gt + j * LA_VL));
+      c[j] = seg_start ? av : v_mul(c[j], av);
+      in_range &= v_in_range(c[j], lo, hi);
+      if (slot_rows) v_store(Tl.kt + sl * dkp + j * LA_VL, k[j]);
+      v_store(cs + j * LA_VL, c[j]);
+      ak[j] = v_mul(c[j], k[j]);
+      v_store(Tl.ak + sl * dkp + j * LA_VL, ak[j]);
+    }
+    for (int h = 0; h < G; h++) { /* la_stage_heads_as */
+      float* aq = Tl.aq + (sl * G + h) * dkp;
+      if (h >= nq) {
+        for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
+        Tl.kq[sl * LA_KQ_STRIDE + h] = 0.0f;
+        continue;
+      }
+      const float* qt = qin + t * qts + (int64_t)h * qhs;
+      vf acc = v_zero();
+      for (int j = 0; j < NV; j++) {
+        const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
+        acc = v_fma(k[j], qs, acc);
+        v_store(aq + j * LA_VL, v_mul(c[j], qs));
+      }
+      Tl.kq[sl * LA_KQ_STRIDE + h] = v_hsum(acc);
+    }
+    const int end = !in_range || sl + 1 >= n || vdirect;
+    Tl.seg_end[sl] = end;
+    Tl.beta[sl] = delta ? la_beta_at(p, u, t) : 1.0f;
+    if (pair && sl > 0) { /* la_stage_pair, with kp and ak from registers */
+      const int scaled = seg_start; /* the slot before ended a segment (la_pair_scaled) */
+      const float* fp = cs - dkp;
+      vf cx = v_zero();
+      for (int j = 0; j < NV; j++) {
+        cx = v_fma(kp[j], ak[j], cx);
+        if (scaled) v_store(Tl.akx + sl * dkp + j * LA_VL, v_mul(v_load(fp + j * LA_VL), ak[j]));
+      }
+      Tl.cx[sl] = v_hsum(cx);
+      for (int h = 0; h < G; h++) {
+        const float* aq = Tl.aq + (sl * G + h) * dkp;
+        float* aqx = Tl.aqx + (sl * G + h) * dkp;
+        vf d = v_zero();
+        for (int j = 0; j < NV; j++) {
+          const vf a = v_load(aq + j * LA_VL);
+          d = v_fma(kp[j], a, d);
+          if (scaled) v_store(aqx + j * LA_VL, v_mul(v_load(fp + j * LA_VL), a));
+        }
+        Tl.dx[sl * LA_KQ_STRIDE + h] = v_hsum(d);
+      }
+    }
+    for (int j = 0; j < NV; j++) {
+      kp[j] = end ? k[j] : v_div(k[j], c[j]);
+      v_store(Tl.k + sl * dkp + j * LA_VL, kp[j]);
+    }
+    seg_start = end;
+    const float* vt = vin + t * vts;
+    float* vs = Tl.v + sl * ncp;
+    int64_t col = 0;
+    for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
+    if (col < nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(nc - col)));
+  }
+  st->next = nst;
+  st->seg_start = seg_start;
+}
+#endif
+
+/* Stages the whole tile in progress (lock-step, la_tiles): la_stage_tile_per_key_nv where the
+ * ISA enables it (LA_STAGE_TILE: 32 vector registers, so that C, k, C .* k and the update key
+ * of 4 or 8 vectors stay in them), else slot by slot. */
+static void LA_FN(la_stage_tile)(const la_job_t* J) {
+#if LA_STAGE_TILE
+  const la_params* p = J->p;
+  const int per_key = J->stage_plain && !J->fold && p->gated && p->decay_kind == LA_DECAY_PER_KEY &&
+                      !p->qk_l2_norm && J->st->next == 0;
+  if (per_key && J->dkp == 4 * LA_VL) {
+    LA_FN(la_stage_tile_per_key_nv)(J, 4);
+    return;
+  }
+  if (per_key && J->dkp == 8 * LA_VL) {
+    LA_FN(la_stage_tile_per_key_nv)(J, 8);
+    return;
+  }
+#endif
+  while (J->st->next < J->st->nst) LA_FN(la_stage_next)(J);
 }
 
 /* ------------------------------------------------------------------ the sweep */
@@ -1564,7 +1692,7 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       Jp->cur = &Jp->tiles[0];
       if (R->staged_t0 != t0) {
         LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
-        while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
+        LA_FN(la_stage_tile)(Jp);
       }
       R->staged_t0 = -1;
       st->next = st->nst = 0; /* the panels stage nothing of this unit */
