@@ -117,6 +117,7 @@ static la_params make_params(const la_cfg* c, const linattn_tuning* t, int64_t T
   p.stream_state = c->stream;
   p.state_dtype = c->sdt;
   p.sweep_tokens = t->la.sweep_tokens;
+  p.fold_head_decay = t->la.fold_head_decay;
   if (c->gdn == GDN_NONE) {
     p.stage_plain = t->la.stage_plain;
     p.decode_vectors = t->la.decode_vectors;
@@ -397,10 +398,12 @@ static void la_data_make(tk_rng* r, const la_run_case* rc, la_data* d) {
   d->v = random_io(r, c->io, T * nc, -1, 1, 1.0);
   d->dw = g_rules[c->rule].dkind == LA_DECAY_PER_KEY ? dk : 1;
   d->decay = raw_gates ? random_io(r, gdt, T * d->dw, -2, 2, 1.0) : random_io(r, gdt, T * d->dw, -0.5, 0, 1.0);
-  /* every 97th log-decay -45 (below 2^-60): the decay product leaves the range the kernels
-   * divide by, so decay segments end inside tiles, not only at their ends */
+  /* every 97th per-key log-decay (every 13th per-head one) -45, below 2^-60: the decay product
+   * leaves the range the kernels divide by, so decay segments end inside tiles, not only at
+   * their ends */
+  const int64_t every = d->dw > 1 ? 97 : 13;
   if (!raw_gates)
-    for (int64_t i = 96; i < T * d->dw; i += 97) tk_store(d->decay, i, gdt, -45.0);
+    for (int64_t i = every - 1; i < T * d->dw; i += every) tk_store(d->decay, i, gdt, -45.0);
   d->beta = c->gdn == GDN_SOFTPLUS ? random_io(r, gdt, T, -2, 2, 1.0) : random_io(r, gdt, T, 0, 1, 1.0);
   for (int64_t i = 0; i < dk && i < 256; i++) d->dt_bias[i] = (float)tk_uniform_range(r, -0.5, 0.5);
   d->gate_coef = c->gdn == GDN_SOFTPLUS ? -expf((float)tk_uniform_range(r, -1, 1)) : expf((float)tk_uniform_range(r, -1, 1));
@@ -603,6 +606,10 @@ static void check_la_runs(tk_rng* r, const family* fams, int nfam, const linattn
       {{2, F32, F32, false, GDN_NONE, 64, 40, 0}, ST_SEPARATE, 2, 0, false},
       {{5, F32, F32, false, GDN_NONE, 128, 128, 0}, ST_SEPARATE, 2, 0, true},
       {{5, F32, F32, false, GDN_NONE, 64, 160, 0}, ST_ZEROS, 3, 0, false},
+      /* per-head decay, fp32 (la_stage_tile_fold_nv, decay folded out with two-token sweeps) */
+      {{4, F32, F32, false, GDN_NONE, 128, 128, 0}, ST_INPLACE, 1, 0, false},
+      {{1, F32, F32, false, GDN_NONE, 128, 64, 0}, ST_SEPARATE, 2, 0, true},
+      {{4, F32, F32, false, GDN_NONE, 64, 64, 0}, ST_ZEROS, 3, 0, false},
   };
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     la_run_case rc = {fixed[i].c, fixed[i].st, fixed[i].nq, fixed[i].cap, 0};

@@ -69,7 +69,7 @@
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
 #define LA_PREFETCH_TOKENS 4 /* the least that covers the latency (docs/tuning.md, LA_PREFETCH_TOKENS) */
 #ifndef LA_STAGE_TILE
-#define LA_STAGE_TILE 0 /* lock-step tiles of per-key fp32 inputs staged by la_stage_tile_per_key_nv */
+#define LA_STAGE_TILE 0 /* lock-step tiles of fp32 inputs staged in one burst (la_stage_tile) */
 #endif
 
 typedef struct LA_FN(la_panel) {
@@ -622,11 +622,107 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
   st->next = nst;
   st->seg_start = seg_start;
 }
+
+/* The per-head decay case of la_stage_slot folded out of the rows (la_job.fold; PLAIN 1: fp32,
+ * no key normalisation) for a whole tile at once, with d_k = NV vectors, as
+ * la_stage_tile_per_key_nv: the tile's decay products and segment ends first (scalars; expf is
+ * a call, which would spill the rows), then the slots with the previous slot's k in registers
+ * for la_stage_pair_fold's sums. Same operations in the same order, same bits. */
+static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(const la_job_t* J, const int NV) {
+  la_stager_t* st = J->st;
+  const la_params* p = J->p;
+  const la_unit* u = J->u;
+  const la_tile_t Tl = *st->buf;
+  const int64_t dkp = J->dkp, ncp = J->ncp, nc = J->nc, t0 = st->t0, n = st->n, nst = st->nst;
+  const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta;
+  const int slot_rows = !pair || nq > LA_GMAX;
+  const float *kin = (const float*)u->k, *gin = (const float*)u->decay, *qin = (const float*)u->q,
+              *vin = (const float*)u->v;
+  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride, qts = u->q_token_stride,
+                qhs = u->q_head_stride, vts = u->v_token_stride;
+  const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
+  float chead[LA_TILE_TOKENS + 1];
+  int ends[LA_TILE_TOKENS + 1];
+  int seg_start = st->seg_start;
+  float c_head = st->c_head;
+  for (int64_t sl = st->next; sl < nst; sl++) {
+    const float a_head = expf(la_gate_log_decay(p, u, gin[(t0 + sl) * gts], 0));
+    c_head = seg_start ? a_head : c_head * a_head;
+    const int in_range = c_head >= lo && c_head <= hi;
+    chead[sl] = c_head;
+    ends[sl] = seg_start = !in_range || sl + 1 >= n || J->vdirect;
+  }
+  const vf sc = v_set1(p->scale);
+  vf kp[8]; /* k of the slot before (NV <= 8) */
+  for (int j = 0; j < NV; j++) kp[j] = v_zero();
+  for (int64_t sl = st->next; sl < nst; sl++) {
+    const int64_t t = t0 + sl;
+    if (sl == 0)
+      for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
+    if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
+    const float c = chead[sl];
+    const int end = ends[sl];
+    /* C is read back only where the slot ends a segment or other head groups need it */
+    float* cs = !slot_rows && !end ? J->xaq + dkp : Tl.a + sl * dkp;
+    const float* kt = kin + t * kts;
+    const vf ch = v_set1(c);
+    vf k[8];
+    for (int j = 0; j < NV; j++) {
+      k[j] = v_load(kt + j * LA_VL);
+      v_store(Tl.k + sl * dkp + j * LA_VL, k[j]);
+      v_store(cs + j * LA_VL, ch);
+    }
+    for (int h = 0; h < G; h++) { /* la_stage_heads_as, decay folded out */
+      float* aq = Tl.aq + (sl * G + h) * dkp;
+      if (h >= nq) {
+        for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
+        Tl.kq[sl * LA_KQ_STRIDE + h] = 0.0f;
+        continue;
+      }
+      const float* qt = qin + t * qts + (int64_t)h * qhs;
+      vf acc = v_zero();
+      for (int j = 0; j < NV; j++) {
+        const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
+        acc = v_fma(k[j], qs, acc);
+        v_store(aq + j * LA_VL, qs);
+      }
+      Tl.kq[sl * LA_KQ_STRIDE + h] = v_hsum(acc);
+    }
+    Tl.seg_end[sl] = end;
+    float* fs = Tl.fs;
+    fs[3 * sl] = c;
+    fs[3 * sl + 1] = c;
+    fs[3 * sl + 2] = end ? 1.0f : 1.0f / c;
+    Tl.beta[sl] = delta ? la_beta_at(p, u, t) : 1.0f;
+    if (pair && sl > 0) { /* la_stage_pair_fold, with the k of both slots from registers */
+      const float w = fs[3 * sl - 1] * fs[3 * sl];
+      fs[3 * sl + 1] = (ends[sl - 1] ? fs[3 * sl - 3] : 1.0f) * fs[3 * sl];
+      vf cx = v_zero();
+      for (int j = 0; j < NV; j++) cx = v_fma(kp[j], k[j], cx);
+      Tl.cx[sl] = w * v_hsum(cx);
+      for (int h = 0; h < G; h++) {
+        const float* aq = Tl.aq + (sl * G + h) * dkp;
+        vf d = v_zero();
+        for (int j = 0; j < NV; j++) d = v_fma(kp[j], v_load(aq + j * LA_VL), d);
+        Tl.dx[sl * LA_KQ_STRIDE + h] = w * v_hsum(d);
+      }
+    }
+    for (int j = 0; j < NV; j++) kp[j] = k[j];
+    const float* vt = vin + t * vts;
+    float* vs = Tl.v + sl * ncp;
+    int64_t col = 0;
+    for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
+    if (col < nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(nc - col)));
+  }
+  st->next = nst;
+  st->seg_start = seg_start;
+  st->c_head = c_head;
+}
 #endif
 
-/* Stages the whole tile in progress (lock-step, la_tiles): la_stage_tile_per_key_nv where the
- * ISA enables it (LA_STAGE_TILE: 32 vector registers, so that C, k, C .* k and the update key
- * of 4 or 8 vectors stay in them), else slot by slot. */
+/* Stages the whole tile in progress (lock-step, la_tiles): la_stage_tile_per_key_nv or
+ * la_stage_tile_fold_nv where the ISA enables them (LA_STAGE_TILE: 32 vector registers, so that
+ * the rows of 4 or 8 vectors stay in them), else slot by slot. */
 static void LA_FN(la_stage_tile)(const la_job_t* J) {
 #if LA_STAGE_TILE
   const la_params* p = J->p;
@@ -638,6 +734,15 @@ static void LA_FN(la_stage_tile)(const la_job_t* J) {
   }
   if (per_key && J->dkp == 8 * LA_VL) {
     LA_FN(la_stage_tile_per_key_nv)(J, 8);
+    return;
+  }
+  const int fold = J->stage_plain && J->fold && !p->qk_l2_norm && J->st->next == 0;
+  if (fold && J->dkp == 4 * LA_VL) {
+    LA_FN(la_stage_tile_fold_nv)(J, 4);
+    return;
+  }
+  if (fold && J->dkp == 8 * LA_VL) {
+    LA_FN(la_stage_tile_fold_nv)(J, 8);
     return;
   }
 #endif
