@@ -522,6 +522,53 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
   else LA_FN(la_stage_slot)(J, 1, 0);
 }
 
+#if LA_STAGE_TILE
+/* Parts of the tile bursts below (la_stage_tile_per_key_nv, la_stage_tile_fold_nv), inlined
+ * into their slot loop so that no call spills the rows held in registers. */
+
+/* The L1 prefetches of la_stage_slot at slot sl of nst (token t). */
+static inline __attribute__((always_inline)) void LA_FN(la_burst_prefetch)(const la_job_t* J, int64_t t, int64_t sl,
+                                                                           int64_t nst) {
+  if (sl == 0)
+    for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
+  if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
+}
+
+/* la_stage_heads_as (PLAIN) with k, and C unless folded (c NULL), of NV vectors in registers:
+ * aq_h = C .* scale q_h (or scale q_h), kq_h = k . scale q_h. */
+static inline __attribute__((always_inline)) void LA_FN(la_burst_heads)(const la_job_t* J, const la_tile_t* Tl, int64_t t,
+                                                                        int64_t sl, const vf* k, const vf* c, const int NV) {
+  const la_unit* u = J->u;
+  const int64_t dkp = J->dkp;
+  const vf sc = v_set1(J->p->scale);
+  for (int h = 0; h < J->G; h++) {
+    float* aq = Tl->aq + (sl * J->G + h) * dkp;
+    if (h >= J->nq) {
+      for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
+      Tl->kq[sl * LA_KQ_STRIDE + h] = 0.0f;
+      continue;
+    }
+    const float* qt = (const float*)u->q + t * u->q_token_stride + (int64_t)h * u->q_head_stride;
+    vf acc = v_zero();
+    for (int j = 0; j < NV; j++) {
+      const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
+      acc = v_fma(k[j], qs, acc);
+      v_store(aq + j * LA_VL, c ? v_mul(c[j], qs) : qs);
+    }
+    Tl->kq[sl * LA_KQ_STRIDE + h] = v_hsum(acc);
+  }
+}
+
+/* The v row of token t into slot sl (whole vectors; a masked tail where d_v is not a multiple). */
+static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job_t* J, const la_tile_t* Tl, int64_t t,
+                                                                    int64_t sl) {
+  const float* vt = (const float*)J->u->v + t * J->u->v_token_stride;
+  float* vs = Tl->v + sl * J->ncp;
+  int64_t col = 0;
+  for (; col + LA_VL <= J->nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
+  if (col < J->nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(J->nc - col)));
+}
+
 /* The per-key fp32 case of la_stage_slot (PLAIN 2, not folded) for a whole tile at once, with
  * d_k = NV vectors: the lock-step burst of la_tiles. Slot by slot as la_stage_next would, but a
  * slot's decay product C and update key stay in registers for the next slot (its product and
@@ -529,30 +576,24 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
  * rows' addresses are locals (a store through a float pointer could otherwise change any field
  * of J, so the compiler would reload them after each). The operations and their order are those
  * of la_stage_slot and la_stage_pair, so are the bits. */
-#if LA_STAGE_TILE
 static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const la_tile_t Tl = *st->buf;
-  const int64_t dkp = J->dkp, ncp = J->ncp, nc = J->nc, t0 = st->t0, n = st->n, nst = st->nst;
+  const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
   const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
   const int slot_rows = !pair || nq > LA_GMAX;
-  const float *kin = (const float*)u->k, *gin = (const float*)u->decay, *qin = (const float*)u->q,
-              *vin = (const float*)u->v;
-  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride, qts = u->q_token_stride,
-                qhs = u->q_head_stride, vts = u->v_token_stride;
+  const float *kin = (const float*)u->k, *gin = (const float*)u->decay;
+  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
-  const vf sc = v_set1(p->scale);
   vf c[8], kp[8]; /* C and the update key of the slot before (NV <= 8; fixed sizes, not VLAs,
                    * so that they can live in registers) */
   for (int j = 0; j < NV; j++) c[j] = kp[j] = v_zero();
   int seg_start = st->seg_start;
   for (int64_t sl = st->next; sl < nst; sl++) {
     const int64_t t = t0 + sl;
-    if (sl == 0)
-      for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
-    if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
+    LA_FN(la_burst_prefetch)(J, t, sl, nst);
     const float* kt = kin + t * kts;
     const float* gt = gin + t * gts;
     float* cs = Tl.a + sl * dkp;
@@ -568,22 +609,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
       ak[j] = v_mul(c[j], k[j]);
       v_store(Tl.ak + sl * dkp + j * LA_VL, ak[j]);
     }
-    for (int h = 0; h < G; h++) { /* la_stage_heads_as */
-      float* aq = Tl.aq + (sl * G + h) * dkp;
-      if (h >= nq) {
-        for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
-        Tl.kq[sl * LA_KQ_STRIDE + h] = 0.0f;
-        continue;
-      }
-      const float* qt = qin + t * qts + (int64_t)h * qhs;
-      vf acc = v_zero();
-      for (int j = 0; j < NV; j++) {
-        const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
-        acc = v_fma(k[j], qs, acc);
-        v_store(aq + j * LA_VL, v_mul(c[j], qs));
-      }
-      Tl.kq[sl * LA_KQ_STRIDE + h] = v_hsum(acc);
-    }
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, c, NV);
     const int end = !in_range || sl + 1 >= n || vdirect;
     Tl.seg_end[sl] = end;
     Tl.beta[sl] = delta ? la_beta_at(p, u, t) : 1.0f;
@@ -613,11 +639,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
       v_store(Tl.k + sl * dkp + j * LA_VL, kp[j]);
     }
     seg_start = end;
-    const float* vt = vin + t * vts;
-    float* vs = Tl.v + sl * ncp;
-    int64_t col = 0;
-    for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
-    if (col < nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(nc - col)));
+    LA_FN(la_burst_v)(J, &Tl, t, sl);
   }
   st->next = nst;
   st->seg_start = seg_start;
@@ -633,13 +655,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const la_tile_t Tl = *st->buf;
-  const int64_t dkp = J->dkp, ncp = J->ncp, nc = J->nc, t0 = st->t0, n = st->n, nst = st->nst;
+  const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
   const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta;
   const int slot_rows = !pair || nq > LA_GMAX;
-  const float *kin = (const float*)u->k, *gin = (const float*)u->decay, *qin = (const float*)u->q,
-              *vin = (const float*)u->v;
-  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride, qts = u->q_token_stride,
-                qhs = u->q_head_stride, vts = u->v_token_stride;
+  const float *kin = (const float*)u->k, *gin = (const float*)u->decay;
+  const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
   float chead[LA_TILE_TOKENS + 1];
   int ends[LA_TILE_TOKENS + 1];
@@ -652,14 +672,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
     chead[sl] = c_head;
     ends[sl] = seg_start = !in_range || sl + 1 >= n || J->vdirect;
   }
-  const vf sc = v_set1(p->scale);
   vf kp[8]; /* k of the slot before (NV <= 8) */
   for (int j = 0; j < NV; j++) kp[j] = v_zero();
   for (int64_t sl = st->next; sl < nst; sl++) {
     const int64_t t = t0 + sl;
-    if (sl == 0)
-      for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
-    if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
+    LA_FN(la_burst_prefetch)(J, t, sl, nst);
     const float c = chead[sl];
     const int end = ends[sl];
     /* C is read back only where the slot ends a segment or other head groups need it */
@@ -672,22 +689,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
       v_store(Tl.k + sl * dkp + j * LA_VL, k[j]);
       v_store(cs + j * LA_VL, ch);
     }
-    for (int h = 0; h < G; h++) { /* la_stage_heads_as, decay folded out */
-      float* aq = Tl.aq + (sl * G + h) * dkp;
-      if (h >= nq) {
-        for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
-        Tl.kq[sl * LA_KQ_STRIDE + h] = 0.0f;
-        continue;
-      }
-      const float* qt = qin + t * qts + (int64_t)h * qhs;
-      vf acc = v_zero();
-      for (int j = 0; j < NV; j++) {
-        const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
-        acc = v_fma(k[j], qs, acc);
-        v_store(aq + j * LA_VL, qs);
-      }
-      Tl.kq[sl * LA_KQ_STRIDE + h] = v_hsum(acc);
-    }
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV);
     Tl.seg_end[sl] = end;
     float* fs = Tl.fs;
     fs[3 * sl] = c;
@@ -708,11 +710,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
       }
     }
     for (int j = 0; j < NV; j++) kp[j] = k[j];
-    const float* vt = vin + t * vts;
-    float* vs = Tl.v + sl * ncp;
-    int64_t col = 0;
-    for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
-    if (col < nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(nc - col)));
+    LA_FN(la_burst_v)(J, &Tl, t, sl);
   }
   st->next = nst;
   st->seg_start = seg_start;
