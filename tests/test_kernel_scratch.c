@@ -610,6 +610,11 @@ static void check_la_runs(tk_rng* r, const family* fams, int nfam, const linattn
       {{4, F32, F32, false, GDN_NONE, 128, 128, 0}, ST_INPLACE, 1, 0, false},
       {{1, F32, F32, false, GDN_NONE, 128, 64, 0}, ST_SEPARATE, 2, 0, true},
       {{4, F32, F32, false, GDN_NONE, 64, 64, 0}, ST_ZEROS, 3, 0, false},
+      /* the same bursts with 16-bit inputs */
+      {{2, F16, F32, false, GDN_NONE, 64, 64, 0}, ST_INPLACE, 1, 0, false},
+      {{5, BF16, BF16, false, GDN_NONE, 128, 128, 0}, ST_SEPARATE, 2, 0, true},
+      {{4, BF16, F32, false, GDN_NONE, 128, 64, 0}, ST_INPLACE, 1, 0, false},
+      {{1, F16, F16, false, GDN_NONE, 64, 160, 0}, ST_SEPARATE, 2, 0, false},
   };
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     la_run_case rc = {fixed[i].c, fixed[i].st, fixed[i].nq, fixed[i].cap, 0};

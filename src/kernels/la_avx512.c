@@ -74,9 +74,9 @@ static inline vf v_exp(vf x) { return exp16(x); }
  * staged tokens and the outputs fit Zen 4's 32 KiB L1D, which 64-column panels (32 KiB) do not
  * (docs/tuning.md, LA_WMAX (la_avx512.c)). Registers: p 2 + u 2 + s 2*NQ (<= 16) + broadcasts, within 32 zmm. */
 #define LA_WMAX(G) 2
-/* 32 zmm: a lock-step tile of fp32 inputs (per-key decay, or per-head decay folded out) is
- * staged in one burst with the rows of d_k = 64 or 128 in registers (la_stage_tile_per_key_nv,
- * la_stage_tile_fold_nv; docs/tuning.md, LA_STAGE_TILE). */
+/* 32 zmm: a lock-step tile (per-key decay, or per-head decay folded out) is staged in one burst
+ * with the rows of d_k = 64 or 128 in registers (la_stage_tile_per_key_nv, la_stage_tile_fold_nv;
+ * docs/tuning.md, LA_STAGE_TILE). */
 #define LA_STAGE_TILE 1
 /* Decode (no packed copy): one or two heads take whole 128-column rows (8 zmm) or 64
  * columns, so the state streams from memory as contiguous rows. */

@@ -69,7 +69,7 @@
  * H heads, a new page every token or two, which the hardware prefetchers do not follow. */
 #define LA_PREFETCH_TOKENS 4 /* the least that covers the latency (docs/tuning.md, LA_PREFETCH_TOKENS) */
 #ifndef LA_STAGE_TILE
-#define LA_STAGE_TILE 0 /* lock-step tiles of fp32 inputs staged in one burst (la_stage_tile) */
+#define LA_STAGE_TILE 0 /* lock-step tiles staged in one burst (la_stage_tile) */
 #endif
 
 typedef struct LA_FN(la_panel) {
@@ -534,10 +534,11 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_prefetch)(const
   if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
 }
 
-/* la_stage_heads_as (PLAIN) with k, and C unless folded (c NULL), of NV vectors in registers:
- * aq_h = C .* scale q_h (or scale q_h), kq_h = k . scale q_h. */
+/* la_stage_heads_as with k, and C unless folded (c NULL), of NV vectors in registers:
+ * aq_h = C .* scale q_h (or scale q_h), kq_h = k . scale q_h; q of dtype DT. */
 static inline __attribute__((always_inline)) void LA_FN(la_burst_heads)(const la_job_t* J, const la_tile_t* Tl, int64_t t,
-                                                                        int64_t sl, const vf* k, const vf* c, const int NV) {
+                                                                        int64_t sl, const vf* k, const vf* c, const int NV,
+                                                                        const linattn_dtype DT) {
   const la_unit* u = J->u;
   const int64_t dkp = J->dkp;
   const vf sc = v_set1(J->p->scale);
@@ -548,10 +549,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_heads)(const la
       Tl->kq[sl * LA_KQ_STRIDE + h] = 0.0f;
       continue;
     }
-    const float* qt = (const float*)u->q + t * u->q_token_stride + (int64_t)h * u->q_head_stride;
+    const void* qt = la_io_at(u->q, t * u->q_token_stride + (int64_t)h * u->q_head_stride, DT);
     vf acc = v_zero();
     for (int j = 0; j < NV; j++) {
-      const vf qs = v_mul(sc, v_load(qt + j * LA_VL));
+      const vf qs = v_mul(sc, v_load_io(la_io_at(qt, j * LA_VL, DT), DT, LA_VL));
       acc = v_fma(k[j], qs, acc);
       v_store(aq + j * LA_VL, c ? v_mul(c[j], qs) : qs);
     }
@@ -559,24 +560,26 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_heads)(const la
   }
 }
 
-/* The v row of token t into slot sl (whole vectors; a masked tail where d_v is not a multiple). */
+/* The v row (dtype DT) of token t into slot sl (whole vectors; a masked tail where d_v is not a
+ * multiple). */
 static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job_t* J, const la_tile_t* Tl, int64_t t,
-                                                                    int64_t sl) {
-  const float* vt = (const float*)J->u->v + t * J->u->v_token_stride;
+                                                                    int64_t sl, const linattn_dtype DT) {
+  const void* vt = la_io_at(J->u->v, t * J->u->v_token_stride, DT);
   float* vs = Tl->v + sl * J->ncp;
   int64_t col = 0;
-  for (; col + LA_VL <= J->nc; col += LA_VL) v_store(vs + col, v_load(vt + col));
-  if (col < J->nc) v_store(vs + col, v_load_io(vt + col, LINATTN_DTYPE_F32, (int)(J->nc - col)));
+  for (; col + LA_VL <= J->nc; col += LA_VL) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, LA_VL));
+  if (col < J->nc) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, (int)(J->nc - col)));
 }
 
-/* The per-key fp32 case of la_stage_slot (PLAIN 2, not folded) for a whole tile at once, with
- * d_k = NV vectors: the lock-step burst of la_tiles. Slot by slot as la_stage_next would, but a
+/* The per-key case of la_stage_slot (no fused gate, key norm or capture, not folded) for a whole
+ * tile at once, with d_k = NV vectors and inputs of dtype DT: the lock-step burst of la_tiles. Slot by slot as la_stage_next would, but a
  * slot's decay product C and update key stay in registers for the next slot (its product and
  * la_stage_pair's sums), k as given is stored only where another head group reads it, and the
  * rows' addresses are locals (a store through a float pointer could otherwise change any field
  * of J, so the compiler would reload them after each). The operations and their order are those
  * of la_stage_slot and la_stage_pair, so are the bits. */
-static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV) {
+static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV,
+                                                                                  const linattn_dtype DT) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
@@ -584,7 +587,6 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
   const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
   const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
   const int slot_rows = !pair || nq > LA_GMAX;
-  const float *kin = (const float*)u->k, *gin = (const float*)u->decay;
   const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
   vf c[8], kp[8]; /* C and the update key of the slot before (NV <= 8; fixed sizes, not VLAs,
@@ -594,14 +596,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
   for (int64_t sl = st->next; sl < nst; sl++) {
     const int64_t t = t0 + sl;
     LA_FN(la_burst_prefetch)(J, t, sl, nst);
-    const float* kt = kin + t * kts;
-    const float* gt = gin + t * gts;
+    const void* kt = la_io_at(u->k, t * kts, DT);
+    const void* gt = la_io_at(u->decay, t * gts, DT);
     float* cs = Tl.a + sl * dkp;
     vf k[8], ak[8];
     int in_range = 1;
     for (int j = 0; j < NV; j++) {
-      k[j] = v_load(kt + j * LA_VL);
-      const vf av = v_exp(v_load(gt + j * LA_VL));
+      k[j] = v_load_io(la_io_at(kt, j * LA_VL, DT), DT, LA_VL);
+      const vf av = v_exp(v_load_io(la_io_at(gt, j * LA_VL, DT), DT, LA_VL));
       c[j] = seg_start ? av : v_mul(c[j], av);
       in_range &= v_in_range(c[j], lo, hi);
       if (slot_rows) v_store(Tl.kt + sl * dkp + j * LA_VL, k[j]);
@@ -609,7 +611,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
       ak[j] = v_mul(c[j], k[j]);
       v_store(Tl.ak + sl * dkp + j * LA_VL, ak[j]);
     }
-    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, c, NV);
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, c, NV, DT);
     const int end = !in_range || sl + 1 >= n || vdirect;
     Tl.seg_end[sl] = end;
     Tl.beta[sl] = delta ? la_beta_at(p, u, t) : 1.0f;
@@ -639,18 +641,19 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
       v_store(Tl.k + sl * dkp + j * LA_VL, kp[j]);
     }
     seg_start = end;
-    LA_FN(la_burst_v)(J, &Tl, t, sl);
+    LA_FN(la_burst_v)(J, &Tl, t, sl, DT);
   }
   st->next = nst;
   st->seg_start = seg_start;
 }
 
-/* The per-head decay case of la_stage_slot folded out of the rows (la_job.fold; PLAIN 1: fp32,
- * no key normalisation) for a whole tile at once, with d_k = NV vectors, as
+/* The per-head decay case of la_stage_slot folded out of the rows (la_job.fold; no fused gate,
+ * key norm or capture) for a whole tile at once, with d_k = NV vectors and inputs of dtype DT, as
  * la_stage_tile_per_key_nv: the tile's decay products and segment ends first (scalars; expf is
  * a call, which would spill the rows), then the slots with the previous slot's k in registers
  * for la_stage_pair_fold's sums. Same operations in the same order, same bits. */
-static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(const la_job_t* J, const int NV) {
+static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(const la_job_t* J, const int NV,
+                                                                               const linattn_dtype DT) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
@@ -658,7 +661,6 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
   const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
   const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta;
   const int slot_rows = !pair || nq > LA_GMAX;
-  const float *kin = (const float*)u->k, *gin = (const float*)u->decay;
   const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
   float chead[LA_TILE_TOKENS + 1];
@@ -666,7 +668,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
   int seg_start = st->seg_start;
   float c_head = st->c_head;
   for (int64_t sl = st->next; sl < nst; sl++) {
-    const float a_head = expf(la_gate_log_decay(p, u, gin[(t0 + sl) * gts], 0));
+    const float a_head = expf(la_gate_log_decay(p, u, linattn_load_f32(u->decay, (t0 + sl) * gts, DT), 0));
     c_head = seg_start ? a_head : c_head * a_head;
     const int in_range = c_head >= lo && c_head <= hi;
     chead[sl] = c_head;
@@ -681,15 +683,15 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
     const int end = ends[sl];
     /* C is read back only where the slot ends a segment or other head groups need it */
     float* cs = !slot_rows && !end ? J->xaq + dkp : Tl.a + sl * dkp;
-    const float* kt = kin + t * kts;
+    const void* kt = la_io_at(u->k, t * kts, DT);
     const vf ch = v_set1(c);
     vf k[8];
     for (int j = 0; j < NV; j++) {
-      k[j] = v_load(kt + j * LA_VL);
+      k[j] = v_load_io(la_io_at(kt, j * LA_VL, DT), DT, LA_VL);
       v_store(Tl.k + sl * dkp + j * LA_VL, k[j]);
       v_store(cs + j * LA_VL, ch);
     }
-    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV);
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV, DT);
     Tl.seg_end[sl] = end;
     float* fs = Tl.fs;
     fs[3 * sl] = c;
@@ -710,7 +712,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
       }
     }
     for (int j = 0; j < NV; j++) kp[j] = k[j];
-    LA_FN(la_burst_v)(J, &Tl, t, sl);
+    LA_FN(la_burst_v)(J, &Tl, t, sl, DT);
   }
   st->next = nst;
   st->seg_start = seg_start;
@@ -724,25 +726,25 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
 static void LA_FN(la_stage_tile)(const la_job_t* J) {
 #if LA_STAGE_TILE
   const la_params* p = J->p;
-  const int per_key = J->stage_plain && !J->fold && p->gated && p->decay_kind == LA_DECAY_PER_KEY &&
-                      !p->qk_l2_norm && J->st->next == 0;
-  if (per_key && J->dkp == 4 * LA_VL) {
-    LA_FN(la_stage_tile_per_key_nv)(J, 4);
-    return;
-  }
-  if (per_key && J->dkp == 8 * LA_VL) {
-    LA_FN(la_stage_tile_per_key_nv)(J, 8);
-    return;
-  }
-  const int fold = J->stage_plain && J->fold && !p->qk_l2_norm && J->st->next == 0;
-  if (fold && J->dkp == 4 * LA_VL) {
-    LA_FN(la_stage_tile_fold_nv)(J, 4);
-    return;
-  }
-  if (fold && J->dkp == 8 * LA_VL) {
-    LA_FN(la_stage_tile_fold_nv)(J, 8);
-    return;
-  }
+  const linattn_dtype dt = p->io_dtype;
+  /* la_job.stage_plain's conditions but the dtypes: inputs, decay and beta of one dtype */
+  const int burst = J->st->next == 0 && p->stage_plain && la_gate_dtype(p) == dt && p->gate == LA_GATE_NONE &&
+                    !p->qk_l2_norm && J->dk % LA_VL == 0 && J->u->cap_tokens <= 0 && p->gated;
+  const int per_key = burst && !J->fold && p->decay_kind == LA_DECAY_PER_KEY;
+  const int fold = burst && J->fold;
+  const int nv = J->dkp == 4 * LA_VL ? 4 : J->dkp == 8 * LA_VL ? 8 : 0;
+#define LA_BURST(FN, NV)                                                                       \
+  do {                                                                                         \
+    if (dt == LINATTN_DTYPE_F32) LA_FN(FN)(J, NV, LINATTN_DTYPE_F32);                          \
+    else if (dt == LINATTN_DTYPE_F16) LA_FN(FN)(J, NV, LINATTN_DTYPE_F16);                     \
+    else LA_FN(FN)(J, NV, LINATTN_DTYPE_BF16);                                                 \
+    return;                                                                                    \
+  } while (0)
+  if (per_key && nv == 4) LA_BURST(la_stage_tile_per_key_nv, 4);
+  if (per_key && nv == 8) LA_BURST(la_stage_tile_per_key_nv, 8);
+  if (fold && nv == 4) LA_BURST(la_stage_tile_fold_nv, 4);
+  if (fold && nv == 8) LA_BURST(la_stage_tile_fold_nv, 8);
+#undef LA_BURST
 #endif
   while (J->st->next < J->st->nst) LA_FN(la_stage_next)(J);
 }
