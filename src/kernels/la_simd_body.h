@@ -572,12 +572,12 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job
 }
 
 /* The per-key case of la_stage_slot (no fused gate, key norm or capture, not folded) for a whole
- * tile at once, with d_k = NV vectors and inputs of dtype DT: the lock-step burst of la_tiles. Slot by slot as la_stage_next would, but a
- * slot's decay product C and update key stay in registers for the next slot (its product and
- * la_stage_pair's sums), k as given is stored only where another head group reads it, and the
- * rows' addresses are locals (a store through a float pointer could otherwise change any field
- * of J, so the compiler would reload them after each). The operations and their order are those
- * of la_stage_slot and la_stage_pair, so are the bits. */
+ * tile at once, with d_k = NV vectors and inputs of dtype DT: the lock-step burst of la_tiles.
+ * Slot by slot as la_stage_next would, but with no call in the slot loop (every vector register
+ * is the caller's to save across one), so that a slot's decay product C and update key stay in
+ * registers for the next slot (its product and la_stage_pair's sums); k as given is stored only
+ * where another head group reads it. The operations and their order are those of la_stage_slot
+ * and la_stage_pair, so are the bits. */
 static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV,
                                                                                   const linattn_dtype DT) {
   la_stager_t* st = J->st;
