@@ -7,9 +7,10 @@
  * Each .so is dlopen'ed privately (RTLD_LOCAL). Two phases:
  *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
  *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
- *     random inputs, then the same with fp32 states at prefill lengths (T = 8 to 135: tiles, pairs,
- *     a token left over; in half of them every 97th decay element is -45, so that decay segments
- *     end mid-tile); each build writes its own output and present_state; every byte must agree.
+ *     random inputs (fp32 activations), then the same with fp32 states at prefill lengths (T = 8 to
+ *     135: tiles, pairs, a token left over; activations fp32, f16 or bf16, drawn per case; in half
+ *     of them every 97th decay element is -45, so that decay segments end mid-tile); each build
+ *     writes its own output and present_state; every byte must agree.
  *  2. time: per case, the two builds alternate on the same buffers (the state updated in place, or
  *     past -> a separate present), the order flipped every pair; each call timed alone in thread
  *     CPU time. Prints the medians, the median of the per-pair ratios B / A with its quartiles (above
@@ -202,7 +203,8 @@ static int bits(lib* a, lib* b) {
             const uint64_t r = rng_next(&seed);
             la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
                          prefill ? 8 + (int64_t)(r % 128) : 1 + (int64_t)(r % 3), (int)((r >> 8) & 1),
-                         (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1), 0};
+                         (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1),
+                         prefill ? sdts[(r >> 11) % 3] : LINATTN_DTYPE_F32};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
             if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
@@ -218,14 +220,15 @@ static int bits(lib* a, lib* b) {
             const size_t ss = dtype_size(c.sdt) * ta.ns + 16;
             const void* sa_out = c.mode == 1 ? ta.pb[0] : ta.sb[0];
             const void* sb_out = c.mode == 1 ? tb.pb[0] : tb.sb[0];
-            if (memcmp(ta.ob, tb.ob, 4 * ta.no) != 0 || memcmp(sa_out, sb_out, ss) != 0 ||
+            const size_t os = dtype_size(act_dtype(&c)) * ta.no;
+            if (memcmp(ta.ob, tb.ob, os) != 0 || memcmp(sa_out, sb_out, ss) != 0 ||
                 memcmp(ta.sb[0], tb.sb[0], ss) != 0) {
               if (bad++ < 10)
-                fprintf(stderr, "la-ab: bits differ: %s rule %d hq %lld hkv %lld dk %lld dv %lld T %lld mode %d\n",
-                        dtype_name(c.sdt), (int)c.rule, (long long)c.hq, (long long)c.hkv, (long long)c.dk,
+                fprintf(stderr, "la-ab: bits differ: state %s act %s rule %d hq %lld hkv %lld dk %lld dv %lld T %lld mode %d\n",
+                        dtype_name(c.sdt), dtype_name(act_dtype(&c)), (int)c.rule, (long long)c.hq, (long long)c.hkv, (long long)c.dk,
                         (long long)c.dv, (long long)c.T, c.mode);
             }
-            hash = fnv(fnv(hash, ta.ob, 4 * ta.no), sa_out, ss);
+            hash = fnv(fnv(hash, ta.ob, os), sa_out, ss);
             ++cases;
             free(ka.ws), free(kb.ws);
             bufs_free(&ta), bufs_free(&tb);

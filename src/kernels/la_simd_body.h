@@ -147,6 +147,7 @@ typedef struct LA_FN(la_job) {
   int vdirect;     /* V-major state, few tokens: la_vmajor_tokens on the state rows, no panels */
   int stage_plain; /* la_stage_slot's PLAIN case applies */
   int fold;        /* per-head decay folded out of the staged rows (la_tile.fs; pairs only) */
+  int burst;       /* la_stage_tile's bursts apply: 4 or 8 vectors per row, else 0 */
   const struct LA_FN(la_job) * sj; /* non-NULL: the job whose tile la_stage_next stages (lock-step:
                                     * the next unit's); NULL: this one */
   struct LA_FN(la_job) * chain; /* decode chain (la_run_chain): the next unit's job, whose first
@@ -725,14 +726,8 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
  * the rows of 4 or 8 vectors stay in them), else slot by slot. */
 static void LA_FN(la_stage_tile)(const la_job_t* J) {
 #if LA_STAGE_TILE
-  const la_params* p = J->p;
-  const linattn_dtype dt = p->io_dtype;
-  /* la_job.stage_plain's conditions but the dtypes: inputs, decay and beta of one dtype */
-  const int burst = J->st->next == 0 && p->stage_plain && la_gate_dtype(p) == dt && p->gate == LA_GATE_NONE &&
-                    !p->qk_l2_norm && J->dk % LA_VL == 0 && J->u->cap_tokens <= 0 && p->gated;
-  const int per_key = burst && !J->fold && p->decay_kind == LA_DECAY_PER_KEY;
-  const int fold = burst && J->fold;
-  const int nv = J->dkp == 4 * LA_VL ? 4 : J->dkp == 8 * LA_VL ? 8 : 0;
+  const linattn_dtype dt = J->p->io_dtype;
+  const int nv = J->st->next == 0 ? J->burst : 0, per_key = !J->fold;
 #define LA_BURST(FN, NV)                                                                       \
   do {                                                                                         \
     if (dt == LINATTN_DTYPE_F32) LA_FN(FN)(J, NV, LINATTN_DTYPE_F32);                          \
@@ -742,8 +737,8 @@ static void LA_FN(la_stage_tile)(const la_job_t* J) {
   } while (0)
   if (per_key && nv == 4) LA_BURST(la_stage_tile_per_key_nv, 4);
   if (per_key && nv == 8) LA_BURST(la_stage_tile_per_key_nv, 8);
-  if (fold && nv == 4) LA_BURST(la_stage_tile_fold_nv, 4);
-  if (fold && nv == 8) LA_BURST(la_stage_tile_fold_nv, 8);
+  if (!per_key && nv == 4) LA_BURST(la_stage_tile_fold_nv, 4);
+  if (!per_key && nv == 8) LA_BURST(la_stage_tile_fold_nv, 8);
 #undef LA_BURST
 #endif
   while (J->st->next < J->st->nst) LA_FN(la_stage_next)(J);
@@ -1670,6 +1665,13 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
       J.tiles[b].ak = J.tiles[b].akx = J.tiles[b].k;
       J.tiles[b].aqx = J.tiles[b].aq;
     }
+  /* la_stage_tile's bursts: stage_plain's conditions but the dtypes (inputs, decay and beta of one
+   * dtype), gated, no key norm, and a per-key decay or a folded per-head one */
+  J.burst = 0;
+  if (LA_STAGE_TILE && p->stage_plain && la_gate_dtype(p) == p->io_dtype && p->gate == LA_GATE_NONE &&
+      !p->qk_l2_norm && J.dk % LA_VL == 0 && u->cap_tokens <= 0 && p->gated &&
+      (J.fold || p->decay_kind == LA_DECAY_PER_KEY))
+    J.burst = J.dkp == 4 * LA_VL ? 4 : J.dkp == 8 * LA_VL ? 8 : 0;
   const int wmax = J.pair     ? LA_FN(la_pair_wmax)(p, J.nc, J.G)
                    : pack_all ? LA_WMAX(J.G)
                               : LA_FN(la_decode_wmax)(p, u, J.G);
