@@ -568,9 +568,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job
                                                                     int64_t sl, const linattn_dtype DT) {
   const void* vt = la_io_at(J->u->v, t * J->u->v_token_stride, DT);
   float* vs = Tl->v + sl * J->ncp;
+  const int64_t nc = J->nc; /* read once: a vector store may alias any field */
   int64_t col = 0;
-  for (; col + LA_VL <= J->nc; col += LA_VL) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, LA_VL));
-  if (col < J->nc) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, (int)(J->nc - col)));
+  for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, LA_VL));
+  if (col < nc) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, (int)(nc - col)));
 }
 
 /* The per-key case of la_stage_slot (no fused gate, key norm or capture, not folded) for a whole
