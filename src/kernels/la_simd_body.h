@@ -539,13 +539,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_prefetch)(const
  * aq_h = C .* scale q_h (or scale q_h), kq_h = k . scale q_h; q of dtype DT. */
 static inline __attribute__((always_inline)) void LA_FN(la_burst_heads)(const la_job_t* J, const la_tile_t* Tl, int64_t t,
                                                                         int64_t sl, const vf* k, const vf* c, const int NV,
-                                                                        const linattn_dtype DT) {
+                                                                        const linattn_dtype DT, const int ONE) {
   const la_unit* u = J->u;
   const int64_t dkp = J->dkp;
+  const int G = ONE ? 1 : J->G, nq = ONE ? 1 : J->nq;
   const vf sc = v_set1(J->p->scale);
-  for (int h = 0; h < J->G; h++) {
-    float* aq = Tl->aq + (sl * J->G + h) * dkp;
-    if (h >= J->nq) {
+  for (int h = 0; h < G; h++) {
+    float* aq = Tl->aq + (sl * G + h) * dkp;
+    if (h >= nq) {
       for (int j = 0; j < NV; j++) v_store(aq + j * LA_VL, v_zero());
       Tl->kq[sl * LA_KQ_STRIDE + h] = 0.0f;
       continue;
@@ -567,9 +568,10 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job
                                                                     int64_t sl, const linattn_dtype DT) {
   const void* vt = la_io_at(J->u->v, t * J->u->v_token_stride, DT);
   float* vs = Tl->v + sl * J->ncp;
+  const int64_t nc = J->nc; /* read once: a vector store may alias any field */
   int64_t col = 0;
-  for (; col + LA_VL <= J->nc; col += LA_VL) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, LA_VL));
-  if (col < J->nc) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, (int)(J->nc - col)));
+  for (; col + LA_VL <= nc; col += LA_VL) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, LA_VL));
+  if (col < nc) v_store(vs + col, v_load_io(la_io_at(vt, col, DT), DT, (int)(nc - col)));
 }
 
 /* The per-key case of la_stage_slot (no fused gate, key norm or capture, not folded) for a whole
@@ -577,16 +579,17 @@ static inline __attribute__((always_inline)) void LA_FN(la_burst_v)(const la_job
  * Slot by slot as la_stage_next would, but with no call in the slot loop (every vector register
  * is the caller's to save across one), so that a slot's decay product C and update key stay in
  * registers for the next slot (its product and la_stage_pair's sums); k as given is stored only
- * where another head group reads it. The operations and their order are those of la_stage_slot
- * and la_stage_pair, so are the bits. */
+ * where another head group reads it, C only where that or a segment end needs it. ONE: one
+ * query head (G = nq = 1) as a constant. The operations and their order are those of
+ * la_stage_slot and la_stage_pair, so are the bits. */
 static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv)(const la_job_t* J, const int NV,
-                                                                                  const linattn_dtype DT) {
+                                                                                  const linattn_dtype DT, const int ONE) {
   la_stager_t* st = J->st;
   const la_params* p = J->p;
   const la_unit* u = J->u;
   const la_tile_t Tl = *st->buf;
   const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
-  const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
+  const int G = ONE ? 1 : J->G, nq = ONE ? 1 : J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
   const int slot_rows = !pair || nq > LA_GMAX;
   const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
@@ -608,12 +611,15 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
       c[j] = seg_start ? av : v_mul(c[j], av);
       in_range &= v_in_range(c[j], lo, hi);
       if (slot_rows) v_store(Tl.kt + sl * dkp + j * LA_VL, k[j]);
-      v_store(cs + j * LA_VL, c[j]);
       ak[j] = v_mul(c[j], k[j]);
       v_store(Tl.ak + sl * dkp + j * LA_VL, ak[j]);
     }
-    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, c, NV, DT);
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, c, NV, DT, ONE);
     const int end = !in_range || sl + 1 >= n || vdirect;
+    /* the two-token sweeps read C only where a segment ends (la_stage_slot stores it for the
+     * next slot's product, which c holds here) */
+    if (slot_rows || end)
+      for (int j = 0; j < NV; j++) v_store(cs + j * LA_VL, c[j]);
     Tl.seg_end[sl] = end;
     Tl.beta[sl] = delta ? la_beta_at(p, u, t) : 1.0f;
     if (pair && sl > 0) { /* la_stage_pair, with kp and ak from registers */
@@ -692,7 +698,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
       v_store(Tl.k + sl * dkp + j * LA_VL, k[j]);
       v_store(cs + j * LA_VL, ch);
     }
-    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV, DT);
+    LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV, DT, 0);
     Tl.seg_end[sl] = end;
     float* fs = Tl.fs;
     fs[3 * sl] = c;
@@ -728,15 +734,21 @@ static void LA_FN(la_stage_tile)(const la_job_t* J) {
 #if LA_STAGE_TILE
   const linattn_dtype dt = J->p->io_dtype;
   const int nv = J->st->next == 0 ? J->burst : 0, per_key = !J->fold;
-#define LA_BURST(FN, NV)                                                                       \
+  /* one query head per unit (rwkv6-7b): its own fp32 copy, without the head-group loops */
+  const int one = J->G == 1 && J->nq == 1 && dt == LINATTN_DTYPE_F32;
+#define LA_BURST(FN, NV, ...)                                                                  \
   do {                                                                                         \
-    if (dt == LINATTN_DTYPE_F32) LA_FN(FN)(J, NV, LINATTN_DTYPE_F32);                          \
-    else if (dt == LINATTN_DTYPE_F16) LA_FN(FN)(J, NV, LINATTN_DTYPE_F16);                     \
-    else LA_FN(FN)(J, NV, LINATTN_DTYPE_BF16);                                                 \
+    if (dt == LINATTN_DTYPE_F32) LA_FN(FN)(J, NV, LINATTN_DTYPE_F32, ##__VA_ARGS__);           \
+    else if (dt == LINATTN_DTYPE_F16) LA_FN(FN)(J, NV, LINATTN_DTYPE_F16, ##__VA_ARGS__);      \
+    else LA_FN(FN)(J, NV, LINATTN_DTYPE_BF16, ##__VA_ARGS__);                                  \
     return;                                                                                    \
   } while (0)
-  if (per_key && nv == 4) LA_BURST(la_stage_tile_per_key_nv, 4);
-  if (per_key && nv == 8) LA_BURST(la_stage_tile_per_key_nv, 8);
+  if (per_key && nv == 4 && one) {
+    LA_FN(la_stage_tile_per_key_nv)(J, 4, LINATTN_DTYPE_F32, 1);
+    return;
+  }
+  if (per_key && nv == 4) LA_BURST(la_stage_tile_per_key_nv, 4, 0);
+  if (per_key && nv == 8) LA_BURST(la_stage_tile_per_key_nv, 8, 0);
   if (!per_key && nv == 4) LA_BURST(la_stage_tile_fold_nv, 4);
   if (!per_key && nv == 8) LA_BURST(la_stage_tile_fold_nv, 8);
 #undef LA_BURST
