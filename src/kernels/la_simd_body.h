@@ -689,14 +689,14 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
     const float c = chead[sl];
     const int end = ends[sl];
     /* C is read back only where the slot ends a segment or other head groups need it */
-    float* cs = !slot_rows && !end ? J->xaq + dkp : Tl.a + sl * dkp;
+    const int c_row = slot_rows || end;
     const void* kt = la_io_at(u->k, t * kts, DT);
     const vf ch = v_set1(c);
     vf k[8];
     for (int j = 0; j < NV; j++) {
       k[j] = v_load_io(la_io_at(kt, j * LA_VL, DT), DT, LA_VL);
       v_store(Tl.k + sl * dkp + j * LA_VL, k[j]);
-      v_store(cs + j * LA_VL, ch);
+      if (c_row) v_store(Tl.a + sl * dkp + j * LA_VL, ch);
     }
     LA_FN(la_burst_heads)(J, &Tl, t, sl, k, NULL, NV, DT, 0);
     Tl.seg_end[sl] = end;
