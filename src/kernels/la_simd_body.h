@@ -125,6 +125,9 @@ typedef struct LA_FN(la_stager) {
   int64_t t0, n, nst, next; /* tile tokens t0 .. t0 + n - 1, nst slots, next slot to stage */
   int seg_start;
   float c_head;
+  int l1_prefetch; /* the tile bursts (la_stage_tile) prefetch the input rows to L1 ahead of
+                    * the slots: not where the previous lock-step step prefetched them to L2
+                    * (la_tiles). Slot by slot (la_stage_slot) they always do. */
 } LA_FN(la_stager);
 
 typedef struct LA_FN(la_job) {
@@ -407,6 +410,7 @@ static void LA_FN(la_stage_begin)(la_stager_t* st, la_tile_t* buf, int64_t t0, i
   st->next = 0;
   st->seg_start = 1;
   st->c_head = 1.0f;
+  st->l1_prefetch = 1;
 }
 
 /* Stages the next slot of the tile in progress. PLAIN (la_job.stage_plain): fp32 inputs, decay
@@ -527,9 +531,11 @@ static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
 /* Parts of the tile bursts below (la_stage_tile_per_key_nv, la_stage_tile_fold_nv), inlined
  * into their slot loop so that no call spills the rows held in registers. */
 
-/* The L1 prefetches of la_stage_slot at slot sl of nst (token t). */
+/* The L1 prefetches of la_stage_slot at slot sl of nst (token t), where st->l1_prefetch
+ * (pf, read once by the burst: stores may alias it). */
 static inline __attribute__((always_inline)) void LA_FN(la_burst_prefetch)(const la_job_t* J, int64_t t, int64_t sl,
-                                                                           int64_t nst) {
+                                                                           int64_t nst, const int pf) {
+  if (!pf) return;
   if (sl == 0)
     for (int64_t i = 1; i < LA_PREFETCH_TOKENS && i < nst; i++) LA_FN(la_prefetch_inputs)(J, t + i);
   if (sl + LA_PREFETCH_TOKENS < nst) LA_FN(la_prefetch_inputs_as)(J, t + LA_PREFETCH_TOKENS);
@@ -590,6 +596,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
   const la_tile_t Tl = *st->buf;
   const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
   const int G = ONE ? 1 : J->G, nq = ONE ? 1 : J->nq, pair = J->pair, delta = p->delta, vdirect = J->vdirect;
+  const int pf = st->l1_prefetch;
   const int slot_rows = !pair || nq > LA_GMAX;
   const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
@@ -599,7 +606,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_per_key_nv
   int seg_start = st->seg_start;
   for (int64_t sl = st->next; sl < nst; sl++) {
     const int64_t t = t0 + sl;
-    LA_FN(la_burst_prefetch)(J, t, sl, nst);
+    LA_FN(la_burst_prefetch)(J, t, sl, nst, pf);
     const void* kt = la_io_at(u->k, t * kts, DT);
     const void* gt = la_io_at(u->decay, t * gts, DT);
     float* cs = Tl.a + sl * dkp;
@@ -666,7 +673,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
   const la_unit* u = J->u;
   const la_tile_t Tl = *st->buf;
   const int64_t dkp = J->dkp, t0 = st->t0, n = st->n, nst = st->nst;
-  const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta;
+  const int G = J->G, nq = J->nq, pair = J->pair, delta = p->delta, pf = st->l1_prefetch;
   const int slot_rows = !pair || nq > LA_GMAX;
   const int64_t kts = u->k_token_stride, gts = u->decay_token_stride;
   const float hi = (float)(1ull << LA_FOLD_EXP), lo = 1.0f / hi;
@@ -685,7 +692,7 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_tile_fold_nv)(c
   for (int j = 0; j < NV; j++) kp[j] = v_zero();
   for (int64_t sl = st->next; sl < nst; sl++) {
     const int64_t t = t0 + sl;
-    LA_FN(la_burst_prefetch)(J, t, sl, nst);
+    LA_FN(la_burst_prefetch)(J, t, sl, nst, pf);
     const float c = chead[sl];
     const int end = ends[sl];
     /* C is read back only where the slot ends a segment or other head groups need it */
@@ -1811,6 +1818,10 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       Jp->cur = &Jp->tiles[0];
       if (R->staged_t0 != t0) {
         LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
+        /* The bursts stage rows the previous step prefetched to L2 (every step but the first
+         * unit's first) without L1 prefetches, which evict each other: token rows a multiple
+         * of 4 KiB apart share the L1 sets (docs/tuning.md, la_stager.l1_prefetch). */
+        st->l1_prefetch = !(next && next->prefetch);
         LA_FN(la_stage_tile)(Jp);
       }
       R->staged_t0 = -1;
