@@ -274,7 +274,7 @@ static void check_conv_tunings(const char* const* names, size_t num_names) {
 
 /* la.narrow_pair_cols: units of at most that many columns sweep two tokens in panels of at most
  * 2 vectors and, in lock-step, stage the next unit's first tile during their own sweeps. The
- * intel-avx512 entry with the field on (its value) and off must give the same bits on d_v <= 64
+ * intel-avx512 entry with the field on (64) and off must give the same bits on d_v <= 64
  * shapes over several tiles (a partial last one), lock-step groups of 8 + 1 units (1 thread)
  * and 5 + 4 (2 threads), fp32 and bf16 activations; both within the reference kernel's bound. */
 typedef struct narrow_case {
@@ -478,9 +478,8 @@ static void check_narrow_pairs(void) {
     for (int di = 0; di < 2; di++)
       for (int threads = 1; threads <= 2; threads++) {
         linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
+        on.la.narrow_pair_cols = 64; /* no entry sets it (docs/tuning.md): the path stays tested */
         off.la.narrow_pair_cols = 0;
-        tk_check(on.la.narrow_pair_cols >= cases[i].dv, "intel-avx512 takes %lld columns as narrow",
-                 (long long)cases[i].dv);
         check_same_bits_case(&cases[i], &on, &off, "la.narrow_pair_cols", dts[di], threads, &r);
       }
 }
