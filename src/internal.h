@@ -62,7 +62,6 @@ typedef struct la_params {
   int decode_half_convert;   /* la_tuning.decode_half_convert */
   int decode_split;        /* 1: a decode without the delta rule keeps its read and update sweeps
                             * apart (the bits of its one pass; tests compare the two) */
-  int narrow_pair_cols;    /* la_tuning.narrow_pair_cols */
   int pair_vectors;        /* la_tuning.pair_vectors */
   int fold_head_decay;     /* la_tuning.fold_head_decay */
   int decode_half_chain;   /* la_tuning.decode_half_chain */
@@ -134,9 +133,7 @@ typedef size_t (*la_scratch_fn)(const la_params* p, int64_t ncols);
 typedef struct la_step_next {
   const la_unit* u;
   int64_t t0, n;
-  int prefetch;  /* 1: prefetch those rows (to L2) while the step runs */
-  void* scratch; /* non-NULL: u's scratch (its job set up): the step also stages u's first tile
-                  * of that step during its own sweeps (la_tuning.narrow_pair_cols) */
+  int prefetch; /* 1: prefetch those rows (to L2) while the step runs */
 } la_step_next;
 /* Optional resumable form of run: advances the unit over tokens [t0, t1), keeping all it needs
  * between calls (state, carries, staged tokens) in scratch (scratch_bytes, one per unit, kept
@@ -356,10 +353,6 @@ typedef struct la_tuning {
                                 * fewer uops (AVX-512): fp16 stored by vcvtps2ph to memory; bf16
                                 * (AVX512-BF16; delta rule and one-pass decode) in column pairs, even and odd columns
                                 * widened by a shift and a masked load (the same bits) */
-  int narrow_pair_cols;        /* units of at most this many value columns (0: none), in prefill with
-                                * two-token sweeps: pair panels of at most 2 vectors (a smaller L1
-                                * footprint), and in lock-step each step stages the next unit's first
-                                * tile during its first panel's sweeps (the same bits either way) */
   int pair_vectors;            /* 2: two-token panels of at most 2 vectors for every unit (a 16 KiB
                                 * fp32 panel for d_k = 128, within a 32 KiB L1D); 0: the ISA's
                                 * LA_WMAX_PAIR (the same bits either way) */

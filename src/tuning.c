@@ -26,7 +26,7 @@ static const linattn_tuning g_tunings[] = {
      * (conv.cf_bf16_pairs) and the packed conv decode's sequences together (conv.decode_seqs). */
     {"zen4",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_prefetch_next = 1, .stage_plain = 1,
-      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 1, .narrow_pair_cols = 0, .pair_vectors = 2,
+      .decode_vectors = 0, .decode_overlap = 0, .decode_half_convert = 1, .pair_vectors = 2,
       .fold_head_decay = 1, .decode_one_pass_prefetch = 0},
      {.cf_stream_min_bytes = 0, .cf_prefetch_bytes = 0, .decode_vbmi = 0, .cf_bf16_pairs = 1, .decode_seqs = 16,
       .silu_table = 0}},
@@ -47,9 +47,6 @@ static const linattn_tuning g_tunings[] = {
      * the channels-first bf16 prefill runs its even and odd steps apart, with fewer shuffle-port
      * uops (docs/tuning.md, conv.cf_bf16_pairs); a packed decode runs 16 sequences per unit,
      * each weight group de-interleaved once for all of them (docs/tuning.md, conv.decode_seqs).
-     * Units of at most 64 value columns (d_v = 64 heads) sweep in the ISA's pair panels and
-     * stage their lock-step tiles in one burst, as every unit does (docs/tuning.md,
-     * la.narrow_pair_cols, which no entry sets now).
      * With a per-head decay the two-token sweeps read k and scale q as given and the decay
      * scalars scale the sums and u instead, so a staged slot writes half the rows (other
      * bits, within the tests' bounds; docs/tuning.md, la.fold_head_decay).
@@ -62,7 +59,7 @@ static const linattn_tuning g_tunings[] = {
     {"intel-avx512",
      {.sweep_tokens = 2, .lockstep_units = 8, .lockstep_min_tokens = 64, .lockstep_state_bytes = 256 << 10,
       .lockstep_prefetch_next = 0, .stage_plain = 1, .decode_vectors = 4, .decode_overlap = 1,
-      .decode_half_convert = 1, .narrow_pair_cols = 0, .fold_head_decay = 1,
+      .decode_half_convert = 1, .fold_head_decay = 1,
       .decode_chain = 1, .decode_half_chain = 1, .decode_one_pass_prefetch = 1},
      {.cf_stream_min_bytes = (int64_t)20 << 20, .cf_prefetch_bytes = 4096, .decode_vbmi = 1, .cf_bf16_pairs = 1,
       .decode_seqs = 16, .silu_table = 1}},

@@ -9,8 +9,7 @@
  *    (conv.cf_prefetch_bytes) on and off give the same
  *    CausalConvWithState bits for a channels-first fp32 output large enough to stream, every
  *    element written and within the float64 oracle's bound;
- *  - la.narrow_pair_cols on and off give the same LinearAttention bits (check_narrow_pairs), and
- *    so do la.pair_vectors 2 and 0 (check_pair_vectors);
+ *  - la.pair_vectors 2 and 0 give the same LinearAttention bits (check_pair_vectors);
  *  - la.fold_head_decay on (other bits), in the 4-vector (intel-avx512) and 2-vector (zen4) pair
  *    panels: within the reference kernel's bound, and the same bits on 1 and 2 threads and in
  *    two calls (check_fold_head_decay).
@@ -272,27 +271,25 @@ static void check_conv_tunings(const char* const* names, size_t num_names) {
   free_conv_problem(&P);
 }
 
-/* la.narrow_pair_cols: units of at most that many columns sweep two tokens in panels of at most
- * 2 vectors and, in lock-step, stage the next unit's first tile during their own sweeps. The
- * intel-avx512 entry with the field on (64) and off must give the same bits on d_v <= 64
- * shapes over several tiles (a partial last one), lock-step groups of 8 + 1 units (1 thread)
- * and 5 + 4 (2 threads), fp32 and bf16 activations; both within the reference kernel's bound. */
-typedef struct narrow_case {
+/* Shapes for the fields that change only the two-token panels (la.pair_vectors) or the per-head
+ * decay's place (la.fold_head_decay): H heads over several tiles (a partial last one), so
+ * lock-step groups of 8 + 1 units (1 thread) and 5 + 4 (2 threads). */
+typedef struct pair_case {
   const char* name;
   linattn_update_rule rule;
   int64_t dk, dv;
   int per_key;
-} narrow_case;
-enum { NW_H = 9, NW_T = 203 };
+} pair_case;
+enum { PC_H = 9, PC_T = 203 };
 
-static void narrow_store(void* p, size_t i, linattn_dtype dt, float x) {
+static void pair_store(void* p, size_t i, linattn_dtype dt, float x) {
   if (dt == LINATTN_DTYPE_F32) { ((float*)p)[i] = x; return; }
   uint32_t u;
   memcpy(&u, &x, 4);
   ((uint16_t*)p)[i] = (uint16_t)(u >> 16); /* truncation: every run reads the same values */
 }
 
-static float narrow_load(const void* p, size_t i, linattn_dtype dt) {
+static float pair_load(const void* p, size_t i, linattn_dtype dt) {
   if (dt == LINATTN_DTYPE_F32) return ((const float*)p)[i];
   uint32_t u = (uint32_t)((const uint16_t*)p)[i] << 16;
   float f;
@@ -302,7 +299,7 @@ static float narrow_load(const void* p, size_t i, linattn_dtype dt) {
 
 /* Runs the case under tuning t (NULL: the context's own) on isa; out poisoned first, state from s0.
  * Returns the context's status too: the caller skips an ISA this CPU or build lacks (aarch64). */
-static linattn_status run_narrow_t(const narrow_case* c, int64_t nt, linattn_dtype dt, void* const in[5],
+static linattn_status run_pair_t(const pair_case* c, int64_t nt, linattn_dtype dt, void* const in[5],
                                    const float* s0, const linattn_tuning* t, linattn_isa isa, int threads, void* out,
                                    float* state) {
   linattn_context_options o;
@@ -313,20 +310,20 @@ static linattn_status run_narrow_t(const narrow_case* c, int64_t nt, linattn_dty
   linattn_status st = linattn_context_create(&o, &ctx);
   if (st != LINATTN_SUCCESS) return st;
   if (t) ctx->tuning = t;
-  const size_t nstate = (size_t)NW_H * c->dk * c->dv;
+  const size_t nstate = (size_t)PC_H * c->dk * c->dv;
   memcpy(state, s0, sizeof(float) * nstate);
-  memset(out, 0xff, (size_t)nt * NW_H * c->dv * linattn_dtype_size(dt)); /* NaN in fp32 and bf16 */
-  const int64_t gw = c->per_key ? NW_H * c->dk : NW_H;
-  const int64_t qd[3] = {1, nt, NW_H * c->dk}, vd[3] = {1, nt, NW_H * c->dv}, gd[3] = {1, nt, gw},
-                bd[3] = {1, nt, NW_H}, sd[4] = {1, NW_H, c->dk, c->dv};
+  memset(out, 0xff, (size_t)nt * PC_H * c->dv * linattn_dtype_size(dt)); /* NaN in fp32 and bf16 */
+  const int64_t gw = c->per_key ? PC_H * c->dk : PC_H;
+  const int64_t qd[3] = {1, nt, PC_H * c->dk}, vd[3] = {1, nt, PC_H * c->dv}, gd[3] = {1, nt, gw},
+                bd[3] = {1, nt, PC_H}, sd[4] = {1, PC_H, c->dk, c->dv};
   linattn_tensor q = linattn_make_tensor(in[0], dt, 3, qd), k = linattn_make_tensor(in[1], dt, 3, qd),
                  v = linattn_make_tensor(in[2], dt, 3, vd), g = linattn_make_tensor(in[3], dt, 3, gd),
                  b = linattn_make_tensor(in[4], dt, 3, bd), y = linattn_make_tensor(out, dt, 3, vd),
                  s = linattn_make_tensor(state, LINATTN_DTYPE_F32, 4, sd);
   linattn_linear_attention_desc d;
   linattn_linear_attention_desc_init(&d);
-  d.q_num_heads = NW_H;
-  d.kv_num_heads = NW_H;
+  d.q_num_heads = PC_H;
+  d.kv_num_heads = PC_H;
   d.update_rule = c->rule;
   st = linattn_linear_attention(ctx, &d, &q, &k, &v, &s, &g, c->rule == LINATTN_UPDATE_GATED_DELTA ? &b : NULL, &y,
                                 &s, NULL, 0);
@@ -334,24 +331,24 @@ static linattn_status run_narrow_t(const narrow_case* c, int64_t nt, linattn_dty
   return st;
 }
 
-static linattn_status run_narrow(const narrow_case* c, linattn_dtype dt, void* const in[5], const float* s0,
+static linattn_status run_pair(const pair_case* c, linattn_dtype dt, void* const in[5], const float* s0,
                                  const linattn_tuning* t, linattn_isa isa, int threads, void* out, float* state) {
-  return run_narrow_t(c, NW_T, dt, in, s0, t, isa, threads, out, state);
+  return run_pair_t(c, PC_T, dt, in, s0, t, isa, threads, out, state);
 }
 
-/* A field that only narrows the two-token panels (and moves staging): the entry `on` against `off`
+/* A field that only narrows the two-token panels: the entry `on` against `off`
  * (the same entry with the field cleared) bit for bit, and `on` against the reference kernel. */
-static void check_same_bits_case(const narrow_case* c, const linattn_tuning* on_t, const linattn_tuning* off_t,
+static void check_same_bits_case(const pair_case* c, const linattn_tuning* on_t, const linattn_tuning* off_t,
                                  const char* field, linattn_dtype dt, int threads, tk_rng* r) {
-  const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
-  const int64_t ng = c->per_key ? nq : (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
-  const size_t es = linattn_dtype_size(dt), nstate = (size_t)NW_H * c->dk * c->dv;
+  const int64_t nq = (int64_t)PC_T * PC_H * c->dk, nv = (int64_t)PC_T * PC_H * c->dv;
+  const int64_t ng = c->per_key ? nq : (int64_t)PC_T * PC_H, nb = (int64_t)PC_T * PC_H;
+  const size_t es = linattn_dtype_size(dt), nstate = (size_t)PC_H * c->dk * c->dv;
   const int64_t n[5] = {nq, nq, nv, ng, nb};
   const double lo[5] = {-0.1, -0.1, -1, -0.3, 0.1}, hi[5] = {0.1, 0.1, 1, -0.01, 0.9};
   void* in[5];
   for (int i = 0; i < 5; i++) {
     in[i] = malloc((size_t)n[i] * es);
-    for (int64_t e = 0; e < n[i]; e++) narrow_store(in[i], (size_t)e, dt, (float)tk_uniform_range(r, lo[i], hi[i]));
+    for (int64_t e = 0; e < n[i]; e++) pair_store(in[i], (size_t)e, dt, (float)tk_uniform_range(r, lo[i], hi[i]));
   }
   float* s0 = (float*)malloc(sizeof(float) * nstate);
   for (size_t e = 0; e < nstate; e++) s0[e] = (float)tk_uniform_range(r, -0.05, 0.05);
@@ -360,12 +357,12 @@ static void check_same_bits_case(const narrow_case* c, const linattn_tuning* on_
         *s_ref = malloc(sizeof(float) * nstate);
   const linattn_tuning on = *on_t, off = *off_t;
   const char* dn = dt == LINATTN_DTYPE_F32 ? "f32" : "bf16";
-  const linattn_status sa = run_narrow(c, dt, in, s0, &on, LINATTN_ISA_AVX512, threads, o_on, s_on);
+  const linattn_status sa = run_pair(c, dt, in, s0, &on, LINATTN_ISA_AVX512, threads, o_on, s_on);
   if (sa == LINATTN_ERROR_UNSUPPORTED) {
     tk_note("%s: no AVX-512 here, skipped", c->name);
   } else {
-    const linattn_status sb = run_narrow(c, dt, in, s0, &off, LINATTN_ISA_AVX512, threads, o_off, s_off);
-    const linattn_status sr = run_narrow(c, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, threads, o_ref, s_ref);
+    const linattn_status sb = run_pair(c, dt, in, s0, &off, LINATTN_ISA_AVX512, threads, o_off, s_off);
+    const linattn_status sr = run_pair(c, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, threads, o_ref, s_ref);
     tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS && sr == LINATTN_SUCCESS, "%s %s: runs (%s)", c->name,
              dn, linattn_last_error());
     tk_check(!memcmp(o_on, o_off, (size_t)nv * es) && !memcmp(s_on, s_off, sizeof(float) * nstate),
@@ -373,7 +370,7 @@ static void check_same_bits_case(const narrow_case* c, const linattn_tuning* on_
              field);
     double eo = 0, mo = 0, es2 = 0, ms = 0;
     for (int64_t e = 0; e < nv; e++) {
-      const double a = narrow_load(o_on, (size_t)e, dt), b = narrow_load(o_ref, (size_t)e, dt);
+      const double a = pair_load(o_on, (size_t)e, dt), b = pair_load(o_ref, (size_t)e, dt);
       eo = isnan(a) || isnan(eo) ? NAN : tk_max(eo, fabs(a - b));
       mo = tk_max(mo, fabs(b));
     }
@@ -395,17 +392,17 @@ static void check_same_bits_case(const narrow_case* c, const linattn_tuning* on_
  * the same bits on 1 and 2 threads (lock-step groups 8 + 1 and 5 + 4) and in a second call;
  * mild decays and strong ones (C leaves the fold range within a tile: segment ends mid-tile),
  * T = 203 (lock-step, a partial last tile) and T = 50 (one pass per unit, no lock-step). */
-static void check_fold_case(const narrow_case* c, const char* entry, int64_t T, double glo, double ghi, tk_rng* r) {
-  const int64_t nq = (int64_t)NW_T * NW_H * c->dk, nv = (int64_t)NW_T * NW_H * c->dv;
-  const int64_t ng = (int64_t)NW_T * NW_H, nb = (int64_t)NW_T * NW_H;
-  const size_t nstate = (size_t)NW_H * c->dk * c->dv;
+static void check_fold_case(const pair_case* c, const char* entry, int64_t T, double glo, double ghi, tk_rng* r) {
+  const int64_t nq = (int64_t)PC_T * PC_H * c->dk, nv = (int64_t)PC_T * PC_H * c->dv;
+  const int64_t ng = (int64_t)PC_T * PC_H, nb = (int64_t)PC_T * PC_H;
+  const size_t nstate = (size_t)PC_H * c->dk * c->dv;
   const int64_t n[5] = {nq, nq, nv, ng, nb};
   const double lo[5] = {-0.1, -0.1, -1, glo, 0.1}, hi[5] = {0.1, 0.1, 1, ghi, 0.9};
   void* in[5];
   for (int i = 0; i < 5; i++) {
     in[i] = malloc((size_t)n[i] * 4);
     for (int64_t e = 0; e < n[i]; e++)
-      narrow_store(in[i], (size_t)e, LINATTN_DTYPE_F32, (float)tk_uniform_range(r, lo[i], hi[i]));
+      pair_store(in[i], (size_t)e, LINATTN_DTYPE_F32, (float)tk_uniform_range(r, lo[i], hi[i]));
   }
   float* s0 = (float*)malloc(sizeof(float) * nstate);
   for (size_t e = 0; e < nstate; e++) s0[e] = (float)tk_uniform_range(r, -0.05, 0.05);
@@ -416,15 +413,15 @@ static void check_fold_case(const narrow_case* c, const char* entry, int64_t T, 
   linattn_tuning on = *linattn_tuning_by_name(entry);
   on.la.fold_head_decay = 1;
   const linattn_dtype dt = LINATTN_DTYPE_F32;
-  /* T < NW_T: the first T tokens of the same (token-major) inputs */
-  const int64_t nv_t = T * NW_H * c->dv;
-  const linattn_status sa = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o1, s1);
+  /* T < PC_T: the first T tokens of the same (token-major) inputs */
+  const int64_t nv_t = T * PC_H * c->dv;
+  const linattn_status sa = run_pair_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o1, s1);
   if (sa == LINATTN_ERROR_UNSUPPORTED) {
     tk_note("%s: no AVX-512 here, skipped", c->name);
   } else {
-    const linattn_status sb = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 2, o2, s2);
-    const linattn_status sc = run_narrow_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o3, s3);
-    const linattn_status sr = run_narrow_t(c, T, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, 1, oref, sref);
+    const linattn_status sb = run_pair_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 2, o2, s2);
+    const linattn_status sc = run_pair_t(c, T, dt, in, s0, &on, LINATTN_ISA_AVX512, 1, o3, s3);
+    const linattn_status sr = run_pair_t(c, T, dt, in, s0, NULL, LINATTN_ISA_REFERENCE, 1, oref, sref);
     tk_check(sa == LINATTN_SUCCESS && sb == LINATTN_SUCCESS && sc == LINATTN_SUCCESS && sr == LINATTN_SUCCESS,
              "fold %s T %lld: runs (%s)", c->name, (long long)T, linattn_last_error());
     tk_check(!memcmp(o1, o2, (size_t)nv_t * 4) && !memcmp(s1, s2, sizeof(float) * nstate),
@@ -448,7 +445,7 @@ static void check_fold_case(const narrow_case* c, const char* entry, int64_t T, 
 }
 
 static void check_fold_head_decay(void) {
-  const narrow_case cases[] = {
+  const pair_case cases[] = {
       {"qwen-like gated delta d 128", LINATTN_UPDATE_GATED_DELTA, 128, 128, 0},
       {"mamba-like gated d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
       {"gated delta d_k 64, d_v 48", LINATTN_UPDATE_GATED_DELTA, 64, 48, 0},
@@ -458,41 +455,23 @@ static void check_fold_head_decay(void) {
   tk_rng_init(&r, tk_seed() + 12);
   for (size_t e = 0; e < 2; e++)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-      check_fold_case(&cases[i], entries[e], NW_T, -0.3, -0.01, &r);
-      check_fold_case(&cases[i], entries[e], NW_T, -12.0, -4.0, &r); /* C below 2^-60 within 4-15 tokens */
+      check_fold_case(&cases[i], entries[e], PC_T, -0.3, -0.01, &r);
+      check_fold_case(&cases[i], entries[e], PC_T, -12.0, -4.0, &r); /* C below 2^-60 within 4-15 tokens */
       check_fold_case(&cases[i], entries[e], 50, -0.3, -0.01, &r);
       check_fold_case(&cases[i], entries[e], 50, -12.0, -4.0, &r);
     }
 }
 
-static void check_narrow_pairs(void) {
-  const narrow_case cases[] = {
-      {"mamba-like d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
-      {"rwkv-like d 64, per-key", LINATTN_UPDATE_GATED, 64, 64, 1},
-      {"gated delta d_k 64, d_v 48, per-key", LINATTN_UPDATE_GATED_DELTA, 64, 48, 1},
-  };
-  tk_rng r;
-  tk_rng_init(&r, tk_seed() + 11);
-  const linattn_dtype dts[] = {LINATTN_DTYPE_F32, LINATTN_DTYPE_BF16};
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    for (int di = 0; di < 2; di++)
-      for (int threads = 1; threads <= 2; threads++) {
-        linattn_tuning on = *linattn_tuning_by_name("intel-avx512"), off = on;
-        on.la.narrow_pair_cols = 64; /* no entry sets it (docs/tuning.md): the path stays tested */
-        off.la.narrow_pair_cols = 0;
-        check_same_bits_case(&cases[i], &on, &off, "la.narrow_pair_cols", dts[di], threads, &r);
-      }
-}
-
 /* la.pair_vectors 2 (zen4): two-token panels of 2 vectors where the ISA takes 4 (one head per
  * group), the same bits as the ISA's width, on d = 128 heads (two panels instead of one per
- * 64 columns) and the narrow shapes; with the per-head decay folded (zen4) and not. */
+ * 64 columns) and d_v <= 64 ones, fp32 and bf16 activations; with the per-head decay folded (zen4) and not. */
 static void check_pair_vectors(void) {
-  const narrow_case cases[] = {
+  const pair_case cases[] = {
       {"qwen-like gated delta d 128", LINATTN_UPDATE_GATED_DELTA, 128, 128, 0},
       {"kda-like gated delta d 128, per-key", LINATTN_UPDATE_GATED_DELTA, 128, 128, 1},
       {"mamba-like d_k 128, d_v 64", LINATTN_UPDATE_GATED, 128, 64, 0},
       {"rwkv-like d 64, per-key", LINATTN_UPDATE_GATED, 64, 64, 1},
+      {"gated delta d_k 64, d_v 48, per-key", LINATTN_UPDATE_GATED_DELTA, 64, 48, 1},
   };
   tk_check(linattn_tuning_by_name("zen4")->la.pair_vectors == 2 && linattn_tuning_by_name("zen4")->la.sweep_tokens == 2,
            "zen4 sweeps two tokens in 2-vector panels");
@@ -657,7 +636,6 @@ int main(void) {
   }
   unsetenv("LINATTN_TUNE");
   check_conv_tunings(names, sizeof names / sizeof names[0]);
-  check_narrow_pairs();
   check_pair_vectors();
   check_fold_head_decay();
   check_window_chain();

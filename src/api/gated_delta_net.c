@@ -610,7 +610,7 @@ static void gdn_run_lockstep(const gdn_call* c, const la_params* p, int64_t g0, 
     finite[i] = true;
   }
   la_step_units(c->kern, p, units, kscr, n, c->kern->step_tokens, refines ? finite : NULL, c->refine_limit,
-                c->prefetch_next, false);
+                c->prefetch_next);
   for (int64_t i = 0; i < n; i++) gdn_refine_unit(c, p, g0 + i, scratch + (size_t)i * c->unit_bytes, finite[i]);
 }
 

@@ -74,7 +74,7 @@ void la_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, in
 }
 
 void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, char* const* kscr, int64_t n,
-                   int64_t chunk, bool* finite, uint32_t limit, bool prefetch_next, bool stage_next) {
+                   int64_t chunk, bool* finite, uint32_t limit, bool prefetch_next) {
   for (int64_t t0 = 0; t0 < p->T;) {
     const int64_t t1 = p->T - t0 < chunk ? p->T : t0 + chunk;
     for (int64_t i = 0; i < n; i++) {
@@ -83,13 +83,10 @@ void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, ch
        * rows the next unit's step stages, so that staging finds them in L2 (docs/tuning.md,
        * next-unit prefetch; per-key decay rows are as long as k's); the last unit's turn
        * prefetches for the first unit's turn of the next round. */
-      la_step_next next = {NULL, 0, 0, 0, NULL};
-      if (i + 1 < n) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1, prefetch_next, NULL};
-      else if (n > 1) next = (la_step_next){&units[0], t1, chunk + 1, prefetch_next, NULL};
-      /* With stage_next (la_tuning.narrow_pair_cols) the step also stages the next unit's
-       * first tile, once that unit has set up its job (its first step) */
-      if (stage_next && next.u && (i + 1 >= n || t0 > 0) && next.t0 < p->T) next.scratch = kscr[(i + 1) % n];
-      kern->step(p, &units[i], kscr[i], t0, t1, next.u && (next.prefetch || next.scratch) ? &next : NULL);
+      la_step_next next = {NULL, 0, 0, 0};
+      if (i + 1 < n) next = (la_step_next){&units[i + 1], t0, t1 - t0 + 1, prefetch_next};
+      else if (n > 1) next = (la_step_next){&units[0], t1, chunk + 1, prefetch_next};
+      kern->step(p, &units[i], kscr[i], t0, t1, next.u && next.prefetch ? &next : NULL);
       if (finite && finite[i]) finite[i] = kern->outputs_finite(p->io_dtype, limit, &units[i], t0, t1);
     }
     t0 = t1;

@@ -44,10 +44,9 @@ void la_copy_rows(void* dst, int64_t ld_dst, const void* src, int64_t ld_src, in
 
 /* Advances the n prepared units (the same p->T tokens each) token tile by token tile together,
  * chunk tokens a round, with kern->step, which gives the bits of kern->run; with prefetch_next
- * each step prefetches the rows of the next unit's step, with stage_next it stages the next
- * unit's first tile of that step (kern->step's next.scratch). finite (NULL: not checked): finite[i] is cleared when a
+ * each step prefetches the rows of the next unit's step. finite (NULL: not checked): finite[i] is cleared when a
  * step's outputs of unit i are not (kern->outputs_finite), checked while still in cache. */
 void la_step_units(const la_kernel* kern, const la_params* p, la_unit* units, char* const* kscr, int64_t n,
-                   int64_t chunk, bool* finite, uint32_t limit, bool prefetch_next, bool stage_next);
+                   int64_t chunk, bool* finite, uint32_t limit, bool prefetch_next);
 
 #endif

@@ -33,7 +33,6 @@ typedef struct la_call {
   int64_t step_chunk;         /* tokens per lock-step round */
   int64_t lockstep_min;       /* tokens from which a unit runs in lock-step */
   bool prefetch_next;         /* a lock-step step prefetches the next unit's rows (la_tuning) */
-  bool stage_next;            /* a lock-step step stages the next unit's first tile (la_tuning.narrow_pair_cols) */
   int64_t refine_min_tokens;  /* tokens from which a unit is recomputed (in place: its entry copied) */
   size_t task_bytes;
   size_t chain_bytes;         /* per task: a second unit's scratch for the decode chain (la_run_chain); 0: none */
@@ -177,7 +176,6 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   c->p.decode_vectors = ctx->tuning->la.decode_vectors;
   c->p.decode_overlap = ctx->tuning->la.decode_overlap;
   c->p.decode_half_convert = ctx->tuning->la.decode_half_convert;
-  c->p.narrow_pair_cols = ctx->tuning->la.narrow_pair_cols;
   c->p.pair_vectors = ctx->tuning->la.pair_vectors;
   c->p.fold_head_decay = ctx->tuning->la.fold_head_decay;
   c->p.decode_half_chain = ctx->tuning->la.decode_half_chain;
@@ -229,8 +227,6 @@ static linattn_status la_plan(const linattn_context* ctx, la_call* c) {
   const int64_t lockstep_min = la_lockstep_min_tokens(ctx);
   c->lockstep_min = lockstep_min;
   c->prefetch_next = ctx->tuning->la.lockstep_prefetch_next != 0;
-  /* the next unit's staging goes with the narrow pair panels (la_tuning.narrow_pair_cols) */
-  c->stage_next = c->p.sweep_tokens == 2 && c->p.narrow_pair_cols > 0 && c->block_cols <= c->p.narrow_pair_cols;
   const int64_t group = la_lockstep_group(ctx, sblock);
   if (c->kern->step && c->kern->step_tokens > 0 && T >= lockstep_min && per_task > 1 && group > 1) {
     c->lockstep_units = per_task < group ? per_task : group;
@@ -549,7 +545,7 @@ static void la_run_group(const la_call* c, const la_params* p, int64_t g0, int64
     finite[i] = true;
   }
   la_step_units(c->kern, p, units, kscr, g1 - g0, c->step_chunk, refines ? finite : NULL, c->refine_limit,
-                c->prefetch_next, c->stage_next);
+                c->prefetch_next);
   for (int64_t i = 0; i < g1 - g0; i++)
     la_refine_unit(c, p, g0 + i, scratch + (size_t)i * unit_bytes, &units[i], finite[i]);
 }

@@ -151,8 +151,6 @@ typedef struct LA_FN(la_job) {
   int stage_plain; /* la_stage_slot's PLAIN case applies */
   int fold;        /* per-head decay folded out of the staged rows (la_tile.fs; pairs only) */
   int burst;       /* la_stage_tile's bursts apply: 4 or 8 vectors per row, else 0 */
-  const struct LA_FN(la_job) * sj; /* non-NULL: the job whose tile la_stage_next stages (lock-step:
-                                    * the next unit's); NULL: this one */
   struct LA_FN(la_job) * chain; /* decode chain (la_run_chain): the next unit's job, whose first
                                  * panel's sums the last panel's update sweep adds up; else NULL */
 } LA_FN(la_job);
@@ -168,7 +166,6 @@ typedef LA_FN(la_stager) la_stager_t;
 typedef struct LA_FN(la_resume) {
   la_job_t J;
   la_stager_t st;
-  int64_t staged_t0; /* lock-step: the tile of these tokens was staged by the previous unit (-1: none) */
   int gi, dc, dl, sd, can_stream;
 } LA_FN(la_resume);
 typedef LA_FN(la_resume) la_resume_t;
@@ -515,7 +512,6 @@ static inline __attribute__((always_inline)) void LA_FN(la_stage_slot)(const la_
 
 /* Stages the next slot of the tile in progress, if any. */
 static __attribute__((noinline)) void LA_FN(la_stage_next)(const la_job_t* J) {
-  if (J->sj) J = J->sj;
   if (J->st->next >= J->st->nst) return;
   if (J->fold) {
     if (!J->stage_plain) LA_FN(la_stage_slot)(J, 0, 1);
@@ -1636,14 +1632,11 @@ static int LA_FN(la_decode_wmax)(const la_params* p, const la_unit* u, int G) {
   return cap >= 4 ? 4 : 2;
 }
 
-/* Vectors per two-token panel: at most 2 with la_tuning.pair_vectors 2 (a 32 KiB L1D), and for
- * units of at most la_tuning.narrow_pair_cols columns, whose lock-step steps also stage the next
- * unit's tile (la_tiles): a smaller panel leaves that staging room in L1. Either width gives the
- * same bits. */
-static int LA_FN(la_pair_wmax)(const la_params* p, int64_t ncols, int G) {
+/* Vectors per two-token panel: at most 2 with la_tuning.pair_vectors 2 (a 32 KiB L1D). Either
+ * width gives the same bits. */
+static int LA_FN(la_pair_wmax)(const la_params* p, int G) {
   const int w = LA_WMAX_PAIR(G);
-  if (p->pair_vectors == 2 && w > 2) return 2;
-  return p->narrow_pair_cols > 0 && ncols <= p->narrow_pair_cols && w > 2 ? 2 : w;
+  return p->pair_vectors == 2 && w > 2 ? 2 : w;
 }
 
 /* Sets up the resumable job of a unit in its scratch (T > 0): layout, panels (packed state
@@ -1691,7 +1684,7 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
       !p->qk_l2_norm && J.dk % LA_VL == 0 && u->cap_tokens <= 0 && p->gated &&
       (J.fold || p->decay_kind == LA_DECAY_PER_KEY))
     J.burst = J.dkp == 4 * LA_VL ? 4 : J.dkp == 8 * LA_VL ? 8 : 0;
-  const int wmax = J.pair     ? LA_FN(la_pair_wmax)(p, J.nc, J.G)
+  const int wmax = J.pair     ? LA_FN(la_pair_wmax)(p, J.G)
                    : pack_all ? LA_WMAX(J.G)
                               : LA_FN(la_decode_wmax)(p, u, J.G);
   const int64_t ld = u->ld_state, dk = p->d_k;
@@ -1764,36 +1757,14 @@ static void LA_FN(la_setup)(const la_params* p, const la_unit* u, void* scratch,
   R->dc = p->gated ? 1 : 0;
   R->dl = p->delta ? 1 : 0;
   J.st = &R->st;
-  J.pf = (la_step_next){NULL, 0, 0, 0, NULL};
-  J.sj = NULL;
+  J.pf = (la_step_next){NULL, 0, 0, 0};
   J.chain = NULL;
-  R->staged_t0 = -1;
   if (stage_ahead) {
     int64_t n = J.T < LA_TILE_TOKENS ? J.T : LA_TILE_TOKENS;
     LA_FN(la_stage_begin)(J.st, &J.tiles[0], 0, n, n + (n < J.T ? 1 : 0));
     while (J.st->next < J.st->nst) LA_FN(la_stage_next)(&J);
   }
 #undef J
-}
-
-/* Lock-step: begins staging the first tile of the next unit's step (next->u from next->t0, its
- * job set up in next->scratch) into that unit's tile, for J's first panel to stage a slot per
- * token it runs (la_job.sj): the staging's loads and latencies then overlap J's sweeps instead
- * of stalling the next unit's step. The staged values are those the next unit would stage. */
-static la_resume_t* LA_FN(la_stage_other)(const la_job_t* J, const la_step_next* next) {
-  const la_params* p = J->p;
-  const int64_t T = J->T, t0 = next->t0;
-  if (t0 >= T || t0 % LA_TILE_TOKENS) return NULL;
-  const size_t rbytes = (sizeof(la_resume_t) + 63u) & ~(size_t)63u;
-  la_resume_t* Rn = (la_resume_t*)((char*)next->scratch + LA_FN(la_scratch)(p, next->u->ncols) - rbytes);
-  Rn->J.p = p;
-  Rn->J.u = next->u;
-  Rn->J.st = &Rn->st;
-  Rn->J.sj = NULL;
-  const int64_t n = T - t0 < LA_TILE_TOKENS ? T - t0 : LA_TILE_TOKENS;
-  LA_FN(la_stage_begin)(&Rn->st, &Rn->J.tiles[0], t0, n, n + (t0 + n < T ? 1 : 0));
-  Rn->staged_t0 = -1;
-  return Rn;
 }
 
 /* Runs the tiles of tokens [t_begin, t_end) (t_begin a multiple of LA_TILE_TOKENS, t_end one
@@ -1813,24 +1784,17 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
     const int64_t tile = t0 / LA_TILE_TOKENS;
     const int64_t n = T - t0 < LA_TILE_TOKENS ? T - t0 : LA_TILE_TOKENS;
     const int64_t t1 = t0 + n, n1 = T - t1 < LA_TILE_TOKENS ? T - t1 : LA_TILE_TOKENS;
-    la_resume_t* Rn = NULL;
     if (!stage_ahead) {
       Jp->cur = &Jp->tiles[0];
-      if (R->staged_t0 != t0) {
-        LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
-        /* The bursts stage rows the previous step prefetched to L2 (every step but the first
-         * unit's first) without L1 prefetches, which evict each other: token rows a multiple
-         * of 4 KiB apart share the L1 sets (docs/tuning.md, la_stager.l1_prefetch). */
-        st->l1_prefetch = !(next && next->prefetch);
-        LA_FN(la_stage_tile)(Jp);
-      }
-      R->staged_t0 = -1;
+      LA_FN(la_stage_begin)(st, &Jp->tiles[0], t0, n, n + (t1 < T ? 1 : 0));
+      /* The bursts stage rows the previous step prefetched to L2 (every step but the first
+       * unit's first) without L1 prefetches, which evict each other: token rows a multiple
+       * of 4 KiB apart share the L1 sets (docs/tuning.md, la_stager.l1_prefetch). */
+      st->l1_prefetch = !(next && next->prefetch);
+      LA_FN(la_stage_tile)(Jp);
       st->next = st->nst = 0; /* the panels stage nothing of this unit */
       /* the last tile's last panel prefetches the rows the caller's next step stages */
-      Jp->pf = next && next->prefetch && t1 >= t_end ? *next : (la_step_next){NULL, 0, 0, 0, NULL};
-      /* and its first panel stages the next unit's first tile of that step */
-      if (next && next->scratch && t1 >= t_end) Rn = LA_FN(la_stage_other)(Jp, next);
-      Jp->sj = Rn ? &Rn->J : NULL;
+      Jp->pf = next && next->prefetch && t1 >= t_end ? *next : (la_step_next){NULL, 0, 0, 0};
     } else {
       Jp->cur = &Jp->tiles[tile & 1];
       if (t1 < T) LA_FN(la_stage_begin)(st, &Jp->tiles[(tile + 1) & 1], t1, n1, n1 + (t1 + n1 < T ? 1 : 0));
@@ -1844,13 +1808,8 @@ static void LA_FN(la_tiles)(la_resume_t* R, int64_t t_begin, int64_t t_end, cons
       else tb->one[gi][P->W][dc][dl](Jp, P, t0, n);
     }
     while (st->next < st->nst) LA_FN(la_stage_next)(Jp);
-    if (Rn) {
-      while (Rn->st.next < Rn->st.nst) LA_FN(la_stage_next)(&Rn->J);
-      Rn->staged_t0 = Rn->st.t0;
-      Jp->sj = NULL;
-    }
   }
-  Jp->pf = (la_step_next){NULL, 0, 0, 0, NULL};
+  Jp->pf = (la_step_next){NULL, 0, 0, 0};
 }
 
 /* Writes the rows of a packed panel to state_out, rounding once to a half-precision state. */
