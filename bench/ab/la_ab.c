@@ -5,7 +5,8 @@
  *   linattn-la-ab A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case SPEC]... [--no-time]
  *
  * Each .so is dlopen'ed privately (RTLD_LOCAL). Two phases:
- *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
+ *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts (more value
+ *     heads than query heads in ORT's contrib form, with as many key heads as query heads), d_k x d_v
  *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
  *     random inputs (fp32 activations), then the same with fp32 states at prefill lengths (T = 8 to
  *     135: tiles, pairs, a token left over; activations fp32, f16 or bf16, drawn per case; in half
@@ -212,7 +213,7 @@ static int bits(lib* a, lib* b) {
                          prefill ? sdts[(r >> 11) % 3] : LINATTN_DTYPE_F32, 0};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
-            if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
+            if (c.hkv > c.hq) c.hk = c.hq; /* inverse GQA needs the ORT contrib form: key heads as q's */
             la_bufs ta, tb;
             uint64_t sa = r, sb = r;
             bufs_make(&ta, &c, &sa, 1);
