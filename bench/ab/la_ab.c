@@ -5,7 +5,8 @@
  *   linattn-la-ab A.so B.so [--isa NAME] [--pairs N] [--budget SEC] [--case SPEC]... [--no-time]
  *
  * Each .so is dlopen'ed privately (RTLD_LOCAL). Two phases:
- *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts, d_k x d_v
+ *  1. bits: decode-sized calls (T = 1, 2, 3) over update rules, decay kinds, head layouts (more value
+ *     heads than query heads in ORT's contrib form, with as many key heads as query heads), d_k x d_v
  *     shapes, state dtypes f32 / f16 / bf16, in place / separate present_state / no past, on fresh
  *     random inputs (fp32 activations), then the same with fp32 states at prefill lengths (T = 8 to
  *     135: tiles, pairs, a token left over; activations fp32, f16 or bf16, drawn per case; in half
@@ -19,7 +20,8 @@
  * SPEC: preset,state dtype,inplace|separate[,cold][,tN][,abf16|af16], e.g. "qwen,f16,inplace" or
  * "qwen,f32,inplace,t4096,abf16" (T = 4096 tokens, default 1; bf16 activations: q, k, v, decay,
  * beta and the output, default fp32). Presets (B = 1): qwen (H 16, d 128, gated delta, per-head decay; Qwen3.5-0.8B), qwen9b (the same
- * with H 32: Qwen3.5-9B, q and k repeated to the 32 value heads), kda (H 32, d 128, per-key
+ * with H 32: Qwen3.5-9B, q and k repeated to the 32 value heads), qwen9bort / qwen27bort (Qwen3.5-9B /
+ * 27B in ORT's contrib form: q and k 16 heads, 32 / 48 value heads, LINATTN_LA_ORT_CONTRIB), kda (H 32, d 128, per-key
  * decay), rwkv (H 64, d 64, gated, per-key decay), mamba (H 80, d_k 128, d_v 64, gated).
  */
 #define _GNU_SOURCE
@@ -81,7 +83,10 @@ typedef struct la_case {
   int cold;
   int strong; /* every 97th decay element -45 (below 2^-60): C leaves the fold range, segments end mid-tile */
   linattn_dtype adt; /* activations (0: fp32) */
+  int64_t hk;        /* ORT contrib form (LINATTN_LA_ORT_CONTRIB): key heads; 0: k has hkv heads */
 } la_case;
+
+static int64_t key_heads(const la_case* c) { return c->hk ? c->hk : c->hkv; }
 
 static linattn_dtype act_dtype(const la_case* c) { return c->adt ? c->adt : LINATTN_DTYPE_F32; }
 
@@ -96,7 +101,7 @@ typedef struct la_bufs {
 
 static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) {
   const int64_t B = 1, T = c->T, ho = c->hq > c->hkv ? c->hq : c->hkv;
-  const size_t nq = (size_t)(T * c->hq * c->dk), nk = (size_t)(T * c->hkv * c->dk), nv = (size_t)(T * c->hkv * c->dv);
+  const size_t nq = (size_t)(T * c->hq * c->dk), nk = (size_t)(T * key_heads(c) * c->dk), nv = (size_t)(T * c->hkv * c->dv);
   const size_t nd = (size_t)(T * (c->per_key ? c->hkv * c->dk : c->hkv)), nb = (size_t)(T * c->hkv);
   const size_t no = (size_t)(T * ho * c->dv), ns = (size_t)(c->hkv * c->dk * c->dv), ss = dtype_size(c->sdt);
   const linattn_dtype ad = act_dtype(c);
@@ -128,7 +133,7 @@ static void bufs_make(la_bufs* t, const la_case* c, uint64_t* seed, int nslots) 
       memset(t->pb[s], 0xa5, ss * ns + 16);
     }
   }
-  int64_t qd[3] = {B, T, c->hq * c->dk}, kd[3] = {B, T, c->hkv * c->dk}, vd[3] = {B, T, c->hkv * c->dv};
+  int64_t qd[3] = {B, T, c->hq * c->dk}, kd[3] = {B, T, key_heads(c) * c->dk}, vd[3] = {B, T, c->hkv * c->dv};
   int64_t dd[3] = {B, T, c->per_key ? c->hkv * c->dk : c->hkv}, bd[3] = {B, T, c->hkv};
   int64_t od[3] = {B, T, ho * c->dv}, sd[4] = {B, c->hkv, c->dk, c->dv};
   t->q = tensor(t->qb, ad, 3, qd);
@@ -167,6 +172,7 @@ static void call_make(call* k, lib* l, const la_case* c, const la_bufs* t) {
   k->desc.q_num_heads = c->hq;
   k->desc.kv_num_heads = c->hkv;
   k->desc.scale = c->scale1 ? 1.0f : 0.0f;
+  if (c->hk) k->desc.flags = LINATTN_LA_ORT_CONTRIB;
   k->ws_bytes = 0;
   if (l->la_ws(l->ab.ctx, &k->desc, &t->q, &t->k, &t->v, c->mode == 2 ? NULL : &t->past, has_decay(c) ? &t->decay : NULL,
                has_beta(c) ? &t->beta : NULL, &t->out, &t->present, &k->ws_bytes) != LINATTN_SUCCESS) {
@@ -204,10 +210,10 @@ static int bits(lib* a, lib* b) {
             la_case c = {"bits", rules[ri], heads[gi][0], heads[gi][1], shapes[hi][0], shapes[hi][1],
                          prefill ? 8 + (int64_t)(r % 128) : 1 + (int64_t)(r % 3), (int)((r >> 8) & 1),
                          (int)((r >> 9) & 1), sdts[si], mode, 0, prefill && ((r >> 10) & 1),
-                         prefill ? sdts[(r >> 11) % 3] : LINATTN_DTYPE_F32};
+                         prefill ? sdts[(r >> 11) % 3] : LINATTN_DTYPE_F32, 0};
             if (c.hq > c.hkv && c.hq % c.hkv) continue;
             if (c.hkv > c.hq && c.hkv % c.hq) continue;
-            if (c.hkv > c.hq) continue; /* inverse GQA needs the ORT contrib flag */
+            if (c.hkv > c.hq) c.hk = c.hq; /* inverse GQA needs the ORT contrib form: key heads as q's */
             la_bufs ta, tb;
             uint64_t sa = r, sb = r;
             bufs_make(&ta, &c, &sa, 1);
@@ -280,11 +286,14 @@ static int parse_case(const char* s, la_case* c) {
   const int got = sscanf(s, "%15[^,],%7[^,],%15[^,],%31s", pre, dt, mode, rest);
   if (got < 3) return -1;
   memset(c, 0, sizeof *c);
-  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0, 0};
+  if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9bort") || !strcmp(pre, "qwen27bort")) {
+    *c = (la_case){pre[4] == '9' ? "qwen9bort" : "qwen27bort", LINATTN_UPDATE_GATED_DELTA, 16, pre[4] == '9' ? 32 : 48,
+                   128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 16};
+  } else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0, 0, 0};
   else return -1;
   c->sdt = dtype_parse(dt);
   if (c->sdt == LINATTN_DTYPE_INVALID) return -1;
@@ -307,7 +316,7 @@ int main(int argc, char** argv) {
                                          "qwen,f32,separate", "qwen,f16,separate", "qwen,bf16,separate"};
   la_case cases[AB_MAX_CASES];
   const ab_opts o = ab_parse_args(argc, argv, "preset,dtype,mode[,cold][,tN]",
-                                  "qwen|qwen9b|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold][,tN]", parse_case_at, cases,
+                                  "qwen|qwen9b|qwen9bort|qwen27bort|kda|rwkv|mamba,f32|f16|bf16,inplace|separate[,cold][,tN]", parse_case_at, cases,
                                   defaults, (int)(sizeof defaults / sizeof defaults[0]));
   lib a, b;
   lib_open(&a, argv[1], o.isa);
