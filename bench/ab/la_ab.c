@@ -288,10 +288,9 @@ static int parse_case(const char* s, la_case* c) {
   memset(c, 0, sizeof *c);
   if (!strcmp(pre, "qwen")) *c = (la_case){"qwen", LINATTN_UPDATE_GATED_DELTA, 16, 16, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 0};
   else if (!strcmp(pre, "qwen9b")) *c = (la_case){"qwen9b", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 0};
-  else if (!strcmp(pre, "qwen9bort") || !strcmp(pre, "qwen27bort")) {
-    *c = (la_case){pre[4] == '9' ? "qwen9bort" : "qwen27bort", LINATTN_UPDATE_GATED_DELTA, 16, pre[4] == '9' ? 32 : 48,
-                   128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 16};
-  } else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+  else if (!strcmp(pre, "qwen9bort")) *c = (la_case){"qwen9bort", LINATTN_UPDATE_GATED_DELTA, 16, 32, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 16};
+  else if (!strcmp(pre, "qwen27bort")) *c = (la_case){"qwen27bort", LINATTN_UPDATE_GATED_DELTA, 16, 48, 128, 128, 1, 0, 0, 0, 0, 0, 0, 0, 16};
+  else if (!strcmp(pre, "kda")) *c = (la_case){"kda", LINATTN_UPDATE_GATED_DELTA, 32, 32, 128, 128, 1, 1, 0, 0, 0, 0, 0, 0, 0};
   else if (!strcmp(pre, "rwkv")) *c = (la_case){"rwkv", LINATTN_UPDATE_GATED, 64, 64, 64, 64, 1, 1, 1, 0, 0, 0, 0, 0, 0};
   else if (!strcmp(pre, "mamba")) *c = (la_case){"mamba", LINATTN_UPDATE_GATED, 80, 80, 128, 64, 1, 0, 1, 0, 0, 0, 0, 0, 0};
   else return -1;
